@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the real clients and peers the end-to-end tests use, into .tools/bin
+# (Go tools) and the system (Debian packages). Idempotent: a tool already
+# present at the pinned version is not rebuilt.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin="$root/.tools/bin"
+mkdir -p "$bin"
+export GOFLAGS=-mod=mod
+
+goinstall() { # name module@version
+  local name=$1 mod=$2 stamp="$bin/.$1.version"
+  if [ -x "$bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$mod" ]; then return 0; fi
+  local tmp; tmp=$(mktemp -d)
+  echo "installing $name ($mod)" >&2
+  GOBIN="$tmp" go install "$mod"
+  mv "$tmp"/* "$bin/$name"
+  echo "$mod" >"$stamp"
+  rm -rf "$tmp"
+}
+
+goinstall crane    github.com/google/go-containerregistry/cmd/crane@v0.22.1
+goinstall oras     oras.land/oras/cmd/oras@v1.3.6
+goinstall registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+goinstall cosign2  github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
+goinstall cosign3  github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3
+
+need_apt=()
+command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v ctr >/dev/null || need_apt+=(containerd)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "warning: cannot apt-get install ${need_apt[*]} (not root)" >&2
+  fi
+fi

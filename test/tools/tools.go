@@ -1,0 +1,48 @@
+// Package tools finds the real client binaries the end-to-end tests drive
+// (crane, oras, skopeo, cosign v2/v3, distribution's registry, containerd).
+// test/tools/install.sh installs them into .tools/bin. A missing tool skips
+// the test locally, and fails it when PULLGATE_REQUIRE_TOOLS=1 (set by CI),
+// so CI never passes by skipping.
+package tools
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// Dir is the repository's .tools/bin directory.
+func Dir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", ".tools", "bin")
+}
+
+// Lookup returns the path of a tool, or "" when it is not installed.
+func Lookup(name string) string {
+	p := filepath.Join(Dir(), name)
+	if st, err := os.Stat(p); err == nil && !st.IsDir() {
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return ""
+}
+
+// Required reports whether missing tools must fail tests instead of skipping.
+func Required() bool { return os.Getenv("PULLGATE_REQUIRE_TOOLS") == "1" }
+
+// Need returns the path of a tool or ends the test: skip locally, fail in CI.
+func Need(t testing.TB, name string) string {
+	t.Helper()
+	p := Lookup(name)
+	if p == "" {
+		if Required() {
+			t.Fatalf("%s is not installed (run test/tools/install.sh)", name)
+		}
+		t.Skipf("%s is not installed (run test/tools/install.sh)", name)
+	}
+	return p
+}
