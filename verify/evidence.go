@@ -49,7 +49,14 @@ const (
 	FailMalformed FailureKind = "malformed"
 	// FailFetch: the evidence could not be fetched.
 	FailFetch FailureKind = "fetch-error"
+	// FailUnmet: the evidence may be genuine but lacks what the verification
+	// options require (Rekor inclusion, a signed timestamp, a trusted root).
+	FailUnmet FailureKind = "requirement-not-met"
 )
+
+// Exit codes of `pullgate verify` these kinds map onto (the mapping itself
+// belongs to policy): FailInvalid → 11, FailMismatch → 12, FailUnmet → 13,
+// FailMalformed → 14, FailFetch → 1; no evidence at all → 10.
 
 // Failure records one piece of evidence that was found but did not count.
 type Failure struct {
@@ -67,6 +74,9 @@ type Signature struct {
 	Evidence digest.Digest `json:"evidence"`
 	// Identity describes a keyless signer (issuer and subject of the certificate).
 	Identity string `json:"identity,omitempty"`
+	// SignedAt is the verified signing time (Rekor integrated time or RFC
+	// 3161 timestamp) when one was verified, zero otherwise.
+	SignedAt time.Time `json:"signedAt,omitempty"`
 }
 
 // Attestation is a verified in-toto statement whose subject contains the
@@ -85,6 +95,8 @@ type Attestation struct {
 	// SignedAt is the verified signing time when the evidence carries one
 	// (Rekor integrated time or RFC 3161 timestamp), zero otherwise.
 	SignedAt time.Time `json:"signedAt,omitempty"`
+	// Identity describes a keyless signer (issuer and subject of the certificate).
+	Identity string `json:"identity,omitempty"`
 }
 
 // Subject is one in-toto statement subject.

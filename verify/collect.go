@@ -1,0 +1,519 @@
+package verify
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/verify/cosign"
+	"github.com/pullgate/pullgate/verify/dsse"
+	"github.com/pullgate/pullgate/verify/intoto"
+)
+
+// Evidence sources recorded in Signature.Source, Attestation.Source and
+// Failure.Source.
+const (
+	SourceCosignSignature   = "cosign-signature"   // legacy sha256-<hex>.sig
+	SourceCosignAttestation = "cosign-attestation" // legacy sha256-<hex>.att
+	SourceBundleReferrer    = "bundle-referrer"    // sigstore bundle v0.3 referrer
+	SourceSubject           = "subject"            // the request itself
+)
+
+// VerifyOptions say what, beyond a valid signature by configured trust, every
+// piece of evidence must carry. Everything is checked offline against the
+// trusted root.
+type VerifyOptions struct {
+	// RequireTlog requires a Rekor entry (inclusion promise or proof) from a
+	// log in the trusted root, for key-based and keyless evidence alike.
+	RequireTlog bool
+	// RequireTimestamp requires an RFC 3161 timestamp from a timestamp
+	// authority in the trusted root.
+	RequireTimestamp bool
+	// RequireSCT requires Fulcio certificates to carry a verified signed
+	// certificate timestamp from a CT log in the trusted root (keyless).
+	RequireSCT bool
+}
+
+// CollectOptions bound and shape one Collect call.
+type CollectOptions struct {
+	VerifyOptions
+	// MaxEvidence bounds the pieces of evidence examined per source (layers
+	// of a .sig/.att manifest, referrers). Default 64.
+	MaxEvidence int
+	// MaxBlobSize bounds one evidence blob. Default 8 MiB.
+	MaxBlobSize int64
+}
+
+const (
+	defaultMaxEvidence = 64
+	defaultMaxBlobSize = 8 << 20
+	maxManifestSize    = 4 << 20
+)
+
+// Collect discovers and verifies all evidence about subject that f can see:
+// cosign legacy signatures (.sig) and attestations (.att), and sigstore
+// bundle v0.3 referrers (cosign v3), key-based and keyless. Only evidence
+// verified against trust lands in Signatures/Attestations; everything else
+// found is a Failure with a precise kind. Collect never returns an error:
+// a fetch problem is a FailFetch failure, which can never count as evidence.
+//
+// Collect is per digest: for a multi-arch image the caller decides whether
+// the index digest, the child digest, or both must carry evidence.
+func Collect(ctx context.Context, f Fetcher, subject digest.Digest, trust *Trust, opts CollectOptions) Result {
+	res := Result{Subject: subject, Signatures: []Signature{}, Attestations: []Attestation{}, Failures: []Failure{}}
+	if err := subject.Validate(); err != nil {
+		res.Failures = append(res.Failures, Failure{Kind: FailMalformed, Source: SourceSubject, Reason: fmt.Sprintf("invalid subject digest %q: %v", clip(subject.String()), err)})
+		return res
+	}
+	if trust == nil {
+		trust = &Trust{}
+	}
+	if opts.MaxEvidence <= 0 {
+		opts.MaxEvidence = defaultMaxEvidence
+	}
+	if opts.MaxBlobSize <= 0 {
+		opts.MaxBlobSize = defaultMaxBlobSize
+	}
+	c := &collector{ctx: ctx, f: f, subject: subject, trust: trust, opts: opts, res: &res}
+	c.legacy("sig", SourceCosignSignature, cosign.SimpleSigningMediaType, c.legacySignature)
+	c.legacy("att", SourceCosignAttestation, cosign.DSSEMediaType, c.legacyAttestation)
+	c.referrers()
+	return res
+}
+
+type collector struct {
+	ctx     context.Context
+	f       Fetcher
+	subject digest.Digest
+	trust   *Trust
+	opts    CollectOptions
+	res     *Result
+}
+
+func (c *collector) fail(kind FailureKind, source string, ev digest.Digest, format string, args ...any) {
+	c.res.Failures = append(c.res.Failures, Failure{Kind: kind, Source: source, Evidence: ev, Reason: fmt.Sprintf(format, args...)})
+}
+
+// manifestLayers is the part of an image manifest evidence lives in.
+type manifestLayers struct {
+	MediaType    string               `json:"mediaType"`
+	ArtifactType string               `json:"artifactType"`
+	Config       ocispec.Descriptor   `json:"config"`
+	Layers       []ocispec.Descriptor `json:"layers"`
+	Subject      *ocispec.Descriptor  `json:"subject"`
+	Annotations  map[string]string    `json:"annotations"`
+}
+
+func parseManifest(body []byte) (*manifestLayers, error) {
+	if len(body) > maxManifestSize {
+		return nil, fmt.Errorf("manifest of %d bytes exceeds the %d byte limit", len(body), maxManifestSize)
+	}
+	var m manifestLayers
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("manifest is not valid JSON: %v", err)
+	}
+	switch m.MediaType {
+	case ocispec.MediaTypeImageManifest, "application/vnd.docker.distribution.manifest.v2+json", "":
+	default:
+		return nil, fmt.Errorf("unexpected manifest media type %q", clip(m.MediaType))
+	}
+	return &m, nil
+}
+
+type layerHandler func(source string, layer ocispec.Descriptor, blob []byte)
+
+// legacy reads the cosign tag sha256-<hex>.<suffix> and hands every layer of
+// the wanted media type to handle.
+func (c *collector) legacy(suffix, source, mediaType string, handle layerHandler) {
+	tag := cosign.TagFor(c.subject, suffix)
+	body, _, mdgst, err := c.f.Manifest(c.ctx, tag)
+	if err != nil {
+		if IsNotFound(err) {
+			return
+		}
+		c.fail(FailFetch, source, "", "fetch %s: %v", tag, err)
+		return
+	}
+	m, err := parseManifest(body)
+	if err != nil {
+		c.res.Found++
+		c.fail(FailMalformed, source, mdgst, "%s: %v", tag, err)
+		return
+	}
+	if len(m.Layers) == 0 {
+		c.res.Found++
+		c.fail(FailMalformed, source, mdgst, "%s has no layers", tag)
+		return
+	}
+	for i, l := range m.Layers {
+		if c.ctx.Err() != nil {
+			c.fail(FailFetch, source, mdgst, "%s: %v", tag, c.ctx.Err())
+			return
+		}
+		if i >= c.opts.MaxEvidence {
+			c.fail(FailMalformed, source, mdgst, "%s has %d layers; only the first %d were examined", tag, len(m.Layers), c.opts.MaxEvidence)
+			return
+		}
+		c.res.Found++
+		if l.MediaType != mediaType {
+			c.fail(FailMalformed, source, l.Digest, "%s layer %d has media type %q, want %q", tag, i, clip(l.MediaType), mediaType)
+			continue
+		}
+		blob, ok := c.blob(source, l)
+		if !ok {
+			continue
+		}
+		handle(source, l, blob)
+	}
+}
+
+func (c *collector) blob(source string, l ocispec.Descriptor) ([]byte, bool) {
+	if err := l.Digest.Validate(); err != nil {
+		c.fail(FailMalformed, source, "", "layer digest %q is invalid: %v", clip(l.Digest.String()), err)
+		return nil, false
+	}
+	if l.Size < 0 || l.Size > c.opts.MaxBlobSize {
+		c.fail(FailMalformed, source, l.Digest, "evidence blob size %d is outside 0..%d", l.Size, c.opts.MaxBlobSize)
+		return nil, false
+	}
+	blob, err := c.f.Blob(c.ctx, l.Digest, c.opts.MaxBlobSize)
+	if err != nil {
+		c.fail(FailFetch, source, l.Digest, "fetch evidence blob: %v", err)
+		return nil, false
+	}
+	if digest.FromBytes(blob) != l.Digest && l.Digest.Algorithm() == digest.SHA256 {
+		// Fetchers must verify; check anyway, this is the security boundary.
+		c.fail(FailFetch, source, l.Digest, "evidence blob does not match its digest")
+		return nil, false
+	}
+	return blob, true
+}
+
+// legacySignature verifies one simple-signing layer of a .sig manifest.
+func (c *collector) legacySignature(source string, l ocispec.Descriptor, blob []byte) {
+	sig, err := cosign.DecodeSignatureAnnotation(l.Annotations[cosign.SignatureAnnotation])
+	if err != nil {
+		c.fail(FailMalformed, source, l.Digest, "%v", err)
+		return
+	}
+	ss, err := cosign.ParseSimpleSigning(blob)
+	if err != nil {
+		c.fail(FailMalformed, source, l.Digest, "%v", err)
+		return
+	}
+	ev, err := legacyEvidence(l.Annotations)
+	if err != nil {
+		c.fail(FailMalformed, source, l.Digest, "%v", err)
+		return
+	}
+	ev.message, ev.sig = blob, sig
+	out := c.verify(ev)
+	if out.fail != nil {
+		c.fail(out.fail.kind, source, l.Digest, "%s", out.fail.reason)
+		return
+	}
+	if ss.ManifestDigest != c.subject {
+		c.fail(FailMismatch, source, l.Digest, "signature is for %s, not %s (signed by %s)", ss.ManifestDigest, c.subject, out.names())
+		return
+	}
+	for _, s := range out.signers {
+		c.res.Signatures = append(c.res.Signatures, Signature{Signer: s.name, Identity: s.identity, Subject: c.subject, Source: source, Evidence: l.Digest, SignedAt: out.signedAt})
+	}
+}
+
+// legacyAttestation verifies one DSSE layer of an .att manifest.
+func (c *collector) legacyAttestation(source string, l ocispec.Descriptor, blob []byte) {
+	env, st, ok := c.parseEnvelope(source, l.Digest, blob)
+	if !ok {
+		return
+	}
+	ev, err := legacyEvidence(l.Annotations)
+	if err != nil {
+		c.fail(FailMalformed, source, l.Digest, "%v", err)
+		return
+	}
+	ev.env = env
+	ev.tsData = blob // cosign v2 timestamps an attestation's whole envelope
+	out := c.verify(ev)
+	if out.fail != nil {
+		c.fail(out.fail.kind, source, l.Digest, "%s", out.fail.reason)
+		return
+	}
+	c.statement(source, l.Digest, env, st, out)
+}
+
+// parseEnvelope parses a DSSE envelope holding an in-toto statement.
+func (c *collector) parseEnvelope(source string, ev digest.Digest, blob []byte) (*dsse.Envelope, *intoto.Statement, bool) {
+	env, err := dsse.Parse(blob)
+	if err != nil {
+		c.fail(FailMalformed, source, ev, "%v", err)
+		return nil, nil, false
+	}
+	if env.PayloadType != intoto.PayloadType {
+		c.fail(FailMalformed, source, ev, "DSSE payloadType is %q, want %q", clip(env.PayloadType), intoto.PayloadType)
+		return nil, nil, false
+	}
+	st, err := intoto.Parse(env.Payload)
+	if err != nil {
+		c.fail(FailMalformed, source, ev, "%v", err)
+		return nil, nil, false
+	}
+	return env, st, true
+}
+
+// statement records a verified statement: an attestation, or a signature
+// when it is cosign's signature predicate. The subject must match.
+func (c *collector) statement(source string, ev digest.Digest, env *dsse.Envelope, st *intoto.Statement, out verifyOutcome) {
+	if !st.HasSubjectDigest(c.subject.Algorithm().String(), c.subject.Encoded()) {
+		c.fail(FailMismatch, source, ev, "statement (%s) subjects %s do not include %s (signed by %s)", clip(st.PredicateType), subjectList(st), c.subject, out.names())
+		return
+	}
+	if st.PredicateType == cosign.SignPredicateType {
+		for _, s := range out.signers {
+			c.res.Signatures = append(c.res.Signatures, Signature{Signer: s.name, Identity: s.identity, Subject: c.subject, Source: source, Evidence: ev, SignedAt: out.signedAt})
+		}
+		return
+	}
+	subs := make([]Subject, len(st.Subjects))
+	for i, s := range st.Subjects {
+		subs[i] = Subject{Name: s.Name, Digest: s.Digest}
+	}
+	stDigest := digest.FromBytes(env.Payload)
+	for _, s := range out.signers {
+		c.res.Attestations = append(c.res.Attestations, Attestation{
+			Signer: s.name, Identity: s.identity, PredicateType: st.PredicateType, StatementType: st.Type,
+			Predicate: st.Predicate, Subjects: subs, Source: source, Evidence: ev,
+			Statement: stDigest, SignedAt: out.signedAt,
+		})
+	}
+}
+
+func subjectList(st *intoto.Statement) string {
+	var parts []string
+	for i, s := range st.Subjects {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(st.Subjects)-3))
+			break
+		}
+		var ds []string
+		for alg, v := range s.Digest {
+			ds = append(ds, clip(alg+":"+v))
+		}
+		parts = append(parts, strings.Join(ds, ","))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// referrers reads sigstore bundle v0.3 referrers (cosign v3).
+func (c *collector) referrers() {
+	const source = SourceBundleReferrer
+	descs, err := c.f.Referrers(c.ctx, c.subject, cosign.BundleMediaType)
+	if err != nil {
+		if IsNotFound(err) {
+			return
+		}
+		c.fail(FailFetch, source, "", "list referrers of %s: %v", c.subject, err)
+		return
+	}
+	seen := map[digest.Digest]bool{}
+	n := 0
+	for _, d := range descs {
+		if d.ArtifactType != "" && d.ArtifactType != cosign.BundleMediaType {
+			continue // the fetcher may not filter; other artifacts are not ours
+		}
+		if seen[d.Digest] {
+			continue
+		}
+		seen[d.Digest] = true
+		if c.ctx.Err() != nil {
+			c.fail(FailFetch, source, "", "referrers: %v", c.ctx.Err())
+			return
+		}
+		if n >= c.opts.MaxEvidence {
+			c.fail(FailMalformed, source, "", "%d bundle referrers; only the first %d were examined", len(descs), c.opts.MaxEvidence)
+			return
+		}
+		n++
+		c.referrer(d)
+	}
+}
+
+func (c *collector) referrer(d ocispec.Descriptor) {
+	const source = SourceBundleReferrer
+	c.res.Found++
+	if err := d.Digest.Validate(); err != nil {
+		c.fail(FailMalformed, source, "", "referrer digest %q is invalid", clip(d.Digest.String()))
+		return
+	}
+	body, _, got, err := c.f.Manifest(c.ctx, d.Digest.String())
+	if err != nil {
+		c.fail(FailFetch, source, d.Digest, "fetch referrer manifest: %v", err)
+		return
+	}
+	if got != d.Digest {
+		c.fail(FailFetch, source, d.Digest, "referrer manifest came back as %s", got)
+		return
+	}
+	m, err := parseManifest(body)
+	if err != nil {
+		c.fail(FailMalformed, source, d.Digest, "referrer manifest: %v", err)
+		return
+	}
+	if m.Subject == nil || m.Subject.Digest != c.subject {
+		var s string
+		if m.Subject != nil {
+			s = clip(m.Subject.Digest.String())
+		}
+		c.fail(FailMismatch, source, d.Digest, "referrer manifest subject is %q, not %s", s, c.subject)
+		return
+	}
+	var layers []ocispec.Descriptor
+	for _, l := range m.Layers {
+		if isBundleMediaType(l.MediaType) {
+			layers = append(layers, l)
+		}
+	}
+	if len(layers) == 0 {
+		c.fail(FailMalformed, source, d.Digest, "referrer manifest has no sigstore bundle layer")
+		return
+	}
+	for i, l := range layers {
+		if i > 0 {
+			c.res.Found++
+		}
+		if i >= 4 {
+			c.fail(FailMalformed, source, d.Digest, "referrer has %d bundle layers; only 4 were examined", len(layers))
+			return
+		}
+		blob, ok := c.blob(source, l)
+		if !ok {
+			continue
+		}
+		c.bundle(source, l.Digest, blob)
+	}
+}
+
+func isBundleMediaType(mt string) bool {
+	switch mt {
+	case cosign.BundleMediaType, "application/vnd.dev.sigstore.bundle+json;version=0.3",
+		"application/vnd.dev.sigstore.bundle.v0.3.1+json":
+		return true
+	}
+	return false
+}
+
+// bundle verifies one sigstore bundle about the subject.
+func (c *collector) bundle(source string, ev digest.Digest, blob []byte) {
+	b, err := ParseBundle(blob)
+	if err != nil {
+		c.fail(FailMalformed, source, ev, "%v", err)
+		return
+	}
+	sc, err := b.SignatureContent()
+	if err != nil {
+		c.fail(FailMalformed, source, ev, "bundle: %v", err)
+		return
+	}
+	vc, err := b.VerificationContent()
+	if err != nil {
+		c.fail(FailMalformed, source, ev, "bundle: %v", err)
+		return
+	}
+	e := &evidence{bundle: b, cert: vc.Certificate()}
+	if envc := sc.EnvelopeContent(); envc != nil {
+		raw := envc.RawEnvelope()
+		envJSON, err := json.Marshal(raw)
+		if err != nil {
+			c.fail(FailMalformed, source, ev, "bundle envelope: %v", err)
+			return
+		}
+		env, st, ok := c.parseEnvelope(source, ev, envJSON)
+		if !ok {
+			return
+		}
+		e.env = env
+		out := c.verify(e)
+		if out.fail != nil {
+			c.fail(out.fail.kind, source, ev, "%s", out.fail.reason)
+			return
+		}
+		c.statement(source, ev, env, st, out)
+		return
+	}
+	ms := sc.MessageSignatureContent()
+	if ms == nil {
+		c.fail(FailMalformed, source, ev, "bundle has neither a DSSE envelope nor a message signature")
+		return
+	}
+	if ms.DigestAlgorithm() != "SHA2_256" || len(ms.Digest()) != sha256.Size {
+		c.fail(FailMalformed, source, ev, "bundle message digest is %s, want a SHA2_256 digest of the manifest", clip(ms.DigestAlgorithm()))
+		return
+	}
+	e.msgDigest = ms.Digest()
+	out := c.verify(e)
+	if out.fail != nil {
+		c.fail(out.fail.kind, source, ev, "%s", out.fail.reason)
+		return
+	}
+	if c.subject.Algorithm() != digest.SHA256 || hex.EncodeToString(ms.Digest()) != c.subject.Encoded() {
+		c.fail(FailMismatch, source, ev, "bundle signs sha256:%s, not %s (signed by %s)", hex.EncodeToString(ms.Digest()), c.subject, out.names())
+		return
+	}
+	for _, s := range out.signers {
+		c.res.Signatures = append(c.res.Signatures, Signature{Signer: s.name, Identity: s.identity, Subject: c.subject, Source: source, Evidence: ev, SignedAt: out.signedAt})
+	}
+}
+
+func clip(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "…"
+	}
+	return s
+}
+
+// legacyEvidence reads the certificate and Rekor/TSA annotations of a
+// cosign legacy layer.
+func legacyEvidence(ann map[string]string) (*evidence, error) {
+	ev := &evidence{legacy: true}
+	if pemCert := ann[cosign.CertificateAnnotation]; pemCert != "" {
+		cert, err := parseCertPEM(pemCert)
+		if err != nil {
+			return nil, fmt.Errorf("certificate annotation: %w", err)
+		}
+		ev.cert = cert
+	}
+	if rb := ann[cosign.BundleAnnotation]; rb != "" {
+		b, err := cosign.ParseRekorBundle(rb)
+		if err != nil {
+			return nil, err
+		}
+		ev.rekor = b
+	}
+	if ts := ann[cosign.RFC3161TimestampAnnotation]; ts != "" {
+		der, err := cosign.ParseRFC3161Annotation(ts)
+		if err != nil {
+			return nil, err
+		}
+		ev.timestamps = [][]byte{der}
+	}
+	return ev, nil
+}
+
+func parseCertPEM(s string) (*x509.Certificate, error) {
+	if len(s) > cosign.MaxAnnotationSize {
+		return nil, errors.New("certificate is too large")
+	}
+	block, _ := pemDecode([]byte(s))
+	if block == nil {
+		return nil, errors.New("no PEM certificate")
+	}
+	return x509.ParseCertificate(block)
+}
