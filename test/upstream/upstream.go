@@ -6,10 +6,13 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"regexp"
@@ -44,6 +47,13 @@ type Options struct {
 	Wrap func(http.Handler) http.Handler
 	// Addr to listen on; default 127.0.0.1:0.
 	Addr string
+	// Listener, when set, is used instead of listening on Addr (so a caller
+	// can know the address before the registry is configured, e.g. for a
+	// token realm on the same host).
+	Listener net.Listener
+	// TLS, when set, serves HTTPS with this configuration (URL is then
+	// https://...). Tests use it for upstreams with a private CA.
+	TLS *tls.Config
 }
 
 // Registry is a running upstream.
@@ -94,13 +104,19 @@ func Start(opts Options) (*Registry, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
+	ln := opts.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, err
+		}
 	}
 	r := &Registry{ln: ln, ns: ns, driver: drv, counts: map[string]int{}}
 	r.Host = ln.Addr().String()
 	r.URL = "http://" + r.Host
+	if opts.TLS != nil {
+		ln = tls.NewListener(ln, opts.TLS)
+		r.URL = "https://" + r.Host
+	}
 
 	var h http.Handler = app
 	if opts.Referrers {
@@ -112,7 +128,7 @@ func Start(opts Options) (*Registry, error) {
 		h = opts.Wrap(h)
 	}
 	h = r.count(h)
-	r.srv = &http.Server{Handler: h}
+	r.srv = &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
 }
@@ -161,7 +177,27 @@ func (r *Registry) count(next http.Handler) http.Handler {
 	})
 }
 
-var referrersPath = regexp.MustCompile(`^/v2/(.+)/referrers/([^/]+)$`)
+var (
+	referrersPath = regexp.MustCompile(`^/v2/(.+)/referrers/([^/]+)$`)
+	manifestPath  = regexp.MustCompile(`^/v2/(.+)/manifests/([^/]+)$`)
+)
+
+// setOCISubject reads a pushed manifest and, when it has a subject, sets the
+// OCI-Subject response header. The body is restored for the registry.
+func setOCISubject(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(req.Body, 4<<20))
+	_ = req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	var mf struct {
+		Subject *ocispec.Descriptor `json:"subject"`
+	}
+	if json.Unmarshal(body, &mf) == nil && mf.Subject != nil {
+		w.Header().Set("OCI-Subject", mf.Subject.Digest.String())
+	}
+}
 
 func noReferrers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -178,6 +214,11 @@ func noReferrers(next http.Handler) http.Handler {
 func (r *Registry) referrers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		m := referrersPath.FindStringSubmatch(req.URL.Path)
+		if req.Method == http.MethodPut && manifestPath.MatchString(req.URL.Path) {
+			// A registry with the referrers API tells pushers it indexed the
+			// subject (OCI-Subject), so clients skip the tag fallback.
+			setOCISubject(w, req)
+		}
 		if m == nil || req.Method != http.MethodGet {
 			next.ServeHTTP(w, req)
 			return
@@ -232,9 +273,12 @@ func (r *Registry) list(ctx context.Context, repo string, subject digest.Digest,
 	if !ok {
 		return idx, nil
 	}
-	blobs := rp.Blobs(ctx)
 	err = enum.Enumerate(ctx, func(d digest.Digest) error {
-		body, err := blobs.Get(ctx, d)
+		m, err := ms.Get(ctx, d)
+		if err != nil {
+			return nil
+		}
+		_, body, err := m.Payload()
 		if err != nil {
 			return nil
 		}
