@@ -1,0 +1,96 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/ext"
+)
+
+// CELCostLimit bounds the evaluation cost of one condition (in CEL cost
+// units; one unit is roughly one operation or one element visited). A
+// condition that exceeds it fails, and a failed condition denies.
+const CELCostLimit = 1_000_000
+
+var (
+	celEnvOnce sync.Once
+	celEnv     *cel.Env
+	celEnvErr  error
+)
+
+// conditionEnv is the CEL environment of attestation conditions. It is
+// immutable and shared; programs are compiled once per policy load.
+func conditionEnv() (*cel.Env, error) {
+	celEnvOnce.Do(func() {
+		celEnv, celEnvErr = cel.NewEnv(
+			cel.Variable("predicate", cel.DynType),
+			cel.Variable("statement", cel.MapType(cel.StringType, cel.DynType)),
+			cel.Variable("repository", cel.StringType),
+			cel.Variable("digest", cel.StringType),
+			cel.CrossTypeNumericComparisons(true),
+			cel.OptionalTypes(),
+			ext.Strings(),
+		)
+	})
+	return celEnv, celEnvErr
+}
+
+// celIssue is a compile problem with its position inside the expression
+// (line 1-based, column 0-based, -1 when unknown).
+type celIssue struct {
+	line, col int
+	msg       string
+}
+
+// compileCondition compiles and type-checks a condition. The result must be
+// a bool (or dyn, checked at evaluation time).
+func compileCondition(src string) (cel.Program, []celIssue) {
+	env, err := conditionEnv()
+	if err != nil {
+		return nil, []celIssue{{line: -1, col: -1, msg: "CEL environment: " + err.Error()}}
+	}
+	ast, iss := env.Compile(src)
+	if iss != nil && iss.Err() != nil {
+		var out []celIssue
+		for _, e := range iss.Errors() {
+			ci := celIssue{line: -1, col: -1, msg: e.Message}
+			if e.Location != nil {
+				ci.line, ci.col = e.Location.Line(), e.Location.Column()
+			}
+			out = append(out, ci)
+		}
+		if len(out) == 0 {
+			out = append(out, celIssue{line: -1, col: -1, msg: iss.Err().Error()})
+		}
+		return nil, out
+	}
+	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
+		return nil, []celIssue{{line: -1, col: -1, msg: fmt.Sprintf("condition has type %s, must be bool", t)}}
+	}
+	prg, err := env.Program(ast,
+		cel.CostLimit(CELCostLimit),
+		cel.EvalOptions(cel.OptOptimize),
+	)
+	if err != nil {
+		return nil, []celIssue{{line: -1, col: -1, msg: err.Error()}}
+	}
+	return prg, nil
+}
+
+var errNotBool = errors.New("condition did not evaluate to a bool")
+
+// evalCondition runs a compiled condition. Any error, including exceeding
+// the cost limit or a non-bool result, is returned and must deny.
+func evalCondition(prg cel.Program, vars map[string]any) (bool, error) {
+	out, _, err := prg.Eval(vars)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("%w (got %s)", errNotBool, out.Type())
+	}
+	return b, nil
+}

@@ -1,0 +1,211 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Content is a rule's model content section (issue 4). The policy package
+// parses and validates it; the proxy and verify/content enforce it and
+// report violations back through Input.ContentFindings.
+type Content struct {
+	// MediaTypes is the expanded allowlist of layer/config/artifact media
+	// types (named sets expanded to their exact strings). Empty means the
+	// rule has no media type allowlist.
+	MediaTypes []string
+	// MediaTypeSets are the set names used (modelpack, kitops, ...).
+	MediaTypeSets []string
+	Formats       Formats
+	// DenyCodeLayers refuses ModelPack/KitOps code layers, *.py files and
+	// config.json auto_map entries.
+	DenyCodeLayers bool
+	// TensorAllow, when non-empty, is an allowlist of tensor names: every
+	// tensor in a safetensors or GGUF file must match one of them.
+	TensorAllow []*regexp.Regexp
+
+	mediaTypeSet map[string]struct{}
+}
+
+// AllowsMediaType reports whether a media type is in the allowlist. A
+// Content without mediaTypes allows every type.
+func (c *Content) AllowsMediaType(mt string) bool {
+	if c == nil || len(c.MediaTypes) == 0 {
+		return true
+	}
+	_, ok := c.mediaTypeSet[mt]
+	return ok
+}
+
+// Formats configures the model file validators. Safetensors and GGUF are
+// nil when not configured (the validators then run with their defaults);
+// pickle-bearing content is refused unless Pickle.Mode is PickleScan.
+type Formats struct {
+	Safetensors *SafetensorsFormat
+	GGUF        *GGUFFormat
+	Pickle      PickleFormat
+}
+
+// SafetensorsFormat configures the safetensors validator (field names follow
+// verify/content.SafetensorsOptions; zero means the validator's default).
+type SafetensorsFormat struct {
+	// MaxHeaderBytes caps the JSON header (validator default 16MiB; at most
+	// SafetensorsHardMaxHeader).
+	MaxHeaderBytes int64
+	MaxTensors     int64
+}
+
+// SafetensorsHardMaxHeader is the safetensors reference implementation's
+// header cap; larger maxHeaderBytes values are a policy error.
+const SafetensorsHardMaxHeader = 100_000_000
+
+// GGUFFormat configures the GGUF validator (field names follow
+// verify/content.GGUFOptions; zero means the validator's default).
+type GGUFFormat struct {
+	MaxStringBytes   int64
+	MaxArrayElements int64
+	MaxKV            int64
+	MaxTensors       int64
+	// AllowChatTemplateDunder disables the tokenizer.chat_template check for
+	// constructs that reach Python objects. Leave false.
+	AllowChatTemplateDunder bool
+}
+
+// PickleMode is deny (default) or scan.
+type PickleMode string
+
+// Pickle modes.
+const (
+	PickleDeny PickleMode = "deny"
+	PickleScan PickleMode = "scan"
+)
+
+// PickleFormat configures pickle handling.
+type PickleFormat struct {
+	Mode PickleMode // never empty after load: PickleDeny by default
+	// Allow replaces the validator's default allowlist of GLOBAL targets
+	// ("module.name") in scan mode; nil keeps the default.
+	Allow []string
+}
+
+// MediaTypeSets are the named media type sets a rule's content.mediaTypes
+// may use. Exact strings may be listed too.
+var MediaTypeSets = map[string][]string{
+	"modelpack": modelpackTypes(),
+	"kitops":    kitopsTypes(),
+	"ollama": {
+		"application/vnd.docker.distribution.manifest.v2+json",
+		"application/vnd.docker.container.image.v1+json",
+		"application/vnd.ollama.image.model",
+		"application/vnd.ollama.image.adapter",
+		"application/vnd.ollama.image.projector",
+		"application/vnd.ollama.image.template",
+		"application/vnd.ollama.image.prompt",
+		"application/vnd.ollama.image.system",
+		"application/vnd.ollama.image.params",
+		"application/vnd.ollama.image.messages",
+		"application/vnd.ollama.image.license",
+		"application/vnd.ollama.image.embed",
+		"application/vnd.ollama.image.tensor",
+		"application/vnd.ollama.image.json",
+		"application/vnd.ollama.image.draft",
+	},
+	"docker-ai": {
+		"application/vnd.oci.image.manifest.v1+json",
+		"application/vnd.docker.ai.model.config.v0.1+json",
+		"application/vnd.docker.ai.gguf.v3",
+		"application/vnd.docker.ai.gguf.v3.lora",
+		"application/vnd.docker.ai.gguf.v3.mmproj",
+		"application/vnd.docker.ai.license",
+		"application/vnd.docker.ai.chat.template.jinja",
+	},
+	"oras": {
+		"application/vnd.oci.image.manifest.v1+json",
+		"application/vnd.oci.empty.v1+json",
+		"application/vnd.unknown.artifact.v1",
+		"application/vnd.unknown.config.v1+json",
+		"application/vnd.oci.image.layer.v1.tar",
+		"application/vnd.oci.image.layer.v1.tar+gzip",
+		"application/vnd.oci.image.layer.v1.tar+zstd",
+	},
+}
+
+func modelpackTypes() []string {
+	out := []string{"application/vnd.oci.image.manifest.v1+json"}
+	for _, ns := range []string{"cncf", "cnai"} {
+		out = append(out,
+			"application/vnd."+ns+".model.manifest.v1+json",
+			"application/vnd."+ns+".model.config.v1+json")
+		for _, kind := range []string{"weight", "weight.config", "doc", "code", "dataset"} {
+			for _, suf := range []string{"raw", "tar", "tar+gzip", "tar+zstd"} {
+				out = append(out, "application/vnd."+ns+".model."+kind+".v1."+suf)
+			}
+		}
+	}
+	return out
+}
+
+func kitopsTypes() []string {
+	out := []string{
+		"application/vnd.oci.image.manifest.v1+json",
+		"application/vnd.kitops.modelkit.config.v1+json",
+		"application/vnd.kitops.modelkit.mcpb.v1.raw",
+		"application/vnd.jozu.model.config.v1+json",
+		"application/vnd.jozu.model.content.v1.tar+gzip",
+	}
+	for _, kind := range []string{"model", "modelpart", "dataset", "code", "docs"} {
+		out = append(out,
+			"application/vnd.kitops.modelkit."+kind+".v1.tar",
+			"application/vnd.kitops.modelkit."+kind+".v1.tar+gzip")
+	}
+	return out
+}
+
+func mediaTypeSetNames() string {
+	names := make([]string, 0, len(MediaTypeSets))
+	for n := range MediaTypeSets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// mediaTypeRE is RFC 6838 type/subtype with an optional +suffix, no params.
+var mediaTypeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
+
+// ParseSize parses a byte size: a plain integer, or a number with one of the
+// units B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of
+// 1024). Sizes must be positive and fit in an int64.
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("size %q must start with a number", s)
+	}
+	n, err := strconv.ParseUint(s[:i], 10, 63)
+	if err != nil {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	unit := strings.TrimSpace(s[i:])
+	mult := map[string]uint64{
+		"": 1, "B": 1,
+		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+	}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("size %q has unknown unit %q", s, unit)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("size %q must be greater than zero", s)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return int64(n * mult), nil
+}

@@ -1,0 +1,905 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/pullgate/pullgate/verify"
+)
+
+// File size limits for everything the loader reads.
+const (
+	MaxPolicyBytes      = 4 << 20
+	MaxKeyBytes         = 64 << 10
+	MaxTrustedRootBytes = 16 << 20
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+const nameFix = "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+// Load reads, validates and compiles a policy file. An invalid policy
+// returns a *LoadError carrying every diagnostic.
+func Load(path string) (*Policy, error) {
+	p, diags := load(path)
+	if len(diags) > 0 {
+		return nil, &LoadError{Diagnostics: diags}
+	}
+	return p, nil
+}
+
+// Lint returns every problem in a policy file (nil when it is valid). It
+// reads the same files Load reads and compiles every CEL condition.
+func Lint(path string) []Diagnostic {
+	_, diags := load(path)
+	return diags
+}
+
+func load(path string) (*Policy, []Diagnostic) {
+	l := &loader{file: path}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		l.errAt(nil, "check the policy path", "cannot resolve path: %v", err)
+		return nil, l.diags
+	}
+	l.dir = filepath.Dir(abs)
+	data, err := readLimited(abs, MaxPolicyBytes)
+	if err != nil {
+		l.errAt(nil, "check the policy path and its permissions", "cannot read policy: %v", err)
+		return nil, l.diags
+	}
+	p := l.parse(data)
+	if len(l.diags) > 0 {
+		sort.SliceStable(l.diags, func(i, j int) bool {
+			a, b := l.diags[i], l.diags[j]
+			if a.Line != b.Line {
+				return a.Line < b.Line
+			}
+			return a.Col < b.Col
+		})
+		return nil, l.diags
+	}
+	p.File = abs
+	p.deps = append([]string{abs}, p.deps...)
+	return p, nil
+}
+
+// readLimited reads a regular file of at most max bytes.
+func readLimited(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+
+func (l *loader) parse(data []byte) *Policy {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			l.errPos(1, 1, "add a rules: list", "policy file is empty")
+			return nil
+		}
+		line := 0
+		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+			line, _ = strconv.Atoi(m[1])
+		}
+		col := 0
+		if line > 0 {
+			col = 1
+		}
+		l.errPos(line, col, "fix the YAML syntax", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		l.errPos(extra.Line, extra.Column, "keep the whole policy in one YAML document (remove the '---')", "policy file has more than one YAML document")
+	} else if !errors.Is(err, io.EOF) {
+		l.errPos(0, 0, "fix the YAML syntax", "%v", err)
+	}
+	if len(doc.Content) == 0 {
+		l.errPos(1, 1, "add a rules: list", "policy file is empty")
+		return nil
+	}
+	root := resolve(doc.Content[0])
+	fs, ok := l.mapping(root, "policy", "version", "trust", "rules")
+	if !ok {
+		return nil
+	}
+	p := &Policy{}
+	if f, ok := fs["version"]; ok {
+		if v := f.val; v.Kind != yaml.ScalarNode || v.Value != "1" {
+			l.errAt(v, "write version: 1 or remove the key", "version %q is not supported", v.Value)
+		}
+	}
+	p.Trust.kinds = map[string]TrustKind{}
+	var files []trustFile
+	if f, ok := fs["trust"]; ok {
+		files = l.parseTrust(f.val, &p.Trust)
+	}
+	f, ok := fs["rules"]
+	if !ok {
+		l.errAt(root, "add a rules: list; a policy without rules denies everything", "policy has no rules key")
+		return nil
+	}
+	p.Rules = l.parseRules(f, &p.Trust)
+	if len(l.diags) > 0 {
+		return nil
+	}
+	p.revision = computeRevision(p, files)
+	for _, tf := range files {
+		p.deps = append(p.deps, tf.path)
+	}
+	return p
+}
+
+// trustFile is a file the policy depends on, with its hash for the revision.
+type trustFile struct {
+	role string // "key:<name>" or "trustedRoot"
+	path string
+	sum  [32]byte
+}
+
+func (l *loader) abs(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(l.dir, p)
+}
+
+func (l *loader) parseTrust(n *yaml.Node, t *Trust) []trustFile {
+	fs, ok := l.mapping(n, "trust", "keys", "identities", "trustedRoot")
+	if !ok {
+		return nil
+	}
+	var files []trustFile
+	declared := map[string]int{}
+	declare := func(nameNode *yaml.Node, name string, kind TrustKind) {
+		if line, dup := declared[name]; dup {
+			l.errAt(nameNode, "give every key and identity a distinct name", "trust name %q is already used at line %d", name, line)
+			return
+		}
+		declared[name] = nameNode.Line
+		t.kinds[name] = kind
+	}
+	if f, ok := fs["keys"]; ok {
+		if f.val.Kind != yaml.SequenceNode {
+			l.errAt(f.val, "write keys as a list of {name, path}", "trust.keys must be a list, got %s", kindName(f.val))
+		} else {
+			for i, it := range f.val.Content {
+				what := fmt.Sprintf("trust.keys[%d]", i)
+				kf, ok := l.mapping(it, what, "name", "path")
+				if !ok {
+					continue
+				}
+				var k Key
+				nf, hasName := kf["name"]
+				if !hasName {
+					l.errAt(resolve(it), "add name: <key name>", "%s: name is required", what)
+				} else if name, ok := l.str(nf, what+".name", nameFix); ok {
+					if !nameRE.MatchString(name) {
+						l.errAt(nf.val, nameFix, "%s.name %q is not a valid name", what, name)
+					}
+					k.Name = name
+					declare(nf.val, name, TrustKey)
+				}
+				pf, hasPath := kf["path"]
+				if !hasPath {
+					l.errAt(resolve(it), "add path: <PEM public key file>", "%s: path is required", what)
+					continue
+				}
+				path, ok := l.str(pf, what+".path", "give the path of a PEM public key file, relative to the policy file")
+				if !ok {
+					continue
+				}
+				k.Path = l.abs(path)
+				pemBytes, err := readLimited(k.Path, MaxKeyBytes)
+				if err != nil {
+					l.errAt(pf.val, "check that the key file exists and is readable (paths are relative to the policy file)", "%s: cannot read key: %v", what, err)
+					continue
+				}
+				if err := checkPublicKeyPEM(pemBytes); err != nil {
+					l.errAt(pf.val, "export the public key in PEM (e.g. cosign public-key), ECDSA P-256/P-384, Ed25519 or RSA >= 2048 bits", "%s: %s: %v", what, path, err)
+					continue
+				}
+				t.Keys = append(t.Keys, k)
+				t.Spec.Keys = append(t.Spec.Keys, verify.KeySpec{Name: k.Name, PEM: pemBytes})
+				files = append(files, trustFile{role: "key:" + k.Name, path: k.Path, sum: sha256.Sum256(pemBytes)})
+			}
+		}
+	}
+	var identitiesNode *yaml.Node
+	if f, ok := fs["identities"]; ok {
+		identitiesNode = f.key
+		if f.val.Kind != yaml.SequenceNode {
+			l.errAt(f.val, "write identities as a list of {name, issuer, subjectRegExp}", "trust.identities must be a list, got %s", kindName(f.val))
+		} else {
+			for i, it := range f.val.Content {
+				what := fmt.Sprintf("trust.identities[%d]", i)
+				idf, ok := l.mapping(it, what, "name", "issuer", "issuerRegExp", "subject", "subjectRegExp")
+				if !ok {
+					continue
+				}
+				var id verify.IdentitySpec
+				valid := true
+				if nf, ok := idf["name"]; !ok {
+					l.errAt(resolve(it), "add name: <identity name>", "%s: name is required", what)
+					valid = false
+				} else if name, ok := l.str(nf, what+".name", nameFix); ok {
+					if !nameRE.MatchString(name) {
+						l.errAt(nf.val, nameFix, "%s.name %q is not a valid name", what, name)
+						valid = false
+					}
+					id.Name = name
+					declare(nf.val, name, TrustIdentity)
+				} else {
+					valid = false
+				}
+				exact, re, ok := l.exactOrRegexp(resolve(it), idf, what, "issuer", "issuerRegExp",
+					"set issuer to the OIDC issuer URL, e.g. https://token.actions.githubusercontent.com")
+				id.Issuer, id.IssuerRegExp = exact, re
+				valid = valid && ok
+				exact, re, ok = l.exactOrRegexp(resolve(it), idf, what, "subject", "subjectRegExp",
+					"set subject (exact certificate SAN) or subjectRegExp, e.g. ^https://github\\.com/acme/.+")
+				id.Subject, id.SubjectRegExp = exact, re
+				valid = valid && ok
+				if valid {
+					t.Identities = append(t.Identities, id)
+					t.Spec.Identities = append(t.Spec.Identities, id)
+				}
+			}
+		}
+	}
+	if f, ok := fs["trustedRoot"]; ok {
+		if path, ok := l.str(f, "trust.trustedRoot", "give the path of a Sigstore trusted_root.json, relative to the policy file"); ok {
+			t.TrustedRoot = l.abs(path)
+			b, err := readLimited(t.TrustedRoot, MaxTrustedRootBytes)
+			switch {
+			case err != nil:
+				l.errAt(f.val, "check that the file exists (fetch it once with `cosign trusted-root create` or from the sigstore TUF repository)", "trust.trustedRoot: cannot read: %v", err)
+			case !isJSONObject(b):
+				l.errAt(f.val, "use a Sigstore trusted_root.json (a JSON object)", "trust.trustedRoot: %s is not a JSON object", path)
+			default:
+				t.Spec.TrustedRootJSON = b
+				files = append(files, trustFile{role: "trustedRoot", path: t.TrustedRoot, sum: sha256.Sum256(b)})
+			}
+		}
+	} else if identitiesNode != nil && len(t.Identities) > 0 {
+		l.errAt(identitiesNode, "add trust.trustedRoot: ./trusted_root.json so keyless certificates can be checked offline", "keyless identities need trust.trustedRoot")
+	}
+	return files
+}
+
+func isJSONObject(b []byte) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(b, &m) == nil
+}
+
+// exactOrRegexp reads exactly one of an exact-value key and a regexp key.
+func (l *loader) exactOrRegexp(at *yaml.Node, fs map[string]field, what, exactKey, reKey, fix string) (string, string, bool) {
+	ef, hasE := fs[exactKey]
+	rf, hasR := fs[reKey]
+	switch {
+	case hasE && hasR:
+		l.errAt(rf.key, fmt.Sprintf("keep either %s or %s", exactKey, reKey), "%s: %s and %s are mutually exclusive", what, exactKey, reKey)
+		return "", "", false
+	case !hasE && !hasR:
+		l.errAt(at, fix, "%s: one of %s or %s is required", what, exactKey, reKey)
+		return "", "", false
+	case hasE:
+		s, ok := l.str(ef, what+"."+exactKey, fix)
+		return s, "", ok
+	default:
+		s, ok := l.str(rf, what+"."+reKey, fix)
+		if !ok {
+			return "", "", false
+		}
+		if _, err := regexp.Compile(s); err != nil {
+			l.errAt(rf.val, "use RE2 syntax (https://github.com/google/re2/wiki/Syntax); anchor it with ^ and $", "%s.%s does not compile: %v", what, reKey, err)
+			return "", "", false
+		}
+		if !strings.HasPrefix(s, "^") {
+			l.errAt(rf.val, "start the expression with ^ (and end with $ or a bounded suffix) so it cannot match inside an attacker's value", "%s.%s %q is not anchored", what, reKey, s)
+			return "", "", false
+		}
+		return "", s, true
+	}
+}
+
+// checkPublicKeyPEM accepts exactly one PEM public key of a supported type.
+// This is configuration validation so that lint reports a bad key file at
+// its line; signature verification itself lives in package verify.
+func checkPublicKeyPEM(b []byte) error {
+	blk, rest := pem.Decode(b)
+	if blk == nil {
+		return errors.New("no PEM block found")
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return errors.New("more than one PEM block or trailing data")
+	}
+	var pub any
+	var err error
+	switch blk.Type {
+	case "PUBLIC KEY":
+		pub, err = x509.ParsePKIXPublicKey(blk.Bytes)
+	case "RSA PUBLIC KEY":
+		pub, err = x509.ParsePKCS1PublicKey(blk.Bytes)
+	default:
+		return fmt.Errorf("PEM block is %q, not a public key (never put a private key in the policy)", blk.Type)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot parse public key: %v", err)
+	}
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return fmt.Errorf("ECDSA curve %s is not supported", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("RSA key of %d bits is too small", k.N.BitLen())
+		}
+	default:
+		return fmt.Errorf("key type %T is not supported", pub)
+	}
+	return nil
+}
+
+func (l *loader) parseRules(f field, t *Trust) []*Rule {
+	n := f.val
+	if n.Kind != yaml.SequenceNode {
+		l.errAt(n, "write rules as a list of {name, match, action, require}", "rules must be a list, got %s", kindName(n))
+		return nil
+	}
+	if len(n.Content) == 0 {
+		l.errAt(f.key, "add at least one rule; a policy without rules denies everything", "rules is empty")
+		return nil
+	}
+	var rules []*Rule
+	names := map[string]int{}
+	for i, it := range n.Content {
+		r := l.parseRule(resolve(it), i, t)
+		if r == nil {
+			continue
+		}
+		if r.Name != "" {
+			if line, dup := names[r.Name]; dup {
+				l.errAt(resolve(it), "give every rule a distinct name", "rule name %q is already used at line %d", r.Name, line)
+			}
+			names[r.Name] = r.Line
+		}
+		rules = append(rules, r)
+	}
+	return rules
+}
+
+func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
+	what := fmt.Sprintf("rules[%d]", i)
+	fs, ok := l.mapping(n, what, "name", "description", "match", "action", "mode", "require", "content")
+	if !ok {
+		return nil
+	}
+	r := &Rule{Line: n.Line, Action: ActionVerify, Mode: ModeEnforce, trust: t}
+	if nf, ok := fs["name"]; !ok {
+		l.errAt(n, "add name: <rule name>; it appears in every denial", "%s: name is required", what)
+	} else if name, ok := l.str(nf, what+".name", nameFix); ok {
+		if !nameRE.MatchString(name) {
+			l.errAt(nf.val, nameFix, "%s.name %q is not a valid name", what, name)
+		}
+		r.Name = name
+		what = fmt.Sprintf("rule %s", name)
+	}
+	if df, ok := fs["description"]; ok {
+		r.Description, _ = l.str(df, what+".description", "write a short text")
+	}
+	if mf, ok := fs["match"]; !ok {
+		l.errAt(n, `add match: ["<upstream>/<repo>/**"]`, "%s: match is required", what)
+	} else {
+		pats, nodes, _ := l.strList(mf, what+".match", `write match: ["upstream.local/app/**"]`)
+		if mf.val.Kind == yaml.SequenceNode && len(mf.val.Content) == 0 {
+			l.errAt(mf.val, `add at least one pattern, e.g. "upstream.local/**"`, "%s.match is empty", what)
+		}
+		for j, pat := range pats {
+			g, err := CompileGlob(pat)
+			if err != nil {
+				var ge *GlobError
+				col := nodes[j].Column
+				msg := err.Error()
+				if errors.As(err, &ge) {
+					col += ge.Offset
+					if nodes[j].Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+						col++
+					}
+					msg = fmt.Sprintf("pattern %q: %s", pat, ge.Msg)
+				}
+				l.errPos(nodes[j].Line, col, "patterns are <upstream>/<repo path> with '**' spanning segments, '*' and '?' within one segment", "%s.match: %s", what, msg)
+				continue
+			}
+			r.Patterns = append(r.Patterns, pat)
+			r.globs = append(r.globs, g)
+		}
+	}
+	if af, ok := fs["action"]; ok {
+		if s, ok := l.str(af, what+".action", "write allow, deny or verify"); ok {
+			switch Action(s) {
+			case ActionAllow, ActionDeny, ActionVerify:
+				r.Action = Action(s)
+			default:
+				l.errAt(af.val, "write allow, deny or verify", "%s.action %q is not one of allow, deny, verify", what, s)
+			}
+		}
+	}
+	if mf, ok := fs["mode"]; ok {
+		if s, ok := l.str(mf, what+".mode", "write enforce or audit"); ok {
+			switch Mode(s) {
+			case ModeEnforce, ModeAudit:
+				r.Mode = Mode(s)
+			default:
+				l.errAt(mf.val, "write enforce or audit", "%s.mode %q is not one of enforce, audit", what, s)
+			}
+		}
+	}
+	rf, hasReq := fs["require"]
+	switch {
+	case r.Action == ActionVerify && !hasReq:
+		at := n
+		if af, ok := fs["action"]; ok {
+			at = af.val
+		} else if nf, ok := fs["name"]; ok {
+			at = nf.key
+		}
+		l.errAt(at, "add require: {signatures: [<trust key or identity>]}, or set action: allow or deny", "%s: action verify (the default) needs a require section", what)
+	case r.Action != ActionVerify && hasReq:
+		l.errAt(rf.key, "remove require, or set action: verify", "%s: require has no effect with action %s", what, r.Action)
+	case hasReq:
+		r.Require = l.parseRequire(rf, what, t)
+	}
+	if cf, ok := fs["content"]; ok {
+		if r.Action == ActionDeny {
+			l.errAt(cf.key, "remove content, or set action: allow or verify", "%s: content has no effect with action deny", what)
+		} else {
+			r.Content = l.parseContent(cf, what)
+		}
+	}
+	return r
+}
+
+func (l *loader) trustNames(t *Trust, list []string, nodes []*yaml.Node, what string) {
+	for j, name := range list {
+		if _, ok := t.kinds[name]; !ok {
+			fix := "define it under trust.keys or trust.identities"
+			if len(t.kinds) > 0 {
+				fix += "; defined: " + strings.Join(sortedKeys(t.kinds), ", ")
+			}
+			l.errAt(nodes[j], fix, "%s: %q is not a trust key or identity", what, name)
+		}
+	}
+}
+
+func (l *loader) parseRequire(f field, what string, t *Trust) *Require {
+	what += ".require"
+	fs, ok := l.mapping(f.val, what, "signatures", "attestations", "chain", "mbom", "tlog", "timestamp")
+	if !ok {
+		return nil
+	}
+	req := &Require{}
+	if sf, ok := fs["signatures"]; ok {
+		names, nodes, _ := l.strList(sf, what+".signatures", "list trust key or identity names, e.g. [release]")
+		l.trustNames(t, names, nodes, what+".signatures")
+		if sf.val.Kind == yaml.SequenceNode && len(sf.val.Content) == 0 {
+			l.errAt(sf.val, "list at least one trust name, or remove signatures", "%s.signatures is empty", what)
+		}
+		req.Signatures = names
+	}
+	if af, ok := fs["attestations"]; ok {
+		if af.val.Kind != yaml.SequenceNode {
+			l.errAt(af.val, "write attestations as a list of {predicateType, signedBy, condition}", "%s.attestations must be a list, got %s", what, kindName(af.val))
+		} else {
+			if len(af.val.Content) == 0 {
+				l.errAt(af.val, "list at least one attestation, or remove attestations", "%s.attestations is empty", what)
+			}
+			for i, it := range af.val.Content {
+				if a := l.parseAttestation(resolve(it), fmt.Sprintf("%s.attestations[%d]", what, i), t); a != nil {
+					req.Attestations = append(req.Attestations, a)
+				}
+			}
+		}
+	}
+	if cf, ok := fs["chain"]; ok {
+		if s, ok := l.str(cf, what+".chain", "name a chain profile: "+strings.Join(KnownChains, ", ")); ok {
+			if !contains(KnownChains, s) {
+				l.errAt(cf.val, "name a chain profile: "+strings.Join(KnownChains, ", "), "%s.chain %q is not a known chain profile", what, s)
+			}
+			req.Chain = s
+		}
+	}
+	if mf, ok := fs["mbom"]; ok {
+		if s, ok := l.str(mf, what+".mbom", "write required or optional"); ok {
+			switch MBOMMode(s) {
+			case MBOMRequired, MBOMOptional:
+				req.MBOM = MBOMMode(s)
+			default:
+				l.errAt(mf.val, "write required or optional", "%s.mbom %q is not one of required, optional", what, s)
+			}
+		}
+	}
+	if bf, ok := fs["tlog"]; ok {
+		req.TLog, _ = l.boolean(bf, what+".tlog")
+	}
+	if bf, ok := fs["timestamp"]; ok {
+		req.Timestamp, _ = l.boolean(bf, what+".timestamp")
+	}
+	if len(fs) > 0 && len(req.Signatures) == 0 && len(req.Attestations) == 0 && req.Chain == "" && req.MBOM != MBOMRequired {
+		if _, s := fs["signatures"]; !s {
+			if _, a := fs["attestations"]; !a {
+				l.errAt(f.key, "add signatures: [<trust name>] or attestations", "%s requires nothing that identifies a signer", what)
+			}
+		}
+	} else if len(fs) == 0 {
+		l.errAt(f.key, "add signatures: [<trust name>] or attestations", "%s is empty", what)
+	}
+	return req
+}
+
+func (l *loader) parseAttestation(n *yaml.Node, what string, t *Trust) *AttestationRequirement {
+	fs, ok := l.mapping(n, what, "predicateType", "signedBy", "condition")
+	if !ok {
+		return nil
+	}
+	a := &AttestationRequirement{}
+	valid := true
+	if pf, ok := fs["predicateType"]; !ok {
+		l.errAt(n, "add predicateType: <URI>, e.g. https://slsa.dev/provenance/v1", "%s: predicateType is required", what)
+		valid = false
+	} else if s, ok := l.str(pf, what+".predicateType", "write the predicate type URI"); ok {
+		if strings.ContainsAny(s, " \t\r\n") {
+			l.errAt(pf.val, "write the predicate type URI exactly as the attestation carries it", "%s.predicateType %q contains whitespace", what, s)
+			valid = false
+		}
+		a.PredicateType = s
+	} else {
+		valid = false
+	}
+	if sf, ok := fs["signedBy"]; !ok {
+		l.errAt(n, "add signedBy: [<trust key or identity>]", "%s: signedBy is required", what)
+		valid = false
+	} else {
+		names, nodes, ok := l.strList(sf, what+".signedBy", "list trust key or identity names, e.g. [release]")
+		l.trustNames(t, names, nodes, what+".signedBy")
+		if sf.val.Kind == yaml.SequenceNode && len(sf.val.Content) == 0 {
+			l.errAt(sf.val, "list at least one trust name", "%s.signedBy is empty", what)
+			valid = false
+		}
+		valid = valid && ok
+		a.SignedBy = names
+	}
+	if cf, ok := fs["condition"]; ok {
+		if src, ok := l.str(cf, what+".condition", "write a CEL expression over predicate, statement, repository and digest"); ok {
+			prg, issues := compileCondition(src)
+			for _, is := range issues {
+				line, col := celPosition(cf.val, is.line, is.col)
+				l.errPos(line, col, "conditions are CEL over predicate (dyn), statement (map), repository and digest (strings) and must return bool", "%s.condition: %s", what, is.msg)
+			}
+			a.Condition, a.prg = src, prg
+			valid = valid && len(issues) == 0
+		} else {
+			valid = false
+		}
+	}
+	if !valid {
+		return nil
+	}
+	return a
+}
+
+// celPosition maps a position inside a CEL expression (1-based line,
+// 0-based column; negative when unknown) to the policy file.
+func celPosition(n *yaml.Node, line, col int) (int, int) {
+	if line < 1 || col < 0 {
+		return n.Line, n.Column
+	}
+	switch {
+	case n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0:
+		// Block scalars start on the line after the indicator; the
+		// indentation is not recorded, so point at the line.
+		return n.Line + line, 1
+	case line > 1:
+		return n.Line + line - 1, col + 1
+	case n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0:
+		return n.Line, n.Column + 1 + col
+	default:
+		return n.Line, n.Column + col
+	}
+}
+
+func (l *loader) parseContent(f field, what string) *Content {
+	what += ".content"
+	fs, ok := l.mapping(f.val, what, "mediaTypes", "formats", "denyCodeLayers", "tensors")
+	if !ok {
+		return nil
+	}
+	c := &Content{Formats: Formats{Pickle: PickleFormat{Mode: PickleDeny}}, mediaTypeSet: map[string]struct{}{}}
+	if mf, ok := fs["mediaTypes"]; ok {
+		items, nodes, _ := l.strList(mf, what+".mediaTypes", "list set names ("+mediaTypeSetNames()+") or exact media types")
+		for j, it := range items {
+			if set, ok := MediaTypeSets[it]; ok {
+				c.MediaTypeSets = append(c.MediaTypeSets, it)
+				for _, mt := range set {
+					if _, dup := c.mediaTypeSet[mt]; !dup {
+						c.mediaTypeSet[mt] = struct{}{}
+						c.MediaTypes = append(c.MediaTypes, mt)
+					}
+				}
+				continue
+			}
+			if !strings.Contains(it, "/") {
+				l.errAt(nodes[j], "use one of the sets "+mediaTypeSetNames()+", or an exact media type such as application/vnd.oci.image.layer.v1.tar", "%s.mediaTypes: unknown media type set %q", what, it)
+				continue
+			}
+			if !mediaTypeRE.MatchString(it) {
+				l.errAt(nodes[j], "write type/subtype without parameters, e.g. application/vnd.cncf.model.weight.v1.raw", "%s.mediaTypes: %q is not a valid media type", what, it)
+				continue
+			}
+			if _, dup := c.mediaTypeSet[it]; !dup {
+				c.mediaTypeSet[it] = struct{}{}
+				c.MediaTypes = append(c.MediaTypes, it)
+			}
+		}
+		if mf.val.Kind == yaml.SequenceNode && len(mf.val.Content) == 0 {
+			l.errAt(mf.val, "list at least one set or media type, or remove mediaTypes", "%s.mediaTypes is empty (it would refuse every layer)", what)
+		}
+	}
+	if ff, ok := fs["formats"]; ok {
+		l.parseFormats(ff, what+".formats", &c.Formats)
+	}
+	if df, ok := fs["denyCodeLayers"]; ok {
+		c.DenyCodeLayers, _ = l.boolean(df, what+".denyCodeLayers")
+	}
+	if tf, ok := fs["tensors"]; ok {
+		tfs, ok := l.mapping(tf.val, what+".tensors", "allow")
+		if ok {
+			af, has := tfs["allow"]
+			if !has {
+				l.errAt(tf.val, "add allow: ['<regexp>']", "%s.tensors: allow is required", what)
+			} else {
+				pats, nodes, _ := l.strList(af, what+".tensors.allow", "list RE2 regular expressions over tensor names")
+				for j, p := range pats {
+					re, err := regexp.Compile(p)
+					if err != nil {
+						l.errAt(nodes[j], "use RE2 syntax; anchor with ^ and $", "%s.tensors.allow: %q does not compile: %v", what, p, err)
+						continue
+					}
+					c.TensorAllow = append(c.TensorAllow, re)
+				}
+				if af.val.Kind == yaml.SequenceNode && len(af.val.Content) == 0 {
+					l.errAt(af.val, "list at least one regexp, or remove tensors", "%s.tensors.allow is empty (it would refuse every tensor)", what)
+				}
+			}
+		}
+	}
+	return c
+}
+
+func (l *loader) parseFormats(f field, what string, out *Formats) {
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle")
+	if !ok {
+		return
+	}
+	if sf, ok := fs["safetensors"]; ok {
+		st := &SafetensorsFormat{}
+		if !isNull(sf.val) {
+			if m, ok := l.mapping(sf.val, what+".safetensors", "maxHeaderBytes", "maxTensors"); ok {
+				if v, ok := m["maxHeaderBytes"]; ok {
+					st.MaxHeaderBytes = l.size(v, what+".safetensors.maxHeaderBytes")
+					if st.MaxHeaderBytes > SafetensorsHardMaxHeader {
+						l.errAt(v.val, "use at most 100MB (the safetensors format's own limit)", "%s.safetensors.maxHeaderBytes exceeds %d bytes", what, SafetensorsHardMaxHeader)
+					}
+				}
+				if v, ok := m["maxTensors"]; ok {
+					st.MaxTensors = l.count(v, what+".safetensors.maxTensors")
+				}
+			}
+		}
+		out.Safetensors = st
+	}
+	if gf, ok := fs["gguf"]; ok {
+		g := &GGUFFormat{}
+		if !isNull(gf.val) {
+			if m, ok := l.mapping(gf.val, what+".gguf", "maxStringBytes", "maxArrayElements", "maxKV", "maxTensors", "allowChatTemplateDunder"); ok {
+				if v, ok := m["maxStringBytes"]; ok {
+					g.MaxStringBytes = l.size(v, what+".gguf.maxStringBytes")
+				}
+				if v, ok := m["maxArrayElements"]; ok {
+					g.MaxArrayElements = l.count(v, what+".gguf.maxArrayElements")
+				}
+				if v, ok := m["maxKV"]; ok {
+					g.MaxKV = l.count(v, what+".gguf.maxKV")
+				}
+				if v, ok := m["maxTensors"]; ok {
+					g.MaxTensors = l.count(v, what+".gguf.maxTensors")
+				}
+				if v, ok := m["allowChatTemplateDunder"]; ok {
+					g.AllowChatTemplateDunder, _ = l.boolean(v, what+".gguf.allowChatTemplateDunder")
+				}
+			}
+		}
+		out.GGUF = g
+	}
+	if pf, ok := fs["pickle"]; ok {
+		const fix = "write pickle: deny, pickle: scan, or pickle: {mode: scan, allow: [torch._utils._rebuild_tensor_v2, ...]}"
+		v := pf.val
+		if v.Kind == yaml.ScalarNode {
+			if s, ok := l.str(pf, what+".pickle", fix); ok {
+				out.Pickle.Mode = l.pickleMode(v, s, what, fix)
+			}
+		} else if m, ok := l.mapping(v, what+".pickle", "mode", "allow"); ok {
+			if mf, ok := m["mode"]; ok {
+				if s, ok := l.str(mf, what+".pickle.mode", fix); ok {
+					out.Pickle.Mode = l.pickleMode(mf.val, s, what, fix)
+				}
+			}
+			if af, ok := m["allow"]; ok {
+				names, nodes, _ := l.strList(af, what+".pickle.allow", "list module.name globals")
+				for j, g := range names {
+					if !strings.Contains(g, ".") || strings.ContainsAny(g, " \t/") {
+						l.errAt(nodes[j], "write module.name, e.g. collections.OrderedDict", "%s.pickle.allow: %q is not a module.name global", what, g)
+					}
+				}
+				out.Pickle.Allow = append([]string{}, names...)
+				if out.Pickle.Mode != PickleScan {
+					l.errAt(af.key, "set mode: scan, or remove allow", "%s.pickle.allow only applies with mode: scan", what)
+				}
+			}
+		}
+	}
+}
+
+func (l *loader) pickleMode(n *yaml.Node, s, what, fix string) PickleMode {
+	switch PickleMode(s) {
+	case PickleDeny, PickleScan:
+		return PickleMode(s)
+	}
+	l.errAt(n, fix, "%s.pickle %q is not one of deny, scan", what, s)
+	return PickleDeny
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+func (l *loader) size(f field, what string) int64 {
+	if f.val.Kind != yaml.ScalarNode || (f.val.Tag != "!!int" && f.val.Tag != "!!str") {
+		l.errAt(f.val, "write a size such as 16MiB", "%s must be a size, got %s", what, kindName(f.val))
+		return 0
+	}
+	n, err := ParseSize(f.val.Value)
+	if err != nil {
+		l.errAt(f.val, "write a positive size such as 16MiB, 512KiB or 1048576 (units B, KB, MB, GB, KiB, MiB, GiB)", "%s: %v", what, err)
+		return 0
+	}
+	return n
+}
+
+func (l *loader) count(f field, what string) int64 {
+	if f.val.Kind != yaml.ScalarNode || f.val.Tag != "!!int" {
+		l.errAt(f.val, "write a positive whole number", "%s must be a number, got %s", what, kindName(f.val))
+		return 0
+	}
+	n, err := strconv.ParseInt(f.val.Value, 10, 64)
+	if err != nil || n <= 0 {
+		l.errAt(f.val, "write a positive whole number", "%s: %q is not a positive number", what, f.val.Value)
+		return 0
+	}
+	return n
+}
+
+// revisionVersion changes when the meaning of a policy changes between
+// pullgate versions, so caches built by an older evaluator are not reused.
+const revisionVersion = "pullgate-policy/v1"
+
+// computeRevision hashes the canonical policy (after defaults; independent
+// of comments, formatting and file paths) and every trust file's bytes.
+func computeRevision(p *Policy, files []trustFile) string {
+	type canonAtt struct {
+		PredicateType string   `json:"predicateType"`
+		SignedBy      []string `json:"signedBy"`
+		Condition     string   `json:"condition"`
+	}
+	type canonReq struct {
+		Signatures   []string   `json:"signatures"`
+		Attestations []canonAtt `json:"attestations"`
+		Chain        string     `json:"chain"`
+		MBOM         string     `json:"mbom"`
+		TLog         bool       `json:"tlog"`
+		Timestamp    bool       `json:"timestamp"`
+	}
+	type canonContent struct {
+		MediaTypes     []string `json:"mediaTypes"`
+		Formats        Formats  `json:"formats"`
+		DenyCodeLayers bool     `json:"denyCodeLayers"`
+		TensorAllow    []string `json:"tensorAllow"`
+	}
+	type canonRule struct {
+		Name     string        `json:"name"`
+		Patterns []string      `json:"match"`
+		Action   Action        `json:"action"`
+		Mode     Mode          `json:"mode"`
+		Require  *canonReq     `json:"require"`
+		Content  *canonContent `json:"content"`
+	}
+	type canonFile struct {
+		Role   string `json:"role"`
+		SHA256 string `json:"sha256"`
+	}
+	c := struct {
+		Version    string                `json:"version"`
+		Files      []canonFile           `json:"files"`
+		Identities []verify.IdentitySpec `json:"identities"`
+		Rules      []canonRule           `json:"rules"`
+	}{Version: revisionVersion, Identities: p.Trust.Identities}
+	for _, f := range files {
+		c.Files = append(c.Files, canonFile{Role: f.role, SHA256: hex.EncodeToString(f.sum[:])})
+	}
+	for _, r := range p.Rules {
+		cr := canonRule{Name: r.Name, Patterns: r.Patterns, Action: r.Action, Mode: r.Mode}
+		if r.Require != nil {
+			q := &canonReq{Signatures: r.Require.Signatures, Chain: r.Require.Chain, MBOM: string(r.Require.MBOM), TLog: r.Require.TLog, Timestamp: r.Require.Timestamp}
+			for _, a := range r.Require.Attestations {
+				q.Attestations = append(q.Attestations, canonAtt{a.PredicateType, a.SignedBy, a.Condition})
+			}
+			cr.Require = q
+		}
+		if r.Content != nil {
+			cc := &canonContent{MediaTypes: r.Content.MediaTypes, Formats: r.Content.Formats, DenyCodeLayers: r.Content.DenyCodeLayers}
+			for _, re := range r.Content.TensorAllow {
+				cc.TensorAllow = append(cc.TensorAllow, re.String())
+			}
+			cr.Content = cc
+		}
+		c.Rules = append(c.Rules, cr)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		// Only plain data is marshalled; this cannot happen. Fail closed
+		// with a revision that never matches a cache entry.
+		panic("policy: canonical encoding: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}

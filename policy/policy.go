@@ -1,0 +1,161 @@
+// Package policy is pullgate's policy model: it loads and validates the
+// policy file (every error with file:line:col and a fix), matches
+// repositories to rules, evaluates verification evidence into a Decision,
+// compiles CEL conditions once per load, and hot-reloads the file.
+//
+// It never touches the network. Evidence comes from package verify; trust
+// material is read from local files named by the policy.
+package policy
+
+import (
+	"cel.dev/cel-go/cel"
+	"github.com/pullgate/pullgate/verify"
+)
+
+// Action is what a rule does with a matching repository.
+type Action string
+
+// Actions.
+const (
+	ActionAllow  Action = "allow"
+	ActionDeny   Action = "deny"
+	ActionVerify Action = "verify"
+)
+
+// Mode says whether a denial is enforced or only reported.
+type Mode string
+
+// Modes.
+const (
+	ModeEnforce Mode = "enforce"
+	// ModeAudit decides, reports "would deny", and serves anyway.
+	ModeAudit Mode = "audit"
+)
+
+// TrustKind is the kind of a named trust entry.
+type TrustKind string
+
+// Trust kinds.
+const (
+	TrustKey      TrustKind = "key"
+	TrustIdentity TrustKind = "identity"
+)
+
+// Policy is a loaded, validated policy. It is immutable after Load and safe
+// for concurrent use.
+type Policy struct {
+	// File is the absolute path the policy was loaded from.
+	File string
+	// Trust is the trust material, with every referenced file read.
+	Trust Trust
+	// Rules in file order; the first matching rule wins.
+	Rules []*Rule
+
+	revision string
+	// deps are the absolute paths of every file the policy depends on
+	// (the policy itself and every trust file), for watching.
+	deps []string
+}
+
+// Trust is the policy's trust section.
+type Trust struct {
+	Keys        []Key
+	Identities  []verify.IdentitySpec
+	TrustedRoot string // absolute path, empty when not configured
+	// Spec is the trust material as verify consumes it: key PEM bytes and
+	// the trusted root JSON already read from disk.
+	Spec verify.TrustSpec
+
+	kinds map[string]TrustKind
+}
+
+// Key is a named public key file.
+type Key struct {
+	Name string
+	Path string // absolute path
+}
+
+// Kind reports whether name is a key or an identity ("" if unknown).
+func (t *Trust) Kind(name string) TrustKind { return t.kinds[name] }
+
+// Rule is one policy rule.
+type Rule struct {
+	Name        string
+	Description string
+	Patterns    []string
+	Action      Action
+	Mode        Mode
+	Require     *Require // nil unless Action is verify
+	Content     *Content // nil when the rule has no content section
+	// Line is the line of the rule in the policy file.
+	Line int
+
+	globs []*Glob
+	trust *Trust
+}
+
+// Require lists what a verify rule needs.
+type Require struct {
+	// Signatures: any one verified signature by one of these trust names.
+	Signatures []string
+	// Attestations: every requirement must be satisfied.
+	Attestations []*AttestationRequirement
+	// Chain names a provenance chain profile that must verify (issue 5;
+	// evaluated by the caller and passed in Input.Checks as "chain").
+	Chain string
+	// MBOM is "required", "optional" or "" (issue 5; evaluated by the
+	// caller and passed in Input.Checks as "mbom").
+	MBOM MBOMMode
+	// TLog requires a Rekor inclusion proof for keyless evidence; Timestamp
+	// requires a signed timestamp. verify enforces both while verifying;
+	// policy additionally refuses keyless attestations without a verified
+	// signing time when either is set.
+	TLog      bool
+	Timestamp bool
+}
+
+// MBOMMode is the model bill of materials requirement.
+type MBOMMode string
+
+// MBOM modes.
+const (
+	MBOMRequired MBOMMode = "required"
+	MBOMOptional MBOMMode = "optional"
+)
+
+// KnownChains are the provenance chain profiles `require.chain` may name.
+var KnownChains = []string{"llm-release"}
+
+// AttestationRequirement is one required attestation.
+type AttestationRequirement struct {
+	PredicateType string
+	SignedBy      []string
+	Condition     string // CEL source, empty for none
+
+	prg cel.Program
+}
+
+// Revision is a stable hash of the policy's canonical content and of the
+// bytes of every trust file it references. Verdict caches key on it.
+func (p *Policy) Revision() string { return p.revision }
+
+// Files returns the absolute paths of the policy file and of every trust
+// file it references.
+func (p *Policy) Files() []string { return append([]string(nil), p.deps...) }
+
+// Match returns the first rule whose patterns match the repository
+// ("<upstream>/<repo path>"), or nil when none does (which must deny).
+func (p *Policy) Match(repository string) *Rule {
+	if repository == "" {
+		return nil
+	}
+	segs := splitSegs(repository)
+	for _, r := range p.Rules {
+		for _, g := range r.globs {
+			if g.matchSegs(segs) {
+				return r
+			}
+		}
+	}
+	return nil
+}
