@@ -107,7 +107,10 @@ func readLimited(path string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+var (
+	yamlLineRE       = regexp.MustCompile(`line (\d+)`)
+	yamlLinePrefixRE = regexp.MustCompile(`^line \d+: `)
+)
 
 func (l *loader) parse(data []byte) *Policy {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -125,7 +128,11 @@ func (l *loader) parse(data []byte) *Policy {
 		if line > 0 {
 			col = 1
 		}
-		l.errPos(line, col, "fix the YAML syntax", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := yamlLinePrefixRE.FindString(msg); m != "" {
+			msg = strings.TrimPrefix(msg, m)
+		}
+		l.errPos(line, col, "fix the YAML syntax (the problem is at or after this line)", "YAML syntax: %s", msg)
 		return nil
 	}
 	var extra yaml.Node
@@ -246,8 +253,10 @@ func (l *loader) parseTrust(n *yaml.Node, t *Trust) []trustFile {
 		}
 	}
 	var identitiesNode *yaml.Node
+	hasIdentities := false
 	if f, ok := fs["identities"]; ok {
 		identitiesNode = f.key
+		hasIdentities = f.val.Kind == yaml.SequenceNode && len(f.val.Content) > 0
 		if f.val.Kind != yaml.SequenceNode {
 			l.errAt(f.val, "write identities as a list of {name, issuer, subjectRegExp}", "trust.identities must be a list, got %s", kindName(f.val))
 		} else {
@@ -301,7 +310,7 @@ func (l *loader) parseTrust(n *yaml.Node, t *Trust) []trustFile {
 				files = append(files, trustFile{role: "trustedRoot", path: t.TrustedRoot, sum: sha256.Sum256(b)})
 			}
 		}
-	} else if identitiesNode != nil && len(t.Identities) > 0 {
+	} else if identitiesNode != nil && hasIdentities {
 		l.errAt(identitiesNode, "add trust.trustedRoot: ./trusted_root.json so keyless certificates can be checked offline", "keyless identities need trust.trustedRoot")
 	}
 	return files
@@ -457,11 +466,14 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 			r.globs = append(r.globs, g)
 		}
 	}
+	actionOK := true
 	if af, ok := fs["action"]; ok {
+		actionOK = false
 		if s, ok := l.str(af, what+".action", "write allow, deny or verify"); ok {
 			switch Action(s) {
 			case ActionAllow, ActionDeny, ActionVerify:
 				r.Action = Action(s)
+				actionOK = true
 			default:
 				l.errAt(af.val, "write allow, deny or verify", "%s.action %q is not one of allow, deny, verify", what, s)
 			}
@@ -479,6 +491,8 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 	}
 	rf, hasReq := fs["require"]
 	switch {
+	case !actionOK:
+		// The action is already reported; do not guess what it meant.
 	case r.Action == ActionVerify && !hasReq:
 		at := n
 		if af, ok := fs["action"]; ok {
