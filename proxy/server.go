@@ -1,31 +1,320 @@
 // Package proxy is pullgate's HTTP side: the OCI distribution pull API,
 // routing to configured upstreams, streaming with verification, OCI errors.
+//
+// The invariant it keeps: a client receives a manifest or a complete blob
+// only if the exact bytes it receives were verified against the policy in
+// force. Tags are resolved once per decision; decisions are about digests;
+// the bytes served are the bytes hashed.
 package proxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"time"
 
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pullgate/pullgate/cache/inflight"
+	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/cache/verdict"
+	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/proxy/config"
+	"github.com/pullgate/pullgate/proxy/ocierr"
+	"github.com/pullgate/pullgate/proxy/route"
+	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
-// Server is a running pullgate proxy.
+// Server is a pullgate proxy.
 type Server struct {
-	cfg *config.Config
-	log *slog.Logger
-	h   http.Handler
+	cfg       *config.Config
+	log       *slog.Logger
+	store     *store.Store
+	fetches   *inflight.Group
+	upstreams map[string]*upstream.Client
+	policy    policySource
+	audit     *audit.Log
+	metrics   *Metrics
+
+	verdicts *verdict.Cache[Verdict]
+	// tags maps upstream/repo:tag to a resolved digest for the tag TTL.
+	tags *verdict.Cache[tagRecord]
+	// blobGrants maps revision|repository|blob to the allowed manifest (and
+	// the layer descriptor) that lets the blob be served in that repository.
+	blobGrants *verdict.Cache[blobGrant]
+	// linked remembers which (repository, manifest) reference links were
+	// already persisted.
+	linked *verdict.Cache[bool]
+
+	h       http.Handler
+	closers []func() error
+}
+
+// policySource yields the policy in force.
+type policySource interface {
+	Current() *policy.Policy
+}
+
+// Options are optional dependencies of Open.
+type Options struct {
+	// Registerer receives the proxy's Prometheus metrics (nil: a private registry).
+	Registerer prometheus.Registerer
 }
 
 // Open builds a proxy from a loaded configuration: it opens the content
 // store, loads the policy (refusing an invalid one) and prepares upstream
-// clients. It does not listen; serve Handler() yourself or call Serve.
-func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
-	panic("not yet implemented")
+// clients. It does not listen: serve Handler() or call ListenAndServe.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Options) (*Server, error) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg: cfg, log: log, upstreams: map[string]*upstream.Client{},
+		verdicts:   verdict.New[Verdict](cfg.Cache.Size),
+		tags:       verdict.New[tagRecord](cfg.Cache.Size),
+		blobGrants: verdict.New[blobGrant](cfg.Cache.Size * 8),
+		linked:     verdict.New[bool](cfg.Cache.Size * 4),
+	}
+	reg := o.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(reg)
+
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+
+	// Content store.
+	var spool string
+	if cfg.Storage.Driver == "" || cfg.Storage.Driver == "filesystem" {
+		root := cfg.Resolve(cfg.Storage.Path)
+		st, err := store.OpenFilesystem(ctx, root, store.Options{MaxBytes: int64(cfg.Storage.MaxSize), Log: log})
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		s.store = st
+		spool = filepath.Join(root, "_spool")
+	} else {
+		st, err := openDriverStore(ctx, cfg, log)
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		s.store = st
+		spool = filepath.Join(os.TempDir(), "pullgate-spool")
+	}
+	if cfg.Storage.SpoolDir != "" {
+		spool = cfg.Resolve(cfg.Storage.SpoolDir)
+	}
+	// Spool files of a previous run are partial downloads: never content.
+	_ = os.RemoveAll(spool)
+	g, err := inflight.New(spool)
+	if err != nil {
+		return nil, fmt.Errorf("storage: spool: %w", err)
+	}
+	s.fetches = g
+
+	for _, u := range cfg.Upstreams {
+		c, err := upstream.New(u, cfg.Resolve)
+		if err != nil {
+			return nil, err
+		}
+		c.OnRequest = s.metrics.upstreamRequest(u.Name)
+		s.upstreams[u.Name] = c
+	}
+
+	ps, closePolicy, err := loadPolicy(ctx, cfg.Resolve(cfg.Policy), log, s.metrics)
+	if err != nil {
+		return nil, err
+	}
+	s.policy = ps
+	s.closers = append(s.closers, closePolicy)
+
+	al, err := audit.Open(cfg.Resolve(cfg.Audit.Path))
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	al.OnEvent = s.metrics.decision
+	s.audit = al
+	s.closers = append(s.closers, al.Close)
+
+	s.h = s.routes()
+	ok = true
+	return s, nil
 }
 
 // Handler is the registry API handler.
 func (s *Server) Handler() http.Handler { return s.h }
 
-// Close releases the store, watchers and audit log.
-func (s *Server) Close() error { return nil }
+// Store is the content store (tests inspect it).
+func (s *Server) Store() *store.Store { return s.store }
+
+// Policy is the policy in force.
+func (s *Server) Policy() *policy.Policy { return s.policy.Current() }
+
+// Close releases the watchers and the audit log.
+func (s *Server) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// ListenAndServe serves the registry API on cfg.Listen until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.h,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	var err error
+	if s.cfg.TLS != nil {
+		err = srv.ServeTLS(ln, s.cfg.Resolve(s.cfg.TLS.Cert), s.cfg.Resolve(s.cfg.TLS.Key))
+	} else {
+		err = srv.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.recoverer)
+	r.Use(s.metrics.middleware)
+	r.HandleFunc("/v2", s.dispatch)
+	r.HandleFunc("/v2/*", s.dispatch)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		ocierr.Write(w, r, ocierr.New(http.StatusNotFound, ocierr.NameUnknown, "not a registry API path: %s", r.URL.Path))
+	})
+	r.MethodNotAllowed(s.unsupported)
+	return r
+}
+
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic serving request", "path", r.URL.Path, "panic", fmt.Sprint(v))
+				panic(http.ErrAbortHandler)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) unsupported(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "GET, HEAD")
+	ocierr.Write(w, r, ocierr.New(http.StatusMethodNotAllowed, ocierr.Unsupported,
+		"pullgate is a read-only pull-through proxy: %s is not supported; push to the upstream registry directly", r.Method))
+}
+
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	rt, err := route.Parse(r.URL.EscapedPath(), r.URL.Query().Get("ns"))
+	if err != nil {
+		var re *route.Error
+		if errors.As(err, &re) {
+			status := http.StatusBadRequest
+			if re.Code == ocierr.NameUnknown {
+				status = http.StatusNotFound
+			}
+			ocierr.Write(w, r, ocierr.New(status, re.Code, "%s", re.Message))
+			return
+		}
+		ocierr.Write(w, r, ocierr.New(http.StatusNotFound, ocierr.NameUnknown, "%v", err))
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || rt.Kind == route.Upload {
+		s.unsupported(w, r)
+		return
+	}
+	if rt.Kind == route.Base {
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodGet {
+			_, _ = w.Write([]byte("{}\n"))
+		}
+		return
+	}
+	up, ok := s.upstreams[rt.Upstream]
+	if !ok {
+		how := "path prefix"
+		if rt.NS {
+			how = "ns parameter"
+		}
+		ocierr.Write(w, r, ocierr.New(http.StatusNotFound, ocierr.NameUnknown,
+			"unknown upstream %q (from the %s): pullgate only proxies its configured upstreams", rt.Upstream, how))
+		return
+	}
+	rt.Repo = normalizeRepo(up, rt.Repo)
+	req := &request{w: w, r: r, rt: rt, up: up, pol: s.policy.Current(), start: time.Now()}
+	req.rule = req.pol.Match(rt.Repository())
+	switch rt.Kind {
+	case route.Manifest:
+		s.serveManifest(req)
+	case route.Blob:
+		s.serveBlob(req)
+	case route.Tags:
+		s.serveTags(req)
+	case route.Referrers:
+		s.serveReferrers(req)
+	}
+}
+
+// request is one registry API request being served.
+type request struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	rt    route.Route
+	up    *upstream.Client
+	pol   *policy.Policy
+	rule  *policy.Rule
+	start time.Time
+}
+
+func (q *request) ctx() context.Context { return q.r.Context() }
+
+// normalizeRepo applies Docker Hub's implicit "library/" namespace.
+func normalizeRepo(up *upstream.Client, repo string) string {
+	if up.IsDockerHub() && !containsSlash(repo) {
+		return "library/" + repo
+	}
+	return repo
+}
+
+func containsSlash(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,4 @@
+// Package cache holds what pullgate keeps between requests: the
+// content-addressed store (cache/store), the verdict cache (cache/verdict) and
+// in-flight fetch coalescing (cache/inflight). Nothing here decides anything.
+package cache

@@ -1,0 +1,251 @@
+// Package inflight coalesces concurrent fetches of the same uncached blob:
+// one upstream download per key, spooled to a local file, streamed to every
+// waiting client as it arrives. Readers never see the bytes a fetch holds
+// back (its tail, and everything before Ungate), so no client can hold a
+// complete blob before the fetch has verified it.
+package inflight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// Group is a set of in-flight fetches keyed by blob digest.
+type Group struct {
+	dir string
+	mu  sync.Mutex
+	m   map[string]*Fetch
+}
+
+// New makes a group that spools into dir (created if missing).
+func New(dir string) (*Group, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	return &Group{dir: dir, m: map[string]*Fetch{}}, nil
+}
+
+// InFlight is the number of fetches under way.
+func (g *Group) InFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.m)
+}
+
+// Do returns the fetch for key and whether it was already under way. When
+// it was not, run is started in its own goroutine with the new Fetch; run
+// must end with Finish. The caller must Release the fetch when done with it.
+func (g *Group) Do(key string, holdback int64, run func(f *Fetch)) (*Fetch, bool, error) {
+	g.mu.Lock()
+	if f, ok := g.m[key]; ok {
+		f.acquire()
+		g.mu.Unlock()
+		return f, true, nil
+	}
+	file, err := os.CreateTemp(g.dir, "spool-*")
+	if err != nil {
+		g.mu.Unlock()
+		return nil, false, fmt.Errorf("inflight: spool: %w", err)
+	}
+	f := &Fetch{g: g, key: key, file: file, size: -1, holdback: holdback, changed: make(chan struct{}), refs: 2}
+	g.m[key] = f
+	g.mu.Unlock()
+	go func() {
+		defer f.Release() // run's reference
+		run(f)
+	}()
+	return f, false, nil
+}
+
+// Fetch is one download being spooled and fanned out.
+type Fetch struct {
+	g        *Group
+	key      string
+	file     *os.File
+	holdback int64
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every state change
+	size    int64         // declared size, -1 until Begin
+	written int64
+	ungated bool
+	done    bool
+	err     error
+	refs    int
+	closed  bool
+}
+
+func (f *Fetch) acquire() {
+	f.mu.Lock()
+	f.refs++
+	f.mu.Unlock()
+}
+
+// Release drops a reference; the spool file goes away with the last one.
+func (f *Fetch) Release() {
+	f.mu.Lock()
+	f.refs--
+	last := f.refs == 0 && f.done
+	if last && !f.closed {
+		f.closed = true
+	} else {
+		last = false
+	}
+	f.mu.Unlock()
+	if last {
+		f.file.Close()
+		os.Remove(f.file.Name())
+	}
+}
+
+func (f *Fetch) broadcastLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Path is the spool file (complete once all bytes were written).
+func (f *Fetch) Path() string { return f.file.Name() }
+
+// Begin declares the size of the blob.
+func (f *Fetch) Begin(size int64) {
+	f.mu.Lock()
+	f.size = size
+	f.broadcastLocked()
+	f.mu.Unlock()
+}
+
+// Write appends to the spool.
+func (f *Fetch) Write(p []byte) (int, error) {
+	n, err := f.file.Write(p)
+	f.mu.Lock()
+	f.written += int64(n)
+	if f.ungated {
+		f.broadcastLocked()
+	}
+	f.mu.Unlock()
+	return n, err
+}
+
+// Ungate lets readers start (the header was inspected and accepted).
+func (f *Fetch) Ungate() {
+	f.mu.Lock()
+	if !f.ungated {
+		f.ungated = true
+		f.broadcastLocked()
+	}
+	f.mu.Unlock()
+}
+
+// Finish ends the fetch. With nil, every byte becomes visible; with an
+// error, readers fail with it. The key is released for new fetches either way.
+func (f *Fetch) Finish(err error) {
+	f.g.mu.Lock()
+	if f.g.m[f.key] == f {
+		delete(f.g.m, f.key)
+	}
+	f.g.mu.Unlock()
+	f.mu.Lock()
+	if !f.done {
+		f.done = true
+		f.err = err
+		if err == nil {
+			f.ungated = true
+		}
+		f.broadcastLocked()
+	}
+	f.mu.Unlock()
+}
+
+// visibleLocked is how many bytes readers may read now.
+func (f *Fetch) visibleLocked() int64 {
+	if f.done && f.err == nil {
+		return f.written
+	}
+	if !f.ungated {
+		return 0
+	}
+	limit := f.written
+	if f.size >= 0 {
+		limit = min(limit, f.size-f.holdback)
+	} else {
+		limit -= f.holdback
+	}
+	return max(limit, 0)
+}
+
+// Wait blocks until clients may be answered: the header was accepted
+// (Ungate) or the fetch ended. It returns the declared size, or the error
+// that ended the fetch.
+func (f *Fetch) Wait(ctx context.Context) (int64, error) {
+	for {
+		f.mu.Lock()
+		ungated, done, err, size, ch := f.ungated, f.done, f.err, f.size, f.changed
+		f.mu.Unlock()
+		if done && err != nil {
+			return 0, err
+		}
+		if ungated && size >= 0 {
+			return size, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// ErrAborted wraps the error of a fetch that failed while a reader streamed.
+var ErrAborted = errors.New("fetch aborted")
+
+// NewReader reads the blob from offset, blocking for bytes not yet visible.
+// Reads fail with the fetch's error if it fails; they end at io.EOF after
+// the verified end.
+func (f *Fetch) NewReader(ctx context.Context, offset int64) io.Reader {
+	return &reader{f: f, ctx: ctx, off: offset}
+}
+
+type reader struct {
+	f   *Fetch
+	ctx context.Context
+	off int64
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	f := r.f
+	for {
+		f.mu.Lock()
+		vis, done, err, ch := f.visibleLocked(), f.done, f.err, f.changed
+		f.mu.Unlock()
+		if done && err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrAborted, err)
+		}
+		if r.off < vis {
+			n := int64(len(p))
+			if r.off+n > vis {
+				n = vis - r.off
+			}
+			m, rerr := f.file.ReadAt(p[:n], r.off)
+			r.off += int64(m)
+			if m > 0 {
+				return m, nil
+			}
+			if rerr != nil && rerr != io.EOF {
+				return 0, rerr
+			}
+			continue
+		}
+		if done {
+			return 0, io.EOF
+		}
+		select {
+		case <-ch:
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,447 @@
+// Package store is pullgate's content-addressed store for manifests and blobs,
+// on top of a distribution/v3 storage driver (the local filesystem by default,
+// an object store shared by replicas otherwise).
+//
+// Content becomes visible only through Commit*, after its digest was checked:
+// a crash or a failed fetch leaves nothing partial behind. The store has a size
+// limit and evicts the least recently used content past it.
+package store
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	"github.com/google/uuid"
+	"github.com/opencontainers/go-digest"
+)
+
+// Options configure a Store.
+type Options struct {
+	// MaxBytes bounds the content (0 = unbounded).
+	MaxBytes int64
+	// Log receives eviction and recovery messages.
+	Log *slog.Logger
+}
+
+// Store is safe for concurrent use.
+type Store struct {
+	d         storagedriver.StorageDriver
+	localRoot string // set for the filesystem driver: commits are renames
+	max       int64
+	log       *slog.Logger
+
+	mu    sync.Mutex
+	items map[digest.Digest]*list.Element // of *item, front = most recent
+	lru   *list.List
+	total int64
+}
+
+type item struct {
+	dgst digest.Digest
+	size int64
+}
+
+// ErrNotFound is returned for content the store does not hold.
+var ErrNotFound = errors.New("not in store")
+
+// OpenFilesystem opens (creating) a store in a local directory.
+func OpenFilesystem(ctx context.Context, dir string, opts Options) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return nil, err
+	}
+	d := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
+	s, err := open(ctx, d, abs, opts)
+	if err != nil {
+		return nil, err
+	}
+	// Leftovers of a crash: uploads that never committed.
+	_ = os.RemoveAll(filepath.Join(abs, "_uploads"))
+	return s, nil
+}
+
+// Open opens a store on any storage driver (S3, GCS, Azure, in-memory).
+func Open(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Store, error) {
+	return open(ctx, d, "", opts)
+}
+
+func open(ctx context.Context, d storagedriver.StorageDriver, localRoot string, opts Options) (*Store, error) {
+	s := &Store{d: d, localRoot: localRoot, max: opts.MaxBytes, log: opts.Log,
+		items: map[digest.Digest]*list.Element{}, lru: list.New()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if err := s.rebuild(ctx); err != nil {
+		return nil, fmt.Errorf("store: reading existing content: %w", err)
+	}
+	// Uploads that never committed (a crash) are not content.
+	if localRoot == "" {
+		_ = d.Delete(ctx, "/_uploads")
+	}
+	return s, nil
+}
+
+// Driver is the underlying storage driver.
+func (s *Store) Driver() storagedriver.StorageDriver { return s.d }
+
+// LocalRoot is the filesystem root of a local store, "" otherwise.
+func (s *Store) LocalRoot() string { return s.localRoot }
+
+func blobPath(d digest.Digest) string {
+	hex := d.Encoded()
+	return path.Join("/blobs", d.Algorithm().String(), hex[:2], hex, "data")
+}
+
+// rebuild indexes existing blobs, oldest modification first so that they are
+// evicted first.
+func (s *Store) rebuild(ctx context.Context) error {
+	type found struct {
+		item
+		mod time.Time
+	}
+	var all []found
+	err := s.d.Walk(ctx, "/blobs", func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() || path.Base(fi.Path()) != "data" {
+			return nil
+		}
+		parts := strings.Split(strings.TrimPrefix(fi.Path(), "/"), "/")
+		if len(parts) != 5 {
+			return nil
+		}
+		dg := digest.NewDigestFromEncoded(digest.Algorithm(parts[1]), parts[3])
+		if dg.Validate() != nil {
+			return nil
+		}
+		all = append(all, found{item{dg, fi.Size()}, fi.ModTime()})
+		return nil
+	})
+	var nf storagedriver.PathNotFoundError
+	if err != nil && !errors.As(err, &nf) {
+		return err
+	}
+	// oldest first: push to front as we go, so the newest ends at the front
+	slices.SortFunc(all, func(a, b found) int { return a.mod.Compare(b.mod) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range all {
+		it := f.item
+		s.items[it.dgst] = s.lru.PushFront(&it)
+		s.total += it.size
+	}
+	return nil
+}
+
+
+// Has reports whether the store holds the digest, and its size.
+func (s *Store) Has(dgst digest.Digest) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el, ok := s.items[dgst]
+	if !ok {
+		return 0, false
+	}
+	return el.Value.(*item).size, true
+}
+
+func (s *Store) touch(dgst digest.Digest) {
+	s.mu.Lock()
+	if el, ok := s.items[dgst]; ok {
+		s.lru.MoveToFront(el)
+	}
+	s.mu.Unlock()
+}
+
+// Size is the total size of stored content.
+func (s *Store) Size() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// Get reads a whole small object (a manifest) and re-checks its digest.
+func (s *Store) Get(ctx context.Context, dgst digest.Digest) ([]byte, error) {
+	if _, ok := s.Has(dgst); !ok {
+		return nil, ErrNotFound
+	}
+	b, err := s.d.GetContent(ctx, blobPath(dgst))
+	if err != nil {
+		s.forget(dgst)
+		return nil, ErrNotFound
+	}
+	if digest.FromBytes(b) != dgst {
+		// Corrupted at rest: never serve it.
+		s.log.Error("store: content does not match its digest; removing it", "digest", dgst)
+		_ = s.Delete(ctx, dgst)
+		return nil, ErrNotFound
+	}
+	s.touch(dgst)
+	return b, nil
+}
+
+// Reader opens stored content at an offset.
+func (s *Store) Reader(ctx context.Context, dgst digest.Digest, offset int64) (io.ReadCloser, error) {
+	if _, ok := s.Has(dgst); !ok {
+		return nil, ErrNotFound
+	}
+	rc, err := s.d.Reader(ctx, blobPath(dgst), offset)
+	if err != nil {
+		s.forget(dgst)
+		return nil, ErrNotFound
+	}
+	s.touch(dgst)
+	return rc, nil
+}
+
+// PutBytes commits small verified content (manifests). The digest is checked.
+func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) error {
+	if dgst.Algorithm() != digest.SHA256 || digest.FromBytes(b) != dgst {
+		return fmt.Errorf("store: content does not match digest %s", dgst)
+	}
+	if _, ok := s.Has(dgst); ok {
+		s.touch(dgst)
+		return nil
+	}
+	up := path.Join("/_uploads", uuid.NewString(), "data")
+	if err := s.d.PutContent(ctx, up, b); err != nil {
+		return err
+	}
+	if err := s.d.Move(ctx, up, blobPath(dgst)); err != nil {
+		_ = s.d.Delete(ctx, path.Dir(up))
+		return err
+	}
+	_ = s.d.Delete(ctx, path.Dir(up))
+	s.add(ctx, dgst, int64(len(b)))
+	return nil
+}
+
+// CommitFile moves a fully written and already verified local file into the
+// store under dgst. For the filesystem driver this is an atomic rename (the
+// file must be on the same filesystem, see SpoolDir); otherwise the file is
+// uploaded and moved into place. The caller keeps ownership of the file on
+// error.
+func (s *Store) CommitFile(ctx context.Context, dgst digest.Digest, file string, size int64) error {
+	if _, ok := s.Has(dgst); ok {
+		s.touch(dgst)
+		return nil
+	}
+	if s.localRoot != "" {
+		dst := filepath.Join(s.localRoot, filepath.FromSlash(blobPath(dgst)))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+			return err
+		}
+		// Link rather than rename: the spool file stays valid for readers
+		// still streaming it, and the store entry appears atomically.
+		if err := os.Link(file, dst); err != nil {
+			if !errors.Is(err, os.ErrExist) {
+				if err2 := copyFile(file, dst); err2 != nil {
+					return err2
+				}
+			}
+		}
+		s.add(ctx, dgst, size)
+		return nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	up := path.Join("/_uploads", uuid.NewString(), "data")
+	w, err := s.d.Writer(ctx, up, false)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, f); err != nil {
+		_ = w.Cancel(ctx)
+		_ = w.Close()
+		return err
+	}
+	if err := w.Commit(ctx); err != nil {
+		_ = w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := s.d.Move(ctx, up, blobPath(dgst)); err != nil {
+		_ = s.d.Delete(ctx, path.Dir(up))
+		return err
+	}
+	_ = s.d.Delete(ctx, path.Dir(up))
+	s.add(ctx, dgst, size)
+	return nil
+}
+
+// copyFile writes src to dst atomically (temp file + rename).
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp-" + uuid.NewString()
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+func (s *Store) add(ctx context.Context, dgst digest.Digest, size int64) {
+	s.mu.Lock()
+	if _, ok := s.items[dgst]; !ok {
+		it := &item{dgst, size}
+		s.items[dgst] = s.lru.PushFront(it)
+		s.total += size
+	}
+	var evict []digest.Digest
+	for s.max > 0 && s.total > s.max && s.lru.Len() > 1 {
+		el := s.lru.Back()
+		it := el.Value.(*item)
+		if it.dgst == dgst {
+			break
+		}
+		s.lru.Remove(el)
+		delete(s.items, it.dgst)
+		s.total -= it.size
+		evict = append(evict, it.dgst)
+	}
+	s.mu.Unlock()
+	for _, d := range evict {
+		s.log.Info("store: evicting least recently used content", "digest", d)
+		if err := s.d.Delete(ctx, path.Dir(blobPath(d))); err != nil {
+			s.log.Warn("store: eviction failed", "digest", d, "err", err)
+		}
+	}
+}
+
+func (s *Store) forget(dgst digest.Digest) {
+	s.mu.Lock()
+	if el, ok := s.items[dgst]; ok {
+		s.total -= el.Value.(*item).size
+		s.lru.Remove(el)
+		delete(s.items, dgst)
+	}
+	s.mu.Unlock()
+}
+
+// Delete removes content.
+func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
+	s.forget(dgst)
+	err := s.d.Delete(ctx, path.Dir(blobPath(dgst)))
+	var nf storagedriver.PathNotFoundError
+	if errors.As(err, &nf) {
+		return nil
+	}
+	return err
+}
+
+// PutMeta stores a small metadata record (tags, links) under a key made of
+// safe path segments.
+func (s *Store) PutMeta(ctx context.Context, key string, value []byte) error {
+	p, err := metaPath(key)
+	if err != nil {
+		return err
+	}
+	return s.d.PutContent(ctx, p, value)
+}
+
+// GetMeta reads a metadata record; ErrNotFound when absent.
+func (s *Store) GetMeta(ctx context.Context, key string) ([]byte, error) {
+	p, err := metaPath(key)
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.d.GetContent(ctx, p)
+	var nf storagedriver.PathNotFoundError
+	if errors.As(err, &nf) {
+		return nil, ErrNotFound
+	}
+	return b, err
+}
+
+// ListMeta lists the direct children names of a metadata key.
+func (s *Store) ListMeta(ctx context.Context, key string) ([]string, error) {
+	p, err := metaPath(key)
+	if err != nil {
+		return nil, err
+	}
+	names, err := s.d.List(ctx, p)
+	var nf storagedriver.PathNotFoundError
+	if errors.As(err, &nf) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range names {
+		names[i] = path.Base(n)
+	}
+	return names, nil
+}
+
+// MetaKey joins segments into a metadata key, escaping characters the
+// storage drivers do not accept in paths.
+func MetaKey(segments ...string) string {
+	out := make([]string, 0, len(segments))
+	for _, seg := range segments {
+		for _, part := range strings.Split(seg, "/") {
+			out = append(out, escapeSegment(part))
+		}
+	}
+	return strings.Join(out, "/")
+}
+
+func escapeSegment(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-':
+			b.WriteRune(r)
+		default:
+			fmt.Fprintf(&b, "_%02x", r)
+		}
+	}
+	if s == "" || s == "." || s == ".." {
+		return "_" + fmt.Sprintf("%x", sha256.Sum256([]byte(s)))[:8]
+	}
+	return b.String()
+}
+
+var safeSegment = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+func metaPath(key string) (string, error) {
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "." || seg == ".." || !safeSegment.MatchString(seg) {
+			return "", fmt.Errorf("store: invalid metadata key %q", key)
+		}
+	}
+	return "/meta/" + key, nil
+}

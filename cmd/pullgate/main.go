@@ -1,0 +1,51 @@
+// Command pullgate is an OCI registry pull-through proxy that serves only
+// what it verified. Subcommands: serve, demo, verify, policy, inspect,
+// attest, audit, version.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `pullgate: an OCI pull-through proxy that serves only what it verified
+
+Usage:
+  pullgate serve   --config pullgate.yaml [flags]   run the proxy
+  pullgate demo                                     offline demo: upstream, proxy, allowed and denied pulls
+  pullgate policy  lint <policy.yaml>               check a policy file
+  pullgate version                                  print the version
+
+Run "pullgate <command> -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return cmdServe(rest)
+	case "demo":
+		return cmdDemo(rest)
+	case "policy":
+		return cmdPolicy(rest)
+	case "version", "--version":
+		fmt.Println("pullgate", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "pullgate: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}

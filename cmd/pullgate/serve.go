@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/config"
+)
+
+func cmdServe(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", "pullgate.yaml", "configuration file")
+	listen := fs.String("listen", "", "registry API address (overrides listen)")
+	policyPath := fs.String("policy", "", "policy file (overrides policy)")
+	storagePath := fs.String("storage", "", "content store directory (overrides storage.path)")
+	auditPath := fs.String("audit", "", "audit log path, or - for stdout (overrides audit.path)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate: config: %v\n", err)
+		return 2
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *policyPath != "" {
+		cfg.Policy = *policyPath
+	}
+	if *storagePath != "" {
+		cfg.Storage.Path = *storagePath
+	}
+	if *auditPath != "" {
+		cfg.Audit.Path = *auditPath
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate: config: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg.Log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := proxy.Open(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate: %v\n", err)
+		return 2
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate: listen: %v\n", err)
+		return 1
+	}
+	log.Info("pullgate serving", "listen", ln.Addr().String(), "policyRevision", srv.Policy().Revision(), "version", version)
+	if err := srv.ListenAndServe(ctx, ln); err != nil {
+		log.Error("serve failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}

@@ -1,0 +1,99 @@
+// Package audit writes one JSON line per decision (allow and deny) to a file
+// or standard output, and reads them back for `pullgate audit`.
+package audit
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Check is one check of a decision with its result.
+type Check struct {
+	Name     string   `json:"name"`
+	Passed   bool     `json:"passed"`
+	Detail   string   `json:"detail,omitempty"`
+	Evidence []string `json:"evidence,omitempty"`
+}
+
+// Event is one decision.
+type Event struct {
+	Time       time.Time `json:"time"`
+	Client     string    `json:"client"`
+	User       string    `json:"user,omitempty"`
+	Method     string    `json:"method"`
+	Upstream   string    `json:"upstream"`
+	Repository string    `json:"repository"`
+	Reference  string    `json:"reference"`
+	Digest     string    `json:"digest,omitempty"`
+	Kind       string    `json:"kind"` // manifest, blob, referrers, tags
+	Rule       string    `json:"rule"`
+	Decision   string    `json:"decision"` // allow, deny
+	Mode       string    `json:"mode,omitempty"`
+	WouldDeny  bool      `json:"wouldDeny,omitempty"`
+	Reasons    []string  `json:"reasons"`
+	Checks     []Check   `json:"checks,omitempty"`
+	Revision   string    `json:"policyRevision,omitempty"`
+	Cached     bool      `json:"cached,omitempty"`
+	LatencyMS  float64   `json:"latencyMs"`
+}
+
+// Log appends events. Safe for concurrent use.
+type Log struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closer io.Closer
+	enc    *json.Encoder
+	// OnEvent, when set, sees every event (metrics, the admin page).
+	OnEvent func(Event)
+}
+
+// Open opens path for appending ("-" or "stdout" for standard output, ""
+// for no file).
+func Open(path string) (*Log, error) {
+	switch path {
+	case "":
+		return &Log{}, nil
+	case "-", "stdout":
+		return newLog(os.Stdout, nil), nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	return newLog(f, f), nil
+}
+
+func newLog(w io.Writer, c io.Closer) *Log {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return &Log{w: w, closer: c, enc: enc}
+}
+
+// Write records one event.
+func (l *Log) Write(e Event) error {
+	if e.Reasons == nil {
+		e.Reasons = []string{}
+	}
+	l.mu.Lock()
+	var err error
+	if l.enc != nil {
+		err = l.enc.Encode(e)
+	}
+	hook := l.OnEvent
+	l.mu.Unlock()
+	if hook != nil {
+		hook(e)
+	}
+	return err
+}
+
+// Close closes the file.
+func (l *Log) Close() error {
+	if l.closer != nil {
+		return l.closer.Close()
+	}
+	return nil
+}

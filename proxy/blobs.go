@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/cache/inflight"
+	"github.com/pullgate/pullgate/proxy/ocierr"
+	"github.com/pullgate/pullgate/proxy/upstream"
+)
+
+// holdback is how many final bytes of a streaming blob no client receives
+// before the whole blob is verified.
+const holdback = 64 << 10
+
+// fetchTimeout bounds one upstream blob download.
+const fetchTimeout = 2 * time.Hour
+
+func (s *Server) serveBlob(q *request) {
+	dgst := q.rt.Digest
+	ref := dgst.String()
+	rep := q.rt.Repository()
+	if v, ok := ruleVerdict(q.pol, q.rule, rep); ok && !v.Allowed {
+		s.record(q, "blob", ref, dgst, v, false)
+		s.deny(q, v, ref)
+		return
+	}
+	grant, v, ok := s.blobGrant(q, dgst)
+	if !ok {
+		s.record(q, "blob", ref, dgst, v, false)
+		s.deny(q, v, ref)
+		return
+	}
+	setBlobHeaders(q.w, dgst)
+	if size, ok := s.store.Has(dgst); ok {
+		s.metrics.cache.WithLabelValues("blob", "hit").Inc()
+		f := &storeFile{ctx: q.ctx(), s: s.store, dgst: dgst, size: size}
+		defer f.Close()
+		n := s.metrics.countingWriter(q.w, "store")
+		http.ServeContent(n, q.r, "", time.Time{}, f)
+		return
+	}
+	s.metrics.cache.WithLabelValues("blob", "miss").Inc()
+	if q.r.Method == http.MethodHead {
+		size, err := q.up.BlobSize(q.ctx(), q.rt.Repo, dgst)
+		if err != nil {
+			q.w.Header().Del("Docker-Content-Digest")
+			s.upstreamError(q, err, ocierr.BlobUnknown)
+			return
+		}
+		if grant.Desc.Size > 0 && size != grant.Desc.Size {
+			q.w.Header().Del("Docker-Content-Digest")
+			ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.SizeInvalid,
+				"upstream %s says blob %s has %d bytes; the manifest says %d", q.up.Name, dgst, size, grant.Desc.Size))
+			return
+		}
+		q.w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		q.w.WriteHeader(http.StatusOK)
+		return
+	}
+	s.streamBlob(q, grant)
+}
+
+// blobGrant finds an allowed manifest in this repository that references the
+// blob: from the grants of recent manifest decisions, or from the links the
+// store recorded (re-deciding those manifests under the current policy).
+func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, bool) {
+	rep := q.rt.Repository()
+	if g, ok := s.blobGrants.Get(grantKey(q.pol.Revision(), rep, dgst)); ok {
+		return g, Verdict{}, true
+	}
+	var denial *Verdict
+	for _, md := range s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst) {
+		body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, md)
+		if err != nil {
+			continue
+		}
+		v, _ := s.decideManifest(q, md, body, m)
+		if v.Allowed {
+			s.grant(q, md, m)
+			for _, d := range m.Blobs() {
+				if d.Digest == dgst {
+					return blobGrant{Manifest: md, Desc: d}, v, true
+				}
+			}
+		} else if denial == nil {
+			denial = &v
+		}
+	}
+	v := Verdict{Revision: q.pol.Revision(), ExitCode: 13}
+	if q.rule != nil {
+		v.Rule, v.Mode = q.rule.Name, string(q.rule.Mode)
+	}
+	if denial != nil {
+		v.Reasons = append([]string{fmt.Sprintf("blob %s belongs only to denied manifests", dgst)}, denial.Reasons...)
+	} else {
+		v.Reasons = []string{fmt.Sprintf("blob %s is not referenced by any manifest pullgate allowed in %s; pull the image by tag or digest first", dgst, rep)}
+	}
+	return blobGrant{}, v, false
+}
+
+// streamBlob serves an uncached blob from a coalesced upstream fetch.
+func (s *Server) streamBlob(q *request, grant blobGrant) {
+	dgst := q.rt.Digest
+	f, joined, err := s.fetches.Do(dgst.String(), holdback, func(f *inflight.Fetch) {
+		s.runFetch(f, q.up, q.rt.Repo, grant)
+	})
+	if err != nil {
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusInternalServerError, ocierr.Unavailable, "%v", err))
+		return
+	}
+	defer f.Release()
+	if joined {
+		s.metrics.coalesced.Inc()
+	}
+	size, err := f.Wait(q.ctx())
+	if err != nil {
+		q.w.Header().Del("Docker-Content-Digest")
+		s.fetchError(q, err)
+		return
+	}
+	start, end, partial, unsat := byteRange(q.r.Header.Get("Range"), size)
+	h := q.w.Header()
+	if unsat {
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusRequestedRangeNotSatisfiable, ocierr.SizeInvalid, "range not satisfiable"))
+		return
+	}
+	status := http.StatusOK
+	if !partial {
+		start, end = 0, size-1
+	} else {
+		status = http.StatusPartialContent
+		h.Set("Content-Range", contentRange(start, end, size))
+	}
+	n := end - start + 1
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	q.w.WriteHeader(status)
+	if n <= 0 {
+		return
+	}
+	w := s.metrics.countingWriter(q.w, "upstream")
+	buf := make([]byte, 256<<10)
+	copied, err := io.CopyBuffer(w, io.LimitReader(f.NewReader(q.ctx(), start), n), buf)
+	if err != nil || copied != n {
+		// The fetch failed (digest or content check) or the client left:
+		// abort the connection so the client cannot take a truncated body
+		// for a complete one.
+		if err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Warn("blob stream aborted", "digest", dgst, "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// fetchError answers a fetch that failed before any byte was sent.
+func (s *Server) fetchError(q *request, err error) {
+	var cf *contentFailure
+	if errors.As(err, &cf) {
+		v := Verdict{Rule: q.rule.Name, Mode: string(q.rule.Mode), Revision: q.pol.Revision(), ExitCode: 13,
+			Reasons: []string{fmt.Sprintf("rule %s: content: %s", q.rule.Name, cf.finding.Error())}}
+		s.record(q, "blob", q.rt.Digest.String(), q.rt.Digest, v, false)
+		s.deny(q, v, q.rt.Digest.String())
+		return
+	}
+	var mm *mismatch
+	if errors.As(err, &mm) {
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.DigestInvalid, "%s", mm.Error()))
+		return
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && q.ctx().Err() != nil {
+		return
+	}
+	s.upstreamError(q, err, ocierr.BlobUnknown)
+}
+
+// contentFailure is a blob refused by content inspection.
+type contentFailure struct{ finding error }
+
+func (c *contentFailure) Error() string { return c.finding.Error() }
+
+// mismatch is an upstream that sent bytes other than the digest names.
+type mismatch struct {
+	upstream string
+	dgst     digest.Digest
+	detail   string
+}
+
+func (m *mismatch) Error() string {
+	return fmt.Sprintf("upstream %s sent a blob that does not match %s (%s); nothing was served or cached", m.upstream, m.dgst, m.detail)
+}
+
+// runFetch downloads one blob from the upstream into the spool, hashing (and
+// inspecting) the same bytes as they arrive, and commits it to the store only
+// when everything matched. It runs detached from any client request.
+func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant) {
+	dgst := grant.Desc.Digest
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+	s.metrics.inflight.Inc()
+	defer s.metrics.inflight.Dec()
+	err := s.fetch(ctx, f, up, repo, grant)
+	if err != nil {
+		var mm *mismatch
+		if errors.As(err, &mm) {
+			s.metrics.mismatches.Inc()
+			s.log.Error("upstream blob rejected", "upstream", up.Name, "repository", repo, "digest", dgst, "err", err)
+		}
+	}
+	f.Finish(err)
+}
+
+func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant) error {
+	dgst := grant.Desc.Digest
+	resp, err := up.Blob(ctx, repo, dgst)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	size := resp.ContentLength
+	switch {
+	case size < 0 && grant.Desc.Size > 0:
+		size = grant.Desc.Size
+	case size < 0:
+		return &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name, Msg: "blob " + dgst.String() + ": no Content-Length and no size in the manifest"}
+	case grant.Desc.Size > 0 && size != grant.Desc.Size:
+		return &mismatch{up.Name, dgst, fmt.Sprintf("%d bytes announced, the manifest says %d", size, grant.Desc.Size)}
+	}
+	f.Begin(size)
+	f.Ungate()
+	h := dgst.Algorithm().Hash()
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			total += int64(n)
+			if total > size {
+				return &mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
+			}
+			h.Write(buf[:n])
+			if _, werr := f.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("spool: %w", werr)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return &upstream.Error{Kind: upstream.Unavailable, Upstream: up.Name, Msg: "blob " + dgst.String() + ": " + rerr.Error()}
+		}
+	}
+	if total != size {
+		return &mismatch{up.Name, dgst, fmt.Sprintf("%d bytes received, %d announced", total, size)}
+	}
+	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
+		return &mismatch{up.Name, dgst, "got " + got.String()}
+	}
+	if err := s.store.CommitFile(ctx, dgst, f.Path(), size); err != nil {
+		// The bytes are verified: serve them, but say the cache failed.
+		s.log.Error("store: commit failed", "digest", dgst, "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/proxy/audit"
+	"github.com/pullgate/pullgate/proxy/ocierr"
+)
+
+// Verdict is the proxy's record of a decision about one digest in one
+// repository under one policy revision.
+type Verdict struct {
+	Allowed   bool
+	WouldDeny bool
+	Rule      string
+	Mode      string
+	Reasons   []string
+	Checks    []audit.Check
+	Revision  string
+	ExitCode  int
+}
+
+func (v Verdict) decision() string {
+	if v.Allowed {
+		return "allow"
+	}
+	return "deny"
+}
+
+// message is the one-line denial a client prints.
+func (v Verdict) message(repository, ref string) string {
+	reasons := strings.Join(v.Reasons, "; ")
+	if reasons == "" {
+		reasons = "denied"
+	}
+	return fmt.Sprintf("pullgate denied %s@%s: %s", repository, ref, reasons)
+}
+
+func (s *Server) ttl(v Verdict) time.Duration {
+	if v.Allowed && !v.WouldDeny {
+		return s.cfg.Cache.AllowTTL.D()
+	}
+	return s.cfg.Cache.DenyTTL.D()
+}
+
+func verdictKey(rev, rule, repository string, dgst digest.Digest) string {
+	return rev + "|" + rule + "|" + repository + "|" + dgst.String()
+}
+
+// ruleVerdict decides what a rule decides without looking at the artifact:
+// no rule (fail closed), deny, allow. ok is false for verify rules.
+func ruleVerdict(p *policy.Policy, rule *policy.Rule, repository string) (Verdict, bool) {
+	if rule == nil {
+		return fromDecision(p.Evaluate(policy.Input{Repository: repository, Digest: noDigest})), true
+	}
+	if rule.Action == policy.ActionVerify {
+		return Verdict{}, false
+	}
+	return fromDecision(rule.Evaluate(policy.Input{Repository: repository}, p.Revision())), true
+}
+
+// noDigest is a syntactically valid digest used when a decision is made
+// before any digest is known (no rule matched: nothing is fetched).
+const noDigest = digest.Digest("sha256:0000000000000000000000000000000000000000000000000000000000000000")
+
+func fromDecision(d policy.Decision) Verdict {
+	v := Verdict{Allowed: d.Allowed, WouldDeny: d.WouldDeny, Rule: d.Rule, Mode: d.Mode,
+		Reasons: d.Reasons, Revision: d.Revision, ExitCode: d.ExitCode}
+	if d.WouldDeny {
+		v.ExitCode = d.DenyExitCode
+	}
+	for _, c := range d.Checks {
+		ac := audit.Check{Name: c.Name, Passed: c.Passed, Detail: c.Detail}
+		for _, e := range c.Evidence {
+			ac.Evidence = append(ac.Evidence, e.String())
+		}
+		v.Checks = append(v.Checks, ac)
+	}
+	if v.Allowed && len(v.Reasons) == 0 {
+		v.Reasons = []string{fmt.Sprintf("rule %s: allowed", d.Rule)}
+	}
+	return v
+}
+
+// deny answers 403 DENIED with the verdict's reasons.
+func (s *Server) deny(q *request, v Verdict, ref string) {
+	e := ocierr.New(http.StatusForbidden, ocierr.Denied, "%s", v.message(q.rt.Repository(), ref))
+	e.Detail = map[string]any{
+		"rule": v.Rule, "repository": q.rt.Repository(), "reference": ref,
+		"reasons": v.Reasons, "policyRevision": v.Revision,
+	}
+	ocierr.Write(q.w, q.r, e)
+}
+
+// record writes the audit event of a decision.
+func (s *Server) record(q *request, kind, ref string, dgst digest.Digest, v Verdict, cached bool) {
+	ev := audit.Event{
+		Time: time.Now().UTC(), Client: clientAddr(q.r), Method: q.r.Method,
+		Upstream: q.rt.Upstream, Repository: q.rt.Repository(), Reference: ref, Kind: kind,
+		Rule: v.Rule, Decision: v.decision(), Mode: v.Mode, WouldDeny: v.WouldDeny,
+		Reasons: v.Reasons, Checks: v.Checks, Revision: v.Revision, Cached: cached,
+		LatencyMS: float64(time.Since(q.start).Microseconds()) / 1000,
+	}
+	if dgst != "" {
+		ev.Digest = dgst.String()
+	}
+	if u := userOf(q.r); u != "" {
+		ev.User = u
+	}
+	if err := s.audit.Write(ev); err != nil {
+		s.log.Error("audit: write failed", "err", err)
+	}
+	lvl := s.log.Info
+	if !v.Allowed || v.WouldDeny {
+		lvl = s.log.Warn
+	}
+	lvl("decision", "kind", kind, "repository", ev.Repository, "reference", ref, "digest", ev.Digest,
+		"rule", v.Rule, "decision", ev.Decision, "wouldDeny", v.WouldDeny, "reasons", v.Reasons, "cached", cached)
+}
+
+func clientAddr(r *http.Request) string { return r.RemoteAddr }
+
+// userOf returns the authenticated client identity, when client auth set one.
+func userOf(r *http.Request) string {
+	if v, ok := r.Context().Value(userKey{}).(string); ok {
+		return v
+	}
+	return ""
+}
+
+type userKey struct{}
+
+// decideManifest decides a manifest digest in the request's repository,
+// from the verdict cache or by evaluating the policy. body/m are the
+// verified manifest bytes.
+func (s *Server) decideManifest(q *request, dgst digest.Digest, body []byte, m *parsedManifest) (Verdict, bool) {
+	rep := q.rt.Repository()
+	if v, ok := ruleVerdict(q.pol, q.rule, rep); ok {
+		return v, false
+	}
+	key := verdictKey(q.pol.Revision(), q.rule.Name, rep, dgst)
+	if v, ok := s.verdicts.Get(key); ok {
+		return v, true
+	}
+	v := s.evaluate(q, dgst, body, m)
+	s.verdicts.Add(key, v, s.ttl(v))
+	return v, false
+}
+
+// grant records that the blobs (and child manifests) of an allowed manifest
+// may be served in the request's repository under the current revision.
+func (s *Server) grant(q *request, manifest digest.Digest, m *parsedManifest) {
+	rev := q.pol.Revision()
+	ttl := s.cfg.Cache.AllowTTL.D()
+	for _, d := range m.Blobs() {
+		s.blobGrants.Add(grantKey(rev, q.rt.Repository(), d.Digest), blobGrant{Manifest: manifest, Desc: d}, ttl)
+	}
+}
+
+func grantKey(rev, repository string, blob digest.Digest) string {
+	return rev + "|" + repository + "|" + blob.String()
+}
+
+type blobGrant struct {
+	Manifest digest.Digest
+	Desc     ocispec.Descriptor
+}
+
+// persistLinks records, in the shared store, which manifests reference which
+// blobs and children in this repository, so that a blob request can be
+// decided after a restart or on another replica.
+func (s *Server) persistLinks(ctx context.Context, upstreamName, repo string, manifest digest.Digest, m *parsedManifest) {
+	lk := upstreamName + "/" + repo + "@" + manifest.String()
+	if _, ok := s.linked.Get(lk); ok {
+		return
+	}
+	for _, d := range m.Blobs() {
+		key := store.MetaKey("links", upstreamName, repo, "_blobs", d.Digest.Encoded(), manifest.Encoded())
+		if err := s.store.PutMeta(ctx, key, []byte(manifest.String())); err != nil {
+			s.log.Warn("store: link write failed", "err", err)
+			return
+		}
+	}
+	for _, d := range m.Manifests {
+		key := store.MetaKey("links", upstreamName, repo, "_parents", d.Digest.Encoded(), manifest.Encoded())
+		if err := s.store.PutMeta(ctx, key, []byte(manifest.String())); err != nil {
+			s.log.Warn("store: link write failed", "err", err)
+			return
+		}
+	}
+	s.linked.Add(lk, true, 24*time.Hour)
+}
+
+// linkedManifests lists the manifests recorded as referencing blob (kind
+// "_blobs") or as parent indexes of a child manifest (kind "_parents").
+func (s *Server) linkedManifests(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) []digest.Digest {
+	names, err := s.store.ListMeta(ctx, store.MetaKey("links", upstreamName, repo, kind, d.Encoded()))
+	if err != nil {
+		s.log.Warn("store: link read failed", "err", err)
+		return nil
+	}
+	var out []digest.Digest
+	for _, n := range names {
+		dg := digest.NewDigestFromEncoded(digest.SHA256, n)
+		if dg.Validate() == nil {
+			out = append(out, dg)
+		}
+	}
+	return out
+}
+
+type manifestMeta struct {
+	MediaType string `json:"mediaType"`
+}
+
+func manifestMetaKey(d digest.Digest) string {
+	return store.MetaKey("manifests", d.Algorithm().String(), d.Encoded())
+}
+
+func marshalMeta(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}

@@ -1,0 +1,153 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/proxy/ocierr"
+	"github.com/pullgate/pullgate/proxy/upstream"
+)
+
+// maxListing bounds tags and referrers responses from upstreams.
+const maxListing = 8 << 20
+
+// listingAllowed applies the repository's rule to listings: repositories
+// that no rule allows, or that a rule denies, are not listed either.
+func (s *Server) listingAllowed(q *request, kind string) bool {
+	v, ok := ruleVerdict(q.pol, q.rule, q.rt.Repository())
+	if ok && !v.Allowed {
+		s.record(q, kind, q.rt.Reference, q.rt.Digest, v, false)
+		s.deny(q, v, kind)
+		return false
+	}
+	return true
+}
+
+func (s *Server) serveTags(q *request) {
+	if !s.listingAllowed(q, "tags") {
+		return
+	}
+	qs := q.r.URL.Query()
+	n, last := qs.Get("n"), qs.Get("last")
+	if n != "" {
+		if v, err := strconv.Atoi(n); err != nil || v < 0 {
+			ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadRequest, ocierr.Unsupported, "invalid n %q", n))
+			return
+		}
+	}
+	body, next, err := q.up.Tags(q.ctx(), q.rt.Repo, n, last, maxListing)
+	if err != nil {
+		s.upstreamError(q, err, ocierr.NameUnknown)
+		return
+	}
+	var list struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.Unavailable, "upstream %s sent an invalid tag list", q.up.Name))
+		return
+	}
+	list.Name = q.rt.Name
+	if list.Tags == nil {
+		list.Tags = []string{}
+	}
+	if next != nil {
+		u := url.URL{Path: "/v2/" + q.rt.Name + "/tags/list"}
+		if q.rt.NS {
+			next.Set("ns", q.rt.Upstream)
+		}
+		u.RawQuery = next.Encode()
+		q.w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, u.String()))
+	}
+	writeJSON(q, "application/json", list)
+}
+
+// serveReferrers answers the OCI 1.1 referrers API: from the upstream's API,
+// or when it has none, from the sha256-<hex> index tag (the fallback scheme).
+func (s *Server) serveReferrers(q *request) {
+	if !s.listingAllowed(q, "referrers") {
+		return
+	}
+	at := q.r.URL.Query().Get("artifactType")
+	descs, err := s.referrers(q, q.rt.Digest, at)
+	if err != nil {
+		s.upstreamError(q, err, ocierr.ManifestUnknown)
+		return
+	}
+	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
+	idx.SchemaVersion = 2
+	if at != "" {
+		q.w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	writeJSON(q, ocispec.MediaTypeImageIndex, idx)
+}
+
+// referrers lists the manifests whose subject is dgst, filtered by
+// artifactType when given.
+func (s *Server) referrers(q *request, dgst digest.Digest, artifactType string) ([]ocispec.Descriptor, error) {
+	pages, filtered, ok, err := q.up.Referrers(q.ctx(), q.rt.Repo, dgst, artifactType, maxListing)
+	if err != nil {
+		return nil, err
+	}
+	var all []ocispec.Descriptor
+	if ok {
+		for _, p := range pages {
+			var idx ocispec.Index
+			if err := json.Unmarshal(p, &idx); err != nil {
+				return nil, &upstream.Error{Kind: upstream.Invalid, Upstream: q.up.Name, Msg: "referrers: invalid index"}
+			}
+			all = append(all, idx.Manifests...)
+		}
+	} else {
+		// Fallback: the sha256-<hex> tag holds an index of referrers. A
+		// missing or invalid tag means no referrers.
+		tag := dgst.Algorithm().String() + "-" + dgst.Encoded()
+		body, mt, err := q.up.Manifest(q.ctx(), q.rt.Repo, tag, int64(s.cfg.Limits.MaxManifestSize))
+		switch {
+		case upstream.IsKind(err, upstream.NotFound):
+		case err != nil:
+			return nil, err
+		default:
+			m, perr := parseManifest(body, mt)
+			if perr == nil && m.IsIndex() {
+				var idx ocispec.Index
+				if json.Unmarshal(body, &idx) == nil {
+					all = idx.Manifests
+				}
+			}
+		}
+		filtered = false
+	}
+	out := []ocispec.Descriptor{}
+	for _, d := range all {
+		if d.Digest.Validate() != nil {
+			continue
+		}
+		if artifactType != "" && !filtered && d.ArtifactType != artifactType {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func writeJSON(q *request, contentType string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusInternalServerError, ocierr.Unavailable, "%v", err))
+		return
+	}
+	q.w.Header().Set("Content-Type", contentType)
+	q.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	q.w.WriteHeader(http.StatusOK)
+	if q.r.Method == http.MethodGet {
+		_, _ = q.w.Write(b)
+	}
+}

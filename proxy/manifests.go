@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/proxy/ocierr"
+	"github.com/pullgate/pullgate/proxy/upstream"
+)
+
+// tagRecord is a tag's last successful resolution.
+type tagRecord struct {
+	Digest     digest.Digest `json:"digest"`
+	MediaType  string        `json:"mediaType"`
+	ResolvedAt time.Time     `json:"resolvedAt"`
+}
+
+func (s *Server) serveManifest(q *request) {
+	ref := q.rt.Reference
+	rep := q.rt.Repository()
+	// Rules that decide without the artifact never contact the upstream.
+	if v, ok := ruleVerdict(q.pol, q.rule, rep); ok && !v.Allowed {
+		s.record(q, "manifest", ref, q.rt.Digest, v, false)
+		s.deny(q, v, ref)
+		return
+	}
+	dgst, err := s.resolve(q)
+	if err != nil {
+		s.upstreamError(q, err, ocierr.ManifestUnknown)
+		return
+	}
+	body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, dgst)
+	if err != nil {
+		s.upstreamError(q, err, ocierr.ManifestUnknown)
+		return
+	}
+	s.persistLinks(q.ctx(), q.rt.Upstream, q.rt.Repo, dgst, m)
+
+	v, cached := s.decideManifest(q, dgst, body, m)
+	s.record(q, "manifest", ref, dgst, v, cached)
+	if !v.Allowed {
+		s.deny(q, v, ref)
+		return
+	}
+	s.grant(q, dgst, m)
+
+	if !acceptsMediaType(q.r, m.MediaType) {
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusNotFound, ocierr.ManifestUnknown,
+			"manifest %s is %s, which the request's Accept header does not include", dgst, m.MediaType))
+		return
+	}
+	h := q.w.Header()
+	h.Set("Content-Type", m.MediaType)
+	h.Set("Docker-Content-Digest", dgst.String())
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("ETag", `"`+dgst.String()+`"`)
+	h.Set("Docker-Distribution-API-Version", "registry/2.0")
+	q.w.WriteHeader(http.StatusOK)
+	if q.r.Method == http.MethodGet {
+		_, _ = q.w.Write(body)
+	}
+}
+
+// resolve turns the request's reference into a digest: digests as they are,
+// tags through the upstream (cached for the tag TTL), or, when the upstream
+// is unreachable, the tag's last resolution within the offline grace.
+func (s *Server) resolve(q *request) (digest.Digest, error) {
+	if q.rt.Digest != "" {
+		return q.rt.Digest, nil
+	}
+	ucfg, _ := s.cfg.Upstream(q.rt.Upstream)
+	key := q.rt.Upstream + "/" + q.rt.Repo + ":" + q.rt.Reference
+	if rec, ok := s.tags.Get(key); ok {
+		return rec.Digest, nil
+	}
+	metaKey := store.MetaKey("tags", q.rt.Upstream, q.rt.Repo, q.rt.Reference)
+	desc, err := q.up.Resolve(q.ctx(), q.rt.Repo, q.rt.Reference, int64(s.cfg.Limits.MaxManifestSize))
+	if err == nil {
+		rec := tagRecord{Digest: desc.Digest, MediaType: desc.MediaType, ResolvedAt: time.Now().UTC()}
+		s.tags.Add(key, rec, ucfg.TagTTL.D())
+		if perr := s.store.PutMeta(q.ctx(), metaKey, marshalMeta(rec)); perr != nil {
+			s.log.Warn("store: tag record write failed", "err", perr)
+		}
+		return desc.Digest, nil
+	}
+	if !upstream.IsKind(err, upstream.Unavailable) || ucfg.OfflineGrace.D() < 0 {
+		return "", err
+	}
+	b, merr := s.store.GetMeta(q.ctx(), metaKey)
+	if merr != nil {
+		return "", err
+	}
+	var rec tagRecord
+	if json.Unmarshal(b, &rec) != nil || rec.Digest.Validate() != nil {
+		return "", err
+	}
+	age := time.Since(rec.ResolvedAt)
+	if age > ucfg.OfflineGrace.D() {
+		return "", fmt.Errorf("%w (the last resolution of %s is %s old, beyond the offline grace of %s)", err, q.rt.Reference, age.Round(time.Second), ucfg.OfflineGrace.D())
+	}
+	s.log.Warn("upstream unreachable: using the last resolution of the tag", "upstream", q.rt.Upstream,
+		"repository", q.rt.Repo, "tag", q.rt.Reference, "digest", rec.Digest, "age", age.Round(time.Second).String())
+	s.metrics.offlineServes.Inc()
+	return rec.Digest, nil
+}
+
+// manifestBytes returns verified manifest bytes for a digest: from the store,
+// or from the upstream (checked against the digest, the size limit and its
+// declared media type) and then stored.
+func (s *Server) manifestBytes(ctx context.Context, up *upstream.Client, repo string, dgst digest.Digest) ([]byte, *parsedManifest, error) {
+	if b, err := s.store.Get(ctx, dgst); err == nil {
+		var meta manifestMeta
+		if mb, err := s.store.GetMeta(ctx, manifestMetaKey(dgst)); err == nil {
+			_ = json.Unmarshal(mb, &meta)
+		}
+		if m, err := parseManifest(b, meta.MediaType); err == nil {
+			s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+			return b, m, nil
+		}
+	}
+	s.metrics.cache.WithLabelValues("manifest", "miss").Inc()
+	body, mt, err := up.Manifest(ctx, repo, dgst.String(), int64(s.cfg.Limits.MaxManifestSize))
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := parseManifest(body, mt)
+	if err != nil {
+		return nil, nil, &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name, Msg: fmt.Sprintf("manifest %s: %v", dgst, err)}
+	}
+	if err := s.store.PutBytes(ctx, dgst, body); err != nil {
+		s.log.Warn("store: manifest write failed", "digest", dgst, "err", err)
+	} else if err := s.store.PutMeta(ctx, manifestMetaKey(dgst), marshalMeta(manifestMeta{MediaType: m.MediaType})); err != nil {
+		s.log.Warn("store: manifest metadata write failed", "digest", dgst, "err", err)
+	}
+	return body, m, nil
+}
+
+// upstreamError maps an upstream failure to an OCI error for the client.
+func (s *Server) upstreamError(q *request, err error, notFoundCode string) {
+	var ue *upstream.Error
+	if !errors.As(err, &ue) {
+		if errors.Is(err, context.Canceled) {
+			return
+		}
+		s.log.Error("request failed", "path", q.r.URL.Path, "err", err)
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.Unavailable, "%v", err))
+		return
+	}
+	switch ue.Kind {
+	case upstream.NotFound:
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusNotFound, notFoundCode, "%s", ue.Error()))
+	case upstream.Throttled:
+		if ue.RetryAfter != "" {
+			q.w.Header().Set("Retry-After", ue.RetryAfter)
+		}
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusTooManyRequests, ocierr.TooManyRequests, "%s", ue.Error()))
+	case upstream.Invalid:
+		s.log.Warn("upstream sent invalid content", "upstream", ue.Upstream, "err", ue.Msg)
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.ManifestInvalid, "%s", ue.Error()))
+	default:
+		s.log.Warn("upstream unavailable", "upstream", ue.Upstream, "err", ue.Msg)
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.Unavailable, "%s; nothing verified is cached for this reference", ue.Error()))
+	}
+}

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pullgate/pullgate/proxy/audit"
+	"github.com/pullgate/pullgate/proxy/route"
+)
+
+// Metrics are the proxy's Prometheus metrics.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	decisions     *prometheus.CounterVec
+	cache         *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	upstream      *prometheus.CounterVec
+	inflight      prometheus.Gauge
+	coalesced     prometheus.Counter
+	mismatches    prometheus.Counter
+	offlineServes prometheus.Counter
+	Reloads       *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_requests_total", Help: "Registry API requests by route and status."}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pullgate_request_duration_seconds", Help: "Time to first byte... to last byte of registry API responses.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"route"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_decisions_total", Help: "Policy decisions by rule, kind and result."}, []string{"rule", "kind", "decision"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_cache_requests_total", Help: "Content store lookups by kind and result."}, []string{"kind", "result"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_blob_bytes_served_total", Help: "Blob bytes sent to clients, by source."}, []string{"source"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_upstream_requests_total", Help: "Requests to upstreams by upstream, kind and status (error for transport failures)."}, []string{"upstream", "kind", "status"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pullgate_inflight_fetches", Help: "Blob downloads from upstreams under way."}),
+		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pullgate_coalesced_fetches_total", Help: "Blob requests that joined a download already under way."}),
+		mismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pullgate_upstream_digest_mismatches_total", Help: "Blobs refused because the upstream's bytes did not match the digest or size."}),
+		offlineServes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pullgate_offline_tag_resolutions_total", Help: "Tags answered from the last resolution because the upstream was unreachable."}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_policy_reloads_total", Help: "Policy reloads by result."}, []string{"result"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.decisions, m.cache, m.bytes, m.upstream,
+		m.inflight, m.coalesced, m.mismatches, m.offlineServes, m.Reloads} {
+		_ = reg.Register(c)
+	}
+	return m
+}
+
+func (m *Metrics) decision(e audit.Event) {
+	m.decisions.WithLabelValues(e.Rule, e.Kind, e.Decision).Inc()
+}
+
+func (m *Metrics) upstreamRequest(name string) func(method, kind string, status int, err error) {
+	return func(method, kind string, status int, err error) {
+		st := strconv.Itoa(status)
+		if err != nil {
+			st = "error"
+		}
+		m.upstream.WithLabelValues(name, kind, st).Inc()
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func routeName(path string) string {
+	rt, err := route.Parse(path, "")
+	if err != nil {
+		if rt, err = route.Parse(path, "x"); err != nil {
+			return "other"
+		}
+	}
+	switch rt.Kind {
+	case route.Base:
+		return "base"
+	case route.Manifest:
+		return "manifest"
+	case route.Blob:
+		return "blob"
+	case route.Tags:
+		return "tags"
+	case route.Referrers:
+		return "referrers"
+	case route.Upload:
+		return "upload"
+	}
+	return "other"
+}
+
+func (m *Metrics) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		rn := routeName(r.URL.EscapedPath())
+		defer func() {
+			st := sw.status
+			if st == 0 {
+				st = 499
+			}
+			m.requests.WithLabelValues(rn, r.Method, strconv.Itoa(st)).Inc()
+			m.duration.WithLabelValues(rn).Observe(time.Since(start).Seconds())
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	c prometheus.Counter
+}
+
+func (w countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.c.Add(float64(n))
+	return n, err
+}
+
+func (m *Metrics) countingWriter(w http.ResponseWriter, source string) http.ResponseWriter {
+	return countingWriter{w, m.bytes.WithLabelValues(source)}
+}

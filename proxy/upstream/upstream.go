@@ -1,0 +1,536 @@
+// Package upstream is pullgate's client for the registries it proxies: auth
+// (anonymous, basic, the bearer-token flow, Docker config.json credentials),
+// custom CAs, strict scheme handling, and raw access to manifests, blobs,
+// tags and referrers so the proxy controls exactly which bytes it verifies.
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	dockerconfig "github.com/docker/cli/cli/config"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/proxy/config"
+)
+
+// ManifestAccept is every manifest media type pullgate passes through.
+var ManifestAccept = []string{
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+}
+
+// Kind classifies upstream failures.
+type Kind int
+
+// Failure kinds.
+const (
+	NotFound    Kind = iota // 404: the artifact does not exist
+	Unavailable             // network error, timeout, 5xx: the upstream is down
+	Refused                 // 401/403: pullgate's credentials were refused
+	Throttled               // 429
+	Invalid                 // the upstream answered something malformed or inconsistent
+)
+
+// Error is an upstream failure. Its message never contains credentials.
+type Error struct {
+	Kind       Kind
+	Upstream   string
+	Status     int
+	Msg        string
+	RetryAfter string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("upstream %s: %s", e.Upstream, e.Msg)
+}
+
+// IsKind reports whether err is an upstream error of kind k.
+func IsKind(err error, k Kind) bool {
+	var ue *Error
+	return errors.As(err, &ue) && ue.Kind == k
+}
+
+// Client talks to one configured upstream.
+type Client struct {
+	Name    string
+	base    *url.URL
+	reg     name.Registry
+	rt      http.RoundTripper
+	auth    authn.Authenticator
+	timeout time.Duration
+
+	mu     sync.Mutex
+	repoRT *lru.Cache[string, http.RoundTripper]
+	// OnRequest, when set, observes every upstream request (metrics).
+	OnRequest func(method, kind string, status int, err error)
+}
+
+// New builds a client from an upstream's configuration. resolve maps
+// config-relative file paths.
+func New(u config.Upstream, resolve func(string) string) (*Client, error) {
+	base, err := url.Parse(u.URL)
+	if err != nil {
+		return nil, err
+	}
+	opts := []name.Option{name.StrictValidation}
+	if base.Scheme == "http" {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(base.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = u.Timeout.D()
+	tr.MaxIdleConnsPerHost = 64
+	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if u.CA != "" {
+		pem, err := os.ReadFile(resolve(u.CA))
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: ca: %w", u.Name, err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("upstream %s: ca %s: no PEM certificates found", u.Name, u.CA)
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	auth, err := credentials(u, resolve, reg)
+	if err != nil {
+		return nil, err
+	}
+	cache, _ := lru.New[string, http.RoundTripper](1024)
+	c := &Client{
+		Name: u.Name, base: base, reg: reg, auth: auth, timeout: u.Timeout.D(), repoRT: cache,
+		rt: &schemeGuard{inner: tr, allowHTTP: base.Scheme == "http"},
+	}
+	return c, nil
+}
+
+// schemeGuard refuses plain-HTTP requests unless the upstream was configured
+// with an http:// URL (this also stops token realms and redirects from
+// downgrading to HTTP).
+type schemeGuard struct {
+	inner     http.RoundTripper
+	allowHTTP bool
+}
+
+func (g *schemeGuard) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "https" && !(g.allowHTTP && r.URL.Scheme == "http") {
+		return nil, fmt.Errorf("refusing %s request to %s: upstream is configured for https", r.URL.Scheme, r.URL.Host)
+	}
+	return g.inner.RoundTrip(r)
+}
+
+func credentials(u config.Upstream, resolve func(string) string, reg name.Registry) (authn.Authenticator, error) {
+	switch {
+	case u.Username != "":
+		pw := u.Password
+		if u.PasswordFile != "" {
+			b, err := os.ReadFile(resolve(u.PasswordFile))
+			if err != nil {
+				return nil, fmt.Errorf("upstream %s: passwordFile: %w", u.Name, err)
+			}
+			pw = strings.TrimRight(string(b), "\r\n")
+		}
+		return &authn.Basic{Username: u.Username, Password: pw}, nil
+	case u.DockerConfig != "":
+		f, err := os.Open(resolve(u.DockerConfig))
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: dockerConfig: %w", u.Name, err)
+		}
+		defer f.Close()
+		cf, err := dockerconfig.LoadFromReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: dockerConfig: %w", u.Name, err)
+		}
+		key := reg.RegistryStr()
+		if key == name.DefaultRegistry {
+			key = "https://index.docker.io/v1/"
+		}
+		ac, err := cf.GetAuthConfig(key)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: dockerConfig: %w", u.Name, err)
+		}
+		if ac.Username == "" && ac.Password == "" && ac.IdentityToken == "" && ac.RegistryToken == "" {
+			return nil, fmt.Errorf("upstream %s: dockerConfig %s has no credentials for %s", u.Name, u.DockerConfig, key)
+		}
+		return authn.FromConfig(authn.AuthConfig{
+			Username: ac.Username, Password: ac.Password,
+			IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
+		}), nil
+	default:
+		return authn.Anonymous, nil
+	}
+}
+
+// transport returns an authenticated round tripper for pulls from repo.
+func (c *Client) transport(ctx context.Context, repo string) (http.RoundTripper, error) {
+	if rt, ok := c.repoRT.Get(repo); ok {
+		return rt, nil
+	}
+	scope := "repository:" + repo + ":pull"
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	rt, err := transport.NewWithContext(ctx, c.reg, c.auth, c.rt, []string{scope})
+	if err != nil {
+		return nil, c.classify(err, "authenticating")
+	}
+	c.repoRT.Add(repo, rt)
+	return rt, nil
+}
+
+func (c *Client) classify(err error, what string) error {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return c.statusError(te.StatusCode, what, "")
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &Error{Kind: Unavailable, Upstream: c.Name, Msg: what + ": " + sanitize(err.Error())}
+}
+
+// sanitize strips anything that looks like userinfo from an error text.
+func sanitize(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		if j := strings.Index(s[i+3:], "@"); j >= 0 && !strings.ContainsAny(s[i+3:i+3+j], "/ ") {
+			s = s[:i+3] + s[i+3+j+1:]
+		}
+	}
+	return s
+}
+
+func (c *Client) statusError(status int, what, retryAfter string) error {
+	e := &Error{Upstream: c.Name, Status: status, RetryAfter: retryAfter}
+	switch {
+	case status == http.StatusNotFound:
+		e.Kind, e.Msg = NotFound, what+": not found"
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		e.Kind, e.Msg = Refused, fmt.Sprintf("%s: access refused (HTTP %d); check the upstream credentials configured in pullgate", what, status)
+	case status == http.StatusTooManyRequests:
+		e.Kind, e.Msg = Throttled, what+": rate limited by the upstream (HTTP 429)"
+	case status >= 500:
+		e.Kind, e.Msg = Unavailable, fmt.Sprintf("%s: HTTP %d", what, status)
+	default:
+		e.Kind, e.Msg = Invalid, fmt.Sprintf("%s: unexpected HTTP %d", what, status)
+	}
+	return e
+}
+
+func (c *Client) url(repo, endpoint string, q url.Values) string {
+	u := *c.base
+	u.Path = "/v2/" + repo + "/" + endpoint
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func (c *Client) do(ctx context.Context, method, repo, endpoint string, q url.Values, hdr http.Header, kind string) (*http.Response, error) {
+	rt, err := c.transport(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(repo, endpoint, q), nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if c.OnRequest != nil {
+		st := 0
+		if resp != nil {
+			st = resp.StatusCode
+		}
+		c.OnRequest(method, kind, st, err)
+	}
+	if err != nil {
+		return nil, c.classify(err, kind+" "+repo)
+	}
+	return resp, nil
+}
+
+func drain(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	resp.Body.Close()
+}
+
+// Descriptor is what a manifest HEAD says.
+type Descriptor struct {
+	Digest    digest.Digest
+	MediaType string
+	Size      int64
+}
+
+func acceptHeader(accept []string) http.Header {
+	if len(accept) == 0 {
+		accept = ManifestAccept
+	}
+	return http.Header{"Accept": {strings.Join(accept, ", ")}}
+}
+
+// Resolve asks the upstream which digest a tag (or digest) names. When the
+// upstream does not send Docker-Content-Digest on HEAD, it fetches the
+// manifest and hashes it.
+func (c *Client) Resolve(ctx context.Context, repo, ref string, maxSize int64) (Descriptor, error) {
+	resp, err := c.do(ctx, http.MethodHead, repo, "manifests/"+ref, nil, acceptHeader(nil), "manifest")
+	if err != nil {
+		return Descriptor{}, err
+	}
+	drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return Descriptor{}, c.statusError(resp.StatusCode, "manifest "+repo+":"+ref, resp.Header.Get("Retry-After"))
+	}
+	d := Descriptor{MediaType: baseMediaType(resp.Header.Get("Content-Type")), Size: resp.ContentLength}
+	if dg, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil && dg.Algorithm() == digest.SHA256 {
+		d.Digest = dg
+		return d, nil
+	}
+	body, mt, err := c.Manifest(ctx, repo, ref, maxSize)
+	if err != nil {
+		return Descriptor{}, err
+	}
+	return Descriptor{Digest: digest.FromBytes(body), MediaType: mt, Size: int64(len(body))}, nil
+}
+
+// Manifest fetches a manifest's raw bytes (at most maxSize) and media type.
+// When ref is a digest the bytes are verified against it.
+func (c *Client) Manifest(ctx context.Context, repo, ref string, maxSize int64) ([]byte, string, error) {
+	resp, err := c.do(ctx, http.MethodGet, repo, "manifests/"+ref, nil, acceptHeader(nil), "manifest")
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	what := "manifest " + repo + "@" + ref
+	if !strings.Contains(ref, ":") {
+		what = "manifest " + repo + ":" + ref
+	}
+	if resp.StatusCode != http.StatusOK {
+		drain(resp)
+		return nil, "", c.statusError(resp.StatusCode, what, resp.Header.Get("Retry-After"))
+	}
+	if resp.ContentLength > maxSize {
+		return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: %d bytes exceeds the manifest size limit of %d", what, resp.ContentLength, maxSize)}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxSize+1))
+	if err != nil {
+		return nil, "", c.classify(err, what)
+	}
+	if int64(len(body)) > maxSize {
+		return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: exceeds the manifest size limit of %d bytes", what, maxSize)}
+	}
+	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
+		return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: got %d bytes, Content-Length said %d", what, len(body), resp.ContentLength)}
+	}
+	if dg, err := digest.Parse(ref); err == nil {
+		if err := dg.Validate(); err == nil && dg.Algorithm().Available() && dg.Algorithm().FromBytes(body) != dg {
+			return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: content does not match its digest (got %s)", what, dg.Algorithm().FromBytes(body))}
+		}
+	}
+	return body, baseMediaType(resp.Header.Get("Content-Type")), nil
+}
+
+func baseMediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.TrimSpace(mt)
+}
+
+// Blob opens a blob download. The caller must verify what it reads and close
+// the body. The response's ContentLength is the size the upstream declares.
+func (c *Client) Blob(ctx context.Context, repo string, dgst digest.Digest) (*http.Response, error) {
+	resp, err := c.do(ctx, http.MethodGet, repo, "blobs/"+dgst.String(), nil, nil, "blob")
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		drain(resp)
+		return nil, c.statusError(resp.StatusCode, "blob "+repo+"@"+dgst.String(), resp.Header.Get("Retry-After"))
+	}
+	return resp, nil
+}
+
+// BlobSize asks the upstream for a blob's size (HEAD).
+func (c *Client) BlobSize(ctx context.Context, repo string, dgst digest.Digest) (int64, error) {
+	resp, err := c.do(ctx, http.MethodHead, repo, "blobs/"+dgst.String(), nil, nil, "blob")
+	if err != nil {
+		return 0, err
+	}
+	drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return 0, c.statusError(resp.StatusCode, "blob "+repo+"@"+dgst.String(), resp.Header.Get("Retry-After"))
+	}
+	if resp.ContentLength < 0 {
+		return 0, &Error{Kind: Invalid, Upstream: c.Name, Msg: "blob " + dgst.String() + ": no Content-Length"}
+	}
+	return resp.ContentLength, nil
+}
+
+// BlobBytes fetches a small blob whole (evidence), verified and bounded.
+func (c *Client) BlobBytes(ctx context.Context, repo string, dgst digest.Digest, maxSize int64) ([]byte, error) {
+	resp, err := c.Blob(ctx, repo, dgst)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > maxSize {
+		return nil, &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("blob %s: %d bytes exceeds the limit of %d", dgst, resp.ContentLength, maxSize)}
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxSize+1))
+	if err != nil {
+		return nil, c.classify(err, "blob "+dgst.String())
+	}
+	if int64(len(b)) > maxSize {
+		return nil, &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("blob %s exceeds the limit of %d bytes", dgst, maxSize)}
+	}
+	if dgst.Algorithm().FromBytes(b) != dgst {
+		return nil, &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("blob %s: content does not match its digest", dgst)}
+	}
+	return b, nil
+}
+
+// Referrers calls the upstream's referrers API. ok is false when the
+// upstream does not implement it (404), so the caller falls back to the
+// sha256-<hex> tag. Pagination (Link rel="next") is followed up to maxPages.
+func (c *Client) Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType string, maxSize int64) (pages [][]byte, filtered bool, ok bool, err error) {
+	q := url.Values{}
+	if artifactType != "" {
+		q.Set("artifactType", artifactType)
+	}
+	endpoint := "referrers/" + dgst.String()
+	const maxPages = 16
+	for page := 0; page < maxPages; page++ {
+		resp, err := c.do(ctx, http.MethodGet, repo, endpoint, q, http.Header{"Accept": {"application/vnd.oci.image.index.v1+json"}}, "referrers")
+		if err != nil {
+			return nil, false, false, err
+		}
+		if resp.StatusCode == http.StatusNotFound && page == 0 {
+			drain(resp)
+			return nil, false, false, nil
+		}
+		if resp.StatusCode != http.StatusOK {
+			drain(resp)
+			return nil, false, false, c.statusError(resp.StatusCode, "referrers "+repo+"@"+dgst.String(), resp.Header.Get("Retry-After"))
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxSize+1))
+		resp.Body.Close()
+		if err != nil {
+			return nil, false, false, c.classify(err, "referrers")
+		}
+		if int64(len(b)) > maxSize {
+			return nil, false, false, &Error{Kind: Invalid, Upstream: c.Name, Msg: "referrers response exceeds the size limit"}
+		}
+		pages = append(pages, b)
+		if page == 0 {
+			filtered = strings.Contains(resp.Header.Get("OCI-Filters-Applied"), "artifactType")
+		}
+		next := nextLink(resp.Header.Get("Link"))
+		if next == "" {
+			break
+		}
+		nu, err := url.Parse(next)
+		if err != nil {
+			break
+		}
+		// Only follow links on the same upstream path.
+		if (nu.Host != "" && nu.Host != c.base.Host) || !strings.HasPrefix(nu.Path, "/v2/"+repo+"/referrers/") {
+			break
+		}
+		q = nu.Query()
+	}
+	return pages, filtered, true, nil
+}
+
+// Tags lists tags with n/last pagination; link is the upstream's next-page
+// query (n and last), empty when there are no more.
+func (c *Client) Tags(ctx context.Context, repo string, n, last string, maxSize int64) (body []byte, nextQuery url.Values, err error) {
+	q := url.Values{}
+	if n != "" {
+		q.Set("n", n)
+	}
+	if last != "" {
+		q.Set("last", last)
+	}
+	resp, err := c.do(ctx, http.MethodGet, repo, "tags/list", q, nil, "tags")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		drain(resp)
+		return nil, nil, c.statusError(resp.StatusCode, "tags "+repo, resp.Header.Get("Retry-After"))
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxSize+1))
+	if err != nil {
+		return nil, nil, c.classify(err, "tags")
+	}
+	if int64(len(b)) > maxSize {
+		return nil, nil, &Error{Kind: Invalid, Upstream: c.Name, Msg: "tags list exceeds the size limit"}
+	}
+	if next := nextLink(resp.Header.Get("Link")); next != "" {
+		if nu, err := url.Parse(next); err == nil {
+			nq := url.Values{}
+			for _, k := range []string{"n", "last"} {
+				if v := nu.Query().Get(k); v != "" {
+					nq.Set(k, v)
+				}
+			}
+			nextQuery = nq
+		}
+	}
+	return bytes.TrimSpace(b), nextQuery, nil
+}
+
+// nextLink extracts the URL of a Link header with rel="next".
+func nextLink(h string) string {
+	for _, part := range strings.Split(h, ",") {
+		part = strings.TrimSpace(part)
+		if !strings.Contains(part, `rel="next"`) && !strings.Contains(part, "rel=next") {
+			continue
+		}
+		if i, j := strings.Index(part, "<"), strings.Index(part, ">"); i >= 0 && j > i {
+			return part[i+1 : j]
+		}
+	}
+	return ""
+}
+
+// RetryAfterSeconds parses a Retry-After header value in seconds.
+func RetryAfterSeconds(v string) int {
+	n, _ := strconv.Atoi(v)
+	return n
+}
+
+// IsDockerHub reports whether the upstream is Docker Hub, whose single-name
+// repositories live under "library/".
+func (c *Client) IsDockerHub() bool {
+	switch c.base.Host {
+	case "registry-1.docker.io", "index.docker.io", "docker.io":
+		return true
+	}
+	return false
+}
