@@ -1,0 +1,47 @@
+# pullgate: see README.md. `make demo` and `make test` are the two commands a
+# newcomer runs; CI runs .ci/run, which runs `make test`.
+GO        ?= go
+BIN       ?= bin/pullgate
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+FUZZTIME  ?= 3s
+LONGFUZZ  ?= 60s
+TESTFLAGS ?= -timeout 20m
+export GOFLAGS ?= -mod=mod
+
+.PHONY: all build demo test unit fuzz-smoke fuzz bench lint tools scenarios clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/pullgate
+
+demo:
+	$(GO) run ./cmd/pullgate demo
+
+# Real clients and peers for the end-to-end tests (crane, oras, skopeo,
+# cosign v2/v3, distribution's registry, containerd).
+tools:
+	bash test/tools/install.sh
+
+# The whole suite: vet, unit + end-to-end tests with real clients, and a
+# short run of every fuzz target.
+test: tools lint unit fuzz-smoke
+
+unit:
+	$(GO) test $(TESTFLAGS) ./...
+
+fuzz-smoke:
+	FUZZTIME=$(FUZZTIME) bash test/fuzz.sh
+
+fuzz:
+	FUZZTIME=$(LONGFUZZ) bash test/fuzz.sh
+
+bench: build tools
+	bash test/bench/run.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin
