@@ -1,0 +1,412 @@
+package content
+
+import (
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// configInspector buffers a JSON file (bounded by MaxConfigBytes), parses it
+// strictly (duplicate keys rejected at every level) and, with
+// DenyCodeLayers, refuses Hugging Face remote-code hooks (auto_map). Chat
+// templates embedded in tokenizer_config.json are checked like GGUF ones.
+// The whole file is its "header": HeaderDone becomes true at Close.
+type configInspector struct {
+	opts  Options
+	size  int64
+	max   int64
+	title string
+	buf   []byte
+	seen  int64
+	done  bool
+	err   error
+}
+
+func newConfigInspector(opts Options, size int64, title string) *configInspector {
+	return &configInspector{opts: opts, size: size, max: opts.maxConfig(), title: title}
+}
+
+func (c *configInspector) HeaderDone() bool { return c.done }
+
+func (c *configInspector) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	c.seen += int64(len(p))
+	if c.size >= 0 && c.seen > c.size {
+		c.err = newFinding(FormatJSON, c.size, "more bytes than the declared size %d", c.size)
+		return 0, c.err
+	}
+	if c.seen > c.max {
+		c.err = newFinding(FormatJSON, c.max, "JSON file larger than the %d-byte limit for parsed config files", c.max)
+		return 0, c.err
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+func (c *configInspector) Close() error {
+	if c.err != nil {
+		return c.err
+	}
+	if c.size >= 0 && c.seen != c.size {
+		c.err = newFinding(FormatJSON, c.seen, "truncated: %d of %d bytes", c.seen, c.size)
+		return c.err
+	}
+	c.err = CheckConfigJSON(c.opts, c.buf)
+	c.buf = nil
+	c.done = c.err == nil
+	return c.err
+}
+
+// CheckConfigJSON validates a JSON config file (config.json,
+// tokenizer_config.json, ...): strict UTF-8 JSON, no duplicate keys, depth
+// at most 128, no auto_map when opts.DenyCodeLayers, and embedded
+// chat_template strings free of Python-object constructs.
+func CheckConfigJSON(opts Options, b []byte) error {
+	if !utf8.Valid(b) {
+		return newFinding(FormatJSON, 0, "not valid UTF-8")
+	}
+	p := &jsonParser{b: b}
+	p.ws()
+	v, err := p.value(0)
+	if err != nil {
+		return err
+	}
+	p.ws()
+	if p.i != len(p.b) {
+		return p.errf("unexpected data after the JSON value")
+	}
+	top, _ := v.(map[string]any)
+	if top == nil {
+		return nil
+	}
+	if _, ok := top["auto_map"]; ok && opts.DenyCodeLayers {
+		return newFinding(FormatJSON, -1, "config declares auto_map (Hugging Face remote code, loaded with trust_remote_code); denied by denyCodeLayers")
+	}
+	var tmpls []string
+	switch t := top["chat_template"].(type) {
+	case string:
+		tmpls = append(tmpls, t)
+	case []any:
+		for _, e := range t {
+			if m, ok := e.(map[string]any); ok {
+				if s, ok := m["template"].(string); ok {
+					tmpls = append(tmpls, s)
+				}
+			}
+		}
+	}
+	if !opts.GGUF.AllowChatTemplateDunder {
+		for _, t := range tmpls {
+			if d := CheckTemplate(t); d != "" {
+				return newFinding(FormatJSON, -1, "chat_template contains %q, a construct that reaches Python objects (template injection)", d)
+			}
+		}
+	}
+	return nil
+}
+
+// jsonParser is a strict generic JSON parser. Objects become map[string]any
+// only at the top level's direct children (deeper values are validated and
+// discarded) to keep memory proportional to the input.
+type jsonParser struct {
+	b []byte
+	i int
+}
+
+func (p *jsonParser) errf(reason string, args ...any) error {
+	return newFinding(FormatJSON, int64(p.i), reason, args...)
+}
+
+func (p *jsonParser) ws() {
+	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\t' || p.b[p.i] == '\n' || p.b[p.i] == '\r') {
+		p.i++
+	}
+}
+
+func (p *jsonParser) value(depth int) (any, error) {
+	if depth > 128 {
+		return nil, p.errf("JSON nested deeper than 128 levels")
+	}
+	p.ws()
+	if p.i >= len(p.b) {
+		return nil, p.errf("unexpected end of JSON")
+	}
+	switch c := p.b[p.i]; {
+	case c == '{':
+		p.i++
+		m := map[string]any{}
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == '}' {
+			p.i++
+			return m, nil
+		}
+		for {
+			p.ws()
+			if p.i >= len(p.b) || p.b[p.i] != '"' {
+				return nil, p.errf("expected a string key")
+			}
+			koff := p.i
+			k, err := p.str()
+			if err != nil {
+				return nil, err
+			}
+			if _, dup := m[k]; dup {
+				p.i = koff
+				return nil, p.errf("duplicate key %q", k)
+			}
+			p.ws()
+			if p.i >= len(p.b) || p.b[p.i] != ':' {
+				return nil, p.errf("expected ':'")
+			}
+			p.i++
+			v, err := p.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			if depth > 2 {
+				v = nil // keep only shallow values
+			}
+			m[k] = v
+			p.ws()
+			if p.i >= len(p.b) {
+				return nil, p.errf("unexpected end of JSON")
+			}
+			if p.b[p.i] == ',' {
+				p.i++
+				continue
+			}
+			if p.b[p.i] == '}' {
+				p.i++
+				return m, nil
+			}
+			return nil, p.errf("expected ',' or '}'")
+		}
+	case c == '[':
+		p.i++
+		var a []any
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == ']' {
+			p.i++
+			return a, nil
+		}
+		for {
+			v, err := p.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			if depth <= 2 {
+				a = append(a, v)
+			}
+			p.ws()
+			if p.i >= len(p.b) {
+				return nil, p.errf("unexpected end of JSON")
+			}
+			if p.b[p.i] == ',' {
+				p.i++
+				continue
+			}
+			if p.b[p.i] == ']' {
+				p.i++
+				return a, nil
+			}
+			return nil, p.errf("expected ',' or ']'")
+		}
+	case c == '"':
+		return p.str()
+	case c == 't' || c == 'f' || c == 'n':
+		for _, lit := range []string{"true", "false", "null"} {
+			if strings.HasPrefix(string(p.b[p.i:min(p.i+5, len(p.b))]), lit) {
+				p.i += len(lit)
+				return nil, nil
+			}
+		}
+		return nil, p.errf("invalid literal")
+	case c == '-' || c >= '0' && c <= '9':
+		return nil, p.number()
+	}
+	return nil, p.errf("unexpected character %q", p.b[p.i])
+}
+
+func (p *jsonParser) number() error {
+	start := p.i
+	if p.b[p.i] == '-' {
+		p.i++
+	}
+	digits := func() int {
+		s := p.i
+		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+			p.i++
+		}
+		return p.i - s
+	}
+	intStart := p.i
+	if n := digits(); n == 0 || n > 1 && p.b[intStart] == '0' {
+		p.i = start
+		return p.errf("invalid number")
+	}
+	if p.i < len(p.b) && p.b[p.i] == '.' {
+		p.i++
+		if digits() == 0 {
+			return p.errf("invalid number")
+		}
+	}
+	if p.i < len(p.b) && (p.b[p.i] == 'e' || p.b[p.i] == 'E') {
+		p.i++
+		if p.i < len(p.b) && (p.b[p.i] == '+' || p.b[p.i] == '-') {
+			p.i++
+		}
+		if digits() == 0 {
+			return p.errf("invalid number")
+		}
+	}
+	return nil
+}
+
+func (p *jsonParser) str() (string, error) {
+	sp := &stParser{b: p.b, i: p.i}
+	s, err := sp.str()
+	if err != nil {
+		if f, ok := err.(*Finding); ok {
+			return "", newFinding(FormatJSON, f.Offset-8, "%s", f.Reason)
+		}
+		return "", err
+	}
+	p.i = sp.i
+	return s, nil
+}
+
+// templateInspector buffers a chat template layer (bounded) and checks it at
+// Close.
+type templateInspector struct {
+	opts Options
+	size int64
+	max  int64
+	buf  []byte
+	seen int64
+	done bool
+	err  error
+}
+
+func newTemplateInspector(opts Options, size int64) *templateInspector {
+	return &templateInspector{opts: opts, size: size, max: opts.maxConfig()}
+}
+
+func (t *templateInspector) HeaderDone() bool { return t.done }
+
+func (t *templateInspector) Write(p []byte) (int, error) {
+	if t.err != nil {
+		return 0, t.err
+	}
+	t.seen += int64(len(p))
+	if t.size >= 0 && t.seen > t.size {
+		t.err = newFinding(FormatTemplate, t.size, "more bytes than the declared size %d", t.size)
+		return 0, t.err
+	}
+	if t.seen > t.max {
+		t.err = newFinding(FormatTemplate, t.max, "template larger than %d bytes", t.max)
+		return 0, t.err
+	}
+	t.buf = append(t.buf, p...)
+	return len(p), nil
+}
+
+func (t *templateInspector) Close() error {
+	if t.err != nil {
+		return t.err
+	}
+	if t.size >= 0 && t.seen != t.size {
+		t.err = newFinding(FormatTemplate, t.seen, "truncated: %d of %d bytes", t.seen, t.size)
+		return t.err
+	}
+	if !t.opts.GGUF.AllowChatTemplateDunder {
+		if d := CheckTemplate(string(t.buf)); d != "" {
+			t.err = newFinding(FormatTemplate, -1, "template contains %q, a construct that reaches Python objects (template injection)", d)
+			return t.err
+		}
+	}
+	t.buf = nil
+	t.done = true
+	return nil
+}
+
+// Title annotations that name a layer's file.
+const (
+	AnnotationTitle          = ocispec.AnnotationTitle
+	AnnotationModelFilepath  = "org.cncf.model.filepath"
+	AnnotationModelFilepathL = "org.cnai.model.filepath"
+)
+
+// LayerTitle returns the file name a layer declares (image title, then
+// ModelPack filepath), or "".
+func LayerTitle(d ocispec.Descriptor) string {
+	for _, k := range []string{AnnotationTitle, AnnotationModelFilepath, AnnotationModelFilepathL} {
+		if v := d.Annotations[k]; v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// CheckManifest applies the descriptor-level content rules to a model
+// artifact manifest: allowed config and layer media types, foreign layers
+// (urls), code layers (DenyCodeLayers), and ModelPack file paths (clean,
+// relative, unique). Blob contents are checked by NewInspector as the
+// layers stream. The config media type is m.Config.MediaType (Docker v2
+// manifests decode into the same struct).
+func CheckManifest(opts Options, m ocispec.Manifest) []Finding {
+	var out []Finding
+	add := func(f *Finding) {
+		if f != nil {
+			out = append(out, *f)
+		}
+	}
+	if !opts.configAllowed(m.Config.MediaType) {
+		add(newFinding(FormatMediaType, -1, "config media type %q is not allowed by this rule", m.Config.MediaType))
+	}
+	paths := map[string]int{}
+	for i, l := range m.Layers {
+		title := LayerTitle(l)
+		if len(l.URLs) > 0 {
+			add(newFinding(FormatMediaType, -1, "layer %d (%s) has urls (foreign layer); only registry-hosted blobs are allowed", i, l.Digest))
+		}
+		if f := checkLayer(opts, l.MediaType, title); f != nil {
+			f.Reason = "layer " + itoa(i) + " (" + l.Digest.String() + "): " + f.Reason
+			add(f)
+		}
+		for _, k := range []string{AnnotationModelFilepath, AnnotationModelFilepathL, AnnotationTitle} {
+			p, ok := l.Annotations[k]
+			if !ok {
+				continue
+			}
+			if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") {
+				add(newFinding(FormatMediaType, -1, "layer %d (%s): %s %q is not a clean relative path", i, l.Digest, k, p))
+			}
+			if k != AnnotationTitle {
+				if j, dup := paths[p]; dup {
+					add(newFinding(FormatMediaType, -1, "layers %d and %d declare the same file path %q", j, i, p))
+				}
+				paths[p] = i
+			}
+			break
+		}
+	}
+	return out
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b [20]byte
+	n := len(b)
+	for i > 0 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(b[n:])
+}

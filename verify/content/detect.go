@@ -1,0 +1,409 @@
+package content
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// sniffLen is how many leading bytes are collected before the format is
+// decided (less if the blob is shorter).
+const sniffLen = 4096
+
+var (
+	magic7z    = []byte{'7', 'z', 0xBC, 0xAF, 0x27, 0x1C}
+	magicRar   = []byte("Rar!\x1a\x07")
+	magicXz    = []byte{0xFD, '7', 'z', 'X', 'Z', 0x00}
+	magicZstd  = []byte{0x28, 0xB5, 0x2F, 0xFD}
+	magicGzip  = []byte{0x1F, 0x8B}
+	magicZip   = []byte("PK\x03\x04")
+	magicEmpty = []byte("PK\x05\x06")
+)
+
+// sniffArchive recognises archive and compression wrappers by magic.
+func sniffArchive(h []byte) string {
+	switch {
+	case bytes.HasPrefix(h, magic7z):
+		return Format7z
+	case bytes.HasPrefix(h, magicRar):
+		return FormatRar
+	case bytes.HasPrefix(h, magicXz):
+		return FormatXz
+	case bytes.HasPrefix(h, magicZstd):
+		return FormatZstd
+	case bytes.HasPrefix(h, magicGzip):
+		return FormatGzip
+	case len(h) >= 4 && h[0] == 'B' && h[1] == 'Z' && h[2] == 'h' && h[3] >= '1' && h[3] <= '9':
+		return FormatBzip2
+	case bytes.HasPrefix(h, magicZip) || bytes.HasPrefix(h, magicEmpty):
+		return FormatZip
+	case len(h) >= 262 && string(h[257:262]) == "ustar":
+		return FormatTar
+	}
+	return ""
+}
+
+// Sniff decides a blob's format from its first bytes (up to 4096) and its
+// total size (-1 if unknown). It never trusts names or media types.
+func Sniff(h []byte, size int64) string {
+	if len(h) >= 4 && string(h[:4]) == "GGUF" {
+		return FormatGGUF
+	}
+	if a := sniffArchive(h); a != "" {
+		return a
+	}
+	if len(h) >= 2 && h[0] == 0x80 && h[1] <= 5 {
+		if len(h) >= 15 && h[1] == 2 && h[2] == 0x8a && h[3] == 10 && string(h[4:14]) == legacyTorchMagic && h[14] == '.' {
+			return FormatLegacyTorch
+		}
+		return FormatPickle
+	}
+	if len(h) >= 9 && h[8] == '{' {
+		if n := binary.LittleEndian.Uint64(h); n >= 2 {
+			return FormatSafetensors
+		}
+	}
+	if isProto0Global(h) {
+		return FormatPickle
+	}
+	t := bytes.TrimLeft(h, " \t\r\n")
+	if len(t) > 0 && (t[0] == '{' || t[0] == '[') && isText(h) {
+		return FormatJSON
+	}
+	if isText(h) {
+		return FormatText
+	}
+	return FormatBinary
+}
+
+// isProto0Global matches a protocol 0/1 pickle starting with GLOBAL or INST
+// ("cmodule\nname\n").
+func isProto0Global(h []byte) bool {
+	if len(h) < 4 || (h[0] != 'c' && h[0] != 'i') {
+		return false
+	}
+	nl := 0
+	for _, c := range h[1:] {
+		if c == '\n' {
+			nl++
+			if nl == 2 {
+				return true
+			}
+			continue
+		}
+		if !(c == '_' || c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return false
+}
+
+func isText(h []byte) bool {
+	// allow a multi-byte rune cut at the end of the sniff window
+	for i := 0; i < len(h); {
+		c := h[i]
+		if c < 0x80 {
+			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, w := utf8.DecodeRune(h[i:])
+		if r == utf8.RuneError && w <= 1 {
+			return len(h)-i < 4 && len(h) == sniffLen
+		}
+		i += w
+	}
+	return true
+}
+
+func describe(format string) string {
+	switch format {
+	case FormatSafetensors:
+		return "safetensors"
+	case FormatGGUF:
+		return "a GGUF file"
+	case FormatPickle:
+		return "a pickle"
+	case FormatLegacyTorch:
+		return "a legacy torch file (concatenated pickles)"
+	case FormatZip:
+		return "a zip archive"
+	case Format7z, FormatRar, FormatTar:
+		return "a " + format + " archive"
+	case FormatGzip, FormatZstd, FormatXz, FormatBzip2:
+		return format + "-compressed data"
+	case FormatJSON:
+		return "JSON"
+	case FormatText:
+		return "text"
+	}
+	return "unrecognised binary data"
+}
+
+func isArchiveFormat(f string) bool {
+	switch f {
+	case Format7z, FormatRar, FormatTar, FormatGzip, FormatZstd, FormatXz, FormatBzip2:
+		return true
+	}
+	return false
+}
+
+// Inspector returned by NewInspector: it sniffs the format from the first
+// bytes and dispatches to the format's validator.
+type autoInspector struct {
+	opts      Options
+	mediaType string
+	title     string
+	size      int64
+	head      []byte
+	inner     Inspector
+	format    string
+	seen      int64
+	err       error
+}
+
+// NewInspector returns the inspector for one layer blob. mediaType is the
+// layer's declared media type ("" if none), title its file name annotation
+// (org.opencontainers.image.title or org.cncf.model.filepath; "" if none),
+// size the descriptor size (-1 if unknown). The format is decided from the
+// bytes; the media type only restricts which formats are acceptable. A
+// *Finding error means the layer is refused before any byte is read.
+func NewInspector(opts Options, mediaType, title string, size int64) (Inspector, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if f := checkLayer(opts, mediaType, title); f != nil {
+		return nil, f
+	}
+	return &autoInspector{opts: opts, mediaType: mediaType, title: title, size: size}, nil
+}
+
+// checkLayer applies the rules that need only the descriptor.
+func checkLayer(opts Options, mediaType, title string) *Finding {
+	if !opts.layerAllowed(mediaType) {
+		return newFinding(FormatMediaType, -1, "layer media type %q is not allowed by this rule", mediaType)
+	}
+	if opts.DenyCodeLayers {
+		if isCodeMediaType(mediaType) {
+			return newFinding(FormatMediaType, -1, "code layer %q is denied (denyCodeLayers)", mediaType)
+		}
+		if ext := codeFileExt(title); ext != "" {
+			return newFinding(FormatMediaType, -1, "file %q is code (%s) and is denied (denyCodeLayers)", title, ext)
+		}
+	}
+	return nil
+}
+
+func (a *autoInspector) Format() string { return a.format }
+
+func (a *autoInspector) HeaderDone() bool { return a.inner != nil && a.inner.HeaderDone() }
+
+func (a *autoInspector) Tensors() []TensorInfo {
+	if tl, ok := a.inner.(TensorLister); ok {
+		return tl.Tensors()
+	}
+	return nil
+}
+
+// Globals lists pickle imports seen (scan mode).
+func (a *autoInspector) Globals() []string {
+	switch in := a.inner.(type) {
+	case *PickleInspector:
+		return in.Globals()
+	}
+	return nil
+}
+
+func (a *autoInspector) Write(p []byte) (int, error) {
+	if a.err != nil {
+		return 0, a.err
+	}
+	n := len(p)
+	a.seen += int64(n)
+	if a.inner == nil {
+		a.head = append(a.head, p...)
+		if len(a.head) < sniffLen && (a.size < 0 || a.seen < a.size) {
+			return n, nil
+		}
+		if err := a.decide(); err != nil {
+			a.err = err
+			return 0, err
+		}
+		h := a.head
+		a.head = nil
+		if _, err := a.inner.Write(h); err != nil {
+			a.err = err
+			return 0, err
+		}
+		return n, nil
+	}
+	if _, err := a.inner.Write(p); err != nil {
+		a.err = err
+		return 0, err
+	}
+	return n, nil
+}
+
+func (a *autoInspector) Close() error {
+	if a.err != nil {
+		return a.err
+	}
+	if a.inner == nil {
+		if err := a.decide(); err != nil {
+			a.err = err
+			return err
+		}
+		if len(a.head) > 0 {
+			if _, err := a.inner.Write(a.head); err != nil {
+				a.err = err
+				return err
+			}
+		}
+		a.head = nil
+	}
+	a.err = a.inner.Close()
+	return a.err
+}
+
+func (a *autoInspector) decide() error {
+	h := a.head
+	if len(h) > sniffLen {
+		h = h[:sniffLen]
+	}
+	f := Sniff(h, a.size)
+	a.format = f
+	if len(a.head) == 0 {
+		return newFinding(FormatMediaType, 0, "empty blob")
+	}
+	if (f == FormatBinary || f == FormatText) && bytes.Contains(h[1:], magicZip) {
+		i := bytes.Index(h, magicZip)
+		return newFinding(FormatZip, int64(i), "%d bytes of data before the first zip local file header (prepended data or polyglot)", i)
+	}
+	kind, known := knownKind(a.mediaType)
+	if known && kind != kindAny {
+		ok := false
+		for _, g := range formatsFor[kind] {
+			if g == f {
+				ok = true
+			}
+		}
+		if !ok {
+			return newFinding(FormatMediaType, 0, "declared %s but bytes are %s", a.mediaType, describe(f))
+		}
+	}
+	mode := a.opts.pickleMode()
+	switch {
+	case f == FormatSafetensors:
+		a.inner = NewSafetensorsInspector(a.opts, a.size)
+	case f == FormatGGUF:
+		a.inner = NewGGUFInspector(a.opts, a.size)
+	case f == FormatPickle || f == FormatLegacyTorch:
+		if mode != PickleScan {
+			return newFinding(f, 0, "%s: pickle content is denied by policy (pickle: deny); publish safetensors instead", strings.TrimPrefix(describe(f), "a "))
+		}
+		if f == FormatPickle {
+			a.inner = NewPickleInspector(a.opts, a.size)
+		} else {
+			a.inner = NewLegacyTorchInspector(a.opts, a.size)
+		}
+	case f == FormatZip:
+		a.inner = NewZipInspector(a.opts, a.size)
+	case isArchiveFormat(f):
+		if kind != kindArchive && !a.opts.AllowArchives {
+			return newFinding(f, 0, "%s wraps the layer content; archives are not inspected and are denied unless the rule allows archives", strings.TrimPrefix(describe(f), "a "))
+		}
+		a.inner = &opaqueInspector{size: a.size}
+	case f == FormatJSON:
+		a.inner = newConfigInspector(a.opts, a.size, a.title)
+	case f == FormatText && (kind == kindTemplate || strings.HasSuffix(strings.ToLower(a.title), ".jinja")):
+		a.inner = newTemplateInspector(a.opts, a.size)
+	default:
+		a.inner = &opaqueInspector{size: a.size}
+	}
+	return nil
+}
+
+// opaqueInspector accepts bytes it cannot interpret further (allowed
+// archives, text, unrecognised binaries in layers that may carry them); it
+// only checks the size.
+type opaqueInspector struct {
+	size, seen int64
+}
+
+func (o *opaqueInspector) Write(p []byte) (int, error) {
+	o.seen += int64(len(p))
+	if o.size >= 0 && o.seen > o.size {
+		return 0, newFinding(FormatMediaType, o.size, "more bytes than the declared size %d", o.size)
+	}
+	return len(p), nil
+}
+
+func (o *opaqueInspector) HeaderDone() bool { return true }
+
+func (o *opaqueInspector) Close() error {
+	if o.size >= 0 && o.seen != o.size {
+		return newFinding(FormatMediaType, o.seen, "truncated: %d of %d bytes", o.seen, o.size)
+	}
+	return nil
+}
+
+// Report is the result of InspectReader.
+type Report struct {
+	MediaType string
+	Title     string
+	Size      int64
+	Format    string
+	Findings  []Finding
+	Tensors   []TensorInfo
+	Globals   []string // pickle imports (scan mode)
+}
+
+// InspectReader runs the same validators as the proxy on a local file or
+// stream (for `pullgate inspect`). Findings are returned in the report; the
+// error is non-nil only for I/O errors or invalid options.
+func InspectReader(opts Options, r io.Reader, size int64, mediaType, title string) (Report, error) {
+	rep := Report{MediaType: mediaType, Title: title, Size: size}
+	in, err := NewInspector(opts, mediaType, title, size)
+	if err != nil {
+		var f *Finding
+		if errors.As(err, &f) {
+			rep.Findings = append(rep.Findings, *f)
+			return rep, nil
+		}
+		return rep, err
+	}
+	ai := in.(*autoInspector)
+	buf := make([]byte, 1<<20)
+	var ferr error
+	for ferr == nil {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			_, ferr = in.Write(buf[:n])
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rep, rerr
+		}
+	}
+	if ferr == nil {
+		ferr = in.Close()
+	}
+	rep.Format = ai.format
+	if ferr != nil {
+		var f *Finding
+		if !errors.As(ferr, &f) {
+			return rep, ferr
+		}
+		rep.Findings = append(rep.Findings, *f)
+	}
+	rep.Tensors = ai.Tensors()
+	rep.Globals = ai.Globals()
+	return rep, nil
+}

@@ -1,0 +1,223 @@
+package content
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// Format names used in Finding.Format and Report.Format.
+const (
+	FormatSafetensors = "safetensors"
+	FormatGGUF        = "gguf"
+	FormatPickle      = "pickle"
+	FormatLegacyTorch = "torch-legacy" // concatenated pickles + raw storages
+	FormatZip         = "zip"          // any zip, including PyTorch zip checkpoints
+	Format7z          = "7z"
+	FormatRar         = "rar"
+	FormatTar         = "tar"
+	FormatGzip        = "gzip"
+	FormatZstd        = "zstd"
+	FormatXz          = "xz"
+	FormatBzip2       = "bzip2"
+	FormatJSON        = "json"
+	FormatText        = "text"
+	FormatBinary      = "binary" // bytes no validator recognises
+	FormatMediaType   = "mediatype"
+	FormatTensors     = "tensors"
+	FormatTemplate    = "template"
+)
+
+// PickleMode says what happens to pickle-bearing content (raw pickles, legacy
+// torch files, PyTorch zip checkpoints).
+type PickleMode string
+
+const (
+	// PickleDeny refuses any pickle-bearing blob outright (the default).
+	PickleDeny PickleMode = "deny"
+	// PickleScan runs the opcode walker and accepts only allowlisted globals.
+	PickleScan PickleMode = "scan"
+)
+
+// SafetensorsOptions bound the safetensors validator.
+type SafetensorsOptions struct {
+	// MaxHeaderBytes caps the JSON header length N. 0 means
+	// DefaultSafetensorsMaxHeader; values above the reference's 100 MB hard
+	// limit are clamped to it.
+	MaxHeaderBytes int64
+	// MaxTensors caps the number of tensors in the header (0: 1<<20).
+	MaxTensors int
+}
+
+// DefaultSafetensorsMaxHeader is the default header cap (16 MiB). The
+// reference implementation accepts up to 100 MB; real headers are well below
+// 1 MiB even for the largest checkpoints.
+const DefaultSafetensorsMaxHeader = 16 << 20
+
+// SafetensorsHardMaxHeader is the reference implementation's MAX_HEADER_SIZE.
+const SafetensorsHardMaxHeader = 100_000_000
+
+// GGUFOptions bound the GGUF validator. Zero values take the defaults, which
+// follow Ollama's hardened reader.
+type GGUFOptions struct {
+	MaxStringBytes   int64 // per string; default 16 MiB
+	MaxArrayElements int64 // per array; default 64 Mi
+	MaxKV            int64 // metadata key/value pairs; default 65536
+	MaxTensors       int64 // tensor infos; default 1<<20
+	// AllowChatTemplateDunder disables the tokenizer.chat_template check for
+	// constructs that reach Python objects. Leave false.
+	AllowChatTemplateDunder bool
+}
+
+// PickleOptions configure the pickle opcode walker.
+type PickleOptions struct {
+	Mode PickleMode // "" means PickleDeny
+	// Allow lists the exact "module.name" globals a pickle may import. nil
+	// means DefaultPickleAllow. An empty non-nil slice allows nothing.
+	Allow     []string
+	MaxOps    int64 // opcodes per blob; default 1<<26
+	MaxStack  int   // stack depth (values + marks); default 1<<16
+	MaxMemo   int   // memo entries; default 1<<20
+	MaxString int64 // length of one string/bytes argument; default 16 MiB
+}
+
+// ZipOptions bound the zip validator.
+type ZipOptions struct {
+	MaxEntries int // default 65536
+	// MaxDeflatedMember caps the compressed size of one deflated member,
+	// which is buffered before it is inflated (stored members stream).
+	// Default 64 MiB.
+	MaxDeflatedMember int64
+	// MaxUncompressed caps the sum of uncompressed member sizes. Default 1 TiB.
+	MaxUncompressed int64
+}
+
+// Options is the content policy of one rule.
+type Options struct {
+	// MediaTypes lists allowed layer media types: set names (modelpack,
+	// kitops, ollama, docker-ai, oras) or exact media type strings. Empty
+	// means layer media types are not restricted (only the bytes are checked).
+	MediaTypes  []string
+	Safetensors SafetensorsOptions
+	GGUF        GGUFOptions
+	Pickle      PickleOptions
+	Zip         ZipOptions
+	// AllowArchives accepts 7z/rar/tar/gzip/zstd/xz/bzip2 bytes in layers whose
+	// media type declares a raw model file, and nested archives inside zips.
+	// Their contents are not inspected.
+	AllowArchives bool
+	// DenyCodeLayers refuses code layers (ModelPack/KitOps code types, titles
+	// ending in .py/.sh/.so/...) and JSON config files carrying auto_map.
+	DenyCodeLayers bool
+	// TensorAllow, when non-empty, requires every tensor name (safetensors,
+	// GGUF) to match at least one expression.
+	TensorAllow []*regexp.Regexp
+	// MaxConfigBytes caps JSON config/template files that are parsed
+	// (config.json, tokenizer_config.json, chat templates). Default 64 MiB.
+	MaxConfigBytes int64
+}
+
+func (o Options) stMaxHeader() int64 {
+	n := o.Safetensors.MaxHeaderBytes
+	if n <= 0 {
+		n = DefaultSafetensorsMaxHeader
+	}
+	if n > SafetensorsHardMaxHeader {
+		n = SafetensorsHardMaxHeader
+	}
+	return n
+}
+
+func (o Options) stMaxTensors() int {
+	if o.Safetensors.MaxTensors > 0 {
+		return o.Safetensors.MaxTensors
+	}
+	return 1 << 20
+}
+
+func def64(v, d int64) int64 {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+func defInt(v, d int) int {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+func (o Options) pickleMode() PickleMode {
+	if o.Pickle.Mode == "" {
+		return PickleDeny
+	}
+	return o.Pickle.Mode
+}
+
+func (o Options) maxConfig() int64 { return def64(o.MaxConfigBytes, 64<<20) }
+
+// Validate reports option values that cannot be honoured.
+func (o Options) Validate() error {
+	switch o.Pickle.Mode {
+	case "", PickleDeny, PickleScan:
+	default:
+		return fmt.Errorf("content: pickle mode %q: want %q or %q", o.Pickle.Mode, PickleDeny, PickleScan)
+	}
+	if o.Safetensors.MaxHeaderBytes > SafetensorsHardMaxHeader {
+		return fmt.Errorf("content: safetensors maxHeaderBytes %d exceeds the format's hard limit %d", o.Safetensors.MaxHeaderBytes, SafetensorsHardMaxHeader)
+	}
+	for _, m := range o.MediaTypes {
+		if m == "" {
+			return fmt.Errorf("content: empty media type in mediaTypes")
+		}
+	}
+	for i, re := range o.TensorAllow {
+		if re == nil {
+			return fmt.Errorf("content: tensors.allow[%d] is nil", i)
+		}
+	}
+	return nil
+}
+
+// TensorInfo describes one tensor declared in a model header. Begin and End
+// are byte offsets relative to the start of the tensor data section (End
+// exclusive).
+type TensorInfo struct {
+	Name  string
+	DType string
+	Shape []uint64
+	Begin int64
+	End   int64
+}
+
+// TensorLister is implemented by inspectors that parse tensor tables
+// (safetensors, GGUF). Tensors is valid once HeaderDone is true.
+type TensorLister interface {
+	Tensors() []TensorInfo
+}
+
+// FormatReporter is implemented by inspectors that know which format they
+// detected ("" until detection).
+type FormatReporter interface {
+	Format() string
+}
+
+func newFinding(format string, off int64, reason string, args ...any) *Finding {
+	if len(args) > 0 {
+		reason = fmt.Sprintf(reason, args...)
+	}
+	return &Finding{Format: format, Offset: off, Reason: reason}
+}
+
+func checkTensorAllow(format string, off int64, allow []*regexp.Regexp, name string) error {
+	if len(allow) == 0 {
+		return nil
+	}
+	for _, re := range allow {
+		if re.MatchString(name) {
+			return nil
+		}
+	}
+	return newFinding(FormatTensors, off, "tensor %q (%s) matches no allowed tensor name pattern", name, format)
+}
