@@ -1,0 +1,141 @@
+package inflight
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestCoalesceAndHoldBack(t *testing.T) {
+	g, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("0123456789"), 10000) // 100000 bytes
+	const hold = 1000
+	var runs atomic.Int32
+	release := make(chan struct{})
+	run := func(f *Fetch) {
+		runs.Add(1)
+		f.Begin(int64(len(data)))
+		f.Ungate()
+		f.Write(data[:len(data)-10])
+		<-release // the verifier has not seen the end yet
+		f.Write(data[len(data)-10:])
+		f.Finish(nil)
+	}
+	var wg sync.WaitGroup
+	results := make([][]byte, 8)
+	for i := range results {
+		f, _, err := g.Do("k", hold, run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func(i int, f *Fetch) {
+			defer wg.Done()
+			defer f.Release()
+			if _, err := f.Wait(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+			results[i], _ = io.ReadAll(f.NewReader(context.Background(), 0))
+		}(i, f)
+	}
+	// Before the end is verified, readers must not get past size-hold.
+	time.Sleep(50 * time.Millisecond)
+	f, joined, _ := g.Do("k", hold, run)
+	if !joined {
+		t.Fatal("second Do did not join the fetch in flight")
+	}
+	r := f.NewReader(context.Background(), 0)
+	buf := make([]byte, len(data))
+	n, _ := io.ReadAtLeast(r, buf, len(data)-hold)
+	if n > len(data)-hold {
+		t.Fatalf("reader got %d bytes before verification, hold back is %d", n, hold)
+	}
+	close(release)
+	rest, _ := io.ReadAll(r)
+	f.Release()
+	if got := append(buf[:n], rest...); !bytes.Equal(got, data) {
+		t.Fatal("late reader got different bytes")
+	}
+	wg.Wait()
+	for i, r := range results {
+		if !bytes.Equal(r, data) {
+			t.Fatalf("reader %d got %d bytes", i, len(r))
+		}
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("run started %d times, want 1", runs.Load())
+	}
+	if g.InFlight() != 0 {
+		t.Fatal("finished fetch still in flight")
+	}
+}
+
+func TestFailureAbortsReaders(t *testing.T) {
+	dir := t.TempDir()
+	g, _ := New(dir)
+	boom := errors.New("digest mismatch")
+	started := make(chan struct{})
+	f, _, _ := g.Do("k", 10, func(f *Fetch) {
+		f.Begin(100)
+		f.Ungate()
+		f.Write(make([]byte, 95))
+		close(started)
+		time.Sleep(20 * time.Millisecond)
+		f.Finish(boom)
+	})
+	<-started
+	if _, err := f.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(f.NewReader(context.Background(), 0))
+	if !errors.Is(err, ErrAborted) {
+		t.Fatalf("reader err = %v, want ErrAborted", err)
+	}
+	if len(got) > 90 {
+		t.Fatalf("reader got %d bytes of a failed fetch, more than size-holdback", len(got))
+	}
+	f.Release()
+	// The spool is gone once nobody holds the fetch.
+	deadline := time.Now().Add(time.Second)
+	for {
+		ents, _ := os.ReadDir(dir)
+		if len(ents) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spool files left: %v", ents)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestGateBlocksUntilHeaderAccepted(t *testing.T) {
+	g, _ := New(t.TempDir())
+	gate := make(chan struct{})
+	f, _, _ := g.Do("k", 0, func(f *Fetch) {
+		f.Begin(10)
+		f.Write([]byte("0123456789"))
+		<-gate
+		f.Finish(errors.New("header refused"))
+	})
+	defer f.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := f.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait before Ungate = %v, want to block", err)
+	}
+	close(gate)
+	if _, err := f.Wait(context.Background()); err == nil || err.Error() != "header refused" {
+		t.Fatalf("Wait = %v", err)
+	}
+}

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/opencontainers/go-digest"
+)
+
+func blob(n int, b byte) ([]byte, digest.Digest) {
+	p := bytes.Repeat([]byte{b}, n)
+	return p, digest.FromBytes(p)
+}
+
+func TestPutGetAndDigestCheck(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenFilesystem(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, d := blob(100, 'a')
+	if err := s.PutBytes(ctx, d, p[:99]); err == nil {
+		t.Fatal("PutBytes accepted bytes that do not match the digest")
+	}
+	if _, ok := s.Has(d); ok {
+		t.Fatal("failed put left an entry")
+	}
+	if err := s.PutBytes(ctx, d, p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, d)
+	if err != nil || !bytes.Equal(got, p) {
+		t.Fatalf("Get = %d bytes, %v", len(got), err)
+	}
+	rc, err := s.Reader(ctx, d, 90)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, _ := io.ReadAll(rc)
+	rc.Close()
+	if len(tail) != 10 {
+		t.Fatalf("Reader at 90 read %d bytes", len(tail))
+	}
+}
+
+func TestCorruptionAtRestIsNotServed(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := OpenFilesystem(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, d := blob(64, 'x')
+	if err := s.PutBytes(ctx, d, p); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "blobs", "sha256", d.Encoded()[:2], d.Encoded(), "data")
+	if err := os.WriteFile(file, bytes.Repeat([]byte{'y'}, 64), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, d); err != ErrNotFound {
+		t.Fatalf("corrupted content: Get err = %v, want ErrNotFound", err)
+	}
+	if _, ok := s.Has(d); ok {
+		t.Fatal("corrupted content still indexed")
+	}
+}
+
+func TestCommitFileAtomicAndSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := OpenFilesystem(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, d := blob(4096, 'z')
+	spool := filepath.Join(dir, "_spool")
+	os.MkdirAll(spool, 0o750)
+	f := filepath.Join(spool, "x")
+	os.WriteFile(f, p, 0o640)
+	if err := s.CommitFile(ctx, d, f, int64(len(p))); err != nil {
+		t.Fatal(err)
+	}
+	// Leftover partial upload from a "crash" must not become content.
+	os.MkdirAll(filepath.Join(dir, "_uploads", "dead"), 0o750)
+	os.WriteFile(filepath.Join(dir, "_uploads", "dead", "data"), []byte("partial"), 0o640)
+
+	s2, err := OpenFilesystem(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := s2.Has(d); !ok || n != int64(len(p)) {
+		t.Fatalf("after restart Has = %d, %v", n, ok)
+	}
+	if s2.Size() != int64(len(p)) {
+		t.Fatalf("after restart Size = %d, want %d", s2.Size(), len(p))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "_uploads")); !os.IsNotExist(err) {
+		t.Fatalf("partial uploads survived reopening: %v", err)
+	}
+}
+
+func TestEvictionLRU(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, inmemory.New(), Options{MaxBytes: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, da := blob(100, 'a')
+	b, db := blob(100, 'b')
+	c, dc := blob(100, 'c')
+	e, de := blob(100, 'e')
+	for _, x := range []struct {
+		p []byte
+		d digest.Digest
+	}{{a, da}, {b, db}, {c, dc}} {
+		if err := s.PutBytes(ctx, x.d, x.p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Touch a so that b is the least recently used.
+	if _, err := s.Get(ctx, da); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutBytes(ctx, de, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Has(db); ok {
+		t.Error("least recently used blob b was not evicted")
+	}
+	for _, d := range []digest.Digest{da, dc, de} {
+		if _, ok := s.Has(d); !ok {
+			t.Errorf("%s evicted, want kept", d)
+		}
+	}
+	if s.Size() != 300 {
+		t.Errorf("Size = %d, want 300", s.Size())
+	}
+	if _, err := s.Driver().GetContent(ctx, blobPath(db)); err == nil {
+		t.Error("evicted blob still in the driver")
+	}
+}
+
+func TestMeta(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, inmemory.New(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := MetaKey("tags", "127.0.0.1:5001", "a/b", "v1_0")
+	if err := s.PutMeta(ctx, k, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.GetMeta(ctx, k); err != nil || string(b) != "x" {
+		t.Fatalf("GetMeta = %q, %v", b, err)
+	}
+	if _, err := s.GetMeta(ctx, MetaKey("tags", "none")); err != ErrNotFound {
+		t.Fatalf("missing meta: %v", err)
+	}
+	names, err := s.ListMeta(ctx, MetaKey("tags", "127.0.0.1:5001", "a/b"))
+	if err != nil || len(names) != 1 || names[0] != "v1_5f0" {
+		t.Fatalf("ListMeta = %v, %v", names, err)
+	}
+	for _, bad := range []string{"../x", "a//b", "a/./b", "a b"} {
+		if err := s.PutMeta(ctx, bad, nil); err == nil {
+			t.Errorf("PutMeta(%q) accepted", bad)
+		}
+	}
+	if MetaKey("..") == ".." || MetaKey(".") == "." {
+		t.Error("dot segments not escaped")
+	}
+}
