@@ -227,7 +227,10 @@ type ArtifactOptions struct {
 	// Payload is the single layer (default: a small JSON document).
 	Payload          []byte
 	PayloadMediaType string
-	Annotations      map[string]string
+	// Title annotates the payload layer (org.opencontainers.image.title), so
+	// `oras pull` writes it to a file of that name.
+	Title       string
+	Annotations map[string]string
 	// Tag pushes by tag too; "" pushes by digest only.
 	Tag string
 }
@@ -257,12 +260,16 @@ func (u *Upstream) PushArtifact(t testing.TB, repo string, o ArtifactOptions) *A
 	}
 	cd, _ := cfg.Digest()
 	pd, _ := payload.Digest()
+	layer := map[string]any{"mediaType": o.PayloadMediaType, "digest": pd.String(), "size": len(o.Payload)}
+	if o.Title != "" {
+		layer["annotations"] = map[string]string{"org.opencontainers.image.title": o.Title}
+	}
 	mf := map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     string(types.OCIManifestSchema1),
 		"artifactType":  o.ArtifactType,
 		"config":        map[string]any{"mediaType": EmptyMediaType, "digest": cd.String(), "size": len(emptyJSON)},
-		"layers":        []any{map[string]any{"mediaType": o.PayloadMediaType, "digest": pd.String(), "size": len(o.Payload)}},
+		"layers":        []any{layer},
 	}
 	if o.Subject != nil {
 		mf["subject"] = o.Subject

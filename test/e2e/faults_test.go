@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pullgate/pullgate/test/harness"
+	"github.com/pullgate/pullgate/test/harness/gate"
+)
+
+// With the upstream down, content verified earlier is still served (by tag,
+// within the offline grace, and by digest); content never pulled is not.
+func TestUpstreamDownServesVerifiedCache(t *testing.T) {
+	// tagTTL 1ms: every tag resolution must try the upstream, so the offline
+	// path is what serves it.
+	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{TagTTL: "1ms"})
+	uncached := f.up.PushImage(t, "open/uncached", "v1", harness.ImageOptions{})
+	if d, err := harness.GGCRPull(f.ref("open/app:v1")); err != nil || d != f.allowed.Digest {
+		t.Fatalf("warm-up pull: %s %v", d, err)
+	}
+	f.up.Down()
+	time.Sleep(5 * time.Millisecond)
+
+	for _, r := range []string{"open/app:v1", "open/app@" + f.allowed.Digest} {
+		d, err := harness.GGCRPull(f.ref(r))
+		if err != nil || d != f.allowed.Digest {
+			t.Errorf("offline pull %s: %s %v", r, d, err)
+		}
+	}
+	res := harness.CraneDigest(t, f.ref("open/app:v1"))
+	if res.Err != nil || strings.TrimSpace(res.Stdout) != f.allowed.Digest {
+		t.Errorf("offline crane digest: %v", res)
+	}
+	if _, err := harness.GGCRPull(f.ref("open/uncached:v1")); err == nil {
+		t.Error("offline pull of never-verified content succeeded")
+	}
+	for _, r := range []string{"v1", uncached.Digest} {
+		st, _, body, err := harness.Get(ctx(t), f.url("open/uncached/manifests/"+r), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st < 400 {
+			t.Errorf("offline GET uncached manifest %s: %d", r, st)
+		}
+		if _, perr := harness.ParseOCIError(body); perr != nil {
+			t.Errorf("offline uncached: %v", perr)
+		}
+	}
+	st, _, _, _ := harness.Get(ctx(t), f.url("open/uncached/blobs/"+uncached.Layers[0].Digest), nil)
+	if st == http.StatusOK {
+		t.Error("offline GET of an unverified blob served")
+	}
+	// The denied image stays denied offline.
+	st, _, body, _ := harness.Get(ctx(t), f.url("blocked/app/manifests/v1"), nil)
+	expectOCIError(t, "offline denied", st, body, http.StatusForbidden, "DENIED")
+}
+
+// A negative offlineGrace disables serving tags from the last resolution when
+// the upstream is down (content by digest is still verified content).
+func TestUpstreamDownNoGrace(t *testing.T) {
+	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{TagTTL: "1ms", OfflineGrace: "-1s"})
+	if d, err := harness.GGCRPull(f.ref("open/app:v1")); err != nil || d != f.allowed.Digest {
+		t.Fatalf("warm-up pull: %s %v", d, err)
+	}
+	f.up.Down()
+	time.Sleep(5 * time.Millisecond)
+	if d, err := harness.GGCRPull(f.ref("open/app:v1")); err == nil {
+		t.Errorf("tag served offline with grace disabled: %s", d)
+	}
+	if d, err := harness.GGCRPull(f.ref("open/app@" + f.allowed.Digest)); err != nil || d != f.allowed.Digest {
+		t.Errorf("verified content by digest offline: %s %v", d, err)
+	}
+}
+
+// A lying upstream serves other bytes (same length) for a layer: the client
+// gets an error, not the bytes; nothing is cached; once the upstream is
+// honest again the next pull fetches the blob again and succeeds.
+func TestLyingUpstreamBlob(t *testing.T) {
+	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
+	layer := f.allowed.Layers[1]
+	lie := make([]byte, len(layer.Data))
+	for i, b := range layer.Data {
+		lie[i] = b ^ 0xff
+	}
+	f.up.Liar.LieBlob(layer.Digest)
+
+	// The manifest is fine and allowed.
+	st, _, _, err := harness.Get(ctx(t), f.url("open/app/manifests/v1"), map[string]string{"Accept": f.allowed.MediaType})
+	if err != nil || st != http.StatusOK {
+		t.Fatalf("manifest: %d %v", st, err)
+	}
+	st, _, body, err := harness.Get(ctx(t), f.url("open/app/blobs/"+layer.Digest), nil)
+	if err == nil && st == http.StatusOK {
+		t.Fatalf("proxy completed a 200 response for a blob whose bytes do not match (got %s, %d bytes)", harness.Sha256(body), len(body))
+	}
+	if bytes.Equal(body, lie) {
+		t.Fatal("client received the complete lying blob")
+	}
+	t.Logf("client saw: status %d, %d bytes, err %v", st, len(body), err)
+	if f.up.Liar.Lies() == 0 {
+		t.Fatal("the proxy never fetched the lying blob")
+	}
+	if _, err := harness.GGCRPull(f.ref("open/app:v1")); err == nil {
+		t.Fatal("ggcr pull succeeded from a lying upstream")
+	}
+	if files := filesWithDigest(t, f.px.StoragePath, harness.Sha256(lie)); len(files) > 0 {
+		t.Fatalf("lying bytes were stored: %v", files)
+	}
+
+	f.up.Liar.Honest()
+	before := f.up.Count(http.MethodGet, "/blobs/"+layer.Digest)
+	d, err := harness.GGCRPull(f.ref("open/app:v1"))
+	if err != nil || d != f.allowed.Digest {
+		t.Fatalf("pull after the upstream is honest: %s %v", d, err)
+	}
+	if after := f.up.Count(http.MethodGet, "/blobs/"+layer.Digest); after <= before {
+		t.Fatalf("no honest fetch of %s after the lie (upstream GETs %d -> %d): something was cached", layer.Digest, before, after)
+	}
+	st, _, body, err = harness.Get(ctx(t), f.url("open/app/blobs/"+layer.Digest), nil)
+	if err != nil || st != http.StatusOK || !bytes.Equal(body, layer.Data) {
+		t.Fatalf("honest blob: %d %v", st, err)
+	}
+}
+
+// A lying upstream answers a manifest request (by tag and by digest) with
+// another image's manifest under the honest digest header: refused; after
+// the upstream is honest the right manifest is served.
+func TestLyingUpstreamManifest(t *testing.T) {
+	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
+	evil := f.up.PushImage(t, "open/evil", "v1", harness.ImageOptions{})
+	target := f.up.PushImage(t, "open/target", "v1", harness.ImageOptions{})
+	f.up.Liar.LieManifest(target.Digest, evil.Manifest)
+
+	for _, r := range []string{"v1", target.Digest} {
+		st, _, body, err := harness.Get(ctx(t), f.url("open/target/manifests/"+r), map[string]string{"Accept": target.MediaType})
+		if err == nil && st == http.StatusOK {
+			t.Errorf("GET manifest %s from a lying upstream: 200 with %s", r, harness.Sha256(body))
+		}
+		if bytes.Equal(body, evil.Manifest) {
+			t.Errorf("client received the substituted manifest")
+		}
+	}
+	if _, err := harness.GGCRPull(f.ref("open/target:v1")); err == nil {
+		t.Error("ggcr pull of a lied-about manifest succeeded")
+	}
+	if f.up.Liar.Lies() == 0 {
+		t.Fatal("the proxy never fetched the manifest")
+	}
+	f.up.Liar.Honest()
+	d, err := harness.GGCRPull(f.ref("open/target:v1"))
+	if err != nil || d != target.Digest {
+		t.Fatalf("pull after honesty: %s %v", d, err)
+	}
+}
+
+// Twenty clients asking at once for one uncached 32 MiB blob cause exactly
+// one upstream GET of it, and all receive the same, correct bytes.
+func TestConcurrentFetchCoalescing(t *testing.T) {
+	const clients = 20
+	var slow sync.Map // digest -> true: upstream delays these blob GETs
+	up := harness.UpstreamOptions{Wrap: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet {
+				if i := strings.LastIndex(r.URL.Path, "/blobs/"); i >= 0 {
+					if _, ok := slow.Load(r.URL.Path[i+len("/blobs/"):]); ok {
+						time.Sleep(400 * time.Millisecond)
+					}
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	}}
+	f := newFixture(t, up, gate.Options{})
+	big := f.up.PushImage(t, "open/big", "v1", harness.ImageOptions{LayerSize: 32 << 20})
+	layer := big.Layers[0]
+	if layer.Size < 32<<20 {
+		t.Fatalf("layer is %d bytes", layer.Size)
+	}
+	slow.Store(layer.Digest, true)
+	// The manifest is decided first (a blob is served only for an allowed manifest).
+	st, _, _, err := harness.Get(ctx(t), f.url("open/big/manifests/v1"), map[string]string{"Accept": big.MediaType})
+	if err != nil || st != http.StatusOK {
+		t.Fatalf("manifest: %d %v", st, err)
+	}
+	f.up.Reg.ResetCounts()
+
+	var wg sync.WaitGroup
+	errs := make([]string, clients)
+	start := make(chan struct{})
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := http.Get(f.url("open/big/blobs/" + layer.Digest))
+			if err != nil {
+				errs[i] = err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			h := newHasher()
+			n, err := io.Copy(h, resp.Body)
+			switch {
+			case err != nil:
+				errs[i] = err.Error()
+			case resp.StatusCode != http.StatusOK:
+				errs[i] = resp.Status
+			case n != layer.Size || h.digest() != layer.Digest:
+				errs[i] = "wrong bytes: " + h.digest()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, e := range errs {
+		if e != "" {
+			t.Errorf("client %d: %s", i, e)
+		}
+	}
+	if n := f.up.Count(http.MethodGet, "/blobs/"+layer.Digest); n != 1 {
+		t.Errorf("upstream GETs of the blob: %d, want exactly 1", n)
+	}
+}
