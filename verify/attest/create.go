@@ -512,7 +512,7 @@ func (b *builder) mbom(c *mbomConfig) (*MBOMPredicate, error) {
 	for _, f := range c.Files {
 		entries = append(entries, f.Path)
 		if len(f.Tensors) > 0 {
-			rel, err := cleanEntry("files", f.Path)
+			rel, err := cleanEntry("files", f.Path, false)
 			if err != nil {
 				return nil, err
 			}

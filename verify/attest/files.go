@@ -27,7 +27,7 @@ type fileSet struct {
 func newFileSet(root string) *fileSet { return &fileSet{root: root, cache: map[string]File{}} }
 
 // cleanEntry turns a configured path into a recorded one.
-func cleanEntry(field, p string) (string, error) {
+func cleanEntry(field, p string, dirOK bool) (string, error) {
 	if strings.TrimSpace(p) == "" {
 		return "", fmt.Errorf("%s: empty path", field)
 	}
@@ -35,6 +35,9 @@ func cleanEntry(field, p string) (string, error) {
 		return "", fmt.Errorf("%s: path %q must be relative to the config's root", field, p)
 	}
 	c := path.Clean(filepath.ToSlash(p))
+	if c == "." && dirOK {
+		return c, nil
+	}
 	if err := CheckPath(c); err != nil {
 		return "", fmt.Errorf("%s: %w", field, err)
 	}
@@ -48,7 +51,7 @@ func (s *fileSet) expand(field string, entries []string) ([]File, error) {
 	seen := map[string]bool{}
 	var out []File
 	for _, e := range entries {
-		rel, err := cleanEntry(field, e)
+		rel, err := cleanEntry(field, e, true)
 		if err != nil {
 			return nil, err
 		}
@@ -76,7 +79,7 @@ func (s *fileSet) one(field, entry string) (*File, error) {
 	if entry == "" {
 		return nil, nil
 	}
-	rel, err := cleanEntry(field, entry)
+	rel, err := cleanEntry(field, entry, false)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +121,9 @@ func (s *fileSet) list(field, rel string) ([]string, error) {
 			return nil // sockets, devices, symlinks to directories
 		}
 		r, err := filepath.Rel(s.root, p)
+		if err == nil && !filepath.IsLocal(r) {
+			err = fmt.Errorf("%s escapes the root", p)
+		}
 		if err != nil {
 			return err
 		}

@@ -295,7 +295,10 @@ func CheckPath(p string) error {
 	if strings.HasPrefix(p, "/") || strings.Contains(p, `\`) {
 		return fmt.Errorf("path %q must be relative and use / separators", p)
 	}
-	if path.Clean(p) != p || p == "." {
+	if p == "." {
+		return fmt.Errorf("path %q names the root, not a file", p)
+	}
+	if path.Clean(p) != p {
 		return fmt.Errorf("path %q is not clean", p)
 	}
 	for _, c := range strings.Split(p, "/") {
