@@ -149,7 +149,6 @@ func (s *Store) rebuild(ctx context.Context) error {
 	return nil
 }
 
-
 // Has reports whether the store holds the digest, and its size.
 func (s *Store) Has(dgst digest.Digest) (int64, bool) {
 	s.mu.Lock()

@@ -28,18 +28,18 @@ func TestParse(t *testing.T) {
 		// a repository may be named like an endpoint component
 		{path: "/v2/upstream.local/manifests/manifests/x", kind: Manifest, up: "upstream.local", repo: "manifests", ref: "x"},
 
-		{path: "/v2/app/manifests/1.0", code: "NAME_INVALID"},                                 // no upstream prefix
-		{path: "/v2/upstream.local/../etc/manifests/x", code: "NAME_INVALID"},                  // dot segment
-		{path: "/v2/upstream.local/%2e%2e/manifests/x", code: "NAME_INVALID"},                  // escaped dot segment
-		{path: "/v2/upstream.local/app%2fx/manifests/x", code: "NAME_INVALID"},                 // escaped slash
-		{path: "/v2/upstream.local//app/manifests/x", code: "NAME_INVALID"},                    // empty segment
-		{path: "/v2/upstream.local/App/manifests/x", code: "NAME_INVALID"},                     // uppercase
-		{path: "/v2/upstream.local/app\\x/manifests/x", code: "NAME_INVALID"},                  // backslash
-		{path: "/v2/upstream.local/app/manifests/-bad", code: "MANIFEST_INVALID"},              // tag syntax
-		{path: "/v2/upstream.local/app/manifests/sha256:abc", code: "DIGEST_INVALID"},          // short digest
-		{path: "/v2/upstream.local/app/blobs/latest", code: "DIGEST_INVALID"},                  // blob by tag
-		{path: "/v2/upstream.local/app/blobs/md5:" + d[7:39], code: "DIGEST_INVALID"},          // algorithm
-		{path: "/v2/upstream.local/app/referrers/notadigest", code: "DIGEST_INVALID"},          //
+		{path: "/v2/app/manifests/1.0", code: "NAME_INVALID"},                                    // no upstream prefix
+		{path: "/v2/upstream.local/../etc/manifests/x", code: "NAME_INVALID"},                    // dot segment
+		{path: "/v2/upstream.local/%2e%2e/manifests/x", code: "NAME_INVALID"},                    // escaped dot segment
+		{path: "/v2/upstream.local/app%2fx/manifests/x", code: "NAME_INVALID"},                   // escaped slash
+		{path: "/v2/upstream.local//app/manifests/x", code: "NAME_INVALID"},                      // empty segment
+		{path: "/v2/upstream.local/App/manifests/x", code: "NAME_INVALID"},                       // uppercase
+		{path: "/v2/upstream.local/app\\x/manifests/x", code: "NAME_INVALID"},                    // backslash
+		{path: "/v2/upstream.local/app/manifests/-bad", code: "MANIFEST_INVALID"},                // tag syntax
+		{path: "/v2/upstream.local/app/manifests/sha256:abc", code: "DIGEST_INVALID"},            // short digest
+		{path: "/v2/upstream.local/app/blobs/latest", code: "DIGEST_INVALID"},                    // blob by tag
+		{path: "/v2/upstream.local/app/blobs/md5:" + d[7:39], code: "DIGEST_INVALID"},            // algorithm
+		{path: "/v2/upstream.local/app/referrers/notadigest", code: "DIGEST_INVALID"},            //
 		{path: "/v2/upstream.local/app/manifests/x", ns: "evil.example/x", code: "NAME_INVALID"}, // ns with a path
 		{path: "/v2/upstream.local/app/manifests/x", ns: "http://evil", code: "NAME_INVALID"},
 		{path: "/v2/upstream.local/app/other/x", code: "NAME_UNKNOWN"},
