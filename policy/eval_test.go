@@ -201,14 +201,14 @@ func TestEvaluateChecksRecordEvidence(t *testing.T) {
 // TestConditionVariables checks what conditions can see.
 func TestConditionVariables(t *testing.T) {
 	conds := map[string]bool{
-		`statement.predicateType == "https://slsa.dev/provenance/v0.2"`:                          true,
-		`statement.subjects.exists(s, "sha256:" + s.digest.sha256 == digest)`:                     true,
-		`statement.subject[0].name == "img"`:                                                      true,
-		`repository.startsWith("upstream.local/app/")`:                                            true,
-		`predicate.count > 2`:                                                                     true, // JSON number (double) vs int literal
-		`predicate.metrics.toxicity <= 0.01`:                                                      true,
-		`predicate.?missing.orValue("d") == "d"`:                                                  true,
-		`predicate.builder.id.lowerAscii() == "x"`:                                                false,
+		`statement.predicateType == "https://slsa.dev/provenance/v0.2"`:                            true,
+		`statement.subjects.exists(s, "sha256:" + s.digest.sha256 == digest)`:                      true,
+		`statement.subject[0].name == "img"`:                                                       true,
+		`repository.startsWith("upstream.local/app/")`:                                             true,
+		`predicate.count > 2`:                                                                      true, // JSON number (double) vs int literal
+		`predicate.metrics.toxicity <= 0.01`:                                                       true,
+		`predicate.?missing.orValue("d") == "d"`:                                                   true,
+		`predicate.builder.id.lowerAscii() == "x"`:                                                 false,
 		`statement.type == "https://in-toto.io/Statement/v1" && statement._type == statement.type`: true,
 	}
 	for cond, want := range conds {
