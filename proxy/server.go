@@ -40,6 +40,7 @@ type Server struct {
 	fetches   *inflight.Group
 	upstreams map[string]*upstream.Client
 	policy    policySource
+	holder    *policy.Holder
 	audit     *audit.Log
 	metrics   *Metrics
 
@@ -141,7 +142,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
-	s.policy = ps
+	s.policy, s.holder = ps, ps
 	s.closers = append(s.closers, closePolicy)
 
 	al, err := audit.Open(cfg.Resolve(cfg.Audit.Path))

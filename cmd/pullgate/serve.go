@@ -63,6 +63,21 @@ func cmdServe(args []string) int {
 		fmt.Fprintf(os.Stderr, "pullgate: listen: %v\n", err)
 		return 1
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := srv.ReloadPolicy(); err != nil {
+					log.Error("policy reload on SIGHUP failed; keeping the policy in force", "err", err)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	log.Info("pullgate serving", "listen", ln.Addr().String(), "policyRevision", srv.Policy().Revision(), "version", version)
 	if err := srv.ListenAndServe(ctx, ln); err != nil {
 		log.Error("serve failed", "err", err)
