@@ -241,10 +241,10 @@ func TestDecodePredicateStrict(t *testing.T) {
 func TestParseStatementRejects(t *testing.T) {
 	cases := map[string]string{
 		`{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"name":"a","digest":{"sha256":"` + strings.Repeat("a", 64) + `"}}],"predicateType":"x","predicate":{}}`: "_type",
-		`{"_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"x","predicate":{}}`:                                                                    "at least one subject",
-		`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"abc"}}],"predicateType":"x","predicate":{}}`:                              "64 lowercase hex",
-		`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"` + strings.Repeat("a", 64) + `"}}],"predicateType":"x"}`:                 "predicate is required",
-		`{"_type":"https://in-toto.io/Statement/v1","_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"x","predicate":{}}`:                          "duplicate JSON key",
+		`{"_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"x","predicate":{}}`:                                                                     "at least one subject",
+		`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"abc"}}],"predicateType":"x","predicate":{}}`:                               "64 lowercase hex",
+		`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"` + strings.Repeat("a", 64) + `"}}],"predicateType":"x"}`:                  "predicate is required",
+		`{"_type":"https://in-toto.io/Statement/v1","_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"x","predicate":{}}`:                           "duplicate JSON key",
 	}
 	for in, want := range cases {
 		if _, err := attest.ParseStatement([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {

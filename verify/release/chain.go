@@ -267,7 +267,7 @@ func (g *graph) link(rp *reporter, from *node, what, ref string, want attest.Kin
 		return nil, false
 	}
 	if to.kind != want {
-		rp.fail(CodeWrongLinkType, "%s references %s which is a %s statement, not a %s", from.label(), ref, to.kind, want)
+		rp.fail(CodeWrongLinkType, "%s references %s which is a %s statement, expected %s", from.label(), ref, to.kind, want)
 		return nil, false
 	}
 	ok = true

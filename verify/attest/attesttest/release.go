@@ -110,7 +110,9 @@ func WriteRelease(dir string, o ReleaseOptions) (*Release, error) {
 	if o.Subject != "" {
 		subj = fmt.Sprintf("subjects: [%q]\n", o.Subject)
 	}
-	at := func(i int) string { return fmt.Sprintf("created: %s\n", o.Base.Add(time.Duration(i)*time.Minute).Format(time.RFC3339)) }
+	at := func(i int) string {
+		return fmt.Sprintf("created: %s\n", o.Base.Add(time.Duration(i)*time.Minute).Format(time.RFC3339))
+	}
 	configs := []struct {
 		k   attest.Kind
 		cfg string
