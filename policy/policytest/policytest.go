@@ -101,9 +101,9 @@ type CheckFixture struct {
 
 // Expect is the expected decision.
 type Expect struct {
-	Decision  string `yaml:"decision"` // allow | deny (required); audit-mode serves count as allow
-	WouldDeny *bool  `yaml:"wouldDeny"`
-	ExitCode  *int   `yaml:"exitCode"`
+	Decision  string  `yaml:"decision"` // allow | deny (required); audit-mode serves count as allow
+	WouldDeny *bool   `yaml:"wouldDeny"`
+	ExitCode  *int    `yaml:"exitCode"`
 	Rule      *string `yaml:"rule"`
 	// Reason must be a substring of one of the decision's reasons.
 	Reason string `yaml:"reason"`
