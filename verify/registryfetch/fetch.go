@@ -5,6 +5,8 @@
 package registryfetch
 
 import (
+	_ "crypto/sha512" // registries may address content by sha512
+
 	"context"
 	"encoding/json"
 	"fmt"
