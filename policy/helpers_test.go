@@ -46,7 +46,15 @@ func writeDir(t testing.TB, files map[string]string) string {
 	return dir
 }
 
-const trustedRootStub = `{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"certificateAuthorities":[]}`
+// trustedRootStub is the Sigstore public-good trusted root (a real file, so
+// that verify.NewTrust accepts it), read once from testdata.
+var trustedRootStub = func() string {
+	b, err := os.ReadFile("testdata/trusted_root.json")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 // fullPolicy is the documented example policy.
 const fullPolicy = `trust:

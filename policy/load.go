@@ -158,8 +158,13 @@ func (l *loader) parse(data []byte) *Policy {
 	}
 	p.Trust.kinds = map[string]TrustKind{}
 	var files []trustFile
+	var trustNode *yaml.Node
 	if f, ok := fs["trust"]; ok {
+		trustNode = f.key
 		files = l.parseTrust(f.val, &p.Trust)
+	}
+	if len(l.diags) == 0 {
+		l.compileTrust(trustNode, &p.Trust)
 	}
 	f, ok := fs["rules"]
 	if !ok {
@@ -314,6 +319,20 @@ func (l *loader) parseTrust(n *yaml.Node, t *Trust) []trustFile {
 		l.errAt(identitiesNode, "add trust.trustedRoot: ./trusted_root.json so keyless certificates can be checked offline", "keyless identities need trust.trustedRoot")
 	}
 	return files
+}
+
+// compileTrust is the single place trust material is handed to package
+// verify: it parses keys and the trusted root once per load, so a file that
+// verify cannot use is a policy error (reported at the trust section), not
+// a failure on the first pull.
+func (l *loader) compileTrust(at *yaml.Node, t *Trust) {
+	v, err := verify.NewTrust(t.Spec)
+	if err != nil {
+		l.errAt(at, "check the files under trust (keys: PEM public keys; trustedRoot: a Sigstore trusted_root.json)",
+			"trust material rejected by the verifier: %v", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return
+	}
+	t.Verifier = v
 }
 
 func isJSONObject(b []byte) bool {

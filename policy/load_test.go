@@ -43,6 +43,9 @@ func TestLoadFullExample(t *testing.T) {
 	if len(p.Trust.Spec.Identities) != 1 || p.Trust.Spec.Identities[0].SubjectRegExp != `^https://github\.com/acme/.+` || len(p.Trust.Spec.TrustedRootJSON) == 0 {
 		t.Fatal("identity / trusted root not loaded")
 	}
+	if p.Trust.Verifier == nil {
+		t.Fatal("trust not compiled by verify.NewTrust")
+	}
 	if p.Trust.Kind("release") != TrustKey || p.Trust.Kind("ci") != TrustIdentity || p.Trust.Kind("nope") != "" {
 		t.Fatal("trust kinds")
 	}
@@ -245,6 +248,14 @@ rules:
 			`6:22: trust.identities[0].subjectRegExp does not compile: error parsing regexp: missing closing ]`,
 			`7:13: trust name "ci" is already used at line 3`,
 			`9:22: trust.identities[1].subjectRegExp "acme" is not anchored`}},
+		{"trusted root rejected by the verifier", `trust:
+  identities:
+    - {name: ci, issuer: https://issuer, subject: dev@example.com}
+  trustedRoot: ./root.json
+rules:
+  - {name: a, match: ["x/**"], require: {signatures: [ci]}}
+`, map[string]string{"root.json": `{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1", "tlogs": "nope"}`},
+			[]string{`1:1: trust material rejected by the verifier: trusted root:`}},
 		{"duplicate keys and rule names", `rules:
   - name: a
     name: b
@@ -413,7 +424,7 @@ func TestRevision(t *testing.T) {
 		t.Fatal("key rotation did not change the revision")
 	}
 	// Changing the trusted root changes it.
-	os.WriteFile(filepath.Join(dir, "trusted_root.json"), []byte(`{"tlogs":[1]}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "trusted_root.json"), []byte(trustedRootStub+"\n"), 0o644)
 	p5, _ := Load(path)
 	if p5.Revision() == p4.Revision() {
 		t.Fatal("trusted root change did not change the revision")

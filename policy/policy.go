@@ -65,6 +65,10 @@ type Trust struct {
 	// Spec is the trust material as verify consumes it: key PEM bytes and
 	// the trusted root JSON already read from disk.
 	Spec verify.TrustSpec
+	// Verifier is Spec compiled by verify.NewTrust once per load (keys
+	// parsed, trusted root parsed); pass it to verify.Collect. Never nil
+	// in a loaded policy.
+	Verifier *verify.Trust
 
 	kinds map[string]TrustKind
 }
