@@ -14,6 +14,7 @@ import (
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/verify/content"
 )
 
 // holdback is how many final bytes of a streaming blob no client receives
@@ -37,6 +38,12 @@ func (s *Server) serveBlob(q *request) {
 		s.record(q, "blob", ref, dgst, v, false)
 		s.deny(q, v, ref)
 		return
+	}
+	if size, ok := s.store.Has(dgst); ok && q.rule.Content != nil {
+		if err := s.inspectStored(q, grant, size); err != nil {
+			s.fetchError(q, err)
+			return
+		}
 	}
 	setBlobHeaders(q.w, dgst)
 	if size, ok := s.store.Has(dgst); ok {
@@ -109,8 +116,20 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 // streamBlob serves an uncached blob from a coalesced upstream fetch.
 func (s *Server) streamBlob(q *request, grant blobGrant) {
 	dgst := q.rt.Digest
-	f, joined, err := s.fetches.Do(dgst.String(), holdback, func(f *inflight.Fetch) {
-		s.runFetch(f, q.up, q.rt.Repo, grant)
+	key := dgst.String()
+	var newInspector func(size int64) (content.Inspector, error)
+	if c := q.rule.Content; c != nil {
+		// Inspection depends on the rule: fetches under different content
+		// rules are not shared.
+		key += "|" + q.pol.Revision() + "|" + q.rule.Name
+		opts := contentOptions(c)
+		newInspector = func(size int64) (content.Inspector, error) {
+			return content.NewInspector(opts, grant.Desc.MediaType, content.LayerTitle(grant.Desc), size)
+		}
+	}
+	rev, ruleName := q.pol.Revision(), q.rule.Name
+	f, joined, err := s.fetches.Do(key, holdback, func(f *inflight.Fetch) {
+		s.runFetch(f, q.up, q.rt.Repo, grant, newInspector, rev, ruleName)
 	})
 	if err != nil {
 		ocierr.Write(q.w, q.r, ocierr.New(http.StatusInternalServerError, ocierr.Unavailable, "%v", err))
@@ -182,7 +201,7 @@ func (s *Server) fetchError(q *request, err error) {
 }
 
 // contentFailure is a blob refused by content inspection.
-type contentFailure struct{ finding error }
+type contentFailure struct{ finding *content.Finding }
 
 func (c *contentFailure) Error() string { return c.finding.Error() }
 
@@ -200,24 +219,80 @@ func (m *mismatch) Error() string {
 // runFetch downloads one blob from the upstream into the spool, hashing (and
 // inspecting) the same bytes as they arrive, and commits it to the store only
 // when everything matched. It runs detached from any client request.
-func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant) {
+func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,
+	newInspector func(int64) (content.Inspector, error), rev, rule string) {
 	dgst := grant.Desc.Digest
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
 	s.metrics.inflight.Inc()
 	defer s.metrics.inflight.Dec()
-	err := s.fetch(ctx, f, up, repo, grant)
-	if err != nil {
-		var mm *mismatch
-		if errors.As(err, &mm) {
-			s.metrics.mismatches.Inc()
-			s.log.Error("upstream blob rejected", "upstream", up.Name, "repository", repo, "digest", dgst, "err", err)
+	err := s.fetch(ctx, f, up, repo, grant, newInspector)
+	var mm *mismatch
+	var cf *contentFailure
+	switch {
+	case errors.As(err, &mm):
+		s.metrics.mismatches.Inc()
+		s.log.Error("upstream blob rejected", "upstream", up.Name, "repository", repo, "digest", dgst, "err", err)
+	case errors.As(err, &cf):
+		s.log.Warn("blob refused by content inspection", "upstream", up.Name, "repository", repo, "digest", dgst, "rule", rule, "finding", cf.finding.Error())
+		s.markBad(ctx, rev, rule, dgst, cf.finding.Error())
+	case err == nil && newInspector != nil:
+		if perr := s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst), []byte("ok")); perr != nil {
+			s.log.Warn("store: inspection record write failed", "err", perr)
 		}
 	}
 	f.Finish(err)
 }
 
-func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant) error {
+// asFinding turns an inspector error into a contentFailure.
+func asFinding(err error, format string) error {
+	var fd *content.Finding
+	if errors.As(err, &fd) {
+		return &contentFailure{fd}
+	}
+	return &contentFailure{&content.Finding{Format: format, Offset: -1, Reason: err.Error()}}
+}
+
+// inspectStored runs a content rule's inspection over a stored blob that
+// has not been inspected under this rule and policy revision yet.
+func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
+	ctx := q.ctx()
+	rev, rule, dgst := q.pol.Revision(), q.rule.Name, q.rt.Digest
+	if f, bad := s.badBlob(ctx, rev, rule, dgst); bad {
+		return &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+	}
+	if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst)); err == nil {
+		return nil
+	}
+	in, err := content.NewInspector(contentOptions(q.rule.Content), grant.Desc.MediaType, content.LayerTitle(grant.Desc), size)
+	if err != nil {
+		cf := asFinding(err, "content").(*contentFailure)
+		s.markBad(ctx, rev, rule, dgst, cf.finding.Error())
+		return cf
+	}
+	rc, err := s.store.Reader(ctx, dgst, 0)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	start := time.Now()
+	_, err = io.CopyBuffer(writerOnly{in}, rc, make([]byte, 1<<20))
+	if err == nil {
+		err = in.Close()
+	}
+	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		cf := asFinding(err, "content").(*contentFailure)
+		s.markBad(ctx, rev, rule, dgst, cf.finding.Error())
+		return cf
+	}
+	return s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst), []byte("ok"))
+}
+
+type writerOnly struct{ io.Writer }
+
+func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,
+	newInspector func(int64) (content.Inspector, error)) error {
 	dgst := grant.Desc.Digest
 	resp, err := up.Blob(ctx, repo, dgst)
 	if err != nil {
@@ -233,8 +308,17 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	case grant.Desc.Size > 0 && size != grant.Desc.Size:
 		return &mismatch{up.Name, dgst, fmt.Sprintf("%d bytes announced, the manifest says %d", size, grant.Desc.Size)}
 	}
+	var in content.Inspector
+	if newInspector != nil {
+		if in, err = newInspector(size); err != nil {
+			return asFinding(err, "content")
+		}
+	}
 	f.Begin(size)
-	f.Ungate()
+	if in == nil {
+		f.Ungate()
+	}
+	inspectStart := time.Now()
 	h := dgst.Algorithm().Hash()
 	buf := make([]byte, 1<<20)
 	var total int64
@@ -246,8 +330,16 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 				return &mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
 			}
 			h.Write(buf[:n])
+			if in != nil {
+				if _, ierr := in.Write(buf[:n]); ierr != nil {
+					return asFinding(ierr, "content")
+				}
+			}
 			if _, werr := f.Write(buf[:n]); werr != nil {
 				return fmt.Errorf("spool: %w", werr)
+			}
+			if in != nil && in.HeaderDone() {
+				f.Ungate()
 			}
 		}
 		if rerr == io.EOF {
@@ -262,6 +354,12 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	}
 	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
 		return &mismatch{up.Name, dgst, "got " + got.String()}
+	}
+	if in != nil {
+		if err := in.Close(); err != nil {
+			return asFinding(err, "content")
+		}
+		s.metrics.inspectDuration.Observe(time.Since(inspectStart).Seconds())
 	}
 	if err := s.store.CommitFile(ctx, dgst, f.Path(), size); err != nil {
 		// The bytes are verified: serve them, but say the cache failed.

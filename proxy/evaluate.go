@@ -2,11 +2,21 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/verify"
+	"github.com/pullgate/pullgate/verify/content"
 )
 
 // loadPolicy loads the policy file and follows it (and every trust file it
@@ -39,9 +49,223 @@ func loadPolicy(ctx context.Context, path string, log *slog.Logger, m *Metrics) 
 // one in force and returns the error.
 func (s *Server) ReloadPolicy() error { return s.holder.ReloadFrom("signal") }
 
-// evaluate decides a manifest under a verify rule: it gathers the evidence
-// and asks the policy.
-func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsedManifest) Verdict {
-	in := policy.Input{Repository: q.rt.Repository(), Digest: dgst}
-	return fromDecision(q.rule.Evaluate(in, q.pol.Revision()))
+// trustCache holds the verify.Trust of each policy revision.
+type trustCache struct {
+	mu  sync.Mutex
+	rev string
+	t   *verify.Trust
+	err error
 }
+
+func (c *trustCache) get(p *policy.Policy) (*verify.Trust, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rev != p.Revision() {
+		c.t, c.err = verify.NewTrust(p.Trust.Spec)
+		c.rev = p.Revision()
+	}
+	return c.t, c.err
+}
+
+// Evidence media types: manifests made only of these layers are signatures
+// and attestations, served under a verify rule so that clients can check
+// them again (they are not runnable images).
+var evidenceLayerTypes = map[string]bool{
+	"application/vnd.dev.cosign.simplesigning.v1+json":     true,
+	"application/vnd.dsse.envelope.v1+json":                true,
+	"application/vnd.dev.sigstore.bundle.v0.3+json":        true,
+	"application/vnd.dev.sigstore.bundle+json;version=0.3": true,
+	"application/vnd.in-toto+json":                         true,
+}
+
+func isEvidenceManifest(m *parsedManifest) bool {
+	if m.IsIndex() || len(m.Layers) == 0 {
+		return false
+	}
+	for _, l := range m.Layers {
+		if !evidenceLayerTypes[l.MediaType] {
+			return false
+		}
+	}
+	return true
+}
+
+// evaluate decides a manifest under a verify rule: children of an allowed
+// index inherit its decision; evidence artifacts are served; otherwise the
+// evidence is gathered and the policy decides. Content findings deny.
+func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsedManifest) Verdict {
+	ctx := q.ctx()
+	rule := q.rule
+	in := policy.Input{Repository: q.rt.Repository(), Digest: dgst}
+	in.ContentFindings = s.contentFindings(q, m, body)
+
+	if len(in.ContentFindings) == 0 {
+		if isEvidenceManifest(m) {
+			return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
+				Reasons: []string{fmt.Sprintf("rule %s: signature/attestation artifact, served so clients can verify it", rule.Name)}}
+		}
+		if parent, ok := s.allowedParent(q, dgst); ok {
+			return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
+				Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}
+		}
+	}
+	trust, err := s.trust.get(q.pol)
+	if err != nil {
+		return Verdict{Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(), ExitCode: policy.ExitConfig,
+			Reasons: []string{fmt.Sprintf("rule %s: trust material is invalid: %v", rule.Name, err)}}
+	}
+	opts := verify.CollectOptions{MaxBlobSize: int64(s.cfg.Limits.MaxEvidenceSize)}
+	if rule.Require != nil {
+		opts.RequireTlog, opts.RequireTimestamp = rule.Require.TLog, rule.Require.Timestamp
+	}
+	start := time.Now()
+	res := verify.Collect(ctx, q.up.Fetcher(q.rt.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
+	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
+	in.Evidence = []verify.Result{res}
+	v := fromDecision(rule.Evaluate(in, q.pol.Revision()))
+
+	// Fail closed, or serve what was verified before: when evidence could not
+	// be fetched (upstream down) and this very digest was allowed under this
+	// very policy revision, that decision stands.
+	if !v.Allowed && fetchFailed(res) && len(in.ContentFindings) == 0 {
+		if prev, ok := s.persistedAllow(ctx, q, dgst); ok {
+			prev.Reasons = append(prev.Reasons, "upstream evidence unreachable: serving the decision verified under this policy revision")
+			return prev
+		}
+	}
+	if v.Allowed && !v.WouldDeny {
+		s.persistAllow(ctx, q, dgst, v)
+	}
+	return v
+}
+
+func fetchFailed(r verify.Result) bool {
+	for _, f := range r.Failures {
+		if f.Kind == verify.FailFetch {
+			return true
+		}
+	}
+	return false
+}
+
+func allowKey(q *request, dgst digest.Digest) string {
+	rev := strings.TrimPrefix(q.pol.Revision(), "sha256:")
+	return store.MetaKey("verdicts", rev, q.rt.Upstream, q.rt.Repo, dgst.Encoded())
+}
+
+func (s *Server) persistAllow(ctx context.Context, q *request, dgst digest.Digest, v Verdict) {
+	if err := s.store.PutMeta(ctx, allowKey(q, dgst), marshalMeta(v)); err != nil {
+		s.log.Warn("store: verdict write failed", "err", err)
+	}
+}
+
+func (s *Server) persistedAllow(ctx context.Context, q *request, dgst digest.Digest) (Verdict, bool) {
+	b, err := s.store.GetMeta(ctx, allowKey(q, dgst))
+	if err != nil {
+		return Verdict{}, false
+	}
+	var v Verdict
+	if json.Unmarshal(b, &v) != nil || !v.Allowed || v.Revision != q.pol.Revision() {
+		return Verdict{}, false
+	}
+	return v, true
+}
+
+// allowedParent finds an index allowed in this repository that lists dgst.
+func (s *Server) allowedParent(q *request, dgst digest.Digest) (digest.Digest, bool) {
+	if q.depth >= 4 {
+		return "", false
+	}
+	for _, pd := range s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_parents", dgst) {
+		body, pm, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, pd)
+		if err != nil || !pm.IsIndex() || !listsChild(pm, dgst) {
+			continue
+		}
+		pq := *q
+		pq.depth++
+		v, _ := s.decideManifest(&pq, pd, body, pm)
+		if v.Allowed && !v.WouldDeny {
+			return pd, true
+		}
+	}
+	return "", false
+}
+
+func listsChild(m *parsedManifest, d digest.Digest) bool {
+	for _, c := range m.Manifests {
+		if c.Digest == d {
+			return true
+		}
+	}
+	return false
+}
+
+// contentOptions turns a rule's content section into validator options.
+func contentOptions(c *policy.Content) content.Options {
+	o := content.Options{MediaTypes: c.MediaTypes, DenyCodeLayers: c.DenyCodeLayers, TensorAllow: c.TensorAllow}
+	if f := c.Formats.Safetensors; f != nil {
+		o.Safetensors = content.SafetensorsOptions{MaxHeaderBytes: f.MaxHeaderBytes, MaxTensors: int(f.MaxTensors)}
+	}
+	if f := c.Formats.GGUF; f != nil {
+		o.GGUF = content.GGUFOptions{MaxStringBytes: f.MaxStringBytes, MaxArrayElements: f.MaxArrayElements,
+			MaxKV: f.MaxKV, MaxTensors: f.MaxTensors, AllowChatTemplateDunder: f.AllowChatTemplateDunder}
+	}
+	o.Pickle = content.PickleOptions{Mode: content.PickleMode(c.Formats.Pickle.Mode), Allow: c.Formats.Pickle.Allow}
+	return o
+}
+
+// contentFindings applies a content rule to a manifest: descriptor checks
+// (media types, code layers, paths) and blobs known to have failed
+// inspection under this rule.
+func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []string {
+	c := q.rule.Content
+	if c == nil {
+		return nil
+	}
+	var out []string
+	if !m.IsIndex() {
+		var om ocispec.Manifest
+		if err := json.Unmarshal(body, &om); err != nil {
+			return []string{"manifest: " + err.Error()}
+		}
+		for _, f := range content.CheckManifest(contentOptions(c), om) {
+			out = append(out, f.Error())
+		}
+	}
+	for _, d := range m.Blobs() {
+		if f, ok := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, d.Digest); ok {
+			out = append(out, fmt.Sprintf("layer %s: %s", d.Digest, f))
+		}
+	}
+	return out
+}
+
+func badKey(rev, rule string, d digest.Digest) string {
+	return store.MetaKey("bad", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded())
+}
+
+func inspectedKey(rev, rule string, d digest.Digest) string {
+	return store.MetaKey("inspected", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded())
+}
+
+// badBlob reports a content finding recorded for a blob under a rule.
+func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest) (string, bool) {
+	b, err := s.store.GetMeta(ctx, badKey(rev, rule, d))
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}
+
+// markBad records a content failure of a blob: every manifest referencing
+// it is denied from now on, so cached allows are dropped.
+func (s *Server) markBad(ctx context.Context, rev, rule string, d digest.Digest, finding string) {
+	if err := s.store.PutMeta(ctx, badKey(rev, rule, d), []byte(finding)); err != nil {
+		s.log.Error("store: content finding write failed", "digest", d, "err", err)
+	}
+	s.verdicts.Purge()
+	s.blobGrants.Purge()
+}
+
+// isUnavailable reports upstream errors that mean "down", not "refused".
+func isUnavailable(err error) bool { return upstream.IsKind(err, upstream.Unavailable) }

@@ -11,10 +11,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/proxy/ocierr"
-	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
-// maxListing bounds tags and referrers responses from upstreams.
+// maxListing bounds tags responses from upstreams.
 const maxListing = 8 << 20
 
 // listingAllowed applies the repository's rule to listings: repositories
@@ -92,50 +91,7 @@ func (s *Server) serveReferrers(q *request) {
 // referrers lists the manifests whose subject is dgst, filtered by
 // artifactType when given.
 func (s *Server) referrers(q *request, dgst digest.Digest, artifactType string) ([]ocispec.Descriptor, error) {
-	pages, filtered, ok, err := q.up.Referrers(q.ctx(), q.rt.Repo, dgst, artifactType, maxListing)
-	if err != nil {
-		return nil, err
-	}
-	var all []ocispec.Descriptor
-	if ok {
-		for _, p := range pages {
-			var idx ocispec.Index
-			if err := json.Unmarshal(p, &idx); err != nil {
-				return nil, &upstream.Error{Kind: upstream.Invalid, Upstream: q.up.Name, Msg: "referrers: invalid index"}
-			}
-			all = append(all, idx.Manifests...)
-		}
-	} else {
-		// Fallback: the sha256-<hex> tag holds an index of referrers. A
-		// missing or invalid tag means no referrers.
-		tag := dgst.Algorithm().String() + "-" + dgst.Encoded()
-		body, mt, err := q.up.Manifest(q.ctx(), q.rt.Repo, tag, int64(s.cfg.Limits.MaxManifestSize))
-		switch {
-		case upstream.IsKind(err, upstream.NotFound):
-		case err != nil:
-			return nil, err
-		default:
-			m, perr := parseManifest(body, mt)
-			if perr == nil && m.IsIndex() {
-				var idx ocispec.Index
-				if json.Unmarshal(body, &idx) == nil {
-					all = idx.Manifests
-				}
-			}
-		}
-		filtered = false
-	}
-	out := []ocispec.Descriptor{}
-	for _, d := range all {
-		if d.Digest.Validate() != nil {
-			continue
-		}
-		if artifactType != "" && !filtered && d.ArtifactType != artifactType {
-			continue
-		}
-		out = append(out, d)
-	}
-	return out, nil
+	return q.up.ReferrerDescriptors(q.ctx(), q.rt.Repo, dgst, artifactType, int64(s.cfg.Limits.MaxManifestSize))
 }
 
 func writeJSON(q *request, contentType string, v any) {

@@ -13,17 +13,19 @@ import (
 
 // Metrics are the proxy's Prometheus metrics.
 type Metrics struct {
-	requests      *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	decisions     *prometheus.CounterVec
-	cache         *prometheus.CounterVec
-	bytes         *prometheus.CounterVec
-	upstream      *prometheus.CounterVec
-	inflight      prometheus.Gauge
-	coalesced     prometheus.Counter
-	mismatches    prometheus.Counter
-	offlineServes prometheus.Counter
-	Reloads       *prometheus.CounterVec
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	decisions       *prometheus.CounterVec
+	cache           *prometheus.CounterVec
+	bytes           *prometheus.CounterVec
+	upstream        *prometheus.CounterVec
+	inflight        prometheus.Gauge
+	coalesced       prometheus.Counter
+	mismatches      prometheus.Counter
+	offlineServes   prometheus.Counter
+	verifyDuration  prometheus.Histogram
+	inspectDuration prometheus.Histogram
+	Reloads         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -49,11 +51,17 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pullgate_upstream_digest_mismatches_total", Help: "Blobs refused because the upstream's bytes did not match the digest or size."}),
 		offlineServes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pullgate_offline_tag_resolutions_total", Help: "Tags answered from the last resolution because the upstream was unreachable."}),
+		verifyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pullgate_verification_duration_seconds", Help: "Evidence gathering and verification per decision.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 12)}),
+		inspectDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pullgate_inspection_duration_seconds", Help: "Content inspection per blob (inline with streaming).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_policy_reloads_total", Help: "Policy reloads by result."}, []string{"result"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.decisions, m.cache, m.bytes, m.upstream,
-		m.inflight, m.coalesced, m.mismatches, m.offlineServes, m.Reloads} {
+		m.inflight, m.coalesced, m.mismatches, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads} {
 		_ = reg.Register(c)
 	}
 	return m

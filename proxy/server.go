@@ -44,6 +44,7 @@ type Server struct {
 	audit     *audit.Log
 	metrics   *Metrics
 
+	trust    trustCache
 	verdicts *verdict.Cache[Verdict]
 	// tags maps upstream/repo:tag to a resolved digest for the tag TTL.
 	tags *verdict.Cache[tagRecord]
@@ -299,6 +300,7 @@ type request struct {
 	pol   *policy.Policy
 	rule  *policy.Rule
 	start time.Time
+	depth int // index nesting while deciding children
 }
 
 func (q *request) ctx() context.Context { return q.r.Context() }
