@@ -61,8 +61,14 @@ func Sniff(h []byte, size int64) string {
 		}
 		return FormatPickle
 	}
-	if len(h) >= 9 && h[8] == '{' {
-		if n := binary.LittleEndian.Uint64(h); n >= 2 {
+	if len(h) >= 9 && binary.LittleEndian.Uint64(h) >= 2 {
+		// The reference also accepts whitespace before '{'; recognise such
+		// headers so the validator can refuse them precisely.
+		i := 8
+		for i < len(h) && i < 64 && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r') {
+			i++
+		}
+		if i < len(h) && h[i] == '{' {
 			return FormatSafetensors
 		}
 	}
@@ -317,37 +323,95 @@ func (a *autoInspector) decide() error {
 		if kind != kindArchive && !a.opts.AllowArchives {
 			return newFinding(f, 0, "%s wraps the layer content; archives are not inspected and are denied unless the rule allows archives", strings.TrimPrefix(describe(f), "a "))
 		}
-		a.inner = &opaqueInspector{size: a.size}
+		a.inner = newOpaqueInspector(a.opts, a.size, f)
+	case (f == FormatText || f == FormatJSON) && (kind == kindTemplate || strings.HasSuffix(strings.ToLower(a.title), ".jinja")):
+		a.inner = newTemplateInspector(a.opts, a.size)
 	case f == FormatJSON:
 		a.inner = newConfigInspector(a.opts, a.size, a.title)
-	case f == FormatText && (kind == kindTemplate || strings.HasSuffix(strings.ToLower(a.title), ".jinja")):
-		a.inner = newTemplateInspector(a.opts, a.size)
 	default:
-		a.inner = &opaqueInspector{size: a.size}
+		a.inner = newOpaqueInspector(a.opts, a.size, f)
 	}
 	return nil
 }
 
-// opaqueInspector accepts bytes it cannot interpret further (allowed
-// archives, text, unrecognised binaries in layers that may carry them); it
-// only checks the size.
+// opaqueInspector accepts bytes no validator claims (allowed archives, text,
+// unrecognised binaries in layers that may carry them) and checks the size.
+// For text and binary it also runs the pickle walker speculatively: protocol
+// 0/1 pickles have no magic, and a loader such as torch.load will unpickle
+// them whatever the file is called. Content that parses as a complete pickle,
+// or that imports a non-allowlisted global before failing, is a pickle.
 type opaqueInspector struct {
 	size, seen int64
+	mode       PickleMode
+	shadow     *PickleInspector
+	isPickle   bool
+	err        error
+}
+
+func newOpaqueInspector(opts Options, size int64, format string) *opaqueInspector {
+	o := &opaqueInspector{size: size, mode: opts.pickleMode()}
+	if format == FormatText || format == FormatBinary {
+		o.shadow = NewPickleInspector(opts, size)
+	}
+	return o
 }
 
 func (o *opaqueInspector) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
 	o.seen += int64(len(p))
 	if o.size >= 0 && o.seen > o.size {
-		return 0, newFinding(FormatMediaType, o.size, "more bytes than the declared size %d", o.size)
+		o.err = newFinding(FormatMediaType, o.size, "more bytes than the declared size %d", o.size)
+		return 0, o.err
+	}
+	if o.shadow != nil {
+		_, err := o.shadow.Write(p)
+		if err := o.judge(err); err != nil {
+			return 0, err
+		}
 	}
 	return len(p), nil
 }
 
-func (o *opaqueInspector) HeaderDone() bool { return true }
+// judge interprets the speculative walk.
+func (o *opaqueInspector) judge(err error) error {
+	if err == nil && o.shadow.finished && !o.isPickle {
+		o.isPickle = true
+		if o.mode != PickleScan {
+			o.err = newFinding(FormatPickle, 0, "content parses as a pickle (protocol 0/1, no header); pickle content is denied by policy (pickle: deny)")
+			return o.err
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	f, _ := err.(*Finding)
+	if o.isPickle || f != nil && strings.Contains(f.Reason, "which is not in the allowlist") {
+		o.err = newFinding(FormatPickle, f.Offset, "content parses as a pickle: %s", f.Reason)
+		return o.err
+	}
+	o.shadow = nil // not a pickle
+	return nil
+}
+
+func (o *opaqueInspector) HeaderDone() bool { return o.err == nil }
 
 func (o *opaqueInspector) Close() error {
+	if o.err != nil {
+		return o.err
+	}
 	if o.size >= 0 && o.seen != o.size {
-		return newFinding(FormatMediaType, o.seen, "truncated: %d of %d bytes", o.seen, o.size)
+		o.err = newFinding(FormatMediaType, o.seen, "truncated: %d of %d bytes", o.seen, o.size)
+		return o.err
+	}
+	if o.shadow != nil {
+		if err := o.judge(o.shadow.Close()); err != nil {
+			return err
+		}
+		if o.shadow != nil && o.shadow.finished && !o.isPickle {
+			return o.judge(nil)
+		}
 	}
 	return nil
 }

@@ -441,6 +441,11 @@ func (g *GGUFInspector) finishHeader() error {
 		maxEnd = g.dataFrom + int64(alignUp(uint64(last.End), g.alignment))
 	}
 	if g.size >= 0 {
+		for _, t := range g.tensors {
+			if g.dataFrom+t.End > g.size {
+				return g.fail(g.dataFrom+t.Begin, "tensor %q (offset %d, %d bytes) extends beyond the file size %d", t.Name, t.Begin, t.End-t.Begin, g.size)
+			}
+		}
 		if g.size < end {
 			return g.fail(end, "tensor data ends at byte %d, beyond the file size %d (out-of-bounds tensor)", end, g.size)
 		}
@@ -525,6 +530,8 @@ func (g *GGUFInspector) tensorInfo(b []byte, off int64) error {
 		return g.fail(off, "tensor %q offset %d, expected %d (tensors must be contiguous, in order, without overlap)", name, tOff, g.nextOff)
 	}
 	if g.size >= 0 && tOff+nbytes > uint64(g.size) {
+		// cheap early bound; the exact one (relative to the data start) is
+		// checked once all tensor infos are read
 		return g.fail(off, "tensor %q (offset %d, %d bytes) extends beyond the file size %d", name, tOff, nbytes, g.size)
 	}
 	g.names[name] = struct{}{}

@@ -31,7 +31,7 @@ var formatsFor = map[layerKind][]string{
 	kindArchive:    {FormatTar, FormatGzip, FormatZstd},
 	kindConfig:     {FormatJSON, FormatText, FormatBinary},
 	kindText:       {FormatText, FormatJSON},
-	kindTemplate:   {FormatText},
+	kindTemplate:   {FormatText, FormatJSON},
 	kindJSON:       {FormatJSON},
 	kindCode:       {FormatText, FormatBinary, FormatJSON},
 	kindDataset:    {FormatJSON, FormatText, FormatBinary},
