@@ -393,7 +393,8 @@ func subjectCovers(subjects []verify.Subject, d digest.Digest) bool {
 
 func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache []attVars) []attVars {
 	r := e.rule
-	what := fmt.Sprintf("attestation %s signed by %s", req.PredicateType, r.signerPhrase(req.SignedBy))
+	// The documented format names signers without their kind here.
+	what := fmt.Sprintf("attestation %s signed by %s", req.PredicateType, strings.Join(req.SignedBy, " or "))
 	label := "rule " + r.Name + ": " + what
 	var others []string
 	var condFalse []digest.Digest

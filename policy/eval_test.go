@@ -60,16 +60,16 @@ func TestEvaluate(t *testing.T) {
 		{name: "no evidence at all", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{{Subject: dgst}}},
 			exit: 10, rule: "apps", reasons: []string{
 				"rule apps: no signature by key release on " + string(dgst),
-				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "no evidence results", in: Input{Repository: "upstream.local/app/web", Digest: dgst},
 			exit: 10, rule: "apps", reasons: []string{
 				"rule apps: no signature by key release on " + string(dgst),
-				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "only invalid signatures", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, nil, nil, verify.Failure{Kind: verify.FailInvalid, Source: "cosign-signature", Reason: "signature does not verify with any configured key"})}},
 			exit: 11, rule: "apps", reasons: []string{
 				"rule apps: no signature by key release on " + string(dgst),
-				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "signer untrusted by this rule", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("ci", dgst)}, []verify.Attestation{att("release", slsa02, builder, dgst)})}},
 			exit: 11, rule: "apps", reasons: []string{"rule apps: no signature by key release on " + string(dgst)}},
@@ -77,11 +77,11 @@ func TestEvaluate(t *testing.T) {
 			result(dgst, nil, nil, verify.Failure{Kind: verify.FailMismatch, Source: "cosign-signature", Reason: "payload digest is " + string(other)})}},
 			exit: 12, rule: "apps", reasons: []string{
 				"rule apps: no signature by key release on " + string(dgst),
-				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "attestation subject mismatch is ignored", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("release", slsa02, builder, other)})}},
 			exit: 12, rule: "apps", reasons: []string{
-				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "signature over another digest is ignored", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", other)}, []verify.Attestation{att("release", slsa02, builder, dgst)})}},
 			exit: 12, rule: "apps", reasons: []string{"rule apps: no signature by key release on " + string(dgst)}},
@@ -89,32 +89,32 @@ func TestEvaluate(t *testing.T) {
 			result(other, []verify.Signature{sig("release", other)}, []verify.Attestation{att("release", slsa02, builder, other)})}},
 			exit: 12, rule: "apps", reasons: []string{
 				"rule apps: no signature by key release on " + string(dgst),
-				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "malformed evidence", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, nil, verify.Failure{Kind: verify.FailMalformed, Source: "cosign-attestation", Reason: "DSSE envelope: invalid JSON"})}},
-			exit: 14, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+			exit: 14, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "fetch failure never allows", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, nil, verify.Failure{Kind: verify.FailFetch, Source: "referrers", Reason: "upstream 503"})}},
-			exit: 1, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+			exit: 1, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "condition false", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("release", slsa02, badBuild, dgst)})}},
-			exit: 13, rule: "apps", reasons: []string{`rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: condition predicate.builder.id == "https://ci.example/builder" is false`}},
+			exit: 13, rule: "apps", reasons: []string{`rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: condition predicate.builder.id == "https://ci.example/builder" is false`}},
 		{name: "condition runtime error", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("release", slsa02, `{"other":1}`, dgst)})}},
-			exit: 13, rule: "apps", reasons: []string{`rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: condition error: no such key: builder`}},
+			exit: 13, rule: "apps", reasons: []string{`rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: condition error: no such key: builder`}},
 		{name: "predicate not JSON", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("release", slsa02, `{`, dgst)})}},
-			exit: 13, rule: "apps", reasons: []string{`rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: condition error: predicate is not valid JSON: unexpected end of JSON input`}},
+			exit: 13, rule: "apps", reasons: []string{`rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: condition error: predicate is not valid JSON: unexpected end of JSON input`}},
 		{name: "one good attestation among bad ones", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{
 				att("release", slsa02, badBuild, dgst), att("release", slsa02, `{}`, dgst), att("release", slsa02, builder, dgst)})}},
 			allowed: true, rule: "apps"},
 		{name: "predicate type mismatch", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("release", "https://slsa.dev/provenance/v1", builder, dgst)})}},
-			exit: 13, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+			exit: 13, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "attestation by untrusted signer", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("ci", slsa02, builder, dgst)})}},
-			exit: 11, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+			exit: 11, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "inherited from parent index", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Parents: []digest.Digest{indexDg}, Evidence: []verify.Result{
 			result(indexDg, []verify.Signature{sig("release", indexDg)}, []verify.Attestation{att("release", slsa02, builder, indexDg)})}},
 			allowed: true, rule: "apps"},
@@ -122,7 +122,7 @@ func TestEvaluate(t *testing.T) {
 			result(indexDg, []verify.Signature{sig("release", indexDg)}, []verify.Attestation{att("release", slsa02, builder, indexDg)})}},
 			exit: 12, rule: "apps", reasons: []string{
 				"rule apps: no signature by key release on " + string(dgst),
-				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by key release: none found"}},
+				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "audit mode serves and reports", in: Input{Repository: "upstream.local/audit/x", Digest: dgst},
 			allowed: true, wouldDeny: true, rule: "audit", reasons: []string{"rule audit: no signature by identity ci on " + string(dgst)}},
 		{name: "two signer names", in: Input{Repository: "upstream.local/models/m", Digest: dgst, Checks: []Check{{Name: "chain", Passed: true}, {Name: "mbom", Passed: true}}},
