@@ -1,6 +1,7 @@
 package containerdtest
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,5 +43,41 @@ func TestMirrorSendsNamespace(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no ns= manifest request: %v", queries)
+	}
+}
+
+// containerd resolves with HEAD and reports only the status line of a refused
+// request (not the body): the reason phrase is the one place a mirror can put
+// a human-readable reason. This pins that behaviour for the proxy's deny path.
+func TestDeniedReasonPhraseIsShown(t *testing.T) {
+	d := Start(t)
+	const reason = "Forbidden (pullgate: denied by rule pg-test-reason)"
+	u := harness.StartUpstream(t, harness.UpstreamOptions{Wrap: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.Contains(r.URL.Path, "/manifests/") {
+				h.ServeHTTP(w, r)
+				return
+			}
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			body := `{"errors":[{"code":"DENIED","message":"denied by rule pg-test-reason"}]}`
+			fmt.Fprintf(buf, "HTTP/1.1 403 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", reason, len(body))
+			if r.Method != http.MethodHead {
+				buf.WriteString(body)
+			}
+			_ = buf.Flush()
+		})
+	}})
+	hosts := d.Mirror(t, "upstream.local", u.Host)
+	res := d.Pull(t, hosts, "upstream.local/open/app:v1")
+	if res.Err == nil {
+		t.Fatal("pull succeeded")
+	}
+	if !strings.Contains(res.Stderr, "pg-test-reason") {
+		t.Fatalf("reason phrase not shown: %q", res.Stderr)
 	}
 }

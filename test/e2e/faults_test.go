@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,52 +79,59 @@ func TestUpstreamDownNoGrace(t *testing.T) {
 }
 
 // A lying upstream serves other bytes (same length) for a layer: the client
-// gets an error, not the bytes; nothing is cached; once the upstream is
-// honest again the next pull fetches the blob again and succeeds.
+// gets an error, never the complete body; nothing is cached; once the
+// upstream is honest again the next pull fetches the blob again and succeeds.
+// The 8 MiB case is streamed by the proxy, so it must hold back the tail and
+// abort: the client may see a prefix but never all bytes.
 func TestLyingUpstreamBlob(t *testing.T) {
-	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
-	layer := f.allowed.Layers[1]
-	lie := make([]byte, len(layer.Data))
-	for i, b := range layer.Data {
-		lie[i] = b ^ 0xff
-	}
-	f.up.Liar.LieBlob(layer.Digest)
+	for _, size := range []int64{1024, 8 << 20} {
+		t.Run(strconv.FormatInt(size, 10), func(t *testing.T) {
+			f := newFixture(t, harness.UpstreamOptions{Disk: true}, gate.Options{})
+			img := f.up.PushImage(t, "open/lied", "v1", harness.ImageOptions{LayerSize: size, Static: true})
+			layer := img.Layers[0]
+			lie := make([]byte, len(layer.Data))
+			for i, b := range layer.Data {
+				lie[i] = b ^ 0xff
+			}
+			f.up.Liar.LieBlob(layer.Digest)
 
-	// The manifest is fine and allowed.
-	st, _, _, err := harness.Get(ctx(t), f.url("open/app/manifests/v1"), map[string]string{"Accept": f.allowed.MediaType})
-	if err != nil || st != http.StatusOK {
-		t.Fatalf("manifest: %d %v", st, err)
-	}
-	st, _, body, err := harness.Get(ctx(t), f.url("open/app/blobs/"+layer.Digest), nil)
-	if err == nil && st == http.StatusOK {
-		t.Fatalf("proxy completed a 200 response for a blob whose bytes do not match (got %s, %d bytes)", harness.Sha256(body), len(body))
-	}
-	if bytes.Equal(body, lie) {
-		t.Fatal("client received the complete lying blob")
-	}
-	t.Logf("client saw: status %d, %d bytes, err %v", st, len(body), err)
-	if f.up.Liar.Lies() == 0 {
-		t.Fatal("the proxy never fetched the lying blob")
-	}
-	if _, err := harness.GGCRPull(f.ref("open/app:v1")); err == nil {
-		t.Fatal("ggcr pull succeeded from a lying upstream")
-	}
-	if files := filesWithDigest(t, f.px.StoragePath, harness.Sha256(lie)); len(files) > 0 {
-		t.Fatalf("lying bytes were stored: %v", files)
-	}
+			// The manifest is fine and allowed.
+			st, _, _, err := harness.Get(ctx(t), f.url("open/lied/manifests/v1"), map[string]string{"Accept": img.MediaType})
+			if err != nil || st != http.StatusOK {
+				t.Fatalf("manifest: %d %v", st, err)
+			}
+			st, _, body, err := harness.Get(ctx(t), f.url("open/lied/blobs/"+layer.Digest), nil)
+			t.Logf("client saw: status %d, %d of %d bytes, err %v", st, len(body), layer.Size, err)
+			if err == nil && st == http.StatusOK {
+				t.Fatalf("proxy completed a 200 response for a blob whose bytes do not match (got %s, %d bytes)", harness.Sha256(body), len(body))
+			}
+			if st == http.StatusOK && int64(len(body)) >= layer.Size {
+				t.Fatalf("client received all %d bytes of a blob that failed verification", len(body))
+			}
+			if f.up.Liar.Lies() == 0 {
+				t.Fatal("the proxy never fetched the lying blob")
+			}
+			if _, err := harness.GGCRPull(f.ref("open/lied:v1")); err == nil {
+				t.Fatal("ggcr pull succeeded from a lying upstream")
+			}
+			if files := filesWithDigest(t, f.px.StoragePath, harness.Sha256(lie)); len(files) > 0 {
+				t.Fatalf("lying bytes were stored: %v", files)
+			}
 
-	f.up.Liar.Honest()
-	before := f.up.Count(http.MethodGet, "/blobs/"+layer.Digest)
-	d, err := harness.GGCRPull(f.ref("open/app:v1"))
-	if err != nil || d != f.allowed.Digest {
-		t.Fatalf("pull after the upstream is honest: %s %v", d, err)
-	}
-	if after := f.up.Count(http.MethodGet, "/blobs/"+layer.Digest); after <= before {
-		t.Fatalf("no honest fetch of %s after the lie (upstream GETs %d -> %d): something was cached", layer.Digest, before, after)
-	}
-	st, _, body, err = harness.Get(ctx(t), f.url("open/app/blobs/"+layer.Digest), nil)
-	if err != nil || st != http.StatusOK || !bytes.Equal(body, layer.Data) {
-		t.Fatalf("honest blob: %d %v", st, err)
+			f.up.Liar.Honest()
+			before := f.up.Count(http.MethodGet, "/blobs/"+layer.Digest)
+			d, err := harness.GGCRPull(f.ref("open/lied:v1"))
+			if err != nil || d != img.Digest {
+				t.Fatalf("pull after the upstream is honest: %s %v", d, err)
+			}
+			if after := f.up.Count(http.MethodGet, "/blobs/"+layer.Digest); after <= before {
+				t.Fatalf("no honest fetch of %s after the lie (upstream GETs %d -> %d): something was cached", layer.Digest, before, after)
+			}
+			st, _, body, err = harness.Get(ctx(t), f.url("open/lied/blobs/"+layer.Digest), nil)
+			if err != nil || st != http.StatusOK || !bytes.Equal(body, layer.Data) {
+				t.Fatalf("honest blob: %d %v", st, err)
+			}
+		})
 	}
 }
 
@@ -163,7 +171,7 @@ func TestLyingUpstreamManifest(t *testing.T) {
 func TestConcurrentFetchCoalescing(t *testing.T) {
 	const clients = 20
 	var slow sync.Map // digest -> true: upstream delays these blob GETs
-	up := harness.UpstreamOptions{Wrap: func(h http.Handler) http.Handler {
+	up := harness.UpstreamOptions{Disk: true, Wrap: func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodGet {
 				if i := strings.LastIndex(r.URL.Path, "/blobs/"); i >= 0 {
@@ -175,12 +183,14 @@ func TestConcurrentFetchCoalescing(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	}}
+	t0 := time.Now()
 	f := newFixture(t, up, gate.Options{})
-	big := f.up.PushImage(t, "open/big", "v1", harness.ImageOptions{LayerSize: 32 << 20})
+	big := f.up.PushImage(t, "open/big", "v1", harness.ImageOptions{LayerSize: 32 << 20, Static: true})
 	layer := big.Layers[0]
 	if layer.Size < 32<<20 {
 		t.Fatalf("layer is %d bytes", layer.Size)
 	}
+	t.Logf("seeded in %s", time.Since(t0))
 	slow.Store(layer.Digest, true)
 	// The manifest is decided first (a blob is served only for an allowed manifest).
 	st, _, _, err := harness.Get(ctx(t), f.url("open/big/manifests/v1"), map[string]string{"Accept": big.MediaType})
@@ -215,8 +225,10 @@ func TestConcurrentFetchCoalescing(t *testing.T) {
 			}
 		}()
 	}
+	t1 := time.Now()
 	close(start)
 	wg.Wait()
+	t.Logf("%d clients × %d MiB in %s", clients, layer.Size>>20, time.Since(t1))
 	for i, e := range errs {
 		if e != "" {
 			t.Errorf("client %d: %s", i, e)

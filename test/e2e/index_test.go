@@ -25,7 +25,7 @@ func TestMultiArchIndex(t *testing.T) {
 			ref := f.ref("open/multi:" + kind)
 
 			r, _ := name.ParseReference(ref, name.Insecure)
-			desc, err := remote.Get(r)
+			desc, err := remote.Get(r, harness.NoRetry())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -34,7 +34,7 @@ func TestAllowedPullIdenticalDigests(t *testing.T) {
 			}
 		}
 		r, _ := name.ParseReference(ref, name.Insecure)
-		desc, err := remote.Get(r)
+		desc, err := remote.Get(r, harness.NoRetry())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -52,7 +53,7 @@ func TestReferrersBothUpstreamStyles(t *testing.T) {
 			}
 
 			// artifactType filter.
-			st, h, body, err := harness.Get(ctx(t), f.url("open/app/referrers/"+img.Digest+"?artifactType="+sbomType), nil)
+			st, h, body, err := harness.Get(ctx(t), f.url("open/app/referrers/"+img.Digest+"?artifactType="+url.QueryEscape(sbomType)), nil)
 			if err != nil || st != http.StatusOK {
 				t.Fatalf("filtered referrers: %d %v %s", st, err, body)
 			}

@@ -155,6 +155,12 @@ func OrasDiscover(t testing.TB, ref, artifactType string) Result {
 	return Run(t, "oras", append(args, ref)...)
 }
 
+// NoRetry turns off go-containerregistry's retries: a pull through the proxy
+// must work the first time, and failing pulls fail fast.
+func NoRetry() remote.Option {
+	return remote.WithRetryBackoff(remote.Backoff{Steps: 1, Duration: time.Millisecond})
+}
+
 // GGCRPull pulls an image with go-containerregistry's remote package, reads
 // every layer (remote verifies each digest) and returns its digest.
 func GGCRPull(ref string, opts ...remote.Option) (string, error) {
@@ -162,7 +168,7 @@ func GGCRPull(ref string, opts ...remote.Option) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	img, err := remote.Image(r, opts...)
+	img, err := remote.Image(r, append([]remote.Option{NoRetry()}, opts...)...)
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"testing"
@@ -65,6 +66,10 @@ type ImageOptions struct {
 	// Docker uses Docker schema 2 media types instead of OCI.
 	Docker   bool
 	Platform *v1.Platform // default linux/amd64
+	// Static makes each layer plain random bytes rather than a gzipped
+	// tarball: fast to build at large sizes, but not unpackable (use it for
+	// blob-level tests, not for containerd pulls).
+	Static bool
 }
 
 // RandomImage builds (but does not push) an image with random layers.
@@ -86,10 +91,18 @@ func RandomImage(t testing.TB, o ImageOptions) v1.Image {
 	img := mutate.MediaType(empty.Image, mt)
 	img = mutate.ConfigMediaType(img, cmt)
 	for range o.Layers {
-		l, err := random.Layer(o.LayerSize, lmt)
-		if err != nil {
-			t.Fatal(err)
+		var l v1.Layer
+		if o.Static {
+			b := make([]byte, o.LayerSize)
+			_, _ = rand.Read(b)
+			l = static.NewLayer(b, lmt)
+		} else {
+			var err error
+			if l, err = random.Layer(o.LayerSize, lmt); err != nil {
+				t.Fatal(err)
+			}
 		}
+		var err error
 		if img, err = mutate.AppendLayers(img, l); err != nil {
 			t.Fatal(err)
 		}

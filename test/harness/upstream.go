@@ -38,6 +38,8 @@ type UpstreamOptions struct {
 	Token bool
 	// TLS serves HTTPS with a certificate from a private CA.
 	TLS bool
+	// Disk stores content in a temp dir instead of memory (large blobs).
+	Disk bool
 	// Wrap is extra fault injection inside the liar.
 	Wrap func(http.Handler) http.Handler
 }
@@ -82,6 +84,9 @@ func StartUpstream(t testing.TB, o UpstreamOptions) *Upstream {
 		scheme = "https"
 	}
 	opts := upstream.Options{Referrers: o.Referrers, Listener: ln}
+	if o.Disk {
+		opts.RootDir = t.TempDir()
+	}
 	switch {
 	case o.Basic && o.Token:
 		t.Fatal("harness: choose Basic or Token, not both")

@@ -26,6 +26,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
@@ -51,6 +52,9 @@ type Options struct {
 	// can know the address before the registry is configured, e.g. for a
 	// token realm on the same host).
 	Listener net.Listener
+	// RootDir, when set, stores content on disk there (distribution's
+	// filesystem driver) instead of in memory: much faster for large blobs.
+	RootDir string
 	// TLS, when set, serves HTTPS with this configuration (URL is then
 	// https://...). Tests use it for upstreams with a private CA.
 	TLS *tls.Config
@@ -82,7 +86,14 @@ func (f sharedDriverFactory) Create(context.Context, map[string]any) (storagedri
 // Start runs an upstream with in-memory storage until Close.
 func Start(opts Options) (*Registry, error) {
 	ctx := context.Background()
-	drv := inmemory.New()
+	var drv storagedriver.StorageDriver = inmemory.New()
+	if opts.RootDir != "" {
+		fs, err := filesystem.FromParameters(map[string]any{"rootdirectory": opts.RootDir})
+		if err != nil {
+			return nil, err
+		}
+		drv = fs
+	}
 	name := fmt.Sprintf("pullgate-test-mem-%d", driverSeq.Add(1))
 	factory.Register(name, sharedDriverFactory{drv})
 
