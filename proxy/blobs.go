@@ -122,7 +122,7 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		// Inspection depends on the rule: fetches under different content
 		// rules are not shared.
 		key += "|" + q.pol.Revision() + "|" + q.rule.Name
-		opts := contentOptions(c)
+		opts := c.Options()
 		newInspector = func(size int64) (content.Inspector, error) {
 			return content.NewInspector(opts, grant.Desc.MediaType, content.LayerTitle(grant.Desc), size)
 		}
@@ -264,7 +264,7 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst)); err == nil {
 		return nil
 	}
-	in, err := content.NewInspector(contentOptions(q.rule.Content), grant.Desc.MediaType, content.LayerTitle(grant.Desc), size)
+	in, err := content.NewInspector(q.rule.Content.Options(), grant.Desc.MediaType, content.LayerTitle(grant.Desc), size)
 	if err != nil {
 		cf := asFinding(err, "content").(*contentFailure)
 		s.markBad(ctx, rev, rule, dgst, cf.finding.Error())

@@ -14,7 +14,6 @@ import (
 
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
-	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/content"
 )
@@ -200,20 +199,6 @@ func listsChild(m *parsedManifest, d digest.Digest) bool {
 	return false
 }
 
-// contentOptions turns a rule's content section into validator options.
-func contentOptions(c *policy.Content) content.Options {
-	o := content.Options{MediaTypes: c.MediaTypes, DenyCodeLayers: c.DenyCodeLayers, TensorAllow: c.TensorAllow}
-	if f := c.Formats.Safetensors; f != nil {
-		o.Safetensors = content.SafetensorsOptions{MaxHeaderBytes: f.MaxHeaderBytes, MaxTensors: int(f.MaxTensors)}
-	}
-	if f := c.Formats.GGUF; f != nil {
-		o.GGUF = content.GGUFOptions{MaxStringBytes: f.MaxStringBytes, MaxArrayElements: f.MaxArrayElements,
-			MaxKV: f.MaxKV, MaxTensors: f.MaxTensors, AllowChatTemplateDunder: f.AllowChatTemplateDunder}
-	}
-	o.Pickle = content.PickleOptions{Mode: content.PickleMode(c.Formats.Pickle.Mode), Allow: c.Formats.Pickle.Allow}
-	return o
-}
-
 // contentFindings applies a content rule to a manifest: descriptor checks
 // (media types, code layers, paths) and blobs known to have failed
 // inspection under this rule.
@@ -228,7 +213,7 @@ func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []s
 		if err := json.Unmarshal(body, &om); err != nil {
 			return []string{"manifest: " + err.Error()}
 		}
-		for _, f := range content.CheckManifest(contentOptions(c), om) {
+		for _, f := range content.CheckManifest(c.Options(), om) {
 			out = append(out, f.Error())
 		}
 	}
@@ -266,6 +251,3 @@ func (s *Server) markBad(ctx context.Context, rev, rule string, d digest.Digest,
 	s.verdicts.Purge()
 	s.blobGrants.Purge()
 }
-
-// isUnavailable reports upstream errors that mean "down", not "refused".
-func isUnavailable(err error) bool { return upstream.IsKind(err, upstream.Unavailable) }
