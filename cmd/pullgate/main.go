@@ -16,6 +16,10 @@ const usage = `pullgate: an OCI pull-through proxy that serves only what it veri
 Usage:
   pullgate serve   --config pullgate.yaml [flags]   run the proxy
   pullgate demo                                     offline demo: upstream, proxy, allowed and denied pulls
+  pullgate verify  <image-ref> --policy policy.yaml [--config pullgate.yaml] [-o json]
+                                                    decide one image with the proxy's engine
+  pullgate inspect <file-or-image-ref> [--policy p.yaml --rule NAME]
+                                                    run the content validators on a file or an image's layers
   pullgate policy  lint <policy.yaml>               check a policy file
   pullgate version                                  print the version
 
@@ -39,6 +43,10 @@ func run(args []string) int {
 		return cmdDemo(rest)
 	case "policy":
 		return cmdPolicy(rest)
+	case "verify":
+		return cmdVerify(rest)
+	case "inspect":
+		return cmdInspect(rest)
 	case "version", "--version":
 		fmt.Println("pullgate", version)
 		return 0

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/verify/content"
+)
+
+const inspectUsage = `usage: pullgate inspect <file-or-image-ref> [--policy policy.yaml --rule NAME] [--media-type MT] [--pickle deny|scan] [-o text|json] [--plain-http]
+
+Runs pullgate's content validators (safetensors, GGUF, pickle, zip, media types, code layers)
+on a local file or on every layer of an image, and prints each finding. Without --policy the
+validators run with their defaults (pickle: deny). Exit 0 when nothing was found, 1 when
+something was, 2 on usage errors.
+`
+
+func cmdInspect(args []string) int {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, inspectUsage) }
+	policyPath := fs.String("policy", "", "take content options from a rule of this policy")
+	ruleName := fs.String("rule", "", "the rule whose content section applies (with --policy)")
+	mediaType := fs.String("media-type", "", "declared media type of a local file")
+	pickle := fs.String("pickle", "", "deny or scan (overrides the policy)")
+	out := fs.String("o", "text", "output: text or json")
+	plain := fs.Bool("plain-http", false, "talk plain HTTP to the registry")
+	var target string
+	rest := args
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		rest = fs.Args()
+		if len(rest) > 0 {
+			if target != "" {
+				fs.Usage()
+				return 2
+			}
+			target, rest = rest[0], rest[1:]
+		}
+	}
+	if target == "" || (*out != "text" && *out != "json") {
+		fs.Usage()
+		return 2
+	}
+	var opts content.Options
+	if *policyPath != "" {
+		p, err := policy.Load(*policyPath)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pullgate inspect: %v\n", err)
+			return 2
+		}
+		var rule *policy.Rule
+		for _, r := range p.Rules {
+			if r.Name == *ruleName {
+				rule = r
+			}
+		}
+		if rule == nil || rule.Content == nil {
+			fmt.Fprintf(os.Stderr, "pullgate inspect: policy has no rule %q with a content section\n", *ruleName)
+			return 2
+		}
+		opts = rule.Content.Options()
+	}
+	switch *pickle {
+	case "":
+	case "deny", "scan":
+		opts.Pickle.Mode = content.PickleMode(*pickle)
+	default:
+		fmt.Fprintln(os.Stderr, "pullgate inspect: --pickle is deny or scan")
+		return 2
+	}
+	if err := opts.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate inspect: %v\n", err)
+		return 2
+	}
+	var reports []content.Report
+	var err error
+	if st, serr := os.Stat(target); serr == nil && !st.IsDir() {
+		reports, err = inspectFile(opts, target, st.Size(), *mediaType)
+	} else {
+		reports, err = inspectImage(context.Background(), opts, target, *plain)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate inspect: %v\n", err)
+		return 1
+	}
+	found := 0
+	for _, r := range reports {
+		found += len(r.Findings)
+	}
+	if *out == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(reports)
+	} else {
+		for _, r := range reports {
+			name := r.Title
+			if name == "" {
+				name = r.MediaType
+			}
+			status := "ok"
+			if len(r.Findings) > 0 {
+				status = "REFUSED"
+			}
+			fmt.Printf("%-8s %s (%s, %d bytes, %d tensors)\n", status, name, orNone(r.Format), r.Size, len(r.Tensors))
+			for _, f := range r.Findings {
+				fmt.Printf("         %s\n", f.Error())
+			}
+		}
+		fmt.Printf("%d finding(s) in %d blob(s)\n", found, len(reports))
+	}
+	if found > 0 {
+		return 1
+	}
+	return 0
+}
+
+func inspectFile(opts content.Options, path string, size int64, mediaType string) ([]content.Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	title := path[strings.LastIndex(path, "/")+1:]
+	r, err := content.InspectReader(opts, f, size, mediaType, title)
+	return []content.Report{r}, err
+}
+
+func inspectImage(ctx context.Context, opts content.Options, ref string, plain bool) ([]content.Report, error) {
+	var nopts []name.Option
+	if plain {
+		nopts = append(nopts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("%q is neither a file nor an image reference: %w", ref, err)
+	}
+	img, err := remote.Image(r, remote.WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	var reports []content.Report
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	ocim, err := toOCIManifest(raw)
+	if err != nil {
+		return nil, err
+	}
+	if fs := content.CheckManifest(opts, ocim); len(fs) > 0 {
+		reports = append(reports, content.Report{MediaType: string(m.MediaType), Title: "manifest", Findings: fs})
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range layers {
+		desc := ocim.Layers[i]
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, err
+		}
+		rep, err := content.InspectReader(opts, rc, desc.Size, desc.MediaType, content.LayerTitle(desc))
+		rc.Close()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("layer %s: %w", desc.Digest, err)
+		}
+		reports = append(reports, rep)
+	}
+	return reports, nil
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/config"
+)
+
+const verifyUsage = `usage: pullgate verify <image-ref> --policy policy.yaml [--config pullgate.yaml] [-o text|json] [--plain-http]
+
+<image-ref> is <upstream-name>/<repo>:<tag> or @<digest> with --config (an upstream from the
+config file, with its credentials), or <registry-host>/<repo>:<tag> without it.
+
+Exit codes: 0 allowed, 10 no evidence found, 11 signature invalid or signer untrusted,
+12 digest or subject mismatch (tamper), 13 requirements not met, 14 malformed evidence,
+2 usage or configuration error, 1 any other failure.
+`
+
+func cmdVerify(args []string) int {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, verifyUsage) }
+	policyPath := fs.String("policy", "", "policy file (required)")
+	cfgPath := fs.String("config", "", "pullgate configuration (for upstream names and credentials)")
+	out := fs.String("o", "text", "output: text or json")
+	plain := fs.Bool("plain-http", false, "without --config: talk plain HTTP to the registry")
+	// Flags may follow the image reference.
+	var ref string
+	rest := args
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		rest = fs.Args()
+		if len(rest) > 0 {
+			if ref != "" {
+				fmt.Fprint(os.Stderr, verifyUsage)
+				return 2
+			}
+			ref, rest = rest[0], rest[1:]
+		}
+	}
+	if ref == "" || *policyPath == "" || (*out != "text" && *out != "json") {
+		fmt.Fprint(os.Stderr, verifyUsage)
+		return 2
+	}
+	upName, repo, tag, err := splitImageRef(ref)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate verify: %v\n", err)
+		return 2
+	}
+	tmp, err := os.MkdirTemp("", "pullgate-verify-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	var cfg *config.Config
+	if *cfgPath != "" {
+		cfg, err = config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pullgate verify: config: %v\n", err)
+			return 2
+		}
+	} else {
+		scheme := "https"
+		if *plain {
+			scheme = "http"
+		}
+		cfg, err = config.Parse([]byte(fmt.Sprintf("upstreams: [{name: %q, url: %q}]\npolicy: %q\n", upName, scheme+"://"+upName, *policyPath)))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pullgate verify: %v\n", err)
+			return 2
+		}
+	}
+	abs, _ := filepath.Abs(*policyPath)
+	cfg.Policy = abs
+	cfg.Storage = config.Storage{Path: filepath.Join(tmp, "store")}
+	cfg.Audit.Path = ""
+	if _, ok := cfg.Upstream(upName); !ok {
+		fmt.Fprintf(os.Stderr, "pullgate verify: upstream %q is not in the configuration\n", upName)
+		return 2
+	}
+	ctx := context.Background()
+	srv, err := proxy.Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate verify: %v\n", err)
+		return 2
+	}
+	defer srv.Close()
+	d, err := srv.Decide(ctx, upName, repo, tag)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate verify: %s: %v\n", ref, err)
+		return policy.ExitOther
+	}
+	if *out == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(d)
+	} else {
+		printDecision(os.Stdout, d)
+	}
+	if d.Allowed && !d.WouldDeny {
+		return policy.ExitAllowed
+	}
+	if d.ExitCode == 0 {
+		return policy.ExitOther
+	}
+	return d.ExitCode
+}
+
+// splitImageRef splits "<host>/<repo>[:tag|@digest]".
+func splitImageRef(ref string) (host, repo, tag string, err error) {
+	host, rest, ok := strings.Cut(ref, "/")
+	if !ok || rest == "" {
+		return "", "", "", fmt.Errorf("image reference %q: want <upstream-or-registry>/<repository>:<tag> or @<digest>", ref)
+	}
+	if i := strings.Index(rest, "@"); i >= 0 {
+		return host, rest[:i], rest[i+1:], nil
+	}
+	if i := strings.LastIndex(rest, ":"); i >= 0 && !strings.Contains(rest[i:], "/") {
+		return host, rest[:i], rest[i+1:], nil
+	}
+	return host, rest, "latest", nil
+}
+
+func printDecision(w io.Writer, d proxy.Decision) {
+	verdict := "DENIED"
+	switch {
+	case d.Allowed && d.WouldDeny:
+		verdict = "ALLOWED (audit mode: would deny)"
+	case d.Allowed:
+		verdict = "ALLOWED"
+	}
+	fmt.Fprintf(w, "%s %s@%s\n", verdict, d.Repository, d.Reference)
+	if d.Digest != "" {
+		fmt.Fprintf(w, "  digest:   %s\n", d.Digest)
+	}
+	fmt.Fprintf(w, "  rule:     %s\n  revision: %s\n", orNone(d.Rule), d.Revision)
+	for _, c := range d.Checks {
+		mark := "FAIL"
+		if c.Passed {
+			mark = "ok  "
+		}
+		fmt.Fprintf(w, "  [%s] %s: %s\n", mark, c.Name, c.Detail)
+		for _, e := range c.Evidence {
+			fmt.Fprintf(w, "         evidence %s\n", e)
+		}
+	}
+	for _, r := range d.Reasons {
+		fmt.Fprintf(w, "  reason: %s\n", r)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
