@@ -21,6 +21,7 @@ Usage:
   pullgate inspect <file-or-image-ref> [--policy p.yaml --rule NAME]
                                                     run the content validators on a file or an image's layers
   pullgate policy  lint <policy.yaml>               check a policy file
+  pullgate policy  test <dir>                       run offline policy tests (fixtures with expected decisions)
   pullgate version                                  print the version
 
 Run "pullgate <command> -h" for a command's flags.

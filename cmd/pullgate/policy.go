@@ -5,14 +5,29 @@ import (
 	"os"
 
 	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/policy/policytest"
 )
 
 func cmdPolicy(args []string) int {
 	if len(args) < 1 {
-		fmt.Fprintln(os.Stderr, "usage: pullgate policy lint <policy.yaml>")
+		fmt.Fprintln(os.Stderr, "usage: pullgate policy lint <policy.yaml> | pullgate policy test <dir>")
 		return 2
 	}
 	switch args[0] {
+	case "test":
+		if len(args) != 2 {
+			fmt.Fprintln(os.Stderr, "usage: pullgate policy test <dir-or-file>")
+			return 2
+		}
+		failed, err := policytest.Run(args[1], os.Stdout)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pullgate policy test: %v\n", err)
+			return 2
+		}
+		if failed > 0 {
+			return 1
+		}
+		return 0
 	case "lint":
 		if len(args) != 2 {
 			fmt.Fprintln(os.Stderr, "usage: pullgate policy lint <policy.yaml>")
