@@ -145,6 +145,10 @@ func (l *loader) parse(data []byte) *Policy {
 		l.errPos(1, 1, "add a rules: list", "policy file is empty")
 		return nil
 	}
+	if !withinBudget(&doc, maxExpandedNodes) {
+		l.errPos(1, 1, "write the policy without (nested) YAML aliases", "policy expands to more than %d YAML nodes through aliases", maxExpandedNodes)
+		return nil
+	}
 	root := resolve(doc.Content[0])
 	fs, ok := l.mapping(root, "policy", "version", "trust", "rules")
 	if !ok {
@@ -180,6 +184,36 @@ func (l *loader) parse(data []byte) *Policy {
 		p.deps = append(p.deps, tf.path)
 	}
 	return p
+}
+
+// maxExpandedNodes bounds the YAML tree size after alias expansion, so that
+// nested aliases ("billion laughs") cannot make loading exponential.
+const maxExpandedNodes = 1 << 20
+
+// withinBudget walks the tree, following aliases, and reports whether it has
+// at most budget nodes.
+func withinBudget(n *yaml.Node, budget int) bool {
+	count := 0
+	var walk func(n *yaml.Node, depth int) bool
+	walk = func(n *yaml.Node, depth int) bool {
+		count++
+		if count > budget || depth > 10000 {
+			return false
+		}
+		if n.Kind == yaml.AliasNode {
+			if n.Alias == nil {
+				return true
+			}
+			return walk(n.Alias, depth+1)
+		}
+		for _, c := range n.Content {
+			if !walk(c, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return walk(n, 0)
 }
 
 // trustFile is a file the policy depends on, with its hash for the revision.
