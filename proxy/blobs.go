@@ -123,8 +123,9 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		// rules are not shared.
 		key += "|" + q.pol.Revision() + "|" + q.rule.Name
 		opts := c.Options()
+		exp, _ := s.tensors.Get(grantKey(q.pol.Revision(), q.rt.Repository(), dgst))
 		newInspector = func(size int64) (content.Inspector, error) {
-			return content.NewInspector(opts, grant.Desc.MediaType, content.LayerTitle(grant.Desc), size)
+			return newLayerInspector(opts, grant, size, exp)
 		}
 	}
 	rev, ruleName := q.pol.Revision(), q.rule.Name
@@ -264,7 +265,8 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst)); err == nil {
 		return nil
 	}
-	in, err := content.NewInspector(q.rule.Content.Options(), grant.Desc.MediaType, content.LayerTitle(grant.Desc), size)
+	exp, _ := s.tensors.Get(grantKey(rev, q.rt.Repository(), dgst))
+	in, err := newLayerInspector(q.rule.Content.Options(), grant, size, exp)
 	if err != nil {
 		cf := asFinding(err, "content").(*contentFailure)
 		s.markBad(ctx, rev, rule, dgst, cf.finding.Error())
@@ -290,6 +292,16 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 }
 
 type writerOnly struct{ io.Writer }
+
+// newLayerInspector is the content inspector of one layer, with the MBOM's
+// tensor expectations for it when there are any.
+func newLayerInspector(opts content.Options, grant blobGrant, size int64, exp *tensorExpectation) (content.Inspector, error) {
+	in, err := content.NewInspector(opts, grant.Desc.MediaType, content.LayerTitle(grant.Desc), size)
+	if err != nil || exp == nil {
+		return in, err
+	}
+	return expectingInspector{in, exp}, nil
+}
 
 func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,
 	newInspector func(int64) (content.Inspector, error)) error {

@@ -15,7 +15,9 @@ import (
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/verify"
+	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/content"
+	"github.com/pullgate/pullgate/verify/release"
 )
 
 // loadPolicy loads the policy file and follows it (and every trust file it
@@ -121,7 +123,11 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 	res := verify.Collect(ctx, q.up.Fetcher(q.rt.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
 	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 	in.Evidence = []verify.Result{res}
+	in.Checks = releaseChecks(rule, dgst, body, res.Attestations)
 	v := fromDecision(rule.Evaluate(in, q.pol.Revision()))
+	if v.Allowed && rule.Content != nil && hasPredicate(res.Attestations, attest.KindMBOM.PredicateType()) {
+		s.expectTensors(q, body, res.Attestations)
+	}
 
 	// Fail closed, or serve what was verified before: when evidence could not
 	// be fetched (upstream down) and this very digest was allowed under this
@@ -136,6 +142,23 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 		s.persistAllow(ctx, q, dgst, v)
 	}
 	return v
+}
+
+// expectTensors remembers, for each layer of an allowed model, the MBOM
+// whose tensor names, dtypes and shapes its content must have; the check
+// runs when the layer streams through content inspection.
+func (s *Server) expectTensors(q *request, manifest []byte, atts []verify.Attestation) {
+	layers, err := release.LayersFromManifest(manifest)
+	if err != nil {
+		return
+	}
+	for _, l := range layers {
+		if l.Title == "" {
+			continue
+		}
+		exp := &tensorExpectation{atts: atts, layers: layers, title: l.Title}
+		s.tensors.Add(grantKey(q.pol.Revision(), q.rt.Repository(), digest.Digest(l.Digest)), exp, s.cfg.Cache.AllowTTL.D())
+	}
 }
 
 func fetchFailed(r verify.Result) bool {

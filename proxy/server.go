@@ -54,6 +54,8 @@ type Server struct {
 	// linked remembers which (repository, manifest) reference links were
 	// already persisted.
 	linked *verdict.Cache[bool]
+	// tensors holds MBOM tensor expectations by revision|repository|blob.
+	tensors *verdict.Cache[*tensorExpectation]
 
 	h       http.Handler
 	closers []func() error
@@ -87,6 +89,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		tags:       verdict.New[tagRecord](cfg.Cache.Size),
 		blobGrants: verdict.New[blobGrant](cfg.Cache.Size * 8),
 		linked:     verdict.New[bool](cfg.Cache.Size * 4),
+		tensors:    verdict.New[*tensorExpectation](cfg.Cache.Size * 4),
 	}
 	reg := o.Registerer
 	if reg == nil {

@@ -5,7 +5,6 @@ package audit
 import (
 	"encoding/json"
 	"io"
-	"os"
 	"sync"
 	"time"
 )
@@ -51,19 +50,9 @@ type Log struct {
 }
 
 // Open opens path for appending ("-" or "stdout" for standard output, ""
-// for no file).
+// for no file), without rotation. OpenWith adds rotation.
 func Open(path string) (*Log, error) {
-	switch path {
-	case "":
-		return &Log{}, nil
-	case "-", "stdout":
-		return newLog(os.Stdout, nil), nil
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	return newLog(f, f), nil
+	return OpenWith(Options{Path: path})
 }
 
 func newLog(w io.Writer, c io.Closer) *Log {

@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/verify"
+	"github.com/pullgate/pullgate/verify/attest"
+	"github.com/pullgate/pullgate/verify/content"
+	"github.com/pullgate/pullgate/verify/release"
+)
+
+// releaseChecks runs the LLM release checks a rule requires over the
+// verified attestations: the provenance chain, the model bill of materials,
+// and OpenSSF model signing when the rule requires that predicate.
+func releaseChecks(rule *policy.Rule, dgst digest.Digest, manifest []byte, atts []verify.Attestation) []policy.Check {
+	req := rule.Require
+	if req == nil {
+		return nil
+	}
+	var out []policy.Check
+	if req.Chain != "" {
+		out = append(out, reportCheck("chain", release.Chain(req.Chain, atts, release.ChainOptions{Subject: dgst})))
+	}
+	needOMS := false
+	for _, a := range req.Attestations {
+		if a.PredicateType == attest.OpenSSFModelSigningType {
+			needOMS = true
+		}
+	}
+	if req.MBOM == policy.MBOMRequired || (req.MBOM == policy.MBOMOptional && hasPredicate(atts, attest.KindMBOM.PredicateType())) || needOMS {
+		layers, err := release.LayersFromManifest(manifest)
+		if err != nil {
+			out = append(out, policy.Check{Name: "mbom", Detail: "mbom: " + err.Error(), ExitCode: policy.ExitMalformed})
+			return out
+		}
+		if req.MBOM != "" {
+			out = append(out, reportCheck("mbom", release.CheckMBOM(atts, layers, release.MBOMOptions{})))
+		}
+		if needOMS {
+			out = append(out, reportCheck("openssf-model-signing", release.CheckOpenSSF(atts, layers, release.OpenSSFOptions{})))
+		}
+	}
+	return out
+}
+
+func hasPredicate(atts []verify.Attestation, pt string) bool {
+	for _, a := range atts {
+		if a.PredicateType == pt {
+			return true
+		}
+	}
+	return false
+}
+
+// reportCheck folds a release report into one policy check, with the exit
+// code of its most serious failure: tampering (12) over malformed (14) over
+// missing evidence (10) over unmet requirements (13).
+func reportCheck(name string, r release.Report) policy.Check {
+	c := policy.Check{Name: name, Passed: r.OK}
+	if r.OK {
+		c.Detail = name + ": ok"
+		return c
+	}
+	c.Detail = strings.Join(r.Reasons(), "; ")
+	best := 0
+	rank := map[int]int{policy.ExitMismatch: 4, policy.ExitMalformed: 3, policy.ExitNoEvidence: 2, policy.ExitUnmet: 1}
+	for _, f := range r.Failures() {
+		code := exitForRelease(f.Code)
+		if rank[code] > rank[best] {
+			best = code
+		}
+	}
+	c.ExitCode = best
+	return c
+}
+
+func exitForRelease(code string) int {
+	switch code {
+	case release.CodeDigestMismatch, release.CodeSizeMismatch, release.CodeSubject, release.CodeExtraFile,
+		release.CodeMissingFile, release.CodeTensorMismatch, release.CodeRootDigest, release.CodeDuplicateTitle:
+		return policy.ExitMismatch
+	case release.CodeMalformed, release.CodeInvalidInput:
+		return policy.ExitMalformed
+	case release.CodeNoEvidence:
+		return policy.ExitNoEvidence
+	}
+	return policy.ExitUnmet
+}
+
+// tensorExpectation is what the MBOM says one layer's tensors must be.
+type tensorExpectation struct {
+	atts   []verify.Attestation
+	layers []release.Layer
+	title  string
+}
+
+// check compares the tensors content inspection found in a layer with the
+// MBOM; a difference is a content finding.
+func (e *tensorExpectation) check(found []content.TensorInfo) *content.Finding {
+	ts := make([]attest.Tensor, 0, len(found))
+	for _, t := range found {
+		shape := make([]int64, len(t.Shape))
+		for i, d := range t.Shape {
+			shape[i] = int64(d)
+		}
+		ts = append(ts, attest.Tensor{Name: t.Name, DType: t.DType, Shape: shape})
+	}
+	r := release.CheckMBOM(e.atts, e.layers, release.MBOMOptions{Tensors: map[string][]attest.Tensor{e.title: ts}, RequireTensors: true})
+	for _, f := range r.Failures() {
+		if f.Code == release.CodeTensorMismatch || f.Code == release.CodeMissingTensors {
+			if strings.Contains(f.Reason, e.title) {
+				return &content.Finding{Format: content.FormatTensors, Offset: -1, Reason: f.Reason}
+			}
+		}
+	}
+	return nil
+}
+
+// expectingInspector runs the MBOM's tensor expectations when the layer's
+// inspection completes.
+type expectingInspector struct {
+	content.Inspector
+	exp *tensorExpectation
+}
+
+func (e expectingInspector) Close() error {
+	if err := e.Inspector.Close(); err != nil {
+		return err
+	}
+	tl, ok := e.Inspector.(content.TensorLister)
+	if !ok {
+		return nil
+	}
+	if f := e.exp.check(tl.Tensors()); f != nil {
+		return f
+	}
+	return nil
+}
