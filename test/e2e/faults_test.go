@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -167,7 +168,8 @@ func TestLyingUpstreamManifest(t *testing.T) {
 }
 
 // Twenty clients asking at once for one uncached 32 MiB blob cause exactly
-// one upstream GET of it, and all receive the same, correct bytes.
+// one upstream GET of it, and all receive the same, correct bytes, although
+// the client that started the fetch disconnected early.
 func TestConcurrentFetchCoalescing(t *testing.T) {
 	const clients = 20
 	var slow sync.Map // digest -> true: upstream delays these blob GETs
@@ -199,6 +201,25 @@ func TestConcurrentFetchCoalescing(t *testing.T) {
 	}
 	f.up.Reg.ResetCounts()
 
+	// A first client starts the fetch and disconnects after 1 MiB: the
+	// fetch others wait on must go on.
+	quitter := make(chan error, 1)
+	go func() {
+		c, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(c, http.MethodGet, f.url("open/big/blobs/"+layer.Digest), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			quitter <- err
+			return
+		}
+		_, err = io.CopyN(io.Discard, resp.Body, 1<<20)
+		cancel()
+		resp.Body.Close()
+		quitter <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+
 	var wg sync.WaitGroup
 	errs := make([]string, clients)
 	start := make(chan struct{})
@@ -229,6 +250,9 @@ func TestConcurrentFetchCoalescing(t *testing.T) {
 	close(start)
 	wg.Wait()
 	t.Logf("%d clients × %d MiB in %s", clients, layer.Size>>20, time.Since(t1))
+	if err := <-quitter; err != nil {
+		t.Errorf("disconnecting client: %v", err)
+	}
 	for i, e := range errs {
 		if e != "" {
 			t.Errorf("client %d: %s", i, e)
