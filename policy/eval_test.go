@@ -333,3 +333,15 @@ rules:
 		}
 	}
 }
+
+func TestRuleVerifyOptions(t *testing.T) {
+	p := loadFull(t)
+	if o := p.Match("upstream.local/models/x").VerifyOptions(); !o.RequireTlog || !o.RequireTimestamp {
+		t.Fatalf("models: %+v", o)
+	}
+	if o := p.Match("upstream.local/app/x").VerifyOptions(); o.RequireTlog || o.RequireTimestamp {
+		t.Fatalf("apps: %+v", o)
+	}
+	var nilRule *Rule
+	_ = nilRule.VerifyOptions()
+}

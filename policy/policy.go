@@ -163,3 +163,12 @@ func (p *Policy) Match(repository string) *Rule {
 	}
 	return nil
 }
+
+// VerifyOptions are the verification requirements of this rule that verify
+// enforces while verifying evidence (pass them in verify.CollectOptions).
+func (r *Rule) VerifyOptions() verify.VerifyOptions {
+	if r == nil || r.Require == nil {
+		return verify.VerifyOptions{}
+	}
+	return verify.VerifyOptions{RequireTlog: r.Require.TLog, RequireTimestamp: r.Require.Timestamp}
+}
