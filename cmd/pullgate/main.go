@@ -20,6 +20,7 @@ Usage:
                                                     decide one image with the proxy's engine
   pullgate inspect <file-or-image-ref> [--policy p.yaml --rule NAME]
                                                     run the content validators on a file or an image's layers
+  pullgate attest  create|sign|push ...             LLM release attestations (see docs/attestations.md)
   pullgate policy  lint <policy.yaml>               check a policy file
   pullgate policy  test <dir>                       run offline policy tests (fixtures with expected decisions)
   pullgate version                                  print the version
@@ -48,6 +49,8 @@ func run(args []string) int {
 		return cmdVerify(rest)
 	case "inspect":
 		return cmdInspect(rest)
+	case "attest":
+		return cmdAttest(rest)
 	case "version", "--version":
 		fmt.Println("pullgate", version)
 		return 0
