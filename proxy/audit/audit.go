@@ -86,3 +86,19 @@ func (l *Log) Close() error {
 	}
 	return nil
 }
+
+// Tee returns a hook that calls every non-nil fn in order (for OnEvent:
+// metrics and the admin page's Ring).
+func Tee(fns ...func(Event)) func(Event) {
+	var hooks []func(Event)
+	for _, f := range fns {
+		if f != nil {
+			hooks = append(hooks, f)
+		}
+	}
+	return func(e Event) {
+		for _, f := range hooks {
+			f(e)
+		}
+	}
+}
