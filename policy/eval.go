@@ -126,7 +126,7 @@ func (r *Rule) Evaluate(in Input, revision string) Decision {
 	if r.Action != ActionDeny {
 		e.external()
 	}
-	if len(d.Reasons) == 0 {
+	if !e.denied {
 		d.Allowed = true
 		d.ExitCode = ExitAllowed
 		return d
@@ -151,10 +151,12 @@ type evaluation struct {
 	untrusted    bool // verified evidence by a signer the requirement does not accept
 	subjectBad   bool // evidence about a digest the decision is not about
 	reqUnmet     bool // a verify requirement is unmet
+	denied       bool // set by every denial; the decision allows only when false
 	ruleCode     int  // exit code of the first denial that is not an unmet verify requirement
 }
 
 func (e *evaluation) deny(code int, format string, args ...any) {
+	e.denied = true
 	if len(e.d.Reasons) < maxReasonsPerRule {
 		e.d.Reasons = append(e.d.Reasons, fmt.Sprintf(format, args...))
 	}
@@ -164,7 +166,7 @@ func (e *evaluation) deny(code int, format string, args ...any) {
 }
 
 func (e *evaluation) unmet(format string, args ...any) {
-	e.reqUnmet = true
+	e.reqUnmet, e.denied = true, true
 	if len(e.d.Reasons) < maxReasonsPerRule {
 		e.d.Reasons = append(e.d.Reasons, fmt.Sprintf(format, args...))
 	}

@@ -345,3 +345,15 @@ func TestRuleVerifyOptions(t *testing.T) {
 	var nilRule *Rule
 	_ = nilRule.VerifyOptions()
 }
+
+func TestManyFindingsStillDeny(t *testing.T) {
+	p := loadFull(t)
+	var findings []string
+	for i := 0; i < 500; i++ {
+		findings = append(findings, "zip: entry uses ../ path")
+	}
+	d := p.Evaluate(Input{Repository: "upstream.local/misc", Digest: dgst, ContentFindings: findings})
+	if d.Allowed || d.ExitCode != ExitUnmet || len(d.Reasons) != maxReasonsPerRule || len(d.Checks) < 500 {
+		t.Fatalf("allowed=%v exit=%d reasons=%d checks=%d", d.Allowed, d.ExitCode, len(d.Reasons), len(d.Checks))
+	}
+}
