@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -83,10 +84,54 @@ func Collect(ctx context.Context, f Fetcher, subject digest.Digest, trust *Trust
 		opts.MaxBlobSize = defaultMaxBlobSize
 	}
 	c := &collector{ctx: ctx, f: f, subject: subject, trust: trust, opts: opts, res: &res}
-	c.legacy("sig", SourceCosignSignature, cosign.SimpleSigningMediaType, c.legacySignature)
-	c.legacy("att", SourceCosignAttestation, cosign.DSSEMediaType, c.legacyAttestation)
-	c.referrers()
+	// The three sources are independent: fetch and verify them at once, and
+	// merge in a fixed order so the result is deterministic.
+	c.parallel(3, func(i int, sub *collector) {
+		switch i {
+		case 0:
+			sub.legacy("sig", SourceCosignSignature, cosign.SimpleSigningMediaType, (*collector).legacySignature)
+		case 1:
+			sub.legacy("att", SourceCosignAttestation, cosign.DSSEMediaType, (*collector).legacyAttestation)
+		case 2:
+			sub.referrers()
+		}
+	})
 	return res
+}
+
+// maxParallel bounds concurrent evidence fetches and verifications per
+// source within one Collect.
+const maxParallel = 8
+
+// parallel runs fn(i) for i in [0,n) on forks of c (each with its own
+// result), at most maxParallel at a time, then merges the forks into c in
+// index order.
+func (c *collector) parallel(n int, fn func(i int, sub *collector)) {
+	subs := make([]*collector, n)
+	sem := make(chan struct{}, maxParallel)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		sub := *c
+		sub.res = &Result{}
+		subs[i] = &sub
+		if n == 1 {
+			fn(0, subs[0])
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			fn(i, subs[i])
+		}(i)
+	}
+	wg.Wait()
+	for _, sub := range subs {
+		c.res.Found += sub.res.Found
+		c.res.Signatures = append(c.res.Signatures, sub.res.Signatures...)
+		c.res.Attestations = append(c.res.Attestations, sub.res.Attestations...)
+		c.res.Failures = append(c.res.Failures, sub.res.Failures...)
+	}
 }
 
 type collector struct {
@@ -128,7 +173,7 @@ func parseManifest(body []byte) (*manifestLayers, error) {
 	return &m, nil
 }
 
-type layerHandler func(source string, layer ocispec.Descriptor, blob []byte)
+type layerHandler func(c *collector, source string, layer ocispec.Descriptor, blob []byte)
 
 // legacy reads the cosign tag sha256-<hex>.<suffix> and hands every layer of
 // the wanted media type to handle.
@@ -153,25 +198,29 @@ func (c *collector) legacy(suffix, source, mediaType string, handle layerHandler
 		c.fail(FailMalformed, source, mdgst, "%s has no layers", tag)
 		return
 	}
-	for i, l := range m.Layers {
-		if c.ctx.Err() != nil {
-			c.fail(FailFetch, source, mdgst, "%s: %v", tag, c.ctx.Err())
+	layers := m.Layers
+	if len(layers) > c.opts.MaxEvidence {
+		layers = layers[:c.opts.MaxEvidence]
+	}
+	c.parallel(len(layers), func(i int, sub *collector) {
+		l := layers[i]
+		sub.res.Found++
+		if err := sub.ctx.Err(); err != nil {
+			sub.fail(FailFetch, source, l.Digest, "%s: %v", tag, err)
 			return
 		}
-		if i >= c.opts.MaxEvidence {
-			c.fail(FailMalformed, source, mdgst, "%s has %d layers; only the first %d were examined", tag, len(m.Layers), c.opts.MaxEvidence)
-			return
-		}
-		c.res.Found++
 		if l.MediaType != mediaType {
-			c.fail(FailMalformed, source, l.Digest, "%s layer %d has media type %q, want %q", tag, i, clip(l.MediaType), mediaType)
-			continue
+			sub.fail(FailMalformed, source, l.Digest, "%s layer %d has media type %q, want %q", tag, i, clip(l.MediaType), mediaType)
+			return
 		}
-		blob, ok := c.blob(source, l)
+		blob, ok := sub.blob(source, l)
 		if !ok {
-			continue
+			return
 		}
-		handle(source, l, blob)
+		handle(sub, source, l, blob)
+	})
+	if len(m.Layers) > len(layers) {
+		c.fail(FailMalformed, source, mdgst, "%s has %d layers; only the first %d were examined", tag, len(m.Layers), c.opts.MaxEvidence)
 	}
 }
 
@@ -324,7 +373,7 @@ func (c *collector) referrers() {
 		return
 	}
 	seen := map[digest.Digest]bool{}
-	n := 0
+	var todo []ocispec.Descriptor
 	for _, d := range descs {
 		if d.ArtifactType != "" && d.ArtifactType != cosign.BundleMediaType {
 			continue // the fetcher may not filter; other artifacts are not ours
@@ -333,16 +382,22 @@ func (c *collector) referrers() {
 			continue
 		}
 		seen[d.Digest] = true
-		if c.ctx.Err() != nil {
-			c.fail(FailFetch, source, "", "referrers: %v", c.ctx.Err())
+		todo = append(todo, d)
+	}
+	n := len(todo)
+	if n > c.opts.MaxEvidence {
+		todo = todo[:c.opts.MaxEvidence]
+	}
+	c.parallel(len(todo), func(i int, sub *collector) {
+		if err := sub.ctx.Err(); err != nil {
+			sub.res.Found++
+			sub.fail(FailFetch, source, todo[i].Digest, "referrers: %v", err)
 			return
 		}
-		if n >= c.opts.MaxEvidence {
-			c.fail(FailMalformed, source, "", "%d bundle referrers; only the first %d were examined", len(descs), c.opts.MaxEvidence)
-			return
-		}
-		n++
-		c.referrer(d)
+		sub.referrer(todo[i])
+	})
+	if n > len(todo) {
+		c.fail(FailMalformed, source, "", "%d bundle referrers; only the first %d were examined", n, c.opts.MaxEvidence)
 	}
 }
 
