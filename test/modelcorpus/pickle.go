@@ -190,8 +190,13 @@ func (p *Pickler) StateDictBody(tensors []TorchTensor, legacy bool) *Pickler {
 	p.Global("collections", "OrderedDict")
 	p.Op(')').Op('R')
 	p.Put()
-	p.Op('(')
-	for _, t := range tensors {
+	for i, t := range tensors {
+		// CPython's _batch_setitems: MARK ... SETITEMS per 1000 items
+		// (a batch of one is written with SETITEM instead).
+		batch := min(1000, len(tensors)-i/1000*1000)
+		if i%1000 == 0 && batch > 1 {
+			p.Op('(')
+		}
 		p.Str(t.Name)
 		p.Global("torch._utils", "_rebuild_tensor_v2")
 		p.Op('(')
@@ -230,8 +235,14 @@ func (p *Pickler) StateDictBody(tensors []TorchTensor, legacy bool) *Pickler {
 		p.Put()
 		p.Op('R')
 		p.Put()
+		if i%1000 == batch-1 || i == len(tensors)-1 {
+			if batch > 1 {
+				p.Op('u')
+			} else {
+				p.Op('s')
+			}
+		}
 	}
-	p.Op('u')
 	// state: {'_metadata': OrderedDict({'': {'version': 1}})}
 	p.Op('}')
 	p.Put()

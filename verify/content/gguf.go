@@ -201,7 +201,7 @@ func (g *GGUFInspector) run() error {
 
 func (g *GGUFInspector) data(n int64, off int64) error {
 	if limit := g.dataFrom + int64(g.dataLen) + g.padLeft; off+n > limit && g.size < 0 {
-		return g.fail(limit, "%d bytes of trailing data after the tensor data", off+n-limit)
+		return g.fail(limit, "%s", trailingReason(-1, limit, "the tensor data"))
 	}
 	return nil
 }

@@ -210,6 +210,16 @@ func newFinding(format string, off int64, reason string, args ...any) *Finding {
 	return &Finding{Format: format, Offset: off, Reason: reason}
 }
 
+// trailingReason describes data after the logical end of a file. The byte
+// count is exact when the blob size is known (so the reason does not depend
+// on how the stream was chunked); otherwise the offset is given.
+func trailingReason(size, at int64, what string) string {
+	if size >= 0 {
+		return fmt.Sprintf("%d bytes of trailing data after %s", size-at, what)
+	}
+	return fmt.Sprintf("trailing data after %s (at offset %d)", what, at)
+}
+
 func checkTensorAllow(format string, off int64, allow []*regexp.Regexp, name string) error {
 	if len(allow) == 0 {
 		return nil

@@ -57,6 +57,7 @@ const (
 	vGlobal // s holds "module.name" (already allowlisted)
 	vTuple  // a tuple; ref >= 0 indexes w.tuples when it may be a persistent id
 	vNone
+	vUnset uint8 = 255 // memo hole
 )
 
 const maxKeptString = 256
@@ -64,12 +65,17 @@ const maxKeptString = 256
 // maxLineArg caps newline-terminated arguments (protocol 0 text opcodes).
 const maxLineArg = 64 << 10
 
+// pval is one symbolic stack/memo value. It holds no pointers (strings live
+// in the walker's arena), so the stack and memo grow with plain memmoves and
+// cost the garbage collector nothing.
 type pval struct {
 	kind uint8
-	ref  int32
-	n    int64
-	s    string
+	ref  int32 // vTuple: index into tupleArena (-1: not a persistent id); strings: arena offset
+	n    int64 // vInt value; string length
 }
+
+// maxArena caps the bytes of strings kept for resolution.
+const maxArena = 256 << 20
 
 // storageRef is a persistent id ('storage', StorageType, key, location, numel).
 type storageRef struct {
@@ -91,11 +97,11 @@ type pickleWalker struct {
 
 	stack      []pval
 	marks      []int
-	memo       []pval
-	memoSet    []bool
+	memo       []pval // dense memo; kind vUnset marks holes
 	memoSparse map[uint64]pval
 	memoCount  int
-	tuples     [][]pval
+	tuples     []pval // persistent-id tuple items, 6 slots each
+	arena      []byte // kept strings (module/name candidates, keys)
 	ops        int64
 	inPickle   bool
 	result     pval // value returned by the last STOP
@@ -129,7 +135,6 @@ func (w *pickleWalker) reset() {
 	w.stack = w.stack[:0]
 	w.marks = w.marks[:0]
 	w.memo = w.memo[:0]
-	w.memoSet = w.memoSet[:0]
 	w.memoSparse = nil
 	w.memoCount = 0
 	w.inPickle = false
@@ -302,9 +307,9 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, stopped bool, e
 				return start, false, err
 			}
 			if v.kind == vTuple && v.ref >= 0 {
-				t := w.tuples[v.ref]
-				if len(t) >= 5 && t[1].kind == vGlobal && t[2].kind == vStr && t[4].kind == vInt {
-					w.storages = append(w.storages, storageRef{Type: t[1].s, Key: t[2].s, Numel: t[4].n})
+				t := w.tuples[v.ref : v.ref+6]
+				if t[1].kind == vGlobal && t[2].kind == vStr && t[4].kind == vInt {
+					w.storages = append(w.storages, storageRef{Type: w.str(t[1]), Key: w.str(t[2]), Numel: t[4].n})
 				}
 			}
 			w.stack = append(w.stack, pval{kind: vOther})
@@ -433,6 +438,7 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, stopped bool, e
 			data := b[i+lenSize : i+lenSize+int(ln)]
 			i += lenSize + int(ln)
 			v := pval{kind: vOther}
+			var err error
 			if ln <= 8 {
 				var x uint64
 				for k := int(ln) - 1; k >= 0; k-- {
@@ -443,7 +449,10 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, stopped bool, e
 				}
 				v = pval{kind: vInt, n: int64(x)}
 			} else if ln <= 16 {
-				v = pval{kind: vLong, s: string(data)}
+				v, err = w.keep(off, vLong, data)
+				if err != nil {
+					return start, false, err
+				}
 			}
 			if err := w.push(off, v); err != nil {
 				return start, false, err
@@ -517,7 +526,11 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, stopped bool, e
 				return start, false, err
 			}
 			if op == 'c' {
-				if err := w.push(off, pval{kind: vGlobal, s: name}); err != nil {
+				g, err := w.keep(off, vGlobal, []byte(name))
+				if err != nil {
+					return start, false, err
+				}
+				if err := w.push(off, g); err != nil {
 					return start, false, err
 				}
 			} else {
@@ -534,12 +547,16 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, stopped bool, e
 			if mod.kind != vStr || nm.kind != vStr {
 				return start, false, w.errAt(off, "STACK_GLOBAL with a module or name that is not a literal string (cannot be resolved statically)")
 			}
-			name, err := w.resolve(off, mod.s, nm.s, "STACK_GLOBAL")
+			name, err := w.resolve(off, w.str(mod), w.str(nm), "STACK_GLOBAL")
+			if err != nil {
+				return start, false, err
+			}
+			g, err := w.keep(off, vGlobal, []byte(name))
 			if err != nil {
 				return start, false, err
 			}
 			w.stack = w.stack[:len(w.stack)-2]
-			w.stack = append(w.stack, pval{kind: vGlobal, s: name})
+			w.stack = append(w.stack, g)
 		case 'o': // OBJ
 			items, err := w.popMark(off)
 			if err != nil {
@@ -631,12 +648,40 @@ func (w *pickleWalker) push(off int64, v pval) error {
 func (w *pickleWalker) pushStr(off int64, data []byte, plain bool) error {
 	v := pval{kind: vStrLong}
 	if plain && len(data) <= maxKeptString {
-		v = pval{kind: vStr, s: string(data)}
+		var err error
+		if v, err = w.keep(off, vStr, data); err != nil {
+			return err
+		}
 		if w.collect != nil {
-			*w.collect = append(*w.collect, v.s)
+			*w.collect = append(*w.collect, string(data))
 		}
 	}
 	return w.push(off, v)
+}
+
+// keep stores b in the arena and returns a value of the given kind
+// referring to it.
+func (w *pickleWalker) keep(off int64, kind uint8, b []byte) (pval, error) {
+	if len(w.arena)+len(b) > maxArena {
+		return pval{}, w.errAt(off, "more than %d bytes of strings", maxArena)
+	}
+	v := pval{kind: kind, ref: int32(len(w.arena)), n: int64(len(b))}
+	w.arena = append(w.arena, b...)
+	return v, nil
+}
+
+// str returns the kept string of v (allocates; used on the rare paths).
+func (w *pickleWalker) str(v pval) string {
+	switch v.kind {
+	case vStr, vGlobal, vLong:
+		return string(w.arena[v.ref : int64(v.ref)+v.n])
+	}
+	return ""
+}
+
+// isStr reports whether v is the kept string s (no allocation).
+func (w *pickleWalker) isStr(v pval, s string) bool {
+	return v.kind == vStr && int(v.n) == len(s) && string(w.arena[v.ref:int64(v.ref)+v.n]) == s
 }
 
 func (w *pickleWalker) pop(off int64, what string) (pval, error) {
@@ -662,9 +707,13 @@ func (w *pickleWalker) popMark(off int64) ([]pval, error) {
 }
 
 func (w *pickleWalker) tuple(items []pval) pval {
-	if len(items) >= 5 && len(items) <= 6 && items[0].kind == vStr && items[0].s == "storage" {
-		w.tuples = append(w.tuples, append([]pval(nil), items...))
-		return pval{kind: vTuple, ref: int32(len(w.tuples) - 1)}
+	if len(items) >= 5 && len(items) <= 6 && w.isStr(items[0], "storage") && len(w.tuples) < math.MaxInt32-6 {
+		ref := int32(len(w.tuples))
+		w.tuples = append(w.tuples, items...)
+		for k := len(items); k < 6; k++ {
+			w.tuples = append(w.tuples, pval{kind: vNone})
+		}
+		return pval{kind: vTuple, ref: ref}
 	}
 	return pval{kind: vTuple, ref: -1}
 }
@@ -709,7 +758,8 @@ func (w *pickleWalker) memoIndex(op byte, b []byte, off int64) (uint64, int, err
 
 func (w *pickleWalker) memoGet(idx uint64) (pval, bool) {
 	if idx < uint64(len(w.memo)) {
-		return w.memo[idx], w.memoSet[idx]
+		v := w.memo[idx]
+		return v, v.kind != vUnset
 	}
 	v, ok := w.memoSparse[idx]
 	return v, ok
@@ -717,10 +767,10 @@ func (w *pickleWalker) memoGet(idx uint64) (pval, bool) {
 
 func (w *pickleWalker) memoPut(off int64, idx uint64, v pval) error {
 	if idx < uint64(len(w.memo)) {
-		if !w.memoSet[idx] {
+		if w.memo[idx].kind == vUnset {
 			w.memoCount++
 		}
-		w.memo[idx], w.memoSet[idx] = v, true
+		w.memo[idx] = v
 		return nil
 	}
 	if idx < uint64(len(w.memo))+1024 {
@@ -728,11 +778,9 @@ func (w *pickleWalker) memoPut(off int64, idx uint64, v pval) error {
 			return w.errAt(off, "memo exceeds %d entries", w.maxMemo)
 		}
 		for uint64(len(w.memo)) < idx {
-			w.memo = append(w.memo, pval{})
-			w.memoSet = append(w.memoSet, false)
+			w.memo = append(w.memo, pval{kind: vUnset})
 		}
 		w.memo = append(w.memo, v)
-		w.memoSet = append(w.memoSet, true)
 		w.memoCount++
 		return nil
 	}
@@ -862,14 +910,31 @@ var legacyTorchMagic = string([]byte{0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0
 // The walker runs regardless of opts.Pickle.Mode; the mode is applied by
 // NewInspector.
 func NewPickleInspector(opts Options, size int64) *PickleInspector {
-	return &PickleInspector{w: newPickleWalker(opts, FormatPickle), size: size}
+	w := newPickleWalker(opts, FormatPickle)
+	w.presize(size)
+	return &PickleInspector{w: w, size: size}
+}
+
+// presize reserves memo, string arena and tuple space in proportion to the
+// declared size (bounded), so that typical state dicts never regrow them.
+func (w *pickleWalker) presize(size int64) {
+	if size <= 0 {
+		return
+	}
+	h := min(size, 8<<20)
+	w.memo = make([]pval, 0, h/16)
+	w.arena = make([]byte, 0, h/4)
+	w.tuples = make([]pval, 0, h/32)
+	w.stack = make([]pval, 0, 2048)
 }
 
 // NewLegacyTorchInspector validates the legacy (pre-1.6) torch.save layout:
 // magic pickle, protocol 1001, sys_info, the object pickle, the storage key
 // list, then for each key an 8-byte element count and the raw storage.
 func NewLegacyTorchInspector(opts Options, size int64) *PickleInspector {
-	return &PickleInspector{w: newPickleWalker(opts, FormatLegacyTorch), size: size, legacy: true}
+	w := newPickleWalker(opts, FormatLegacyTorch)
+	w.presize(size)
+	return &PickleInspector{w: w, size: size, legacy: true}
 }
 
 func (p *PickleInspector) Format() string { return p.w.format }
@@ -905,7 +970,7 @@ func (p *PickleInspector) Write(b []byte) (int, error) {
 		return n, p.storages(b, start)
 	}
 	if p.finished {
-		return 0, p.fail(start, "%d bytes of trailing data after the pickle STOP opcode", int64(n))
+		return 0, p.fail(start, "%s", trailingReason(p.size, start, "the pickle STOP opcode"))
 	}
 	if len(p.buf.b) == 0 {
 		p.buf.base = start
@@ -957,7 +1022,7 @@ func (p *PickleInspector) walk(data []byte) ([]byte, error) {
 		}
 		if p.finished {
 			if len(data) > 0 {
-				return nil, p.fail(p.buf.base, "%d bytes of trailing data after the pickle STOP opcode", int64(len(data)))
+				return nil, p.fail(p.buf.base, "%s", trailingReason(p.size, p.buf.base, "the pickle STOP opcode"))
 			}
 			return nil, nil
 		}
@@ -979,7 +1044,7 @@ func (p *PickleInspector) afterStop(off int64) error {
 	r := p.w.result
 	switch p.stage {
 	case 0:
-		if r.kind != vLong || r.s != legacyTorchMagic {
+		if r.kind != vLong || p.w.str(r) != legacyTorchMagic {
 			return p.fail(off, "first pickle is not the torch legacy magic number")
 		}
 	case 1:
@@ -1020,7 +1085,7 @@ func (p *PickleInspector) afterStop(off int64) error {
 func (p *PickleInspector) storages(b []byte, off int64) error {
 	for len(b) > 0 {
 		if p.storage >= len(p.keys) && p.need == 0 && len(p.pending) == 0 {
-			return p.fail(off, "%d bytes of trailing data after the last storage", int64(len(b)))
+			return p.fail(off, "%s", trailingReason(p.size, off, "the last storage"))
 		}
 		if p.need > 0 {
 			k := min(p.need, int64(len(b)))

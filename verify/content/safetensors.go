@@ -111,7 +111,7 @@ func (s *SafetensorsInspector) Write(p []byte) (int, error) {
 	if len(p) > 0 {
 		s.seen += int64(len(p))
 		if limit := 8 + s.n + s.dataLen; s.seen > limit {
-			return 0, s.fail(limit, "%d bytes of trailing data after the last tensor (polyglot or appended payload)", s.seen-limit)
+			return 0, s.fail(limit, "%s (polyglot or appended payload)", trailingReason(s.size, limit, "the last tensor"))
 		}
 	}
 	return total, nil
@@ -161,12 +161,22 @@ func (s *SafetensorsInspector) validateHeader(h []byte) error {
 		}
 	}
 	ts := p.tensors
-	sort.SliceStable(ts, func(i, j int) bool {
-		if ts[i].Begin != ts[j].Begin {
-			return ts[i].Begin < ts[j].Begin
+	less := func(a, b *TensorInfo) bool {
+		if a.Begin != b.Begin {
+			return a.Begin < b.Begin
 		}
-		return ts[i].End < ts[j].End
-	})
+		if a.End != b.End {
+			return a.End < b.End
+		}
+		return a.Name < b.Name
+	}
+	sorted := true
+	for i := 1; i < len(ts) && sorted; i++ {
+		sorted = !less(&ts[i], &ts[i-1])
+	}
+	if !sorted {
+		sort.Slice(ts, func(i, j int) bool { return less(&ts[i], &ts[j]) })
+	}
 	var end int64
 	for i := range ts {
 		t := &ts[i]
@@ -237,7 +247,7 @@ type stParser struct {
 	maxTensors int
 	tensors    []TensorInfo
 	metadata   map[string]string
-	names      map[string]struct{}
+	dims       []uint64 // arena for all shapes
 }
 
 func (p *stParser) errf(reason string, args ...any) error {
@@ -279,10 +289,19 @@ func (p *stParser) peek() byte {
 // object iterates the members of a JSON object, calling fn with each key
 // after the ':' was consumed. Duplicate keys are rejected.
 func (p *stParser) object(what string, fn func(key string, keyOff int) error) error {
+	return p.objectDup(what, true, fn)
+}
+
+// objectDup is object; with track=false the caller detects duplicates
+// itself (tensor objects have three known fields).
+func (p *stParser) objectDup(what string, track bool, fn func(key string, keyOff int) error) error {
 	if err := p.expect('{'); err != nil {
 		return err
 	}
-	seen := map[string]struct{}{}
+	var seen map[string]struct{}
+	if track {
+		seen = map[string]struct{}{}
+	}
 	if p.peek() == '}' {
 		p.i++
 		return nil
@@ -300,11 +319,13 @@ func (p *stParser) object(what string, fn func(key string, keyOff int) error) er
 		if err != nil {
 			return err
 		}
-		if _, dup := seen[key]; dup {
-			p.i = keyOff
-			return p.errf("duplicate key %q in %s", key, what)
+		if track {
+			if _, dup := seen[key]; dup {
+				p.i = keyOff
+				return p.errf("duplicate key %q in %s", key, what)
+			}
+			seen[key] = struct{}{}
 		}
-		seen[key] = struct{}{}
 		if err := p.expect(':'); err != nil {
 			return err
 		}
@@ -326,7 +347,6 @@ func (p *stParser) object(what string, fn func(key string, keyOff int) error) er
 }
 
 func (p *stParser) parse() error {
-	p.names = map[string]struct{}{}
 	err := p.object("the header", func(key string, keyOff int) error {
 		if key == "__metadata__" {
 			return p.parseMetadata()
@@ -372,17 +392,33 @@ func (p *stParser) parseMetadata() error {
 
 func (p *stParser) parseTensor(name string) (TensorInfo, error) {
 	t := TensorInfo{Name: name}
-	what := "tensor " + strconv.Quote(name)
+	what := func() string { return "tensor " + strconv.Quote(name) }
 	if p.peek() != '{' {
-		return t, p.errf("%s is not an object", what)
+		return t, p.errf("%s is not an object", what())
 	}
 	var have [3]bool
-	err := p.object(what, func(key string, keyOff int) error {
+	err := p.objectDup("tensor", false, func(key string, keyOff int) error {
+		field := -1
 		switch key {
 		case "dtype":
-			have[0] = true
+			field = 0
+		case "shape":
+			field = 1
+		case "data_offsets":
+			field = 2
+		default:
+			p.i = keyOff
+			return p.errf("%s: unknown field %q", what(), key)
+		}
+		if have[field] {
+			p.i = keyOff
+			return p.errf("duplicate key %q in %s", key, what())
+		}
+		have[field] = true
+		switch field {
+		case 0:
 			if p.peek() != '"' {
-				return p.errf("%s: dtype is not a string", what)
+				return p.errf("%s: dtype is not a string", what())
 			}
 			off := p.i
 			d, err := p.str()
@@ -391,26 +427,22 @@ func (p *stParser) parseTensor(name string) (TensorInfo, error) {
 			}
 			if _, ok := safetensorsDTypeBits[d]; !ok {
 				p.i = off
-				return p.errf("%s: unknown dtype %q", what, d)
+				return p.errf("%s: unknown dtype %q", what(), d)
 			}
 			t.DType = d
-		case "shape":
-			have[1] = true
-			dims, err := p.uintArray(what+": shape", -1)
-			if err != nil {
+		case 1:
+			start := len(p.dims)
+			if err := p.uintArray(what, "shape", -1); err != nil {
 				return err
 			}
-			t.Shape = dims
-		case "data_offsets":
-			have[2] = true
-			offs, err := p.uintArray(what+": data_offsets", 2)
-			if err != nil {
+			t.Shape = p.dims[start:len(p.dims):len(p.dims)]
+		case 2:
+			start := len(p.dims)
+			if err := p.uintArray(what, "data_offsets", 2); err != nil {
 				return err
 			}
-			t.Begin, t.End = int64(offs[0]), int64(offs[1])
-		default:
-			p.i = keyOff
-			return p.errf("%s: unknown field %q", what, key)
+			t.Begin, t.End = int64(p.dims[start]), int64(p.dims[start+1])
+			p.dims = p.dims[:start]
 		}
 		return nil
 	})
@@ -419,7 +451,7 @@ func (p *stParser) parseTensor(name string) (TensorInfo, error) {
 	}
 	for i, f := range []string{"dtype", "shape", "data_offsets"} {
 		if !have[i] {
-			return t, p.errf("%s: missing field %q", what, f)
+			return t, p.errf("%s: missing field %q", what(), f)
 		}
 	}
 	if t.Shape == nil {
@@ -428,24 +460,27 @@ func (p *stParser) parseTensor(name string) (TensorInfo, error) {
 	return t, nil
 }
 
-// uintArray parses an array of non-negative integers. want < 0 means any
-// length (capped at 64 dimensions).
-func (p *stParser) uintArray(what string, want int) ([]uint64, error) {
-	if err := p.expect('['); err != nil {
-		return nil, p.errf("%s is not an array", what)
+// uintArray appends an array of non-negative integers to p.dims (one arena
+// for all shapes). want < 0 means any length (capped at 64 dimensions).
+func (p *stParser) uintArray(tensor func() string, field string, want int) error {
+	what := func() string { return tensor() + ": " + field }
+	if p.peek() != '[' {
+		return p.errf("%s is not an array", what())
 	}
-	var out []uint64
+	p.i++
+	n := 0
 	if p.peek() == ']' {
 		p.i++
 	} else {
 		for {
 			v, err := p.uint(what)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			out = append(out, v)
-			if len(out) > 64 {
-				return nil, p.errf("%s has more than 64 entries", what)
+			p.dims = append(p.dims, v)
+			n++
+			if n > 64 {
+				return p.errf("%s has more than 64 entries", what())
 			}
 			c := p.peek()
 			p.i++
@@ -454,17 +489,17 @@ func (p *stParser) uintArray(what string, want int) ([]uint64, error) {
 			}
 			if c != ',' {
 				p.i--
-				return nil, p.errf("%s: expected ',' or ']'", what)
+				return p.errf("%s: expected ',' or ']'", what())
 			}
 		}
 	}
-	if want >= 0 && len(out) != want {
-		return nil, p.errf("%s has %d entries, want %d", what, len(out), want)
+	if want >= 0 && n != want {
+		return p.errf("%s has %d entries, want %d", what(), n, want)
 	}
-	return out, nil
+	return nil
 }
 
-func (p *stParser) uint(what string) (uint64, error) {
+func (p *stParser) uint(what func() string) (uint64, error) {
 	p.ws()
 	start := p.i
 	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
@@ -472,21 +507,21 @@ func (p *stParser) uint(what string) (uint64, error) {
 	}
 	if p.i == start {
 		if p.i < len(p.b) && p.b[p.i] == '-' {
-			return 0, p.errf("%s: negative number", what)
+			return 0, p.errf("%s: negative number", what())
 		}
-		return 0, p.errf("%s: expected a non-negative integer", what)
+		return 0, p.errf("%s: expected a non-negative integer", what())
 	}
 	if p.i < len(p.b) && (p.b[p.i] == '.' || p.b[p.i] == 'e' || p.b[p.i] == 'E') {
-		return 0, p.errf("%s: number is not an integer", what)
+		return 0, p.errf("%s: number is not an integer", what())
 	}
 	digits := p.b[start:p.i]
 	if len(digits) > 1 && digits[0] == '0' {
 		p.i = start
-		return 0, p.errf("%s: number with a leading zero", what)
+		return 0, p.errf("%s: number with a leading zero", what())
 	}
 	if len(digits) > 15 {
 		p.i = start
-		return 0, p.errf("%s: number %s exceeds 2^48-1", what, digits)
+		return 0, p.errf("%s: number %s exceeds 2^48-1", what(), digits)
 	}
 	var v uint64
 	for _, c := range digits {
@@ -494,7 +529,7 @@ func (p *stParser) uint(what string) (uint64, error) {
 	}
 	if v > maxSafetensorsInt {
 		p.i = start
-		return 0, p.errf("%s: number %d exceeds 2^48-1", what, v)
+		return 0, p.errf("%s: number %d exceeds 2^48-1", what(), v)
 	}
 	return v, nil
 }

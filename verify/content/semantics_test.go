@@ -207,7 +207,7 @@ func TestGeneratedPicklesParseWithCPython(t *testing.T) {
 		"memo.pkl":       modelcorpus.StackGlobalViaMemoPickle(),
 		"resolve.pkl":    modelcorpus.PkgutilResolveNamePickle(),
 		"legacy.pt":      modelcorpus.LegacyTorch(modelcorpus.SmallTorchModel(), nil),
-		"bigsd.pkl":      modelcorpus.BigStateDict(300, 2),
+		"bigsd.pkl":      modelcorpus.BigStateDict(1001, 2),
 		"proto1text.pkl": []byte("(dp0\nVa\np1\nI1\ns."),
 	}
 	var names []string

@@ -172,7 +172,7 @@ func (z *ZipInspector) step() error {
 		}
 		return nil
 	case zsDone:
-		return z.fail(off, "%d bytes of trailing data after the end of central directory record", len(b))
+		return z.fail(off, "%s", trailingReason(z.size, off, "the end of central directory record"))
 	}
 	if len(b) < 4 {
 		return nil
@@ -713,7 +713,7 @@ func (z *ZipInspector) Close() error {
 		return z.fail(z.seen, "truncated zip: no end of central directory record")
 	}
 	if len(z.buf.b) > 0 {
-		return z.fail(z.buf.base, "%d bytes of trailing data after the end of central directory record", len(z.buf.b))
+		return z.fail(z.buf.base, "%s", trailingReason(z.size, z.buf.base, "the end of central directory record"))
 	}
 	return nil
 }

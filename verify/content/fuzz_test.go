@@ -1,0 +1,115 @@
+package content_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/pullgate/pullgate/test/modelcorpus"
+	"github.com/pullgate/pullgate/verify/content"
+)
+
+// verdict runs an inspector over data, whole or in chunks of the given size,
+// and returns the finding reason ("" = accepted). Any non-Finding error is a
+// test failure: hostile input must always yield a precise Finding.
+func verdict(t *testing.T, mk func(size int64) content.Inspector, data []byte, chunk int) string {
+	t.Helper()
+	in := mk(int64(len(data)))
+	var err error
+	for off := 0; off < len(data) && err == nil; off += chunk {
+		_, err = in.Write(data[off:min(off+chunk, len(data))])
+	}
+	if err == nil {
+		err = in.Close()
+	}
+	if err == nil {
+		return ""
+	}
+	var f *content.Finding
+	if !errors.As(err, &f) {
+		t.Fatalf("non-Finding error: %v", err)
+	}
+	if f.Reason == "" || f.Format == "" {
+		t.Fatalf("finding without format or reason: %+v", f)
+	}
+	return f.Format + ": " + f.Reason
+}
+
+// fuzzChunking asserts the verdict (and the exact reason) does not depend on
+// how the stream is chunked.
+func fuzzChunking(t *testing.T, mk func(size int64) content.Inspector, data []byte, chunk uint8) {
+	whole := verdict(t, mk, data, max(len(data), 1))
+	c := int(chunk%61) + 1
+	if got := verdict(t, mk, data, c); got != whole {
+		t.Fatalf("chunk size %d changed the verdict:\n whole: %q\nchunks: %q", c, whole, got)
+	}
+}
+
+var scanOpts = content.Options{Pickle: content.PickleOptions{Mode: content.PickleScan}}
+
+func FuzzSafetensors(f *testing.F) {
+	f.Add(modelcorpus.Safetensors(modelcorpus.SmallModel(), map[string]string{"format": "pt"}), uint8(7))
+	f.Add(modelcorpus.SafetensorsRaw(`{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`, 16), uint8(3))
+	f.Add(modelcorpus.SafetensorsRaw(`{"__metadata__":{"k":"\u00e9\ud83d\ude00"},"b":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}`, 2), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewSafetensorsInspector(content.Options{}, size) }, data, chunk)
+	})
+}
+
+func FuzzGGUF(f *testing.F) {
+	f.Add(modelcorpus.GGUF(modelcorpus.ValidGGUFSpec()), uint8(5))
+	s := modelcorpus.ValidGGUFSpec()
+	s.Version = 2
+	s.NoLastPad = true
+	f.Add(modelcorpus.GGUF(s), uint8(11))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewGGUFInspector(content.Options{}, size) }, data, chunk)
+	})
+}
+
+func FuzzPickle(f *testing.F) {
+	for _, p := range [][]byte{
+		modelcorpus.StateDictPickle(modelcorpus.SmallTorchModel(), 2),
+		modelcorpus.StateDictPickle(modelcorpus.SmallTorchModel(), 4),
+		modelcorpus.OsSystemPickle(), modelcorpus.BuiltinsEvalPickle(), modelcorpus.StackGlobalViaMemoPickle(),
+		modelcorpus.PkgutilResolveNamePickle(), modelcorpus.BrokenPayloadFirstPickle(),
+		modelcorpus.LegacyTorch(modelcorpus.SmallTorchModel(), nil),
+	} {
+		f.Add(p, uint8(len(p)))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewPickleInspector(scanOpts, size) }, data, chunk)
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewLegacyTorchInspector(scanOpts, size) }, data, chunk)
+	})
+}
+
+func FuzzZip(f *testing.F) {
+	f.Add(modelcorpus.TorchZip(modelcorpus.SmallTorchModel()[:1]), uint8(9))
+	deflated := modelcorpus.TorchZipEntries("a", modelcorpus.SmallTorchModel()[:1], nil)
+	deflated[0].Deflate = true
+	f.Add(modelcorpus.Zip(modelcorpus.ZipSpec{Entries: deflated}), uint8(2))
+	f.Add(modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "x", Data: []byte("y")}}}), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewZipInspector(scanOpts, size) }, data, chunk)
+	})
+}
+
+// FuzzInspector drives the sniffing dispatcher with every media type kind.
+func FuzzInspector(f *testing.F) {
+	f.Add(modelcorpus.Safetensors(modelcorpus.SmallModel(), nil), uint8(3), uint8(0))
+	f.Add(modelcorpus.GGUF(modelcorpus.ValidGGUFSpec()), uint8(17), uint8(1))
+	f.Add([]byte(`{"auto_map":{"a":"b"},"chat_template":"{{x}}"}`), uint8(2), uint8(2))
+	f.Add([]byte("(dp0\nVa\np1\nI1\ns."), uint8(1), uint8(3))
+	mts := []string{"", "application/vnd.ollama.image.model", "application/vnd.cncf.model.weight.config.v1.raw", "application/vnd.oci.image.layer.v1.tar", "application/vnd.ollama.image.template"}
+	f.Fuzz(func(t *testing.T, data []byte, chunk, mt uint8) {
+		m := mts[int(mt)%len(mts)]
+		opts := scanOpts
+		opts.DenyCodeLayers = true
+		fuzzChunking(t, func(size int64) content.Inspector {
+			in, err := content.NewInspector(opts, m, "", size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in
+		}, data, chunk)
+	})
+}
