@@ -515,8 +515,25 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 				l.errPos(nodes[j].Line, col, "patterns are <upstream>/<repo path> with '**' spanning segments, '*' and '?' within one segment", "%s.match: %s", what, msg)
 				continue
 			}
+			switch prev, dup := l.patterns[pat]; {
+			case l.catchAll != "":
+				l.errAt(nodes[j], "move this rule above rule "+l.catchAll+", or narrow that rule's pattern", "%s.match: %q can never match: rule %s matches every repository first", what, pat, l.catchAll)
+			case dup:
+				l.errAt(nodes[j], "remove the pattern, or move this rule above rule "+prev, "%s.match: %q can never match: rule %s has the same pattern first", what, pat, prev)
+			}
 			r.Patterns = append(r.Patterns, pat)
 			r.globs = append(r.globs, g)
+		}
+		if l.patterns == nil {
+			l.patterns = map[string]string{}
+		}
+		for _, pat := range r.Patterns {
+			if _, dup := l.patterns[pat]; !dup {
+				l.patterns[pat] = r.Name
+			}
+			if pat == "**" && l.catchAll == "" {
+				l.catchAll = r.Name
+			}
 		}
 	}
 	actionOK := true

@@ -256,6 +256,14 @@ rules:
   - {name: a, match: ["x/**"], require: {signatures: [ci]}}
 `, map[string]string{"root.json": `{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1", "tlogs": "nope"}`},
 			[]string{`1:1: trust material rejected by the verifier: trusted root:`}},
+		{"shadowed rules", `rules:
+  - {name: a, match: ["up/app/**"], action: allow}
+  - {name: b, match: ["up/x/**", "up/app/**"], action: deny}
+  - {name: all, match: ["**"], action: deny}
+  - {name: late, match: ["up/late/**"], action: allow}
+`, nil, []string{
+			`3:34: rule b.match: "up/app/**" can never match: rule a has the same pattern first`,
+			`5:26: rule late.match: "up/late/**" can never match: rule all matches every repository first`}},
 		{"duplicate keys and rule names", `rules:
   - name: a
     name: b

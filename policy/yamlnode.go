@@ -14,6 +14,11 @@ type loader struct {
 	file  string // as given by the caller, used in diagnostics
 	dir   string // absolute directory of the policy file
 	diags []Diagnostic
+
+	// For shadowed-rule detection: pattern -> rule that has it first, and
+	// the first rule with a "**" pattern (it matches everything after it).
+	patterns map[string]string
+	catchAll string
 }
 
 func (l *loader) errAt(n *yaml.Node, fix, format string, args ...any) {
