@@ -105,6 +105,10 @@ func quoteSafe(s string) bool {
 	return true
 }
 
+// Validate checks the auth section on its own (Config.Validate also checks
+// it against the rest of the configuration).
+func (a *Auth) Validate() error { return errors.Join(a.validate(nil)...) }
+
 // validate reports every problem in the auth section. c is the whole
 // configuration (mTLS needs the registry listener's TLS).
 func (a *Auth) validate(c *Config) []error {
@@ -213,6 +217,3 @@ func validPrincipal(p string) error {
 	}
 	return nil
 }
-
-// ErrNoAuth is returned by helpers when the auth section is absent.
-var ErrNoAuth = errors.New("auth: not configured")

@@ -29,6 +29,8 @@ type Config struct {
 	Cache     VerdictOpts `yaml:"cache"`
 	Limits    Limits      `yaml:"limits"`
 	Log       Log         `yaml:"log"`
+	// Auth is client authentication and authorization (see auth.go).
+	Auth *Auth `yaml:"auth,omitempty"`
 
 	// dir is the directory of the config file; relative paths resolve to it.
 	dir string
@@ -225,6 +227,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.Size < 0 || c.Cache.AllowTTL < 0 || c.Cache.DenyTTL < 0 {
 		errs = append(errs, errors.New("cache: size and TTLs must not be negative"))
+	}
+	if c.Auth != nil {
+		errs = append(errs, c.Auth.validate(c)...)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
