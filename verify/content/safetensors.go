@@ -2,6 +2,7 @@ package content
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 
 	"regexp"
 	"sort"
@@ -19,6 +20,16 @@ var safetensorsDTypeBits = map[string]uint64{
 	"I32": 32, "U32": 32, "F32": 32, "C64": 64,
 	"F64": 64, "I64": 64, "U64": 64,
 }
+
+// safetensorsDTypeNames maps dtype spellings to their canonical string, so
+// parsing a dtype does not allocate.
+var safetensorsDTypeNames = func() map[string]string {
+	m := make(map[string]string, len(safetensorsDTypeBits))
+	for k := range safetensorsDTypeBits {
+		m[k] = k
+	}
+	return m
+}()
 
 // maxSafetensorsInt is the schema's size_t maximum (2^48-1).
 const maxSafetensorsInt = 1<<48 - 1
@@ -288,19 +299,30 @@ func (p *stParser) peek() byte {
 
 // object iterates the members of a JSON object, calling fn with each key
 // after the ':' was consumed. Duplicate keys are rejected.
-func (p *stParser) object(what string, fn func(key string, keyOff int) error) error {
+func (p *stParser) object(what string, fn func(kb []byte, key string, keyOff int) error) error {
 	return p.objectDup(what, true, fn)
 }
 
+// estTensors guesses the tensor count from the header size (a tensor entry
+// takes ~100 bytes) to presize tables; the cap keeps hostile headers from
+// reserving more than they contain.
+func (p *stParser) estTensors() int { return min(len(p.b)/96+1, p.maxTensors) }
+
 // objectDup is object; with track=false the caller detects duplicates
 // itself (tensor objects have three known fields).
-func (p *stParser) objectDup(what string, track bool, fn func(key string, keyOff int) error) error {
+// The callback gets the key bytes (valid until the next string is parsed)
+// and, when track is set, the key as a string.
+func (p *stParser) objectDup(what string, track bool, fn func(kb []byte, key string, keyOff int) error) error {
 	if err := p.expect('{'); err != nil {
 		return err
 	}
 	var seen map[string]struct{}
 	if track {
-		seen = map[string]struct{}{}
+		n := 0
+		if what == "the header" {
+			n = p.estTensors()
+		}
+		seen = make(map[string]struct{}, n)
 	}
 	if p.peek() == '}' {
 		p.i++
@@ -315,21 +337,23 @@ func (p *stParser) objectDup(what string, track bool, fn func(key string, keyOff
 			}
 			return p.errf("expected a string key in %s", what)
 		}
-		key, err := p.str()
+		kb, err := p.strBytes()
 		if err != nil {
 			return err
 		}
+		var key string
 		if track {
-			if _, dup := seen[key]; dup {
+			if _, dup := seen[string(kb)]; dup {
 				p.i = keyOff
-				return p.errf("duplicate key %q in %s", key, what)
+				return p.errf("duplicate key %q in %s", kb, what)
 			}
+			key = string(kb)
 			seen[key] = struct{}{}
 		}
 		if err := p.expect(':'); err != nil {
 			return err
 		}
-		if err := fn(key, keyOff); err != nil {
+		if err := fn(kb, key, keyOff); err != nil {
 			return err
 		}
 		switch p.peek() {
@@ -347,14 +371,44 @@ func (p *stParser) objectDup(what string, track bool, fn func(key string, keyOff
 }
 
 func (p *stParser) parse() error {
-	err := p.object("the header", func(key string, keyOff int) error {
-		if key == "__metadata__" {
+	p.tensors = make([]TensorInfo, 0, p.estTensors())
+	p.dims = make([]uint64, 0, 3*p.estTensors())
+	// Duplicate detection on a 64-bit keyed hash of the name (compact and
+	// fast for 100k+ tensors); a hash hit is confirmed by comparing names.
+	seed := maphash.MakeSeed()
+	seen := make(map[uint64]int32, p.estTensors())
+	var exact map[string]struct{} // names whose hash collided with another name
+	sawMeta := false
+	err := p.objectDup("the header", false, func(kb []byte, _ string, keyOff int) error {
+		if string(kb) == "__metadata__" {
+			if sawMeta {
+				p.i = keyOff
+				return p.errf("duplicate key %q in the header", kb)
+			}
+			sawMeta = true
 			return p.parseMetadata()
+		}
+		h := maphash.Bytes(seed, kb)
+		if j, hit := seen[h]; hit {
+			if p.tensors[j].Name == string(kb) {
+				p.i = keyOff
+				return p.errf("duplicate key %q in the header", kb)
+			}
+			if exact == nil {
+				exact = map[string]struct{}{}
+			}
+			if _, dup := exact[string(kb)]; dup {
+				p.i = keyOff
+				return p.errf("duplicate key %q in the header", kb)
+			}
+			exact[string(kb)] = struct{}{}
+		} else {
+			seen[h] = int32(len(p.tensors))
 		}
 		if len(p.tensors) >= p.maxTensors {
 			return p.errf("more than %d tensors", p.maxTensors)
 		}
-		t, err := p.parseTensor(key)
+		t, err := p.parseTensor(string(kb))
 		if err != nil {
 			return err
 		}
@@ -375,7 +429,7 @@ func (p *stParser) parseMetadata() error {
 	if p.peek() != '{' {
 		return p.errf("__metadata__ must be an object of strings")
 	}
-	err := p.object("__metadata__", func(key string, _ int) error {
+	err := p.object("__metadata__", func(_ []byte, key string, _ int) error {
 		if p.peek() != '"' {
 			return p.errf("__metadata__ value for %q is not a string", key)
 		}
@@ -397,9 +451,9 @@ func (p *stParser) parseTensor(name string) (TensorInfo, error) {
 		return t, p.errf("%s is not an object", what())
 	}
 	var have [3]bool
-	err := p.objectDup("tensor", false, func(key string, keyOff int) error {
+	err := p.objectDup("tensor", false, func(kb []byte, _ string, keyOff int) error {
 		field := -1
-		switch key {
+		switch string(kb) {
 		case "dtype":
 			field = 0
 		case "shape":
@@ -408,11 +462,11 @@ func (p *stParser) parseTensor(name string) (TensorInfo, error) {
 			field = 2
 		default:
 			p.i = keyOff
-			return p.errf("%s: unknown field %q", what(), key)
+			return p.errf("%s: unknown field %q", what(), kb)
 		}
 		if have[field] {
 			p.i = keyOff
-			return p.errf("duplicate key %q in %s", key, what())
+			return p.errf("duplicate key %q in %s", kb, what())
 		}
 		have[field] = true
 		switch field {
@@ -421,15 +475,16 @@ func (p *stParser) parseTensor(name string) (TensorInfo, error) {
 				return p.errf("%s: dtype is not a string", what())
 			}
 			off := p.i
-			d, err := p.str()
+			d, err := p.strBytes()
 			if err != nil {
 				return err
 			}
-			if _, ok := safetensorsDTypeBits[d]; !ok {
+			canon, ok := safetensorsDTypeNames[string(d)]
+			if !ok {
 				p.i = off
 				return p.errf("%s: unknown dtype %q", what(), d)
 			}
-			t.DType = d
+			t.DType = canon
 		case 1:
 			start := len(p.dims)
 			if err := p.uintArray(what, "shape", -1); err != nil {
@@ -537,13 +592,20 @@ func (p *stParser) uint(what func() string) (uint64, error) {
 // str parses a JSON string at p.i (which must be '"'). The buffer is known
 // to be valid UTF-8.
 func (p *stParser) str() (string, error) {
+	b, err := p.strBytes()
+	return string(b), err
+}
+
+// strBytes is str without the allocation when the string has no escapes
+// (the result then aliases the header).
+func (p *stParser) strBytes() ([]byte, error) {
 	p.i++ // opening quote
 	start := p.i
 	// fast path: no escapes
 	for p.i < len(p.b) {
 		c := p.b[p.i]
 		if c == '"' {
-			s := string(p.b[start:p.i])
+			s := p.b[start:p.i]
 			p.i++
 			return s, nil
 		}
@@ -551,7 +613,7 @@ func (p *stParser) str() (string, error) {
 			break
 		}
 		if c < 0x20 {
-			return "", p.errf("control character 0x%02x in string", c)
+			return nil, p.errf("control character 0x%02x in string", c)
 		}
 		p.i++
 	}
@@ -561,9 +623,9 @@ func (p *stParser) str() (string, error) {
 		switch {
 		case c == '"':
 			p.i++
-			return string(buf), nil
+			return buf, nil
 		case c < 0x20:
-			return "", p.errf("control character 0x%02x in string", c)
+			return nil, p.errf("control character 0x%02x in string", c)
 		case c != '\\':
 			buf = append(buf, c)
 			p.i++
@@ -590,29 +652,29 @@ func (p *stParser) str() (string, error) {
 		case 'u':
 			r, ok := p.hex4()
 			if !ok {
-				return "", p.errf("invalid \\u escape")
+				return nil, p.errf("invalid \\u escape")
 			}
 			if utf16.IsSurrogate(r) {
 				if r >= 0xDC00 || p.i+1 >= len(p.b) || p.b[p.i] != '\\' || p.b[p.i+1] != 'u' {
-					return "", p.errf("unpaired UTF-16 surrogate in \\u escape")
+					return nil, p.errf("unpaired UTF-16 surrogate in \\u escape")
 				}
 				p.i += 2
 				r2, ok := p.hex4()
 				if !ok {
-					return "", p.errf("invalid \\u escape")
+					return nil, p.errf("invalid \\u escape")
 				}
 				r = utf16.DecodeRune(r, r2)
 				if r == utf8.RuneError {
-					return "", p.errf("unpaired UTF-16 surrogate in \\u escape")
+					return nil, p.errf("unpaired UTF-16 surrogate in \\u escape")
 				}
 			}
 			buf = utf8.AppendRune(buf, r)
 		default:
 			p.i -= 2
-			return "", p.errf("invalid escape '\\%c' in string", e)
+			return nil, p.errf("invalid escape '\\%c' in string", e)
 		}
 	}
-	return "", p.errf("unterminated string")
+	return nil, p.errf("unterminated string")
 }
 
 func (p *stParser) hex4() (rune, bool) {
