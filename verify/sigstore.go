@@ -191,6 +191,14 @@ func earliest(cur time.Time, res *sgverify.VerificationResult) time.Time {
 // cryptoCheck verifies only the signature of e with key k.
 func (c *collector) cryptoCheck(e *evidence, k *trustKey) error {
 	switch {
+	case e.env != nil:
+		// DSSE, legacy or bundle: the signature is over PAE(type, payload)
+		// whatever the container; the bundle's key hint is not trusted.
+		_, err := e.env.Verify(k.verifier.verify)
+		if err != nil {
+			return errBadSig
+		}
+		return nil
 	case e.bundle != nil:
 		v, err := sgverify.NewVerifier(k.material, sgverify.WithNoObserverTimestamps())
 		if err != nil {
@@ -198,12 +206,6 @@ func (c *collector) cryptoCheck(e *evidence, k *trustKey) error {
 		}
 		_, err = v.Verify(e.bundle, sgverify.NewPolicy(e.artifactPolicy(), sgverify.WithKey()))
 		return err
-	case e.env != nil:
-		_, err := e.env.Verify(k.verifier.verify)
-		if err != nil {
-			return errBadSig
-		}
-		return nil
 	default:
 		return k.verifier.verify(e.message, e.sig)
 	}
