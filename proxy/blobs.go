@@ -48,9 +48,15 @@ func (s *Server) serveBlob(q *request) {
 	setBlobHeaders(q.w, dgst)
 	if size, ok := s.store.Has(dgst); ok {
 		s.metrics.cache.WithLabelValues("blob", "hit").Inc()
+		n := s.metrics.countingWriter(q.w, "store")
+		if f, err := s.store.OpenLocal(dgst); err == nil {
+			// Local store: the kernel copies the file (sendfile).
+			defer f.Close()
+			http.ServeContent(n, q.r, "", time.Time{}, f)
+			return
+		}
 		f := &storeFile{ctx: q.ctx(), s: s.store, dgst: dgst, size: size}
 		defer f.Close()
-		n := s.metrics.countingWriter(q.w, "store")
 		http.ServeContent(n, q.r, "", time.Time{}, f)
 		return
 	}

@@ -209,6 +209,24 @@ func (s *Store) Reader(ctx context.Context, dgst digest.Digest, offset int64) (i
 	return rc, nil
 }
 
+// OpenLocal opens stored content as a local file (filesystem store only),
+// so that it can be sent with sendfile. Other stores return ErrNotFound.
+func (s *Store) OpenLocal(dgst digest.Digest) (*os.File, error) {
+	if s.localRoot == "" {
+		return nil, ErrNotFound
+	}
+	if _, ok := s.Has(dgst); !ok {
+		return nil, ErrNotFound
+	}
+	f, err := os.Open(filepath.Join(s.localRoot, filepath.FromSlash(blobPath(dgst))))
+	if err != nil {
+		s.forget(dgst)
+		return nil, ErrNotFound
+	}
+	s.touch(dgst)
+	return f, nil
+}
+
 // PutBytes commits small verified content (manifests). The digest is checked.
 func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) error {
 	if dgst.Algorithm() != digest.SHA256 || digest.FromBytes(b) != dgst {
