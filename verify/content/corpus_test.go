@@ -273,6 +273,21 @@ func corpus(t testing.TB) []corpusCase {
 			format: "zip", reason: `entry "a" is encrypted`},
 		{name: "zip/data descriptor", opts: scan, data: modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "a", Data: []byte("1"), Flags: 8}}}),
 			format: "zip", reason: `entry "a" uses a data descriptor (sizes not in the local header); strict validation requires sizes up front`},
+		{name: "torchzip/storage size mismatch", opts: scan, data: func() []byte {
+			es := modelcorpus.TorchZipEntries("archive", modelcorpus.SmallTorchModel(), nil)
+			es[5].Data = es[5].Data[:8] // data/1: FloatStorage of 4 elements needs 16 bytes
+			return modelcorpus.Zip(modelcorpus.ZipSpec{Entries: es, Zip64: true})
+		}(), format: "zip", reason: `storage record "archive/data/1" has 8 bytes, data.pkl declares 4 elements of torch.FloatStorage`},
+		{name: "torchzip/unreferenced storage", opts: scan, data: func() []byte {
+			es := modelcorpus.TorchZipEntries("archive", modelcorpus.SmallTorchModel(), nil)
+			es = append(es, modelcorpus.ZipEntry{Name: "archive/data/99", Data: []byte("hidden payload")})
+			return modelcorpus.Zip(modelcorpus.ZipSpec{Entries: es, Zip64: true})
+		}(), format: "zip", reason: `storage record "archive/data/99" is not referenced by archive/data.pkl`},
+		{name: "torchzip/missing storage", opts: scan, data: func() []byte {
+			es := modelcorpus.TorchZipEntries("archive", modelcorpus.SmallTorchModel(), nil)
+			es = append(es[:4], es[5:]...) // drop data/0
+			return modelcorpus.Zip(modelcorpus.ZipSpec{Entries: es, Zip64: true})
+		}(), format: "zip", reason: `data.pkl references storage "0" but archive/data/0 is missing`},
 		{name: "torchzip/deny mode", data: torchZip,
 			format: "pickle", reason: `zip member "archive/data.pkl" is a pickle; pickle content is denied by policy (pickle: deny)`},
 		{name: "torchzip/os.system data.pkl", opts: scan, data: evalTorch,

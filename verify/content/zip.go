@@ -74,6 +74,7 @@ type ZipInspector struct {
 	retryAt          int
 	pickleMembers    []string
 	storageRefs      []storageRef
+	torchPrefix      string
 	hasPickleMembers bool
 }
 
@@ -503,7 +504,49 @@ func (s *memberSink) close(zoff int64) error {
 		if err := s.pickle.Close(); err != nil {
 			return s.wrapPickle(err)
 		}
-		s.z.storageRefs = append(s.z.storageRefs, s.pickle.w.storages...)
+		if strings.HasSuffix(s.e.name, "/data.pkl") && strings.Count(s.e.name, "/") == 1 {
+			if s.z.torchPrefix != "" {
+				return s.z.fail(s.e.offset, "more than one PyTorch data.pkl (%q and %q)", s.z.torchPrefix+"/data.pkl", s.e.name)
+			}
+			s.z.torchPrefix = strings.TrimSuffix(s.e.name, "/data.pkl")
+			s.z.storageRefs = s.pickle.w.storages
+		}
+	}
+	return nil
+}
+
+// checkTorchStorages cross-checks a PyTorch checkpoint: every storage that
+// data.pkl references exists as <prefix>/data/<key> with numel x element
+// size bytes, and no storage record is unreferenced.
+func (z *ZipInspector) checkTorchStorages() error {
+	if z.torchPrefix == "" {
+		return nil
+	}
+	refs := map[string]storageRef{}
+	for _, r := range z.storageRefs {
+		if old, ok := refs[r.Key]; ok && old != r {
+			return z.fail(-1, "storage %q referenced with conflicting types or sizes", r.Key)
+		}
+		refs[r.Key] = r
+	}
+	dir := z.torchPrefix + "/data/"
+	for _, e := range z.entries {
+		if !strings.HasPrefix(e.name, dir) {
+			continue
+		}
+		key := strings.TrimPrefix(e.name, dir)
+		r, ok := refs[key]
+		if !ok {
+			return z.fail(e.offset, "storage record %q is not referenced by %s/data.pkl", e.name, z.torchPrefix)
+		}
+		es, known := torchStorageElemSize[r.Type]
+		if known && (r.Numel < 0 || r.Numel > e.usize || r.Numel*es != e.usize) {
+			return z.fail(e.offset, "storage record %q has %d bytes, data.pkl declares %d elements of %s", e.name, e.usize, r.Numel, r.Type)
+		}
+		delete(refs, key)
+	}
+	for k := range refs {
+		return z.fail(-1, "data.pkl references storage %q but %s is missing", k, dir+k)
 	}
 	return nil
 }
@@ -715,5 +758,5 @@ func (z *ZipInspector) Close() error {
 	if len(z.buf.b) > 0 {
 		return z.fail(z.buf.base, "%s", trailingReason(z.size, z.buf.base, "the end of central directory record"))
 	}
-	return nil
+	return z.checkTorchStorages()
 }
