@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# make bench: the pull benchmark (1 GiB, side by side with a direct pull and
+# distribution's proxy) and the Go benchmarks of verification, policy and
+# content inspection. Results go to stdout and test/out/bench/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=test/out/bench
+mkdir -p "$out"
+size=${BENCH_SIZE:-1GiB}
+reps=${BENCH_REPS:-3}
+
+echo "== pull throughput ($size, $reps repetitions)"
+go run ./test/bench/pullbench --size "$size" --reps "$reps" --clients 50 \
+  --pullgate bin/pullgate --registry .tools/bin/registry -o "$out/pull.md"
+
+echo
+echo "== Go benchmarks (verification, policy, content inspection, release chain)"
+go test -run='^$' -bench=. -benchmem -count=1 -timeout 30m \
+  ./policy/... ./verify/... ./test/bench/... 2>&1 | tee "$out/go-bench.txt" | grep -E '^(Benchmark|ok|FAIL|PASS)'
+echo
+echo "results: $out/pull.md, $out/go-bench.txt (summarised in docs/benchmarks.md)"
