@@ -273,3 +273,64 @@ func TestHolderCloseStopsWatching(t *testing.T) {
 		t.Fatal("reloaded after Close")
 	}
 }
+
+// TestHolderConcurrentReaders evaluates from several goroutines while the
+// policy is swapped: every decision must come from one whole policy (its
+// rule and revision belong together).
+func TestHolderConcurrentReaders(t *testing.T) {
+	dir := writeDir(t, map[string]string{"p.yaml": policyA})
+	path := filepath.Join(dir, "p.yaml")
+	h, _ := newTestHolder(t, path, nil, nil)
+	revA := h.Current().Revision()
+	os.WriteFile(path, []byte(policyB), 0o644)
+	pB, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revB := pB.Revision()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				d := h.Current().Evaluate(Input{Repository: "up/x", Digest: dgst})
+				ok := (d.Revision == revA && d.Rule == "a" && d.Allowed) || (d.Revision == revB && d.Rule == "b" && !d.Allowed)
+				if !ok {
+					select {
+					case errs <- d.Revision + " " + d.Rule:
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		content := policyA
+		if i%2 == 0 {
+			content = policyB
+		}
+		os.WriteFile(path, []byte(content), 0o644)
+		if err := h.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case e := <-errs:
+		t.Fatalf("inconsistent decision: %s", e)
+	default:
+	}
+	if h.Current().Revision() != revA {
+		t.Fatal("last reload not in force")
+	}
+}
