@@ -225,6 +225,9 @@ func TestDecodePredicateStrict(t *testing.T) {
 		"missing prompt":      {mutate(func(c map[string]any) { delete(c, "promptStatement") }), "promptStatement is required"},
 		"bad createdAt":       {mutate(func(c map[string]any) { c["createdAt"] = "2026" }), "not RFC 3339"},
 		"duplicate key":       {[]byte(`{"name":"a","name":"b"}`), "duplicate JSON key"},
+		"escaped duplicate":   {[]byte(`{"name":"a","n\u0061me":"b"}`), `duplicate JSON key "name"`},
+		"nested duplicate":    {[]byte(`{"results":{"path":"a","sha256":"b","path":"c"}}`), `duplicate JSON key "path"`},
+		"invalid JSON":        {[]byte(`{"name":"a",}`), "invalid JSON"},
 		"trailing":            {append(append([]byte{}, ps.Predicate...), []byte(" {}")...), "trailing data"},
 		"not object":          {[]byte(`[1]`), "not a JSON object"},
 	}

@@ -180,52 +180,65 @@ func strictUnmarshal(b []byte, v any) error {
 
 // checkDuplicateKeys rejects objects with a repeated key at any depth:
 // encoding/json keeps the last one, other parsers the first, and a signed
-// document must mean one thing to every reader.
+// document must mean one thing to every reader. Keys are compared after
+// unescaping ("a" and "\u0061" are the same key). Input that is not valid
+// JSON is rejected.
 func checkDuplicateKeys(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var walk func(depth int) error
-	walk = func(depth int) error {
-		if depth > 64 {
-			return errors.New("JSON nested too deeply")
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		d, ok := tok.(json.Delim)
-		if !ok {
-			return nil
-		}
-		switch d {
-		case '{':
-			keys := map[string]bool{}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				k, _ := kt.(string)
-				if keys[k] {
-					return fmt.Errorf("duplicate JSON key %q", k)
-				}
-				keys[k] = true
-				if err := walk(depth + 1); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		case '[':
-			for dec.More() {
-				if err := walk(depth + 1); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		}
-		return nil
+	if !json.Valid(b) {
+		return errors.New("invalid JSON or trailing data after the value")
 	}
-	return walk(0)
+	// b is valid JSON: a byte scanner suffices. stack holds, per open
+	// container, the keys seen (nil for arrays).
+	var stack []map[string]struct{}
+	expectKey := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '{':
+			if len(stack) >= 64 {
+				return errors.New("JSON nested too deeply")
+			}
+			stack = append(stack, map[string]struct{}{})
+			expectKey = true
+		case '[':
+			if len(stack) >= 64 {
+				return errors.New("JSON nested too deeply")
+			}
+			stack = append(stack, nil)
+			expectKey = false
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+			expectKey = false
+		case ',':
+			expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
+		case '"':
+			j := i + 1
+			escaped := false
+			for ; j < len(b); j++ {
+				if b[j] == '\\' {
+					escaped = true
+					j++
+					continue
+				}
+				if b[j] == '"' {
+					break
+				}
+			}
+			if expectKey {
+				key := string(b[i+1 : j])
+				if escaped {
+					if err := json.Unmarshal(b[i:j+1], &key); err != nil {
+						return err
+					}
+				}
+				keys := stack[len(stack)-1]
+				if _, dup := keys[key]; dup {
+					return fmt.Errorf("duplicate JSON key %q", key)
+				}
+				keys[key] = struct{}{}
+				expectKey = false
+			}
+			i = j
+		}
+	}
+	return nil
 }

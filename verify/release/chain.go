@@ -177,7 +177,7 @@ func buildGraph(atts []verify.Attestation, subject digest.Digest) *graph {
 	for i := range atts {
 		a := &atts[i]
 		k, ok := attest.KindOf(a.PredicateType)
-		if !ok {
+		if !ok || k == attest.KindMBOM { // the MBOM is not a chain link
 			continue
 		}
 		dg := a.Statement.String()

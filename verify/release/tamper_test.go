@@ -178,7 +178,7 @@ func tamperCases() []tamper {
 			atts = e.set()
 			return release.Chain(release.ChainLLMRelease, atts, release.ChainOptions{Subject: digest.Digest(other), Now: func() time.Time { return now }}),
 				release.CodeMissing,
-				"chain llm-release: no verified slo statement (https://pullgate.dev/attestation/slo/v1) for the served digest (0 malformed, 6 not about the served digest)"
+				"chain llm-release: no verified slo statement (https://pullgate.dev/attestation/slo/v1) for the served digest (0 malformed, 5 not about the served digest)"
 		}},
 		tamper{name: "back-dated eval older than its prompt", run: func(e *env) (release.Report, string, string) {
 			_, ev, eva := e.create("eval-old", attest.KindEval, evalCfg(-60, e.digest(attest.KindPrompt), e.digest(attest.KindCorpus), "eval/results.json"))
