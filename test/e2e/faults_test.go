@@ -262,3 +262,22 @@ func TestConcurrentFetchCoalescing(t *testing.T) {
 		t.Errorf("upstream GETs of the blob: %d, want exactly 1", n)
 	}
 }
+
+// The content store survives a restart: a new proxy on the same directory
+// serves content verified by the previous one, by digest, with the upstream
+// gone; and still refuses the denied image.
+func TestStoreSurvivesRestart(t *testing.T) {
+	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
+	if d, err := harness.GGCRPull(f.ref("open/app:v1")); err != nil || d != f.allowed.Digest {
+		t.Fatalf("warm-up pull: %s %v", d, err)
+	}
+	f.px.Close()
+	f.up.Down()
+	px := gate.Start(t, gate.Options{Upstreams: []*harness.Upstream{f.up}, Dir: f.px.Dir})
+	d, err := harness.GGCRPull(px.Ref(f.up, "open/app@"+f.allowed.Digest))
+	if err != nil || d != f.allowed.Digest {
+		t.Fatalf("pull by digest after restart, upstream down: %s %v", d, err)
+	}
+	st, _, body, _ := harness.Get(ctx(t), px.URL+"/v2/"+f.up.Name+"/blocked/app/blobs/"+f.denied.Layers[1].Digest, nil)
+	expectOCIError(t, "denied shared layer after restart", st, body, http.StatusForbidden, "DENIED")
+}
