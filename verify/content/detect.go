@@ -338,8 +338,9 @@ func (a *autoInspector) decide() error {
 // unrecognised binaries in layers that may carry them) and checks the size.
 // For text and binary it also runs the pickle walker speculatively: protocol
 // 0/1 pickles have no magic, and a loader such as torch.load will unpickle
-// them whatever the file is called. Content that parses as a complete pickle,
-// or that imports a non-allowlisted global before failing, is a pickle.
+// them whatever the file is called. Content that parses as a complete pickle
+// with at least one import, or that imports a non-allowlisted global before
+// failing, is a pickle.
 type opaqueInspector struct {
 	size, seen int64
 	mode       PickleMode
@@ -376,7 +377,9 @@ func (o *opaqueInspector) Write(p []byte) (int, error) {
 
 // judge interprets the speculative walk.
 func (o *opaqueInspector) judge(err error) error {
-	if err == nil && o.shadow.finished && !o.isPickle {
+	// A complete pickle that imports nothing cannot run code (and short
+	// texts such as "N." parse as one), so only importing pickles count.
+	if err == nil && o.shadow.finished && !o.isPickle && len(o.shadow.w.globals) > 0 {
 		o.isPickle = true
 		if o.mode != PickleScan {
 			o.err = newFinding(FormatPickle, 0, "content parses as a pickle (protocol 0/1, no header); pickle content is denied by policy (pickle: deny)")
@@ -410,7 +413,9 @@ func (o *opaqueInspector) Close() error {
 			return err
 		}
 		if o.shadow != nil && o.shadow.finished && !o.isPickle {
-			return o.judge(nil)
+			if err := o.judge(nil); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

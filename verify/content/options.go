@@ -87,6 +87,10 @@ type ZipOptions struct {
 	// which is buffered before it is inflated (stored members stream).
 	// Default 64 MiB.
 	MaxDeflatedMember int64
+	// MaxInflatedMember caps the declared uncompressed size of a deflated
+	// member (zip bombs); the inflater also stops at the declared size.
+	// Default 1 GiB.
+	MaxInflatedMember int64
 	// MaxUncompressed caps the sum of uncompressed member sizes. Default 1 TiB.
 	MaxUncompressed int64
 }

@@ -257,6 +257,9 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 	if method == 8 && csize > def64(z.opts.Zip.MaxDeflatedMember, 64<<20) {
 		return z.fail(off, "deflated entry %q of %d bytes exceeds the limit of %d", name, csize, def64(z.opts.Zip.MaxDeflatedMember, 64<<20))
 	}
+	if method == 8 && usize > def64(z.opts.Zip.MaxInflatedMember, 1<<30) {
+		return z.fail(off, "deflated entry %q inflates to %d bytes, more than the limit of %d", name, usize, def64(z.opts.Zip.MaxInflatedMember, 1<<30))
+	}
 	e := &zipEntry{name: name, offset: off, flags: flags, method: method, crc: crc, csize: csize, usize: usize,
 		dataStart: off + 30 + int64(nlen+xlen)}
 	z.entries = append(z.entries, e)
@@ -278,8 +281,9 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 }
 
 // zip64Extra applies a ZIP64 extended information field (0x0001) to the
-// 32-bit values that are 0xFFFFFFFF. It rejects malformed extra fields and
-// ZIP64 values that disagree with non-saturated 32-bit ones.
+// 32-bit values that are 0xFFFFFFFF (as every mainstream reader does; values
+// for non-saturated fields are ignored there too). It rejects malformed or
+// duplicate extra fields and saturated values without a ZIP64 field.
 func zip64Extra(extra []byte, usize, csize, lhoff int64) (int64, int64, int64, error) {
 	seen := map[uint16]bool{}
 	for len(extra) > 0 {
