@@ -198,16 +198,8 @@ func TestMalformedInput(t *testing.T) {
 			t.Errorf("GET %s: %v", p, err)
 		}
 	}
-	if n := f.up.Count("", "/blocked/"); n != 0 {
-		t.Errorf("malformed requests reached the denied repository upstream %d times", n)
-	}
 	if n := f.up.Reg.Total(); n != 0 {
-		t.Logf("note: malformed requests caused %d upstream requests", n)
-		for _, p := range []string{"/manifests/", "/blobs/"} {
-			if c := f.up.Count("", p); c != 0 {
-				t.Errorf("malformed input reached upstream %s %d times", p, c)
-			}
-		}
+		t.Errorf("malformed requests caused %d upstream requests (%d to the denied repository)", n, f.up.Count("", "/blocked/"))
 	}
 }
 
