@@ -18,10 +18,11 @@ import (
 
 // cosignTool runs a real cosign binary in an isolated HOME, offline.
 type cosignTool struct {
-	t   *testing.T
-	bin string
-	dir string
-	v3  bool
+	t     *testing.T
+	bin   string
+	dir   string
+	v3    bool
+	extra []string // e.g. --new-bundle-format
 }
 
 func newCosign(t *testing.T, name string) *cosignTool {
@@ -61,7 +62,7 @@ func (c *cosignTool) offline() []string {
 	if c.v3 {
 		f = append(f, "--use-signing-config=false")
 	}
-	return f
+	return append(f, c.extra...)
 }
 
 func (c *cosignTool) sign(prefix, ref string) {
@@ -82,20 +83,21 @@ const builderPredicate = `{"builder":{"id":"https://ci.example/builder"},"buildT
 
 func TestCosignBinaries(t *testing.T) {
 	for _, tc := range []struct {
+		name      string
 		tool      string
+		extra     []string
 		referrers bool
 		source    string
 	}{
-		{"cosign2", false, ""},
-		{"cosign3", true, verify.SourceBundleReferrer},
-		{"cosign3", false, verify.SourceBundleReferrer}, // referrers tag fallback
+		{"cosign2/legacy", "cosign2", nil, false, ""},
+		{"cosign2/new-bundle-format", "cosign2", []string{"--new-bundle-format"}, true, verify.SourceBundleReferrer},
+		{"cosign3/referrers-api", "cosign3", nil, true, verify.SourceBundleReferrer},
+		{"cosign3/referrers-tag", "cosign3", nil, false, verify.SourceBundleReferrer},
+		{"cosign3/legacy", "cosign3", []string{"--new-bundle-format=false"}, false, ""},
 	} {
-		name := tc.tool
-		if tc.tool == "cosign3" {
-			name += map[bool]string{true: "/referrers-api", false: "/referrers-tag"}[tc.referrers]
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			c := newCosign(t, tc.tool)
+			c.extra = tc.extra
 			reg := startUpstream(t, tc.referrers)
 			pub := c.keyPair("release")
 			attackerPub := c.keyPair("attacker")
@@ -120,7 +122,7 @@ func TestCosignBinaries(t *testing.T) {
 			if len(res.Signatures) != 1 || len(res.Attestations) != 1 || len(res.Failures) != 0 {
 				t.Fatalf("release trust: %s", summarize(res))
 			}
-			if tc.tool == "cosign3" {
+			if tc.source == verify.SourceBundleReferrer {
 				tag := "/manifests/" + img.Digest.Algorithm().String() + "-" + img.Digest.Encoded()
 				plainTag := reg.Count("GET", tag) - reg.Count("GET", tag+".sig") - reg.Count("GET", tag+".att")
 				if reg.Count("GET", "/referrers/") != 1 || (plainTag > 0) == tc.referrers {
@@ -163,7 +165,7 @@ func TestCosignBinaries(t *testing.T) {
 				t.Fatalf("tlog required: %s", summarize(res))
 			}
 
-			if tc.tool == "cosign2" {
+			if tc.source == "" {
 				// Replay: copy the release signature of img onto other's tag.
 				body := getRaw(t, reg.URL+"/v2/"+repo+"/manifests/"+cosign.TagFor(img.Digest, "sig"))
 				putManifest(t, reg, repo, cosign.TagFor(other.Digest, "sig"), "application/vnd.oci.image.manifest.v1+json", body)
