@@ -1,4 +1,56 @@
 // Package content inspects model files (safetensors, GGUF, pickle, zip
 // archives) as their bytes stream through the proxy. Every parser here reads
 // hostile input: strict, bounded, streaming, and fuzzed.
+//
+// # Entry points
+//
+//   - NewInspector(opts, mediaType, title, size) returns the Inspector for one
+//     layer blob. It refuses the layer up front (a *Finding error) when the
+//     descriptor alone is enough (media type not allowed, code layer), then
+//     decides the format from the first bytes (never from the media type or
+//     file name) and dispatches to the format's validator. The declared media
+//     type only restricts which sniffed formats are acceptable
+//     ("declared application/vnd.ollama.image.model but bytes are safetensors").
+//   - CheckManifest(opts, manifest) applies the descriptor-level rules to a
+//     whole manifest (config and layer media types, foreign layers, code
+//     layers, ModelPack file paths).
+//   - InspectReader runs the same validators on a local file (pullgate
+//     inspect) and returns a Report.
+//   - NewSafetensorsInspector, NewGGUFInspector, NewPickleInspector,
+//     NewLegacyTorchInspector and NewZipInspector are the format validators
+//     themselves, for callers that already know the format.
+//
+// # Streaming contract (see Inspector)
+//
+// No validator buffers a whole blob: safetensors buffers its header (capped,
+// default 16 MiB), GGUF one metadata item at a time (each capped), the pickle
+// walker one opcode, the zip validator one record header (deflated members
+// up to ZipOptions.MaxDeflatedMember). Tensor data is only counted; stored
+// zip members are CRC-checked as they pass.
+//
+// HeaderDone differs per format, and the proxy must honour it: bytes are
+// released to clients only once HeaderDone is true.
+//
+//   - safetensors: after 8+N bytes, when the header and the size rule
+//     (8 + N + last_end == size) are validated.
+//   - GGUF: after header, metadata, tensor infos and the padding up to the
+//     tensor data, including the file size implied by the tensor table.
+//   - legacy torch: after the five pickles, before the raw storages.
+//   - raw pickle, zip (incl. PyTorch checkpoints), JSON configs and chat
+//     templates: only after Close. A zip's central directory is at its end,
+//     and a partially delivered zip or pickle can already be dangerous
+//     (streaming unzippers, pickles execute as they load), so these blobs
+//     must be spooled and released only after Close succeeds.
+//   - anything else (text, unrecognised binary in a layer that may carry it,
+//     archives in declared tar layers): immediately. Text and binary are
+//     still walked speculatively as pickles (protocol 0/1 pickles have no
+//     magic); a finding aborts the stream and the tail is held back.
+//
+// A failure after HeaderDone (trailing bytes, CRC, truncated data) is
+// returned by Write or Close; the proxy then aborts the transfer with the
+// tail held back and does not commit the blob.
+//
+// Findings are reproducible: the same bytes give the same Format and Reason
+// however the stream is chunked (tested and fuzzed), so reasons can be put
+// in audit logs and OCI DENIED errors verbatim.
 package content
