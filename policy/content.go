@@ -26,6 +26,12 @@ type Content struct {
 	// TensorAllow, when non-empty, is an allowlist of tensor names: every
 	// tensor in a safetensors or GGUF file must match one of them.
 	TensorAllow []*regexp.Regexp
+	// AllowArchives accepts archive bytes (7z, rar, tar, gzip, ...) in layers
+	// that declare a raw model file, and nested archives inside zips; their
+	// contents are not inspected. Default false.
+	AllowArchives bool
+	// MaxConfigBytes caps parsed JSON config/template files (0: validator default).
+	MaxConfigBytes int64
 
 	mediaTypeSet map[string]struct{}
 }
@@ -47,6 +53,16 @@ type Formats struct {
 	Safetensors *SafetensorsFormat
 	GGUF        *GGUFFormat
 	Pickle      PickleFormat
+	Zip         *ZipFormat
+}
+
+// ZipFormat bounds the zip parser (field names follow
+// verify/content.ZipOptions; zero means the validator's default).
+type ZipFormat struct {
+	MaxEntries        int64
+	MaxDeflatedMember int64
+	MaxInflatedMember int64
+	MaxUncompressed   int64
 }
 
 // SafetensorsFormat configures the safetensors validator (field names follow

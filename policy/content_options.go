@@ -4,14 +4,24 @@ import "github.com/pullgate/pullgate/verify/content"
 
 // Options turns a rule's content section into the validators' options, so
 // that the proxy and `pullgate inspect` run exactly the same checks.
+// A rule without a content section (nil) gets the validators' defaults
+// (pickle denied, no media type allowlist).
 func (c *Content) Options() content.Options {
-	o := content.Options{MediaTypes: c.MediaTypes, DenyCodeLayers: c.DenyCodeLayers, TensorAllow: c.TensorAllow}
+	if c == nil {
+		return content.Options{Pickle: content.PickleOptions{Mode: content.PickleDeny}}
+	}
+	o := content.Options{MediaTypes: c.MediaTypes, DenyCodeLayers: c.DenyCodeLayers, TensorAllow: c.TensorAllow,
+		AllowArchives: c.AllowArchives, MaxConfigBytes: c.MaxConfigBytes}
 	if f := c.Formats.Safetensors; f != nil {
 		o.Safetensors = content.SafetensorsOptions{MaxHeaderBytes: f.MaxHeaderBytes, MaxTensors: int(f.MaxTensors)}
 	}
 	if f := c.Formats.GGUF; f != nil {
 		o.GGUF = content.GGUFOptions{MaxStringBytes: f.MaxStringBytes, MaxArrayElements: f.MaxArrayElements,
 			MaxKV: f.MaxKV, MaxTensors: f.MaxTensors, AllowChatTemplateDunder: f.AllowChatTemplateDunder}
+	}
+	if f := c.Formats.Zip; f != nil {
+		o.Zip = content.ZipOptions{MaxEntries: int(f.MaxEntries), MaxDeflatedMember: f.MaxDeflatedMember,
+			MaxInflatedMember: f.MaxInflatedMember, MaxUncompressed: f.MaxUncompressed}
 	}
 	o.Pickle = content.PickleOptions{Mode: content.PickleMode(c.Formats.Pickle.Mode), Allow: c.Formats.Pickle.Allow}
 	return o

@@ -736,7 +736,7 @@ func celPosition(n *yaml.Node, line, col int) (int, int) {
 
 func (l *loader) parseContent(f field, what string) *Content {
 	what += ".content"
-	fs, ok := l.mapping(f.val, what, "mediaTypes", "formats", "denyCodeLayers", "tensors")
+	fs, ok := l.mapping(f.val, what, "mediaTypes", "formats", "denyCodeLayers", "tensors", "allowArchives", "maxConfigBytes")
 	if !ok {
 		return nil
 	}
@@ -777,6 +777,12 @@ func (l *loader) parseContent(f field, what string) *Content {
 	if df, ok := fs["denyCodeLayers"]; ok {
 		c.DenyCodeLayers, _ = l.boolean(df, what+".denyCodeLayers")
 	}
+	if af, ok := fs["allowArchives"]; ok {
+		c.AllowArchives, _ = l.boolean(af, what+".allowArchives")
+	}
+	if mf, ok := fs["maxConfigBytes"]; ok {
+		c.MaxConfigBytes = l.size(mf, what+".maxConfigBytes")
+	}
 	if tf, ok := fs["tensors"]; ok {
 		tfs, ok := l.mapping(tf.val, what+".tensors", "allow")
 		if ok {
@@ -803,9 +809,29 @@ func (l *loader) parseContent(f field, what string) *Content {
 }
 
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip")
 	if !ok {
 		return
+	}
+	if zf, ok := fs["zip"]; ok {
+		z := &ZipFormat{}
+		if !isNull(zf.val) {
+			if m, ok := l.mapping(zf.val, what+".zip", "maxEntries", "maxDeflatedMember", "maxInflatedMember", "maxUncompressed"); ok {
+				if v, ok := m["maxEntries"]; ok {
+					z.MaxEntries = l.count(v, what+".zip.maxEntries")
+				}
+				if v, ok := m["maxDeflatedMember"]; ok {
+					z.MaxDeflatedMember = l.size(v, what+".zip.maxDeflatedMember")
+				}
+				if v, ok := m["maxInflatedMember"]; ok {
+					z.MaxInflatedMember = l.size(v, what+".zip.maxInflatedMember")
+				}
+				if v, ok := m["maxUncompressed"]; ok {
+					z.MaxUncompressed = l.size(v, what+".zip.maxUncompressed")
+				}
+			}
+		}
+		out.Zip = z
 	}
 	if sf, ok := fs["safetensors"]; ok {
 		st := &SafetensorsFormat{}
@@ -938,6 +964,8 @@ func computeRevision(p *Policy, files []trustFile) string {
 		Formats        Formats  `json:"formats"`
 		DenyCodeLayers bool     `json:"denyCodeLayers"`
 		TensorAllow    []string `json:"tensorAllow"`
+		AllowArchives  bool     `json:"allowArchives"`
+		MaxConfigBytes int64    `json:"maxConfigBytes"`
 	}
 	type canonRule struct {
 		Name     string        `json:"name"`
@@ -970,7 +998,8 @@ func computeRevision(p *Policy, files []trustFile) string {
 			cr.Require = q
 		}
 		if r.Content != nil {
-			cc := &canonContent{MediaTypes: r.Content.MediaTypes, Formats: r.Content.Formats, DenyCodeLayers: r.Content.DenyCodeLayers}
+			cc := &canonContent{MediaTypes: r.Content.MediaTypes, Formats: r.Content.Formats, DenyCodeLayers: r.Content.DenyCodeLayers,
+				AllowArchives: r.Content.AllowArchives, MaxConfigBytes: r.Content.MaxConfigBytes}
 			for _, re := range r.Content.TensorAllow {
 				cc.TensorAllow = append(cc.TensorAllow, re.String())
 			}

@@ -1,0 +1,68 @@
+package policy
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/pullgate/pullgate/verify/content"
+)
+
+func TestContentOptions(t *testing.T) {
+	dir := writeDir(t, map[string]string{"p.yaml": `rules:
+  - name: m
+    match: ["up/models/**"]
+    action: allow
+    content:
+      mediaTypes: [ollama, application/x-custom]
+      formats:
+        safetensors: {maxHeaderBytes: 1MiB, maxTensors: 10}
+        gguf: {maxStringBytes: 64KiB, maxArrayElements: 100, maxKV: 50, maxTensors: 20, allowChatTemplateDunder: true}
+        pickle: {mode: scan, allow: [collections.OrderedDict]}
+        zip: {maxEntries: 7, maxDeflatedMember: 1MiB, maxInflatedMember: 2MiB, maxUncompressed: 3MiB}
+      denyCodeLayers: true
+      allowArchives: true
+      maxConfigBytes: 4MiB
+      tensors: {allow: ['^a$']}
+`})
+	p, err := Load(filepath.Join(dir, "p.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Rules[0].Content
+	o := c.Options()
+	if o.Safetensors.MaxHeaderBytes != 1<<20 || o.Safetensors.MaxTensors != 10 {
+		t.Errorf("safetensors %+v", o.Safetensors)
+	}
+	if o.GGUF != (content.GGUFOptions{MaxStringBytes: 64 << 10, MaxArrayElements: 100, MaxKV: 50, MaxTensors: 20, AllowChatTemplateDunder: true}) {
+		t.Errorf("gguf %+v", o.GGUF)
+	}
+	if o.Pickle.Mode != content.PickleScan || len(o.Pickle.Allow) != 1 || o.Pickle.Allow[0] != "collections.OrderedDict" {
+		t.Errorf("pickle %+v", o.Pickle)
+	}
+	if o.Zip != (content.ZipOptions{MaxEntries: 7, MaxDeflatedMember: 1 << 20, MaxInflatedMember: 2 << 20, MaxUncompressed: 3 << 20}) {
+		t.Errorf("zip %+v", o.Zip)
+	}
+	if !o.DenyCodeLayers || !o.AllowArchives || o.MaxConfigBytes != 4<<20 || len(o.TensorAllow) != 1 {
+		t.Errorf("options %+v", o)
+	}
+	if !c.AllowsMediaType("application/vnd.ollama.image.model") || !c.AllowsMediaType("application/x-custom") || c.AllowsMediaType("application/vnd.cncf.model.weight.v1.raw") {
+		t.Error("media types")
+	}
+	if len(o.MediaTypes) != len(c.MediaTypes) {
+		t.Error("media types not passed")
+	}
+	// No content section: defaults, pickle denied.
+	var none *Content
+	if d := none.Options(); d.Pickle.Mode != content.PickleDeny || len(d.MediaTypes) != 0 || !none.AllowsMediaType("anything/x") {
+		t.Errorf("nil content options %+v", d)
+	}
+	// A rule whose content omits pickle denies pickle.
+	dir2 := writeDir(t, map[string]string{"p.yaml": "rules:\n  - {name: m, match: [\"**\"], action: allow, content: {denyCodeLayers: false}}\n"})
+	p2, err := Load(filepath.Join(dir2, "p.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Rules[0].Content.Options().Pickle.Mode != content.PickleDeny {
+		t.Error("pickle not denied by default")
+	}
+}
