@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"sort"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
 )
@@ -54,6 +56,9 @@ type MBOMOptions struct {
 	// RequireTensors fails files with expected tensors but no entry in
 	// Tensors (instead of passing them on digests alone).
 	RequireTensors bool
+	// Subject, when set, is the digest being served: MBOMs that do not name
+	// it are not evidence for it (verify.Collect already guarantees this).
+	Subject digest.Digest
 }
 
 // CheckMBOM checks the artifact's layers against every verified MBOM
@@ -68,6 +73,9 @@ func CheckMBOM(atts []verify.Attestation, layers []Layer, opts MBOMOptions) Repo
 	for i := range atts {
 		a := &atts[i]
 		if a.PredicateType != attest.KindMBOM.PredicateType() {
+			continue
+		}
+		if opts.Subject != "" && !subjectsContain(a.Subjects, opts.Subject) {
 			continue
 		}
 		n++

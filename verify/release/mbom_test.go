@@ -118,6 +118,10 @@ func mbomCases() []tamper {
 			l = append(l, release.Layer{Digest: sha([]byte("y")), Size: 1, Title: x.Title})
 			return check(e, l, e.tensors()), release.CodeDuplicateTitle, `mbom: two layers are titled "tokenizer.json"`
 		}},
+		{name: "mbom: replayed from another artifact", run: func(e *env) (release.Report, string, string) {
+			return release.CheckMBOM(e.set(), e.layers(), release.MBOMOptions{Subject: digest.Digest("sha256:" + strings.Repeat("4", 64))}), release.CodeNoEvidence,
+				"mbom: no verified MBOM statement (https://pullgate.dev/attestation/mbom/v1) for the served digest"
+		}},
 		{name: "mbom: none verified (signed by an untrusted key)", run: func(e *env) (release.Report, string, string) {
 			atts := e.without(attest.KindMBOM)
 			if a, ok := e.verified(e.r.Statements[attest.KindMBOM], e.attacker); ok {
