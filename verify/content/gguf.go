@@ -208,12 +208,17 @@ func (g *GGUFInspector) data(n int64, off int64) error {
 
 // str reads a gguf_string_t at b[i:]; ok=false means more bytes are needed.
 func (g *GGUFInspector) str(b []byte, i int, off int64, what string) (s string, next int, ok bool, err error) {
+	return g.strMax(b, i, off, what, g.opts.MaxStringBytes)
+}
+
+// strMax is str with an explicit length cap.
+func (g *GGUFInspector) strMax(b []byte, i int, off int64, what string, max int64) (s string, next int, ok bool, err error) {
 	if len(b)-i < 8 {
 		return "", 0, false, nil
 	}
 	ln := binary.LittleEndian.Uint64(b[i:])
-	if ln > uint64(g.opts.MaxStringBytes) {
-		return "", 0, false, g.fail(off+int64(i), "%s: string length %d exceeds the limit of %d bytes", what, ln, g.opts.MaxStringBytes)
+	if ln > uint64(max) {
+		return "", 0, false, g.fail(off+int64(i), "%s: string length %d exceeds the limit of %d bytes", what, ln, max)
 	}
 	if int64(ln) > g.remaining(off+int64(i)+8) {
 		return "", 0, false, g.fail(off+int64(i), "%s: string length %d exceeds the %d remaining bytes", what, ln, g.remaining(off+int64(i)+8))
@@ -272,7 +277,7 @@ func (g *GGUFInspector) step() error {
 		g.state = ggKV
 		return g.advance()
 	case ggKV:
-		key, i, ok, err := g.str(b, 0, off, "metadata key")
+		key, i, ok, err := g.strMax(b, 0, off, "metadata key", 65535)
 		if err != nil || !ok {
 			return err
 		}

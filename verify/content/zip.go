@@ -75,6 +75,7 @@ type ZipInspector struct {
 	pickleMembers    []string
 	storageRefs      []storageRef
 	torchPrefix      string
+	nameBytes        int64
 	hasPickleMembers bool
 }
 
@@ -223,6 +224,10 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 	}
 	if err := z.checkName(name, off); err != nil {
 		return err
+	}
+	z.nameBytes += int64(nlen)
+	if z.nameBytes > 16<<20 {
+		return z.fail(off, "entry names exceed 16 MiB in total")
 	}
 	if flags&0x0001 != 0 {
 		return z.fail(off, "entry %q is encrypted", name)
