@@ -24,7 +24,7 @@ func TestCheckTemplate(t *testing.T) {
 		`{{ ''.__class__.__mro__[1].__subclasses__() }}`:                      "__class__",
 		`{{ lipsum|attr("__glo" ~ "bals__") }}`:                               "|attr",
 		`{{ self._TemplateReference__context.joiner.__init__ }}`:              "__init__",
-		`{{ request.application.__self__._get_data_for_json.__reduce_ex__ }}`: "__reduce__",
+		`{{ request.application.__self__._get_data_for_json.__reduce_ex__ }}`: "__self__",
 		`{{ x["\x5f\x5fclass\x5f\x5f"] }}`:                                    `\x5f\x5f`,
 		`{{ foo.__weakref__ }}`:                                               "__weakref__",
 		`{{ config.items() }}{{ "".join(["a"]) }}{{ namespace.__doc__ }}`:     "__doc__",
