@@ -238,7 +238,7 @@ func (c *collector) blob(source string, l ocispec.Descriptor) ([]byte, bool) {
 		c.fail(FailFetch, source, l.Digest, "fetch evidence blob: %v", err)
 		return nil, false
 	}
-	if digest.FromBytes(blob) != l.Digest && l.Digest.Algorithm() == digest.SHA256 {
+	if l.Digest.Algorithm().FromBytes(blob) != l.Digest { // Validate checked the algorithm is available
 		// Fetchers must verify; check anyway, this is the security boundary.
 		c.fail(FailFetch, source, l.Digest, "evidence blob does not match its digest")
 		return nil, false
