@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -50,24 +49,6 @@ func loadPolicy(ctx context.Context, path string, log *slog.Logger, m *Metrics) 
 // one in force and returns the error.
 func (s *Server) ReloadPolicy() error { return s.holder.ReloadFrom("signal") }
 
-// trustCache holds the verify.Trust of each policy revision.
-type trustCache struct {
-	mu  sync.Mutex
-	rev string
-	t   *verify.Trust
-	err error
-}
-
-func (c *trustCache) get(p *policy.Policy) (*verify.Trust, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.rev != p.Revision() {
-		c.t, c.err = verify.NewTrust(p.Trust.Spec)
-		c.rev = p.Revision()
-	}
-	return c.t, c.err
-}
-
 // Evidence media types: manifests made only of these layers are signatures
 // and attestations, served under a verify rule so that clients can check
 // them again (they are not runnable images).
@@ -110,15 +91,12 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 				Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}
 		}
 	}
-	trust, err := s.trust.get(q.pol)
-	if err != nil {
+	trust := q.pol.Trust.Verifier
+	if trust == nil {
 		return Verdict{Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(), ExitCode: policy.ExitConfig,
-			Reasons: []string{fmt.Sprintf("rule %s: trust material is invalid: %v", rule.Name, err)}}
+			Reasons: []string{fmt.Sprintf("rule %s: the policy has no trust material to verify with", rule.Name)}}
 	}
-	opts := verify.CollectOptions{MaxBlobSize: int64(s.cfg.Limits.MaxEvidenceSize)}
-	if rule.Require != nil {
-		opts.RequireTlog, opts.RequireTimestamp = rule.Require.TLog, rule.Require.Timestamp
-	}
+	opts := verify.CollectOptions{VerifyOptions: rule.VerifyOptions(), MaxBlobSize: int64(s.cfg.Limits.MaxEvidenceSize)}
 	start := time.Now()
 	res := verify.Collect(ctx, q.up.Fetcher(q.rt.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
 	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())

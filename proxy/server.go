@@ -44,7 +44,6 @@ type Server struct {
 	audit     *audit.Log
 	metrics   *Metrics
 
-	trust    trustCache
 	verdicts *verdict.Cache[Verdict]
 	// tags maps upstream/repo:tag to a resolved digest for the tag TTL.
 	tags *verdict.Cache[tagRecord]

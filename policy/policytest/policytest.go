@@ -1,7 +1,7 @@
 // Package policytest runs offline policy tests: YAML files that list
 // artifacts (repository, digest, evidence fixtures) with the decision the
 // policy must reach, like `kyverno test`. `pullgate policy test <dir>` calls
-// Run. The file format is documented in policy/REFERENCE.md.
+// Run. The file format is documented in docs/policy.md.
 package policytest
 
 import (
