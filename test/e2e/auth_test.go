@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,6 +30,9 @@ func TestUpstreamAuth(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t, c.up, gate.Options{DockerConfig: c.dockerConfig})
+			if f.up.Token != nil {
+				f.up.Token.ResetScopes() // forget the seeding's push scopes
+			}
 			d, err := harness.GGCRPull(f.ref("open/app:v1"))
 			if err != nil || d != f.allowed.Digest {
 				t.Fatalf("pull through proxy: %s %v", d, err)
@@ -37,8 +41,20 @@ func TestUpstreamAuth(t *testing.T) {
 			if res.Err != nil || strings.TrimSpace(res.Stdout) != f.allowed.Digest {
 				t.Fatalf("crane digest: %v", res)
 			}
-			if f.up.Token != nil && f.up.Token.Issued() == 0 {
-				t.Fatal("no token was issued: the bearer flow was not used")
+			if f.up.Token != nil {
+				if f.up.Token.Issued() == 0 {
+					t.Fatal("no token was issued: the bearer flow was not used")
+				}
+				// The proxy asks for pull access to the repository it reads, nothing more.
+				scopes := f.up.Token.Scopes()
+				if !slices.Contains(scopes, "repository:open/app:pull") {
+					t.Errorf("proxy never requested repository:open/app:pull; scopes %v", scopes)
+				}
+				for _, s := range scopes {
+					if strings.Contains(s, "push") || strings.Contains(s, "delete") || strings.Contains(s, "*") {
+						t.Errorf("proxy requested scope %q", s)
+					}
+				}
 			}
 			// The denied image stays denied with working credentials.
 			if _, err := harness.GGCRPull(f.ref("blocked/app:v1")); err == nil || !strings.Contains(err.Error(), gate.DenyRule) {

@@ -281,3 +281,82 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	st, _, body, _ := harness.Get(ctx(t), px.URL+"/v2/"+f.up.Name+"/blocked/app/blobs/"+f.denied.Layers[1].Digest, nil)
 	expectOCIError(t, "denied shared layer after restart", st, body, http.StatusForbidden, "DENIED")
 }
+
+// Upstream answers whose size does not match (extra or missing bytes, with a
+// matching Content-Length) are refused like a digest mismatch; a manifest
+// served under another media type is not passed on as that type.
+func TestLyingUpstreamSizeAndMediaType(t *testing.T) {
+	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
+	for _, delta := range []int{+7, -7} {
+		img := f.up.PushImage(t, "open/sized", strconv.Itoa(delta+10), harness.ImageOptions{})
+		layer := img.Layers[0]
+		f.up.Liar.LieBlobSize(layer.Digest, delta)
+		ref := f.ref("open/sized@" + img.Digest)
+		if _, err := harness.GGCRPull(ref); err == nil {
+			t.Errorf("pull with a blob %+d bytes off succeeded", delta)
+		}
+		st, _, body, err := harness.Get(ctx(t), f.url("open/sized/blobs/"+layer.Digest), nil)
+		if err == nil && st == http.StatusOK {
+			t.Errorf("blob %+d bytes off: 200 with %d bytes", delta, len(body))
+		}
+		f.up.Liar.Honest()
+		if d, err := harness.GGCRPull(ref); err != nil || d != img.Digest {
+			t.Errorf("pull after honesty (%+d): %s %v", delta, d, err)
+		}
+	}
+
+	img := f.up.PushImage(t, "open/typed", "v1", harness.ImageOptions{})
+	f.up.Liar.LieManifestType(img.Digest, "application/vnd.oci.image.index.v1+json")
+	st, h, body, err := harness.Get(ctx(t), f.url("open/typed/manifests/v1"), map[string]string{"Accept": "application/vnd.oci.image.index.v1+json, " + img.MediaType})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.up.Liar.Lies() == 0 {
+		t.Fatal("the proxy never fetched the mistyped manifest")
+	}
+	if st == http.StatusOK {
+		if ct := h.Get("Content-Type"); ct != img.MediaType {
+			t.Errorf("manifest with media type %s served as %q", img.MediaType, ct)
+		}
+		if string(body) != string(img.Manifest) {
+			t.Error("manifest bytes differ")
+		}
+	} else if _, perr := harness.ParseOCIError(body); perr != nil {
+		t.Errorf("mistyped manifest refused without an OCI error: %d %v", st, perr)
+	}
+}
+
+// Manifests larger than limits.maxManifestSize are refused and not stored.
+func TestOversizedManifestRefused(t *testing.T) {
+	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{Edit: func(doc map[string]any) {
+		doc["limits"] = map[string]any{"maxManifestSize": "4KiB"}
+	}})
+	ann := map[string]string{}
+	for i := range 64 {
+		ann["org.example.padding."+strconv.Itoa(i)] = strings.Repeat("x", 100)
+	}
+	big := f.up.PushArtifact(t, "open/big", harness.ArtifactOptions{ArtifactType: "application/vnd.example", Annotations: ann, Tag: "v1"})
+	if len(big.Manifest) <= 4096 {
+		t.Fatalf("manifest is only %d bytes", len(big.Manifest))
+	}
+	for _, r := range []string{"v1", big.Digest} {
+		st, _, body, err := harness.Get(ctx(t), f.url("open/big/manifests/"+r), map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st == http.StatusOK || string(body) == string(big.Manifest) {
+			t.Errorf("oversized manifest %s served (%d)", r, st)
+			continue
+		}
+		if _, perr := harness.ParseOCIError(body); perr != nil {
+			t.Errorf("oversized manifest %s: %d %v", r, st, perr)
+		}
+	}
+	if files := filesWithDigest(t, f.px.StoragePath, big.Digest); len(files) > 0 {
+		t.Errorf("oversized manifest stored: %v", files)
+	}
+	// The small allowed image still works.
+	if d, err := harness.GGCRPull(f.ref("open/app:v1")); err != nil || d != f.allowed.Digest {
+		t.Errorf("normal pull: %s %v", d, err)
+	}
+}

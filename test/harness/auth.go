@@ -185,6 +185,13 @@ func (ts *TokenServer) Scopes() []string {
 	return slices.Clone(ts.scopes)
 }
 
+// ResetScopes forgets the scopes requested so far.
+func (ts *TokenServer) ResetScopes() {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.scopes = nil
+}
+
 // ServeHTTP answers token requests at /token.
 func (ts *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/token" {

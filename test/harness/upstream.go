@@ -173,12 +173,35 @@ func (u *Upstream) nameOpts() []name.Option {
 type Liar struct {
 	mu        sync.Mutex
 	blobs     map[string]bool
+	sizes     map[string]int // blob digest -> bytes to append (>0) or cut (<0)
 	manifests map[string][]byte
+	types     map[string]string // manifest digest -> Content-Type to claim
 	served    int
 }
 
 // NewLiar returns an honest liar.
-func NewLiar() *Liar { return &Liar{blobs: map[string]bool{}, manifests: map[string][]byte{}} }
+func NewLiar() *Liar {
+	l := &Liar{}
+	l.Honest()
+	return l
+}
+
+// LieBlobSize makes GET of a blob return its honest bytes plus delta junk
+// bytes (delta > 0) or minus its last -delta bytes (delta < 0), with a
+// matching Content-Length.
+func (l *Liar) LieBlobSize(digest string, delta int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sizes[digest] = delta
+}
+
+// LieManifestType makes every GET of the manifest with that digest claim
+// Content-Type mediaType (the bytes stay honest).
+func (l *Liar) LieManifestType(digest, mediaType string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.types[digest] = mediaType
+}
 
 // LieBlob makes GET /v2/<repo>/blobs/<digest> return the same number of
 // bytes with every byte flipped.
@@ -201,7 +224,9 @@ func (l *Liar) Honest() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.blobs = map[string]bool{}
+	l.sizes = map[string]int{}
 	l.manifests = map[string][]byte{}
+	l.types = map[string]string{}
 }
 
 // Lies is how many dishonest responses were sent.
@@ -226,8 +251,9 @@ func (l *Liar) Wrap(next http.Handler) http.Handler {
 		if m := blobPathRe.FindStringSubmatch(r.URL.Path); m != nil {
 			l.mu.Lock()
 			lie := l.blobs[m[1]]
+			delta, resize := l.sizes[m[1]]
 			l.mu.Unlock()
-			if !lie {
+			if !lie && !resize {
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -235,8 +261,16 @@ func (l *Liar) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(rec, r)
 			body := rec.Body.Bytes()
 			if rec.Code == http.StatusOK || rec.Code == http.StatusPartialContent {
-				for i := range body {
-					body[i] ^= 0xff
+				if lie {
+					for i := range body {
+						body[i] ^= 0xff
+					}
+				}
+				switch {
+				case delta > 0:
+					body = append(body, bytes.Repeat([]byte{'J'}, delta)...)
+				case delta < 0 && -delta <= len(body):
+					body = body[:len(body)+delta]
 				}
 				l.count()
 			}
@@ -249,9 +283,14 @@ func (l *Liar) Wrap(next http.Handler) http.Handler {
 			body := rec.Body.Bytes()
 			l.mu.Lock()
 			fake, lie := l.manifests[rec.Header().Get("Docker-Content-Digest")]
+			ct, retype := l.types[rec.Header().Get("Docker-Content-Digest")]
 			l.mu.Unlock()
 			if lie && rec.Code == http.StatusOK {
 				body = fake
+				l.count()
+			}
+			if retype && rec.Code == http.StatusOK {
+				rec.Header().Set("Content-Type", ct)
 				l.count()
 			}
 			copyRecorded(w, rec, body)
@@ -264,7 +303,7 @@ func (l *Liar) Wrap(next http.Handler) http.Handler {
 func (l *Liar) active() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.blobs) > 0 || len(l.manifests) > 0
+	return len(l.blobs) > 0 || len(l.manifests) > 0 || len(l.sizes) > 0 || len(l.types) > 0
 }
 
 func (l *Liar) count() {
