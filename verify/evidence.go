@@ -12,7 +12,8 @@ import (
 // Fetcher reads evidence for a subject from the registry that holds it. The
 // proxy implements it against the upstream; tests implement it against a real
 // in-process registry. Implementations must verify digests of what they return
-// (Manifest by digest and Blob must return exactly the bytes of that digest).
+// (Manifest by digest and Blob must return exactly the bytes of that digest),
+// and must be safe for concurrent use: Collect fetches in parallel.
 type Fetcher interface {
 	// Referrers lists manifests whose subject is the given digest, through the
 	// referrers API or, when the registry lacks it, the sha256-<hex> index tag.

@@ -133,3 +133,47 @@ func FuzzBundle(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLegacyEvidence feeds hostile cosign legacy layers (payload, signature,
+// certificate, Rekor bundle and timestamp annotations) through Collect with
+// key and keyless trust, requiring Rekor: no panic, everything accounted for.
+func FuzzLegacyEvidence(f *testing.F) {
+	k := newKey(f, "release", "p256")
+	vs := newVirtualSigstore(f)
+	subject := digest.FromString("subject")
+	payload := simpleSigningPayload(subject, "r")
+	sig := sigLayer(f, k, payload)
+	ent, err := vs.Sign(ghSubject, ghIssuer, payload)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sc, _ := ent.SignatureContent()
+	ann := legacyKeylessAnnotations(f, vs, ent, sc.Signature())
+	f.Add(payload, sig.annotations[cosign.SignatureAnnotation], "", "", "")
+	f.Add(payload, ann[cosign.SignatureAnnotation], ann[cosign.CertificateAnnotation], ann[cosign.BundleAnnotation], rfc3161Annotation(f, vs, sc.Signature()))
+	f.Add([]byte("{}"), "AA==", "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n", `{"SignedEntryTimestamp":"AA==","Payload":{"body":"e30=","integratedTime":1,"logIndex":0,"logID":"00"}}`, `{"SignedRFC3161Timestamp":"AA=="}`)
+	trust := mustTrust(f, verify.TrustSpec{Keys: []verify.KeySpec{k.spec()},
+		Identities: []verify.IdentitySpec{{Name: "ci", Issuer: ghIssuer, SubjectRegExp: "^https://github.com/acme/"}}, TrustedRootJSON: trustedRootJSON(f, vs)})
+	f.Fuzz(func(t *testing.T, blob []byte, sigAnn, certAnn, rekorAnn, tsAnn string) {
+		mf := newMemFetcher()
+		a := map[string]string{cosign.SignatureAnnotation: sigAnn}
+		for key, v := range map[string]string{cosign.CertificateAnnotation: certAnn, cosign.BundleAnnotation: rekorAnn, cosign.RFC3161TimestampAnnotation: tsAnn} {
+			if v != "" {
+				a[key] = v
+			}
+		}
+		mf.add(cosign.TagFor(subject, "sig"), "", nil, layerSpec{mediaType: cosign.SimpleSigningMediaType, blob: blob, annotations: a})
+		mf.add(cosign.TagFor(subject, "att"), "", nil, layerSpec{mediaType: cosign.DSSEMediaType, blob: blob, annotations: a})
+		for _, opts := range []verify.CollectOptions{{}, {VerifyOptions: verify.VerifyOptions{RequireTlog: true, RequireTimestamp: true}}} {
+			res := verify.Collect(context.Background(), mf, subject, trust, opts)
+			if res.Found != 2 || len(res.Signatures)+len(res.Attestations)+len(res.Failures) < 2 {
+				t.Fatalf("evidence not accounted for: %s", summarize(res))
+			}
+			for _, s := range res.Signatures {
+				if s.Subject != subject {
+					t.Fatalf("signature about %s", s.Subject)
+				}
+			}
+		}
+	})
+}
