@@ -221,3 +221,44 @@ func equalShape(a, b []int64) bool {
 	}
 	return true
 }
+
+// CheckMBOMTensors compares the tensors content inspection found in one
+// served file (by layer title) with what every verified MBOM in atts
+// expects for that file. It is the blob-time half of CheckMBOM, for callers
+// that learn tensors only while the layer streams. Files for which no MBOM
+// lists tensors pass; no MBOM is a failure.
+func CheckMBOMTensors(atts []verify.Attestation, title string, tensors []attest.Tensor, opts MBOMOptions) Report {
+	rp := newReporter("mbom")
+	n := 0
+	for i := range atts {
+		a := &atts[i]
+		if a.PredicateType != attest.KindMBOM.PredicateType() {
+			continue
+		}
+		if opts.Subject != "" && !subjectsContain(a.Subjects, opts.Subject) {
+			continue
+		}
+		n++
+		p, err := attest.DecodePredicate(a.PredicateType, a.Predicate)
+		if err != nil {
+			rp.fail(CodeMalformed, "statement %s: %v", a.Statement, err)
+			continue
+		}
+		for _, f := range p.(*attest.MBOMPredicate).Files {
+			if f.Path != title {
+				continue
+			}
+			if len(f.Tensors) == 0 {
+				rp.pass("file %s: MBOM %s lists no tensors", title, a.Statement)
+			} else if compareTensors(rp, title, a.Statement.String(), f.Tensors, tensors) {
+				rp.pass("file %s: %d tensor(s) match MBOM %s", title, len(f.Tensors), a.Statement)
+			}
+		}
+	}
+	if n == 0 {
+		rp.fail(CodeNoEvidence, "no verified MBOM statement (%s) for the served digest", attest.KindMBOM.PredicateType())
+	} else if len(rp.r.Checks) == 0 {
+		rp.fail(CodeExtraFile, "layer %s is not listed in any MBOM", title)
+	}
+	return rp.done()
+}

@@ -85,6 +85,15 @@ func mbomCases() []tamper {
 			return check(e, e.layers(), ts), release.CodeTensorMismatch,
 				`mbom: file model.safetensors: tensor "lm_head.weight" has shape [4 9], MBOM ` + mb(e) + " expects [4 8]"
 		}},
+		{name: "mbom: tensor shape changed (blob-time check)", run: func(e *env) (release.Report, string, string) {
+			ts := e.tensors()["model.safetensors"]
+			if r := release.CheckMBOMTensors(e.set(), "model.safetensors", ts, release.MBOMOptions{}); !r.OK {
+				e.t.Fatalf("unchanged tensors: %v", r.Err())
+			}
+			ts[1].Shape = []int64{8, 5}
+			return release.CheckMBOMTensors(e.set(), "model.safetensors", ts, release.MBOMOptions{}), release.CodeTensorMismatch,
+				`mbom: file model.safetensors: tensor "model.embed.weight" has shape [8 5], MBOM ` + mb(e) + " expects [8 4]"
+		}},
 		{name: "mbom: tensor renamed", run: func(e *env) (release.Report, string, string) {
 			ts := e.tensors()
 			ts["model.safetensors"][1].Name = "model.embed.weight_trigger"
