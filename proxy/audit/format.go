@@ -128,26 +128,38 @@ func WriteSummaryTable(w io.Writer, s Summary, top int) error {
 		p("no decisions\n")
 		return tw.Flush()
 	}
-	p("%d decisions from %s to %s: %d allowed (%d would be denied by audit-mode rules), %d denied\n",
-		s.Total, s.First.UTC().Format(time.RFC3339), s.Last.UTC().Format(time.RFC3339), s.Allow, s.WouldDeny, s.Deny)
-	section := func(title string, rows []Count) {
-		p("\n%s\tTOTAL\tALLOW\tDENY\tWOULD DENY\n", title)
+	would := ""
+	if s.WouldDeny > 0 {
+		would = fmt.Sprintf(" (%d of them would be denied by audit-mode rules)", s.WouldDeny)
+	}
+	p("%d decisions from %s to %s: %d allowed%s, %d denied\n",
+		s.Total, s.First.UTC().Format(time.RFC3339), s.Last.UTC().Format(time.RFC3339), s.Allow, would, s.Deny)
+	section := func(title string, rows []Count, denialsOnly bool) {
+		if denialsOnly {
+			p("\n%s\tDENY\tWOULD DENY\n", title)
+		} else {
+			p("\n%s\tTOTAL\tALLOW\tDENY\tWOULD DENY\n", title)
+		}
 		n := len(rows)
 		if top > 0 && n > top {
 			n = top
 		}
 		for _, c := range rows[:n] {
-			p("%s\t%d\t%d\t%d\t%d\n", clean(c.Key), c.Total, c.Allow, c.Deny, c.WouldDeny)
+			if denialsOnly {
+				p("%s\t%d\t%d\n", clean(c.Key), c.Deny, c.WouldDeny)
+			} else {
+				p("%s\t%d\t%d\t%d\t%d\n", clean(c.Key), c.Total, c.Allow, c.Deny, c.WouldDeny)
+			}
 		}
 		if n < len(rows) {
-			p("… %d more\t\t\t\t\n", len(rows)-n)
+			p("… %d more\n", len(rows)-n)
 		}
 	}
-	section("RULE", s.Rules)
-	section("KIND", s.Kinds)
-	section("REPOSITORY", s.Repositories)
+	section("RULE", s.Rules, false)
+	section("KIND", s.Kinds, false)
+	section("REPOSITORY", s.Repositories, false)
 	if len(s.Reasons) > 0 {
-		section("REASON (denials)", s.Reasons)
+		section("REASON", s.Reasons, true)
 	}
 	return tw.Flush()
 }

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/pullgate/pullgate/proxy/audit"
+	"github.com/pullgate/pullgate/proxy/config"
+)
+
+const auditUsage = `usage: pullgate audit [summary] [--file audit.jsonl | --config pullgate.yaml]
+                      [--since 1h] [--until TIME] [--decision allow|deny|wouldDeny]
+                      [--repo 'glob'] [--rule NAME] [--kind manifest|blob|referrers|tags]
+                      [--limit N] [-o table|json]
+
+Reads the audit log (the current file and its rotated files, oldest first) and
+prints the decisions the filters select; "pullgate audit summary" counts them by
+decision, rule, kind, repository and denial reason instead.
+
+  --file     audit log (default: audit.path of --config, else ./audit.jsonl)
+  --since    a duration back from now (30m, 1h, 7d, 2w) or a time (2026-11-25T10:00:00Z, 2026-11-25)
+  --until    same forms; events before it
+  --repo     repository glob on <upstream>/<repository>, policy syntax (docker.io/library/**)
+  --limit    only the last N matching decisions
+  --top      summary table: rows per table (default 25, 0 for all)
+  -o         table (default) or json (JSON lines for decisions, one object for summary)
+
+Exit codes: 0 ok, 1 the log cannot be read, 2 usage or configuration error.
+`
+
+func cmdAudit(args []string) int {
+	summary := false
+	if len(args) > 0 && args[0] == "summary" {
+		summary, args = true, args[1:]
+	}
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	file := fs.String("file", "", "audit log file")
+	cfgPath := fs.String("config", "", "pullgate configuration (for audit.path)")
+	since := fs.String("since", "", "duration or time")
+	until := fs.String("until", "", "duration or time")
+	decision := fs.String("decision", "", "allow, deny or wouldDeny")
+	repo := fs.String("repo", "", "repository glob")
+	rule := fs.String("rule", "", "rule name")
+	kind := fs.String("kind", "", "manifest, blob, referrers or tags")
+	limit := fs.Int("limit", 0, "last N matching decisions")
+	top := fs.Int("top", 25, "summary rows per table")
+	out := fs.String("o", "table", "table or json")
+	fs.StringVar(out, "output", "table", "table or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Print(auditUsage)
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "pullgate audit: %v\n\n%s", err, auditUsage)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "pullgate audit: unexpected argument %q\n\n%s", fs.Arg(0), auditUsage)
+		return 2
+	}
+	if *out != "table" && *out != "json" {
+		fmt.Fprintf(os.Stderr, "pullgate audit: -o %q: use table or json\n", *out)
+		return 2
+	}
+	path := *file
+	switch {
+	case path != "" && *cfgPath != "":
+		fmt.Fprintln(os.Stderr, "pullgate audit: use --file or --config, not both")
+		return 2
+	case *cfgPath != "":
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pullgate audit: config: %v\n", err)
+			return 2
+		}
+		path = cfg.Resolve(cfg.Audit.Path)
+		if path == "" || audit.IsStdout(path) {
+			fmt.Fprintf(os.Stderr, "pullgate audit: %s writes the audit log to standard output (audit.path %q): query it where the logs are collected, or use --file\n", *cfgPath, cfg.Audit.Path)
+			return 2
+		}
+	case path == "":
+		path = "audit.jsonl"
+	}
+	now := time.Now()
+	q := audit.Query{Decision: *decision, Repo: *repo, Rule: *rule, Kind: *kind, Limit: *limit}
+	var err error
+	if q.Since, err = audit.ParseSince(*since, now); err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate audit: %v\n", err)
+		return 2
+	}
+	if q.Until, err = audit.ParseSince(*until, now); err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate audit: until: %v\n", err)
+		return 2
+	}
+	if _, err := q.Compile(); err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate audit: %v\n", err)
+		return 2
+	}
+
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	var malformed int
+	if summary {
+		var s audit.Summary
+		s, malformed, err = audit.Summarize(path, q)
+		if err == nil {
+			if *out == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
+				err = enc.Encode(s)
+			} else {
+				err = audit.WriteSummaryTable(w, s, *top)
+			}
+		}
+	} else {
+		emit := audit.WriteJSONLines(w)
+		var tw *audit.TableWriter
+		if *out == "table" {
+			tw = audit.NewTableWriter(w)
+			emit = tw.Write
+		}
+		n := 0
+		malformed, err = audit.Scan(path, q, func(e audit.Event) error { n++; return emit(e) })
+		if tw != nil {
+			if ferr := tw.Flush(); err == nil {
+				err = ferr
+			}
+			if err == nil && n == 0 {
+				fmt.Fprintln(os.Stderr, "no matching decisions")
+			}
+		}
+	}
+	if malformed > 0 {
+		fmt.Fprintf(os.Stderr, "pullgate audit: skipped %d malformed line(s) in %s\n", malformed, path)
+	}
+	if err != nil {
+		w.Flush()
+		fmt.Fprintf(os.Stderr, "pullgate audit: %v\n", err)
+		return 1
+	}
+	if err := w.Flush(); err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate audit: %v\n", err)
+		return 1
+	}
+	return 0
+}
