@@ -151,6 +151,21 @@ func describe(format string) string {
 	return "unrecognised binary data"
 }
 
+// declaredArchive reports whether the layer media type announces exactly
+// this archive packaging (a tar layer carrying tar bytes, +gzip carrying
+// gzip, +zstd carrying zstd).
+func declaredArchive(mediaType, f string) bool {
+	switch f {
+	case FormatTar:
+		return strings.Contains(mediaType, ".tar")
+	case FormatGzip:
+		return strings.Contains(mediaType, ".tar") && strings.HasSuffix(mediaType, "+gzip")
+	case FormatZstd:
+		return strings.Contains(mediaType, ".tar") && strings.HasSuffix(mediaType, "+zstd")
+	}
+	return false
+}
+
 func isArchiveFormat(f string) bool {
 	switch f {
 	case Format7z, FormatRar, FormatTar, FormatGzip, FormatZstd, FormatXz, FormatBzip2:
@@ -298,6 +313,9 @@ func (a *autoInspector) decide() error {
 				ok = true
 			}
 		}
+		if ok && kind == kindArchive && !declaredArchive(a.mediaType, f) {
+			ok = false
+		}
 		if !ok {
 			return newFinding(FormatMediaType, 0, "declared %s but bytes are %s", a.mediaType, describe(f))
 		}
@@ -320,10 +338,15 @@ func (a *autoInspector) decide() error {
 	case f == FormatZip:
 		a.inner = NewZipInspector(a.opts, a.size)
 	case isArchiveFormat(f):
-		if kind != kindArchive && !a.opts.AllowArchives {
+		if !declaredArchive(a.mediaType, f) && !a.opts.AllowArchives {
 			return newFinding(f, 0, "%s wraps the layer content; archives are not inspected and are denied unless the rule allows archives", strings.TrimPrefix(describe(f), "a "))
 		}
-		a.inner = newOpaqueInspector(a.opts, a.size, f)
+		if f == FormatTar {
+			a.inner = NewTarInspector(a.opts, a.size)
+		} else {
+			// compressed tar layers: not decompressed inline (see package doc)
+			a.inner = newOpaqueInspector(a.opts, a.size, f)
+		}
 	case (f == FormatText || f == FormatJSON) && (kind == kindTemplate || strings.HasSuffix(strings.ToLower(a.title), ".jinja")):
 		a.inner = newTemplateInspector(a.opts, a.size)
 	case f == FormatJSON:

@@ -113,3 +113,11 @@ func FuzzInspector(f *testing.F) {
 		}, data, chunk)
 	})
 }
+
+func FuzzTar(f *testing.F) {
+	f.Add(modelcorpus.Tar(modelcorpus.ModelTar(), nil), uint8(13))
+	f.Add(modelcorpus.Tar([]modelcorpus.TarEntry{{Name: "a", Data: []byte("x"), PAX: true}}, nil), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewTarInspector(scanOpts, size) }, data, chunk)
+	})
+}

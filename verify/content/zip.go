@@ -352,27 +352,8 @@ func hex16(v uint16) string {
 }
 
 func (z *ZipInspector) checkName(name string, off int64) error {
-	switch {
-	case name == "":
-		return z.fail(off, "entry with an empty name")
-	case strings.ContainsRune(name, '\\'):
-		return z.fail(off, "entry %q contains a backslash", name)
-	case name[0] == '/' || len(name) >= 2 && name[1] == ':':
-		return z.fail(off, "entry %q has an absolute path", name)
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] < 0x20 || name[i] == 0x7f {
-			return z.fail(off, "entry %q contains a control character", name)
-		}
-	}
-	parts := strings.Split(strings.TrimSuffix(name, "/"), "/")
-	for _, part := range parts {
-		switch part {
-		case "..":
-			return z.fail(off, "entry %q escapes the archive root (..)", name)
-		case "", ".":
-			return z.fail(off, "entry %q is not a clean relative path", name)
-		}
+	if r := checkArchivePath(name); r != "" {
+		return z.fail(off, "entry %q %s", name, r)
 	}
 	return nil
 }

@@ -1,0 +1,396 @@
+package content
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+)
+
+// TarInspector validates an uncompressed tar layer (ModelPack *.tar, ORAS
+// directories, KitOps *.tar) as it streams: ustar/GNU/PAX headers with
+// checksums, clean relative paths, no duplicates, no links, devices or
+// setuid bits, and every regular file's content run through the same
+// sniffing validators as a layer (so a pickle or a bad safetensors inside a
+// tar is refused exactly as it would be on its own). The verdict is final at
+// Close (HeaderDone stays false until then).
+type TarInspector struct {
+	opts     Options
+	size     int64
+	seen     int64
+	err      error
+	hdr      []byte // partial 512-byte block
+	left     int64  // member content bytes still to read
+	pad      int64  // padding bytes after the member
+	member   Inspector
+	name     string
+	memberAt int64
+	longName string // GNU 'L' or PAX path for the next header
+	paxSize  int64  // PAX size for the next header, -1 if none
+	meta     []byte // content of a PAX / GNU long-name record being read
+	metaKind byte
+	names    map[string]bool
+	zeros    int // consecutive zero blocks
+	ended    bool
+	done     bool
+	count    int
+}
+
+// NewTarInspector returns a strict tar validator.
+func NewTarInspector(opts Options, size int64) *TarInspector {
+	return &TarInspector{opts: opts, size: size, names: map[string]bool{}, paxSize: -1}
+}
+
+func (t *TarInspector) Format() string { return FormatTar }
+
+// HeaderDone is true only after Close accepted the archive.
+func (t *TarInspector) HeaderDone() bool { return t.done }
+
+func (t *TarInspector) fail(off int64, reason string, args ...any) error {
+	t.err = newFinding(FormatTar, off, reason, args...)
+	return t.err
+}
+
+func (t *TarInspector) Write(p []byte) (int, error) {
+	if t.err != nil {
+		return 0, t.err
+	}
+	n := len(p)
+	if t.size >= 0 && t.seen+int64(n) > t.size {
+		return 0, t.fail(t.size, "more bytes than the declared size %d", t.size)
+	}
+	for len(p) > 0 {
+		off := t.seen
+		switch {
+		case t.left > 0:
+			k := int(min(t.left, int64(len(p))))
+			if err := t.content(p[:k], off); err != nil {
+				return 0, err
+			}
+			t.left -= int64(k)
+			t.seen += int64(k)
+			p = p[k:]
+			if t.left == 0 {
+				if err := t.endMember(); err != nil {
+					return 0, err
+				}
+			}
+		case t.pad > 0:
+			k := int(min(t.pad, int64(len(p))))
+			t.pad -= int64(k)
+			t.seen += int64(k)
+			p = p[k:]
+		default:
+			k := min(512-len(t.hdr), len(p))
+			t.hdr = append(t.hdr, p[:k]...)
+			t.seen += int64(k)
+			p = p[k:]
+			if len(t.hdr) == 512 {
+				blk := t.hdr
+				t.hdr = t.hdr[:0]
+				if err := t.block(blk, t.seen-512); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
+func (t *TarInspector) content(p []byte, off int64) error {
+	if t.member != nil {
+		if _, err := t.member.Write(p); err != nil {
+			return t.wrap(err)
+		}
+		return nil
+	}
+	if t.metaKind != 0 {
+		t.meta = append(t.meta, p...)
+	}
+	return nil
+}
+
+func (t *TarInspector) wrap(err error) error {
+	if f, ok := err.(*Finding); ok {
+		off := f.Offset
+		if off >= 0 {
+			off += t.memberAt
+		}
+		t.err = newFinding(f.Format, off, "tar member %q: %s", t.name, f.Reason)
+		return t.err
+	}
+	t.err = err
+	return err
+}
+
+func (t *TarInspector) endMember() error {
+	if t.member != nil {
+		err := t.member.Close()
+		t.member = nil
+		if err != nil {
+			return t.wrap(err)
+		}
+		return nil
+	}
+	switch t.metaKind {
+	case 'L':
+		t.longName = strings.TrimRight(string(t.meta), "\x00")
+	case 'x':
+		if err := t.pax(t.meta); err != nil {
+			return err
+		}
+	}
+	t.metaKind = 0
+	t.meta = nil
+	return nil
+}
+
+// pax parses "len key=value\n" records; only path is honoured (size and
+// link records are refused rather than half-supported).
+func (t *TarInspector) pax(b []byte) error {
+	for len(b) > 0 {
+		sp := bytes.IndexByte(b, ' ')
+		if sp <= 0 {
+			return t.fail(t.seen, "malformed PAX record")
+		}
+		n, err := strconv.Atoi(string(b[:sp]))
+		if err != nil || n <= sp+1 || n > len(b) || b[n-1] != '\n' {
+			return t.fail(t.seen, "malformed PAX record")
+		}
+		rec := string(b[sp+1 : n-1])
+		b = b[n:]
+		k, v, ok := strings.Cut(rec, "=")
+		if !ok {
+			return t.fail(t.seen, "malformed PAX record")
+		}
+		switch k {
+		case "path":
+			t.longName = v
+		case "size":
+			sz, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || sz < 0 || sz > 1<<62 {
+				return t.fail(t.seen, "malformed PAX size %q", v)
+			}
+			t.paxSize = sz
+		case "linkpath", "GNU.sparse.map", "GNU.sparse.size", "GNU.sparse.major":
+			return t.fail(t.seen, "PAX record %q is not accepted", k)
+		}
+	}
+	return nil
+}
+
+func isZeroBlock(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// tarOctal parses a numeric header field: octal, or GNU base-256 (used
+// for members of 8 GiB and more).
+func tarOctal(b []byte) (int64, bool) {
+	if len(b) > 0 && b[0]&0x80 != 0 {
+		if b[0] != 0x80 {
+			return 0, false // negative or absurd
+		}
+		var v uint64
+		for _, c := range b[1:] {
+			if v > 1<<54 {
+				return 0, false
+			}
+			v = v<<8 | uint64(c)
+		}
+		return int64(v), v <= 1<<62
+	}
+	s := strings.TrimRight(strings.TrimLeft(string(b), " "), " \x00")
+	if s == "" {
+		return 0, true
+	}
+	v, err := strconv.ParseInt(s, 8, 64)
+	return v, err == nil && v >= 0
+}
+
+func (t *TarInspector) block(b []byte, off int64) error {
+	if t.ended {
+		if !isZeroBlock(b) {
+			return t.fail(off, "non-zero data after the end-of-archive marker")
+		}
+		return nil
+	}
+	if isZeroBlock(b) {
+		t.zeros++
+		if t.zeros == 2 {
+			t.ended = true
+		}
+		return nil
+	}
+	if t.zeros > 0 {
+		return t.fail(off, "header after a zero block")
+	}
+	// checksum: sum of the header with the chksum field as spaces
+	want, ok := tarOctal(b[148:156])
+	if !ok {
+		return t.fail(off, "invalid header checksum field")
+	}
+	var sum int64
+	for i, c := range b {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		sum += int64(c)
+	}
+	if sum != want {
+		return t.fail(off, "header checksum mismatch (not a tar header)")
+	}
+	magic := string(b[257:263])
+	if magic != "ustar\x00" && magic != "ustar " {
+		return t.fail(off, "unsupported tar header format (magic %q)", magic)
+	}
+	size, ok := tarOctal(b[124:136])
+	if !ok {
+		return t.fail(off, "invalid or base-256 size field")
+	}
+	mode, ok := tarOctal(b[100:108])
+	if !ok {
+		return t.fail(off, "invalid mode field")
+	}
+	typ := b[156]
+	name := strings.TrimRight(string(b[0:100]), "\x00")
+	if magic == "ustar\x00" {
+		if prefix := strings.TrimRight(string(b[345:500]), "\x00"); prefix != "" {
+			name = prefix + "/" + name
+		}
+	}
+	if t.longName != "" {
+		name = t.longName
+		t.longName = ""
+	}
+	if t.paxSize >= 0 {
+		if typ == 'x' || typ == 'L' {
+			return t.fail(off, "PAX size applied to a metadata record")
+		}
+		size = t.paxSize
+		t.paxSize = -1
+	}
+	if t.size >= 0 && off+512+size > t.size {
+		return t.fail(off, "entry %q (%d bytes) extends beyond the blob size %d", name, size, t.size)
+	}
+	t.left = size
+	t.pad = (512 - size%512) % 512
+	switch typ {
+	case 'x', 'L':
+		if size > 1<<20 {
+			return t.fail(off, "%c record of %d bytes exceeds 1 MiB", typ, size)
+		}
+		t.metaKind = typ
+		if size == 0 {
+			return t.endMember()
+		}
+		return nil
+	case 'g':
+		return t.fail(off, "global PAX headers are not accepted")
+	case '1', '2':
+		return t.fail(off, "entry %q is a link; links are not accepted in model layers", name)
+	case '3', '4', '6':
+		return t.fail(off, "entry %q is a device or FIFO", name)
+	case '0', 0, '5', '7':
+	default:
+		return t.fail(off, "entry %q has unsupported type %q", name, typ)
+	}
+	if mode&0o6000 != 0 {
+		return t.fail(off, "entry %q has setuid/setgid bits", name)
+	}
+	if err := checkArchivePath(name); err != "" {
+		return t.fail(off, "entry %q %s", name, err)
+	}
+	clean := strings.TrimSuffix(name, "/")
+	if t.names[clean] {
+		return t.fail(off, "duplicate entry name %q", clean)
+	}
+	t.count++
+	if t.count > defInt(t.opts.Zip.MaxEntries, 65536) {
+		return t.fail(off, "more than %d entries", defInt(t.opts.Zip.MaxEntries, 65536))
+	}
+	t.names[clean] = true
+	t.name = clean
+	t.memberAt = off + 512
+	if typ == '5' {
+		if size != 0 {
+			return t.fail(off, "directory %q has a size", name)
+		}
+		return nil
+	}
+	if t.opts.DenyCodeLayers {
+		if ext := codeFileExt(clean); ext != "" {
+			return t.fail(off, "entry %q is code (%s) and is denied (denyCodeLayers)", clean, ext)
+		}
+	}
+	in, err := NewInspector(t.memberOpts(), "", clean, size)
+	if err != nil {
+		return t.wrap(err)
+	}
+	t.member = in
+	if size == 0 {
+		return t.endMember()
+	}
+	return nil
+}
+
+// memberOpts are the options for files inside the tar: media type rules do
+// not apply to members (the layer's type was already checked).
+func (t *TarInspector) memberOpts() Options {
+	o := t.opts
+	o.MediaTypes = nil
+	return o
+}
+
+// checkArchivePath returns why an archive path is unsafe, or "".
+func checkArchivePath(name string) string {
+	switch {
+	case name == "":
+		return "has an empty name"
+	case strings.ContainsRune(name, '\\'):
+		return "contains a backslash"
+	case name[0] == '/' || len(name) >= 2 && name[1] == ':':
+		return "has an absolute path"
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] < 0x20 || name[i] == 0x7f {
+			return "contains a control character"
+		}
+	}
+	for _, part := range strings.Split(strings.TrimSuffix(name, "/"), "/") {
+		switch part {
+		case "..":
+			return "escapes the archive root (..)"
+		case "", ".":
+			return "is not a clean relative path"
+		}
+	}
+	return ""
+}
+
+// Close checks the archive ended with the end-of-archive marker.
+func (t *TarInspector) Close() error {
+	if t.err != nil {
+		return t.err
+	}
+	if t.size >= 0 && t.seen != t.size {
+		return t.fail(t.seen, "truncated: %d of %d bytes", t.seen, t.size)
+	}
+	if t.ended && len(t.hdr) > 0 {
+		if !isZeroBlock(t.hdr) {
+			return t.fail(t.seen-int64(len(t.hdr)), "non-zero data after the end-of-archive marker")
+		}
+		t.hdr = t.hdr[:0]
+	}
+	if t.left > 0 || t.pad > 0 || len(t.hdr) > 0 {
+		return t.fail(t.seen, "truncated tar: the stream ends inside an entry")
+	}
+	if !t.ended {
+		return t.fail(t.seen, "truncated tar: no end-of-archive marker")
+	}
+	t.done = true
+	return nil
+}
