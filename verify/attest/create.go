@@ -595,25 +595,30 @@ func (b *builder) statementRef(field, v string, want Kind, required bool) (strin
 	return ps.Digest, nil
 }
 
-// StatementFromFile returns the statement bytes of a file that holds either
-// a statement or a Sigstore bundle (whose DSSE payload is returned). It does
+// StatementFromFile returns the statement bytes of a file that holds a
+// statement, a Sigstore bundle or a bare DSSE envelope (whose payload is
+// returned). It does
 // not verify the bundle's signature: the digest it yields is only a reference
 // and the chain check requires the referenced statement to be verified.
 func StatementFromFile(raw []byte) ([]byte, error) {
+	type envelope struct {
+		Payload     string `json:"payload"`
+		PayloadType string `json:"payloadType"`
+	}
 	var probe struct {
-		MediaType    string `json:"mediaType"`
-		DSSEEnvelope *struct {
-			Payload     string `json:"payload"`
-			PayloadType string `json:"payloadType"`
-		} `json:"dsseEnvelope"`
+		MediaType    string    `json:"mediaType"`
+		DSSEEnvelope *envelope `json:"dsseEnvelope"`
+		envelope
 	}
 	if err := json.Unmarshal(raw, &probe); err != nil {
 		return nil, fmt.Errorf("not JSON: %w", err)
 	}
-	if probe.MediaType == "" {
+	if probe.MediaType == "" && probe.PayloadType != "" {
+		probe.DSSEEnvelope = &probe.envelope // a bare DSSE envelope
+	} else if probe.MediaType == "" {
 		return raw, nil
 	}
-	if !strings.HasPrefix(probe.MediaType, "application/vnd.dev.sigstore.bundle") {
+	if probe.MediaType != "" && !strings.HasPrefix(probe.MediaType, "application/vnd.dev.sigstore.bundle") {
 		return nil, fmt.Errorf("unexpected mediaType %q", probe.MediaType)
 	}
 	if probe.DSSEEnvelope == nil {

@@ -2,6 +2,7 @@ package attest_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -252,6 +253,32 @@ func TestParseStatementRejects(t *testing.T) {
 	for in, want := range cases {
 		if _, err := attest.ParseStatement([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseStatement(%s) = %v, want %q", in, err, want)
+		}
+	}
+}
+
+func TestStatementRefFromBundleAndEnvelope(t *testing.T) {
+	r := writeRelease(t)
+	key, _, _ := attesttest.NewKey()
+	b, err := attest.Sign(context.Background(), r.Statements[attest.KindPrompt], attest.SignOptions{Signer: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(r.Dir, "prompt.bundle.json"), b, 0o644)
+	var bun struct {
+		DSSEEnvelope json.RawMessage `json:"dsseEnvelope"`
+	}
+	json.Unmarshal(b, &bun)
+	os.WriteFile(filepath.Join(r.Dir, "prompt.dsse.json"), bun.DSSEEnvelope, 0o644)
+	want := attest.StatementDigest(r.Statements[attest.KindPrompt])
+	for _, ref := range []string{"prompt.bundle.json", "prompt.dsse.json", "prompt.stmt.json", want} {
+		cfg := "name: e\ncreated: 2026-11-20T11:00:00Z\npromptStatement: " + ref + "\nbenchmark: [eval/bench.jsonl]\nresults: eval/results.json\nthresholds: [{metric: accuracy, min: 0.5}]\n"
+		st, err := attest.CreateFromConfig(attest.KindEval, []byte(cfg), r.Dir, attest.CreateOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", ref, err)
+		}
+		if !bytes.Contains(st, []byte(`"promptStatement":"`+want+`"`)) {
+			t.Fatalf("%s: promptStatement is not %s", ref, want)
 		}
 	}
 }
