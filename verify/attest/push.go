@@ -64,11 +64,11 @@ type Pushed struct {
 // When the registry lacks the referrers API, the sha256-<hex> referrers
 // index tag is updated (go-containerregistry's fallback, as cosign).
 //
-// Every bundle is checked before anything is written (a registry failure
-// midway leaves the bundles already pushed, which the returned slice lists):
-// it must be a Sigstore
+// Every bundle is checked before anything is written: it must be a Sigstore
 // bundle holding a DSSE in-toto statement whose subjects include the
-// artifact's digest (otherwise no verifier would count it).
+// artifact's digest (otherwise no verifier would count it). A registry
+// failure midway leaves the bundles already pushed, which the returned slice
+// lists.
 func Push(ctx context.Context, imageRef string, bundles [][]byte, opts PushOptions) ([]Pushed, error) {
 	if len(bundles) == 0 {
 		return nil, errors.New("push: no bundles given")
