@@ -1,10 +1,11 @@
 package policy
 
 import (
+	"github.com/pullgate/pullgate/verify/content"
+
 	"fmt"
 	"math"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -13,10 +14,12 @@ import (
 // parses and validates it; the proxy and verify/content enforce it and
 // report violations back through Input.ContentFindings.
 type Content struct {
-	// MediaTypes is the expanded allowlist of layer/config/artifact media
-	// types (named sets expanded to their exact strings). Empty means the
-	// rule has no media type allowlist.
+	// MediaTypes is the expanded allowlist of layer media types (named sets
+	// expanded to their exact strings, plus the exact strings listed). Empty
+	// means the rule has no media type allowlist.
 	MediaTypes []string
+	// ExactMediaTypes are the exact strings listed (not from a set).
+	ExactMediaTypes []string
 	// MediaTypeSets are the set names used (modelpack, kitops, ...).
 	MediaTypeSets []string
 	Formats       Formats
@@ -107,86 +110,20 @@ type PickleFormat struct {
 	Allow []string
 }
 
-// MediaTypeSets are the named media type sets a rule's content.mediaTypes
-// may use. Exact strings may be listed too.
-var MediaTypeSets = map[string][]string{
-	"modelpack": modelpackTypes(),
-	"kitops":    kitopsTypes(),
-	"ollama": {
-		"application/vnd.docker.distribution.manifest.v2+json",
-		"application/vnd.docker.container.image.v1+json",
-		"application/vnd.ollama.image.model",
-		"application/vnd.ollama.image.adapter",
-		"application/vnd.ollama.image.projector",
-		"application/vnd.ollama.image.template",
-		"application/vnd.ollama.image.prompt",
-		"application/vnd.ollama.image.system",
-		"application/vnd.ollama.image.params",
-		"application/vnd.ollama.image.messages",
-		"application/vnd.ollama.image.license",
-		"application/vnd.ollama.image.embed",
-		"application/vnd.ollama.image.tensor",
-		"application/vnd.ollama.image.json",
-		"application/vnd.ollama.image.draft",
-	},
-	"docker-ai": {
-		"application/vnd.oci.image.manifest.v1+json",
-		"application/vnd.docker.ai.model.config.v0.1+json",
-		"application/vnd.docker.ai.gguf.v3",
-		"application/vnd.docker.ai.gguf.v3.lora",
-		"application/vnd.docker.ai.gguf.v3.mmproj",
-		"application/vnd.docker.ai.license",
-		"application/vnd.docker.ai.chat.template.jinja",
-	},
-	"oras": {
-		"application/vnd.oci.image.manifest.v1+json",
-		"application/vnd.oci.empty.v1+json",
-		"application/vnd.unknown.artifact.v1",
-		"application/vnd.unknown.config.v1+json",
-		"application/vnd.oci.image.layer.v1.tar",
-		"application/vnd.oci.image.layer.v1.tar+gzip",
-		"application/vnd.oci.image.layer.v1.tar+zstd",
-	},
-}
+// MediaTypeSetNames are the named media type sets a rule's
+// content.mediaTypes may use (defined by verify/content, which knows which
+// formats each layer type may carry). Exact strings may be listed too.
+func MediaTypeSetNames() []string { return content.MediaTypeSetNames() }
 
-func modelpackTypes() []string {
-	out := []string{"application/vnd.oci.image.manifest.v1+json"}
-	for _, ns := range []string{"cncf", "cnai"} {
-		out = append(out,
-			"application/vnd."+ns+".model.manifest.v1+json",
-			"application/vnd."+ns+".model.config.v1+json")
-		for _, kind := range []string{"weight", "weight.config", "doc", "code", "dataset"} {
-			for _, suf := range []string{"raw", "tar", "tar+gzip", "tar+zstd"} {
-				out = append(out, "application/vnd."+ns+".model."+kind+".v1."+suf)
-			}
+func mediaTypeSetNames() string { return strings.Join(content.MediaTypeSetNames(), ", ") }
+
+func isMediaTypeSet(name string) bool {
+	for _, n := range content.MediaTypeSetNames() {
+		if n == name {
+			return true
 		}
 	}
-	return out
-}
-
-func kitopsTypes() []string {
-	out := []string{
-		"application/vnd.oci.image.manifest.v1+json",
-		"application/vnd.kitops.modelkit.config.v1+json",
-		"application/vnd.kitops.modelkit.mcpb.v1.raw",
-		"application/vnd.jozu.model.config.v1+json",
-		"application/vnd.jozu.model.content.v1.tar+gzip",
-	}
-	for _, kind := range []string{"model", "modelpart", "dataset", "code", "docs"} {
-		out = append(out,
-			"application/vnd.kitops.modelkit."+kind+".v1.tar",
-			"application/vnd.kitops.modelkit."+kind+".v1.tar+gzip")
-	}
-	return out
-}
-
-func mediaTypeSetNames() string {
-	names := make([]string, 0, len(MediaTypeSets))
-	for n := range MediaTypeSets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
+	return false
 }
 
 // mediaTypeRE is RFC 6838 type/subtype with an optional +suffix, no params.

@@ -10,7 +10,10 @@ func (c *Content) Options() content.Options {
 	if c == nil {
 		return content.Options{Pickle: content.PickleOptions{Mode: content.PickleDeny}}
 	}
-	o := content.Options{MediaTypes: c.MediaTypes, DenyCodeLayers: c.DenyCodeLayers, TensorAllow: c.TensorAllow,
+	// Set names go to the validators as names: they know each set's config
+	// types and which formats each layer type may carry.
+	mts := append(append([]string(nil), c.MediaTypeSets...), c.ExactMediaTypes...)
+	o := content.Options{MediaTypes: mts, DenyCodeLayers: c.DenyCodeLayers, TensorAllow: c.TensorAllow,
 		AllowArchives: c.AllowArchives, MaxConfigBytes: c.MaxConfigBytes}
 	if f := c.Formats.Safetensors; f != nil {
 		o.Safetensors = content.SafetensorsOptions{MaxHeaderBytes: f.MaxHeaderBytes, MaxTensors: int(f.MaxTensors)}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pullgate/pullgate/verify/content"
@@ -48,8 +49,14 @@ func TestContentOptions(t *testing.T) {
 	if !c.AllowsMediaType("application/vnd.ollama.image.model") || !c.AllowsMediaType("application/x-custom") || c.AllowsMediaType("application/vnd.cncf.model.weight.v1.raw") {
 		t.Error("media types")
 	}
-	if len(o.MediaTypes) != len(c.MediaTypes) {
-		t.Error("media types not passed")
+	// Sets reach the validators by name (they know each set's config types
+	// and formats), exact strings as written.
+	if strings.Join(o.MediaTypes, ",") != strings.Join(append(append([]string(nil), c.MediaTypeSets...), c.ExactMediaTypes...), ",") ||
+		len(c.MediaTypeSets) == 0 || len(c.ExactMediaTypes) == 0 {
+		t.Errorf("media types not passed: %v", o.MediaTypes)
+	}
+	if err := o.Validate(); err != nil {
+		t.Errorf("options do not validate: %v", err)
 	}
 	// No content section: defaults, pickle denied.
 	var none *Content

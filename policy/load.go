@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"github.com/pullgate/pullgate/verify/content"
+
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -744,9 +746,9 @@ func (l *loader) parseContent(f field, what string) *Content {
 	if mf, ok := fs["mediaTypes"]; ok {
 		items, nodes, _ := l.strList(mf, what+".mediaTypes", "list set names ("+mediaTypeSetNames()+") or exact media types")
 		for j, it := range items {
-			if set, ok := MediaTypeSets[it]; ok {
+			if isMediaTypeSet(it) {
 				c.MediaTypeSets = append(c.MediaTypeSets, it)
-				for _, mt := range set {
+				for _, mt := range content.MediaTypeSet(it) {
 					if _, dup := c.mediaTypeSet[mt]; !dup {
 						c.mediaTypeSet[mt] = struct{}{}
 						c.MediaTypes = append(c.MediaTypes, mt)
@@ -765,6 +767,7 @@ func (l *loader) parseContent(f field, what string) *Content {
 			if _, dup := c.mediaTypeSet[it]; !dup {
 				c.mediaTypeSet[it] = struct{}{}
 				c.MediaTypes = append(c.MediaTypes, it)
+				c.ExactMediaTypes = append(c.ExactMediaTypes, it)
 			}
 		}
 		if mf.val.Kind == yaml.SequenceNode && len(mf.val.Content) == 0 {

@@ -3,11 +3,12 @@ package config
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pullgate/pullgate/policy"
 )
 
 var ioEOF = io.EOF
@@ -34,41 +35,17 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // ByteSize is a size written as 1048576, "512KiB", "16MiB", "10GiB" (or KB/MB/GB, powers of 1000).
 type ByteSize int64
 
-// UnmarshalYAML parses a size with an optional unit.
+// UnmarshalYAML parses a size with an optional unit (the same syntax as
+// sizes in the policy file); 0 means unset.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	v, err := ParseByteSize(n.Value)
+	if strings.TrimSpace(n.Value) == "0" {
+		*b = 0
+		return nil
+	}
+	v, err := policy.ParseSize(n.Value)
 	if err != nil {
 		return fmt.Errorf("line %d: %v", n.Line, err)
 	}
 	*b = ByteSize(v)
 	return nil
-}
-
-// ParseByteSize parses "16MiB", "1GB", "4096".
-func ParseByteSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{
-		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-		{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"TB", 1000 * 1000 * 1000 * 1000},
-		{"B", 1},
-	}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			mult = u.mult
-			s = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size (use e.g. 4096, 512KiB, 16MiB, 10GiB)", s)
-	}
-	if n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	return n * mult, nil
 }
