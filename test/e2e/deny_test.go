@@ -154,6 +154,15 @@ func TestDeniedBlobByDigest(t *testing.T) {
 			t.Errorf("unreferenced blob: status %d, want 403 or 404", st)
 		}
 	}
+	// A cached, verified blob of open/app is not served through another
+	// allowed repository that has no allowed manifest referencing it.
+	st, _, body, err := harness.Get(ctx(t), f.url("open/other/blobs/"+f.allowed.Layers[0].Digest), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st == http.StatusOK || harness.Sha256(body) == f.allowed.Layers[0].Digest {
+		t.Errorf("cached blob of open/app served through open/other (%d)", st)
+	}
 	// ...while the allowed image's own blobs are served.
 	for _, b := range f.allowed.Layers {
 		st, h, body, err := harness.Get(ctx(t), f.url("open/app/blobs/"+b.Digest), nil)
@@ -166,7 +175,7 @@ func TestDeniedBlobByDigest(t *testing.T) {
 	}
 	// Range on a verified, cached blob.
 	b := f.allowed.Layers[0]
-	st, _, body, err := harness.Get(ctx(t), f.url("open/app/blobs/"+b.Digest), map[string]string{"Range": "bytes=10-19"})
+	st, _, body, err = harness.Get(ctx(t), f.url("open/app/blobs/"+b.Digest), map[string]string{"Range": "bytes=10-19"})
 	if err != nil || st != http.StatusPartialContent || string(body) != string(b.Data[10:20]) {
 		t.Errorf("Range bytes=10-19: %d %v %q", st, err, body)
 	}
