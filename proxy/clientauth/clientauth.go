@@ -320,7 +320,6 @@ func (a *Authenticator) authenticate(r *http.Request, bearerOK bool) (Identity, 
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.clientCA != nil {
 			id, err := a.clientCA.identify(r.TLS.PeerCertificates, a.now())
 			if err != nil {
-				a.limiter.fail("ip:" + ip)
 				return Identity{}, nil, &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
 					message: "client certificate refused: " + err.Error(), reason: err.Error(), method: MethodMTLS}
 			}
@@ -340,9 +339,6 @@ func (a *Authenticator) authenticate(r *http.Request, bearerOK bool) (Identity, 
 			message: fmt.Sprintf("Authorization header is larger than %d bytes", MaxAuthorizationHeader),
 			reason:  fmt.Sprintf("oversized Authorization header (%d bytes)", len(h))}
 	}
-	if wait := a.limiter.wait("ip:" + ip); wait > 0 {
-		return Identity{}, nil, tooMany(wait, "client address")
-	}
 	scheme, cred, _ := strings.Cut(strings.TrimSpace(h), " ")
 	cred = strings.TrimSpace(cred)
 	switch {
@@ -350,21 +346,20 @@ func (a *Authenticator) authenticate(r *http.Request, bearerOK bool) (Identity, 
 		id, f := a.basic(ip, cred)
 		return id, nil, f
 	case strings.EqualFold(scheme, "Bearer") && bearerOK:
+		// Token failures are logged, not rate-limited: signatures cannot
+		// be guessed, and expired tokens are routine for busy clients.
 		if a.tokens == nil {
-			a.limiter.fail("ip:" + ip)
 			return Identity{}, nil, &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
 				message: "Bearer tokens are not accepted: the token service is not enabled", reason: "bearer token without token service", method: MethodBearer}
 		}
 		c, err := a.tokens.verify(cred, a.now())
 		if err != nil {
-			a.limiter.fail("ip:" + ip)
 			return Identity{}, nil, &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
 				message: "invalid token: " + err.Error(), reason: "invalid token: " + err.Error(), method: MethodBearer, tokenError: "invalid_token"}
 		}
 		id := Identity{Method: MethodBearer, Subject: c.Subject, Principals: c.Principals}
 		return id, c, nil
 	default:
-		a.limiter.fail("ip:" + ip)
 		allowed := "Basic"
 		if bearerOK && a.tokens != nil {
 			allowed = "Basic or Bearer"
@@ -381,6 +376,9 @@ func (a *Authenticator) basic(ip, cred string) (Identity, *failure) {
 		a.limiter.fail("ip:" + ip)
 		return Identity{}, &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
 			message: msg, reason: msg, method: MethodBasic}
+	}
+	if wait := a.limiter.wait("ip:" + ip); wait > 0 {
+		return Identity{}, tooMany(wait, "client address")
 	}
 	user, pass, err := decodeBasic(cred)
 	if err != nil {

@@ -97,16 +97,17 @@ type env struct {
 	pki      *pkiSet
 	digests  map[string]v1.Hash
 
-	logs    syncBuffer
-	mu      sync.Mutex
-	bodies  bytes.Buffer        // bodies of error responses (status >= 400)
-	inner   map[string]int      // requests that reached the registry, by path
-	users   map[string]string   // clientauth.User of the last request, by path
-	handler http.Handler        // everything the listener serves
-	tokens  []string            // tokens the token endpoint issued
-	extra   []string            // other secrets to look for
-	client  *http.Client        // for raw requests (TLS aware)
-	dial    func(string) string // maps host names to addresses
+	logs      syncBuffer
+	serverLog syncBuffer // http.Server's own log (TLS handshake errors)
+	mu        sync.Mutex
+	bodies    bytes.Buffer        // bodies of error responses (status >= 400)
+	inner     map[string]int      // requests that reached the registry, by path
+	users     map[string]string   // clientauth.User of the last request, by path
+	handler   http.Handler        // everything the listener serves
+	tokens    []string            // tokens the token endpoint issued
+	extra     []string            // other secrets to look for
+	client    *http.Client        // for raw requests (TLS aware)
+	dial      func(string) string // maps host names to addresses
 }
 
 type syncBuffer struct {
@@ -191,7 +192,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	srv := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}
+	srv := &http.Server{Handler: h, ErrorLog: log.New(&e.serverLog, "", 0)}
 	if o.mtls {
 		srv.TLSConfig = e.pki.serverTLS(t)
 		go func() { _ = srv.ServeTLS(ln, "", "") }()
@@ -322,10 +323,12 @@ func (e *env) upstreamHits(repo string) int {
 
 // userAt is the identity the registry saw on its last request for repo's
 // manifest.
-func (e *env) userAt(repo string) string {
+func (e *env) userAt(repo string) string { return e.userAtPath("/v2/" + repo + "/manifests/v1") }
+
+func (e *env) userAtPath(path string) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.users["/v2/"+repo+"/manifests/v1"]
+	return e.users[path]
 }
 
 func (e *env) ref(t *testing.T, repo string) name.Reference {
@@ -590,4 +593,8 @@ func newPKI(t *testing.T, dir string) *pkiSet {
 		}
 	}
 	return p
+}
+
+func sloggerTo(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

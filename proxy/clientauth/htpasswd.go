@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,8 +51,10 @@ type htpasswd struct {
 	verified *lru.Cache[string, verifiedEntry]
 	secret   [32]byte
 
-	dummyOnce sync.Once
+	// dummy is a hash at the file's highest cost, compared against for
+	// unknown users so that timing does not reveal which users exist.
 	dummy     []byte
+	dummyCost int
 }
 
 type verifiedEntry struct {
@@ -93,6 +96,7 @@ func (h *htpasswd) refreshLocked() {
 		var users map[string][]byte
 		users, err = parseHtpasswd(b)
 		if err == nil {
+			h.setDummyLocked(users)
 			h.users, h.err, h.stamp = users, nil, st
 			h.gen++
 			h.log.Info("htpasswd loaded", "file", h.path, "users", len(users))
@@ -173,14 +177,14 @@ func (h *htpasswd) verify(user, pass string) error {
 	h.mu.Lock()
 	h.refreshLocked()
 	hash, ok := h.users[user]
-	gen, loadErr := h.gen, h.err
+	gen, loadErr, dummy := h.gen, h.err, h.dummy
 	h.mu.Unlock()
 	if loadErr != nil {
 		return errors.New("htpasswd file unusable")
 	}
 	if !ok {
 		// Same cost as a real check: timing does not tell which users exist.
-		_ = bcrypt.CompareHashAndPassword(h.dummyHash(), []byte(pass))
+		_ = bcrypt.CompareHashAndPassword(dummy, []byte(pass))
 		return errNoUser
 	}
 	mac := h.mac(user, pass)
@@ -205,13 +209,23 @@ func (h *htpasswd) mac(user, pass string) [32]byte {
 	return out
 }
 
-func (h *htpasswd) dummyHash() []byte {
-	h.dummyOnce.Do(func() {
-		var b [16]byte
-		_, _ = rand.Read(b[:])
-		h.dummy, _ = bcrypt.GenerateFromPassword(b[:], bcrypt.DefaultCost)
-	})
-	return h.dummy
+func (h *htpasswd) setDummyLocked(users map[string][]byte) {
+	cost := bcrypt.MinCost
+	for _, hash := range users {
+		if c, err := bcrypt.Cost(hash); err == nil && c > cost {
+			cost = c
+		}
+	}
+	if h.dummy != nil && cost == h.dummyCost {
+		return
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	d, err := bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(b[:])), cost)
+	if err != nil {
+		return // keeps the previous one
+	}
+	h.dummy, h.dummyCost = d, cost
 }
 
 // decodeBasic decodes Basic credentials. Errors never include them.
