@@ -78,7 +78,8 @@ func TestDeniedPullReasonVisible(t *testing.T) {
 		}
 		t.Logf("containerd error text on a denied pull: %q", strings.TrimSpace(res.Stderr))
 		if !strings.Contains(res.Stderr, rule) {
-			t.Errorf("ctr stderr does not name %s (containerd prints only the status line of its HEAD request): %q", rule, res.Stderr)
+			t.Errorf("ctr stderr does not name %s: containerd resolves with HEAD and prints only the response's status line, "+
+				"so the 403 needs a reason phrase naming the rule (see containerdtest.TestDeniedReasonPhraseIsShown): %q", rule, res.Stderr)
 		}
 		if d.HasContent(t, f.denied.Layers[0].Digest) {
 			t.Fatal("containerd holds a layer of the denied image")
