@@ -3,6 +3,7 @@ package modelcorpus
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"fmt"
 )
 
@@ -56,4 +57,14 @@ func ModelTar() []TarEntry {
 		{Name: "model/tokenizer.model", Data: []byte{0x0a, 0x0b, 0x0a, 0x05, '<', 'u', 'n', 'k', '>'}},
 		{Name: "model/" + string(bytes.Repeat([]byte("long-name-"), 12)) + "gguf", Data: GGUF(ValidGGUFSpec())},
 	}
+}
+
+// Gzip compresses b as a single gzip member (what `kit pack` and `oras push`
+// of a directory produce around a tar).
+func Gzip(b []byte) []byte {
+	var out bytes.Buffer
+	w := gzip.NewWriter(&out)
+	w.Write(b)
+	w.Close()
+	return out.Bytes()
 }

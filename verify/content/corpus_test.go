@@ -336,6 +336,19 @@ func corpus(t testing.TB) []corpusCase {
 			data:   modelcorpus.SevenZipWrap(modelcorpus.OsSystemPickle()),
 			format: "7z", reason: "7z archive wraps the layer content; archives are not inspected and are denied unless the rule allows archives"},
 
+		{name: "tar+gzip/kitops model layer", mediaType: "application/vnd.kitops.modelkit.model.v1.tar+gzip", data: modelcorpus.Gzip(modelcorpus.Tar(modelcorpus.ModelTar(), nil))},
+		{name: "tar+gzip/pickle inside", mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", opts: scan,
+			data:   modelcorpus.Gzip(modelcorpus.Tar([]modelcorpus.TarEntry{{Name: "dir/model.pkl", Data: modelcorpus.OsSystemPickle()}}, nil)),
+			format: "pickle", reason: `tar member "dir/model.pkl": GLOBAL imports posix.system, which is not in the allowlist`},
+		{name: "tar+gzip/data after gzip stream", mediaType: "application/vnd.kitops.modelkit.model.v1.tar+gzip",
+			data:   withTrailing(modelcorpus.Gzip(modelcorpus.Tar(modelcorpus.ModelTar(), nil)), []byte("appended")),
+			format: "gzip", reason: "data after the end of the gzip stream"},
+		{name: "tar+gzip/decompression bomb", mediaType: "application/vnd.kitops.modelkit.dataset.v1.tar+gzip",
+			data:   modelcorpus.Gzip(modelcorpus.Tar([]modelcorpus.TarEntry{{Name: "zeros.bin", Data: make([]byte, 80<<20)}}, nil)),
+			format: "gzip", reason: "gzip layer expands more than 100x beyond 64 MiB (decompression bomb)"},
+		{name: "tar+gzip/gzip of a non-tar", mediaType: "application/vnd.kitops.modelkit.model.v1.tar+gzip", data: modelcorpus.GzipMagicWrap(st),
+			format: "tar", reason: "invalid header checksum field (not a tar header)"},
+
 		// ---- media types, code, configs --------------------------------------
 		{name: "mediatype/GGUF layer carries safetensors", mediaType: "application/vnd.ollama.image.model", data: st,
 			format: "mediatype", reason: "declared application/vnd.ollama.image.model but bytes are safetensors"},
@@ -360,7 +373,6 @@ func corpus(t testing.TB) []corpusCase {
 			format: "template", reason: `template contains "__class__", a construct that reaches Python objects (template injection)`},
 		{name: "archive/gzip in raw weight layer", mediaType: "application/vnd.cncf.model.weight.v1.raw", data: modelcorpus.GzipMagicWrap(st),
 			format: "mediatype", reason: "declared application/vnd.cncf.model.weight.v1.raw but bytes are gzip-compressed data"},
-		{name: "archive/gzip allowed in tar+gzip layer", mediaType: "application/vnd.kitops.modelkit.model.v1.tar+gzip", data: modelcorpus.GzipMagicWrap(st)},
 	}
 }
 

@@ -341,9 +341,12 @@ func (a *autoInspector) decide() error {
 		if !declaredArchive(a.mediaType, f) && !a.opts.AllowArchives {
 			return newFinding(f, 0, "%s wraps the layer content; archives are not inspected and are denied unless the rule allows archives", strings.TrimPrefix(describe(f), "a "))
 		}
-		if f == FormatTar {
+		switch {
+		case f == FormatTar:
 			a.inner = NewTarInspector(a.opts, a.size)
-		} else {
+		case f == FormatGzip && declaredArchive(a.mediaType, f):
+			a.inner = NewGzipTarInspector(a.opts, a.size)
+		default:
 			// compressed tar layers: not decompressed inline (see package doc)
 			a.inner = newOpaqueInspector(a.opts, a.size, f)
 		}

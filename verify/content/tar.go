@@ -231,7 +231,7 @@ func (t *TarInspector) block(b []byte, off int64) error {
 	// checksum: sum of the header with the chksum field as spaces
 	want, ok := tarOctal(b[148:156])
 	if !ok {
-		return t.fail(off, "invalid header checksum field")
+		return t.fail(off, "invalid header checksum field (not a tar header)")
 	}
 	var sum int64
 	for i, c := range b {
