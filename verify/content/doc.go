@@ -17,8 +17,18 @@
 //   - InspectReader runs the same validators on a local file (pullgate
 //     inspect) and returns a Report.
 //   - NewSafetensorsInspector, NewGGUFInspector, NewPickleInspector,
-//     NewLegacyTorchInspector and NewZipInspector are the format validators
-//     themselves, for callers that already know the format.
+//     NewLegacyTorchInspector, NewZipInspector, NewTarInspector and
+//     NewGzipTarInspector are the format validators themselves, for callers
+//     that already know the format.
+//
+// Archives: zip is parsed strictly (PyTorch checkpoints included, pickle
+// members per the pickle mode). Tar layers whose media type declares tar
+// (ModelPack *.tar, KitOps, ORAS) are validated entry by entry and every
+// file inside goes through the same sniffing validators; tar+gzip is
+// decompressed inline. tar+zstd, 7z, rar, xz and bzip2 are not decompressed:
+// zstd/xz/bzip2/7z/rar bytes are refused unless the media type declares that
+// packaging (tar+zstd) or the rule sets AllowArchives, and then they pass
+// uninspected.
 //
 // # Streaming contract (see Inspector)
 //
@@ -36,8 +46,8 @@
 //   - GGUF: after header, metadata, tensor infos and the padding up to the
 //     tensor data, including the file size implied by the tensor table.
 //   - legacy torch: after the five pickles, before the raw storages.
-//   - raw pickle, zip (incl. PyTorch checkpoints), JSON configs and chat
-//     templates: only after Close. A zip's central directory is at its end,
+//   - raw pickle, zip (incl. PyTorch checkpoints), tar and tar+gzip layers,
+//     JSON configs and chat templates: only after Close. A zip's central directory is at its end,
 //     and a partially delivered zip or pickle can already be dangerous
 //     (streaming unzippers, pickles execute as they load), so these blobs
 //     must be spooled and released only after Close succeeds.
