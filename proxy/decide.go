@@ -145,7 +145,9 @@ type userKey struct{}
 // verified manifest bytes.
 func (s *Server) decideManifest(q *request, dgst digest.Digest, body []byte, m *parsedManifest) (Verdict, bool) {
 	rep := q.rt.Repository()
-	if v, ok := ruleVerdict(q.pol, q.rule, rep); ok {
+	// Deny (and no rule) decide alone; allow decides alone unless the rule
+	// has content checks, which look at the manifest.
+	if v, ok := ruleVerdict(q.pol, q.rule, rep); ok && (!v.Allowed || q.rule.Content == nil) {
 		return v, false
 	}
 	key := verdictKey(q.pol.Revision(), q.rule.Name, rep, dgst)

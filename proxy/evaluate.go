@@ -72,7 +72,8 @@ func isEvidenceManifest(m *parsedManifest) bool {
 	return true
 }
 
-// evaluate decides a manifest under a verify rule: children of an allowed
+// evaluate decides a manifest under a verify rule (or an allow rule with
+// content checks): children of an allowed
 // index inherit its decision; evidence artifacts are served; otherwise the
 // evidence is gathered and the policy decides. Content findings deny.
 func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsedManifest) Verdict {
@@ -80,6 +81,9 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 	rule := q.rule
 	in := policy.Input{Repository: q.rt.Repository(), Digest: dgst}
 	in.ContentFindings = s.contentFindings(q, m, body)
+	if rule.Action != policy.ActionVerify {
+		return fromDecision(rule.Evaluate(in, q.pol.Revision()))
+	}
 
 	if len(in.ContentFindings) == 0 {
 		if isEvidenceManifest(m) {
@@ -104,7 +108,7 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 	in.Checks = releaseChecks(rule, dgst, body, res.Attestations)
 	v := fromDecision(rule.Evaluate(in, q.pol.Revision()))
 	if v.Allowed && rule.Content != nil && hasPredicate(res.Attestations, attest.KindMBOM.PredicateType()) {
-		s.expectTensors(q, body, res.Attestations)
+		s.expectTensors(q, dgst, body, res.Attestations)
 	}
 
 	// Fail closed, or serve what was verified before: when evidence could not
@@ -125,7 +129,7 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 // expectTensors remembers, for each layer of an allowed model, the MBOM
 // whose tensor names, dtypes and shapes its content must have; the check
 // runs when the layer streams through content inspection.
-func (s *Server) expectTensors(q *request, manifest []byte, atts []verify.Attestation) {
+func (s *Server) expectTensors(q *request, dgst digest.Digest, manifest []byte, atts []verify.Attestation) {
 	layers, err := release.LayersFromManifest(manifest)
 	if err != nil {
 		return
@@ -134,7 +138,7 @@ func (s *Server) expectTensors(q *request, manifest []byte, atts []verify.Attest
 		if l.Title == "" {
 			continue
 		}
-		exp := &tensorExpectation{atts: atts, layers: layers, title: l.Title}
+		exp := &tensorExpectation{atts: atts, subject: dgst, title: l.Title}
 		s.tensors.Add(grantKey(q.pol.Revision(), q.rt.Repository(), digest.Digest(l.Digest)), exp, s.cfg.Cache.AllowTTL.D())
 	}
 }

@@ -37,7 +37,7 @@ func releaseChecks(rule *policy.Rule, dgst digest.Digest, manifest []byte, atts 
 			return out
 		}
 		if req.MBOM != "" {
-			out = append(out, reportCheck("mbom", release.CheckMBOM(atts, layers, release.MBOMOptions{})))
+			out = append(out, reportCheck("mbom", release.CheckMBOM(atts, layers, release.MBOMOptions{Subject: dgst})))
 		}
 		if needOMS {
 			out = append(out, reportCheck("openssf-model-signing", release.CheckOpenSSF(atts, layers, release.OpenSSFOptions{})))
@@ -92,9 +92,9 @@ func exitForRelease(code string) int {
 
 // tensorExpectation is what the MBOM says one layer's tensors must be.
 type tensorExpectation struct {
-	atts   []verify.Attestation
-	layers []release.Layer
-	title  string
+	atts    []verify.Attestation
+	subject digest.Digest
+	title   string
 }
 
 // check compares the tensors content inspection found in a layer with the
@@ -108,15 +108,11 @@ func (e *tensorExpectation) check(found []content.TensorInfo) *content.Finding {
 		}
 		ts = append(ts, attest.Tensor{Name: t.Name, DType: t.DType, Shape: shape})
 	}
-	r := release.CheckMBOM(e.atts, e.layers, release.MBOMOptions{Tensors: map[string][]attest.Tensor{e.title: ts}, RequireTensors: true})
-	for _, f := range r.Failures() {
-		if f.Code == release.CodeTensorMismatch || f.Code == release.CodeMissingTensors {
-			if strings.Contains(f.Reason, e.title) {
-				return &content.Finding{Format: content.FormatTensors, Offset: -1, Reason: f.Reason}
-			}
-		}
+	r := release.CheckMBOMTensors(e.atts, e.title, ts, release.MBOMOptions{Subject: e.subject})
+	if r.OK {
+		return nil
 	}
-	return nil
+	return &content.Finding{Format: content.FormatTensors, Offset: -1, Reason: strings.Join(r.Reasons(), "; ")}
 }
 
 // expectingInspector runs the MBOM's tensor expectations when the layer's
