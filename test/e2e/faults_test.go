@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullgate/pullgate/test/containerdtest"
 	"github.com/pullgate/pullgate/test/harness"
 	"github.com/pullgate/pullgate/test/harness/gate"
 )
@@ -28,6 +29,18 @@ func TestUpstreamDownServesVerifiedCache(t *testing.T) {
 	f.up.Down()
 	time.Sleep(5 * time.Millisecond)
 
+	// A node pulling during the outage gets the verified image.
+	t.Run("containerd", func(t *testing.T) {
+		d := containerdtest.Start(t)
+		hosts := d.Mirror(t, f.up.Name, f.px.Host)
+		cref := f.up.Name + "/open/app:v1"
+		if res := d.Pull(t, hosts, cref); res.Err != nil {
+			t.Fatalf("containerd pull during the outage: %v", res)
+		}
+		if got := d.ImageDigest(t, cref); got != f.allowed.Digest {
+			t.Errorf("containerd digest %s, want %s", got, f.allowed.Digest)
+		}
+	})
 	for _, r := range []string{"open/app:v1", "open/app@" + f.allowed.Digest} {
 		d, err := harness.GGCRPull(f.ref(r))
 		if err != nil || d != f.allowed.Digest {
