@@ -172,3 +172,30 @@ func TestHostileReferrers(t *testing.T) {
 		}
 	})
 }
+
+// lyingFetcher returns other bytes than asked for: Collect must not trust a
+// Fetcher that forgets to verify digests.
+type lyingFetcher struct{ *memFetcher }
+
+func (l lyingFetcher) Blob(ctx context.Context, d digest.Digest, max int64) ([]byte, error) {
+	b, err := l.memFetcher.Blob(ctx, d, max)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte{}, b...), ' '), nil
+}
+
+func TestFetcherThatDoesNotVerify(t *testing.T) {
+	k := newKey(t, "release", "p256")
+	subject := digest.FromString("s")
+	mf := newMemFetcher()
+	mf.add(cosign.TagFor(subject, "sig"), "", nil, sigLayer(t, k, simpleSigningPayload(subject, "x")))
+	res := verify.Collect(context.Background(), lyingFetcher{mf}, subject, mustTrust(t, verify.TrustSpec{Keys: []verify.KeySpec{k.spec()}}), verify.CollectOptions{})
+	if len(res.Signatures) != 0 || len(res.Failures) != 1 || res.Failures[0].Kind != verify.FailFetch || !strings.Contains(res.Failures[0].Reason, "does not match its digest") {
+		t.Fatalf("%s", summarize(res))
+	}
+	res = verify.Collect(context.Background(), mf, subject, mustTrust(t, verify.TrustSpec{Keys: []verify.KeySpec{k.spec()}}), verify.CollectOptions{})
+	if len(res.Signatures) != 1 {
+		t.Fatalf("honest fetcher: %s", summarize(res))
+	}
+}

@@ -2,15 +2,21 @@ package verify_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	_ "crypto/sha512"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/pullgate/pullgate/verify"
+	"github.com/pullgate/pullgate/verify/cosign"
 )
 
 func TestNewTrust(t *testing.T) {
@@ -90,5 +96,32 @@ func TestKeyTypes(t *testing.T) {
 				t.Fatalf("other key: %s", summarize(res))
 			}
 		})
+	}
+}
+
+// TestP384BothHashes: cosign legacy hashes P-384 signatures with SHA-256,
+// sigstore tooling with SHA-384; both verify, a P-256/SHA-384 mix does not.
+func TestP384BothHashes(t *testing.T) {
+	subject := digest.FromString("p384")
+	payload := simpleSigningPayload(subject, "x")
+	for _, tc := range []struct {
+		kind string
+		hash crypto.Hash
+		ok   bool
+	}{{"p384", crypto.SHA384, true}, {"p384", crypto.SHA256, true}, {"p256", crypto.SHA384, false}} {
+		k := newKey(t, "k", tc.kind)
+		h := tc.hash.New()
+		h.Write(payload)
+		sig, err := ecdsa.SignASN1(rand.Reader, k.priv.(*ecdsa.PrivateKey), h.Sum(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mf := newMemFetcher()
+		mf.add(cosign.TagFor(subject, "sig"), "", nil, layerSpec{mediaType: cosign.SimpleSigningMediaType, blob: payload,
+			annotations: map[string]string{cosign.SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)}})
+		res := verify.Collect(context.Background(), mf, subject, mustTrust(t, verify.TrustSpec{Keys: []verify.KeySpec{k.spec()}}), verify.CollectOptions{})
+		if (len(res.Signatures) == 1) != tc.ok {
+			t.Fatalf("%s/%v: %s", tc.kind, tc.hash, summarize(res))
+		}
 	}
 }
