@@ -598,6 +598,3 @@ func newPKI(t *testing.T, dir string) *pkiSet {
 func sloggerTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }

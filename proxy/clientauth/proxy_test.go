@@ -2,6 +2,7 @@ package clientauth_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -148,7 +149,7 @@ auth:
 		{"anonymous on secret", "secret/img", authn.Anonymous, 401},
 		{"wrong password", "secret/img", &authn.Basic{Username: "carol", Password: wrongPassword}, 401},
 	} {
-		before := hits(strings.TrimSuffix(c.repo, ":v1"))
+		before := hits(c.repo)
 		err := pull(c.repo, c.auth)
 		if status, _ := statusOf(err); status != c.status {
 			t.Fatalf("%s: %v, want %d", c.name, err, c.status)
@@ -227,10 +228,10 @@ func TestRepositoryNormalization(t *testing.T) {
 	rr := httptest.NewRecorder()
 	mux.ServeHTTP(rr, req)
 	var body struct{ Token string }
-	if err := jsonUnmarshal(rr.Body.Bytes(), &body); err != nil || rr.Code != 200 {
+	if err := json.Unmarshal(rr.Body.Bytes(), &body); err != nil || rr.Code != 200 {
 		t.Fatalf("%d %s", rr.Code, rr.Body)
 	}
-	access, _ := jsonMarshal(payload(t, body.Token)["access"])
+	access, _ := json.Marshal(payload(t, body.Token)["access"])
 	if string(access) != `[{"actions":["pull"],"name":"docker.io/alpine","type":"repository"}]` {
 		t.Fatalf("access %s", access)
 	}
