@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -123,11 +124,26 @@ http: {addr: 127.0.0.1:%d, secret: bench}
 	return p, waitHTTP(p.url + "/v2/")
 }
 
-func startPullgate(dir, upstreamURL string) (*proc, error) {
+const openPolicy = "rules:\n  - name: open\n    match: [\"upstream.local/**\"]\n    action: allow\n"
+
+// inspectPolicy runs content inspection (safetensors validation) on pulls.
+const inspectPolicy = `rules:
+  - name: models
+    match: ["upstream.local/**"]
+    action: allow
+    content:
+      formats: { safetensors: { maxHeaderBytes: 16MiB }, pickle: deny }
+`
+
+func startPullgate(dir, upstreamURL string, policy ...string) (*proc, error) {
 	port := freePort()
 	os.MkdirAll(dir, 0o755)
 	pol := filepath.Join(dir, "policy.yaml")
-	os.WriteFile(pol, []byte("rules:\n  - name: open\n    match: [\"upstream.local/**\"]\n    action: allow\n"), 0o644)
+	text := openPolicy
+	if len(policy) > 0 {
+		text = policy[0]
+	}
+	os.WriteFile(pol, []byte(text), 0o644)
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
 storage: {path: %s}
 upstreams: [{name: upstream.local, url: %s}]
@@ -221,11 +237,7 @@ func run() error {
 
 	// Seed: one image with one random layer of the given size.
 	fmt.Fprintf(os.Stderr, "seeding a %s layer...\n", *sizeFlag)
-	seed := func(repo string) (string, error) {
-		buf := make([]byte, size)
-		if _, err := rand.Read(buf); err != nil {
-			return "", err
-		}
+	seedBytes := func(repo string, buf []byte) (string, error) {
 		layer := static.NewLayer(buf, types.OCIUncompressedLayer)
 		img, err := mutate.AppendLayers(empty.Image, layer)
 		if err != nil {
@@ -237,6 +249,13 @@ func run() error {
 		}
 		d, _ := layer.Digest()
 		return d.String(), nil
+	}
+	seed := func(repo string) (string, error) {
+		buf := make([]byte, size)
+		if _, err := rand.Read(buf); err != nil {
+			return "", err
+		}
+		return seedBytes(repo, buf)
 	}
 	type variant struct {
 		name string
@@ -312,6 +331,33 @@ func run() error {
 		dp.stop()
 	}
 
+	// Inline inspection: the same safetensors blob pulled cold through
+	// pullgate without and with content inspection, alternating.
+	st := safetensorsBlob(size)
+	sd, err := seedBytes("bench/model", st)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < *repsFlag; i++ {
+		for _, v := range []struct{ name, policy string }{{"safetensors, inspection off", openPolicy}, {"safetensors, inspection on", inspectPolicy}} {
+			pg, err := startPullgate(filepath.Join(work, fmt.Sprintf("pullgate-st-%d-%d", i, len(v.policy))), up.url, v.policy)
+			if err != nil {
+				return err
+			}
+			base := pg.url + "/v2/upstream.local/bench/model"
+			if err := get(base + "/manifests/1"); err != nil {
+				pg.stop()
+				return err
+			}
+			mbps, err := pull(base+"/blobs/"+sd, sd, int64(len(st)))
+			pg.stop()
+			if err != nil {
+				return err
+			}
+			results[v.name] = append(results[v.name], mbps)
+		}
+	}
+
 	// Coalescing: N clients on one cold blob through pullgate, upstream
 	// requests counted by a reverse proxy in front of the upstream.
 	cd, err := seed("bench/coalesce")
@@ -381,6 +427,8 @@ func run() error {
 	row("pullgate warm / direct", "≥ 1.00×", fmt.Sprintf("%.2f×", pw/direct), pw/direct >= 1.0)
 	row("pullgate cold / distribution proxy cold", "≥ 1.00×", fmt.Sprintf("%.2f×", pc/dc), pc/dc >= 1.0)
 	row("pullgate warm / distribution proxy warm", "≥ 1.00×", fmt.Sprintf("%.2f×", pw/dw), pw/dw >= 1.0)
+	off, on := median(results["safetensors, inspection off"]), median(results["safetensors, inspection on"])
+	row("cold safetensors pull, inspection on / off", "≥ 0.95×", fmt.Sprintf("%.2f× (%.0f vs %.0f MiB/s)", on/off, on, off), on/off >= 0.95)
 	row(fmt.Sprintf("%d concurrent clients, one cold blob: upstream GETs", *clientsFlag), "1", fmt.Sprintf("%d (all clients done in %s)", blobGets.Load(), celapsed.Round(time.Millisecond)), blobGets.Load() == 1)
 	row("pullgate peak RSS streaming the blob (1 client / 50 clients)", "< 150 MiB", fmt.Sprintf("%.0f / %.0f MiB", rss, crss), rss < 150 && crss < 150)
 	fmt.Print(b.String())
@@ -388,4 +436,19 @@ func run() error {
 		return os.WriteFile(*outFlag, []byte(b.String()), 0o644)
 	}
 	return nil
+}
+
+// safetensorsBlob is a valid safetensors file of about size bytes: one U8
+// tensor holding random data.
+func safetensorsBlob(size int64) []byte {
+	n := size - 256
+	header := fmt.Sprintf(`{"__metadata__":{"format":"pt"},"w":{"dtype":"U8","shape":[%d],"data_offsets":[0,%d]}}`, n, n)
+	for len(header)%8 != 0 {
+		header += " "
+	}
+	buf := make([]byte, 8+len(header)+int(n))
+	binary.LittleEndian.PutUint64(buf, uint64(len(header)))
+	copy(buf[8:], header)
+	rand.Read(buf[8+len(header):])
+	return buf
 }
