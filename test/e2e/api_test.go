@@ -245,4 +245,11 @@ func TestAcceptPassThrough(t *testing.T) {
 			}
 		}
 	}
+	// An OCI manifest is not handed to a client that accepts only Docker
+	// schema 2, as distribution does, even when the proxy holds it already.
+	st, _, body, err := harness.Get(ctx(t), f.url("open/oci/manifests/v1"), map[string]string{"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectOCIError(t, "OCI manifest, Docker-only Accept", st, body, http.StatusNotFound, "MANIFEST_UNKNOWN")
 }
