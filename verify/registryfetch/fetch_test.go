@@ -337,3 +337,41 @@ func staticLayer(b []byte) v1.Layer {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// TestSizeCapWithoutContentLength: a registry that streams without a
+// Content-Length still cannot push more than the cap into memory.
+func TestSizeCapWithoutContentLength(t *testing.T) {
+	reg := start(t, upstream.Options{Referrers: true, Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(chunked{w}, r)
+		})
+	}})
+	d, _, layer := push(t, reg, "rf/chunked", nil)
+	f, err := registryfetch.New(context.Background(), reg.Host+"/rf/chunked", registryfetch.Options{MaxManifestSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Blob(context.Background(), layer, 10); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("blob cap: %v", err)
+	}
+	if _, _, _, err := f.Manifest(context.Background(), d.String()); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("manifest cap: %v", err)
+	}
+}
+
+// chunked drops Content-Length so the response is streamed.
+type chunked struct{ http.ResponseWriter }
+
+func (c chunked) WriteHeader(s int) {
+	c.ResponseWriter.Header().Del("Content-Length")
+	c.ResponseWriter.WriteHeader(s)
+}
+
+func (c chunked) Write(b []byte) (int, error) {
+	c.ResponseWriter.Header().Del("Content-Length")
+	n, err := c.ResponseWriter.Write(b)
+	if fl, ok := c.ResponseWriter.(http.Flusher); ok {
+		fl.Flush() // the server would otherwise add Content-Length to a small body
+	}
+	return n, err
+}
