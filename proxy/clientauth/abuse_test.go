@@ -2,6 +2,7 @@ package clientauth_test
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -110,6 +111,28 @@ func TestRateLimit(t *testing.T) {
 		clock.advance(6 * time.Second)
 		if rr := e.serve("GET", "/v2/upstream.local/secret/img/manifests/v1", "10.0.2.1", basicHeader("carol", passwords["carol"])); rr.Code != 200 {
 			t.Fatalf("after refill: %d", rr.Code)
+		}
+	})
+
+	t.Run("concurrent guesses", func(t *testing.T) {
+		// Attempts take their token before the password is checked, so
+		// parallel guesses cannot overrun the bucket.
+		var wg sync.WaitGroup
+		codes := make([]int, 40)
+		for i := range codes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes[i] = e.serve("GET", manifest, "10.0.3.1", basicHeader(fmt.Sprintf("guess%d", i), wrongPassword)).Code
+			}()
+		}
+		wg.Wait()
+		count := map[int]int{}
+		for _, c := range codes {
+			count[c]++
+		}
+		if count[401] != 5 || count[429] != 35 {
+			t.Fatalf("statuses %v, want 5×401 and 35×429", count)
 		}
 	})
 

@@ -79,6 +79,11 @@ func User(ctx context.Context) string {
 	if !ok {
 		return ""
 	}
+	return id.user()
+}
+
+// user is the subject, or "anonymous".
+func (id Identity) user() string {
 	if !id.Authenticated() || id.Subject == "" {
 		return Anonymous
 	}
@@ -372,13 +377,15 @@ func (a *Authenticator) authenticate(r *http.Request, bearerOK bool) (Identity, 
 var errNoUser = errors.New("unknown user")
 
 func (a *Authenticator) basic(ip, cred string) (Identity, *failure) {
+	ipKey := "ip:" + ip
+	if wait := a.limiter.take(ipKey); wait > 0 {
+		return Identity{}, tooMany(wait, "client address")
+	}
+	// From here the attempt holds a token of the address's bucket: kept
+	// when the attempt fails, refunded when it succeeds.
 	bad := func(msg string) (Identity, *failure) {
-		a.limiter.fail("ip:" + ip)
 		return Identity{}, &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
 			message: msg, reason: msg, method: MethodBasic}
-	}
-	if wait := a.limiter.wait("ip:" + ip); wait > 0 {
-		return Identity{}, tooMany(wait, "client address")
 	}
 	user, pass, err := decodeBasic(cred)
 	if err != nil {
@@ -387,7 +394,9 @@ func (a *Authenticator) basic(ip, cred string) (Identity, *failure) {
 	if a.htpasswd == nil {
 		return bad("Basic authentication is not enabled")
 	}
-	if wait := a.limiter.wait("user:" + user); wait > 0 {
+	userKey := "user:" + user
+	if wait := a.limiter.take(userKey); wait > 0 {
+		a.limiter.refund(ipKey) // no password was checked
 		f := tooMany(wait, "user")
 		if a.htpasswd.known(user) {
 			f.user = user
@@ -396,10 +405,10 @@ func (a *Authenticator) basic(ip, cred string) (Identity, *failure) {
 	}
 	err = a.htpasswd.verify(user, pass)
 	if err == nil {
+		a.limiter.refund(ipKey)
+		a.limiter.refund(userKey)
 		return Identity{Method: MethodBasic, Subject: user, Principals: []string{user}}, nil
 	}
-	a.limiter.fail("ip:" + ip)
-	a.limiter.fail("user:" + user)
 	f := &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
 		message: "invalid user name or password", method: MethodBasic}
 	switch {

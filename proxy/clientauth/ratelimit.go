@@ -10,7 +10,8 @@ import (
 
 // limiter is a token bucket per key (client IP, user name) that failed
 // logins drain. A key whose bucket holds less than one token is refused
-// until it refills; successful logins cost nothing.
+// until it refills; successful logins cost nothing (their token is
+// refunded).
 type limiter struct {
 	rate  float64 // tokens per second
 	burst float64
@@ -42,23 +43,40 @@ func (l *limiter) refill(b *bucket, now time.Time) {
 	}
 }
 
-// wait returns 0 when key may try to log in, else how long until it may.
-func (l *limiter) wait(key string) time.Duration {
+// take spends one token of key's bucket for a login attempt: 0 when the
+// attempt may proceed, else how long until it may. Spending before the
+// password is checked bounds concurrent guesses too; a successful attempt
+// gives its token back (refund).
+func (l *limiter) take(key string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now()
 	b, ok := l.buckets.Get(key)
 	if !ok {
-		return 0
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets.Add(key, b)
 	}
-	now := l.now()
 	l.refill(b, now)
 	if b.tokens >= 1 {
+		b.tokens--
 		return 0
 	}
 	return time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 }
 
-// fail records a failed login for key.
+// refund returns the token of an attempt that succeeded or never checked a
+// password.
+func (l *limiter) refund(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b, ok := l.buckets.Get(key); ok {
+		l.refill(b, l.now())
+		b.tokens = math.Min(l.burst, b.tokens+1)
+	}
+}
+
+// fail records a failed attempt that did not go through take (malformed
+// requests).
 func (l *limiter) fail(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -312,7 +312,7 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 	for i, e := range access {
 		granted[i] = e.Name
 	}
-	a.log.Info("token issued", "remote", clientIP(r), "user", User(NewContext(r.Context(), id)), "method", id.Method,
+	a.log.Info("token issued", "remote", clientIP(r), "user", id.user(), "method", id.Method,
 		"granted", granted, "refused", refused, "ttl", a.tokens.ttl.String())
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(tokenResponse{
