@@ -166,3 +166,16 @@ func TestRegistryBinary(t *testing.T) {
 		t.Fatalf("%s %v", d, err)
 	}
 }
+
+func TestRegistryProxyMode(t *testing.T) {
+	up := StartUpstream(t, UpstreamOptions{})
+	img := up.PushImage(t, "open/app", "v1", ImageOptions{})
+	px := StartRegistryProxy(t, "distproxy.local", up.URL)
+	d, err := GGCRPull(px.Ref("open/app:v1"))
+	if err != nil || d != img.Digest {
+		t.Fatalf("%s %v", d, err)
+	}
+	if up.Count("GET", "/blobs/"+img.Layers[0].Digest) != 1 {
+		t.Fatalf("registry proxy did not fetch from the upstream")
+	}
+}

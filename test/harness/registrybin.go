@@ -21,6 +21,19 @@ import (
 // plain HTTP on a free loopback port. It has no request counting and no liar.
 func StartRegistryBinary(t testing.TB, upstreamName string) *Upstream {
 	t.Helper()
+	return startRegistryBinary(t, upstreamName, "")
+}
+
+// StartRegistryProxy runs distribution's registry binary in pull-through
+// proxy mode in front of remoteURL (the peer pullgate is compared with in
+// benchmarks). Its content is whatever the remote has.
+func StartRegistryProxy(t testing.TB, name, remoteURL string) *Upstream {
+	t.Helper()
+	return startRegistryBinary(t, name, remoteURL)
+}
+
+func startRegistryBinary(t testing.TB, upstreamName, remoteURL string) *Upstream {
+	t.Helper()
 	bin := tools.Need(t, "registry")
 	dir := t.TempDir()
 	port := FreePort(t)
@@ -39,6 +52,9 @@ http:
   addr: %s
   secret: pullgate-test-secret
 `, filepath.Join(dir, "storage"), host)
+	if remoteURL != "" {
+		cfg += fmt.Sprintf("proxy:\n  remoteurl: %s\n", remoteURL)
+	}
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
