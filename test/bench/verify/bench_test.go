@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,15 +28,29 @@ func policyInput(repo string, d digest.Digest, res verify.Result) policy.Input {
 	return policy.Input{Repository: repo, Digest: d, Evidence: []verify.Result{res}}
 }
 
-// latencies records per-iteration durations and reports percentiles.
-type latencies struct{ d []time.Duration }
+// latencies records per-iteration durations and reports percentiles, and
+// the process CPU time per operation: on a shared, loaded machine wall time
+// includes waiting for a CPU, CPU time does not.
+type latencies struct {
+	d   []time.Duration
+	cpu time.Duration
+}
 
-func newLatencies(n int) *latencies { return &latencies{d: make([]time.Duration, 0, n)} }
+func newLatencies(n int) *latencies { return &latencies{d: make([]time.Duration, 0, n), cpu: cpuTime()} }
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 func (l *latencies) report(b *testing.B) {
 	if len(l.d) == 0 {
 		return
 	}
+	b.ReportMetric(float64((cpuTime()-l.cpu).Nanoseconds())/float64(len(l.d)), "cpu-ns/op")
 	slices.Sort(l.d)
 	at := func(p float64) float64 {
 		i := int(float64(len(l.d)-1) * p)
