@@ -45,3 +45,6 @@ lint:
 
 clean:
 	rm -rf bin
+
+scenarios:
+	$(GO) test -count=1 -run TestScenarios -v ./test/scenarios/ | tee test/out/scenarios.txt
