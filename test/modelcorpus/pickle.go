@@ -441,9 +441,6 @@ func LegacyTorch(tensors []TorchTensor, objectPickle []byte) []byte {
 	return out
 }
 
-// Describe is a short label for a tensor list (for test names).
-func Describe(ts []TorchTensor) string { return fmt.Sprintf("%d tensors", len(ts)) }
-
 // BigStateDict returns a state dict pickle of n tensors (for benchmarks).
 func BigStateDict(n, proto int) []byte {
 	ts := make([]TorchTensor, n)
