@@ -99,7 +99,58 @@ func (s *Server) deny(q *request, v Verdict, ref string) {
 		"rule": v.Rule, "repository": q.rt.Repository(), "reference": ref,
 		"reasons": v.Reasons, "policyRevision": v.Revision,
 	}
+	if writeWithReason(q.w, q.r, e) {
+		return
+	}
 	ocierr.Write(q.w, q.r, e)
+}
+
+// writeWithReason answers an HTTP/1.x denial with the reason in the status
+// line ("403 Forbidden (pullgate: rule X: ...)"), because some clients
+// (containerd) print only the status line, and HEAD responses have no body.
+// It reports false when the connection cannot be taken over.
+func writeWithReason(w http.ResponseWriter, r *http.Request, e *ocierr.Error) bool {
+	if r.ProtoMajor != 1 {
+		return false
+	}
+	body, _ := json.Marshal(struct {
+		Errors []*ocierr.Error `json:"errors"`
+	}{[]*ocierr.Error{e}})
+	body = append(body, '\n')
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	if sr, ok := w.(interface{ SetStatus(int) }); ok {
+		sr.SetStatus(e.Status)
+	}
+	phrase := reasonPhrase(http.StatusText(e.Status) + " (pullgate: " + e.Message + ")")
+	fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\n", e.Status, phrase)
+	fmt.Fprintf(buf, "Content-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
+	fmt.Fprintf(buf, "Docker-Distribution-API-Version: registry/2.0\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(body))
+	if r.Method != http.MethodHead {
+		buf.Write(body)
+	}
+	_ = buf.Flush()
+	return true
+}
+
+// reasonPhrase keeps a reason phrase to one line of printable ASCII.
+func reasonPhrase(s string) string {
+	const max = 400
+	var b strings.Builder
+	for _, c := range s {
+		if b.Len() >= max {
+			b.WriteString("...")
+			break
+		}
+		if c < 0x20 || c > 0x7e {
+			c = ' '
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // record writes the audit event of a decision.

@@ -103,6 +103,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// SetStatus records the status of a response written on a hijacked connection.
+func (w *statusWriter) SetStatus(code int) { w.status = code }
+
 // ReadFrom keeps the server's sendfile path for files served from the store.
 func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.status == 0 {
