@@ -1,6 +1,7 @@
 package content_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -144,6 +145,8 @@ func corpus(t testing.TB) []corpusCase {
 			format: "safetensors", reason: `tensor "w": shape: number 18446744073709551614 exceeds 2^48-1`},
 		{name: "safetensors/leading whitespace", data: stHeaderFile(` {"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, 4),
 			format: "safetensors", reason: "header does not start with '{' (byte 0x20)"},
+		{name: "safetensors/long leading whitespace", data: stHeaderFile(strings.Repeat("\n", 5000)+`{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, 4),
+			format: "safetensors", reason: "header does not start with '{' (byte 0x0a)"},
 		{name: "safetensors/missing field", data: stHeaderFile(`{"w":{"dtype":"F32","data_offsets":[0,4]}}`, 4),
 			format: "safetensors", reason: `tensor "w": missing field "shape"`},
 		{name: "safetensors/float offset", data: stHeaderFile(`{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4.0]}}`, 4),
@@ -266,6 +269,9 @@ func corpus(t testing.TB) []corpusCase {
 			format: "zip", reason: fmt.Sprintf(`entry "archive/version" CRC-32 mismatch: header 0xdeadbeef, data 0x%08x`, realCRC)},
 		{name: "zip/prepended data", opts: scan, data: modelcorpus.Zip(modelcorpus.ZipSpec{Entries: modelcorpus.TorchZipEntries("archive", modelcorpus.SmallTorchModel(), nil), Prepend: []byte("#!/bin/sh\nexit 0\n")}),
 			format: "zip", reason: "17 bytes of data before the first zip local file header (prepended data or polyglot)"},
+		{name: "zip/large prepended data", opts: scan, mediaType: "application/vnd.cncf.model.weight.v1.raw",
+			data:   modelcorpus.Zip(modelcorpus.ZipSpec{Entries: modelcorpus.TorchZipEntries("archive", modelcorpus.SmallTorchModel(), nil), Prepend: bytes.Repeat([]byte{0xEE}, 10000)}),
+			format: "zip", reason: "a zip archive ends this blob but does not start it (prepended data or polyglot)"},
 		{name: "zip/trailing data", opts: scan, data: withTrailing(torchZip, []byte("tail")),
 			format: "zip", reason: "4 bytes of trailing data after the end of central directory record"},
 		{name: "zip/nested zip", opts: scan, data: modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "weights/inner.bin", Data: innerZip}}}),

@@ -21,6 +21,7 @@ var (
 	magicGzip  = []byte{0x1F, 0x8B}
 	magicZip   = []byte("PK\x03\x04")
 	magicEmpty = []byte("PK\x05\x06")
+	magicEOCD  = magicEmpty
 )
 
 // sniffArchive recognises archive and compression wrappers by magic.
@@ -61,15 +62,23 @@ func Sniff(h []byte, size int64) string {
 		}
 		return FormatPickle
 	}
-	if len(h) >= 9 && binary.LittleEndian.Uint64(h) >= 2 {
-		// The reference also accepts whitespace before '{'; recognise such
-		// headers so the validator can refuse them precisely.
-		i := 8
-		for i < len(h) && i < 64 && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r') {
-			i++
-		}
-		if i < len(h) && h[i] == '{' {
+	if len(h) >= 9 {
+		// The reference also accepts whitespace before '{'. Recognise such
+		// headers (however long the whitespace run within the sniff window)
+		// so the validator refuses them precisely instead of letting them
+		// pass as opaque bytes; N must fit the blob, which text never does.
+		n := binary.LittleEndian.Uint64(h)
+		if n >= 2 && h[8] == '{' {
 			return FormatSafetensors
+		}
+		if n >= 2 && (size < 0 || n <= uint64(size) && n+8 <= uint64(size)) {
+			i := 8
+			for i < len(h) && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r') {
+				i++
+			}
+			if i < len(h) && h[i] == '{' || i == len(h) && i > 8 && uint64(len(h)) < n+8 {
+				return FormatSafetensors
+			}
 		}
 	}
 	if isProto0Global(h) {
@@ -373,12 +382,19 @@ type opaqueInspector struct {
 	shadow     *PickleInspector
 	isPickle   bool
 	err        error
+	tail       []byte // last bytes, to find an embedded zip's end record
+	watchTail  bool
 }
+
+// maxEOCDTail is the end of central directory record plus the longest
+// comment: a zip reader finds the archive from there, whatever precedes it.
+const maxEOCDTail = 22 + 65535
 
 func newOpaqueInspector(opts Options, size int64, format string) *opaqueInspector {
 	o := &opaqueInspector{size: size, mode: opts.pickleMode()}
 	if format == FormatText || format == FormatBinary {
 		o.shadow = NewPickleInspector(opts, size)
+		o.watchTail = true
 	}
 	return o
 }
@@ -398,7 +414,25 @@ func (o *opaqueInspector) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if o.watchTail {
+		o.tail = append(o.tail, p...)
+		if len(o.tail) > 2*maxEOCDTail {
+			o.tail = append(o.tail[:0:0], o.tail[len(o.tail)-maxEOCDTail:]...)
+		}
+	}
 	return len(p), nil
+}
+
+// embeddedZip returns the offset (from the end) of a zip end of central
+// directory record that ends the blob exactly, or -1.
+func embeddedZip(tail []byte) int {
+	for i := len(tail) - 22; i >= 0; i-- {
+		if tail[i] == 'P' && bytes.HasPrefix(tail[i:], magicEOCD) &&
+			i+22+int(binary.LittleEndian.Uint16(tail[i+20:])) == len(tail) {
+			return len(tail) - i
+		}
+	}
+	return -1
 }
 
 // judge interprets the speculative walk.
@@ -433,6 +467,12 @@ func (o *opaqueInspector) Close() error {
 	if o.size >= 0 && o.seen != o.size {
 		o.err = newFinding(FormatMediaType, o.seen, "truncated: %d of %d bytes", o.seen, o.size)
 		return o.err
+	}
+	if o.watchTail {
+		if back := embeddedZip(o.tail); back >= 0 {
+			o.err = newFinding(FormatZip, o.seen-int64(back), "a zip archive ends this blob but does not start it (prepended data or polyglot)")
+			return o.err
+		}
 	}
 	if o.shadow != nil {
 		if err := o.judge(o.shadow.Close()); err != nil {
