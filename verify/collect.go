@@ -361,10 +361,29 @@ func subjectList(st *intoto.Statement) string {
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
-// referrers reads sigstore bundle v0.3 referrers (cosign v3).
+// Artifact types of the OCI 1.1 referrers Collect reads.
+const (
+	// CosignSignatureArtifactType is what cosign writes with
+	// --registry-referrers-mode=oci-1-1 (experimental): the legacy
+	// simple-signing manifest attached as a referrer.
+	CosignSignatureArtifactType = "application/vnd.dev.cosign.artifact.sig.v1+json"
+	// InTotoArtifactType marks referrers whose layers are DSSE envelopes
+	// with in-toto statements (cosign's WriteAttestationsReferrer).
+	InTotoArtifactType = "application/vnd.in-toto+json"
+	// Sources of evidence found that way.
+	SourceCosignSignatureReferrer   = "cosign-signature-referrer"
+	SourceCosignAttestationReferrer = "cosign-attestation-referrer"
+)
+
+// maxLayersPerReferrer bounds the evidence layers read from one referrer.
+const maxLayersPerReferrer = 16
+
+// referrers reads OCI 1.1 referrers of the subject: sigstore bundles (cosign
+// v3, cosign v2 --new-bundle-format) and cosign's legacy formats attached as
+// referrers. One unfiltered listing serves all kinds.
 func (c *collector) referrers() {
-	const source = SourceBundleReferrer
-	descs, err := c.f.Referrers(c.ctx, c.subject, cosign.BundleMediaType)
+	source := SourceBundleReferrer
+	descs, err := c.f.Referrers(c.ctx, c.subject, "")
 	if err != nil {
 		if IsNotFound(err) {
 			return
@@ -375,8 +394,10 @@ func (c *collector) referrers() {
 	seen := map[digest.Digest]bool{}
 	var todo []ocispec.Descriptor
 	for _, d := range descs {
-		if d.ArtifactType != "" && d.ArtifactType != cosign.BundleMediaType {
-			continue // the fetcher may not filter; other artifacts are not ours
+		switch d.ArtifactType {
+		case cosign.BundleMediaType, CosignSignatureArtifactType, InTotoArtifactType, "":
+		default:
+			continue // SBOMs, other tools' artifacts: not evidence we read
 		}
 		if seen[d.Digest] {
 			continue
@@ -391,36 +412,68 @@ func (c *collector) referrers() {
 	c.parallel(len(todo), func(i int, sub *collector) {
 		if err := sub.ctx.Err(); err != nil {
 			sub.res.Found++
-			sub.fail(FailFetch, source, todo[i].Digest, "referrers: %v", err)
+			sub.fail(FailFetch, referrerSource(todo[i].ArtifactType), todo[i].Digest, "referrers: %v", err)
 			return
 		}
 		sub.referrer(todo[i])
 	})
 	if n > len(todo) {
-		c.fail(FailMalformed, source, "", "%d bundle referrers; only the first %d were examined", n, c.opts.MaxEvidence)
+		c.fail(FailMalformed, source, "", "%d evidence referrers; only the first %d were examined", n, c.opts.MaxEvidence)
 	}
 }
 
+func referrerSource(artifactType string) string {
+	switch artifactType {
+	case CosignSignatureArtifactType:
+		return SourceCosignSignatureReferrer
+	case InTotoArtifactType:
+		return SourceCosignAttestationReferrer
+	}
+	return SourceBundleReferrer
+}
+
+// referrer reads one referrer manifest and verifies its evidence layers.
 func (c *collector) referrer(d ocispec.Descriptor) {
-	const source = SourceBundleReferrer
-	c.res.Found++
+	source := referrerSource(d.ArtifactType)
+	known := d.ArtifactType != ""
+	if known {
+		c.res.Found++
+	}
 	if err := d.Digest.Validate(); err != nil {
+		c.res.Found += b2i(!known)
 		c.fail(FailMalformed, source, "", "referrer digest %q is invalid", clip(d.Digest.String()))
 		return
 	}
 	body, _, got, err := c.f.Manifest(c.ctx, d.Digest.String())
 	if err != nil {
+		c.res.Found += b2i(!known)
 		c.fail(FailFetch, source, d.Digest, "fetch referrer manifest: %v", err)
 		return
 	}
 	if got != d.Digest {
+		c.res.Found += b2i(!known)
 		c.fail(FailFetch, source, d.Digest, "referrer manifest came back as %s", got)
 		return
 	}
 	m, err := parseManifest(body)
 	if err != nil {
+		c.res.Found += b2i(!known)
 		c.fail(FailMalformed, source, d.Digest, "referrer manifest: %v", err)
 		return
+	}
+	if !known {
+		// The registry did not say what this is: decide from the manifest.
+		at := m.ArtifactType
+		if at == "" {
+			at = m.Config.MediaType
+		}
+		switch at {
+		case cosign.BundleMediaType, CosignSignatureArtifactType, InTotoArtifactType:
+		default:
+			return // not evidence we read
+		}
+		source = referrerSource(at)
+		c.res.Found++
 	}
 	if m.Subject == nil || m.Subject.Digest != c.subject {
 		var s string
@@ -430,30 +483,44 @@ func (c *collector) referrer(d ocispec.Descriptor) {
 		c.fail(FailMismatch, source, d.Digest, "referrer manifest subject is %q, not %s", s, c.subject)
 		return
 	}
-	var layers []ocispec.Descriptor
+	type item struct {
+		l      ocispec.Descriptor
+		handle layerHandler
+	}
+	var items []item
 	for _, l := range m.Layers {
-		if isBundleMediaType(l.MediaType) {
-			layers = append(layers, l)
+		switch {
+		case source == SourceBundleReferrer && isBundleMediaType(l.MediaType):
+			items = append(items, item{l, func(c *collector, source string, l ocispec.Descriptor, blob []byte) { c.bundle(source, l.Digest, blob) }})
+		case source == SourceCosignSignatureReferrer && l.MediaType == cosign.SimpleSigningMediaType:
+			items = append(items, item{l, (*collector).legacySignature})
+		case source == SourceCosignAttestationReferrer && l.MediaType == cosign.DSSEMediaType:
+			items = append(items, item{l, (*collector).legacyAttestation})
 		}
 	}
-	if len(layers) == 0 {
-		c.fail(FailMalformed, source, d.Digest, "referrer manifest has no sigstore bundle layer")
+	if len(items) == 0 {
+		c.fail(FailMalformed, source, d.Digest, "referrer manifest has no evidence layer")
 		return
 	}
-	for i, l := range layers {
-		if i > 0 {
-			c.res.Found++
-		}
-		if i >= 4 {
-			c.fail(FailMalformed, source, d.Digest, "referrer has %d bundle layers; only 4 were examined", len(layers))
-			return
-		}
-		blob, ok := c.blob(source, l)
+	if len(items) > maxLayersPerReferrer {
+		c.fail(FailMalformed, source, d.Digest, "referrer has %d evidence layers; only the first %d were examined", len(items), maxLayersPerReferrer)
+		items = items[:maxLayersPerReferrer]
+	}
+	c.res.Found += len(items) - 1 // the referrer itself was counted once
+	for _, it := range items {
+		blob, ok := c.blob(source, it.l)
 		if !ok {
 			continue
 		}
-		c.bundle(source, l.Digest, blob)
+		it.handle(c, source, it.l, blob)
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func isBundleMediaType(mt string) bool {

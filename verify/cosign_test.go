@@ -23,6 +23,7 @@ type cosignTool struct {
 	dir   string
 	v3    bool
 	extra []string // e.g. --new-bundle-format
+	env   []string
 }
 
 func newCosign(t *testing.T, name string) *cosignTool {
@@ -38,6 +39,7 @@ func (c *cosignTool) run(args ...string) string {
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), "HOME="+c.dir, "COSIGN_PASSWORD=test-password", "TUF_ROOT="+filepath.Join(c.dir, "tuf"),
 		"COSIGN_EXPERIMENTAL=0", "SIGSTORE_NO_CACHE=1", "HTTPS_PROXY=http://127.0.0.1:1", "https_proxy=http://127.0.0.1:1", "NO_PROXY=127.0.0.1,localhost")
+	cmd.Env = append(cmd.Env, c.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		c.t.Fatalf("%s %s: %v\n%s", filepath.Base(c.bin), strings.Join(args, " "), err, out)
@@ -192,4 +194,32 @@ func getRaw(t *testing.T, url string) []byte {
 		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
 	return b
+}
+
+// TestCosignExperimentalReferrers: cosign's experimental OCI 1.1 mode
+// attaches legacy simple-signing manifests as referrers.
+func TestCosignExperimentalReferrers(t *testing.T) {
+	for _, api := range []bool{true, false} {
+		t.Run(map[bool]string{true: "referrers-api", false: "referrers-tag"}[api], func(t *testing.T) {
+			c := newCosign(t, "cosign2")
+			c.env = []string{"COSIGN_EXPERIMENTAL=1"}
+			c.extra = []string{"--registry-referrers-mode=oci-1-1"}
+			reg := startUpstream(t, api)
+			pub := c.keyPair("release")
+			repo := "cosign/exp"
+			img := pushImage(t, reg, repo, "v1")
+			other := pushImage(t, reg, repo, "v2")
+			c.sign("release", reg.Host+"/"+repo+"@"+img.Digest.String())
+			trust := mustTrust(t, verify.TrustSpec{Keys: []verify.KeySpec{{Name: "release", PEM: pub}}})
+			f := newFetcher(t, reg, repo)
+			res := verify.Collect(context.Background(), f, img.Digest, trust, verify.CollectOptions{})
+			if len(res.Signatures) != 1 || len(res.Failures) != 0 || res.Signatures[0].Source != verify.SourceCosignSignatureReferrer {
+				t.Fatalf("%s %+v", summarize(res), res.Signatures)
+			}
+			res = verify.Collect(context.Background(), f, other.Digest, trust, verify.CollectOptions{})
+			if res.Found != 0 || len(res.Signatures) != 0 {
+				t.Fatalf("unsigned image: %s", summarize(res))
+			}
+		})
+	}
 }

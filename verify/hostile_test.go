@@ -199,3 +199,34 @@ func TestFetcherThatDoesNotVerify(t *testing.T) {
 		t.Fatalf("honest fetcher: %s", summarize(res))
 	}
 }
+
+// TestLegacyFormatsAsReferrers: cosign's legacy layers attached as OCI 1.1
+// referrers count like their tag forms, with the same checks; other
+// artifacts attached to the image are not evidence.
+func TestLegacyFormatsAsReferrers(t *testing.T) {
+	k := newKey(t, "release", "p256")
+	trust := mustTrust(t, verify.TrustSpec{Keys: []verify.KeySpec{k.spec()}})
+	reg := startUpstream(t, true)
+	repo := "refs/legacy"
+	img := pushImage(t, reg, repo, "v1")
+	other := pushImage(t, reg, repo, "v2")
+	f := newFetcher(t, reg, repo)
+
+	pushArtifact(t, reg, repo, "", "application/spdx+json", &img, nil, layerSpec{mediaType: "application/spdx+json", blob: []byte(`{"spdxVersion":"SPDX-2.3"}`)})
+	if res := verify.Collect(context.Background(), f, img.Digest, trust, verify.CollectOptions{}); res.Found != 0 || len(res.Failures) != 0 {
+		t.Fatalf("SBOM referrer: %s", summarize(res))
+	}
+	pushArtifact(t, reg, repo, "", verify.CosignSignatureArtifactType, &img, nil, sigLayer(t, k, simpleSigningPayload(img.Digest, "x")))
+	pushArtifact(t, reg, repo, "", verify.InTotoArtifactType, &img, nil, attLayer(envelopeJSON(t, k, "application/vnd.in-toto+json", statementJSON("https://in-toto.io/Statement/v1", slsa02, "{}", img.Digest))))
+	res := verify.Collect(context.Background(), f, img.Digest, trust, verify.CollectOptions{})
+	if len(res.Signatures) != 1 || len(res.Attestations) != 1 || len(res.Failures) != 0 || res.Found != 2 ||
+		res.Signatures[0].Source != verify.SourceCosignSignatureReferrer || res.Attestations[0].Source != verify.SourceCosignAttestationReferrer {
+		t.Fatalf("%s", summarize(res))
+	}
+	// Replay: img's signature payload attached to other.
+	pushArtifact(t, reg, repo, "", verify.CosignSignatureArtifactType, &other, nil, sigLayer(t, k, simpleSigningPayload(img.Digest, "x")))
+	res = verify.Collect(context.Background(), f, other.Digest, trust, verify.CollectOptions{})
+	if len(res.Signatures) != 0 || len(res.Failures) != 1 || res.Failures[0].Kind != verify.FailMismatch || res.Failures[0].Source != verify.SourceCosignSignatureReferrer {
+		t.Fatalf("replay: %s", summarize(res))
+	}
+}
