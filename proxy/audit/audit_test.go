@@ -393,3 +393,75 @@ func TestRing(t *testing.T) {
 		t.Fatal("Tee did not call the ring")
 	}
 }
+
+func TestConcurrentWritersRotateWithoutLosingOrTearingEvents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := OpenWith(Options{Path: path, MaxSize: 8 << 10, MaxFiles: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := NewRing(64)
+	l.OnEvent = Tee(func(e Event) { ring.Add(e) })
+	const writers, each = 8, 200
+	done := make(chan struct{})
+	go func() { // readers of the ring while it is written
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				ring.Recent(Query{Decision: "deny"})
+				ring.Summary(Query{})
+			}
+		}
+	}()
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		go func(w int) {
+			for i := 0; i < each; i++ {
+				e := ev(i, "deny", "blocked", fmt.Sprintf("up/w%d", w), strings.Repeat("r", 100))
+				e.Reference = fmt.Sprintf("w%d-%d", w, i)
+				if err := l.Write(e); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}(w)
+	}
+	for w := 0; w < writers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	l.Close()
+	if files, _ := filepath.Glob(path + ".*"); len(files) < 10 {
+		t.Fatalf("only %d rotations", len(files))
+	}
+	got := readAll(t, path, Query{})
+	seen := map[string]bool{}
+	for _, e := range got {
+		if seen[e.Reference] {
+			t.Fatalf("%s read twice", e.Reference)
+		}
+		seen[e.Reference] = true
+	}
+	if len(seen) != writers*each {
+		t.Fatalf("read %d distinct events, wrote %d", len(seen), writers*each)
+	}
+	// Each writer's events come back in the order it wrote them.
+	last := map[string]int{}
+	for _, e := range got {
+		var w, i int
+		fmt.Sscanf(e.Reference, "w%d-%d", &w, &i)
+		k := fmt.Sprint(w)
+		if prev, ok := last[k]; ok && i <= prev {
+			t.Fatalf("writer %d: event %d after %d", w, i, prev)
+		}
+		last[k] = i
+	}
+	if ring.Total() != writers*each || ring.Len() != 64 {
+		t.Fatalf("ring total %d len %d", ring.Total(), ring.Len())
+	}
+}
