@@ -55,9 +55,13 @@ func NewTrust(spec TrustSpec) (*Trust, error) {
 	names := map[string]bool{}
 	var errs []error
 	for i, k := range spec.Keys {
-		name := strings.TrimSpace(k.Name)
-		if name == "" {
+		name := k.Name
+		if strings.TrimSpace(name) == "" {
 			errs = append(errs, fmt.Errorf("trust key %d has no name", i))
+			continue
+		}
+		if strings.TrimSpace(name) != name {
+			errs = append(errs, fmt.Errorf("trust key %q: name has leading or trailing space", name))
 			continue
 		}
 		if names[name] {
@@ -79,9 +83,13 @@ func NewTrust(spec TrustSpec) (*Trust, error) {
 		})
 	}
 	for i, id := range spec.Identities {
-		name := strings.TrimSpace(id.Name)
-		if name == "" {
+		name := id.Name
+		if strings.TrimSpace(name) == "" {
 			errs = append(errs, fmt.Errorf("trust identity %d has no name", i))
+			continue
+		}
+		if strings.TrimSpace(name) != name {
+			errs = append(errs, fmt.Errorf("trust identity %q: name has leading or trailing space", name))
 			continue
 		}
 		if names[name] {
@@ -127,6 +135,9 @@ func NewTrust(spec TrustSpec) (*Trust, error) {
 
 // Names lists the configured key and identity names.
 func (t *Trust) Names() []string {
+	if t == nil {
+		return nil
+	}
 	var out []string
 	for _, k := range t.keys {
 		out = append(out, k.name)
