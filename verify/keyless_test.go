@@ -70,6 +70,9 @@ func TestKeyless(t *testing.T) {
 		{name: "both required and present", opts: verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireTlog: true, RequireTimestamp: true}}, setup: func(t *testing.T, repo string, img digestDesc) {
 			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), all), false)
 		}, want: want{atts: 1}},
+		{name: "SCT required, certificate has none", opts: verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireSCT: true}}, setup: func(t *testing.T, repo string, img digestDesc) {
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), all), false)
+		}, want: want{kind: verify.FailInvalid, reason: "certificate timestamp"}},
 		{name: "subject identity mismatch", setup: func(t *testing.T, repo string, img digestDesc) {
 			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, "https://github.com/evil/app/.github/workflows/x.yml@refs/heads/main", stmt(slsa02, img.desc.Digest), later(5*time.Minute)), all), false)
 		}, want: want{kind: verify.FailInvalid, reason: "matches no configured identity"}},
