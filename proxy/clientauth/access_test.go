@@ -224,3 +224,51 @@ access:
 		t.Fatal("bob pulled")
 	}
 }
+
+// The same rules with the oras binary (oras-go's auth client: token flow
+// with GET and Basic credentials).
+func TestAccessRulesOras(t *testing.T) {
+	oras := tools.Need(t, "oras")
+	e := newEnv(t, envOptions{})
+	for _, c := range accessCases {
+		t.Run(c.name, func(t *testing.T) {
+			home := t.TempDir()
+			args := []string{"manifest", "fetch", "--plain-http", "--registry-config", filepath.Join(home, "config.json")}
+			stdin := ""
+			if c.user != "" {
+				p := c.pass
+				if p == "" {
+					p = passwords[c.user]
+				}
+				args = append(args, "-u", c.user, "--password-stdin")
+				stdin = p
+			}
+			args = append(args, e.host+"/"+c.repo+":v1")
+			before := e.upstreamHits(c.repo)
+			cmd := exec.Command(oras, args...)
+			cmd.Env = append(os.Environ(), "HOME="+home, "DOCKER_CONFIG="+home)
+			cmd.Stdin = strings.NewReader(stdin)
+			out, err := cmd.CombinedOutput()
+			// oras only sends credentials after a 401, so bad credentials
+			// are never presented for an anonymous repository.
+			if c.status == 0 || strings.HasPrefix(c.repo, "upstream.local/public/") {
+				if err != nil {
+					t.Fatalf("oras: %v\n%s", err, out)
+				}
+				if !strings.Contains(string(out), `"layers"`) {
+					t.Fatalf("no manifest: %s", out)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("oras succeeded, want %d:\n%s", c.status, out)
+			}
+			if !strings.Contains(string(out), "Error response from registry: "+strings.ToLower(c.code)+": ") {
+				t.Fatalf("oras output lacks %s:\n%s", c.code, out)
+			}
+			if n := e.upstreamHits(c.repo) - before; n != 0 {
+				t.Errorf("%d refused requests reached the registry", n)
+			}
+		})
+	}
+}

@@ -377,6 +377,12 @@ func (a *Authenticator) authenticate(r *http.Request, bearerOK bool) (Identity, 
 var errNoUser = errors.New("unknown user")
 
 func (a *Authenticator) basic(ip, cred string) (Identity, *failure) {
+	return a.password(ip, func() (string, string, error) { return decodeBasic(cred) })
+}
+
+// password checks a user name and password that creds decodes (Basic
+// header, token endpoint form), with the failed-login rate limits.
+func (a *Authenticator) password(ip string, creds func() (user, pass string, err error)) (Identity, *failure) {
 	ipKey := "ip:" + ip
 	if wait := a.limiter.take(ipKey); wait > 0 {
 		return Identity{}, tooMany(wait, "client address")
@@ -387,7 +393,7 @@ func (a *Authenticator) basic(ip, cred string) (Identity, *failure) {
 		return Identity{}, &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
 			message: msg, reason: msg, method: MethodBasic}
 	}
-	user, pass, err := decodeBasic(cred)
+	user, pass, err := creds()
 	if err != nil {
 		return bad(err.Error())
 	}

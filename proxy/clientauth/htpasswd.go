@@ -241,14 +241,23 @@ func decodeBasic(cred string) (user, pass string, err error) {
 	if !ok {
 		return "", "", errors.New("malformed Basic credentials: no ':' between user name and password")
 	}
+	if err := checkCredentials(user, pass); err != nil {
+		return "", "", errors.New("malformed Basic credentials: " + err.Error())
+	}
+	return user, pass, nil
+}
+
+// checkCredentials refuses user names and passwords no htpasswd entry can
+// match. Errors never include them.
+func checkCredentials(user, pass string) error {
 	if err := validUser(user); err != nil {
-		return "", "", errors.New("malformed Basic credentials: invalid user name")
+		return errors.New("invalid user name")
 	}
 	if len(pass) > 72 {
 		// bcrypt only reads 72 bytes; refuse rather than silently truncate.
-		return "", "", errors.New("malformed Basic credentials: password longer than 72 bytes")
+		return errors.New("password longer than 72 bytes")
 	}
-	return user, pass, nil
+	return nil
 }
 
 // fileStamp identifies a version of a file.

@@ -14,8 +14,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -220,10 +223,11 @@ func (t *tokenService) verify(raw string, now time.Time) (*claims, error) {
 
 // tokenResponse is the Docker token endpoint's answer.
 type tokenResponse struct {
-	Token       string `json:"token"`
+	Token       string `json:"token,omitempty"`
 	AccessToken string `json:"access_token"`
 	ExpiresIn   int    `json:"expires_in"`
 	IssuedAt    string `json:"issued_at"`
+	Scope       string `json:"scope,omitempty"` // OAuth2 answers
 }
 
 // TokenHandler is the Docker token endpoint (GET /token?service=&scope=
@@ -242,18 +246,43 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 		ocierr.Write(w, r, ocierr.New(http.StatusNotFound, ocierr.NameUnknown, "the token service is not enabled"))
 		return
 	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		ocierr.Write(w, r, ocierr.New(http.StatusMethodNotAllowed, ocierr.Unsupported, "the token endpoint answers GET only"))
+	var (
+		q  url.Values
+		id Identity
+		f  *failure
+	)
+	switch r.Method {
+	case http.MethodGet:
+		// The Docker token flow: Basic credentials (or a client
+		// certificate, or none) and the parameters in the query.
+		q = r.URL.Query()
+		if s := q.Get("service"); s != "" && s != a.tokens.service {
+			a.log.Warn("token request refused: other service", "remote", clientIP(r))
+			ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Denied, "unknown service: this token endpoint serves %q", a.tokens.service))
+			return
+		}
+		id, _, f = a.authenticate(r, false)
+	case http.MethodPost:
+		// The OAuth2 password grant containerd tries first.
+		var ok bool
+		if q, ok = a.readTokenForm(w, r); !ok {
+			return
+		}
+		if s := q.Get("service"); s != "" && s != a.tokens.service {
+			a.log.Warn("token request refused: other service", "remote", clientIP(r))
+			ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Denied, "unknown service: this token endpoint serves %q", a.tokens.service))
+			return
+		}
+		id, f = a.password(clientIP(r), func() (string, string, error) {
+			u, p := q.Get("username"), q.Get("password")
+			return u, p, checkCredentials(u, p)
+		})
+		q.Set("account", "") // the user name is the account
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		ocierr.Write(w, r, ocierr.New(http.StatusMethodNotAllowed, ocierr.Unsupported, "the token endpoint answers GET (Docker token flow) and POST (OAuth2 password grant)"))
 		return
 	}
-	q := r.URL.Query()
-	if s := q.Get("service"); s != "" && s != a.tokens.service {
-		a.log.Warn("token request refused: other service", "remote", clientIP(r))
-		ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Denied, "unknown service: this token endpoint serves %q", a.tokens.service))
-		return
-	}
-	id, _, f := a.authenticate(r, false)
 	if f != nil {
 		a.refuse(w, r, f, "", true)
 		return
@@ -315,10 +344,45 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 	a.log.Info("token issued", "remote", clientIP(r), "user", id.user(), "method", id.Method,
 		"granted", granted, "refused", refused, "ttl", a.tokens.ttl.String())
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(tokenResponse{
-		Token: tok, AccessToken: tok, ExpiresIn: int(a.tokens.ttl / time.Second),
-		IssuedAt: now.UTC().Format(time.RFC3339),
-	})
+	resp := tokenResponse{AccessToken: tok, ExpiresIn: int(a.tokens.ttl / time.Second), IssuedAt: now.UTC().Format(time.RFC3339)}
+	if r.Method == http.MethodGet {
+		resp.Token = tok
+	} else {
+		names := make([]string, len(access))
+		for i, e := range access {
+			names[i] = "repository:" + e.Name + ":pull"
+		}
+		resp.Scope = strings.Join(names, " ")
+	}
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// maxTokenForm bounds the POST body of the token endpoint.
+const maxTokenForm = 16 << 10
+
+// readTokenForm reads an OAuth2 password grant. Anything else is refused
+// with 400, on which containerd falls back to the GET flow.
+func (a *Authenticator) readTokenForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Unsupported, "POST /token takes an application/x-www-form-urlencoded OAuth2 password grant"))
+		return nil, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenForm))
+	if err != nil {
+		ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Unsupported, "token request body larger than %d bytes", maxTokenForm))
+		return nil, false
+	}
+	q, err := url.ParseQuery(string(b))
+	if err != nil {
+		ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Unsupported, "malformed token request body"))
+		return nil, false
+	}
+	if q.Get("grant_type") != "password" {
+		a.log.Info("token request refused: unsupported grant type", "remote", clientIP(r))
+		ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Unsupported, "unsupported grant_type: use password, or GET with Basic credentials"))
+		return nil, false
+	}
+	return q, true
 }
 
 // parseScope splits "type:name:actions" where the name may contain ':'

@@ -7,7 +7,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -138,7 +140,7 @@ func TestTokenEndpoint(t *testing.T) {
 		{"account mismatch", "GET", "service=pullgate&account=carol&scope=repository:upstream.local/app/img:pull", basicHeader("alice", passwords["alice"]), 400},
 		{"malformed scope", "GET", "service=pullgate&scope=repository", basicHeader("alice", passwords["alice"]), 400},
 		{"too many scopes", "GET", "service=pullgate" + strings.Repeat("&scope=repository:upstream.local/app/img:pull", 65), basicHeader("alice", passwords["alice"]), 400},
-		{"POST", "POST", "service=pullgate", basicHeader("alice", passwords["alice"]), 405},
+		{"PUT", "PUT", "service=pullgate", basicHeader("alice", passwords["alice"]), 405},
 		{"wrong password", "GET", "service=pullgate&scope=repository:upstream.local/app/img:pull", basicHeader("alice", wrongPassword), 401},
 		{"bearer is not a login", "GET", "service=pullgate", bearerHeader(tr.Token), 401},
 	} {
@@ -272,4 +274,70 @@ func tamper(t *testing.T, tok string) string {
 	m := payload(t, tok)
 	m["sub"] = "carol"
 	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(mustJSON(m)) + "." + parts[2]
+}
+
+// containerd first tries the OAuth2 password grant (POST /token); it gets
+// the same token, and falls back to GET on the 400 for anything else.
+func TestTokenPasswordGrant(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	post := func(ctype, body string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", e.url+"/token", strings.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	form := url.Values{
+		"grant_type": {"password"}, "username": {"alice"}, "password": {passwords["alice"]},
+		"service": {"pullgate"}, "client_id": {"containerd-client"},
+		"scope": {"repository:upstream.local/app/img:pull repository:upstream.local/secret/img:pull"},
+	}
+	resp, body := post("application/x-www-form-urlencoded", form.Encode())
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		Scope       string `json:"scope"`
+		ExpiresIn   int    `json:"expires_in"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" || tr.ExpiresIn != 300 {
+		t.Fatalf("response %s", body)
+	}
+	e.secret(tr.AccessToken)
+	if tr.Scope != "repository:upstream.local/app/img:pull" || payload(t, tr.AccessToken)["sub"] != "alice" {
+		t.Fatalf("scope %q, claims %v", tr.Scope, payload(t, tr.AccessToken))
+	}
+	if resp, _ := e.do(t, "GET", "/v2/upstream.local/app/img/manifests/v1", bearerHeader(tr.AccessToken)); resp.StatusCode != 200 {
+		t.Fatalf("with the token: %d", resp.StatusCode)
+	}
+
+	bad := url.Values{}
+	for k, v := range form {
+		bad[k] = v
+	}
+	bad.Set("password", wrongPassword)
+	if resp, body := post("application/x-www-form-urlencoded", bad.Encode()); resp.StatusCode != 401 {
+		t.Fatalf("wrong password: %d %s", resp.StatusCode, body)
+	}
+	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"whatever-Secret-1"}, "service": {"pullgate"}}
+	e.secret("whatever-Secret-1")
+	if resp, body := post("application/x-www-form-urlencoded", refresh.Encode()); resp.StatusCode != 400 {
+		t.Fatalf("refresh grant: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := post("application/json", `{"grant_type":"password"}`); resp.StatusCode != 400 {
+		t.Fatalf("JSON body: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := post("application/x-www-form-urlencoded", "grant_type=password&username=alice&password="+strings.Repeat("x", 20000)); resp.StatusCode != 400 {
+		t.Fatalf("oversized body: %d %s", resp.StatusCode, body)
+	}
+	recs := e.logRecords("client authentication failed")
+	if len(recs) != 1 || recs[0]["reason"] != "wrong password" || recs[0]["user"] != "alice" {
+		t.Fatalf("failed logins logged: %v", recs)
+	}
 }
