@@ -270,8 +270,9 @@ func pushTo(t *testing.T, refStr string, img v1.Image) {
 }
 
 // saveScreenshot checks the bytes are a PNG and writes them to the test's
-// artifact directory and, when PULLGATE_UI_SCREENSHOT_DIR is set, there too
-// (a relative directory is relative to the repository root, e.g. test/out).
+// artifact directory (kept with go test -artifacts) and, when
+// PULLGATE_UI_SCREENSHOT_DIR is set, there too: a relative directory is
+// relative to the repository root, and "1" or "true" mean test/out.
 func saveScreenshot(t *testing.T, name string, b []byte) {
 	t.Helper()
 	img, err := png.Decode(bytes.NewReader(b))
@@ -283,6 +284,9 @@ func saveScreenshot(t *testing.T, name string, b []byte) {
 	}
 	dirs := []string{t.ArtifactDir()}
 	if d := os.Getenv("PULLGATE_UI_SCREENSHOT_DIR"); d != "" {
+		if d == "1" || d == "true" {
+			d = filepath.Join("test", "out")
+		}
 		if !filepath.IsAbs(d) {
 			d = filepath.Join(repoRoot(t), d)
 		}
