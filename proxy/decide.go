@@ -125,7 +125,7 @@ func writeWithReason(w http.ResponseWriter, r *http.Request, e *ocierr.Error) bo
 	if sr, ok := w.(interface{ SetStatus(int) }); ok {
 		sr.SetStatus(e.Status)
 	}
-	phrase := reasonPhrase(http.StatusText(e.Status) + " (pullgate: " + e.Message + ")")
+	phrase := reasonPhrase(http.StatusText(e.Status) + " (" + e.Message + ")")
 	fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\n", e.Status, phrase)
 	fmt.Fprintf(buf, "Content-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
 	fmt.Fprintf(buf, "Docker-Distribution-API-Version: registry/2.0\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(body))
