@@ -10,6 +10,16 @@
 // Failures never echo or log a credential: error bodies and log records name
 // the repository, the method and the reason, and a user name only when it is
 // a known htpasswd user.
+//
+// Wiring: serve TokenHandler at /token (GET and POST) on the registry
+// listener and wrap the registry API handler with Middleware, so every /v2/
+// request is refused (401, 403, 429, 400) before anything is fetched
+// upstream. Pass Options.Repository the proxy's own repository
+// normalization. For client certificates, serve TLS with a client CA
+// (tlsreload with auth.mtls.clientCA); the middleware verifies presented
+// certificates against its own copy of the bundle as well, so a listener
+// that accepts any certificate cannot let one through. Handlers behind the
+// middleware read the client with User or FromContext.
 package clientauth
 
 import (
