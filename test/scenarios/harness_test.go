@@ -21,6 +21,9 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/test/harness"
 	"github.com/pullgate/pullgate/test/harness/gate"
@@ -70,6 +73,7 @@ const (
 	ruleLLM  = "pg-llm-release"
 	ruleHub  = "pg-model-hub"
 	ruleApps = "pg-runtime-images"
+	ruleEval = "pg-eval-only"
 
 	// Layer media type `oras push <file>` writes; the rule's `oras` media
 	// type set accepts it and content inspection sniffs the bytes.
@@ -86,7 +90,8 @@ var (
 )
 
 // policyYAML: LLM releases need the whole chain, the MBOM and a passing eval
-// under the CEL bar, plus content safety; hub models are pulled without
+// under the CEL bar, plus content safety; evalonly/ needs only the eval
+// attestation and its condition; hub models are pulled without
 // evidence but inspected; runtime images need a cosign signature.
 var policyYAML = `trust:
   keys:
@@ -115,6 +120,13 @@ rules:
     match: ["upstream.local/apps/**"]
     require:
       signatures: [release]
+  - name: ` + ruleEval + `
+    match: ["upstream.local/evalonly/**"]
+    require:
+      attestations:
+        - predicateType: ` + evalType + `
+          signedBy: [release]
+          condition: '` + evalCondition + `'
 `
 
 // key is an ECDSA P-256 key made in the test; when cosign is available it
@@ -445,8 +457,8 @@ func (e *env) attachRaw(a *artifact, bundle []byte, predicateType string) {
 	ld := e.up.PushBlob(e.t, a.repo, bundle)
 	raw, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": attest.BundleMediaType,
-		"config": map[string]any{"mediaType": emptyConfig, "artifactType": attest.BundleMediaType, "digest": cfg, "size": 2},
-		"layers": []any{map[string]any{"mediaType": attest.BundleMediaType, "digest": ld, "size": len(bundle)}},
+		"config":  map[string]any{"mediaType": emptyConfig, "artifactType": attest.BundleMediaType, "digest": cfg, "size": 2},
+		"layers":  []any{map[string]any{"mediaType": attest.BundleMediaType, "digest": ld, "size": len(bundle)}},
 		"subject": map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": a.digest, "size": len(a.manifest)},
 		"annotations": map[string]string{"dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": predicateType,
 			"org.opencontainers.image.created": base.Format(time.RFC3339)},
@@ -614,7 +626,7 @@ func (e *env) expect(o outcome, allow bool, stage string, exit int, want ...stri
 	if exit >= 0 && o.exit != exit {
 		e.t.Errorf("pullgate verify exit %d, want %d (reasons: %s)", o.exit, exit, strings.Join(o.cliWhy, "; "))
 	}
-	if exit >= 0 && stage == "manifest" && !allow {
+	if stage == "manifest" && !allow {
 		// The CLI runs the same engine: its reasons are the proxy's.
 		cli := strings.Join(o.cliWhy, "\n")
 		for _, w := range want {
@@ -645,4 +657,10 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// subjectOf is the artifact's descriptor, for referrers.
+func subjectOf(a *artifact) *v1.Descriptor {
+	h, _ := v1.NewHash(a.digest)
+	return &v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: h, Size: int64(len(a.manifest))}
 }
