@@ -2,6 +2,7 @@ package clientauth_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,6 +133,16 @@ func TestChallenges(t *testing.T) {
 	}
 	if n := e.upstreamHits("upstream.local/app/img"); n != 0 {
 		t.Fatalf("%d requests reached the registry", n)
+	}
+
+	// The realm is built from the Host header: one that could break out of
+	// the quoted parameter is refused.
+	req := httptest.NewRequest("GET", "/v2/upstream.local/app/img/manifests/v1", nil)
+	req.Host = `evil.example",error="x`
+	rr := httptest.NewRecorder()
+	e.handler.ServeHTTP(rr, req)
+	if rr.Code != 400 || rr.Header().Get("WWW-Authenticate") != "" {
+		t.Fatalf("bad Host: %d %q", rr.Code, rr.Header().Get("WWW-Authenticate"))
 	}
 
 	// Without the token service the challenge is Basic.
