@@ -98,6 +98,18 @@ func TestAdminUIInChromium(t *testing.T) {
 	}
 	ps := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { ps.Close(); srv.Close() })
+	ring := audit.NewRing(500)
+	fctx, stopFollow := context.WithCancel(context.Background())
+	followed := make(chan error, 1)
+	go func() {
+		followed <- audit.Follow(fctx, auditPath, audit.FollowOptions{FromStart: true, Interval: 20 * time.Millisecond}, func(e audit.Event) { ring.Add(e) })
+	}()
+	t.Cleanup(func() {
+		stopFollow()
+		if err := <-followed; err != nil {
+			t.Errorf("follow: %v", err)
+		}
+	})
 	host := strings.TrimPrefix(ps.URL, "http://")
 
 	// Real pulls: manifest and every layer of the allowed image; the
@@ -125,12 +137,21 @@ func TestAdminUIInChromium(t *testing.T) {
 		t.Fatalf("blocked pull: %v", err)
 	}
 
-	// The ring is fed from the audit file the proxy wrote.
-	ring := audit.NewRing(500)
-	if _, err := audit.Scan(auditPath, audit.Query{}, func(e audit.Event) error { ring.Add(e); return nil }); err != nil {
-		t.Fatal(err)
+	// The ring is fed by following the audit file the proxy writes (the
+	// proxy has no accessor for its audit hook); wait for both decisions.
+	deadline := time.Now().Add(15 * time.Second)
+	var deny []audit.Entry
+	for {
+		deny, _ = ring.Recent(audit.Query{Decision: "deny"})
+		allow, _ := ring.Recent(audit.Query{Decision: "allow", Kind: "manifest"})
+		if len(deny) > 0 && len(allow) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit events followed: %d denials, %d allowed manifests", len(deny), len(allow))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	deny, _ := ring.Recent(audit.Query{Decision: "deny"})
 	if len(deny) != 1 || deny[0].Repository != "upstream.local/blocked/tool" {
 		t.Fatalf("denials in the audit log: %+v", deny)
 	}

@@ -1,0 +1,114 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type collector struct {
+	mu   sync.Mutex
+	refs []string
+}
+
+func (c *collector) add(e Event) {
+	c.mu.Lock()
+	c.refs = append(c.refs, e.Reference)
+	c.mu.Unlock()
+}
+
+func (c *collector) waitFor(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		got := append([]string(nil), c.refs...)
+		c.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("followed %d events, want %d: %v", len(got), n, got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestFollowAcrossRotations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	ctx, cancel := context.WithCancel(context.Background())
+	var c collector
+	done := make(chan error, 1)
+	// Started before the file exists: it waits, then reads it whole.
+	go func() { done <- Follow(ctx, path, FollowOptions{Interval: 5 * time.Millisecond}, c.add) }()
+	time.Sleep(20 * time.Millisecond)
+
+	l, err := OpenWith(Options{Path: path, MaxSize: 4 << 10, MaxFiles: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 120
+	var want []string
+	for i := 0; i < n; i++ {
+		e := ev(i, "deny", "blocked", "up/x", strings.Repeat("z", 150))
+		want = append(want, e.Reference)
+		if err := l.Write(e); err != nil {
+			t.Fatal(err)
+		}
+		if i%7 == 0 {
+			time.Sleep(3 * time.Millisecond) // let Follow interleave with rotations
+		}
+	}
+	l.Close()
+	if m, _ := filepath.Glob(path + ".*"); len(m) < 5 {
+		t.Fatalf("only %d rotations", len(m))
+	}
+	got := c.waitFor(t, n)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("followed\n%v\nwant\n%v", got, want)
+	}
+}
+
+func TestFollowFromEndAndTruncation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, _ := Open(path)
+	l.Write(ev(1, "allow", "open", "up/a"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var c collector
+	done := make(chan error, 1)
+	go func() { done <- Follow(ctx, path, FollowOptions{Interval: 5 * time.Millisecond}, c.add) }()
+	time.Sleep(30 * time.Millisecond) // Follow is at the end now
+	l.Write(ev(2, "deny", "blocked", "up/b"))
+	if got := c.waitFor(t, 1); got[0] != "v2" {
+		t.Fatalf("got %v: the event before Follow started was delivered", got)
+	}
+	l.Close()
+	// Truncated in place (copytruncate): Follow starts over.
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	l, _ = Open(path)
+	l.Write(ev(3, "deny", "blocked", "up/c"))
+	l.Close()
+	if got := c.waitFor(t, 2); got[1] != "v3" {
+		t.Fatalf("after truncation got %v", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := Follow(context.Background(), "-", FollowOptions{}, func(Event) {}); err == nil {
+		t.Fatal("following stdout accepted")
+	}
+}
