@@ -36,7 +36,9 @@ type latencies struct {
 	cpu time.Duration
 }
 
-func newLatencies(n int) *latencies { return &latencies{d: make([]time.Duration, 0, n), cpu: cpuTime()} }
+func newLatencies(n int) *latencies {
+	return &latencies{d: make([]time.Duration, 0, n), cpu: cpuTime()}
+}
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
