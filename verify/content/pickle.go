@@ -924,7 +924,8 @@ func (w *pickleWalker) presize(size int64) {
 	h := min(size, 8<<20)
 	w.memo = make([]pval, 0, h/16)
 	w.arena = make([]byte, 0, h/4)
-	w.tuples = make([]pval, 0, h/32)
+	w.tuples = make([]pval, 0, h/16)          // 6 slots per tensor (~130 pickle bytes)
+	w.storages = make([]storageRef, 0, h/128) // one per tensor
 	w.stack = make([]pval, 0, 2048)
 }
 
