@@ -14,6 +14,7 @@ import (
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/audit"
+	"github.com/pullgate/pullgate/proxy/clientauth"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 )
 
@@ -182,14 +183,7 @@ func (s *Server) record(q *request, kind, ref string, dgst digest.Digest, v Verd
 func clientAddr(r *http.Request) string { return r.RemoteAddr }
 
 // userOf returns the authenticated client identity, when client auth set one.
-func userOf(r *http.Request) string {
-	if v, ok := r.Context().Value(userKey{}).(string); ok {
-		return v
-	}
-	return ""
-}
-
-type userKey struct{}
+func userOf(r *http.Request) string { return clientauth.User(r.Context()) }
 
 // decideManifest decides a manifest digest in the request's repository,
 // from the verdict cache or by evaluating the policy. body/m are the

@@ -26,9 +26,11 @@ import (
 	"github.com/pullgate/pullgate/cache/verdict"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/audit"
+	"github.com/pullgate/pullgate/proxy/clientauth"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/route"
+	"github.com/pullgate/pullgate/proxy/tlsreload"
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
@@ -56,6 +58,7 @@ type Server struct {
 	// tensors holds MBOM tensor expectations by revision|repository|blob.
 	tensors *verdict.Cache[*tensorExpectation]
 
+	auth    *clientauth.Authenticator
 	h       http.Handler
 	closers []func() error
 }
@@ -148,6 +151,23 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	s.policy, s.holder = ps, ps
 	s.closers = append(s.closers, closePolicy)
 
+	if cfg.Auth != nil {
+		a, err := clientauth.New(cfg.Auth, cfg.Resolve, log, clientauth.Options{
+			// The repository access rules see is the one policy sees
+			// (Docker Hub's implicit library/ included).
+			Repository: func(rt route.Route) string {
+				if up, ok := s.upstreams[rt.Upstream]; ok {
+					rt.Repo = normalizeRepo(up, rt.Repo)
+				}
+				return rt.Repository()
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		s.auth = a
+	}
+
 	al, err := audit.Open(cfg.Resolve(cfg.Audit.Path))
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -197,7 +217,16 @@ func (s *Server) ListenAndServe(ctx context.Context, ln net.Listener) error {
 	}()
 	var err error
 	if s.cfg.TLS != nil {
-		err = srv.ServeTLS(ln, s.cfg.Resolve(s.cfg.TLS.Cert), s.cfg.Resolve(s.cfg.TLS.Key))
+		ca := ""
+		if s.cfg.Auth != nil && s.cfg.Auth.MTLS != nil {
+			ca = s.cfg.Resolve(s.cfg.Auth.MTLS.ClientCA)
+		}
+		rl, rerr := tlsreload.New(s.cfg.Resolve(s.cfg.TLS.Cert), s.cfg.Resolve(s.cfg.TLS.Key), ca, s.log)
+		if rerr != nil {
+			return fmt.Errorf("tls: %w", rerr)
+		}
+		srv.TLSConfig = rl.TLSConfig()
+		err = srv.ServeTLS(ln, "", "")
 	} else {
 		err = srv.Serve(ln)
 	}
@@ -211,6 +240,12 @@ func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer)
 	r.Use(s.metrics.middleware)
+	if s.auth != nil {
+		// Client authentication and repository access, before any
+		// upstream request.
+		r.Use(s.auth.Middleware)
+		r.Handle("/token", s.auth.TokenHandler())
+	}
 	r.HandleFunc("/v2", s.dispatch)
 	r.HandleFunc("/v2/*", s.dispatch)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
