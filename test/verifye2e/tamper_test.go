@@ -224,6 +224,22 @@ func TestTamper(t *testing.T) {
 			e.pushLegacy("app/t-twosigs", d, "sig", sigLayer(t, e.attacker, simpleSigningPayload(d, "x")), sigLayer(t, e.release, simpleSigningPayload(d, "x")))
 			return "app/t-twosigs:v1"
 		}},
+		{name: "control: Docker schema 2 image and manifest list signed by cosign2", exit: 0, setup: func(t *testing.T, e *env) string {
+			img := e.up.PushImage(t, "app/t-docker", "v1", harness.ImageOptions{Docker: true})
+			e.c2.sign(e.release, e.upRef("app/t-docker", img.Digest))
+			list := e.up.PushIndex(t, "app/t-docker", "list", true)
+			e.c2.sign(e.release, e.upRef("app/t-docker", list.Digest))
+			st, h, _ := e.manifestGET("app/t-docker:list")
+			if st != http.StatusOK || h.Get("Content-Type") != "application/vnd.docker.distribution.manifest.list.v2+json" || h.Get("Docker-Content-Digest") != list.Digest {
+				t.Fatalf("manifest list through the proxy: %d %v", st, h)
+			}
+			arm := list.Children[1]
+			if got, err := harness.GGCRIndexPlatform(e.pxRef("app/t-docker:list"), *arm.Platform); err != nil || got != arm.Digest {
+				t.Fatalf("platform pull through the signed Docker manifest list: %s %v", got, err)
+			}
+			e.expectCLI("app/t-docker:list", 0)
+			return "app/t-docker:v1"
+		}},
 		{name: "control: keyless signature bundle by the CI identity", exit: 0, setup: func(t *testing.T, e *env) string {
 			img := e.image("kl/t-ok", "v1")
 			e.pushBundle("kl/t-ok", desc(img), keylessSig(t, e, e.vs, ghIssuer, ghSubject, digest.Digest(img.Digest), later(5*time.Minute), all), false)
