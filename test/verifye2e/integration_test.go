@@ -244,3 +244,77 @@ func keys(m map[string]any) []string {
 }
 
 var _ = time.Second
+
+// TestReloadUnderLoad: while clients pull an allowed image concurrently, the
+// trust file is rotated; every request that starts after the new revision
+// is in force is denied (no stale allow from the verdict cache or blob
+// grants), and every request before it was allowed.
+func TestReloadUnderLoad(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	img := e.image("app/load", "v1")
+	e.c2.sign(e.release, e.upRef("app/load", img.Digest))
+	e.expectProxyAllowed("app/load:v1", img.Digest)
+	rev := e.px.Server.Policy().Revision()
+
+	type result struct {
+		start  time.Time
+		status int
+		path   string
+	}
+	var (
+		stop    = make(chan struct{})
+		results = make(chan result, 100000)
+		done    = make(chan struct{})
+	)
+	paths := []string{
+		"/v2/" + upName + "/app/load/manifests/" + img.Digest,
+		"/v2/" + upName + "/app/load/manifests/v1",
+		"/v2/" + upName + "/app/load/blobs/" + img.Layers[0].Digest,
+	}
+	const workers = 6
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			defer func() { done <- struct{}{} }()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := paths[(w+i)%len(paths)]
+				start := time.Now()
+				st, _, _, err := harness.Get(context.Background(), e.px.URL+p, map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+				if err != nil {
+					continue
+				}
+				results <- result{start, st, p}
+			}
+		}(w)
+	}
+	time.Sleep(300 * time.Millisecond)
+	e.replaceFile("release.pub", e.attacker.pub)
+	e.waitRevision(rev)
+	switched := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	for w := 0; w < workers; w++ {
+		<-done
+	}
+	close(results)
+	var before, after, staleAllows int
+	for r := range results {
+		if r.start.After(switched) {
+			after++
+			if r.status != http.StatusForbidden {
+				staleAllows++
+				t.Errorf("request started %s after the new revision: %s → %d", r.start.Sub(switched), r.path, r.status)
+			}
+		} else if r.start.Before(switched.Add(-time.Second)) || r.status == http.StatusOK {
+			before++
+		}
+	}
+	t.Logf("%d requests before, %d after the rotation (%d stale allows)", before, after, staleAllows)
+	if after == 0 || before == 0 {
+		t.Fatalf("not enough traffic: %d before, %d after", before, after)
+	}
+}
