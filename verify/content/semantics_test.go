@@ -405,3 +405,28 @@ func TestLegacyTorchStorageChecks(t *testing.T) {
 		t.Fatal("legacy HeaderDone must be true once all pickles were walked")
 	}
 }
+
+func TestHeaderDoneOnlyAtCloseForWholeFileFormats(t *testing.T) {
+	for name, c := range map[string]struct {
+		mt   string
+		data []byte
+	}{
+		"tar":      {"application/vnd.cncf.model.weight.v1.tar", modelcorpus.Tar(modelcorpus.ModelTar(), nil)},
+		"tar+gzip": {"application/vnd.kitops.modelkit.model.v1.tar+gzip", modelcorpus.Gzip(modelcorpus.Tar(modelcorpus.ModelTar(), nil))},
+		"json":     {"application/vnd.cncf.model.weight.config.v1.raw", []byte(`{"architectures":["X"],"pad":"` + strings.Repeat("x", 10000) + `"}`)},
+		"pickle":   {"", modelcorpus.StateDictPickle(modelcorpus.SmallTorchModel(), 2)},
+	} {
+		in, err := content.NewInspector(content.Options{Pickle: content.PickleOptions{Mode: content.PickleScan}}, c.mt, "", int64(len(c.data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, err := headerDoneAt(in, c.data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		// raw pickles are done at STOP, the last byte; the others at Close
+		if name == "pickle" && at != len(c.data) || name != "pickle" && at != len(c.data)+1 {
+			t.Fatalf("%s: HeaderDone after %d of %d bytes", name, at, len(c.data))
+		}
+	}
+}
