@@ -579,7 +579,7 @@ func (c *collector) bundle(source string, ev digest.Digest, blob []byte) {
 		c.fail(FailMalformed, source, ev, "bundle message digest is %s, want a SHA2_256 digest of the manifest", clip(ms.DigestAlgorithm()))
 		return
 	}
-	e.msgDigest = ms.Digest()
+	e.msgDigest, e.sig = ms.Digest(), ms.Signature()
 	out := c.verify(e)
 	if out.fail != nil {
 		c.fail(out.fail.kind, source, ev, "%s", out.fail.reason)

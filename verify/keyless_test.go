@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,41 @@ func TestKeyless(t *testing.T) {
 		{name: "no time evidence at all", setup: func(t *testing.T, repo string, img digestDesc) {
 			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{}), false)
 		}, want: want{kind: verify.FailUnmet, reason: "no Rekor entry or signed timestamp"}},
+		{name: "untrusted CA and no time evidence is a signer problem", setup: func(t *testing.T, repo string, img digestDesc) {
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, rogue, attest(t, rogue, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{}), false)
+		}, want: want{kind: verify.FailInvalid, reason: "does not chain to the trusted root"}},
+		{name: "untrusted CA, tlog required and missing", opts: verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireTlog: true}}, setup: func(t *testing.T, repo string, img digestDesc) {
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, rogue, attest(t, rogue, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{timestamp: true}), false)
+		}, want: want{kind: verify.FailInvalid, reason: "does not chain to the trusted root"}},
+		{name: "identity mismatch and no time evidence", setup: func(t *testing.T, repo string, img digestDesc) {
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, "https://github.com/evil/x", stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{}), false)
+		}, want: want{kind: verify.FailInvalid, reason: "matches no configured identity"}},
+		{name: "legacy keyless signature not made by the certificate key, no time evidence", setup: func(t *testing.T, repo string, img digestDesc) {
+			payload := simpleSigningPayload(img.desc.Digest, reg.Host+"/"+repo)
+			ent, err := vs.Sign(ghSubject, ghIssuer, payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			forger, err := vs.Sign(ghSubject, ghIssuer, payload) // another certificate's key
+			if err != nil {
+				t.Fatal(err)
+			}
+			fsc, _ := forger.SignatureContent()
+			ann := legacyKeylessAnnotations(t, vs, ent, fsc.Signature())
+			delete(ann, cosign.BundleAnnotation)
+			pushLegacy(t, reg, repo, img.desc.Digest, "sig", layerSpec{mediaType: cosign.SimpleSigningMediaType, blob: payload, annotations: ann})
+		}, want: want{kind: verify.FailInvalid, reason: "does not verify with the certificate key"}},
+		{name: "legacy keyless signature without time evidence", setup: func(t *testing.T, repo string, img digestDesc) {
+			payload := simpleSigningPayload(img.desc.Digest, reg.Host+"/"+repo)
+			ent, err := vs.Sign(ghSubject, ghIssuer, payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, _ := ent.SignatureContent()
+			ann := legacyKeylessAnnotations(t, vs, ent, sc.Signature())
+			delete(ann, cosign.BundleAnnotation)
+			pushLegacy(t, reg, repo, img.desc.Digest, "sig", layerSpec{mediaType: cosign.SimpleSigningMediaType, blob: payload, annotations: ann})
+		}, want: want{kind: verify.FailUnmet, reason: "no Rekor entry or signed timestamp"}},
 		{name: "keyless evidence but only keys configured", spec: &verify.TrustSpec{Keys: []verify.KeySpec{newKey(t, "release", "p256").spec()}}, setup: func(t *testing.T, repo string, img digestDesc) {
 			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), all), false)
 		}, want: want{kind: verify.FailInvalid, reason: "no keyless identity is configured"}},
@@ -165,7 +201,7 @@ func TestKeyless(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			repo := "keyless/c" + string(rune('a'+i))
+			repo := fmt.Sprintf("keyless/c%02d", i)
 			img := pushDesc(t, reg, repo)
 			tc.setup(t, repo, img)
 			spec := baseSpec

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -13,9 +14,11 @@ import (
 
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/pullgate/pullgate/verify/cosign"
 	"github.com/pullgate/pullgate/verify/dsse"
@@ -121,6 +124,14 @@ func (c *collector) verify(e *evidence) verifyOutcome {
 			unmet = append(unmet, "keyless evidence needs a trusted root")
 		default:
 			res, why, err := c.sigstoreVerify(e, nil)
+			if why != "" {
+				// Unmet only if the evidence would otherwise count: an
+				// untrusted certificate, a forged signature or another
+				// identity is a signer problem, whatever else is missing.
+				if perr := c.keylessPrecheck(e); perr != nil {
+					why, err = "", perr
+				}
+			}
 			switch {
 			case why != "":
 				unmet = append(unmet, fmt.Sprintf("keyless certificate (%s): %s", claimed, why))
@@ -153,6 +164,53 @@ func (c *collector) verify(e *evidence) verifyOutcome {
 		return verifyOutcome{fail: &outcomeFailure{FailUnmet, strings.Join(unmet, "; ")}}
 	}
 	return verifyOutcome{fail: &outcomeFailure{FailInvalid, "not signed by any configured key/identity: " + strings.Join(invalid, "; ")}}
+}
+
+// keylessPrecheck checks what can be checked of keyless evidence without a
+// verified signing time: the certificate chains to the trusted root at some
+// instant of its validity, its identity matches a configured identity, and
+// the signature verifies with its key.
+func (c *collector) keylessPrecheck(e *evidence) error {
+	leaf := *e.cert
+	leaf.UnhandledCriticalExtensions = nil
+	for _, oid := range e.cert.UnhandledCriticalExtensions {
+		if !oid.Equal(cryptoutils.SANOID) { // as sigstore-go: Go cannot parse otherName SANs
+			leaf.UnhandledCriticalExtensions = append(leaf.UnhandledCriticalExtensions, oid)
+		}
+	}
+	if _, err := sgverify.VerifyLeafCertificate(leaf.NotBefore, &leaf, c.trust.root); err != nil {
+		return fmt.Errorf("certificate does not chain to the trusted root: %w", err)
+	}
+	sum, err := certificate.SummarizeCertificate(e.cert)
+	if err != nil {
+		return fmt.Errorf("certificate: %w", err)
+	}
+	matched := false
+	for _, id := range c.trust.identities {
+		matched = matched || id.matches(sum)
+	}
+	if !matched {
+		return fmt.Errorf("certificate identity issuer=%s subject=%s matches no configured identity", sum.Extensions.Issuer, sum.SubjectAlternativeName)
+	}
+	if err := checkKey(e.cert.PublicKey); err != nil {
+		return fmt.Errorf("certificate key: %w", err)
+	}
+	kv := &keyVerifier{pub: e.cert.PublicKey}
+	switch {
+	case e.env != nil:
+		if _, err := e.env.Verify(kv.verify); err != nil {
+			return fmt.Errorf("signature does not verify with the certificate key")
+		}
+	case e.msgDigest != nil:
+		if err := kv.verifyDigest(crypto.SHA256, e.msgDigest, e.sig); err != nil {
+			return fmt.Errorf("signature does not verify with the certificate key")
+		}
+	default:
+		if err := kv.verify(e.message, e.sig); err != nil {
+			return fmt.Errorf("signature does not verify with the certificate key")
+		}
+	}
+	return nil
 }
 
 func describeCert(cert *x509.Certificate) string {
