@@ -327,10 +327,18 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		return &mismatch{up.Name, dgst, fmt.Sprintf("%d bytes announced, the manifest says %d", size, grant.Desc.Size)}
 	}
 	var in content.Inspector
+	closed := false
 	if newInspector != nil {
 		if in, err = newInspector(size); err != nil {
 			return asFinding(err, "content")
 		}
+		// Inspectors hold resources (tar+gzip runs a goroutine): close on
+		// every path.
+		defer func() {
+			if !closed {
+				_ = in.Close()
+			}
+		}()
 	}
 	f.Begin(size)
 	if in == nil {
@@ -374,6 +382,7 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		return &mismatch{up.Name, dgst, "got " + got.String()}
 	}
 	if in != nil {
+		closed = true
 		if err := in.Close(); err != nil {
 			return asFinding(err, "content")
 		}

@@ -32,7 +32,7 @@ func (s *Server) Decide(ctx context.Context, upstreamName, repo, ref string) (De
 	if err != nil {
 		return Decision{}, err
 	}
-	rt.Repo = normalizeRepo(up, rt.Repo)
+	rt, _, _ = s.upstreamOf(rt)
 	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
 	if err != nil {
 		return Decision{}, err

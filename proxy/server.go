@@ -72,6 +72,8 @@ type policySource interface {
 type Options struct {
 	// Registerer receives the proxy's Prometheus metrics (nil: a private registry).
 	Registerer prometheus.Registerer
+	// OnAudit sees every audit event (the admin page's recent decisions).
+	OnAudit func(audit.Event)
 }
 
 // Open builds a proxy from a loaded configuration: it opens the content
@@ -156,9 +158,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 			// The repository access rules see is the one policy sees
 			// (Docker Hub's implicit library/ included).
 			Repository: func(rt route.Route) string {
-				if up, ok := s.upstreams[rt.Upstream]; ok {
-					rt.Repo = normalizeRepo(up, rt.Repo)
-				}
+				rt, _, _ = s.upstreamOf(rt)
 				return rt.Repository()
 			},
 		})
@@ -168,17 +168,29 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		s.auth = a
 	}
 
-	al, err := audit.Open(cfg.Resolve(cfg.Audit.Path))
+	al, err := audit.OpenWith(audit.Options{Path: cfg.Resolve(cfg.Audit.Path), MaxSize: int64(cfg.Audit.MaxSize), MaxFiles: cfg.Audit.MaxFiles})
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	al.OnEvent = s.metrics.decision
+	if o.OnAudit != nil {
+		al.OnEvent = audit.Tee(s.metrics.decision, o.OnAudit)
+	}
 	s.audit = al
 	s.closers = append(s.closers, al.Close)
 
 	s.h = s.routes()
 	ok = true
 	return s, nil
+}
+
+// Ready reports whether the proxy can serve: a policy is loaded and the
+// content store accepts writes.
+func (s *Server) Ready() error {
+	if s.policy == nil || s.policy.Current() == nil {
+		return errors.New("no policy loaded")
+	}
+	return s.store.WriteProbe(context.Background())
 }
 
 // Handler is the registry API handler.
@@ -303,7 +315,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	up, ok := s.upstreams[rt.Upstream]
+	rt, up, ok := s.upstreamOf(rt)
 	if !ok {
 		how := "path prefix"
 		if rt.NS {
@@ -313,7 +325,6 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 			"unknown upstream %q (from the %s): pullgate only proxies its configured upstreams", rt.Upstream, how))
 		return
 	}
-	rt.Repo = normalizeRepo(up, rt.Repo)
 	req := &request{w: w, r: r, rt: rt, up: up, pol: s.policy.Current(), start: time.Now()}
 	req.rule = req.pol.Match(rt.Repository())
 	switch rt.Kind {
@@ -341,6 +352,22 @@ type request struct {
 }
 
 func (q *request) ctx() context.Context { return q.r.Context() }
+
+// upstreamOf finds the configured upstream of a parsed route and the
+// repository as policy and access rules see it: Docker's registry-mirrors
+// paths (no prefix) go to defaultUpstream, and Docker Hub's implicit
+// "library/" namespace is applied.
+func (s *Server) upstreamOf(rt route.Route) (route.Route, *upstream.Client, bool) {
+	up, ok := s.upstreams[rt.Upstream]
+	if !ok && !rt.NS && s.cfg.DefaultUpstream != "" {
+		rt.Upstream, rt.Repo = s.cfg.DefaultUpstream, rt.Name
+		up, ok = s.upstreams[rt.Upstream]
+	}
+	if ok {
+		rt.Repo = normalizeRepo(up, rt.Repo)
+	}
+	return rt, up, ok
+}
 
 // normalizeRepo applies Docker Hub's implicit "library/" namespace.
 func normalizeRepo(up *upstream.Client, repo string) string {

@@ -227,6 +227,16 @@ func (s *Store) OpenLocal(dgst digest.Digest) (*os.File, error) {
 	return f, nil
 }
 
+// WriteProbe checks that the store accepts writes (readiness).
+func (s *Store) WriteProbe(ctx context.Context) error {
+	p := "/_probe/" + uuid.NewString()
+	if err := s.d.PutContent(ctx, p, []byte("ok")); err != nil {
+		return fmt.Errorf("store not writable: %w", err)
+	}
+	_ = s.d.Delete(ctx, p)
+	return nil
+}
+
 // PutBytes commits small verified content (manifests). The digest is checked.
 func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) error {
 	if dgst.Algorithm() != digest.SHA256 || digest.FromBytes(b) != dgst {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pullgate/pullgate/proxy/audit"
 )
 
 // Config is the whole server configuration.
@@ -20,15 +22,21 @@ type Config struct {
 	// Listen is the registry API address (plain HTTP unless TLS is set).
 	Listen string `yaml:"listen"`
 	TLS    *TLS   `yaml:"tls,omitempty"`
-	// Admin is the admin listener (metrics, health); empty disables it.
-	Admin     string      `yaml:"admin,omitempty"`
-	Storage   Storage     `yaml:"storage"`
-	Upstreams []Upstream  `yaml:"upstreams"`
-	Policy    string      `yaml:"policy"`
-	Audit     Audit       `yaml:"audit"`
-	Cache     VerdictOpts `yaml:"cache"`
-	Limits    Limits      `yaml:"limits"`
-	Log       Log         `yaml:"log"`
+	// Admin is the admin listener (metrics, health, /ui); empty disables it.
+	Admin string `yaml:"admin,omitempty"`
+	// AdminTLS serves the admin listener over TLS (reloaded on change).
+	AdminTLS *TLS `yaml:"adminTLS,omitempty"`
+	// DefaultUpstream receives requests whose first path segment is not a
+	// configured upstream (Docker's registry-mirrors send Docker Hub paths
+	// with no prefix). Empty: such requests are refused.
+	DefaultUpstream string      `yaml:"defaultUpstream,omitempty"`
+	Storage         Storage     `yaml:"storage"`
+	Upstreams       []Upstream  `yaml:"upstreams"`
+	Policy          string      `yaml:"policy"`
+	Audit           Audit       `yaml:"audit"`
+	Cache           VerdictOpts `yaml:"cache"`
+	Limits          Limits      `yaml:"limits"`
+	Log             Log         `yaml:"log"`
 	// Auth is client authentication and authorization (see auth.go).
 	Auth *Auth `yaml:"auth,omitempty"`
 
@@ -85,6 +93,10 @@ type Upstream struct {
 type Audit struct {
 	// Path of the JSONL file; "-" or "stdout" writes to standard output.
 	Path string `yaml:"path"`
+	// MaxSize rotates the file before a write would pass it (0: never).
+	MaxSize ByteSize `yaml:"maxSize,omitempty"`
+	// MaxFiles is how many rotated files are kept (default 5).
+	MaxFiles int `yaml:"maxFiles,omitempty"`
 }
 
 // VerdictOpts bounds the verdict cache.
@@ -224,6 +236,20 @@ func (c *Config) Validate() error {
 	}
 	if c.TLS != nil && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		errs = append(errs, errors.New("tls: both cert and key are required"))
+	}
+	if c.AdminTLS != nil && (c.AdminTLS.Cert == "" || c.AdminTLS.Key == "") {
+		errs = append(errs, errors.New("adminTLS: both cert and key are required"))
+	}
+	if c.AdminTLS != nil && c.Admin == "" {
+		errs = append(errs, errors.New("adminTLS: set admin (the admin listener address) too"))
+	}
+	if c.DefaultUpstream != "" {
+		if _, ok := c.Upstream(c.DefaultUpstream); !ok {
+			errs = append(errs, fmt.Errorf("defaultUpstream %q: not a configured upstream name", c.DefaultUpstream))
+		}
+	}
+	if err := (audit.Options{Path: c.Audit.Path, MaxSize: int64(c.Audit.MaxSize), MaxFiles: c.Audit.MaxFiles}).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("audit: %w", err))
 	}
 	if c.Cache.Size < 0 || c.Cache.AllowTTL < 0 || c.Cache.DenyTTL < 0 {
 		errs = append(errs, errors.New("cache: size and TTLs must not be negative"))
