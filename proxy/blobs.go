@@ -285,8 +285,8 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	defer rc.Close()
 	start := time.Now()
 	_, err = io.CopyBuffer(writerOnly{in}, rc, make([]byte, 1<<20))
-	if err == nil {
-		err = in.Close()
+	if cerr := in.Close(); err == nil {
+		err = cerr
 	}
 	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
