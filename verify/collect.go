@@ -60,8 +60,9 @@ const (
 )
 
 // Collect discovers and verifies all evidence about subject that f can see:
-// cosign legacy signatures (.sig) and attestations (.att), and sigstore
-// bundle v0.3 referrers (cosign v3), key-based and keyless. Only evidence
+// cosign legacy signatures (.sig) and attestations (.att), sigstore bundle
+// referrers (cosign v3, cosign v2 --new-bundle-format), and cosign's legacy
+// layers attached as OCI 1.1 referrers, key-based and keyless. Only evidence
 // verified against trust lands in Signatures/Attestations; everything else
 // found is a Failure with a precise kind. Collect never returns an error:
 // a fetch problem is a FailFetch failure, which can never count as evidence.
@@ -115,14 +116,14 @@ func (c *collector) parallel(n int, fn func(i int, sub *collector)) {
 		sub.res = &Result{}
 		subs[i] = &sub
 		if n == 1 {
-			fn(0, subs[0])
+			guarded(fn, 0, subs[0])
 			break
 		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			fn(i, subs[i])
+			guarded(fn, i, subs[i])
 		}(i)
 	}
 	wg.Wait()
@@ -132,6 +133,21 @@ func (c *collector) parallel(n int, fn func(i int, sub *collector)) {
 		c.res.Attestations = append(c.res.Attestations, sub.res.Attestations...)
 		c.res.Failures = append(c.res.Failures, sub.res.Failures...)
 	}
+}
+
+// guarded runs fn and turns a panic (a bug in a parser or in a library fed
+// hostile bytes) into a failure: it must neither crash the proxy, whose
+// HTTP recovery does not cover these goroutines, nor count as evidence.
+func guarded(fn func(int, *collector), i int, sub *collector) {
+	defer func() {
+		if r := recover(); r != nil {
+			if sub.res.Found == 0 {
+				sub.res.Found = 1
+			}
+			sub.fail(FailMalformed, SourceSubject, "", "internal error while verifying evidence: %v", r)
+		}
+	}()
+	fn(i, sub)
 }
 
 type collector struct {

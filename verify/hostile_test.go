@@ -230,3 +230,21 @@ func TestLegacyFormatsAsReferrers(t *testing.T) {
 		t.Fatalf("replay: %s", summarize(res))
 	}
 }
+
+// panickyFetcher panics where a buggy Fetcher or library might.
+type panickyFetcher struct{ *memFetcher }
+
+func (p panickyFetcher) Blob(context.Context, digest.Digest, int64) ([]byte, error) {
+	panic("boom")
+}
+
+func TestPanicIsAFailureNotACrash(t *testing.T) {
+	k := newKey(t, "release", "p256")
+	subject := digest.FromString("s")
+	mf := newMemFetcher()
+	mf.add(cosign.TagFor(subject, "sig"), "", nil, sigLayer(t, k, simpleSigningPayload(subject, "x")), sigLayer(t, k, simpleSigningPayload(subject, "y")))
+	res := verify.Collect(context.Background(), panickyFetcher{mf}, subject, mustTrust(t, verify.TrustSpec{Keys: []verify.KeySpec{k.spec()}}), verify.CollectOptions{})
+	if len(res.Signatures) != 0 || len(res.Failures) != 2 || res.Failures[0].Kind != verify.FailMalformed || !strings.Contains(res.Failures[0].Reason, "internal error") {
+		t.Fatalf("%s", summarize(res))
+	}
+}
