@@ -28,7 +28,7 @@ tools:
 test: tools lint unit fuzz-smoke
 
 unit:
-	$(GO) test $(TESTFLAGS) ./...
+	PULLGATE_UI_SCREENSHOT_DIR=test/out $(GO) test $(TESTFLAGS) ./...
 
 fuzz-smoke:
 	FUZZTIME=$(FUZZTIME) bash test/fuzz.sh

@@ -21,6 +21,8 @@ Usage:
   pullgate inspect <file-or-image-ref> [--policy p.yaml --rule NAME]
                                                     run the content validators on a file or an image's layers
   pullgate attest  create|sign|push ...             LLM release attestations (see docs/attestations.md)
+  pullgate audit   [summary] [--since 1h] [--decision deny] [--repo GLOB] [--rule R] [-o json|table]
+                                                    query the decision log
   pullgate policy  lint <policy.yaml>               check a policy file
   pullgate policy  test <dir>                       run offline policy tests (fixtures with expected decisions)
   pullgate version                                  print the version
@@ -51,6 +53,8 @@ func run(args []string) int {
 		return cmdInspect(rest)
 	case "attest":
 		return cmdAttest(rest)
+	case "audit":
+		return cmdAudit(rest)
 	case "version", "--version":
 		fmt.Println("pullgate", version)
 		return 0

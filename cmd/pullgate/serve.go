@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -10,8 +11,14 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/admin"
+	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/proxy/config"
+	"github.com/pullgate/pullgate/proxy/tlsreload"
 )
 
 func cmdServe(args []string) int {
@@ -52,12 +59,39 @@ func cmdServe(args []string) int {
 	log := newLogger(cfg.Log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := proxy.Open(ctx, cfg, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ring := audit.NewRing(2000)
+	srv, err := proxy.Open(ctx, cfg, log, proxy.Options{Registerer: reg, OnAudit: func(e audit.Event) { ring.Add(e) }})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pullgate: %v\n", err)
 		return 2
 	}
 	defer srv.Close()
+	if cfg.Admin != "" {
+		aln, err := net.Listen("tcp", cfg.Admin)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pullgate: admin listen: %v\n", err)
+			return 1
+		}
+		var atls *tls.Config
+		if cfg.AdminTLS != nil {
+			rl, err := tlsreload.New(cfg.Resolve(cfg.AdminTLS.Cert), cfg.Resolve(cfg.AdminTLS.Key), "", log)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "pullgate: adminTLS: %v\n", err)
+				return 2
+			}
+			atls = rl.TLSConfig()
+		}
+		h := admin.New(admin.Options{Gatherer: reg, Ring: ring, Version: version, Log: log, Ready: srv.Ready,
+			Policy: func() admin.PolicyInfo { return admin.PolicyInfoOf(srv.Policy()) }})
+		go func() {
+			if err := admin.Serve(ctx, aln, h, atls, log); err != nil {
+				log.Error("admin listener failed", "err", err)
+			}
+		}()
+		log.Info("admin listener", "addr", aln.Addr().String(), "ui", "/ui", "metrics", "/metrics")
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pullgate: listen: %v\n", err)
