@@ -338,3 +338,40 @@ func TestAuditLine(t *testing.T) {
 		t.Errorf("audit deny event: %s", lines[1])
 	}
 }
+
+// Docker's registry-mirrors send Docker Hub paths without an upstream
+// prefix; defaultUpstream routes them, and policy sees the default upstream's
+// repository.
+func TestDefaultUpstream(t *testing.T) {
+	up, err := upstream.Start(upstream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte("rules:\n  - {name: hub-blocked, match: [\"hub.local/blocked/**\"], action: deny}\n  - {name: hub, match: [\"hub.local/**\"], action: allow}\n"), 0o644)
+	cfg, err := config.Parse([]byte(fmt.Sprintf("defaultUpstream: hub.local\nstorage: {path: %s}\nupstreams: [{name: hub.local, url: %s}]\npolicy: %s\n",
+		filepath.Join(dir, "data"), up.URL, pol)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ps := httptest.NewServer(srv.Handler())
+	defer ps.Close()
+	img, _ := random.Image(256, 1)
+	want := push(t, up.Host, "library/app:1", img)
+	push(t, up.Host, "blocked/x:1", img)
+	resp, _ := get(t, ps.URL+"/v2/library/app/manifests/1")
+	if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != want.String() {
+		t.Fatalf("unprefixed path: %d %s", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
+	}
+	resp, body := get(t, ps.URL+"/v2/blocked/x/manifests/1")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "hub-blocked") {
+		t.Fatalf("policy on the default upstream: %d %s", resp.StatusCode, body)
+	}
+}
