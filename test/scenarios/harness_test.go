@@ -539,8 +539,11 @@ func splitRef(repoAndRef string) (string, string) {
 func (e *env) pullModel(a *artifact, repoAndRef string) outcome {
 	e.t.Helper()
 	var o outcome
-	st, reasons, _ := e.manifestGET(repoAndRef)
+	st, reasons, body := e.manifestGET(repoAndRef)
 	o.status = st
+	if st == http.StatusOK && harness.Sha256(body) != a.digest {
+		e.t.Fatalf("proxy served manifest %s for %s, the upstream has %s", harness.Sha256(body), repoAndRef, a.digest)
+	}
 	if st != http.StatusOK {
 		o.stage, o.reasons = "manifest", reasons
 		res, _ := harness.OrasPull(e.t, e.px.Host+"/"+upName+"/"+repoAndRef)

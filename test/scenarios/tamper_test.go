@@ -298,6 +298,18 @@ func tamperCases() []tamperCase {
 				return a, []string{"rule " + ruleEval + ": attestation " + evalType}
 			}},
 
+		{kind: "eval", name: "re-evaluation regressed: the route names the new failing eval, an older passing eval is still attached", stage: "manifest", exit: 13,
+			attack: func(t *tamperEnv) (*artifact, []string) {
+				a, r := t.fresh(relOpts{})
+				attesttest.WriteFile(r.dir, "eval/results-v2.json", []byte(`{"metrics":{"accuracy":0.97,"toxicity":0.05}}`))
+				ev2, ev2d := r.create("eval2", attest.KindEval, strings.Replace(r.evalCfg(6, r.dg(attest.KindPrompt), r.dg(attest.KindCorpus), ""),
+					"results: eval/results.json", "results: eval/results-v2.json", 1))
+				rt2, rt2d := r.create("route2", attest.KindRoute, r.routeCfg(7, ev2d))
+				slo2, _ := r.create("slo2", attest.KindSLO, r.sloCfg(8, rt2d))
+				t.publish(a, t.release, append(r.std(), ev2, rt2, slo2)...)
+				return a, []string{chain(lbl(attest.KindEval, ev2d) + " did not pass: toxicity 0.05 > max 0.01")}
+			}},
+
 		// ------------------------------------------------------------ route
 		{kind: "route", name: "route skips the eval and names the corpus (wrong link type)", stage: "manifest", exit: 13,
 			attack: func(t *tamperEnv) (*artifact, []string) {
@@ -429,6 +441,22 @@ func tamperCases() []tamperCase {
 				t.publish(a, t.release, r.std()...)
 				return a, []string{"rule " + ruleLLM + ": content: layer " + a.layer("adapter.safetensors") + ":",
 					"file adapter.safetensors: tensor \"" + adapterTensors[0].Name + "\" has dtype I32, MBOM " + r.dg(attest.KindMBOM) + " expects F32"}
+			}},
+
+		{kind: "mbom", name: "stale MBOM of the previous release still attached next to the current one", stage: "manifest", exit: 12,
+			attack: func(t *tamperEnv) (*artifact, []string) {
+				a, r := t.fresh(relOpts{})
+				// The previous release's MBOM, re-bound to this digest by the
+				// pipeline, lists an older tokenizer.
+				old := []byte(`{"version":"0.9"}`)
+				os.MkdirAll(filepath.Join(r.dir, "model-old"), 0o755)
+				for _, f := range replaceFile(goodModel(), "tokenizer.json", old) {
+					attesttest.WriteFile(r.dir, "model-old/"+f.title, f.data)
+				}
+				m0, m0d := r.create("mbom-old", attest.KindMBOM, "name: support-bot-model\n"+r.at(-30)+r.subj()+
+					"root: model-old\nbaseModel: registry.example/base/mistral-7b@sha256:"+strings.Repeat("a", 64)+"\nfiles: [.]\n")
+				t.publish(a, t.release, append(r.std(), m0)...)
+				return a, []string{mbom("file tokenizer.json is served as " + harness.Sha256(tokenizer) + ", but MBOM " + m0d + " records " + harness.Sha256(old))}
 			}},
 
 		// ------------------------------------------------------------ chain
