@@ -203,6 +203,7 @@ type envOptions struct {
 	referrers bool
 	policy    string // default defaultPolicy
 	tagTTL    string
+	edit      func(doc map[string]any) // edits pullgate.yaml
 }
 
 // defaultPolicy has one rule per scenario family; each test case uses its
@@ -267,7 +268,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.policy == "" {
 		o.policy = defaultPolicy
 	}
-	e.px = gate.Start(t, gate.Options{Upstreams: []*harness.Upstream{e.up}, Policy: o.policy, Dir: e.dir, TagTTL: o.tagTTL})
+	e.px = gate.Start(t, gate.Options{Upstreams: []*harness.Upstream{e.up}, Policy: o.policy, Dir: e.dir, TagTTL: o.tagTTL, Edit: o.edit})
 	return e
 }
 

@@ -318,3 +318,51 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatalf("not enough traffic: %d before, %d after", before, after)
 	}
 }
+
+// TestSharedLayerAcrossRepositories: a layer allowed (and cached) through a
+// signed image in one repository is not served by digest in another
+// repository where the only image holding it is unsigned.
+func TestSharedLayerAcrossRepositories(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	signed := e.image("app/shared-a", "v1")
+	e.c2.sign(e.release, e.upRef("app/shared-a", signed.Digest))
+	// The same image, unsigned in another repository (cosign evidence is per repository).
+	e.up.PushV1Image(t, "app/shared-b", "v1", signed.Image)
+	e.expectProxyAllowed("app/shared-a:v1", signed.Digest) // layer now in the content store
+	if _, ok := e.px.Server.Store().Has(digest.Digest(signed.Layers[0].Digest)); !ok {
+		t.Fatal("the allowed layer was not cached")
+	}
+	e.expectProxyDenied("app/shared-b:v1", noSig("pg-apps", signed.Digest))
+	st, _, b, err := harness.Get(context.Background(), e.px.URL+"/v2/"+upName+"/app/shared-b/blobs/"+signed.Layers[0].Digest, nil)
+	if err != nil || st != http.StatusForbidden {
+		t.Fatalf("cached layer requested through the repository where it is denied: %d %v %s", st, err, b)
+	}
+	e.expectCLI("app/shared-b:v1", 10, noSig("pg-apps", signed.Digest))
+}
+
+// TestVerdictTTLs: a denial is cached for the deny TTL only; signing the
+// image afterwards lets it through once the denial expires, while an allow
+// outlives the deny TTL.
+func TestVerdictTTLs(t *testing.T) {
+	e := newEnv(t, envOptions{edit: func(doc map[string]any) {
+		doc["cache"] = map[string]any{"denyTTL": "1s", "allowTTL": "1h"}
+	}})
+	img := e.image("app/ttl", "v1")
+	e.expectProxyDenied("app/ttl:v1", noSig("pg-apps", img.Digest))
+	e.c2.sign(e.release, e.upRef("app/ttl", img.Digest))
+	start := time.Now()
+	st, _, _ := e.manifestGET("app/ttl:v1")
+	if time.Since(start) < time.Second && st != http.StatusForbidden {
+		t.Fatalf("within the deny TTL: %d, want the cached 403", st)
+	}
+	time.Sleep(time.Until(start.Add(1200 * time.Millisecond)))
+	e.expectProxyAllowed("app/ttl:v1", img.Digest)
+	// The upstream now loses the signature: the allow stays cached.
+	sigTag := cosign.TagFor(digest.Digest(img.Digest), "sig")
+	sigBody := e.getUpstream("app/ttl", sigTag)
+	e.up.Liar.LieManifest(digest.FromBytes(sigBody).String(), []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`))
+	defer e.up.Liar.Honest()
+	time.Sleep(1200 * time.Millisecond)
+	e.expectProxyAllowed("app/ttl:v1", img.Digest)
+	e.expectCLI("app/ttl:v1", 14) // a fresh engine sees the signature manifest without layers
+}
