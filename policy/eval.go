@@ -383,6 +383,22 @@ func (e *evaluation) varsFor(a *verify.Attestation, cache []attVars) (map[string
 }
 
 // subjectCovers reports whether an in-toto subject list names the digest.
+// BindingCheck names the Input check that binds statements of a predicate
+// type whose subject is content rather than the decided digest (OpenSSF
+// model signing: per-file digests equal the served layers).
+func BindingCheck(predicateType string) string { return "subject-binding " + predicateType }
+
+// bound reports whether the caller's binding check for a predicate type ran
+// and passed.
+func (e *evaluation) bound(predicateType string) bool {
+	for _, c := range e.in.Checks {
+		if c.Name == BindingCheck(predicateType) && c.Passed {
+			return true
+		}
+	}
+	return false
+}
+
 func subjectCovers(subjects []verify.Subject, d digest.Digest) bool {
 	alg, hexv := string(d.Algorithm()), d.Encoded()
 	for _, s := range subjects {
@@ -408,7 +424,15 @@ func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache
 			if a.PredicateType != req.PredicateType {
 				continue
 			}
-			if !subjectCovers(a.Subjects, res.Subject) {
+			if a.DetachedSubject {
+				// The statement names content (files) rather than the digest:
+				// it counts only once the caller bound it to what is served.
+				if !e.bound(a.PredicateType) {
+					e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation,
+						Detail: fmt.Sprintf("attestation %s by %s: its subject is bound by content and %q did not pass: ignored", a.PredicateType, a.Signer, BindingCheck(a.PredicateType)), Evidence: evidenceOf(a.Evidence)})
+					continue
+				}
+			} else if !subjectCovers(a.Subjects, res.Subject) {
 				e.subjectBad = true
 				e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation,
 					Detail: fmt.Sprintf("attestation %s by %s: statement subject does not include %s: ignored", a.PredicateType, a.Signer, res.Subject), Evidence: evidenceOf(a.Evidence)})

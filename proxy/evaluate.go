@@ -101,6 +101,9 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 			Reasons: []string{fmt.Sprintf("rule %s: the policy has no trust material to verify with", rule.Name)}}
 	}
 	opts := verify.CollectOptions{VerifyOptions: rule.VerifyOptions(), MaxBlobSize: int64(s.cfg.Limits.MaxEvidenceSize)}
+	if requiresOMS(rule) {
+		opts.DetachedSubjectTypes = []string{attest.OpenSSFModelSigningType}
+	}
 	start := time.Now()
 	res := verify.Collect(ctx, q.up.Fetcher(q.rt.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
 	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())

@@ -24,12 +24,7 @@ func releaseChecks(rule *policy.Rule, dgst digest.Digest, manifest []byte, atts 
 	if req.Chain != "" {
 		out = append(out, reportCheck("chain", release.Chain(req.Chain, atts, release.ChainOptions{Subject: dgst})))
 	}
-	needOMS := false
-	for _, a := range req.Attestations {
-		if a.PredicateType == attest.OpenSSFModelSigningType {
-			needOMS = true
-		}
-	}
+	needOMS := requiresOMS(rule)
 	if req.MBOM == policy.MBOMRequired || (req.MBOM == policy.MBOMOptional && hasPredicate(atts, attest.KindMBOM.PredicateType())) || needOMS {
 		layers, err := release.LayersFromManifest(manifest)
 		if err != nil {
@@ -40,7 +35,7 @@ func releaseChecks(rule *policy.Rule, dgst digest.Digest, manifest []byte, atts 
 			out = append(out, reportCheck("mbom", release.CheckMBOM(atts, layers, release.MBOMOptions{Subject: dgst})))
 		}
 		if needOMS {
-			out = append(out, reportCheck("openssf-model-signing", release.CheckOpenSSF(atts, layers, release.OpenSSFOptions{})))
+			out = append(out, reportCheck(policy.BindingCheck(attest.OpenSSFModelSigningType), release.CheckOpenSSF(atts, layers, release.OpenSSFOptions{})))
 		}
 	}
 	return out
@@ -134,4 +129,18 @@ func (e expectingInspector) Close() error {
 		return f
 	}
 	return nil
+}
+
+// requiresOMS reports whether a rule requires OpenSSF model signing, whose
+// statements name the model's files rather than the OCI digest.
+func requiresOMS(rule *policy.Rule) bool {
+	if rule.Require == nil {
+		return false
+	}
+	for _, a := range rule.Require.Attestations {
+		if a.PredicateType == attest.OpenSSFModelSigningType {
+			return true
+		}
+	}
+	return false
 }

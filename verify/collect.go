@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -51,6 +52,14 @@ type CollectOptions struct {
 	MaxEvidence int
 	// MaxBlobSize bounds one evidence blob. Default 8 MiB.
 	MaxBlobSize int64
+	// DetachedSubjectTypes are predicate types whose statements name
+	// content by other means than the decided digest (OpenSSF model signing
+	// names the root digest of the model's files). Such statements, when
+	// attached to the subject and signed by configured trust, are returned
+	// with DetachedSubject set; the caller must bind them to what it serves
+	// (verify/release.CheckOpenSSF compares their per-file digests with the
+	// layers) before they count.
+	DetachedSubjectTypes []string
 }
 
 const (
@@ -337,9 +346,13 @@ func (c *collector) parseEnvelope(source string, ev digest.Digest, blob []byte) 
 // statement records a verified statement: an attestation, or a signature
 // when it is cosign's signature predicate. The subject must match.
 func (c *collector) statement(source string, ev digest.Digest, env *dsse.Envelope, st *intoto.Statement, out verifyOutcome) {
+	detached := false
 	if !st.HasSubjectDigest(c.subject.Algorithm().String(), c.subject.Encoded()) {
-		c.fail(FailMismatch, source, ev, "statement (%s) subjects %s do not include %s (signed by %s)", clip(st.PredicateType), subjectList(st), c.subject, out.names())
-		return
+		if !slices.Contains(c.opts.DetachedSubjectTypes, st.PredicateType) {
+			c.fail(FailMismatch, source, ev, "statement (%s) subjects %s do not include %s (signed by %s)", clip(st.PredicateType), subjectList(st), c.subject, out.names())
+			return
+		}
+		detached = true
 	}
 	if st.PredicateType == cosign.SignPredicateType {
 		for _, s := range out.signers {
@@ -356,7 +369,7 @@ func (c *collector) statement(source string, ev digest.Digest, env *dsse.Envelop
 		c.res.Attestations = append(c.res.Attestations, Attestation{
 			Signer: s.name, Identity: s.identity, PredicateType: st.PredicateType, StatementType: st.Type,
 			Predicate: st.Predicate, Subjects: subs, Source: source, Evidence: ev,
-			Statement: stDigest, SignedAt: out.signedAt,
+			Statement: stDigest, SignedAt: out.signedAt, DetachedSubject: detached,
 		})
 	}
 }

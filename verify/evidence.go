@@ -96,6 +96,10 @@ type Attestation struct {
 	// SignedAt is the verified signing time when the evidence carries one
 	// (Rekor integrated time or RFC 3161 timestamp), zero otherwise.
 	SignedAt time.Time `json:"signedAt,omitempty"`
+	// DetachedSubject is set for statements whose subject is not the
+	// decided digest but whose predicate type the caller declared as bound
+	// by content (CollectOptions.DetachedSubjectTypes).
+	DetachedSubject bool `json:"detachedSubject,omitempty"`
 	// Identity describes a keyless signer (issuer and subject of the certificate).
 	Identity string `json:"identity,omitempty"`
 }
