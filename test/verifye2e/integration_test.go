@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -365,4 +367,23 @@ func TestVerdictTTLs(t *testing.T) {
 	time.Sleep(1200 * time.Millisecond)
 	e.expectProxyAllowed("app/ttl:v1", img.Digest)
 	e.expectCLI("app/ttl:v1", 14) // a fresh engine sees the signature manifest without layers
+}
+
+// TestUnsignedArtifactTypedAsEvidence: an unsigned OCI artifact (say, model
+// weights that `oras pull` writes to disk) whose layer claims an evidence
+// media type is an ordinary artifact under a verify rule: denied.
+func TestUnsignedArtifactTypedAsEvidence(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.up.PushArtifact(t, "app/model", harness.ArtifactOptions{
+		ArtifactType: "application/vnd.example.model", Tag: "v1", Title: "model.bin",
+		Payload: []byte("unsigned weights"), PayloadMediaType: "application/vnd.in-toto+json",
+	})
+	st, _, b := e.manifestGET("app/model:v1")
+	if st != http.StatusForbidden {
+		bug(t, "proxy/evaluate.go evaluate: isEvidenceManifest serves any manifest whose layers all carry evidence media types (no subject, no cosign tag, no size bound needed), so an unsigned artifact typed as in-toto/DSSE/simple-signing bypasses a verify rule; oras pull then writes its payload")
+		r, dir := harness.OrasPull(t, e.pxRef("app/model:v1"))
+		got, _ := os.ReadFile(filepath.Join(dir, "model.bin"))
+		t.Fatalf("unsigned artifact typed as evidence through the proxy: %d %s\noras pull: err=%v, model.bin=%q", st, b, r.Err, got)
+	}
+	e.expectCLI("app/model:v1", 10, noSig("pg-apps", a.Digest))
 }
