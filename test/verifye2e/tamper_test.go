@@ -391,6 +391,15 @@ func TestTamper(t *testing.T) {
 			e.waitRevision(rev)
 			return "app/t-rotated:v1"
 		}, exit: 11, reasons: noSigApps, details: []string{"signature-invalid"}},
+		{name: "trusted root replaced: keyless signature from the old CA no longer trusted", isolated: true, setup: func(t *testing.T, e *env) string {
+			img := e.image("kl/t-rootrotated", "v1")
+			e.pushBundle("kl/t-rootrotated", desc(img), keylessSig(t, e, e.vs, ghIssuer, ghSubject, digest.Digest(img.Digest), later(5*time.Minute), all), false)
+			e.expectProxyAllowed("kl/t-rootrotated:v1", img.Digest)
+			rev := e.px.Server.Policy().Revision()
+			e.replaceFile("trusted_root.json", trustedRootJSON(t, newVirtualSigstore(t)))
+			e.waitRevision(rev)
+			return "kl/t-rootrotated:v1"
+		}, exit: 11, reasons: noCI, details: []string{"signature-invalid"}},
 		{name: "audit-mode verify rule without requirements is a configuration error", isolated: true, setup: func(t *testing.T, e *env) string {
 			e.image("app/t-noreq", "v1")
 			return "app/t-noreq:v1"
