@@ -392,13 +392,60 @@ func TestScenarios(t *testing.T) {
 			"blob-stage denials show 0 there). The reason is the proxy's, verbatim; digests are per run.\n\n" + md +
 			"\nA row marked ✗ differs from the expected decision because of a known defect (below); its subtest is skipped\n" +
 			"so CI stays green, and `PULLGATE_SHOW_BUGS=1` makes it fail.\n\n" +
-			"The tamper suite (`go test -run TestTamper -v ./test/scenarios/`: 45 cases over every attestation kind and the\n" +
+			"The tamper suite (`go test -run TestTamper -v ./test/scenarios/`: 46 cases over every attestation kind and the\n" +
 			"chain, each with its exact `pullgate verify` exit code and proxy reason) and cosign v3 interop (`TestInterop`)\n" +
 			"live in the same package.\n\n## Known defects found by these suites\n\n" +
 			"- " + bugExitCode + ".\n- " + bugMalformed + ".\n- " + bugEvidenceContent + ".\n- " + bugInspectedCache + ".\n"
-		if err := os.WriteFile(filepath.Join(repoRoot(), "docs", "scenarios.md"), []byte(doc), 0o644); err != nil {
-			t.Fatal(err)
+		writeDocSection(t, "", doc)
+	}
+}
+
+const docPath = "docs/scenarios.md"
+
+// writeDocSection rewrites docs/scenarios.md: section "" is the head
+// (scenario table and known defects), other sections live between
+// <!-- name:begin --> and <!-- name:end --> markers after it; writing one
+// part keeps the others.
+func writeDocSection(t *testing.T, name, text string) {
+	t.Helper()
+	p := filepath.Join(repoRoot(), docPath)
+	old, _ := os.ReadFile(p)
+	head, sections := string(old), map[string]string{}
+	var order []string
+	for {
+		i := strings.Index(head, "<!-- ")
+		if i < 0 {
+			break
 		}
+		j := strings.Index(head[i:], ":begin -->")
+		if j < 0 {
+			break
+		}
+		n := head[i+5 : i+j]
+		end := "<!-- " + n + ":end -->"
+		k := strings.Index(head, end)
+		if k < 0 {
+			break
+		}
+		sections[n] = head[i : k+len(end)]
+		order = append(order, n)
+		head = head[:i] + head[k+len(end):]
+	}
+	head = strings.TrimRight(head, "\n") + "\n"
+	if name == "" {
+		head = text
+	} else {
+		if _, ok := sections[name]; !ok {
+			order = append(order, name)
+		}
+		sections[name] = "<!-- " + name + ":begin -->\n" + text + "<!-- " + name + ":end -->"
+	}
+	out := strings.TrimRight(head, "\n") + "\n"
+	for _, n := range order {
+		out += "\n" + sections[n] + "\n"
+	}
+	if err := os.WriteFile(p, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
