@@ -5,6 +5,12 @@ package demo
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -35,10 +41,29 @@ type Options struct {
 }
 
 const policyYAML = `# pullgate demo policy: first matching rule wins, no match is denied.
+trust:
+  keys:
+    - name: release
+      path: ./release.pub
 rules:
   - name: blocked
     match: ["upstream.local/blocked/**"]
     action: deny
+  - name: apps
+    match: ["upstream.local/apps/**"]
+    action: verify
+    require:
+      attestations:
+        - predicateType: https://slsa.dev/provenance/v1
+          signedBy: [release]
+          condition: 'predicate.buildDefinition.buildType == "https://ci.example/build/v1"'
+  - name: models
+    match: ["upstream.local/models/**"]
+    action: allow
+    content:
+      mediaTypes: [modelpack]
+      formats: { safetensors: { maxHeaderBytes: 16MiB }, pickle: deny }
+      denyCodeLayers: true
   - name: open
     match: ["upstream.local/**"]
     action: allow
@@ -67,7 +92,7 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(out, "upstream registry (distribution/v3, in-memory) at %s\n", up.URL)
 
 	images := map[string]v1.Image{}
-	for _, repo := range []string{"demo/app:1.0", "blocked/tool:latest"} {
+	for _, repo := range []string{"demo/app:1.0", "blocked/tool:latest", "apps/web:1.0", "apps/web:unsigned"} {
 		img, err := random.Image(512<<10, 2)
 		if err != nil {
 			return err
@@ -82,6 +107,35 @@ func Run(ctx context.Context, o Options) error {
 		images[repo] = img
 		d, _ := img.Digest()
 		fmt.Fprintf(out, "  pushed %-22s %s\n", repo, d)
+	}
+
+	// The publisher signs a provenance attestation for apps/web:1.0 with its
+	// release key and attaches it as a referrer (cosign v3 layout).
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	pubDER, _ := x509.MarshalPKIXPublicKey(key.Public())
+	if err := os.WriteFile(filepath.Join(dir, "release.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+		return err
+	}
+	signed, _ := images["apps/web:1.0"].Digest()
+	if err := attachProvenance(ctx, up.Host, "apps/web", signed.String(), key); err != nil {
+		return fmt.Errorf("signing apps/web:1.0: %w", err)
+	}
+	fmt.Fprintf(out, "  signed apps/web:1.0 (SLSA provenance, DSSE in a Sigstore bundle, attached as a referrer)\n")
+
+	// Models: a safe safetensors adapter and a pickle that runs code on load.
+	good := safetensorsAdapter()
+	evil := picklePayload()
+	for _, m := range []struct {
+		repo, file string
+		data       []byte
+	}{{"models/adapter:good", "adapter.safetensors", good}, {"models/adapter:evil", "adapter.bin", evil}} {
+		if err := pushModel(ctx, up.Host, m.repo, m.file, m.data); err != nil {
+			return fmt.Errorf("seeding %s: %w", m.repo, err)
+		}
+		fmt.Fprintf(out, "  pushed %-22s ModelPack artifact with %s\n", m.repo, m.file)
 	}
 
 	policyPath := filepath.Join(dir, "policy.yaml")
@@ -177,8 +231,28 @@ audit:
 		}
 	}
 	pull("demo/app:1.0", true)
+	pull("apps/web:1.0", true)
+	pull("apps/web:unsigned", false)
 	pull("blocked/tool:latest", false)
 	pull("registry.example/any/image:1", false) // not a configured upstream: never contacted
+	pullModel := func(repo string, wantAllowed bool) {
+		fmt.Fprintf(out, "$ pull model %s/upstream.local/%s\n", host, repo)
+		f, err := fetchModel(ctx, host, "upstream.local/"+repo)
+		switch {
+		case err == nil:
+			fmt.Fprintf(out, "  ALLOWED  %s arrived intact (%d bytes)\n\n", f.name, len(f.data))
+			if !wantAllowed {
+				failures = append(failures, repo+": expected a denial")
+			}
+		default:
+			fmt.Fprintf(out, "  DENIED   %v\n\n", err)
+			if wantAllowed {
+				failures = append(failures, repo+": "+err.Error())
+			}
+		}
+	}
+	pullModel("models/adapter:good", true)
+	pullModel("models/adapter:evil", false)
 
 	// A blob of the blocked image, by digest, is refused too.
 	blocked, _ := images["blocked/tool:latest"].Layers()
@@ -194,9 +268,16 @@ audit:
 	}
 
 	audit, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
-	fmt.Fprintf(out, "\naudit log (%d decisions):\n", strings.Count(string(audit), "\n"))
+	fmt.Fprintf(out, "\naudit log (%d decisions, one JSON line each in %s):\n", strings.Count(string(audit), "\n"), filepath.Join(dir, "audit.jsonl"))
 	for _, line := range strings.Split(strings.TrimSpace(string(audit)), "\n") {
-		fmt.Fprintf(out, "  %s\n", line)
+		var ev struct {
+			Kind, Repository, Reference, Rule, Decision string
+			Reasons                                     []string
+		}
+		if json.Unmarshal([]byte(line), &ev) != nil {
+			continue
+		}
+		fmt.Fprintf(out, "  %-5s %-8s %-9s %s@%s: %s\n", ev.Decision, ev.Kind, ev.Rule, ev.Repository, short(ev.Reference), strings.Join(ev.Reasons, "; "))
 	}
 	if len(failures) > 0 {
 		return fmt.Errorf("demo: unexpected results: %s", strings.Join(failures, "; "))

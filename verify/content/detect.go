@@ -337,7 +337,7 @@ func (a *autoInspector) decide() error {
 		a.inner = NewGGUFInspector(a.opts, a.size)
 	case f == FormatPickle || f == FormatLegacyTorch:
 		if mode != PickleScan {
-			return newFinding(f, 0, "%s: pickle content is denied by policy (pickle: deny); publish safetensors instead", strings.TrimPrefix(describe(f), "a "))
+			return newFinding(f, 0, "content is %s; pickle content is denied by policy (pickle: deny); publish safetensors instead", describe(f))
 		}
 		if f == FormatPickle {
 			a.inner = NewPickleInspector(a.opts, a.size)
