@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,14 +19,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/config"
@@ -374,4 +379,84 @@ func TestDefaultUpstream(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "hub-blocked") {
 		t.Fatalf("policy on the default upstream: %d %s", resp.StatusCode, body)
 	}
+}
+
+// Client auth configured in pullgate.yaml is enforced by the proxy itself:
+// the token flow works for allowed users, others are refused before any
+// upstream request, and the audit log names the client.
+func TestClientAuthWired(t *testing.T) {
+	up, err := upstream.Start(upstream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	dir := t.TempDir()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret-pw"), bcrypt.MinCost)
+	hash2, _ := bcrypt.GenerateFromPassword([]byte("other-pw"), bcrypt.MinCost)
+	os.WriteFile(filepath.Join(dir, "htpasswd"), []byte("alice:"+string(hash)+"\nbob:"+string(hash2)+"\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(testPolicy), 0o644)
+	cfg, err := config.Load(writeFile(t, dir, "pullgate.yaml", fmt.Sprintf(`
+storage: {path: data}
+upstreams: [{name: upstream.local, url: %s}]
+policy: policy.yaml
+audit: {path: audit.jsonl}
+auth:
+  htpasswd: htpasswd
+  token: {issuer: pullgate, service: pullgate}
+  access:
+    - repositories: ["upstream.local/app/**"]
+      allow: [alice]
+`, up.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ps := httptest.NewServer(srv.Handler())
+	defer ps.Close()
+	host := strings.TrimPrefix(ps.URL, "http://")
+	img, _ := random.Image(256, 1)
+	want := push(t, up.Host, "app/a:1", img)
+
+	ref, _ := name.ParseReference(host+"/upstream.local/app/a:1", name.Insecure)
+	got, err := remote.Image(ref, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret-pw"}))
+	if err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	if d, _ := got.Digest(); d != want {
+		t.Fatal("digest differs")
+	}
+	up.ResetCounts()
+	for _, c := range []struct {
+		auth authn.Authenticator
+		want int
+	}{{authn.Anonymous, 401}, {&authn.Basic{Username: "alice", Password: "wrong"}, 401}, {&authn.Basic{Username: "bob", Password: "other-pw"}, 403}} {
+		_, err := remote.Image(ref, remote.WithAuth(c.auth))
+		var te *transport.Error
+		if !errors.As(err, &te) || te.StatusCode != c.want {
+			t.Errorf("%v: err = %v, want HTTP %d", c.auth, err, c.want)
+		}
+	}
+	if n := up.Total(); n != 0 {
+		t.Errorf("refused clients caused %d upstream requests", n)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if !strings.Contains(string(b), `"user":"alice"`) {
+		t.Errorf("audit log does not name the client: %s", b)
+	}
+	if strings.Contains(string(b), "s3cret-pw") {
+		t.Error("audit log contains a password")
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
