@@ -392,7 +392,7 @@ func TestScenarios(t *testing.T) {
 			"blob-stage denials show 0 there). The reason is the proxy's, verbatim; digests are per run.\n\n" + md +
 			"\nA row marked ✗ differs from the expected decision because of a known defect (below); its subtest is skipped\n" +
 			"so CI stays green, and `PULLGATE_SHOW_BUGS=1` makes it fail.\n\n" +
-			"The tamper suite (`go test -run TestTamper -v ./test/scenarios/`: 46 cases over every attestation kind and the\n" +
+			"The tamper suite (`go test -run TestTamper -v ./test/scenarios/`: 47 cases over every attestation kind and the\n" +
 			"chain, each with its exact `pullgate verify` exit code and proxy reason) and cosign v3 interop (`TestInterop`)\n" +
 			"live in the same package.\n\n## Known defects found by these suites\n\n" +
 			"- " + bugExitCode + ".\n- " + bugMalformed + ".\n- " + bugEvidenceContent + ".\n- " + bugInspectedCache + ".\n" +

@@ -317,6 +317,17 @@ func tamperCases() []tamperCase {
 				return a, []string{chain(lbl(attest.KindEval, ev2d) + " did not pass: toxicity 0.05 > max 0.01")}
 			}},
 
+		{kind: "eval", name: "documented limit: under a CEL-only rule an older passing eval still satisfies it after a newer failing one",
+			prefix: "evalonly", allow: true, exit: 0,
+			attack: func(t *tamperEnv) (*artifact, []string) {
+				a, r := t.fresh(relOpts{})
+				attesttest.WriteFile(r.dir, "eval/results-v2.json", []byte(`{"metrics":{"accuracy":0.97,"toxicity":0.05}}`))
+				ev2, _ := r.create("eval2", attest.KindEval, strings.Replace(r.evalCfg(6, r.dg(attest.KindPrompt), r.dg(attest.KindCorpus), ""),
+					"results: eval/results.json", "results: eval/results-v2.json", 1))
+				t.publish(a, t.release, r.st[attest.KindEval], ev2)
+				return a, nil
+			}},
+
 		// ------------------------------------------------------------ route
 		{kind: "route", name: "route skips the eval and names the corpus (wrong link type)", stage: "manifest", exit: 13,
 			attack: func(t *tamperEnv) (*artifact, []string) {
