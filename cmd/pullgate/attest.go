@@ -126,17 +126,9 @@ func attestPush(args []string) int {
 	fs := flag.NewFlagSet("attest push", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, attestUsage) }
 	plain := fs.Bool("plain-http", false, "talk plain HTTP to the registry")
-	var pos []string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return 2
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			pos = append(pos, rest[0])
-			rest = rest[1:]
-		}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
 	}
 	if len(pos) < 2 {
 		fs.Usage()

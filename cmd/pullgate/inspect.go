@@ -34,25 +34,15 @@ func cmdInspect(args []string) int {
 	pickle := fs.String("pickle", "", "deny or scan (overrides the policy)")
 	out := fs.String("o", "text", "output: text or json")
 	plain := fs.Bool("plain-http", false, "talk plain HTTP to the registry")
-	var target string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return 2
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			if target != "" {
-				fs.Usage()
-				return 2
-			}
-			target, rest = rest[0], rest[1:]
-		}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
 	}
-	if target == "" || (*out != "text" && *out != "json") {
+	if len(pos) != 1 || (*out != "text" && *out != "json") {
 		fs.Usage()
 		return 2
 	}
+	target := pos[0]
 	var opts content.Options
 	if *policyPath != "" {
 		p, err := policy.Load(*policyPath)
@@ -85,7 +75,6 @@ func cmdInspect(args []string) int {
 		return 2
 	}
 	var reports []content.Report
-	var err error
 	if st, serr := os.Stat(target); serr == nil && !st.IsDir() {
 		reports, err = inspectFile(opts, target, st.Size(), *mediaType)
 	} else {

@@ -33,23 +33,16 @@ func cmdVerify(args []string) int {
 	cfgPath := fs.String("config", "", "pullgate configuration (for upstream names and credentials)")
 	out := fs.String("o", "text", "output: text or json")
 	plain := fs.Bool("plain-http", false, "without --config: talk plain HTTP to the registry")
-	// Flags may follow the image reference.
-	var ref string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return 2
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			if ref != "" {
-				fmt.Fprint(os.Stderr, verifyUsage)
-				return 2
-			}
-			ref, rest = rest[0], rest[1:]
-		}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
 	}
-	if ref == "" || *policyPath == "" || (*out != "text" && *out != "json") {
+	if len(pos) != 1 || *policyPath == "" || (*out != "text" && *out != "json") {
+		fmt.Fprint(os.Stderr, verifyUsage)
+		return 2
+	}
+	ref := pos[0]
+	if ref == "" {
 		fmt.Fprint(os.Stderr, verifyUsage)
 		return 2
 	}
