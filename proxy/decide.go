@@ -21,14 +21,17 @@ import (
 // Verdict is the proxy's record of a decision about one digest in one
 // repository under one policy revision.
 type Verdict struct {
-	Allowed   bool
-	WouldDeny bool
-	Rule      string
-	Mode      string
-	Reasons   []string
-	Checks    []audit.Check
-	Revision  string
-	ExitCode  int
+	Allowed   bool          `json:"allowed"`
+	WouldDeny bool          `json:"wouldDeny,omitempty"`
+	Rule      string        `json:"rule"`
+	Mode      string        `json:"mode,omitempty"`
+	Reasons   []string      `json:"reasons"`
+	Checks    []audit.Check `json:"checks,omitempty"`
+	Revision  string        `json:"policyRevision"`
+	ExitCode  int           `json:"exitCode"`
+	// Evidence marks the decision about a signature/attestation artifact
+	// (made by its subject): index children never inherit it.
+	Evidence bool `json:"evidence,omitempty"`
 }
 
 func (v Verdict) decision() string {
@@ -193,6 +196,11 @@ func (s *Server) decideManifest(q *request, dgst digest.Digest, body []byte, m *
 	// Deny (and no rule) decide alone; allow decides alone unless the rule
 	// has content checks, which look at the manifest.
 	if v, ok := ruleVerdict(q.pol, q.rule, rep); ok && (!v.Allowed || q.rule.Content == nil) {
+		return v, false
+	}
+	// Signatures and attestations are decided by their subject (and how
+	// they were asked for), not cached by their own digest.
+	if v, ok := s.evidenceVerdict(q, m); ok {
 		return v, false
 	}
 	key := verdictKey(q.pol.Revision(), q.rule.Name, rep, dgst)

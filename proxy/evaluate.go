@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/proxy/route"
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/content"
@@ -60,16 +62,84 @@ var evidenceLayerTypes = map[string]bool{
 	"application/vnd.in-toto+json":                         true,
 }
 
-func isEvidenceManifest(m *parsedManifest) bool {
+// isEvidenceManifest reports a manifest made only of signature/attestation
+// layers, each small enough to be evidence.
+func isEvidenceManifest(m *parsedManifest, maxLayer int64) bool {
 	if m.IsIndex() || len(m.Layers) == 0 {
 		return false
 	}
 	for _, l := range m.Layers {
-		if !evidenceLayerTypes[l.MediaType] {
+		if !evidenceLayerTypes[l.MediaType] || l.Size > maxLayer {
 			return false
 		}
 	}
 	return true
+}
+
+var (
+	// cosign's legacy tags: sha256-<hex>.sig / .att
+	cosignTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})\.(sig|att)$`)
+	// the referrers fallback tag: sha256-<hex>
+	fallbackTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})$`)
+)
+
+// evidenceSubject returns the digest an evidence artifact speaks about: a
+// signature/attestation manifest's subject field or the cosign tag it was
+// requested by, or the digest of a referrers fallback tag (an index). ok is
+// false for everything else, which is decided as an ordinary artifact.
+func (s *Server) evidenceSubject(q *request, m *parsedManifest) (digest.Digest, bool) {
+	tag := ""
+	if q.rt.Kind == route.Manifest && q.rt.Digest == "" {
+		tag = q.rt.Reference
+	}
+	if m.IsIndex() {
+		if mm := fallbackTagRE.FindStringSubmatch(tag); mm != nil {
+			return digest.NewDigestFromEncoded(digest.SHA256, mm[1]), true
+		}
+		return "", false
+	}
+	if !isEvidenceManifest(m, int64(s.cfg.Limits.MaxEvidenceSize)) {
+		return "", false
+	}
+	if m.Subject != nil {
+		return m.Subject.Digest, true
+	}
+	if mm := cosignTagRE.FindStringSubmatch(tag); mm != nil {
+		return digest.NewDigestFromEncoded(digest.SHA256, mm[1]), true
+	}
+	return "", false
+}
+
+// evidenceVerdict decides an evidence artifact by its subject: signatures
+// and attestations of an artifact allowed in this repository are served
+// (clients such as cosign verify them again); evidence about anything else
+// is not. Its blobs are granted; an index's children inherit nothing.
+func (s *Server) evidenceVerdict(q *request, m *parsedManifest) (Verdict, bool) {
+	subject, ok := s.evidenceSubject(q, m)
+	if !ok {
+		return Verdict{}, false
+	}
+	v := Verdict{Rule: q.rule.Name, Mode: string(q.rule.Mode), Revision: q.pol.Revision(), Evidence: true, ExitCode: policy.ExitUnmet}
+	if q.depth >= 4 {
+		v.Reasons = []string{fmt.Sprintf("rule %s: evidence chain too deep", q.rule.Name)}
+		return v, true
+	}
+	body, sm, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, subject)
+	if err != nil {
+		v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which cannot be read: %v", q.rule.Name, subject, err)}
+		return v, true
+	}
+	sq := *q
+	sq.depth++
+	sq.rt.Reference, sq.rt.Digest = subject.String(), subject
+	sv, _ := s.decideManifest(&sq, subject, body, sm)
+	if !sv.Allowed || sv.WouldDeny {
+		v.Reasons = append([]string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which is not allowed", q.rule.Name, subject)}, sv.Reasons...)
+		return v, true
+	}
+	v.Allowed, v.ExitCode = true, 0
+	v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for allowed %s, served so clients can verify it", q.rule.Name, subject)}
+	return v, true
 }
 
 // evaluate decides a manifest under a verify rule (or an allow rule with
@@ -86,10 +156,6 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 	}
 
 	if len(in.ContentFindings) == 0 {
-		if isEvidenceManifest(m) {
-			return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
-				Reasons: []string{fmt.Sprintf("rule %s: signature/attestation artifact, served so clients can verify it", rule.Name)}}
-		}
 		if parent, ok := s.allowedParent(q, dgst); ok {
 			return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
 				Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}
@@ -191,7 +257,7 @@ func (s *Server) allowedParent(q *request, dgst digest.Digest) (digest.Digest, b
 		pq := *q
 		pq.depth++
 		v, _ := s.decideManifest(&pq, pd, body, pm)
-		if v.Allowed && !v.WouldDeny {
+		if v.Allowed && !v.WouldDeny && !v.Evidence {
 			return pd, true
 		}
 	}

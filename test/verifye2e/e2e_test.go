@@ -268,12 +268,20 @@ func TestCosignVerifyThroughProxy(t *testing.T) {
 		t.Fatalf("cosign verify with the attacker key succeeded:\n%s", out)
 	}
 
-	// cosign v3 bundles through the proxy's referrers API.
-	img3 := e.image("att/cv3", "v1")
-	e.c3.sign(e.release, e.upRef("att/cv3", img3.Digest))
-	out, err = e.c3.exec("verify", "--key", pub, "--allow-insecure-registry", "--insecure-ignore-tlog=true", e.pxRef("att/cv3@"+img3.Digest))
+	// cosign v3 bundles through the proxy's referrers API (the image is
+	// allowed by pg-apps, which needs a signature only).
+	img3 := e.image("app/cv3", "v1")
+	e.c3.sign(e.release, e.upRef("app/cv3", img3.Digest))
+	out, err = e.c3.exec("verify", "--key", pub, "--allow-insecure-registry", "--insecure-ignore-tlog=true", e.pxRef("app/cv3@"+img3.Digest))
 	if err != nil || !strings.Contains(out, img3.Digest) {
 		t.Fatalf("cosign3 verify through the proxy: %v\n%s", err, out)
+	}
+	// Evidence of an image the policy denies is not served: pg-attested
+	// also needs an attestation, which att/cv3 lacks.
+	img4 := e.image("att/cv3", "v1")
+	e.c3.sign(e.release, e.upRef("att/cv3", img4.Digest))
+	if out, err = e.c3.exec("verify", "--key", pub, "--allow-insecure-registry", "--insecure-ignore-tlog=true", e.pxRef("att/cv3@"+img4.Digest)); err == nil {
+		t.Fatalf("signatures of a denied image were served:\n%s", out)
 	}
 }
 

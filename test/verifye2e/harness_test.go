@@ -64,15 +64,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// bug marks a test that shows a known defect. It is skipped (so CI stays
-// green) unless PULLGATE_SHOW_BUGS=1, which runs it and lets it fail.
-func bug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("PULLGATE_SHOW_BUGS") != "1" {
-		t.Skip("BUG: " + what + " (run with PULLGATE_SHOW_BUGS=1 to see it fail)")
-	}
-}
-
 const (
 	slsa02     = "https://slsa.dev/provenance/v0.2"
 	builderID  = "https://ci.example/builder"

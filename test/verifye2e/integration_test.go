@@ -56,7 +56,6 @@ func TestReferrersFallbackTagThroughProxy(t *testing.T) {
 	e.getUpstream("app/fallback", tag)
 	st, _, b := e.manifestGET("app/fallback:" + tag)
 	if st != http.StatusOK {
-		bug(t, "proxy/evaluate.go isEvidenceManifest only recognises manifests, so the referrers fallback index (tag sha256-<hex>, an index of sigstore bundle manifests) is decided as an image under a verify rule and denied; clients doing the tag fallback themselves cannot read evidence through the proxy")
 		t.Fatalf("GET the referrers fallback tag %s through the proxy: %d %s", tag, st, b)
 	}
 }
@@ -229,7 +228,6 @@ func TestCLIJSONShape(t *testing.T) {
 	if _, ok := m["repository"]; !ok {
 		t.Fatalf("no repository key: %s", r.stdout)
 	}
-	bug(t, "cmd/pullgate verify -o json mixes key styles: proxy.Verdict (embedded in proxy.Decision) has no json tags, so the output has Allowed/WouldDeny/Rule/Reasons/Checks/Revision/ExitCode next to repository/reference/digest/mediaType; policy.Decision and the audit log use allowed/reasons/exitCode")
 	for _, k := range []string{"allowed", "rule", "reasons", "checks", "exitCode"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON output lacks %q: keys %v", k, keys(m))
@@ -380,7 +378,6 @@ func TestUnsignedArtifactTypedAsEvidence(t *testing.T) {
 	})
 	st, _, b := e.manifestGET("app/model:v1")
 	if st != http.StatusForbidden {
-		bug(t, "proxy/evaluate.go evaluate: isEvidenceManifest serves any manifest whose layers all carry evidence media types (no subject, no cosign tag, no size bound needed), so an unsigned artifact typed as in-toto/DSSE/simple-signing bypasses a verify rule; oras pull then writes its payload")
 		r, dir := harness.OrasPull(t, e.pxRef("app/model:v1"))
 		got, _ := os.ReadFile(filepath.Join(dir, "model.bin"))
 		t.Fatalf("unsigned artifact typed as evidence through the proxy: %d %s\noras pull: err=%v, model.bin=%q", st, b, r.Err, got)
