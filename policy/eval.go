@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/verify"
+	"github.com/pullgate/pullgate/verify/attest"
 )
 
 // Exit codes of a Decision, shared with `pullgate verify`.
@@ -199,6 +200,19 @@ func (e *evaluation) exitCode() int {
 		return ExitNoEvidence
 	}
 	return ExitUnmet
+}
+
+// evidenceCode is the exit code that evidence failures explain, or def.
+func (e *evaluation) evidenceCode(def int) int {
+	switch {
+	case e.subjectBad || e.failureKinds[verify.FailMismatch] > 0:
+		return ExitMismatch
+	case e.failureKinds[verify.FailInvalid] > 0 || e.untrusted:
+		return ExitInvalid
+	case e.failureKinds[verify.FailMalformed] > 0:
+		return ExitMalformed
+	}
+	return def
 }
 
 func (e *evaluation) verify() {
@@ -442,6 +456,17 @@ func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache
 				others = append(others, a.Signer)
 				continue
 			}
+			if _, pullgateKind := attest.KindOf(a.PredicateType); pullgateKind {
+				// pullgate's own predicates decode strictly: a hand-edited
+				// statement (unknown fields, an eval whose "passed" contradicts
+				// its metrics) is malformed even when a trusted key signed it.
+				if _, err := attest.DecodePredicate(a.PredicateType, a.Predicate); err != nil {
+					e.failureKinds[verify.FailMalformed]++
+					e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation,
+						Detail: fmt.Sprintf("attestation %s by %s is malformed: %v: ignored", a.PredicateType, a.Signer, err), Evidence: evidenceOf(a.Evidence)})
+					continue
+				}
+			}
 			if (rq.TLog || rq.Timestamp) && r.kind(a.Signer) == TrustIdentity && a.SignedAt.IsZero() {
 				e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation,
 					Detail: fmt.Sprintf("attestation %s by identity %s has no verified signing time (tlog/timestamp required): ignored", a.PredicateType, a.Signer), Evidence: evidenceOf(a.Evidence)})
@@ -527,6 +552,11 @@ func (e *evaluation) external() {
 		code := c.ExitCode
 		if code == 0 {
 			code = ExitUnmet
+		}
+		if code == ExitUnmet || code == ExitNoEvidence {
+			// A link or bill of materials is missing: when evidence was found
+			// but did not verify, that is why (as for signatures).
+			code = e.evidenceCode(code)
 		}
 		detail := c.Detail
 		if detail == "" {

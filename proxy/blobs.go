@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +40,12 @@ func (s *Server) serveBlob(q *request) {
 		s.deny(q, v, ref)
 		return
 	}
-	if size, ok := s.store.Has(dgst); ok && q.rule.Content != nil {
+	if size, ok := s.store.Has(dgst); ok && grant.Evidence {
+		if err := s.checkStoredEvidence(q.ctx(), dgst, size); err != nil {
+			s.fetchError(q, err)
+			return
+		}
+	} else if ok && q.rule.Content != nil {
 		if err := s.inspectStored(q, grant, size); err != nil {
 			s.fetchError(q, err)
 			return
@@ -97,10 +103,10 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 		}
 		v, _ := s.decideManifest(q, md, body, m)
 		if v.Allowed {
-			s.grant(q, md, m)
+			s.grant(q, md, m, v)
 			for _, d := range m.Blobs() {
 				if d.Digest == dgst {
-					return blobGrant{Manifest: md, Desc: d}, v, true
+					return blobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}, v, true
 				}
 			}
 		} else if denial == nil {
@@ -124,19 +130,29 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 	dgst := q.rt.Digest
 	key := dgst.String()
 	var newInspector func(size int64) (content.Inspector, error)
-	if c := q.rule.Content; c != nil {
+	var exp *tensorExpectation
+	if grant.Evidence {
+		// Signature/attestation layers: bounded JSON, whatever the rule's
+		// content section says about model files.
+		key += "|evidence"
+		limit := int64(s.cfg.Limits.MaxEvidenceSize)
+		newInspector = func(size int64) (content.Inspector, error) { return newEvidenceInspector(size, limit) }
+	} else if c := q.rule.Content; c != nil {
 		// Inspection depends on the rule: fetches under different content
 		// rules are not shared.
 		key += "|" + q.pol.Revision() + "|" + q.rule.Name
 		opts := c.Options()
-		exp, _ := s.tensors.Get(grantKey(q.pol.Revision(), q.rt.Repository(), dgst))
+		exp, _ = s.tensors.Get(grantKey(q.pol.Revision(), q.rt.Repository(), dgst))
+		if exp != nil {
+			key += "|" + exp.id
+		}
 		newInspector = func(size int64) (content.Inspector, error) {
 			return newLayerInspector(opts, grant, size, exp)
 		}
 	}
 	rev, ruleName := q.pol.Revision(), q.rule.Name
 	f, joined, err := s.fetches.Do(key, holdback, func(f *inflight.Fetch) {
-		s.runFetch(f, q.up, q.rt.Repo, grant, newInspector, rev, ruleName)
+		s.runFetch(f, q.up, q.rt.Repo, grant, newInspector, exp, rev, ruleName)
 	})
 	if err != nil {
 		ocierr.Write(q.w, q.r, ocierr.New(http.StatusInternalServerError, ocierr.Unavailable, "%v", err))
@@ -227,7 +243,7 @@ func (m *mismatch) Error() string {
 // inspecting) the same bytes as they arrive, and commits it to the store only
 // when everything matched. It runs detached from any client request.
 func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,
-	newInspector func(int64) (content.Inspector, error), rev, rule string) {
+	newInspector func(int64) (content.Inspector, error), exp *tensorExpectation, rev, rule string) {
 	dgst := grant.Desc.Digest
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
@@ -242,11 +258,9 @@ func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 		s.log.Error("upstream blob rejected", "upstream", up.Name, "repository", repo, "digest", dgst, "err", err)
 	case errors.As(err, &cf):
 		s.log.Warn("blob refused by content inspection", "upstream", up.Name, "repository", repo, "digest", dgst, "rule", rule, "finding", cf.finding.Error())
-		s.markBad(ctx, rev, rule, dgst, cf.finding.Error())
+		s.recordInspection(ctx, rev, rule, dgst, exp, cf)
 	case err == nil && newInspector != nil:
-		if perr := s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst), []byte("ok")); perr != nil {
-			s.log.Warn("store: inspection record write failed", "err", perr)
-		}
+		s.recordInspection(ctx, rev, rule, dgst, exp, nil)
 	}
 	f.Finish(err)
 }
@@ -260,26 +274,61 @@ func asFinding(err error, format string) error {
 	return &contentFailure{&content.Finding{Format: format, Offset: -1, Reason: err.Error()}}
 }
 
+// recordInspection records the outcome of inspecting a blob: format
+// results per rule, tensor-expectation results per expectation as well. A
+// failure purges cached decisions (every manifest referencing the blob is
+// denied from then on).
+func (s *Server) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, exp *tensorExpectation, cf *contentFailure) {
+	if cf != nil {
+		scope := ""
+		if cf.finding.Format == formatMBOM && exp != nil {
+			scope = exp.id
+		}
+		s.markBad(ctx, rev, rule, dgst, scope, cf.finding.Error())
+		return
+	}
+	for _, scope := range scopesOf(exp) {
+		if err := s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst, scope), []byte("ok")); err != nil {
+			s.log.Warn("store: inspection record write failed", "err", err)
+		}
+	}
+}
+
+func scopesOf(exp *tensorExpectation) []string {
+	if exp == nil {
+		return []string{""}
+	}
+	return []string{"", exp.id}
+}
+
 // inspectStored runs a content rule's inspection over a stored blob that
-// has not been inspected under this rule and policy revision yet.
+// has not been inspected under this rule, policy revision (and MBOM tensor
+// expectation) yet.
 func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	ctx := q.ctx()
 	rev, rule, dgst := q.pol.Revision(), q.rule.Name, q.rt.Digest
-	if f, bad := s.badBlob(ctx, rev, rule, dgst); bad {
-		return &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+	exp, _ := s.tensors.Get(grantKey(rev, q.rt.Repository(), dgst))
+	done := true
+	for _, scope := range scopesOf(exp) {
+		if f, bad := s.badBlob(ctx, rev, rule, dgst, scope); bad {
+			return &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+		}
+		if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst, scope)); err != nil {
+			done = false
+		}
 	}
-	if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst)); err == nil {
+	if done {
 		return nil
 	}
-	exp, _ := s.tensors.Get(grantKey(rev, q.rt.Repository(), dgst))
 	in, err := newLayerInspector(q.rule.Content.Options(), grant, size, exp)
 	if err != nil {
 		cf := asFinding(err, "content").(*contentFailure)
-		s.markBad(ctx, rev, rule, dgst, cf.finding.Error())
+		s.recordInspection(ctx, rev, rule, dgst, exp, cf)
 		return cf
 	}
 	rc, err := s.store.Reader(ctx, dgst, 0)
 	if err != nil {
+		_ = in.Close()
 		return err
 	}
 	defer rc.Close()
@@ -291,10 +340,11 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		cf := asFinding(err, "content").(*contentFailure)
-		s.markBad(ctx, rev, rule, dgst, cf.finding.Error())
+		s.recordInspection(ctx, rev, rule, dgst, exp, cf)
 		return cf
 	}
-	return s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst), []byte("ok"))
+	s.recordInspection(ctx, rev, rule, dgst, exp, nil)
+	return nil
 }
 
 type writerOnly struct{ io.Writer }
@@ -391,6 +441,58 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	if err := s.store.CommitFile(ctx, dgst, f.Path(), size); err != nil {
 		// The bytes are verified: serve them, but say the cache failed.
 		s.log.Error("store: commit failed", "digest", dgst, "err", err)
+	}
+	return nil
+}
+
+// evidenceInspector accepts a signature/attestation blob only if it is
+// JSON of at most the evidence size limit; nothing is released before the
+// whole blob was checked.
+type evidenceInspector struct {
+	buf   []byte
+	limit int64
+}
+
+func newEvidenceInspector(size, limit int64) (content.Inspector, error) {
+	if size > limit {
+		return nil, &content.Finding{Format: "evidence", Offset: -1, Reason: fmt.Sprintf("signature/attestation blob of %d bytes exceeds the evidence limit of %d", size, limit)}
+	}
+	return &evidenceInspector{limit: limit}, nil
+}
+
+func (e *evidenceInspector) Write(p []byte) (int, error) {
+	if int64(len(e.buf)+len(p)) > e.limit {
+		return 0, &content.Finding{Format: "evidence", Offset: int64(len(e.buf)), Reason: "signature/attestation blob exceeds the evidence limit"}
+	}
+	e.buf = append(e.buf, p...)
+	return len(p), nil
+}
+
+func (e *evidenceInspector) HeaderDone() bool { return false }
+
+func (e *evidenceInspector) Close() error {
+	if !json.Valid(e.buf) {
+		return &content.Finding{Format: "evidence", Offset: 0, Reason: "signature/attestation blob is not JSON"}
+	}
+	return nil
+}
+
+// checkStoredEvidence checks a stored blob served as a signature/attestation
+// layer the same way as one streamed from the upstream.
+func (s *Server) checkStoredEvidence(ctx context.Context, dgst digest.Digest, size int64) error {
+	in, err := newEvidenceInspector(size, int64(s.cfg.Limits.MaxEvidenceSize))
+	if err != nil {
+		return asFinding(err, "evidence")
+	}
+	b, err := s.store.Get(ctx, dgst)
+	if err != nil {
+		return err
+	}
+	if _, err := in.Write(b); err != nil {
+		return asFinding(err, "evidence")
+	}
+	if err := in.Close(); err != nil {
+		return asFinding(err, "evidence")
 	}
 	return nil
 }

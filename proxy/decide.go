@@ -214,11 +214,15 @@ func (s *Server) decideManifest(q *request, dgst digest.Digest, body []byte, m *
 
 // grant records that the blobs (and child manifests) of an allowed manifest
 // may be served in the request's repository under the current revision.
-func (s *Server) grant(q *request, manifest digest.Digest, m *parsedManifest) {
+func (s *Server) grant(q *request, manifest digest.Digest, m *parsedManifest, v Verdict) {
 	rev := q.pol.Revision()
 	ttl := s.cfg.Cache.AllowTTL.D()
 	for _, d := range m.Blobs() {
-		s.blobGrants.Add(grantKey(rev, q.rt.Repository(), d.Digest), blobGrant{Manifest: manifest, Desc: d}, ttl)
+		key := grantKey(rev, q.rt.Repository(), d.Digest)
+		if old, ok := s.blobGrants.Get(key); ok && !old.Evidence && v.Evidence {
+			continue // an artifact's grant (inspected as content) stays
+		}
+		s.blobGrants.Add(key, blobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence}, ttl)
 	}
 }
 
@@ -229,6 +233,9 @@ func grantKey(rev, repository string, blob digest.Digest) string {
 type blobGrant struct {
 	Manifest digest.Digest
 	Desc     ocispec.Descriptor
+	// Evidence: granted by a signature/attestation artifact. Such blobs
+	// are checked as evidence (small, JSON), not by content rules.
+	Evidence bool
 }
 
 // persistLinks records, in the shared store, which manifests reference which

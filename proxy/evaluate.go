@@ -18,7 +18,6 @@ import (
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/content"
-	"github.com/pullgate/pullgate/verify/release"
 )
 
 // loadPolicy loads the policy file and follows it (and every trust file it
@@ -171,19 +170,34 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 		opts.DetachedSubjectTypes = []string{attest.OpenSSFModelSigningType}
 	}
 	start := time.Now()
-	res := verify.Collect(ctx, q.up.Fetcher(q.rt.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
+	// Evidence is gathered for everyone who will ask about this digest: a
+	// client that disconnects must not turn it into a fetch failure.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), evidenceTimeout)
+	defer cancel()
+	res := verify.Collect(cctx, q.up.Fetcher(q.rt.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
 	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 	in.Evidence = []verify.Result{res}
 	in.Checks = releaseChecks(rule, dgst, body, res.Attestations)
+	var exps map[digest.Digest]*tensorExpectation
+	if rule.Content != nil && hasPredicate(res.Attestations, attest.KindMBOM.PredicateType()) {
+		exps = tensorExpectations(dgst, body, res.Attestations)
+		for d, exp := range exps {
+			if f, bad := s.badBlob(ctx, q.pol.Revision(), rule.Name, d, exp.id); bad {
+				in.ContentFindings = append(in.ContentFindings, fmt.Sprintf("layer %s: %s", d, f))
+			}
+		}
+	}
 	v := fromDecision(rule.Evaluate(in, q.pol.Revision()))
-	if v.Allowed && rule.Content != nil && hasPredicate(res.Attestations, attest.KindMBOM.PredicateType()) {
-		s.expectTensors(q, dgst, body, res.Attestations)
+	if v.Allowed {
+		for d, exp := range exps {
+			s.tensors.Add(grantKey(q.pol.Revision(), q.rt.Repository(), d), exp, s.cfg.Cache.AllowTTL.D())
+		}
 	}
 
 	// Fail closed, or serve what was verified before: when evidence could not
 	// be fetched (upstream down) and this very digest was allowed under this
 	// very policy revision, that decision stands.
-	if !v.Allowed && fetchFailed(res) && len(in.ContentFindings) == 0 {
+	if !v.Allowed && fetchFailed(res) && len(in.ContentFindings) == 0 && !s.anyBadBlob(ctx, q, m) {
 		if prev, ok := s.persistedAllow(ctx, q, dgst); ok {
 			prev.Reasons = append(prev.Reasons, "upstream evidence unreachable: serving the decision verified under this policy revision")
 			return prev
@@ -195,21 +209,19 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 	return v
 }
 
-// expectTensors remembers, for each layer of an allowed model, the MBOM
-// whose tensor names, dtypes and shapes its content must have; the check
-// runs when the layer streams through content inspection.
-func (s *Server) expectTensors(q *request, dgst digest.Digest, manifest []byte, atts []verify.Attestation) {
-	layers, err := release.LayersFromManifest(manifest)
-	if err != nil {
-		return
-	}
-	for _, l := range layers {
-		if l.Title == "" {
-			continue
+// evidenceTimeout bounds gathering the evidence of one decision.
+const evidenceTimeout = 60 * time.Second
+
+// anyBadBlob reports whether any blob of the manifest failed content
+// inspection under this rule, in any scope.
+func (s *Server) anyBadBlob(ctx context.Context, q *request, m *parsedManifest) bool {
+	rev := strings.TrimPrefix(q.pol.Revision(), "sha256:")
+	for _, d := range m.Blobs() {
+		if names, _ := s.store.ListMeta(ctx, store.MetaKey("bad", rev, q.rule.Name, d.Digest.Encoded())); len(names) > 0 {
+			return true
 		}
-		exp := &tensorExpectation{atts: atts, subject: dgst, title: l.Title}
-		s.tensors.Add(grantKey(q.pol.Revision(), q.rt.Repository(), digest.Digest(l.Digest)), exp, s.cfg.Cache.AllowTTL.D())
 	}
+	return false
 }
 
 func fetchFailed(r verify.Result) bool {
@@ -292,24 +304,35 @@ func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []s
 		}
 	}
 	for _, d := range m.Blobs() {
-		if f, ok := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, d.Digest); ok {
+		if f, ok := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, d.Digest, ""); ok {
 			out = append(out, fmt.Sprintf("layer %s: %s", d.Digest, f))
 		}
 	}
 	return out
 }
 
-func badKey(rev, rule string, d digest.Digest) string {
-	return store.MetaKey("bad", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded())
+// Content inspection results are recorded per policy revision, rule and
+// blob; results of an MBOM's tensor expectations also per expectation
+// (scope), since another release may expect other tensors of the same blob.
+func badKey(rev, rule string, d digest.Digest, scope string) string {
+	return store.MetaKey("bad", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope))
 }
 
-func inspectedKey(rev, rule string, d digest.Digest) string {
-	return store.MetaKey("inspected", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded())
+func inspectedKey(rev, rule string, d digest.Digest, scope string) string {
+	return store.MetaKey("inspected", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope))
 }
 
-// badBlob reports a content finding recorded for a blob under a rule.
-func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest) (string, bool) {
-	b, err := s.store.GetMeta(ctx, badKey(rev, rule, d))
+func orFormat(scope string) string {
+	if scope == "" {
+		return "format"
+	}
+	return scope
+}
+
+// badBlob reports a content finding recorded for a blob under a rule (and
+// scope: "" for the format checks, an expectation id for tensor checks).
+func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest, scope string) (string, bool) {
+	b, err := s.store.GetMeta(ctx, badKey(rev, rule, d, scope))
 	if err != nil {
 		return "", false
 	}
@@ -318,8 +341,8 @@ func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest)
 
 // markBad records a content failure of a blob: every manifest referencing
 // it is denied from now on, so cached allows are dropped.
-func (s *Server) markBad(ctx context.Context, rev, rule string, d digest.Digest, finding string) {
-	if err := s.store.PutMeta(ctx, badKey(rev, rule, d), []byte(finding)); err != nil {
+func (s *Server) markBad(ctx context.Context, rev, rule string, d digest.Digest, scope, finding string) {
+	if err := s.store.PutMeta(ctx, badKey(rev, rule, d, scope), []byte(finding)); err != nil {
 		s.log.Error("store: content finding write failed", "digest", d, "err", err)
 	}
 	s.verdicts.Purge()

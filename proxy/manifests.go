@@ -50,7 +50,7 @@ func (s *Server) serveManifest(q *request) {
 		s.deny(q, v, ref)
 		return
 	}
-	s.grant(q, dgst, m)
+	s.grant(q, dgst, m, v)
 
 	if !acceptsMediaType(q.r, m.MediaType) {
 		ocierr.Write(q.w, q.r, ocierr.New(http.StatusNotFound, ocierr.ManifestUnknown,

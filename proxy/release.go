@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"sort"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -90,6 +91,34 @@ type tensorExpectation struct {
 	atts    []verify.Attestation
 	subject digest.Digest
 	title   string
+	// id scopes recorded results: the MBOM statements and the file.
+	id string
+}
+
+// tensorExpectations are the MBOM tensor expectations of each titled layer
+// of an artifact; the check runs when the layer streams through content
+// inspection.
+func tensorExpectations(dgst digest.Digest, manifest []byte, atts []verify.Attestation) map[digest.Digest]*tensorExpectation {
+	layers, err := release.LayersFromManifest(manifest)
+	if err != nil {
+		return nil
+	}
+	var stmts []string
+	for _, a := range atts {
+		if a.PredicateType == attest.KindMBOM.PredicateType() {
+			stmts = append(stmts, a.Statement.String())
+		}
+	}
+	sort.Strings(stmts)
+	out := map[digest.Digest]*tensorExpectation{}
+	for _, l := range layers {
+		if l.Title == "" {
+			continue
+		}
+		id := digest.FromString(strings.Join(stmts, ",") + "|" + l.Title).Encoded()[:24]
+		out[digest.Digest(l.Digest)] = &tensorExpectation{atts: atts, subject: dgst, title: l.Title, id: "mbom-" + id}
+	}
+	return out
 }
 
 // check compares the tensors content inspection found in a layer with the
@@ -107,8 +136,12 @@ func (e *tensorExpectation) check(found []content.TensorInfo) *content.Finding {
 	if r.OK {
 		return nil
 	}
-	return &content.Finding{Format: content.FormatTensors, Offset: -1, Reason: strings.Join(r.Reasons(), "; ")}
+	return &content.Finding{Format: formatMBOM, Offset: -1, Reason: strings.Join(r.Reasons(), "; ")}
 }
+
+// formatMBOM marks findings of an MBOM's tensor expectations (scoped to the
+// expectation, unlike format findings).
+const formatMBOM = "mbom"
 
 // expectingInspector runs the MBOM's tensor expectations when the layer's
 // inspection completes.

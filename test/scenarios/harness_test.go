@@ -59,15 +59,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// bug marks a test that shows a known defect: skipped (CI stays green)
-// unless PULLGATE_SHOW_BUGS=1, which runs it and lets it fail.
-func bug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("PULLGATE_SHOW_BUGS") != "1" {
-		t.Skip("BUG: " + what + " (PULLGATE_SHOW_BUGS=1 runs it)")
-	}
-}
-
 const (
 	upName   = harness.DefaultUpstream
 	ruleLLM  = "pg-llm-release"

@@ -20,10 +20,6 @@ type scenario struct {
 	name   string
 	threat string // the seed's threat category
 	allow  bool   // expected decision
-	// bug names a known defect that makes the actual decision differ: the
-	// subtest is skipped (PULLGATE_SHOW_BUGS=1 fails it) and the table
-	// shows the wrong decision.
-	bug string
 	// run builds the scenario on the upstream, pulls it through the proxy,
 	// asserts the exact outcome and returns it with the reason to show.
 	run func(e *env) (outcome, string)
@@ -179,7 +175,6 @@ func scenarios() []scenario {
 				return o, matching(o.reasons, want)
 			}},
 		{name: "backdoored adapter: same blob already inspected for another release under the same rule (tensor check skipped)", threat: "backdoored models", allow: false,
-			bug: bugInspectedCache,
 			run: func(e *env) (outcome, string) {
 				wide := []attest.Tensor{adapterTensors[0], {Name: adapterTensors[1].Name, DType: "F32", Shape: []int64{8, 6}}} // a blob no other scenario uses
 				files := replaceFile(goodModel(), "adapter.safetensors", attesttest.Safetensors(wide))
@@ -202,7 +197,6 @@ func scenarios() []scenario {
 				return o, matching(o.reasons, want)
 			}},
 		{name: "good release sharing its adapter blob with a release rejected for a tensor mismatch", threat: "(control)", allow: true,
-			bug: bugInspectedCache,
 			run: func(e *env) (outcome, string) {
 				wide := []attest.Tensor{adapterTensors[0], {Name: adapterTensors[1].Name, DType: "F32", Shape: []int64{8, 3}}} // a blob no other scenario uses
 				files := replaceFile(goodModel(), "adapter.safetensors", attesttest.Safetensors(wide))
@@ -366,10 +360,6 @@ func TestScenarios(t *testing.T) {
 			r.actual, r.stage, r.reason, r.exit = o.decision(), o.stage, reason, o.exit
 			r.ok = !t.Failed() && o.allowed == sc.allow
 			if o.allowed != sc.allow {
-				if sc.bug != "" {
-					r.reason += " — " + strings.Fields(sc.bug)[0] + " (see Known defects)"
-					bug(t, sc.bug)
-				}
 				t.Errorf("decision %s, want allowed=%v", o.decision(), sc.allow)
 			}
 		})
@@ -390,11 +380,10 @@ func TestScenarios(t *testing.T) {
 			"or `blob` (content inspection while the layer streams; the proxy then denies the manifest too). *Exit* is\n" +
 			"`pullgate verify`'s exit code for the same reference (it decides manifests only and does not stream blobs, so\n" +
 			"blob-stage denials show 0 there). The reason is the proxy's, verbatim; digests are per run.\n\n" + md +
-			"\nA row marked ✗ differs from the expected decision because of a known defect (below); its subtest is skipped\n" +
-			"so CI stays green, and `PULLGATE_SHOW_BUGS=1` makes it fail.\n\n" +
+			"\n" +
 			"The tamper suite (`go test -run TestTamper -v ./test/scenarios/`: 47 cases over every attestation kind and the\n" +
 			"chain, each with its exact `pullgate verify` exit code and proxy reason) and cosign v3 interop (`TestInterop`)\n" +
-			"live in the same package.\n\n## Known defects found by these suites\n\n" +
+			"live in the same package.\n\n## Defects these suites found (all fixed; their cases now run in CI)\n\n" +
 			"- " + bugExitCode + ".\n- " + bugMalformed + ".\n- " + bugEvidenceContent + ".\n- " + bugInspectedCache + ".\n" +
 			"\n## Limits of what is checked (not defects)\n\n" +
 			"- `pullgate verify` decides manifests only: content findings and MBOM tensor checks exist only while a layer streams\n" +

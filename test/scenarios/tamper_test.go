@@ -35,7 +35,6 @@ type tamperCase struct {
 	// bug, when set, names a known defect: the case asserts the correct
 	// behaviour and is skipped (PULLGATE_SHOW_BUGS=1 runs it) while the
 	// defect is present.
-	bug    string
 	prefix string // repository prefix (default "llm", rule pg-llm-release)
 	attack func(t *tamperEnv) (*artifact, []string)
 }
@@ -143,7 +142,7 @@ func tamperCases() []tamperCase {
 			}},
 
 		// ------------------------------------------------------------ prompt
-		{kind: "prompt", name: "prompt re-signed by an untrusted key (llmsa forgery): missing link", bug: bugExitCode, stage: "manifest", exit: 11,
+		{kind: "prompt", name: "prompt re-signed by an untrusted key (llmsa forgery): missing link", stage: "manifest", exit: 11,
 			attack: resigned(attest.KindPrompt, func(r *rel) []string {
 				return []string{notTrusted(attest.KindEval, r.dg(attest.KindEval), "prompt", r.dg(attest.KindPrompt))}
 			})},
@@ -170,7 +169,7 @@ func tamperCases() []tamperCase {
 				t.publish(a, t.release, r.st[attest.KindCorpus], p2, ev, rt, slo, r.st[attest.KindMBOM])
 				return a, []string{chain(lbl(attest.KindEval, evd) + " (createdAt " + at(20) + ") is older than the " + lbl(attest.KindPrompt, p2d) + " it references (createdAt " + at(30) + ")")}
 			}},
-		{kind: "prompt", name: "prompt of another artifact replayed onto this digest", bug: bugExitCode, stage: "manifest", exit: 12,
+		{kind: "prompt", name: "prompt of another artifact replayed onto this digest", stage: "manifest", exit: 12,
 			attack: func(t *tamperEnv) (*artifact, []string) {
 				a, r := t.fresh(relOpts{})
 				// This release's eval names the other artifact's prompt statement.
@@ -183,7 +182,7 @@ func tamperCases() []tamperCase {
 			}},
 
 		// ------------------------------------------------------------ corpus
-		{kind: "corpus", name: "corpus re-signed by an untrusted key: missing link", bug: bugExitCode, stage: "manifest", exit: 11,
+		{kind: "corpus", name: "corpus re-signed by an untrusted key: missing link", stage: "manifest", exit: 11,
 			attack: resigned(attest.KindCorpus, func(r *rel) []string {
 				return []string{notTrusted(attest.KindEval, r.dg(attest.KindEval), "corpus", r.dg(attest.KindCorpus))}
 			})},
@@ -244,7 +243,7 @@ func tamperCases() []tamperCase {
 			attack: resigned(attest.KindEval, func(r *rel) []string {
 				return []string{noEval, notTrusted(attest.KindRoute, r.dg(attest.KindRoute), "eval", r.dg(attest.KindEval))}
 			})},
-		{kind: "eval", name: "eval 'passed' flipped to true by hand and signed with the trusted key (malformed)", bug: bugMalformed, stage: "manifest", exit: 14,
+		{kind: "eval", name: "eval 'passed' flipped to true by hand and signed with the trusted key (malformed)", stage: "manifest", exit: 14,
 			attack: func(t *tamperEnv) (*artifact, []string) {
 				a := t.pushModel(t.repo, "v1", goodModel())
 				r := t.newRelease(a, relOpts{metrics: map[string]float64{"accuracy": 0.5, "toxicity": 0.3}})
@@ -295,7 +294,7 @@ func tamperCases() []tamperCase {
 			}},
 
 		{kind: "eval", name: "eval 'passed' flipped by hand, signed with the trusted key, under a rule without chain (CEL only)",
-			prefix: "evalonly", stage: "manifest", exit: 14, bug: bugMalformed,
+			prefix: "evalonly", stage: "manifest", exit: 14,
 			attack: func(t *tamperEnv) (*artifact, []string) {
 				a := t.pushModel(t.repo, "v1", goodModel())
 				// accuracy fails its threshold; toxicity meets the policy's bar.
@@ -346,7 +345,7 @@ func tamperCases() []tamperCase {
 				t.publish(a, t.release, r.st[attest.KindPrompt], r.st[attest.KindCorpus], r.st[attest.KindEval], rt, slo, r.st[attest.KindMBOM])
 				return a, []string{notTrusted(attest.KindRoute, rtd, "eval", ghost)}
 			}},
-		{kind: "route", name: "route re-signed by an untrusted key: missing link", bug: bugExitCode, stage: "manifest", exit: 11,
+		{kind: "route", name: "route re-signed by an untrusted key: missing link", stage: "manifest", exit: 11,
 			attack: resigned(attest.KindRoute, func(r *rel) []string {
 				return []string{notTrusted(attest.KindSLO, r.dg(attest.KindSLO), "route", r.dg(attest.KindRoute))}
 			})},
@@ -379,7 +378,7 @@ func tamperCases() []tamperCase {
 				t.publish(a, t.release, append(r.std(without(all, attest.KindSLO)...), slo)...)
 				return a, []string{chain(lbl(attest.KindSLO, slod) + " references " + r.dg(attest.KindEval) + " which is a eval statement, expected route")}
 			}},
-		{kind: "slo", name: "slo re-signed by an untrusted key", bug: bugExitCode, stage: "manifest", exit: 11,
+		{kind: "slo", name: "slo re-signed by an untrusted key", stage: "manifest", exit: 11,
 			attack: resigned(attest.KindSLO, func(r *rel) []string { return []string{noSLO} })},
 		{kind: "slo", name: "slo dated in the future", stage: "manifest", exit: 13,
 			attack: func(t *tamperEnv) (*artifact, []string) {
@@ -389,7 +388,7 @@ func tamperCases() []tamperCase {
 				t.publish(a, t.release, append(r.std(without(all, attest.KindSLO)...), slo)...)
 				return a, []string{chain(lbl(attest.KindSLO, slod) + " claims createdAt 2099-01-01T00:00:00Z, in the future")}
 			}},
-		{kind: "slo", name: "slo of another artifact replayed onto this digest", bug: bugExitCode, stage: "manifest", exit: 12,
+		{kind: "slo", name: "slo of another artifact replayed onto this digest", stage: "manifest", exit: 12,
 			attack: func(t *tamperEnv) (*artifact, []string) {
 				a, r := t.fresh(relOpts{})
 				t.publish(a, t.release, r.std(without(all, attest.KindSLO)...)...)
@@ -400,9 +399,9 @@ func tamperCases() []tamperCase {
 		// ------------------------------------------------------------ mbom
 		{kind: "mbom", name: "no MBOM", stage: "manifest", exit: 10,
 			attack: missing(attest.KindMBOM, func(r *rel) []string { return []string{noMBOM} })},
-		{kind: "mbom", name: "MBOM re-signed by an untrusted key", bug: bugExitCode, stage: "manifest", exit: 11,
+		{kind: "mbom", name: "MBOM re-signed by an untrusted key", stage: "manifest", exit: 11,
 			attack: resigned(attest.KindMBOM, func(r *rel) []string { return []string{noMBOM} })},
-		{kind: "mbom", name: "MBOM of another artifact replayed onto this digest", bug: bugExitCode, stage: "manifest", exit: 12,
+		{kind: "mbom", name: "MBOM of another artifact replayed onto this digest", stage: "manifest", exit: 12,
 			attack: func(t *tamperEnv) (*artifact, []string) {
 				a, r := t.fresh(relOpts{})
 				t.publish(a, t.release, r.std(without(all, attest.KindMBOM)...)...)
@@ -580,11 +579,6 @@ func TestTamper(t *testing.T) {
 			if len(want) > 0 {
 				first = matching(got.reasons, want[len(want)-1])
 			}
-			if c.bug != "" && (got.exit != c.exit || got.allowed != c.allow) {
-				status = "BUG"
-				t.Logf("got exit %d (%s), want exit %d", got.exit, got.decision(), c.exit)
-				bug(t, c.bug)
-			}
 			ce.expect(got, c.allow, c.stage, c.exit, want...)
 		})
 		fmt.Fprintf(&b, "| %d | %s | %s | %d | %d | %s | %s | %s |\n", i+1, c.kind, c.name, c.exit, got.exit, got.decision(), status, strings.ReplaceAll(first, "|", "\\|"))
@@ -598,6 +592,6 @@ func TestTamper(t *testing.T) {
 	if os.Getenv("PULLGATE_WRITE_SCENARIOS") == "1" {
 		writeDocSection(t, "tamper", "## Tamper suite\n\nGenerated by `PULLGATE_WRITE_SCENARIOS=1 go test -run TestTamper ./test/scenarios/`. "+
 			"Each case corrupts an otherwise good release, then pulls it through the proxy (`oras pull`) and runs `pullgate verify`; "+
-			"*want exit* is the exact exit code asserted, *status* BUG marks a case that shows a known defect (skipped in CI).\n\n"+b.String())
+			"*want exit* is the exact exit code asserted.\n\n"+b.String())
 	}
 }
