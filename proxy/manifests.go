@@ -16,6 +16,15 @@ import (
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
+// cachedManifest is a verified manifest kept in memory.
+type cachedManifest struct {
+	body []byte
+	m    *parsedManifest
+}
+
+// manifestMemTTL bounds how long a parsed manifest stays in memory.
+const manifestMemTTL = time.Hour
+
 // tagRecord is a tag's last successful resolution.
 type tagRecord struct {
 	Digest     digest.Digest `json:"digest"`
@@ -116,6 +125,12 @@ func (s *Server) resolve(q *request) (digest.Digest, error) {
 // or from the upstream (checked against the digest, the size limit and its
 // declared media type) and then stored.
 func (s *Server) manifestBytes(ctx context.Context, up *upstream.Client, repo string, dgst digest.Digest) ([]byte, *parsedManifest, error) {
+	// Content-addressed and verified: a parsed copy in memory is as good as
+	// the store's (this keeps warm decisions off the disk).
+	if c, ok := s.manifests.Get(dgst.String()); ok {
+		s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+		return c.body, c.m, nil
+	}
 	if b, err := s.store.Get(ctx, dgst); err == nil {
 		var meta manifestMeta
 		if mb, err := s.store.GetMeta(ctx, manifestMetaKey(dgst)); err == nil {
@@ -123,6 +138,7 @@ func (s *Server) manifestBytes(ctx context.Context, up *upstream.Client, repo st
 		}
 		if m, err := parseManifest(b, meta.MediaType); err == nil {
 			s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+			s.manifests.Add(dgst.String(), &cachedManifest{b, m}, manifestMemTTL)
 			return b, m, nil
 		}
 	}
@@ -135,6 +151,7 @@ func (s *Server) manifestBytes(ctx context.Context, up *upstream.Client, repo st
 	if err != nil {
 		return nil, nil, &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name, Msg: fmt.Sprintf("manifest %s: %v", dgst, err)}
 	}
+	s.manifests.Add(dgst.String(), &cachedManifest{body, m}, manifestMemTTL)
 	if err := s.store.PutBytes(ctx, dgst, body); err != nil {
 		s.log.Warn("store: manifest write failed", "digest", dgst, "err", err)
 	} else if err := s.store.PutMeta(ctx, manifestMetaKey(dgst), marshalMeta(manifestMeta{MediaType: m.MediaType})); err != nil {

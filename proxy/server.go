@@ -55,6 +55,8 @@ type Server struct {
 	// linked remembers which (repository, manifest) reference links were
 	// already persisted.
 	linked *verdict.Cache[bool]
+	// manifests keeps verified, parsed manifests by digest.
+	manifests *verdict.Cache[*cachedManifest]
 	// tensors holds MBOM tensor expectations by revision|repository|blob.
 	tensors *verdict.Cache[*tensorExpectation]
 
@@ -94,6 +96,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		blobGrants: verdict.New[blobGrant](cfg.Cache.Size * 8),
 		linked:     verdict.New[bool](cfg.Cache.Size * 4),
 		tensors:    verdict.New[*tensorExpectation](cfg.Cache.Size * 4),
+		manifests:  verdict.New[*cachedManifest](4096),
 	}
 	reg := o.Registerer
 	if reg == nil {
