@@ -157,6 +157,36 @@ func (e *env) assertRefused(t *testing.T, repoTag string, bad []byte, reason str
 		}
 		return nil
 	})
+	// go-containerregistry sees the refusal too, with the reason.
+	ref, _ := name.ParseReference(e.px.Host+"/upstream.local/"+repoTag, name.Insecure)
+	err := func() error {
+		img, err := remote.Image(ref)
+		if err != nil {
+			return err
+		}
+		layers, err := img.Layers()
+		if err != nil {
+			return err
+		}
+		for _, l := range layers {
+			rc, err := l.Compressed()
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if err == nil {
+		t.Fatalf("go-containerregistry pulled %s; want refusal (%s)", repoTag, reason)
+	}
+	if !strings.Contains(err.Error(), reason) {
+		t.Errorf("go-containerregistry error for %s lacks %q: %v", repoTag, reason, err)
+	}
 	if _, ok := e.px.Server.Store().Has(digest.Digest(sha(bad))); ok {
 		t.Errorf("refused blob %s is in the store", sha(bad))
 	}
