@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -395,40 +397,47 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		f.Ungate()
 	}
 	inspectStart := time.Now()
-	h := dgst.Algorithm().Hash()
-	buf := make([]byte, 1<<20)
+	// The spool is written as bytes arrive (readers follow it, never past
+	// the held-back tail); hashing and inspection run alongside on their own
+	// goroutine, on the very same buffers.
+	check := newStreamCheck(dgst.Algorithm().Hash(), in, f)
 	var total int64
 	for {
-		n, rerr := resp.Body.Read(buf)
+		buf := check.buffer()
+		n, rerr := readChunk(resp.Body, buf)
 		if n > 0 {
 			total += int64(n)
 			if total > size {
+				check.stop()
 				return &mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
 			}
-			h.Write(buf[:n])
-			if in != nil {
-				if _, ierr := in.Write(buf[:n]); ierr != nil {
-					return asFinding(ierr, "content")
-				}
-			}
 			if _, werr := f.Write(buf[:n]); werr != nil {
+				check.stop()
 				return fmt.Errorf("spool: %w", werr)
 			}
-			if in != nil && in.HeaderDone() {
-				f.Ungate()
+			if ierr := check.submit(buf[:n]); ierr != nil {
+				check.stop()
+				return asFinding(ierr, "content")
 			}
+		} else {
+			check.release(buf)
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
+			check.stop()
 			return &upstream.Error{Kind: upstream.Unavailable, Upstream: up.Name, Msg: "blob " + dgst.String() + ": " + rerr.Error()}
 		}
+	}
+	sum, ierr := check.finish()
+	if ierr != nil {
+		return asFinding(ierr, "content")
 	}
 	if total != size {
 		return &mismatch{up.Name, dgst, fmt.Sprintf("%d bytes received, %d announced", total, size)}
 	}
-	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
+	if got := digest.NewDigestFromBytes(dgst.Algorithm(), sum); got != dgst {
 		return &mismatch{up.Name, dgst, "got " + got.String()}
 	}
 	if in != nil {
@@ -495,4 +504,99 @@ func (s *Server) checkStoredEvidence(ctx context.Context, dgst digest.Digest, si
 		return asFinding(err, "evidence")
 	}
 	return nil
+}
+
+// readChunk reads at least chunkMin bytes into buf unless the stream ends or
+// fails first: fewer, larger spool writes than the socket's read sizes, while
+// clients still see bytes as they arrive.
+func readChunk(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < chunkMin && n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+	}
+	return n, nil
+}
+
+// streamCheck hashes and inspects a blob's chunks on its own goroutine, in
+// order, while the fetch keeps reading and spooling. Buffers circulate
+// between the two through a small pool, which bounds memory per fetch.
+type streamCheck struct {
+	h      hash.Hash
+	in     content.Inspector
+	f      *inflight.Fetch
+	work   chan []byte
+	free   chan []byte
+	done   chan struct{}
+	err    error // written by the goroutine before failed is set
+	failed atomic.Bool
+}
+
+const (
+	checkBuffers   = 4
+	checkBufferLen = 512 << 10
+	chunkMin       = 128 << 10
+)
+
+func newStreamCheck(h hash.Hash, in content.Inspector, f *inflight.Fetch) *streamCheck {
+	c := &streamCheck{h: h, in: in, f: f, work: make(chan []byte, checkBuffers), free: make(chan []byte, checkBuffers), done: make(chan struct{})}
+	for i := 0; i < checkBuffers; i++ {
+		c.free <- make([]byte, checkBufferLen)
+	}
+	go c.run()
+	return c
+}
+
+func (c *streamCheck) run() {
+	defer close(c.done)
+	for b := range c.work {
+		if c.err == nil {
+			c.h.Write(b)
+			if c.in != nil {
+				if _, err := c.in.Write(b); err != nil {
+					c.err = err
+					c.failed.Store(true)
+				} else if c.in.HeaderDone() {
+					c.f.Ungate()
+				}
+			}
+		}
+		c.free <- b[:cap(b)]
+	}
+}
+
+// buffer waits for a free buffer.
+func (c *streamCheck) buffer() []byte { return <-c.free }
+
+// release returns an unused buffer.
+func (c *streamCheck) release(b []byte) { c.free <- b[:cap(b)] }
+
+// submit queues a filled buffer; it reports an inspection failure as soon as
+// one is known.
+func (c *streamCheck) submit(b []byte) error {
+	if c.failed.Load() {
+		c.release(b)
+		return c.err
+	}
+	c.work <- b
+	return nil
+}
+
+// finish waits for every chunk and returns the digest and any inspection error.
+func (c *streamCheck) finish() ([]byte, error) {
+	close(c.work)
+	<-c.done
+	return c.h.Sum(nil), c.err
+}
+
+// stop ends the goroutine after a failure elsewhere.
+func (c *streamCheck) stop() {
+	close(c.work)
+	<-c.done
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,6 +31,7 @@ func cmdServe(args []string) int {
 	storagePath := fs.String("storage", "", "content store directory (overrides storage.path)")
 	auditPath := fs.String("audit", "", "audit log path, or - for stdout (overrides audit.path)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
+	pprofAddr := fs.String("pprof", "", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -57,6 +60,15 @@ func cmdServe(args []string) int {
 		return 2
 	}
 	log := newLogger(cfg.Log)
+	if *pprofAddr != "" {
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			log.Error("pprof listener ended", "err", http.ListenAndServe(*pprofAddr, mux))
+		}()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	reg := prometheus.NewRegistry()
