@@ -199,6 +199,36 @@ func (f *Fetch) Wait(ctx context.Context) (int64, error) {
 	}
 }
 
+// WaitVisible blocks until more than off bytes may be read, and returns how
+// many may be (the verified end once the fetch is done); io.EOF when off is
+// at the verified end; the fetch's error (wrapping ErrAborted) if it failed.
+func (f *Fetch) WaitVisible(ctx context.Context, off int64) (int64, error) {
+	for {
+		f.mu.Lock()
+		vis, done, err, ch := f.visibleLocked(), f.done, f.err, f.changed
+		f.mu.Unlock()
+		if done && err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrAborted, err)
+		}
+		if off < vis {
+			return vis, nil
+		}
+		if done {
+			return vis, io.EOF
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// OpenSpool opens the spool file for reading (its own offset, so that the
+// bytes can be sent with sendfile). The caller holds a reference to the
+// fetch while it reads.
+func (f *Fetch) OpenSpool() (*os.File, error) { return os.Open(f.file.Name()) }
+
 // ErrAborted wraps the error of a fetch that failed while a reader streamed.
 var ErrAborted = errors.New("fetch aborted")
 
