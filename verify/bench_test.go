@@ -101,7 +101,7 @@ func BenchmarkCollectKeyless1Sig3Att(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		mf.addBundle(benchSubject, entityBundle(b, vs, ent, bundleParts{tlog: true, timestamp: true}))
+		mf.addBundle(benchSubject, entityBundle(b, vs, ent, bundleParts{TLog: true, Timestamp: true}))
 	}
 	trust := mustTrust(b, verify.TrustSpec{TrustedRootJSON: trustedRootJSON(b, vs), Identities: []verify.IdentitySpec{{Name: "ci", Issuer: ghIssuer, SubjectRegExp: "^https://github.com/acme/"}}})
 	runCollect(b, mf, trust, verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireTlog: true, RequireTimestamp: true}}, 1, 3)

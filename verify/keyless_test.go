@@ -41,7 +41,7 @@ func TestKeyless(t *testing.T) {
 		kind       verify.FailureKind
 		reason     string
 	}
-	all := bundleParts{tlog: true, timestamp: true}
+	all := bundleParts{TLog: true, Timestamp: true}
 	cases := []struct {
 		name  string
 		spec  *verify.TrustSpec
@@ -63,10 +63,10 @@ func TestKeyless(t *testing.T) {
 			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, ent, all), false)
 		}, want: want{sigs: 1}},
 		{name: "rekor only, tlog required", opts: verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireTlog: true}}, setup: func(t *testing.T, repo string, img digestDesc) {
-			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{tlog: true}), false)
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{TLog: true}), false)
 		}, want: want{atts: 1}},
 		{name: "timestamp only, timestamp required", opts: verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireTimestamp: true}}, setup: func(t *testing.T, repo string, img digestDesc) {
-			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{timestamp: true}), false)
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{Timestamp: true}), false)
 		}, want: want{atts: 1}},
 		{name: "both required and present", opts: verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireTlog: true, RequireTimestamp: true}}, setup: func(t *testing.T, repo string, img digestDesc) {
 			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), all), false)
@@ -85,13 +85,13 @@ func TestKeyless(t *testing.T) {
 		}, want: want{kind: verify.FailInvalid, reason: "not signed by any configured key/identity"}},
 		{name: "certificate expired when logged", setup: func(t *testing.T, repo string, img digestDesc) {
 			// Leaf certificates live 10 minutes; the entry is integrated after.
-			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(30*time.Minute)), bundleParts{tlog: true}), false)
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(30*time.Minute)), bundleParts{TLog: true}), false)
 		}, want: want{kind: verify.FailInvalid, reason: "certificate"}},
 		{name: "tlog required but missing", opts: verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireTlog: true}}, setup: func(t *testing.T, repo string, img digestDesc) {
-			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{timestamp: true}), false)
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{Timestamp: true}), false)
 		}, want: want{kind: verify.FailUnmet, reason: "no transparency log (Rekor) entry"}},
 		{name: "timestamp required but missing", opts: verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireTimestamp: true}}, setup: func(t *testing.T, repo string, img digestDesc) {
-			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{tlog: true}), false)
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{TLog: true}), false)
 		}, want: want{kind: verify.FailUnmet, reason: "no RFC 3161 signed timestamp"}},
 		{name: "no time evidence at all", setup: func(t *testing.T, repo string, img digestDesc) {
 			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{}), false)
@@ -100,7 +100,7 @@ func TestKeyless(t *testing.T) {
 			pushBundle(t, reg, repo, img.desc, entityBundle(t, rogue, attest(t, rogue, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{}), false)
 		}, want: want{kind: verify.FailInvalid, reason: "does not chain to the trusted root"}},
 		{name: "untrusted CA, tlog required and missing", opts: verify.CollectOptions{VerifyOptions: verify.VerifyOptions{RequireTlog: true}}, setup: func(t *testing.T, repo string, img digestDesc) {
-			pushBundle(t, reg, repo, img.desc, entityBundle(t, rogue, attest(t, rogue, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{timestamp: true}), false)
+			pushBundle(t, reg, repo, img.desc, entityBundle(t, rogue, attest(t, rogue, ghIssuer, ghSubject, stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{Timestamp: true}), false)
 		}, want: want{kind: verify.FailInvalid, reason: "does not chain to the trusted root"}},
 		{name: "identity mismatch and no time evidence", setup: func(t *testing.T, repo string, img digestDesc) {
 			pushBundle(t, reg, repo, img.desc, entityBundle(t, vs, attest(t, vs, ghIssuer, "https://github.com/evil/x", stmt(slsa02, img.desc.Digest), later(5*time.Minute)), bundleParts{}), false)
@@ -249,7 +249,7 @@ func TestKeylessTwoIdentities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushBundle(t, reg, "two/ids", img.desc, entityBundle(t, vs, ent, bundleParts{tlog: true, timestamp: true}), false)
+	pushBundle(t, reg, "two/ids", img.desc, entityBundle(t, vs, ent, bundleParts{TLog: true, Timestamp: true}), false)
 	tr := mustTrust(t, verify.TrustSpec{TrustedRootJSON: trustedRootJSON(t, vs), Identities: []verify.IdentitySpec{
 		{Name: "exact", Issuer: ghIssuer, Subject: ghSubject},
 		{Name: "org", IssuerRegExp: `^https://token\.actions\.githubusercontent\.com$`, SubjectRegExp: `^https://github\.com/acme/`},

@@ -92,12 +92,12 @@ func FuzzBundle(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(entityBundle(f, vs, ent, bundleParts{tlog: true, timestamp: true}))
+	f.Add(entityBundle(f, vs, ent, bundleParts{TLog: true, Timestamp: true}))
 	msg, err := vs.Sign(ghSubject, ghIssuer, []byte("subject"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(entityBundle(f, vs, msg, bundleParts{tlog: true}))
+	f.Add(entityBundle(f, vs, msg, bundleParts{TLog: true}))
 	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
 	trust := mustTrust(f, verify.TrustSpec{Keys: []verify.KeySpec{k.spec()},
 		Identities: []verify.IdentitySpec{{Name: "ci", Issuer: ghIssuer, SubjectRegExp: "^https://github.com/acme/"}}, TrustedRootJSON: trustedRootJSON(f, vs)})

@@ -75,7 +75,7 @@ func TestTamper(t *testing.T) {
 		}
 		return entityBundle(t, v, ent, parts)
 	}
-	all := bundleParts{tlog: true, timestamp: true}
+	all := bundleParts{TLog: true, Timestamp: true}
 
 	cases := []tamperCase{
 		{name: "unsigned", exit: 10, reasons: noSigApps, setup: func(t *testing.T, e *env) string {
@@ -247,7 +247,7 @@ func TestTamper(t *testing.T) {
 		}},
 		{name: "keyless certificate expired when logged", exit: 11, reasons: noCI, details: []string{"signature-invalid"}, setup: func(t *testing.T, e *env) string {
 			img := e.image("kl/t-expired", "v1")
-			e.pushBundle("kl/t-expired", desc(img), keylessSig(t, e, e.vs, ghIssuer, ghSubject, digest.Digest(img.Digest), later(30*time.Minute), bundleParts{tlog: true}), false)
+			e.pushBundle("kl/t-expired", desc(img), keylessSig(t, e, e.vs, ghIssuer, ghSubject, digest.Digest(img.Digest), later(30*time.Minute), bundleParts{TLog: true}), false)
 			return "kl/t-expired:v1"
 		}},
 		{name: "keyless certificate from an untrusted CA", exit: 11, reasons: noCI, details: []string{"signature-invalid"}, setup: func(t *testing.T, e *env) string {
