@@ -40,24 +40,7 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "pullgate-scenarios-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pullgateBin = filepath.Join(dir, "pullgate")
-	cmd := exec.Command("go", "build", "-o", pullgateBin, "./cmd/pullgate")
-	cmd.Dir = repoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/pullgate: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { tools.RunWithPullgate(m, &pullgateBin) }
 
 const (
 	upName   = harness.DefaultUpstream

@@ -6,6 +6,7 @@
 package tools
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,4 +46,26 @@ func Need(t testing.TB, name string) string {
 		t.Skipf("%s is not installed (run test/tools/install.sh)", name)
 	}
 	return p
+}
+
+// RunWithPullgate builds the pullgate CLI once into a temporary directory,
+// points *bin at it, runs the package's tests and exits (for TestMain).
+func RunWithPullgate(m *testing.M, bin *string) {
+	dir, err := os.MkdirTemp("", "pullgate-cli-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin = filepath.Join(dir, "pullgate")
+	_, file, _, _ := runtime.Caller(0)
+	cmd := exec.Command("go", "build", "-o", *bin, "./cmd/pullgate")
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build ./cmd/pullgate: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }

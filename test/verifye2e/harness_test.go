@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -40,29 +39,8 @@ import (
 // pullgateBin is the CLI built once in TestMain.
 var pullgateBin string
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "pullgate-verifye2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pullgateBin = filepath.Join(dir, "pullgate")
-	cmd := exec.Command("go", "build", "-o", pullgateBin, "./cmd/pullgate")
-	cmd.Dir = repoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/pullgate: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { tools.RunWithPullgate(m, &pullgateBin) }
 
 const (
 	slsa02     = "https://slsa.dev/provenance/v0.2"
