@@ -39,7 +39,6 @@ import (
 // pullgateBin is the CLI built once in TestMain.
 var pullgateBin string
 
-
 func TestMain(m *testing.M) { tools.RunWithPullgate(m, &pullgateBin) }
 
 const (
