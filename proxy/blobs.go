@@ -400,6 +400,10 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	// the held-back tail); hashing and inspection run alongside on their own
 	// goroutine, on the very same buffers.
 	check := newStreamCheck(dgst.Algorithm().Hash(), in, f)
+	// A content finding aborts the clients at once, but it is recorded
+	// against the blob only once the whole stream hashed to the digest: an
+	// upstream sending other bytes must not get a good blob marked bad.
+	var finding error
 	var total int64
 	for {
 		buf := check.buffer()
@@ -410,13 +414,15 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 				check.stop()
 				return &mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
 			}
-			if _, werr := f.Write(buf[:n]); werr != nil {
-				check.stop()
-				return fmt.Errorf("spool: %w", werr)
+			if finding == nil {
+				if _, werr := f.Write(buf[:n]); werr != nil {
+					check.stop()
+					return fmt.Errorf("spool: %w", werr)
+				}
 			}
-			if ierr := check.submit(buf[:n]); ierr != nil {
-				check.stop()
-				return asFinding(ierr, "content")
+			if ierr := check.submit(buf[:n]); ierr != nil && finding == nil {
+				finding = asFinding(ierr, "content")
+				f.Finish(finding)
 			}
 		} else {
 			check.release(buf)
@@ -430,14 +436,17 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		}
 	}
 	sum, ierr := check.finish()
-	if ierr != nil {
-		return asFinding(ierr, "content")
+	if ierr != nil && finding == nil {
+		finding = asFinding(ierr, "content")
 	}
 	if total != size {
 		return &mismatch{up.Name, dgst, fmt.Sprintf("%d bytes received, %d announced", total, size)}
 	}
 	if got := digest.NewDigestFromBytes(dgst.Algorithm(), sum); got != dgst {
 		return &mismatch{up.Name, dgst, "got " + got.String()}
+	}
+	if finding != nil {
+		return finding
 	}
 	if in != nil {
 		closed = true
@@ -555,15 +564,13 @@ func newStreamCheck(h hash.Hash, in content.Inspector, f *inflight.Fetch) *strea
 func (c *streamCheck) run() {
 	defer close(c.done)
 	for b := range c.work {
-		if c.err == nil {
-			c.h.Write(b)
-			if c.in != nil {
-				if _, err := c.in.Write(b); err != nil {
-					c.err = err
-					c.failed.Store(true)
-				} else if c.in.HeaderDone() {
-					c.f.Ungate()
-				}
+		c.h.Write(b)
+		if c.in != nil && c.err == nil {
+			if _, err := c.in.Write(b); err != nil {
+				c.err = err
+				c.failed.Store(true)
+			} else if c.in.HeaderDone() {
+				c.f.Ungate()
 			}
 		}
 		c.free <- b[:cap(b)]
@@ -576,14 +583,13 @@ func (c *streamCheck) buffer() []byte { return <-c.free }
 // release returns an unused buffer.
 func (c *streamCheck) release(b []byte) { c.free <- b[:cap(b)] }
 
-// submit queues a filled buffer; it reports an inspection failure as soon as
-// one is known.
+// submit queues a filled buffer (every byte is hashed); it reports an
+// inspection failure as soon as one is known.
 func (c *streamCheck) submit(b []byte) error {
+	c.work <- b
 	if c.failed.Load() {
-		c.release(b)
 		return c.err
 	}
-	c.work <- b
 	return nil
 }
 

@@ -279,3 +279,30 @@ func runIn(t *testing.T, dir, tool string, args ...string) harness.Result {
 	err := cmd.Run()
 	return harness.Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
 }
+
+// An upstream that sends other bytes for a good model's layer is refused,
+// but the finding about those bytes is not held against the real blob: once
+// the upstream is honest, the model pulls intact.
+func TestLyingUpstreamDoesNotPoisonAGoodBlob(t *testing.T) {
+	e := start(t)
+	st := goodSafetensors()
+	e.push(t, "models/honest:1", true, file{"model.safetensors", mtWeightRaw, st})
+	e.up.Liar.LieBlob(sha(st)) // every byte flipped: fails inspection at the header
+	r, _ := harness.OrasPull(t, e.px.Host+"/upstream.local/models/honest:1")
+	if r.Err == nil {
+		t.Fatal("pull with a lying upstream succeeded")
+	}
+	// What the client is told is the truth: the upstream's bytes did not
+	// match the digest (not a verdict about the model itself).
+	if !strings.Contains(r.Output(), "does not match "+sha(st)) {
+		t.Errorf("the refusal does not name the digest mismatch:\n%s", r.Output())
+	}
+	e.up.Liar.Honest()
+	r, dir := harness.OrasPull(t, e.px.Host+"/upstream.local/models/honest:1")
+	if r.Err != nil {
+		t.Fatalf("honest pull after a lie: %v\n%s", r.Err, r.Output())
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "model.safetensors")); !bytes.Equal(got, st) {
+		t.Fatal("pulled file differs")
+	}
+}
