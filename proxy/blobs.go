@@ -462,36 +462,19 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	return nil
 }
 
-// evidenceInspector accepts a signature/attestation blob only if it is
+// newEvidenceInspector accepts a signature/attestation blob only if it is
 // JSON of at most the evidence size limit; nothing is released before the
 // whole blob was checked.
-type evidenceInspector struct {
-	buf   []byte
-	limit int64
-}
-
 func newEvidenceInspector(size, limit int64) (content.Inspector, error) {
 	if size > limit {
 		return nil, &content.Finding{Format: "evidence", Offset: -1, Reason: fmt.Sprintf("signature/attestation blob of %d bytes exceeds the evidence limit of %d", size, limit)}
 	}
-	return &evidenceInspector{limit: limit}, nil
-}
-
-func (e *evidenceInspector) Write(p []byte) (int, error) {
-	if int64(len(e.buf)+len(p)) > e.limit {
-		return 0, &content.Finding{Format: "evidence", Offset: int64(len(e.buf)), Reason: "signature/attestation blob exceeds the evidence limit"}
-	}
-	e.buf = append(e.buf, p...)
-	return len(p), nil
-}
-
-func (e *evidenceInspector) HeaderDone() bool { return false }
-
-func (e *evidenceInspector) Close() error {
-	if !json.Valid(e.buf) {
-		return &content.Finding{Format: "evidence", Offset: 0, Reason: "signature/attestation blob is not JSON"}
-	}
-	return nil
+	return content.NewBufferedInspector("evidence", size, limit, "signature/attestation blob exceeds the evidence limit of %d bytes", func(b []byte) error {
+		if !json.Valid(b) {
+			return &content.Finding{Format: "evidence", Offset: 0, Reason: "signature/attestation blob is not JSON"}
+		}
+		return nil
+	}), nil
 }
 
 // checkStoredEvidence checks a stored blob served as a signature/attestation

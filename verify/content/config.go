@@ -8,57 +8,14 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// configInspector buffers a JSON file (bounded by MaxConfigBytes), parses it
+// newConfigInspector buffers a JSON file (bounded by MaxConfigBytes), parses it
 // strictly (duplicate keys rejected at every level) and, with
 // DenyCodeLayers, refuses Hugging Face remote-code hooks (auto_map). Chat
 // templates embedded in tokenizer_config.json are checked like GGUF ones.
 // The whole file is its "header": HeaderDone becomes true at Close.
-type configInspector struct {
-	opts  Options
-	size  int64
-	max   int64
-	title string
-	buf   []byte
-	seen  int64
-	done  bool
-	err   error
-}
-
-func newConfigInspector(opts Options, size int64, title string) *configInspector {
-	return &configInspector{opts: opts, size: size, max: opts.maxConfig(), title: title}
-}
-
-func (c *configInspector) HeaderDone() bool { return c.done }
-
-func (c *configInspector) Write(p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
-	}
-	c.seen += int64(len(p))
-	if c.size >= 0 && c.seen > c.size {
-		c.err = newFinding(FormatJSON, c.size, "more bytes than the declared size %d", c.size)
-		return 0, c.err
-	}
-	if c.seen > c.max {
-		c.err = newFinding(FormatJSON, c.max, "JSON file larger than the %d-byte limit for parsed config files", c.max)
-		return 0, c.err
-	}
-	c.buf = append(c.buf, p...)
-	return len(p), nil
-}
-
-func (c *configInspector) Close() error {
-	if c.err != nil {
-		return c.err
-	}
-	if c.size >= 0 && c.seen != c.size {
-		c.err = newFinding(FormatJSON, c.seen, "truncated: %d of %d bytes", c.seen, c.size)
-		return c.err
-	}
-	c.err = CheckConfigJSON(c.opts, c.buf)
-	c.buf = nil
-	c.done = c.err == nil
-	return c.err
+func newConfigInspector(opts Options, size int64) *BufferedInspector {
+	return NewBufferedInspector(FormatJSON, size, opts.maxConfig(), "JSON file larger than the %d-byte limit for parsed config files",
+		func(b []byte) error { return CheckConfigJSON(opts, b) })
 }
 
 // CheckConfigJSON validates a JSON config file (config.json,
@@ -279,58 +236,17 @@ func (p *jsonParser) str() (string, error) {
 	return s, nil
 }
 
-// templateInspector buffers a chat template layer (bounded) and checks it at
-// Close.
-type templateInspector struct {
-	opts Options
-	size int64
-	max  int64
-	buf  []byte
-	seen int64
-	done bool
-	err  error
-}
-
-func newTemplateInspector(opts Options, size int64) *templateInspector {
-	return &templateInspector{opts: opts, size: size, max: opts.maxConfig()}
-}
-
-func (t *templateInspector) HeaderDone() bool { return t.done }
-
-func (t *templateInspector) Write(p []byte) (int, error) {
-	if t.err != nil {
-		return 0, t.err
-	}
-	t.seen += int64(len(p))
-	if t.size >= 0 && t.seen > t.size {
-		t.err = newFinding(FormatTemplate, t.size, "more bytes than the declared size %d", t.size)
-		return 0, t.err
-	}
-	if t.seen > t.max {
-		t.err = newFinding(FormatTemplate, t.max, "template larger than %d bytes", t.max)
-		return 0, t.err
-	}
-	t.buf = append(t.buf, p...)
-	return len(p), nil
-}
-
-func (t *templateInspector) Close() error {
-	if t.err != nil {
-		return t.err
-	}
-	if t.size >= 0 && t.seen != t.size {
-		t.err = newFinding(FormatTemplate, t.seen, "truncated: %d of %d bytes", t.seen, t.size)
-		return t.err
-	}
-	if !t.opts.GGUF.AllowChatTemplateDunder {
-		if d := CheckTemplate(string(t.buf)); d != "" {
-			t.err = newFinding(FormatTemplate, -1, "template contains %q, a construct that reaches Python objects (template injection)", d)
-			return t.err
+// newTemplateInspector buffers a chat template layer (bounded) and checks it
+// at Close.
+func newTemplateInspector(opts Options, size int64) *BufferedInspector {
+	return NewBufferedInspector(FormatTemplate, size, opts.maxConfig(), "template larger than %d bytes", func(b []byte) error {
+		if !opts.GGUF.AllowChatTemplateDunder {
+			if d := CheckTemplate(string(b)); d != "" {
+				return newFinding(FormatTemplate, -1, "template contains %q, a construct that reaches Python objects (template injection)", d)
+			}
 		}
-	}
-	t.buf = nil
-	t.done = true
-	return nil
+		return nil
+	})
 }
 
 // Title annotations that name a layer's file.

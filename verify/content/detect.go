@@ -362,7 +362,7 @@ func (a *autoInspector) decide() error {
 	case (f == FormatText || f == FormatJSON) && (kind == kindTemplate || strings.HasSuffix(strings.ToLower(a.title), ".jinja")):
 		a.inner = newTemplateInspector(a.opts, a.size)
 	case f == FormatJSON:
-		a.inner = newConfigInspector(a.opts, a.size, a.title)
+		a.inner = newConfigInspector(a.opts, a.size)
 	default:
 		a.inner = newOpaqueInspector(a.opts, a.size, f)
 	}
