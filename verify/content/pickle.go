@@ -314,33 +314,17 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, stopped bool, e
 			}
 			w.stack = append(w.stack, pval{kind: vOther})
 		case 'R': // REDUCE
-			if w.frameLen() < 2 {
-				return start, false, w.errAt(off, "REDUCE needs 2 stack items")
+			if err := w.applyGlobal(off, 2, "REDUCE", "calls a value that is not an allowlisted global (cannot be resolved statically)"); err != nil {
+				return start, false, err
 			}
-			fn := w.stack[len(w.stack)-2]
-			if fn.kind != vGlobal {
-				return start, false, w.errAt(off, "REDUCE calls a value that is not an allowlisted global (cannot be resolved statically)")
-			}
-			w.stack = w.stack[:len(w.stack)-2]
-			w.stack = append(w.stack, pval{kind: vOther})
 		case 0x81: // NEWOBJ
-			if w.frameLen() < 2 {
-				return start, false, w.errAt(off, "NEWOBJ needs 2 stack items")
+			if err := w.applyGlobal(off, 2, "NEWOBJ", "instantiates a value that is not an allowlisted global"); err != nil {
+				return start, false, err
 			}
-			if cls := w.stack[len(w.stack)-2]; cls.kind != vGlobal {
-				return start, false, w.errAt(off, "NEWOBJ instantiates a value that is not an allowlisted global")
-			}
-			w.stack = w.stack[:len(w.stack)-2]
-			w.stack = append(w.stack, pval{kind: vOther})
 		case 0x92: // NEWOBJ_EX
-			if w.frameLen() < 3 {
-				return start, false, w.errAt(off, "NEWOBJ_EX needs 3 stack items")
+			if err := w.applyGlobal(off, 3, "NEWOBJ_EX", "instantiates a value that is not an allowlisted global"); err != nil {
+				return start, false, err
 			}
-			if cls := w.stack[len(w.stack)-3]; cls.kind != vGlobal {
-				return start, false, w.errAt(off, "NEWOBJ_EX instantiates a value that is not an allowlisted global")
-			}
-			w.stack = w.stack[:len(w.stack)-3]
-			w.stack = append(w.stack, pval{kind: vOther})
 		case 'S': // STRING (quoted repr)
 			line, n, err := w.line(b[i:], off)
 			if err != nil {
@@ -628,6 +612,20 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, stopped bool, e
 		}
 	}
 	return i, false, nil
+}
+
+// applyGlobal is REDUCE / NEWOBJ / NEWOBJ_EX: the n topmost items are a
+// callable (or class), which must be an allowlisted global, and its
+// arguments; they are replaced by the (opaque) result.
+func (w *pickleWalker) applyGlobal(off int64, n int, op, notGlobal string) error {
+	if w.frameLen() < n {
+		return w.errAt(off, "%s needs %d stack items", op, n)
+	}
+	if w.stack[len(w.stack)-n].kind != vGlobal {
+		return w.errAt(off, "%s %s", op, notGlobal)
+	}
+	w.stack = append(w.stack[:len(w.stack)-n], pval{kind: vOther})
+	return nil
 }
 
 func (w *pickleWalker) frameLen() int {
