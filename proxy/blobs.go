@@ -191,7 +191,7 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		return
 	}
 	w := s.metrics.countingWriter(q.w, "upstream")
-	copied, err := copyVisible(q.ctx(), w, f, start, n)
+	copied, err := f.CopyTo(q.ctx(), w, start, n)
 	if err != nil || copied != n {
 		// The fetch failed (digest or content check) or the client left:
 		// abort the connection so the client cannot take a truncated body
@@ -587,33 +587,4 @@ func (c *streamCheck) finish() ([]byte, error) {
 func (c *streamCheck) stop() {
 	close(c.work)
 	<-c.done
-}
-
-// copyVisible sends n bytes of a fetch from start as they become visible,
-// from the spool file with sendfile where the connection allows it.
-func copyVisible(ctx context.Context, w io.Writer, f *inflight.Fetch, start, n int64) (int64, error) {
-	fd, err := f.OpenSpool()
-	if err != nil {
-		return 0, err
-	}
-	defer fd.Close()
-	off, end := start, start+n
-	for off < end {
-		vis, err := f.WaitVisible(ctx, off)
-		if err != nil && !(errors.Is(err, io.EOF) && vis > off) {
-			return off - start, err
-		}
-		if _, err := fd.Seek(off, io.SeekStart); err != nil {
-			return off - start, err
-		}
-		m, err := io.Copy(w, &io.LimitedReader{R: fd, N: min(vis, end) - off})
-		off += m
-		if err != nil {
-			return off - start, err
-		}
-		if m == 0 {
-			return off - start, io.ErrUnexpectedEOF
-		}
-	}
-	return n, nil
 }

@@ -199,10 +199,10 @@ func (f *Fetch) Wait(ctx context.Context) (int64, error) {
 	}
 }
 
-// WaitVisible blocks until more than off bytes may be read, and returns how
+// waitVisible blocks until more than off bytes may be read, and returns how
 // many may be (the verified end once the fetch is done); io.EOF when off is
 // at the verified end; the fetch's error (wrapping ErrAborted) if it failed.
-func (f *Fetch) WaitVisible(ctx context.Context, off int64) (int64, error) {
+func (f *Fetch) waitVisible(ctx context.Context, off int64) (int64, error) {
 	for {
 		f.mu.Lock()
 		vis, done, err, ch := f.visibleLocked(), f.done, f.err, f.changed
@@ -224,58 +224,38 @@ func (f *Fetch) WaitVisible(ctx context.Context, off int64) (int64, error) {
 	}
 }
 
-// OpenSpool opens the spool file for reading (its own offset, so that the
-// bytes can be sent with sendfile). The caller holds a reference to the
-// fetch while it reads.
-func (f *Fetch) OpenSpool() (*os.File, error) { return os.Open(f.file.Name()) }
+// CopyTo writes n bytes of the blob from start to w as they become
+// visible: never past the held-back tail or the gate before the fetch is
+// verified, and nothing more once it failed (the error wraps ErrAborted).
+// The bytes come from the spool file through its own descriptor, so that a
+// network writer can send them with sendfile. The caller holds a reference
+// to the fetch while it copies.
+func (f *Fetch) CopyTo(ctx context.Context, w io.Writer, start, n int64) (int64, error) {
+	fd, err := os.Open(f.file.Name())
+	if err != nil {
+		return 0, err
+	}
+	defer fd.Close()
+	off, end := start, start+n
+	for off < end {
+		vis, err := f.waitVisible(ctx, off)
+		if err != nil && !(errors.Is(err, io.EOF) && vis > off) {
+			return off - start, err
+		}
+		if _, err := fd.Seek(off, io.SeekStart); err != nil {
+			return off - start, err
+		}
+		m, err := io.Copy(w, &io.LimitedReader{R: fd, N: min(vis, end) - off})
+		off += m
+		if err != nil {
+			return off - start, err
+		}
+		if m == 0 {
+			return off - start, io.ErrUnexpectedEOF
+		}
+	}
+	return n, nil
+}
 
 // ErrAborted wraps the error of a fetch that failed while a reader streamed.
 var ErrAborted = errors.New("fetch aborted")
-
-// NewReader reads the blob from offset, blocking for bytes not yet visible.
-// Reads fail with the fetch's error if it fails; they end at io.EOF after
-// the verified end.
-func (f *Fetch) NewReader(ctx context.Context, offset int64) io.Reader {
-	return &reader{f: f, ctx: ctx, off: offset}
-}
-
-type reader struct {
-	f   *Fetch
-	ctx context.Context
-	off int64
-}
-
-func (r *reader) Read(p []byte) (int, error) {
-	f := r.f
-	for {
-		f.mu.Lock()
-		vis, done, err, ch := f.visibleLocked(), f.done, f.err, f.changed
-		f.mu.Unlock()
-		if done && err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrAborted, err)
-		}
-		if r.off < vis {
-			n := int64(len(p))
-			if r.off+n > vis {
-				n = vis - r.off
-			}
-			m, rerr := f.file.ReadAt(p[:n], r.off)
-			r.off += int64(m)
-			if m > 0 {
-				return m, nil
-			}
-			if rerr != nil && rerr != io.EOF {
-				return 0, rerr
-			}
-			continue
-		}
-		if done {
-			return 0, io.EOF
-		}
-		select {
-		case <-ch:
-		case <-r.ctx.Done():
-			return 0, r.ctx.Err()
-		}
-	}
-}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -45,7 +44,11 @@ func TestCoalesceAndHoldBack(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			results[i], _ = io.ReadAll(f.NewReader(context.Background(), 0))
+			var b bytes.Buffer
+			if _, err := f.CopyTo(context.Background(), &b, 0, int64(len(data))); err != nil {
+				t.Error(err)
+			}
+			results[i] = b.Bytes()
 		}(i, f)
 	}
 	// Before the end is verified, readers must not get past size-hold.
@@ -54,16 +57,22 @@ func TestCoalesceAndHoldBack(t *testing.T) {
 	if !joined {
 		t.Fatal("second Do did not join the fetch in flight")
 	}
-	r := f.NewReader(context.Background(), 0)
-	buf := make([]byte, len(data))
-	n, _ := io.ReadAtLeast(r, buf, len(data)-hold)
-	if n > len(data)-hold {
+	late := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.CopyTo(context.Background(), late, 0, int64(len(data)))
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if n := late.Len(); n > len(data)-hold {
 		t.Fatalf("reader got %d bytes before verification, hold back is %d", n, hold)
 	}
 	close(release)
-	rest, _ := io.ReadAll(r)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	f.Release()
-	if got := append(buf[:n], rest...); !bytes.Equal(got, data) {
+	if !bytes.Equal(late.Bytes(), data) {
 		t.Fatal("late reader got different bytes")
 	}
 	wg.Wait()
@@ -97,7 +106,9 @@ func TestFailureAbortsReaders(t *testing.T) {
 	if _, err := f.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(f.NewReader(context.Background(), 0))
+	var b bytes.Buffer
+	_, err := f.CopyTo(context.Background(), &b, 0, 100)
+	got := b.Bytes()
 	if !errors.Is(err, ErrAborted) {
 		t.Fatalf("reader err = %v, want ErrAborted", err)
 	}
@@ -138,4 +149,28 @@ func TestGateBlocksUntilHeaderAccepted(t *testing.T) {
 	if _, err := f.Wait(context.Background()); err == nil || err.Error() != "header refused" {
 		t.Fatalf("Wait = %v", err)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while another goroutine writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Len()
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.b.Bytes()...)
 }
