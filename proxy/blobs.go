@@ -327,28 +327,65 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 		s.recordInspection(ctx, rev, rule, dgst, exp, cf)
 		return cf
 	}
+	start := time.Now()
+	err = s.inspectStoredWith(ctx, dgst, in)
+	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
+	var cf *contentFailure
+	if errors.As(err, &cf) {
+		s.recordInspection(ctx, rev, rule, dgst, exp, cf)
+		return cf
+	}
+	if err != nil {
+		return err // reading the store failed: nothing is concluded about the blob
+	}
+	s.recordInspection(ctx, rev, rule, dgst, exp, nil)
+	return nil
+}
+
+// inspectStoredWith feeds a stored blob through an inspector and closes it,
+// re-checking its digest (content corrupted at rest is removed, never
+// judged). Findings come back as *contentFailure; other errors are store
+// errors.
+func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, in content.Inspector) error {
 	rc, err := s.store.Reader(ctx, dgst, 0)
 	if err != nil {
 		_ = in.Close()
 		return err
 	}
 	defer rc.Close()
-	start := time.Now()
-	_, err = io.CopyBuffer(writerOnly{in}, rc, make([]byte, 1<<20))
-	if cerr := in.Close(); err == nil {
-		err = cerr
+	h := dgst.Algorithm().Hash()
+	buf := make([]byte, 1<<20)
+	var ferr error
+	for ferr == nil {
+		n, rerr := rc.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			_, ferr = in.Write(buf[:n])
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			_ = in.Close()
+			return rerr
+		}
 	}
-	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
-	if err != nil {
-		cf := asFinding(err, "content").(*contentFailure)
-		s.recordInspection(ctx, rev, rule, dgst, exp, cf)
-		return cf
+	if ferr == nil {
+		if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
+			_ = in.Close()
+			s.log.Error("store: content does not match its digest; removing it", "digest", dgst)
+			_ = s.store.Delete(ctx, dgst)
+			return fmt.Errorf("stored blob %s is corrupted", dgst)
+		}
 	}
-	s.recordInspection(ctx, rev, rule, dgst, exp, nil)
+	if cerr := in.Close(); ferr == nil {
+		ferr = cerr
+	}
+	if ferr != nil {
+		return asFinding(ferr, "content")
+	}
 	return nil
 }
-
-type writerOnly struct{ io.Writer }
 
 // newLayerInspector is the content inspector of one layer, with the MBOM's
 // tensor expectations for it when there are any.
@@ -484,17 +521,7 @@ func (s *Server) checkStoredEvidence(ctx context.Context, dgst digest.Digest, si
 	if err != nil {
 		return asFinding(err, "evidence")
 	}
-	b, err := s.store.Get(ctx, dgst)
-	if err != nil {
-		return err
-	}
-	if _, err := in.Write(b); err != nil {
-		return asFinding(err, "evidence")
-	}
-	if err := in.Close(); err != nil {
-		return asFinding(err, "evidence")
-	}
-	return nil
+	return s.inspectStoredWith(ctx, dgst, in)
 }
 
 // readChunk reads at least chunkMin bytes into buf unless the stream ends or
