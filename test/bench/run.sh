@@ -13,6 +13,16 @@ echo "== pull throughput ($size, $reps repetitions)"
 go run ./test/bench/pullbench --size "$size" --reps "$reps" --clients 50 \
   --pullgate bin/pullgate --registry .tools/bin/registry -o "$out/pull.md"
 
+# On a VM whose hypervisor reclaims freed guest pages, run the same again with
+# that cost taken off every variant (see docs/benchmarks.md).
+param=/sys/module/page_reporting/parameters/min_free_ms
+if [ -w "$param" ]; then
+  echo
+  echo "== pull throughput, guest memory kept backed (--keep-guest-memory)"
+  go run ./test/bench/pullbench --size "$size" --reps "$reps" --clients 50 --keep-guest-memory \
+    --pullgate bin/pullgate --registry .tools/bin/registry -o "$out/pull-keep-guest-memory.md"
+fi
+
 echo
 echo "== Go benchmarks (verification, policy, content inspection, release chain)"
 go test -run='^$' -bench=. -benchmem -count=1 -timeout 30m \

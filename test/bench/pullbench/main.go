@@ -46,6 +46,8 @@ var (
 	pullgateBin = flag.String("pullgate", "bin/pullgate", "pullgate binary")
 	registryBin = flag.String("registry", ".tools/bin/registry", "distribution registry binary")
 	outFlag     = flag.String("o", "", "also write the markdown report here")
+	quickFlag   = flag.Bool("quick", false, "only direct and pullgate cold/warm (for profiling); no checks")
+	keepMemFlag = flag.Bool("keep-guest-memory", false, "on a VM whose hypervisor reclaims freed guest pages (free page reporting), delay the reclaim and pre-touch memory before each pull, so that no variant pays the host's first-touch faults (needs root; restored on exit)")
 )
 
 func main() {
@@ -243,6 +245,8 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	guest := newGuestMemory(*keepMemFlag, 2*size+(512<<20))
+	defer guest.restore()
 
 	up, err := startRegistry(filepath.Join(work, "upstream"), "")
 	if err != nil {
@@ -272,15 +276,37 @@ func run() error {
 		}
 		return seedBytes(repo, buf)
 	}
-	type variant struct {
-		name string
-		// prepare starts what the variant pulls through and returns the blob URL;
-		// the manifest is fetched first where a proxy needs it.
-		blobURL func(rep int) (string, func(), error)
-	}
-	var results = map[string][]float64{}
-	cpuPerGiB := map[string][]float64{} // proxy process CPU seconds per GiB pulled cold
+	results := map[string][]float64{}
+	// CPU seconds per GiB pulled, per variant and process (client, upstream,
+	// proxy): what bounds throughput when they all share this machine's cores.
+	cpu := map[string]map[string][]float64{}
 	var rss float64
+	gib := float64(size) / (1 << 30)
+	// measure pulls one blob and books its throughput and the CPU each
+	// process spent on it.
+	measure := func(variant, u, d string, proxy *proc) error {
+		guest.prepare()
+		pids := map[string]int{"client": os.Getpid(), "upstream": up.cmd.Process.Pid}
+		if proxy != nil {
+			pids["proxy"] = proxy.cmd.Process.Pid
+		}
+		before := map[string]float64{}
+		for k, pid := range pids {
+			before[k] = cpuSeconds(pid)
+		}
+		mbps, err := pull(u, d, size)
+		if err != nil {
+			return err
+		}
+		results[variant] = append(results[variant], mbps)
+		if cpu[variant] == nil {
+			cpu[variant] = map[string][]float64{}
+		}
+		for k, pid := range pids {
+			cpu[variant][k] = append(cpu[variant][k], (cpuSeconds(pid)-before[k])/gib)
+		}
+		return nil
+	}
 
 	repos := make([]string, *repsFlag)
 	digests := make([]string, *repsFlag)
@@ -295,12 +321,9 @@ func run() error {
 	syscall.Sync()
 	for i := 0; i < *repsFlag; i++ {
 		d := digests[i]
-		// direct
-		mbps, err := pull(up.url+"/v2/"+repos[i]+"/blobs/"+d, d, size)
-		if err != nil {
+		if err := measure("direct", up.url+"/v2/"+repos[i]+"/blobs/"+d, d, nil); err != nil {
 			return err
 		}
-		results["direct"] = append(results["direct"], mbps)
 
 		// pullgate cold and warm, fresh store each repetition
 		syscall.Sync()
@@ -309,24 +332,21 @@ func run() error {
 			return err
 		}
 		base := pg.url + "/v2/upstream.local/" + repos[i]
-		if err := get(base + "/manifests/1"); err != nil {
-			pg.stop()
-			return err
+		err = get(base + "/manifests/1")
+		if err == nil {
+			err = measure("pullgate cold", base+"/blobs/"+d, d, pg)
 		}
-		cpu0 := cpuSeconds(pg.cmd.Process.Pid)
-		if mbps, err = pull(base+"/blobs/"+d, d, size); err != nil {
-			pg.stop()
-			return err
-		}
-		results["pullgate cold"] = append(results["pullgate cold"], mbps)
-		cpuPerGiB["pullgate cold"] = append(cpuPerGiB["pullgate cold"], (cpuSeconds(pg.cmd.Process.Pid)-cpu0)/(float64(size)/(1<<30)))
 		rss = max(rss, peakRSS(pg.cmd.Process.Pid))
-		if mbps, err = pull(base+"/blobs/"+d, d, size); err != nil {
-			pg.stop()
+		if err == nil {
+			err = measure("pullgate warm", base+"/blobs/"+d, d, pg)
+		}
+		pg.stop()
+		if err != nil {
 			return err
 		}
-		results["pullgate warm"] = append(results["pullgate warm"], mbps)
-		pg.stop()
+		if *quickFlag {
+			continue
+		}
 
 		// distribution in proxy mode, cold and warm
 		syscall.Sync()
@@ -335,25 +355,23 @@ func run() error {
 			return err
 		}
 		dbase := dp.url + "/v2/" + repos[i]
-		if err := get(dbase + "/manifests/1"); err != nil {
-			dp.stop()
-			return err
+		err = get(dbase + "/manifests/1")
+		if err == nil {
+			err = measure("distribution proxy cold", dbase+"/blobs/"+d, d, dp)
 		}
-		cpu0 = cpuSeconds(dp.cmd.Process.Pid)
-		if mbps, err = pull(dbase+"/blobs/"+d, d, size); err != nil {
-			dp.stop()
-			return err
+		if err == nil {
+			// distribution's proxy stores in the background: give it a moment
+			time.Sleep(2 * time.Second)
+			err = measure("distribution proxy warm", dbase+"/blobs/"+d, d, dp)
 		}
-		results["distribution proxy cold"] = append(results["distribution proxy cold"], mbps)
-		cpuPerGiB["distribution proxy cold"] = append(cpuPerGiB["distribution proxy cold"], (cpuSeconds(dp.cmd.Process.Pid)-cpu0)/(float64(size)/(1<<30)))
-		// distribution's proxy stores in the background: give it a moment
-		time.Sleep(2 * time.Second)
-		if mbps, err = pull(dbase+"/blobs/"+d, d, size); err != nil {
-			dp.stop()
-			return err
-		}
-		results["distribution proxy warm"] = append(results["distribution proxy warm"], mbps)
 		dp.stop()
+		if err != nil {
+			return err
+		}
+	}
+	if *quickFlag {
+		fmt.Print(throughputTable(results, cpu, guest))
+		return nil
 	}
 
 	// Inline inspection: the same safetensors blob pulled cold through
@@ -375,6 +393,7 @@ func run() error {
 				pg.stop()
 				return err
 			}
+			guest.prepare()
 			mbps, err := pull(base+"/blobs/"+sd, sd, int64(len(st)))
 			pg.stop()
 			if err != nil {
@@ -433,15 +452,8 @@ func run() error {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "Blob size %s, %d repetitions (median), loopback, client hashes every byte.\n\n", *sizeFlag, *repsFlag)
-	fmt.Fprintf(&b, "| variant | MiB/s (median) | ratio to direct |\n|---|---:|---:|\n")
+	b.WriteString(throughputTable(results, cpu, guest))
 	direct := median(append([]float64(nil), results["direct"]...))
-	for _, k := range []string{"direct", "pullgate cold", "pullgate warm", "distribution proxy cold", "distribution proxy warm"} {
-		m := median(append([]float64(nil), results[k]...))
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f× |\n", k, m, m/direct)
-	}
-	fmt.Fprintf(&b, "\nProxy CPU per GiB pulled cold (user+system, median): pullgate %.2f s, distribution proxy %.2f s. "+
-		"The machine has %d cores shared by the upstream, the proxy and the hashing client.\n",
-		median(cpuPerGiB["pullgate cold"]), median(cpuPerGiB["distribution proxy cold"]), runtime.NumCPU())
 	pc, pw := median(results["pullgate cold"]), median(results["pullgate warm"])
 	dc, dw := median(results["distribution proxy cold"]), median(results["distribution proxy warm"])
 	fmt.Fprintf(&b, "\n| check | target | measured | |\n|---|---|---|---|\n")
@@ -480,4 +492,123 @@ func safetensorsBlob(size int64) []byte {
 	copy(buf[8:], header)
 	rand.Read(buf[8+len(header):])
 	return buf
+}
+
+// throughputTable is the markdown table of throughput and ratio to direct per
+// variant, with the CPU each process spent per GiB, and what that CPU means
+// on this machine: with every process sharing its cores, a variant cannot
+// beat cores / (total CPU seconds per GiB).
+func throughputTable(results map[string][]float64, cpu map[string]map[string][]float64, guest *guestMemory) string {
+	var b strings.Builder
+	cores := float64(runtime.NumCPU())
+	direct := median(append([]float64(nil), results["direct"]...))
+	fmt.Fprintf(&b, "| variant | MiB/s (median) | ratio to direct | CPU s/GiB: client | upstream | proxy | CPU-bound ceiling on %d cores |\n|---|---:|---:|---:|---:|---:|---:|\n", int(cores))
+	for _, k := range []string{"direct", "pullgate cold", "pullgate warm", "distribution proxy cold", "distribution proxy warm"} {
+		if len(results[k]) == 0 {
+			continue
+		}
+		m := median(append([]float64(nil), results[k]...))
+		c := func(p string) float64 {
+			if len(cpu[k][p]) == 0 {
+				return 0
+			}
+			return median(append([]float64(nil), cpu[k][p]...))
+		}
+		proxy := "–"
+		if len(cpu[k]["proxy"]) > 0 {
+			proxy = fmt.Sprintf("%.2f", c("proxy"))
+		}
+		total := c("client") + c("upstream") + c("proxy")
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f× | %.2f | %.2f | %s | %.0f MiB/s (%.2f×) |\n", k, m, m/direct, c("client"), c("upstream"), proxy, cores*1024/total, cores*1024/total/direct)
+	}
+	fmt.Fprintf(&b, "\nSHA-256 on one core of this machine: %.0f MiB/s (%.2f s/GiB), paid by the client and by pullgate. %s\n", shaSpeed(), 1024/shaSpeed(), guest.describe())
+	return b.String()
+}
+
+// shaSpeed measures this machine's single-core SHA-256 throughput in MiB/s.
+func shaSpeed() float64 {
+	buf := make([]byte, 1<<20)
+	h := sha256.New()
+	start := time.Now()
+	for i := 0; i < 256; i++ {
+		h.Write(buf)
+	}
+	return 256 / time.Since(start).Seconds()
+}
+
+// guestMemory deals with one property of virtual machines that changes
+// cold-pull figures: with free page reporting (virtio-balloon), the guest
+// hands every page it frees back to the host, and the first write to such a
+// page costs a host fault. A cold pull writes its cache into fresh page-cache
+// pages and pays that; a direct pull serves a file already in memory and
+// does not. With keep, the harness delays the reporting (the kernel's
+// page_reporting min_free_ms) and touches memory before each pull, so every
+// variant runs on memory the host has already backed.
+type guestMemory struct {
+	keep     bool
+	touch    int64
+	param    string
+	orig     string
+	firstMBs float64 // first-write speed of 1 GiB of fresh memory at the start, MiB/s
+}
+
+const minFreeParam = "/sys/module/page_reporting/parameters/min_free_ms"
+
+func newGuestMemory(keep bool, touch int64) *guestMemory {
+	g := &guestMemory{keep: keep, touch: touch}
+	if b, err := os.ReadFile(minFreeParam); err == nil {
+		g.param, g.orig = minFreeParam, strings.TrimSpace(string(b))
+	}
+	g.firstMBs = touchSpeed(1 << 30)
+	if keep && g.param != "" {
+		if err := os.WriteFile(g.param, []byte("60000"), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "pullbench: cannot delay free page reporting:", err)
+			g.keep = false
+		}
+	}
+	return g
+}
+
+// prepare touches memory and frees it, so that the next pull's allocations
+// find pages the host has backed (only with keep).
+func (g *guestMemory) prepare() {
+	if g.keep {
+		touchSpeed(g.touch)
+	}
+}
+
+func (g *guestMemory) restore() {
+	if g.keep && g.param != "" {
+		os.WriteFile(g.param, []byte(g.orig), 0o644)
+	}
+}
+
+func (g *guestMemory) describe() string {
+	switch {
+	case g.param == "":
+		return fmt.Sprintf("No free page reporting on this machine; 1 GiB of fresh memory was first written at %.0f MiB/s.", g.firstMBs)
+	case g.keep:
+		return fmt.Sprintf("This VM reports freed pages to its hypervisor (page_reporting min_free_ms=%s; 1 GiB of fresh memory first written at %.0f MiB/s at the start). "+
+			"This run used --keep-guest-memory: reporting delayed and memory pre-touched before every pull, for every variant.", g.orig, g.firstMBs)
+	default:
+		return fmt.Sprintf("This VM reports freed pages to its hypervisor (page_reporting min_free_ms=%s; 1 GiB of fresh memory first written at %.0f MiB/s at the start): "+
+			"the first write to a page the host reclaimed costs a host fault, which a cold pull pays for every page of cache it writes "+
+			"(the direct pull serves a file already in memory). --keep-guest-memory removes that cost for all variants.", g.orig, g.firstMBs)
+	}
+}
+
+// touchSpeed maps n bytes of fresh anonymous memory, writes one byte per
+// page, unmaps it, and returns the write speed in MiB/s.
+func touchSpeed(n int64) float64 {
+	m, err := syscall.Mmap(-1, 0, int(n), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
+		return 0
+	}
+	start := time.Now()
+	for i := 0; i < len(m); i += 4096 {
+		m[i] = 1
+	}
+	el := time.Since(start)
+	syscall.Munmap(m)
+	return float64(n) / (1 << 20) / el.Seconds()
 }
