@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +35,7 @@ import (
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/proxy/config"
+	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
 var builds = []string{"kubernetes/base", "kubernetes/overlays/example", "kubernetes/overlays/s3-replicas"}
@@ -469,6 +472,9 @@ func TestEmbeddedConfigLoads(t *testing.T) {
 					}
 					checkSecretFile(t, c, ps, p)
 				}
+				if u.DockerConfig != "" {
+					checkDockerConfigSecret(t, u)
+				}
 			}
 
 			// Writable paths are on emptyDir mounts (the root is read-only).
@@ -848,7 +854,20 @@ func TestCRIORegistriesConf(t *testing.T) {
 // TestDockerDaemonJSON: registry-mirrors (Docker mirrors Docker Hub only,
 // and refuses a mirror URL with a path) pointing at pullgate.
 func TestDockerDaemonJSON(t *testing.T) {
-	addr, _ := pullgateAddr(t)
+	addr, cfg := pullgateAddr(t)
+	// dockerd sends unprefixed Docker Hub paths: pullgate must route them
+	// to its Docker Hub upstream, or it answers 404 and dockerd goes to
+	// Docker Hub by itself.
+	hub := false
+	for _, u := range cfg.Upstreams {
+		if u.Name == cfg.DefaultUpstream {
+			c, err := upstream.New(config.Upstream{Name: u.Name, URL: u.URL}, nil)
+			hub = err == nil && c.IsDockerHub()
+		}
+	}
+	if !hub {
+		t.Errorf("defaultUpstream %q of the example overlay is not a Docker Hub upstream", cfg.DefaultUpstream)
+	}
 	b, err := os.ReadFile("nodes/docker/daemon.json")
 	if err != nil {
 		t.Fatal(err)
@@ -871,5 +890,32 @@ func TestDockerDaemonJSON(t *testing.T) {
 	}
 	if u.Scheme == "http" && !slices.Contains(d.InsecureRegistries, addr) {
 		t.Errorf("plain-HTTP mirror %s is not in insecure-registries", addr)
+	}
+}
+
+// checkDockerConfigSecret builds the upstream client from the Secret that
+// docs/deploy.md tells operators to create (`kubectl create secret
+// docker-registry --docker-server=...`): its config.json must hold
+// credentials that this upstream's URL finds.
+func checkDockerConfigSecret(t *testing.T, u config.Upstream) {
+	t.Helper()
+	doc, err := os.ReadFile("../docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`--docker-server=(\S+)`).FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/deploy.md has no --docker-server for the upstream credentials Secret")
+	}
+	// kubectl's docker-registry Secret format.
+	auth := base64.StdEncoding.EncodeToString([]byte("acme-bot:token"))
+	cf := fmt.Sprintf(`{"auths":{%q:{"username":"acme-bot","password":"token","auth":%q}}}`, m[1], auth)
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u.DockerConfig = path
+	if _, err := upstream.New(u, func(p string) string { return p }); err != nil {
+		t.Errorf("upstream %s (%s) with the Secret docs/deploy.md creates (--docker-server=%s): %v", u.Name, u.URL, m[1], err)
 	}
 }

@@ -81,7 +81,11 @@ func cmdAudit(args []string) int {
 			return 2
 		}
 		path = cfg.Resolve(cfg.Audit.Path)
-		if path == "" || audit.IsStdout(path) {
+		if path == "" {
+			fmt.Fprintf(os.Stderr, "pullgate audit: %s has no audit log (audit.path is not set); set audit.path, or use --file\n", *cfgPath)
+			return 2
+		}
+		if audit.IsStdout(path) {
 			fmt.Fprintf(os.Stderr, "pullgate audit: %s writes the audit log to standard output (audit.path %q): query it where the logs are collected, or use --file\n", *cfgPath, cfg.Audit.Path)
 			return 2
 		}

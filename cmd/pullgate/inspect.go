@@ -76,6 +76,12 @@ func cmdInspect(args []string) int {
 	}
 	var reports []content.Report
 	if st, serr := os.Stat(target); serr == nil && !st.IsDir() {
+		if *mediaType == "" && len(opts.MediaTypes) > 0 {
+			// A local file declares no media type: run the validators on
+			// its bytes and say what was not checked.
+			opts.MediaTypes = nil
+			fmt.Fprintf(os.Stderr, "pullgate inspect: %s has no declared media type, so the rule's media-type allowlist is not checked (use --media-type)\n", target)
+		}
 		reports, err = inspectFile(opts, target, st.Size(), *mediaType)
 	} else {
 		reports, err = inspectImage(context.Background(), opts, target, *plain)

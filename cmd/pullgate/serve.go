@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,14 +44,19 @@ func cmdServe(args []string) int {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
+	// Paths in flags are relative to the working directory (paths in the
+	// file are relative to the file).
 	if *policyPath != "" {
-		cfg.Policy = *policyPath
+		cfg.Policy = absPath(*policyPath)
 	}
 	if *storagePath != "" {
-		cfg.Storage.Path = *storagePath
+		cfg.Storage.Path = absPath(*storagePath)
 	}
 	if *auditPath != "" {
 		cfg.Audit.Path = *auditPath
+		if !audit.IsStdout(*auditPath) {
+			cfg.Audit.Path = absPath(*auditPath)
+		}
 	}
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
@@ -66,6 +72,8 @@ func cmdServe(args []string) int {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 			log.Error("pprof listener ended", "err", http.ListenAndServe(*pprofAddr, mux))
 		}()
 	}
@@ -140,4 +148,12 @@ func newLogger(c config.Log) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// absPath makes a path from a flag absolute against the working directory.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -283,7 +283,13 @@ func validUpstreamName(s string) bool {
 }
 
 // Resolve makes a path from the config relative to the config file's directory.
+// A leading "~/" is the user's home directory.
 func (c *Config) Resolve(p string) string {
+	if strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, p[2:])
+		}
+	}
 	if p == "" || p == "-" || p == "stdout" || filepath.IsAbs(p) || c.dir == "" {
 		return p
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	dockerconfig "github.com/docker/cli/cli/config"
+	dockerconfigtypes "github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -168,16 +169,23 @@ func credentials(u config.Upstream, resolve func(string) string, reg name.Regist
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: dockerConfig: %w", u.Name, err)
 		}
-		key := reg.RegistryStr()
-		if key == name.DefaultRegistry {
-			key = "https://index.docker.io/v1/"
+		// Docker stores Docker Hub's credentials under its legacy index URL,
+		// whichever of Docker Hub's host names the upstream uses.
+		keys := []string{reg.RegistryStr()}
+		if isDockerHubHost(reg.RegistryStr()) {
+			keys = []string{dockerHubConfigKey, reg.RegistryStr()}
 		}
-		ac, err := cf.GetAuthConfig(key)
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: dockerConfig: %w", u.Name, err)
+		var ac dockerconfigtypes.AuthConfig
+		for _, key := range keys {
+			if ac, err = cf.GetAuthConfig(key); err != nil {
+				return nil, fmt.Errorf("upstream %s: dockerConfig: %w", u.Name, err)
+			}
+			if ac.Username != "" || ac.Password != "" || ac.IdentityToken != "" || ac.RegistryToken != "" {
+				break
+			}
 		}
 		if ac.Username == "" && ac.Password == "" && ac.IdentityToken == "" && ac.RegistryToken == "" {
-			return nil, fmt.Errorf("upstream %s: dockerConfig %s has no credentials for %s", u.Name, u.DockerConfig, key)
+			return nil, fmt.Errorf("upstream %s: dockerConfig %s has no credentials for %s", u.Name, u.DockerConfig, strings.Join(keys, " or "))
 		}
 		return authn.FromConfig(authn.AuthConfig{
 			Username: ac.Username, Password: ac.Password,
@@ -527,10 +535,16 @@ func RetryAfterSeconds(v string) int {
 
 // IsDockerHub reports whether the upstream is Docker Hub, whose single-name
 // repositories live under "library/".
-func (c *Client) IsDockerHub() bool {
-	switch c.base.Host {
+func (c *Client) IsDockerHub() bool { return isDockerHubHost(c.base.Host) }
+
+func isDockerHubHost(host string) bool {
+	switch host {
 	case "registry-1.docker.io", "index.docker.io", "docker.io":
 		return true
 	}
 	return false
 }
+
+// dockerHubConfigKey is where `docker login` and kubectl's
+// docker-registry secrets keep Docker Hub's credentials.
+const dockerHubConfigKey = "https://index.docker.io/v1/"

@@ -83,6 +83,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		defer os.RemoveAll(d)
 		dir = d
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
 	up, err := upstream.Start(upstream.Options{Referrers: false})
 	if err != nil {
