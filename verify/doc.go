@@ -42,5 +42,6 @@
 //
 // Collect fetches the three sources and their evidence concurrently (at most
 // 8 in flight per source), so a Fetcher must be safe for concurrent use.
-// Package registryfetch is a Fetcher over an OCI registry.
+// The Fetcher over a registry is proxy/upstream's Client.Fetcher, which the
+// proxy and this package's tests both use.
 package verify

@@ -2,7 +2,6 @@ package verify_test
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -20,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -27,11 +27,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/pullgate/pullgate/proxy/config"
+	upstreamclient "github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/test/upstream"
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/cosign"
 	"github.com/pullgate/pullgate/verify/dsse"
-	"github.com/pullgate/pullgate/verify/registryfetch"
 )
 
 func startUpstream(t testing.TB, referrers bool) *upstream.Registry {
@@ -66,13 +67,15 @@ func pushImage(t testing.TB, reg *upstream.Registry, repo, tag string) ocispec.D
 	return ocispec.Descriptor{MediaType: string(mt), Digest: digest.FromBytes(raw), Size: int64(len(raw))}
 }
 
-func newFetcher(t testing.TB, reg *upstream.Registry, repo string) *registryfetch.Fetcher {
+// newFetcher reads repo on reg through pullgate's upstream client, with the
+// default limits.maxManifestSize and upstream timeout.
+func newFetcher(t testing.TB, reg *upstream.Registry, repo string) verify.Fetcher {
 	t.Helper()
-	f, err := registryfetch.New(context.Background(), reg.Host+"/"+repo, registryfetch.Options{})
+	c, err := upstreamclient.New(config.Upstream{Name: "test", URL: reg.URL, Timeout: config.Duration(30 * time.Second)}, func(p string) string { return p })
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f
+	return c.Fetcher(repo, 4<<20)
 }
 
 // pushBlob uploads a blob with the monolithic POST+PUT flow.

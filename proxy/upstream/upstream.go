@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,6 +330,10 @@ func (c *Client) Resolve(ctx context.Context, repo, ref string, maxSize int64) (
 // Manifest fetches a manifest's raw bytes (at most maxSize) and media type.
 // When ref is a digest the bytes are verified against it.
 func (c *Client) Manifest(ctx context.Context, repo, ref string, maxSize int64) ([]byte, string, error) {
+	refDigest, err := checkReference(ref)
+	if err != nil {
+		return nil, "", err
+	}
 	resp, err := c.do(ctx, http.MethodGet, repo, "manifests/"+ref, nil, acceptHeader(nil), "manifest")
 	if err != nil {
 		return nil, "", err
@@ -355,12 +360,37 @@ func (c *Client) Manifest(ctx context.Context, repo, ref string, maxSize int64) 
 	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
 		return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: got %d bytes, Content-Length said %d", what, len(body), resp.ContentLength)}
 	}
-	if dg, err := digest.Parse(ref); err == nil {
-		if err := dg.Validate(); err == nil && dg.Algorithm().Available() && dg.Algorithm().FromBytes(body) != dg {
-			return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: content does not match its digest (got %s)", what, dg.Algorithm().FromBytes(body))}
+	if refDigest != "" {
+		if got := refDigest.Algorithm().FromBytes(body); got != refDigest {
+			return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: content does not match its digest (got %s)", what, got)}
+		}
+	} else if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
+		// By tag, the upstream's own digest claim must hold for the bytes.
+		if dg, err := digest.Parse(h); err != nil || dg.Algorithm().FromBytes(body) != dg {
+			return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: content does not match Docker-Content-Digest %q", what, h)}
 		}
 	}
 	return body, baseMediaType(resp.Header.Get("Content-Type")), nil
+}
+
+// tagRE is the OCI distribution tag grammar.
+var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
+// checkReference refuses a manifest reference that is neither a tag nor a
+// digest of an available algorithm (so it never reaches the upstream's URL
+// space); for a digest it returns it.
+func checkReference(ref string) (digest.Digest, error) {
+	if strings.Contains(ref, ":") {
+		dg, err := digest.Parse(ref)
+		if err != nil {
+			return "", fmt.Errorf("manifest reference %q: %w", ref, err)
+		}
+		return dg, nil
+	}
+	if !tagRE.MatchString(ref) {
+		return "", fmt.Errorf("manifest reference %q: not a valid tag", ref)
+	}
+	return "", nil
 }
 
 func baseMediaType(ct string) string {
@@ -462,11 +492,12 @@ func (c *Client) Referrers(ctx context.Context, repo string, dgst digest.Digest,
 		}
 		nu, err := url.Parse(next)
 		if err != nil {
-			break
+			return nil, false, false, &Error{Kind: Invalid, Upstream: c.Name, Msg: "referrers " + repo + "@" + dgst.String() + ": bad Link header"}
 		}
-		// Only follow links on the same upstream path.
+		// Only links on the same upstream path are followed; a list the
+		// upstream says continues elsewhere is not silently cut short.
 		if (nu.Host != "" && nu.Host != c.base.Host) || !strings.HasPrefix(nu.Path, "/v2/"+repo+"/referrers/") {
-			break
+			return nil, false, false, &Error{Kind: Invalid, Upstream: c.Name, Msg: "referrers " + repo + "@" + dgst.String() + ": Link header points to another host or path"}
 		}
 		q = nu.Query()
 	}

@@ -1,4 +1,4 @@
-package registryfetch_test
+package upstream_test
 
 import (
 	"bytes"
@@ -9,7 +9,9 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -24,14 +26,19 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/pullgate/pullgate/test/upstream"
+	"github.com/pullgate/pullgate/proxy/config"
+	"github.com/pullgate/pullgate/proxy/upstream"
+	testreg "github.com/pullgate/pullgate/test/upstream"
 	"github.com/pullgate/pullgate/verify"
-	"github.com/pullgate/pullgate/verify/registryfetch"
 )
 
-func start(t *testing.T, opts upstream.Options) *upstream.Registry {
+// maxManifest is the manifest cap the tests' fetchers use (pullgate's
+// default limits.maxManifestSize).
+const maxManifest = 4 << 20
+
+func start(t *testing.T, opts testreg.Options) *testreg.Registry {
 	t.Helper()
-	reg, err := upstream.Start(opts)
+	reg, err := testreg.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +46,22 @@ func start(t *testing.T, opts upstream.Options) *upstream.Registry {
 	return reg
 }
 
-func push(t *testing.T, reg *upstream.Registry, repo string, auth authn.Authenticator) (digest.Digest, []byte, digest.Digest) {
+// newClient is the production client for reg, configured as pullgate.yaml
+// would (with config's default timeout); edit adjusts the upstream entry.
+func newClient(t *testing.T, reg *testreg.Registry, edit func(*config.Upstream)) *upstream.Client {
+	t.Helper()
+	u := config.Upstream{Name: "test", URL: reg.URL, Timeout: config.Duration(30 * time.Second)}
+	if edit != nil {
+		edit(&u)
+	}
+	c, err := upstream.New(u, func(p string) string { return p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func push(t *testing.T, reg *testreg.Registry, repo string, auth authn.Authenticator) (digest.Digest, []byte, digest.Digest) {
 	t.Helper()
 	img, err := random.Image(300, 1)
 	if err != nil {
@@ -60,12 +82,9 @@ func push(t *testing.T, reg *upstream.Registry, repo string, auth authn.Authenti
 }
 
 func TestManifestAndBlob(t *testing.T) {
-	reg := start(t, upstream.Options{Referrers: true})
+	reg := start(t, testreg.Options{Referrers: true})
 	d, raw, layer := push(t, reg, "rf/app", nil)
-	f, err := registryfetch.New(context.Background(), reg.Host+"/rf/app", registryfetch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newClient(t, reg, nil).Fetcher("rf/app", maxManifest)
 	for _, ref := range []string{"v1", d.String()} {
 		body, mt, got, err := f.Manifest(context.Background(), ref)
 		if err != nil || got != d || !bytes.Equal(body, raw) || mt == "" {
@@ -84,26 +103,23 @@ func TestManifestAndBlob(t *testing.T) {
 	if b, err := f.Blob(context.Background(), layer, 1<<20); err != nil || digest.FromBytes(b) != layer {
 		t.Fatalf("Blob: %v", err)
 	}
-	if _, err := f.Blob(context.Background(), layer, 10); err == nil || !strings.Contains(err.Error(), "limit") {
+	if _, err := f.Blob(context.Background(), layer, 10); !upstream.IsKind(err, upstream.Invalid) || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("size cap: %v", err)
 	}
 	if _, err := f.Blob(context.Background(), digest.FromString("absent"), 10); !verify.IsNotFound(err) {
 		t.Fatalf("missing blob: %v", err)
 	}
-	small, err := registryfetch.New(context.Background(), reg.Host+"/rf/app", registryfetch.Options{MaxManifestSize: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, err := small.Manifest(context.Background(), "v1"); err == nil || !strings.Contains(err.Error(), "limit") {
+	small := newClient(t, reg, nil).Fetcher("rf/app", 16)
+	if _, _, _, err := small.Manifest(context.Background(), "v1"); !upstream.IsKind(err, upstream.Invalid) || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("manifest cap: %v", err)
 	}
 }
 
-// lying serves other bytes than stored for manifests and blobs.
-func lying(on *bool) func(http.Handler) http.Handler {
+// lying serves other bytes than stored for manifests and blobs while on.
+func lying(on *atomic.Bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !*on || r.Method != http.MethodGet || !(strings.Contains(r.URL.Path, "/manifests/") || strings.Contains(r.URL.Path, "/blobs/")) {
+			if !on.Load() || r.Method != http.MethodGet || !(strings.Contains(r.URL.Path, "/manifests/") || strings.Contains(r.URL.Path, "/blobs/")) {
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -140,21 +156,18 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) WriteHeader(s int) { r.status = s }
 
 func TestLyingUpstream(t *testing.T) {
-	on := false
-	reg := start(t, upstream.Options{Referrers: true, Wrap: lying(&on)})
+	var on atomic.Bool
+	reg := start(t, testreg.Options{Referrers: true, Wrap: lying(&on)})
 	d, _, layer := push(t, reg, "rf/lie", nil)
-	f, err := registryfetch.New(context.Background(), reg.Host+"/rf/lie", registryfetch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	on = true
-	if _, _, _, err := f.Manifest(context.Background(), d.String()); err == nil || !strings.Contains(err.Error(), "does not match") {
+	f := newClient(t, reg, nil).Fetcher("rf/lie", maxManifest)
+	on.Store(true)
+	if _, _, _, err := f.Manifest(context.Background(), d.String()); !upstream.IsKind(err, upstream.Invalid) || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("by digest: %v", err)
 	}
-	if _, _, _, err := f.Manifest(context.Background(), "v1"); err == nil || !strings.Contains(err.Error(), "Docker-Content-Digest") {
+	if _, _, _, err := f.Manifest(context.Background(), "v1"); !upstream.IsKind(err, upstream.Invalid) || !strings.Contains(err.Error(), "Docker-Content-Digest") {
 		t.Fatalf("by tag: %v", err)
 	}
-	if _, err := f.Blob(context.Background(), layer, 1<<20); err == nil || !strings.Contains(err.Error(), "does not match") {
+	if _, err := f.Blob(context.Background(), layer, 1<<20); !upstream.IsKind(err, upstream.Invalid) || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("blob: %v", err)
 	}
 }
@@ -162,17 +175,14 @@ func TestLyingUpstream(t *testing.T) {
 func TestReferrers(t *testing.T) {
 	for _, api := range []bool{true, false} {
 		t.Run(map[bool]string{true: "api", false: "tag-fallback"}[api], func(t *testing.T) {
-			reg := start(t, upstream.Options{Referrers: api})
+			reg := start(t, testreg.Options{Referrers: api})
 			d, raw, _ := push(t, reg, "rf/ref", nil)
-			f, err := registryfetch.New(context.Background(), reg.Host+"/rf/ref", registryfetch.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			f := newClient(t, reg, nil).Fetcher("rf/ref", maxManifest)
 			got, err := f.Referrers(context.Background(), d, "")
 			if err != nil || len(got) != 0 || got == nil {
 				t.Fatalf("no referrers: %v %v", got, err)
 			}
-			// Attach two artifacts with ggcr, which maintains the fallback tag
+			// Attach two artifacts; putReferrer maintains the fallback tag
 			// itself when the registry has no referrers API.
 			subject := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: d, Size: int64(len(raw))}
 			for _, at := range []string{"application/vnd.example.a", "application/vnd.example.b"} {
@@ -190,57 +200,35 @@ func TestReferrers(t *testing.T) {
 	}
 }
 
-// putReferrer pushes an artifact manifest with a subject and, like an OCI
-// 1.1 client, updates the referrers tag when the registry has no API.
-func putReferrer(t *testing.T, reg *upstream.Registry, repo string, subject ocispec.Descriptor, artifactType string) {
+// putReferrer pushes an artifact manifest with a subject with ggcr, which,
+// like any OCI 1.1 client, updates the sha256-<hex> referrers tag itself when
+// the registry has no referrers API (no OCI-Subject header on the push).
+func putReferrer(t *testing.T, reg *testreg.Registry, repo string, subject ocispec.Descriptor, artifactType string) {
 	t.Helper()
-	ref, _ := name.ParseReference(reg.Host + "/" + repo + ":" + "x")
 	cfg := []byte("{}")
-	if err := remote.WriteLayer(ref.Context(), staticLayer(cfg)); err != nil {
+	r, err := name.NewRepository(reg.Host + "/" + repo)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := remote.WriteLayer(r, staticLayer(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	empty := ocispec.Descriptor{MediaType: "application/vnd.oci.empty.v1+json", Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
 	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: artifactType, Subject: &subject,
-		Config: ocispec.Descriptor{MediaType: "application/vnd.oci.empty.v1+json", Digest: digest.FromBytes(cfg), Size: 2},
-		Layers: []ocispec.Descriptor{{MediaType: "application/vnd.oci.empty.v1+json", Digest: digest.FromBytes(cfg), Size: 2}}}
+		Config: empty, Layers: []ocispec.Descriptor{empty}}
 	m.SchemaVersion = 2
 	body, _ := json.Marshal(m)
-	md := digest.FromBytes(body)
-	put(t, reg.URL+"/v2/"+repo+"/manifests/"+md.String(), ocispec.MediaTypeImageManifest, body)
-	resp, err := http.Get(reg.URL + "/v2/" + repo + "/referrers/" + subject.Digest.String())
-	if err != nil {
+	if err := remote.Put(r.Digest(digest.FromBytes(body).String()), rawManifest(body)); err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		return
-	}
-	tag := "sha256-" + subject.Digest.Encoded()
-	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex}
-	idx.SchemaVersion = 2
-	if r, err := http.Get(reg.URL + "/v2/" + repo + "/manifests/" + tag); err == nil {
-		if r.StatusCode == http.StatusOK {
-			_ = json.NewDecoder(r.Body).Decode(&idx)
-		}
-		r.Body.Close()
-	}
-	idx.Manifests = append(idx.Manifests, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(body)), ArtifactType: artifactType})
-	ib, _ := json.Marshal(idx)
-	put(t, reg.URL+"/v2/"+repo+"/manifests/"+tag, ocispec.MediaTypeImageIndex, ib)
 }
 
-func put(t *testing.T, url, ct string, body []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", ct)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("PUT %s: %s %s", url, resp.Status, b)
-	}
+// rawManifest is OCI image manifest bytes for remote.Put.
+type rawManifest []byte
+
+func (m rawManifest) RawManifest() ([]byte, error) { return m, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) {
+	return types.MediaType(ocispec.MediaTypeImageManifest), nil
 }
 
 func TestReferrersPaginationAndHostileIndex(t *testing.T) {
@@ -248,7 +236,7 @@ func TestReferrersPaginationAndHostileIndex(t *testing.T) {
 	var pages = map[string]string{}
 	page2Link := `<http://elsewhere.example/v2/x/referrers/y>; rel="next"`
 	set := func(f func()) { mu.Lock(); f(); mu.Unlock() }
-	reg := start(t, upstream.Options{Referrers: true, Wrap: func(next http.Handler) http.Handler {
+	reg := start(t, testreg.Options{Referrers: true, Wrap: func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.Contains(r.URL.Path, "/referrers/") {
 				mu.Lock()
@@ -279,20 +267,17 @@ func TestReferrersPaginationAndHostileIndex(t *testing.T) {
 		pages[""] = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + desc("1") + `]}`
 		pages["2"] = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + desc("2") + `]}`
 	})
-	f, err := registryfetch.New(context.Background(), reg.Host+"/rf/pages", registryfetch.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Referrers(context.Background(), d, ""); err == nil || !strings.Contains(err.Error(), "another host") {
+	f := newClient(t, reg, nil).Fetcher("rf/pages", maxManifest)
+	if _, err := f.Referrers(context.Background(), d, ""); !upstream.IsKind(err, upstream.Invalid) || !strings.Contains(err.Error(), "another host") {
 		t.Fatalf("cross-host Link followed: %v", err)
 	}
 	set(func() { pages["2"] = `not json` })
-	if _, err := f.Referrers(context.Background(), d, ""); err == nil {
-		t.Fatal("invalid page accepted")
+	if _, err := f.Referrers(context.Background(), d, ""); !upstream.IsKind(err, upstream.Invalid) {
+		t.Fatalf("invalid page accepted: %v", err)
 	}
 	set(func() { delete(pages, "2") })
-	if _, err := f.Referrers(context.Background(), d, ""); err == nil {
-		t.Fatal("404 on a later page accepted as the end")
+	if _, err := f.Referrers(context.Background(), d, ""); err == nil || verify.IsNotFound(err) {
+		t.Fatalf("404 on a later page accepted as the end: %v", err)
 	}
 	set(func() {
 		pages[""] = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + desc("1") + `,` + desc("3") + `]}`
@@ -312,18 +297,14 @@ func TestAuth(t *testing.T) {
 	if err := writeFile(path, "alice:"+string(hash)+"\n"); err != nil {
 		t.Fatal(err)
 	}
-	reg := start(t, upstream.Options{Referrers: true, Auth: configuration.Auth{"htpasswd": configuration.Parameters{"realm": "test", "path": path}}})
+	reg := start(t, testreg.Options{Referrers: true, Auth: configuration.Auth{"htpasswd": configuration.Parameters{"realm": "test", "path": path}}})
 	auth := &authn.Basic{Username: "alice", Password: "s3cret"}
 	d, _, _ := push(t, reg, "rf/auth", auth)
-	if f, err := registryfetch.New(context.Background(), reg.Host+"/rf/auth", registryfetch.Options{}); err == nil {
-		if _, _, _, err := f.Manifest(context.Background(), d.String()); err == nil {
-			t.Fatal("anonymous read allowed")
-		}
+	anon := newClient(t, reg, nil).Fetcher("rf/auth", maxManifest)
+	if _, _, _, err := anon.Manifest(context.Background(), d.String()); !upstream.IsKind(err, upstream.Refused) {
+		t.Fatalf("anonymous read allowed: %v", err)
 	}
-	f, err := registryfetch.New(context.Background(), reg.Host+"/rf/auth", registryfetch.Options{Auth: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newClient(t, reg, func(u *config.Upstream) { u.Username, u.Password = "alice", "s3cret" }).Fetcher("rf/auth", maxManifest)
 	if _, _, got, err := f.Manifest(context.Background(), d.String()); err != nil || got != d {
 		t.Fatalf("authenticated read: %v", err)
 	}
@@ -341,20 +322,17 @@ func writeFile(path, content string) error { return os.WriteFile(path, []byte(co
 // TestSizeCapWithoutContentLength: a registry that streams without a
 // Content-Length still cannot push more than the cap into memory.
 func TestSizeCapWithoutContentLength(t *testing.T) {
-	reg := start(t, upstream.Options{Referrers: true, Wrap: func(next http.Handler) http.Handler {
+	reg := start(t, testreg.Options{Referrers: true, Wrap: func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			next.ServeHTTP(chunked{w}, r)
 		})
 	}})
 	d, _, layer := push(t, reg, "rf/chunked", nil)
-	f, err := registryfetch.New(context.Background(), reg.Host+"/rf/chunked", registryfetch.Options{MaxManifestSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Blob(context.Background(), layer, 10); err == nil || !strings.Contains(err.Error(), "limit") {
+	f := newClient(t, reg, nil).Fetcher("rf/chunked", 64)
+	if _, err := f.Blob(context.Background(), layer, 10); !upstream.IsKind(err, upstream.Invalid) || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("blob cap: %v", err)
 	}
-	if _, _, _, err := f.Manifest(context.Background(), d.String()); err == nil || !strings.Contains(err.Error(), "limit") {
+	if _, _, _, err := f.Manifest(context.Background(), d.String()); !upstream.IsKind(err, upstream.Invalid) || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("manifest cap: %v", err)
 	}
 }
