@@ -185,6 +185,17 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		h.Set("Content-Range", contentRange(start, end, size))
 	}
 	n := end - start + 1
+	if end < size-1 || n <= 0 {
+		// This response would be complete before the fetch checked the
+		// digest (a range that stops short of the end, an empty blob): it
+		// is sent only once every byte was verified.
+		if err := f.Verified(q.ctx()); err != nil {
+			h.Del("Content-Range")
+			h.Del("Docker-Content-Digest")
+			s.fetchError(q, err)
+			return
+		}
+	}
 	h.Set("Content-Length", strconv.FormatInt(n, 10))
 	q.w.WriteHeader(status)
 	if n <= 0 {

@@ -199,6 +199,27 @@ func (f *Fetch) Wait(ctx context.Context) (int64, error) {
 	}
 }
 
+// Verified blocks until the fetch ended and returns nil when every byte was
+// verified, or the error that ended it. A reader whose response would be
+// complete before the blob's end (a range that stops short of it, an empty
+// blob) waits for this first: the held-back tail protects only responses
+// that run to the end.
+func (f *Fetch) Verified(ctx context.Context) error {
+	for {
+		f.mu.Lock()
+		done, err, ch := f.done, f.err, f.changed
+		f.mu.Unlock()
+		if done {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // waitVisible blocks until more than off bytes may be read, and returns how
 // many may be (the verified end once the fetch is done); io.EOF when off is
 // at the verified end; the fetch's error (wrapping ErrAborted) if it failed.
