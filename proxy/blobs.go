@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/proxy/ocierr"
@@ -142,7 +143,9 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 	} else if c := q.rule.Content; c != nil {
 		// Inspection depends on the rule: fetches under different content
 		// rules are not shared.
-		key += "|" + q.pol.Revision() + "|" + q.rule.Name
+		// It also depends on how the manifest declares the blob (media type,
+		// title): requests declaring it otherwise do not share the fetch.
+		key += "|" + q.pol.Revision() + "|" + q.rule.Name + "|" + inspectionClass(grant.Desc)
 		opts := c.Options()
 		exp, _ = s.tensors.Get(grantKey(q.pol.Revision(), q.rt.Repository(), dgst))
 		if exp != nil {
@@ -270,9 +273,11 @@ func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 		s.log.Error("upstream blob rejected", "upstream", up.Name, "repository", repo, "digest", dgst, "err", err)
 	case errors.As(err, &cf):
 		s.log.Warn("blob refused by content inspection", "upstream", up.Name, "repository", repo, "digest", dgst, "rule", rule, "finding", cf.finding.Error())
-		s.recordInspection(ctx, rev, rule, dgst, exp, cf)
-	case err == nil && newInspector != nil:
-		s.recordInspection(ctx, rev, rule, dgst, exp, nil)
+		s.recordInspection(ctx, rev, rule, grant.Desc, exp, cf)
+	case err == nil && newInspector != nil && !grant.Evidence:
+		// Only a content rule's inspection counts as one (the evidence
+		// check is not).
+		s.recordInspection(ctx, rev, rule, grant.Desc, exp, nil)
 	}
 	f.Finish(err)
 }
@@ -290,7 +295,10 @@ func asFinding(err error, format string) error {
 // results per rule, tensor-expectation results per expectation as well. A
 // failure purges cached decisions (every manifest referencing the blob is
 // denied from then on).
-func (s *Server) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, exp *tensorExpectation, cf *contentFailure) {
+// A finding marks the blob bad however it is declared; a pass counts only
+// for the inspection class it was inspected as (see inspectionClass).
+func (s *Server) recordInspection(ctx context.Context, rev, rule string, desc ocispec.Descriptor, exp *tensorExpectation, cf *contentFailure) {
+	dgst := desc.Digest
 	if cf != nil {
 		scope := ""
 		if cf.finding.Format == formatMBOM && exp != nil {
@@ -300,7 +308,7 @@ func (s *Server) recordInspection(ctx context.Context, rev, rule string, dgst di
 		return
 	}
 	for _, scope := range scopesOf(exp) {
-		if err := s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst, scope), []byte("ok")); err != nil {
+		if err := s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst, scope, inspectionClass(desc)), []byte("ok")); err != nil {
 			s.log.Warn("store: inspection record write failed", "err", err)
 		}
 	}
@@ -325,7 +333,7 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 		if f, bad := s.badBlob(ctx, rev, rule, dgst, scope); bad {
 			return &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
 		}
-		if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst, scope)); err != nil {
+		if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst, scope, inspectionClass(grant.Desc))); err != nil {
 			done = false
 		}
 	}
@@ -335,7 +343,7 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	in, err := newLayerInspector(q.rule.Content.Options(), grant, size, exp)
 	if err != nil {
 		cf := asFinding(err, "content").(*contentFailure)
-		s.recordInspection(ctx, rev, rule, dgst, exp, cf)
+		s.recordInspection(ctx, rev, rule, grant.Desc, exp, cf)
 		return cf
 	}
 	start := time.Now()
@@ -343,13 +351,13 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
 	var cf *contentFailure
 	if errors.As(err, &cf) {
-		s.recordInspection(ctx, rev, rule, dgst, exp, cf)
+		s.recordInspection(ctx, rev, rule, grant.Desc, exp, cf)
 		return cf
 	}
 	if err != nil {
 		return err // reading the store failed: nothing is concluded about the blob
 	}
-	s.recordInspection(ctx, rev, rule, dgst, exp, nil)
+	s.recordInspection(ctx, rev, rule, grant.Desc, exp, nil)
 	return nil
 }
 

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -318,8 +320,18 @@ func badKey(rev, rule string, d digest.Digest, scope string) string {
 	return store.MetaKey("bad", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope))
 }
 
-func inspectedKey(rev, rule string, d digest.Digest, scope string) string {
-	return store.MetaKey("inspected", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope))
+func inspectedKey(rev, rule string, d digest.Digest, scope, class string) string {
+	return store.MetaKey("inspected", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope), class)
+}
+
+// inspectionClass names what content inspection of a blob depends on
+// besides its bytes: the media type and title its manifest declares (a
+// template media type or a .jinja title turns on the template checks, a
+// code title the code-layer rule, ...). A blob that passed as one class has
+// not been inspected as another.
+func inspectionClass(d ocispec.Descriptor) string {
+	sum := sha256.Sum256([]byte(d.MediaType + "\x00" + content.LayerTitle(d)))
+	return hex.EncodeToString(sum[:8])
 }
 
 func orFormat(scope string) string {
