@@ -19,6 +19,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify/content"
+	"github.com/pullgate/pullgate/verify/shape"
 )
 
 // holdback is how many final bytes of a streaming blob no client receives
@@ -43,8 +44,15 @@ func (s *Server) serveBlob(q *request) {
 		s.deny(q, v, ref)
 		return
 	}
+	if grant.Evidence && q.rule.Content != nil {
+		// Content the rule refused stays refused, whatever lists it.
+		if f, bad := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, dgst, ""); bad {
+			s.fetchError(q, &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}})
+			return
+		}
+	}
 	if size, ok := s.store.Has(dgst); ok && grant.Evidence {
-		if err := s.checkStoredEvidence(q.ctx(), dgst, size); err != nil {
+		if err := s.checkStoredEvidence(q.ctx(), grant.Desc, size); err != nil {
 			s.fetchError(q, err)
 			return
 		}
@@ -137,9 +145,9 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 	if grant.Evidence {
 		// Signature/attestation layers: bounded JSON, whatever the rule's
 		// content section says about model files.
-		key += "|evidence"
-		limit := int64(s.cfg.Limits.MaxEvidenceSize)
-		newInspector = func(size int64) (content.Inspector, error) { return newEvidenceInspector(size, limit) }
+		key += "|evidence|" + grant.Desc.MediaType
+		limit, mt := int64(s.cfg.Limits.MaxEvidenceSize), grant.Desc.MediaType
+		newInspector = func(size int64) (content.Inspector, error) { return newEvidenceInspector(mt, size, limit) }
 	} else if c := q.rule.Content; c != nil {
 		// Inspection depends on the rule: fetches under different content
 		// rules are not shared.
@@ -521,7 +529,7 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 // newEvidenceInspector accepts a signature/attestation blob only if it is
 // JSON of at most the evidence size limit; nothing is released before the
 // whole blob was checked.
-func newEvidenceInspector(size, limit int64) (content.Inspector, error) {
+func newEvidenceInspector(mediaType string, size, limit int64) (content.Inspector, error) {
 	if size > limit {
 		return nil, &content.Finding{Format: "evidence", Offset: -1, Reason: fmt.Sprintf("signature/attestation blob of %d bytes exceeds the evidence limit of %d", size, limit)}
 	}
@@ -529,18 +537,23 @@ func newEvidenceInspector(size, limit int64) (content.Inspector, error) {
 		if !json.Valid(b) {
 			return &content.Finding{Format: "evidence", Offset: 0, Reason: "signature/attestation blob is not JSON"}
 		}
+		// Served under the subject's decision rather than the content
+		// rules: it must be evidence, not any JSON a loader acts on.
+		if err := shape.Check(mediaType, b); err != nil {
+			return &content.Finding{Format: "evidence", Offset: 0, Reason: "signature/attestation blob declared " + mediaType + ": " + err.Error()}
+		}
 		return nil
 	}), nil
 }
 
 // checkStoredEvidence checks a stored blob served as a signature/attestation
 // layer the same way as one streamed from the upstream.
-func (s *Server) checkStoredEvidence(ctx context.Context, dgst digest.Digest, size int64) error {
-	in, err := newEvidenceInspector(size, int64(s.cfg.Limits.MaxEvidenceSize))
+func (s *Server) checkStoredEvidence(ctx context.Context, desc ocispec.Descriptor, size int64) error {
+	in, err := newEvidenceInspector(desc.MediaType, size, int64(s.cfg.Limits.MaxEvidenceSize))
 	if err != nil {
 		return asFinding(err, "evidence")
 	}
-	return s.inspectStoredWith(ctx, dgst, in)
+	return s.inspectStoredWith(ctx, desc.Digest, in)
 }
 
 // readChunk reads at least chunkMin bytes into buf unless the stream ends or

@@ -200,7 +200,7 @@ func (s *Server) decideManifest(q *request, dgst digest.Digest, body []byte, m *
 	}
 	// Signatures and attestations are decided by their subject (and how
 	// they were asked for), not cached by their own digest.
-	if v, ok := s.evidenceVerdict(q, m); ok {
+	if v, ok := s.evidenceVerdict(q, dgst, m); ok {
 		return v, false
 	}
 	key := verdictKey(q.pol.Revision(), q.rule.Name, rep, dgst)

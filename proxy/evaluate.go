@@ -20,6 +20,7 @@ import (
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/content"
+	"github.com/pullgate/pullgate/verify/shape"
 )
 
 // loadPolicy loads the policy file and follows it (and every trust file it
@@ -52,25 +53,17 @@ func loadPolicy(ctx context.Context, path string, log *slog.Logger, m *Metrics) 
 // one in force and returns the error.
 func (s *Server) ReloadPolicy() error { return s.holder.ReloadFrom("signal") }
 
-// Evidence media types: manifests made only of these layers are signatures
-// and attestations, served under a verify rule so that clients can check
-// them again (they are not runnable images).
-var evidenceLayerTypes = map[string]bool{
-	"application/vnd.dev.cosign.simplesigning.v1+json":     true,
-	"application/vnd.dsse.envelope.v1+json":                true,
-	"application/vnd.dev.sigstore.bundle.v0.3+json":        true,
-	"application/vnd.dev.sigstore.bundle+json;version=0.3": true,
-	"application/vnd.in-toto+json":                         true,
-}
-
 // isEvidenceManifest reports a manifest made only of signature/attestation
-// layers, each small enough to be evidence.
+// layers (shape.IsLayerType), each small enough to be evidence. Such
+// manifests are signatures and attestations, served by their subject's
+// decision so that clients can check them again (they are not runnable
+// images); their blobs must have the shape of evidence (shape.Check).
 func isEvidenceManifest(m *parsedManifest, maxLayer int64) bool {
 	if m.IsIndex() || len(m.Layers) == 0 {
 		return false
 	}
 	for _, l := range m.Layers {
-		if !evidenceLayerTypes[l.MediaType] || l.Size > maxLayer {
+		if !shape.IsLayerType(l.MediaType) || l.Size > maxLayer {
 			return false
 		}
 	}
@@ -86,9 +79,12 @@ var (
 
 // evidenceSubject returns the digest an evidence artifact speaks about: a
 // signature/attestation manifest's subject field or the cosign tag it was
-// requested by, or the digest of a referrers fallback tag (an index). ok is
-// false for everything else, which is decided as an ordinary artifact.
-func (s *Server) evidenceSubject(q *request, m *parsedManifest) (digest.Digest, bool) {
+// requested by (remembered for this repository, so that the same manifest
+// asked for by digest, or its blobs, are decided the same way), or the
+// digest of a referrers fallback tag (an index). ok is false for everything
+// else, which is decided as an ordinary artifact (an unsigned artifact that
+// merely uses evidence media types is no evidence of anything).
+func (s *Server) evidenceSubject(q *request, dgst digest.Digest, m *parsedManifest) (digest.Digest, bool) {
 	tag := ""
 	if q.rt.Kind == route.Manifest && q.rt.Digest == "" {
 		tag = q.rt.Reference
@@ -105,8 +101,18 @@ func (s *Server) evidenceSubject(q *request, m *parsedManifest) (digest.Digest, 
 	if m.Subject != nil {
 		return m.Subject.Digest, true
 	}
+	key := store.MetaKey("evidence-subjects", q.up.Name, q.rt.Repo, dgst.Encoded())
 	if mm := cosignTagRE.FindStringSubmatch(tag); mm != nil {
-		return digest.NewDigestFromEncoded(digest.SHA256, mm[1]), true
+		subject := digest.NewDigestFromEncoded(digest.SHA256, mm[1])
+		if err := s.store.PutMeta(q.ctx(), key, []byte(subject.String())); err != nil {
+			s.log.Warn("store: evidence subject write failed", "err", err)
+		}
+		return subject, true
+	}
+	if b, err := s.store.GetMeta(q.ctx(), key); err == nil {
+		if subject, err := digest.Parse(string(b)); err == nil {
+			return subject, true
+		}
 	}
 	return "", false
 }
@@ -115,8 +121,8 @@ func (s *Server) evidenceSubject(q *request, m *parsedManifest) (digest.Digest, 
 // and attestations of an artifact allowed in this repository are served
 // (clients such as cosign verify them again); evidence about anything else
 // is not. Its blobs are granted; an index's children inherit nothing.
-func (s *Server) evidenceVerdict(q *request, m *parsedManifest) (Verdict, bool) {
-	subject, ok := s.evidenceSubject(q, m)
+func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManifest) (Verdict, bool) {
+	subject, ok := s.evidenceSubject(q, dgst, m)
 	if !ok {
 		return Verdict{}, false
 	}

@@ -357,11 +357,11 @@ func TestVerdictTTLs(t *testing.T) {
 	}
 	time.Sleep(time.Until(start.Add(1200 * time.Millisecond)))
 	e.expectProxyAllowed("app/ttl:v1", img.Digest)
-	// The upstream now loses the signature: the allow stays cached.
+	// The upstream now loses the signature (its tag moves to a signature
+	// manifest without layers): the allow stays cached.
 	sigTag := cosign.TagFor(digest.Digest(img.Digest), "sig")
-	sigBody := e.getUpstream("app/ttl", sigTag)
-	e.up.Liar.LieManifest(digest.FromBytes(sigBody).String(), []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`))
-	defer e.up.Liar.Honest()
+	e.up.PushBlob(t, "app/ttl", []byte(`{}`))
+	e.up.TagManifest(t, "app/ttl", sigTag, []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`), "application/vnd.oci.image.manifest.v1+json")
 	time.Sleep(1200 * time.Millisecond)
 	e.expectProxyAllowed("app/ttl:v1", img.Digest)
 	e.expectCLI("app/ttl:v1", 14) // a fresh engine sees the signature manifest without layers
