@@ -47,4 +47,5 @@ clean:
 	rm -rf bin
 
 scenarios:
-	$(GO) test -count=1 -run TestScenarios -v ./test/scenarios/ | tee test/out/scenarios.txt
+	mkdir -p test/out
+	PULLGATE_WRITE_SCENARIOS=1 $(GO) test -count=1 -run TestScenarios -v ./test/scenarios/ | tee test/out/scenarios.txt

@@ -57,6 +57,9 @@ func attestCreate(args []string) int {
 	var subjects multiFlag
 	fs.Var(&subjects, "subject", "OCI artifact digest the statement binds to (repeatable)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *kind == "" || *cfg == "" {
+		if err != nil {
+			return parseExit(err)
+		}
 		fs.Usage()
 		return 2
 	}
@@ -94,6 +97,9 @@ func attestSign(args []string) int {
 	in := fs.String("in", "-", "statement file (- for stdin)")
 	out := fs.String("o", "-", "bundle output file (- for stdout)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || (*key == "") == (*idTokenFile == "") {
+		if err != nil {
+			return parseExit(err)
+		}
 		fs.Usage()
 		return 2
 	}
@@ -128,7 +134,7 @@ func attestPush(args []string) int {
 	plain := fs.Bool("plain-http", false, "talk plain HTTP to the registry")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if len(pos) < 2 {
 		fs.Usage()

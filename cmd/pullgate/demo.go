@@ -13,7 +13,7 @@ func cmdDemo(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dir := fs.String("dir", "", "keep the demo's config, policy, store and audit log here (default: a temp dir)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if err := demo.Run(context.Background(), demo.Options{Dir: *dir, Out: os.Stdout}); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -36,7 +36,7 @@ func cmdInspect(args []string) int {
 	plain := fs.Bool("plain-http", false, "talk plain HTTP to the registry")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if len(pos) != 1 || (*out != "text" && *out != "json") {
 		fs.Usage()

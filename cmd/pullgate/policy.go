@@ -15,6 +15,10 @@ func cmdPolicy(args []string) int {
 	}
 	switch args[0] {
 	case "test":
+		if isHelp(args[1:]) {
+			fmt.Println("usage: pullgate policy test <dir-or-file>\n\nRuns policy test cases (YAML) against the policy they name; exit 0 when all pass, 1 when any fails, 2 on an error. See docs/policy.md.")
+			return 0
+		}
 		if len(args) != 2 {
 			fmt.Fprintln(os.Stderr, "usage: pullgate policy test <dir-or-file>")
 			return 2
@@ -29,6 +33,10 @@ func cmdPolicy(args []string) int {
 		}
 		return 0
 	case "lint":
+		if isHelp(args[1:]) {
+			fmt.Println("usage: pullgate policy lint <policy.yaml>\n\nChecks a policy file and prints each problem as file:line:col with a fix; exit 0 when clean, 1 with problems.")
+			return 0
+		}
 		if len(args) != 2 {
 			fmt.Fprintln(os.Stderr, "usage: pullgate policy lint <policy.yaml>")
 			return 2

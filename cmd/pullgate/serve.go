@@ -34,7 +34,7 @@ func cmdServe(args []string) int {
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
 	pprofAddr := fs.String("pprof", "", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

@@ -35,7 +35,7 @@ func cmdVerify(args []string) int {
 	plain := fs.Bool("plain-http", false, "without --config: talk plain HTTP to the registry")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if len(pos) != 1 || *policyPath == "" || (*out != "text" && *out != "json") {
 		fmt.Fprint(os.Stderr, verifyUsage)
