@@ -98,6 +98,7 @@ func (s *Server) resolve(q *request) (digest.Digest, error) {
 		if perr := s.store.PutMeta(q.ctx(), metaKey, marshalMeta(rec)); perr != nil {
 			s.log.Warn("store: tag record write failed", "err", perr)
 		}
+		s.markPresent(q.ctx(), q.rt.Upstream, q.rt.Repo, desc.Digest)
 		return desc.Digest, nil
 	}
 	if !upstream.IsKind(err, upstream.Unavailable) || ucfg.OfflineGrace.D() < 0 {
@@ -118,29 +119,26 @@ func (s *Server) resolve(q *request) (digest.Digest, error) {
 	s.log.Warn("upstream unreachable: using the last resolution of the tag", "upstream", q.rt.Upstream,
 		"repository", q.rt.Repo, "tag", q.rt.Reference, "digest", rec.Digest, "age", age.Round(time.Second).String())
 	s.metrics.offlineServes.Inc()
+	// The record was written when the upstream resolved the tag in this
+	// repository: the digest exists here (stores written before existence
+	// records were kept have only this).
+	s.markPresent(q.ctx(), q.rt.Upstream, q.rt.Repo, rec.Digest)
 	return rec.Digest, nil
 }
 
-// manifestBytes returns verified manifest bytes for a digest: from the store,
-// or from the upstream (checked against the digest, the size limit and its
-// declared media type) and then stored.
+// manifestBytes returns verified manifest bytes for a digest in a repository
+// of an upstream: from memory or the store, or from the upstream (checked
+// against the digest, the size limit and its declared media type) and then
+// stored. Bytes are cached by digest alone, but they are returned for a
+// repository only if the upstream has been seen to serve that digest there
+// (a digest pulled in one repository must not open another repository's
+// blobs): without such a record the upstream is asked first (confirmPresent).
 func (s *Server) manifestBytes(ctx context.Context, up *upstream.Client, repo string, dgst digest.Digest) ([]byte, *parsedManifest, error) {
-	// Content-addressed and verified: a parsed copy in memory is as good as
-	// the store's (this keeps warm decisions off the disk).
-	if c, ok := s.manifests.Get(dgst.String()); ok {
-		s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
-		return c.body, c.m, nil
-	}
-	if b, err := s.store.Get(ctx, dgst); err == nil {
-		var meta manifestMeta
-		if mb, err := s.store.GetMeta(ctx, manifestMetaKey(dgst)); err == nil {
-			_ = json.Unmarshal(mb, &meta)
+	if body, m, ok := s.cachedManifest(ctx, dgst); ok {
+		if err := s.confirmPresent(ctx, up, repo, dgst); err != nil {
+			return nil, nil, err
 		}
-		if m, err := parseManifest(b, meta.MediaType); err == nil {
-			s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
-			s.manifests.Add(dgst.String(), &cachedManifest{b, m}, manifestMemTTL)
-			return b, m, nil
-		}
+		return body, m, nil
 	}
 	s.metrics.cache.WithLabelValues("manifest", "miss").Inc()
 	body, mt, err := up.Manifest(ctx, repo, dgst.String(), int64(s.cfg.Limits.MaxManifestSize))
@@ -151,6 +149,7 @@ func (s *Server) manifestBytes(ctx context.Context, up *upstream.Client, repo st
 	if err != nil {
 		return nil, nil, &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name, Msg: fmt.Sprintf("manifest %s: %v", dgst, err)}
 	}
+	s.markPresent(ctx, up.Name, repo, dgst)
 	s.manifests.Add(dgst.String(), &cachedManifest{body, m}, manifestMemTTL)
 	if err := s.store.PutBytes(ctx, dgst, body); err != nil {
 		s.log.Warn("store: manifest write failed", "digest", dgst, "err", err)
@@ -160,8 +159,139 @@ func (s *Server) manifestBytes(ctx context.Context, up *upstream.Client, repo st
 	return body, m, nil
 }
 
+// cachedManifest returns a verified manifest held in memory or the store,
+// whatever repository it was pulled in.
+func (s *Server) cachedManifest(ctx context.Context, dgst digest.Digest) ([]byte, *parsedManifest, bool) {
+	// Content-addressed and verified: a parsed copy in memory is as good as
+	// the store's (this keeps warm decisions off the disk).
+	if c, ok := s.manifests.Get(dgst.String()); ok {
+		s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+		return c.body, c.m, true
+	}
+	b, err := s.store.Get(ctx, dgst)
+	if err != nil {
+		return nil, nil, false
+	}
+	var meta manifestMeta
+	if mb, err := s.store.GetMeta(ctx, manifestMetaKey(dgst)); err == nil {
+		_ = json.Unmarshal(mb, &meta)
+	}
+	m, err := parseManifest(b, meta.MediaType)
+	if err != nil {
+		return nil, nil, false
+	}
+	s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+	s.manifests.Add(dgst.String(), &cachedManifest{b, m}, manifestMemTTL)
+	return b, m, true
+}
+
+// presentRecord is the persisted record that an upstream served (or
+// resolved a tag to) a manifest digest in a repository.
+type presentRecord struct {
+	Digest digest.Digest `json:"digest"`
+	SeenAt time.Time     `json:"seenAt"`
+}
+
+// presentMemTTL bounds how long an existence record stays in memory (the
+// store keeps it).
+const presentMemTTL = 24 * time.Hour
+
+func presentKey(upstreamName, repo string, dgst digest.Digest) string {
+	return store.MetaKey("present", upstreamName, repo, "_manifests", dgst.Algorithm().String(), dgst.Encoded())
+}
+
+// isPresent reports whether the upstream was seen to serve dgst in repo.
+func (s *Server) isPresent(ctx context.Context, upstreamName, repo string, dgst digest.Digest) bool {
+	mk := upstreamName + "/" + repo + "@" + dgst.String()
+	if _, ok := s.present.Get(mk); ok {
+		return true
+	}
+	b, err := s.store.GetMeta(ctx, presentKey(upstreamName, repo, dgst))
+	if err != nil {
+		return false
+	}
+	var rec presentRecord
+	if json.Unmarshal(b, &rec) != nil || rec.Digest != dgst {
+		return false
+	}
+	s.present.Add(mk, true, presentMemTTL)
+	return true
+}
+
+// markPresent records that the upstream served (or resolved a tag to) dgst
+// in repo, in memory and in the store.
+func (s *Server) markPresent(ctx context.Context, upstreamName, repo string, dgst digest.Digest) {
+	mk := upstreamName + "/" + repo + "@" + dgst.String()
+	if _, ok := s.present.Get(mk); ok {
+		return
+	}
+	rec := presentRecord{Digest: dgst, SeenAt: time.Now().UTC()}
+	if err := s.store.PutMeta(ctx, presentKey(upstreamName, repo, dgst), marshalMeta(rec)); err != nil {
+		s.log.Warn("store: manifest existence record write failed", "err", err)
+	}
+	s.present.Add(mk, true, presentMemTTL)
+}
+
+// confirmPresent makes sure the upstream has dgst in repo before cached
+// bytes are used there: a recorded sighting suffices, otherwise the upstream
+// is asked (HEAD manifests/<digest>) and the answer recorded. A 404 comes
+// back as the upstream's NotFound error; any other failure (upstream down
+// included) as an *unconfirmedError: nothing is served in a repository the
+// upstream could not vouch for.
+func (s *Server) confirmPresent(ctx context.Context, up *upstream.Client, repo string, dgst digest.Digest) error {
+	if s.isPresent(ctx, up.Name, repo, dgst) {
+		return nil
+	}
+	desc, err := up.Resolve(ctx, repo, dgst.String(), int64(s.cfg.Limits.MaxManifestSize))
+	if err == nil && desc.Digest != dgst {
+		err = &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name,
+			Msg: fmt.Sprintf("manifest %s@%s: the upstream answered with digest %s", repo, dgst, desc.Digest)}
+	}
+	if err != nil {
+		if upstream.IsKind(err, upstream.NotFound) {
+			return err
+		}
+		return &unconfirmedError{upstream: up.Name, repo: repo, dgst: dgst, err: err}
+	}
+	s.markPresent(ctx, up.Name, repo, dgst)
+	return nil
+}
+
+// unconfirmedError is a cached manifest that the upstream could not be
+// asked to confirm exists in the requested repository.
+type unconfirmedError struct {
+	upstream, repo string
+	dgst           digest.Digest
+	err            error
+}
+
+func (e *unconfirmedError) Error() string {
+	return fmt.Sprintf("upstream %s could not confirm that repository %s has manifest %s (%v); pullgate serves a cached manifest in a repository only after the upstream has served it there",
+		e.upstream, e.repo, e.dgst, e.err)
+}
+
+func (e *unconfirmedError) Unwrap() error { return e.err }
+
 // upstreamError maps an upstream failure to an OCI error for the client.
 func (s *Server) upstreamError(q *request, err error, notFoundCode string) {
+	var uc *unconfirmedError
+	if errors.As(err, &uc) {
+		status := http.StatusBadGateway
+		var ue *upstream.Error
+		if errors.As(uc.err, &ue) && ue.Kind == upstream.Throttled {
+			status = http.StatusTooManyRequests
+			if ue.RetryAfter != "" {
+				q.w.Header().Set("Retry-After", ue.RetryAfter)
+			}
+		}
+		code := ocierr.Unavailable
+		if status == http.StatusTooManyRequests {
+			code = ocierr.TooManyRequests
+		}
+		s.log.Warn("manifest not confirmed in repository", "upstream", uc.upstream, "repository", uc.repo, "digest", uc.dgst, "err", uc.err)
+		ocierr.Write(q.w, q.r, ocierr.New(status, code, "%s", uc.Error()))
+		return
+	}
 	var ue *upstream.Error
 	if !errors.As(err, &ue) {
 		if errors.Is(err, context.Canceled) {

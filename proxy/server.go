@@ -55,6 +55,9 @@ type Server struct {
 	// linked remembers which (repository, manifest) reference links were
 	// already persisted.
 	linked *verdict.Cache[bool]
+	// present remembers upstream/repository@digest manifests the upstream
+	// was seen to serve in that repository (persisted under "present").
+	present *verdict.Cache[bool]
 	// manifests keeps verified, parsed manifests by digest.
 	manifests *verdict.Cache[*cachedManifest]
 	// tensors holds MBOM tensor expectations by revision|repository|blob.
@@ -95,6 +98,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		tags:       verdict.New[tagRecord](cfg.Cache.Size),
 		blobGrants: verdict.New[blobGrant](cfg.Cache.Size * 8),
 		linked:     verdict.New[bool](cfg.Cache.Size * 4),
+		present:    verdict.New[bool](cfg.Cache.Size * 4),
 		tensors:    verdict.New[*tensorExpectation](cfg.Cache.Size * 4),
 		manifests:  verdict.New[*cachedManifest](4096),
 	}
