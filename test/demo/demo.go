@@ -270,7 +270,11 @@ audit:
 	}
 
 	audit, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
-	fmt.Fprintf(out, "\naudit log (%d decisions, one JSON line each in %s):\n", strings.Count(string(audit), "\n"), filepath.Join(dir, "audit.jsonl"))
+	where := filepath.Join(dir, "audit.jsonl")
+	if o.Dir == "" {
+		where += ", removed on exit; --dir DIR keeps it"
+	}
+	fmt.Fprintf(out, "\naudit log (%d decisions, one JSON line each in %s):\n", strings.Count(string(audit), "\n"), where)
 	for _, line := range strings.Split(strings.TrimSpace(string(audit)), "\n") {
 		var ev struct {
 			Kind, Repository, Reference, Rule, Decision string
