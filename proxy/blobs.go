@@ -63,18 +63,10 @@ func (s *Server) serveBlob(q *request) {
 		}
 	}
 	setBlobHeaders(q.w, dgst)
-	if size, ok := s.store.Has(dgst); ok {
-		s.metrics.cache.WithLabelValues("blob", "hit").Inc()
-		n := s.metrics.countingWriter(q.w, "store")
-		if f, err := s.store.OpenLocal(dgst); err == nil {
-			// Local store: the kernel copies the file (sendfile).
-			defer f.Close()
-			http.ServeContent(n, q.r, "", time.Time{}, f)
-			return
-		}
-		f := &storeFile{ctx: q.ctx(), s: s.store, dgst: dgst, size: size}
-		defer f.Close()
-		http.ServeContent(n, q.r, "", time.Time{}, f)
+	// A copy this process verified is sent as is (sendfile for the local
+	// store); any other is hashed before or while it is sent, and a corrupt
+	// one is removed and served as a miss (see serveStored).
+	if size, ok := s.store.Has(dgst); ok && s.serveStored(q, dgst, size) {
 		return
 	}
 	s.metrics.cache.WithLabelValues("blob", "miss").Inc()
@@ -400,8 +392,7 @@ func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, in c
 	if ferr == nil {
 		if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
 			_ = in.Close()
-			s.log.Error("store: content does not match its digest; removing it", "digest", dgst)
-			_ = s.store.Delete(ctx, dgst)
+			s.storeCorrupt(ctx, dgst, "hashes to "+got.String())
 			return fmt.Errorf("stored blob %s is corrupted", dgst)
 		}
 	}

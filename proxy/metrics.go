@@ -23,6 +23,7 @@ type Metrics struct {
 	inflight        prometheus.Gauge
 	coalesced       prometheus.Counter
 	mismatches      prometheus.Counter
+	storeVerify     *prometheus.CounterVec
 	offlineServes   prometheus.Counter
 	verifyDuration  prometheus.Histogram
 	inspectDuration prometheus.Histogram
@@ -50,6 +51,9 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pullgate_coalesced_fetches_total", Help: "Blob requests that joined a download already under way."}),
 		mismatches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pullgate_upstream_digest_mismatches_total", Help: "Blobs refused because the upstream's bytes did not match the digest or size."}),
+		storeVerify: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_store_blob_verifications_total",
+			Help: "Stored blobs re-hashed before or while serving them (no record that this process verified that copy), by result: ok, corrupt (the copy is removed and refetched), error (reading the store failed)."}, []string{"result"}),
 		offlineServes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pullgate_offline_tag_resolutions_total", Help: "Tags answered from the last resolution because the upstream was unreachable."}),
 		verifyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -62,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pullgate_policy_reloads_total", Help: "Policy reloads by result."}, []string{"result"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.decisions, m.cache, m.bytes, m.upstream,
-		m.inflight, m.coalesced, m.mismatches, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads} {
+		m.inflight, m.coalesced, m.mismatches, m.storeVerify, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads} {
 		_ = reg.Register(c)
 	}
 	return m

@@ -5,6 +5,12 @@
 // Content becomes visible only through Commit*, after its digest was checked:
 // a crash or a failed fetch leaves nothing partial behind. The store has a size
 // limit and evicts the least recently used content past it.
+//
+// Content can still change at rest (disk faults, other writers). The store
+// keeps a bounded per-process record of the blob copies whose bytes were
+// verified (MarkVerified, and every CommitFile), keyed by digest and the
+// copy's FileID; callers re-hash a copy without a matching record before
+// trusting it.
 package store
 
 import (
@@ -27,6 +33,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -36,6 +43,9 @@ type Options struct {
 	MaxBytes int64
 	// Log receives eviction and recovery messages.
 	Log *slog.Logger
+	// VerifiedEntries bounds the record of verified blob copies
+	// (0 = DefaultVerifiedEntries).
+	VerifiedEntries int
 }
 
 // Store is safe for concurrent use.
@@ -49,6 +59,10 @@ type Store struct {
 	items map[digest.Digest]*list.Element // of *item, front = most recent
 	lru   *list.List
 	total int64
+
+	// verified maps a blob to the identity of the stored copy this process
+	// hashed to its digest (see MarkVerified).
+	verified *lru.Cache[digest.Digest, FileID]
 }
 
 type item struct {
@@ -85,7 +99,7 @@ func Open(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*St
 
 func open(ctx context.Context, d storagedriver.StorageDriver, localRoot string, opts Options) (*Store, error) {
 	s := &Store{d: d, localRoot: localRoot, max: opts.MaxBytes, log: opts.Log,
-		items: map[digest.Digest]*list.Element{}, lru: list.New()}
+		items: map[digest.Digest]*list.Element{}, lru: list.New(), verified: newVerifiedRecord(opts.VerifiedEntries)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -211,6 +225,7 @@ func (s *Store) Reader(ctx context.Context, dgst digest.Digest, offset int64) (i
 
 // OpenLocal opens stored content as a local file (filesystem store only),
 // so that it can be sent with sendfile. Other stores return ErrNotFound.
+// The file is trusted only if Verified(dgst, LocalFileID(f.Stat())).
 func (s *Store) OpenLocal(dgst digest.Digest) (*os.File, error) {
 	if s.localRoot == "" {
 		return nil, ErrNotFound
@@ -218,7 +233,7 @@ func (s *Store) OpenLocal(dgst digest.Digest) (*os.File, error) {
 	if _, ok := s.Has(dgst); !ok {
 		return nil, ErrNotFound
 	}
-	f, err := os.Open(filepath.Join(s.localRoot, filepath.FromSlash(blobPath(dgst))))
+	f, err := os.Open(s.localPath(dgst))
 	if err != nil {
 		s.forget(dgst)
 		return nil, ErrNotFound
@@ -260,31 +275,22 @@ func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) erro
 }
 
 // CommitFile moves a fully written and already verified local file into the
-// store under dgst. For the filesystem driver this is an atomic rename (the
-// file must be on the same filesystem, see SpoolDir); otherwise the file is
-// uploaded and moved into place. The caller keeps ownership of the file on
-// error.
+// store under dgst, and records the committed copy as verified. For the
+// filesystem driver this is a hard link (the file should be on the same
+// filesystem, see SpoolDir; otherwise a copy) renamed into place atomically;
+// otherwise the file is uploaded and moved into place. A copy already in
+// the store is kept only if this process verified it (its record matches);
+// any other copy is replaced by the file. The caller keeps ownership of the
+// file.
 func (s *Store) CommitFile(ctx context.Context, dgst digest.Digest, file string, size int64) error {
-	if _, ok := s.Has(dgst); ok {
-		s.touch(dgst)
-		return nil
-	}
 	if s.localRoot != "" {
-		dst := filepath.Join(s.localRoot, filepath.FromSlash(blobPath(dgst)))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-			return err
+		return s.commitLocal(ctx, dgst, file, size)
+	}
+	if _, ok := s.Has(dgst); ok {
+		if id, err := s.Identify(ctx, dgst); err == nil && s.Verified(dgst, id) {
+			s.touch(dgst)
+			return nil
 		}
-		// Link rather than rename: the spool file stays valid for readers
-		// still streaming it, and the store entry appears atomically.
-		if err := os.Link(file, dst); err != nil {
-			if !errors.Is(err, os.ErrExist) {
-				if err2 := copyFile(file, dst); err2 != nil {
-					return err2
-				}
-			}
-		}
-		s.add(ctx, dgst, size)
-		return nil
 	}
 	f, err := os.Open(file)
 	if err != nil {
@@ -314,31 +320,71 @@ func (s *Store) CommitFile(ctx context.Context, dgst digest.Digest, file string,
 	}
 	_ = s.d.Delete(ctx, path.Dir(up))
 	s.add(ctx, dgst, size)
+	if fi, err := s.d.Stat(ctx, blobPath(dgst)); err == nil && fi.Size() == size {
+		s.MarkVerified(dgst, driverFileID(fi))
+	}
 	return nil
 }
 
-// copyFile writes src to dst atomically (temp file + rename).
+func (s *Store) commitLocal(ctx context.Context, dgst digest.Digest, file string, size int64) error {
+	dst := s.localPath(dgst)
+	if fi, err := os.Stat(dst); err == nil && s.Verified(dgst, LocalFileID(fi)) {
+		s.add(ctx, dgst, size)
+		s.touch(dgst)
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return err
+	}
+	// Link rather than rename: the spool file stays valid for readers
+	// still streaming it. The link is made under a temporary name and
+	// renamed over dst, so that the entry appears (or an unverified copy
+	// is replaced) atomically.
+	tmp := dst + ".tmp-" + uuid.NewString()
+	if err := os.Link(file, tmp); err != nil {
+		if err := copyFile(file, tmp); err != nil {
+			return err
+		}
+	}
+	// Identity of the verified bytes, taken before they become visible:
+	// whatever is at dst later must match it to be trusted.
+	fi, err := os.Stat(tmp)
+	if err == nil && fi.Size() != size {
+		err = fmt.Errorf("store: %s has %d bytes, want %d", file, fi.Size(), size)
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	s.add(ctx, dgst, size)
+	s.MarkVerified(dgst, LocalFileID(fi))
+	return nil
+}
+
+// copyFile copies src to a new file dst (removed again on error).
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp := dst + ".tmp-" + uuid.NewString()
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		os.Remove(tmp)
+		os.Remove(dst)
 		return err
 	}
 	if err := out.Close(); err != nil {
-		os.Remove(tmp)
+		os.Remove(dst)
 		return err
 	}
-	return os.Rename(tmp, dst)
+	return nil
 }
 
 func (s *Store) add(ctx context.Context, dgst digest.Digest, size int64) {
@@ -358,6 +404,7 @@ func (s *Store) add(ctx context.Context, dgst digest.Digest, size int64) {
 		s.lru.Remove(el)
 		delete(s.items, it.dgst)
 		s.total -= it.size
+		s.verified.Remove(it.dgst)
 		evict = append(evict, it.dgst)
 	}
 	s.mu.Unlock()
@@ -376,6 +423,7 @@ func (s *Store) forget(dgst digest.Digest) {
 		s.lru.Remove(el)
 		delete(s.items, dgst)
 	}
+	s.verified.Remove(dgst)
 	s.mu.Unlock()
 }
 

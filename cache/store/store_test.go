@@ -175,3 +175,95 @@ func TestMeta(t *testing.T) {
 		t.Error("dot segments not escaped")
 	}
 }
+
+// CommitFile records the committed copy as verified; a copy rewritten or
+// replaced afterwards no longer matches the record.
+func TestCommitRecordsVerifiedCopy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := OpenFilesystem(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, d := blob(4096, 'v')
+	f := filepath.Join(dir, "spool")
+	os.WriteFile(f, p, 0o640)
+	if err := s.CommitFile(ctx, d, f, int64(len(p))); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Identify(ctx, d)
+	if err != nil || !s.Verified(d, id) {
+		t.Fatalf("committed copy not recorded: %+v %v", id, err)
+	}
+	// Replaced by another file (new inode): not the verified copy.
+	stored := filepath.Join(dir, "blobs", "sha256", d.Encoded()[:2], d.Encoded(), "data")
+	tmp := stored + ".x"
+	os.WriteFile(tmp, bytes.Repeat([]byte{'w'}, len(p)), 0o640)
+	fi, _ := os.Stat(stored)
+	os.Chtimes(tmp, fi.ModTime(), fi.ModTime())
+	os.Rename(tmp, stored)
+	if id, err := s.Identify(ctx, d); err != nil || s.Verified(d, id) {
+		t.Fatalf("replaced copy still counts as verified (%v)", err)
+	}
+	// Deleted content forgets its record.
+	if err := s.CommitFile(ctx, d, f, int64(len(p))); err != nil {
+		t.Fatal(err)
+	}
+	id, _ = s.Identify(ctx, d)
+	s.Delete(ctx, d)
+	if s.Verified(d, id) {
+		t.Fatal("record survived Delete")
+	}
+}
+
+// CommitFile replaces a copy it has no record of (here: found at startup
+// and corrupted) with the verified file, and keeps a recorded one.
+func TestCommitFileReplacesUnverifiedCopy(t *testing.T) {
+	for _, name := range []string{"filesystem", "inmemory"} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			var s *Store
+			var err error
+			if name == "filesystem" {
+				s, err = OpenFilesystem(ctx, dir, Options{})
+			} else {
+				s, err = Open(ctx, inmemory.New(), Options{})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, d := blob(4096, 'r')
+			// A copy nobody verified (another replica, a previous
+			// process), and corrupt.
+			bad := bytes.Repeat([]byte{'j'}, len(p))
+			if err := s.d.PutContent(ctx, blobPath(d), bad); err != nil {
+				t.Fatal(err)
+			}
+			s.add(ctx, d, int64(len(p)))
+			f := filepath.Join(dir, "spool")
+			os.WriteFile(f, p, 0o640)
+			if err := s.CommitFile(ctx, d, f, int64(len(p))); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.d.GetContent(ctx, blobPath(d))
+			if err != nil || !bytes.Equal(got, p) {
+				t.Fatalf("unverified copy kept: %q..., %v", got[:4], err)
+			}
+			id, _ := s.Identify(ctx, d)
+			if !s.Verified(d, id) {
+				t.Fatal("replacement not recorded")
+			}
+			// Recorded: a second commit keeps it as is.
+			if err := s.CommitFile(ctx, d, f, int64(len(p))); err != nil {
+				t.Fatal(err)
+			}
+			if id2, _ := s.Identify(ctx, d); id2 != id {
+				t.Fatalf("verified copy replaced: %+v -> %+v", id, id2)
+			}
+			if s.Size() != int64(len(p)) {
+				t.Fatalf("Size = %d after replacing", s.Size())
+			}
+		})
+	}
+}
