@@ -418,11 +418,17 @@ func newLayerInspector(opts content.Options, grant blobGrant, size int64, exp *t
 func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,
 	newInspector func(int64) (content.Inspector, error)) error {
 	dgst := grant.Desc.Digest
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	resp, err := up.Blob(ctx, repo, dgst)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	// An upstream that stops sending holds every waiting client: abandon
+	// the fetch after the upstream's timeout without a byte.
+	body := &stallReader{r: resp.Body, stall: up.Timeout(), cancel: cancel}
+	defer body.stop()
 	size := resp.ContentLength
 	switch {
 	case size < 0 && grant.Desc.Size > 0:
@@ -462,7 +468,7 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	var total int64
 	for {
 		buf := check.buffer()
-		n, rerr := readChunk(resp.Body, buf)
+		n, rerr := readChunk(body, buf)
 		if n > 0 {
 			total += int64(n)
 			if total > size {
@@ -487,7 +493,11 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		}
 		if rerr != nil {
 			check.stop()
-			return &upstream.Error{Kind: upstream.Unavailable, Upstream: up.Name, Msg: "blob " + dgst.String() + ": " + rerr.Error()}
+			msg := rerr.Error()
+			if body.stalled.Load() {
+				msg = fmt.Sprintf("sent nothing for %s after %d of %d bytes", up.Timeout(), total, size)
+			}
+			return &upstream.Error{Kind: upstream.Unavailable, Upstream: up.Name, Msg: "blob " + dgst.String() + ": " + msg}
 		}
 	}
 	sum, ierr := check.finish()
@@ -545,6 +555,32 @@ func (s *Server) checkStoredEvidence(ctx context.Context, desc ocispec.Descripto
 		return asFinding(err, "evidence")
 	}
 	return s.inspectStoredWith(ctx, desc.Digest, in)
+}
+
+// stallReader cancels a fetch whose body sends nothing for stall.
+type stallReader struct {
+	r       io.Reader
+	stall   time.Duration
+	cancel  context.CancelFunc
+	timer   *time.Timer
+	stalled atomic.Bool
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	if s.timer == nil && s.stall > 0 {
+		s.timer = time.AfterFunc(s.stall, func() { s.stalled.Store(true); s.cancel() })
+	}
+	n, err := s.r.Read(p)
+	if n > 0 && s.timer != nil {
+		s.timer.Reset(s.stall)
+	}
+	return n, err
+}
+
+func (s *stallReader) stop() {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 }
 
 // readChunk reads at least chunkMin bytes into buf unless the stream ends or

@@ -117,6 +117,20 @@ func (s *Server) evidenceSubject(q *request, dgst digest.Digest, m *parsedManife
 	return "", false
 }
 
+// subjectVerdict decides the manifest subject in the request's repository,
+// as a pull of it by digest would be decided.
+func (s *Server) subjectVerdict(q *request, subject digest.Digest) (Verdict, error) {
+	body, sm, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, subject)
+	if err != nil {
+		return Verdict{}, err
+	}
+	sq := *q
+	sq.depth++
+	sq.rt.Reference, sq.rt.Digest = subject.String(), subject
+	v, _ := s.decideManifest(&sq, subject, body, sm)
+	return v, nil
+}
+
 // evidenceVerdict decides an evidence artifact by its subject: signatures
 // and attestations of an artifact allowed in this repository are served
 // (clients such as cosign verify them again); evidence about anything else
@@ -131,15 +145,11 @@ func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManife
 		v.Reasons = []string{fmt.Sprintf("rule %s: evidence chain too deep", q.rule.Name)}
 		return v, true
 	}
-	body, sm, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, subject)
+	sv, err := s.subjectVerdict(q, subject)
 	if err != nil {
 		v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which cannot be read: %v", q.rule.Name, subject, err)}
 		return v, true
 	}
-	sq := *q
-	sq.depth++
-	sq.rt.Reference, sq.rt.Digest = subject.String(), subject
-	sv, _ := s.decideManifest(&sq, subject, body, sm)
 	if !sv.Allowed || sv.WouldDeny {
 		v.Reasons = append([]string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which is not allowed", q.rule.Name, subject)}, sv.Reasons...)
 		return v, true

@@ -36,7 +36,7 @@ import (
 )
 
 // ivStart starts an upstream and a proxy with the given policy.
-func ivStart(t *testing.T, wrap func(http.Handler) http.Handler, policy string) *env {
+func ivStart(t *testing.T, wrap func(http.Handler) http.Handler, policy string, upstreamKeys ...string) *env {
 	t.Helper()
 	up, err := upstream.Start(upstream.Options{Wrap: wrap})
 	if err != nil {
@@ -54,9 +54,9 @@ upstreams:
   - name: upstream.local
     url: %s
     tagTTL: 1ms
-policy: %s
+%spolicy: %s
 audit: {path: %s}
-`, filepath.Join(e.dir, "data"), e.up.URL, pol, filepath.Join(e.dir, "audit.jsonl"))))
+`, filepath.Join(e.dir, "data"), e.up.URL, extraKeys(upstreamKeys), pol, filepath.Join(e.dir, "audit.jsonl"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -633,5 +633,113 @@ func TestEvidenceLayersMustHaveTheShapeOfEvidence(t *testing.T) {
 		if resp, b := get(t, base+"/blobs/"+envD.Digest.String()); resp.StatusCode != 200 || !bytes.Equal(b, envelope) {
 			t.Errorf("pass %d, a real DSSE envelope: %d %s", i, resp.StatusCode, b)
 		}
+	}
+}
+
+// The referrers of an artifact are listed only where the artifact itself
+// is allowed: a model refused by content inspection has its signatures and
+// attestations neither served nor listed.
+func TestReferrersOfDeniedSubjectNotListed(t *testing.T) {
+	const pol = `rules:
+  - name: models
+    match: ["upstream.local/models/**"]
+    action: allow
+    content:
+      formats: { pickle: deny }
+      denyCodeLayers: true
+`
+	e := ivStart(t, nil, pol)
+	h, repo := e.up.Host, "models/m"
+	cfg := ivPushBlob(t, h, repo, []byte(`{"architecture":"x"}`), "application/vnd.oci.image.config.v1+json")
+	good := ivPushBlob(t, h, repo, []byte(`{"hidden_size": 8}`), "application/vnd.oci.image.layer.v1.tar")
+	bad := ivPushBlob(t, h, repo, []byte(`{"auto_map": {"AutoModel": "evil.Model"}}`), "application/vnd.oci.image.layer.v1.tar")
+	gd := ivPushManifest(t, h, repo+":good", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(good)}})
+	bd := ivPushManifest(t, h, repo+":bad", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(bad)}})
+	base := e.proxy.URL + "/v2/upstream.local/" + repo
+	_, gb := get(t, base+"/manifests/good")
+	_, bb := get(t, base+"/manifests/bad")
+	get(t, base+"/blobs/"+bad.Digest.String()) // the content finding denies "bad" from now on
+	empty := ivPushBlob(t, h, repo, []byte(`{}`), "application/vnd.oci.empty.v1+json")
+	env := ivPushBlob(t, h, repo, []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"c2ln"}]}`), "application/vnd.dsse.envelope.v1+json")
+	for _, sub := range []struct {
+		d    digest.Digest
+		body []byte
+	}{{gd, gb}, {bd, bb}} {
+		ivPushManifest(t, h, repo+":att-"+sub.d.Encoded()[:8], ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1),
+			ArtifactType: "application/vnd.in-toto+json", Config: ivDesc(empty), Layers: []ivDescriptor{ivDesc(env)},
+			Subject: &ivDescriptor{MediaType: string(types.OCIManifestSchema1), Digest: sub.d.String(), Size: int64(len(sub.body))}})
+	}
+	resp, b := get(t, base+"/referrers/"+gd.String())
+	var idx struct {
+		Manifests []json.RawMessage `json:"manifests"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(b, &idx) != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("referrers of the allowed model: %d %s, want one", resp.StatusCode, b)
+	}
+	resp, b = get(t, base+"/referrers/"+bd.String())
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "not allowed here") {
+		t.Fatalf("referrers of the refused model: %d %s, want 403", resp.StatusCode, b)
+	}
+}
+
+func extraKeys(keys []string) string {
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString("    " + k + "\n")
+	}
+	return b.String()
+}
+
+// An upstream that stops sending in the middle of a blob does not hold the
+// coalesced fetch (and every client waiting on it) for long: after the
+// upstream's timeout without a byte the fetch is abandoned, clients get an
+// aborted stream or an error naming the stall, nothing is cached, and the
+// next request fetches again.
+func TestStalledUpstreamFetchAbandoned(t *testing.T) {
+	var stall atomic.Bool
+	stall.Store(true)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") && stall.Load() {
+				rec := httptest.NewRecorder()
+				next.ServeHTTP(rec, r)
+				for k, v := range rec.Header() {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(rec.Code)
+				b := rec.Body.Bytes()
+				w.Write(b[:len(b)/2])
+				w.(http.Flusher).Flush()
+				select { // then nothing, until the test ends
+				case <-release:
+				case <-r.Context().Done():
+				}
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := ivStart(t, wrap, testPolicy, "timeout: 300ms")
+	img, ld := oneLayerImage(t, 1<<20)
+	push(t, e.up.Host, "app/stall:1", img)
+	base := e.proxy.URL + "/v2/upstream.local/app/stall"
+	if resp, _ := get(t, base+"/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	start := time.Now()
+	resp, body, rerr := ivGet(t, base+"/blobs/"+ld.String(), nil)
+	took := time.Since(start)
+	if rerr == nil && resp.StatusCode == 200 && len(body) == 1<<20 {
+		t.Fatalf("a complete body from a stalled upstream")
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the stalled fetch held the client for %s", took)
+	}
+	stall.Store(false)
+	resp, body, rerr = ivGet(t, base+"/blobs/"+ld.String(), nil)
+	if rerr != nil || resp.StatusCode != 200 || digest.FromBytes(body).String() != ld.String() {
+		t.Fatalf("after the stall: %d err=%v, %d bytes", resp.StatusCode, rerr, len(body))
 	}
 }

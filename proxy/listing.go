@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 )
 
@@ -72,6 +73,24 @@ func (s *Server) serveTags(q *request) {
 // or when it has none, from the sha256-<hex> index tag (the fallback scheme).
 func (s *Server) serveReferrers(q *request) {
 	if !s.listingAllowed(q, "referrers") {
+		return
+	}
+	// The signatures and attestations of an artifact are listed only where
+	// the artifact itself is allowed (they are served only there, too).
+	sv, err := s.subjectVerdict(q, q.rt.Digest)
+	if err != nil {
+		s.upstreamError(q, err, ocierr.ManifestUnknown)
+		return
+	}
+	if !sv.Allowed || sv.WouldDeny {
+		v := sv
+		v.Allowed, v.WouldDeny = false, false
+		if v.ExitCode == 0 {
+			v.ExitCode = policy.ExitUnmet
+		}
+		v.Reasons = append([]string{fmt.Sprintf("rule %s: referrers of %s, which is not allowed here", q.rule.Name, q.rt.Digest)}, sv.Reasons...)
+		s.record(q, "referrers", q.rt.Reference, q.rt.Digest, v, false)
+		s.deny(q, v, "referrers")
 		return
 	}
 	at := q.r.URL.Query().Get("artifactType")

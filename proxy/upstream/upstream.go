@@ -197,6 +197,10 @@ func credentials(u config.Upstream, resolve func(string) string, reg name.Regist
 	}
 }
 
+// Timeout is the upstream's configured timeout: for response headers, and
+// the longest a blob body may send nothing before the fetch is abandoned.
+func (c *Client) Timeout() time.Duration { return c.timeout }
+
 // transport returns an authenticated round tripper for pulls from repo.
 func (c *Client) transport(ctx context.Context, repo string) (http.RoundTripper, error) {
 	if rt, ok := c.repoRT.Get(repo); ok {
