@@ -5,19 +5,13 @@ package proxy_test
 // force) in the repository where they are served.
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,44 +24,39 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/pullgate/pullgate/proxy"
-	"github.com/pullgate/pullgate/proxy/config"
-	"github.com/pullgate/pullgate/test/upstream"
+	"github.com/pullgate/pullgate/test/harness"
 )
 
-// ivStart starts an upstream and a proxy with the given policy.
-func ivStart(t *testing.T, wrap func(http.Handler) http.Handler, policy string, upstreamKeys ...string) *env {
+// modelPolicy allows models/** with content checks (pickle refused, code
+// layers and auto_map configs refused).
+const modelPolicy = `rules:
+  - name: models
+    match: ["upstream.local/models/**"]
+    action: allow
+    content:
+      formats: { pickle: deny }
+      denyCodeLayers: true
+`
+
+// templatePolicy allows Ollama/ORAS models whose chat templates may not
+// reach Python internals.
+const templatePolicy = `rules:
+  - name: models
+    match: ["upstream.local/models/**"]
+    action: allow
+    content:
+      mediaTypes: [ollama, oras]
+      formats: { gguf: { allowChatTemplateDunder: false }, pickle: deny }
+`
+
+// ivImage pushes an OCI image manifest of cfg and layers under repo:tag.
+func ivImage(t *testing.T, host, repoTag string, cfg v1.Descriptor, layers ...v1.Descriptor) digest.Digest {
 	t.Helper()
-	up, err := upstream.Start(upstream.Options{Wrap: wrap})
-	if err != nil {
-		t.Fatal(err)
+	m := ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg)}
+	for _, l := range layers {
+		m.Layers = append(m.Layers, ivDesc(l))
 	}
-	t.Cleanup(up.Close)
-	e := &env{up: up, dir: t.TempDir()}
-	pol := filepath.Join(e.dir, "policy.yaml")
-	if err := os.WriteFile(pol, []byte(policy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-storage: {path: %s}
-upstreams:
-  - name: upstream.local
-    url: %s
-    tagTTL: 1ms
-%spolicy: %s
-audit: {path: %s}
-`, filepath.Join(e.dir, "data"), e.up.URL, extraKeys(upstreamKeys), pol, filepath.Join(e.dir, "audit.jsonl"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { ps.Close(); srv.Close() })
-	e.srv, e.proxy, e.host = srv, ps, strings.TrimPrefix(ps.URL, "http://")
-	return e
+	return ivPushManifest(t, host, repoTag, m)
 }
 
 type ivRawMF struct {
@@ -174,7 +163,7 @@ func TestRangeDuringColdFetchWaitsForVerification(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	e := ivStart(t, wrap, testPolicy)
+	e := startWith(t, wrap, testPolicy)
 	img, ld := oneLayerImage(t, 1<<20)
 	push(t, e.up.Host, "app/range:1", img)
 	l, _ := img.LayerByDigest(ld)
@@ -218,23 +207,15 @@ func TestRangeDuringColdFetchWaitsForVerification(t *testing.T) {
 // allowed manifest: evidence grants bypass the rule's content checks and
 // the recorded content finding.
 func TestEvidenceGrantDoesNotBypassContentRules(t *testing.T) {
-	const pol = `rules:
-  - name: models
-    match: ["upstream.local/models/**"]
-    action: allow
-    content:
-      formats: { pickle: deny }
-      denyCodeLayers: true
-`
-	e := ivStart(t, nil, pol)
+	e := startWith(t, nil, modelPolicy)
 	h, repo := e.up.Host, "models/m"
 	cfg := ivPushBlob(t, h, repo, []byte(`{"architecture":"x"}`), "application/vnd.oci.image.config.v1+json")
 	good := ivPushBlob(t, h, repo, []byte(`{"hidden_size": 8}`), "application/vnd.oci.image.layer.v1.tar")
 	evil := []byte(`{"chat_template": "{{ cycler.__init__.__globals__.os.popen('id').read() }}"}`)
 	bad := ivPushBlob(t, h, repo, evil, "application/vnd.oci.image.layer.v1.tar")
 
-	gd := ivPushManifest(t, h, repo+":good", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(good)}})
-	bd := ivPushManifest(t, h, repo+":bad", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(bad)}})
+	gd := ivImage(t, h, repo+":good", cfg, good)
+	bd := ivImage(t, h, repo+":bad", cfg, bad)
 
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
 	if resp, b := get(t, base+"/manifests/good"); resp.StatusCode != 200 {
@@ -276,15 +257,7 @@ func TestEvidenceGrantDoesNotBypassContentRules(t *testing.T) {
 // served uninspected as a chat template, where the template check would
 // have refused it.
 func TestInspectionNotReusedAcrossMediaTypes(t *testing.T) {
-	const pol = `rules:
-  - name: models
-    match: ["upstream.local/models/**"]
-    action: allow
-    content:
-      mediaTypes: [ollama, oras]
-      formats: { gguf: { allowChatTemplateDunder: false }, pickle: deny }
-`
-	e := ivStart(t, nil, pol)
+	e := startWith(t, nil, templatePolicy)
 	h := e.up.Host
 	tmpl := func(s string) []byte {
 		return []byte("You are a helpful assistant " + s + ". {{ .Prompt }} {{ ''.__class__.__mro__[1].__subclasses__() }}\n")
@@ -296,7 +269,7 @@ func TestInspectionNotReusedAcrossMediaTypes(t *testing.T) {
 	// is first seen as a template.
 	ccfg := ivPushBlob(t, h, "models/control", []byte(`{"a":1}`), "application/vnd.oci.image.config.v1+json")
 	cb := ivPushBlob(t, h, "models/control", tmpl("control"), tmplType)
-	ivPushManifest(t, h, "models/control:1", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(ccfg), Layers: []ivDescriptor{ivDesc(cb)}})
+	ivImage(t, h, "models/control:1", ccfg, cb)
 	if resp, _ := get(t, e.proxy.URL+"/v2/upstream.local/models/control/manifests/1"); resp.StatusCode != 200 {
 		t.Fatalf("control manifest: %d", resp.StatusCode)
 	}
@@ -308,7 +281,7 @@ func TestInspectionNotReusedAcrossMediaTypes(t *testing.T) {
 	body := tmpl("attack")
 	cfg := ivPushBlob(t, h, "models/files", []byte(`{"a":2}`), "application/vnd.oci.image.config.v1+json")
 	asFile := ivPushBlob(t, h, "models/files", body, ociLayer)
-	ivPushManifest(t, h, "models/files:1", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(asFile)}})
+	ivImage(t, h, "models/files:1", cfg, asFile)
 	if resp, _ := get(t, e.proxy.URL+"/v2/upstream.local/models/files/manifests/1"); resp.StatusCode != 200 {
 		t.Fatalf("files manifest: %d", resp.StatusCode)
 	}
@@ -319,7 +292,7 @@ func TestInspectionNotReusedAcrossMediaTypes(t *testing.T) {
 	// same rule).
 	mcfg := ivPushBlob(t, h, "models/chat", []byte(`{"a":3}`), "application/vnd.oci.image.config.v1+json")
 	asTmpl := ivPushBlob(t, h, "models/chat", body, tmplType)
-	ivPushManifest(t, h, "models/chat:1", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(mcfg), Layers: []ivDescriptor{ivDesc(asTmpl)}})
+	ivImage(t, h, "models/chat:1", mcfg, asTmpl)
 	if resp, _ := get(t, e.proxy.URL+"/v2/upstream.local/models/chat/manifests/1"); resp.StatusCode != 200 {
 		t.Fatalf("chat manifest: %d", resp.StatusCode)
 	}
@@ -333,7 +306,7 @@ var _ = rand.Read
 
 // Attacks that are refused (these tests pass).
 func TestPathTricksRefused(t *testing.T) {
-	e := ivStart(t, nil, testPolicy)
+	e := startWith(t, nil, testPolicy)
 	img, ld := oneLayerImage(t, 4096)
 	push(t, e.up.Host, "app/a:1", img)
 	push(t, e.up.Host, "app/b:1", img) // exists upstream in app/b too
@@ -366,7 +339,7 @@ func TestPathTricksRefused(t *testing.T) {
 		"/v2/upstream.local/app%5Cb/blobs/" + d,
 	} {
 		for _, m := range []string{"GET", "HEAD"} {
-			st, body := ivRawRequest(t, e.host, m, target)
+			st, body := harness.RawRequest(t, e.host, m, target)
 			if st == 200 || st == 206 {
 				t.Errorf("%s %s: %d %s", m, target, st, body)
 			}
@@ -377,24 +350,6 @@ func TestPathTricksRefused(t *testing.T) {
 	if resp.StatusCode == 200 || resp.StatusCode == 206 {
 		t.Errorf("range in app/b: %d", resp.StatusCode)
 	}
-}
-
-func ivRawRequest(t *testing.T, host, method, target string) (int, []byte) {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", host, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", method, target, host)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
 }
 
 // FINDING 6: when the manifest declares size 0 for a blob and the upstream
@@ -416,7 +371,7 @@ func TestZeroLengthBlobVerifiedBeforeServed(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	e := ivStart(t, wrap, testPolicy)
+	e := startWith(t, wrap, testPolicy)
 	h, repo := e.up.Host, "app/zero"
 	cfg := ivPushBlob(t, h, repo, []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`), "application/vnd.oci.image.config.v1+json")
 	layer := ivPushBlob(t, h, repo, []byte("real layer content"), "application/vnd.oci.image.layer.v1.tar")
@@ -443,14 +398,6 @@ func TestZeroLengthBlobVerifiedBeforeServed(t *testing.T) {
 // a chat template joins a fetch inspected as a plain layer and receives the
 // template uninspected.
 func TestCoalescedFetchInspectsForEachDescriptor(t *testing.T) {
-	const pol = `rules:
-  - name: models
-    match: ["upstream.local/models/**"]
-    action: allow
-    content:
-      mediaTypes: [ollama, oras]
-      formats: { gguf: { allowChatTemplateDunder: false }, pickle: deny }
-`
 	var target atomic.Value
 	target.Store("")
 	wrap := func(next http.Handler) http.Handler {
@@ -461,16 +408,16 @@ func TestCoalescedFetchInspectsForEachDescriptor(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	e := ivStart(t, wrap, pol)
+	e := startWith(t, wrap, templatePolicy)
 	h := e.up.Host
 	body := []byte("You are a helpful assistant. {{ .Prompt }} {{ ''.__class__.__mro__[1].__subclasses__() }}\n")
 	const tmplType = "application/vnd.ollama.image.template"
 	cfg := ivPushBlob(t, h, "models/files", []byte(`{"a":2}`), "application/vnd.oci.image.config.v1+json")
 	asFile := ivPushBlob(t, h, "models/files", body, "application/vnd.oci.image.layer.v1.tar")
-	ivPushManifest(t, h, "models/files:1", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(asFile)}})
+	ivImage(t, h, "models/files:1", cfg, asFile)
 	mcfg := ivPushBlob(t, h, "models/chat", []byte(`{"a":3}`), "application/vnd.oci.image.config.v1+json")
 	asTmpl := ivPushBlob(t, h, "models/chat", body, tmplType)
-	ivPushManifest(t, h, "models/chat:1", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(mcfg), Layers: []ivDescriptor{ivDesc(asTmpl)}})
+	ivImage(t, h, "models/chat:1", mcfg, asTmpl)
 	for _, r := range []string{"files", "chat"} {
 		if resp, _ := get(t, e.proxy.URL+"/v2/upstream.local/models/"+r+"/manifests/1"); resp.StatusCode != 200 {
 			t.Fatalf("%s manifest: %d", r, resp.StatusCode)
@@ -507,12 +454,12 @@ func TestEvidenceAndListingsOfDeniedContentRefused(t *testing.T) {
       formats: { pickle: deny }
       denyCodeLayers: true
 `
-	e := ivStart(t, nil, pol)
+	e := startWith(t, nil, modelPolicy)
 	h, repo := e.up.Host, "models/m"
 	cfg := ivPushBlob(t, h, repo, []byte(`{"architecture":"x"}`), "application/vnd.oci.image.config.v1+json")
 	evil := []byte(`{"auto_map": {"AutoModel": "evil.Model"}}`)
 	bad := ivPushBlob(t, h, repo, evil, "application/vnd.oci.image.layer.v1.tar")
-	bd := ivPushManifest(t, h, repo+":bad", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(bad)}})
+	bd := ivImage(t, h, repo+":bad", cfg, bad)
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
 	get(t, base+"/manifests/bad")
 	for _, m := range []map[string]string{{"Range": "bytes=0-5"}, nil} {
@@ -520,7 +467,7 @@ func TestEvidenceAndListingsOfDeniedContentRefused(t *testing.T) {
 			t.Errorf("refused blob %v: %d", m, resp.StatusCode)
 		}
 	}
-	if st, _ := ivRawRequest(t, e.host, "HEAD", "/v2/upstream.local/"+repo+"/blobs/"+bad.Digest.String()); st != 403 {
+	if st, _ := harness.RawRequest(t, e.host, "HEAD", "/v2/upstream.local/"+repo+"/blobs/"+bad.Digest.String()); st != 403 {
 		t.Errorf("HEAD refused blob: %d", st)
 	}
 	empty := ivPushBlob(t, h, repo, []byte(`{}`), "application/vnd.oci.empty.v1+json")
@@ -536,7 +483,7 @@ func TestEvidenceAndListingsOfDeniedContentRefused(t *testing.T) {
 	push(t, h, "blocked/x:1", func() v1.Image { i, _ := oneLayerImage(t, 100); return i }())
 	for _, p := range []string{"/v2/upstream.local/blocked/x/tags/list", "/v2/blocked/x/tags/list?ns=upstream.local",
 		"/v2/upstream.local/blocked/x/referrers/" + bd.String()} {
-		if st, _ := ivRawRequest(t, e.host, "GET", p); st != 403 {
+		if st, _ := harness.RawRequest(t, e.host, "GET", p); st != 403 {
 			t.Errorf("%s: %d", p, st)
 		}
 	}
@@ -549,19 +496,11 @@ func TestEvidenceAndListingsOfDeniedContentRefused(t *testing.T) {
 // "decided by its subject" depends on the tag of the request, which the
 // by-digest and blob paths do not have.
 func TestSignatureOfDeniedSubjectRefusedByDigest(t *testing.T) {
-	const pol = `rules:
-  - name: models
-    match: ["upstream.local/models/**"]
-    action: allow
-    content:
-      formats: { pickle: deny }
-      denyCodeLayers: true
-`
-	e := ivStart(t, nil, pol)
+	e := startWith(t, nil, modelPolicy)
 	h, repo := e.up.Host, "models/m"
 	cfg := ivPushBlob(t, h, repo, []byte(`{"architecture":"x"}`), "application/vnd.oci.image.config.v1+json")
 	bad := ivPushBlob(t, h, repo, []byte(`{"auto_map": {"AutoModel": "evil.Model"}}`), "application/vnd.oci.image.layer.v1.tar")
-	bd := ivPushManifest(t, h, repo+":bad", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(bad)}})
+	bd := ivImage(t, h, repo+":bad", cfg, bad)
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
 	get(t, base+"/manifests/bad")
 	get(t, base+"/blobs/"+bad.Digest.String()) // content finding recorded
@@ -588,19 +527,11 @@ func TestSignatureOfDeniedSubjectRefusedByDigest(t *testing.T) {
 // served only if it has the shape of evidence, so a model's JSON that a
 // loader acts on cannot pass as one.
 func TestEvidenceLayersMustHaveTheShapeOfEvidence(t *testing.T) {
-	const pol = `rules:
-  - name: models
-    match: ["upstream.local/models/**"]
-    action: allow
-    content:
-      formats: { pickle: deny }
-      denyCodeLayers: true
-`
-	e := ivStart(t, nil, pol)
+	e := startWith(t, nil, modelPolicy)
 	h, repo := e.up.Host, "models/m"
 	cfg := ivPushBlob(t, h, repo, []byte(`{"architecture":"x"}`), "application/vnd.oci.image.config.v1+json")
 	good := ivPushBlob(t, h, repo, []byte(`{"hidden_size": 8}`), "application/vnd.oci.image.layer.v1.tar")
-	gd := ivPushManifest(t, h, repo+":good", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(good)}})
+	gd := ivImage(t, h, repo+":good", cfg, good)
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
 	resp, gb := get(t, base+"/manifests/good")
 	if resp.StatusCode != 200 {
@@ -640,21 +571,13 @@ func TestEvidenceLayersMustHaveTheShapeOfEvidence(t *testing.T) {
 // is allowed: a model refused by content inspection has its signatures and
 // attestations neither served nor listed.
 func TestReferrersOfDeniedSubjectNotListed(t *testing.T) {
-	const pol = `rules:
-  - name: models
-    match: ["upstream.local/models/**"]
-    action: allow
-    content:
-      formats: { pickle: deny }
-      denyCodeLayers: true
-`
-	e := ivStart(t, nil, pol)
+	e := startWith(t, nil, modelPolicy)
 	h, repo := e.up.Host, "models/m"
 	cfg := ivPushBlob(t, h, repo, []byte(`{"architecture":"x"}`), "application/vnd.oci.image.config.v1+json")
 	good := ivPushBlob(t, h, repo, []byte(`{"hidden_size": 8}`), "application/vnd.oci.image.layer.v1.tar")
 	bad := ivPushBlob(t, h, repo, []byte(`{"auto_map": {"AutoModel": "evil.Model"}}`), "application/vnd.oci.image.layer.v1.tar")
-	gd := ivPushManifest(t, h, repo+":good", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(good)}})
-	bd := ivPushManifest(t, h, repo+":bad", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg), Layers: []ivDescriptor{ivDesc(bad)}})
+	gd := ivImage(t, h, repo+":good", cfg, good)
+	bd := ivImage(t, h, repo+":bad", cfg, bad)
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
 	_, gb := get(t, base+"/manifests/good")
 	_, bb := get(t, base+"/manifests/bad")
@@ -680,14 +603,6 @@ func TestReferrersOfDeniedSubjectNotListed(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "not allowed here") {
 		t.Fatalf("referrers of the refused model: %d %s, want 403", resp.StatusCode, b)
 	}
-}
-
-func extraKeys(keys []string) string {
-	var b strings.Builder
-	for _, k := range keys {
-		b.WriteString("    " + k + "\n")
-	}
-	return b.String()
 }
 
 // An upstream that stops sending in the middle of a blob does not hold the
@@ -721,7 +636,7 @@ func TestStalledUpstreamFetchAbandoned(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	e := ivStart(t, wrap, testPolicy, "timeout: 300ms")
+	e := startWith(t, wrap, testPolicy, "timeout: 300ms")
 	img, ld := oneLayerImage(t, 1<<20)
 	push(t, e.up.Host, "app/stall:1", img)
 	base := e.proxy.URL + "/v2/upstream.local/app/stall"

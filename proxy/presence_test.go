@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +15,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pullgate/pullgate/cache/store"
-	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/test/upstream"
 )
@@ -79,13 +76,7 @@ auth:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ps := httptest.NewServer(srv.Handler())
-	defer ps.Close()
+	ps := serve(t, cfg)
 
 	img, ld := oneLayerImage(t, 4096)
 	secret := push(t, up.Host, "app/secret:1", img)

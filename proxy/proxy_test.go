@@ -29,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -52,43 +53,79 @@ type env struct {
 	proxy *httptest.Server
 	host  string
 	dir   string
+	// policy is the policy text (testPolicy when empty); upstreamKeys are
+	// extra YAML keys of the upstream's configuration.
+	policy       string
+	upstreamKeys []string
 }
 
 func start(t *testing.T, wrap func(http.Handler) http.Handler) *env {
+	return startWith(t, wrap, "")
+}
+
+// startWith starts an upstream (its handler wrapped by wrap, if set) and a
+// proxy with the given policy and extra upstream configuration keys.
+func startWith(t *testing.T, wrap func(http.Handler) http.Handler, policy string, upstreamKeys ...string) *env {
 	t.Helper()
 	up, err := upstream.Start(upstream.Options{Wrap: wrap})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(up.Close)
-	e := &env{up: up, dir: t.TempDir()}
+	e := &env{up: up, dir: t.TempDir(), policy: policy, upstreamKeys: upstreamKeys}
 	e.open(t)
 	return e
 }
 
-func (e *env) open(t *testing.T) {
+// open opens a (new) proxy on e's storage with its own metrics registry:
+// a restart when one was open before.
+func (e *env) open(t *testing.T) *prometheus.Registry {
 	t.Helper()
 	pol := filepath.Join(e.dir, "policy.yaml")
-	os.WriteFile(pol, []byte(testPolicy), 0o644)
+	text := e.policy
+	if text == "" {
+		text = testPolicy
+	}
+	if err := os.WriteFile(pol, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var extra strings.Builder
+	for _, k := range e.upstreamKeys {
+		extra.WriteString("    " + k + "\n")
+	}
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 storage: {path: %s}
 upstreams:
   - name: upstream.local
     url: %s
     tagTTL: 1ms
-policy: %s
+%spolicy: %s
 audit: {path: %s}
-`, filepath.Join(e.dir, "data"), e.up.URL, pol, filepath.Join(e.dir, "audit.jsonl"))))
+`, filepath.Join(e.dir, "data"), e.up.URL, extra.String(), pol, filepath.Join(e.dir, "audit.jsonl"))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	reg := prometheus.NewRegistry()
+	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler), proxy.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ps := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { ps.Close(); srv.Close() })
 	e.srv, e.proxy, e.host = srv, ps, strings.TrimPrefix(ps.URL, "http://")
+	return reg
+}
+
+// serve opens a proxy on cfg and serves it until the test ends.
+func serve(t *testing.T, cfg *config.Config) *httptest.Server {
+	t.Helper()
+	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { ps.Close(); srv.Close() })
+	return ps
 }
 
 func push(t *testing.T, host, repo string, img v1.Image) v1.Hash {
@@ -361,13 +398,7 @@ func TestDefaultUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ps := httptest.NewServer(srv.Handler())
-	defer ps.Close()
+	ps := serve(t, cfg)
 	img, _ := random.Image(256, 1)
 	want := push(t, up.Host, "library/app:1", img)
 	push(t, up.Host, "blocked/x:1", img)
@@ -410,13 +441,7 @@ auth:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ps := httptest.NewServer(srv.Handler())
-	defer ps.Close()
+	ps := serve(t, cfg)
 	host := strings.TrimPrefix(ps.URL, "http://")
 	img, _ := random.Image(256, 1)
 	want := push(t, up.Host, "app/a:1", img)

@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,37 +23,6 @@ import (
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/config"
 )
-
-// openMetered opens a (new) proxy on e's storage with its own metrics
-// registry: a restart when one was open before.
-func (e *env) openMetered(t *testing.T) *prometheus.Registry {
-	t.Helper()
-	pol := filepath.Join(e.dir, "policy.yaml")
-	if err := os.WriteFile(pol, []byte(testPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-storage: {path: %s}
-upstreams:
-  - name: upstream.local
-    url: %s
-    tagTTL: 1ms
-policy: %s
-audit: {path: %s}
-`, filepath.Join(e.dir, "data"), e.up.URL, pol, filepath.Join(e.dir, "audit.jsonl"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler), proxy.Options{Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { ps.Close(); srv.Close() })
-	e.srv, e.proxy, e.host = srv, ps, strings.TrimPrefix(ps.URL, "http://")
-	return reg
-}
 
 // counter sums a counter family's series whose labels include want.
 func counter(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
@@ -158,7 +126,7 @@ func TestCorruptStoredBlobNotServedAndRefetched(t *testing.T) {
 	for _, size := range []int{8192, 1 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			e := start(t, nil)
-			reg := e.openMetered(t)
+			reg := e.open(t)
 			img, ld := oneLayerImage(t, size)
 			push(t, e.up.Host, "app/rest:1", img)
 			base := e.proxy.URL + "/v2/upstream.local/app/rest"
@@ -207,7 +175,7 @@ func TestCorruptStoredBlobNotServedAndRefetched(t *testing.T) {
 // metadata is caught; an intact copy is hashed once, then sent as is.
 func TestRestartReverifiesStoredBlobs(t *testing.T) {
 	e := start(t, nil)
-	e.openMetered(t)
+	e.open(t)
 	img, ld := oneLayerImage(t, 1<<20)
 	push(t, e.up.Host, "app/rs:1", img)
 	base := func() string { return e.proxy.URL + "/v2/upstream.local/app/rs" }
@@ -220,7 +188,7 @@ func TestRestartReverifiesStoredBlobs(t *testing.T) {
 	}
 
 	// Intact copy: one re-hash after the restart, none after that.
-	reg := e.openMetered(t)
+	reg := e.open(t)
 	for i := 0; i < 2; i++ {
 		st, got, err := fetchBlob(t, base()+"/blobs/"+ld.String(), nil)
 		if st != 200 || err != nil || !bytes.Equal(got, orig) {
@@ -233,7 +201,7 @@ func TestRestartReverifiesStoredBlobs(t *testing.T) {
 
 	// Bit rot: the bytes change, the metadata does not.
 	bad := corrupt(t, storedPath(e, ld), true)
-	reg = e.openMetered(t)
+	reg = e.open(t)
 	e.up.ResetCounts()
 	st, got, err := fetchBlob(t, base()+"/blobs/"+ld.String(), nil)
 	noCleanJunk(t, "first GET after restart", st, got, err, bad)
@@ -257,7 +225,7 @@ func TestRestartReverifiesStoredBlobs(t *testing.T) {
 // the request served as a miss.
 func TestRangeAndHeadOnCorruptUnrecordedBlob(t *testing.T) {
 	e := start(t, nil)
-	e.openMetered(t)
+	e.open(t)
 	img, ld := oneLayerImage(t, 1<<20)
 	push(t, e.up.Host, "app/rg:1", img)
 	base := func() string { return e.proxy.URL + "/v2/upstream.local/app/rg" }
@@ -270,7 +238,7 @@ func TestRangeAndHeadOnCorruptUnrecordedBlob(t *testing.T) {
 	}
 
 	corrupt(t, storedPath(e, ld), true)
-	reg := e.openMetered(t)
+	reg := e.open(t)
 	st, got, err := fetchBlob(t, base()+"/blobs/"+ld.String(), map[string]string{"Range": "bytes=100-199"})
 	if st == http.StatusOK || st == http.StatusPartialContent {
 		want := orig[100:200]
@@ -294,7 +262,7 @@ func TestRangeAndHeadOnCorruptUnrecordedBlob(t *testing.T) {
 	}
 
 	corrupt(t, storedPath(e, ld), true)
-	reg = e.openMetered(t)
+	reg = e.open(t)
 	req, _ := http.NewRequest(http.MethodHead, base()+"/blobs/"+ld.String(), nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -316,7 +284,7 @@ func TestRangeAndHeadOnCorruptUnrecordedBlob(t *testing.T) {
 // send it without hashing it again.
 func TestWarmPullAfterColdPullDoesNotRehash(t *testing.T) {
 	e := start(t, nil)
-	reg := e.openMetered(t)
+	reg := e.open(t)
 	img, ld := oneLayerImage(t, 1<<20)
 	push(t, e.up.Host, "app/warm:1", img)
 	base := e.proxy.URL + "/v2/upstream.local/app/warm"

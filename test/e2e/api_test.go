@@ -189,7 +189,7 @@ func TestMalformedInput(t *testing.T) {
 		"/v2/open/app/manifests/v1?ns=" + u + "/../x",
 	}
 	for _, p := range cases {
-		st, body := rawRequest(t, f.px.Host, http.MethodGet, p)
+		st, body := harness.RawRequest(t, f.px.Host, http.MethodGet, p)
 		if st < 400 || st >= 500 {
 			t.Errorf("GET %s: status %d, want 4xx; body %q", p, st, trunc(body))
 			continue

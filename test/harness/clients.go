@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -237,6 +239,26 @@ func OrasGoReferrers(ctx context.Context, repoRef, subject, artifactType string)
 
 // Get does a raw GET (with optional headers) and returns status, headers,
 // body. A body read error is returned as err with what was read.
+// RawRequest sends a request line exactly as given (no client-side path
+// cleaning or escaping) and returns status and body.
+func RawRequest(t testing.TB, host, method, target string) (int, []byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", method, target, host)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
 func Get(ctx context.Context, url string, hdr map[string]string) (int, http.Header, []byte, error) {
 	return Do(ctx, http.MethodGet, url, hdr, nil)
 }
