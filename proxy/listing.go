@@ -8,10 +8,12 @@ import (
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/ocierr"
+	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
 // maxListing bounds tags responses from upstreams.
@@ -78,7 +80,13 @@ func (s *Server) serveReferrers(q *request) {
 	// The signatures and attestations of an artifact are listed only where
 	// the artifact itself is allowed (they are served only there, too).
 	sv, err := s.subjectVerdict(q, q.rt.Digest)
-	if err != nil {
+	switch {
+	case upstream.IsKind(err, upstream.NotFound):
+		// No such manifest here: nothing refers to it (the API answers an
+		// empty index, never 404).
+		writeJSON(q, ocispec.MediaTypeImageIndex, ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{}})
+		return
+	case err != nil:
 		s.upstreamError(q, err, ocierr.ManifestUnknown)
 		return
 	}
