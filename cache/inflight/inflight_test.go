@@ -174,3 +174,36 @@ func (l *lockedBuffer) Bytes() []byte {
 	defer l.mu.Unlock()
 	return append([]byte(nil), l.b.Bytes()...)
 }
+
+// Verified waits for the end of the fetch: nil once every byte was
+// verified, the fetch's error when it failed, the context's when it ends
+// first.
+func TestVerified(t *testing.T) {
+	g, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []error{nil, errors.New("digest mismatch")} {
+		release := make(chan struct{})
+		f, _, err := g.Do("v", 16, func(f *Fetch) {
+			f.Begin(4)
+			f.Ungate()
+			f.Write([]byte("data"))
+			<-release
+			f.Finish(want)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		if err := f.Verified(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("before the end: %v, want the context's deadline", err)
+		}
+		cancel()
+		close(release)
+		if err := f.Verified(context.Background()); err != want {
+			t.Errorf("after Finish(%v): %v", want, err)
+		}
+		f.Release()
+	}
+}
