@@ -95,8 +95,17 @@ func (s *Server) serveBlob(q *request) {
 // store recorded (re-deciding those manifests under the current policy).
 func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, bool) {
 	rep := q.rt.Repository()
-	if g, ok := s.blobGrants.Get(grantKey(q.pol.Revision(), rep, dgst)); ok {
-		return g, Verdict{}, true
+	held, ok := s.blobGrants.Get(grantKey(q.pol.Revision(), rep, dgst))
+	if ok && !held.Evidence {
+		return held, Verdict{}, true
+	}
+	// An evidence grant is only the fallback: when an allowed artifact in
+	// this repository lists the same blob as its content, the blob is
+	// judged as that content (its content rules, its declared type), never
+	// as a signature/attestation layer.
+	var evidence *blobGrant
+	if ok {
+		evidence = &held
 	}
 	var denial *Verdict
 	for _, md := range s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst) {
@@ -105,16 +114,29 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 			continue
 		}
 		v, _ := s.decideManifest(q, md, body, m)
-		if v.Allowed {
-			s.grant(q, md, m, v)
-			for _, d := range m.Blobs() {
-				if d.Digest == dgst {
-					return blobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}, v, true
-				}
+		if !v.Allowed {
+			if denial == nil {
+				denial = &v
 			}
-		} else if denial == nil {
-			denial = &v
+			continue
 		}
+		s.grant(q, md, m, v)
+		for _, d := range m.Blobs() {
+			if d.Digest != dgst {
+				continue
+			}
+			g := blobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}
+			if !g.Evidence {
+				return g, v, true
+			}
+			if evidence == nil {
+				evidence = &g
+			}
+			break
+		}
+	}
+	if evidence != nil {
+		return *evidence, Verdict{}, true
 	}
 	v := Verdict{Revision: q.pol.Revision(), ExitCode: 13}
 	if q.rule != nil {
@@ -271,6 +293,11 @@ func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 	case errors.As(err, &mm):
 		s.metrics.mismatches.Inc()
 		s.log.Error("upstream blob rejected", "upstream", up.Name, "repository", repo, "digest", dgst, "err", err)
+	case errors.As(err, &cf) && grant.Evidence:
+		// A blob that is not evidence is refused as evidence only: the
+		// same bytes may be another artifact's legitimate content, which
+		// its own grant judges.
+		s.log.Warn("blob refused as signature/attestation layer", "upstream", up.Name, "repository", repo, "digest", dgst, "finding", cf.finding.Error())
 	case errors.As(err, &cf):
 		s.log.Warn("blob refused by content inspection", "upstream", up.Name, "repository", repo, "digest", dgst, "rule", rule, "finding", cf.finding.Error())
 		s.recordInspection(ctx, rev, rule, grant.Desc, exp, cf)

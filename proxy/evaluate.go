@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,44 +78,50 @@ var (
 	fallbackTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})$`)
 )
 
-// evidenceSubject returns the digest an evidence artifact speaks about: a
-// signature/attestation manifest's subject field or the cosign tag it was
-// requested by (remembered for this repository, so that the same manifest
-// asked for by digest, or its blobs, are decided the same way), or the
-// digest of a referrers fallback tag (an index). ok is false for everything
-// else, which is decided as an ordinary artifact (an unsigned artifact that
-// merely uses evidence media types is no evidence of anything).
-func (s *Server) evidenceSubject(q *request, dgst digest.Digest, m *parsedManifest) (digest.Digest, bool) {
+// evidenceSubjects returns the digests an evidence artifact speaks about: a
+// signature/attestation manifest's subject field, or the subjects of the
+// cosign tags (sha256-<hex>.sig/.att) it was requested by in this
+// repository (all of them, remembered, so that the same manifest asked for
+// by digest, or its blobs, are decided the same way, and re-pointing a tag
+// cannot launder a denied subject's signature), or the digest of a
+// referrers fallback tag (an index). ok is false for everything else, which
+// is decided as an ordinary artifact (an unsigned artifact that merely uses
+// evidence media types is no evidence of anything).
+func (s *Server) evidenceSubjects(q *request, dgst digest.Digest, m *parsedManifest) ([]digest.Digest, bool) {
 	tag := ""
 	if q.rt.Kind == route.Manifest && q.rt.Digest == "" {
 		tag = q.rt.Reference
 	}
 	if m.IsIndex() {
 		if mm := fallbackTagRE.FindStringSubmatch(tag); mm != nil {
-			return digest.NewDigestFromEncoded(digest.SHA256, mm[1]), true
+			return []digest.Digest{digest.NewDigestFromEncoded(digest.SHA256, mm[1])}, true
 		}
-		return "", false
+		return nil, false
 	}
 	if !isEvidenceManifest(m, int64(s.cfg.Limits.MaxEvidenceSize)) {
-		return "", false
+		return nil, false
 	}
 	if m.Subject != nil {
-		return m.Subject.Digest, true
+		return []digest.Digest{m.Subject.Digest}, true
 	}
-	key := store.MetaKey("evidence-subjects", q.up.Name, q.rt.Repo, dgst.Encoded())
+	var subjects []digest.Digest
 	if mm := cosignTagRE.FindStringSubmatch(tag); mm != nil {
 		subject := digest.NewDigestFromEncoded(digest.SHA256, mm[1])
-		if err := s.store.PutMeta(q.ctx(), key, []byte(subject.String())); err != nil {
+		if err := s.store.PutMeta(q.ctx(), store.MetaKey("evidence-subjects", q.up.Name, q.rt.Repo, dgst.Encoded(), subject.Encoded()), []byte(subject.String())); err != nil {
 			s.log.Warn("store: evidence subject write failed", "err", err)
 		}
-		return subject, true
+		subjects = append(subjects, subject)
 	}
-	if b, err := s.store.GetMeta(q.ctx(), key); err == nil {
-		if subject, err := digest.Parse(string(b)); err == nil {
-			return subject, true
+	names, err := s.store.ListMeta(q.ctx(), store.MetaKey("evidence-subjects", q.up.Name, q.rt.Repo, dgst.Encoded()))
+	if err != nil {
+		s.log.Warn("store: evidence subject read failed", "err", err)
+	}
+	for _, n := range names {
+		if d := digest.NewDigestFromEncoded(digest.SHA256, n); d.Validate() == nil && !slices.Contains(subjects, d) {
+			subjects = append(subjects, d)
 		}
 	}
-	return "", false
+	return subjects, len(subjects) > 0
 }
 
 // subjectVerdict decides the manifest subject in the request's repository,
@@ -131,12 +138,12 @@ func (s *Server) subjectVerdict(q *request, subject digest.Digest) (Verdict, err
 	return v, nil
 }
 
-// evidenceVerdict decides an evidence artifact by its subject: signatures
-// and attestations of an artifact allowed in this repository are served
+// evidenceVerdict decides an evidence artifact by its subjects: signatures
+// and attestations of artifacts allowed in this repository are served
 // (clients such as cosign verify them again); evidence about anything else
 // is not. Its blobs are granted; an index's children inherit nothing.
 func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManifest) (Verdict, bool) {
-	subject, ok := s.evidenceSubject(q, dgst, m)
+	subjects, ok := s.evidenceSubjects(q, dgst, m)
 	if !ok {
 		return Verdict{}, false
 	}
@@ -145,17 +152,19 @@ func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManife
 		v.Reasons = []string{fmt.Sprintf("rule %s: evidence chain too deep", q.rule.Name)}
 		return v, true
 	}
-	sv, err := s.subjectVerdict(q, subject)
-	if err != nil {
-		v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which cannot be read: %v", q.rule.Name, subject, err)}
-		return v, true
-	}
-	if !sv.Allowed || sv.WouldDeny {
-		v.Reasons = append([]string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which is not allowed", q.rule.Name, subject)}, sv.Reasons...)
-		return v, true
+	for _, subject := range subjects {
+		sv, err := s.subjectVerdict(q, subject)
+		if err != nil {
+			v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which cannot be read: %v", q.rule.Name, subject, err)}
+			return v, true
+		}
+		if !sv.Allowed || sv.WouldDeny {
+			v.Reasons = append([]string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which is not allowed", q.rule.Name, subject)}, sv.Reasons...)
+			return v, true
+		}
 	}
 	v.Allowed, v.ExitCode = true, 0
-	v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for allowed %s, served so clients can verify it", q.rule.Name, subject)}
+	v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for allowed %s, served so clients can verify it", q.rule.Name, subjects[0])}
 	return v, true
 }
 

@@ -121,7 +121,13 @@ func ivDesc(d v1.Descriptor) ivDescriptor {
 
 func ivGet(t *testing.T, url string, hdr map[string]string) (*http.Response, []byte, error) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	st, h, b, err := ivDo(t, http.MethodGet, url, hdr)
+	return &http.Response{StatusCode: st, Header: h}, b, err
+}
+
+func ivDo(t *testing.T, method, url string, hdr map[string]string) (int, http.Header, []byte, error) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
@@ -131,7 +137,7 @@ func ivGet(t *testing.T, url string, hdr map[string]string) (*http.Response, []b
 	}
 	defer resp.Body.Close()
 	b, rerr := io.ReadAll(resp.Body)
-	return resp, b, rerr
+	return resp.StatusCode, resp.Header, b, rerr
 }
 
 // FINDING 1: a Range request during a cold (in-flight) fetch is answered

@@ -17,8 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/pullgate/pullgate/verify/content"
 )
 
 // Evidence media types of signature and attestation layers.
@@ -133,11 +137,26 @@ func checkEnvelope(b []byte) error {
 	return nil
 }
 
-// strict decodes one JSON object into v, refusing unknown fields and
-// trailing data.
+// strict decodes one JSON object into v: valid UTF-8 with no duplicate keys
+// at any level (content.CheckConfigJSON's strict parser), top-level keys
+// exactly (case-sensitively) the JSON names of v's fields, nothing unknown
+// below them either, and nothing after the object.
 func strict(b []byte, v any) error {
 	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
 		return errors.New("not a JSON object")
+	}
+	if err := content.CheckConfigJSON(content.Options{}, b); err != nil {
+		return err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
+		return err
+	}
+	names := fieldNames(reflect.TypeOf(v).Elem())
+	for k := range top {
+		if !names[k] {
+			return fmt.Errorf("unknown field %q", k)
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -148,4 +167,21 @@ func strict(b []byte, v any) error {
 		return errors.New("data after the JSON object")
 	}
 	return nil
+}
+
+// fieldNames are the JSON names of a struct's fields.
+func fieldNames(t reflect.Type) map[string]bool {
+	names := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
 }

@@ -69,7 +69,8 @@ func TestAcceptsEvidence(t *testing.T) {
 func TestRefusesOtherJSON(t *testing.T) {
 	valid := validBlobs(t)
 	cases := []struct{ name, mediaType, blob, want string }{
-		{"chat template as config", "application/vnd.oci.image.config.v1+json", `{"chat_template":"{{ cycler.__init__.__globals__.os.popen('id').read() }}"}`, "unknown field"},
+		{"chat template as config", "application/vnd.oci.image.config.v1+json", `{"chat_template":"{{ cycler.__init__.__globals__.os.popen('id').read() }}"}`, "chat_template"},
+		{"harmless template as config", "application/vnd.oci.image.config.v1+json", `{"chat_template":"{{ messages }}"}`, "unknown field"},
 		{"auto_map config as DSSE", shape.DSSEEnvelope, `{"auto_map":{"AutoModel":"evil.Model"},"payloadType":"a","payload":"e30=","signatures":[{"sig":"c2ln"}]}`, "unknown field"},
 		{"auto_map config as statement", shape.InToto, `{"_type":"x","subject":[],"predicateType":"p","auto_map":{}}`, "unknown field"},
 		{"model config as simple-signing", shape.SimpleSigning, `{"architectures":["LlamaForCausalLM"]}`, "unknown field"},
@@ -78,8 +79,12 @@ func TestRefusesOtherJSON(t *testing.T) {
 		{"bundle with both contents", shape.Bundle03, `{"mediaType":"m","verificationMaterial":{},"dsseEnvelope":{},"messageSignature":{}}`, "exactly one"},
 		{"bundle with extra key", shape.Bundle03, `{"mediaType":"m","verificationMaterial":{},"dsseEnvelope":{},"chat_template":"x"}`, "unknown field"},
 		{"array", shape.InToto, `[1,2]`, "not a JSON object"},
-		{"trailing data", shape.DSSEEnvelope, string(valid[shape.DSSEEnvelope]) + ` {}`, "after the JSON object"},
+		{"trailing data", shape.DSSEEnvelope, string(valid[shape.DSSEEnvelope]) + ` {}`, "after the JSON"},
 		{"statement missing predicateType", shape.InToto, `{"_type":"x","subject":[{}]}`, "required"},
+		{"duplicate key", shape.InToto, `{"_type":"x","subject":[1],"predicateType":"p","predicate":{},"predicate":{"a":1}}`, "duplicate key"},
+		{"key differing in case", shape.DSSEEnvelope, `{"PayloadType":"a","payload":"e30=","signatures":[{"sig":"c2ln"}]}`, "unknown field"},
+		{"unicode-folded key", shape.InToto, `{"_type":"x","ſubject":[1],"predicateType":"p"}`, "unknown field"},
+		{"invalid UTF-8", shape.DSSEEnvelope, "{\"payloadType\":\"\xff\",\"payload\":\"e30=\",\"signatures\":[{\"sig\":\"c2ln\"}]}", "UTF-8"},
 	}
 	for _, c := range cases {
 		err := shape.Check(c.mediaType, []byte(c.blob))
