@@ -644,8 +644,8 @@ type streamCheck struct {
 
 const (
 	checkBuffers   = 4
-	checkBufferLen = 512 << 10
-	chunkMin       = 128 << 10
+	checkBufferLen = 1 << 20
+	chunkMin       = 512 << 10
 )
 
 func newStreamCheck(h hash.Hash, in content.Inspector, f *inflight.Fetch) *streamCheck {
