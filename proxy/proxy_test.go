@@ -224,7 +224,9 @@ func TestLyingUpstreamBlob(t *testing.T) {
 		})
 	}
 	e := start(t, wrap)
-	img, ld := oneLayerImage(t, 300<<10)
+	// Larger than the proxy's spool chunks, so that the first half is
+	// streamed before the corrupted tail arrives.
+	img, ld := oneLayerImage(t, 3<<20)
 	push(t, e.up.Host, "app/lie:1", img)
 	target.Store(ld.String())
 	lie.Store(true)
@@ -254,7 +256,7 @@ func TestLyingUpstreamBlob(t *testing.T) {
 	}
 	lie.Store(false)
 	resp, body := get(t, e.proxy.URL+"/v2/upstream.local/app/lie/blobs/"+ld.String())
-	if resp.StatusCode != 200 || int64(len(body)) != 300<<10 {
+	if resp.StatusCode != 200 || int64(len(body)) != 3<<20 {
 		t.Fatalf("honest refetch: %d, %d bytes", resp.StatusCode, len(body))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -169,17 +170,51 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 // deleted), returned oldest first. The current file is opened first and
 // files are compared by identity, so a rotation while this runs repeats no
 // file.
+//
+// The scan walks path.1, path.2, ... and stops at cur, or after two missing
+// names in a row (the end). Rotations running meanwhile move files up one
+// name at a time, so a scan can meet two holes in a row before reaching
+// cur; when cur still exists under some rotated name the scan was cut
+// short, and it runs again.
 func newerFiles(path string, cur os.FileInfo) (*os.File, []*os.File, error) {
+	for attempt := 0; ; attempt++ {
+		next, between, reached, err := scanNewer(path, cur)
+		if err != nil || reached || attempt == 20 || !rotatedExists(path, cur) {
+			return next, between, err
+		}
+		if next != nil {
+			next.Close()
+		}
+		for _, h := range between {
+			h.Close()
+		}
+	}
+}
+
+// rotatedExists reports whether the file cur is still one of path's
+// rotated files.
+func rotatedExists(path string, cur os.FileInfo) bool {
+	names, _ := filepath.Glob(path + ".*")
+	for _, n := range names {
+		if st, err := os.Stat(n); err == nil && os.SameFile(st, cur) {
+			return true
+		}
+	}
+	return false
+}
+
+// scanNewer is one scan of newerFiles; reached reports that it met cur.
+func scanNewer(path string, cur os.FileInfo) (next *os.File, newer []*os.File, reached bool, err error) {
 	var opened []*os.File
-	fail := func(err error) (*os.File, []*os.File, error) {
+	fail := func(err error) (*os.File, []*os.File, bool, error) {
 		for _, h := range opened {
 			if h != nil {
 				h.Close()
 			}
 		}
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	next, err := os.Open(path)
+	next, err = os.Open(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fail(err)
 	}
@@ -205,6 +240,7 @@ func newerFiles(path string, cur os.FileInfo) (*os.File, []*os.File, error) {
 		}
 		if os.SameFile(st, cur) {
 			h.Close()
+			reached = true
 			break
 		}
 		dup := false
@@ -223,5 +259,5 @@ func newerFiles(path string, cur os.FileInfo) (*os.File, []*os.File, error) {
 	for i, j := 0, len(between)-1; i < j; i, j = i+1, j-1 {
 		between[i], between[j] = between[j], between[i]
 	}
-	return next, between, nil
+	return next, between, reached, nil
 }
