@@ -464,10 +464,10 @@ func run() error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", name, target, measured, mark)
 	}
-	row("pullgate cold / direct", "≥ 0.80×", fmt.Sprintf("%.2f×", pc/direct), pc/direct >= 0.8)
-	row("pullgate warm / direct", "≥ 1.00×", fmt.Sprintf("%.2f×", pw/direct), pw/direct >= 1.0)
-	row("pullgate cold / distribution proxy cold", "≥ 1.00×", fmt.Sprintf("%.2f×", pc/dc), pc/dc >= 1.0)
-	row("pullgate warm / distribution proxy warm", "≥ 1.00×", fmt.Sprintf("%.2f×", pw/dw), pw/dw >= 1.0)
+	row("pullgate cold / direct", "≥ 0.80×", fmt.Sprintf("%.3f×", pc/direct), pc/direct >= 0.8)
+	row("pullgate warm / direct", "≥ 1.00×", fmt.Sprintf("%.3f×", pw/direct), pw/direct >= 1.0)
+	row("pullgate cold / distribution proxy cold", "≥ 1.00×", fmt.Sprintf("%.3f×", pc/dc), pc/dc >= 1.0)
+	row("pullgate warm / distribution proxy warm", "≥ 1.00×", fmt.Sprintf("%.3f×", pw/dw), pw/dw >= 1.0)
 	off, on := median(results["safetensors, inspection off"]), median(results["safetensors, inspection on"])
 	row("cold safetensors pull, inspection on / off", "≥ 0.95×", fmt.Sprintf("%.2f× (%.0f vs %.0f MiB/s)", on/off, on, off), on/off >= 0.95)
 	row(fmt.Sprintf("%d concurrent clients, one cold blob: upstream GETs", *clientsFlag), "1", fmt.Sprintf("%d (all clients done in %s)", blobGets.Load(), celapsed.Round(time.Millisecond)), blobGets.Load() == 1)
