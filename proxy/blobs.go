@@ -107,7 +107,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 	if ok {
 		evidence = &held
 	}
-	var denial *Verdict
+	var denial, contentDenial *Verdict
 	for _, md := range s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst) {
 		body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, md)
 		if err != nil {
@@ -117,6 +117,9 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 		if !v.Allowed {
 			if denial == nil {
 				denial = &v
+			}
+			if !v.Evidence && contentDenial == nil {
+				contentDenial = &v
 			}
 			continue
 		}
@@ -135,8 +138,14 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 			break
 		}
 	}
-	if evidence != nil {
+	// The content of an artifact denied here is not served as anyone's
+	// evidence either (any JSON can be a template, say): it is judged as
+	// what that artifact declares it to be, and that artifact is denied.
+	if evidence != nil && contentDenial == nil {
 		return *evidence, Verdict{}, true
+	}
+	if contentDenial != nil {
+		denial = contentDenial
 	}
 	v := Verdict{Revision: q.pol.Revision(), ExitCode: 13}
 	if q.rule != nil {

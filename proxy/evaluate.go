@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -18,9 +19,13 @@ import (
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/route"
+	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/content"
+	"github.com/pullgate/pullgate/verify/cosign"
+	"github.com/pullgate/pullgate/verify/dsse"
+	"github.com/pullgate/pullgate/verify/intoto"
 	"github.com/pullgate/pullgate/verify/shape"
 )
 
@@ -78,15 +83,17 @@ var (
 	fallbackTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})$`)
 )
 
-// evidenceSubjects returns the digests an evidence artifact speaks about: a
-// signature/attestation manifest's subject field, or the subjects of the
-// cosign tags (sha256-<hex>.sig/.att) it was requested by in this
-// repository (all of them, remembered, so that the same manifest asked for
-// by digest, or its blobs, are decided the same way, and re-pointing a tag
-// cannot launder a denied subject's signature), or the digest of a
-// referrers fallback tag (an index). ok is false for everything else, which
-// is decided as an ordinary artifact (an unsigned artifact that merely uses
-// evidence media types is no evidence of anything).
+// evidenceSubjects returns the digests an evidence artifact speaks about:
+// for a signature/attestation manifest, its subject field, the subject of
+// the cosign tag (sha256-<hex>.sig/.att) it was requested by, and every
+// digest its signed payloads name (simple-signing docker-manifest-digest,
+// in-toto statement subjects, in DSSE envelopes and bundles); for an index,
+// the digest of the referrers fallback tag it was requested by. ok is false
+// for everything else, which is decided as an ordinary artifact (an
+// unsigned artifact that merely uses evidence media types is no evidence of
+// anything). Taking the payloads into account means neither a tag pointed
+// at another signature nor a subject field can make a denied image's
+// signature pass as an allowed one's.
 func (s *Server) evidenceSubjects(q *request, dgst digest.Digest, m *parsedManifest) ([]digest.Digest, bool) {
 	tag := ""
 	if q.rt.Kind == route.Manifest && q.rt.Digest == "" {
@@ -101,27 +108,97 @@ func (s *Server) evidenceSubjects(q *request, dgst digest.Digest, m *parsedManif
 	if !isEvidenceManifest(m, int64(s.cfg.Limits.MaxEvidenceSize)) {
 		return nil, false
 	}
-	if m.Subject != nil {
-		return []digest.Digest{m.Subject.Digest}, true
-	}
 	var subjects []digest.Digest
-	if mm := cosignTagRE.FindStringSubmatch(tag); mm != nil {
-		subject := digest.NewDigestFromEncoded(digest.SHA256, mm[1])
-		if err := s.store.PutMeta(q.ctx(), store.MetaKey("evidence-subjects", q.up.Name, q.rt.Repo, dgst.Encoded(), subject.Encoded()), []byte(subject.String())); err != nil {
-			s.log.Warn("store: evidence subject write failed", "err", err)
-		}
-		subjects = append(subjects, subject)
-	}
-	names, err := s.store.ListMeta(q.ctx(), store.MetaKey("evidence-subjects", q.up.Name, q.rt.Repo, dgst.Encoded()))
-	if err != nil {
-		s.log.Warn("store: evidence subject read failed", "err", err)
-	}
-	for _, n := range names {
-		if d := digest.NewDigestFromEncoded(digest.SHA256, n); d.Validate() == nil && !slices.Contains(subjects, d) {
+	add := func(d digest.Digest) {
+		if d.Validate() == nil && !slices.Contains(subjects, d) {
 			subjects = append(subjects, d)
 		}
 	}
+	if m.Subject != nil {
+		add(m.Subject.Digest)
+	}
+	if mm := cosignTagRE.FindStringSubmatch(tag); mm != nil {
+		add(digest.NewDigestFromEncoded(digest.SHA256, mm[1]))
+	}
+	for _, d := range s.payloadSubjects(q, dgst, m) {
+		add(d)
+	}
 	return subjects, len(subjects) > 0
+}
+
+// payloadSubjects returns the digests the signed payloads of an evidence
+// manifest name. Layers that cannot be read or parsed name nothing.
+func (s *Server) payloadSubjects(q *request, dgst digest.Digest, m *parsedManifest) []digest.Digest {
+	if ds, ok := s.signedSubjects.Get(dgst.String()); ok {
+		return ds
+	}
+	var out []digest.Digest
+	complete := true
+	for _, l := range m.Layers {
+		b, err := s.evidenceBytes(q, l)
+		if err != nil {
+			complete = false
+			continue
+		}
+		out = append(out, signedDigests(l.MediaType, b)...)
+	}
+	if complete {
+		s.signedSubjects.Add(dgst.String(), out, 24*time.Hour)
+	}
+	return out
+}
+
+// evidenceBytes reads a small evidence layer from the store or upstream,
+// checked against its digest.
+func (s *Server) evidenceBytes(q *request, l ocispec.Descriptor) ([]byte, error) {
+	limit := int64(s.cfg.Limits.MaxEvidenceSize)
+	if rc, err := s.store.Reader(q.ctx(), l.Digest, 0); err == nil {
+		b, rerr := io.ReadAll(io.LimitReader(rc, limit+1))
+		rc.Close()
+		if rerr == nil && int64(len(b)) <= limit && l.Digest.Algorithm().FromBytes(b) == l.Digest {
+			return b, nil
+		}
+	}
+	return q.up.BlobBytes(q.ctx(), q.rt.Repo, l.Digest, limit)
+}
+
+// signedDigests are the digests one evidence layer's payload names.
+func signedDigests(mediaType string, b []byte) []digest.Digest {
+	switch mediaType {
+	case shape.SimpleSigning:
+		if ss, err := cosign.ParseSimpleSigning(b); err == nil {
+			return []digest.Digest{ss.ManifestDigest}
+		}
+	case shape.DSSEEnvelope, shape.InToto:
+		if env, err := dsse.Parse(b); err == nil {
+			return statementDigests(env.Payload)
+		}
+		return statementDigests(b)
+	case shape.Bundle03, shape.Bundle03Params:
+		var bundle struct {
+			DSSEEnvelope json.RawMessage `json:"dsseEnvelope"`
+		}
+		if json.Unmarshal(b, &bundle) == nil && len(bundle.DSSEEnvelope) > 0 {
+			if env, err := dsse.Parse(bundle.DSSEEnvelope); err == nil {
+				return statementDigests(env.Payload)
+			}
+		}
+	}
+	return nil
+}
+
+func statementDigests(b []byte) []digest.Digest {
+	st, err := intoto.Parse(b)
+	if err != nil {
+		return nil
+	}
+	var out []digest.Digest
+	for _, sub := range st.Subjects {
+		if h, ok := sub.Digest["sha256"]; ok {
+			out = append(out, digest.NewDigestFromEncoded(digest.SHA256, h))
+		}
+	}
+	return out
 }
 
 // subjectVerdict decides the manifest subject in the request's repository,
@@ -152,8 +229,12 @@ func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManife
 		v.Reasons = []string{fmt.Sprintf("rule %s: evidence chain too deep", q.rule.Name)}
 		return v, true
 	}
+	var allowed []digest.Digest
 	for _, subject := range subjects {
 		sv, err := s.subjectVerdict(q, subject)
+		if upstream.IsKind(err, upstream.NotFound) {
+			continue // names no manifest here (a blob, another repository's artifact)
+		}
 		if err != nil {
 			v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which cannot be read: %v", q.rule.Name, subject, err)}
 			return v, true
@@ -162,9 +243,14 @@ func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManife
 			v.Reasons = append([]string{fmt.Sprintf("rule %s: signature/attestation artifact for %s, which is not allowed", q.rule.Name, subject)}, sv.Reasons...)
 			return v, true
 		}
+		allowed = append(allowed, subject)
+	}
+	if len(allowed) == 0 {
+		v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact about %s, none of which is a manifest here", q.rule.Name, subjects)}
+		return v, true
 	}
 	v.Allowed, v.ExitCode = true, 0
-	v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for allowed %s, served so clients can verify it", q.rule.Name, subjects[0])}
+	v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for allowed %s, served so clients can verify it", q.rule.Name, allowed[0])}
 	return v, true
 }
 

@@ -514,7 +514,7 @@ func TestSignatureOfDeniedSubjectRefusedByDigest(t *testing.T) {
 		t.Fatalf("control: subject not denied: %d", resp.StatusCode)
 	}
 	empty := ivPushBlob(t, h, repo, []byte(`{}`), "application/vnd.oci.empty.v1+json")
-	sig := ivPushBlob(t, h, repo, []byte(`{"critical":{"image":{"docker-manifest-digest":"`+bd.String()+`"}}}`), "application/vnd.dev.cosign.simplesigning.v1+json")
+	sig := ivPushBlob(t, h, repo, []byte(`{"critical":{"identity":{"docker-reference":"upstream.local/models/m"},"image":{"docker-manifest-digest":"`+bd.String()+`"},"type":"cosign container image signature"},"optional":null}`), "application/vnd.dev.cosign.simplesigning.v1+json")
 	tag := "sha256-" + bd.Encoded() + ".sig"
 	ed := ivPushManifest(t, h, repo+":"+tag, ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1),
 		Config: ivDesc(empty), Layers: []ivDescriptor{ivDesc(sig)}})

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullgate/pullgate/cache/inflight"
@@ -60,6 +61,9 @@ type Server struct {
 	present *verdict.Cache[bool]
 	// manifests keeps verified, parsed manifests by digest.
 	manifests *verdict.Cache[*cachedManifest]
+	// signedSubjects keeps, by evidence manifest digest, the digests its
+	// signed payloads name (content-derived: never stale).
+	signedSubjects *verdict.Cache[[]digest.Digest]
 	// tensors holds MBOM tensor expectations by revision|repository|blob.
 	tensors *verdict.Cache[*tensorExpectation]
 
@@ -94,13 +98,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	}
 	s := &Server{
 		cfg: cfg, log: log, upstreams: map[string]*upstream.Client{},
-		verdicts:   verdict.New[Verdict](cfg.Cache.Size),
-		tags:       verdict.New[tagRecord](cfg.Cache.Size),
-		blobGrants: verdict.New[blobGrant](cfg.Cache.Size * 8),
-		linked:     verdict.New[bool](cfg.Cache.Size * 4),
-		present:    verdict.New[bool](cfg.Cache.Size * 4),
-		tensors:    verdict.New[*tensorExpectation](cfg.Cache.Size * 4),
-		manifests:  verdict.New[*cachedManifest](4096),
+		verdicts:       verdict.New[Verdict](cfg.Cache.Size),
+		tags:           verdict.New[tagRecord](cfg.Cache.Size),
+		blobGrants:     verdict.New[blobGrant](cfg.Cache.Size * 8),
+		linked:         verdict.New[bool](cfg.Cache.Size * 4),
+		present:        verdict.New[bool](cfg.Cache.Size * 4),
+		tensors:        verdict.New[*tensorExpectation](cfg.Cache.Size * 4),
+		manifests:      verdict.New[*cachedManifest](4096),
+		signedSubjects: verdict.New[[]digest.Digest](4096),
 	}
 	reg := o.Registerer
 	if reg == nil {
