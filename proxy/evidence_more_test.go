@@ -19,6 +19,21 @@ const ollamaTemplateType = "application/vnd.ollama.image.template"
 
 // pushAttestation pushes an attestation (subject: subj) listing blob as an in-toto
 // statement layer and has the proxy decide it by digest.
+// benignModel pushes an allowed Ollama-style model (a system prompt) as
+// repo:benign, pulls its manifest through the proxy, and returns its config,
+// digest and manifest bytes: a subject for attestations.
+func benignModel(t *testing.T, e *env, repo string) (cfg v1.Descriptor, d digest.Digest, body []byte) {
+	t.Helper()
+	cfg = ivPushBlob(t, e.up.Host, repo, []byte(`{"a":1}`), "application/vnd.oci.image.config.v1+json")
+	system := ivPushBlob(t, e.up.Host, repo, []byte("You are helpful."), "application/vnd.ollama.image.system")
+	d = ivImage(t, e.up.Host, repo+":benign", cfg, system)
+	resp, body := get(t, e.proxy.URL+"/v2/upstream.local/"+repo+"/manifests/benign")
+	if resp.StatusCode != 200 {
+		t.Fatalf("benign model: %d %s", resp.StatusCode, body)
+	}
+	return cfg, d, body
+}
+
 func pushAttestation(t *testing.T, e *env, repo, tag string, subj digest.Digest, subjBody []byte, blobs ...v1.Descriptor) digest.Digest {
 	t.Helper()
 	h := e.up.Host
@@ -50,11 +65,7 @@ func TestTemplateOfDeniedModelNotServedAsEvidence(t *testing.T) {
 	e := startWith(t, nil, templatePolicy)
 	h, repo := e.up.Host, "models/chat"
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
-	cfg := ivPushBlob(t, h, repo, []byte(`{"a":1}`), "application/vnd.oci.image.config.v1+json")
-	// benign subject for the attestation
-	ok := ivPushBlob(t, h, repo, []byte("You are helpful."), "application/vnd.ollama.image.system")
-	ad := ivImage(t, h, repo+":benign", cfg, ok)
-	_, ab := get(t, base+"/manifests/benign")
+	cfg, ad, ab := benignModel(t, e, repo)
 
 	pk := ivPushBlob(t, h, repo, []byte("\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94."), "application/vnd.oci.image.layer.v1.tar")
 	tmpl := ivPushBlob(t, h, repo, templateStatement, ollamaTemplateType)
@@ -99,10 +110,7 @@ func TestTemplateOfManifestDeniedModelNotServedAsEvidence(t *testing.T) {
 	e := startWith(t, nil, templatePolicy)
 	h, repo := e.up.Host, "models/chat"
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
-	cfg := ivPushBlob(t, h, repo, []byte(`{"a":1}`), "application/vnd.oci.image.config.v1+json")
-	ok := ivPushBlob(t, h, repo, []byte("You are helpful."), "application/vnd.ollama.image.system")
-	ad := ivImage(t, h, repo+":benign", cfg, ok)
-	_, ab := get(t, base+"/manifests/benign")
+	cfg, ad, ab := benignModel(t, e, repo)
 	other := ivPushBlob(t, h, repo, []byte("x"), "application/x-not-allowed")
 	tmpl := ivPushBlob(t, h, repo, templateStatement, ollamaTemplateType)
 	md := ivImage(t, h, repo+":1", cfg, tmpl, other)
@@ -126,10 +134,7 @@ func TestTemplateNotServedAsEvidenceAfterPolicyChange(t *testing.T) {
 	e := startWith(t, nil, old)
 	h, repo := e.up.Host, "models/chat"
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
-	cfg := ivPushBlob(t, h, repo, []byte(`{"a":1}`), "application/vnd.oci.image.config.v1+json")
-	ok := ivPushBlob(t, h, repo, []byte("You are helpful."), "application/vnd.ollama.image.system")
-	ad := ivImage(t, h, repo+":benign", cfg, ok)
-	_, ab := get(t, base+"/manifests/benign")
+	cfg, ad, ab := benignModel(t, e, repo)
 	other := ivPushBlob(t, h, repo, []byte("x"), "application/x-extra")
 	tmpl := ivPushBlob(t, h, repo, templateStatement, ollamaTemplateType)
 	md := ivImage(t, h, repo+":1", cfg, tmpl, other)
@@ -160,10 +165,7 @@ func TestTemplateAsEvidenceConfigRefused(t *testing.T) {
 	e := startWith(t, nil, templatePolicy)
 	h, repo := e.up.Host, "models/chat"
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
-	cfg := ivPushBlob(t, h, repo, []byte(`{"a":1}`), "application/vnd.oci.image.config.v1+json")
-	ok := ivPushBlob(t, h, repo, []byte("You are helpful."), "application/vnd.ollama.image.system")
-	ad := ivImage(t, h, repo+":benign", cfg, ok)
-	_, ab := get(t, base+"/manifests/benign")
+	cfg, ad, ab := benignModel(t, e, repo)
 	payload := []byte(`{"author":"{{ cycler.__init__.__globals__.os.popen('id').read() }}"}`)
 	tmpl := ivPushBlob(t, h, repo, payload, ollamaTemplateType)
 	other := ivPushBlob(t, h, repo, []byte("x"), "application/x-not-allowed")
@@ -272,10 +274,7 @@ func TestEvidenceFetchFirstThenModelInspected(t *testing.T) {
 	e := startWith(t, nil, templatePolicy)
 	h, repo := e.up.Host, "models/chat"
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
-	cfg := ivPushBlob(t, h, repo, []byte(`{"a":1}`), "application/vnd.oci.image.config.v1+json")
-	ok := ivPushBlob(t, h, repo, []byte("You are helpful."), "application/vnd.ollama.image.system")
-	ad := ivImage(t, h, repo+":benign", cfg, ok)
-	_, ab := get(t, base+"/manifests/benign")
+	cfg, ad, ab := benignModel(t, e, repo)
 	tmpl := ivPushBlob(t, h, repo, templateStatement, ollamaTemplateType)
 	pushAttestation(t, e, repo, "att", ad, ab, tmpl)
 	if resp, _ := get(t, base+"/blobs/"+tmpl.Digest.String()); resp.StatusCode != 200 {
@@ -306,10 +305,7 @@ func TestModelDeletedUpstreamStillJudgesItsContent(t *testing.T) {
 	e := startWith(t, nil, templatePolicy)
 	h, repo := e.up.Host, "models/chat"
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
-	cfg := ivPushBlob(t, h, repo, []byte(`{"a":1}`), "application/vnd.oci.image.config.v1+json")
-	ok := ivPushBlob(t, h, repo, []byte("You are helpful."), "application/vnd.ollama.image.system")
-	ad := ivImage(t, h, repo+":benign", cfg, ok)
-	_, ab := get(t, base+"/manifests/benign")
+	cfg, ad, ab := benignModel(t, e, repo)
 	tmpl := ivPushBlob(t, h, repo, templateStatement, ollamaTemplateType)
 	md := ivImage(t, h, repo+":1", cfg, tmpl)
 	pushAttestation(t, e, repo, "att", ad, ab, tmpl)
@@ -338,10 +334,7 @@ func TestEvidenceOfModelNeverPulled(t *testing.T) {
 	e := startWith(t, nil, templatePolicy)
 	h, repo := e.up.Host, "models/chat"
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
-	cfg := ivPushBlob(t, h, repo, []byte(`{"a":1}`), "application/vnd.oci.image.config.v1+json")
-	ok := ivPushBlob(t, h, repo, []byte("You are helpful."), "application/vnd.ollama.image.system")
-	ad := ivImage(t, h, repo+":benign", cfg, ok)
-	_, ab := get(t, base+"/manifests/benign")
+	cfg, ad, ab := benignModel(t, e, repo)
 	tmpl := ivPushBlob(t, h, repo, templateStatement, ollamaTemplateType)
 	ivImage(t, h, repo+":1", cfg, tmpl)
 	pushAttestation(t, e, repo, "att", ad, ab, tmpl)
