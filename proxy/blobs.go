@@ -103,9 +103,15 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 	// this repository lists the same blob as its content, the blob is
 	// judged as that content (its content rules, its declared type), never
 	// as a signature/attestation layer.
+	// A held evidence grant counts only while the artifact it came from is
+	// still allowed (its payload may name a subject denied since).
 	var evidence *blobGrant
 	if ok {
-		evidence = &held
+		if body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, held.Manifest); err == nil {
+			if v, _ := s.decideManifest(q, held.Manifest, body, m); v.Allowed {
+				evidence = &held
+			}
+		}
 	}
 	var denial, contentDenial *Verdict
 	for _, md := range s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst) {

@@ -27,6 +27,7 @@ import (
 	"github.com/pullgate/pullgate/verify/dsse"
 	"github.com/pullgate/pullgate/verify/intoto"
 	"github.com/pullgate/pullgate/verify/shape"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 )
 
 // loadPolicy loads the policy file and follows it (and every trust file it
@@ -94,21 +95,20 @@ var (
 // anything). Taking the payloads into account means neither a tag pointed
 // at another signature nor a subject field can make a denied image's
 // signature pass as an allowed one's.
-func (s *Server) evidenceSubjects(q *request, dgst digest.Digest, m *parsedManifest) ([]digest.Digest, bool) {
+func (s *Server) evidenceSubjects(q *request, dgst digest.Digest, m *parsedManifest) (subjects []digest.Digest, ok, readable bool) {
 	tag := ""
 	if q.rt.Kind == route.Manifest && q.rt.Digest == "" {
 		tag = q.rt.Reference
 	}
 	if m.IsIndex() {
 		if mm := fallbackTagRE.FindStringSubmatch(tag); mm != nil {
-			return []digest.Digest{digest.NewDigestFromEncoded(digest.SHA256, mm[1])}, true
+			return []digest.Digest{digest.NewDigestFromEncoded(digest.SHA256, mm[1])}, true, true
 		}
-		return nil, false
+		return nil, false, true
 	}
 	if !isEvidenceManifest(m, int64(s.cfg.Limits.MaxEvidenceSize)) {
-		return nil, false
+		return nil, false, true
 	}
-	var subjects []digest.Digest
 	add := func(d digest.Digest) {
 		if d.Validate() == nil && !slices.Contains(subjects, d) {
 			subjects = append(subjects, d)
@@ -120,32 +120,39 @@ func (s *Server) evidenceSubjects(q *request, dgst digest.Digest, m *parsedManif
 	if mm := cosignTagRE.FindStringSubmatch(tag); mm != nil {
 		add(digest.NewDigestFromEncoded(digest.SHA256, mm[1]))
 	}
-	for _, d := range s.payloadSubjects(q, dgst, m) {
+	signed, complete := s.payloadSubjects(q, dgst, m)
+	for _, d := range signed {
 		add(d)
 	}
-	return subjects, len(subjects) > 0
+	if !complete && len(subjects) > 0 {
+		// It claims to be evidence (a subject field, a cosign tag), but a
+		// layer does not say about what: refuse rather than guess.
+		return subjects, true, false
+	}
+	return subjects, len(subjects) > 0, true
 }
 
 // payloadSubjects returns the digests the signed payloads of an evidence
-// manifest name. Layers that cannot be read or parsed name nothing.
-func (s *Server) payloadSubjects(q *request, dgst digest.Digest, m *parsedManifest) []digest.Digest {
+// manifest name, and whether every layer could be read and named at least
+// one (a real signature or attestation always does).
+func (s *Server) payloadSubjects(q *request, dgst digest.Digest, m *parsedManifest) ([]digest.Digest, bool) {
 	if ds, ok := s.signedSubjects.Get(dgst.String()); ok {
-		return ds
+		return ds, true
 	}
 	var out []digest.Digest
-	complete := true
 	for _, l := range m.Layers {
 		b, err := s.evidenceBytes(q, l)
 		if err != nil {
-			complete = false
-			continue
+			return out, false
 		}
-		out = append(out, signedDigests(l.MediaType, b)...)
+		ds, ok := signedDigests(l.MediaType, b)
+		if !ok {
+			return out, false
+		}
+		out = append(out, ds...)
 	}
-	if complete {
-		s.signedSubjects.Add(dgst.String(), out, 24*time.Hour)
-	}
-	return out
+	s.signedSubjects.Add(dgst.String(), out, 24*time.Hour)
+	return out, true
 }
 
 // evidenceBytes reads a small evidence layer from the store or upstream,
@@ -162,12 +169,14 @@ func (s *Server) evidenceBytes(q *request, l ocispec.Descriptor) ([]byte, error)
 	return q.up.BlobBytes(q.ctx(), q.rt.Repo, l.Digest, limit)
 }
 
-// signedDigests are the digests one evidence layer's payload names.
-func signedDigests(mediaType string, b []byte) []digest.Digest {
+// signedDigests are the digests one evidence layer's payload names, parsed
+// as the verifier parses them; ok is false when the layer names nothing
+// it could check (not a payload of its type, a digest it cannot read).
+func signedDigests(mediaType string, b []byte) ([]digest.Digest, bool) {
 	switch mediaType {
 	case shape.SimpleSigning:
 		if ss, err := cosign.ParseSimpleSigning(b); err == nil {
-			return []digest.Digest{ss.ManifestDigest}
+			return []digest.Digest{ss.ManifestDigest}, true
 		}
 	case shape.DSSEEnvelope, shape.InToto:
 		if env, err := dsse.Parse(b); err == nil {
@@ -175,31 +184,45 @@ func signedDigests(mediaType string, b []byte) []digest.Digest {
 		}
 		return statementDigests(b)
 	case shape.Bundle03, shape.Bundle03Params:
-		var bundle struct {
-			DSSEEnvelope json.RawMessage `json:"dsseEnvelope"`
+		bn, err := verify.ParseBundle(b)
+		if err != nil {
+			return nil, false
 		}
-		if json.Unmarshal(b, &bundle) == nil && len(bundle.DSSEEnvelope) > 0 {
-			if env, err := dsse.Parse(bundle.DSSEEnvelope); err == nil {
-				return statementDigests(env.Payload)
-			}
+		if env := bn.GetDsseEnvelope(); env != nil {
+			return statementDigests(env.GetPayload())
+		}
+		if md := bn.GetMessageSignature().GetMessageDigest(); md != nil && md.GetAlgorithm() == protocommon.HashAlgorithm_SHA2_256 && len(md.GetDigest()) == 32 {
+			return []digest.Digest{digest.NewDigestFromBytes(digest.SHA256, md.GetDigest())}, true
 		}
 	}
-	return nil
+	return nil, false
 }
 
-func statementDigests(b []byte) []digest.Digest {
+// statementDigests are the sha256 subjects of an in-toto statement (hex in
+// any case, as the verifier compares them).
+func statementDigests(b []byte) ([]digest.Digest, bool) {
 	st, err := intoto.Parse(b)
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	var out []digest.Digest
 	for _, sub := range st.Subjects {
-		if h, ok := sub.Digest["sha256"]; ok {
-			out = append(out, digest.NewDigestFromEncoded(digest.SHA256, h))
+		h, ok := sub.Digest["sha256"]
+		if !ok {
+			continue
 		}
+		d := digest.NewDigestFromEncoded(digest.SHA256, strings.ToLower(h))
+		if d.Validate() != nil {
+			return nil, false
+		}
+		out = append(out, d)
 	}
-	return out
+	return out, len(out) > 0
 }
+
+// maxEvidenceSubjects bounds the digests one signature/attestation artifact
+// may speak about (each is decided).
+const maxEvidenceSubjects = 64
 
 // subjectVerdict decides the manifest subject in the request's repository,
 // as a pull of it by digest would be decided.
@@ -220,12 +243,21 @@ func (s *Server) subjectVerdict(q *request, subject digest.Digest) (Verdict, err
 // (clients such as cosign verify them again); evidence about anything else
 // is not. Its blobs are granted; an index's children inherit nothing.
 func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManifest) (Verdict, bool) {
-	subjects, ok := s.evidenceSubjects(q, dgst, m)
+	subjects, ok, readable := s.evidenceSubjects(q, dgst, m)
 	if !ok {
 		return Verdict{}, false
 	}
 	v := Verdict{Rule: q.rule.Name, Mode: string(q.rule.Mode), Revision: q.pol.Revision(), Evidence: true, ExitCode: policy.ExitUnmet}
-	if q.depth >= 4 {
+	switch {
+	case !readable:
+		v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact with a layer that cannot be read or names no subject", q.rule.Name)}
+		return v, true
+	case len(subjects) > maxEvidenceSubjects:
+		v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact about %d digests (at most %d)", q.rule.Name, len(subjects), maxEvidenceSubjects)}
+		return v, true
+	case q.depth >= 2:
+		// Evidence about evidence about evidence: refused, which bounds the
+		// work one request can cause.
 		v.Reasons = []string{fmt.Sprintf("rule %s: evidence chain too deep", q.rule.Name)}
 		return v, true
 	}

@@ -7,6 +7,7 @@ package proxy_test
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,6 +49,13 @@ const templatePolicy = `rules:
       mediaTypes: [ollama, oras]
       formats: { gguf: { allowChatTemplateDunder: false }, pickle: deny }
 `
+
+// statementEnvelope is a DSSE envelope (signature not checked by anyone
+// here) whose in-toto statement names subject: evidence about subject.
+func statementEnvelope(subject digest.Digest) []byte {
+	st := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"x","digest":{"sha256":"%s"}}],"predicateType":"https://example.com/p","predicate":{}}`, subject.Encoded())
+	return []byte(fmt.Sprintf(`{"payloadType":"application/vnd.in-toto+json","payload":"%s","signatures":[{"keyid":"","sig":"c2ln"}]}`, base64.StdEncoding.EncodeToString([]byte(st))))
+}
 
 // ivImage pushes an OCI image manifest of cfg and layers under repo:tag.
 func ivImage(t *testing.T, host, repoTag string, cfg v1.Descriptor, layers ...v1.Descriptor) digest.Digest {
@@ -547,25 +555,31 @@ func TestEvidenceLayersMustHaveTheShapeOfEvidence(t *testing.T) {
 
 	evil := []byte(`{"auto_map": {"AutoModelForCausalLM": "modeling_evil.Model"}}`)
 	template := []byte(`{"chat_template": "{{ cycler.__init__.__globals__.os.popen('id').read() }}"}`)
-	envelope := []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"c2ln"}]}`)
+	envelope := statementEnvelope(gd)
 	evilD := ivPushBlob(t, h, repo, evil, "application/vnd.dsse.envelope.v1+json")
 	templD := ivPushBlob(t, h, repo, template, "application/vnd.oci.image.config.v1+json")
 	envD := ivPushBlob(t, h, repo, envelope, "application/vnd.dsse.envelope.v1+json")
 	ed := ivPushManifest(t, h, repo+":evidence", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1),
 		ArtifactType: "application/vnd.dev.cosign.artifact.sig.v1+json", Config: ivDesc(templD),
 		Layers: []ivDescriptor{ivDesc(evilD), ivDesc(envD)}, Subject: &gdesc})
-	if resp, b := get(t, base+"/manifests/"+ed.String()); resp.StatusCode != 200 {
+	// A layer that is no payload naming a subject: the artifact is refused.
+	if resp, b := get(t, base+"/manifests/"+ed.String()); resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "names no subject") {
+		t.Fatalf("evidence manifest with an auto_map config as a layer: %d %s, want 403", resp.StatusCode, b)
+	}
+	// A real statement about the allowed model, with a chat template as
+	// its config: served, but not the config.
+	ed2 := ivPushManifest(t, h, repo+":evidence2", ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1),
+		ArtifactType: "application/vnd.dev.cosign.artifact.sig.v1+json", Config: ivDesc(templD),
+		Layers: []ivDescriptor{ivDesc(envD)}, Subject: &gdesc})
+	if resp, b := get(t, base+"/manifests/"+ed2.String()); resp.StatusCode != 200 {
 		t.Fatalf("evidence manifest of an allowed subject: %d %s", resp.StatusCode, b)
 	}
 	for i := 0; i < 2; i++ { // cold, then from the store
-		for _, c := range []struct {
-			name string
-			d    v1.Descriptor
-		}{{"auto_map config declared a DSSE envelope", evilD}, {"chat template declared the config", templD}} {
-			resp, b := get(t, base+"/blobs/"+c.d.Digest.String())
-			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "signature/attestation blob declared") {
-				t.Errorf("pass %d, %s: %d %s, want 403 naming the evidence check", i, c.name, resp.StatusCode, b)
-			}
+		if resp, b := get(t, base+"/blobs/"+evilD.Digest.String()); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("pass %d, auto_map config of a refused artifact: %d %s, want 403", i, resp.StatusCode, b)
+		}
+		if resp, b := get(t, base+"/blobs/"+templD.Digest.String()); resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "signature/attestation blob declared") {
+			t.Errorf("pass %d, chat template declared the config: %d %s, want 403 naming the evidence check", i, resp.StatusCode, b)
 		}
 		if resp, b := get(t, base+"/blobs/"+envD.Digest.String()); resp.StatusCode != 200 || !bytes.Equal(b, envelope) {
 			t.Errorf("pass %d, a real DSSE envelope: %d %s", i, resp.StatusCode, b)
@@ -589,11 +603,11 @@ func TestReferrersOfDeniedSubjectNotListed(t *testing.T) {
 	_, bb := get(t, base+"/manifests/bad")
 	get(t, base+"/blobs/"+bad.Digest.String()) // the content finding denies "bad" from now on
 	empty := ivPushBlob(t, h, repo, []byte(`{}`), "application/vnd.oci.empty.v1+json")
-	env := ivPushBlob(t, h, repo, []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"c2ln"}]}`), "application/vnd.dsse.envelope.v1+json")
 	for _, sub := range []struct {
 		d    digest.Digest
 		body []byte
 	}{{gd, gb}, {bd, bb}} {
+		env := ivPushBlob(t, h, repo, statementEnvelope(sub.d), "application/vnd.dsse.envelope.v1+json")
 		ivPushManifest(t, h, repo+":att-"+sub.d.Encoded()[:8], ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1),
 			ArtifactType: "application/vnd.in-toto+json", Config: ivDesc(empty), Layers: []ivDescriptor{ivDesc(env)},
 			Subject: &ivDescriptor{MediaType: string(types.OCIManifestSchema1), Digest: sub.d.String(), Size: int64(len(sub.body))}})

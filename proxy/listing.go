@@ -13,6 +13,7 @@ import (
 
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/ocierr"
+	"github.com/pullgate/pullgate/proxy/route"
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
@@ -107,6 +108,7 @@ func (s *Server) serveReferrers(q *request) {
 		s.upstreamError(q, err, ocierr.ManifestUnknown)
 		return
 	}
+	descs = s.servableReferrers(q, descs)
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
 	idx.SchemaVersion = 2
 	if at != "" {
@@ -133,4 +135,24 @@ func writeJSON(q *request, contentType string, v any) {
 	if q.r.Method == http.MethodGet {
 		_, _ = q.w.Write(b)
 	}
+}
+
+// servableReferrers keeps the referrers this repository would serve: a
+// listing must not offer a client manifests it is then refused (a signature
+// that also speaks about a denied image, say).
+func (s *Server) servableReferrers(q *request, descs []ocispec.Descriptor) []ocispec.Descriptor {
+	out := make([]ocispec.Descriptor, 0, len(descs))
+	for _, d := range descs {
+		body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, d.Digest)
+		if err != nil {
+			continue
+		}
+		rq := *q
+		rq.depth++
+		rq.rt.Kind, rq.rt.Reference, rq.rt.Digest = route.Manifest, d.Digest.String(), d.Digest
+		if v, _ := s.decideManifest(&rq, d.Digest, body, m); v.Allowed && !v.WouldDeny {
+			out = append(out, d)
+		}
+	}
+	return out
 }
