@@ -96,40 +96,65 @@ var (
 // at another signature nor a subject field can make a denied image's
 // signature pass as an allowed one's.
 func (s *Server) evidenceSubjects(q *request, dgst digest.Digest, m *parsedManifest) (subjects []digest.Digest, ok, readable bool) {
+	named, signed, ok, readable := s.evidenceClaims(q, dgst, m)
+	subjects = named
+	var unknown []digest.Digest
+	for _, d := range signed {
+		switch {
+		case slices.Contains(subjects, d) || slices.Contains(unknown, d):
+		case s.isPresent(q.ctx(), q.up.Name, q.rt.Repo, d):
+			// A manifest this repository is known to have (every image
+			// pullgate decided here is): decided, so that a denied
+			// image's signature is never served.
+			subjects = append(subjects, d)
+		default:
+			unknown = append(unknown, d)
+		}
+	}
+	// Digests not known here are asked about only when nothing else
+	// decides the artifact, and only a few (an MBOM lists every file of a
+	// model, and it has a subject field).
+	if len(subjects) == 0 && len(unknown) <= maxEvidenceSubjects {
+		subjects = unknown
+	}
+	return subjects, ok, readable
+}
+
+// evidenceClaims returns what an evidence artifact says it is about: named
+// (its subject field, the cosign or fallback tag it was asked for by) and
+// signed (the digests its payloads name).
+func (s *Server) evidenceClaims(q *request, dgst digest.Digest, m *parsedManifest) (named, signed []digest.Digest, ok, readable bool) {
 	tag := ""
 	if q.rt.Kind == route.Manifest && q.rt.Digest == "" {
 		tag = q.rt.Reference
 	}
 	if m.IsIndex() {
 		if mm := fallbackTagRE.FindStringSubmatch(tag); mm != nil {
-			return []digest.Digest{digest.NewDigestFromEncoded(digest.SHA256, mm[1])}, true, true
+			return []digest.Digest{digest.NewDigestFromEncoded(digest.SHA256, mm[1])}, nil, true, true
 		}
-		return nil, false, true
+		return nil, nil, false, true
 	}
 	if !isEvidenceManifest(m, int64(s.cfg.Limits.MaxEvidenceSize)) {
-		return nil, false, true
+		return nil, nil, false, true
 	}
-	add := func(d digest.Digest) {
-		if d.Validate() == nil && !slices.Contains(subjects, d) {
-			subjects = append(subjects, d)
-		}
-	}
-	if m.Subject != nil {
-		add(m.Subject.Digest)
+	if m.Subject != nil && m.Subject.Digest.Validate() == nil {
+		named = append(named, m.Subject.Digest)
 	}
 	if mm := cosignTagRE.FindStringSubmatch(tag); mm != nil {
-		add(digest.NewDigestFromEncoded(digest.SHA256, mm[1]))
+		if d := digest.NewDigestFromEncoded(digest.SHA256, mm[1]); !slices.Contains(named, d) {
+			named = append(named, d)
+		}
 	}
 	signed, complete := s.payloadSubjects(q, dgst, m)
-	for _, d := range signed {
-		add(d)
-	}
-	if !complete && len(subjects) > 0 {
+	switch {
+	case !complete && len(named) > 0:
 		// It claims to be evidence (a subject field, a cosign tag), but a
 		// layer does not say about what: refuse rather than guess.
-		return subjects, true, false
+		return named, signed, true, false
+	case !complete:
+		signed = nil // not evidence of anything: an ordinary artifact
 	}
-	return subjects, len(subjects) > 0, true
+	return named, signed, len(named) > 0 || len(signed) > 0, true
 }
 
 // payloadSubjects returns the digests the signed payloads of an evidence

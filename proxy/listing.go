@@ -147,8 +147,7 @@ func (s *Server) servableReferrers(q *request, descs []ocispec.Descriptor) []oci
 		if err != nil {
 			continue
 		}
-		rq := *q
-		rq.depth++
+		rq := *q // decided as a request for it by digest would be
 		rq.rt.Kind, rq.rt.Reference, rq.rt.Digest = route.Manifest, d.Digest.String(), d.Digest
 		if v, _ := s.decideManifest(&rq, d.Digest, body, m); v.Allowed && !v.WouldDeny {
 			out = append(out, d)
