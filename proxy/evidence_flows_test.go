@@ -7,9 +7,9 @@ package proxy_test
 import (
 	"bytes"
 	"context"
-	"net/http"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
