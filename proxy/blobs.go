@@ -26,6 +26,12 @@ import (
 // before the whole blob is verified.
 const holdback = 64 << 10
 
+// emptyJSONDigest is the OCI empty descriptor's blob, {}.
+const emptyJSONDigest = digest.Digest("sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
+
+// evidenceGrantTTL is how long a confirmed evidence grant is reused.
+const evidenceGrantTTL = 30 * time.Second
+
 // fetchTimeout bounds one upstream blob download.
 const fetchTimeout = 2 * time.Hour
 
@@ -52,9 +58,16 @@ func (s *Server) serveBlob(q *request) {
 		}
 	}
 	if size, ok := s.store.Has(dgst); ok && grant.Evidence {
-		if err := s.checkStoredEvidence(q.ctx(), grant.Desc, size); err != nil {
-			s.fetchError(q, err)
-			return
+		// The evidence check depends only on the bytes (the digest) and the
+		// declared type: once passed, it holds for every copy served as
+		// those bytes (serving re-checks the copy itself).
+		shapeKey := dgst.String() + "|" + grant.Desc.MediaType
+		if _, checked := s.evidenceShapes.Get(shapeKey); !checked {
+			if err := s.checkStoredEvidence(q.ctx(), grant.Desc, size); err != nil {
+				s.fetchError(q, err)
+				return
+			}
+			s.evidenceShapes.Add(shapeKey, true, 24*time.Hour)
 		}
 	} else if ok && q.rule.Content != nil {
 		if err := s.inspectStored(q, grant, size); err != nil {
@@ -95,9 +108,13 @@ func (s *Server) serveBlob(q *request) {
 // store recorded (re-deciding those manifests under the current policy).
 func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, bool) {
 	rep := q.rt.Repository()
-	held, ok := s.blobGrants.Get(grantKey(q.pol.Revision(), rep, dgst))
+	key := grantKey(q.pol.Revision(), rep, dgst)
+	held, ok := s.blobGrants.Get(key)
 	if ok && !held.Evidence {
 		return held, Verdict{}, true
+	}
+	if g, ok := s.evidenceGrants.Get(key); ok {
+		return g, Verdict{}, true
 	}
 	// An evidence grant is only the fallback: when an allowed artifact in
 	// this repository lists the same blob as its content, the blob is
@@ -147,7 +164,10 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 	// The content of an artifact denied here is not served as anyone's
 	// evidence either (any JSON can be a template, say): it is judged as
 	// what that artifact declares it to be, and that artifact is denied.
-	if evidence != nil && contentDenial == nil {
+	// The one exception is the empty descriptor ({}), which every OCI 1.1
+	// artifact shares as its config and which carries nothing.
+	if evidence != nil && (contentDenial == nil || dgst == emptyJSONDigest) {
+		s.evidenceGrants.Add(key, *evidence, evidenceGrantTTL)
 		return *evidence, Verdict{}, true
 	}
 	if contentDenial != nil {

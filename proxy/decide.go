@@ -209,6 +209,11 @@ func (s *Server) decideManifest(q *request, dgst digest.Digest, body []byte, m *
 	}
 	v := s.evaluate(q, dgst, body, m)
 	s.verdicts.Add(key, v, s.ttl(v))
+	if !v.Allowed {
+		// An evidence grant confirmed before this artifact was denied may
+		// cover one of its blobs: confirm them again.
+		s.evidenceGrants.Purge()
+	}
 	return v, false
 }
 

@@ -527,4 +527,5 @@ func (s *Server) markBad(ctx context.Context, rev, rule string, d digest.Digest,
 	}
 	s.verdicts.Purge()
 	s.blobGrants.Purge()
+	s.evidenceGrants.Purge()
 }

@@ -61,6 +61,12 @@ type Server struct {
 	present *verdict.Cache[bool]
 	// manifests keeps verified, parsed manifests by digest.
 	manifests *verdict.Cache[*cachedManifest]
+	// evidenceShapes remembers blob digest|media type pairs that passed
+	// the evidence check (a function of the bytes).
+	evidenceShapes *verdict.Cache[bool]
+	// evidenceGrants keeps, briefly, evidence grants blobGrant confirmed
+	// (re-deciding their artifacts on every request is costly).
+	evidenceGrants *verdict.Cache[blobGrant]
 	// signedSubjects keeps, by evidence manifest digest, the digests its
 	// signed payloads name (content-derived: never stale).
 	signedSubjects *verdict.Cache[[]digest.Digest]
@@ -106,6 +112,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		tensors:        verdict.New[*tensorExpectation](cfg.Cache.Size * 4),
 		manifests:      verdict.New[*cachedManifest](4096),
 		signedSubjects: verdict.New[[]digest.Digest](4096),
+		evidenceGrants: verdict.New[blobGrant](cfg.Cache.Size),
+		evidenceShapes: verdict.New[bool](cfg.Cache.Size),
 	}
 	reg := o.Registerer
 	if reg == nil {
