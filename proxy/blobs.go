@@ -409,7 +409,7 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 		return cf
 	}
 	start := time.Now()
-	err = s.inspectStoredWith(ctx, dgst, in)
+	err = s.inspectStoredWith(ctx, dgst, size, in)
 	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
 	var cf *contentFailure
 	if errors.As(err, &cf) {
@@ -425,17 +425,26 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 
 // inspectStoredWith feeds a stored blob through an inspector and closes it,
 // re-checking its digest (content corrupted at rest is removed, never
-// judged). Findings come back as *contentFailure; other errors are store
-// errors.
-func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, in content.Inspector) error {
-	rc, err := s.store.Reader(ctx, dgst, 0)
+// judged; a copy that hashed to its digest is recorded, so serving it next
+// does not hash it again). Findings come back as *contentFailure; other
+// errors are store errors.
+func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, size int64, in content.Inspector) error {
+	c, err := s.openStored(ctx, dgst, size)
+	if err != nil {
+		_ = in.Close()
+		return err
+	}
+	defer c.Close()
+	rc, err := c.reader()
 	if err != nil {
 		_ = in.Close()
 		return err
 	}
 	defer rc.Close()
 	h := dgst.Algorithm().Hash()
-	buf := make([]byte, 1<<20)
+	bp := getStoreBuf()
+	defer putStoreBuf(bp)
+	buf := *bp
 	var ferr error
 	for ferr == nil {
 		n, rerr := rc.Read(buf)
@@ -457,6 +466,7 @@ func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, in c
 			s.storeCorrupt(ctx, dgst, "hashes to "+got.String())
 			return fmt.Errorf("stored blob %s is corrupted", dgst)
 		}
+		s.verified(c)
 	}
 	if cerr := in.Close(); ferr == nil {
 		ferr = cerr
@@ -616,7 +626,7 @@ func (s *Server) checkStoredEvidence(ctx context.Context, desc ocispec.Descripto
 	if err != nil {
 		return asFinding(err, "evidence")
 	}
-	return s.inspectStoredWith(ctx, desc.Digest, in)
+	return s.inspectStoredWith(ctx, desc.Digest, size, in)
 }
 
 // stallReader cancels a fetch whose body sends nothing for stall.
