@@ -538,27 +538,32 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	// upstream sending other bytes must not get a good blob marked bad.
 	var finding error
 	var total int64
+	// Every read goes to the spool at once (readers follow it); chunks of
+	// at least chunkMin go to the check, or every read while readers wait
+	// for the header to be accepted.
+	buf, n := check.buffer(), 0
 	for {
-		buf := check.buffer()
-		n, rerr := readChunk(body, buf)
-		if n > 0 {
-			total += int64(n)
+		m, rerr := body.Read(buf[n:])
+		if m > 0 {
+			total += int64(m)
 			if total > size {
 				check.stop()
 				return &mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
 			}
 			if finding == nil {
-				if _, werr := f.Write(buf[:n]); werr != nil {
+				if _, werr := f.Write(buf[n : n+m]); werr != nil {
 					check.stop()
 					return fmt.Errorf("spool: %w", werr)
 				}
 			}
+			n += m
+		}
+		if n > 0 && (n >= chunkMin || n == len(buf) || rerr != nil || !f.Ungated()) {
 			if ierr := check.submit(buf[:n]); ierr != nil && finding == nil {
 				finding = asFinding(ierr, "content")
 				f.Finish(finding)
 			}
-		} else {
-			check.release(buf)
+			buf, n = check.buffer(), 0
 		}
 		if rerr == io.EOF {
 			break
@@ -572,6 +577,7 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 			return &upstream.Error{Kind: upstream.Unavailable, Upstream: up.Name, Msg: "blob " + dgst.String() + ": " + msg}
 		}
 	}
+	check.release(buf)
 	sum, ierr := check.finish()
 	if ierr != nil && finding == nil {
 		finding = asFinding(ierr, "content")
@@ -653,24 +659,6 @@ func (s *stallReader) stop() {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-}
-
-// readChunk reads at least chunkMin bytes into buf unless the stream ends or
-// fails first: fewer, larger spool writes than the socket's read sizes, while
-// clients still see bytes as they arrive.
-func readChunk(r io.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < chunkMin && n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if m == 0 {
-			break
-		}
-	}
-	return n, nil
 }
 
 // streamCheck hashes and inspects a blob's chunks on its own goroutine, in

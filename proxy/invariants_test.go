@@ -635,27 +635,7 @@ func TestStalledUpstreamFetchAbandoned(t *testing.T) {
 	stall.Store(true)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	wrap := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") && stall.Load() {
-				rec := httptest.NewRecorder()
-				next.ServeHTTP(rec, r)
-				for k, v := range rec.Header() {
-					w.Header()[k] = v
-				}
-				w.WriteHeader(rec.Code)
-				b := rec.Body.Bytes()
-				w.Write(b[:len(b)/2])
-				w.(http.Flusher).Flush()
-				select { // then nothing, until the test ends
-				case <-release:
-				case <-r.Context().Done():
-				}
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
+	wrap := pausingBlobs(&stall, func(size int) int { return size / 2 }, release)
 	e := startWith(t, wrap, testPolicy, "timeout: 300ms")
 	img, ld := oneLayerImage(t, 1<<20)
 	push(t, e.up.Host, "app/stall:1", img)

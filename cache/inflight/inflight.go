@@ -12,6 +12,16 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
+)
+
+// Readers are woken when at least announceEvery new bytes were written, and
+// otherwise within announceDelay of a write: few wake-ups (each one a
+// sendfile per reader) on a fast stream, and no bytes kept from readers
+// while a slow upstream pauses.
+const (
+	announceEvery = 512 << 10
+	announceDelay = 2 * time.Millisecond
 )
 
 // Group is a set of in-flight fetches keyed by blob digest.
@@ -72,11 +82,16 @@ type Fetch struct {
 	changed chan struct{} // closed and replaced on every state change
 	size    int64         // declared size, -1 until Begin
 	written int64
-	ungated bool
-	done    bool
-	err     error
-	refs    int
-	closed  bool
+	// announced is what written was at the last wake-up; flush (pending
+	// while flushing) wakes readers for bytes written since.
+	announced int64
+	flush     *time.Timer
+	flushing  bool
+	ungated   bool
+	done      bool
+	err       error
+	refs      int
+	closed    bool
 }
 
 func (f *Fetch) acquire() {
@@ -103,6 +118,7 @@ func (f *Fetch) Release() {
 }
 
 func (f *Fetch) broadcastLocked() {
+	f.announced = f.written
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
@@ -118,16 +134,43 @@ func (f *Fetch) Begin(size int64) {
 	f.mu.Unlock()
 }
 
-// Write appends to the spool.
+// Write appends to the spool. Readers see the bytes within announceDelay.
 func (f *Fetch) Write(p []byte) (int, error) {
 	n, err := f.file.Write(p)
 	f.mu.Lock()
 	f.written += int64(n)
-	if f.ungated {
+	switch {
+	case !f.ungated || f.done:
+	case f.written-f.announced >= announceEvery:
 		f.broadcastLocked()
+	case f.flushing:
+		// A pending wake-up covers these bytes too.
+	case f.flush == nil:
+		f.flushing = true
+		f.flush = time.AfterFunc(announceDelay, f.announce)
+	default:
+		f.flushing = true
+		f.flush.Reset(announceDelay)
 	}
 	f.mu.Unlock()
 	return n, err
+}
+
+// announce wakes readers for bytes written since the last wake-up.
+func (f *Fetch) announce() {
+	f.mu.Lock()
+	f.flushing = false
+	if !f.done && f.written > f.announced {
+		f.broadcastLocked()
+	}
+	f.mu.Unlock()
+}
+
+// Ungated reports whether readers may start (see Ungate).
+func (f *Fetch) Ungated() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ungated
 }
 
 // Ungate lets readers start (the header was inspected and accepted).
@@ -154,6 +197,9 @@ func (f *Fetch) Finish(err error) {
 		f.err = err
 		if err == nil {
 			f.ungated = true
+		}
+		if f.flush != nil {
+			f.flush.Stop()
 		}
 		f.broadcastLocked()
 	}

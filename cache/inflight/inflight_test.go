@@ -207,3 +207,50 @@ func TestVerified(t *testing.T) {
 		f.Release()
 	}
 }
+
+// notifyWriter signals once it holds want bytes.
+type notifyWriter struct {
+	mu   sync.Mutex
+	n    int
+	want int
+	got  chan struct{}
+}
+
+func (w *notifyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n += len(p)
+	if w.n >= w.want && w.got != nil {
+		close(w.got)
+		w.got = nil
+	}
+	return len(p), nil
+}
+
+// Small writes far below announceEvery reach a waiting reader although no
+// further write comes (an upstream pausing after a few KiB).
+func TestSmallWritesReachWaitingReaders(t *testing.T) {
+	g, _ := New(t.TempDir())
+	wrote, end := make(chan struct{}), make(chan struct{})
+	f, _, _ := g.Do("k", 10, func(f *Fetch) {
+		f.Begin(1 << 20)
+		f.Ungate()
+		for range 3 {
+			f.Write(make([]byte, 4096))
+		}
+		close(wrote)
+		<-end
+		f.Finish(errors.New("ended by the test"))
+	})
+	defer f.Release()
+	w := &notifyWriter{want: 3*4096 - 10, got: make(chan struct{})}
+	done := w.got
+	go f.CopyTo(context.Background(), w, 0, 1<<20)
+	<-wrote
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("reader did not see the %d bytes written before the pause", w.want)
+	}
+	close(end)
+}
