@@ -8,7 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -19,12 +19,17 @@ type FollowOptions struct {
 	FromStart bool
 	// Interval between checks for new lines (default 250ms).
 	Interval time.Duration
+	// Started, if set, is called once Follow has first looked at path:
+	// opened it (and, without FromStart, reached its end) or found it
+	// missing. Events written after that are delivered.
+	Started func()
 }
 
 // Follow delivers events appended to the audit log at path, like tail -F:
-// it keeps reading across rotations (it finishes the rotated file, then
-// opens the new one from its start) and truncation, and waits for the file
-// to appear. Lines that do not decode are skipped. It returns when ctx ends
+// it keeps reading across rotations (it finishes the rotated file, reads
+// every file rotated after it, then the new one from its start) and
+// truncation, and waits for the file to appear (every file written after
+// its first look is then read whole, rotated ones included). Lines that do not decode are skipped. It returns when ctx ends
 // (nil) or on a read error. fn is called from Follow's goroutine, in file
 // order.
 func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) error {
@@ -55,7 +60,6 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 			f.Close()
 		}
 	}()
-	fromStart := o.FromStart
 	// drain reads what the open file has now and delivers whole lines.
 	drain := func() error {
 		for {
@@ -90,29 +94,79 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 			}
 		}
 	}
+	// Until the next file is open, Follow resumes after the files in
+	// older: the next file to read is the oldest rotated file not among
+	// them (wherever rotations moved it by then), or else the current one.
+	var older []os.FileInfo
+	resuming := false
+	// First look, at one moment of the directory: the current file from
+	// its start or end, or, when there is none yet, whatever is rotated
+	// after this moment.
+	sc, err := newerFiles(path, nil)
+	if err != nil {
+		return err
+	}
+	for _, h := range sc.between {
+		h.Close()
+	}
+	if f = sc.next; f != nil {
+		if !o.FromStart {
+			if offset, err = f.Seek(0, io.SeekEnd); err != nil {
+				return err
+			}
+		}
+	} else {
+		for _, st := range sc.names[1:] {
+			if st != nil {
+				older = append(older, st)
+			}
+		}
+		resuming = true
+	}
+	if o.Started != nil {
+		o.Started()
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if f == nil {
-			nf, err := os.Open(path)
-			if errors.Is(err, fs.ErrNotExist) {
-				fromStart = true // a file created later is read whole
+		if resuming {
+			// Read every rotated file newer than older, then follow the
+			// current one from its start. Between a rotation's rename and
+			// the new file there is no current file: look again later.
+			sc, err := newerFiles(path, older)
+			if err != nil {
+				return err
+			}
+			next, between := sc.next, sc.between
+			for i, h := range between {
+				f, offset, pending = h, 0, nil
+				err := drain()
+				if err == nil {
+					var st os.FileInfo
+					if st, err = h.Stat(); err == nil {
+						older = []os.FileInfo{st}
+					}
+				}
+				h.Close()
+				f = nil
+				if err != nil {
+					for _, rest := range between[i+1:] {
+						rest.Close()
+					}
+					if next != nil {
+						next.Close()
+					}
+					return err
+				}
+			}
+			if next == nil {
 				if !wait() {
 					return nil
 				}
 				continue
 			}
-			if err != nil {
-				return err
-			}
-			f, offset, pending = nf, 0, nil
-			if !fromStart {
-				if offset, err = f.Seek(0, io.SeekEnd); err != nil {
-					return err
-				}
-			}
-			fromStart = true // every later file is new: read it whole
+			f, offset, pending, older, resuming = next, 0, nil, nil, false
 		}
 		if err := drain(); err != nil {
 			return err
@@ -125,29 +179,12 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 		switch {
 		case errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(cur, st):
 			// Rotated, maybe several times since the last check: finish the
-			// old file, read every rotated file newer than it, then follow
-			// the new current file from its start.
+			// old file; the files after it are read next.
 			if err := drain(); err != nil {
 				return err
 			}
-			next, between, err := newerFiles(path, cur)
-			if err != nil {
-				return err
-			}
 			f.Close()
-			for _, h := range between {
-				f, offset, pending = h, 0, nil
-				err := drain()
-				h.Close()
-				if err != nil {
-					f = nil
-					for _, rest := range between {
-						rest.Close()
-					}
-					return err
-				}
-			}
-			f, offset, pending = next, 0, nil
+			f, older, resuming = nil, []os.FileInfo{cur}, true
 			continue
 		case err != nil:
 			return err
@@ -166,81 +203,112 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 }
 
 // newerFiles opens the current file at path (nil if there is none) and the
-// rotated files newer than the file cur (all of them when cur was already
-// deleted), returned oldest first. The current file is opened first and
-// files are compared by identity, so a rotation while this runs repeats no
-// file.
+// rotated files newer than every file in older (all of them when none of
+// those is still there), returned oldest first, with what each name was.
+// Files are compared by identity, so no file is returned twice.
 //
-// The scan walks path.1, path.2, ... and stops at cur, or after two missing
-// names in a row (the end). Rotations running meanwhile move files up one
-// name at a time, so a scan can meet two holes in a row before reaching
-// cur; when cur still exists under some rotated name the scan was cut
-// short, and it runs again.
-func newerFiles(path string, cur os.FileInfo) (*os.File, []*os.File, error) {
+// A scan reads path, path.1, path.2, ... one name at a time while the
+// writer may be rotating: renames run from the oldest name down to path,
+// so a scan can pass a file that moves up behind it, or meet holes. The
+// scan is trusted only when the next one sees the same file (or the same
+// hole) under every name: no rename or creation can fall between two such
+// scans without changing some name, so the names then show one moment of
+// the directory, in which rotated files are ordered by age.
+func newerFiles(path string, older []os.FileInfo) (*scan, error) {
+	var prev []os.FileInfo
 	for attempt := 0; ; attempt++ {
-		next, between, reached, err := scanNewer(path, cur)
-		if err != nil || reached || attempt == 20 || !rotatedExists(path, cur) {
-			return next, between, err
+		sc, err := scanNewer(path, older)
+		if err != nil {
+			return nil, err
 		}
-		if next != nil {
-			next.Close()
+		if sameScan(prev, sc.names) || attempt == 100 {
+			return sc, nil
 		}
-		for _, h := range between {
+		sc.close()
+		prev = sc.names
+	}
+}
+
+// scan is one pass of newerFiles over path's names.
+type scan struct {
+	next    *os.File
+	between []*os.File    // newer than older, oldest first
+	names   []os.FileInfo // what each name read was, nil for a missing one
+}
+
+func (sc *scan) close() {
+	if sc.next != nil {
+		sc.next.Close()
+	}
+	for _, h := range sc.between {
+		h.Close()
+	}
+}
+
+// sameScan reports whether two scans read the same file or hole under
+// every name.
+func sameScan(a, b []os.FileInfo) bool {
+	if a == nil || len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if (a[i] == nil) != (b[i] == nil) || a[i] != nil && !os.SameFile(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// scanNewer reads path and its rotated names up to a file of older, or up to two
+// missing names in a row (the end: one instant of the directory has at most
+// one hole, the name a rotation is moving).
+func scanNewer(path string, older []os.FileInfo) (*scan, error) {
+	sc := &scan{}
+	var opened []*os.File
+	fail := func(err error) (*scan, error) {
+		for _, h := range opened {
 			h.Close()
 		}
+		return nil, err
 	}
-}
-
-// rotatedExists reports whether the file cur is still one of path's
-// rotated files.
-func rotatedExists(path string, cur os.FileInfo) bool {
-	names, _ := filepath.Glob(path + ".*")
-	for _, n := range names {
-		if st, err := os.Stat(n); err == nil && os.SameFile(st, cur) {
-			return true
-		}
-	}
-	return false
-}
-
-// scanNewer is one scan of newerFiles; reached reports that it met cur.
-func scanNewer(path string, cur os.FileInfo) (next *os.File, newer []*os.File, reached bool, err error) {
-	var opened []*os.File
-	fail := func(err error) (*os.File, []*os.File, bool, error) {
-		for _, h := range opened {
-			if h != nil {
-				h.Close()
-			}
-		}
-		return nil, nil, false, err
-	}
-	next, err = os.Open(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fail(err)
-	}
-	if next != nil {
-		opened = append(opened, next)
-	}
-	var between []*os.File
-	misses := 0
-	for i := 1; misses < 2; i++ {
-		h, err := os.Open(RotatedName(path, i))
+	open := func(name string) (*os.File, os.FileInfo, error) {
+		h, err := os.Open(name)
 		if errors.Is(err, fs.ErrNotExist) {
-			misses++
-			continue
+			return nil, nil, nil
 		}
 		if err != nil {
-			return fail(err)
+			return nil, nil, err
 		}
-		misses = 0
 		st, err := h.Stat()
 		if err != nil {
 			h.Close()
+			return nil, nil, err
+		}
+		return h, st, nil
+	}
+	next, st, err := open(path)
+	if err != nil {
+		return fail(err)
+	}
+	sc.names = append(sc.names, st)
+	if next != nil {
+		opened = append(opened, next)
+		sc.next = next
+	}
+	misses := 0
+	for i := 1; misses < 2; i++ {
+		h, st, err := open(RotatedName(path, i))
+		if err != nil {
 			return fail(err)
 		}
-		if os.SameFile(st, cur) {
+		sc.names = append(sc.names, st)
+		if h == nil {
+			misses++
+			continue
+		}
+		misses = 0
+		if slices.ContainsFunc(older, func(o os.FileInfo) bool { return os.SameFile(st, o) }) {
 			h.Close()
-			reached = true
 			break
 		}
 		dup := false
@@ -254,10 +322,10 @@ func scanNewer(path string, cur os.FileInfo) (next *os.File, newer []*os.File, r
 			continue
 		}
 		opened = append(opened, h)
-		between = append(between, h)
+		sc.between = append(sc.between, h)
 	}
-	for i, j := 0, len(between)-1; i < j; i, j = i+1, j-1 {
-		between[i], between[j] = between[j], between[i]
+	for i, j := 0, len(sc.between)-1; i < j; i, j = i+1, j-1 {
+		sc.between[i], sc.between[j] = sc.between[j], sc.between[i]
 	}
-	return next, between, reached, nil
+	return sc, nil
 }

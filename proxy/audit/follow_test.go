@@ -45,8 +45,10 @@ func TestFollowAcrossRotations(t *testing.T) {
 	var c collector
 	done := make(chan error, 1)
 	// Started before the file exists: it waits, then reads it whole.
-	go func() { done <- Follow(ctx, path, FollowOptions{Interval: 5 * time.Millisecond}, c.add) }()
-	time.Sleep(20 * time.Millisecond)
+	started := make(chan struct{})
+	o := FollowOptions{Interval: 5 * time.Millisecond, Started: func() { close(started) }}
+	go func() { done <- Follow(ctx, path, o, c.add) }()
+	<-started
 
 	l, err := OpenWith(Options{Path: path, MaxSize: 4 << 10, MaxFiles: 50})
 	if err != nil {
@@ -86,8 +88,10 @@ func TestFollowFromEndAndTruncation(t *testing.T) {
 	defer cancel()
 	var c collector
 	done := make(chan error, 1)
-	go func() { done <- Follow(ctx, path, FollowOptions{Interval: 5 * time.Millisecond}, c.add) }()
-	time.Sleep(30 * time.Millisecond) // Follow is at the end now
+	started := make(chan struct{})
+	o := FollowOptions{Interval: 5 * time.Millisecond, Started: func() { close(started) }}
+	go func() { done <- Follow(ctx, path, o, c.add) }()
+	<-started // Follow is at the end now
 	l.Write(ev(2, "deny", "blocked", "up/b"))
 	if got := c.waitFor(t, 1); got[0] != "v2" {
 		t.Fatalf("got %v: the event before Follow started was delivered", got)
@@ -110,5 +114,57 @@ func TestFollowFromEndAndTruncation(t *testing.T) {
 	}
 	if err := Follow(context.Background(), "-", FollowOptions{}, func(Event) {}); err == nil {
 		t.Fatal("following stdout accepted")
+	}
+}
+
+// A log whose current file is missing at the start (moved away, say) but
+// whose rotated files are there: those are history, not what Follow waits
+// for; everything written after its first look is delivered, including a
+// file rotated away before Follow looked again.
+func TestFollowMissingFileSkipsOlderRotations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := OpenWith(Options{Path: path, MaxSize: 4 << 10, MaxFiles: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 6; i++ {
+		l.Write(ev(i, "allow", "open", "up/old", strings.Repeat("o", 1500)))
+	}
+	l.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var c collector
+	done := make(chan error, 1)
+	started := make(chan struct{})
+	// A long interval: the writes below all happen before Follow looks again.
+	o := FollowOptions{Interval: 300 * time.Millisecond, Started: func() { close(started) }}
+	go func() { done <- Follow(ctx, path, o, c.add) }()
+	<-started
+	l, err = OpenWith(Options{Path: path, MaxSize: 4 << 10, MaxFiles: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := 100; i < 108; i++ {
+		e := ev(i, "deny", "blocked", "up/new", strings.Repeat("n", 1500))
+		want = append(want, e.Reference)
+		l.Write(e)
+	}
+	l.Close()
+	if m, _ := filepath.Glob(path + ".*"); len(m) < 5 {
+		t.Fatalf("only %d rotated files", len(m))
+	}
+	got := c.waitFor(t, len(want))
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if fmt.Sprint(c.refs) != fmt.Sprint(want) {
+		t.Fatalf("followed %v, want %v (first wait saw %v)", c.refs, want, got)
 	}
 }
