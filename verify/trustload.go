@@ -54,21 +54,29 @@ func NewTrust(spec TrustSpec) (*Trust, error) {
 	t := &Trust{}
 	names := map[string]bool{}
 	var errs []error
+	// newName reports whether the i-th entry of a kind has a usable name
+	// not taken yet (and takes it), or records why not.
+	newName := func(kind string, i int, name string) bool {
+		var err error
+		switch {
+		case strings.TrimSpace(name) == "":
+			err = fmt.Errorf("trust %s %d has no name", kind, i)
+		case strings.TrimSpace(name) != name:
+			err = fmt.Errorf("trust %s %q: name has leading or trailing space", kind, name)
+		case names[name]:
+			err = fmt.Errorf("trust name %q is used twice", name)
+		default:
+			names[name] = true
+			return true
+		}
+		errs = append(errs, err)
+		return false
+	}
 	for i, k := range spec.Keys {
 		name := k.Name
-		if strings.TrimSpace(name) == "" {
-			errs = append(errs, fmt.Errorf("trust key %d has no name", i))
+		if !newName("key", i, name) {
 			continue
 		}
-		if strings.TrimSpace(name) != name {
-			errs = append(errs, fmt.Errorf("trust key %q: name has leading or trailing space", name))
-			continue
-		}
-		if names[name] {
-			errs = append(errs, fmt.Errorf("trust name %q is used twice", name))
-			continue
-		}
-		names[name] = true
 		pub, err := ParsePublicKeyPEM(k.PEM)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("trust key %q: %w", name, err))
@@ -84,19 +92,9 @@ func NewTrust(spec TrustSpec) (*Trust, error) {
 	}
 	for i, id := range spec.Identities {
 		name := id.Name
-		if strings.TrimSpace(name) == "" {
-			errs = append(errs, fmt.Errorf("trust identity %d has no name", i))
+		if !newName("identity", i, name) {
 			continue
 		}
-		if strings.TrimSpace(name) != name {
-			errs = append(errs, fmt.Errorf("trust identity %q: name has leading or trailing space", name))
-			continue
-		}
-		if names[name] {
-			errs = append(errs, fmt.Errorf("trust name %q is used twice", name))
-			continue
-		}
-		names[name] = true
 		ti := &trustIdentity{name: name, issuer: id.Issuer, subject: id.Subject}
 		if id.Issuer == "" && id.IssuerRegExp == "" {
 			errs = append(errs, fmt.Errorf("trust identity %q: set issuer or issuerRegExp", name))

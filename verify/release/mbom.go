@@ -69,6 +69,21 @@ type MBOMOptions struct {
 func CheckMBOM(atts []verify.Attestation, layers []Layer, opts MBOMOptions) Report {
 	rp := newReporter("mbom")
 	byTitle, ok := indexLayers(rp, layers, nil)
+	n := eachMBOM(rp, atts, opts, func(a *verify.Attestation, p *attest.MBOMPredicate) {
+		if ok {
+			checkMBOM(rp, a.Statement.String(), p, byTitle, opts)
+		}
+	})
+	if n == 0 {
+		rp.fail(CodeNoEvidence, "no verified MBOM statement (%s) for the served digest", attest.KindMBOM.PredicateType())
+	}
+	return rp.done()
+}
+
+// eachMBOM calls fn with every MBOM statement of atts about opts.Subject
+// (any subject when it is empty) whose predicate decodes; one that does not
+// is a failure. It returns how many MBOM statements there were.
+func eachMBOM(rp *reporter, atts []verify.Attestation, opts MBOMOptions, fn func(*verify.Attestation, *attest.MBOMPredicate)) int {
 	n := 0
 	for i := range atts {
 		a := &atts[i]
@@ -84,14 +99,9 @@ func CheckMBOM(atts []verify.Attestation, layers []Layer, opts MBOMOptions) Repo
 			rp.fail(CodeMalformed, "statement %s: %v", a.Statement, err)
 			continue
 		}
-		if ok {
-			checkMBOM(rp, a.Statement.String(), p.(*attest.MBOMPredicate), byTitle, opts)
-		}
+		fn(a, p.(*attest.MBOMPredicate))
 	}
-	if n == 0 {
-		rp.fail(CodeNoEvidence, "no verified MBOM statement (%s) for the served digest", attest.KindMBOM.PredicateType())
-	}
-	return rp.done()
+	return n
 }
 
 // indexLayers maps titles to layers; ignored(title) layers are left out.
@@ -229,22 +239,8 @@ func equalShape(a, b []int64) bool {
 // lists tensors pass; no MBOM is a failure.
 func CheckMBOMTensors(atts []verify.Attestation, title string, tensors []attest.Tensor, opts MBOMOptions) Report {
 	rp := newReporter("mbom")
-	n := 0
-	for i := range atts {
-		a := &atts[i]
-		if a.PredicateType != attest.KindMBOM.PredicateType() {
-			continue
-		}
-		if opts.Subject != "" && !subjectsContain(a.Subjects, opts.Subject) {
-			continue
-		}
-		n++
-		p, err := attest.DecodePredicate(a.PredicateType, a.Predicate)
-		if err != nil {
-			rp.fail(CodeMalformed, "statement %s: %v", a.Statement, err)
-			continue
-		}
-		for _, f := range p.(*attest.MBOMPredicate).Files {
+	n := eachMBOM(rp, atts, opts, func(a *verify.Attestation, p *attest.MBOMPredicate) {
+		for _, f := range p.Files {
 			if f.Path != title {
 				continue
 			}
@@ -254,7 +250,7 @@ func CheckMBOMTensors(atts []verify.Attestation, title string, tensors []attest.
 				rp.pass("file %s: %d tensor(s) match MBOM %s", title, len(f.Tensors), a.Statement)
 			}
 		}
-	}
+	})
 	if n == 0 {
 		rp.fail(CodeNoEvidence, "no verified MBOM statement (%s) for the served digest", attest.KindMBOM.PredicateType())
 	} else if len(rp.r.Checks) == 0 {
