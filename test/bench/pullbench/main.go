@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -47,10 +48,18 @@ var (
 	registryBin = flag.String("registry", ".tools/bin/registry", "distribution registry binary")
 	outFlag     = flag.String("o", "", "also write the markdown report here")
 	quickFlag   = flag.Bool("quick", false, "only direct and pullgate cold/warm (for profiling); no checks")
+	inspectFlag = flag.Bool("inspection", false, "only the cold safetensors pull with content inspection off and on (for profiling); no checks")
 	keepMemFlag = flag.Bool("keep-guest-memory", false, "on a VM whose hypervisor reclaims freed guest pages (free page reporting), delay the reclaim and pre-touch memory before each pull, so that no variant pays the host's first-touch faults (needs root; restored on exit)")
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "relay" {
+		if err := relayMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "pullbench relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	flag.Parse()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "pullbench:", err)
@@ -82,7 +91,7 @@ type proc struct {
 }
 
 func (p *proc) stop() {
-	if p.cmd != nil && p.cmd.Process != nil {
+	if p != nil && p.cmd != nil && p.cmd.Process != nil {
 		p.cmd.Process.Kill()
 		p.cmd.Wait()
 	}
@@ -202,7 +211,11 @@ func get(u string) error {
 	return nil
 }
 
+// median of xs (sorted in place); NaN when there are none.
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
 	sort.Float64s(xs)
 	return xs[len(xs)/2]
 }
@@ -281,10 +294,10 @@ func run() error {
 	// proxy): what bounds throughput when they all share this machine's cores.
 	cpu := map[string]map[string][]float64{}
 	var rss float64
-	gib := float64(size) / (1 << 30)
+
 	// measure pulls one blob and books its throughput and the CPU each
 	// process spent on it.
-	measure := func(variant, u, d string, proxy *proc) error {
+	measure := func(variant, u, d string, n int64, proxy *proc) error {
 		guest.prepare()
 		pids := map[string]int{"client": os.Getpid(), "upstream": up.cmd.Process.Pid}
 		if proxy != nil {
@@ -294,7 +307,7 @@ func run() error {
 		for k, pid := range pids {
 			before[k] = cpuSeconds(pid)
 		}
-		mbps, err := pull(u, d, size)
+		mbps, err := pull(u, d, n)
 		if err != nil {
 			return err
 		}
@@ -302,15 +315,24 @@ func run() error {
 		if cpu[variant] == nil {
 			cpu[variant] = map[string][]float64{}
 		}
-		for k, pid := range pids {
-			cpu[variant][k] = append(cpu[variant][k], (cpuSeconds(pid)-before[k])/gib)
+		line := fmt.Sprintf("%s: %.0f MiB/s, CPU s/GiB", variant, mbps)
+		for _, k := range []string{"client", "upstream", "proxy"} {
+			if pid, ok := pids[k]; ok {
+				c := (cpuSeconds(pid) - before[k]) / (float64(n) / (1 << 30))
+				cpu[variant][k] = append(cpu[variant][k], c)
+				line += fmt.Sprintf(" %s %.2f", k, c)
+			}
 		}
+		fmt.Fprintln(os.Stderr, line)
 		return nil
 	}
 
 	repos := make([]string, *repsFlag)
 	digests := make([]string, *repsFlag)
 	for i := range repos {
+		if *inspectFlag {
+			break
+		}
 		repos[i] = fmt.Sprintf("bench/r%d", i)
 		if digests[i], err = seed(repos[i]); err != nil {
 			return err
@@ -319,10 +341,24 @@ func run() error {
 	// Seeding leaves gigabytes of dirty pages; flush them so that no variant
 	// pays for the seed's writeback.
 	syscall.Sync()
-	for i := 0; i < *repsFlag; i++ {
+	for i := 0; i < *repsFlag && !*inspectFlag; i++ {
 		d := digests[i]
-		if err := measure("direct", up.url+"/v2/"+repos[i]+"/blobs/"+d, d, nil); err != nil {
+		if err := measure("direct", up.url+"/v2/"+repos[i]+"/blobs/"+d, d, size, nil); err != nil {
 			return err
+		}
+		// The floor: a relay that forwards (and hashes) and does nothing else.
+		for _, v := range []struct {
+			name string
+			hash bool
+		}{{"relay, forwards only", false}, {"relay, hashes and forwards", true}} {
+			rl, err := startRelay(up.url, v.hash)
+			if err == nil {
+				err = measure(v.name, rl.url+"/v2/"+repos[i]+"/blobs/"+d, d, size, rl)
+			}
+			rl.stop()
+			if err != nil {
+				return err
+			}
 		}
 
 		// pullgate cold and warm, fresh store each repetition
@@ -334,11 +370,11 @@ func run() error {
 		base := pg.url + "/v2/upstream.local/" + repos[i]
 		err = get(base + "/manifests/1")
 		if err == nil {
-			err = measure("pullgate cold", base+"/blobs/"+d, d, pg)
+			err = measure("pullgate cold", base+"/blobs/"+d, d, size, pg)
 		}
 		rss = max(rss, peakRSS(pg.cmd.Process.Pid))
 		if err == nil {
-			err = measure("pullgate warm", base+"/blobs/"+d, d, pg)
+			err = measure("pullgate warm", base+"/blobs/"+d, d, size, pg)
 		}
 		pg.stop()
 		if err != nil {
@@ -357,20 +393,57 @@ func run() error {
 		dbase := dp.url + "/v2/" + repos[i]
 		err = get(dbase + "/manifests/1")
 		if err == nil {
-			err = measure("distribution proxy cold", dbase+"/blobs/"+d, d, dp)
+			err = measure("distribution proxy cold", dbase+"/blobs/"+d, d, size, dp)
 		}
 		if err == nil {
 			// distribution's proxy stores in the background: give it a moment
 			time.Sleep(2 * time.Second)
-			err = measure("distribution proxy warm", dbase+"/blobs/"+d, d, dp)
+			err = measure("distribution proxy warm", dbase+"/blobs/"+d, d, size, dp)
 		}
 		dp.stop()
 		if err != nil {
 			return err
 		}
 	}
+	// pullgate with a core of its own: the client and the upstream share
+	// one half of the CPUs, pullgate gets the other, for the direct pull
+	// and the cold pull alike.
+	if shared, own, ok := cpuSets(); ok && !*inspectFlag {
+		for i := 0; i < *repsFlag; i++ {
+			d := digests[i]
+			if err := pin(os.Getpid(), shared); err != nil {
+				return err
+			}
+			if err := pin(up.cmd.Process.Pid, shared); err != nil {
+				return err
+			}
+			err := measure("pinned: direct", up.url+"/v2/"+repos[i]+"/blobs/"+d, d, size, nil)
+			var pg *proc
+			if err == nil {
+				syscall.Sync()
+				pg, err = startPullgate(filepath.Join(work, fmt.Sprintf("pullgate-pinned-%d", i)), up.url)
+			}
+			if err == nil {
+				err = pin(pg.cmd.Process.Pid, own)
+			}
+			if err == nil {
+				base := pg.url + "/v2/upstream.local/" + repos[i]
+				if err = get(base + "/manifests/1"); err == nil {
+					err = measure("pinned: pullgate cold", base+"/blobs/"+d, d, size, pg)
+				}
+			}
+			pg.stop()
+			all := allCPUs()
+			pin(os.Getpid(), all)
+			pin(up.cmd.Process.Pid, all)
+			if err != nil {
+				return err
+			}
+		}
+	}
 	if *quickFlag {
 		fmt.Print(throughputTable(results, cpu, guest))
+		fmt.Print(floorSummary(results))
 		return nil
 	}
 
@@ -381,8 +454,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < *repsFlag; i++ {
-		for _, v := range []struct{ name, policy string }{{"safetensors, inspection off", openPolicy}, {"safetensors, inspection on", inspectPolicy}} {
+	// At least 5 pairs, alternating which goes first: on this machine
+	// throughput drifts from pull to pull far more than inspection costs.
+	for i := 0; i < inspectReps(); i++ {
+		pair := []struct{ name, policy string }{{"safetensors, inspection off", openPolicy}, {"safetensors, inspection on", inspectPolicy}}
+		if i%2 == 1 {
+			pair[0], pair[1] = pair[1], pair[0]
+		}
+		for _, v := range pair {
 			syscall.Sync()
 			pg, err := startPullgate(filepath.Join(work, fmt.Sprintf("pullgate-st-%d-%d", i, len(v.policy))), up.url, v.policy)
 			if err != nil {
@@ -393,14 +472,17 @@ func run() error {
 				pg.stop()
 				return err
 			}
-			guest.prepare()
-			mbps, err := pull(base+"/blobs/"+sd, sd, int64(len(st)))
+			err = measure(v.name, base+"/blobs/"+sd, sd, int64(len(st)), pg)
 			pg.stop()
 			if err != nil {
 				return err
 			}
-			results[v.name] = append(results[v.name], mbps)
 		}
+	}
+	if *inspectFlag {
+		fmt.Print(throughputTable(results, cpu, guest))
+		fmt.Printf("\ninspection on / off: %s\n", inspectionRatio(results))
+		return nil
 	}
 
 	// Coalescing: N clients on one cold blob through pullgate, upstream
@@ -468,15 +550,37 @@ func run() error {
 	row("pullgate warm / direct", "≥ 1.00×", fmt.Sprintf("%.3f×", pw/direct), pw/direct >= 1.0)
 	row("pullgate cold / distribution proxy cold", "≥ 1.00×", fmt.Sprintf("%.3f×", pc/dc), pc/dc >= 1.0)
 	row("pullgate warm / distribution proxy warm", "≥ 1.00×", fmt.Sprintf("%.3f×", pw/dw), pw/dw >= 1.0)
-	off, on := median(results["safetensors, inspection off"]), median(results["safetensors, inspection on"])
-	row("cold safetensors pull, inspection on / off", "≥ 0.95×", fmt.Sprintf("%.2f× (%.0f vs %.0f MiB/s)", on/off, on, off), on/off >= 0.95)
+	inspMedians, _ := inspectionRatios(results)
+	row("cold safetensors pull, inspection on / off", "≥ 0.95×", inspectionRatio(results), inspMedians >= 0.95)
 	row(fmt.Sprintf("%d concurrent clients, one cold blob: upstream GETs", *clientsFlag), "1", fmt.Sprintf("%d (all clients done in %s)", blobGets.Load(), celapsed.Round(time.Millisecond)), blobGets.Load() == 1)
 	row("pullgate peak RSS streaming the blob (1 client / 50 clients)", "< 150 MiB", fmt.Sprintf("%.0f / %.0f MiB", rss, crss), rss < 150 && crss < 150)
+	b.WriteString(floorSummary(results))
 	fmt.Print(b.String())
 	if *outFlag != "" {
 		return os.WriteFile(*outFlag, []byte(b.String()), 0o644)
 	}
 	return nil
+}
+
+// inspectReps is how many pairs of inspection pulls are measured.
+func inspectReps() int { return max(*repsFlag, 5) }
+
+// inspectionRatios are the median inspection-on throughput over the median
+// inspection-off throughput, and the median of the ratios within pairs.
+func inspectionRatios(results map[string][]float64) (medians, paired float64) {
+	on, off := results["safetensors, inspection on"], results["safetensors, inspection off"]
+	var r []float64
+	for i := range min(len(on), len(off)) {
+		r = append(r, on[i]/off[i])
+	}
+	return median(append([]float64(nil), on...)) / median(append([]float64(nil), off...)), median(r)
+}
+
+func inspectionRatio(results map[string][]float64) string {
+	m, p := inspectionRatios(results)
+	return fmt.Sprintf("%.2f× (medians of %d pulls each, %.0f vs %.0f MiB/s; median within alternating pairs %.2f×)", m,
+		len(results["safetensors, inspection on"]), median(append([]float64(nil), results["safetensors, inspection on"]...)),
+		median(append([]float64(nil), results["safetensors, inspection off"]...)), p)
 }
 
 // safetensorsBlob is a valid safetensors file of about size bytes: one U8
@@ -503,7 +607,7 @@ func throughputTable(results map[string][]float64, cpu map[string]map[string][]f
 	cores := float64(runtime.NumCPU())
 	direct := median(append([]float64(nil), results["direct"]...))
 	fmt.Fprintf(&b, "| variant | MiB/s (median) | ratio to direct | CPU s/GiB: client | upstream | proxy | CPU-bound ceiling on %d cores |\n|---|---:|---:|---:|---:|---:|---:|\n", int(cores))
-	for _, k := range []string{"direct", "pullgate cold", "pullgate warm", "distribution proxy cold", "distribution proxy warm"} {
+	for _, k := range []string{"direct", "relay, forwards only", "relay, hashes and forwards", "pullgate cold", "pullgate warm", "distribution proxy cold", "distribution proxy warm", "safetensors, inspection off", "safetensors, inspection on", "pinned: direct", "pinned: pullgate cold"} {
 		if len(results[k]) == 0 {
 			continue
 		}
