@@ -130,7 +130,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 
 	// Content store.
 	var spool string
-	if cfg.Storage.Driver == "" || cfg.Storage.Driver == "filesystem" {
+	local := cfg.Storage.Driver == "" || cfg.Storage.Driver == "filesystem"
+	if local {
 		root := cfg.Resolve(cfg.Storage.Path)
 		st, err := store.OpenFilesystem(ctx, root, store.Options{MaxBytes: int64(cfg.Storage.MaxSize), Log: log})
 		if err != nil {
@@ -145,17 +146,21 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		}
 		s.store = st
 		spool = filepath.Join(os.TempDir(), "pullgate-spool")
+		s.closers = append(s.closers, s.rescanEvery(rescanInterval))
 	}
 	if cfg.Storage.SpoolDir != "" {
 		spool = cfg.Resolve(cfg.Storage.SpoolDir)
 	}
-	// Spool files of a previous run are partial downloads: never content.
-	_ = os.RemoveAll(spool)
-	g, err := inflight.New(spool)
-	if err != nil {
+	if spool, err := ownSpool(spool, local); err != nil {
 		return nil, fmt.Errorf("storage: spool: %w", err)
+	} else {
+		g, err := inflight.New(spool)
+		if err != nil {
+			return nil, fmt.Errorf("storage: spool: %w", err)
+		}
+		s.fetches = g
+		s.closers = append(s.closers, func() error { return os.RemoveAll(spool) })
 	}
-	s.fetches = g
 
 	for _, u := range cfg.Upstreams {
 		c, err := upstream.New(u, cfg.Resolve)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -57,6 +58,13 @@ func (g *Group) Do(key string, holdback int64, run func(f *Fetch)) (*Fetch, bool
 		return f, true, nil
 	}
 	file, err := os.CreateTemp(g.dir, "spool-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// Removed under us (another process cleaned up what it took for
+		// an abandoned spool): make it again.
+		if err = os.MkdirAll(g.dir, 0o750); err == nil {
+			file, err = os.CreateTemp(g.dir, "spool-*")
+		}
+	}
 	if err != nil {
 		g.mu.Unlock()
 		return nil, false, fmt.Errorf("inflight: spool: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -253,4 +254,26 @@ func TestSmallWritesReachWaitingReaders(t *testing.T) {
 		t.Fatalf("reader did not see the %d bytes written before the pause", w.want)
 	}
 	close(end)
+}
+
+// A spool directory removed under a running group (another process took
+// it for an abandoned one) is made again for the next fetch.
+func TestSpoolDirRemovedUnderGroup(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	g, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := g.Do("k", 0, func(f *Fetch) {
+		f.Begin(1)
+		f.Write([]byte("x"))
+		f.Finish(nil)
+	})
+	if err != nil {
+		t.Fatalf("fetch after the spool directory was removed: %v", err)
+	}
+	f.Release()
 }

@@ -106,9 +106,11 @@ func open(ctx context.Context, d storagedriver.StorageDriver, localRoot string, 
 	if err := s.rebuild(ctx); err != nil {
 		return nil, fmt.Errorf("store: reading existing content: %w", err)
 	}
-	// Uploads that never committed (a crash) are not content.
+	// Uploads that never committed (a crash) are not content. A store on
+	// a driver may be shared: only uploads too old to be another
+	// replica's commit in progress are removed.
 	if localRoot == "" {
-		_ = d.Delete(ctx, "/_uploads")
+		s.removeStaleUploads(ctx)
 	}
 	return s, nil
 }
@@ -124,13 +126,14 @@ func blobPath(d digest.Digest) string {
 	return path.Join("/blobs", d.Algorithm().String(), hex[:2], hex, "data")
 }
 
-// rebuild indexes existing blobs, oldest modification first so that they are
-// evicted first.
-func (s *Store) rebuild(ctx context.Context) error {
-	type found struct {
-		item
-		mod time.Time
-	}
+// found is a blob on the driver.
+type found struct {
+	item
+	mod time.Time
+}
+
+// walkBlobs lists the blobs on the driver, oldest modification first.
+func (s *Store) walkBlobs(ctx context.Context) ([]found, error) {
 	var all []found
 	err := s.d.Walk(ctx, "/blobs", func(fi storagedriver.FileInfo) error {
 		if fi.IsDir() || path.Base(fi.Path()) != "data" {
@@ -149,12 +152,22 @@ func (s *Store) rebuild(ctx context.Context) error {
 	})
 	var nf storagedriver.PathNotFoundError
 	if err != nil && !errors.As(err, &nf) {
+		return nil, err
+	}
+	slices.SortFunc(all, func(a, b found) int { return a.mod.Compare(b.mod) })
+	return all, nil
+}
+
+// rebuild indexes existing blobs, oldest modification first so that they are
+// evicted first.
+func (s *Store) rebuild(ctx context.Context) error {
+	all, err := s.walkBlobs(ctx)
+	if err != nil {
 		return err
 	}
-	// oldest first: push to front as we go, so the newest ends at the front
-	slices.SortFunc(all, func(a, b found) int { return a.mod.Compare(b.mod) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// oldest first: push to front as we go, so the newest ends at the front
 	for _, f := range all {
 		it := f.item
 		s.items[it.dgst] = s.lru.PushFront(&it)
@@ -163,16 +176,114 @@ func (s *Store) rebuild(ctx context.Context) error {
 	return nil
 }
 
-// Has reports whether the store holds the digest, and its size.
+// Rescan brings the index up to date with the driver, for a store that
+// other replicas write to as well: blobs they committed are indexed (as
+// recently used: another replica just stored them), blobs they evicted
+// are dropped,
+// and the size limit is enforced over the whole store again. Uploads left
+// behind for longer than StaleUpload (a replica that crashed mid-commit)
+// are removed.
+func (s *Store) Rescan(ctx context.Context) error {
+	s.mu.Lock()
+	before := make(map[digest.Digest]bool, len(s.items))
+	for d := range s.items {
+		before[d] = true
+	}
+	s.mu.Unlock()
+	all, err := s.walkBlobs(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	seen := make(map[digest.Digest]bool, len(all))
+	for _, f := range all { // oldest first: the newest ends at the front
+		it := f.item
+		seen[it.dgst] = true
+		if _, ok := s.items[it.dgst]; !ok {
+			s.items[it.dgst] = s.lru.PushFront(&it)
+			s.total += it.size
+		}
+	}
+	// Only what was indexed before the walk can have been missed by it
+	// for having gone; what was committed meanwhile stays.
+	for d := range before {
+		if el, ok := s.items[d]; ok && !seen[d] {
+			s.total -= el.Value.(*item).size
+			s.lru.Remove(el)
+			delete(s.items, d)
+			s.verified.Remove(d)
+		}
+	}
+	evict := s.overLimitLocked("")
+	s.mu.Unlock()
+	s.evict(ctx, evict)
+	s.removeStaleUploads(ctx)
+	return nil
+}
+
+// StaleUpload is how old an upload must be before it is taken for the
+// leftover of a crash (uploads are moved into place right after they are
+// written, and a download is abandoned after two hours).
+const StaleUpload = 3 * time.Hour
+
+// removeStaleUploads deletes uploads older than StaleUpload. Younger ones
+// may belong to another replica committing right now.
+func (s *Store) removeStaleUploads(ctx context.Context) {
+	dirs, err := s.d.List(ctx, "/_uploads")
+	if err != nil {
+		return
+	}
+	for _, dir := range dirs {
+		fi, err := s.d.Stat(ctx, path.Join(dir, "data"))
+		var nf storagedriver.PathNotFoundError
+		switch {
+		case errors.As(err, &nf):
+			// an empty upload directory (or one being written): judge the
+			// directory itself
+			if fi, err = s.d.Stat(ctx, dir); err != nil {
+				continue
+			}
+		case err != nil:
+			continue
+		}
+		if !fi.ModTime().IsZero() && time.Since(fi.ModTime()) > StaleUpload {
+			_ = s.d.Delete(ctx, dir)
+		}
+	}
+}
+
+// Has reports whether the store holds the digest, and its size. Content
+// not in this process's index is looked up on the driver, so that content
+// another replica committed to a shared store is found (and indexed).
 func (s *Store) Has(dgst digest.Digest) (int64, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	el, ok := s.items[dgst]
-	if !ok {
+	s.mu.Unlock()
+	if ok {
+		return el.Value.(*item).size, true
+	}
+	return s.discover(dgst)
+}
+
+// discover indexes content committed by another process, if the driver
+// has it. Commits are atomic (a move into place), so what is there is
+// whole; it is not verified by this process (see Verified).
+func (s *Store) discover(dgst digest.Digest) (int64, bool) {
+	if dgst.Validate() != nil {
 		return 0, false
 	}
-	return el.Value.(*item).size, true
+	ctx, cancel := context.WithTimeout(context.Background(), discoverTimeout)
+	defer cancel()
+	fi, err := s.d.Stat(ctx, blobPath(dgst))
+	if err != nil || fi.IsDir() {
+		return 0, false
+	}
+	s.add(ctx, dgst, fi.Size())
+	return fi.Size(), true
 }
+
+// discoverTimeout bounds one lookup of content on the driver.
+const discoverTimeout = 10 * time.Second
 
 func (s *Store) touch(dgst digest.Digest) {
 	s.mu.Lock()
@@ -394,11 +505,19 @@ func (s *Store) add(ctx context.Context, dgst digest.Digest, size int64) {
 		s.items[dgst] = s.lru.PushFront(it)
 		s.total += size
 	}
+	evict := s.overLimitLocked(dgst)
+	s.mu.Unlock()
+	s.evict(ctx, evict)
+}
+
+// overLimitLocked drops least recently used entries (never keep) from the
+// index until the content fits the limit, and returns them for evict.
+func (s *Store) overLimitLocked(keep digest.Digest) []digest.Digest {
 	var evict []digest.Digest
 	for s.max > 0 && s.total > s.max && s.lru.Len() > 1 {
 		el := s.lru.Back()
 		it := el.Value.(*item)
-		if it.dgst == dgst {
+		if it.dgst == keep {
 			break
 		}
 		s.lru.Remove(el)
@@ -407,8 +526,12 @@ func (s *Store) add(ctx context.Context, dgst digest.Digest, size int64) {
 		s.verified.Remove(it.dgst)
 		evict = append(evict, it.dgst)
 	}
-	s.mu.Unlock()
-	for _, d := range evict {
+	return evict
+}
+
+// evict deletes content dropped from the index.
+func (s *Store) evict(ctx context.Context, digests []digest.Digest) {
+	for _, d := range digests {
 		s.log.Info("store: evicting least recently used content", "digest", d)
 		if err := s.d.Delete(ctx, path.Dir(blobPath(d))); err != nil {
 			s.log.Warn("store: eviction failed", "digest", d, "err", err)

@@ -24,6 +24,7 @@ goinstall oras     oras.land/oras/cmd/oras@v1.3.6
 goinstall registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
 goinstall cosign2  github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
 goinstall cosign3  github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3
+goinstall minio    github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c   # a real S3 server for the shared-store tests
 
 need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
