@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/pullgate/pullgate/proxy/audit"
@@ -17,11 +20,14 @@ import (
 const auditUsage = `usage: pullgate audit [summary] [--file audit.jsonl | --config pullgate.yaml]
                       [--since 1h] [--until TIME] [--decision allow|deny|wouldDeny]
                       [--repo 'glob'] [--rule NAME] [--kind manifest|blob|referrers|tags]
-                      [--limit N] [-o table|json]
+                      [--limit N] [-f] [-o table|json]
 
 Reads the audit log (the current file and its rotated files, oldest first) and
 prints the decisions the filters select; "pullgate audit summary" counts them by
-decision, rule, kind, repository and denial reason instead.
+decision, rule, kind, repository and denial reason instead. With -f (--follow)
+it prints the last matching decisions (--limit, default 10), then every new
+one as pullgate writes it, across rotations, until interrupted; the table is
+then one decision per line.
 
   --file     audit log (default: audit.path of --config, else ./audit.jsonl)
   --since    a duration back from now (30m, 1h, 7d, 2w) or a time (2026-11-25T10:00:00Z, 2026-11-25)
@@ -51,6 +57,8 @@ func cmdAudit(args []string) int {
 	kind := fs.String("kind", "", "manifest, blob, referrers or tags")
 	limit := fs.Int("limit", 0, "last N matching decisions")
 	top := fs.Int("top", 25, "summary rows per table")
+	follow := fs.Bool("f", false, "follow the log")
+	fs.BoolVar(follow, "follow", false, "follow the log")
 	out := fs.String("o", "table", "table or json")
 	fs.StringVar(out, "output", "table", "table or json")
 	if err := fs.Parse(args); err != nil {
@@ -106,6 +114,29 @@ func cmdAudit(args []string) int {
 	if _, err := q.Compile(); err != nil {
 		fmt.Fprintf(os.Stderr, "pullgate audit: %v\n", err)
 		return 2
+	}
+
+	if *follow {
+		if summary || *until != "" {
+			fmt.Fprintln(os.Stderr, "pullgate audit: --follow prints decisions as they come: not with summary or --until")
+			return 2
+		}
+		n := *limit
+		if n == 0 {
+			n = 10
+		}
+		q.Limit = 0
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		emit := audit.WriteLines(os.Stdout)
+		if *out == "json" {
+			emit = audit.WriteJSONLines(os.Stdout)
+		}
+		if err := audit.Tail(ctx, path, q, n, 250*time.Millisecond, emit); err != nil {
+			fmt.Fprintf(os.Stderr, "pullgate audit: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 
 	w := bufio.NewWriter(os.Stdout)

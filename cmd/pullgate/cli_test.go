@@ -85,3 +85,13 @@ func TestInspectLocalFiles(t *testing.T) {
 		}
 	}
 }
+
+// pullgate audit --follow refuses what cannot follow: a summary, an end time.
+func TestAuditFollowUsage(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "audit.jsonl")
+	for _, args := range [][]string{{"audit", "summary", "-f", "--file", f}, {"audit", "-f", "--until", "1h", "--file", f}} {
+		if code := run(args); code != 2 {
+			t.Errorf("pullgate %s: exit %d, want 2", strings.Join(args, " "), code)
+		}
+	}
+}

@@ -19,19 +19,25 @@ type FollowOptions struct {
 	FromStart bool
 	// Interval between checks for new lines (default 250ms).
 	Interval time.Duration
+	// Rotated, with FromStart, reads the rotated files first, oldest
+	// first: the whole log, then what is written next.
+	Rotated bool
 	// Started, if set, is called once Follow has first looked at path:
 	// opened it (and, without FromStart, reached its end) or found it
 	// missing. Events written after that are delivered.
 	Started func()
+	// Idle, if set, is called whenever Follow has delivered everything
+	// written so far and waits for more (the first call: caught up).
+	Idle func()
 }
 
 // Follow delivers events appended to the audit log at path, like tail -F:
 // it keeps reading across rotations (it finishes the rotated file, reads
 // every file rotated after it, then the new one from its start) and
 // truncation, and waits for the file to appear (every file written after
-// its first look is then read whole, rotated ones included). Lines that do not decode are skipped. It returns when ctx ends
-// (nil) or on a read error. fn is called from Follow's goroutine, in file
-// order.
+// its first look is then read whole, rotated ones included). Lines that do
+// not decode are skipped. It returns when ctx ends (nil) or on a read
+// error. fn is called from Follow's goroutine, in file order.
 func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) error {
 	if path == "" || IsStdout(path) {
 		return errors.New("audit: follow needs a file path")
@@ -40,6 +46,9 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 		o.Interval = 250 * time.Millisecond
 	}
 	wait := func() bool {
+		if o.Idle != nil {
+			o.Idle()
+		}
 		t := time.NewTimer(o.Interval)
 		defer t.Stop()
 		select {
@@ -102,21 +111,29 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 	// First look, at one moment of the directory: the current file from
 	// its start or end, or, when there is none yet, whatever is rotated
 	// after this moment.
-	sc, err := newerFiles(path, nil)
+	first, err := newerFiles(path, nil)
 	if err != nil {
 		return err
 	}
-	for _, h := range sc.between {
-		h.Close()
-	}
-	if f = sc.next; f != nil {
+	// next is a scan to resume with (nil: scan again).
+	var next *scan
+	if o.FromStart && o.Rotated {
+		// The whole log: every rotated file, then the current one.
+		next, resuming = first, true
+	} else if f = first.next; f != nil {
+		for _, h := range first.between {
+			h.Close()
+		}
 		if !o.FromStart {
 			if offset, err = f.Seek(0, io.SeekEnd); err != nil {
 				return err
 			}
 		}
 	} else {
-		for _, st := range sc.names[1:] {
+		for _, h := range first.between {
+			h.Close()
+		}
+		for _, st := range first.names[1:] {
 			if st != nil {
 				older = append(older, st)
 			}
@@ -134,12 +151,14 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 			// Read every rotated file newer than older, then follow the
 			// current one from its start. Between a rotation's rename and
 			// the new file there is no current file: look again later.
-			sc, err := newerFiles(path, older)
-			if err != nil {
-				return err
+			sc := next
+			if sc == nil {
+				if sc, err = newerFiles(path, older); err != nil {
+					return err
+				}
 			}
-			next, between := sc.next, sc.between
-			for i, h := range between {
+			next = nil
+			for i, h := range sc.between {
 				f, offset, pending = h, 0, nil
 				err := drain()
 				if err == nil {
@@ -151,22 +170,22 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 				h.Close()
 				f = nil
 				if err != nil {
-					for _, rest := range between[i+1:] {
+					for _, rest := range sc.between[i+1:] {
 						rest.Close()
 					}
-					if next != nil {
-						next.Close()
+					if sc.next != nil {
+						sc.next.Close()
 					}
 					return err
 				}
 			}
-			if next == nil {
+			if sc.next == nil {
 				if !wait() {
 					return nil
 				}
 				continue
 			}
-			f, offset, pending, older, resuming = next, 0, nil, nil, false
+			f, offset, pending, older, resuming = sc.next, 0, nil, nil, false
 		}
 		if err := drain(); err != nil {
 			return err
@@ -328,4 +347,62 @@ func scanNewer(path string, older []os.FileInfo) (*scan, error) {
 		sc.between[i], sc.between[j] = sc.between[j], sc.between[i]
 	}
 	return sc, nil
+}
+
+// Tail delivers the last n decisions of the whole log that q selects (all
+// of them when n is 0) once it has read the log, then every new one as it
+// is written, across rotations, until ctx ends (nil) or fn fails (its
+// error). It is `pullgate audit --follow`.
+func Tail(ctx context.Context, path string, q Query, n int, interval time.Duration, fn func(Event) error) error {
+	m, err := q.Compile()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		history []Event
+		last    *lastN
+		caught  bool
+		ferr    error
+	)
+	if n > 0 {
+		last = newLastN(n)
+	}
+	deliver := func(e Event) {
+		if ferr == nil {
+			if ferr = fn(e); ferr != nil {
+				cancel()
+			}
+		}
+	}
+	// Follow calls both from its own goroutine, one at a time.
+	o := FollowOptions{FromStart: true, Rotated: true, Interval: interval, Idle: func() {
+		if caught {
+			return
+		}
+		caught = true
+		if last != nil {
+			history = last.events()
+		}
+		for _, e := range history {
+			deliver(e)
+		}
+		history = nil
+	}}
+	err = Follow(ctx, path, o, func(e Event) {
+		switch {
+		case !m.Match(e):
+		case caught:
+			deliver(e)
+		case last != nil:
+			last.add(e)
+		default:
+			history = append(history, e)
+		}
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return err
 }

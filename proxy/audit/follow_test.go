@@ -168,3 +168,95 @@ func TestFollowMissingFileSkipsOlderRotations(t *testing.T) {
 		t.Fatalf("followed %v, want %v (first wait saw %v)", c.refs, want, got)
 	}
 }
+
+// With FromStart and Rotated, Follow reads the whole log, rotated files
+// first, says when it has caught up (Idle), then delivers what comes next.
+func TestFollowWholeLogThenNew(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := OpenWith(Options{Path: path, MaxSize: 4 << 10, MaxFiles: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := 0; i < 12; i++ {
+		e := ev(i, "deny", "blocked", "up/x", strings.Repeat("h", 1500))
+		want = append(want, e.Reference)
+		l.Write(e)
+	}
+	if m, _ := filepath.Glob(path + ".*"); len(m) < 4 {
+		t.Fatalf("only %d rotated files", len(m))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var c collector
+	caught := make(chan int, 1)
+	o := FollowOptions{FromStart: true, Rotated: true, Interval: 5 * time.Millisecond, Idle: func() {
+		c.mu.Lock()
+		n := len(c.refs)
+		c.mu.Unlock()
+		select {
+		case caught <- n:
+		default:
+		}
+	}}
+	done := make(chan error, 1)
+	go func() { done <- Follow(ctx, path, o, c.add) }()
+	if n := <-caught; n != len(want) {
+		t.Fatalf("caught up after %d events, want %d", n, len(want))
+	}
+	for i := 12; i < 20; i++ {
+		e := ev(i, "allow", "open", "up/y", strings.Repeat("n", 1500))
+		want = append(want, e.Reference)
+		l.Write(e)
+	}
+	l.Close()
+	got := c.waitFor(t, len(want))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("followed %v, want %v", got, want)
+	}
+}
+
+// Tail: the last n selected decisions of the whole log (rotated files
+// included), then each new selected one.
+func TestTailLastThenNew(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := OpenWith(Options{Path: path, MaxSize: 4 << 10, MaxFiles: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 16; i++ {
+		d := "allow"
+		if i%2 == 0 {
+			d = "deny"
+		}
+		l.Write(ev(i, d, "r", "up/x", strings.Repeat("t", 1200)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var c collector
+	done := make(chan error, 1)
+	go func() {
+		done <- Tail(ctx, path, Query{Decision: "deny"}, 3, 5*time.Millisecond, func(e Event) error { c.add(e); return nil })
+	}()
+	if got := c.waitFor(t, 3); fmt.Sprint(got) != "[v10 v12 v14]" {
+		t.Fatalf("history: %v, want the last 3 denials", got)
+	}
+	l.Write(ev(16, "allow", "r", "up/x"))
+	l.Write(ev(17, "deny", "r", "up/x"))
+	l.Close()
+	got := c.waitFor(t, 4)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[v10 v12 v14 v17]" {
+		t.Fatalf("followed %v", got)
+	}
+	// fn's error ends Tail with it.
+	stop := fmt.Errorf("stop")
+	if err := Tail(context.Background(), path, Query{}, 1, time.Millisecond, func(Event) error { return stop }); err != stop {
+		t.Fatalf("Tail returned %v, want fn's error", err)
+	}
+}

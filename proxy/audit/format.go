@@ -95,6 +95,13 @@ func (t *TableWriter) Write(e Event) error {
 			return err
 		}
 	}
+	_, err := fmt.Fprintln(t.tw, strings.Join(columns(e), "\t"))
+	return err
+}
+
+// columns are an event's cells: time, decision, kind, repository,
+// reference, digest, rule, reasons.
+func columns(e Event) []string {
 	rule := e.Rule
 	if rule == "" {
 		rule = "-"
@@ -103,14 +110,22 @@ func (t *TableWriter) Write(e Event) error {
 	if dg == "" {
 		dg = "-"
 	}
-	_, err := fmt.Fprintf(t.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-		e.Time.UTC().Format("2006-01-02T15:04:05Z"), clean(decisionLabel(e)), clean(e.Kind), clean(e.Repository),
-		clean(e.Reference), clean(dg), clean(rule), clean(strings.Join(e.Reasons, "; ")))
-	return err
+	return []string{e.Time.UTC().Format("2006-01-02T15:04:05Z"), clean(decisionLabel(e)), clean(e.Kind), clean(e.Repository),
+		clean(e.Reference), clean(dg), clean(rule), clean(strings.Join(e.Reasons, "; "))}
 }
 
 // Flush writes the table; with no event it writes nothing.
 func (t *TableWriter) Flush() error { return t.tw.Flush() }
+
+// WriteLines writes one event per line for reading as they come (the
+// table's columns, without aligning them across lines).
+func WriteLines(w io.Writer) func(Event) error {
+	return func(e Event) error {
+		c := columns(e)
+		_, err := fmt.Fprintln(w, strings.Join(append(append(c[:3:3], c[3]+"@"+c[4]), c[5:]...), "  "))
+		return err
+	}
+}
 
 // WriteJSONLines writes one event per line, as in the audit log.
 func WriteJSONLines(w io.Writer) func(Event) error {
