@@ -66,6 +66,7 @@ func cmdServe(args []string) int {
 		return 2
 	}
 	log := newLogger(cfg.Log)
+	slog.SetDefault(log) // what libraries log goes to the same place
 	if *pprofAddr != "" {
 		go func() {
 			mux := http.NewServeMux()

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -150,51 +151,102 @@ func (g *schemeGuard) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func credentials(u config.Upstream, resolve func(string) string, reg name.Registry) (authn.Authenticator, error) {
 	switch {
+	case u.Username != "" && u.PasswordFile != "":
+		return newFileAuth(resolve(u.PasswordFile), func(b []byte) (authn.Authenticator, error) {
+			return &authn.Basic{Username: u.Username, Password: strings.TrimRight(string(b), "\r\n")}, nil
+		}, fmt.Sprintf("upstream %s: passwordFile", u.Name))
 	case u.Username != "":
-		pw := u.Password
-		if u.PasswordFile != "" {
-			b, err := os.ReadFile(resolve(u.PasswordFile))
-			if err != nil {
-				return nil, fmt.Errorf("upstream %s: passwordFile: %w", u.Name, err)
-			}
-			pw = strings.TrimRight(string(b), "\r\n")
-		}
-		return &authn.Basic{Username: u.Username, Password: pw}, nil
+		return &authn.Basic{Username: u.Username, Password: u.Password}, nil
 	case u.DockerConfig != "":
-		f, err := os.Open(resolve(u.DockerConfig))
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: dockerConfig: %w", u.Name, err)
-		}
-		defer f.Close()
-		cf, err := dockerconfig.LoadFromReader(f)
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: dockerConfig: %w", u.Name, err)
-		}
-		// Docker stores Docker Hub's credentials under its legacy index URL,
-		// whichever of Docker Hub's host names the upstream uses.
-		keys := []string{reg.RegistryStr()}
-		if isDockerHubHost(reg.RegistryStr()) {
-			keys = []string{dockerHubConfigKey, reg.RegistryStr()}
-		}
-		var ac dockerconfigtypes.AuthConfig
-		for _, key := range keys {
-			if ac, err = cf.GetAuthConfig(key); err != nil {
-				return nil, fmt.Errorf("upstream %s: dockerConfig: %w", u.Name, err)
-			}
-			if ac.Username != "" || ac.Password != "" || ac.IdentityToken != "" || ac.RegistryToken != "" {
-				break
-			}
-		}
-		if ac.Username == "" && ac.Password == "" && ac.IdentityToken == "" && ac.RegistryToken == "" {
-			return nil, fmt.Errorf("upstream %s: dockerConfig %s has no credentials for %s", u.Name, u.DockerConfig, strings.Join(keys, " or "))
-		}
-		return authn.FromConfig(authn.AuthConfig{
-			Username: ac.Username, Password: ac.Password,
-			IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
-		}), nil
+		return newFileAuth(resolve(u.DockerConfig), func(b []byte) (authn.Authenticator, error) {
+			return dockerConfigAuth(b, u, reg)
+		}, fmt.Sprintf("upstream %s: dockerConfig", u.Name))
 	default:
 		return authn.Anonymous, nil
 	}
+}
+
+// dockerConfigAuth is the credentials a Docker config.json holds for reg.
+func dockerConfigAuth(b []byte, u config.Upstream, reg name.Registry) (authn.Authenticator, error) {
+	cf, err := dockerconfig.LoadFromReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	// Docker stores Docker Hub's credentials under its legacy index URL,
+	// whichever of Docker Hub's host names the upstream uses.
+	keys := []string{reg.RegistryStr()}
+	if isDockerHubHost(reg.RegistryStr()) {
+		keys = []string{dockerHubConfigKey, reg.RegistryStr()}
+	}
+	var ac dockerconfigtypes.AuthConfig
+	for _, key := range keys {
+		if ac, err = cf.GetAuthConfig(key); err != nil {
+			return nil, err
+		}
+		if ac.Username != "" || ac.Password != "" || ac.IdentityToken != "" || ac.RegistryToken != "" {
+			break
+		}
+	}
+	if ac.Username == "" && ac.Password == "" && ac.IdentityToken == "" && ac.RegistryToken == "" {
+		return nil, fmt.Errorf("%s has no credentials for %s", u.DockerConfig, strings.Join(keys, " or "))
+	}
+	return authn.FromConfig(authn.AuthConfig{
+		Username: ac.Username, Password: ac.Password,
+		IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
+	}), nil
+}
+
+// fileAuth is credentials kept in a file (passwordFile, dockerConfig). The
+// file is read again whenever it changes (another file, size or
+// modification time: a Kubernetes Secret updated in place swaps a
+// symlink), so rotated credentials are used without a restart. A change
+// that cannot be read or parsed keeps the last good credentials, and is
+// logged once.
+type fileAuth struct {
+	path, what string
+	parse      func([]byte) (authn.Authenticator, error)
+
+	mu   sync.Mutex
+	seen os.FileInfo // the file as last read (good or not)
+	cur  authn.Authenticator
+}
+
+// newFileAuth reads the file once; failing here is a configuration error.
+func newFileAuth(path string, parse func([]byte) (authn.Authenticator, error), what string) (*fileAuth, error) {
+	a := &fileAuth{path: path, what: what, parse: parse}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	cur, err := a.load()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	a.seen, a.cur = fi, cur
+	return a, nil
+}
+
+func (a *fileAuth) load() (authn.Authenticator, error) {
+	b, err := os.ReadFile(a.path)
+	if err != nil {
+		return nil, err
+	}
+	return a.parse(b)
+}
+
+// Authorization implements authn.Authenticator.
+func (a *fileAuth) Authorization() (*authn.AuthConfig, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if fi, err := os.Stat(a.path); err == nil && (!os.SameFile(fi, a.seen) || fi.Size() != a.seen.Size() || !fi.ModTime().Equal(a.seen.ModTime())) {
+		a.seen = fi
+		if cur, err := a.load(); err != nil {
+			slog.Warn("upstream credentials changed but cannot be used; keeping the previous ones", "source", a.what, "path", a.path, "err", err)
+		} else {
+			a.cur = cur
+		}
+	}
+	return a.cur.Authorization()
 }
 
 // Timeout is the upstream's configured timeout: for response headers, and

@@ -2,6 +2,7 @@ package upstream_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"io"
@@ -352,4 +353,70 @@ func (c chunked) Write(b []byte) (int, error) {
 		fl.Flush() // the server would otherwise add Content-Length to a small body
 	}
 	return n, err
+}
+
+// Credentials in a file (passwordFile, dockerConfig) are read again when
+// the file changes: after the upstream's password is rotated, updating the
+// file is enough, without a new client; a broken update keeps the last
+// good credentials.
+func TestCredentialFilesRotate(t *testing.T) {
+	dir := t.TempDir()
+	htpasswd := dir + "/htpasswd"
+	setPassword := func(pw string, age time.Duration) {
+		hash, _ := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err := writeFile(htpasswd, "alice:"+string(hash)+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		// distribution reloads htpasswd when its modification time changes
+		when := time.Now().Add(age)
+		os.Chtimes(htpasswd, when, when)
+	}
+	setPassword("old-secret", -time.Minute)
+	reg := start(t, testreg.Options{Auth: configuration.Auth{"htpasswd": configuration.Parameters{"realm": "test", "path": htpasswd}}})
+	d, _, _ := push(t, reg, "rf/rotate", &authn.Basic{Username: "alice", Password: "old-secret"})
+
+	pwFile, cfgFile := dir+"/password", dir+"/config.json"
+	dockerConfig := func(pw string) string {
+		return `{"auths":{"` + reg.Host + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("alice:"+pw)) + `"}}}`
+	}
+	write := func(path, content string, n int) {
+		if err := writeFile(path, content); err != nil {
+			t.Fatal(err)
+		}
+		when := time.Now().Add(time.Duration(n) * time.Second)
+		os.Chtimes(path, when, when)
+	}
+	write(pwFile, "old-secret\n", 0)
+	write(cfgFile, dockerConfig("old-secret"), 0)
+	clients := map[string]*upstream.Client{
+		"passwordFile": newClient(t, reg, func(u *config.Upstream) { u.Username, u.PasswordFile = "alice", pwFile }),
+		"dockerConfig": newClient(t, reg, func(u *config.Upstream) { u.DockerConfig = cfgFile }),
+	}
+	read := func(c *upstream.Client) error {
+		_, _, _, err := c.Fetcher("rf/rotate", maxManifest).Manifest(context.Background(), d.String())
+		return err
+	}
+	for n, c := range clients {
+		if err := read(c); err != nil {
+			t.Fatalf("%s: read with the first credentials: %v", n, err)
+		}
+	}
+	setPassword("new-secret", time.Minute)
+	for n, c := range clients {
+		if err := read(c); !upstream.IsKind(err, upstream.Refused) {
+			t.Fatalf("%s: the old password still works after the rotation: %v", n, err)
+		}
+	}
+	write(pwFile, "new-secret\n", 1)
+	write(cfgFile, dockerConfig("new-secret"), 1)
+	for n, c := range clients {
+		if err := read(c); err != nil {
+			t.Fatalf("%s: read after the file was updated: %v", n, err)
+		}
+	}
+	// A broken update (no credentials for this registry) keeps the last good ones.
+	write(cfgFile, `{"auths":{}}`, 2)
+	if err := read(clients["dockerConfig"]); err != nil {
+		t.Fatalf("a broken dockerConfig update dropped the working credentials: %v", err)
+	}
 }
