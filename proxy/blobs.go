@@ -460,12 +460,20 @@ func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, size
 			return rerr
 		}
 	}
-	if ferr == nil {
-		if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
+	if ferr != nil {
+		// A finding counts only for the blob's own bytes: hash the rest of
+		// the copy before concluding anything about the blob.
+		if _, err := io.CopyBuffer(struct{ io.Writer }{h}, rc, buf); err != nil {
 			_ = in.Close()
-			s.storeCorrupt(ctx, dgst, "hashes to "+got.String())
-			return fmt.Errorf("stored blob %s is corrupted", dgst)
+			return err
 		}
+	}
+	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
+		_ = in.Close()
+		s.storeCorrupt(ctx, dgst, "hashes to "+got.String())
+		return fmt.Errorf("stored blob %s is corrupted", dgst)
+	}
+	if ferr == nil {
 		s.verified(c)
 	}
 	if cerr := in.Close(); ferr == nil {

@@ -63,6 +63,10 @@ type Store struct {
 	// verified maps a blob to the identity of the stored copy this process
 	// hashed to its digest (see MarkVerified).
 	verified *lru.Cache[digest.Digest, FileID]
+
+	// evicting is content dropped from the index whose deletion has not
+	// finished: discover must not index it again.
+	evicting map[digest.Digest]int
 }
 
 type item struct {
@@ -99,7 +103,8 @@ func Open(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*St
 
 func open(ctx context.Context, d storagedriver.StorageDriver, localRoot string, opts Options) (*Store, error) {
 	s := &Store{d: d, localRoot: localRoot, max: opts.MaxBytes, log: opts.Log,
-		items: map[digest.Digest]*list.Element{}, lru: list.New(), verified: newVerifiedRecord(opts.VerifiedEntries)}
+		items: map[digest.Digest]*list.Element{}, lru: list.New(), verified: newVerifiedRecord(opts.VerifiedEntries),
+		evicting: map[digest.Digest]int{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -132,8 +137,30 @@ type found struct {
 	mod time.Time
 }
 
-// walkBlobs lists the blobs on the driver, oldest modification first.
+// walkBlobs lists the blobs on the driver, oldest modification first. A
+// walk that a concurrent removal cut short (drivers that walk by List, as
+// GCS, Azure and the filesystem do, fail the whole walk with PathNotFound
+// when a directory goes between the listing of its parent and its own) is
+// not taken for the whole store: it is walked again, or it is an error.
 func (s *Store) walkBlobs(ctx context.Context) ([]found, error) {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var all []found
+		if all, err = s.walkBlobsOnce(ctx); err == nil {
+			return all, nil
+		}
+		var nf storagedriver.PathNotFoundError
+		if !errors.As(err, &nf) {
+			return nil, err
+		}
+		if _, serr := s.d.Stat(ctx, "/blobs"); errors.As(serr, &nf) {
+			return nil, nil // no content yet
+		}
+	}
+	return nil, fmt.Errorf("store: walking the content: %w", err)
+}
+
+func (s *Store) walkBlobsOnce(ctx context.Context) ([]found, error) {
 	var all []found
 	err := s.d.Walk(ctx, "/blobs", func(fi storagedriver.FileInfo) error {
 		if fi.IsDir() || path.Base(fi.Path()) != "data" {
@@ -150,8 +177,7 @@ func (s *Store) walkBlobs(ctx context.Context) ([]found, error) {
 		all = append(all, found{item{dg, fi.Size()}, fi.ModTime()})
 		return nil
 	})
-	var nf storagedriver.PathNotFoundError
-	if err != nil && !errors.As(err, &nf) {
+	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(all, func(a, b found) int { return a.mod.Compare(b.mod) })
@@ -199,7 +225,7 @@ func (s *Store) Rescan(ctx context.Context) error {
 	for _, f := range all { // oldest first: the newest ends at the front
 		it := f.item
 		seen[it.dgst] = true
-		if _, ok := s.items[it.dgst]; !ok {
+		if _, ok := s.items[it.dgst]; !ok && s.evicting[it.dgst] == 0 {
 			s.items[it.dgst] = s.lru.PushFront(&it)
 			s.total += it.size
 		}
@@ -278,7 +304,9 @@ func (s *Store) discover(dgst digest.Digest) (int64, bool) {
 	if err != nil || fi.IsDir() {
 		return 0, false
 	}
-	s.add(ctx, dgst, fi.Size())
+	if !s.index(ctx, dgst, fi.Size(), true) {
+		return 0, false // found just before its eviction deleted it
+	}
 	return fi.Size(), true
 }
 
@@ -499,7 +527,18 @@ func copyFile(src, dst string) error {
 }
 
 func (s *Store) add(ctx context.Context, dgst digest.Digest, size int64) {
+	s.index(ctx, dgst, size, false)
+}
+
+// index makes dgst the most recently used content and enforces the size
+// limit. Content found on the driver (found) is not indexed while this
+// process is evicting it; it reports whether dgst is indexed.
+func (s *Store) index(ctx context.Context, dgst digest.Digest, size int64, found bool) bool {
 	s.mu.Lock()
+	if found && s.evicting[dgst] > 0 {
+		s.mu.Unlock()
+		return false
+	}
 	if _, ok := s.items[dgst]; !ok {
 		it := &item{dgst, size}
 		s.items[dgst] = s.lru.PushFront(it)
@@ -508,6 +547,7 @@ func (s *Store) add(ctx context.Context, dgst digest.Digest, size int64) {
 	evict := s.overLimitLocked(dgst)
 	s.mu.Unlock()
 	s.evict(ctx, evict)
+	return true
 }
 
 // overLimitLocked drops least recently used entries (never keep) from the
@@ -524,6 +564,7 @@ func (s *Store) overLimitLocked(keep digest.Digest) []digest.Digest {
 		delete(s.items, it.dgst)
 		s.total -= it.size
 		s.verified.Remove(it.dgst)
+		s.evicting[it.dgst]++
 		evict = append(evict, it.dgst)
 	}
 	return evict
@@ -536,6 +577,11 @@ func (s *Store) evict(ctx context.Context, digests []digest.Digest) {
 		if err := s.d.Delete(ctx, path.Dir(blobPath(d))); err != nil {
 			s.log.Warn("store: eviction failed", "digest", d, "err", err)
 		}
+		s.mu.Lock()
+		if s.evicting[d]--; s.evicting[d] <= 0 {
+			delete(s.evicting, d)
+		}
+		s.mu.Unlock()
 	}
 }
 

@@ -3,6 +3,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"sync"
@@ -44,7 +45,6 @@ type Log struct {
 	mu     sync.Mutex
 	w      io.Writer
 	closer io.Closer
-	enc    *json.Encoder
 	// OnEvent, when set, sees every event (metrics, the admin page).
 	OnEvent func(Event)
 }
@@ -56,9 +56,7 @@ func Open(path string) (*Log, error) {
 }
 
 func newLog(w io.Writer, c io.Closer) *Log {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return &Log{w: w, closer: c, enc: enc}
+	return &Log{w: w, closer: c}
 }
 
 // Write records one event.
@@ -68,8 +66,17 @@ func (l *Log) Write(e Event) error {
 	}
 	l.mu.Lock()
 	var err error
-	if l.enc != nil {
-		err = l.enc.Encode(e)
+	if l.w != nil {
+		// Each event is encoded on its own, then written: a json.Encoder
+		// on the file would keep the first write error and refuse every
+		// later event, and the rotator reports a failed rotation (the
+		// event still written) as one.
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err = enc.Encode(e); err == nil {
+			_, err = l.w.Write(b.Bytes())
+		}
 	}
 	hook := l.OnEvent
 	l.mu.Unlock()

@@ -145,6 +145,9 @@ func Follow(ctx context.Context, path string, o FollowOptions, fn func(Event)) e
 	}
 	for {
 		if ctx.Err() != nil {
+			if next != nil {
+				next.close() // the first scan was never read
+			}
 			return nil
 		}
 		if resuming {

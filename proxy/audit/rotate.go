@@ -64,6 +64,18 @@ func (r *rotator) Write(p []byte) (int, error) {
 // The current file is renamed while open, so if opening the new one fails
 // writes continue in path.1, which is still the newest rotated file.
 func (r *rotator) rotate() error {
+	// The current file removed (or replaced) under the writer: shifting
+	// the rotated files would only delete history; start a new file.
+	if cur, err := r.f.Stat(); err == nil {
+		if st, err := os.Stat(r.path); err != nil || !os.SameFile(cur, st) {
+			old := r.f
+			if err := r.open(); err != nil {
+				r.size = 0
+				return err
+			}
+			return old.Close()
+		}
+	}
 	if err := os.Remove(RotatedName(r.path, r.files)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
