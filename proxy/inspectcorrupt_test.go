@@ -8,11 +8,10 @@ import (
 )
 
 // A stored copy that changed at rest (disk fault, another writer of a
-// shared bucket) is inspected under a content rule before its digest is
-// checked: the inspector's finding on bytes that are not the blob is
-// recorded as the blob's (markBad), the damaged copy is not removed, and
-// the legitimate blob stays refused under that rule, also after the copy is
-// repaired.
+// shared bucket) and is inspected under a content rule: a finding counts
+// only once the whole copy hashed to the blob's digest. (A finding on bytes
+// that are not the blob was recorded as the blob's, the damaged copy was
+// kept, and the legitimate blob stayed refused after the copy was repaired.)
 func TestFindingOnCorruptStoredCopyIsNotRecorded(t *testing.T) {
 	const pol = `rules:
   - name: plain

@@ -29,9 +29,9 @@ func (d *slowDelete) Delete(ctx context.Context, p string) error {
 }
 
 // A lookup of content being evicted (dropped from the index, not deleted
-// yet) finds it on the driver and indexes it again: the store then evicts
-// another blob to make room for one that is deleted a moment later, and
-// keeps a phantom entry counted against the limit.
+// yet) does not index it again from the driver: that evicted another blob
+// to make room for one deleted a moment later, and kept a phantom entry
+// counted against the limit.
 func TestHasDuringEvictionResurrects(t *testing.T) {
 	ctx := context.Background()
 	pa, da := blob(300, 'a')

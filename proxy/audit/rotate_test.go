@@ -1,0 +1,81 @@
+package audit
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The current log file removed under a running writer (an operator's rm,
+// a log shipper): the next rotation starts a new current file. (It used to
+// shift the rotated files up and remove the oldest before failing to rename
+// the missing file, so the whole history went in MaxFiles writes, and every
+// new event went to the unlinked file.)
+func TestRotatorCurrentFileRemoved(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := OpenWith(Options{Path: path, MaxSize: 4 << 10, MaxFiles: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 12; i++ {
+		l.Write(ev(i, "deny", "b", "up/x", strings.Repeat("h", 1500)))
+	}
+	before, _ := filepath.Glob(path + ".*")
+	if len(before) != 3 {
+		t.Fatalf("setup: %d rotated files", len(before))
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	for i := 12; i < 20; i++ {
+		l.Write(ev(i, "deny", "b", "up/x", strings.Repeat("h", 1500)))
+	}
+	l.Close()
+	var refs []string
+	for _, e := range readAll(t, path, Query{}) {
+		refs = append(refs, e.Reference)
+	}
+	t.Logf("events on disk after the removal and 8 more writes: %v", refs)
+	after, _ := filepath.Glob(path + ".*")
+	_, cerr := os.Stat(path)
+	if len(after) < len(before) || cerr != nil {
+		t.Fatalf("rotated files %v -> %v, current file: %v: the history was deleted and new events were written to an unlinked file", before, after, cerr)
+	}
+}
+
+// One failed rotation (here: the oldest name cannot be removed for a
+// while) keeps the event in the current file and retries at the next
+// limit; the events after it are written. (The rotator reports the failure
+// as the Write's error, and a json.Encoder on the file kept that error and
+// refused every later event until a restart.)
+func TestRotationFailureStopsTheLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := OpenWith(Options{Path: path, MaxSize: 4 << 10, MaxFiles: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocker := RotatedName(path, 3)
+	if err := os.MkdirAll(filepath.Join(blocker, "x"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		_ = l.Write(ev(i, "deny", "b", "up/x", strings.Repeat("h", 1500)))
+	}
+	if err := os.RemoveAll(blocker); err != nil { // the fault clears
+		t.Fatal(err)
+	}
+	for i := 4; i < 10; i++ {
+		if err := l.Write(ev(i, "deny", "b", "up/x", strings.Repeat("h", 1500))); err != nil {
+			t.Logf("write v%d: %v", i, err)
+		}
+	}
+	l.Close()
+	var refs []string
+	for _, e := range readAll(t, path, Query{}) {
+		refs = append(refs, e.Reference)
+	}
+	if len(refs) == 0 || refs[len(refs)-1] != "v9" {
+		t.Fatalf("events on disk: %v; v4..v9 were written after the fault cleared", refs)
+	}
+}
