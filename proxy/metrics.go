@@ -152,6 +152,17 @@ func routeName(path string) string {
 	return "other"
 }
 
+// methodLabel bounds the method label: clients choose the method token,
+// before they are authenticated.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
+
 func (m *Metrics) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -162,7 +173,7 @@ func (m *Metrics) middleware(next http.Handler) http.Handler {
 			if st == 0 {
 				st = 499
 			}
-			m.requests.WithLabelValues(rn, r.Method, strconv.Itoa(st)).Inc()
+			m.requests.WithLabelValues(rn, methodLabel(r.Method), strconv.Itoa(st)).Inc()
 			m.duration.WithLabelValues(rn).Observe(time.Since(start).Seconds())
 		}()
 		next.ServeHTTP(sw, r)

@@ -541,10 +541,16 @@ func hasAction(actions []string, want string) bool {
 }
 
 // parseRepoName parses a repository name as clients write it
-// ("<upstream>/<repo>") with the registry API path rules.
+// ("<upstream>/<repo>") with the registry API path rules. An upstream name
+// with a port ("registry.internal:5000/<repo>", as challenges announce the
+// ?ns= form of such an upstream; a path cannot carry ':') is read as that
+// form, so the scope a challenge names is one a token can grant.
 func parseRepoName(name string) (route.Route, error) {
 	if name == "" || strings.ContainsAny(name, "?#") {
 		return route.Route{}, errors.New("invalid repository name")
+	}
+	if host, repo, ok := strings.Cut(name, "/"); ok && strings.Contains(host, ":") {
+		return route.Parse("/v2/"+repo+"/tags/list", host)
 	}
 	return route.Parse("/v2/"+name+"/tags/list", "")
 }

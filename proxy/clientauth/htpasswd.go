@@ -55,6 +55,12 @@ type htpasswd struct {
 	// unknown users so that timing does not reveal which users exist.
 	dummy     []byte
 	dummyCost int
+	// pads holds a hash at every cost from the file's lowest to below
+	// dummyCost: a wrong password for a user whose hash is cheaper (cost c)
+	// is also compared at costs c..dummyCost-1, 2^c+...+2^(dummyCost-1) =
+	// 2^dummyCost - 2^c more rounds, so the check costs as much as an
+	// unknown user's and a cheap entry does not answer faster.
+	pads map[int][]byte
 }
 
 type verifiedEntry struct {
@@ -177,7 +183,7 @@ func (h *htpasswd) verify(user, pass string) error {
 	h.mu.Lock()
 	h.refreshLocked()
 	hash, ok := h.users[user]
-	gen, loadErr, dummy := h.gen, h.err, h.dummy
+	gen, loadErr, dummy, dummyCost, pads := h.gen, h.err, h.dummy, h.dummyCost, h.pads
 	h.mu.Unlock()
 	if loadErr != nil {
 		return errors.New("htpasswd file unusable")
@@ -193,6 +199,14 @@ func (h *htpasswd) verify(user, pass string) error {
 		return nil
 	}
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(pass)); err != nil {
+		// As costly as the unknown user's check (see pads).
+		if c, cerr := bcrypt.Cost(hash); cerr == nil {
+			for k := c; k < dummyCost; k++ {
+				if p := pads[k]; p != nil {
+					_ = bcrypt.CompareHashAndPassword(p, []byte(pass))
+				}
+			}
+		}
 		return errBadPassword
 	}
 	h.verified.Add(user, verifiedEntry{mac: mac, gen: gen, expires: time.Now().Add(verifiedTTL)})
@@ -210,22 +224,35 @@ func (h *htpasswd) mac(user, pass string) [32]byte {
 }
 
 func (h *htpasswd) setDummyLocked(users map[string][]byte) {
-	cost := bcrypt.MinCost
+	cost, low := bcrypt.MinCost, bcrypt.MaxCost
 	for _, hash := range users {
-		if c, err := bcrypt.Cost(hash); err == nil && c > cost {
-			cost = c
+		if c, err := bcrypt.Cost(hash); err == nil {
+			cost, low = max(cost, c), min(low, c)
 		}
 	}
-	if h.dummy != nil && cost == h.dummyCost {
-		return
+	if h.dummy == nil || cost != h.dummyCost {
+		d, err := randomHash(cost)
+		if err != nil {
+			return // keeps the previous ones
+		}
+		h.dummy, h.dummyCost = d, cost
 	}
+	pads := map[int][]byte{}
+	for c := low; c < h.dummyCost; c++ {
+		if p := h.pads[c]; p != nil {
+			pads[c] = p
+		} else if p, err := randomHash(c); err == nil {
+			pads[c] = p
+		}
+	}
+	h.pads = pads
+}
+
+// randomHash is a bcrypt hash of a random password at cost.
+func randomHash(cost int) ([]byte, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	d, err := bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(b[:])), cost)
-	if err != nil {
-		return // keeps the previous one
-	}
-	h.dummy, h.dummyCost = d, cost
+	return bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(b[:])), cost)
 }
 
 // decodeBasic decodes Basic credentials. Errors never include them.
