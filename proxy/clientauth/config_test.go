@@ -100,6 +100,7 @@ func TestConfigAuthErrors(t *testing.T) {
 		{"rules without login", "auth:\n  access: [{repositories: [\"**\"], allow: [alice]}]\n", "need a way to log in"},
 		{"mtls without tls", "auth:\n  mtls: {clientCA: ca.pem}\n  access: [{repositories: [\"**\"], allow: [\"cn:*\"]}]\n", "client certificates need TLS"},
 		{"ttl too long", "auth:\n  anonymous: [\"**\"]\n  token: {ttl: 48h}\n", "token.ttl"},
+		{"ttl under the token spec's 60s", "auth:\n  anonymous: [\"**\"]\n  token: {ttl: 30s}\n", "token.ttl 30s: must be between 1m0s"},
 		{"realm not a URL", "auth:\n  anonymous: [\"**\"]\n  token: {realm: /token}\n", "token.realm"},
 		{"quote in service", "auth:\n  anonymous: [\"**\"]\n  token: {service: 'a\"b'}\n", "printable ASCII"},
 		{"negative rate", "auth:\n  anonymous: [\"**\"]\n  rateLimit: {burst: -1}\n", "rateLimit"},

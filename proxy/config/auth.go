@@ -49,7 +49,7 @@ type AuthToken struct {
 	// Ed25519) that signs tokens. Empty: an ephemeral key is generated at
 	// start (tokens do not survive a restart and are not shared by replicas).
 	Key string `yaml:"key,omitempty"`
-	// TTL is the token lifetime (default 5m, at most 24h).
+	// TTL is the token lifetime (default 5m, from 1m to 24h).
 	TTL Duration `yaml:"ttl,omitempty"`
 	// Realm is the absolute URL of the token endpoint announced in Bearer
 	// challenges. Default: scheme://host/token of the request, which is
@@ -88,6 +88,7 @@ const (
 	DefaultTokenIssuer       = "pullgate"
 	DefaultTokenService      = "pullgate"
 	DefaultTokenTTL          = 5 * time.Minute
+	MinTokenTTL              = time.Minute
 	MaxTokenTTL              = 24 * time.Hour
 	DefaultFailuresPerMinute = 10
 	DefaultFailureBurst      = 5
@@ -126,10 +127,10 @@ func (a *Auth) validate(c *Config) []error {
 		if !quoteSafe(t.Issuer) || !quoteSafe(t.Service) {
 			add("token: issuer and service are printable ASCII without quotes or backslashes")
 		}
-		if t.TTL < 0 || t.TTL.D() > MaxTokenTTL {
-			add("token.ttl %s: must be between 1s and %s", t.TTL.D(), MaxTokenTTL)
-		} else if t.TTL != 0 && t.TTL.D() < time.Second {
-			add("token.ttl %s: must be at least 1s", t.TTL.D())
+		// The Docker token spec: never less than 60s (docker takes a
+		// shorter token for a 60s one and would reuse it expired).
+		if t.TTL < 0 || t.TTL.D() > MaxTokenTTL || t.TTL != 0 && t.TTL.D() < MinTokenTTL {
+			add("token.ttl %s: must be between %s and %s", t.TTL.D(), MinTokenTTL, MaxTokenTTL)
 		}
 		if t.Realm != "" {
 			u, err := url.Parse(t.Realm)
