@@ -61,29 +61,8 @@ func reportCheck(name string, r release.Report) policy.Check {
 		return c
 	}
 	c.Detail = strings.Join(r.Reasons(), "; ")
-	best := 0
-	rank := map[int]int{policy.ExitMismatch: 4, policy.ExitMalformed: 3, policy.ExitNoEvidence: 2, policy.ExitUnmet: 1}
-	for _, f := range r.Failures() {
-		code := exitForRelease(f.Code)
-		if rank[code] > rank[best] {
-			best = code
-		}
-	}
-	c.ExitCode = best
+	c.ExitCode = policy.ReleaseExitCode(r)
 	return c
-}
-
-func exitForRelease(code string) int {
-	switch code {
-	case release.CodeDigestMismatch, release.CodeSizeMismatch, release.CodeSubject, release.CodeExtraFile,
-		release.CodeMissingFile, release.CodeTensorMismatch, release.CodeRootDigest, release.CodeDuplicateTitle:
-		return policy.ExitMismatch
-	case release.CodeMalformed, release.CodeInvalidInput:
-		return policy.ExitMalformed
-	case release.CodeNoEvidence:
-		return policy.ExitNoEvidence
-	}
-	return policy.ExitUnmet
 }
 
 // tensorExpectation is what the MBOM says one layer's tensors must be.

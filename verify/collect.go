@@ -27,6 +27,7 @@ const (
 	SourceCosignAttestation = "cosign-attestation" // legacy sha256-<hex>.att
 	SourceBundleReferrer    = "bundle-referrer"    // sigstore bundle v0.3 referrer
 	SourceSubject           = "subject"            // the request itself
+	SourceFile              = "file"               // a bundle given as a local file (VerifyBundle)
 )
 
 // VerifyOptions say what, beyond a valid signature by configured trust, every
@@ -79,21 +80,10 @@ const (
 // Collect is per digest: for a multi-arch image the caller decides whether
 // the index digest, the child digest, or both must carry evidence.
 func Collect(ctx context.Context, f Fetcher, subject digest.Digest, trust *Trust, opts CollectOptions) Result {
-	res := Result{Subject: subject, Signatures: []Signature{}, Attestations: []Attestation{}, Failures: []Failure{}}
-	if err := subject.Validate(); err != nil {
-		res.Failures = append(res.Failures, Failure{Kind: FailMalformed, Source: SourceSubject, Reason: fmt.Sprintf("invalid subject digest %q: %v", clip(subject.String()), err)})
-		return res
+	c, res := newCollector(ctx, f, subject, trust, opts)
+	if c == nil {
+		return *res
 	}
-	if trust == nil {
-		trust = &Trust{}
-	}
-	if opts.MaxEvidence <= 0 {
-		opts.MaxEvidence = defaultMaxEvidence
-	}
-	if opts.MaxBlobSize <= 0 {
-		opts.MaxBlobSize = defaultMaxBlobSize
-	}
-	c := &collector{ctx: ctx, f: f, subject: subject, trust: trust, opts: opts, res: &res}
 	// The three sources are independent: fetch and verify them at once, and
 	// merge in a fixed order so the result is deterministic.
 	c.parallel(3, func(i int, sub *collector) {
@@ -106,7 +96,47 @@ func Collect(ctx context.Context, f Fetcher, subject digest.Digest, trust *Trust
 			sub.referrers()
 		}
 	})
-	return res
+	return *res
+}
+
+// newCollector validates subject and fills in the defaults; a nil collector
+// means the result already says why there is nothing to collect.
+func newCollector(ctx context.Context, f Fetcher, subject digest.Digest, trust *Trust, opts CollectOptions) (*collector, *Result) {
+	res := &Result{Subject: subject, Signatures: []Signature{}, Attestations: []Attestation{}, Failures: []Failure{}}
+	if err := subject.Validate(); err != nil {
+		res.Failures = append(res.Failures, Failure{Kind: FailMalformed, Source: SourceSubject, Reason: fmt.Sprintf("invalid subject digest %q: %v", clip(subject.String()), err)})
+		return nil, res
+	}
+	if trust == nil {
+		trust = &Trust{}
+	}
+	if opts.MaxEvidence <= 0 {
+		opts.MaxEvidence = defaultMaxEvidence
+	}
+	if opts.MaxBlobSize <= 0 {
+		opts.MaxBlobSize = defaultMaxBlobSize
+	}
+	return &collector{ctx: ctx, f: f, subject: subject, trust: trust, opts: opts, res: res}, res
+}
+
+// VerifyBundle verifies one Sigstore bundle held locally (a file) about
+// subject against trust, exactly as Collect verifies a bundle it finds as
+// a referrer: only a bundle signed by configured trust whose statement (or
+// message signature) names subject yields signatures or attestations;
+// anything else is a failure with its kind.
+func VerifyBundle(ctx context.Context, blob []byte, subject digest.Digest, trust *Trust, opts CollectOptions) Result {
+	c, res := newCollector(ctx, nil, subject, trust, opts)
+	if c == nil {
+		return *res
+	}
+	ev := digest.FromBytes(blob)
+	res.Found = 1
+	if int64(len(blob)) > c.opts.MaxBlobSize {
+		c.fail(FailMalformed, SourceFile, ev, "bundle of %d bytes exceeds the limit of %d", len(blob), c.opts.MaxBlobSize)
+		return *res
+	}
+	c.bundle(SourceFile, ev, blob)
+	return *res
 }
 
 // maxParallel bounds concurrent evidence fetches and verifications per

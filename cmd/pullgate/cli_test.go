@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pullgate/pullgate/test/modelcorpus"
+	"github.com/pullgate/pullgate/verify/attest"
+	"github.com/pullgate/pullgate/verify/attest/attesttest"
 )
 
 // Every command answers -h with its usage and exit 0; a bad flag is 2.
@@ -93,5 +97,74 @@ func TestAuditFollowUsage(t *testing.T) {
 		if code := run(args); code != 2 {
 			t.Errorf("pullgate %s: exit %d, want 2", strings.Join(args, " "), code)
 		}
+	}
+}
+
+// pullgate attest check-files: a bundle signed by the trusted key whose
+// statement names the subject passes while the files are as recorded; an
+// edited file, another subject, an untrusted key and a broken bundle each
+// fail with their exit code.
+func TestAttestCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	for rel, body := range map[string]string{"prompt/system.txt": "You are helpful.\n", "prompt/safety.yaml": "deny: [weapons]\n"} {
+		if err := attesttest.WriteFile(dir, rel, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const subject = "sha256:" + "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12"
+	cfg := filepath.Join(dir, "prompt.yaml")
+	if err := os.WriteFile(cfg, []byte("name: support-bot\nsystemPrompts: [prompt/system.txt]\nsafetyPolicies: [prompt/safety.yaml]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stmt, err := attest.Create(attest.KindPrompt, cfg, attest.CreateOptions{Subjects: []string{subject}, Time: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(name string) (priv, pub string) {
+		k, pubPEM, err := attesttest.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		privPEM, _ := attesttest.PrivatePEM(k)
+		priv, pub = filepath.Join(dir, name+".key"), filepath.Join(dir, name+".pub")
+		os.WriteFile(priv, privPEM, 0o600)
+		os.WriteFile(pub, pubPEM, 0o644)
+		return priv, pub
+	}
+	priv, pub := key("release")
+	_, otherPub := key("other")
+	b, err := attest.Sign(context.Background(), stmt, attest.SignOptions{KeyPath: priv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "prompt.bundle.json")
+	if err := os.WriteFile(bundle, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(dir, "broken.json")
+	os.WriteFile(broken, []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"`), 0o644)
+	check := func(args ...string) int {
+		return run(append([]string{"attest", "check-files", "--dir", dir}, args...))
+	}
+	if code := check("--bundle", bundle, "--subject", subject, "--key", pub); code != 0 {
+		t.Fatalf("unchanged files: exit %d", code)
+	}
+	if code := check("--bundle", bundle, "--subject", "sha256:"+strings.Repeat("cd", 32), "--key", pub); code != 12 {
+		t.Errorf("another subject: exit %d, want 12", code)
+	}
+	if code := check("--bundle", bundle, "--subject", subject, "--key", otherPub); code != 11 {
+		t.Errorf("untrusted key: exit %d, want 11", code)
+	}
+	if code := check("--bundle", broken, "--subject", subject, "--key", pub); code != 14 {
+		t.Errorf("broken bundle: exit %d, want 14", code)
+	}
+	if code := check("--bundle", bundle, "--subject", subject); code != 2 {
+		t.Errorf("no trust given: exit %d, want 2", code)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "prompt", "safety.yaml"), []byte("deny: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := check("--bundle", bundle, "--subject", subject, "--key", pub); code != 12 {
+		t.Errorf("edited file: exit %d, want 12", code)
 	}
 }
