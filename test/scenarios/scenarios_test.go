@@ -389,9 +389,8 @@ func TestScenarios(t *testing.T) {
 			"- `pullgate verify` decides manifests only: content findings and MBOM tensor checks exist only while a layer streams\n" +
 			"  through the proxy, so those rows show exit 0 for the CLI (docs/attestations.md says so).\n" +
 			"- A prompt/corpus/eval/route/slo *file* edited after attestation is only visible at pull time when the pipeline\n" +
-			"  re-attests it (superseded) or when the file is a served layer covered by the MBOM. `release.CheckFiles` (re-hash a\n" +
-			"  checkout) exists in the library but no CLI command exposes it, although docs/attestations.md describes it as\n" +
-			"  \"for `pullgate verify` on a checkout\".\n" +
+			"  re-attests it (superseded) or when the file is a served layer covered by the MBOM. On a checkout,\n" +
+			"  `pullgate attest check-files` (`release.CheckFiles`) re-hashes the files a signed statement recorded.\n" +
 			"- Under a rule with only `require.attestations` (no chain), one passing eval is enough: a newer failing eval does\n" +
 			"  not revoke an older passing one (documented; `chain: llm-release` catches it, see the tamper suite).\n"
 		writeDocSection(t, "", doc)
