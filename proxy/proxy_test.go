@@ -105,13 +105,7 @@ audit: {path: %s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler), proxy.Options{Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { ps.Close(); srv.Close() })
+	srv, ps, reg := serveProxy(t, cfg)
 	e.srv, e.proxy, e.host = srv, ps, strings.TrimPrefix(ps.URL, "http://")
 	return reg
 }
@@ -119,13 +113,22 @@ audit: {path: %s}
 // serve opens a proxy on cfg and serves it until the test ends.
 func serve(t *testing.T, cfg *config.Config) *httptest.Server {
 	t.Helper()
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	_, ps, _ := serveProxy(t, cfg)
+	return ps
+}
+
+// serveProxy opens the proxy of cfg with a metrics registry of its own and
+// serves it until the test ends.
+func serveProxy(t *testing.T, cfg *config.Config) (*proxy.Server, *httptest.Server, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler), proxy.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ps := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { ps.Close(); srv.Close() })
-	return ps
+	return srv, ps, reg
 }
 
 func push(t *testing.T, host, repo string, img v1.Image) v1.Hash {
