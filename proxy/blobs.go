@@ -463,7 +463,7 @@ func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, size
 	if ferr != nil {
 		// A finding counts only for the blob's own bytes: hash the rest of
 		// the copy before concluding anything about the blob.
-		if _, err := io.CopyBuffer(struct{ io.Writer }{h}, rc, buf); err != nil {
+		if _, err := io.CopyBuffer(h, rc, buf); err != nil {
 			_ = in.Close()
 			return err
 		}

@@ -13,29 +13,18 @@ import (
 // that are not the blob was recorded as the blob's, the damaged copy was
 // kept, and the legitimate blob stayed refused after the copy was repaired.)
 func TestFindingOnCorruptStoredCopyIsNotRecorded(t *testing.T) {
-	const pol = `rules:
-  - name: plain
-    match: ["upstream.local/plain/**"]
-    action: allow
-  - name: models
-    match: ["upstream.local/models/**"]
-    action: allow
-    content:
-      formats: { pickle: deny }
-      denyCodeLayers: true
-`
-	e := startWith(t, nil, pol)
+	e := startWith(t, nil, rfTwoRules) // app/** without content checks, models/** with them
 	h := e.up.Host
 	good := bytes.Repeat([]byte("plain weights, not a pickle. "), 200)
 	evil := append([]byte{0x80, 0x04}, good[2:]...) // same size, a pickle header
 	const mt = "application/octet-stream"
-	for _, repo := range []string{"plain/m", "models/m"} {
+	for _, repo := range []string{"app/m", "models/m"} {
 		cfg := ivPushBlob(t, h, repo, []byte(`{"architecture":"x"}`), "application/vnd.oci.image.config.v1+json")
 		l := ivPushBlob(t, h, repo, good, mt)
 		ivImage(t, h, repo+":1", cfg, l)
 	}
-	gd := ivPushBlob(t, h, "plain/m", good, mt).Digest
-	plain := e.proxy.URL + "/v2/upstream.local/plain/m"
+	gd := ivPushBlob(t, h, "app/m", good, mt).Digest
+	plain := e.proxy.URL + "/v2/upstream.local/app/m"
 	models := e.proxy.URL + "/v2/upstream.local/models/m"
 	if resp, _ := get(t, plain+"/manifests/1"); resp.StatusCode != 200 {
 		t.Fatal("plain manifest")

@@ -151,16 +151,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	if cfg.Storage.SpoolDir != "" {
 		spool = cfg.Resolve(cfg.Storage.SpoolDir)
 	}
-	if spool, err := ownSpool(spool, local); err != nil {
-		return nil, fmt.Errorf("storage: spool: %w", err)
-	} else {
-		g, err := inflight.New(spool)
-		if err != nil {
-			return nil, fmt.Errorf("storage: spool: %w", err)
-		}
-		s.fetches = g
-		s.closers = append(s.closers, func() error { return os.RemoveAll(spool) })
+	spool, err := ownSpool(spool, local)
+	if err == nil {
+		s.fetches, err = inflight.New(spool)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: spool: %w", err)
+	}
+	s.closers = append(s.closers, func() error { return os.RemoveAll(spool) })
 
 	for _, u := range cfg.Upstreams {
 		c, err := upstream.New(u, cfg.Resolve)

@@ -192,23 +192,33 @@ func (s *Store) rebuild(ctx context.Context) error {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	// oldest first: push to front as we go, so the newest ends at the front
+	s.indexFoundLocked(all)
+	s.mu.Unlock()
+	return nil
+}
+
+// indexFoundLocked indexes walked blobs the index does not hold (and that
+// this process is not evicting) as the most recently used, oldest first so
+// that the newest ends at the front. It returns the set of walked digests.
+func (s *Store) indexFoundLocked(all []found) map[digest.Digest]bool {
+	seen := make(map[digest.Digest]bool, len(all))
 	for _, f := range all {
 		it := f.item
-		s.items[it.dgst] = s.lru.PushFront(&it)
-		s.total += it.size
+		seen[it.dgst] = true
+		if _, ok := s.items[it.dgst]; !ok && s.evicting[it.dgst] == 0 {
+			s.items[it.dgst] = s.lru.PushFront(&it)
+			s.total += it.size
+		}
 	}
-	return nil
+	return seen
 }
 
 // Rescan brings the index up to date with the driver, for a store that
 // other replicas write to as well: blobs they committed are indexed (as
 // recently used: another replica just stored them), blobs they evicted
-// are dropped,
-// and the size limit is enforced over the whole store again. Uploads left
-// behind for longer than StaleUpload (a replica that crashed mid-commit)
-// are removed.
+// are dropped, and the size limit is enforced over the whole store again.
+// Uploads left behind for longer than StaleUpload (a replica that crashed
+// mid-commit) are removed.
 func (s *Store) Rescan(ctx context.Context) error {
 	s.mu.Lock()
 	before := make(map[digest.Digest]bool, len(s.items))
@@ -221,23 +231,12 @@ func (s *Store) Rescan(ctx context.Context) error {
 		return err
 	}
 	s.mu.Lock()
-	seen := make(map[digest.Digest]bool, len(all))
-	for _, f := range all { // oldest first: the newest ends at the front
-		it := f.item
-		seen[it.dgst] = true
-		if _, ok := s.items[it.dgst]; !ok && s.evicting[it.dgst] == 0 {
-			s.items[it.dgst] = s.lru.PushFront(&it)
-			s.total += it.size
-		}
-	}
+	seen := s.indexFoundLocked(all)
 	// Only what was indexed before the walk can have been missed by it
 	// for having gone; what was committed meanwhile stays.
 	for d := range before {
-		if el, ok := s.items[d]; ok && !seen[d] {
-			s.total -= el.Value.(*item).size
-			s.lru.Remove(el)
-			delete(s.items, d)
-			s.verified.Remove(d)
+		if !seen[d] {
+			s.forgetLocked(d)
 		}
 	}
 	evict := s.overLimitLocked("")
@@ -560,10 +559,7 @@ func (s *Store) overLimitLocked(keep digest.Digest) []digest.Digest {
 		if it.dgst == keep {
 			break
 		}
-		s.lru.Remove(el)
-		delete(s.items, it.dgst)
-		s.total -= it.size
-		s.verified.Remove(it.dgst)
+		s.forgetLocked(it.dgst)
 		s.evicting[it.dgst]++
 		evict = append(evict, it.dgst)
 	}
@@ -587,13 +583,18 @@ func (s *Store) evict(ctx context.Context, digests []digest.Digest) {
 
 func (s *Store) forget(dgst digest.Digest) {
 	s.mu.Lock()
+	s.forgetLocked(dgst)
+	s.mu.Unlock()
+}
+
+// forgetLocked drops dgst from the index and the verified record.
+func (s *Store) forgetLocked(dgst digest.Digest) {
 	if el, ok := s.items[dgst]; ok {
 		s.total -= el.Value.(*item).size
 		s.lru.Remove(el)
 		delete(s.items, dgst)
 	}
 	s.verified.Remove(dgst)
-	s.mu.Unlock()
 }
 
 // Delete removes content.
