@@ -53,6 +53,9 @@ func Sniff(h []byte, size int64) string {
 	if len(h) >= 4 && string(h[:4]) == "GGUF" {
 		return FormatGGUF
 	}
+	if bytes.HasPrefix(h, magicNPY) {
+		return FormatNPY
+	}
 	if a := sniffArchive(h); a != "" {
 		return a
 	}
@@ -335,6 +338,8 @@ func (a *autoInspector) decide() error {
 		a.inner = NewSafetensorsInspector(a.opts, a.size)
 	case f == FormatGGUF:
 		a.inner = NewGGUFInspector(a.opts, a.size)
+	case f == FormatNPY:
+		a.inner = NewNPYInspector(a.opts, a.size)
 	case f == FormatPickle || f == FormatLegacyTorch:
 		if mode != PickleScan {
 			return newFinding(f, 0, "content is %s; pickle content is denied by policy (pickle: deny); publish safetensors instead", describe(f))
