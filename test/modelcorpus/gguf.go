@@ -3,6 +3,7 @@ package modelcorpus
 import (
 	"encoding/binary"
 	"math"
+	"strconv"
 )
 
 // GGUF value types.
@@ -56,6 +57,10 @@ type GGUFSpec struct {
 	TensorCount *uint64 // header override
 	KVCount     *uint64 // header override
 	NoLastPad   bool    // omit the padding after the last tensor
+	// NoHeaderPad omits the padding after the tensor infos, as gguf-py's
+	// vocab-only writer does (write_header_to_file + write_kv_data_to_file,
+	// no tensor infos, no padding).
+	NoHeaderPad bool
 }
 
 // GGMLSize returns the byte size of a tensor for the types the generator
@@ -171,7 +176,7 @@ func GGUF(s GGUFSpec) []byte {
 		off += sz
 		off += (s.Alignment - off%s.Alignment) % s.Alignment
 	}
-	for uint64(len(b))%s.Alignment != 0 {
+	for !s.NoHeaderPad && uint64(len(b))%s.Alignment != 0 {
 		b = append(b, 0)
 	}
 	for i, sz := range sizes {
@@ -217,3 +222,67 @@ func ValidGGUFSpec() GGUFSpec {
 		},
 	}
 }
+
+// VocabGGUFSpec is a vocabulary-only file (n_tensors = 0) as llama.cpp's
+// convert_hf_to_gguf.py --vocab-only writes it: n byte-level BPE tokens
+// (ASCII, "Ġ"-prefixed words, CJK, <0xNN> byte tokens), their scores and
+// token types, n merges, a chat template, and no padding after the
+// metadata. The content is deterministic.
+func VocabGGUFSpec(n int) GGUFSpec {
+	tokens := make([]any, n)
+	scores := make([]any, n)
+	types := make([]any, n)
+	merges := make([]any, n)
+	x := uint32(2463534242)
+	rnd := func() uint32 { x ^= x << 13; x ^= x >> 17; x ^= x << 5; return x }
+	const letters = "abcdefghijklmnopqrstuvwxyzetaoinshrdlu"
+	word := func() string {
+		l := 2 + int(rnd()%8)
+		w := make([]byte, l)
+		for i := range w {
+			w[i] = letters[rnd()%uint32(len(letters))]
+		}
+		return string(w)
+	}
+	for i := range tokens {
+		var t string
+		switch r := rnd() % 16; {
+		case i < 256:
+			t = "<0x" + strconv.FormatUint(uint64(i)|0x100, 16)[1:] + ">"
+		case r < 8:
+			t = "\u0120" + word()
+		case r < 14:
+			t = word()
+		default:
+			t = string([]rune{rune(0x4E00 + rnd()%0x5000), rune(0x4E00 + rnd()%0x5000)})
+		}
+		tokens[i] = t + strconv.Itoa(i%10)
+		scores[i] = -float32(i)
+		types[i] = int32(1)
+		if i < 256 {
+			types[i] = int32(6)
+		}
+		merges[i] = word() + " " + word()
+	}
+	return GGUFSpec{
+		Version: 3,
+		KVs: []GGUFKV{
+			{Key: "general.architecture", Type: GGUFString, Value: "llama"},
+			{Key: "general.name", Type: GGUFString, Value: "vocab"},
+			{Key: "llama.vocab_size", Type: GGUFUint32, Value: uint32(n)},
+			{Key: "tokenizer.ggml.model", Type: GGUFString, Value: "gpt2"},
+			{Key: "tokenizer.ggml.pre", Type: GGUFString, Value: "llama-bpe"},
+			{Key: "tokenizer.ggml.tokens", Type: GGUFArray, Value: GGUFArrayOf{Elem: GGUFString, Values: tokens}},
+			{Key: "tokenizer.ggml.scores", Type: GGUFArray, Value: GGUFArrayOf{Elem: GGUFFloat32, Values: scores}},
+			{Key: "tokenizer.ggml.token_type", Type: GGUFArray, Value: GGUFArrayOf{Elem: GGUFInt32, Values: types}},
+			{Key: "tokenizer.ggml.merges", Type: GGUFArray, Value: GGUFArrayOf{Elem: GGUFString, Values: merges}},
+			{Key: "tokenizer.ggml.bos_token_id", Type: GGUFUint32, Value: uint32(1)},
+			{Key: "tokenizer.ggml.add_bos_token", Type: GGUFBool, Value: true},
+			{Key: "tokenizer.chat_template", Type: GGUFString, Value: VocabChatTemplate},
+		},
+		NoHeaderPad: true,
+	}
+}
+
+// VocabChatTemplate is a real-shaped Llama 3 chat template.
+const VocabChatTemplate = "{{- bos_token }}\n{%- if messages[0]['role'] == 'system' %}\n    {%- set system_message = messages[0]['content']|trim %}\n    {%- set messages = messages[1:] %}\n{%- else %}\n    {%- set system_message = \"\" %}\n{%- endif %}\n{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n{{- system_message }}\n{{- \"<|eot_id|>\" }}\n{%- for message in messages %}\n    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n{%- endif %}\n"

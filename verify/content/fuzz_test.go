@@ -61,8 +61,24 @@ func FuzzGGUF(f *testing.F) {
 	s.Version = 2
 	s.NoLastPad = true
 	f.Add(modelcorpus.GGUF(s), uint8(11))
+	// vocabulary-only files (n_tensors = 0) as gguf-py writes them (no
+	// padding) and as ggml's writer does (padded), with named templates
+	// and an empty array
+	v := modelcorpus.VocabGGUFSpec(6)
+	v.KVs[5].Value = modelcorpus.GGUFArrayOf{Elem: modelcorpus.GGUFString, Values: []any{"<s>", "\u0120the", "\u4e2d\u6587", "a", "", "\U0001F600"}}
+	v.KVs[len(v.KVs)-1].Value = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+	f.Add(modelcorpus.GGUF(v), uint8(3))
+	v.NoHeaderPad = false
+	v.KVs = append(v.KVs,
+		modelcorpus.GGUFKV{Key: "tokenizer.chat_template.tool_use", Type: modelcorpus.GGUFString, Value: "{{ tools[0] }}"},
+		modelcorpus.GGUFKV{Key: "tokenizer.chat_templates", Type: modelcorpus.GGUFArray, Value: modelcorpus.GGUFArrayOf{Elem: modelcorpus.GGUFString, Values: []any{"tool_use"}}},
+		modelcorpus.GGUFKV{Key: "tokenizer.ggml.added_tokens", Type: modelcorpus.GGUFArray, Value: modelcorpus.GGUFArrayOf{Elem: modelcorpus.GGUFString}})
+	f.Add(modelcorpus.GGUF(v), uint8(29))
+	f.Add([]byte("0000"), uint8(0)) // bad magic: judged at 4 bytes, not at 24
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewGGUFInspector(content.Options{}, size) }, data, chunk)
+		// size unknown (chunked transfer): trailing bytes are judged as they come
+		fuzzChunking(t, func(int64) content.Inspector { return content.NewGGUFInspector(content.Options{}, -1) }, data, chunk)
 	})
 }
 

@@ -58,6 +58,7 @@ var wellKnownGGUF = map[string][2]int{ // {type, array element type or -1}
 	"general.architecture":         {ggufString, -1},
 	"general.quantization_version": {ggufU32, -1},
 	"tokenizer.chat_template":      {ggufString, -1},
+	"tokenizer.chat_templates":     {ggufArray, ggufString},
 	"tokenizer.ggml.tokens":        {ggufArray, ggufString},
 	"tokenizer.ggml.merges":        {ggufArray, ggufString},
 	"tokenizer.ggml.scores":        {ggufArray, ggufF32},
@@ -78,15 +79,19 @@ const (
 // GGUFInspector validates a GGUF (v2/v3, little-endian) file as it streams.
 // Header, metadata and tensor infos are parsed item by item (each item is
 // bounded by the string cap); tensor data is only counted.
+//
+// Bytes are walked in place in the caller's buffer; only an item cut by a
+// chunk boundary is copied, and only as many bytes as it needs.
 type GGUFInspector struct {
 	opts      GGUFOptions
 	allow     []*regexp.Regexp
 	size      int64
 	buf       streamBuf
+	own       []byte // backing array of buf while an item spans Writes
+	need      int    // bytes buf must hold before the next step can progress
 	seen      int64
 	err       error
 	state     ggufState
-	retryAt   int
 	version   uint32
 	nTensors  uint64
 	nKV       uint64
@@ -97,14 +102,17 @@ type GGUFInspector struct {
 	arrKey   string
 	arrType  int
 	arrLeft  uint64
+	arrCount uint64
+	arrTmpl  bool // string elements are chat templates (or their names)
 	tensors  []TensorInfo
 	names    map[string]struct{}
 	nextOff  uint64 // expected offset of the next tensor
 	dataLen  uint64 // tensor data bytes (padded, without the final padding)
-	padLeft  int64
-	dataFrom int64 // absolute offset where tensor data starts
+	padLeft  int64  // zero bytes left before the tensor data
+	dataFrom int64  // absolute offset where tensor data starts
+	dataEnd  int64  // absolute end of the tensor data (of the metadata without tensors)
+	padEnd   int64  // dataEnd rounded up to the alignment
 	done     bool
-	chatTmpl string
 	arch     string
 }
 
@@ -123,7 +131,8 @@ func NewGGUFInspector(opts Options, size int64) *GGUFInspector {
 func (g *GGUFInspector) Format() string { return FormatGGUF }
 
 // HeaderDone is true once header, metadata and tensor infos were validated
-// (including the file size implied by the tensor table).
+// (including the file size implied by the tensor table). Without tensors
+// that is at the end of the metadata, before the optional padding.
 func (g *GGUFInspector) HeaderDone() bool { return g.done }
 
 // Tensors returns the tensor infos; Begin/End are relative to the data
@@ -138,6 +147,12 @@ func (g *GGUFInspector) fail(off int64, reason string, args ...any) error {
 	return g.err
 }
 
+// more records that the current item needs n bytes of buf to progress.
+func (g *GGUFInspector) more(n int) error {
+	g.need = n
+	return nil
+}
+
 func (g *GGUFInspector) remaining(off int64) int64 {
 	if g.size < 0 {
 		return math.MaxInt64
@@ -150,40 +165,51 @@ func (g *GGUFInspector) Write(p []byte) (int, error) {
 		return 0, g.err
 	}
 	n := len(p)
-	start := g.seen
 	g.seen += int64(n)
 	if g.size >= 0 && g.seen > g.size {
 		return 0, g.fail(g.size, "more bytes than the declared size %d", g.size)
 	}
-	if g.state == ggData {
-		return n, g.data(int64(n), start)
+	// An item cut by the previous chunk boundary: give it the bytes it
+	// needs (never more), then walk the rest of p in place.
+	for len(g.buf.b) > 0 && len(p) > 0 {
+		k := min(len(p), g.need-len(g.buf.b))
+		g.buf.b = append(g.buf.b, p[:k]...)
+		p = p[k:]
+		if len(g.buf.b) < g.need {
+			return n, nil
+		}
+		if err := g.run(); err != nil {
+			return 0, err
+		}
 	}
-	if len(g.buf.b) == 0 {
-		g.buf.base = start
-		g.buf.b = p
-		err := g.run()
-		g.buf.b = append([]byte(nil), g.buf.b...)
-		if err != nil {
+	if len(p) == 0 {
+		return n, nil
+	}
+	off := g.seen - int64(len(p))
+	if g.state == ggData {
+		if err := g.data(p, off); err != nil {
 			return 0, err
 		}
 		return n, nil
 	}
-	g.buf.b = append(g.buf.b, p...)
-	if len(g.buf.b) < g.retryAt {
-		return n, nil
-	}
+	g.buf.base, g.buf.b = off, p
 	if err := g.run(); err != nil {
 		return 0, err
+	}
+	if len(g.buf.b) > 0 {
+		g.own = append(g.own[:0], g.buf.b...)
+		g.buf.b = g.own
 	}
 	return n, nil
 }
 
+// run steps through buf until it is consumed or an item needs more bytes.
 func (g *GGUFInspector) run() error {
 	for len(g.buf.b) > 0 {
 		if g.state == ggData {
-			k := len(g.buf.b)
-			g.buf.consume(k)
-			return g.data(int64(k), g.buf.base-int64(k))
+			b, off := g.buf.b, g.buf.base
+			g.buf.consume(len(b))
+			return g.data(b, off)
 		}
 		before := len(g.buf.b)
 		if err := g.step(); err != nil {
@@ -191,58 +217,86 @@ func (g *GGUFInspector) run() error {
 			return err
 		}
 		if len(g.buf.b) == before && g.state != ggData {
-			g.retryAt = 2 * before
+			g.need = max(g.need, before+1)
 			return nil
 		}
-		g.retryAt = 0
 	}
 	return nil
 }
 
-func (g *GGUFInspector) data(n int64, off int64) error {
-	if limit := g.dataFrom + int64(g.dataLen) + g.padLeft; off+n > limit && g.size < 0 {
-		return g.fail(limit, "%s", trailingReason(-1, limit, "the tensor data"))
+// data checks bytes of the data section: tensor data is only counted, the
+// padding after it must be zero and nothing may follow it.
+func (g *GGUFInspector) data(p []byte, off int64) error {
+	end := off + int64(len(p))
+	if end <= g.dataEnd {
+		return nil
+	}
+	to := min(g.padEnd-off, int64(len(p)))
+	for j := max(g.dataEnd-off, 0); j < to; j++ {
+		if p[j] != 0 {
+			return g.fail(off+j, "non-zero byte in the padding after %s", g.tail())
+		}
+	}
+	if end > g.padEnd {
+		return g.fail(g.padEnd, "%s", trailingReason(-1, g.padEnd, g.tail()))
 	}
 	return nil
 }
 
-// str reads a gguf_string_t at b[i:]; ok=false means more bytes are needed.
-func (g *GGUFInspector) str(b []byte, i int, off int64, what string) (s string, next int, ok bool, err error) {
-	return g.strMax(b, i, off, what, g.opts.MaxStringBytes)
+// tail names what the data section ends with, for findings.
+func (g *GGUFInspector) tail() string {
+	if g.nTensors == 0 {
+		return "the metadata (the file has no tensors)"
+	}
+	return "the tensor data"
 }
 
-// strMax is str with an explicit length cap.
-func (g *GGUFInspector) strMax(b []byte, i int, off int64, what string, max int64) (s string, next int, ok bool, err error) {
+// partialPad is the finding for a file that ends inside the padding after
+// its last tensor or after its metadata.
+func (g *GGUFInspector) partialPad(at int64) error {
+	return g.fail(at, "truncated padding: the file ends %d bytes into the %d-byte padding after %s; writers end a GGUF file right after it or after the whole padding to the alignment of %d",
+		at-g.dataEnd, g.padEnd-g.dataEnd, g.tail(), g.alignment)
+}
+
+// rawStr reads a gguf_string_t at b[i:]: its bytes (valid UTF-8, at most max
+// long) and the index after it. ok=false means more bytes are needed (g.need
+// is set).
+func (g *GGUFInspector) rawStr(b []byte, i int, off int64, what string, max int64) (raw []byte, next int, ok bool, err error) {
 	if len(b)-i < 8 {
-		return "", 0, false, nil
+		return nil, 0, false, g.more(i + 8)
 	}
 	ln := binary.LittleEndian.Uint64(b[i:])
 	if ln > uint64(max) {
-		return "", 0, false, g.fail(off+int64(i), "%s: string length %d exceeds the limit of %d bytes", what, ln, max)
+		return nil, 0, false, g.fail(off+int64(i), "%s: string length %d exceeds the limit of %d bytes", what, ln, max)
 	}
-	if int64(ln) > g.remaining(off+int64(i)+8) {
-		return "", 0, false, g.fail(off+int64(i), "%s: string length %d exceeds the %d remaining bytes", what, ln, g.remaining(off+int64(i)+8))
+	if rem := g.remaining(off + int64(i) + 8); int64(ln) > rem {
+		return nil, 0, false, g.fail(off+int64(i), "%s: string length %d exceeds the %d remaining bytes", what, ln, rem)
 	}
 	if uint64(len(b)-i-8) < ln {
-		return "", 0, false, nil
+		return nil, 0, false, g.more(i + 8 + int(ln))
 	}
-	raw := b[i+8 : i+8+int(ln)]
+	raw = b[i+8 : i+8+int(ln)]
 	if !utf8.Valid(raw) {
-		return "", 0, false, g.fail(off+int64(i), "%s: string is not valid UTF-8", what)
+		return nil, 0, false, g.fail(off+int64(i), "%s: string is not valid UTF-8", what)
 	}
-	return string(raw), i + 8 + int(ln), true, nil
+	return raw, i + 8 + int(ln), true, nil
 }
 
+// step parses the item at the start of buf. When buf holds too few bytes it
+// consumes nothing and sets g.need.
 func (g *GGUFInspector) step() error {
 	b := g.buf.b
 	off := g.buf.base
 	switch g.state {
 	case ggHeader:
+		if len(b) < 4 {
+			return g.more(4)
+		}
 		if len(b) < 24 {
-			if len(b) >= 4 && string(b[:4]) != "GGUF" {
+			if string(b[:4]) != "GGUF" {
 				return g.fail(0, "bad magic %q (not a GGUF file)", b[:4])
 			}
-			return nil
+			return g.more(24)
 		}
 		if string(b[:4]) != "GGUF" {
 			return g.fail(0, "bad magic %q (not a GGUF file)", b[:4])
@@ -277,122 +331,26 @@ func (g *GGUFInspector) step() error {
 		g.state = ggKV
 		return g.advance()
 	case ggKV:
-		key, i, ok, err := g.strMax(b, 0, off, "metadata key", 65535)
-		if err != nil || !ok {
-			return err
-		}
-		if key == "" {
-			return g.fail(off, "empty metadata key")
-		}
-		if _, dup := g.keys[key]; dup {
-			return g.fail(off, "duplicate metadata key %q", key)
-		}
-		if len(b)-i < 4 {
-			return nil
-		}
-		typ := binary.LittleEndian.Uint32(b[i:])
-		i += 4
-		if typ > ggufF64 {
-			return g.fail(off, "metadata key %q has unknown value type %d", key, typ)
-		}
-		if wk, ok := wellKnownGGUF[key]; ok && int(typ) != wk[0] {
-			return g.fail(off, "metadata key %q has type %s, want %s", key, ggufTypeNames[typ], ggufTypeNames[wk[0]])
-		}
-		switch typ {
-		case ggufString:
-			s, next, ok, err := g.str(b, i, off, "metadata key "+quote(key))
-			if err != nil || !ok {
-				return err
-			}
-			if err := g.stringValue(key, s, off); err != nil {
-				return err
-			}
-			i = next
-		case ggufArray:
-			if len(b)-i < 12 {
-				return nil
-			}
-			et := binary.LittleEndian.Uint32(b[i:])
-			cnt := binary.LittleEndian.Uint64(b[i+4:])
-			if et == ggufArray {
-				return g.fail(off, "metadata key %q: nested arrays are not allowed", key)
-			}
-			if et > ggufF64 {
-				return g.fail(off, "metadata key %q: array of unknown type %d", key, et)
-			}
-			if wk, ok := wellKnownGGUF[key]; ok && wk[1] >= 0 && int(et) != wk[1] {
-				return g.fail(off, "metadata key %q is an array of %s, want %s", key, ggufTypeNames[et], ggufTypeNames[wk[1]])
-			}
-			if cnt > uint64(g.opts.MaxArrayElements) {
-				return g.fail(off, "metadata key %q: array of %d elements exceeds the limit of %d", key, cnt, g.opts.MaxArrayElements)
-			}
-			minElem := uint64(ggufScalarSize[et])
-			if et == ggufString {
-				minElem = 8
-			}
-			if cnt*minElem > uint64(g.remaining(off+int64(i)+12)) {
-				return g.fail(off, "metadata key %q: array of %d elements cannot fit in the %d remaining bytes", key, cnt, g.remaining(off+int64(i)+12))
-			}
-			i += 12
-			g.arrKey, g.arrType, g.arrLeft = key, int(et), cnt
-		default:
-			sz := ggufScalarSize[typ]
-			if len(b)-i < sz {
-				return nil
-			}
-			v := b[i : i+sz]
-			if typ == ggufBool && v[0] > 1 {
-				return g.fail(off, "metadata key %q: BOOL value %d is not 0 or 1", key, v[0])
-			}
-			if key == "general.alignment" {
-				a := binary.LittleEndian.Uint32(v)
-				if a == 0 || a&(a-1) != 0 {
-					return g.fail(off, "general.alignment %d is not a non-zero power of two", a)
-				}
-				g.alignment = uint64(a)
-			}
-			i += sz
-		}
-		g.keys[key] = struct{}{}
-		g.buf.consume(i)
-		if typ == ggufArray {
-			g.state = ggArray
-		} else {
-			g.kvDone++
-		}
-		return g.advance()
+		return g.kv(b, off)
 	case ggArray:
 		if g.arrType == ggufString {
-			// strings one by one
-			s, next, ok, err := g.str(b, 0, off, "metadata key "+quote(g.arrKey)+" element")
-			if err != nil || !ok {
-				return err
-			}
-			_ = s
-			g.buf.consume(next)
-			g.arrLeft--
-		} else {
-			sz := uint64(ggufScalarSize[g.arrType])
-			k := min(g.arrLeft, uint64(len(b))/sz)
-			if k == 0 {
-				return nil
-			}
-			if g.arrType == ggufBool {
-				for j := uint64(0); j < k; j++ {
-					if b[j] > 1 {
-						return g.fail(off+int64(j), "metadata key %q: BOOL element %d is not 0 or 1", g.arrKey, b[j])
-					}
+			return g.stringElems(b, off)
+		}
+		sz := uint64(ggufScalarSize[g.arrType])
+		k := min(g.arrLeft, uint64(len(b))/sz)
+		if k == 0 {
+			return g.more(int(sz))
+		}
+		if g.arrType == ggufBool {
+			for j := uint64(0); j < k; j++ {
+				if b[j] > 1 {
+					return g.fail(off+int64(j), "metadata key %q: BOOL element %d is not 0 or 1", g.arrKey, b[j])
 				}
 			}
-			g.buf.consume(int(k * sz))
-			g.arrLeft -= k
 		}
-		if g.arrLeft == 0 {
-			g.kvDone++
-			g.state = ggKV
-			return g.advance()
-		}
-		return nil
+		g.buf.consume(int(k * sz))
+		g.arrLeft -= k
+		return g.endArray()
 	case ggTensor:
 		return g.tensorInfo(b, off)
 	case ggPadding:
@@ -411,6 +369,181 @@ func (g *GGUFInspector) step() error {
 	return nil
 }
 
+// ggufKeyType returns the value type a key must have (-1: any) and, for
+// arrays, the element type (-1: any).
+func ggufKeyType(key string) (typ, elem int) {
+	if wk, ok := wellKnownGGUF[key]; ok {
+		return wk[0], wk[1]
+	}
+	// gguf-py's add_chat_template writes every named template as a string
+	// (tokenizer.chat_template.<name>); llama.cpp reads them as strings.
+	if strings.HasPrefix(key, "tokenizer.chat_template.") {
+		return ggufString, -1
+	}
+	return -1, -1
+}
+
+// templateKey reports whether the string values of a key are chat templates
+// or template names (tokenizer.chat_template, tokenizer.chat_template.<name>,
+// tokenizer.chat_templates), which go through CheckTemplate.
+func templateKey(key string) bool {
+	return strings.HasPrefix(key, "tokenizer.chat_template")
+}
+
+// kv parses one metadata key/value pair up to its value; array elements
+// follow in state ggArray.
+func (g *GGUFInspector) kv(b []byte, off int64) error {
+	rawKey, i, ok, err := g.rawStr(b, 0, off, "metadata key", 65535)
+	if err != nil || !ok {
+		return err
+	}
+	if len(rawKey) == 0 {
+		return g.fail(off, "empty metadata key")
+	}
+	if _, dup := g.keys[string(rawKey)]; dup {
+		return g.fail(off, "duplicate metadata key %q", rawKey)
+	}
+	if len(b)-i < 4 {
+		return g.more(i + 4)
+	}
+	typ := binary.LittleEndian.Uint32(b[i:])
+	i += 4
+	key := string(rawKey)
+	if typ > ggufF64 {
+		return g.fail(off, "metadata key %q has unknown value type %d", key, typ)
+	}
+	wantType, wantElem := ggufKeyType(key)
+	if wantType >= 0 && int(typ) != wantType {
+		return g.fail(off, "metadata key %q has type %s, want %s", key, ggufTypeNames[typ], ggufTypeNames[wantType])
+	}
+	var cnt uint64
+	switch typ {
+	case ggufString:
+		s, next, ok, err := g.rawStr(b, i, off, "metadata key "+quote(key), g.opts.MaxStringBytes)
+		if err != nil || !ok {
+			return err
+		}
+		if err := g.stringValue(key, s, off); err != nil {
+			return err
+		}
+		i = next
+	case ggufArray:
+		if len(b)-i < 12 {
+			return g.more(i + 12)
+		}
+		et := binary.LittleEndian.Uint32(b[i:])
+		cnt = binary.LittleEndian.Uint64(b[i+4:])
+		if et == ggufArray {
+			return g.fail(off, "metadata key %q: nested arrays are not allowed", key)
+		}
+		if et > ggufF64 {
+			return g.fail(off, "metadata key %q: array of unknown type %d", key, et)
+		}
+		if wantElem >= 0 && int(et) != wantElem {
+			return g.fail(off, "metadata key %q is an array of %s, want %s", key, ggufTypeNames[et], ggufTypeNames[wantElem])
+		}
+		if cnt > uint64(g.opts.MaxArrayElements) {
+			return g.fail(off, "metadata key %q: array of %d elements exceeds the limit of %d", key, cnt, g.opts.MaxArrayElements)
+		}
+		minElem := uint64(ggufScalarSize[et])
+		if et == ggufString {
+			minElem = 8
+		}
+		if cnt*minElem > uint64(g.remaining(off+int64(i)+12)) {
+			return g.fail(off, "metadata key %q: array of %d elements cannot fit in the %d remaining bytes", key, cnt, g.remaining(off+int64(i)+12))
+		}
+		i += 12
+		g.arrKey, g.arrType, g.arrLeft, g.arrCount = key, int(et), cnt, cnt
+		g.arrTmpl = et == ggufString && templateKey(key) && !g.opts.AllowChatTemplateDunder
+	default:
+		sz := ggufScalarSize[typ]
+		if len(b)-i < sz {
+			return g.more(i + sz)
+		}
+		v := b[i : i+sz]
+		if typ == ggufBool && v[0] > 1 {
+			return g.fail(off, "metadata key %q: BOOL value %d is not 0 or 1", key, v[0])
+		}
+		if key == "general.alignment" {
+			a := binary.LittleEndian.Uint32(v)
+			if a == 0 || a&(a-1) != 0 {
+				return g.fail(off, "general.alignment %d is not a non-zero power of two", a)
+			}
+			g.alignment = uint64(a)
+		}
+		i += sz
+	}
+	g.keys[key] = struct{}{}
+	g.buf.consume(i)
+	if typ == ggufArray {
+		g.state = ggArray
+		return g.endArray()
+	}
+	g.kvDone++
+	return g.advance()
+}
+
+// endArray leaves state ggArray once every element was read.
+func (g *GGUFInspector) endArray() error {
+	if g.arrLeft > 0 {
+		return nil
+	}
+	g.kvDone++
+	g.state = ggKV
+	return g.advance()
+}
+
+// stringElems walks the string elements of an array: every complete one in
+// buf in a single pass, without allocating.
+func (g *GGUFInspector) stringElems(b []byte, off int64) error {
+	max := uint64(g.opts.MaxStringBytes)
+	left, tmpl := g.arrLeft, g.arrTmpl
+	i, need := 0, 0
+	for left > 0 {
+		if len(b)-i < 8 {
+			need = 8
+			break
+		}
+		ln := binary.LittleEndian.Uint64(b[i:])
+		if ln > max {
+			g.arrLeft = left
+			return g.fail(off+int64(i), "%s: string length %d exceeds the limit of %d bytes", g.elemWhat(), ln, max)
+		}
+		if uint64(len(b)-i-8) < ln {
+			// b ends inside the file: only a string that does not fit in
+			// b can run past its end
+			if rem := g.remaining(off + int64(i) + 8); int64(ln) > rem {
+				g.arrLeft = left
+				return g.fail(off+int64(i), "%s: string length %d exceeds the %d remaining bytes", g.elemWhat(), ln, rem)
+			}
+			need = 8 + int(ln)
+			break
+		}
+		raw := b[i+8 : i+8+int(ln)]
+		if !validUTF8(raw) {
+			g.arrLeft = left
+			return g.fail(off+int64(i), "%s: string is not valid UTF-8", g.elemWhat())
+		}
+		if tmpl {
+			if d := CheckTemplate(string(raw)); d != "" {
+				return g.fail(off+int64(i), "%s element %d contains %q, a construct that reaches Python objects (template injection)", g.arrKey, g.arrCount-left, d)
+			}
+		}
+		i += 8 + int(ln)
+		left--
+	}
+	g.arrLeft = left
+	g.buf.consume(i)
+	if left > 0 {
+		return g.more(need)
+	}
+	return g.endArray()
+}
+
+func (g *GGUFInspector) elemWhat() string {
+	return "metadata key " + quote(g.arrKey) + " element"
+}
+
 func quote(s string) string {
 	if len(s) > 80 {
 		s = s[:80] + "..."
@@ -425,6 +558,14 @@ func (g *GGUFInspector) advance() error {
 	}
 	if g.state == ggTensor && uint64(len(g.tensors)) == g.nTensors {
 		pos := g.buf.base
+		if g.nTensors == 0 {
+			// ggml's reader seeks to the aligned data offset only when
+			// there are tensors. gguf-py's vocab-only writer stops right
+			// after the metadata; ggml's and Ollama's writers pad to the
+			// alignment: finishHeader accepts either end.
+			g.dataFrom = pos
+			return g.finishHeader()
+		}
 		pad := int64((g.alignment - uint64(pos)%g.alignment) % g.alignment)
 		g.dataFrom = pos + pad
 		g.padLeft = pad
@@ -436,26 +577,27 @@ func (g *GGUFInspector) advance() error {
 	return nil
 }
 
+// finishHeader checks the file size against the tensor table. Writers pad
+// every tensor, the last one included (ggml, gguf-py, newer Ollama), or
+// pad before each tensor (older Ollama): the file ends right after the
+// tensor data or after the whole padding to the alignment, nowhere else.
 func (g *GGUFInspector) finishHeader() error {
-	// The writer pads every tensor, including the last one; accept the file
-	// ending either right after the last tensor or after its padding.
-	end := g.dataFrom + int64(g.dataLen)
-	maxEnd := end
-	if len(g.tensors) > 0 {
-		last := g.tensors[len(g.tensors)-1]
-		maxEnd = g.dataFrom + int64(alignUp(uint64(last.End), g.alignment))
-	}
+	g.dataEnd = g.dataFrom + int64(g.dataLen)
+	g.padEnd = int64(alignUp(uint64(g.dataEnd), g.alignment))
 	if g.size >= 0 {
 		for _, t := range g.tensors {
 			if g.dataFrom+t.End > g.size {
 				return g.fail(g.dataFrom+t.Begin, "tensor %q (offset %d, %d bytes) extends beyond the file size %d", t.Name, t.Begin, t.End-t.Begin, g.size)
 			}
 		}
-		if g.size < end {
-			return g.fail(end, "tensor data ends at byte %d, beyond the file size %d (out-of-bounds tensor)", end, g.size)
+		if g.size < g.dataEnd {
+			return g.fail(g.dataEnd, "tensor data ends at byte %d, beyond the file size %d (out-of-bounds tensor)", g.dataEnd, g.size)
 		}
-		if g.size > maxEnd {
-			return g.fail(maxEnd, "%d bytes of trailing data after the tensor data", g.size-maxEnd)
+		if g.size > g.padEnd {
+			return g.fail(g.padEnd, "%d bytes of trailing data after %s", g.size-g.padEnd, g.tail())
+		}
+		if g.size > g.dataEnd && g.size < g.padEnd {
+			return g.partialPad(g.size)
 		}
 	}
 	for _, t := range g.tensors {
@@ -464,7 +606,6 @@ func (g *GGUFInspector) finishHeader() error {
 			return err
 		}
 	}
-	g.padLeft = maxEnd - end
 	g.state = ggData
 	g.done = true
 	return nil
@@ -473,26 +614,30 @@ func (g *GGUFInspector) finishHeader() error {
 func alignUp(v, a uint64) uint64 { return v + (a-v%a)%a }
 
 func (g *GGUFInspector) tensorInfo(b []byte, off int64) error {
-	name, i, ok, err := g.str(b, 0, off, "tensor name")
+	// ggml: name.length() < GGML_MAX_NAME (64)
+	if len(b) >= 8 {
+		if ln := binary.LittleEndian.Uint64(b); ln > 63 {
+			return g.fail(off, "tensor name is %d bytes long (at most 63)", ln)
+		}
+	}
+	rawName, i, ok, err := g.rawStr(b, 0, off, "tensor name", 63)
 	if err != nil || !ok {
 		return err
 	}
-	if name == "" {
+	if len(rawName) == 0 {
 		return g.fail(off, "empty tensor name")
 	}
-	if len(name) > 63 {
-		return g.fail(off, "tensor name %q is %d bytes (at most 63)", name, len(name))
-	}
 	if len(b)-i < 4 {
-		return nil
+		return g.more(i + 4)
 	}
 	nd := binary.LittleEndian.Uint32(b[i:])
 	if nd > 4 {
-		return g.fail(off, "tensor %q has %d dimensions (at most 4)", name, nd)
+		return g.fail(off, "tensor %q has %d dimensions (at most 4)", rawName, nd)
 	}
 	if len(b)-i < 4+int(nd)*8+4+8 {
-		return nil
+		return g.more(i + 4 + int(nd)*8 + 4 + 8)
 	}
+	name := string(rawName)
 	i += 4
 	dims := make([]uint64, nd)
 	nel := uint64(1)
@@ -582,20 +727,14 @@ func CheckTemplate(t string) string {
 	return ""
 }
 
-func (g *GGUFInspector) stringValue(key, s string, off int64) error {
-	switch key {
-	case "general.architecture":
-		g.arch = s
-	case "tokenizer.chat_template":
-		g.chatTmpl = s
-		if !g.opts.AllowChatTemplateDunder {
-			if d := CheckTemplate(s); d != "" {
-				return g.fail(off, "tokenizer.chat_template contains %q, a construct that reaches Python objects (template injection)", d)
-			}
-		}
+// stringValue checks a string metadata value: tokenizer.chat_template and
+// every tokenizer.chat_template.<name> go through CheckTemplate.
+func (g *GGUFInspector) stringValue(key string, s []byte, off int64) error {
+	if key == "general.architecture" {
+		g.arch = string(s)
 	}
-	if strings.HasPrefix(key, "tokenizer.chat_template.") && !g.opts.AllowChatTemplateDunder {
-		if d := CheckTemplate(s); d != "" {
+	if templateKey(key) && !g.opts.AllowChatTemplateDunder {
+		if d := CheckTemplate(string(s)); d != "" {
 			return g.fail(off, "%s contains %q, a construct that reaches Python objects (template injection)", key, d)
 		}
 	}
@@ -607,21 +746,107 @@ func (g *GGUFInspector) Close() error {
 	if g.err != nil {
 		return g.err
 	}
-	if len(g.buf.b) > 0 {
-		g.retryAt = 0
-		if err := g.run(); err != nil {
-			return err
-		}
-	}
 	if !g.done {
 		return g.fail(g.seen, "truncated GGUF: the stream ends inside the header, metadata or tensor infos")
 	}
-	end := g.dataFrom + int64(g.dataLen)
-	if g.seen < end {
-		return g.fail(g.seen, "truncated tensor data: %d bytes, tensor table needs %d", g.seen, end)
+	if g.seen < g.dataEnd {
+		return g.fail(g.seen, "truncated tensor data: %d bytes, tensor table needs %d", g.seen, g.dataEnd)
 	}
-	if g.seen > end+g.padLeft {
-		return g.fail(end+g.padLeft, "%d bytes of trailing data after the tensor data", g.seen-end-g.padLeft)
+	if g.seen > g.dataEnd && g.seen < g.padEnd {
+		return g.partialPad(g.seen)
 	}
 	return nil
+}
+
+// UTF-8 validation of array elements (token and merge strings, most of a
+// vocabulary file) with a shift-based DFA: one table load per byte that does
+// not depend on the previous state, and a shift that does. Each state is a
+// 6-bit offset; utf8DFA[c] holds, at offset s, the state after byte c in
+// state s. It accepts exactly what utf8.Valid accepts (no overlongs, no
+// surrogates, nothing above U+10FFFF).
+const (
+	u8Accept = 0  // between characters
+	u8Error  = 6  // absorbing
+	u8Cont1  = 12 // one continuation byte left
+	u8Cont2  = 18 // two left
+	u8Cont3  = 24 // three left
+	u8E0     = 30 // after E0: A0..BF, then one more
+	u8ED     = 36 // after ED: 80..9F, then one more
+	u8F0     = 42 // after F0: 90..BF, then two more
+	u8F4     = 48 // after F4: 80..8F, then two more
+)
+
+var utf8DFA = func() (t [256]uint64) {
+	in := func(c, lo, hi int) bool { return c >= lo && c <= hi }
+	for c := 0; c < 256; c++ {
+		next := func(s int) int {
+			switch s {
+			case u8Accept:
+				switch {
+				case c < 0x80:
+					return u8Accept
+				case in(c, 0xC2, 0xDF):
+					return u8Cont1
+				case c == 0xE0:
+					return u8E0
+				case c == 0xED:
+					return u8ED
+				case in(c, 0xE1, 0xEF):
+					return u8Cont2
+				case c == 0xF0:
+					return u8F0
+				case c == 0xF4:
+					return u8F4
+				case in(c, 0xF1, 0xF3):
+					return u8Cont3
+				}
+			case u8Cont1:
+				if in(c, 0x80, 0xBF) {
+					return u8Accept
+				}
+			case u8Cont2:
+				if in(c, 0x80, 0xBF) {
+					return u8Cont1
+				}
+			case u8Cont3:
+				if in(c, 0x80, 0xBF) {
+					return u8Cont2
+				}
+			case u8E0:
+				if in(c, 0xA0, 0xBF) {
+					return u8Cont1
+				}
+			case u8ED:
+				if in(c, 0x80, 0x9F) {
+					return u8Cont1
+				}
+			case u8F0:
+				if in(c, 0x90, 0xBF) {
+					return u8Cont2
+				}
+			case u8F4:
+				if in(c, 0x80, 0x8F) {
+					return u8Cont2
+				}
+			}
+			return u8Error
+		}
+		for s := u8Accept; s <= u8F4; s += 6 {
+			t[c] |= uint64(next(s)) << s
+		}
+	}
+	return t
+}()
+
+// validUTF8 is utf8.Valid, about twice as fast on the short, often
+// non-ASCII strings of a vocabulary (measured on llama.cpp's vocab files).
+func validUTF8(p []byte) bool {
+	if len(p) > 32 {
+		return utf8.Valid(p) // 8 bytes at a time on ASCII
+	}
+	var s uint64
+	for _, c := range p {
+		s = utf8DFA[c] >> (s & 63)
+	}
+	return s&63 == u8Accept
 }
