@@ -285,9 +285,9 @@ func corpus(t testing.TB) []corpusCase {
 		{name: "zip/hidden benign entry", opts: scan, data: modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "a", Data: []byte("1")}, {Name: "b", Data: []byte("2"), OmitCentral: true}}}),
 			format: "zip", reason: `local entry "b" is missing from the central directory (hidden entry)`},
 		{name: "zip/encrypted", opts: scan, data: modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "a", Data: []byte("1"), Flags: 1}}}),
-			format: "zip", reason: `entry "a" is encrypted`},
-		{name: "zip/data descriptor", opts: scan, data: modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "a", Data: []byte("1"), Flags: 8}}}),
-			format: "zip", reason: `entry "a" uses a data descriptor (sizes not in the local header); strict validation requires sizes up front`},
+			format: "zip", reason: `entry "a" is encrypted (general purpose flag bit 0): an encrypted member cannot be inspected. Loaders disagree on the bit (torch.load's zip reader, miniz, honours it only in the central directory and ignores it in the local header), and no content option admits encrypted members: only a rule without a content: section serves this blob`},
+		{name: "zip/data descriptor flag without descriptor", opts: scan, data: modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "a", Data: []byte("1"), Flags: 8}}}),
+			format: "zip", reason: `entry "a" sets general purpose flag 0x0008 but no data descriptor follows its data`},
 		{name: "torchzip/storage size mismatch", opts: scan, data: func() []byte {
 			es := modelcorpus.TorchZipEntries("archive", modelcorpus.SmallTorchModel(), nil)
 			es[5].Data = es[5].Data[:8] // data/1: FloatStorage of 4 elements needs 16 bytes

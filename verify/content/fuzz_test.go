@@ -104,8 +104,26 @@ func FuzzZip(f *testing.F) {
 	deflated[0].Deflate = true
 	f.Add(modelcorpus.Zip(modelcorpus.ZipSpec{Entries: deflated}), uint8(2))
 	f.Add(modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "x", Data: []byte("y")}}}), uint8(1))
+	// torch.save's layout: every record with a PK\x07\x08 data descriptor
+	torch2 := modelcorpus.TorchSave2Records("archive", modelcorpus.SmallTorchModel()[:1], nil, nil)
+	f.Add(modelcorpus.TorchSaveZip(torch2), uint8(5))
+	torch2[0].Compress, torch2[0].NoDescriptorSig = true, true // deflated, unsigned descriptor
+	torch2[2].Zip64 = true                                     // 8-byte descriptor sizes
+	f.Add(modelcorpus.TorchSaveZip(torch2), uint8(16))
+	f.Add(modelcorpus.TorchSaveZip([]modelcorpus.MinizRecord{
+		{Name: "m/config.json", Data: []byte(`{"auto_map":{"a":"b"}}`)},
+		{Name: "m/chat_template.jinja", Data: []byte("{{ x }}"), Compress: true},
+		{Name: "m/modeling.py", Data: []byte("import os\n")},
+	}), uint8(23))
+	// Small inflate bounds: a few bytes of deflate inflate to the limit,
+	// which would make each input cost seconds at the 1 GiB default.
+	opts := scanOpts
+	opts.Zip.MaxInflatedMember, opts.Zip.MaxDeflatedMember = 1<<20, 1<<20
+	denyCode := opts
+	denyCode.DenyCodeLayers = true
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
-		fuzzChunking(t, func(size int64) content.Inspector { return content.NewZipInspector(scanOpts, size) }, data, chunk)
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewZipInspector(opts, size) }, data, chunk)
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewZipInspector(denyCode, size) }, data, chunk)
 	})
 }
 

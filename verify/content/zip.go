@@ -4,20 +4,32 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"strings"
 )
 
 const (
-	sigLocal      = 0x04034b50
-	sigCentral    = 0x02014b50
-	sigZip64EOCD  = 0x06064b50
-	sigZip64Loc   = 0x07064b50
-	sigEOCD       = 0x06054b50
-	sigDataDescr  = 0x08074b50
-	zipAllowFlags = 0x0001 | 0x0002 | 0x0004 | 0x0800 // encrypted bit is refused separately; 1,2 are deflate level hints; 11 UTF-8
+	sigLocal     = 0x04034b50
+	sigCentral   = 0x02014b50
+	sigZip64EOCD = 0x06064b50
+	sigZip64Loc  = 0x07064b50
+	sigEOCD      = 0x06054b50
+	sigDataDescr = 0x08074b50
+
+	zipFlagEncrypted  = 0x0001
+	zipFlagDescriptor = 0x0008
+	// General purpose flags accepted: 0 (encrypted) is refused with its own
+	// reason; 1 and 2 are deflate level hints; 3 says a data descriptor
+	// follows the data (torch.save sets it on every record); 11 is UTF-8.
+	zipAllowFlags = zipFlagEncrypted | 0x0002 | 0x0004 | zipFlagDescriptor | 0x0800
+
+	zipDescr32Len = 16 // PK\x07\x08, CRC-32, 4-byte sizes
+	zipDescr64Len = 24 // PK\x07\x08, CRC-32, 8-byte sizes
 )
+
+var sigDataDescrBytes = []byte("PK\x07\x08")
 
 type zipEntry struct {
 	name         string
@@ -27,15 +39,19 @@ type zipEntry struct {
 	crc          uint32
 	csize, usize int64
 	dataStart    int64
+	sizesKnown   bool // sizes and CRC from the local header; false: learnt from the data and its descriptor
+	z64local     bool // the local header carries a ZIP64 extended information field
 	central      bool // matched by a central directory header
 }
 
 type zipState int
 
 const (
-	zsSig zipState = iota
-	zsLocal
-	zsData
+	zsSig       zipState = iota
+	zsData               // member data of known length (curLeft)
+	zsStoredDD           // stored member of unknown length: data until a matching PK\x07\x08 descriptor
+	zsDeflateDD          // deflated member of unknown length: until its deflate stream ends
+	zsDescr              // the data descriptor after a member's data
 	zsCentral
 	zsZip64EOCD
 	zsZip64Loc
@@ -47,6 +63,18 @@ const (
 // member data (CRC computed) as they arrive, the central directory and end
 // records at the end. The verdict is final only at Close; HeaderDone stays
 // false until then, so the proxy must hold back the tail.
+//
+// Members whose local header leaves sizes and CRC to a data descriptor
+// (general purpose flag 0x0008 with zeros in the local header, as torch.save
+// writes every record) are delimited from the data itself: a stored member
+// ends at the first PK\x07\x08 descriptor whose sizes equal the bytes seen
+// so far (its CRC-32 must then match the data, or the archive is refused), a
+// deflated member where its deflate stream ends (the descriptor, with or
+// without its signature, must follow at once and agree). Either way the
+// central directory must then agree exactly with what was parsed (name,
+// flags, method, CRC-32, sizes, offset), so every reader that locates data
+// through the central directory (torch.load's miniz, Python's zipfile)
+// reads exactly the bytes that were inspected.
 type ZipInspector struct {
 	opts     Options
 	mode     PickleMode
@@ -57,11 +85,16 @@ type ZipInspector struct {
 	err      error
 	entries  []*zipEntry
 	byName   map[string]*zipEntry
+	folded   map[string]string // ASCII-lowercased name -> name (miniz looks names up case-insensitively)
 	byOffset map[int64]*zipEntry
 	cur      *zipEntry
 	curLeft  int64 // compressed bytes of cur still to read
 	sink     *memberSink
 	deflated []byte
+	hold     []byte // stored member of unknown length: last bytes not yet known to be data
+	join     []byte // scratch for hold and the next bytes
+	ddFed    int64  // deflated member of unknown length: inflated bytes already given to the sink
+	scratch  []byte
 	total    int64 // sum of uncompressed sizes
 
 	cdStart, cdEnd   int64
@@ -77,19 +110,23 @@ type ZipInspector struct {
 	torchPrefix      string
 	nameBytes        int64
 	hasPickleMembers bool
+	closed           bool // Close accepted the archive
 }
 
 // NewZipInspector returns a strict zip validator. Pickle members are denied
-// or walked according to opts.Pickle.Mode.
+// or walked according to opts.Pickle.Mode; every other member is inspected
+// as a layer of that file name would be (NewInspector), except the raw
+// tensor storages of a PyTorch checkpoint, which are only CRC-checked and
+// cross-checked against data.pkl.
 func NewZipInspector(opts Options, size int64) *ZipInspector {
 	return &ZipInspector{opts: opts, mode: opts.pickleMode(), size: size,
-		byName: map[string]*zipEntry{}, byOffset: map[int64]*zipEntry{}, zip64EOCDAt: -1}
+		byName: map[string]*zipEntry{}, folded: map[string]string{}, byOffset: map[int64]*zipEntry{}, zip64EOCDAt: -1}
 }
 
 func (z *ZipInspector) Format() string { return FormatZip }
 
 // HeaderDone is true only after Close validated the central directory.
-func (z *ZipInspector) HeaderDone() bool { return z.state == zsDone && z.err == nil }
+func (z *ZipInspector) HeaderDone() bool { return z.closed && z.err == nil }
 
 // Members lists the entry names seen so far.
 func (z *ZipInspector) Members() []string {
@@ -107,6 +144,10 @@ func (z *ZipInspector) fail(off int64, reason string, args ...any) error {
 	z.err = newFinding(FormatZip, off, reason, args...)
 	return z.err
 }
+
+func (z *ZipInspector) maxInflated() int64 { return def64(z.opts.Zip.MaxInflatedMember, 1<<30) }
+func (z *ZipInspector) maxDeflated() int64 { return def64(z.opts.Zip.MaxDeflatedMember, 64<<20) }
+func (z *ZipInspector) maxTotal() int64    { return def64(z.opts.Zip.MaxUncompressed, 1<<40) }
 
 func (z *ZipInspector) Write(p []byte) (int, error) {
 	if z.err != nil {
@@ -141,12 +182,12 @@ func (z *ZipInspector) Write(p []byte) (int, error) {
 // run parses as much of z.buf as possible.
 func (z *ZipInspector) run() error {
 	for len(z.buf.b) > 0 {
-		before := len(z.buf.b)
+		before, base := len(z.buf.b), z.buf.base
 		if err := z.step(); err != nil {
 			z.err = err
 			return err
 		}
-		if len(z.buf.b) == before {
+		if len(z.buf.b) == before && z.buf.base == base {
 			z.retryAt = 2 * before // incomplete record: wait for more bytes
 			return nil
 		}
@@ -161,7 +202,7 @@ func (z *ZipInspector) step() error {
 	switch z.state {
 	case zsData:
 		k := int(min(z.curLeft, int64(len(b))))
-		if err := z.memberData(b[:k], off); err != nil {
+		if err := z.memberData(b[:k]); err != nil {
 			return err
 		}
 		z.curLeft -= int64(k)
@@ -170,9 +211,15 @@ func (z *ZipInspector) step() error {
 			if err := z.finishMember(); err != nil {
 				return err
 			}
-			z.state = zsSig
+			z.afterData()
 		}
 		return nil
+	case zsStoredDD:
+		return z.storedDD(b)
+	case zsDeflateDD:
+		return z.deflateDD(b)
+	case zsDescr:
+		return z.descriptor(b, off)
 	case zsDone:
 		return z.fail(off, "%s", trailingReason(z.size, off, "the end of central directory record"))
 	}
@@ -203,6 +250,17 @@ func (z *ZipInspector) step() error {
 	return z.fail(off, "unexpected bytes at offset %d (signature 0x%08x) where a zip record was expected", off, sig)
 }
 
+// encryptedReason is the finding for an encrypted member. torch.load's
+// reader (miniz in PyTorchStreamReader) refuses to extract a non-empty
+// member only when the central directory marks it encrypted and never reads
+// the local header's flags; other readers decrypt with a password. Either
+// way the gate cannot see the bytes a loader may get.
+func encryptedReason(name string) string {
+	return fmt.Sprintf("entry %q is encrypted (general purpose flag bit 0): an encrypted member cannot be inspected. "+
+		"Loaders disagree on the bit (torch.load's zip reader, miniz, honours it only in the central directory and ignores it in the local header), "+
+		"and no content option admits encrypted members: only a rule without a content: section serves this blob", name)
+}
+
 func (z *ZipInspector) local(b []byte, off int64) error {
 	if len(b) < 30 {
 		return nil
@@ -229,11 +287,8 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 	if z.nameBytes > 16<<20 {
 		return z.fail(off, "entry names exceed 16 MiB in total")
 	}
-	if flags&0x0001 != 0 {
-		return z.fail(off, "entry %q is encrypted", name)
-	}
-	if flags&0x0008 != 0 {
-		return z.fail(off, "entry %q uses a data descriptor (sizes not in the local header); strict validation requires sizes up front", name)
+	if flags&zipFlagEncrypted != 0 {
+		return z.fail(off, "%s", encryptedReason(name))
 	}
 	if flags&^zipAllowFlags != 0 {
 		return z.fail(off, "entry %q has unsupported general purpose flags 0x%04x", name, flags)
@@ -241,67 +296,122 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 	if method != 0 && method != 8 {
 		return z.fail(off, "entry %q uses compression method %d (only stored and deflate are accepted)", name, method)
 	}
-	var err error
-	usize, csize, _, err = zip64Extra(extra, usize, csize, -1)
+	usize, csize, _, has64, err := zip64Extra(extra, usize, csize, -1)
 	if err != nil {
 		return z.fail(off, "entry %q: %s", name, err.Error())
-	}
-	if method == 0 && csize != usize {
-		return z.fail(off, "stored entry %q has compressed size %d != uncompressed size %d", name, csize, usize)
 	}
 	if _, dup := z.byName[name]; dup {
 		return z.fail(off, "duplicate entry name %q", name)
 	}
-	z.total += usize
-	if z.total > def64(z.opts.Zip.MaxUncompressed, 1<<40) || z.total < 0 {
-		return z.fail(off, "total uncompressed size exceeds %d bytes", def64(z.opts.Zip.MaxUncompressed, 1<<40))
+	folded := asciiLower(name)
+	if other, dup := z.folded[folded]; dup {
+		return z.fail(off, "entry names %q and %q differ only in letter case; torch.load's zip reader (miniz) looks names up case-insensitively, so either may be loaded", other, name)
 	}
-	if z.size >= 0 && off+30+int64(nlen+xlen)+csize > z.size {
-		return z.fail(off, "entry %q data (%d bytes) extends beyond the blob size %d", name, csize, z.size)
+	if z.opts.DenyCodeLayers {
+		if ext := codeFileExt(name); ext != "" {
+			return z.fail(off, "entry %q is code (%s) and is denied (denyCodeLayers)", name, ext)
+		}
 	}
-	if method == 8 && csize > def64(z.opts.Zip.MaxDeflatedMember, 64<<20) {
-		return z.fail(off, "deflated entry %q of %d bytes exceeds the limit of %d", name, csize, def64(z.opts.Zip.MaxDeflatedMember, 64<<20))
+	// With flag 3 the local header may leave CRC and sizes at zero: they
+	// follow the data in a descriptor. Non-zero values are taken as given
+	// and the descriptor must repeat them.
+	known := flags&zipFlagDescriptor == 0 || crc != 0 || csize != 0 || usize != 0
+	if known {
+		if method == 0 && csize != usize {
+			return z.fail(off, "stored entry %q has compressed size %d != uncompressed size %d", name, csize, usize)
+		}
+		if strings.HasSuffix(name, "/") && usize != 0 {
+			return z.fail(off, "directory entry %q has %d bytes of data", name, usize)
+		}
+		z.total += usize
+		if z.total > z.maxTotal() || z.total < 0 {
+			return z.fail(off, "total uncompressed size exceeds %d bytes", z.maxTotal())
+		}
+		if z.size >= 0 && off+30+int64(nlen+xlen)+csize > z.size {
+			return z.fail(off, "entry %q data (%d bytes) extends beyond the blob size %d", name, csize, z.size)
+		}
+		if method == 8 && csize > z.maxDeflated() {
+			return z.fail(off, "deflated entry %q of %d bytes exceeds the limit of %d", name, csize, z.maxDeflated())
+		}
+		if method == 8 && usize > z.maxInflated() {
+			return z.fail(off, "deflated entry %q inflates to %d bytes, more than the limit of %d", name, usize, z.maxInflated())
+		}
 	}
-	if method == 8 && usize > def64(z.opts.Zip.MaxInflatedMember, 1<<30) {
-		return z.fail(off, "deflated entry %q inflates to %d bytes, more than the limit of %d", name, usize, def64(z.opts.Zip.MaxInflatedMember, 1<<30))
+	e := &zipEntry{name: name, offset: off, flags: flags, method: method, dataStart: off + 30 + int64(nlen+xlen),
+		sizesKnown: known, z64local: has64}
+	if known {
+		e.crc, e.csize, e.usize = crc, csize, usize
 	}
-	e := &zipEntry{name: name, offset: off, flags: flags, method: method, crc: crc, csize: csize, usize: usize,
-		dataStart: off + 30 + int64(nlen+xlen)}
 	z.entries = append(z.entries, e)
 	z.byName[name] = e
+	z.folded[folded] = name
 	z.byOffset[off] = e
 	z.buf.consume(30 + nlen + xlen)
 	z.cur = e
-	z.curLeft = csize
 	z.sink = z.newSink(e)
 	z.deflated = z.deflated[:0]
-	z.state = zsData
-	if csize == 0 {
-		if err := z.finishMember(); err != nil {
-			return err
+	switch {
+	case !known && method == 0:
+		z.hold = z.hold[:0]
+		z.state = zsStoredDD
+	case !known:
+		z.ddFed = 0
+		z.state = zsDeflateDD
+	default:
+		z.curLeft = csize
+		z.state = zsData
+		if csize == 0 {
+			if err := z.finishMember(); err != nil {
+				return err
+			}
+			z.afterData()
 		}
-		z.state = zsSig
 	}
 	return nil
+}
+
+// afterData moves on once a member's data of known length was read.
+func (z *ZipInspector) afterData() {
+	if z.cur.flags&zipFlagDescriptor != 0 {
+		z.state = zsDescr
+		return
+	}
+	z.state = zsSig
+}
+
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // zip64Extra applies a ZIP64 extended information field (0x0001) to the
 // 32-bit values that are 0xFFFFFFFF (as every mainstream reader does; values
 // for non-saturated fields are ignored there too). It rejects malformed or
-// duplicate extra fields and saturated values without a ZIP64 field.
-func zip64Extra(extra []byte, usize, csize, lhoff int64) (int64, int64, int64, error) {
+// duplicate extra fields and saturated values without a ZIP64 field, and
+// reports whether a ZIP64 field is present.
+func zip64Extra(extra []byte, usize, csize, lhoff int64) (int64, int64, int64, bool, error) {
 	seen := map[uint16]bool{}
 	for len(extra) > 0 {
 		if len(extra) < 4 {
-			return 0, 0, 0, errString("malformed extra field")
+			return 0, 0, 0, false, errString("malformed extra field")
 		}
 		id := binary.LittleEndian.Uint16(extra)
 		sz := int(binary.LittleEndian.Uint16(extra[2:]))
 		if len(extra) < 4+sz {
-			return 0, 0, 0, errString("malformed extra field")
+			return 0, 0, 0, false, errString("malformed extra field")
 		}
 		if seen[id] {
-			return 0, 0, 0, errString("duplicate extra field 0x" + hex16(id))
+			return 0, 0, 0, false, errString("duplicate extra field 0x" + hex16(id))
 		}
 		seen[id] = true
 		data := extra[4 : 4+sz]
@@ -325,21 +435,21 @@ func zip64Extra(extra []byte, usize, csize, lhoff int64) (int64, int64, int64, e
 		}
 		var err error
 		if usize, err = next(usize); err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, false, err
 		}
 		if csize, err = next(csize); err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, false, err
 		}
 		if lhoff >= 0 {
 			if lhoff, err = next(lhoff); err != nil {
-				return 0, 0, 0, err
+				return 0, 0, 0, false, err
 			}
 		}
 	}
 	if !seen[0x0001] && (usize == 0xFFFFFFFF || csize == 0xFFFFFFFF || lhoff == 0xFFFFFFFF) {
-		return 0, 0, 0, errString("size is 0xFFFFFFFF but there is no ZIP64 extra field")
+		return 0, 0, 0, false, errString("size is 0xFFFFFFFF but there is no ZIP64 extra field")
 	}
-	return usize, csize, lhoff, nil
+	return usize, csize, lhoff, seen[0x0001], nil
 }
 
 type errString string
@@ -358,32 +468,52 @@ func (z *ZipInspector) checkName(name string, off int64) error {
 	return nil
 }
 
-// memberSink receives one member's uncompressed bytes.
+// ---- member data ----------------------------------------------------------
+
+// memberSink receives one member's uncompressed bytes: it computes the
+// CRC-32, counts the bytes against the member's bound and hands them to the
+// member's own validator (decided from the name and first bytes).
 type memberSink struct {
 	z       *ZipInspector
 	e       *zipEntry
 	crc     uint32
 	n       int64
+	limit   int64  // uncompressed bytes allowed
 	head    []byte // first bytes, for sniffing
 	decided bool
-	storage bool // PyTorch raw storage record: never sniffed
 	pickle  *PickleInspector
+	inner   Inspector // NewInspector for the member's name
+	pending []byte    // bytes for the validator, less than memberBlock
 }
 
 const memberSniffLen = 262
 
 func (z *ZipInspector) newSink(e *zipEntry) *memberSink {
 	s := &memberSink{z: z, e: e}
-	if isTorchStorageName(e.name) {
-		s.storage = true
-		s.decided = true
+	switch {
+	case e.sizesKnown:
+		s.limit = e.usize
+	case e.method == 8:
+		s.limit = z.maxInflated()
+	default:
+		s.limit = z.maxTotal() - z.total
+	}
+	if z.isTorchStorage(e.name) || strings.HasSuffix(e.name, "/") {
+		s.decided = true // raw tensor bytes (or a directory): CRC only
 	}
 	return s
 }
 
-func isTorchStorageName(name string) bool {
-	parts := strings.Split(name, "/")
-	return len(parts) == 3 && parts[1] == "data" && parts[2] != "" && !hasPickleExt(parts[2])
+// isTorchStorage reports whether name is a raw storage record of the
+// PyTorch checkpoint whose data.pkl was already walked: <prefix>/data/<key>.
+// Its bytes are tensor data that torch.load only copies into a storage; the
+// storage table of data.pkl is cross-checked at Close.
+func (z *ZipInspector) isTorchStorage(name string) bool {
+	if z.torchPrefix == "" {
+		return false
+	}
+	key, ok := strings.CutPrefix(name, z.torchPrefix+"/data/")
+	return ok && key != "" && !strings.Contains(key, "/") && !hasPickleExt(key)
 }
 
 func hasPickleExt(name string) bool {
@@ -406,100 +536,193 @@ func archiveExt(name string) string {
 	return ""
 }
 
-func (s *memberSink) write(p []byte, zoff int64) error {
+func (s *memberSink) tooLarge() error {
+	e := s.e
+	switch {
+	case e.sizesKnown:
+		return s.z.fail(e.offset, "entry %q inflates to more than its declared %d bytes", e.name, e.usize)
+	case e.method == 8:
+		return s.z.fail(e.offset, "deflated entry %q inflates to more than the limit of %d bytes", e.name, s.limit)
+	}
+	return s.z.fail(e.offset, "total uncompressed size exceeds %d bytes", s.z.maxTotal())
+}
+
+func (s *memberSink) write(p []byte) error {
 	s.crc = crc32.Update(s.crc, crc32.IEEETable, p)
 	s.n += int64(len(p))
-	if s.n > s.e.usize {
-		return s.z.fail(zoff, "entry %q inflates to more than its declared %d bytes", s.e.name, s.e.usize)
+	if s.n > s.limit {
+		return s.tooLarge()
 	}
 	if !s.decided {
 		k := min(memberSniffLen-len(s.head), len(p))
 		s.head = append(s.head, p[:k]...)
-		if len(s.head) < memberSniffLen && s.n < s.e.usize {
+		if len(s.head) < memberSniffLen && (!s.e.sizesKnown || s.n < s.e.usize) {
 			return nil
 		}
-		if err := s.decide(zoff); err != nil {
+		if err := s.decide(); err != nil {
 			return err
 		}
-		if s.pickle != nil {
-			if err := s.feedPickle(s.head); err != nil {
-				return err
-			}
+		if err := s.feed(s.head); err != nil {
+			return err
 		}
 		p = p[k:]
 	}
-	if s.pickle != nil && len(p) > 0 {
-		return s.feedPickle(p)
-	}
-	return nil
+	return s.feed(p)
 }
 
-func (s *memberSink) feedPickle(p []byte) error {
-	if _, err := s.pickle.Write(p); err != nil {
-		return s.wrapPickle(err)
-	}
-	return nil
-}
+// memberBlock is the size of the pieces a member's validator is given:
+// fixed by member offset, so that the validator sees the same writes (and
+// so finds a problem at the same point) however the archive was chunked,
+// when inflate attempts were made, or where a descriptor search paused.
+const memberBlock = 64 << 10
 
-func (s *memberSink) wrapPickle(err error) error {
-	if f, ok := err.(*Finding); ok {
-		s.z.err = newFinding(FormatPickle, s.e.dataStart+f.Offset, "zip member %q: %s", s.e.name, f.Reason)
-		return s.z.err
+// feed gives p to the member's validator, in memberBlock pieces.
+func (s *memberSink) feed(p []byte) error {
+	if s.pickle == nil && s.inner == nil {
+		return nil
 	}
-	return err
-}
-
-func (s *memberSink) decide(zoff int64) error {
-	s.decided = true
-	h := s.head
-	if f := sniffArchive(h); f != "" && !s.z.opts.AllowArchives {
-		return s.z.fail(s.e.offset, "entry %q is a nested %s archive", s.e.name, f)
-	}
-	if ext := archiveExt(s.e.name); ext != "" && !s.z.opts.AllowArchives {
-		return s.z.fail(s.e.offset, "entry %q is a nested archive (%s)", s.e.name, ext)
-	}
-	if hasPickleExt(s.e.name) || len(h) >= 2 && h[0] == 0x80 && h[1] <= 5 {
-		s.z.pickleMembers = append(s.z.pickleMembers, s.e.name)
-		if s.z.mode != PickleScan {
-			return newFindingSet(s.z, FormatPickle, s.e.offset, "zip member %q is a pickle; pickle content is denied by policy (pickle: deny)", s.e.name)
+	for len(p) > 0 {
+		if len(s.pending) == 0 && len(p) >= memberBlock {
+			if err := s.deliver(p[:memberBlock]); err != nil {
+				return err
+			}
+			p = p[memberBlock:]
+			continue
 		}
-		s.pickle = NewPickleInspector(s.z.opts, s.e.usize)
-	}
-	return nil
-}
-
-func newFindingSet(z *ZipInspector, format string, off int64, reason string, args ...any) error {
-	z.err = newFinding(format, off, reason, args...)
-	return z.err
-}
-
-func (s *memberSink) close(zoff int64) error {
-	if !s.decided {
-		if err := s.decide(zoff); err != nil {
-			return err
-		}
-		if s.pickle != nil {
-			if err := s.feedPickle(s.head); err != nil {
+		k := min(memberBlock-len(s.pending), len(p))
+		s.pending = append(s.pending, p[:k]...)
+		p = p[k:]
+		if len(s.pending) == memberBlock {
+			err := s.deliver(s.pending)
+			s.pending = s.pending[:0]
+			if err != nil {
 				return err
 			}
 		}
 	}
-	if s.n != s.e.usize {
-		return s.z.fail(s.e.offset, "entry %q has %d bytes, header declares %d", s.e.name, s.n, s.e.usize)
+	return nil
+}
+
+func (s *memberSink) deliver(p []byte) error {
+	var err error
+	switch {
+	case s.pickle != nil:
+		_, err = s.pickle.Write(p)
+	case s.inner != nil:
+		_, err = s.inner.Write(p)
 	}
-	if s.crc != s.e.crc {
-		return s.z.fail(s.e.offset, "entry %q CRC-32 mismatch: header 0x%08x, data 0x%08x", s.e.name, s.e.crc, s.crc)
+	if err != nil {
+		return s.wrap(err)
+	}
+	return nil
+}
+
+// wrap reports a finding of the member's validator as a finding about the
+// member, at its offset in the archive when the member is stored.
+func (s *memberSink) wrap(err error) error {
+	f, ok := err.(*Finding)
+	if !ok {
+		s.z.err = err
+		return err
+	}
+	off := s.e.offset
+	if s.e.method == 0 && f.Offset >= 0 {
+		off = s.e.dataStart + f.Offset
+	}
+	s.z.err = newFinding(f.Format, off, "zip member %q: %s", s.e.name, f.Reason)
+	return s.z.err
+}
+
+// memberOpts are the options for files inside the zip: media type rules do
+// not apply to members (the layer's type was already checked).
+func (z *ZipInspector) memberOpts() Options {
+	o := z.opts
+	o.MediaTypes = nil
+	return o
+}
+
+func (s *memberSink) decide() error {
+	s.decided = true
+	z, e, h := s.z, s.e, s.head
+	f := sniffArchive(h)
+	if f != "" && !z.opts.AllowArchives {
+		return z.fail(e.offset, "entry %q is a nested %s archive", e.name, f)
+	}
+	ext := archiveExt(e.name)
+	if ext != "" && !z.opts.AllowArchives {
+		return z.fail(e.offset, "entry %q is a nested archive (%s)", e.name, ext)
+	}
+	if f != "" || ext != "" {
+		return nil // nested archives allowed by the rule pass uninspected
+	}
+	if hasPickleExt(e.name) || len(h) >= 2 && h[0] == 0x80 && h[1] <= 5 {
+		z.pickleMembers = append(z.pickleMembers, e.name)
+		if z.mode != PickleScan {
+			z.err = newFinding(FormatPickle, e.offset, "zip member %q is a pickle; pickle content is denied by policy (pickle: deny)", e.name)
+			return z.err
+		}
+		s.pickle = NewPickleInspector(z.opts, s.sizeOrUnknown())
+		return nil
+	}
+	if len(h) == 0 {
+		return nil // an empty file carries nothing to inspect
+	}
+	in, err := NewInspector(z.memberOpts(), "", e.name, s.sizeOrUnknown())
+	if err != nil {
+		return s.wrap(err)
+	}
+	s.inner = in
+	return nil
+}
+
+func (s *memberSink) sizeOrUnknown() int64 {
+	if s.e.sizesKnown {
+		return s.e.usize
+	}
+	return -1
+}
+
+func (s *memberSink) close() error {
+	z, e := s.z, s.e
+	if !s.decided {
+		if err := s.decide(); err != nil {
+			return err
+		}
+		if err := s.feed(s.head); err != nil {
+			return err
+		}
+	}
+	if len(s.pending) > 0 {
+		err := s.deliver(s.pending)
+		s.pending = nil
+		if err != nil {
+			return err
+		}
+	}
+	if s.n != e.usize {
+		return z.fail(e.offset, "entry %q has %d bytes, header declares %d", e.name, s.n, e.usize)
+	}
+	if s.crc != e.crc {
+		return z.fail(e.offset, "entry %q CRC-32 mismatch: header 0x%08x, data 0x%08x", e.name, e.crc, s.crc)
+	}
+	if strings.HasSuffix(e.name, "/") && s.n != 0 {
+		return z.fail(e.offset, "directory entry %q has %d bytes of data", e.name, s.n)
+	}
+	if s.inner != nil {
+		if err := s.inner.Close(); err != nil {
+			return s.wrap(err)
+		}
 	}
 	if s.pickle != nil {
 		if err := s.pickle.Close(); err != nil {
-			return s.wrapPickle(err)
+			return s.wrap(err)
 		}
-		if strings.HasSuffix(s.e.name, "/data.pkl") && strings.Count(s.e.name, "/") == 1 {
-			if s.z.torchPrefix != "" {
-				return s.z.fail(s.e.offset, "more than one PyTorch data.pkl (%q and %q)", s.z.torchPrefix+"/data.pkl", s.e.name)
+		if strings.HasSuffix(e.name, "/data.pkl") && strings.Count(e.name, "/") == 1 {
+			if z.torchPrefix != "" {
+				return z.fail(e.offset, "more than one PyTorch data.pkl (%q and %q)", z.torchPrefix+"/data.pkl", e.name)
 			}
-			s.z.torchPrefix = strings.TrimSuffix(s.e.name, "/data.pkl")
-			s.z.storageRefs = s.pickle.w.storages
+			z.torchPrefix = strings.TrimSuffix(e.name, "/data.pkl")
+			z.storageRefs = s.pickle.w.storages
 		}
 	}
 	return nil
@@ -541,37 +764,340 @@ func (z *ZipInspector) checkTorchStorages() error {
 	return nil
 }
 
-func (z *ZipInspector) memberData(p []byte, off int64) error {
+func (z *ZipInspector) memberData(p []byte) error {
 	if z.cur.method == 0 {
-		return z.sink.write(p, off)
+		return z.sink.write(p)
 	}
 	z.deflated = append(z.deflated, p...)
 	return nil
 }
 
+// finishMember inflates a deflated member of known size and closes the sink.
 func (z *ZipInspector) finishMember() error {
 	e := z.cur
 	if e.method == 8 {
-		fr := flate.NewReader(bytes.NewReader(z.deflated))
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := fr.Read(buf)
-			if n > 0 {
-				if werr := z.sink.write(buf[:n], e.dataStart); werr != nil {
-					return werr
-				}
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return z.fail(e.dataStart, "entry %q: invalid deflate data: %v", e.name, err)
-			}
+		br := bytes.NewReader(z.deflated)
+		done, err := z.inflate(br, 0)
+		if err != nil {
+			return err
+		}
+		if !done {
+			return z.fail(e.offset, "entry %q: invalid deflate data: %v", e.name, io.ErrUnexpectedEOF)
+		}
+		if br.Len() != 0 {
+			return z.fail(e.offset, "entry %q: its deflate stream ends %d bytes before the end of its %d compressed bytes (hidden data)", e.name, br.Len(), e.csize)
 		}
 		z.deflated = z.deflated[:0]
 	}
-	return z.sink.close(e.dataStart)
+	return z.sink.close()
 }
+
+// inflate decompresses r into the sink, skipping the first skip inflated
+// bytes (already given to the sink by an earlier attempt on a prefix of the
+// same stream). It reports whether the deflate stream ended; false means
+// the input ended first.
+func (z *ZipInspector) inflate(r *bytes.Reader, skip int64) (bool, error) {
+	e := z.cur
+	if z.scratch == nil {
+		z.scratch = make([]byte, 32<<10)
+	}
+	fr := flate.NewReader(r)
+	var out int64
+	for {
+		n, err := fr.Read(z.scratch)
+		if n > 0 {
+			p := z.scratch[:n]
+			if d := skip - out; d > 0 {
+				p = p[min(d, int64(n)):]
+			}
+			out += int64(n)
+			if len(p) > 0 {
+				if werr := z.sink.write(p); werr != nil {
+					return false, werr
+				}
+			}
+		}
+		switch {
+		case err == io.EOF:
+			return true, nil
+		case err == io.ErrUnexpectedEOF:
+			return false, nil
+		case err != nil:
+			return false, z.fail(e.offset, "entry %q: invalid deflate data: %v", e.name, err)
+		}
+	}
+}
+
+// storedDD consumes b as data of a stored member whose length is unknown
+// (flag 3, zeros in the local header). The data ends at the first
+// PK\x07\x08 data descriptor whose compressed size equals the number of
+// bytes before it; its uncompressed size and CRC-32 must then agree with
+// those bytes, or the archive is refused (a descriptor-shaped record that
+// disagrees makes the member's end ambiguous).
+//
+// The stream seen so far is U = z.hold ++ b. The member is given U up to
+// its last 23 bytes (which may begin a descriptor completed by the next
+// write) and those are held back, so what the member has seen depends
+// only on how many bytes arrived, never on how they were chunked.
+func (z *ZipInspector) storedDD(b []byte) error {
+	s, h := z.sink, len(z.hold)
+	total := h + len(b)
+	limit := max(0, total-(zipDescr64Len-1))
+	part := func(from, to int) ([]byte, []byte) { // U[from:to]
+		var p1, p2 []byte
+		if from < h {
+			p1 = z.hold[from:min(to, h)]
+		}
+		if to > h {
+			p2 = b[max(from, h)-h : to-h]
+		}
+		return p1, p2
+	}
+	fed := 0 // U[:fed] was given to the member
+	feed := func(to int) error {
+		if to <= fed {
+			return nil
+		}
+		p1, p2 := part(fed, to)
+		fed = to
+		if err := s.write(p1); err != nil {
+			return err
+		}
+		return s.write(p2)
+	}
+	// candidate checks a signature at U[i]: done when it ends the member,
+	// wait when the descriptor is not complete yet.
+	candidate := func(i int) (done, wait bool, err error) {
+		pos := s.n + int64(i-fed)
+		dl := z.ddLen(pos)
+		if i+dl > total {
+			return false, true, nil
+		}
+		var d [zipDescr64Len]byte
+		p1, p2 := part(i, i+dl)
+		copy(d[copy(d[:], p1):], p2)
+		_, csize, _ := parseDescriptor(d[4:dl], dl == zipDescr64Len)
+		if csize != uint64(pos) {
+			return false, false, nil // tensor bytes that happen to contain the signature
+		}
+		if err := feed(i); err != nil {
+			return false, false, err
+		}
+		if err := z.storedDescriptor(d[:dl], pos); err != nil {
+			return false, false, err
+		}
+		if err := z.endStoredDD(); err != nil {
+			return false, false, err
+		}
+		if after := i + dl - h; after >= 0 {
+			z.hold = z.hold[:0]
+			z.buf.consume(after)
+			return true, false, nil
+		}
+		// the whole descriptor was held; what follows it goes back to the parser
+		rest := append(append([]byte(nil), z.hold[i+dl:]...), b...)
+		z.hold = z.hold[:0]
+		z.buf.b, z.buf.base = rest, z.buf.base-int64(h-i-dl)
+		return true, false, nil
+	}
+	scan := func(i int) (done, wait bool, err error) {
+		if err := feed(min(i, limit)); err != nil {
+			return false, false, err
+		}
+		return candidate(i)
+	}
+	waiting := false
+	// signatures that start in the held bytes
+	if h > 0 {
+		j := append(append(z.join[:0], z.hold...), b[:min(len(b), len(sigDataDescrBytes)-1)]...)
+		z.join = j
+		for from := 0; from < h; {
+			k := bytes.Index(j[from:], sigDataDescrBytes)
+			if k < 0 || from+k >= h {
+				break
+			}
+			done, wait, err := scan(from + k)
+			if err != nil || done {
+				return err
+			}
+			if wait {
+				waiting = true
+				break
+			}
+			from += k + 1
+		}
+	}
+	// signatures in b, in windows that stay in cache: each window is
+	// searched, then its data is given to the member while still hot
+	const window = 64 << 10
+	for from := 0; from < len(b) && !waiting; {
+		wend := min(len(b), from+window)
+		k := bytes.Index(b[from:min(len(b), wend+len(sigDataDescrBytes)-1)], sigDataDescrBytes)
+		if k < 0 {
+			if err := feed(min(h+wend, limit)); err != nil {
+				return err
+			}
+			from = wend
+			continue
+		}
+		done, wait, err := scan(h + from + k)
+		if err != nil || done {
+			return err
+		}
+		waiting = wait
+		from += k + 1
+	}
+	// a descriptor still incomplete starts at or after limit: hold from there
+	if err := feed(limit); err != nil {
+		return err
+	}
+	p1, p2 := part(fed, total)
+	z.join = append(append(z.join[:0], p1...), p2...)
+	z.hold = append(z.hold[:0], z.join...)
+	z.buf.consume(len(b))
+	return nil
+}
+
+// ddLen is the length of the signed data descriptor expected after pos
+// bytes of the current member: 8-byte sizes when the local header carries a
+// ZIP64 field (APPNOTE 4.3.9.1; miniz, Python) or the sizes do not fit 32
+// bits (Go, Java), 4-byte sizes otherwise.
+func (z *ZipInspector) ddLen(pos int64) int {
+	if z.cur.z64local || pos >= 0xFFFFFFFF {
+		return zipDescr64Len
+	}
+	return zipDescr32Len
+}
+
+func parseDescriptor(d []byte, z64 bool) (crc uint32, csize, usize uint64) {
+	crc = binary.LittleEndian.Uint32(d)
+	if z64 {
+		return crc, binary.LittleEndian.Uint64(d[4:]), binary.LittleEndian.Uint64(d[12:])
+	}
+	return crc, uint64(binary.LittleEndian.Uint32(d[4:])), uint64(binary.LittleEndian.Uint32(d[8:]))
+}
+
+// storedDescriptor checks the PK\x07\x08 record d whose compressed size
+// says the stored member ends after its pos bytes (all given to the sink):
+// it must agree in every field.
+func (z *ZipInspector) storedDescriptor(d []byte, pos int64) error {
+	e := z.cur
+	crc, _, usize := parseDescriptor(d[4:], len(d) == zipDescr64Len)
+	at := e.dataStart + pos
+	if usize != uint64(pos) {
+		return z.fail(at, "stored entry %q: data descriptor at offset %d declares %d uncompressed bytes for %d stored bytes", e.name, at, usize, pos)
+	}
+	if crc != z.sink.crc {
+		return z.fail(at, "entry %q: data descriptor at offset %d declares CRC-32 0x%08x, but the %d bytes before it have CRC-32 0x%08x", e.name, at, crc, pos, z.sink.crc)
+	}
+	return nil
+}
+
+// endStoredDD closes a stored member of unknown length at its descriptor.
+func (z *ZipInspector) endStoredDD() error {
+	e, s := z.cur, z.sink
+	e.csize, e.usize, e.crc = s.n, s.n, s.crc
+	if err := z.addTotal(e); err != nil {
+		return err
+	}
+	z.state = zsSig
+	return s.close()
+}
+
+func (z *ZipInspector) addTotal(e *zipEntry) error {
+	z.total += e.usize
+	if z.total > z.maxTotal() || z.total < 0 {
+		return z.fail(e.offset, "total uncompressed size exceeds %d bytes", z.maxTotal())
+	}
+	return nil
+}
+
+// deflateDD handles a deflated member of unknown length: b (everything
+// buffered from the start of its data) is inflated until the deflate stream
+// ends, which gives the compressed size; the descriptor must follow. While
+// the stream has not ended, nothing is consumed and run waits until the
+// buffer doubled before trying again (so the work stays linear); the
+// stream must end within MaxDeflatedMember bytes.
+func (z *ZipInspector) deflateDD(b []byte) error {
+	e := z.cur
+	maxIn := z.maxDeflated()
+	in := b
+	if int64(len(in)) > maxIn {
+		in = in[:maxIn]
+	}
+	br := bytes.NewReader(in)
+	before := z.sink.n
+	done, err := z.inflate(br, z.ddFed)
+	z.ddFed += z.sink.n - before
+	if err != nil {
+		return err
+	}
+	if !done {
+		if int64(len(b)) >= maxIn {
+			return z.fail(e.offset, "deflated entry %q: its deflate stream does not end within %d bytes, the limit for deflated members", e.name, maxIn)
+		}
+		return nil
+	}
+	used := len(in) - br.Len()
+	e.csize, e.usize, e.crc = int64(used), z.sink.n, z.sink.crc
+	if err := z.addTotal(e); err != nil {
+		return err
+	}
+	if err := z.sink.close(); err != nil {
+		return err
+	}
+	z.buf.consume(used)
+	z.state = zsDescr
+	return nil
+}
+
+// descriptor checks the data descriptor that must follow the data of a
+// member with flag 3 whose data length is known (from the local header, or
+// from the end of its deflate stream). The PK\x07\x08 signature is
+// optional; both forms must agree with the member in every field.
+func (z *ZipInspector) descriptor(b []byte, off int64) error {
+	e := z.cur
+	z64 := e.z64local || e.csize >= 0xFFFFFFFF || e.usize >= 0xFFFFFFFF
+	n := zipDescr32Len
+	if z64 {
+		n = zipDescr64Len
+	}
+	if len(b) < n {
+		return nil
+	}
+	match := func(d []byte) bool {
+		crc, c, u := parseDescriptor(d, z64)
+		return crc == e.crc && c == uint64(e.csize) && u == uint64(e.usize)
+	}
+	sig := binary.LittleEndian.Uint32(b)
+	signed := sig == sigDataDescr && match(b[4:])
+	unsigned := match(b)
+	switch {
+	case signed && unsigned:
+		return z.fail(off, "entry %q: ambiguous data descriptor (it parses both with and without the PK\\x07\\x08 signature)", e.name)
+	case signed:
+		z.buf.consume(n)
+		z.state = zsSig
+		return nil
+	case unsigned:
+		z.buf.consume(n - 4)
+		z.state = zsSig
+		return nil
+	}
+	switch sig {
+	case sigLocal, sigCentral, sigEOCD, sigZip64EOCD:
+		return z.fail(off, "entry %q sets general purpose flag 0x0008 but no data descriptor follows its data", e.name)
+	}
+	d, how := b, "data descriptor (without signature)"
+	if sig == sigDataDescr {
+		d, how = b[4:], "data descriptor"
+	}
+	crc, c, u := parseDescriptor(d, z64)
+	return z.fail(off, "%s of entry %q declares CRC-32 0x%08x, %d compressed and %d uncompressed bytes; the entry has CRC-32 0x%08x, %d and %d",
+		how, e.name, crc, c, u, e.crc, e.csize, e.usize)
+}
+
+// ---- central directory and end records ------------------------------------
 
 func (z *ZipInspector) centralHeader(b []byte, off int64) error {
 	if len(b) < 46 {
@@ -592,8 +1118,10 @@ func (z *ZipInspector) centralHeader(b []byte, off int64) error {
 	}
 	name := string(b[46 : 46+nlen])
 	extra := b[46+nlen : 46+nlen+xlen]
-	var err error
-	usize, csize, lhoff, err = zip64Extra(extra, usize, csize, lhoff)
+	if flags&zipFlagEncrypted != 0 {
+		return z.fail(off, "%s", encryptedReason(name))
+	}
+	usize, csize, lhoff, _, err := zip64Extra(extra, usize, csize, lhoff)
 	if err != nil {
 		return z.fail(off, "central directory entry %q: %s", name, err.Error())
 	}
@@ -614,6 +1142,10 @@ func (z *ZipInspector) centralHeader(b []byte, off int64) error {
 		return z.fail(off, "entry %q: central directory flags/method (0x%04x/%d) disagree with the local header (0x%04x/%d)", name, flags, method, e.flags, e.method)
 	}
 	if e.crc != crc || e.csize != csize || e.usize != usize {
+		if !e.sizesKnown {
+			return z.fail(off, "entry %q: central directory CRC-32 0x%08x, %d compressed and %d uncompressed bytes disagree with its data and data descriptor (0x%08x, %d, %d)",
+				name, crc, csize, usize, e.crc, e.csize, e.usize)
+		}
 		return z.fail(off, "entry %q: central directory CRC/sizes disagree with the local header", name)
 	}
 	e.central = true
@@ -742,11 +1274,21 @@ func (z *ZipInspector) Close() error {
 	if z.size >= 0 && z.seen != z.size {
 		return z.fail(z.seen, "truncated: %d of %d bytes", z.seen, z.size)
 	}
-	if z.state != zsDone {
+	switch z.state {
+	case zsDone:
+	case zsStoredDD:
+		return z.fail(z.cur.offset, "stored entry %q sets general purpose flag 0x0008 with no sizes in its local header, and no PK\\x07\\x08 data descriptor matching its length and CRC-32 follows its data (a descriptor without the signature cannot end stored data)", z.cur.name)
+	case zsDeflateDD:
+		return z.fail(z.cur.offset, "truncated zip: the deflate stream of entry %q does not end", z.cur.name)
+	default:
 		return z.fail(z.seen, "truncated zip: no end of central directory record")
 	}
 	if len(z.buf.b) > 0 {
 		return z.fail(z.buf.base, "%s", trailingReason(z.size, z.buf.base, "the end of central directory record"))
 	}
-	return z.checkTorchStorages()
+	if err := z.checkTorchStorages(); err != nil {
+		return err
+	}
+	z.closed = true
+	return nil
 }
