@@ -29,6 +29,7 @@ type (
 		Body, Else   []jnode
 		Test         jnode // nil when absent
 		Recursive    bool
+		End          int // offset of the tag that ends the body (endfor or else)
 	}
 	jIf struct {
 		pos

@@ -2,6 +2,7 @@ package chattemplate
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -19,20 +20,75 @@ type binding struct {
 
 // state is the walk's view of a point in the template.
 type state struct {
-	defs    map[string]bool // names certainly bound by the template here (not read from the render context)
-	fors    []*jFor         // enclosing loops, innermost last
+	defs    *defs   // names certainly bound by the template here (not read from the render context)
+	fors    []*jFor // enclosing loops, innermost last
 	inMacro bool
+	scoped  map[string]string // loop variables: name -> the variable of the innermost loop that binds it
 }
 
+// defs is a chain of scopes; a block's statements add to its own layer.
+type defs struct {
+	names  map[string]bool
+	parent *defs
+}
+
+func (d *defs) has(name string) bool {
+	for ; d != nil; d = d.parent {
+		if d.names[name] {
+			return true
+		}
+	}
+	return false
+}
+
+func newState(inMacro bool) *state {
+	return &state{defs: &defs{names: map[string]bool{}}, inMacro: inMacro, scoped: map[string]string{}}
+}
+
+// with returns the state of a nested block, with names bound on entry.
 func (s *state) with(names ...string) *state {
-	d := make(map[string]bool, len(s.defs)+len(names))
-	for k := range s.defs {
-		d[k] = true
+	d := &defs{names: make(map[string]bool, len(names)), parent: s.defs}
+	for _, n := range names {
+		d.names[n] = true
+	}
+	return &state{defs: d, fors: s.fors, inMacro: s.inMacro, scoped: s.scoped}
+}
+
+// add records names a statement bound, for the statements after it.
+func (s *state) add(names ...string) *state {
+	for _, n := range names {
+		s.defs.names[n] = true
+	}
+	return s
+}
+
+// unscope: names bound on entry to a block (call block and with targets)
+// shadow loop variables of the same name.
+func (s *state) unscope(names ...string) *state {
+	out := *s
+	out.scoped = make(map[string]string, len(s.scoped))
+	for k, v := range s.scoped {
+		out.scoped[k] = v
 	}
 	for _, n := range names {
-		d[n] = true
+		delete(out.scoped, n)
 	}
-	return &state{defs: d, fors: s.fors, inMacro: s.inMacro}
+	return &out
+}
+
+// loopScope returns the state inside loop f: its target names are f's own
+// variables (a loop variable shadows every other binding of its name).
+func (s *state) loopScope(f *jFor) *state {
+	in := s.with(append(storeNames(f.Target), "loop")...)
+	in.fors = append(append([]*jFor{}, s.fors...), f)
+	in.scoped = make(map[string]string, len(s.scoped)+2)
+	for k, v := range s.scoped {
+		in.scoped[k] = v
+	}
+	for _, n := range storeNames(f.Target) {
+		in.scoped[n] = fmt.Sprintf("for@%d/%s", f.at(), n)
+	}
+	return in
 }
 
 type analyzer struct {
@@ -41,11 +97,12 @@ type analyzer struct {
 	deps     map[string]map[int]bool
 	reads    map[string]bool
 	ctx      map[*jName]bool // the name may be read from the render context here
+	resolve  map[*jName]string
 	bound    map[string]bool // names the template binds somewhere
 	valued   map[string]bool // names the template binds other than by {% macro %}
 	macros   map[string][]*jMacro
-	escaped  map[string]bool // macro names used as values
-	assigned map[*jFor]map[string]bool
+	escaped  map[string]bool  // macro names used as values
+	stores   map[string][]int // where each name is bound, in source order
 	evals    int
 	refused  []refusal
 	line     func(off int) int
@@ -60,12 +117,15 @@ var errTooComplex = fmt.Errorf("template too complex to analyse")
 // refusal in source order, or nil.
 func checkTree(t *jTemplate, line func(int) int) (*refusal, error) {
 	a := &analyzer{line: line,
-		vars: map[string]kind{}, deps: map[string]map[int]bool{}, ctx: map[*jName]bool{},
+		vars: map[string]kind{}, deps: map[string]map[int]bool{}, ctx: map[*jName]bool{}, resolve: map[*jName]string{},
 		bound: map[string]bool{}, valued: map[string]bool{}, macros: map[string][]*jMacro{}, escaped: map[string]bool{},
-		assigned: map[*jFor]map[string]bool{},
+		stores: map[string][]int{},
 	}
 	a.prepass(t)
-	a.walk(t.Body, &state{defs: map[string]bool{}})
+	for _, offs := range a.stores {
+		sort.Ints(offs)
+	}
+	a.walk(t.Body, newState(false))
 	a.escapes()
 	if err := a.solve(); err != nil {
 		return nil, err
@@ -91,9 +151,11 @@ func (a *analyzer) prepass(n jnode) {
 		if n.Ctx != "load" {
 			a.bound[n.Name] = true
 			a.valued[n.Name] = true
+			a.stores[n.Name] = append(a.stores[n.Name], n.at())
 		}
 	case *jMacro:
 		a.bound[n.Name] = true
+		a.stores[n.Name] = append(a.stores[n.Name], n.at())
 		a.macros[n.Name] = append(a.macros[n.Name], n)
 	case *jImport:
 		a.bound[n.Target] = true
@@ -115,6 +177,15 @@ func (a *analyzer) prepass(n jnode) {
 
 func (a *analyzer) bind(target string, eval func() kind) {
 	a.bindings = append(a.bindings, binding{target, eval})
+}
+
+// bindName binds a variable: the name everywhere, and the loop variable it
+// may shadow here.
+func (a *analyzer) bindName(st *state, name string, eval func() kind) {
+	a.bind(name, eval)
+	if v, ok := st.scoped[name]; ok {
+		a.bind(v, eval)
+	}
 }
 
 func (a *analyzer) read(name string) kind {
@@ -185,20 +256,15 @@ func (a *analyzer) stmt(n jnode, st *state) *state {
 		}
 	case *jFor:
 		a.expr(n.Iter, st)
-		a.bindFor(n, n.Iter)
+		inner := st.loopScope(n)
+		a.bindFor(n, n.Iter, inner)
 		a.bind("$loopitems", func() kind { return a.elemOf(a.eval(n.Iter)) })
 		a.bind("loop", func() kind { return flag(kLoop) })
-		inner := st.with(append(storeNames(n.Target), "loop")...)
-		inner.fors = append(append([]*jFor{}, st.fors...), n)
 		if n.Test != nil {
 			a.expr(n.Test, inner)
 		}
 		a.walk(n.Body, inner)
 		a.walk(n.Else, st.with())
-		a.assigned[n] = map[string]bool{}
-		for _, b := range n.Body {
-			collectStores(b, a.assigned[n])
-		}
 	case *jIf:
 		a.expr(n.Test, st)
 		a.walk(n.Body, st.with())
@@ -220,9 +286,9 @@ func (a *analyzer) stmt(n jnode, st *state) *state {
 		a.bind("caller", func() kind { return flag(kObj) })
 		a.bind("varargs", func() kind { return container(kind{}) })
 		a.bind("kwargs", func() kind { return container(kind{}) })
-		inner := &state{defs: map[string]bool{}, inMacro: true}
+		inner := newState(true)
 		a.walk(n.Body, inner.with(params...))
-		return st.with(n.Name)
+		return st.add(n.Name)
 	case *jCallBlock:
 		a.expr(n.Call, st)
 		var params []string
@@ -236,7 +302,7 @@ func (a *analyzer) stmt(n jnode, st *state) *state {
 			p, d := n.Args[len(n.Args)-len(n.Defaults)+i].Name, d
 			a.bind(p, func() kind { return a.eval(d) })
 		}
-		a.walk(n.Body, st.with(params...))
+		a.walk(n.Body, st.with(params...).unscope(params...))
 	case *jGeneration:
 		a.walk(n.Body, st.with())
 	case *jFilterBlock:
@@ -250,14 +316,14 @@ func (a *analyzer) stmt(n jnode, st *state) *state {
 		for i, t := range n.Targets {
 			v := n.Values[i]
 			a.expr(v, st)
-			a.bindTarget(t, func() kind { return a.eval(v) })
+			a.bindTarget(st, t, func() kind { return a.eval(v) })
 			names = append(names, storeNames(t)...)
 		}
-		a.walk(n.Body, st.with(names...))
+		a.walk(n.Body, st.with(names...).unscope(names...))
 	case *jBlock:
 		// a block renders with the template's context, not the enclosing
 		// variables
-		a.walk(n.Body, &state{defs: map[string]bool{}})
+		a.walk(n.Body, newState(false))
 	case *jAssign:
 		a.expr(n.Node, st)
 		v := n.Node
@@ -265,8 +331,8 @@ func (a *analyzer) stmt(n jnode, st *state) *state {
 			a.bind("ns."+ns.Attr, func() kind { return a.eval(v) })
 			return st
 		}
-		a.bindTarget(n.Target, func() kind { return a.eval(v) })
-		return st.with(storeNames(n.Target)...)
+		a.bindTarget(st, n.Target, func() kind { return a.eval(v) })
+		return st.add(storeNames(n.Target)...)
 	case *jAssignBlock:
 		if n.Filter != nil {
 			a.expr(n.Filter, st)
@@ -277,8 +343,8 @@ func (a *analyzer) stmt(n jnode, st *state) *state {
 			a.bind("ns."+ns.Attr, func() kind { return computed(why) })
 			return st
 		}
-		a.bindTarget(n.Target, func() kind { return computed(why) })
-		return st.with(storeNames(n.Target)...)
+		a.bindTarget(st, n.Target, func() kind { return computed(why) })
+		return st.add(storeNames(n.Target)...)
 	case *jExtends, *jInclude, *jImport, *jFromImport:
 		// refused by check
 	}
@@ -299,27 +365,22 @@ func storeNames(t jnode) []string {
 	return nil
 }
 
-func collectStores(n jnode, into map[string]bool) {
-	if nm, ok := n.(*jName); ok && nm.Ctx != "load" {
-		into[nm.Name] = true
-	}
-	if m, ok := n.(*jMacro); ok {
-		into[m.Name] = true
-	}
-	for _, c := range children(n) {
-		collectStores(c, into)
-	}
+// assignedIn reports whether the template binds name inside f's body.
+func (a *analyzer) assignedIn(f *jFor, name string) bool {
+	offs := a.stores[name]
+	i := sort.SearchInts(offs, f.at()+1)
+	return i < len(offs) && offs[i] < f.End
 }
 
 // bindTarget binds an assignment target: a name gets the value, a tuple's
 // items get its elements.
-func (a *analyzer) bindTarget(t jnode, k func() kind) {
+func (a *analyzer) bindTarget(st *state, t jnode, k func() kind) {
 	switch t := t.(type) {
 	case *jName:
-		a.bind(t.Name, k)
+		a.bindName(st, t.Name, k)
 	case *jTuple:
 		for _, it := range t.Items {
-			a.bindTarget(it, func() kind { return a.elemOf(k()) })
+			a.bindTarget(st, it, func() kind { return a.elemOf(k()) })
 		}
 	case *jNSRef:
 		a.bind("ns."+t.Attr, k)
@@ -329,7 +390,7 @@ func (a *analyzer) bindTarget(t jnode, k func() kind) {
 // bindFor binds a loop's target to the elements of iter. A loop over a data
 // mapping's keys (for k in p, p.keys(), p|list, p|sort; for k, v in
 // p|dictsort, p|items, p.items()) makes k a key of p.
-func (a *analyzer) bindFor(f *jFor, iter jnode) {
+func (a *analyzer) bindFor(f *jFor, iter jnode, in *state) {
 	elems := func(keyPath string) func() kind {
 		return func() kind {
 			ik := a.eval(iter)
@@ -350,13 +411,13 @@ func (a *analyzer) bindFor(f *jFor, iter jnode) {
 	}
 	switch t := f.Target.(type) {
 	case *jName:
-		a.bind(t.Name, elems(keysIterPath(iter)))
+		a.bindName(in, t.Name, elems(keysIterPath(iter)))
 	case *jTuple:
 		all := func() kind { return a.elemOf(a.eval(iter)) }
 		for i, it := range t.Items {
 			if i == 0 && itemsIterPath(iter) != "" {
 				p := itemsIterPath(iter)
-				a.bindTarget(it, func() kind {
+				a.bindTarget(in, it, func() kind {
 					ik := a.eval(iter)
 					rest := ik
 					rest.f &^= kData | kKey
@@ -369,7 +430,7 @@ func (a *analyzer) bindFor(f *jFor, iter jnode) {
 				})
 				continue
 			}
-			a.bindTarget(it, func() kind { return a.elemOf(all()) })
+			a.bindTarget(in, it, func() kind { return a.elemOf(all()) })
 		}
 	}
 }
@@ -387,6 +448,9 @@ func path(n jnode) string {
 	case *jGetitem:
 		if c, ok := n.Arg.(*jConst); ok && (c.Kind == constStr || c.Kind == constInt) {
 			if p := path(n.Node); p != "" {
+				if c.Kind == constInt {
+					return p + "[" + c.Str + "]"
+				}
 				return p + "[" + strconv.Quote(c.Str) + "]"
 			}
 		}
@@ -496,7 +560,10 @@ func (a *analyzer) expr(n jnode, st *state) {
 
 func (a *analyzer) name(n *jName, st *state) {
 	if n.Ctx == "load" {
-		a.ctx[n] = !st.defs[n.Name]
+		a.ctx[n] = !st.defs.has(n.Name)
+		if v, ok := st.scoped[n.Name]; ok {
+			a.resolve[n] = v
+		}
 	}
 }
 
@@ -652,7 +719,9 @@ func (a *analyzer) bindRecursive(f *jFor, c *jCall) {
 		iter = func() kind { return a.eval(x) }
 	}
 	for _, name := range storeNames(f.Target) {
-		a.bind(name, func() kind { k := a.elemOf(iter()); return join(k, a.elemOf(k)) })
+		ev := func() kind { k := a.elemOf(iter()); return join(k, a.elemOf(k)) }
+		a.bind(name, ev)
+		a.bind(fmt.Sprintf("for@%d/%s", f.at(), name), ev)
 	}
 }
 

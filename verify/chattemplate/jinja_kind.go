@@ -1,6 +1,9 @@
 package chattemplate
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // kind is what the analysis knows about the values an expression may have
 // when it is used as a name (an attribute or item name). It is a set: flags
@@ -17,16 +20,17 @@ type kind struct {
 type kflags uint16
 
 const (
-	kNonStr   kflags = 1 << iota // a number, bool, None or container: never a string
-	kData                        // render-time data: the renderer's variables and what is read from them
-	kKey                         // a key of a data mapping, from a loop over it (see keys)
-	kNS                          // a namespace() object
-	kLoop                        // the loop object
-	kObj                         // a macro, caller, cycler or joiner: its attributes are the template's
-	kComputed                    // a string the template may have built from pieces
-	kStrOK                       // a string literal that does not start with "_"
-	kStrBad                      // a string literal that is not a safe name (see unsafeName)
-	kFormat                      // str.format or str.format_map of a string the template does not fix
+	kNonStr     kflags = 1 << iota // a number, bool, None or container: never a string
+	kData                          // render-time data: the renderer's variables and what is read from them
+	kKey                           // a key of a data mapping, from a loop over it (see keys)
+	kNS                            // a namespace() object
+	kLoop                          // the loop object
+	kObj                           // a macro, caller, cycler or joiner: its attributes are the template's
+	kComputed                      // a string the template may have built from pieces
+	kStrOK                         // a string literal that does not start with "_"
+	kStrBad                        // a string literal that is not a safe name (see unsafeName)
+	kFormat                        // str.format or str.format_map of a string the template does not fix
+	kUnderscore                    // with kStrOK/kStrBad: some literal contains "_"
 )
 
 // dataKey says: the loop variable iterates the keys of the data at path
@@ -105,8 +109,21 @@ func equal(a, b kind) bool {
 }
 
 func strLit(s string) kind {
+	k := flag(kStrOK)
 	if unsafeName(s) != "" {
-		return kind{f: kStrBad, bad: s}
+		k = kind{f: kStrBad, bad: s}
+	}
+	if strings.Contains(s, "_") {
+		k.f |= kUnderscore
+	}
+	return k
+}
+
+// chars is what indexing or iterating string literals of kind k yields:
+// single characters, "_" only if some literal has one.
+func chars(k kind) kind {
+	if k.has(kUnderscore) {
+		return kind{f: kStrBad | kUnderscore, bad: "_"}
 	}
 	return flag(kStrOK)
 }

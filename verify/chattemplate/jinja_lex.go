@@ -222,7 +222,7 @@ func (lx *lexer) matched(end int) {
 
 // lex tokenises the whole source.
 func lexJinja(src []rune) ([]token, error) {
-	lx := &lexer{src: src, lineStarting: true}
+	lx := &lexer{src: src, lineStarting: true, toks: make([]token, 0, len(src)/4+8)}
 	if err := lx.run(); err != nil {
 		return nil, err
 	}

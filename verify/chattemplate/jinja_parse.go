@@ -305,6 +305,7 @@ func (p *parser) parseFor() jnode {
 	}
 	n.Recursive = p.skipIfName("recursive")
 	n.Body = p.parseStatements([]string{"name:endfor", "name:else"}, false)
+	n.End = p.cur().off
 	if p.next().val != "endfor" {
 		n.Else = p.parseStatements([]string{"name:endfor"}, true)
 	}

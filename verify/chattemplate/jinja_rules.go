@@ -23,7 +23,7 @@ func (a *analyzer) elemOf(k kind) kind {
 		}
 	}
 	if k.has(kStrOK | kStrBad) {
-		out = join(out, computed("the characters of a string literal"))
+		out = join(out, chars(k))
 	}
 	if k.has(kComputed) {
 		out = join(out, computed(k.why))
@@ -51,7 +51,11 @@ func (a *analyzer) itemOf(r kind, lit string, isLit bool) kind {
 		}
 	}
 	if r.has(kStrOK | kStrBad) {
-		out = join(out, computed("a part of a string literal"))
+		if isLit {
+			out = join(out, computed("a method of a string literal"))
+		} else {
+			out = join(out, chars(r))
+		}
 	}
 	if r.has(kComputed) {
 		out = join(out, computed(r.why))
@@ -91,7 +95,11 @@ func (a *analyzer) eval(n jnode) kind {
 	case nil:
 		return flag(kNonStr)
 	case *jName:
-		k := a.read(n.Name)
+		v, ok := a.resolve[n]
+		if !ok {
+			v = n.Name
+		}
+		k := a.read(v)
 		if k.has(kComputed) && !strings.Contains(k.why, "variable") {
 			k.why += fmt.Sprintf(", through the variable %q", n.Name)
 		}
@@ -392,14 +400,14 @@ func (a *analyzer) checkItem(g *jGetitem, callee bool, fors []*jFor) {
 // checkName applies the rules for a name that is not written as a literal.
 func (a *analyzer) checkName(k kind, recv jnode, off int, what string, fors []*jFor) {
 	switch {
+	case k.has(kStrBad):
+		a.refuse(off, "%s %s (a literal the template assigns) %s", what, quoteShort(k.bad), unsafeName(k.bad))
 	case k.has(kComputed):
 		sep := ""
 		if strings.Contains(k.why, "through") {
 			sep = ","
 		}
 		a.refuse(off, "%s computed by %s%s instead of a literal", what, k.why, sep)
-	case k.has(kStrBad):
-		a.refuse(off, "%s %s (a literal the template assigns) %s", what, quoteShort(k.bad), unsafeName(k.bad))
 	case k.has(kData):
 		a.refuse(off, "%s read from render-time data, which whoever sends messages controls; "+
 			"write it as a literal, an integer, or a key of the mapping the loop iterates", what)
@@ -415,7 +423,7 @@ func (a *analyzer) checkName(k kind, recv jnode, off int, what string, fors []*j
 				why = "indexes " + describePath(p)
 			case !containsFor(fors, key.loop):
 				why = "is used outside that loop"
-			case a.assigned[key.loop][rootName(p)]:
+			case a.assignedIn(key.loop, rootName(p)):
 				why = "the loop reassigns " + rootName(p)
 			default:
 				continue
