@@ -8,7 +8,7 @@ LONGFUZZ  ?= 60s
 TESTFLAGS ?= -timeout 20m
 export GOFLAGS ?= -mod=mod
 
-.PHONY: all build demo test unit fuzz-smoke fuzz bench lint tools scenarios clean
+.PHONY: all build demo test unit fuzz-smoke fuzz bench lint tools scenarios model-gate clean
 
 all: build
 
@@ -49,3 +49,9 @@ clean:
 scenarios:
 	mkdir -p test/out
 	PULLGATE_WRITE_SCENARIOS=1 $(GO) test -count=1 -run TestScenarios -v ./test/scenarios/ | tee test/out/scenarios.txt
+
+# Rewrites the real-corpus table of docs/model-gate.md from
+# ../shared/model-corpus (every file bytes only and as declared, under a
+# strict model rule).
+model-gate:
+	PULLGATE_WRITE_MODEL_GATE=1 $(GO) test -count=1 -run TestRealModelCorpus ./verify/content/

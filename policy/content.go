@@ -57,6 +57,13 @@ type Formats struct {
 	GGUF        *GGUFFormat
 	Pickle      PickleFormat
 	Zip         *ZipFormat
+	// Allow lists the formats a layer may be (verify/content.KnownFormats
+	// names); empty allows every format the validators know.
+	Allow []string `json:",omitempty"`
+	// Unknown is "deny" (default) or "allow": whether bytes that parse as
+	// no known format are served (uninspected) in weight, config and
+	// undeclared layers.
+	Unknown string `json:",omitempty"`
 }
 
 // ZipFormat bounds the zip parser (field names follow

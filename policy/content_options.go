@@ -14,7 +14,8 @@ func (c *Content) Options() content.Options {
 	// types and which formats each layer type may carry.
 	mts := append(append([]string(nil), c.MediaTypeSets...), c.ExactMediaTypes...)
 	o := content.Options{MediaTypes: mts, DenyCodeLayers: c.DenyCodeLayers, TensorAllow: c.TensorAllow,
-		AllowArchives: c.AllowArchives, MaxConfigBytes: c.MaxConfigBytes}
+		AllowArchives: c.AllowArchives, MaxConfigBytes: c.MaxConfigBytes,
+		AllowFormats: c.Formats.Allow, AllowUnknown: c.Formats.Unknown == "allow"}
 	if f := c.Formats.Safetensors; f != nil {
 		o.Safetensors = content.SafetensorsOptions{MaxHeaderBytes: f.MaxHeaderBytes, MaxTensors: int(f.MaxTensors)}
 	}

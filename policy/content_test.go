@@ -73,3 +73,46 @@ func TestContentOptions(t *testing.T) {
 		t.Error("pickle not denied by default")
 	}
 }
+
+// formats.allow and formats.unknown reach the validators; unknown format
+// names and modes are policy errors with a position.
+func TestContentFormatsAllowUnknown(t *testing.T) {
+	dir := writeDir(t, map[string]string{"p.yaml": `rules:
+  - name: m
+    match: ["**"]
+    action: allow
+    content:
+      formats: {allow: [safetensors, gguf, json, text], unknown: allow}
+`})
+	p, err := Load(filepath.Join(dir, "p.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := p.Rules[0].Content.Options()
+	if strings.Join(o.AllowFormats, ",") != "safetensors,gguf,json,text" || !o.AllowUnknown {
+		t.Errorf("options %+v", o)
+	}
+	// Default: unknown bytes refused.
+	dir2 := writeDir(t, map[string]string{"p.yaml": "rules:\n  - {name: m, match: [\"**\"], action: allow, content: {denyCodeLayers: true}}\n"})
+	p2, err := Load(filepath.Join(dir2, "p.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := p2.Rules[0].Content.Options(); o.AllowUnknown || len(o.AllowFormats) != 0 {
+		t.Errorf("defaults %+v", o)
+	}
+	if p.Revision() == p2.Revision() {
+		t.Error("formats do not change the revision")
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"formats: {allow: [safetensor]}", `formats.allow: unknown format "safetensor"`},
+		{"formats: {allow: []}", "formats.allow is empty"},
+		{"formats: {unknown: maybe}", `formats.unknown "maybe" is not one of deny, allow`},
+	} {
+		d := writeDir(t, map[string]string{"p.yaml": "rules:\n  - name: m\n    match: [\"**\"]\n    action: allow\n    content:\n      " + tc.yaml + "\n"})
+		_, err := Load(filepath.Join(d, "p.yaml"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "p.yaml:6:") {
+			t.Errorf("%s: err %v, want %q at line 6", tc.yaml, err, tc.want)
+		}
+	}
+}

@@ -812,9 +812,36 @@ func (l *loader) parseContent(f field, what string) *Content {
 }
 
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "allow", "unknown")
 	if !ok {
 		return
+	}
+	if af, ok := fs["allow"]; ok {
+		names, nodes, _ := l.strList(af, what+".allow", "list formats: "+strings.Join(content.KnownFormats, ", "))
+		for j, n := range names {
+			known := false
+			for _, k := range content.KnownFormats {
+				known = known || k == n
+			}
+			if !known {
+				l.errAt(nodes[j], "use one of "+strings.Join(content.KnownFormats, ", "), "%s.allow: unknown format %q", what, n)
+				continue
+			}
+			out.Allow = append(out.Allow, n)
+		}
+		if af.val.Kind == yaml.SequenceNode && len(af.val.Content) == 0 {
+			l.errAt(af.val, "list at least one format, or remove allow", "%s.allow is empty (it would refuse every layer)", what)
+		}
+	}
+	if uf, ok := fs["unknown"]; ok {
+		const fix = "write unknown: deny (default) or unknown: allow (serves bytes pullgate cannot inspect; unsafe)"
+		if s, ok := l.str(uf, what+".unknown", fix); ok {
+			if s != "deny" && s != "allow" {
+				l.errAt(uf.val, fix, "%s.unknown %q is not one of deny, allow", what, s)
+			} else {
+				out.Unknown = s
+			}
+		}
 	}
 	if zf, ok := fs["zip"]; ok {
 		z := &ZipFormat{}
@@ -892,8 +919,8 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 			if af, ok := m["allow"]; ok {
 				names, nodes, _ := l.strList(af, what+".pickle.allow", "list module.name globals")
 				for j, g := range names {
-					if !strings.Contains(g, ".") || strings.ContainsAny(g, " \t/") {
-						l.errAt(nodes[j], "write module.name, e.g. collections.OrderedDict", "%s.pickle.allow: %q is not a module.name global", what, g)
+					if err := content.CheckPickleAllow([]string{g}); err != nil {
+						l.errAt(nodes[j], "write module.name, e.g. collections.OrderedDict, or module:qualname for a dotted qualname", "%s.pickle.allow: %v", what, err)
 					}
 				}
 				out.Pickle.Allow = append([]string{}, names...)
@@ -944,7 +971,9 @@ func (l *loader) count(f field, what string) int64 {
 
 // revisionVersion changes when the meaning of a policy changes between
 // pullgate versions, so caches built by an older evaluator are not reused.
-const revisionVersion = "pullgate-policy/v1"
+// v2: model content checks changed (issue 11): blobs inspected under v1
+// are inspected again.
+const revisionVersion = "pullgate-policy/v2"
 
 // computeRevision hashes the canonical policy (after defaults; independent
 // of comments, formatting and file paths) and every trust file's bytes.

@@ -335,7 +335,8 @@ rules:
         pickle: {mode: deny, allow: [os.system, nodot]}
 `, nil, []string{
 			`7:30: rule a.content.formats.pickle.allow only applies with mode: scan`,
-			`7:49: rule a.content.formats.pickle.allow: "nodot" is not a module.name global`}},
+			`7:38: rule a.content.formats.pickle.allow: pickle allowlist entry "os.system" can never be allowed: module os runs commands, resolves names or loads code`,
+			`7:49: rule a.content.formats.pickle.allow: pickle allowlist entry "nodot": write module.name or module:qualname`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

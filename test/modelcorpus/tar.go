@@ -54,7 +54,7 @@ func ModelTar() []TarEntry {
 		{Name: "model/", Type: tar.TypeDir, Mode: 0o755},
 		{Name: "model/model.safetensors", Data: Safetensors(SmallModel(), map[string]string{"format": "pt"})},
 		{Name: "model/config.json", Data: []byte(`{"architectures":["LlamaForCausalLM"],"hidden_size":16}`)},
-		{Name: "model/tokenizer.model", Data: []byte{0x0a, 0x0b, 0x0a, 0x05, '<', 'u', 'n', 'k', '>'}},
+		{Name: "model/tokenizer.model", Data: []byte{0x0a, 0x07, 0x0a, 0x05, '<', 'u', 'n', 'k', '>'}},
 		{Name: "model/" + string(bytes.Repeat([]byte("long-name-"), 12)) + "gguf", Data: GGUF(ValidGGUFSpec())},
 	}
 }

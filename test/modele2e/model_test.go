@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -72,8 +73,26 @@ type file struct {
 // ModelPack layout (artifact type and config); otherwise oras's defaults.
 func (e *env) push(t *testing.T, repoTag string, modelpack bool, files ...file) {
 	t.Helper()
+	e.pushAnnotated(t, repoTag, modelpack, nil, files...)
+}
+
+// pushAnnotated is push with per-file annotations (oras --annotation-file:
+// file name -> annotations).
+func (e *env) pushAnnotated(t *testing.T, repoTag string, modelpack bool, annotations map[string]map[string]string, files ...file) {
+	t.Helper()
 	dir := t.TempDir()
 	args := []string{"push", "--plain-http", "--disable-path-validation", e.up.Host + "/" + repoTag}
+	if annotations != nil {
+		b, err := json.Marshal(annotations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		af := filepath.Join(t.TempDir(), "annotations.json")
+		if err := os.WriteFile(af, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--annotation-file", af)
+	}
 	for _, f := range files {
 		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
 			t.Fatal(err)

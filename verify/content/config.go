@@ -2,6 +2,8 @@ package content
 
 import (
 	"path"
+
+	"github.com/pullgate/pullgate/verify/chattemplate"
 	"strings"
 	"unicode/utf8"
 
@@ -19,16 +21,18 @@ func newConfigInspector(opts Options, size int64) *BufferedInspector {
 }
 
 // CheckConfigJSON validates a JSON config file (config.json,
-// tokenizer_config.json, ...): strict UTF-8 JSON, no duplicate keys, depth
-// at most 128, no auto_map when opts.DenyCodeLayers, and embedded
-// chat_template strings free of Python-object constructs.
+// tokenizer_config.json, chat_template.json, ...): strict UTF-8 JSON, no
+// duplicate keys, depth at most 128; with opts.DenyCodeLayers no remote-code
+// hook (see remoteCodeHook); and every string under a key whose name
+// contains "template", at any depth (chat_template as a string or as a list
+// of {name, template}, prompt templates, ...), checked as a Jinja template.
 func CheckConfigJSON(opts Options, b []byte) error {
 	if !utf8.Valid(b) {
 		return newFinding(FormatJSON, 0, "not valid UTF-8")
 	}
 	p := &jsonParser{b: b}
 	p.ws()
-	v, err := p.value(0)
+	v, err := p.value(0, "")
 	if err != nil {
 		return err
 	}
@@ -36,43 +40,68 @@ func CheckConfigJSON(opts Options, b []byte) error {
 	if p.i != len(p.b) {
 		return p.errf("unexpected data after the JSON value")
 	}
-	top, _ := v.(map[string]any)
-	if top == nil {
-		return nil
-	}
-	if _, ok := top["auto_map"]; ok && opts.DenyCodeLayers {
-		return newFinding(FormatJSON, -1, "config declares auto_map (Hugging Face remote code, loaded with trust_remote_code); denied by denyCodeLayers")
-	}
-	var tmpls []string
-	switch t := top["chat_template"].(type) {
-	case string:
-		tmpls = append(tmpls, t)
-	case []any:
-		for _, e := range t {
-			if m, ok := e.(map[string]any); ok {
-				if s, ok := m["template"].(string); ok {
-					tmpls = append(tmpls, s)
-				}
-			}
+	if top, _ := v.(map[string]any); top != nil && opts.DenyCodeLayers {
+		if hook := remoteCodeHook(top); hook != "" {
+			return newFinding(FormatJSON, -1, "%s; denied by denyCodeLayers", hook)
 		}
 	}
-	if !opts.GGUF.AllowChatTemplateDunder {
-		for _, t := range tmpls {
-			if d := CheckTemplate(t); d != "" {
-				return newFinding(FormatJSON, -1, "chat_template contains %q, a construct that reaches Python objects (template injection)", d)
-			}
+	for _, t := range p.templates {
+		if err := checkTemplateSource(opts, FormatJSON, "key "+strqQuote(t.key), t.src, chattemplate.Jinja, true); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// remoteCodeHook names the Hugging Face remote-code hook a config declares
+// (code that transformers or diffusers import from the model repository,
+// with trust_remote_code), or "".
+func remoteCodeHook(top map[string]any) string {
+	if _, ok := top["auto_map"]; ok {
+		return "config declares auto_map (Hugging Face remote code: classes imported from the repository's .py files, with trust_remote_code)"
+	}
+	if _, ok := top["custom_pipelines"]; ok {
+		return "config declares custom_pipelines (transformers pipeline() imports the pipeline class from the repository's .py files, with trust_remote_code)"
+	}
+	// diffusers model_index.json: components are [library, class]; a
+	// library other than diffusers/transformers is a module of the
+	// repository (a custom pipeline or component, with trust_remote_code).
+	if _, ok := top["_class_name"]; ok {
+		if l, ok := top["_class_name"].([]any); ok && len(l) > 0 {
+			return "model_index.json names a custom pipeline class (_class_name is [module, class]: diffusers imports it from the repository, with trust_remote_code)"
+		}
+		for k, v := range top {
+			l, ok := v.([]any)
+			if !ok || len(l) != 2 {
+				continue
+			}
+			lib, ok := l[0].(string)
+			if !ok {
+				continue
+			}
+			switch lib {
+			case "diffusers", "transformers", "onnxruntime.training":
+				continue
+			}
+			return "model_index.json component " + strqQuote(k) + " comes from module " + strqQuote(lib) + " (diffusers imports it from the repository, with trust_remote_code)"
+		}
+	}
+	return ""
 }
 
 // jsonParser is a strict generic JSON parser. Objects become map[string]any
 // only at the top level's direct children (deeper values are validated and
 // discarded) to keep memory proportional to the input.
 type jsonParser struct {
-	b []byte
-	i int
+	b         []byte
+	i         int
+	templates []keyedString // strings under template keys, at any depth
 }
+
+type keyedString struct{ key, src string }
+
+// maxTemplateStrings bounds the template strings one config may carry.
+const maxTemplateStrings = 4096
 
 func (p *jsonParser) errf(reason string, args ...any) error {
 	return newFinding(FormatJSON, int64(p.i), reason, args...)
@@ -84,7 +113,9 @@ func (p *jsonParser) ws() {
 	}
 }
 
-func (p *jsonParser) value(depth int) (any, error) {
+// value parses one JSON value. tkey is the nearest enclosing key whose
+// name marks a template ("" if none): strings below it are collected.
+func (p *jsonParser) value(depth int, tkey string) (any, error) {
 	if depth > 128 {
 		return nil, p.errf("JSON nested deeper than 128 levels")
 	}
@@ -120,7 +151,11 @@ func (p *jsonParser) value(depth int) (any, error) {
 				return nil, p.errf("expected ':'")
 			}
 			p.i++
-			v, err := p.value(depth + 1)
+			vk := tkey
+			if isTemplateKey(k) {
+				vk = k
+			}
+			v, err := p.value(depth+1, vk)
 			if err != nil {
 				return nil, err
 			}
@@ -151,7 +186,7 @@ func (p *jsonParser) value(depth int) (any, error) {
 			return a, nil
 		}
 		for {
-			v, err := p.value(depth + 1)
+			v, err := p.value(depth+1, tkey)
 			if err != nil {
 				return nil, err
 			}
@@ -173,7 +208,14 @@ func (p *jsonParser) value(depth int) (any, error) {
 			return nil, p.errf("expected ',' or ']'")
 		}
 	case c == '"':
-		return p.str()
+		s, err := p.str()
+		if err == nil && tkey != "" {
+			if len(p.templates) >= maxTemplateStrings {
+				return nil, p.errf("more than %d strings under template keys", maxTemplateStrings)
+			}
+			p.templates = append(p.templates, keyedString{tkey, s})
+		}
+		return s, err
 	case c == 't' || c == 'f' || c == 'n':
 		for _, lit := range []string{"true", "false", "null"} {
 			if strings.HasPrefix(string(p.b[p.i:min(p.i+5, len(p.b))]), lit) {
@@ -234,19 +276,6 @@ func (p *jsonParser) str() (string, error) {
 	}
 	p.i = sp.i
 	return s, nil
-}
-
-// newTemplateInspector buffers a chat template layer (bounded) and checks it
-// at Close.
-func newTemplateInspector(opts Options, size int64) *BufferedInspector {
-	return NewBufferedInspector(FormatTemplate, size, opts.maxConfig(), "template larger than %d bytes", func(b []byte) error {
-		if !opts.GGUF.AllowChatTemplateDunder {
-			if d := CheckTemplate(string(b)); d != "" {
-				return newFinding(FormatTemplate, -1, "template contains %q, a construct that reaches Python objects (template injection)", d)
-			}
-		}
-		return nil
-	})
 }
 
 // Title annotations that name a layer's file.

@@ -179,10 +179,10 @@ func corpus(t testing.TB) []corpusCase {
 			format: "gguf", reason: `tensor "blk.0.attn_norm.weight" offset 0, expected 288 (tensors must be contiguous, in order, without overlap)`},
 		{name: "gguf/chat template attribute walk", data: patchedGGUF(func(s *modelcorpus.GGUFSpec) {
 			s.KVs[7].Value = "{{ cycler.__init__.__globals__.os.popen('id').read() }}"
-		}), format: "gguf", reason: `tokenizer.chat_template contains "__globals__", a construct that reaches Python objects (template injection)`},
+		}), format: "gguf", reason: `tokenizer.chat_template: attribute "__init__" starts with "_" (reaches Python internals) at line 1, column 10 (template injection; a chat template may only read the values it is given)`},
 		{name: "gguf/chat template attr filter", data: patchedGGUF(func(s *modelcorpus.GGUFSpec) {
 			s.KVs[7].Value = "{{ ()|attr('\\x5f\\x5fclass\\x5f\\x5f') }}"
-		}), format: "gguf", reason: `tokenizer.chat_template contains "|attr", a construct that reaches Python objects (template injection)`},
+		}), format: "gguf", reason: `tokenizer.chat_template: "attr" filter name "__class__" starts with "_" (reaches Python internals) at line 1, column 7 (template injection; a chat template may only read the values it is given)`},
 		{name: "gguf/nested array", data: patchedGGUF(func(s *modelcorpus.GGUFSpec) {
 			s.KVs = append(s.KVs, modelcorpus.GGUFKV{Key: "x.nested", Type: modelcorpus.GGUFArray, Value: modelcorpus.GGUFRaw{9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}})
 		}), format: "gguf", reason: `metadata key "x.nested": nested arrays are not allowed`},
@@ -243,8 +243,8 @@ func corpus(t testing.TB) []corpusCase {
 		{name: "zip/deflate bomb", opts: func(o *content.Options) { scan(o); o.Zip.MaxInflatedMember = 1 << 20 },
 			data:   modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "zeros", Data: make([]byte, 1<<20+1), Deflate: true}}}),
 			format: "zip", reason: `deflated entry "zeros" inflates to 1048577 bytes, more than the limit of 1048576`},
-		{name: "text/weight layer carrying text", mediaType: "application/vnd.cncf.model.weight.v1.raw", data: []byte("(lp0\ncos\nsystem\np1\na."),
-			format: "mediatype", reason: "declared application/vnd.cncf.model.weight.v1.raw but bytes are text"},
+		{name: "text/weight layer carrying a protocol 0 pickle", mediaType: "application/vnd.cncf.model.weight.v1.raw", data: []byte("(lp0\ncos\nsystem\np1\na."),
+			format: "pickle", reason: "content parses as a pickle: GLOBAL imports os.system, which is not in the allowlist"},
 		{name: "pickle/7z-wrapped", opts: scan, data: modelcorpus.SevenZipWrap(modelcorpus.OsSystemPickle()), mediaType: "application/vnd.cncf.model.weight.v1.raw",
 			format: "mediatype", reason: "declared application/vnd.cncf.model.weight.v1.raw but bytes are a 7z archive"},
 		{name: "pickle/7z-wrapped, no media type", opts: scan, data: modelcorpus.SevenZipWrap(modelcorpus.OsSystemPickle()),
@@ -269,7 +269,7 @@ func corpus(t testing.TB) []corpusCase {
 			format: "zip", reason: fmt.Sprintf(`entry "archive/version" CRC-32 mismatch: header 0xdeadbeef, data 0x%08x`, realCRC)},
 		{name: "zip/prepended data", opts: scan, data: modelcorpus.Zip(modelcorpus.ZipSpec{Entries: modelcorpus.TorchZipEntries("archive", modelcorpus.SmallTorchModel(), nil), Prepend: []byte("#!/bin/sh\nexit 0\n")}),
 			format: "zip", reason: "17 bytes of data before the first zip local file header (prepended data or polyglot)"},
-		{name: "zip/large prepended data", opts: scan, mediaType: "application/vnd.cncf.model.weight.v1.raw",
+		{name: "zip/large prepended data", opts: func(o *content.Options) { scan(o); o.AllowUnknown = true }, mediaType: "application/vnd.cncf.model.weight.v1.raw",
 			data:   modelcorpus.Zip(modelcorpus.ZipSpec{Entries: modelcorpus.TorchZipEntries("archive", modelcorpus.SmallTorchModel(), nil), Prepend: bytes.Repeat([]byte{0xEE}, 10000)}),
 			format: "zip", reason: "a zip archive ends this blob but does not start it (prepended data or polyglot)"},
 		{name: "zip/trailing data", opts: scan, data: withTrailing(torchZip, []byte("tail")),
@@ -369,14 +369,14 @@ func corpus(t testing.TB) []corpusCase {
 			format: "mediatype", reason: `code layer "application/vnd.cncf.model.code.v1.raw" is denied (denyCodeLayers)`, newErr: true},
 		{name: "config/auto_map", opts: denyCode, title: "config.json", mediaType: "application/vnd.cncf.model.weight.config.v1.raw",
 			data:   []byte(`{"architectures":["X"],"auto_map":{"AutoModel":"modeling_x.XModel"}}`),
-			format: "json", reason: "config declares auto_map (Hugging Face remote code, loaded with trust_remote_code); denied by denyCodeLayers"},
+			format: "json", reason: "config declares auto_map (Hugging Face remote code: classes imported from the repository's .py files, with trust_remote_code); denied by denyCodeLayers"},
 		{name: "config/duplicate key", title: "config.json", data: []byte(`{"a":{"b":1,"b":2}}`),
 			format: "json", reason: `duplicate key "b"`},
 		{name: "config/chat template injection", title: "tokenizer_config.json",
 			data:   []byte(`{"chat_template":"{{ self.__init__.__globals__ }}"}`),
-			format: "json", reason: `chat_template contains "__globals__", a construct that reaches Python objects (template injection)`},
+			format: "json", reason: `key "chat_template": attribute "__init__" starts with "_" (reaches Python internals) at line 1, column 8 (template injection; a chat template may only read the values it is given)`},
 		{name: "template/ollama template", mediaType: "application/vnd.ollama.image.template", data: []byte(`{{ "".__class__.__mro__[1] }}`),
-			format: "template", reason: `template contains "__class__", a construct that reaches Python objects (template injection)`},
+			format: "template", reason: `template does not parse as a Go text/template at line 1 (unexpected . after term "\"\""); pullgate checks templates by parsing them and refuses one it cannot parse`},
 		{name: "archive/gzip in raw weight layer", mediaType: "application/vnd.cncf.model.weight.v1.raw", data: modelcorpus.GzipMagicWrap(st),
 			format: "mediatype", reason: "declared application/vnd.cncf.model.weight.v1.raw but bytes are gzip-compressed data"},
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"path"
 	"strings"
 	"unicode/utf8"
 )
@@ -65,36 +66,83 @@ func Sniff(h []byte, size int64) string {
 		}
 		return FormatPickle
 	}
-	if len(h) >= 9 {
-		// The reference also accepts whitespace before '{'. Recognise such
-		// headers (however long the whitespace run within the sniff window)
-		// so the validator refuses them precisely instead of letting them
-		// pass as opaque bytes; N must fit the blob, which text never does.
-		n := binary.LittleEndian.Uint64(h)
-		if n >= 2 && h[8] == '{' {
-			return FormatSafetensors
-		}
-		if n >= 2 && (size < 0 || n <= uint64(size) && n+8 <= uint64(size)) {
-			i := 8
-			for i < len(h) && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r') {
-				i++
-			}
-			if i < len(h) && h[i] == '{' || i == len(h) && i > 8 && uint64(len(h)) < n+8 {
-				return FormatSafetensors
-			}
-		}
+	if sniffSafetensors(h, size) {
+		return FormatSafetensors
+	}
+	if isImage(h) {
+		return FormatImage
 	}
 	if isProto0Global(h) {
 		return FormatPickle
 	}
-	t := bytes.TrimLeft(h, " \t\r\n")
-	if len(t) > 0 && (t[0] == '{' || t[0] == '[') && isText(h) {
+	if looksJSON(h) && isText(h) {
 		return FormatJSON
 	}
 	if isText(h) {
 		return FormatText
 	}
 	return FormatBinary
+}
+
+// sniffSafetensors decides safetensors by structure, not by one byte: the
+// little-endian header length N must fit the blob (8+N <= size; at most the
+// format's 100 MB limit when the size is unknown) and the header must start
+// a JSON object ('{', after the whitespace the reference also accepts).
+// Text that happens to have '{' at byte 8 ("[INST] {{ ...") has an N of
+// quintillions and is not safetensors.
+func sniffSafetensors(h []byte, size int64) bool {
+	if len(h) < 9 {
+		return false
+	}
+	n := binary.LittleEndian.Uint64(h)
+	if n < 2 || n > SafetensorsHardMaxHeader {
+		return false
+	}
+	if size >= 0 && n+8 > uint64(size) {
+		// A binary length followed by '{' is a safetensors file whose
+		// header does not fit: the validator says so precisely. Text
+		// never has a length of at most 100 MB in its first 8 bytes.
+		return h[8] == '{' && !isText(h[:8])
+	}
+	i := 8
+	for i < len(h) && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r') {
+		i++
+	}
+	// A whitespace run that fills the sniff window still counts (the
+	// validator then refuses it precisely).
+	return i < len(h) && h[i] == '{' || i == len(h) && uint64(len(h)) < n+8
+}
+
+var (
+	magicPNG  = []byte("\x89PNG\r\n\x1a\n")
+	magicJPEG = []byte{0xFF, 0xD8, 0xFF}
+	magicGIF7 = []byte("GIF87a")
+	magicGIF9 = []byte("GIF89a")
+)
+
+// isImage recognises inert image files (sample images in model
+// repositories) by magic.
+func isImage(h []byte) bool {
+	return bytes.HasPrefix(h, magicPNG) || bytes.HasPrefix(h, magicJPEG) || bytes.HasPrefix(h, magicGIF7) ||
+		bytes.HasPrefix(h, magicGIF9) || len(h) >= 12 && string(h[:4]) == "RIFF" && string(h[8:12]) == "WEBP"
+}
+
+// looksJSON reports whether text starts a JSON object or array: '{'
+// followed by a key or '}', '[' followed by a value or ']'. Templates
+// ("{{ .Prompt }}", "{%- if ... %}", "[INST] {{ ... }}") do not.
+func looksJSON(h []byte) bool {
+	t := bytes.TrimLeft(h, " \t\r\n")
+	if len(t) == 0 || t[0] != '{' && t[0] != '[' {
+		return false
+	}
+	u := bytes.TrimLeft(t[1:], " \t\r\n")
+	if len(u) == 0 {
+		return true // decided by the JSON parser
+	}
+	if t[0] == '{' {
+		return u[0] == '"' || u[0] == '}'
+	}
+	return bytes.IndexByte([]byte("\"{[]-0123456789tfn"), u[0]) >= 0
 }
 
 // isProto0Global matches a protocol 0/1 pickle starting with GLOBAL or INST
@@ -159,6 +207,16 @@ func describe(format string) string {
 		return "JSON"
 	case FormatText:
 		return "text"
+	case FormatImage:
+		return "an image"
+	case FormatNPY:
+		return "a NumPy .npy array"
+	case FormatJoblib:
+		return "a joblib file"
+	case FormatTemplate:
+		return "a template"
+	case FormatYAML:
+		return "YAML"
 	}
 	return "unrecognised binary data"
 }
@@ -245,9 +303,8 @@ func (a *autoInspector) Tensors() []TensorInfo {
 
 // Globals lists pickle imports seen (scan mode).
 func (a *autoInspector) Globals() []string {
-	switch in := a.inner.(type) {
-	case *PickleInspector:
-		return in.Globals()
+	if g, ok := a.inner.(interface{ Globals() []string }); ok {
+		return g.Globals()
 	}
 	return nil
 }
@@ -332,6 +389,28 @@ func (a *autoInspector) decide() error {
 			return newFinding(FormatMediaType, 0, "declared %s but bytes are %s", a.mediaType, describe(f))
 		}
 	}
+	dialect, isTmpl := templateDialect(a.mediaType, a.title)
+	// The format the layer is judged as (for formats.allow).
+	judged := f
+	switch {
+	case (f == FormatText || f == FormatJSON) && isTmpl:
+		judged = FormatTemplate
+	case f == FormatText && isYAMLName(a.title):
+		judged = FormatYAML
+	case f == FormatBinary && len(h) > 0 && h[0] == 0x0a && isSentencePieceName(a.title):
+		judged = FormatSentencePiece
+	}
+	if !a.opts.formatAllowed(judged) {
+		return newFinding(FormatMediaType, 0, "bytes are %s, which this rule's content.formats.allow (%s) does not list",
+			describe(judged), strings.Join(a.opts.AllowFormats, ", "))
+	}
+	if binaryByNature(kind) || strings.Contains(a.mediaType, ".dataset.") || strings.Contains(a.mediaType, ".code.") {
+		a.opts.binaryByNature = true // for the members of an archive layer
+	}
+	if judged == FormatBinary && !a.opts.AllowUnknown && !a.opts.binaryByNature {
+		return newFinding(FormatBinary, 0, "bytes match no format pullgate knows (safetensors, GGUF, pickle, zip, NumPy, JSON, text, ...); "+
+			"a model rule refuses content it cannot inspect (content.formats.unknown: allow serves it uninspected, unsafe)")
+	}
 	mode := a.opts.pickleMode()
 	switch {
 	case f == FormatSafetensors:
@@ -340,6 +419,13 @@ func (a *autoInspector) decide() error {
 		a.inner = NewGGUFInspector(a.opts, a.size)
 	case f == FormatNPY:
 		a.inner = NewNPYInspector(a.opts, a.size)
+	case isJoblibName(a.title):
+		// joblib.dump files: a pickle with raw array blocks, possibly
+		// compressed as a whole; bytes cannot tell them from a pickle.
+		if mode != PickleScan {
+			return newFinding(FormatJoblib, 0, "content is a joblib file (a pickle); pickle content is denied by policy (pickle: deny)")
+		}
+		a.inner = NewJoblibInspector(a.opts, a.size)
 	case f == FormatPickle || f == FormatLegacyTorch:
 		if mode != PickleScan {
 			return newFinding(f, 0, "content is %s; pickle content is denied by policy (pickle: deny); publish safetensors instead", describe(f))
@@ -364,14 +450,39 @@ func (a *autoInspector) decide() error {
 			// compressed tar layers: not decompressed inline (see package doc)
 			a.inner = newOpaqueInspector(a.opts, a.size, f)
 		}
-	case (f == FormatText || f == FormatJSON) && (kind == kindTemplate || strings.HasSuffix(strings.ToLower(a.title), ".jinja")):
-		a.inner = newTemplateInspector(a.opts, a.size)
+	case (f == FormatText || f == FormatJSON) && isTmpl:
+		a.inner = newTemplateInspector(a.opts, a.size, dialect)
 	case f == FormatJSON:
 		a.inner = newConfigInspector(a.opts, a.size)
+	case judged == FormatSentencePiece:
+		a.inner = newSentencePieceInspector(a.opts, a.size)
+	case f == FormatText && a.size >= 0 && a.size <= a.opts.maxConfig():
+		a.inner = newTextInspector(a.opts, a.size, a.title)
+	case f == FormatText && isYAMLName(a.title):
+		return newFinding(FormatYAML, 0, "YAML config of %d bytes is larger than the %d-byte limit for parsed config files (content.maxConfigBytes)", a.size, a.opts.maxConfig())
 	default:
 		a.inner = newOpaqueInspector(a.opts, a.size, f)
 	}
 	return nil
+}
+
+// isJoblibName reports whether a file name is a joblib dump's
+// (joblib.dump picks its compression from these extensions).
+func isJoblibName(title string) bool {
+	l := strings.ToLower(path.Base(title))
+	for _, ext := range []string{".joblib", ".jbl", ".joblib.z", ".joblib.gz", ".joblib.bz2", ".joblib.xz", ".joblib.lzma", ".joblib.lz4"} {
+		if strings.HasSuffix(l, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// binaryByNature reports whether a layer kind holds bytes of no format the
+// validators know by design: raw per-tensor data (Ollama tensor layers),
+// datasets (parquet, arrow, ...) and code (governed by denyCodeLayers).
+func binaryByNature(k layerKind) bool {
+	return k == kindTensorBlob || k == kindDataset || k == kindCode
 }
 
 // opaqueInspector accepts bytes no validator claims (allowed archives, text,
@@ -454,8 +565,15 @@ func (o *opaqueInspector) judge(err error) error {
 	if err == nil {
 		return nil
 	}
-	f, _ := err.(*Finding)
-	if o.isPickle || f != nil && strings.Contains(f.Reason, "which is not in the allowlist") {
+	f, ok := err.(*Finding)
+	if !ok {
+		f = &Finding{Format: FormatPickle, Offset: -1, Reason: err.Error()}
+	}
+	// A walk that imported something before it failed is a pickle (a
+	// loader runs it up to there): whatever stopped it (an import outside
+	// the allowlist, a forged numpy dtype, a call on a non-callable) is a
+	// finding, not a sign of text.
+	if o.isPickle || len(o.shadow.w.globals) > 0 || strings.Contains(f.Reason, "which is not in the allowlist") {
 		o.err = newFinding(FormatPickle, f.Offset, "content parses as a pickle: %s", f.Reason)
 		return o.err
 	}

@@ -2,11 +2,14 @@ package content
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/bits"
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/pullgate/pullgate/verify/chattemplate"
 )
 
 // GGUF metadata value types.
@@ -385,7 +388,7 @@ func ggufKeyType(key string) (typ, elem int) {
 
 // templateKey reports whether the string values of a key are chat templates
 // or template names (tokenizer.chat_template, tokenizer.chat_template.<name>,
-// tokenizer.chat_templates), which go through CheckTemplate.
+// tokenizer.chat_templates), which are checked as Jinja templates (checkTemplateSource).
 func templateKey(key string) bool {
 	return strings.HasPrefix(key, "tokenizer.chat_template")
 }
@@ -525,8 +528,9 @@ func (g *GGUFInspector) stringElems(b []byte, off int64) error {
 			return g.fail(off+int64(i), "%s: string is not valid UTF-8", g.elemWhat())
 		}
 		if tmpl {
-			if d := CheckTemplate(string(raw)); d != "" {
-				return g.fail(off+int64(i), "%s element %d contains %q, a construct that reaches Python objects (template injection)", g.arrKey, g.arrCount-left, d)
+			where := fmt.Sprintf("%s element %d", g.arrKey, g.arrCount-left)
+			if err := checkTemplateSource(Options{GGUF: g.opts}, FormatGGUF, where, string(raw), chattemplate.Jinja, true); err != nil {
+				return g.fail(off+int64(i), "%s", err.(*Finding).Reason)
 			}
 		}
 		i += 8 + int(ln)
@@ -692,50 +696,15 @@ func (g *GGUFInspector) tensorInfo(b []byte, off int64) error {
 	return g.advance()
 }
 
-// chatTemplateDanger lists template constructs that reach Python objects
-// (server-side template injection, CVE-2024-34359 class).
-var chatTemplateDanger = []string{
-	"__class__", "__globals__", "__subclasses__", "__builtins__", "__import__", "__mro__", "__base__",
-	"__bases__", "__init__", "__dict__", "__getattribute__", "__code__", "__reduce__", "__loader__",
-	"__spec__", "func_globals", "|attr", "\\x5f\\x5f", "\\u005f", "os.popen", "subprocess", "eval(", "exec(",
-}
-
-// CheckTemplate returns the first construct in a Jinja/Go template that
-// reaches Python objects, or "".
-func CheckTemplate(t string) string {
-	l := strings.ToLower(t)
-	for _, d := range chatTemplateDanger {
-		if strings.Contains(l, d) {
-			return d
-		}
-	}
-	// any other dunder attribute access
-	for i := strings.Index(l, "__"); i >= 0; {
-		j := i + 2
-		for j < len(l) && (l[j] >= 'a' && l[j] <= 'z' || l[j] == '_' || l[j] >= '0' && l[j] <= '9') {
-			j++
-		}
-		if w := l[i:j]; len(w) > 4 && strings.HasSuffix(w, "__") {
-			return w
-		}
-		k := strings.Index(l[i+2:], "__")
-		if k < 0 {
-			break
-		}
-		i = i + 2 + k
-	}
-	return ""
-}
-
 // stringValue checks a string metadata value: tokenizer.chat_template and
-// every tokenizer.chat_template.<name> go through CheckTemplate.
+// every tokenizer.chat_template.<name> are checked as Jinja templates (checkTemplateSource).
 func (g *GGUFInspector) stringValue(key string, s []byte, off int64) error {
 	if key == "general.architecture" {
 		g.arch = string(s)
 	}
-	if templateKey(key) && !g.opts.AllowChatTemplateDunder {
-		if d := CheckTemplate(string(s)); d != "" {
-			return g.fail(off, "%s contains %q, a construct that reaches Python objects (template injection)", key, d)
+	if templateKey(key) {
+		if err := checkTemplateSource(Options{GGUF: g.opts}, FormatGGUF, key, string(s), chattemplate.Jinja, true); err != nil {
+			return g.fail(off, "%s", err.(*Finding).Reason)
 		}
 	}
 	return nil

@@ -329,9 +329,9 @@ func TestGGUFChatTemplateKeys(t *testing.T) {
 	}{
 		{name: "named templates as gguf-py writes them", kvs: benign},
 		{name: "evil named template", kvs: []modelcorpus.GGUFKV{str("tokenizer.chat_template.tool_use", evil)},
-			reason: `tokenizer.chat_template.tool_use contains "__globals__", a construct that reaches Python objects (template injection)`},
+			reason: `tokenizer.chat_template.tool_use: attribute "__init__" starts with "_" (reaches Python internals) at line 1, column 10 (template injection; a chat template may only read the values it is given)`},
 		{name: "evil template in the list of names", kvs: []modelcorpus.GGUFKV{names("tool_use", evil)},
-			reason: `tokenizer.chat_templates element 1 contains "__globals__", a construct that reaches Python objects (template injection)`},
+			reason: `tokenizer.chat_templates element 1: attribute "__init__" starts with "_" (reaches Python internals) at line 1, column 10 (template injection; a chat template may only read the values it is given)`},
 		{name: "named template not a string", kvs: []modelcorpus.GGUFKV{{Key: "tokenizer.chat_template.rag", Type: modelcorpus.GGUFUint32, Value: uint32(7)}},
 			reason: `metadata key "tokenizer.chat_template.rag" has type UINT32, want STRING`},
 		{name: "named template as an array", kvs: []modelcorpus.GGUFKV{{Key: "tokenizer.chat_template.rag", Type: modelcorpus.GGUFArray,

@@ -26,17 +26,17 @@ const (
 // formatsFor lists the sniffed formats each layer kind may contain. kindAny
 // is handled separately (everything, subject to pickle/archive policy).
 var formatsFor = map[layerKind][]string{
-	kindWeights:    {FormatSafetensors, FormatGGUF, FormatPickle, FormatLegacyTorch, FormatZip, FormatBinary},
+	kindWeights:    {FormatSafetensors, FormatGGUF, FormatPickle, FormatLegacyTorch, FormatZip, FormatNPY, FormatBinary, FormatText},
 	kindGGUF:       {FormatGGUF},
 	kindArchive:    {FormatTar, FormatGzip, FormatZstd},
-	kindConfig:     {FormatJSON, FormatText, FormatBinary},
-	kindText:       {FormatText, FormatJSON},
+	kindConfig:     {FormatJSON, FormatText, FormatNPY, FormatBinary},
+	kindText:       {FormatText, FormatJSON, FormatImage},
 	kindTemplate:   {FormatText, FormatJSON},
 	kindJSON:       {FormatJSON},
-	kindCode:       {FormatText, FormatBinary, FormatJSON},
-	kindDataset:    {FormatJSON, FormatText, FormatBinary},
+	kindCode:       {FormatText, FormatBinary, FormatJSON, FormatNPY},
+	kindDataset:    {FormatJSON, FormatText, FormatBinary, FormatImage, FormatNPY},
 	kindZip:        {FormatZip},
-	kindTensorBlob: {FormatBinary, FormatSafetensors},
+	kindTensorBlob: {FormatBinary, FormatSafetensors, FormatNPY},
 }
 
 // mediaTypeSets are the named sets usable in Options.MediaTypes. Each maps

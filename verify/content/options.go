@@ -25,7 +25,15 @@ const (
 	FormatMediaType   = "mediatype"
 	FormatTensors     = "tensors"
 	FormatTemplate    = "template"
+	FormatYAML        = "yaml"
+	FormatImage       = "image" // PNG, JPEG, GIF, WebP: inert media files
 )
+
+// KnownFormats are the format names Options.AllowFormats (policy key
+// content.formats.allow) may list: every format the validators recognise.
+var KnownFormats = []string{FormatSafetensors, FormatGGUF, FormatPickle, FormatLegacyTorch, FormatZip, FormatNPY, FormatJoblib,
+	FormatTar, FormatGzip, FormatZstd, FormatXz, FormatBzip2, Format7z, FormatRar,
+	FormatJSON, FormatYAML, FormatText, FormatTemplate, FormatImage, FormatSentencePiece}
 
 // PickleMode says what happens to pickle-bearing content (raw pickles, legacy
 // torch files, PyTorch zip checkpoints).
@@ -118,6 +126,33 @@ type Options struct {
 	// MaxConfigBytes caps JSON config/template files that are parsed
 	// (config.json, tokenizer_config.json, chat templates). Default 64 MiB.
 	MaxConfigBytes int64
+	// AllowFormats, when non-empty, lists the formats (KnownFormats names)
+	// a layer's bytes may be; any other format is refused. Empty: every
+	// format the validators know.
+	AllowFormats []string
+	// AllowUnknown serves bytes that parse as no known format in layers
+	// that should hold a model file or config (weights, configs, undeclared
+	// layers). False (the default) refuses them: a gate cannot vouch for
+	// bytes it does not understand. Unsafe; per rule.
+	AllowUnknown bool
+
+	// binaryByNature is set for the members of an archive layer whose
+	// declared kind holds binary data by nature (datasets, code): their
+	// members are not refused as unknown bytes.
+	binaryByNature bool
+}
+
+// formatAllowed reports whether a format may be served under AllowFormats.
+func (o Options) formatAllowed(f string) bool {
+	if len(o.AllowFormats) == 0 {
+		return true
+	}
+	for _, a := range o.AllowFormats {
+		if a == f {
+			return true
+		}
+	}
+	return false
 }
 
 func (o Options) stMaxHeader() int64 {
@@ -174,6 +209,18 @@ func (o Options) Validate() error {
 	for _, m := range o.MediaTypes {
 		if m == "" {
 			return fmt.Errorf("content: empty media type in mediaTypes")
+		}
+	}
+	if err := CheckPickleAllow(o.Pickle.Allow); err != nil {
+		return err
+	}
+	for _, f := range o.AllowFormats {
+		known := false
+		for _, k := range KnownFormats {
+			known = known || k == f
+		}
+		if !known {
+			return fmt.Errorf("content: formats.allow: unknown format %q (known: %v)", f, KnownFormats)
 		}
 	}
 	for i, re := range o.TensorAllow {

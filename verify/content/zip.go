@@ -655,6 +655,16 @@ func (s *memberSink) decide() error {
 	if f != "" || ext != "" {
 		return nil // nested archives allowed by the rule pass uninspected
 	}
+	if isJoblibName(e.name) {
+		z.pickleMembers = append(z.pickleMembers, e.name)
+		if z.mode != PickleScan {
+			z.err = newFinding(FormatPickle, e.offset, "zip member %q is a joblib file (a pickle); pickle content is denied by policy (pickle: deny)", e.name)
+			return z.err
+		}
+		in := NewJoblibInspector(z.opts, s.sizeOrUnknown())
+		s.inner = in
+		return nil
+	}
 	if hasPickleExt(e.name) || len(h) >= 2 && h[0] == 0x80 && h[1] <= 5 {
 		z.pickleMembers = append(z.pickleMembers, e.name)
 		if z.mode != PickleScan {

@@ -38,6 +38,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/pullgate/pullgate/test/modelcorpus"
 )
 
 var (
@@ -447,41 +448,51 @@ func run() error {
 		return nil
 	}
 
-	// Inline inspection: the same safetensors blob pulled cold through
-	// pullgate without and with content inspection, alternating.
-	st := safetensorsBlob(size)
-	sd, err := seedBytes("bench/model", st)
-	if err != nil {
-		return err
-	}
-	// At least 5 pairs, alternating which goes first: on this machine
-	// throughput drifts from pull to pull far more than inspection costs.
-	for i := 0; i < inspectReps(); i++ {
-		pair := []struct{ name, policy string }{{"safetensors, inspection off", openPolicy}, {"safetensors, inspection on", inspectPolicy}}
-		if i%2 == 1 {
-			pair[0], pair[1] = pair[1], pair[0]
+	// Inline inspection: the same blob pulled cold through pullgate
+	// without and with content inspection, alternating: a safetensors file
+	// and a torch.save checkpoint (zip with data descriptors, data.pkl
+	// walked under pickle: scan).
+	for _, m := range []struct {
+		kind, repo, policy string
+		blob               []byte
+	}{
+		{"safetensors", "bench/model", inspectPolicy, safetensorsBlob(size)},
+		{"torch.save", "bench/torch", torchInspectPolicy, torchSaveBlob(size)},
+	} {
+		sd, err := seedBytes(m.repo, m.blob)
+		if err != nil {
+			return err
 		}
-		for _, v := range pair {
-			syscall.Sync()
-			pg, err := startPullgate(filepath.Join(work, fmt.Sprintf("pullgate-st-%d-%d", i, len(v.policy))), up.url, v.policy)
-			if err != nil {
-				return err
+		// At least 5 pairs, alternating which goes first: on this machine
+		// throughput drifts from pull to pull far more than inspection costs.
+		for i := 0; i < inspectReps(); i++ {
+			pair := []struct{ name, policy string }{{m.kind + ", inspection off", openPolicy}, {m.kind + ", inspection on", m.policy}}
+			if i%2 == 1 {
+				pair[0], pair[1] = pair[1], pair[0]
 			}
-			base := pg.url + "/v2/upstream.local/bench/model"
-			if err := get(base + "/manifests/1"); err != nil {
+			for j, v := range pair {
+				syscall.Sync()
+				pg, err := startPullgate(filepath.Join(work, fmt.Sprintf("pullgate-%s-%d-%d", strings.ReplaceAll(m.repo, "/", "-"), i, j)), up.url, v.policy)
+				if err != nil {
+					return err
+				}
+				base := pg.url + "/v2/upstream.local/" + m.repo
+				if err := get(base + "/manifests/1"); err != nil {
+					pg.stop()
+					return err
+				}
+				err = measure(v.name, base+"/blobs/"+sd, sd, int64(len(m.blob)), pg)
 				pg.stop()
-				return err
-			}
-			err = measure(v.name, base+"/blobs/"+sd, sd, int64(len(st)), pg)
-			pg.stop()
-			if err != nil {
-				return err
+				if err != nil {
+					return err
+				}
 			}
 		}
 	}
 	if *inspectFlag {
 		fmt.Print(throughputTable(results, cpu, guest))
-		fmt.Printf("\ninspection on / off: %s\n", inspectionRatio(results))
+		fmt.Printf("\nsafetensors, inspection on / off: %s\n", inspectionRatio(results, "safetensors"))
+		fmt.Printf("torch.save, inspection on / off: %s\n", inspectionRatio(results, "torch.save"))
 		return nil
 	}
 
@@ -550,8 +561,10 @@ func run() error {
 	row("pullgate warm / direct", "≥ 1.00×", fmt.Sprintf("%.3f×", pw/direct), pw/direct >= 1.0)
 	row("pullgate cold / distribution proxy cold", "≥ 1.00×", fmt.Sprintf("%.3f×", pc/dc), pc/dc >= 1.0)
 	row("pullgate warm / distribution proxy warm", "≥ 1.00×", fmt.Sprintf("%.3f×", pw/dw), pw/dw >= 1.0)
-	inspMedians, _ := inspectionRatios(results)
-	row("cold safetensors pull, inspection on / off", "≥ 0.95×", inspectionRatio(results), inspMedians >= 0.95)
+	inspMedians, _ := inspectionRatios(results, "safetensors")
+	row("cold safetensors pull, inspection on / off", "≥ 0.95×", inspectionRatio(results, "safetensors"), inspMedians >= 0.95)
+	torchMedians, _ := inspectionRatios(results, "torch.save")
+	row("cold torch.save checkpoint pull, inspection on / off", "≥ 0.90×", inspectionRatio(results, "torch.save"), torchMedians >= 0.90)
 	row(fmt.Sprintf("%d concurrent clients, one cold blob: upstream GETs", *clientsFlag), "1", fmt.Sprintf("%d (all clients done in %s)", blobGets.Load(), celapsed.Round(time.Millisecond)), blobGets.Load() == 1)
 	row("pullgate peak RSS streaming the blob (1 client / 50 clients)", "< 150 MiB", fmt.Sprintf("%.0f / %.0f MiB", rss, crss), rss < 150 && crss < 150)
 	b.WriteString(floorSummary(results))
@@ -566,9 +579,10 @@ func run() error {
 func inspectReps() int { return max(*repsFlag, 5) }
 
 // inspectionRatios are the median inspection-on throughput over the median
-// inspection-off throughput, and the median of the ratios within pairs.
-func inspectionRatios(results map[string][]float64) (medians, paired float64) {
-	on, off := results["safetensors, inspection on"], results["safetensors, inspection off"]
+// inspection-off throughput of one kind of model file, and the median of
+// the ratios within pairs.
+func inspectionRatios(results map[string][]float64, kind string) (medians, paired float64) {
+	on, off := results[kind+", inspection on"], results[kind+", inspection off"]
 	var r []float64
 	for i := range min(len(on), len(off)) {
 		r = append(r, on[i]/off[i])
@@ -576,11 +590,43 @@ func inspectionRatios(results map[string][]float64) (medians, paired float64) {
 	return median(append([]float64(nil), on...)) / median(append([]float64(nil), off...)), median(r)
 }
 
-func inspectionRatio(results map[string][]float64) string {
-	m, p := inspectionRatios(results)
+func inspectionRatio(results map[string][]float64, kind string) string {
+	m, p := inspectionRatios(results, kind)
 	return fmt.Sprintf("%.2f× (medians of %d pulls each, %.0f vs %.0f MiB/s; median within alternating pairs %.2f×)", m,
-		len(results["safetensors, inspection on"]), median(append([]float64(nil), results["safetensors, inspection on"]...)),
-		median(append([]float64(nil), results["safetensors, inspection off"]...)), p)
+		len(results[kind+", inspection on"]), median(append([]float64(nil), results[kind+", inspection on"]...)),
+		median(append([]float64(nil), results[kind+", inspection off"]...)), p)
+}
+
+// torchInspectPolicy inspects torch.save checkpoints as a model rule that
+// admits them does: the zip validated, data.pkl walked against the import
+// allowlist.
+const torchInspectPolicy = `rules:
+  - name: models
+    match: ["upstream.local/**"]
+    action: allow
+    content:
+      formats: { pickle: scan }
+      denyCodeLayers: true
+`
+
+// torchSaveBlob is a torch.save checkpoint of about size bytes in torch
+// 2.x's layout, as in the real corpus file (modelscan's
+// unsafe_zip_pytorch.pt: data.pkl, byteorder, data/<key>, version,
+// .data/serialization_id; data descriptors, 64-byte aligned records): a
+// state dict of float32 tensors of 16 MiB of random data each.
+func torchSaveBlob(size int64) []byte {
+	const per = 16 << 20
+	n := max(int(size/per), 1)
+	tensors := make([]modelcorpus.TorchTensor, n)
+	for i := range tensors {
+		tensors[i] = modelcorpus.TorchTensor{Name: fmt.Sprintf("model.layers.%d.mlp.weight", i), StorageType: "FloatStorage",
+			Key: fmt.Sprint(i), Shape: []int64{per / 4 / 1024, 1024}}
+	}
+	return modelcorpus.TorchSaveZip(modelcorpus.TorchSave2Records("checkpoint", tensors, nil, func(modelcorpus.TorchTensor) []byte {
+		b := make([]byte, per)
+		rand.Read(b)
+		return b
+	}))
 }
 
 // safetensorsBlob is a valid safetensors file of about size bytes: one U8
@@ -607,7 +653,7 @@ func throughputTable(results map[string][]float64, cpu map[string]map[string][]f
 	cores := float64(runtime.NumCPU())
 	direct := median(append([]float64(nil), results["direct"]...))
 	fmt.Fprintf(&b, "| variant | MiB/s (median) | ratio to direct | CPU s/GiB: client | upstream | proxy | CPU-bound ceiling on %d cores |\n|---|---:|---:|---:|---:|---:|---:|\n", int(cores))
-	for _, k := range []string{"direct", "relay, forwards only", "relay, hashes and forwards", "pullgate cold", "pullgate warm", "distribution proxy cold", "distribution proxy warm", "safetensors, inspection off", "safetensors, inspection on", "pinned: direct", "pinned: pullgate cold"} {
+	for _, k := range []string{"direct", "relay, forwards only", "relay, hashes and forwards", "pullgate cold", "pullgate warm", "distribution proxy cold", "distribution proxy warm", "safetensors, inspection off", "safetensors, inspection on", "torch.save, inspection off", "torch.save, inspection on", "pinned: direct", "pinned: pullgate cold"} {
 		if len(results[k]) == 0 {
 			continue
 		}
