@@ -8,7 +8,9 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -106,12 +108,62 @@ func (s *Server) serveBlob(q *request) {
 // blobGrant finds an allowed manifest in this repository that references the
 // blob: from the grants of recent manifest decisions, or from the links the
 // store recorded (re-deciding those manifests under the current policy).
+//
+// One blob, every declaration. Under a content rule the grant also says
+// every way the blob must pass inspection: each class (media type, file
+// name: title, org.cncf.model.filepath, org.cnai.model.filepath) that any
+// allowed manifest the store links to the blob in this repository declares
+// it as. The rule is: every declaration known when the blob is served has
+// passed. Manifests granted while the grant is held add theirs
+// (Server.grant); a held grant is used as is while it accounts for every
+// manifest linked to the blob, which costs one listing of the blob's
+// links per request; a manifest linked since (by another replica, before
+// a restart, or granted after this grant was dropped) is accounted for
+// first (accountFor). The blob is then served only once it passed as every
+// class (inspectStored for a stored copy, one inspector per class over the
+// same bytes for a fetch). A manifest that declares a blob otherwise than
+// the manifests before it is therefore allowed as usual (its descriptors
+// are checked, content.CheckManifest and CheckLayerNames), and its blobs
+// are inspected as its declarations when they are requested, before any
+// byte is served: a finding marks the blob bad, which denies every
+// manifest referencing it.
 func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, bool) {
 	rep := q.rt.Repository()
 	key := grantKey(q.pol.Revision(), rep, dgst)
 	held, ok := s.blobGrants.Get(key)
 	if ok && !held.Evidence {
-		return held, Verdict{}, true
+		if q.rule.Content == nil {
+			return held, Verdict{}, true
+		}
+		local := s.store.LocalRoot() != ""
+		gen := s.linkGen.Load()
+		if local && held.Gen == gen {
+			return held, Verdict{}, true
+		}
+		links := s.linkNames(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+		if held.covers(links) {
+			if local {
+				held.Gen = gen
+				s.keepGrant(key, held)
+			}
+			return held, Verdict{}, true
+		}
+		g, all := held, true
+		for _, enc := range links {
+			if _, seen := slices.BinarySearch(held.Seen, enc); seen {
+				continue
+			}
+			ok := false
+			if md := digest.NewDigestFromEncoded(digest.SHA256, enc); md.Validate() == nil {
+				g, ok = s.accountFor(q, g, md, dgst)
+			}
+			all = all && ok
+		}
+		g.Gen = 0
+		if all && local {
+			g.Gen = gen
+		}
+		return s.keepGrant(key, g), Verdict{}, true
 	}
 	if g, ok := s.evidenceGrants.Get(key); ok {
 		return g, Verdict{}, true
@@ -131,35 +183,64 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 		}
 	}
 	var denial, contentDenial *Verdict
+	var found *blobGrant                   // under a content rule: the content grant gathered from the links
+	var asEvidence, denied []digest.Digest // manifests decided before found
+	gen, all := s.linkGen.Load(), true
 	for _, md := range s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst) {
-		body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, md)
-		if err != nil {
+		if found != nil {
+			var ok bool
+			*found, ok = s.accountFor(q, *found, md, dgst)
+			all = all && ok
 			continue
 		}
-		v, _ := s.decideManifest(q, md, body, m)
-		if !v.Allowed {
-			if denial == nil {
-				denial = &v
-			}
-			if !v.Evidence && contentDenial == nil {
-				contentDenial = &v
+		m, v, ok := s.decideLinked(q, md)
+		if m != nil && v.Evidence {
+			asEvidence = append(asEvidence, md)
+		}
+		if !ok {
+			if m != nil {
+				if denial == nil {
+					denial = &v
+				}
+				if !v.Evidence {
+					denied = append(denied, md)
+					if contentDenial == nil {
+						contentDenial = &v
+					}
+				}
 			}
 			continue
 		}
-		s.grant(q, md, m, v)
 		for _, d := range m.Blobs() {
 			if d.Digest != dgst {
 				continue
 			}
 			g := blobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}
 			if !g.Evidence {
-				return g, v, true
-			}
-			if evidence == nil {
+				if q.rule.Content == nil {
+					return g, v, true
+				}
+				g = g.with(md, m.blobClasses()[dgst])
+				found = &g
+			} else if evidence == nil {
 				evidence = &g
 			}
 			break
 		}
+	}
+	if found != nil {
+		for _, md := range asEvidence {
+			*found = found.with(md, nil)
+		}
+		for _, md := range denied {
+			var ok bool
+			*found, ok = s.accountFor(q, *found, md, dgst)
+			all = all && ok
+		}
+		if all && s.store.LocalRoot() != "" {
+			found.Gen = gen
+		}
+		return s.keepGrant(key, *found), Verdict{}, true
 	}
 	// The content of an artifact denied here is not served as anyone's
 	// evidence either (any JSON can be a template, say): it is judged as
@@ -185,6 +266,62 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 	return blobGrant{}, v, false
 }
 
+// decideLinked decides a manifest linked to a blob in the request's
+// repository and grants its blobs when it is allowed. m is nil when the
+// manifest could not be read (nothing is concluded about it).
+func (s *Server) decideLinked(q *request, md digest.Digest) (*parsedManifest, Verdict, bool) {
+	body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, md)
+	if err != nil {
+		return nil, Verdict{}, false
+	}
+	v, _ := s.decideManifest(q, md, body, m)
+	if !v.Allowed {
+		return m, v, false
+	}
+	s.grant(q, md, m, v)
+	return m, v, true
+}
+
+// accountFor extends a content grant of blob dgst by a manifest linked to
+// it. A manifest whose declarations of the blob the grant holds already is
+// accounted for without a decision (whatever it is decided, the blob is
+// inspected as them). Any other is decided: allowed, its classes are
+// added; decided as a signature/attestation artifact, it declares no
+// content (the content grant judges the blob). A content artifact denied
+// now, or one that cannot be read, is not accounted for (ok false): it may
+// be allowed later, here or on another replica, and then its declarations
+// count; it is decided again on the next request.
+func (s *Server) accountFor(q *request, g blobGrant, md, dgst digest.Digest) (blobGrant, bool) {
+	body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, md)
+	if err != nil {
+		return g, false
+	}
+	classes := m.blobClasses()[dgst]
+	if len(content.MergeClasses(g.Classes, classes)) == len(g.Classes) {
+		return g.with(md, nil), true
+	}
+	v, _ := s.decideManifest(q, md, body, m)
+	switch {
+	case v.Allowed && !v.Evidence:
+		s.grant(q, md, m, v)
+		return g.with(md, classes), true
+	case v.Evidence:
+		return g.with(md, nil), true
+	}
+	return g, false
+}
+
+// keepGrant holds a content grant gathered from the blob's links, joined
+// with whatever grant was recorded meanwhile (manifests granted while the
+// links were decided), and returns it.
+func (s *Server) keepGrant(key string, g blobGrant) blobGrant {
+	if cur, ok := s.blobGrants.Get(key); ok && !cur.Evidence {
+		g = g.union(cur)
+	}
+	s.blobGrants.Add(key, g, s.cfg.Cache.AllowTTL.D())
+	return g
+}
+
 // streamBlob serves an uncached blob from a coalesced upstream fetch.
 func (s *Server) streamBlob(q *request, grant blobGrant) {
 	dgst := q.rt.Digest
@@ -200,16 +337,19 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 	} else if c := q.rule.Content; c != nil {
 		// Inspection depends on the rule: fetches under different content
 		// rules are not shared.
-		// It also depends on how the manifest declares the blob (media type,
-		// title): requests declaring it otherwise do not share the fetch.
-		key += "|" + q.pol.Revision() + "|" + q.rule.Name + "|" + inspectionClass(grant.Desc)
+		// It also depends on how the manifests declare the blob (media
+		// types, names): the fetch inspects it as every class the grant
+		// holds, and requests whose grant holds other classes do not share
+		// it.
+		classes := grant.classes()
+		key += "|" + q.pol.Revision() + "|" + q.rule.Name + "|" + classesKey(classes)
 		opts := c.Options()
 		exp, _ = s.tensors.Get(grantKey(q.pol.Revision(), q.rt.Repository(), dgst))
 		if exp != nil {
 			key += "|" + exp.id
 		}
 		newInspector = func(size int64) (content.Inspector, error) {
-			return newLayerInspector(opts, grant, size, exp)
+			return newLayerInspector(opts, classes, size, exp)
 		}
 	}
 	rev, ruleName := q.pol.Revision(), q.rule.Name
@@ -335,11 +475,11 @@ func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 		s.log.Warn("blob refused as signature/attestation layer", "upstream", up.Name, "repository", repo, "digest", dgst, "finding", cf.finding.Error())
 	case errors.As(err, &cf):
 		s.log.Warn("blob refused by content inspection", "upstream", up.Name, "repository", repo, "digest", dgst, "rule", rule, "finding", cf.finding.Error())
-		s.recordInspection(ctx, rev, rule, grant.Desc, exp, cf)
+		s.recordInspection(ctx, rev, rule, dgst, grant.classes(), exp, cf)
 	case err == nil && newInspector != nil && !grant.Evidence:
 		// Only a content rule's inspection counts as one (the evidence
 		// check is not).
-		s.recordInspection(ctx, rev, rule, grant.Desc, exp, nil)
+		s.recordInspection(ctx, rev, rule, dgst, grant.classes(), exp, nil)
 	}
 	f.Finish(err)
 }
@@ -358,9 +498,8 @@ func asFinding(err error, format string) error {
 // failure purges cached decisions (every manifest referencing the blob is
 // denied from then on).
 // A finding marks the blob bad however it is declared; a pass counts only
-// for the inspection class it was inspected as (see inspectionClass).
-func (s *Server) recordInspection(ctx context.Context, rev, rule string, desc ocispec.Descriptor, exp *tensorExpectation, cf *contentFailure) {
-	dgst := desc.Digest
+// for the classes it was inspected as (see inspectedKey).
+func (s *Server) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, exp *tensorExpectation, cf *contentFailure) {
 	if cf != nil {
 		scope := ""
 		if cf.finding.Format == formatMBOM && exp != nil {
@@ -370,8 +509,10 @@ func (s *Server) recordInspection(ctx context.Context, rev, rule string, desc oc
 		return
 	}
 	for _, scope := range scopesOf(exp) {
-		if err := s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst, scope, inspectionClass(desc)), []byte("ok")); err != nil {
-			s.log.Warn("store: inspection record write failed", "err", err)
+		for _, c := range classes {
+			if err := s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst, scope, c.Key()), []byte("ok")); err != nil {
+				s.log.Warn("store: inspection record write failed", "err", err)
+			}
 		}
 	}
 }
@@ -383,29 +524,33 @@ func scopesOf(exp *tensorExpectation) []string {
 	return []string{"", exp.id}
 }
 
-// inspectStored runs a content rule's inspection over a stored blob that
-// has not been inspected under this rule, policy revision (and MBOM tensor
-// expectation) yet.
+// inspectStored runs a content rule's inspection over a stored blob unless
+// it is recorded as inspected as every class of the grant under this rule,
+// policy revision (and MBOM tensor expectation); it fails when the blob is
+// recorded bad. A class added later (a manifest declaring the blob
+// otherwise) has no record: the stored copy is inspected again, as every
+// class, before it is served.
 func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	ctx := q.ctx()
 	rev, rule, dgst := q.pol.Revision(), q.rule.Name, q.rt.Digest
 	exp, _ := s.tensors.Get(grantKey(rev, q.rt.Repository(), dgst))
-	done := true
-	for _, scope := range scopesOf(exp) {
+	scopes := scopesOf(exp)
+	for _, scope := range scopes {
 		if f, bad := s.badBlob(ctx, rev, rule, dgst, scope); bad {
 			return &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
 		}
-		if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst, scope, inspectionClass(grant.Desc))); err != nil {
-			done = false
-		}
 	}
-	if done {
+	classes := grant.classes()
+	if s.inspectedAs(ctx, rev, rule, dgst, scopes, classes) {
 		return nil
 	}
-	in, err := newLayerInspector(q.rule.Content.Options(), grant, size, exp)
+	// Inspected as every class again, not only the missing ones: one
+	// read of the copy either way, and a finding names the class it was
+	// found as among all the blob's (content.NewDeclaredInspector).
+	in, err := newLayerInspector(q.rule.Content.Options(), classes, size, exp)
 	if err != nil {
 		cf := asFinding(err, "content").(*contentFailure)
-		s.recordInspection(ctx, rev, rule, grant.Desc, exp, cf)
+		s.recordInspection(ctx, rev, rule, dgst, classes, exp, cf)
 		return cf
 	}
 	start := time.Now()
@@ -413,14 +558,27 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
 	var cf *contentFailure
 	if errors.As(err, &cf) {
-		s.recordInspection(ctx, rev, rule, grant.Desc, exp, cf)
+		s.recordInspection(ctx, rev, rule, dgst, classes, exp, cf)
 		return cf
 	}
 	if err != nil {
 		return err // reading the store failed: nothing is concluded about the blob
 	}
-	s.recordInspection(ctx, rev, rule, grant.Desc, exp, nil)
+	s.recordInspection(ctx, rev, rule, dgst, classes, exp, nil)
 	return nil
+}
+
+// inspectedAs reports whether a blob is recorded as inspected as every
+// class in every scope.
+func (s *Server) inspectedAs(ctx context.Context, rev, rule string, dgst digest.Digest, scopes []string, classes []content.Class) bool {
+	for _, c := range classes {
+		for _, scope := range scopes {
+			if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst, scope, c.Key())); err != nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // inspectStoredWith feeds a stored blob through an inspector and closes it,
@@ -485,14 +643,27 @@ func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, size
 	return nil
 }
 
-// newLayerInspector is the content inspector of one layer, with the MBOM's
+// newLayerInspector is the content inspector of one layer blob as every
+// class it is declared as (content.NewDeclaredInspector), with the MBOM's
 // tensor expectations for it when there are any.
-func newLayerInspector(opts content.Options, grant blobGrant, size int64, exp *tensorExpectation) (content.Inspector, error) {
-	in, err := content.NewInspector(opts, grant.Desc.MediaType, content.LayerTitle(grant.Desc), size)
+func newLayerInspector(opts content.Options, classes []content.Class, size int64, exp *tensorExpectation) (content.Inspector, error) {
+	in, err := content.NewDeclaredInspector(opts, classes, size)
 	if err != nil || exp == nil {
 		return in, err
 	}
 	return expectingInspector{in, exp}, nil
+}
+
+// classesKey names a set of classes (sorted) in fetch keys.
+func classesKey(classes []content.Class) string {
+	var b strings.Builder
+	for i, c := range classes {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(c.Key())
+	}
+	return b.String()
 }
 
 func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,

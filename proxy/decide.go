@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/proxy/clientauth"
 	"github.com/pullgate/pullgate/proxy/ocierr"
+	"github.com/pullgate/pullgate/verify/content"
 )
 
 // Verdict is the proxy's record of a decision about one digest in one
@@ -219,15 +221,30 @@ func (s *Server) decideManifest(q *request, dgst digest.Digest, body []byte, m *
 
 // grant records that the blobs (and child manifests) of an allowed manifest
 // may be served in the request's repository under the current revision.
+// Under a content rule, the grant of a blob accumulates the classes (media
+// type, file name) that every manifest granted while it is held declares
+// the blob as, and those manifests (see blobGrant.Classes).
 func (s *Server) grant(q *request, manifest digest.Digest, m *parsedManifest, v Verdict) {
 	rev := q.pol.Revision()
 	ttl := s.cfg.Cache.AllowTTL.D()
+	var classes map[digest.Digest][]content.Class
+	if !v.Evidence && q.rule != nil && q.rule.Content != nil {
+		classes = m.blobClasses()
+	}
 	for _, d := range m.Blobs() {
 		key := grantKey(rev, q.rt.Repository(), d.Digest)
-		if old, ok := s.blobGrants.Get(key); ok && !old.Evidence && v.Evidence {
+		old, ok := s.blobGrants.Get(key)
+		if ok && !old.Evidence && v.Evidence {
 			continue // an artifact's grant (inspected as content) stays
 		}
-		s.blobGrants.Add(key, blobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence}, ttl)
+		g := blobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence}
+		if classes != nil {
+			if ok && !old.Evidence {
+				g = old
+			}
+			g = g.with(manifest, classes[d.Digest])
+		}
+		s.blobGrants.Add(key, g, ttl)
 	}
 }
 
@@ -241,6 +258,71 @@ type blobGrant struct {
 	// Evidence: granted by a signature/attestation artifact. Such blobs
 	// are checked as evidence (small, JSON), not by content rules.
 	Evidence bool
+	// Under a content rule: Seen holds the encoded digests (sorted) of the
+	// manifests the grant accounts for, and Classes every (media type,
+	// file name) those allowed declare the blob as (sorted, distinct). A
+	// manifest is accounted for when it was allowed and its classes added,
+	// decided as a signature/attestation artifact (no content), or when
+	// Classes held its declarations already. The blob is served only once
+	// it passed inspection as every class, and the grant is used as is
+	// only while Seen holds every manifest the store links the blob to in
+	// the repository (see Server.blobGrant). A grant value is never
+	// modified (it is shared through the cache): with and union copy.
+	Classes []content.Class
+	Seen    []string
+	// Gen, when not 0, is the link generation (Server.linkGen) at which
+	// Seen accounted for every manifest the store linked the blob to. In
+	// a local store, which only this process writes, the grant covers
+	// every link while the generation is unchanged: no listing is needed.
+	Gen uint64
+}
+
+// classes are the classes to inspect the blob as: the accumulated ones,
+// or the grant descriptor's own.
+func (g blobGrant) classes() []content.Class {
+	if len(g.Classes) > 0 {
+		return g.Classes
+	}
+	return content.DeclarationOf(g.Desc).Classes()
+}
+
+// with returns the grant extended by a manifest it accounts for and the
+// classes that manifest declares the blob as (g itself when it has both
+// already).
+func (g blobGrant) with(manifest digest.Digest, classes []content.Class) blobGrant {
+	enc := manifest.Encoded()
+	i, seen := slices.BinarySearch(g.Seen, enc)
+	merged := content.MergeClasses(g.Classes, classes)
+	if seen && len(merged) == len(g.Classes) {
+		return g
+	}
+	if !seen {
+		g.Seen = slices.Insert(slices.Clone(g.Seen), i, enc)
+	}
+	g.Classes = merged
+	return g
+}
+
+// union returns g extended by every manifest and class of o.
+func (g blobGrant) union(o blobGrant) blobGrant {
+	g.Classes = content.MergeClasses(g.Classes, o.Classes)
+	for _, enc := range o.Seen {
+		if i, seen := slices.BinarySearch(g.Seen, enc); !seen {
+			g.Seen = slices.Insert(slices.Clone(g.Seen), i, enc)
+		}
+	}
+	return g
+}
+
+// covers reports whether the grant accounts for every linked manifest
+// (encoded digests, as linkNames returns them).
+func (g blobGrant) covers(links []string) bool {
+	for _, l := range links {
+		if _, seen := slices.BinarySearch(g.Seen, l); !seen {
+			return false
+		}
+	}
+	return true
 }
 
 // persistLinks records, in the shared store, which manifests reference which
@@ -251,6 +333,9 @@ func (s *Server) persistLinks(ctx context.Context, upstreamName, repo string, ma
 	if _, ok := s.linked.Get(lk); ok {
 		return
 	}
+	// Once these links are written (or some, on a failure), grants made
+	// before no longer cover every link (see blobGrant.Gen).
+	defer s.linkGen.Add(1)
 	for _, d := range m.Blobs() {
 		key := store.MetaKey("links", upstreamName, repo, "_blobs", d.Digest.Encoded(), manifest.Encoded())
 		if err := s.store.PutMeta(ctx, key, []byte(manifest.String())); err != nil {
@@ -271,19 +356,24 @@ func (s *Server) persistLinks(ctx context.Context, upstreamName, repo string, ma
 // linkedManifests lists the manifests recorded as referencing blob (kind
 // "_blobs") or as parent indexes of a child manifest (kind "_parents").
 func (s *Server) linkedManifests(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) []digest.Digest {
-	names, err := s.store.ListMeta(ctx, store.MetaKey("links", upstreamName, repo, kind, d.Encoded()))
-	if err != nil {
-		s.log.Warn("store: link read failed", "err", err)
-		return nil
-	}
 	var out []digest.Digest
-	for _, n := range names {
+	for _, n := range s.linkNames(ctx, upstreamName, repo, kind, d) {
 		dg := digest.NewDigestFromEncoded(digest.SHA256, n)
 		if dg.Validate() == nil {
 			out = append(out, dg)
 		}
 	}
 	return out
+}
+
+// linkNames lists the encoded digests of the manifests linked to d.
+func (s *Server) linkNames(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) []string {
+	names, err := s.store.ListMeta(ctx, store.MetaKey("links", upstreamName, repo, kind, d.Encoded()))
+	if err != nil {
+		s.log.Warn("store: link read failed", "err", err)
+		return nil
+	}
+	return names
 }
 
 type manifestMeta struct {

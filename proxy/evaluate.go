@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -469,8 +467,16 @@ func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []s
 		if err := json.Unmarshal(body, &om); err != nil {
 			return []string{"manifest: " + err.Error()}
 		}
-		for _, f := range content.CheckManifest(c.Options(), om) {
+		opts := c.Options()
+		for _, f := range content.CheckManifest(opts, om) {
 			out = append(out, f.Error())
+		}
+		// A layer is judged as each name it declares (title, ModelPack
+		// file paths), not only by the first.
+		for _, f := range content.CheckLayerNames(opts, om) {
+			if r := f.Error(); !slices.Contains(out, r) {
+				out = append(out, r)
+			}
 		}
 	}
 	for _, d := range m.Blobs() {
@@ -488,18 +494,14 @@ func badKey(rev, rule string, d digest.Digest, scope string) string {
 	return store.MetaKey("bad", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope))
 }
 
+// inspectedKey records that a blob passed inspection as one class (see
+// content.Class.Key: what inspection depends on besides the bytes is the
+// media type and the file name declared, e.g. a template media type or a
+// .jinja name turns on the template checks, a code name the code-layer
+// rule). A blob that passed as one class has not been inspected as
+// another: a class without a record is not inspected yet.
 func inspectedKey(rev, rule string, d digest.Digest, scope, class string) string {
 	return store.MetaKey("inspected", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope), class)
-}
-
-// inspectionClass names what content inspection of a blob depends on
-// besides its bytes: the media type and title its manifest declares (a
-// template media type or a .jinja title turns on the template checks, a
-// code title the code-layer rule, ...). A blob that passed as one class has
-// not been inspected as another.
-func inspectionClass(d ocispec.Descriptor) string {
-	sum := sha256.Sum256([]byte(d.MediaType + "\x00" + content.LayerTitle(d)))
-	return hex.EncodeToString(sum[:8])
 }
 
 func orFormat(scope string) string {

@@ -58,7 +58,7 @@ func statementEnvelope(subject digest.Digest) []byte {
 }
 
 // ivImage pushes an OCI image manifest of cfg and layers under repo:tag.
-func ivImage(t *testing.T, host, repoTag string, cfg v1.Descriptor, layers ...v1.Descriptor) digest.Digest {
+func ivImage(t testing.TB, host, repoTag string, cfg v1.Descriptor, layers ...v1.Descriptor) digest.Digest {
 	t.Helper()
 	m := ivManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), Config: ivDesc(cfg)}
 	for _, l := range layers {
@@ -76,7 +76,7 @@ func (r ivRawMF) RawManifest() ([]byte, error)        { return r.body, nil }
 func (r ivRawMF) MediaType() (types.MediaType, error) { return r.mt, nil }
 
 // ivPushBlob uploads raw bytes as a blob of repo and returns its descriptor.
-func ivPushBlob(t *testing.T, host, repo string, b []byte, mt string) v1.Descriptor {
+func ivPushBlob(t testing.TB, host, repo string, b []byte, mt string) v1.Descriptor {
 	t.Helper()
 	r, err := name.NewRepository(host+"/"+repo, name.Insecure)
 	if err != nil {
@@ -91,7 +91,7 @@ func ivPushBlob(t *testing.T, host, repo string, b []byte, mt string) v1.Descrip
 }
 
 // ivPushManifest uploads a raw OCI manifest under repo:tag and returns its digest.
-func ivPushManifest(t *testing.T, host, repoTag string, m any) digest.Digest {
+func ivPushManifest(t testing.TB, host, repoTag string, m any) digest.Digest {
 	t.Helper()
 	body, err := json.Marshal(m)
 	if err != nil {

@@ -3,9 +3,12 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/verify/content"
 )
 
 // Manifest media types pullgate serves.
@@ -28,6 +31,9 @@ type parsedManifest struct {
 	Manifests    []ocispec.Descriptor // index children
 	Subject      *ocispec.Descriptor
 	Annotations  map[string]string
+
+	classesOnce sync.Once
+	classes     map[digest.Digest][]content.Class
 }
 
 // IsIndex reports a multi-platform index.
@@ -40,6 +46,21 @@ func (m *parsedManifest) Blobs() []ocispec.Descriptor {
 		out = append(out, *m.Config)
 	}
 	return append(out, m.Layers...)
+}
+
+// blobClasses returns, by blob digest, every class (media type, file name)
+// the manifest's descriptors declare the blob as: a blob listed twice, or
+// by a descriptor whose names disagree, has several. Computed once per
+// parsed manifest (parsed manifests are cached and never modified).
+func (m *parsedManifest) blobClasses() map[digest.Digest][]content.Class {
+	m.classesOnce.Do(func() {
+		out := make(map[digest.Digest][]content.Class, len(m.Layers)+1)
+		for _, d := range m.Blobs() {
+			out[d.Digest] = content.MergeClasses(out[d.Digest], content.DeclarationOf(d).Classes())
+		}
+		m.classes = out
+	})
+	return m.classes
 }
 
 // parseManifest validates manifest bytes against the media type the upstream

@@ -65,7 +65,7 @@ func start(t *testing.T, wrap func(http.Handler) http.Handler) *env {
 
 // startWith starts an upstream (its handler wrapped by wrap, if set) and a
 // proxy with the given policy and extra upstream configuration keys.
-func startWith(t *testing.T, wrap func(http.Handler) http.Handler, policy string, upstreamKeys ...string) *env {
+func startWith(t testing.TB, wrap func(http.Handler) http.Handler, policy string, upstreamKeys ...string) *env {
 	t.Helper()
 	up, err := upstream.Start(upstream.Options{Wrap: wrap})
 	if err != nil {
@@ -79,7 +79,7 @@ func startWith(t *testing.T, wrap func(http.Handler) http.Handler, policy string
 
 // open opens a (new) proxy on e's storage with its own metrics registry:
 // a restart when one was open before.
-func (e *env) open(t *testing.T) *prometheus.Registry {
+func (e *env) open(t testing.TB) *prometheus.Registry {
 	t.Helper()
 	pol := filepath.Join(e.dir, "policy.yaml")
 	text := e.policy
@@ -119,7 +119,7 @@ func serve(t *testing.T, cfg *config.Config) *httptest.Server {
 
 // serveProxy opens the proxy of cfg with a metrics registry of its own and
 // serves it until the test ends.
-func serveProxy(t *testing.T, cfg *config.Config) (*proxy.Server, *httptest.Server, *prometheus.Registry) {
+func serveProxy(t testing.TB, cfg *config.Config) (*proxy.Server, *httptest.Server, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler), proxy.Options{Registerer: reg})

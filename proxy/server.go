@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -56,6 +57,10 @@ type Server struct {
 	// linked remembers which (repository, manifest) reference links were
 	// already persisted.
 	linked *verdict.Cache[bool]
+	// linkGen counts the persistLinks calls that wrote links (from 1): a
+	// content grant made at generation g accounts for every manifest
+	// linked to its blob then (see blobGrant.Gen).
+	linkGen atomic.Uint64
 	// present remembers upstream/repository@digest manifests the upstream
 	// was seen to serve in that repository (persisted under "present").
 	present *verdict.Cache[bool]
@@ -115,6 +120,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		evidenceGrants: verdict.New[blobGrant](cfg.Cache.Size),
 		evidenceShapes: verdict.New[bool](cfg.Cache.Size),
 	}
+	s.linkGen.Store(1)
 	reg := o.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()

@@ -158,7 +158,7 @@ func inspectImage(ctx context.Context, opts content.Options, ref string, plain b
 	if err != nil {
 		return nil, err
 	}
-	if fs := content.CheckManifest(opts, ocim); len(fs) > 0 {
+	if fs := append(content.CheckManifest(opts, ocim), content.CheckLayerNames(opts, ocim)...); len(fs) > 0 {
 		reports = append(reports, content.Report{MediaType: string(m.MediaType), Title: "manifest", Findings: fs})
 	}
 	layers, err := img.Layers()
@@ -167,16 +167,20 @@ func inspectImage(ctx context.Context, opts content.Options, ref string, plain b
 	}
 	for i, l := range layers {
 		desc := ocim.Layers[i]
-		rc, err := l.Compressed()
-		if err != nil {
-			return nil, err
+		// A layer is inspected as each name it declares (title, ModelPack
+		// file paths), as the proxy does: one report per name.
+		for _, c := range content.DeclarationOf(desc).Classes() {
+			rc, err := l.Compressed()
+			if err != nil {
+				return nil, err
+			}
+			rep, err := content.InspectReader(opts, rc, desc.Size, c.MediaType, c.Name)
+			rc.Close()
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("layer %s: %w", desc.Digest, err)
+			}
+			reports = append(reports, rep)
 		}
-		rep, err := content.InspectReader(opts, rc, desc.Size, desc.MediaType, content.LayerTitle(desc))
-		rc.Close()
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("layer %s: %w", desc.Digest, err)
-		}
-		reports = append(reports, rep)
 	}
 	return reports, nil
 }
