@@ -32,10 +32,11 @@ const (
 	modelConfig = "application/vnd.cncf.model.config.v1+json"
 )
 
-// dunderTemplate reaches Python objects when rendered: refused as a
-// template, plain text as a README. (It starts with text: a template
-// starting with "{" is sniffed as JSON, which a README.md must not be.)
-var dunderTemplate = []byte("You are a helpful assistant. {{ ''.__class__ }}\n")
+// dunderTemplate is refused as a Jinja template (it does not parse as one,
+// so pullgate cannot vouch for it) and served as a README: no engine parses
+// it as Jinja, and as a Go template it only reads .Prompt. (A README with a
+// template that reaches Python objects is refused as a README too.)
+var dunderTemplate = []byte("You are a helpful assistant. {{ .Prompt }} then {% if %}\n")
 
 // benignTemplate is a template as real models ship them.
 var benignTemplate = []byte("You are a helpful assistant.\n{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")

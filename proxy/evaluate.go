@@ -471,13 +471,6 @@ func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []s
 		for _, f := range content.CheckManifest(opts, om) {
 			out = append(out, f.Error())
 		}
-		// A layer is judged as each name it declares (title, ModelPack
-		// file paths), not only by the first.
-		for _, f := range content.CheckLayerNames(opts, om) {
-			if r := f.Error(); !slices.Contains(out, r) {
-				out = append(out, r)
-			}
-		}
 	}
 	for _, d := range m.Blobs() {
 		if f, ok := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, d.Digest, ""); ok {

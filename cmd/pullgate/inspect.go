@@ -158,7 +158,7 @@ func inspectImage(ctx context.Context, opts content.Options, ref string, plain b
 	if err != nil {
 		return nil, err
 	}
-	if fs := append(content.CheckManifest(opts, ocim), content.CheckLayerNames(opts, ocim)...); len(fs) > 0 {
+	if fs := content.CheckManifest(opts, ocim); len(fs) > 0 {
 		reports = append(reports, content.Report{MediaType: string(m.MediaType), Title: "manifest", Findings: fs})
 	}
 	layers, err := img.Layers()

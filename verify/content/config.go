@@ -298,10 +298,14 @@ func LayerTitle(d ocispec.Descriptor) string {
 
 // CheckManifest applies the descriptor-level content rules to a model
 // artifact manifest: allowed config and layer media types, foreign layers
-// (urls), code layers (DenyCodeLayers), and ModelPack file paths (clean,
-// relative, unique). Blob contents are checked by NewInspector as the
-// layers stream. The config media type is m.Config.MediaType (Docker v2
-// manifests decode into the same struct).
+// (urls), code layers (DenyCodeLayers) under every name a layer declares
+// (title, ModelPack file paths: a README.md title with a modeling_evil.py
+// file path is judged as the code file modctl writes), and the names
+// themselves (clean, relative; unique per annotation, since a client writes
+// each file under that name). The same digest under several names is
+// legitimate. Blob contents are checked by NewInspector as the layers
+// stream. The config media type is m.Config.MediaType (Docker v2 manifests
+// decode into the same struct).
 func CheckManifest(opts Options, m ocispec.Manifest) []Finding {
 	var out []Finding
 	add := func(f *Finding) {
@@ -312,17 +316,26 @@ func CheckManifest(opts Options, m ocispec.Manifest) []Finding {
 	if !opts.configAllowed(m.Config.MediaType) {
 		add(newFinding(FormatMediaType, -1, "config media type %q is not allowed by this rule", m.Config.MediaType))
 	}
-	paths := map[string]int{}
+	// Uniqueness per kind of name: titles among titles (oras writes by
+	// title), file paths among file paths (modctl writes by either).
+	titles, paths := map[string]int{}, map[string]int{}
 	for i, l := range m.Layers {
-		title := LayerTitle(l)
+		layer := "layer " + itoa(i) + " (" + l.Digest.String() + "): "
 		if len(l.URLs) > 0 {
 			add(newFinding(FormatMediaType, -1, "layer %d (%s) has urls (foreign layer); only registry-hosted blobs are allowed", i, l.Digest))
 		}
-		if f := checkLayer(opts, l.MediaType, title); f != nil {
-			f.Reason = "layer " + itoa(i) + " (" + l.Digest.String() + "): " + f.Reason
-			add(f)
+		names := DeclarationOf(l).Names
+		if len(names) == 0 {
+			names = []string{""}
 		}
-		for _, k := range []string{AnnotationModelFilepath, AnnotationModelFilepathL, AnnotationTitle} {
+		for _, n := range names {
+			if f := checkLayer(opts, l.MediaType, n); f != nil {
+				f.Reason = layer + f.Reason
+				add(f)
+				break
+			}
+		}
+		for _, k := range []string{AnnotationTitle, AnnotationModelFilepath, AnnotationModelFilepathL} {
 			p, ok := l.Annotations[k]
 			if !ok {
 				continue
@@ -330,13 +343,16 @@ func CheckManifest(opts Options, m ocispec.Manifest) []Finding {
 			if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") {
 				add(newFinding(FormatMediaType, -1, "layer %d (%s): %s %q is not a clean relative path", i, l.Digest, k, p))
 			}
-			if k != AnnotationTitle {
-				if j, dup := paths[p]; dup {
-					add(newFinding(FormatMediaType, -1, "layers %d and %d declare the same file path %q", j, i, p))
-				}
-				paths[p] = i
+			seen := paths
+			if k == AnnotationTitle {
+				seen = titles
 			}
-			break
+			if j, dup := seen[p]; dup && j != i && m.Layers[j].Digest != l.Digest {
+				add(newFinding(FormatMediaType, -1, "layers %d and %d declare the same file path %q", j, i, p))
+			}
+			if _, dup := seen[p]; !dup {
+				seen[p] = i
+			}
 		}
 	}
 	return out

@@ -136,32 +136,6 @@ func CheckDeclaration(opts Options, d Declaration) *Finding {
 	return nil
 }
 
-// CheckLayerNames applies the descriptor-level rules to every name of every
-// layer of a manifest other than the one CheckManifest judges it by
-// (LayerTitle, its first name): a layer titled README.md whose
-// org.cncf.model.filepath is modeling_evil.py is code under
-// DenyCodeLayers. Findings read like CheckManifest's.
-func CheckLayerNames(opts Options, m ocispec.Manifest) []Finding {
-	var out []Finding
-	for i, l := range m.Layers {
-		if !opts.layerAllowed(l.MediaType) {
-			continue // CheckManifest refuses the media type
-		}
-		first := LayerTitle(l)
-		for _, n := range DeclarationOf(l).Names {
-			if n == first {
-				continue
-			}
-			if f := checkLayer(opts, l.MediaType, n); f != nil {
-				f.Reason = "layer " + itoa(i) + " (" + l.Digest.String() + "): " + f.Reason
-				out = append(out, *f)
-				break
-			}
-		}
-	}
-	return out
-}
-
 // NewDeclaredInspector returns the inspector of a blob declared as
 // classes: one NewInspector per distinct class, each fed the same bytes.
 // It is HeaderDone only when every one is, its Close succeeds only when

@@ -21,9 +21,10 @@ const (
 	configRaw = "application/vnd.cncf.model.weight.config.v1.raw"
 )
 
-// dunder reaches Python objects when rendered as a template; as text it is
-// harmless.
-var dunder = []byte("You are a helpful assistant. {{ ''.__class__ }}\n")
+// dunder is refused as a Jinja template (it does not parse as one, so
+// pullgate cannot vouch for it) but is harmless text as a README: no engine
+// parses it as a Jinja template, and as a Go template it only reads .Prompt.
+var dunder = []byte("You are a helpful assistant. {{ .Prompt }} then {% if %}\n")
 
 func desc(mt string, kv ...string) ocispec.Descriptor {
 	d := ocispec.Descriptor{MediaType: mt, Annotations: map[string]string{}}
@@ -126,7 +127,7 @@ func TestDeclaredInspectorJudgesEveryClass(t *testing.T) {
 		}
 		err = run(in, dunder, 5)
 		var f *content.Finding
-		if !errors.As(err, &f) || !strings.Contains(f.Reason, `as "chat_template.jinja"`) || !strings.Contains(f.Reason, "__class__") {
+		if !errors.As(err, &f) || !strings.Contains(f.Reason, `as "chat_template.jinja"`) || !strings.Contains(f.Reason, "does not parse as a Jinja template") {
 			t.Fatalf("%v: %v, want a template finding naming chat_template.jinja", order, err)
 		}
 	}
@@ -142,8 +143,8 @@ func TestDeclaredInspectorJudgesEveryClass(t *testing.T) {
 }
 
 // The header gate opens only when every class's inspector passed its
-// header: text declared as a README (released at once) and as a chat
-// template (parsed whole: released after Close).
+// header: text up to maxConfigBytes, as a README or as a chat template, is
+// parsed whole at Close and held until then.
 func TestDeclaredInspectorHeaderDoneWhenAllAre(t *testing.T) {
 	data := []byte("Hello {{ name }}, how can I help?\n")
 	readme := content.Class{MediaType: docRaw, Name: "README.md"}
@@ -161,11 +162,8 @@ func TestDeclaredInspectorHeaderDoneWhenAllAre(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !one.HeaderDone() {
-		t.Fatal("control: text as a README is not released before Close")
-	}
-	if both.HeaderDone() {
-		t.Fatal("HeaderDone before the template class passed")
+	if one.HeaderDone() || both.HeaderDone() {
+		t.Fatal("text that may be a template released before it was parsed")
 	}
 	if err := both.Close(); err != nil {
 		t.Fatal(err)
@@ -173,7 +171,9 @@ func TestDeclaredInspectorHeaderDoneWhenAllAre(t *testing.T) {
 	if !both.HeaderDone() {
 		t.Fatal("not HeaderDone after every class passed")
 	}
-	_ = one.Close()
+	if err := one.Close(); err != nil || !one.HeaderDone() {
+		t.Fatalf("README: %v", err)
+	}
 }
 
 // Tensors and format come through for the proxy's MBOM checks.
@@ -194,7 +194,7 @@ func TestDeclaredInspectorTensors(t *testing.T) {
 	}
 }
 
-func TestCheckLayerNames(t *testing.T) {
+func TestCheckManifestEveryName(t *testing.T) {
 	opts := content.Options{DenyCodeLayers: true}
 	l := func(kv ...string) ocispec.Descriptor {
 		d := desc(docRaw, kv...)
@@ -203,16 +203,17 @@ func TestCheckLayerNames(t *testing.T) {
 	}
 	m := ocispec.Manifest{Layers: []ocispec.Descriptor{
 		l(content.AnnotationTitle, "README.md", content.AnnotationModelFilepath, "modeling_evil.py"),
-		l(content.AnnotationTitle, "README.md", content.AnnotationModelFilepathL, "x/run.sh"),
-		l(content.AnnotationTitle, "a.py"), // CheckManifest's (first name)
-		l(content.AnnotationTitle, "README.md", content.AnnotationModelFilepath, "README.md"),
+		l(content.AnnotationTitle, "NOTES.md", content.AnnotationModelFilepathL, "x/run.sh"),
+		l(content.AnnotationTitle, "a.py"),
+		l(content.AnnotationTitle, "USAGE.md", content.AnnotationModelFilepath, "USAGE.md"),
 	}}
-	fs := content.CheckLayerNames(opts, m)
-	if len(fs) != 2 || !strings.Contains(fs[0].Reason, "layer 0") || !strings.Contains(fs[0].Reason, "modeling_evil.py") ||
-		!strings.Contains(fs[1].Reason, "layer 1") || !strings.Contains(fs[1].Reason, "run.sh") {
+	fs := content.CheckManifest(opts, m)
+	if len(fs) != 3 || !strings.Contains(fs[0].Reason, "layer 0") || !strings.Contains(fs[0].Reason, "modeling_evil.py") ||
+		!strings.Contains(fs[1].Reason, "layer 1") || !strings.Contains(fs[1].Reason, "run.sh") ||
+		!strings.Contains(fs[2].Reason, "layer 2") || !strings.Contains(fs[2].Reason, "a.py") {
 		t.Fatalf("%v", fs)
 	}
-	if fs := content.CheckLayerNames(content.Options{}, m); len(fs) != 0 {
+	if fs := content.CheckManifest(content.Options{}, m); len(fs) != 0 {
 		t.Fatalf("without denyCodeLayers: %v", fs)
 	}
 }
@@ -279,4 +280,35 @@ func FuzzDeclaredInspector(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Names are unique per kind (titles among titles, file paths among file
+// paths) across different blobs; one blob under several names is fine.
+func TestCheckManifestUniqueNames(t *testing.T) {
+	l := func(data string, kv ...string) ocispec.Descriptor {
+		d := desc(docRaw, kv...)
+		d.Digest = digest.FromString(data)
+		return d
+	}
+	dup := ocispec.Manifest{Layers: []ocispec.Descriptor{
+		l("a", content.AnnotationTitle, "README.md"),
+		l("b", content.AnnotationTitle, "README.md"),
+	}}
+	if fs := content.CheckManifest(content.Options{}, dup); len(fs) != 1 || !strings.Contains(fs[0].Reason, `same file path "README.md"`) {
+		t.Fatalf("two blobs titled README.md: %v", fs)
+	}
+	same := ocispec.Manifest{Layers: []ocispec.Descriptor{
+		l("a", content.AnnotationTitle, "README.md"),
+		l("a", content.AnnotationTitle, "README.md"),
+		l("a", content.AnnotationTitle, "chat_template.jinja"),
+	}}
+	if fs := content.CheckManifest(content.Options{}, same); len(fs) != 0 {
+		t.Fatalf("one blob under several names: %v", fs)
+	}
+	unclean := ocispec.Manifest{Layers: []ocispec.Descriptor{
+		l("a", content.AnnotationTitle, "README.md", content.AnnotationModelFilepathL, "../../etc/x"),
+	}}
+	if fs := content.CheckManifest(content.Options{}, unclean); len(fs) != 1 || !strings.Contains(fs[0].Reason, "not a clean relative path") {
+		t.Fatalf("a clean title hid an unclean legacy file path: %v", fs)
+	}
 }
