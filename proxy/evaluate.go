@@ -474,7 +474,10 @@ func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []s
 	}
 	for _, d := range m.Blobs() {
 		if f, ok := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, d.Digest, ""); ok {
-			out = append(out, fmt.Sprintf("layer %s: %s", d.Digest, f))
+			// A blob listed twice (under two names) is one finding.
+			if r := fmt.Sprintf("layer %s: %s", d.Digest, f); !slices.Contains(out, r) {
+				out = append(out, r)
+			}
 		}
 	}
 	return out

@@ -95,12 +95,14 @@ func TestBlobDeclaredTwiceIsJudgedAsEach(t *testing.T) {
 	e.push(t, "models/twice:1", true, file{"README.md", "", brokenTemplate}, file{"chat_template.jinja", "", brokenTemplate})
 	e.assertRefused(t, "models/twice:1", brokenTemplate, "does not parse as a Jinja template")
 
-	// Control: as a README alone it is served.
-	e.push(t, "models/readme:1", true, file{"README.md", "", brokenTemplate})
-	e.pullIntact(t, "models/readme:1", file{"README.md", "", brokenTemplate})
+	// Control: other bytes of the same kind as a README alone are served
+	// (the blob above is refused however it is declared from now on).
+	other := append([]byte("Other model. "), brokenTemplate...)
+	e.push(t, "models/readme:1", true, file{"README.md", "", other})
+	e.pullIntact(t, "models/readme:1", file{"README.md", "", other})
 	// Another tag of the same repository declares the served blob as a
 	// chat template: it is inspected as that too before it is served so.
-	e.push(t, "models/readme:2", true, file{"chat_template.jinja", "", brokenTemplate})
+	e.push(t, "models/readme:2", true, file{"chat_template.jinja", "", other})
 	r, _ := harness.OrasPull(t, e.px.Host+"/upstream.local/models/readme:2")
 	if r.Err == nil || !strings.Contains(r.Output(), "does not parse as a Jinja template") {
 		t.Fatalf("second declaration of a served blob: %v\n%s", r.Err, r.Output())

@@ -10,19 +10,35 @@
 //     decides the format from the first bytes (never from the media type or
 //     file name) and dispatches to the format's validator. The declared media
 //     type only restricts which sniffed formats are acceptable
-//     ("declared application/vnd.ollama.image.model but bytes are safetensors").
+//     ("declared application/vnd.ollama.image.model but bytes are safetensors");
+//     the name decides how text is read (templates, YAML configs, joblib,
+//     SentencePiece). Options.AllowFormats narrows the formats; bytes of no
+//     known format are refused unless Options.AllowUnknown.
+//   - NewDeclaredInspector(opts, classes, size) inspects one blob as every
+//     (media type, name) it is declared as, over the same bytes: HeaderDone
+//     only when every class's inspector is, the first finding of any refuses
+//     it (declarations.go).
 //   - CheckManifest(opts, manifest) applies the descriptor-level rules to a
 //     whole manifest (config and layer media types, foreign layers, code
 //     layers, ModelPack file paths).
 //   - InspectReader runs the same validators on a local file (pullgate
 //     inspect) and returns a Report.
 //   - NewSafetensorsInspector, NewGGUFInspector, NewPickleInspector,
-//     NewLegacyTorchInspector, NewZipInspector, NewTarInspector and
-//     NewGzipTarInspector are the format validators themselves, for callers
-//     that already know the format.
+//     NewLegacyTorchInspector, NewZipInspector, NewNPYInspector,
+//     NewJoblibInspector, NewTarInspector and NewGzipTarInspector are the
+//     format validators themselves, for callers that already know the format.
+//   - Chat templates (template files, template keys of JSON and YAML
+//     configs, GGUF tokenizer.chat_template*) are parsed and checked by
+//     verify/chattemplate (templates.go).
 //
-// Archives: zip is parsed strictly (PyTorch checkpoints included, pickle
-// members per the pickle mode). Tar layers whose media type declares tar
+// Archives: zip is parsed strictly (PyTorch checkpoints included, with the
+// data descriptors torch.save writes: a stored member ends at the first
+// PK\x07\x08 record whose size matches the bytes seen, a deflated one where
+// its deflate stream ends; every member is checked against the central
+// directory). Every member gets the checks a layer of its name gets
+// (NewInspector), pickle members per the pickle mode; only a checkpoint's
+// data/<key> storages after data.pkl are just checksummed and checked
+// against data.pkl. Encrypted members are refused: they cannot be inspected. Tar layers whose media type declares tar
 // (ModelPack *.tar, KitOps, ORAS) are validated entry by entry and every
 // file inside goes through the same sniffing validators; tar+gzip is
 // decompressed inline. tar+zstd, 7z, rar, xz and bzip2 are not decompressed:
@@ -44,14 +60,20 @@
 //   - safetensors: after 8+N bytes, when the header and the size rule
 //     (8 + N + last_end == size) are validated.
 //   - GGUF: after header, metadata, tensor infos and the padding up to the
-//     tensor data, including the file size implied by the tensor table.
+//     tensor data, including the file size implied by the tensor table; a
+//     vocabulary-only file (n_tensors = 0) after its metadata (the padding
+//     after it is optional, as llama.cpp and gguf-py write none).
+//   - NumPy .npy: after the header for plain arrays; an object array (a
+//     pickle after the header) only after the pickle was walked.
 //   - legacy torch: after the five pickles, before the raw storages.
-//   - raw pickle, zip (incl. PyTorch checkpoints), tar and tar+gzip layers,
-//     JSON configs and chat templates: only after Close. A zip's central directory is at its end,
+//   - raw pickle, joblib, zip (incl. PyTorch checkpoints and .npz), tar and
+//     tar+gzip layers, JSON and YAML configs, SentencePiece models, chat
+//     templates and any text up to MaxConfigBytes (it may carry a
+//     template): only after Close. A zip's central directory is at its end,
 //     and a partially delivered zip or pickle can already be dangerous
 //     (streaming unzippers, pickles execute as they load), so these blobs
 //     must be spooled and released only after Close succeeds.
-//   - anything else (text, unrecognised binary in a layer that may carry it,
+//   - anything else (text larger than MaxConfigBytes, unrecognised binary in a layer that may carry it,
 //     archives in declared tar layers): immediately. Text and binary are
 //     still walked speculatively as pickles (protocol 0/1 pickles have no
 //     magic); a finding aborts the stream and the tail is held back.
