@@ -156,3 +156,37 @@ func TestGateProtocol0PickleAfterAllowedImport(t *testing.T) {
 		{name: "joblib name under pickle: deny", title: "model.joblib", data: []byte("\x80\x04N."), opts: func(o *content.Options) { o.Pickle.Mode = content.PickleDeny }, want: "joblib"},
 	})
 }
+
+// FuzzCarriers: the parsers of config and template carriers (JSON and YAML
+// configs, SentencePiece models, template files, text with template syntax)
+// never panic, and their verdict does not depend on how the stream is
+// chunked.
+func FuzzCarriers(f *testing.F) {
+	names := []string{"config.yaml", "tokenizer.model", "tokenizer_config.json", "README.md", "chat_template.jinja", "chatml.gotmpl", "model_index.json", "x.template"}
+	f.Add([]byte("chat_template: \"{{ messages }}\"\n"), uint8(0), uint8(3))
+	f.Add([]byte("a: &a [x,x]\nb: [*a,*a]\nchat_template: *a\n"), uint8(0), uint8(1))
+	f.Add([]byte{0x0a, 0x0e, 0x0a, 0x05, '<', 'u', 'n', 'k', '>', 0x15, 0, 0, 0, 0, 0x18, 0x02, 0x12, 0x02, 0x08, 0x01}, uint8(1), uint8(2))
+	f.Add([]byte(`{"chat_template":[{"name":"a","template":"{{ x.__class__ }}"}],"auto_map":{}}`), uint8(2), uint8(5))
+	f.Add([]byte("Hello {{ name }} {% if x %}y{% endif %}\n"), uint8(3), uint8(1))
+	f.Add([]byte("{%- for m in messages %}{{ m['content'] }}{% endfor %}"), uint8(4), uint8(4))
+	f.Add([]byte("{{ range .Messages }}{{ .Content }}{{ end }}"), uint8(5), uint8(7))
+	f.Add([]byte(`{"_class_name":"X","unet":["evil","U"]}`), uint8(6), uint8(3))
+	f.Fuzz(func(t *testing.T, data []byte, pick, chunk uint8) {
+		name := names[int(pick)%len(names)]
+		opts := content.Options{Pickle: content.PickleOptions{Mode: content.PickleScan}, DenyCodeLayers: true}
+		verdict := func(n int) string {
+			rep, err := content.InspectReader(opts, &chunkReader{b: data, n: n}, int64(len(data)), "", name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Findings) > 0 {
+				return rep.Findings[0].Error()
+			}
+			return ""
+		}
+		whole := verdict(len(data) + 1)
+		if got := verdict(int(chunk)%13 + 1); got != whole {
+			t.Fatalf("%s: verdict depends on chunking: %q vs %q", name, got, whole)
+		}
+	})
+}

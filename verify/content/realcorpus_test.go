@@ -54,9 +54,9 @@ type corpusException struct {
 
 var corpusExceptions = map[string]corpusException{
 	"picklescan/tests/data/benign_password_protected.zip": {true, true, "is encrypted",
-		"an encrypted zip cannot be inspected, and PyTorch's zip reader ignores the encryption flag: a rule with content: refuses it (no content key serves it)"},
+		"an encrypted member cannot be inspected, and loaders disagree on the flag (torch.load's zip reader honours it only in the central directory, not in the local header); no content key serves it, only a rule without content:"},
 	"modelscan/tests/data/password_protected.zip": {true, true, "is encrypted",
-		"an encrypted zip cannot be inspected, and PyTorch's zip reader ignores the encryption flag: a rule with content: refuses it (no content key serves it)"},
+		"an encrypted member cannot be inspected, and loaders disagree on the flag (torch.load's zip reader honours it only in the central directory, not in the local header); no content key serves it, only a rule without content:"},
 	"picklescan/tests/data/bad_pytorch.pt": {false, true, "but bytes are an image",
 		"a PNG image declared as model weights: no loader can load it as weights (bytes only, it is served as an image)"},
 	"picklescan/tests/data/not_a_pickle.bin": {true, true, "bytes match no format pullgate knows",
