@@ -273,8 +273,23 @@ func (a *analyzer) filterKind(f *jFilter) kind {
 		return out
 	}
 	switch f.Name {
-	case "length", "count", "int", "float", "abs", "round", "wordcount", "sum":
+	case "length", "count", "int", "float", "abs", "round", "wordcount":
 		return flag(kNonStr)
+	case "sum":
+		// numbers, or lists joined: the elements of the elements, and of start
+		e := a.elemOf(a.elemOf(in))
+		if len(f.Args) > 1 {
+			e = join(e, a.elemOf(arg(1)))
+		}
+		for _, kw := range f.Kwargs {
+			if kw.Key == "start" {
+				e = join(e, a.elemOf(a.eval(kw.Value)))
+			}
+		}
+		if f.DynArgs != nil || f.DynKwargs != nil {
+			e = join(e, computed(`the filter "sum" with unpacked arguments`))
+		}
+		return join(flag(kNonStr), container(e))
 	case "first", "last", "random", "min", "max":
 		return a.elemOf(in)
 	case "list", "sort", "reverse", "unique", "select", "reject", "selectattr", "rejectattr":
@@ -409,8 +424,9 @@ func (a *analyzer) checkName(k kind, recv jnode, off int, what string, fors []*j
 		}
 		a.refuse(off, "%s computed by %s%s instead of a literal", what, k.why, sep)
 	case k.has(kData):
-		a.refuse(off, "%s read from render-time data, which whoever sends messages controls; "+
-			"write it as a literal, an integer, or a key of the mapping the loop iterates", what)
+		a.refuse(off, "%s read from render-time data, which whoever sends messages controls; write it as a literal, "+
+			"an integer, or a key of the mapping the loop iterates (p|items, p|dictsort, p.items(), p.keys(), "+
+			"or for k in p inside {%% if p is mapping %%})", what)
 	case k.has(kKey):
 		p := ""
 		if recv != nil {
