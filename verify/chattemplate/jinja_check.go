@@ -166,7 +166,7 @@ func checkTree(t *jTemplate, line func(int) int) (*refusal, error) {
 	if err := a.solve(); err != nil {
 		return nil, err
 	}
-	a.check(t, nil, false, nil)
+	a.check(t, nil)
 	var first *refusal
 	for i := range a.refused {
 		if first == nil || a.refused[i].off < first.off {

@@ -90,6 +90,8 @@ var jinjaHostile = []struct{ name, src, reason string }{
 	{"caller argument shadows loop", `{% macro m() %}{{ caller('_x') }}{% endmacro %}{% for n in messages %}{% call(n) m() %}{{ z[n] }}{% endcall %}{% endfor %}`, `"_x"`},
 	{"with shadows loop", `{% for n in messages %}{% with n = '_x' %}{{ z[n] }}{% endwith %}{% endfor %}`, `"_x"`},
 	{"set shadows loop", `{% for n in range(3) %}{% set n = '_x' %}{{ z[n] }}{% endfor %}`, `"_x"`},
+	{"caller as value", `{% macro m() %}{% set c = caller %}{{ c('_x') }}{% endmacro %}{% call(n) m() %}{{ z[n] }}{% endcall %}`, `"_x"`},
+	{"macro in namespace", `{% macro m(p) %}{{ z[p] }}{% endmacro %}{% set ns = namespace(get=m) %}{{ ns.get('_x') }}`, `"_x"`},
 	{"caller output", `{% macro m() %}{{ z[caller()] }}{% endmacro %}`, `a call of "caller"`},
 	{"macro output", `{% macro m() %}__class__{% endmacro %}{{ z[m()] }}`, `the output of the macro "m"`},
 	{"macro name attribute", `{% macro m() %}{% endmacro %}{{ z[m.name] }}`, `an attribute of a macro`},
@@ -105,6 +107,8 @@ var jinjaHostile = []struct{ name, src, reason string }{
 	// names read from render-time data (the sender of a message chooses them)
 	{"data name", `{{ z[messages[0].content] }}`, `item name read from render-time data`},
 	{"data attr", `{{ z|attr(messages[-1].content) }}`, `"attr" filter name read from render-time data`},
+	{"slice of data", `{{ z[messages[0].content[:]] }}`, `read from render-time data`},
+	{"slice of data in a variable", `{% set v = names[0][0:] %}{{ z|attr(v) }}`, `read from render-time data`},
 	{"data key on another object", `{% for k, v in tools[0]|items %}{{ z[k] }}{% endfor %}`, `is a key of tools[0] (from the loop at line 1) but indexes z`},
 	{"data key outside loop", `{% for k, v in d|items %}{% macro m() %}{{ d[k] }}{% endmacro %}{% endfor %}`, `read from render-time data`},
 	{"data key reassigned", `{% for k, v in d|dictsort %}{% set d = e %}{{ d[k] }}{% endfor %}`, `the loop reassigns d`},
