@@ -83,7 +83,8 @@ func lineIndex(runes []rune) func(int) int {
 // CheckJinja parses src as Jinja2 (the syntax jinja2 3.1 accepts in the
 // environment transformers renders chat templates with) into a syntax tree
 // and applies the rules in doc.go. It returns nil or *Error.
-func CheckJinja(src string) error {
+func CheckJinja(src string) (err error) {
+	defer failClosed(Jinja, &err)
 	if len(src) > maxSourceSize {
 		return &Error{Dialect: Jinja, Syntax: true, Reason: fmt.Sprintf("template is %d bytes, over the %d-byte limit", len(src), maxSourceSize)}
 	}
@@ -132,4 +133,16 @@ func Check(src string) error {
 		}
 	}
 	return nil
+}
+
+// internalError starts the reason of an Error that reports a bug in this
+// package rather than in the template.
+const internalError = "internal error in the template checker: "
+
+// failClosed turns a panic (a bug here, never expected) into a refusal, so
+// that a hostile template cannot take the caller down or pass unchecked.
+func failClosed(d Dialect, err *error) {
+	if r := recover(); r != nil {
+		*err = &Error{Dialect: d, Reason: fmt.Sprintf("%s%v", internalError, r)}
+	}
 }

@@ -328,3 +328,32 @@ func sha256hex(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
 }
+
+// TestJinjaVerdictFiles is the Go half of a dynamic soundness check (run by
+// hand): JINJA_VERDICT_IN names a JSON list of sources, and the verdicts of
+// CheckJinja ("" when it passes) go to JINJA_VERDICT_OUT, to compare with the
+// attribute names jinja2 looks up when it renders them.
+func TestJinjaVerdictFiles(t *testing.T) {
+	in := os.Getenv("JINJA_VERDICT_IN")
+	if in == "" {
+		t.Skip("JINJA_VERDICT_IN not set")
+	}
+	b, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcs []string
+	if err := json.Unmarshal(b, &srcs); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(srcs))
+	for i, s := range srcs {
+		if err := CheckJinja(s); err != nil {
+			out[i] = err.Error()
+		}
+	}
+	b, _ = json.Marshal(out)
+	if err := os.WriteFile(os.Getenv("JINJA_VERDICT_OUT"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

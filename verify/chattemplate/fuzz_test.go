@@ -34,6 +34,9 @@ func checkErrorShape(t *testing.T, src string, err error, d Dialect) {
 	if !errors.As(err, &e) {
 		t.Fatalf("error of type %T: %v", err, err)
 	}
+	if strings.HasPrefix(e.Reason, internalError) {
+		t.Fatalf("checker failed: %v", e)
+	}
 	if e.Dialect != d || e.Reason == "" || e.Line < 0 || e.Col < 0 || e.Line > strings.Count(src, "\n")+strings.Count(src, "\r")+1 {
 		t.Fatalf("malformed error %#v", e)
 	}

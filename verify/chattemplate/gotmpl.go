@@ -155,7 +155,12 @@ func parseGo(src string, funcs map[string]any) (*parse.Tree, map[string]*parse.T
 
 // parsesAsOllamaGo reports whether Ollama's template.Parse would accept src
 // (text/template with Ollama's functions and the builtins).
-func parsesAsOllamaGo(src string) bool {
+func parsesAsOllamaGo(src string) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = true // CheckGo then reports the failure
+		}
+	}()
 	_, _, err := parseGo(src, ollamaParseFuncs)
 	return err == nil
 }
@@ -165,7 +170,8 @@ func parsesAsOllamaGo(src string) bool {
 // builtins that cannot call arbitrary code (not call), and only the fields
 // and read-only methods of the values Ollama passes to the template. It
 // returns nil or *Error.
-func CheckGo(src string) error {
+func CheckGo(src string) (err error) {
+	defer failClosed(GoTemplate, &err)
 	if len(src) > maxSourceSize {
 		return &Error{Dialect: GoTemplate, Syntax: true, Reason: fmt.Sprintf("template is %d bytes, over the %d-byte limit", len(src), maxSourceSize)}
 	}

@@ -24,6 +24,7 @@ type state struct {
 	fors    []*jFor // enclosing loops, innermost last
 	inMacro bool
 	scoped  map[string]string // loop variables: name -> the variable of the innermost loop that binds it
+	guards  map[string]int    // data paths an enclosing {% if p is mapping %} guarantees: path -> offset of the if
 }
 
 // defs is a chain of scopes; a block's statements add to its own layer.
@@ -51,7 +52,42 @@ func (s *state) with(names ...string) *state {
 	for _, n := range names {
 		d.names[n] = true
 	}
-	return &state{defs: d, fors: s.fors, inMacro: s.inMacro, scoped: s.scoped}
+	return &state{defs: d, fors: s.fors, inMacro: s.inMacro, scoped: s.scoped, guards: s.guards}
+}
+
+// guard returns the state inside {% if test %} at off: paths the test
+// asserts to be mappings ("p is mapping", alone or joined by "and").
+func (s *state) guard(test jnode, off int) *state {
+	var paths []string
+	var conj func(n jnode)
+	conj = func(n jnode) {
+		switch n := n.(type) {
+		case *jBin:
+			if n.Op == "And" {
+				conj(n.Left)
+				conj(n.Right)
+			}
+		case *jTest:
+			if n.Name == "mapping" && len(n.Args)+len(n.Kwargs) == 0 {
+				if p := path(n.Node); p != "" {
+					paths = append(paths, p)
+				}
+			}
+		}
+	}
+	conj(test)
+	if len(paths) == 0 {
+		return s
+	}
+	out := *s
+	out.guards = make(map[string]int, len(s.guards)+len(paths))
+	for k, v := range s.guards {
+		out.guards[k] = v
+	}
+	for _, p := range paths {
+		out.guards[p] = off
+	}
+	return &out
 }
 
 // add records names a statement bound, for the statements after it.
@@ -130,7 +166,7 @@ func checkTree(t *jTemplate, line func(int) int) (*refusal, error) {
 	if err := a.solve(); err != nil {
 		return nil, err
 	}
-	a.check(t, nil, false, nil)
+	a.check(t, nil)
 	var first *refusal
 	for i := range a.refused {
 		if first == nil || a.refused[i].off < first.off {
@@ -267,7 +303,7 @@ func (a *analyzer) stmt(n jnode, st *state) *state {
 		a.walk(n.Else, st.with())
 	case *jIf:
 		a.expr(n.Test, st)
-		a.walk(n.Body, st.with())
+		a.walk(n.Body, st.with().guard(n.Test, n.at()))
 		for _, e := range n.Elif {
 			a.stmt(e, st)
 		}
@@ -367,9 +403,15 @@ func storeNames(t jnode) []string {
 
 // assignedIn reports whether the template binds name inside f's body.
 func (a *analyzer) assignedIn(f *jFor, name string) bool {
+	return a.assignedBetween(f.at(), f.End, name)
+}
+
+// assignedBetween reports whether the template binds name strictly between
+// two offsets.
+func (a *analyzer) assignedBetween(from, to int, name string) bool {
 	offs := a.stores[name]
-	i := sort.SearchInts(offs, f.at()+1)
-	return i < len(offs) && offs[i] < f.End
+	i := sort.SearchInts(offs, from+1)
+	return i < len(offs) && offs[i] < to
 }
 
 // bindTarget binds an assignment target: a name gets the value, a tuple's
@@ -411,7 +453,16 @@ func (a *analyzer) bindFor(f *jFor, iter jnode, in *state) {
 	}
 	switch t := f.Target.(type) {
 	case *jName:
-		a.bindName(in, t.Name, elems(keysIterPath(iter)))
+		p, plain := keysIterPath(iter)
+		if plain {
+			// for k in p: p may be a list or a string (p[k] then falls back
+			// to getattr with an element the sender chose) unless an
+			// enclosing {% if p is mapping %} says otherwise
+			if g, ok := in.guards[p]; !ok || a.assignedBetween(g, f.at(), rootName(p)) {
+				p = ""
+			}
+		}
+		a.bindName(in, t.Name, elems(p))
 	case *jTuple:
 		all := func() kind { return a.elemOf(a.eval(iter)) }
 		for i, it := range t.Items {
@@ -458,20 +509,23 @@ func path(n jnode) string {
 	return ""
 }
 
-func keysIterPath(iter jnode) string {
+// keysIterPath: the data path whose keys a single loop variable iterates:
+// p.keys() (a mapping, or the loop fails), or p, p|list and p|sort (plain:
+// a mapping only under a guard).
+func keysIterPath(iter jnode) (p string, plain bool) {
 	switch n := iter.(type) {
 	case *jFilter:
 		if (n.Name == "list" || n.Name == "sort") && len(n.Args)+len(n.Kwargs) == 0 && n.DynArgs == nil && n.DynKwargs == nil {
-			return path(n.Node)
+			return path(n.Node), true
 		}
-		return ""
+		return "", false
 	case *jCall:
 		if g, ok := n.Node.(*jGetattr); ok && g.Attr == "keys" && len(n.Args)+len(n.Kwargs) == 0 && n.DynArgs == nil && n.DynKwargs == nil {
-			return path(g.Node)
+			return path(g.Node), false
 		}
-		return ""
+		return "", false
 	}
-	return path(iter)
+	return path(iter), true
 }
 
 func itemsIterPath(iter jnode) string {

@@ -173,8 +173,10 @@ func (a *analyzer) eval(n jnode) kind {
 				out = join(out, a.dataElem())
 			}
 			if r.has(kNonStr) {
-				out = join(out, r)
-				out.f &^= kData | kKey | kStrOK | kStrBad | kComputed | kNS | kLoop | kObj
+				part := r // a slice of a list or tuple holds its elements
+				part.f &^= kData | kKey | kStrOK | kStrBad | kUnderscore | kComputed | kNS | kLoop | kObj | kFormat
+				part.keys = nil
+				out = join(out, part)
 			}
 			if r.has(kStrOK | kStrBad | kComputed | kNS | kLoop | kObj) {
 				out = join(out, computed("a slice of a string"))
@@ -273,8 +275,23 @@ func (a *analyzer) filterKind(f *jFilter) kind {
 		return out
 	}
 	switch f.Name {
-	case "length", "count", "int", "float", "abs", "round", "wordcount", "sum":
+	case "length", "count", "int", "float", "abs", "round", "wordcount":
 		return flag(kNonStr)
+	case "sum":
+		// numbers, or lists joined: the elements of the elements, and of start
+		e := a.elemOf(a.elemOf(in))
+		if len(f.Args) > 1 {
+			e = join(e, a.elemOf(arg(1)))
+		}
+		for _, kw := range f.Kwargs {
+			if kw.Key == "start" {
+				e = join(e, a.elemOf(a.eval(kw.Value)))
+			}
+		}
+		if f.DynArgs != nil || f.DynKwargs != nil {
+			e = join(e, computed(`the filter "sum" with unpacked arguments`))
+		}
+		return join(flag(kNonStr), container(e))
 	case "first", "last", "random", "min", "max":
 		return a.elemOf(in)
 	case "list", "sort", "reverse", "unique", "select", "reject", "selectattr", "rejectattr":
@@ -315,9 +332,9 @@ func (a *analyzer) filterKind(f *jFilter) kind {
 
 // ---- the rules ----
 
-// check walks the tree and records every refusal. callee is set when n is
-// the function of a call; fors are the enclosing loops.
-func (a *analyzer) check(n jnode, parent jnode, callee bool, fors []*jFor) {
+// check walks the tree and records every refusal; fors are the enclosing
+// loops.
+func (a *analyzer) check(n jnode, fors []*jFor) {
 	switch n := n.(type) {
 	case *jExtends:
 		a.refuse(n.at(), `"extends" loads another template`)
@@ -342,32 +359,32 @@ func (a *analyzer) check(n jnode, parent jnode, callee bool, fors []*jFor) {
 			a.refuse(n.at(), "attribute %q %s", n.Attr, why)
 		}
 	case *jGetitem:
-		a.checkItem(n, callee, fors)
+		a.checkItem(n, fors)
 	case *jFilter:
-		a.checkFilter(n.Name, n.Args, n.Kwargs, n.DynArgs, n.DynKwargs, n.at(), callee)
+		a.checkFilter(n.Name, n.Args, n.Kwargs, n.DynArgs, n.DynKwargs, n.at())
 	case *jCall:
 		if recv, m, ok := methodName(n.Node); ok && isFormat(m) {
 			a.checkFormat(recv, m, n.at())
 		} else if a.eval(n.Node).has(kFormat) {
 			a.refuse(n.at(), "str.format of a string the template does not fix, called through a variable: it reaches attributes through its format string")
 		}
-		a.check(n.Node, n, true, fors)
+		a.check(n.Node, fors)
 		for _, c := range children(n)[1:] {
-			a.check(c, n, false, fors)
+			a.check(c, fors)
 		}
 		return
 	case *jFor:
 		inner := append(append([]*jFor{}, fors...), n)
-		a.check(n.Target, n, false, fors)
-		a.check(n.Iter, n, false, fors)
+		a.check(n.Target, fors)
+		a.check(n.Iter, fors)
 		if n.Test != nil {
-			a.check(n.Test, n, false, inner)
+			a.check(n.Test, inner)
 		}
 		for _, b := range n.Body {
-			a.check(b, n, false, inner)
+			a.check(b, inner)
 		}
 		for _, b := range n.Else {
-			a.check(b, n, false, fors)
+			a.check(b, fors)
 		}
 		return
 	case *jMacro, *jBlock:
@@ -375,13 +392,13 @@ func (a *analyzer) check(n jnode, parent jnode, callee bool, fors []*jFor) {
 		fors = nil
 	}
 	for _, c := range children(n) {
-		a.check(c, n, false, fors)
+		a.check(c, fors)
 	}
 }
 
 func isFormat(m string) bool { return m == "format" || m == "format_map" }
 
-func (a *analyzer) checkItem(g *jGetitem, callee bool, fors []*jFor) {
+func (a *analyzer) checkItem(g *jGetitem, fors []*jFor) {
 	switch arg := g.Arg.(type) {
 	case *jSlice, *jTuple:
 		return // never a string
@@ -409,8 +426,9 @@ func (a *analyzer) checkName(k kind, recv jnode, off int, what string, fors []*j
 		}
 		a.refuse(off, "%s computed by %s%s instead of a literal", what, k.why, sep)
 	case k.has(kData):
-		a.refuse(off, "%s read from render-time data, which whoever sends messages controls; "+
-			"write it as a literal, an integer, or a key of the mapping the loop iterates", what)
+		a.refuse(off, "%s read from render-time data, which whoever sends messages controls; write it as a literal, "+
+			"an integer, or a key of the mapping the loop iterates (p|items, p|dictsort, p.items(), p.keys(), "+
+			"or for k in p inside {%% if p is mapping %%})", what)
 	case k.has(kKey):
 		p := ""
 		if recv != nil {
@@ -464,7 +482,7 @@ var attrFilterArg = map[string]int{
 	"selectattr": 0, "rejectattr": 0, "map": -1,
 }
 
-func (a *analyzer) checkFilter(name string, args []jnode, kwargs []*jKeyword, dynArgs, dynKwargs jnode, off int, callee bool) {
+func (a *analyzer) checkFilter(name string, args []jnode, kwargs []*jKeyword, dynArgs, dynKwargs jnode, off int) {
 	switch name {
 	case "attr":
 		if dynArgs != nil || dynKwargs != nil {
@@ -520,7 +538,7 @@ func (a *analyzer) checkFilter(name string, args []jnode, kwargs []*jKeyword, dy
 			return
 		}
 		if name == "map" {
-			a.checkFilter(c.Str, args[1:], kwargs, nil, nil, off, false)
+			a.checkFilter(c.Str, args[1:], kwargs, nil, nil, off)
 		}
 		return
 	}

@@ -70,7 +70,7 @@ func TestLargeTemplatesBounded(t *testing.T) {
 		"nested loops": func() string {
 			b.Reset()
 			for i := 0; i < 120; i++ {
-				fmt.Fprintf(&b, "{%% for k%d in d%d %%}{{ d%d[k%d] }}", i, i, i, i)
+				fmt.Fprintf(&b, "{%% for k%d, v in d%d.items() %%}{{ d%d[k%d] }}", i, i, i, i)
 			}
 			for i := 0; i < 120; i++ {
 				b.WriteString("{% endfor %}")
