@@ -291,7 +291,7 @@ func scenarios() []scenario {
 				a, _ := release(e, "llm/gguf-template", []mfile{{"model.gguf", modelcorpus.GGUF(spec)}, {"tokenizer.json", tokenizer}})
 				want := "rule " + ruleLLM + ": content: layer " + a.layer("model.gguf") + ":"
 				o := e.pullModel(a, a.repo+":v1")
-				e.expect(o, false, "blob", 0, want, "tokenizer.chat_template contains \"__class__\"")
+				e.expect(o, false, "blob", 0, want, "tokenizer.chat_template: attribute \"__class__\" starts with \"_\"")
 				return o, matching(o.reasons, "chat_template")
 			}},
 		{name: "tag moved after release to an unattested digest", threat: "tag mutation (TOCTOU)", allow: false,

@@ -561,13 +561,14 @@ func (a *analyzer) checkFilter(name string, args []jnode, kwargs []*jKeyword, dy
 }
 
 // checkAttrPath: jinja2 looks up each "."-separated part of a filter's
-// attribute argument; it must be a literal whose parts do not start with "_".
+// attribute argument (sort, through make_multi_attrgetter, first splits it
+// on ","); it must be a literal whose parts do not start with "_".
 func (a *analyzer) checkAttrPath(filter string, arg jnode, off int) {
 	if c, ok := arg.(*jConst); ok {
 		if c.Kind != constStr {
 			return
 		}
-		for _, part := range strings.Split(c.Str, ".") {
+		for _, part := range strings.FieldsFunc(c.Str, func(r rune) bool { return r == '.' || r == ',' }) {
 			if why := unsafeName(part); why != "" {
 				a.refuse(off, "attribute %s of the %q filter: %q %s", quoteShort(c.Str), filter, part, why)
 				return

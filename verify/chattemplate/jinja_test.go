@@ -144,6 +144,9 @@ var jinjaHostile = []struct{ name, src, reason string }{
 	{"map map attr", `{{ x|map('map', 'attr', '_x')|list }}`, `"attr" filter name "_x"`},
 	{"map unpacked", `{{ x|map(**kw)|list }}`, `unpacked with * or **`},
 	{"sort", `{{ x|sort(attribute='_x') }}`, `of the "sort" filter`},
+	// sort splits its attribute on "," before "." (make_multi_attrgetter).
+	{"sort comma", `{{ messages|sort(attribute='role,_x') }}`, `of the "sort" filter`},
+	{"sort comma internals", `{{ messages|sort(attribute='role,gi_frame') }}`, `of the "sort" filter`},
 	{"sort positional", `{{ x|sort(false, false, '_x') }}`, `of the "sort" filter`},
 	{"groupby", `{{ x|groupby('__class__') }}`, `of the "groupby" filter`},
 	{"selectattr", `{{ x|selectattr('gi_frame') }}`, `of the "selectattr" filter`},

@@ -508,7 +508,10 @@ const maxEOCDTail = 22 + 65535
 
 func newOpaqueInspector(opts Options, size int64, format string) *opaqueInspector {
 	o := &opaqueInspector{size: size, mode: opts.pickleMode()}
-	if format == FormatText || format == FormatBinary {
+	// Image magic is no proof of an image: "GIF89a" plus 3 bytes is a
+	// pickle's BINFLOAT opcode, and a loader runs what follows. Images are
+	// walked like text and binary.
+	if format == FormatText || format == FormatBinary || format == FormatImage {
 		o.shadow = NewPickleInspector(opts, size)
 		o.watchTail = true
 	}

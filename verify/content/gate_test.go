@@ -190,3 +190,29 @@ func FuzzCarriers(f *testing.F) {
 		}
 	})
 }
+
+// Polyglots and carrier tricks from a review, each served before its fix.
+func TestGateReviewBypasses(t *testing.T) {
+	// "GIF89a" + 3 bytes is BINFLOAT to a pickle loader: it runs what
+	// follows (posix.system).
+	gifPickle := []byte("GIF89a\x00\x00\x000cposix\nsystem\n(S'echo PWNED'\ntR.")
+	tarOf := func(name string, data []byte) []byte {
+		return modelcorpus.Tar([]modelcorpus.TarEntry{{Name: name, Data: data}}, nil)
+	}
+	zipOf := func(name string, data []byte) []byte {
+		return modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: name, Data: data}}})
+	}
+	deny := func(o *content.Options) { o.Pickle.Mode = content.PickleDeny }
+	runGateCases(t, []gateCase{
+		{name: "GIF-headed pickle, no media type", title: "pytorch_model.bin", data: gifPickle, want: "posix.system"},
+		{name: "GIF-headed pickle, pickle: deny", title: "pytorch_model.bin", data: gifPickle, opts: deny, want: "pickle"},
+		{name: "GIF-headed pickle as an oras layer", mediaType: "application/vnd.oci.image.layer.v1.tar", title: "pytorch_model.bin", data: gifPickle, want: "posix.system"},
+		{name: "GIF-headed pickle in a tar layer", mediaType: "application/vnd.cncf.model.weight.v1.tar", data: tarOf("model/model.pkl", gifPickle), want: "posix.system"},
+		{name: "GIF-headed pickle in a zip", data: zipOf("pytorch_model.bin", gifPickle), want: "posix.system"},
+		{name: "YAML alias as the template key", title: "config.yaml", data: []byte("a: &k chat_template\n*k : \"{{ ''.__class__ }}\"\n"), want: `attribute "__class__"`},
+		{name: "YAML tagged template", title: "config.yaml", data: []byte("chat_template: !!python/str \"{{ ''.__class__ }}\"\n"), want: `attribute "__class__"`},
+		{name: "YAML merge key", title: "config.yaml", data: []byte("base: &b {chat_template: \"{{ ''.__class__ }}\"}\nserve:\n  <<: *b\n"), want: `attribute "__class__"`},
+		{name: "protocol 0 pickle named .template", title: "x.template", data: []byte("(cposix\nsystem\nS'id'\no."), want: "posix.system"},
+		{name: "SentencePiece with an extension field", title: "tokenizer.model", data: []byte{0x0a, 0x07, 0x0a, 0x05, '<', 'u', 'n', 'k', '>', 0xc2, 0x0c, 0x02, 'h', 'i'}, want: "unknown top-level field 200"},
+	})
+}

@@ -18,17 +18,24 @@ func isSentencePieceName(title string) bool {
 }
 
 // newSentencePieceInspector buffers a SentencePiece model (bounded by
-// MaxConfigBytes) and parses it at Close.
-func newSentencePieceInspector(opts Options, size int64) *BufferedInspector {
-	return NewBufferedInspector(FormatSentencePiece, size, opts.maxConfig(), "SentencePiece model larger than the %d-byte limit for parsed tokenizer files",
-		CheckSentencePiece)
+// MaxConfigBytes) and parses it at Close, after the speculative pickle walk
+// and trailing-zip check of opaque bytes.
+func newSentencePieceInspector(opts Options, size int64) *textInspector {
+	t := &textInspector{opaque: newOpaqueInspector(opts, size, FormatBinary)}
+	t.BufferedInspector = NewBufferedInspector(FormatSentencePiece, size, opts.maxConfig(), "SentencePiece model larger than the %d-byte limit for parsed tokenizer files",
+		func(b []byte) error {
+			if err := t.opaque.Close(); err != nil {
+				return err
+			}
+			return CheckSentencePiece(b)
+		})
+	return t
 }
 
 // CheckSentencePiece parses a SentencePiece ModelProto strictly: every field
 // is well-formed protobuf, the top-level fields are the ones
 // sentencepiece_model.proto defines (1 pieces, 2 trainer_spec,
-// 3 normalizer_spec, 4 self_test_data, 5 denormalizer_spec, or an extension
-// >= 200), each piece has a UTF-8 piece string (1), a float score (2) and
+// 3 normalizer_spec, 4 self_test_data, 5 denormalizer_spec), each piece has a UTF-8 piece string (1), a float score (2) and
 // a type (3), and there is at least one piece. Anything else is not a
 // SentencePiece model.
 func CheckSentencePiece(b []byte) error {
@@ -57,8 +64,10 @@ func CheckSentencePiece(b []byte) error {
 			} else if err := checkMessage(v, off+n, 0); err != nil {
 				return err
 			}
-		case num >= 200:
 		default:
+			// Extension fields (>= 200) are allowed by the .proto but no
+			// SentencePiece trainer writes them: bytes pullgate could not
+			// vouch for.
 			return newFinding(FormatSentencePiece, int64(off), "not a SentencePiece model: unknown top-level field %d", num)
 		}
 		off += n + vn
@@ -89,7 +98,7 @@ func checkPiece(b []byte, base int) error {
 		case 3:
 			ok = typ == protowire.VarintType
 		default:
-			ok = num >= 200
+			ok = false
 		}
 		if !ok {
 			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: piece field %d is malformed", num)

@@ -117,9 +117,10 @@ func CheckTemplate(t string) string {
 }
 
 // newTemplateInspector buffers a declared template layer (bounded) and
-// checks it at Close.
-func newTemplateInspector(opts Options, size int64, dialect chattemplate.Dialect) *BufferedInspector {
-	return NewBufferedInspector(FormatTemplate, size, opts.maxConfig(), "template larger than %d bytes", func(b []byte) error {
+// checks it at Close, with the speculative pickle walk of text (a template
+// name does not stop a loader from unpickling the bytes).
+func newTemplateInspector(opts Options, size int64, dialect chattemplate.Dialect) *textInspector {
+	return newHeldTextInspector(opts, size, FormatTemplate, "template larger than %d bytes", func(b []byte) error {
 		return checkTemplateSource(opts, FormatTemplate, "template", string(b), dialect, true)
 	})
 }
@@ -140,12 +141,8 @@ type textInspector struct {
 }
 
 func newTextInspector(opts Options, size int64, title string) *textInspector {
-	t := &textInspector{opaque: newOpaqueInspector(opts, size, FormatText)}
 	yamlName := isYAMLName(title)
-	t.BufferedInspector = NewBufferedInspector(FormatText, size, opts.maxConfig(), "text larger than %d bytes", func(b []byte) error {
-		if err := t.opaque.Close(); err != nil {
-			return err
-		}
+	return newHeldTextInspector(opts, size, FormatText, "text larger than %d bytes", func(b []byte) error {
 		if yamlName {
 			return checkYAMLConfig(opts, b)
 		}
@@ -153,6 +150,19 @@ func newTextInspector(opts Options, size int64, title string) *textInspector {
 			return checkTemplateSource(opts, FormatTemplate, "text with template syntax", string(b), 0, false)
 		}
 		return nil
+	})
+}
+
+// newHeldTextInspector holds text (at most MaxConfigBytes) until Close,
+// where the speculative pickle walk and the trailing-zip check of opaque
+// text conclude before check runs on the whole text.
+func newHeldTextInspector(opts Options, size int64, format, tooLarge string, check func([]byte) error) *textInspector {
+	t := &textInspector{opaque: newOpaqueInspector(opts, size, FormatText)}
+	t.BufferedInspector = NewBufferedInspector(format, size, opts.maxConfig(), tooLarge, func(b []byte) error {
+		if err := t.opaque.Close(); err != nil {
+			return err
+		}
+		return check(b)
 	})
 	return t
 }
@@ -212,7 +222,11 @@ func walkYAMLTemplates(opts Options, n *yaml.Node, key string, depth int, under 
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i].Value
+			kn := n.Content[i]
+			for kn.Kind == yaml.AliasNode && kn.Alias != nil {
+				kn = kn.Alias // "*k : ..." is the anchored key's value
+			}
+			k := kn.Value
 			if err := walkYAMLTemplates(opts, n.Content[i+1], k, depth+1, under || isTemplateKey(k), budget); err != nil {
 				return err
 			}
@@ -224,7 +238,9 @@ func walkYAMLTemplates(opts Options, n *yaml.Node, key string, depth int, under 
 			return walkYAMLTemplates(opts, n.Alias, key, depth+1, under, budget)
 		}
 	case yaml.ScalarNode:
-		if under && n.Tag == "!!str" {
+		// Whatever its tag (!!python/str, !!binary, ...): a loader may
+		// hand the value to the template engine as a string.
+		if under {
 			return checkTemplateSource(opts, FormatYAML, "YAML key "+strqQuote(key), n.Value, chattemplate.Jinja, true)
 		}
 	}
