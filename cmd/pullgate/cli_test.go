@@ -168,3 +168,39 @@ func TestAttestCheckFiles(t *testing.T) {
 		t.Errorf("edited file: exit %d, want 12", code)
 	}
 }
+
+// pullgate inspect --pickle scan on every file of the real model corpus
+// (shared/model-corpus beside the checkout): exit 0 for each file its
+// project labels benign, 1 for each attack or malformed file, except the
+// deliberate refusals docs/model-gate.md lists.
+func TestInspectRealCorpus(t *testing.T) {
+	const corpus = "../../../shared/model-corpus"
+	labels, err := os.ReadFile(filepath.Join(corpus, "labels.tsv"))
+	if err != nil {
+		t.Fatalf("the real model corpus is required (shared/model-corpus beside the checkout): %v", err)
+	}
+	deliberate := map[string]bool{ // refused by design (docs/model-gate.md)
+		"picklescan/tests/data/benign_password_protected.zip": true, // encrypted
+		"modelscan/tests/data/password_protected.zip":         true, // encrypted
+		"picklescan/tests/data/not_a_pickle.bin":              true, // no known format
+	}
+	n := 0
+	for _, l := range strings.Split(string(labels), "\n") {
+		c := strings.Split(l, "\t")
+		if len(c) < 3 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		want := 1
+		if c[2] == "benign" && !deliberate[c[0]] {
+			want = 0
+		}
+		args := []string{"inspect", filepath.Join(corpus, c[0]), "--pickle", "scan"}
+		if got := run(args); got != want {
+			t.Errorf("pullgate %s: exit %d, want %d (%s)", strings.Join(args, " "), got, want, c[2])
+		}
+		n++
+	}
+	if n < 100 {
+		t.Fatalf("only %d corpus files", n)
+	}
+}
