@@ -11,6 +11,9 @@ import (
 	"math"
 	"runtime"
 	"sync"
+
+	"github.com/ulikunitz/xz"
+	"github.com/ulikunitz/xz/lzma"
 )
 
 // FormatJoblib is the format of joblib dumps (joblib.dump, e.g. scikit-learn
@@ -49,9 +52,8 @@ const FormatJoblib = "joblib"
 // and shape exactly as numpy does (the dtype's state is validated, so its
 // itemsize cannot be forged), skips the raw bytes without buffering them,
 // walks nested object-array pickles with the allowlist, and decompresses
-// zlib, gzip and bz2 inline. xz, lzma and lz4 are refused: the Go standard
-// library has no decoder for them (a pure-Go one such as
-// github.com/ulikunitz/xz would cover xz and lzma).
+// zlib, gzip, bz2, xz and lzma inline (xz and lzma with
+// github.com/ulikunitz/xz). lz4 is refused: no decoder is linked in.
 
 // wrapRec holds the attributes BUILDs set on one NumpyArrayWrapper (a later
 // BUILD updates the same __dict__).
@@ -293,9 +295,9 @@ func (j *JoblibInspector) start() error {
 	case bytes.HasPrefix(h, []byte("BZ")):
 		j.dec = newJoblibDecoder(j.opts, j.size, "bz2")
 	case bytes.HasPrefix(h, []byte{0x5d, 0x00}):
-		return j.fail(0, "joblib file compressed with lzma: no lzma decoder is available, so its pickle cannot be walked; dump it with compress=('gzip', 3), 'zlib' or 'bz2'")
+		j.dec = newJoblibDecoder(j.opts, j.size, "lzma")
 	case bytes.HasPrefix(h, []byte{0xfd, '7', 'z', 'X', 'Z'}):
-		return j.fail(0, "joblib file compressed with xz: no xz decoder is available, so its pickle cannot be walked; dump it with compress=('gzip', 3), 'zlib' or 'bz2'")
+		j.dec = newJoblibDecoder(j.opts, j.size, "xz")
 	case bytes.HasPrefix(h, []byte{0x04, 0x22, 0x4d, 0x18}):
 		return j.fail(0, "joblib file compressed with lz4: no lz4 decoder is available, so its pickle cannot be walked; dump it with compress=('gzip', 3), 'zlib' or 'bz2'")
 	default:
@@ -408,6 +410,20 @@ func (d *joblibDecoder) decompress(pr *io.PipeReader) error {
 		}
 		r.Multistream(false)
 		zr = r
+	case "xz":
+		// Python's LZMAFile (FORMAT_XZ) reads concatenated streams, as
+		// xz.Reader does by default.
+		r, err := xz.NewReader(br)
+		if err != nil {
+			return d.finding("not a valid xz stream: %v", err)
+		}
+		zr = r
+	case "lzma":
+		r, err := lzma.NewReader(br)
+		if err != nil {
+			return d.finding("not a valid lzma stream: %v", err)
+		}
+		zr = r
 	default:
 		zr = bzip2.NewReader(br)
 	}
@@ -436,7 +452,7 @@ func (d *joblibDecoder) decompress(pr *io.PipeReader) error {
 			return d.finding("corrupt %s stream: %v", d.kind, rerr)
 		}
 	}
-	if d.kind != "bz2" { // bzip2.Reader reads concatenated streams itself, as Python's BZ2File does
+	if d.kind != "bz2" && d.kind != "xz" { // these readers take concatenated streams themselves, as Python's BZ2File and LZMAFile do
 		if _, err := br.ReadByte(); err == nil {
 			return d.finding("data after the end of the %s stream", d.kind)
 		}

@@ -13,6 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ulikunitz/xz"
+	"github.com/ulikunitz/xz/lzma"
+
+	"github.com/pullgate/pullgate/test/modelcorpus"
 	"github.com/pullgate/pullgate/verify/content"
 )
 
@@ -557,6 +561,31 @@ func jlGzip(b []byte) []byte {
 	return buf.Bytes()
 }
 
+// jlXz and jlLzma compress as joblib's compress='xz' and 'lzma' do
+// (Python's LZMAFile with FORMAT_XZ and FORMAT_ALONE), with
+// github.com/ulikunitz/xz's writers.
+func jlXz(b []byte) []byte {
+	var buf bytes.Buffer
+	w, err := xz.NewWriter(&buf)
+	if err != nil {
+		panic(err)
+	}
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func jlLzma(b []byte) []byte {
+	var buf bytes.Buffer
+	w, err := lzma.NewWriter(&buf)
+	if err != nil {
+		panic(err)
+	}
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
 var joblibScan = content.Options{Pickle: content.PickleOptions{Mode: content.PickleScan}}
 
 func joblibVerdict(t *testing.T, opts content.Options, data []byte) string {
@@ -578,7 +607,7 @@ func TestJoblibDumpsServed(t *testing.T) {
 		for _, form := range []struct {
 			name string
 			data []byte
-		}{{"raw", raw}, {"zlib", jlZlib(raw)}, {"gzip", jlGzip(raw)}} {
+		}{{"raw", raw}, {"zlib", jlZlib(raw)}, {"gzip", jlGzip(raw)}, {"xz", jlXz(raw)}, {"lzma", jlLzma(raw)}} {
 			t.Run(tc.name+"/"+form.name, func(t *testing.T) {
 				for _, chunk := range []int{len(form.data), 1, 7, 4096} {
 					got := verdict(t, func(size int64) content.Inspector { return content.NewJoblibInspector(joblibScan, size) }, form.data, chunk)
@@ -802,8 +831,10 @@ func TestJoblibHostile(t *testing.T) {
 		{"trailing data", append(append([]byte(nil), raw...), "cposix\nsystem\n"...), "14 bytes of trailing data after the pickle STOP opcode"},
 		{"zlib stream with data after it", append(jlZlib(raw), 'x'), "joblib: data after the end of the zlib stream"},
 		{"two gzip members", append(jlGzip(raw), jlGzip(raw)...), "joblib: data after the end of the gzip stream"},
-		{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 4}, "joblib file compressed with xz: no xz decoder is available"},
-		{"lzma", []byte{0x5d, 0, 0, 0x80, 0}, "compressed with lzma"},
+		{"xz header only", []byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 4}, "xz stream"},
+		{"lzma header only", []byte{0x5d, 0, 0, 0x80, 0}, "lzma stream"},
+		{"xz stream carrying posix.system", jlXz(modelcorpus.OsSystemPickle()), "posix.system"},
+		{"lzma stream carrying posix.system", jlLzma(modelcorpus.OsSystemPickle()), "posix.system"},
 		{"lz4", []byte{0x04, 0x22, 0x4d, 0x18, 0x64}, "compressed with lz4"},
 		{"joblib < 0.9.3", []byte("ZF0x00000000000003e8"), "keeps its arrays in companion files"},
 		{"old NDArrayWrapper (arrays in companion files)", []byte("\x80\x02cjoblib.numpy_pickle\nNDArrayWrapper\n)\x81}b."),
@@ -859,6 +890,8 @@ func FuzzJoblib(f *testing.F) {
 	f.Add(jlDump(jlSpec{proto: 2, align: true, nestedProto: 2}, oneArray(objArray("x", int64(1)))), uint8(1))
 	f.Add(jlZlib(raw), uint8(11))
 	f.Add(jlGzip(raw), uint8(5))
+	f.Add(jlXz(raw), uint8(9))
+	f.Add(jlLzma(raw), uint8(4))
 	if bz, err := base64.StdEncoding.DecodeString(cpythonJoblibProto4Bz2); err == nil {
 		f.Add(bz, uint8(2))
 	}
