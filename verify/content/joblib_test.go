@@ -796,7 +796,7 @@ func TestJoblibHostile(t *testing.T) {
 		want string
 	}{
 		{"object array pickle runs os.system", withObject(func(a *jlArray) { a.nested = evilNested }),
-			"joblib: GLOBAL imports posix.system, which is not in the allowlist"},
+			"joblib: GLOBAL imports posix.system, which is not in the allowlist (content.formats.pickle.allow)"},
 		{"object dtype whose flags say plain data (joblib would read raw bytes, numpy would deref them)",
 			withObject(func(a *jlArray) { a.dtype.flags = 0 }), "flags 0 (they decide whether numpy reads items as object pointers)"},
 		{"float dtype whose flags claim objects", f8(func(a *jlArray) { a.dtype.flags = 63 }), "flags 63"},
@@ -838,7 +838,7 @@ func TestJoblibHostile(t *testing.T) {
 		{"lz4", []byte{0x04, 0x22, 0x4d, 0x18, 0x64}, "compressed with lz4"},
 		{"joblib < 0.9.3", []byte("ZF0x00000000000003e8"), "keeps its arrays in companion files"},
 		{"old NDArrayWrapper (arrays in companion files)", []byte("\x80\x02cjoblib.numpy_pickle\nNDArrayWrapper\n)\x81}b."),
-			"GLOBAL imports joblib.numpy_pickle.NDArrayWrapper, which is not in the allowlist"},
+			"GLOBAL imports joblib.numpy_pickle.NDArrayWrapper, which is not in the allowlist (content.formats.pickle.allow)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := joblibVerdict(t, joblibScan, tc.data)

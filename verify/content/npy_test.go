@@ -86,7 +86,7 @@ func TestNPYRealFiles(t *testing.T) {
 	// scan with the default allowlist; both outcomes are exact.
 	numpyDefault := slices.Contains(content.DefaultPickleAllow, "numpy.core.multiarray._reconstruct")
 	notAllowed := func(via, g string) string {
-		return "pickle: the object array's pickle (after the 128-byte NPY header): " + via + " imports " + g + ", which is not in the allowlist"
+		return "pickle: the object array's pickle (after the 128-byte NPY header): " + via + " imports " + g + ", which is not in the allowlist (content.formats.pickle.allow)"
 	}
 	type want struct {
 		finding string
@@ -150,7 +150,7 @@ func TestNPYWriterMatchesNumpy(t *testing.T) {
 // TestNPYZipMembers runs the validator on every member of the real .npz
 // files (zips of .npy files; wiring them in the zip validator is separate).
 func TestNPYZipMembers(t *testing.T) {
-	objScan := "pickle: the object array's pickle (after the 128-byte NPY header): GLOBAL imports numpy.core.multiarray._reconstruct, which is not in the allowlist"
+	objScan := "pickle: the object array's pickle (after the 128-byte NPY header): GLOBAL imports numpy.core.multiarray._reconstruct, which is not in the allowlist (content.formats.pickle.allow)"
 	if slices.Contains(content.DefaultPickleAllow, "numpy.core.multiarray._reconstruct") {
 		objScan = ""
 	}
@@ -200,7 +200,7 @@ func TestNPYHostile(t *testing.T) {
 	objHeader := func(descr string) []byte {
 		return npyFile(1, npyHeader(descr, "(1,)"), modelcorpus.OsSystemPickle())
 	}
-	osSystem := "pickle: the object array's pickle (after the 128-byte NPY header): GLOBAL imports posix.system, which is not in the allowlist"
+	osSystem := "pickle: the object array's pickle (after the 128-byte NPY header): GLOBAL imports posix.system, which is not in the allowlist (content.formats.pickle.allow)"
 	deep := strings.Repeat("[('a', ", 20) + "'<f4'" + strings.Repeat(")]", 20)
 	v3big := npyFile(3, npyHeader("[('"+strings.Repeat("é", 2600)+"', '<f4')]", "(1,)")+strings.Repeat(" ", 7500), f4x4[:4])
 	v3ok := npyFile(3, npyHeader("[('"+strings.Repeat("é", 5500)+"', '<f4')]", "(1,)"), f4x4[:4])

@@ -1242,7 +1242,10 @@ func (w *pickleWalker) notAllowed(off int64, via string, module, name []byte, re
 			return w.errAt(off, "%s imports %s, which is not in the allowlist (a joblib array wrapper: raw array bytes follow it, so the file is a joblib dump and is walked only as one)", via, lit)
 		}
 	}
-	return w.errAt(off, "%s imports %s, which is not in the allowlist", via, lit)
+	// The key that holds the allowlist is named (a __main__ class, dill or
+	// sklearn is refused here by design; entries that run code cannot be
+	// added to it, see CheckPickleAllow).
+	return w.errAt(off, "%s imports %s, which is not in the allowlist (content.formats.pickle.allow)", via, lit)
 }
 
 func (w *pickleWalker) entry(v pval) *pickleEntry { return &w.al.entries[v.ref] }

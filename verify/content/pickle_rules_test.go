@@ -105,7 +105,7 @@ func TestPickleRealShapes(t *testing.T) {
 	// BUILD. Without the payload it is the shape every torch 2.x state dict
 	// has, and must pass.
 	evil := realTorch2DataPkl(t)
-	if v := pickleVerdict(t, scanOpts, evil); v != "pickle: GLOBAL imports posix.system, which is not in the allowlist" {
+	if v := pickleVerdict(t, scanOpts, evil); v != "pickle: GLOBAL imports posix.system, which is not in the allowlist (content.formats.pickle.allow)" {
 		t.Fatalf("real payload: %q", v)
 	}
 	if string(evil[2:16]) != "cposix\nsystem\n" || evil[61] != 3 {
@@ -163,21 +163,21 @@ func TestPickleAllowlistExact(t *testing.T) {
 	}{
 		// "module.name" strings conflated these two; the pair does not.
 		{"torch + _utils._rebuild_tensor_v2 (attribute walk)", scanOpts, dotted,
-			"STACK_GLOBAL imports torch:_utils._rebuild_tensor_v2, which is not in the allowlist"},
+			"STACK_GLOBAL imports torch:_utils._rebuild_tensor_v2, which is not in the allowlist (content.formats.pickle.allow)"},
 		{"GLOBAL with a dotted name at protocol 4", scanOpts, cat("\x80\x04", glob("torch", "_utils._rebuild_tensor_v2"), "0N."),
-			"GLOBAL imports torch:_utils._rebuild_tensor_v2, which is not in the allowlist"},
+			"GLOBAL imports torch:_utils._rebuild_tensor_v2, which is not in the allowlist (content.formats.pickle.allow)"},
 		{"torch._utils + _rebuild_tensor_v2", scanOpts, undotted, ""},
 		{"module:qualname admits the dotted pair", allowing("torch:_utils._rebuild_tensor_v2"), dotted, ""},
 		{"module:qualname admits only that pair", allowing("torch:_utils._rebuild_tensor_v2"), undotted,
-			"STACK_GLOBAL imports torch._utils._rebuild_tensor_v2, which is not in the allowlist"},
+			"STACK_GLOBAL imports torch._utils._rebuild_tensor_v2, which is not in the allowlist (content.formats.pickle.allow)"},
 		{"module.name splits at the last dot", allowing("torch._utils._rebuild_tensor_v2"), dotted,
-			"STACK_GLOBAL imports torch:_utils._rebuild_tensor_v2, which is not in the allowlist"},
+			"STACK_GLOBAL imports torch:_utils._rebuild_tensor_v2, which is not in the allowlist (content.formats.pickle.allow)"},
 		// protocol < 3: find_class maps Python 2 names first
 		{"listed Python 2 name maps to subprocess", allowing("commands.getoutput"), cat("\x80\x02", glob("commands", "getoutput"), "0N."),
-			"GLOBAL imports commands.getoutput, which is not in the allowlist"},
+			"GLOBAL imports commands.getoutput, which is not in the allowlist (content.formats.pickle.allow)"},
 		{"no mapping at protocol 3", allowing("commands.getoutput"), cat("\x80\x03", glob("commands", "getoutput"), "0N."), ""},
 		{"__builtin__ is builtins below protocol 3 only", scanOpts, cat("\x80\x03", glob("__builtin__", "set"), "0N."),
-			"GLOBAL imports __builtin__.set, which is not in the allowlist"},
+			"GLOBAL imports __builtin__.set, which is not in the allowlist (content.formats.pickle.allow)"},
 		// listed, but never admitted
 		{"getattr listed", allowing("builtins.getattr"), cat("\x80\x02", glob("__builtin__", "getattr"), "0N."),
 			"GLOBAL imports __builtin__.getattr, which is not in the allowlist: it is listed, but can never be allowed (it resolves names, reaches attributes or evaluates code)"},
@@ -188,7 +188,7 @@ func TestPickleAllowlistExact(t *testing.T) {
 		{"pkgutil.resolve_name listed", allowing("pkgutil.resolve_name"), modelcorpus.PkgutilResolveNamePickle(), "can never be allowed"},
 		{"__main__ class listed", allowing("__main__.Net"), cat("\x80\x02", glob("__main__", "Net"), ")\x81}b."), ""},
 		{"__main__ class not listed", scanOpts, cat("\x80\x02", glob("__main__", "Net"), ")\x81}b."),
-			"GLOBAL imports __main__.Net, which is not in the allowlist"},
+			"GLOBAL imports __main__.Net, which is not in the allowlist (content.formats.pickle.allow)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := pickleVerdict(t, tc.opts, tc.data)
@@ -435,16 +435,16 @@ func TestPickleCorpusScanMode(t *testing.T) {
 	}
 	// exact reasons for the files that probe the walker's own rules
 	reasons := map[string]string{
-		"picklescan/tests/data/sys_module_override_sploit.pkl": "STACK_GLOBAL imports torch._utils, which is not in the allowlist",
-		"picklescan/tests/data/malicious12.pkl":                "STACK_GLOBAL imports operator.attrgetter, which is not in the allowlist",
-		"picklescan/tests/data/malicious19.pkl":                "STACK_GLOBAL imports functools.partial, which is not in the allowlist",
-		"picklescan/tests/data2/GHSA-vvpj-8cmc-gx39.pkl":       "STACK_GLOBAL imports pkgutil.resolve_name, which is not in the allowlist",
-		"picklescan/tests/data2/GHSA-86cj-95qr-2p4f.pkl":       "STACK_GLOBAL imports torch._dynamo.guards:GuardBuilder.get, which is not in the allowlist",
-		"picklescan/tests/data2/keyerror-exploit.pkl":          "GLOBAL imports os.system, which is not in the allowlist",
-		"picklescan/tests/data2/type-confusion-exploit.pkl":    "GLOBAL imports os.system, which is not in the allowlist",
-		"picklescan/tests/data2/malicious23.pkl":               "STACK_GLOBAL imports os.system, which is not in the allowlist",
+		"picklescan/tests/data/sys_module_override_sploit.pkl": "STACK_GLOBAL imports torch._utils, which is not in the allowlist (content.formats.pickle.allow)",
+		"picklescan/tests/data/malicious12.pkl":                "STACK_GLOBAL imports operator.attrgetter, which is not in the allowlist (content.formats.pickle.allow)",
+		"picklescan/tests/data/malicious19.pkl":                "STACK_GLOBAL imports functools.partial, which is not in the allowlist (content.formats.pickle.allow)",
+		"picklescan/tests/data2/GHSA-vvpj-8cmc-gx39.pkl":       "STACK_GLOBAL imports pkgutil.resolve_name, which is not in the allowlist (content.formats.pickle.allow)",
+		"picklescan/tests/data2/GHSA-86cj-95qr-2p4f.pkl":       "STACK_GLOBAL imports torch._dynamo.guards:GuardBuilder.get, which is not in the allowlist (content.formats.pickle.allow)",
+		"picklescan/tests/data2/keyerror-exploit.pkl":          "GLOBAL imports os.system, which is not in the allowlist (content.formats.pickle.allow)",
+		"picklescan/tests/data2/type-confusion-exploit.pkl":    "GLOBAL imports os.system, which is not in the allowlist (content.formats.pickle.allow)",
+		"picklescan/tests/data2/malicious23.pkl":               "STACK_GLOBAL imports os.system, which is not in the allowlist (content.formats.pickle.allow)",
 		"picklescan/tests/data/malicious6.pkl":                 "60 bytes of trailing data after the pickle STOP opcode",
-		"picklescan/tests/data/pytorch_magic_bypass.pt":        "GLOBAL imports __builtin__.eval, which is not in the allowlist",
+		"picklescan/tests/data/pytorch_magic_bypass.pt":        "GLOBAL imports __builtin__.eval, which is not in the allowlist (content.formats.pickle.allow)",
 	}
 	served, refused := 0, 0
 	for _, line := range strings.Split(string(labels), "\n") {

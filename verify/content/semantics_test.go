@@ -326,7 +326,7 @@ func TestInspectReader(t *testing.T) {
 	}
 	evil := modelcorpus.OsSystemPickle()
 	rep, err = content.InspectReader(content.Options{Pickle: content.PickleOptions{Mode: content.PickleScan}}, bytes.NewReader(evil), -1, "", "model.pkl")
-	if err != nil || rep.Format != "pickle" || len(rep.Findings) != 1 || rep.Findings[0].Reason != "GLOBAL imports posix.system, which is not in the allowlist" {
+	if err != nil || rep.Format != "pickle" || len(rep.Findings) != 1 || rep.Findings[0].Reason != "GLOBAL imports posix.system, which is not in the allowlist (content.formats.pickle.allow)" {
 		t.Fatalf("%+v %v", rep, err)
 	}
 	good := modelcorpus.StateDictPickle(modelcorpus.SmallTorchModel(), 2)
