@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -166,7 +167,14 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 		return s.keepGrant(key, g), Verdict{}, true
 	}
 	if g, ok := s.evidenceGrants.Get(key); ok {
-		return g, Verdict{}, true
+		// Under a content rule an evidence grant is reused only while no
+		// manifest was linked to the blob since it was confirmed: one that
+		// declares the blob as content (on another replica, or whose grant
+		// was evicted) makes it that content, judged by the rule.
+		if q.rule.Content == nil || s.store.LocalRoot() != "" && g.Gen == s.linkGen.Load() ||
+			g.covers(s.linkNames(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)) {
+			return g, Verdict{}, true
+		}
 	}
 	// An evidence grant is only the fallback: when an allowed artifact in
 	// this repository lists the same blob as its content, the blob is
@@ -186,7 +194,8 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 	var found *blobGrant                   // under a content rule: the content grant gathered from the links
 	var asEvidence, denied []digest.Digest // manifests decided before found
 	gen, all := s.linkGen.Load(), true
-	for _, md := range s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst) {
+	linked := s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+	for _, md := range linked {
 		if found != nil {
 			var ok bool
 			*found, ok = s.accountFor(q, *found, md, dgst)
@@ -194,6 +203,9 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 			continue
 		}
 		m, v, ok := s.decideLinked(q, md)
+		if m == nil {
+			all = false // unreadable now: decided again on the next request
+		}
 		if m != nil && v.Evidence {
 			asEvidence = append(asEvidence, md)
 		}
@@ -248,8 +260,20 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 	// The one exception is the empty descriptor ({}), which every OCI 1.1
 	// artifact shares as its config and which carries nothing.
 	if evidence != nil && (contentDenial == nil || dgst == emptyJSONDigest) {
-		s.evidenceGrants.Add(key, *evidence, evidenceGrantTTL)
-		return *evidence, Verdict{}, true
+		// Remember which links the grant was confirmed against (see the
+		// reuse above).
+		g := *evidence
+		g.Seen = nil
+		for _, md := range linked {
+			g.Seen = append(g.Seen, md.Encoded())
+		}
+		slices.Sort(g.Seen)
+		g.Gen = 0
+		if s.store.LocalRoot() != "" {
+			g.Gen = gen
+		}
+		s.evidenceGrants.Add(key, g, evidenceGrantTTL)
+		return g, Verdict{}, true
 	}
 	if contentDenial != nil {
 		denial = contentDenial
@@ -327,6 +351,7 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 	dgst := q.rt.Digest
 	key := dgst.String()
 	var newInspector func(size int64) (content.Inspector, error)
+	var late lateCheck
 	var exp *tensorExpectation
 	if grant.Evidence {
 		// Signature/attestation layers: bounded JSON, whatever the rule's
@@ -351,10 +376,11 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		newInspector = func(size int64) (content.Inspector, error) {
 			return newLayerInspector(opts, classes, size, exp)
 		}
+		late = s.lateDeclarations(q.pol.Revision(), q.rule.Name, q.rt.Repository(), dgst, opts, classes)
 	}
 	rev, ruleName := q.pol.Revision(), q.rule.Name
 	f, joined, err := s.fetches.Do(key, holdback, func(f *inflight.Fetch) {
-		s.runFetch(f, q.up, q.rt.Repo, grant, newInspector, exp, rev, ruleName)
+		s.runFetch(f, q.up, q.rt.Repo, grant, newInspector, late, exp, rev, ruleName)
 	})
 	if err != nil {
 		ocierr.Write(q.w, q.r, ocierr.New(http.StatusInternalServerError, ocierr.Unavailable, "%v", err))
@@ -455,13 +481,21 @@ func (m *mismatch) Error() string {
 // inspecting) the same bytes as they arrive, and commits it to the store only
 // when everything matched. It runs detached from any client request.
 func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,
-	newInspector func(int64) (content.Inspector, error), exp *tensorExpectation, rev, rule string) {
+	newInspector func(int64) (content.Inspector, error), late lateCheck, exp *tensorExpectation, rev, rule string) {
 	dgst := grant.Desc.Digest
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
 	s.metrics.inflight.Inc()
 	defer s.metrics.inflight.Dec()
-	err := s.fetch(ctx, f, up, repo, grant, newInspector)
+	classes := grant.classes()
+	err := s.fetch(ctx, f, up, repo, grant, newInspector, func(path string, size int64) error {
+		if late == nil {
+			return nil
+		}
+		extra, err := late(ctx, path, size)
+		classes = content.MergeClasses(classes, extra)
+		return err
+	})
 	var mm *mismatch
 	var cf *contentFailure
 	switch {
@@ -475,13 +509,67 @@ func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 		s.log.Warn("blob refused as signature/attestation layer", "upstream", up.Name, "repository", repo, "digest", dgst, "finding", cf.finding.Error())
 	case errors.As(err, &cf):
 		s.log.Warn("blob refused by content inspection", "upstream", up.Name, "repository", repo, "digest", dgst, "rule", rule, "finding", cf.finding.Error())
-		s.recordInspection(ctx, rev, rule, dgst, grant.classes(), exp, cf)
+		s.recordInspection(ctx, rev, rule, dgst, classes, exp, cf)
 	case err == nil && newInspector != nil && !grant.Evidence:
 		// Only a content rule's inspection counts as one (the evidence
 		// check is not).
-		s.recordInspection(ctx, rev, rule, dgst, grant.classes(), exp, nil)
+		s.recordInspection(ctx, rev, rule, dgst, classes, exp, nil)
 	}
 	f.Finish(err)
+}
+
+// lateCheck inspects a fetched blob's spool file as the declarations
+// allowed since its fetch started, returning the classes it inspected.
+type lateCheck func(ctx context.Context, path string, size int64) ([]content.Class, error)
+
+// lateDeclarations is the lateCheck of a content fetch that started with
+// classes: before the fetch finishes, a finding recorded against the blob
+// meanwhile refuses it, and classes the held grant gained meanwhile (a tag
+// allowed while the bytes streamed, declaring the blob otherwise) are
+// inspected over the verified spool file.
+func (s *Server) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opts content.Options, classes []content.Class) lateCheck {
+	return func(ctx context.Context, path string, size int64) ([]content.Class, error) {
+		if f, bad := s.badBlob(ctx, rev, rule, dgst, ""); bad {
+			return nil, &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+		}
+		held, ok := s.blobGrants.Get(grantKey(rev, rep, dgst))
+		if !ok || held.Evidence {
+			return nil, nil
+		}
+		var extra []content.Class
+		for _, c := range held.classes() {
+			if !slices.Contains(classes, c) {
+				extra = append(extra, c)
+			}
+		}
+		if len(extra) == 0 {
+			return nil, nil
+		}
+		in, err := content.NewDeclaredInspector(opts, extra, size)
+		if err != nil {
+			return extra, asFinding(err, "content")
+		}
+		file, err := os.Open(path)
+		if err != nil {
+			_ = in.Close()
+			return nil, err
+		}
+		defer file.Close()
+		bp := getStoreBuf()
+		defer putStoreBuf(bp)
+		if _, err := io.CopyBuffer(in, io.LimitReader(file, size), *bp); err != nil {
+			_ = in.Close()
+			var fd *content.Finding
+			if errors.As(err, &fd) {
+				return extra, &contentFailure{fd}
+			}
+			return nil, err
+		}
+		if err := in.Close(); err != nil {
+			return extra, asFinding(err, "content")
+		}
+		return extra, nil
+	}
 }
 
 // asFinding turns an inspector error into a contentFailure.
@@ -667,7 +755,7 @@ func classesKey(classes []content.Class) string {
 }
 
 func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,
-	newInspector func(int64) (content.Inspector, error)) error {
+	newInspector func(int64) (content.Inspector, error), recheck func(path string, size int64) error) error {
 	dgst := grant.Desc.Digest
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -774,6 +862,12 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		closed = true
 		if err := in.Close(); err != nil {
 			return asFinding(err, "content")
+		}
+		// Declarations allowed while the bytes streamed (another tag
+		// declaring the blob as something else), or a finding another
+		// fetch recorded meanwhile: judged before the tail is released.
+		if err := recheck(f.Path(), size); err != nil {
+			return err
 		}
 		s.metrics.inspectDuration.Observe(time.Since(inspectStart).Seconds())
 	}
