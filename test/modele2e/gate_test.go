@@ -138,3 +138,19 @@ func TestZipCarryingPythonRefused(t *testing.T) {
 	e.push(t, "models/zipcode:1", false, file{"bundle.zip", "", z})
 	e.assertRefused(t, "models/zipcode:1", z, "modeling_llama.py")
 }
+
+// A PyTorch checkpoint streams once its data.pkl passed; a pickle hidden
+// after the storages is still refused: the stream is aborted with the end
+// records held back, so no client gets the zip whole, and nothing is stored.
+func TestTorchCheckpointWithLatePickleRefused(t *testing.T) {
+	e := startStrict(t)
+	tensors := []modelcorpus.TorchTensor{{Name: "w", StorageType: "FloatStorage", Key: "0", Shape: []int64{512, 1024}}}
+	evil := modelcorpus.TorchSaveZip(append(modelcorpus.TorchSave2Records("archive", tensors, nil, nil),
+		modelcorpus.MinizRecord{Name: "archive/extra.pkl", Data: modelcorpus.OsSystemPickle()}))
+	e.push(t, "models/late:1", true, file{"pytorch_model.bin", mtWeightRaw, evil})
+	e.assertRefused(t, "models/late:1", evil, "")
+	r := harness.OrasManifestFetch(t, e.px.Host+"/upstream.local/models/late:1", false)
+	if r.Err == nil || !strings.Contains(r.Output(), "posix.system") {
+		t.Fatalf("manifest after the late pickle: %v\n%s", r.Err, r.Output())
+	}
+}

@@ -66,7 +66,11 @@
 //   - NumPy .npy: after the header for plain arrays; an object array (a
 //     pickle after the header) only after the pickle was walked.
 //   - legacy torch: after the five pickles, before the raw storages.
-//   - raw pickle, joblib, zip (incl. PyTorch checkpoints and .npz), tar and
+//   - PyTorch zip checkpoints: once data.pkl, their first member and only
+//     pickle, was walked and passed (the storages that follow are raw
+//     tensor bytes; a later finding aborts the stream with the end records
+//     in the held-back tail).
+//   - raw pickle, joblib, other zips (incl. .npz), tar and
 //     tar+gzip layers, JSON and YAML configs, SentencePiece models, chat
 //     templates and any text up to MaxConfigBytes (it may carry a
 //     template): only after Close. A zip's central directory is at its end,

@@ -62,7 +62,8 @@ const (
 // ZipInspector validates a zip archive as it streams: local headers and
 // member data (CRC computed) as they arrive, the central directory and end
 // records at the end. The verdict is final only at Close; HeaderDone stays
-// false until then, so the proxy must hold back the tail.
+// false until then (for a PyTorch checkpoint, until its data.pkl passed),
+// so the proxy must hold back the tail.
 //
 // Members whose local header leaves sizes and CRC to a data descriptor
 // (general purpose flag 0x0008 with zeros in the local header, as torch.save
@@ -125,8 +126,22 @@ func NewZipInspector(opts Options, size int64) *ZipInspector {
 
 func (z *ZipInspector) Format() string { return FormatZip }
 
-// HeaderDone is true only after Close validated the central directory.
-func (z *ZipInspector) HeaderDone() bool { return z.closed && z.err == nil }
+// HeaderDone is true after Close validated the central directory, and,
+// for a PyTorch checkpoint, as soon as its data.pkl, the first member and
+// its only pickle, was walked and passed: what follows are raw tensor
+// storages, small records and the central directory. A later finding
+// still aborts the stream with the tail held back (the end records are
+// in it), so no client gets a zip it can open; but, as for every format
+// released before its end, a client that unzips while it downloads,
+// without the end records and before the digest is checked, could see
+// member bytes pullgate had not judged yet.
+func (z *ZipInspector) HeaderDone() bool {
+	if z.err != nil {
+		return false
+	}
+	return z.closed || z.torchPrefix != "" && len(z.entries) > 0 && z.entries[0].name == z.torchPrefix+"/data.pkl" &&
+		len(z.pickleMembers) == 1
+}
 
 // Members lists the entry names seen so far.
 func (z *ZipInspector) Members() []string {

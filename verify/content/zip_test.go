@@ -457,8 +457,10 @@ func TestZip(t *testing.T) {
 				n := 1 + rng.Intn(min(len(d), 300))
 				_, err = in.Write(d[:n])
 				d = d[n:]
-				if err == nil && in.HeaderDone() {
-					t.Fatal("HeaderDone before Close")
+				// Only a PyTorch checkpoint opens early: once its data.pkl,
+				// the only pickle so far, passed.
+				if pm := in.PickleMembers(); err == nil && in.HeaderDone() && (len(pm) != 1 || !strings.HasSuffix(pm[0], "/data.pkl")) {
+					t.Fatalf("HeaderDone before Close (pickle members %v)", pm)
 				}
 			}
 			if err == nil {
