@@ -61,7 +61,7 @@ func CheckSentencePiece(b []byte) error {
 					return err
 				}
 				pieces++
-			} else if err := checkMessage(v, off+n, 0); err != nil {
+			} else if err := checkMessage(v, off+n); err != nil {
 				return err
 			}
 		default:
@@ -79,50 +79,46 @@ func CheckSentencePiece(b []byte) error {
 }
 
 func checkPiece(b []byte, base int) error {
-	for off := 0; off < len(b); {
-		num, typ, n := protowire.ConsumeTag(b[off:])
-		if n < 0 {
-			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: malformed piece")
-		}
-		vn := protowire.ConsumeFieldValue(num, typ, b[off+n:])
-		if vn < 0 {
-			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: malformed piece field %d", num)
-		}
-		ok := true
+	return eachField(b, base, "piece", func(num protowire.Number, typ protowire.Type, v []byte) bool {
 		switch num {
 		case 1:
-			v, _ := protowire.ConsumeBytes(b[off+n:])
-			ok = typ == protowire.BytesType && utf8.Valid(v)
+			return typ == protowire.BytesType && utf8.Valid(v)
 		case 2:
-			ok = typ == protowire.Fixed32Type
+			return typ == protowire.Fixed32Type
 		case 3:
-			ok = typ == protowire.VarintType
-		default:
-			ok = false
+			return typ == protowire.VarintType
 		}
-		if !ok {
-			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: piece field %d is malformed", num)
-		}
-		off += n + vn
-	}
-	return nil
+		return false
+	})
 }
 
-// checkMessage checks that b is well-formed protobuf, nested messages
-// included where they parse as such is not assumed (strings and messages
-// share a wire type): only the framing is checked.
-func checkMessage(b []byte, base, depth int) error {
+// checkMessage checks that b is well-formed protobuf without groups (only
+// the framing: strings and messages share a wire type).
+func checkMessage(b []byte, base int) error {
+	return eachField(b, base, "message", func(_ protowire.Number, typ protowire.Type, _ []byte) bool {
+		return typ != protowire.StartGroupType && typ != protowire.EndGroupType
+	})
+}
+
+// eachField walks the fields of a protobuf message, refusing malformed
+// framing and every field ok rejects (v is the payload of a length-
+// delimited field).
+func eachField(b []byte, base int, what string, ok func(protowire.Number, protowire.Type, []byte) bool) error {
 	for off := 0; off < len(b); {
 		num, typ, n := protowire.ConsumeTag(b[off:])
 		if n < 0 {
-			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: malformed protobuf tag")
+			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: malformed %s", what)
 		}
 		vn := protowire.ConsumeFieldValue(num, typ, b[off+n:])
 		if vn < 0 {
-			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: malformed protobuf field %d", num)
+			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: malformed %s field %d", what, num)
 		}
-		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
-			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: protobuf groups are not used by sentencepiece_model.proto")
+		var v []byte
+		if typ == protowire.BytesType {
+			v, _ = protowire.ConsumeBytes(b[off+n:])
+		}
+		if !ok(num, typ, v) {
+			return newFinding(FormatSentencePiece, int64(base+off), "not a SentencePiece model: %s field %d is malformed", what, num)
 		}
 		off += n + vn
 	}

@@ -49,7 +49,7 @@ var (
 	registryBin = flag.String("registry", ".tools/bin/registry", "distribution registry binary")
 	outFlag     = flag.String("o", "", "also write the markdown report here")
 	quickFlag   = flag.Bool("quick", false, "only direct and pullgate cold/warm (for profiling); no checks")
-	inspectFlag = flag.Bool("inspection", false, "only the cold safetensors pull with content inspection off and on (for profiling); no checks")
+	inspectFlag = flag.Bool("inspection", false, "only the cold safetensors and torch.save pulls with content inspection off and on (for profiling); no checks")
 	keepMemFlag = flag.Bool("keep-guest-memory", false, "on a VM whose hypervisor reclaims freed guest pages (free page reporting), delay the reclaim and pre-touch memory before each pull, so that no variant pays the host's first-touch faults (needs root; restored on exit)")
 )
 
