@@ -19,9 +19,11 @@ import (
 
 const inspectUsage = `usage: pullgate inspect <file-or-image-ref> [--policy policy.yaml --rule NAME] [--media-type MT] [--pickle deny|scan] [-o text|json] [--plain-http]
 
-Runs pullgate's content validators (safetensors, GGUF, pickle, zip, media types, code layers)
-on a local file or on every layer of an image, and prints each finding. Without --policy the
-validators run with their defaults (pickle: deny). Exit 0 when nothing was found, 1 when
+Runs pullgate's content validators (safetensors, GGUF, pickle, PyTorch zips, NumPy, joblib,
+JSON/YAML configs, chat templates, media types, code layers) on a local file or on every layer of
+an image (as every name each layer declares), and prints each finding. A local file's name is its
+only declaration (it decides how text is read: a template, a YAML config). Without --policy the
+validators run with their defaults (pickle: deny; bytes of no known format refused). Exit 0 when nothing was found, 1 when
 something was, 2 on usage errors.
 `
 
