@@ -366,6 +366,12 @@ func (a *autoInspector) decide() error {
 		h = h[:sniffLen]
 	}
 	f := Sniff(h, a.size)
+	kind0, _ := knownKind(a.mediaType)
+	if f == FormatJSON && (isDatasetLayer(kind0, a.mediaType) || isJSONLinesName(a.title)) {
+		// JSON Lines (datasets): one JSON document per line is text to
+		// the gate, not a config.
+		f = FormatText
+	}
 	a.format = f
 	if len(a.head) == 0 {
 		return newFinding(FormatMediaType, 0, "empty blob")
@@ -456,7 +462,9 @@ func (a *autoInspector) decide() error {
 		a.inner = newConfigInspector(a.opts, a.size)
 	case judged == FormatSentencePiece:
 		a.inner = newSentencePieceInspector(a.opts, a.size)
-	case f == FormatText && a.size >= 0 && a.size <= a.opts.maxConfig():
+	case f == FormatText && a.size >= 0 && a.size <= a.opts.maxConfig() && !isDatasetLayer(kind, a.mediaType):
+		// Text that may be a template or a config is held and parsed
+		// whole; dataset text (JSONL, CSV) streams, walked as opaque text.
 		a.inner = newTextInspector(a.opts, a.size, a.title)
 	case f == FormatText && isYAMLName(a.title):
 		return newFinding(FormatYAML, 0, "YAML config of %d bytes is larger than the %d-byte limit for parsed config files (content.maxConfigBytes)", a.size, a.opts.maxConfig())
@@ -464,6 +472,18 @@ func (a *autoInspector) decide() error {
 		a.inner = newOpaqueInspector(a.opts, a.size, f)
 	}
 	return nil
+}
+
+// isDatasetLayer reports whether a layer is declared as a dataset (its text
+// is data, not a template or config any loader renders).
+func isDatasetLayer(k layerKind, mediaType string) bool {
+	return k == kindDataset || strings.Contains(mediaType, ".dataset.")
+}
+
+// isJSONLinesName reports whether a file name says JSON Lines.
+func isJSONLinesName(title string) bool {
+	e := strings.ToLower(path.Ext(title))
+	return e == ".jsonl" || e == ".ndjson"
 }
 
 // isJoblibName reports whether a file name is a joblib dump's

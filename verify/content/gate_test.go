@@ -216,3 +216,30 @@ func TestGateReviewBypasses(t *testing.T) {
 		{name: "SentencePiece with an extension field", title: "tokenizer.model", data: []byte{0x0a, 0x07, 0x0a, 0x05, '<', 'u', 'n', 'k', '>', 0xc2, 0x0c, 0x02, 'h', 'i'}, want: "unknown top-level field 200"},
 	})
 }
+
+// Text in a dataset layer streams (it is released before Close); text that
+// may be a template or config is held until it was parsed.
+func TestGateDatasetTextStreams(t *testing.T) {
+	data := []byte(strings.Repeat(`{"prompt": "hi", "completion": "{{ x }}"}`+"\n", 200))
+	for _, c := range []struct {
+		mediaType string
+		early     bool
+	}{{"application/vnd.cncf.model.dataset.v1.raw", true}, {"application/vnd.cncf.model.doc.v1.raw", false}, {"", false}} {
+		in, err := content.NewInspector(content.Options{}, c.mediaType, "train.jsonl", int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.Write(data[:len(data)-1]); err != nil {
+			t.Fatal(err)
+		}
+		if in.HeaderDone() != c.early {
+			t.Errorf("%q: released before Close = %v, want %v", c.mediaType, in.HeaderDone(), c.early)
+		}
+		if _, err := in.Write(data[len(data)-1:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Close(); err != nil {
+			t.Errorf("%q: %v", c.mediaType, err)
+		}
+	}
+}
