@@ -366,8 +366,8 @@ func (a *autoInspector) decide() error {
 		h = h[:sniffLen]
 	}
 	f := Sniff(h, a.size)
-	kind0, _ := knownKind(a.mediaType)
-	if f == FormatJSON && (isDatasetLayer(kind0, a.mediaType) || isJSONLinesName(a.title)) {
+	kind, known := knownKind(a.mediaType)
+	if f == FormatJSON && (isDatasetLayer(kind, a.mediaType) || isJSONLinesName(a.title)) {
 		// JSON Lines (datasets): one JSON document per line is text to
 		// the gate, not a config.
 		f = FormatText
@@ -380,7 +380,6 @@ func (a *autoInspector) decide() error {
 		i := bytes.Index(h, magicZip)
 		return newFinding(FormatZip, int64(i), "%d bytes of data before the first zip local file header (prepended data or polyglot)", i)
 	}
-	kind, known := knownKind(a.mediaType)
 	if known && kind != kindAny {
 		ok := false
 		for _, g := range formatsFor[kind] {
@@ -410,7 +409,7 @@ func (a *autoInspector) decide() error {
 		return newFinding(FormatMediaType, 0, "bytes are %s, which this rule's content.formats.allow (%s) does not list",
 			describe(judged), strings.Join(a.opts.AllowFormats, ", "))
 	}
-	if binaryByNature(kind) || strings.Contains(a.mediaType, ".dataset.") || strings.Contains(a.mediaType, ".code.") {
+	if binaryByNature(kind, a.mediaType) {
 		a.opts.binaryByNature = true // for the members of an archive layer
 	}
 	if judged == FormatBinary && !a.opts.AllowUnknown && !a.opts.binaryByNature {
@@ -498,11 +497,12 @@ func isJoblibName(title string) bool {
 	return false
 }
 
-// binaryByNature reports whether a layer kind holds bytes of no format the
+// binaryByNature reports whether a layer holds bytes of no format the
 // validators know by design: raw per-tensor data (Ollama tensor layers),
-// datasets (parquet, arrow, ...) and code (governed by denyCodeLayers).
-func binaryByNature(k layerKind) bool {
-	return k == kindTensorBlob || k == kindDataset || k == kindCode
+// datasets (parquet, arrow, ...) and code (governed by denyCodeLayers),
+// also as archive packagings (KitOps dataset and code tars).
+func binaryByNature(k layerKind, mediaType string) bool {
+	return k == kindTensorBlob || k == kindCode || strings.Contains(mediaType, ".code.") || isDatasetLayer(k, mediaType)
 }
 
 // opaqueInspector accepts bytes no validator claims (allowed archives, text,

@@ -21,15 +21,7 @@ func isSentencePieceName(title string) bool {
 // MaxConfigBytes) and parses it at Close, after the speculative pickle walk
 // and trailing-zip check of opaque bytes.
 func newSentencePieceInspector(opts Options, size int64) *textInspector {
-	t := &textInspector{opaque: newOpaqueInspector(opts, size, FormatBinary)}
-	t.BufferedInspector = NewBufferedInspector(FormatSentencePiece, size, opts.maxConfig(), "SentencePiece model larger than the %d-byte limit for parsed tokenizer files",
-		func(b []byte) error {
-			if err := t.opaque.Close(); err != nil {
-				return err
-			}
-			return CheckSentencePiece(b)
-		})
-	return t
+	return newHeldTextInspector(opts, size, FormatSentencePiece, "SentencePiece model larger than the %d-byte limit for parsed tokenizer files", CheckSentencePiece)
 }
 
 // CheckSentencePiece parses a SentencePiece ModelProto strictly: every field
