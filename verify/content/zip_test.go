@@ -538,25 +538,13 @@ func benchData(b *testing.B) {
 
 func benchInspect(b *testing.B, data []byte) {
 	opts := content.Options{Pickle: content.PickleOptions{Mode: content.PickleScan}}
-	b.SetBytes(int64(len(data)))
-	b.ResetTimer()
-	clk := startCPU()
-	for i := 0; i < b.N; i++ {
+	benchStream(b, data, 1<<20, func() content.Inspector {
 		in, err := content.NewInspector(opts, "application/vnd.cncf.model.weight.v1.raw", "pytorch_model.bin", int64(len(data)))
 		if err != nil {
 			b.Fatal(err)
 		}
-		for off := 0; off < len(data); off += 1 << 20 {
-			if _, err := in.Write(data[off:min(off+1<<20, len(data))]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := in.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	clk.report(b, int64(len(data)))
+		return in
+	})
 }
 
 // BenchmarkZipTorchSave streams a 256 MiB checkpoint in torch.save's
