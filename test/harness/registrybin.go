@@ -1,11 +1,10 @@
 package harness
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +34,21 @@ func StartRegistryProxy(t testing.TB, name, remoteURL string) *Upstream {
 func startRegistryBinary(t testing.TB, upstreamName, remoteURL string) *Upstream {
 	t.Helper()
 	bin := tools.Need(t, "registry")
+	ctx := StartContext(t)
+	for attempt := 1; ; attempt++ {
+		u, out, err := runRegistryBinary(ctx, t, bin, upstreamName, remoteURL)
+		if err == nil {
+			return u
+		}
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			t.Fatalf("registry binary did not start: %v\n%s", err, out)
+		}
+	}
+}
+
+// runRegistryBinary starts one registry binary on a free port and waits
+// until it answers /v2/; errPortTaken when another process took the port.
+func runRegistryBinary(ctx context.Context, t testing.TB, bin, upstreamName, remoteURL string) (*Upstream, string, error) {
 	dir := t.TempDir()
 	port := FreePort(t)
 	host := fmt.Sprintf("127.0.0.1:%d", port)
@@ -59,9 +73,9 @@ http:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
+	out := &lockedBuffer{}
 	cmd := exec.Command(bin, "serve", cfgPath)
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none", "OTEL_SDK_DISABLED=true")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -80,10 +94,15 @@ http:
 	}
 	u := &Upstream{Name: upstreamName, URL: "http://" + host, Host: host, Liar: NewLiar(), close: stop}
 	t.Cleanup(u.Down)
-	if err := waitHTTP(context.Background(), u.URL+"/v2/", 20*time.Second, done); err != nil {
-		t.Fatalf("registry binary did not start: %v\n%s", err, out.String())
+	err := waitHTTP(ctx, u.URL+"/v2/", done)
+	if errors.Is(err, errExited) && portTaken(out.String()) {
+		err = errPortTaken
 	}
-	return u
+	if err != nil {
+		u.Down()
+		return nil, out.String(), err
+	}
+	return u, "", nil
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
@@ -95,29 +114,4 @@ func FreePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func waitHTTP(ctx context.Context, url string, timeout time.Duration, exited <-chan struct{}) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("process exited")
-		default:
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Errorf("status %d", resp.StatusCode)
-		} else {
-			last = err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("timeout: %v", last)
 }
