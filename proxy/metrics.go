@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pullgate_upstream_digest_mismatches_total", Help: "Blobs refused because the upstream's bytes did not match the digest or size."}),
 		storeVerify: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_store_blob_verifications_total",
-			Help: "Stored blobs re-hashed before or while serving them (no record that this process verified that copy), by result: ok, corrupt (the copy is removed and refetched), error (reading the store failed)."}, []string{"result"}),
+			Help: "Stored blobs re-hashed before or while serving them (no record that this process verified that copy), by result: ok, corrupt (the copy is removed and refetched), error (reading the store failed), replaced (on S3, the copy this process verified was replaced by another writer: the new one is hashed)."}, []string{"result"}),
 		offlineServes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pullgate_offline_tag_resolutions_total", Help: "Tags answered from the last resolution because the upstream was unreachable."}),
 		verifyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{

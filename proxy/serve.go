@@ -15,29 +15,38 @@ import (
 )
 
 // storeFile is an io.ReadSeeker over stored content, for http.ServeContent
-// (Range, If-Range, HEAD).
+// (Range, If-Range, HEAD). It reads the copy with identity id only (see
+// store.ReaderOf). A reader opened ahead (rc at rcOff) is used when the
+// first read starts where it does.
 type storeFile struct {
-	ctx  context.Context
-	s    *store.Store
-	dgst digest.Digest
-	size int64
-	off  int64
-	rc   io.ReadCloser
+	ctx   context.Context
+	s     *store.Store
+	dgst  digest.Digest
+	id    store.FileID
+	size  int64
+	off   int64
+	rc    io.ReadCloser
+	rcOff int64
 }
 
 func (f *storeFile) Read(p []byte) (int, error) {
 	if f.off >= f.size {
 		return 0, io.EOF
 	}
+	if f.rc != nil && f.rcOff != f.off {
+		f.rc.Close()
+		f.rc = nil
+	}
 	if f.rc == nil {
-		rc, err := f.s.Reader(f.ctx, f.dgst, f.off)
+		rc, err := f.s.ReaderOf(f.ctx, f.dgst, f.id, f.off)
 		if err != nil {
 			return 0, err
 		}
-		f.rc = rc
+		f.rc, f.rcOff = rc, f.off
 	}
 	n, err := f.rc.Read(p)
 	f.off += int64(n)
+	f.rcOff += int64(n)
 	return n, err
 }
 
@@ -53,10 +62,6 @@ func (f *storeFile) Seek(offset int64, whence int) (int64, error) {
 	}
 	if abs < 0 {
 		return 0, errors.New("negative offset")
-	}
-	if abs != f.off && f.rc != nil {
-		f.rc.Close()
-		f.rc = nil
 	}
 	f.off = abs
 	return abs, nil

@@ -13,8 +13,8 @@ import (
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/proxy/config"
 
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory" // storage.driver: inmemory (tests)
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"   // storage.driver: s3
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"      // storage.driver: inmemory (tests)
+	s3driver "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws" // storage.driver: s3
 )
 
 // openDriverStore opens the content store on a distribution storage driver
@@ -24,7 +24,16 @@ func openDriverStore(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, d, store.Options{MaxBytes: int64(cfg.Storage.MaxSize), Log: log})
+	opts := store.Options{MaxBytes: int64(cfg.Storage.MaxSize), Log: log}
+	if sd, ok := d.(*s3driver.Driver); ok {
+		// Blob copies are recorded as verified by the ETag (and version)
+		// their write returned, and read only under it: a replica never
+		// takes another writer's bytes for the ones it verified.
+		if opts.Objects, err = store.S3Objects(sd); err != nil {
+			return nil, err
+		}
+	}
+	return store.Open(ctx, d, opts)
 }
 
 // rescanInterval is how often a store on a driver, which other replicas

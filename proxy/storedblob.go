@@ -20,9 +20,12 @@ import (
 // Blobs in the store can change at rest (disk faults, other writers). A
 // stored copy is sent as is (sendfile for the local store) only when this
 // process hashed that very copy to its digest: the store records the
-// identity (size, modification time, device and inode) of every copy a
-// fetch committed after hashing it, and of every copy hashed here. Any
-// other copy (after a restart, a rewrite, or in a store shared with other
+// identity (size, modification time, device and inode; on S3 the ETag and
+// version its write returned) of every copy a fetch committed after hashing
+// it, and of every copy hashed here. On S3 every read of a recorded copy is
+// conditional on that identity (If-Match, versionId), so bytes another
+// writer put under the key are never sent as the recorded ones. Any other
+// copy (after a restart, a rewrite, or in a store shared with other
 // replicas) is hashed before or while it is served, and a corrupt one is
 // removed and fetched again, never served complete.
 
@@ -32,6 +35,9 @@ import (
 // could not be read.
 func (s *Server) serveStored(q *request, dgst digest.Digest, size int64) bool {
 	ctx := q.ctx()
+	if served, fallThrough := s.serveRecorded(q, dgst, size); !fallThrough {
+		return served
+	}
 	c, err := s.openStored(ctx, dgst, size)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -70,6 +76,43 @@ func (s *Server) serveStored(q *request, dgst digest.Digest, size int64) bool {
 	return true
 }
 
+// serveRecorded serves a copy this process verified from a store whose
+// reads are bound to the recorded identity (S3): the read at the requested
+// offset is opened before anything is sent, on condition that the object
+// is still the one recorded, so one request replaces a look at the object
+// and a read of it. It falls through (to openStored and the hashing paths)
+// for a HEAD, without a record, or when the object was replaced.
+func (s *Server) serveRecorded(q *request, dgst digest.Digest, size int64) (served, fallThrough bool) {
+	if !s.store.BindsReads() || q.r.Method == http.MethodHead {
+		return false, true
+	}
+	id, ok := s.store.Recorded(dgst)
+	if !ok || id.Size != size {
+		return false, true
+	}
+	var off int64
+	if start, _, ok, unsatisfiable := byteRange(q.r.Header.Get("Range"), size); ok && !unsatisfiable {
+		off = start
+	}
+	ctx := q.ctx()
+	rc, err := s.store.ReaderOf(ctx, dgst, id, off)
+	switch {
+	case errors.Is(err, store.ErrReplaced):
+		s.metrics.storeVerify.WithLabelValues("replaced").Inc()
+		s.log.Warn("store: the verified copy was replaced by another writer; hashing the new one", "digest", dgst)
+		return false, true
+	case errors.Is(err, store.ErrNotFound):
+		return false, false
+	case err != nil:
+		s.storeReadError(ctx, dgst, err)
+		return false, false
+	}
+	f := &storeFile{ctx: ctx, s: s.store, dgst: dgst, id: id, size: size, off: off, rc: rc, rcOff: off}
+	defer f.Close()
+	s.serveStoredContent(q, f)
+	return true, false
+}
+
 // storedCopy is one open copy of a stored blob and its identity.
 type storedCopy struct {
 	ctx  context.Context
@@ -77,7 +120,8 @@ type storedCopy struct {
 	dgst digest.Digest
 	size int64
 	id   store.FileID
-	file *os.File // local store: the copy (read with pread, sent with sendfile)
+	file *os.File   // local store: the copy (read with pread, sent with sendfile)
+	sf   *storeFile // driver store: the reader content handed out
 }
 
 func (s *Server) openStored(ctx context.Context, dgst digest.Digest, size int64) (*storedCopy, error) {
@@ -107,6 +151,9 @@ func (c *storedCopy) Close() {
 	if c.file != nil {
 		c.file.Close()
 	}
+	if c.sf != nil {
+		c.sf.Close()
+	}
 }
 
 // content is the copy for http.ServeContent (Range, conditionals, HEAD).
@@ -114,7 +161,10 @@ func (c *storedCopy) content() io.ReadSeeker {
 	if c.file != nil {
 		return c.file
 	}
-	return &storeFile{ctx: c.ctx, s: c.st, dgst: c.dgst, size: c.size}
+	if c.sf == nil {
+		c.sf = &storeFile{ctx: c.ctx, s: c.st, dgst: c.dgst, id: c.id, size: c.size}
+	}
+	return c.sf
 }
 
 // reader reads the copy from its start.
@@ -122,12 +172,16 @@ func (c *storedCopy) reader() (io.ReadCloser, error) {
 	if c.file != nil {
 		return io.NopCloser(io.NewSectionReader(c.file, 0, c.size)), nil
 	}
-	return c.st.Reader(c.ctx, c.dgst, 0)
+	return c.st.ReaderOf(c.ctx, c.dgst, c.id, 0)
 }
 
 // unchanged reports whether the copy still has the identity it was opened
-// with (so that what was hashed is what the record will name).
+// with (so that what was hashed is what the record will name). Reads bound
+// to the identity (S3) read nothing else.
 func (c *storedCopy) unchanged() bool {
+	if c.file == nil && c.st.BindsReads() {
+		return true
+	}
 	var id store.FileID
 	if c.file != nil {
 		fi, err := c.file.Stat()

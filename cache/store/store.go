@@ -46,6 +46,9 @@ type Options struct {
 	// VerifiedEntries bounds the record of verified blob copies
 	// (0 = DefaultVerifiedEntries).
 	VerifiedEntries int
+	// Objects, for a driver that has it (S3, see S3Objects), binds the
+	// record of verified blob copies to what was written.
+	Objects Objects
 }
 
 // Store is safe for concurrent use.
@@ -67,6 +70,9 @@ type Store struct {
 	// evicting is content dropped from the index whose deletion has not
 	// finished: discover must not index it again.
 	evicting map[digest.Digest]int
+
+	// objects is direct access to the driver's objects (S3), or nil.
+	objects Objects
 }
 
 type item struct {
@@ -104,7 +110,7 @@ func Open(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*St
 func open(ctx context.Context, d storagedriver.StorageDriver, localRoot string, opts Options) (*Store, error) {
 	s := &Store{d: d, localRoot: localRoot, max: opts.MaxBytes, log: opts.Log,
 		items: map[digest.Digest]*list.Element{}, lru: list.New(), verified: newVerifiedRecord(opts.VerifiedEntries),
-		evicting: map[digest.Digest]int{}}
+		evicting: map[digest.Digest]int{}, objects: opts.Objects}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -423,6 +429,9 @@ func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) erro
 func (s *Store) CommitFile(ctx context.Context, dgst digest.Digest, file string, size int64) error {
 	if s.localRoot != "" {
 		return s.commitLocal(ctx, dgst, file, size)
+	}
+	if s.objects != nil {
+		return s.commitObject(ctx, dgst, file, size)
 	}
 	if _, ok := s.Has(dgst); ok {
 		if id, err := s.Identify(ctx, dgst); err == nil && s.Verified(dgst, id) {

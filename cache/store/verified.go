@@ -15,17 +15,22 @@ import (
 // when Options.VerifiedEntries is 0.
 const DefaultVerifiedEntries = 1 << 16
 
-// FileID identifies one stored copy of a blob: its size and modification
-// time, and for the local filesystem its device and inode as well. A copy
+// FileID identifies one stored copy of a blob. On the local filesystem it
+// is the file's size, modification time, device and inode: a copy
 // rewritten or replaced after it was verified gets another FileID (unless
 // the rewrite keeps size, inode and modification time: content changed
 // without any trace in the file's metadata is caught only by the next
-// process, which has no record).
+// process, which has no record). On a store with Objects (S3) it is the
+// size and the identity the write returned (ETag, version ID), and reads
+// of a recorded copy are bound to it (see Objects). On other drivers (the
+// in-memory one) it is size and modification time.
 type FileID struct {
 	Size    int64
 	ModTime int64 // Unix nanoseconds
 	Dev     uint64
 	Ino     uint64
+	ETag    string
+	Version string
 }
 
 // LocalFileID is the identity of a file of the local filesystem store
@@ -66,6 +71,16 @@ func (s *Store) Identify(ctx context.Context, dgst digest.Digest) (FileID, error
 			return FileID{}, err
 		}
 		return LocalFileID(fi), nil
+	}
+	if s.objects != nil {
+		id, size, err := s.objects.Head(ctx, blobPath(dgst))
+		if errors.Is(err, ErrNotFound) {
+			s.forget(dgst)
+		}
+		if err != nil {
+			return FileID{}, err
+		}
+		return objectFileID(id, size), nil
 	}
 	fi, err := s.d.Stat(ctx, blobPath(dgst))
 	if err != nil {
