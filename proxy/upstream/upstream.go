@@ -129,24 +129,59 @@ func New(u config.Upstream, resolve func(string) string) (*Client, error) {
 	cache, _ := lru.New[string, http.RoundTripper](1024)
 	c := &Client{
 		Name: u.Name, base: base, reg: reg, auth: auth, timeout: u.Timeout.D(), repoRT: cache,
-		rt: &schemeGuard{inner: tr, allowHTTP: base.Scheme == "http"},
+		rt: &schemeGuard{inner: tr, allowHTTP: base.Scheme == "http", host: base.Host},
 	}
 	return c, nil
 }
 
-// schemeGuard refuses plain-HTTP requests unless the upstream was configured
-// with an http:// URL (this also stops token realms and redirects from
-// downgrading to HTTP).
+// schemeGuard keeps requests to the upstream on its configured scheme. It
+// refuses plain-HTTP requests unless the upstream was configured with an
+// http:// URL (this also stops token realms and redirects from downgrading
+// to HTTP). An upstream configured with http:// is reached over plain HTTP
+// only: go-containerregistry pings such a registry over https first and
+// then uses whichever scheme answered, so a port that speaks TLS would
+// silently be used over https; its https requests to the upstream's own
+// host are refused here (other hosts, such as a token realm or blob
+// storage it redirects to, may still be https).
 type schemeGuard struct {
 	inner     http.RoundTripper
 	allowHTTP bool
+	host      string // the configured host[:port]
 }
 
 func (g *schemeGuard) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Scheme != "https" && !(g.allowHTTP && r.URL.Scheme == "http") {
 		return nil, fmt.Errorf("refusing %s request to %s: upstream is configured for https", r.URL.Scheme, r.URL.Host)
 	}
-	return g.inner.RoundTrip(r)
+	if g.allowHTTP && r.URL.Scheme == "https" && strings.EqualFold(r.URL.Host, g.host) {
+		return nil, fmt.Errorf("refusing https request to %s: upstream is configured as http://", r.URL.Host)
+	}
+	resp, err := g.inner.RoundTrip(r)
+	if g.allowHTTP && r.URL.Scheme == "http" && strings.EqualFold(r.URL.Host, g.host) && speaksTLS(resp, err) {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, fmt.Errorf("upstream %s speaks TLS on this port, but it is configured as http://; configure its url as https://%s (pullgate uses exactly the configured scheme)", r.URL.Host, r.URL.Host)
+	}
+	return resp, err
+}
+
+// speaksTLS reports whether a plain-HTTP exchange met a TLS server: Go's
+// and nginx's answer 400 naming HTTPS, others answer a TLS alert record,
+// which the HTTP client reports as a malformed response.
+func speaksTLS(resp *http.Response, err error) bool {
+	if err != nil {
+		return strings.Contains(err.Error(), `malformed HTTP response "\x15\x03`)
+	}
+	if resp.StatusCode != http.StatusBadRequest {
+		return false
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	return bytes.Contains(bytes.ToLower(b), []byte("https"))
 }
 
 func credentials(u config.Upstream, resolve func(string) string, reg name.Registry) (authn.Authenticator, error) {
