@@ -83,18 +83,7 @@ func (s *Store) ReaderOf(ctx context.Context, dgst digest.Digest, id FileID, off
 // commitObject uploads a verified file straight to its place (an S3 PUT or
 // multipart upload is atomic: no upload area and server-side copy are
 // needed) and records the identity the write returned.
-func (s *Store) commitObject(ctx context.Context, dgst digest.Digest, file string, size int64) error {
-	if _, ok := s.Has(dgst); ok {
-		if id, err := s.Identify(ctx, dgst); err == nil && s.Verified(dgst, id) {
-			s.touch(dgst)
-			return nil
-		}
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+func (s *Store) commitObject(ctx context.Context, dgst digest.Digest, f *os.File, size int64) error {
 	id, err := s.objects.Put(ctx, blobPath(dgst), f, size)
 	if err != nil {
 		return err
@@ -102,4 +91,16 @@ func (s *Store) commitObject(ctx context.Context, dgst digest.Digest, file strin
 	s.add(ctx, dgst, size)
 	s.MarkVerified(dgst, objectFileID(id, size))
 	return nil
+}
+
+// keepVerified reports (and marks as used) a stored copy of dgst that this
+// process verified: a commit keeps it rather than writing it again.
+func (s *Store) keepVerified(ctx context.Context, dgst digest.Digest) bool {
+	if _, ok := s.Has(dgst); ok {
+		if id, err := s.Identify(ctx, dgst); err == nil && s.Verified(dgst, id) {
+			s.touch(dgst)
+			return true
+		}
+	}
+	return false
 }

@@ -430,20 +430,17 @@ func (s *Store) CommitFile(ctx context.Context, dgst digest.Digest, file string,
 	if s.localRoot != "" {
 		return s.commitLocal(ctx, dgst, file, size)
 	}
-	if s.objects != nil {
-		return s.commitObject(ctx, dgst, file, size)
-	}
-	if _, ok := s.Has(dgst); ok {
-		if id, err := s.Identify(ctx, dgst); err == nil && s.Verified(dgst, id) {
-			s.touch(dgst)
-			return nil
-		}
+	if s.keepVerified(ctx, dgst) {
+		return nil
 	}
 	f, err := os.Open(file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if s.objects != nil {
+		return s.commitObject(ctx, dgst, f, size)
+	}
 	up := path.Join("/_uploads", uuid.NewString(), "data")
 	w, err := s.d.Writer(ctx, up, false)
 	if err != nil {
