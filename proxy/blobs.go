@@ -423,12 +423,27 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		}
 	}
 	h.Set("Content-Length", strconv.FormatInt(n, 10))
-	q.w.WriteHeader(status)
 	if n <= 0 {
+		q.w.WriteHeader(status)
 		return
 	}
-	w := s.metrics.countingWriter(q.w, "upstream")
+	// The status goes out with the first byte: a fetch that fails before
+	// any byte could be sent (an upstream reset, a stall, a full spool
+	// while the held-back tail covers all that arrived) is answered with an
+	// OCI error, not with a 200 that is cut off.
+	hw := &headerOnWrite{ResponseWriter: q.w, status: status}
+	w := s.metrics.countingWriter(hw, "upstream")
 	copied, err := f.CopyTo(q.ctx(), w, start, n)
+	if !hw.sent && err != nil && q.ctx().Err() == nil {
+		for _, k := range []string{"Content-Length", "Content-Range", "Docker-Content-Digest", "ETag", "Cache-Control", "Accept-Ranges"} {
+			h.Del(k)
+		}
+		if ferr := f.Verified(q.ctx()); ferr != nil {
+			err = ferr // the fetch's own error, not its ErrAborted wrapping
+		}
+		s.fetchError(q, err)
+		return
+	}
 	if err != nil || copied != n {
 		// The fetch failed (digest or content check) or the client left:
 		// abort the connection so the client cannot take a truncated body
@@ -438,6 +453,34 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		}
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// headerOnWrite writes the response status just before the first body
+// byte (keeping the server's sendfile path).
+type headerOnWrite struct {
+	http.ResponseWriter
+	status int
+	sent   bool
+}
+
+func (w *headerOnWrite) send() {
+	if !w.sent {
+		w.sent = true
+		w.ResponseWriter.WriteHeader(w.status)
+	}
+}
+
+func (w *headerOnWrite) Write(b []byte) (int, error) {
+	w.send()
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *headerOnWrite) ReadFrom(r io.Reader) (int64, error) {
+	w.send()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
 }
 
 // fetchError answers a fetch that failed before any byte was sent.

@@ -57,6 +57,8 @@ type env struct {
 	// extra YAML keys of the upstream's configuration.
 	policy       string
 	upstreamKeys []string
+	// reg is the metrics registry of the proxy open now.
+	reg *prometheus.Registry
 }
 
 func start(t *testing.T, wrap func(http.Handler) http.Handler) *env {
@@ -106,7 +108,7 @@ audit: {path: %s}
 		t.Fatal(err)
 	}
 	srv, ps, reg := serveProxy(t, cfg)
-	e.srv, e.proxy, e.host = srv, ps, strings.TrimPrefix(ps.URL, "http://")
+	e.srv, e.proxy, e.host, e.reg = srv, ps, strings.TrimPrefix(ps.URL, "http://"), reg
 	return reg
 }
 
@@ -122,7 +124,11 @@ func serve(t *testing.T, cfg *config.Config) *httptest.Server {
 func serveProxy(t testing.TB, cfg *config.Config) (*proxy.Server, *httptest.Server, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler), proxy.Options{Registerer: reg})
+	lg := slog.New(slog.DiscardHandler)
+	if os.Getenv("PG_DEBUG_LOG") != "" {
+		lg = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	srv, err := proxy.Open(context.Background(), cfg, lg, proxy.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
