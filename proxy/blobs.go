@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/cache/inflight"
+	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify/content"
@@ -383,6 +384,11 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		s.runFetch(f, q.up, q.rt.Repo, grant, newInspector, late, exp, rev, ruleName)
 	})
 	if err != nil {
+		if store.IsNoSpace(err) {
+			s.storageError(opSpool, s.spoolDir, grant.Desc.Size, err)
+			writeSpoolFull(q.w, q.r, &spoolFullError{dgst, grant.Desc.Size, err})
+			return
+		}
 		ocierr.Write(q.w, q.r, ocierr.New(http.StatusInternalServerError, ocierr.Unavailable, "%v", err))
 		return
 	}
@@ -496,6 +502,11 @@ func (s *Server) fetchError(q *request, err error) {
 	var mm *mismatch
 	if errors.As(err, &mm) {
 		ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.DigestInvalid, "%s", mm.Error()))
+		return
+	}
+	var sf *spoolFullError
+	if errors.As(err, &sf) {
+		writeSpoolFull(q.w, q.r, sf)
 		return
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && q.ctx().Err() != nil {
@@ -861,8 +872,12 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 				return &mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
 			}
 			if finding == nil {
-				if _, werr := f.Write(buf[n : n+m]); werr != nil {
+				if _, werr := spoolWrite(f, buf[n:n+m]); werr != nil {
 					check.stop()
+					s.storageError(opSpool, s.spoolDir, size, werr)
+					if store.IsNoSpace(werr) {
+						return &spoolFullError{dgst, size, werr}
+					}
 					return fmt.Errorf("spool: %w", werr)
 				}
 			}
@@ -914,9 +929,14 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		}
 		s.metrics.inspectDuration.Observe(time.Since(inspectStart).Seconds())
 	}
-	if err := s.store.CommitFile(ctx, dgst, f.Path(), size); err != nil {
-		// The bytes are verified: serve them, but say the cache failed.
-		s.log.Error("store: commit failed", "digest", dgst, "err", err)
+	if err := commitBlob(s.store, ctx, dgst, f.Path(), size); err != nil {
+		// The bytes are verified: serve them (from the spool), but say the
+		// cache failed. Nothing partial is visible: the store links or
+		// copies under a temporary name and renames only a whole copy.
+		s.log.Error("store: commit failed; the verified blob is served but not cached", "digest", dgst, "err", err)
+		s.storageError(opCommit, s.store.LocalRoot(), size, err)
+	} else {
+		s.storageOK(s.spoolDir, s.store.LocalRoot())
 	}
 	return nil
 }

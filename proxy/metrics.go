@@ -28,6 +28,7 @@ type Metrics struct {
 	verifyDuration  prometheus.Histogram
 	inspectDuration prometheus.Histogram
 	Reloads         *prometheus.CounterVec
+	storageErrors   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -64,8 +65,11 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_policy_reloads_total", Help: "Policy reloads by result."}, []string{"result"}),
+		storageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_storage_write_errors_total",
+			Help: "Failed writes to the spool or the content store, by operation (spool, commit, manifest) and reason (no_space: the disk or quota is full; other)."}, []string{"op", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.decisions, m.cache, m.bytes, m.upstream,
+	for _, c := range []prometheus.Collector{m.storageErrors, m.requests, m.duration, m.decisions, m.cache, m.bytes, m.upstream,
 		m.inflight, m.coalesced, m.mismatches, m.storeVerify, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads} {
 		_ = reg.Register(c)
 	}

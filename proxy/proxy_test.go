@@ -57,6 +57,8 @@ type env struct {
 	// extra YAML keys of the upstream's configuration.
 	policy       string
 	upstreamKeys []string
+	// storageKeys are extra keys of the storage section (", key: value").
+	storageKeys string
 	// reg is the metrics registry of the proxy open now.
 	reg *prometheus.Registry
 }
@@ -96,14 +98,14 @@ func (e *env) open(t testing.TB) *prometheus.Registry {
 		extra.WriteString("    " + k + "\n")
 	}
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-storage: {path: %s}
+storage: {path: %s%s}
 upstreams:
   - name: upstream.local
     url: %s
     tagTTL: 1ms
 %spolicy: %s
 audit: {path: %s}
-`, filepath.Join(e.dir, "data"), e.up.URL, extra.String(), pol, filepath.Join(e.dir, "audit.jsonl"))))
+`, filepath.Join(e.dir, "data"), e.storageKeys, e.up.URL, extra.String(), pol, filepath.Join(e.dir, "audit.jsonl"))))
 	if err != nil {
 		t.Fatal(err)
 	}
