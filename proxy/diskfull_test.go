@@ -263,4 +263,3 @@ func TestDiskFullWhileCommitting(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
