@@ -59,6 +59,8 @@ type env struct {
 	upstreamKeys []string
 	// storageKeys are extra keys of the storage section (", key: value").
 	storageKeys string
+	// auditPath is the audit log (default audit.jsonl in dir).
+	auditPath string
 	// reg is the metrics registry of the proxy open now.
 	reg *prometheus.Registry
 }
@@ -97,6 +99,10 @@ func (e *env) open(t testing.TB) *prometheus.Registry {
 	for _, k := range e.upstreamKeys {
 		extra.WriteString("    " + k + "\n")
 	}
+	auditPath := e.auditPath
+	if auditPath == "" {
+		auditPath = filepath.Join(e.dir, "audit.jsonl")
+	}
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 storage: {path: %s%s}
 upstreams:
@@ -105,7 +111,7 @@ upstreams:
     tagTTL: 1ms
 %spolicy: %s
 audit: {path: %s}
-`, filepath.Join(e.dir, "data"), e.storageKeys, e.up.URL, extra.String(), pol, filepath.Join(e.dir, "audit.jsonl"))))
+`, filepath.Join(e.dir, "data"), e.storageKeys, e.up.URL, extra.String(), pol, auditPath)))
 	if err != nil {
 		t.Fatal(err)
 	}

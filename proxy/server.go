@@ -82,6 +82,8 @@ type Server struct {
 	// found full (see storageError).
 	spoolDir string
 	full     diskFull
+	// auditFailing is set while audit writes fail (logged once).
+	auditFailing atomic.Bool
 
 	auth    *clientauth.Authenticator
 	h       http.Handler
@@ -212,6 +214,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		al.OnEvent = audit.Tee(s.metrics.decision, o.OnAudit)
 	}
 	s.audit = al
+	_ = reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "pullgate_audit_events_dropped_total",
+		Help: "Audit events dropped because the audit file could not be written while more than 8 MiB of events waited."},
+		func() float64 { return float64(al.Dropped()) }))
 	s.closers = append(s.closers, al.Close)
 
 	s.h = s.routes()
