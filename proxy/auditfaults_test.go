@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -142,7 +143,7 @@ func TestAuditDiskFull(t *testing.T) {
 	refs := auditEvents(t, e.auditPath)
 	t.Logf("%d audit events once space is freed, %d decided while the disk was full", len(refs), len(during))
 	want := append(during, "upstream.local/app/ok:1:allow", "upstream.local/blocked/no:final:deny")
-	if len(refs) < len(want) || !equalStrings(refs[len(refs)-len(want):], want) {
+	if len(refs) < len(want) || !slices.Equal(refs[len(refs)-len(want):], want) {
 		t.Fatalf("audit events after the disk was full:\n got %v\nwant ... %v", refs, want)
 	}
 }
@@ -166,19 +167,7 @@ func TestAuditFileRemoved(t *testing.T) {
 	}
 	refs := auditEvents(t, path)
 	want := []string{"upstream.local/blocked/no:2:deny", "upstream.local/blocked/no:3:deny"}
-	if !equalStrings(refs, want) {
+	if !slices.Equal(refs, want) {
 		t.Fatalf("audit file after its removal: %v, want %v", refs, want)
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
