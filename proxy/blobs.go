@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/cache/inflight"
+	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify/content"
@@ -383,6 +384,11 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		s.runFetch(f, q.up, q.rt.Repo, grant, newInspector, late, exp, rev, ruleName)
 	})
 	if err != nil {
+		if store.IsNoSpace(err) {
+			s.storageError(opSpool, s.spoolDir, grant.Desc.Size, err)
+			writeSpoolFull(q.w, q.r, &spoolFullError{dgst, grant.Desc.Size, err})
+			return
+		}
 		ocierr.Write(q.w, q.r, ocierr.New(http.StatusInternalServerError, ocierr.Unavailable, "%v", err))
 		return
 	}
@@ -423,12 +429,27 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		}
 	}
 	h.Set("Content-Length", strconv.FormatInt(n, 10))
-	q.w.WriteHeader(status)
 	if n <= 0 {
+		q.w.WriteHeader(status)
 		return
 	}
-	w := s.metrics.countingWriter(q.w, "upstream")
+	// The status goes out with the first byte: a fetch that fails before
+	// any byte could be sent (an upstream reset, a stall, a full spool
+	// while the held-back tail covers all that arrived) is answered with an
+	// OCI error, not with a 200 that is cut off.
+	hw := &headerOnWrite{ResponseWriter: q.w, status: status}
+	w := s.metrics.countingWriter(hw, "upstream")
 	copied, err := f.CopyTo(q.ctx(), w, start, n)
+	if !hw.sent && err != nil && q.ctx().Err() == nil {
+		for _, k := range []string{"Content-Length", "Content-Range", "Docker-Content-Digest", "ETag", "Cache-Control", "Accept-Ranges"} {
+			h.Del(k)
+		}
+		if ferr := f.Verified(q.ctx()); ferr != nil {
+			err = ferr // the fetch's own error, not its ErrAborted wrapping
+		}
+		s.fetchError(q, err)
+		return
+	}
 	if err != nil || copied != n {
 		// The fetch failed (digest or content check) or the client left:
 		// abort the connection so the client cannot take a truncated body
@@ -438,6 +459,34 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 		}
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// headerOnWrite writes the response status just before the first body
+// byte (keeping the server's sendfile path).
+type headerOnWrite struct {
+	http.ResponseWriter
+	status int
+	sent   bool
+}
+
+func (w *headerOnWrite) send() {
+	if !w.sent {
+		w.sent = true
+		w.ResponseWriter.WriteHeader(w.status)
+	}
+}
+
+func (w *headerOnWrite) Write(b []byte) (int, error) {
+	w.send()
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *headerOnWrite) ReadFrom(r io.Reader) (int64, error) {
+	w.send()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
 }
 
 // fetchError answers a fetch that failed before any byte was sent.
@@ -453,6 +502,11 @@ func (s *Server) fetchError(q *request, err error) {
 	var mm *mismatch
 	if errors.As(err, &mm) {
 		ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.DigestInvalid, "%s", mm.Error()))
+		return
+	}
+	var sf *spoolFullError
+	if errors.As(err, &sf) {
+		writeSpoolFull(q.w, q.r, sf)
 		return
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && q.ctx().Err() != nil {
@@ -818,8 +872,12 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 				return &mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
 			}
 			if finding == nil {
-				if _, werr := f.Write(buf[n : n+m]); werr != nil {
+				if _, werr := spoolWrite(f, buf[n:n+m]); werr != nil {
 					check.stop()
+					s.storageError(opSpool, s.spoolDir, size, werr)
+					if store.IsNoSpace(werr) {
+						return &spoolFullError{dgst, size, werr}
+					}
 					return fmt.Errorf("spool: %w", werr)
 				}
 			}
@@ -871,9 +929,14 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		}
 		s.metrics.inspectDuration.Observe(time.Since(inspectStart).Seconds())
 	}
-	if err := s.store.CommitFile(ctx, dgst, f.Path(), size); err != nil {
-		// The bytes are verified: serve them, but say the cache failed.
-		s.log.Error("store: commit failed", "digest", dgst, "err", err)
+	if err := commitBlob(s.store, ctx, dgst, f.Path(), size); err != nil {
+		// The bytes are verified: serve them (from the spool), but say the
+		// cache failed. Nothing partial is visible: the store links or
+		// copies under a temporary name and renames only a whole copy.
+		s.log.Error("store: commit failed; the verified blob is served but not cached", "digest", dgst, "err", err)
+		s.storageError(opCommit, s.store.LocalRoot(), size, err)
+	} else {
+		s.storageOK(s.spoolDir, s.store.LocalRoot())
 	}
 	return nil
 }

@@ -175,7 +175,12 @@ func (s *Server) record(q *request, kind, ref string, dgst digest.Digest, v Verd
 		ev.User = u
 	}
 	if err := s.audit.Write(ev); err != nil {
-		s.log.Error("audit: write failed", "err", err)
+		s.metrics.auditErrors.Inc()
+		if !s.auditFailing.Swap(true) {
+			s.log.Error("audit: write failed; decisions are still enforced and logged here, and events are kept for the file until it can be written", "err", err)
+		}
+	} else if s.auditFailing.Swap(false) {
+		s.log.Info("audit: the audit log is written again", "dropped", s.audit.Dropped())
 	}
 	lvl := s.log.Info
 	if !v.Allowed || v.WouldDeny {

@@ -153,6 +153,7 @@ func (s *Server) manifestBytes(ctx context.Context, up *upstream.Client, repo st
 	s.manifests.Add(dgst.String(), &cachedManifest{body, m}, manifestMemTTL)
 	if err := s.store.PutBytes(ctx, dgst, body); err != nil {
 		s.log.Warn("store: manifest write failed", "digest", dgst, "err", err)
+		s.storageError(opManifest, s.store.LocalRoot(), int64(len(body)), err)
 	} else if err := s.store.PutMeta(ctx, manifestMetaKey(dgst), marshalMeta(manifestMeta{MediaType: m.MediaType})); err != nil {
 		s.log.Warn("store: manifest metadata write failed", "digest", dgst, "err", err)
 	}

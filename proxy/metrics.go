@@ -28,6 +28,8 @@ type Metrics struct {
 	verifyDuration  prometheus.Histogram
 	inspectDuration prometheus.Histogram
 	Reloads         *prometheus.CounterVec
+	storageErrors   *prometheus.CounterVec
+	auditErrors     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -64,8 +66,14 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_policy_reloads_total", Help: "Policy reloads by result."}, []string{"result"}),
+		storageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_storage_write_errors_total",
+			Help: "Failed writes to the spool or the content store, by operation (spool, commit, manifest) and reason (no_space: the disk or quota is full; other)."}, []string{"op", "reason"}),
+		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pullgate_audit_write_errors_total",
+			Help: "Audit events that could not be written when decided (disk full, file not writable); they are kept and written once it can be written again."}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.decisions, m.cache, m.bytes, m.upstream,
+	for _, c := range []prometheus.Collector{m.storageErrors, m.auditErrors, m.requests, m.duration, m.decisions, m.cache, m.bytes, m.upstream,
 		m.inflight, m.coalesced, m.mismatches, m.storeVerify, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads} {
 		_ = reg.Register(c)
 	}

@@ -57,6 +57,12 @@ type env struct {
 	// extra YAML keys of the upstream's configuration.
 	policy       string
 	upstreamKeys []string
+	// storageKeys are extra keys of the storage section (", key: value").
+	storageKeys string
+	// auditPath is the audit log (default audit.jsonl in dir).
+	auditPath string
+	// reg is the metrics registry of the proxy open now.
+	reg *prometheus.Registry
 }
 
 func start(t *testing.T, wrap func(http.Handler) http.Handler) *env {
@@ -93,20 +99,24 @@ func (e *env) open(t testing.TB) *prometheus.Registry {
 	for _, k := range e.upstreamKeys {
 		extra.WriteString("    " + k + "\n")
 	}
+	auditPath := e.auditPath
+	if auditPath == "" {
+		auditPath = filepath.Join(e.dir, "audit.jsonl")
+	}
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-storage: {path: %s}
+storage: {path: %s%s}
 upstreams:
   - name: upstream.local
     url: %s
     tagTTL: 1ms
 %spolicy: %s
 audit: {path: %s}
-`, filepath.Join(e.dir, "data"), e.up.URL, extra.String(), pol, filepath.Join(e.dir, "audit.jsonl"))))
+`, filepath.Join(e.dir, "data"), e.storageKeys, e.up.URL, extra.String(), pol, auditPath)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, ps, reg := serveProxy(t, cfg)
-	e.srv, e.proxy, e.host = srv, ps, strings.TrimPrefix(ps.URL, "http://")
+	e.srv, e.proxy, e.host, e.reg = srv, ps, strings.TrimPrefix(ps.URL, "http://"), reg
 	return reg
 }
 
@@ -122,7 +132,11 @@ func serve(t *testing.T, cfg *config.Config) *httptest.Server {
 func serveProxy(t testing.TB, cfg *config.Config) (*proxy.Server, *httptest.Server, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	srv, err := proxy.Open(context.Background(), cfg, slog.New(slog.DiscardHandler), proxy.Options{Registerer: reg})
+	lg := slog.New(slog.DiscardHandler)
+	if os.Getenv("PG_DEBUG_LOG") != "" {
+		lg = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	srv, err := proxy.Open(context.Background(), cfg, lg, proxy.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,13 @@ type Server struct {
 	// tensors holds MBOM tensor expectations by revision|repository|blob.
 	tensors *verdict.Cache[*tensorExpectation]
 
+	// spoolDir holds in-flight downloads; full records directories
+	// found full (see storageError).
+	spoolDir string
+	full     diskFull
+	// auditFailing is set while audit writes fail (logged once).
+	auditFailing atomic.Bool
+
 	auth    *clientauth.Authenticator
 	h       http.Handler
 	closers []func() error
@@ -164,6 +171,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	if err != nil {
 		return nil, fmt.Errorf("storage: spool: %w", err)
 	}
+	s.spoolDir = spool
 	s.closers = append(s.closers, func() error { return os.RemoveAll(spool) })
 
 	for _, u := range cfg.Upstreams {
@@ -206,6 +214,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		al.OnEvent = audit.Tee(s.metrics.decision, o.OnAudit)
 	}
 	s.audit = al
+	_ = reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "pullgate_audit_events_dropped_total",
+		Help: "Audit events dropped because the audit file could not be written while more than 8 MiB of events waited."},
+		func() float64 { return float64(al.Dropped()) }))
 	s.closers = append(s.closers, al.Close)
 
 	s.h = s.routes()
@@ -213,13 +225,17 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	return s, nil
 }
 
-// Ready reports whether the proxy can serve: a policy is loaded and the
-// content store accepts writes.
+// Ready reports whether the proxy can serve: a policy is loaded, the
+// content store accepts writes, and no disk it writes to was found full
+// and is still too full for the write that failed (see storageFull).
 func (s *Server) Ready() error {
 	if s.policy == nil || s.policy.Current() == nil {
 		return errors.New("no policy loaded")
 	}
-	return s.store.WriteProbe(context.Background())
+	if err := s.store.WriteProbe(context.Background()); err != nil {
+		return err
+	}
+	return s.storageFull()
 }
 
 // Handler is the registry API handler.

@@ -407,6 +407,7 @@ func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) erro
 	}
 	up := path.Join("/_uploads", uuid.NewString(), "data")
 	if err := s.d.PutContent(ctx, up, b); err != nil {
+		_ = s.d.Delete(ctx, path.Dir(up)) // a partial upload (disk full) is not left behind
 		return err
 	}
 	if err := s.d.Move(ctx, up, blobPath(dgst)); err != nil {

@@ -59,7 +59,10 @@ func newLog(w io.Writer, c io.Closer) *Log {
 	return &Log{w: w, closer: c}
 }
 
-// Write records one event.
+// Write records one event. An error means the event could not be written
+// now; for a file it is kept (bounded, see Dropped) and written before the
+// next event once the file can be written again (space freed, or the path
+// created again after the file was removed).
 func (l *Log) Write(e Event) error {
 	if e.Reasons == nil {
 		e.Reasons = []string{}
@@ -84,6 +87,17 @@ func (l *Log) Write(e Event) error {
 		hook(e)
 	}
 	return err
+}
+
+// Dropped is how many events were dropped because the file could not be
+// written while more than 8 MiB of events waited (see Write).
+func (l *Log) Dropped() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, ok := l.w.(*rotator); ok {
+		return r.Dropped()
+	}
+	return 0
 }
 
 // Close closes the file.

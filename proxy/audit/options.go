@@ -74,14 +74,9 @@ func OpenWith(o Options) (*Log, error) {
 			return nil, err
 		}
 	}
-	if o.MaxSize <= 0 {
-		f, err := os.OpenFile(o.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
-			return nil, err
-		}
-		return newLog(f, f), nil
-	}
-	r, err := openRotator(o.Path, o.MaxSize, o.maxFiles())
+	// Without MaxSize the file is never rotated, but it is still reopened
+	// when removed and written again after a failure (see rotator).
+	r, err := openRotator(o.Path, max(o.MaxSize, 0), o.maxFiles())
 	if err != nil {
 		return nil, err
 	}

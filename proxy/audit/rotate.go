@@ -1,21 +1,39 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 )
 
-// rotator is a file that is renamed to path.1 (path.1 to path.2, ...) before
-// a write would take it past max bytes. Log serialises calls to Write, and
-// every event is one Write, so files always hold whole lines.
+// maxPending bounds the events kept in memory while the file cannot be
+// written (disk full, directory gone); older ones are dropped past it.
+const maxPending = 8 << 20
+
+// rotator is the audit file. With max > 0 it is renamed to path.1 (path.1
+// to path.2, ...) before a write would take it past max bytes. Log
+// serialises calls to Write, and every event is one Write, so files always
+// hold whole lines.
+//
+// It survives its disk and its operator: when the file at path was removed
+// or replaced, the next event reopens (creates) path; when a write fails
+// (ENOSPC), what was not written is kept (up to maxPending) and written
+// before the next event, so that writing resumes, with nothing lost and
+// every line whole, once space is freed.
 type rotator struct {
 	path  string
 	max   int64
 	files int
 	f     *os.File
+	fi    os.FileInfo // identity of f, to notice path removed or replaced
 	size  int64
+	// pending is what failed to be written, whole lines except that its
+	// first line may be the tail of one partly written to f (midLine).
+	pending []byte
+	midLine bool
+	dropped uint64
 }
 
 func openRotator(path string, max int64, files int) (*rotator, error) {
@@ -36,17 +54,97 @@ func (r *rotator) open() error {
 		f.Close()
 		return err
 	}
-	r.f, r.size = f, st.Size()
+	r.f, r.fi, r.size = f, st, st.Size()
 	return nil
 }
+
+// reopenIfMoved opens path again when the file there is not the one open
+// (removed, renamed away, replaced).
+func (r *rotator) reopenIfMoved() error {
+	if st, err := os.Stat(r.path); err == nil && os.SameFile(st, r.fi) {
+		return nil
+	}
+	old := r.f
+	if err := r.open(); err != nil {
+		return err
+	}
+	_ = old.Close()
+	if r.midLine {
+		// The head of that line went to the old file: keep the new one
+		// made of whole lines.
+		if i := bytes.IndexByte(r.pending, '\n'); i >= 0 {
+			r.pending = r.pending[i+1:]
+		} else {
+			r.pending = nil
+		}
+		r.midLine = false
+	}
+	return nil
+}
+
+// Dropped is how many events were dropped because the file could not be
+// written for longer than maxPending bytes of events.
+func (r *rotator) Dropped() uint64 { return r.dropped }
 
 // RotatedName is the name of the n-th rotated file of path (n ≥ 1; 1 is
 // the newest).
 func RotatedName(path string, n int) string { return fmt.Sprintf("%s.%d", path, n) }
 
 func (r *rotator) Write(p []byte) (int, error) {
+	if err := r.reopenIfMoved(); err != nil {
+		return 0, r.keep(p, fmt.Errorf("reopen %s: %w", r.path, err))
+	}
+	var rotErr error
+	if len(r.pending) > 0 {
+		n, err := r.writeFile(r.pending)
+		r.pending = r.pending[n:]
+		if written(err) {
+			rotErr = err
+		} else {
+			r.midLine = r.midLine || n > 0
+			return 0, r.keep(p, err)
+		}
+		r.pending, r.midLine = nil, false
+	}
+	n, err := r.writeFile(p)
+	if !written(err) {
+		r.midLine = n > 0
+		return 0, r.keep(p[n:], err)
+	}
+	if err == nil {
+		err = rotErr
+	}
+	return n, err
+}
+
+// written reports a write that succeeded (possibly without its rotation).
+func written(err error) bool {
+	var re *rotateError
+	return err == nil || errors.As(err, &re)
+}
+
+// keep holds p (whole lines, or the tail of one written in part) for the
+// next write, dropping the oldest whole lines past maxPending.
+func (r *rotator) keep(p []byte, err error) error {
+	r.pending = append(r.pending, p...)
+	for len(r.pending) > maxPending {
+		i := bytes.IndexByte(r.pending, '\n')
+		if i < 0 {
+			r.pending = nil
+		} else {
+			r.pending = r.pending[i+1:]
+		}
+		r.midLine = false
+		r.dropped++
+	}
+	return fmt.Errorf("%w (the event is kept and written when the file can be written again)", err)
+}
+
+// writeFile writes to the current file, rotating first when that would
+// take it past max.
+func (r *rotator) writeFile(p []byte) (int, error) {
 	var rerr error
-	if r.size > 0 && r.size+int64(len(p)) > r.max {
+	if r.max > 0 && r.size > 0 && r.size+int64(len(p)) > r.max && !r.midLine {
 		if err := r.rotate(); err != nil {
 			// Keep the event: write it to the file still open.
 			rerr = fmt.Errorf("rotate %s: %w (event kept in the current file)", r.path, err)
@@ -57,8 +155,18 @@ func (r *rotator) Write(p []byte) (int, error) {
 	if err != nil {
 		return n, errors.Join(err, rerr)
 	}
-	return n, rerr
+	if rerr != nil {
+		// The event was written: report the rotation only.
+		return n, &rotateError{rerr}
+	}
+	return n, nil
 }
+
+// rotateError is a failed rotation; the event was written anyway.
+type rotateError struct{ err error }
+
+func (e *rotateError) Error() string { return e.err.Error() }
+func (e *rotateError) Unwrap() error { return e.err }
 
 // rotate shifts path.(N-1) → path.N, ..., path → path.1 and opens a new path.
 // The current file is renamed while open, so if opening the new one fails

@@ -1,0 +1,265 @@
+//go:build linux
+
+package proxy_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/admin"
+	"github.com/pullgate/pullgate/test/harness"
+	"github.com/pullgate/pullgate/test/upstream"
+)
+
+// fullDisk fills and frees the disk under a proxy's storage: a small
+// tmpfs holding a filler file where mounting works (root with
+// CAP_SYS_ADMIN), otherwise (or with PULLGATE_TEST_NO_MOUNT=1) ENOSPC
+// injected at the proxy's spool and commit (proxy.InjectDiskFault).
+type fullDisk struct {
+	dir    string // the tmpfs mount ("" when injected)
+	leave  int64  // bytes left free by fill
+	inject *proxy.DiskFault
+}
+
+// newFullDisk prepares mnt (the proxy's storage directory) as a 16 MiB
+// tmpfs, or injects the fault. Call it before opening the proxy.
+func newFullDisk(t *testing.T, mnt string, leave int64, spool, commit bool) *fullDisk {
+	t.Helper()
+	if err := os.MkdirAll(mnt, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	err := errors.New("PULLGATE_TEST_NO_MOUNT is set")
+	if os.Getenv("PULLGATE_TEST_NO_MOUNT") == "" {
+		err = syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=16m")
+	}
+	if err != nil {
+		t.Logf("mount -t tmpfs %s: %v: injecting ENOSPC instead", mnt, err)
+		return &fullDisk{inject: proxy.InjectDiskFault(t, spool, commit)}
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
+			t.Errorf("umount %s: %v", mnt, err)
+		}
+	})
+	t.Logf("storage on a 16 MiB tmpfs at %s", mnt)
+	return &fullDisk{dir: mnt, leave: leave}
+}
+
+// fill leaves about d.leave bytes free.
+func (d *fullDisk) fill(t *testing.T) {
+	t.Helper()
+	if d.inject != nil {
+		d.inject.Fill()
+		return
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(d.dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize //nolint:unconvert
+	f, err := os.Create(filepath.Join(d.dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 1<<20)
+	for left := free - d.leave; left > 0; left -= int64(len(chunk)) {
+		if _, err := f.Write(chunk[:min(int64(len(chunk)), left)]); err != nil {
+			t.Fatalf("filling the tmpfs: %v", err)
+		}
+	}
+}
+
+func (d *fullDisk) free(t *testing.T) {
+	t.Helper()
+	if d.inject != nil {
+		d.inject.Free()
+		return
+	}
+	if err := os.Remove(filepath.Join(d.dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readyz asks the admin handler's /readyz of the proxy.
+func readyz(t *testing.T, e *env) (int, string) {
+	t.Helper()
+	h := admin.New(admin.Options{Ready: e.srv.Ready})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	return rec.Code, rec.Body.String()
+}
+
+// startOnDisk starts an upstream and a proxy whose storage is prepared by
+// prepare (given the storage directory) before the proxy opens.
+func startOnDisk(t *testing.T, storageKeys string, prepare func(data string)) *env {
+	t.Helper()
+	up, err := upstream.Start(upstream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	e := &env{up: up, dir: t.TempDir(), storageKeys: storageKeys}
+	prepare(filepath.Join(e.dir, "data"))
+	e.open(t)
+	return e
+}
+
+// leftovers lists files below the store's blobs that are not a whole,
+// named blob (temporary links or copies).
+func leftovers(e *env) []string {
+	var out []string
+	_ = filepath.Walk(filepath.Join(e.dir, "data", "blobs"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && filepath.Base(p) != "data" {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func noSpaceErrors(t *testing.T, e *env, op string) float64 {
+	return counter(t, e.reg, "pullgate_storage_write_errors_total", map[string]string{"op": op, "reason": "no_space"})
+}
+
+// The spool's disk fills while a blob downloads: every client waiting on
+// the fetch gets an error (a 200 cut off: the bytes spooled before the
+// disk filled were streamed; or a 503 saying the proxy has no space), nothing partial is left in the spool or the store, the failure
+// is counted, /readyz reports it; once space is freed /readyz is ready
+// again and the blob is pulled and cached, without a restart.
+func TestDiskFullWhileSpooling(t *testing.T) {
+	var disk *fullDisk
+	e := startOnDisk(t, "", func(data string) { disk = newFullDisk(t, data, 1<<20, true, false) })
+	const size = 3 << 20
+	img, ld := oneLayerImage(t, size)
+	push(t, e.up.Host, "app/full:1", img)
+	base := e.proxy.URL + "/v2/upstream.local/app/full"
+	if resp, b := get(t, base+"/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d %s", resp.StatusCode, b)
+	}
+	if st, body := readyz(t, e); st != http.StatusOK {
+		t.Fatalf("readyz before: %d %s", st, body)
+	}
+	disk.fill(t)
+
+	const clients = 3
+	type result struct {
+		status int
+		body   []byte
+		err    error
+	}
+	results := make(chan result, clients)
+	for range clients {
+		go func() {
+			st, b, err := fetchBlob(t, base+"/blobs/"+ld.String(), nil)
+			results <- result{st, b, err}
+		}()
+	}
+	for range clients {
+		r := <-results
+		switch {
+		case r.status == http.StatusOK && r.err == nil:
+			t.Errorf("a complete 200 (%d bytes) although the spool was full", len(r.body))
+		case r.status == http.StatusOK:
+			// aborted mid-stream: the client saw the transfer fail
+		case r.status == http.StatusServiceUnavailable:
+			oe, err := harness.ParseOCIError(r.body)
+			if err != nil || !strings.Contains(oe.Message, "no space left") {
+				t.Errorf("503 without an OCI error saying the proxy is out of space: %v %s", err, r.body)
+			}
+		default:
+			t.Errorf("status %d (err %v): %s", r.status, r.err, r.body)
+		}
+	}
+	if _, ok := e.srv.Store().Has(digestOf(ld)); ok {
+		t.Fatal("a blob whose spool filled is in the store")
+	}
+	if _, err := os.Stat(storedPath(e, ld)); err == nil {
+		t.Fatal("a blob whose spool filled is on disk")
+	}
+	waitUntil(t, "the spool to empty", time.Minute, func() bool { return len(spoolFiles(e)) == 0 })
+	if n := noSpaceErrors(t, e, "spool"); n < 1 {
+		t.Errorf("pullgate_storage_write_errors_total{op=spool,reason=no_space} = %v", n)
+	}
+	if st, body := readyz(t, e); st != http.StatusServiceUnavailable || !strings.Contains(body, "no space left") {
+		t.Errorf("readyz with the spool full: %d %q", st, body)
+	}
+
+	disk.free(t)
+	if st, body := readyz(t, e); st != http.StatusOK {
+		t.Errorf("readyz once space is freed: %d %q", st, body)
+	}
+	st, body, err := fetchBlob(t, base+"/blobs/"+ld.String(), nil)
+	if err != nil || st != 200 || digest.FromBytes(body).String() != ld.String() {
+		t.Fatalf("pull once space is freed: %d err=%v, %d bytes", st, err, len(body))
+	}
+	if _, ok := e.srv.Store().Has(digestOf(ld)); !ok {
+		t.Error("the blob is not cached once space is freed")
+	}
+}
+
+// The store's disk fills while a verified blob is committed (the spool is
+// on another disk): the verified bytes stream through to the client, but
+// nothing is cached and no partial copy is visible; the failure is counted
+// and /readyz reports it; once space is freed the next pull caches it.
+func TestDiskFullWhileCommitting(t *testing.T) {
+	var disk *fullDisk
+	spool := t.TempDir()
+	e := startOnDisk(t, ", spoolDir: "+spool, func(data string) { disk = newFullDisk(t, data, 1<<20, false, true) })
+	const size = 3 << 20
+	img, ld := oneLayerImage(t, size)
+	push(t, e.up.Host, "app/full:1", img)
+	base := e.proxy.URL + "/v2/upstream.local/app/full"
+	if resp, b := get(t, base+"/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d %s", resp.StatusCode, b)
+	}
+	disk.fill(t)
+
+	st, body, err := fetchBlob(t, base+"/blobs/"+ld.String(), nil)
+	if err != nil || st != 200 || digest.FromBytes(body).String() != ld.String() {
+		t.Fatalf("verified blob with the store full: %d err=%v, %d bytes", st, err, len(body))
+	}
+	waitUntil(t, "the commit to fail", time.Minute, func() bool { return noSpaceErrors(t, e, "commit") >= 1 })
+	if _, ok := e.srv.Store().Has(digestOf(ld)); ok {
+		t.Fatal("the blob is recorded in a full store")
+	}
+	if _, err := os.Stat(storedPath(e, ld)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a blob whose commit failed is visible: %v", err)
+	}
+	if l := leftovers(e); len(l) > 0 {
+		t.Fatalf("partial copies left in the store: %v", l)
+	}
+	if st, body := readyz(t, e); st != http.StatusServiceUnavailable || !strings.Contains(body, "no space left") {
+		t.Errorf("readyz with the store full: %d %q", st, body)
+	}
+
+	disk.free(t)
+	if st, body := readyz(t, e); st != http.StatusOK {
+		t.Errorf("readyz once space is freed: %d %q", st, body)
+	}
+	before := e.up.Count(http.MethodGet, "/blobs/"+ld.String())
+	st, body, err = fetchBlob(t, base+"/blobs/"+ld.String(), nil)
+	if err != nil || st != 200 || digest.FromBytes(body).String() != ld.String() {
+		t.Fatalf("pull once space is freed: %d err=%v, %d bytes", st, err, len(body))
+	}
+	if e.up.Count(http.MethodGet, "/blobs/"+ld.String()) != before+1 {
+		t.Error("the blob that was not cached was not fetched again")
+	}
+	waitUntil(t, "the blob to be cached", time.Minute, func() bool {
+		_, ok := e.srv.Store().Has(digestOf(ld))
+		return ok
+	})
+	if _, err := os.Stat(storedPath(e, ld)); err != nil {
+		t.Fatal(err)
+	}
+}
