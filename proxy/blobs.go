@@ -48,7 +48,12 @@ func (s *Server) serveBlob(q *request) {
 		s.deny(q, v, ref)
 		return
 	}
-	grant, v, ok := s.blobGrant(q, dgst)
+	grant, v, ok, err := s.blobGrant(q, dgst)
+	if err != nil {
+		q.w.Header().Set("Retry-After", "10")
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusServiceUnavailable, ocierr.Unavailable, "%v", err))
+		return
+	}
 	if !ok {
 		s.record(q, "blob", ref, dgst, v, false)
 		s.deny(q, v, ref)
@@ -129,26 +134,32 @@ func (s *Server) serveBlob(q *request) {
 // are inspected as its declarations when they are requested, before any
 // byte is served: a finding marks the blob bad, which denies every
 // manifest referencing it.
-func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, bool) {
+//
+// err is set when the store cannot list the manifests linked to the blob:
+// nothing is concluded then (no grant, no denial).
+func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdict, _ bool, err error) {
 	rep := q.rt.Repository()
 	key := grantKey(q.pol.Revision(), rep, dgst)
 	held, ok := s.blobGrants.Get(key)
 	if ok && !held.Evidence {
 		if q.rule.Content == nil {
-			return held, Verdict{}, true
+			return held, Verdict{}, true, nil
 		}
 		local := s.store.LocalRoot() != ""
 		gen := s.linkGen.Load()
 		if local && held.Gen == gen {
-			return held, Verdict{}, true
+			return held, Verdict{}, true, nil
 		}
-		links := s.linkNames(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+		links, err := s.linkNames(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+		if err != nil {
+			return blobGrant{}, Verdict{}, false, err
+		}
 		if held.covers(links) {
 			if local {
 				held.Gen = gen
 				s.keepGrant(key, held)
 			}
-			return held, Verdict{}, true
+			return held, Verdict{}, true, nil
 		}
 		g, all := held, true
 		for _, enc := range links {
@@ -165,16 +176,22 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 		if all && local {
 			g.Gen = gen
 		}
-		return s.keepGrant(key, g), Verdict{}, true
+		return s.keepGrant(key, g), Verdict{}, true, nil
 	}
 	if g, ok := s.evidenceGrants.Get(key); ok {
 		// Under a content rule an evidence grant is reused only while no
 		// manifest was linked to the blob since it was confirmed: one that
 		// declares the blob as content (on another replica, or whose grant
 		// was evicted) makes it that content, judged by the rule.
-		if q.rule.Content == nil || s.store.LocalRoot() != "" && g.Gen == s.linkGen.Load() ||
-			g.covers(s.linkNames(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)) {
-			return g, Verdict{}, true
+		if q.rule.Content == nil || s.store.LocalRoot() != "" && g.Gen == s.linkGen.Load() {
+			return g, Verdict{}, true, nil
+		}
+		links, err := s.linkNames(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+		if err != nil {
+			return blobGrant{}, Verdict{}, false, err
+		}
+		if g.covers(links) {
+			return g, Verdict{}, true, nil
 		}
 	}
 	// An evidence grant is only the fallback: when an allowed artifact in
@@ -195,7 +212,10 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 	var found *blobGrant                   // under a content rule: the content grant gathered from the links
 	var asEvidence, denied []digest.Digest // manifests decided before found
 	gen, all := s.linkGen.Load(), true
-	linked := s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+	linked, err := s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+	if err != nil {
+		return blobGrant{}, Verdict{}, false, err
+	}
 	for _, md := range linked {
 		if found != nil {
 			var ok bool
@@ -231,7 +251,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 			g := blobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}
 			if !g.Evidence {
 				if q.rule.Content == nil {
-					return g, v, true
+					return g, v, true, nil
 				}
 				g = g.with(md, m.blobClasses()[dgst])
 				found = &g
@@ -253,7 +273,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 		if all && s.store.LocalRoot() != "" {
 			found.Gen = gen
 		}
-		return s.keepGrant(key, *found), Verdict{}, true
+		return s.keepGrant(key, *found), Verdict{}, true, nil
 	}
 	// The content of an artifact denied here is not served as anyone's
 	// evidence either (any JSON can be a template, say): it is judged as
@@ -274,7 +294,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 			g.Gen = gen
 		}
 		s.evidenceGrants.Add(key, g, evidenceGrantTTL)
-		return g, Verdict{}, true
+		return g, Verdict{}, true, nil
 	}
 	if contentDenial != nil {
 		denial = contentDenial
@@ -288,7 +308,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (blobGrant, Verdict, 
 	} else {
 		v.Reasons = []string{fmt.Sprintf("blob %s is not referenced by any manifest pullgate allowed in %s; pull the image by tag or digest first", dgst, rep)}
 	}
-	return blobGrant{}, v, false
+	return blobGrant{}, v, false, nil
 }
 
 // decideLinked decides a manifest linked to a blob in the request's

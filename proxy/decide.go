@@ -360,26 +360,45 @@ func (s *Server) persistLinks(ctx context.Context, upstreamName, repo string, ma
 
 // linkedManifests lists the manifests recorded as referencing blob (kind
 // "_blobs") or as parent indexes of a child manifest (kind "_parents").
-func (s *Server) linkedManifests(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) []digest.Digest {
+func (s *Server) linkedManifests(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]digest.Digest, error) {
+	names, err := s.linkNames(ctx, upstreamName, repo, kind, d)
+	if err != nil {
+		return nil, err
+	}
 	var out []digest.Digest
-	for _, n := range s.linkNames(ctx, upstreamName, repo, kind, d) {
+	for _, n := range names {
 		dg := digest.NewDigestFromEncoded(digest.SHA256, n)
 		if dg.Validate() == nil {
 			out = append(out, dg)
 		}
 	}
-	return out
+	return out, nil
 }
 
-// linkNames lists the encoded digests of the manifests linked to d.
-func (s *Server) linkNames(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) []string {
+// linkNames lists the encoded digests of the manifests linked to d. An
+// error means the store could not say: no decision may treat it as "no
+// manifest" (a grant would then ignore declarations it cannot see).
+func (s *Server) linkNames(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]string, error) {
 	names, err := s.store.ListMeta(ctx, store.MetaKey("links", upstreamName, repo, kind, d.Encoded()))
 	if err != nil {
 		s.log.Warn("store: link read failed", "err", err)
-		return nil
+		return nil, &linksUnreadable{blob: d, err: err}
 	}
-	return names
+	return names, nil
 }
+
+// linksUnreadable is a blob whose links the store could not list: the
+// request is answered 503, neither allowed nor denied.
+type linksUnreadable struct {
+	blob digest.Digest
+	err  error
+}
+
+func (e *linksUnreadable) Error() string {
+	return fmt.Sprintf("the store could not list which manifests reference %s (%v); retry when the store is reachable", e.blob, e.err)
+}
+
+func (e *linksUnreadable) Unwrap() error { return e.err }
 
 type manifestMeta struct {
 	MediaType string `json:"mediaType"`

@@ -429,7 +429,8 @@ func (s *Server) allowedParent(q *request, dgst digest.Digest) (digest.Digest, b
 	if q.depth >= 4 {
 		return "", false
 	}
-	for _, pd := range s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_parents", dgst) {
+	parents, _ := s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_parents", dgst) // unreadable: no parent vouches (fail closed)
+	for _, pd := range parents {
 		body, pm, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, pd)
 		if err != nil || !pm.IsIndex() || !listsChild(pm, dgst) {
 			continue
