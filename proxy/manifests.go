@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -46,25 +48,37 @@ func (s *Server) serveManifest(q *request) {
 		s.upstreamError(q, err, ocierr.ManifestUnknown)
 		return
 	}
-	body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, dgst)
-	if err != nil {
-		s.upstreamError(q, err, ocierr.ManifestUnknown)
+	body, m, ok := s.admitManifest(q, dgst)
+	if !ok {
 		return
 	}
-	s.persistLinks(q.ctx(), q.rt.Upstream, q.rt.Repo, dgst, m)
-
-	v, cached := s.decideManifest(q, dgst, body, m)
-	s.record(q, "manifest", ref, dgst, v, cached)
-	if !v.Allowed {
-		s.deny(q, v, ref)
-		return
-	}
-	s.grant(q, dgst, m, v)
-
-	if !acceptsMediaType(q.r, m.MediaType) {
+	accept := parseAccept(q.r)
+	switch accept.negotiate(m.MediaType, q.rt.Digest == "") {
+	case notAcceptable:
 		ocierr.Write(q.w, q.r, ocierr.New(http.StatusNotFound, ocierr.ManifestUnknown,
 			"manifest %s is %s, which the request's Accept header does not include", dgst, m.MediaType))
 		return
+	case defaultPlatform:
+		// As distribution does for clients that do not accept manifest
+		// lists: the tag answers with the list's linux/amd64 image, decided
+		// like a pull of that image by digest.
+		child, found := defaultPlatformChild(m)
+		if !found {
+			ocierr.Write(q.w, q.r, ocierr.New(http.StatusNotFound, ocierr.ManifestUnknown,
+				"manifest %s is a manifest list without a linux/amd64 image, and the request's Accept header does not include %s", dgst, m.MediaType))
+			return
+		}
+		cq := *q
+		cq.rt.Reference, cq.rt.Digest = child.String(), child
+		if body, m, ok = s.admitManifest(&cq, child); !ok {
+			return
+		}
+		if m.MediaType == mtDockerManifest && !accept.dockerManifest {
+			ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadRequest, ocierr.ManifestInvalid,
+				"tag %s is a manifest list, whose linux/amd64 image %s is %s; the request's Accept header includes neither type", ref, child, m.MediaType))
+			return
+		}
+		dgst = child
 	}
 	h := q.w.Header()
 	h.Set("Content-Type", m.MediaType)
@@ -76,6 +90,101 @@ func (s *Server) serveManifest(q *request) {
 	if q.r.Method == http.MethodGet {
 		_, _ = q.w.Write(body)
 	}
+}
+
+// admitManifest fetches the manifest dgst for q's repository (cache or
+// upstream), decides it under q's rule, records the decision and grants its
+// blobs. It answers the client itself (error or denial) and reports false
+// when the manifest is not to be served.
+func (s *Server) admitManifest(q *request, dgst digest.Digest) ([]byte, *parsedManifest, bool) {
+	body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, dgst)
+	if err != nil {
+		s.upstreamError(q, err, ocierr.ManifestUnknown)
+		return nil, nil, false
+	}
+	s.persistLinks(q.ctx(), q.rt.Upstream, q.rt.Repo, dgst, m)
+	v, cached := s.decideManifest(q, dgst, body, m)
+	s.record(q, "manifest", q.rt.Reference, dgst, v, cached)
+	if !v.Allowed {
+		s.deny(q, v, q.rt.Reference)
+		return nil, nil, false
+	}
+	s.grant(q, dgst, m, v)
+	return body, m, true
+}
+
+// acceptSet is what a request's Accept header says about manifest types.
+type acceptSet struct {
+	header                                  bool // the request has an Accept header
+	ociManifest, dockerManifest, dockerList bool // types it names
+}
+
+// parseAccept reads Accept as distribution's registry does
+// (registry/handlers/manifests.go): every Accept header, each split on
+// commas, each element parsed as a media type (malformed ones skipped);
+// parameters, q=0 included, are ignored, and wildcards name no type.
+func parseAccept(r *http.Request) acceptSet {
+	vals := r.Header.Values("Accept")
+	a := acceptSet{header: len(vals) > 0}
+	for _, v := range vals {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, err := mime.ParseMediaType(part)
+			if err != nil {
+				continue
+			}
+			switch mt {
+			case mtOCIManifest:
+				a.ociManifest = true
+			case mtDockerManifest:
+				a.dockerManifest = true
+			case mtDockerList:
+				a.dockerList = true
+			}
+		}
+	}
+	return a
+}
+
+// negotiation is how a manifest request is answered once its manifest is
+// allowed.
+type negotiation int
+
+const (
+	serveStored     negotiation = iota // the manifest as stored
+	notAcceptable                      // 404 MANIFEST_UNKNOWN
+	defaultPlatform                    // a manifest list's linux/amd64 image instead
+)
+
+// negotiate answers as distribution v3 does for the same request, so that
+// a client gets from pullgate what it gets from such an upstream: an OCI
+// image manifest only when Accept names its type; an OCI index and a Docker
+// schema 2 manifest whatever Accept says; a Docker manifest list by digest
+// whatever Accept says, and by tag, when Accept does not name the list
+// type, its linux/amd64 image. A request without an Accept header gets the
+// manifest as stored (RFC 9110: no Accept accepts any type; distribution
+// answers 404 for an OCI image manifest there and the linux/amd64 image
+// for a manifest list's tag).
+func (a acceptSet) negotiate(mediaType string, byTag bool) negotiation {
+	switch {
+	case !a.header:
+		return serveStored
+	case mediaType == mtOCIManifest && !a.ociManifest:
+		return notAcceptable
+	case mediaType == mtDockerList && byTag && !a.dockerList:
+		return defaultPlatform
+	}
+	return serveStored
+}
+
+// defaultPlatformChild is the first linux/amd64 entry of an index (the one
+// distribution serves to clients that do not accept manifest lists).
+func defaultPlatformChild(m *parsedManifest) (digest.Digest, bool) {
+	for _, d := range m.Manifests {
+		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
+			return d.Digest, true
+		}
+	}
+	return "", false
 }
 
 // resolve turns the request's reference into a digest: digests as they are,

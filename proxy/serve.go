@@ -128,30 +128,3 @@ func setBlobHeaders(w http.ResponseWriter, dgst digest.Digest) {
 func contentRange(start, end, size int64) string {
 	return fmt.Sprintf("bytes %d-%d/%d", start, end, size)
 }
-
-// acceptsMediaType reports whether a client's Accept headers admit mt. No
-// Accept header admits everything.
-func acceptsMediaType(r *http.Request, mt string) bool {
-	vals := r.Header.Values("Accept")
-	if len(vals) == 0 {
-		return true
-	}
-	any := false
-	for _, v := range vals {
-		for _, part := range strings.Split(v, ",") {
-			t, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-			t = strings.TrimSpace(t)
-			if t == "" {
-				continue
-			}
-			any = true
-			if strings.Contains(strings.ReplaceAll(params, " ", ""), "q=0") && !strings.Contains(params, "q=0.") {
-				continue
-			}
-			if t == mt || t == "*/*" || t == "application/*" {
-				return true
-			}
-		}
-	}
-	return !any
-}

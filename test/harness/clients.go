@@ -326,3 +326,34 @@ var Client = &http.Client{}
 var ErrNotOCI = errors.New("not an OCI error")
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// regctl runs regctl against the plain-HTTP registry that ref names
+// (<host:port>/<repo>...), configured by --host alone (no config file).
+func regctl(t testing.TB, ref string, args ...string) Result {
+	host, _, _ := strings.Cut(ref, "/")
+	return Run(t, "regctl", append(args, "--host", "reg="+host+",tls=disabled")...)
+}
+
+// RegctlImageCopy runs `regctl image copy` from ref into an OCI layout
+// directory (ocidir://<dir>:copied) and returns the directory.
+func RegctlImageCopy(t testing.TB, ref string, extra ...string) (Result, string) {
+	dir := filepath.Join(t.TempDir(), "oci")
+	args := append([]string{"image", "copy"}, extra...)
+	return regctl(t, ref, append(args, ref, "ocidir://"+dir+":copied")...), dir
+}
+
+// RegctlManifestGet runs `regctl manifest get --format raw-body`: stdout is
+// the manifest's bytes as served.
+func RegctlManifestGet(t testing.TB, ref string) Result {
+	return regctl(t, ref, "manifest", "get", "--format", "raw-body", ref)
+}
+
+// RegctlArtifactList runs `regctl artifact list` (the referrers of ref) with
+// JSON output, optionally filtered by artifact type.
+func RegctlArtifactList(t testing.TB, ref, artifactType string) Result {
+	args := []string{"artifact", "list", "--format", "{{jsonPretty .}}"}
+	if artifactType != "" {
+		args = append(args, "--filter-artifact-type", artifactType)
+	}
+	return regctl(t, ref, append(args, ref)...)
+}

@@ -25,6 +25,11 @@ goinstall registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
 goinstall cosign2  github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
 goinstall cosign3  github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3
 goinstall minio    github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c   # a real S3 server for the shared-store tests
+goinstall regctl   github.com/regclient/regclient/cmd/regctl@v0.11.7   # another real client (regclient) for the end-to-end suite
+# The OCI distribution-spec conformance suite (a main package; `go install`
+# builds the same program as the README's `go build`), run read-only against
+# pullgate by test/conformance.
+goinstall oci-conformance github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111
 
 need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
