@@ -90,7 +90,7 @@ func ParseSimpleSigning(payload []byte) (*SimpleSigning, error) {
 	}
 	var w wireSimpleSigning
 	if err := strictjson.UnmarshalKnown(payload, &w); err != nil {
-		return nil, fmt.Errorf("simple-signing: payload is not valid JSON read one way: %w", err)
+		return nil, fmt.Errorf("simple-signing: payload is not valid JSON: %w", err)
 	}
 	if w.Critical == nil {
 		return nil, errors.New("simple-signing: payload has no critical section")
