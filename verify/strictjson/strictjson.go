@@ -77,17 +77,6 @@ func UnmarshalKnown(data []byte, v any) error {
 }
 
 func scan(data []byte, t reflect.Type, known bool) error {
-	if !utf8.Valid(data) {
-		i := 0
-		for i < len(data) {
-			r, n := utf8.DecodeRune(data[i:])
-			if r == utf8.RuneError && n <= 1 {
-				break
-			}
-			i += n
-		}
-		return &Error{Path: "$", Offset: i, Msg: "invalid UTF-8"}
-	}
 	p := &parser{b: data, known: known}
 	p.ws()
 	if p.i == len(p.b) {
@@ -237,6 +226,13 @@ func (p *parser) str() (raw []byte, escaped bool, err error) {
 			if err := p.escape(); err != nil {
 				return nil, false, err
 			}
+		case c >= utf8.RuneSelf:
+			// Only strings may hold non-ASCII bytes: check them here.
+			r, n := utf8.DecodeRune(p.b[p.i:])
+			if r == utf8.RuneError && n == 1 {
+				return nil, false, p.fail("invalid UTF-8")
+			}
+			p.i += n
 		default:
 			p.i++
 		}

@@ -73,7 +73,7 @@ func TestRefuses(t *testing.T) {
 		{"kelvin sign", `{"critical":{"type":"x","identity":{"doc\u212aer-reference":"y"}}}`, "only in case at $.critical.identity"},
 		{"trailing value", payload + `{}`, "data after the JSON value"},
 		{"trailing garbage", payload + ` x`, "data after the JSON value"},
-		{"invalid UTF-8", `{"critical":{"type":"` + "\xff" + `"}}`, "invalid UTF-8 at $ (byte 21)"},
+		{"invalid UTF-8", `{"critical":{"type":"` + "\xff" + `"}}`, "invalid UTF-8 at $.critical.type (byte 21)"},
 		{"overlong UTF-8", "\"\xc0\xaf\"", "invalid UTF-8"},
 		{"lone high surrogate", `{"optional":{"a":"\ud800"}}`, "lone high surrogate at $.optional.a"},
 		{"lone low surrogate", `{"optional":{"a":"\udc00x"}}`, "lone low surrogate"},
