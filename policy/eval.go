@@ -342,7 +342,25 @@ func (e *evaluation) signatures(names []string) {
 		detail += "; signed only by " + strings.Join(others, ", ") + ", which this rule does not accept"
 	}
 	e.d.Checks = append(e.d.Checks, Check{Name: checkSignature, Detail: detail})
-	e.unmet("rule %s: no signature by %s on %s", e.rule.Name, e.rule.signerPhrase(names), e.in.Digest)
+	e.unmet("rule %s: no signature by %s on %s%s", e.rule.Name, e.rule.signerPhrase(names), e.in.Digest, e.malformedNote())
+}
+
+// malformedNote names the first malformed piece of evidence, which counted
+// for nothing, so that a denial says why signed evidence was not read ("" if
+// none was malformed).
+func (e *evaluation) malformedNote() string {
+	for _, res := range e.results {
+		for _, f := range res.Failures {
+			if f.Kind == verify.FailMalformed {
+				r := f.Reason
+				if len(r) > 200 {
+					r = r[:200] + "…"
+				}
+				return fmt.Sprintf(" (malformed %s evidence not counted: %s)", f.Source, r)
+			}
+		}
+	}
+	return ""
 }
 
 func evidenceOf(d digest.Digest) []digest.Digest {
@@ -509,7 +527,7 @@ func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache
 			detail += "; found only signed by " + strings.Join(others, ", ") + ", which this requirement does not accept"
 		}
 		e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation, Detail: detail})
-		e.unmet("%s: none found", label)
+		e.unmet("%s: none found%s", label, e.malformedNote())
 	case condErr != nil && len(condFalse) == 0:
 		e.unmet("%s: condition error: %v", label, condErr)
 	default:

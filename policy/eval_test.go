@@ -92,7 +92,7 @@ func TestEvaluate(t *testing.T) {
 				"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
 		{name: "malformed evidence", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, nil, verify.Failure{Kind: verify.FailMalformed, Source: "cosign-attestation", Reason: "DSSE envelope: invalid JSON"})}},
-			exit: 14, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
+			exit: 14, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found (malformed cosign-attestation evidence not counted: DSSE envelope: invalid JSON)"}},
 		{name: "fetch failure never allows", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, nil, verify.Failure{Kind: verify.FailFetch, Source: "referrers", Reason: "upstream 503"})}},
 			exit: 1, rule: "apps", reasons: []string{"rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"}},
@@ -104,7 +104,7 @@ func TestEvaluate(t *testing.T) {
 			exit: 13, rule: "apps", reasons: []string{`rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: condition error: no such key: builder`}},
 		{name: "predicate not JSON", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("release", slsa02, `{`, dgst)})}},
-			exit: 13, rule: "apps", reasons: []string{`rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: condition error: predicate is not valid JSON: unexpected end of JSON input`}},
+			exit: 13, rule: "apps", reasons: []string{`rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: condition error: predicate is not valid JSON: invalid JSON: unexpected end of input at $ (byte 1)`}},
 		{name: "one good attestation among bad ones", in: Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{
 				att("release", slsa02, badBuild, dgst), att("release", slsa02, `{}`, dgst), att("release", slsa02, builder, dgst)})}},

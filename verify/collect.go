@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sigstore/sigstore-go/pkg/bundle"
 
 	"github.com/pullgate/pullgate/verify/cosign"
 	"github.com/pullgate/pullgate/verify/dsse"
@@ -356,16 +357,7 @@ func (c *collector) legacyAttestation(source string, l ocispec.Descriptor, blob 
 
 // parseEnvelope parses a DSSE envelope holding an in-toto statement.
 func (c *collector) parseEnvelope(source string, ev digest.Digest, blob []byte) (*dsse.Envelope, *intoto.Statement, bool) {
-	env, err := dsse.Parse(blob)
-	if err != nil {
-		c.fail(FailMalformed, source, ev, "%v", err)
-		return nil, nil, false
-	}
-	if env.PayloadType != intoto.PayloadType {
-		c.fail(FailMalformed, source, ev, "DSSE payloadType is %q, want %q", clip(env.PayloadType), intoto.PayloadType)
-		return nil, nil, false
-	}
-	st, err := intoto.Parse(env.Payload)
+	env, st, err := intoto.ParseEnvelope(blob)
 	if err != nil {
 		c.fail(FailMalformed, source, ev, "%v", err)
 		return nil, nil, false
@@ -591,61 +583,82 @@ func isBundleMediaType(mt string) bool {
 	return false
 }
 
+// parsedBundle is a sigstore bundle as Collect reads it: exactly one of
+// env (with its statement) or msgDigest (with sig) is set.
+type parsedBundle struct {
+	b         *bundle.Bundle
+	cert      *x509.Certificate
+	env       *dsse.Envelope
+	st        *intoto.Statement
+	msgDigest []byte
+	sig       []byte
+}
+
+// parseBundleEvidence parses a sigstore bundle and the evidence in it: a
+// DSSE envelope with an in-toto statement, or a SHA2_256 message
+// signature. Every error is malformed evidence.
+func parseBundleEvidence(blob []byte) (*parsedBundle, error) {
+	b, err := ParseBundle(blob)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := b.SignatureContent()
+	if err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	vc, err := b.VerificationContent()
+	if err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	p := &parsedBundle{b: b, cert: vc.Certificate()}
+	if envc := sc.EnvelopeContent(); envc != nil {
+		envJSON, err := json.Marshal(envc.RawEnvelope())
+		if err != nil {
+			return nil, fmt.Errorf("bundle envelope: %w", err)
+		}
+		if p.env, p.st, err = intoto.ParseEnvelope(envJSON); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	ms := sc.MessageSignatureContent()
+	if ms == nil {
+		return nil, errors.New("bundle has neither a DSSE envelope nor a message signature")
+	}
+	if ms.DigestAlgorithm() != "SHA2_256" || len(ms.Digest()) != sha256.Size {
+		return nil, fmt.Errorf("bundle message digest is %s, want a SHA2_256 digest of the manifest", clip(ms.DigestAlgorithm()))
+	}
+	p.msgDigest, p.sig = ms.Digest(), ms.Signature()
+	return p, nil
+}
+
+// CheckBundle reports why blob is not a sigstore bundle Collect reads as
+// evidence (nil when it is one): the proxy serves a bundle blob only when
+// the verifier reads it, and reads it the same way.
+func CheckBundle(blob []byte) error {
+	_, err := parseBundleEvidence(blob)
+	return err
+}
+
 // bundle verifies one sigstore bundle about the subject.
 func (c *collector) bundle(source string, ev digest.Digest, blob []byte) {
-	b, err := ParseBundle(blob)
+	p, err := parseBundleEvidence(blob)
 	if err != nil {
 		c.fail(FailMalformed, source, ev, "%v", err)
 		return
 	}
-	sc, err := b.SignatureContent()
-	if err != nil {
-		c.fail(FailMalformed, source, ev, "bundle: %v", err)
-		return
-	}
-	vc, err := b.VerificationContent()
-	if err != nil {
-		c.fail(FailMalformed, source, ev, "bundle: %v", err)
-		return
-	}
-	e := &evidence{bundle: b, cert: vc.Certificate()}
-	if envc := sc.EnvelopeContent(); envc != nil {
-		raw := envc.RawEnvelope()
-		envJSON, err := json.Marshal(raw)
-		if err != nil {
-			c.fail(FailMalformed, source, ev, "bundle envelope: %v", err)
-			return
-		}
-		env, st, ok := c.parseEnvelope(source, ev, envJSON)
-		if !ok {
-			return
-		}
-		e.env = env
-		out := c.verify(e)
-		if out.fail != nil {
-			c.fail(out.fail.kind, source, ev, "%s", out.fail.reason)
-			return
-		}
-		c.statement(source, ev, env, st, out)
-		return
-	}
-	ms := sc.MessageSignatureContent()
-	if ms == nil {
-		c.fail(FailMalformed, source, ev, "bundle has neither a DSSE envelope nor a message signature")
-		return
-	}
-	if ms.DigestAlgorithm() != "SHA2_256" || len(ms.Digest()) != sha256.Size {
-		c.fail(FailMalformed, source, ev, "bundle message digest is %s, want a SHA2_256 digest of the manifest", clip(ms.DigestAlgorithm()))
-		return
-	}
-	e.msgDigest, e.sig = ms.Digest(), ms.Signature()
+	e := &evidence{bundle: p.b, cert: p.cert, env: p.env, msgDigest: p.msgDigest, sig: p.sig}
 	out := c.verify(e)
 	if out.fail != nil {
 		c.fail(out.fail.kind, source, ev, "%s", out.fail.reason)
 		return
 	}
-	if c.subject.Algorithm() != digest.SHA256 || hex.EncodeToString(ms.Digest()) != c.subject.Encoded() {
-		c.fail(FailMismatch, source, ev, "bundle signs sha256:%s, not %s (signed by %s)", hex.EncodeToString(ms.Digest()), c.subject, out.names())
+	if p.env != nil {
+		c.statement(source, ev, p.env, p.st, out)
+		return
+	}
+	if c.subject.Algorithm() != digest.SHA256 || hex.EncodeToString(p.msgDigest) != c.subject.Encoded() {
+		c.fail(FailMismatch, source, ev, "bundle signs sha256:%s, not %s (signed by %s)", hex.EncodeToString(p.msgDigest), c.subject, out.names())
 		return
 	}
 	for _, s := range out.signers {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // Fetcher reads evidence for a subject from the registry that holds it. The
@@ -126,6 +128,6 @@ func (a *Attestation) PredicateValue() (any, error) {
 	if len(a.Predicate) == 0 {
 		return map[string]any{}, nil
 	}
-	err := json.Unmarshal(a.Predicate, &v)
+	err := strictjson.Unmarshal(a.Predicate, &v)
 	return v, err
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pullgate/pullgate/verify/cosign"
 	"github.com/pullgate/pullgate/verify/dsse"
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // MaxBundleSize bounds a sigstore bundle accepted by ParseBundle.
@@ -29,9 +30,18 @@ const MaxBundleSize = 8 << 20
 
 // ParseBundle parses and structurally validates a sigstore bundle (v0.1 to
 // v0.3) from hostile JSON. It verifies nothing.
+//
+// The bundle is read one way: strictjson checks it first (one value, no
+// repeated key at any depth, valid UTF-8, bounded nesting), then protojson
+// decodes it, which refuses unknown and case-variant field names and a
+// field given twice under its JSON and its proto name, and accepts either
+// name alone, as the protobuf JSON mapping requires of every reader.
 func ParseBundle(data []byte) (*bundle.Bundle, error) {
 	if len(data) > MaxBundleSize {
 		return nil, fmt.Errorf("bundle of %d bytes exceeds the %d byte limit", len(data), MaxBundleSize)
+	}
+	if err := strictjson.Check(data); err != nil {
+		return nil, fmt.Errorf("bundle: not valid JSON: %w", err)
 	}
 	var b bundle.Bundle
 	if err := b.UnmarshalJSON(data); err != nil {

@@ -136,7 +136,7 @@ func TestTamper(t *testing.T) {
 			st := e.stmt(slsa02, e.img.Digest)
 			st = []byte(strings.TrimSuffix(string(st), "}") + `,"predicateType":"https://evil.example"}`)
 			pushLegacy(e.t, e.reg, e.repo, e.img.Digest, "att", attLayer(envelopeJSON(e.t, e.release, "application/vnd.in-toto+json", st)))
-		}, want: want{kind: verify.FailMalformed, reason: "repeats the key"}},
+		}, want: want{kind: verify.FailMalformed, reason: `duplicate key "predicateType"`}},
 		{name: "valid in-toto v1 statement", setup: func(e *tamperEnv) {
 			st := statementJSON("https://in-toto.io/Statement/v1", "https://slsa.dev/provenance/v1", `{"buildDefinition":{}}`, e.other.Digest, e.img.Digest)
 			pushLegacy(e.t, e.reg, e.repo, e.img.Digest, "att", attLayer(envelopeJSON(e.t, e.release, "application/vnd.in-toto+json", st)))

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // CreateOptions adjust Create.
@@ -610,7 +612,7 @@ func StatementFromFile(raw []byte) ([]byte, error) {
 		DSSEEnvelope *envelope `json:"dsseEnvelope"`
 		envelope
 	}
-	if err := json.Unmarshal(raw, &probe); err != nil {
+	if err := strictjson.Unmarshal(raw, &probe); err != nil {
 		return nil, fmt.Errorf("not JSON: %w", err)
 	}
 	if probe.MediaType == "" && probe.PayloadType != "" {

@@ -225,11 +225,12 @@ func TestDecodePredicateStrict(t *testing.T) {
 		"passed contradicted": {mutate(func(c map[string]any) { c["passed"] = false }), "passed=false contradicts"},
 		"missing prompt":      {mutate(func(c map[string]any) { delete(c, "promptStatement") }), "promptStatement is required"},
 		"bad createdAt":       {mutate(func(c map[string]any) { c["createdAt"] = "2026" }), "not RFC 3339"},
-		"duplicate key":       {[]byte(`{"name":"a","name":"b"}`), "duplicate JSON key"},
-		"escaped duplicate":   {[]byte(`{"name":"a","n\u0061me":"b"}`), `duplicate JSON key "name"`},
-		"nested duplicate":    {[]byte(`{"results":{"path":"a","sha256":"b","path":"c"}}`), `duplicate JSON key "path"`},
+		"duplicate key":       {[]byte(`{"name":"a","name":"b"}`), `duplicate key "name" at $`},
+		"escaped duplicate":   {[]byte(`{"name":"a","n\u0061me":"b"}`), `duplicate key "name"`},
+		"nested duplicate":    {[]byte(`{"results":{"path":"a","sha256":"b","path":"c"}}`), `duplicate key "path" at $.results`},
+		"case variant":        {mutate(func(c map[string]any) { c["Passed"] = c["passed"]; delete(c, "passed") }), `key "Passed" differs from the field "passed" only in case`},
 		"invalid JSON":        {[]byte(`{"name":"a",}`), "invalid JSON"},
-		"trailing":            {append(append([]byte{}, ps.Predicate...), []byte(" {}")...), "trailing data"},
+		"trailing":            {append(append([]byte{}, ps.Predicate...), []byte(" {}")...), "data after the JSON value"},
 		"not object":          {[]byte(`[1]`), "not a JSON object"},
 	}
 	for name, c := range cases {
@@ -248,7 +249,7 @@ func TestParseStatementRejects(t *testing.T) {
 		`{"_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"x","predicate":{}}`:                                                                     "at least one subject",
 		`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"abc"}}],"predicateType":"x","predicate":{}}`:                               "64 lowercase hex",
 		`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"` + strings.Repeat("a", 64) + `"}}],"predicateType":"x"}`:                  "predicate is required",
-		`{"_type":"https://in-toto.io/Statement/v1","_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"x","predicate":{}}`:                           "duplicate JSON key",
+		`{"_type":"https://in-toto.io/Statement/v1","_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"x","predicate":{}}`:                           `duplicate key "_type"`,
 	}
 	for in, want := range cases {
 		if _, err := attest.ParseStatement([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {

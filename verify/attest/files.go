@@ -1,7 +1,6 @@
 package attest
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -15,6 +14,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // fileSet hashes files under a root directory. Every recorded path is
@@ -207,7 +208,7 @@ func SafetensorsTensors(r io.Reader) ([]Tensor, error) {
 	if _, err := io.ReadFull(r, hdr); err != nil {
 		return nil, fmt.Errorf("safetensors: reading header: %w", err)
 	}
-	if err := checkDuplicateKeys(bytes.TrimRight(hdr, " ")); err != nil {
+	if err := strictjson.Check(hdr); err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
 	var m map[string]json.RawMessage

@@ -7,7 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // MaxStatementSize bounds statements and predicates that are parsed.
@@ -157,88 +158,12 @@ func CommonOf(p any) (Common, bool) {
 	return Common{}, false
 }
 
-// strictUnmarshal decodes exactly one JSON value, rejecting unknown fields,
-// duplicate-free trailing data and a null top level.
+// strictUnmarshal decodes one JSON object read one way (strictjson): no
+// repeated key at any depth, exact-case field names and no unknown field,
+// valid UTF-8, nothing after the object.
 func strictUnmarshal(b []byte, v any) error {
-	trimmed := bytes.TrimSpace(b)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
+	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
 		return errors.New("not a JSON object")
 	}
-	if err := checkDuplicateKeys(trimmed); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON object")
-	}
-	return nil
-}
-
-// checkDuplicateKeys rejects objects with a repeated key at any depth:
-// encoding/json keeps the last one, other parsers the first, and a signed
-// document must mean one thing to every reader. Keys are compared after
-// unescaping ("a" and "\u0061" are the same key). Input that is not valid
-// JSON is rejected.
-func checkDuplicateKeys(b []byte) error {
-	if !json.Valid(b) {
-		return errors.New("invalid JSON or trailing data after the value")
-	}
-	// b is valid JSON: a byte scanner suffices. stack holds, per open
-	// container, the keys seen (nil for arrays).
-	var stack []map[string]struct{}
-	expectKey := false
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '{':
-			if len(stack) >= 64 {
-				return errors.New("JSON nested too deeply")
-			}
-			stack = append(stack, map[string]struct{}{})
-			expectKey = true
-		case '[':
-			if len(stack) >= 64 {
-				return errors.New("JSON nested too deeply")
-			}
-			stack = append(stack, nil)
-			expectKey = false
-		case '}', ']':
-			stack = stack[:len(stack)-1]
-			expectKey = false
-		case ',':
-			expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
-		case '"':
-			j := i + 1
-			escaped := false
-			for ; j < len(b); j++ {
-				if b[j] == '\\' {
-					escaped = true
-					j++
-					continue
-				}
-				if b[j] == '"' {
-					break
-				}
-			}
-			if expectKey {
-				key := string(b[i+1 : j])
-				if escaped {
-					if err := json.Unmarshal(b[i:j+1], &key); err != nil {
-						return err
-					}
-				}
-				keys := stack[len(stack)-1]
-				if _, dup := keys[key]; dup {
-					return fmt.Errorf("duplicate JSON key %q", key)
-				}
-				keys[key] = struct{}{}
-				expectKey = false
-			}
-			i = j
-		}
-	}
-	return nil
+	return strictjson.UnmarshalKnown(b, v)
 }

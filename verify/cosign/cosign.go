@@ -6,15 +6,15 @@
 package cosign
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // Media types, annotations and constants of cosign's storage formats.
@@ -78,17 +78,19 @@ type wireSimpleSigning struct {
 
 // ParseSimpleSigning parses a cosign simple-signing payload and checks its
 // type and digest syntax. The caller compares ManifestDigest to the subject.
+//
+// The payload is read one way (strictjson): one JSON object, no repeated
+// key, field names in their exact case, valid UTF-8; and, as the
+// simple-signing format requires of consumers, no member the format does
+// not define at the top level or anywhere in critical (optional is free).
+// The proxy serves a simple-signing blob only if this accepts it.
 func ParseSimpleSigning(payload []byte) (*SimpleSigning, error) {
 	if len(payload) > MaxPayloadSize {
 		return nil, fmt.Errorf("simple-signing: payload of %d bytes exceeds the %d byte limit", len(payload), MaxPayloadSize)
 	}
 	var w wireSimpleSigning
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&w); err != nil {
+	if err := strictjson.UnmarshalKnown(payload, &w); err != nil {
 		return nil, fmt.Errorf("simple-signing: payload is not valid JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("simple-signing: trailing data after payload")
 	}
 	if w.Critical == nil {
 		return nil, errors.New("simple-signing: payload has no critical section")
@@ -154,7 +156,7 @@ func ParseRekorBundle(v string) (*RekorBundle, error) {
 		return nil, errors.New("rekor bundle annotation is too large")
 	}
 	var w wireRekorBundle
-	if err := json.Unmarshal([]byte(v), &w); err != nil {
+	if err := strictjson.Unmarshal([]byte(v), &w); err != nil {
 		return nil, fmt.Errorf("rekor bundle annotation is not valid JSON: %w", err)
 	}
 	if len(w.SignedEntryTimestamp) == 0 {
@@ -193,7 +195,7 @@ func ParseRFC3161Annotation(v string) ([]byte, error) {
 	var w struct {
 		SignedRFC3161Timestamp []byte `json:"SignedRFC3161Timestamp"`
 	}
-	if err := json.Unmarshal([]byte(v), &w); err != nil {
+	if err := strictjson.Unmarshal([]byte(v), &w); err != nil {
 		return nil, fmt.Errorf("rfc3161 timestamp annotation is not valid JSON: %w", err)
 	}
 	if len(w.SignedRFC3161Timestamp) == 0 {

@@ -38,7 +38,13 @@ func TestParseSimpleSigning(t *testing.T) {
 		`{"critical":{"type":"cosign container image signature"}}`:                                                "docker-manifest-digest",
 		`{"critical":{"type":"cosign container image signature","image":{"docker-manifest-digest":"sha256:zz"}}}`: "invalid docker-manifest-digest",
 		`{"optional":{}}`: "no critical section",
-		`{"critical":{"type":"cosign container image signature","image":{"docker-manifest-digest":"` + subject.String() + `"}}} x`: "trailing data",
+		`{"critical":{"type":"cosign container image signature","image":{"docker-manifest-digest":"` + subject.String() + `"}}} x`:             "data after the JSON value",
+		`{"critical":{"type":"cosign container image signature","image":{"docker-manifest-digest":"` + subject.String() + `"}}}]`:              "data after the JSON value",
+		`{"critical":{},"critical":{"type":"cosign container image signature","image":{"docker-manifest-digest":"` + subject.String() + `"}}}`: `duplicate key "critical" at $`,
+		`{"Critical":{"type":"cosign container image signature","image":{"docker-manifest-digest":"` + subject.String() + `"}}}`:               `key "Critical" differs from the field "critical" only in case`,
+		`{"critical":{"type":"cosign container image signature","image":{"docker-manifest-Digest":"` + subject.String() + `"}}}`:               `only in case at $.critical.image`,
+		`{"critical":{"type":"cosign container image signature","image":{"docker-manifest-digest":"` + subject.String() + `"},"x":1}}`:         `unknown field "x" at $.critical`,
+		`{"critical":{"type":"cosign container image signature","image":{"docker-manifest-digest":"` + subject.String() + `"}},"x":1}`:         `unknown field "x" at $`,
 		`nope`: "not valid JSON",
 	}
 	for in, want := range bad {

@@ -5,12 +5,12 @@
 package dsse
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // Limits on what an envelope may contain.
@@ -50,18 +50,16 @@ type wireSignature struct {
 
 // Parse decodes a JSON DSSE envelope. It requires payloadType, payload and
 // at least one non-empty signature, and decodes base64 in the standard or
-// URL-safe alphabet, padded or not, as the DSSE spec allows.
+// URL-safe alphabet, padded or not, as the DSSE spec allows. The envelope
+// is read one way (strictjson): one JSON object with no repeated key, the
+// envelope's fields in their exact case and no other field, valid UTF-8.
 func Parse(data []byte) (*Envelope, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("dsse: envelope of %d bytes exceeds the %d byte limit", len(data), MaxEnvelopeSize)
 	}
 	var w wireEnvelope
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&w); err != nil {
+	if err := strictjson.UnmarshalKnown(data, &w); err != nil {
 		return nil, fmt.Errorf("dsse: envelope is not valid JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("dsse: trailing data after envelope")
 	}
 	if w.PayloadType == nil || *w.PayloadType == "" {
 		return nil, errors.New("dsse: envelope has no payloadType")

@@ -80,12 +80,15 @@ func TestParseVerify(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		`{"payload":"e30=","signatures":[{"sig":"AA=="}]}`:                      "no payloadType",
-		`{"payloadType":"x","signatures":[{"sig":"AA=="}]}`:                     "no payload",
-		`{"payloadType":"x","payload":"e30=","signatures":[]}`:                  "no signatures",
-		`{"payloadType":"x","payload":"e30=","signatures":[{"sig":""}]}`:        "is empty",
-		`{"payloadType":"x","payload":"*","signatures":[{"sig":"AA=="}]}`:       "not base64",
-		`{"payloadType":"x","payload":"e30=","signatures":[{"sig":"AA=="}]} {}`: "trailing data",
+		`{"payload":"e30=","signatures":[{"sig":"AA=="}]}`:                                     "no payloadType",
+		`{"payloadType":"x","signatures":[{"sig":"AA=="}]}`:                                    "no payload",
+		`{"payloadType":"x","payload":"e30=","signatures":[]}`:                                 "no signatures",
+		`{"payloadType":"x","payload":"e30=","signatures":[{"sig":""}]}`:                       "is empty",
+		`{"payloadType":"x","payload":"*","signatures":[{"sig":"AA=="}]}`:                      "not base64",
+		`{"payloadType":"x","payload":"e30=","signatures":[{"sig":"AA=="}]} {}`:                "data after the JSON value",
+		`{"payloadType":"x","payloadType":"y","payload":"e30=","signatures":[{"sig":"AA=="}]}`: `duplicate key "payloadType"`,
+		`{"payloadType":"x","Payload":"e30=","signatures":[{"sig":"AA=="}]}`:                   `key "Payload" differs from the field "payload" only in case`,
+		`{"payloadType":"x","payload":"e30=","signatures":[{"sig":"AA=="}],"extra":1}`:         `unknown field "extra"`,
 		`[1,2]`: "not valid JSON",
 		`{"payloadType":"x","payload":"e30=","signatures":[{"sig":"` + strings.Repeat("A", 9000) + `"}]}`: "too large",
 	}

@@ -9,6 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/pullgate/pullgate/verify/dsse"
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // Statement and payload types.
@@ -54,18 +57,21 @@ type wireSubject struct {
 }
 
 // Parse decodes a statement. It requires a known _type, a predicateType, at
-// least one subject, and a non-empty digest set on every subject. Top-level
-// keys may not repeat (a repeated key is read differently by different JSON
-// parsers, which is a classic signature-bypass vector).
+// least one subject, and a non-empty digest set on every subject. The
+// statement, predicate included, is read one way (strictjson): no key
+// repeats at any depth (a repeated key is read differently by different
+// JSON parsers, a classic signature-bypass vector), field names are
+// matched in their exact case, the UTF-8 is valid and nothing follows.
+// Unknown fields are ignored.
 func Parse(data []byte) (*Statement, error) {
 	if len(data) > MaxStatementSize {
 		return nil, fmt.Errorf("in-toto: statement of %d bytes exceeds the %d byte limit", len(data), MaxStatementSize)
 	}
-	if err := noDuplicateTopLevelKeys(data); err != nil {
-		return nil, err
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return nil, errors.New("in-toto: statement is not a JSON object")
 	}
 	var w wireStatement
-	if err := json.Unmarshal(data, &w); err != nil {
+	if err := strictjson.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("in-toto: statement is not valid JSON: %w", err)
 	}
 	switch w.Type {
@@ -122,34 +128,21 @@ func truncate(s string) string {
 	return s
 }
 
-// noDuplicateTopLevelKeys rejects objects whose top level repeats a key.
-func noDuplicateTopLevelKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
+// ParseEnvelope parses a DSSE envelope that carries an in-toto statement
+// (payloadType application/vnd.in-toto+json) and the statement in it, as
+// the verifier reads cosign attestations and bundle envelopes; the proxy
+// serves such an envelope only if this accepts it.
+func ParseEnvelope(blob []byte) (*dsse.Envelope, *Statement, error) {
+	env, err := dsse.Parse(blob)
 	if err != nil {
-		return fmt.Errorf("in-toto: statement is not valid JSON: %w", err)
+		return nil, nil, err
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return errors.New("in-toto: statement is not a JSON object")
+	if env.PayloadType != PayloadType {
+		return nil, nil, fmt.Errorf("DSSE payloadType is %q, want %q", truncate(env.PayloadType), PayloadType)
 	}
-	seen := make(map[string]struct{}, 4)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("in-toto: statement is not valid JSON: %w", err)
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return errors.New("in-toto: statement is not valid JSON")
-		}
-		if _, dup := seen[key]; dup {
-			return fmt.Errorf("in-toto: statement repeats the key %q", truncate(key))
-		}
-		seen[key] = struct{}{}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("in-toto: statement is not valid JSON: %w", err)
-		}
+	st, err := Parse(env.Payload)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil
+	return env, st, nil
 }

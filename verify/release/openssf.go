@@ -1,10 +1,8 @@
 package release
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // OpenSSFPredicate is the OpenSSF model signing (OMS) v1.0 predicate
@@ -47,18 +46,15 @@ var hexLowerRE = regexp.MustCompile(`^[0-9a-f]+$`)
 // digests lowercase hex of the algorithm's length; each algorithm equal to
 // serialization.hash_type; method "files" (no shard_size) or "shards"
 // (positive shard_size). Unknown fields in resources are ignored, as the
-// spec requires.
+// spec requires; the predicate is read one way (strictjson: no repeated
+// key, exact-case field names, valid UTF-8, nothing after it).
 func ParseOpenSSFPredicate(raw []byte) (*OpenSSFPredicate, error) {
 	if len(raw) > attest.MaxStatementSize {
 		return nil, fmt.Errorf("predicate is larger than %d bytes", attest.MaxStatementSize)
 	}
 	var p OpenSSFPredicate
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&p); err != nil {
+	if err := strictjson.Unmarshal(raw, &p); err != nil {
 		return nil, fmt.Errorf("predicate: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("predicate: trailing data")
 	}
 	s := p.Serialization
 	if _, ok := digestLen[s.HashType]; !ok {

@@ -7,8 +7,12 @@
 // a chat template or any other JSON that a loader would act on has top-level
 // keys none of these shapes has, and is refused.
 //
-// Only the top level (and the DSSE signature list) is checked strictly;
-// whether the evidence verifies is the verifier's business.
+// Signed JSON is read one way: a simple-signing payload, a DSSE envelope
+// (with its in-toto statement) and a Sigstore bundle are checked by the very
+// parsers the verifier decides with (verify/cosign, verify/intoto,
+// verify.CheckBundle, all on verify/strictjson), so a blob is served exactly
+// when the verifier can read it, and means to the client what it meant to
+// the decision. Whether the evidence verifies is the verifier's business.
 package shape
 
 import (
@@ -16,13 +20,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"reflect"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/content"
+	"github.com/pullgate/pullgate/verify/cosign"
+	"github.com/pullgate/pullgate/verify/intoto"
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // Evidence media types of signature and attestation layers.
@@ -43,33 +48,6 @@ func IsLayerType(mediaType string) bool {
 	return false
 }
 
-type simpleSigning struct {
-	Critical struct {
-		Identity map[string]any `json:"identity"`
-		Image    struct {
-			DockerManifestDigest string `json:"docker-manifest-digest"`
-		} `json:"image"`
-		Type string `json:"type"`
-	} `json:"critical"`
-	Optional map[string]any `json:"optional"`
-}
-
-type envelope struct {
-	PayloadType string `json:"payloadType"`
-	Payload     string `json:"payload"`
-	Signatures  []struct {
-		KeyID string `json:"keyid"`
-		Sig   string `json:"sig"`
-	} `json:"signatures"`
-}
-
-type bundle struct {
-	MediaType            string          `json:"mediaType"`
-	VerificationMaterial json.RawMessage `json:"verificationMaterial"`
-	DSSEEnvelope         json.RawMessage `json:"dsseEnvelope"`
-	MessageSignature     json.RawMessage `json:"messageSignature"`
-}
-
 type statement struct {
 	Type          string          `json:"_type"`
 	Subject       json.RawMessage `json:"subject"`
@@ -84,24 +62,16 @@ type statement struct {
 func Check(mediaType string, b []byte) error {
 	switch mediaType {
 	case SimpleSigning:
-		var s simpleSigning
-		if err := strict(b, &s); err != nil {
+		if _, err := cosign.ParseSimpleSigning(b); err != nil {
 			return fmt.Errorf("not a cosign simple-signing payload: %w", err)
 		}
-		if s.Critical.Image.DockerManifestDigest == "" || s.Critical.Type == "" {
-			return errors.New("not a cosign simple-signing payload: critical.image.docker-manifest-digest or critical.type is missing")
-		}
 	case DSSEEnvelope:
-		if err := checkEnvelope(b); err != nil {
-			return err
+		if _, _, err := intoto.ParseEnvelope(b); err != nil {
+			return fmt.Errorf("not a DSSE envelope of an in-toto statement: %w", err)
 		}
 	case Bundle03, Bundle03Params:
-		var s bundle
-		if err := strict(b, &s); err != nil {
+		if err := verify.CheckBundle(b); err != nil {
 			return fmt.Errorf("not a Sigstore bundle: %w", err)
-		}
-		if s.MediaType == "" || len(s.VerificationMaterial) == 0 || (len(s.DSSEEnvelope) == 0) == (len(s.MessageSignature) == 0) {
-			return errors.New("not a Sigstore bundle: mediaType, verificationMaterial and exactly one of dsseEnvelope or messageSignature are required")
 		}
 	case InToto:
 		// A statement, or (as some tools write it) a DSSE envelope.
@@ -110,7 +80,7 @@ func Check(mediaType string, b []byte) error {
 		if serr == nil && s.Type != "" && len(s.Subject) > 0 && s.PredicateType != "" {
 			return nil
 		}
-		if checkEnvelope(b) == nil {
+		if _, _, err := intoto.ParseEnvelope(b); err == nil {
 			return nil
 		}
 		if serr == nil {
@@ -122,66 +92,21 @@ func Check(mediaType string, b []byte) error {
 		if err := strict(b, &c); err != nil {
 			return fmt.Errorf("config of a signature/attestation artifact (%s) is not an image configuration: %w", mediaType, err)
 		}
+		// Not signed JSON, but JSON a loader might read: the content
+		// rules for JSON configs apply (templates, remote-code hooks).
+		if err := content.CheckConfigJSON(content.Options{}, b); err != nil {
+			return fmt.Errorf("config of a signature/attestation artifact (%s): %w", mediaType, err)
+		}
 	}
 	return nil
 }
 
-func checkEnvelope(b []byte) error {
-	var e envelope
-	if err := strict(b, &e); err != nil {
-		return fmt.Errorf("not a DSSE envelope: %w", err)
-	}
-	if e.PayloadType == "" || e.Payload == "" || len(e.Signatures) == 0 {
-		return errors.New("not a DSSE envelope: payloadType, payload and signatures are required")
-	}
-	return nil
-}
-
-// strict decodes one JSON object into v: valid UTF-8 with no duplicate keys
-// at any level (content.CheckConfigJSON's strict parser), top-level keys
-// exactly (case-sensitively) the JSON names of v's fields, nothing unknown
-// below them either, and nothing after the object.
+// strict decodes one JSON object into v, read one way (strictjson): no
+// repeated key, valid UTF-8, keys exactly (case-sensitively) the JSON names
+// of v's fields and nothing unknown below them either, nothing after it.
 func strict(b []byte, v any) error {
 	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
 		return errors.New("not a JSON object")
 	}
-	if err := content.CheckConfigJSON(content.Options{}, b); err != nil {
-		return err
-	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(b, &top); err != nil {
-		return err
-	}
-	names := fieldNames(reflect.TypeOf(v).Elem())
-	for k := range top {
-		if !names[k] {
-			return fmt.Errorf("unknown field %q", k)
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON object")
-	}
-	return nil
-}
-
-// fieldNames are the JSON names of a struct's fields.
-func fieldNames(t reflect.Type) map[string]bool {
-	names := map[string]bool{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" || !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		names[name] = true
-	}
-	return names
+	return strictjson.UnmarshalKnown(b, v)
 }
