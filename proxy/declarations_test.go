@@ -219,19 +219,23 @@ func init() {
 // the shared in-memory store called name.
 func (e *env) replica(t *testing.T, name, spool string) *env {
 	t.Helper()
+	driver := e.storageDriver
+	if driver == "" {
+		driver = "sharedmem-test"
+	}
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-storage: {driver: sharedmem-test, parameters: {name: %s}, spoolDir: %s}
+storage: {driver: %s, parameters: {name: %s}, spoolDir: %s}
 upstreams:
   - name: upstream.local
     url: %s
     tagTTL: 1ms
 policy: %s
-`, name, filepath.Join(e.dir, spool), e.up.URL, filepath.Join(e.dir, "policy.yaml"))))
+`, driver, name, filepath.Join(e.dir, spool), e.up.URL, filepath.Join(e.dir, "policy.yaml"))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, ps, _ := serveProxy(t, cfg)
-	return &env{up: e.up, srv: srv, proxy: ps, host: strings.TrimPrefix(ps.URL, "http://"), dir: e.dir}
+	return &env{up: e.up, srv: srv, proxy: ps, host: strings.TrimPrefix(ps.URL, "http://"), dir: e.dir, storageDriver: e.storageDriver}
 }
 
 // b) across replicas: replica a served the blob as README.md; a client

@@ -63,6 +63,9 @@ type env struct {
 	auditPath string
 	// reg is the metrics registry of the proxy open now.
 	reg *prometheus.Registry
+	// storageDriver is the shared test driver replicas open
+	// (sharedmem-test when empty).
+	storageDriver string
 }
 
 func start(t *testing.T, wrap func(http.Handler) http.Handler) *env {

@@ -1,0 +1,78 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+// linkListFails makes every replica on a "sharedmem-linkfail-test" store
+// fail to list the manifests linked to a blob, as an object store that
+// times out would.
+var linkListFails atomic.Bool
+
+// flakyLinks is a shared in-memory driver whose List of link records
+// fails while linkListFails is set.
+type flakyLinks struct{ storagedriver.StorageDriver }
+
+func (d flakyLinks) List(ctx context.Context, p string) ([]string, error) {
+	if linkListFails.Load() && strings.Contains(p, "/links/") {
+		return nil, errors.New("injected: object store timed out")
+	}
+	return d.StorageDriver.List(ctx, p)
+}
+
+type flakyLinksFactory struct {
+	mu sync.Mutex
+	m  map[string]storagedriver.StorageDriver
+}
+
+func (f *flakyLinksFactory) Create(_ context.Context, p map[string]any) (storagedriver.StorageDriver, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := fmt.Sprint(p["name"])
+	if d, ok := f.m[n]; ok {
+		return d, nil
+	}
+	d := flakyLinks{inmemory.New()}
+	f.m[n] = d
+	return d, nil
+}
+
+func init() {
+	factory.Register("sharedmem-linkfail-test", &flakyLinksFactory{m: map[string]storagedriver.StorageDriver{}})
+}
+
+// A replica holds the grant of a blob it served as README.md; another
+// replica then records the same blob as a chat template that the content
+// rule refuses. When the shared store cannot list the blob's links, the
+// first replica must not fall back to its held grant (that would serve
+// the template unjudged): it answers 503 and nothing is concluded. Once
+// the store answers again, the blob is judged as the template: 403.
+func TestBlobLinksUnreadable(t *testing.T) {
+	e := startWith(t, nil, modelPolicy)
+	const repo = "models/linkfail"
+	b := ivPushBlob(t, e.up.Host, repo, dunderTemplate, docRaw)
+	declModel(t, e, repo+":readme", named(b, docRaw, titleKey, "README.md"))
+	declModel(t, e, repo+":tmpl", named(b, docRaw, filepathKey, "chat_template.jinja"))
+	e.storageDriver = "sharedmem-linkfail-test"
+	a, bb := e.replica(t, t.Name(), "spool-a"), e.replica(t, t.Name(), "spool-b")
+	blob := repo + "/blobs/" + b.Digest.String()
+	a.want(t, repo+"/manifests/readme", 200, "")
+	a.want(t, blob, 200, "")
+	bb.want(t, repo+"/manifests/tmpl", 200, "")
+
+	linkListFails.Store(true)
+	t.Cleanup(func() { linkListFails.Store(false) })
+	a.want(t, blob, 503, "could not list which manifests reference")
+	linkListFails.Store(false)
+	a.want(t, blob, 403, "chat_template.jinja")
+}
