@@ -44,6 +44,10 @@ type Options struct {
 	// VerifiedEntries bounds the record of verified blob copies
 	// (0 = DefaultVerifiedEntries).
 	VerifiedEntries int
+
+	// beforeBatch, if set, runs before the walk at start indexes each
+	// batch of what it found (tests hold the walk there).
+	beforeBatch func()
 }
 
 // Store is safe for concurrent use.
@@ -52,6 +56,7 @@ type Store struct {
 	localRoot string // set for the filesystem driver: commits are renames
 	max       int64
 	log       *slog.Logger
+	opts      Options
 
 	mu    sync.Mutex
 	items map[key]*node
@@ -108,7 +113,7 @@ func Open(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*St
 }
 
 func open(ctx context.Context, d storagedriver.StorageDriver, localRoot string, opts Options) (*Store, error) {
-	s := &Store{d: d, localRoot: localRoot, max: opts.MaxBytes, log: opts.Log,
+	s := &Store{d: d, localRoot: localRoot, max: opts.MaxBytes, log: opts.Log, opts: opts,
 		items: map[key]*node{}, long: map[key]digest.Digest{}, verified: newVerifiedRecord(opts.VerifiedEntries),
 		evicting: map[key]int{}, committing: map[key]int{}}
 	s.lru.init()

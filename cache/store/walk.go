@@ -113,6 +113,9 @@ func (s *Store) runFill(ctx context.Context) {
 	defer close(s.fill.done)
 	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
 		err := s.walk(ctx, nil, func(batch []found, fraction float64) {
+			if s.opts.beforeBatch != nil {
+				s.opts.beforeBatch()
+			}
 			s.mu.Lock()
 			for _, f := range batch {
 				if _, ok := s.items[f.k]; ok {
