@@ -27,10 +27,8 @@ type walkGate struct {
 	opened           chan struct{}
 }
 
-func newWalkGate(t *testing.T) *walkGate {
-	g := &walkGate{arrived: make(chan struct{}), release: make(chan struct{}), opened: make(chan struct{})}
-	t.Cleanup(g.open)
-	return g
+func newWalkGate() *walkGate {
+	return &walkGate{arrived: make(chan struct{}), release: make(chan struct{}), opened: make(chan struct{})}
 }
 
 func (g *walkGate) hook() {
@@ -46,6 +44,14 @@ func (g *walkGate) hook() {
 }
 
 func (g *walkGate) open() { g.openOnce.Do(func() { close(g.opened) }) }
+
+// closeGated closes s when the test ends, letting its walk go first.
+func closeGated(t *testing.T, s *Store, g *walkGate) {
+	t.Cleanup(func() {
+		g.open()
+		s.Close()
+	})
+}
 
 // wait waits until the walk holds a batch.
 func (g *walkGate) wait(t *testing.T) {
@@ -163,7 +169,7 @@ func TestServesWhileIndexing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := testCtx(t)
 			ds := fillStore(t, k.open, k.setTime, 20, 100)
-			g := newWalkGate(t)
+			g := newWalkGate()
 			opened := make(chan *Store, 1)
 			go func() {
 				s, err := k.open(Options{beforeBatch: g.hook})
@@ -182,7 +188,7 @@ func TestServesWhileIndexing(t *testing.T) {
 			if s == nil {
 				return
 			}
-			defer s.Close()
+			closeGated(t, s, g)
 			if st := s.IndexStatus(); st.Complete || st.Walked != 0 {
 				t.Fatalf("status before any batch: %+v", st)
 			}
@@ -221,12 +227,12 @@ func TestEvictionWhileIndexing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := testCtx(t)
 			ds := fillStore(t, k.open, k.setTime, 20, 100)
-			g := newWalkGate(t)
+			g := newWalkGate()
 			s, err := k.open(Options{MaxBytes: 1000, beforeBatch: g.hook})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer s.Close()
+			closeGated(t, s, g)
 			g.wait(t)
 			// Used since the start: the oldest stored blob, and new ones.
 			if _, err := s.Get(ctx, ds[0]); err != nil {
@@ -335,12 +341,12 @@ func TestRemovedWhileIndexingStaysGone(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := testCtx(t)
 			ds := fillStore(t, k.open, k.setTime, 3, 100)
-			g := newWalkGate(t)
+			g := newWalkGate()
 			s, err := k.open(Options{beforeBatch: g.hook})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer s.Close()
+			closeGated(t, s, g)
 			g.wait(t)
 			for _, d := range ds {
 				if err := s.Delete(ctx, d); err != nil {
@@ -370,12 +376,12 @@ func TestRescanWaitsForIndex(t *testing.T) {
 	mem := inmemory.New()
 	open := func(o Options) (*Store, error) { return Open(ctx, mem, o) }
 	fillStore(t, open, nil, 3, 100)
-	g := newWalkGate(t)
+	g := newWalkGate()
 	s, err := open(Options{beforeBatch: g.hook})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	closeGated(t, s, g)
 	g.wait(t)
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
