@@ -531,3 +531,41 @@ func TestSHA512Content(t *testing.T) {
 		t.Fatalf("size %d after evicting the sha512 blob", s.Size())
 	}
 }
+
+// The walk's tier drops the entries of blobs used since (moved to the
+// list) once they outnumber the pending ones, and still yields the oldest
+// pending blob first.
+func TestPendingTierCompaction(t *testing.T) {
+	s, err := Open(testCtx(t), inmemory.New(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var nodes []*node
+	for i := 0; i < 3000; i++ {
+		var k key
+		binary.LittleEndian.PutUint32(k[:], uint32(i))
+		mtime := int64(3000 - i) // the last inserted is the oldest
+		nodes = append(nodes, s.insertLocked(k, "", 1, &mtime))
+	}
+	for _, n := range nodes[500:] {
+		s.useLocked(n)
+	}
+	if len(s.pend) >= 2*500 || s.pendLive != 500 {
+		t.Fatalf("walk tier: %d entries for %d pending", len(s.pend), s.pendLive)
+	}
+	if v := s.victimLocked(func(*node) bool { return false }); v != nodes[499] {
+		t.Fatalf("victim is not the oldest pending blob")
+	}
+	for _, n := range nodes[:500] {
+		s.removeLocked(n)
+	}
+	if s.pend != nil || s.pendLive != 0 {
+		t.Fatalf("walk tier after every pending blob went: %d entries", len(s.pend))
+	}
+	if v := s.victimLocked(func(*node) bool { return false }); v != nodes[500] {
+		t.Fatalf("victim after the walk tier is not the least recently used")
+	}
+}

@@ -200,13 +200,12 @@ func (s *Store) compactPendingLocked() {
 	if len(s.pend) < 1024 || len(s.pend) < 2*s.pendLive {
 		return
 	}
-	live := s.pend[:0]
+	live := make(pendingHeap, 0, s.pendLive)
 	for _, n := range s.pend {
 		if n.pending() {
 			live = append(live, n)
 		}
 	}
-	clear(s.pend[len(live):])
 	s.pend = live
 	heap.Init(&s.pend)
 }
