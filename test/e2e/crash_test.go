@@ -296,12 +296,15 @@ func (c *pgConfig) start(ctx context.Context, t *testing.T, wrapper []string) *p
 	argv := append(append([]string{}, wrapper...), c.bin, "serve", "--config", c.path)
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
+	// A group of its own: a tracer killed at cleanup would leave its
+	// tracee running.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.exited
 	})
 	for {
