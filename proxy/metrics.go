@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/proxy/route"
 )
@@ -78,6 +79,31 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		_ = reg.Register(c)
 	}
 	return m
+}
+
+// storeIndex exports how far the index of the store is (built in the
+// background after a start, see store.IndexStatus).
+func (m *Metrics) storeIndex(reg prometheus.Registerer, st *store.Store) {
+	gauge := func(name, help string, v func(store.IndexStatus) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return v(st.IndexStatus()) })
+	}
+	for _, c := range []prometheus.Collector{
+		gauge("pullgate_store_index_complete", "1 once the index of the content found in the store at start is complete (until then it is built in the background while serving).",
+			func(s store.IndexStatus) float64 {
+				if s.Complete {
+					return 1
+				}
+				return 0
+			}),
+		gauge("pullgate_store_index_walked_ratio", "Fraction of the store the index walk at start has covered (1 once complete).",
+			func(s store.IndexStatus) float64 { return s.Fraction }),
+		gauge("pullgate_store_indexed_blobs", "Blobs and manifests in the store index.",
+			func(s store.IndexStatus) float64 { return float64(s.Blobs) }),
+		gauge("pullgate_store_indexed_bytes", "Size of the content in the store index (evicted past storage.maxSize).",
+			func(s store.IndexStatus) float64 { return float64(s.Bytes) }),
+	} {
+		_ = reg.Register(c)
+	}
 }
 
 func (m *Metrics) decision(e audit.Event) {

@@ -151,6 +151,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 			return nil, fmt.Errorf("storage: %w", err)
 		}
 		s.store = st
+		s.closers = append(s.closers, st.Close)
 		spool = filepath.Join(root, "_spool")
 	} else {
 		st, err := openDriverStore(ctx, cfg, log)
@@ -158,9 +159,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 			return nil, fmt.Errorf("storage: %w", err)
 		}
 		s.store = st
+		s.closers = append(s.closers, st.Close)
 		spool = filepath.Join(os.TempDir(), "pullgate-spool")
 		s.closers = append(s.closers, s.rescanEvery(rescanInterval))
 	}
+	s.metrics.storeIndex(reg, s.store)
 	if cfg.Storage.SpoolDir != "" {
 		spool = cfg.Resolve(cfg.Storage.SpoolDir)
 	}
@@ -236,6 +239,21 @@ func (s *Server) Ready() error {
 		return err
 	}
 	return s.storageFull()
+}
+
+// ReadyStatus says, for /readyz, how far the index of the store is: it is
+// built in the background after a start, and the proxy serves meanwhile.
+func (s *Server) ReadyStatus() string {
+	st := s.store.IndexStatus()
+	if st.Complete {
+		return fmt.Sprintf("store index: complete, %d blobs, %d bytes (built in %s)", st.Blobs, st.Bytes, st.Elapsed.Round(time.Millisecond))
+	}
+	msg := fmt.Sprintf("store index: building for %s, %.0f%% of the store walked, %d blobs indexed; serving meanwhile (content not indexed yet is looked up in the store, the size limit holds over what is indexed)",
+		st.Elapsed.Round(time.Second), 100*st.Fraction, st.Blobs)
+	if st.Err != nil {
+		msg += "; the walk failed and is retried: " + st.Err.Error()
+	}
+	return msg
 }
 
 // Handler is the registry API handler.

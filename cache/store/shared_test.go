@@ -68,7 +68,7 @@ func TestSharedDriverReplicas(t *testing.T) {
 	if err := b.Rescan(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := b.items[d1]; ok || b.Size() != 900 {
+	if ok := indexed(b, d1); ok || b.Size() != 900 {
 		t.Fatalf("after a's eviction b still indexes d1 (%v) or %d bytes, want 900", ok, b.Size())
 	}
 
@@ -108,7 +108,11 @@ func TestStaleUploadsOnly(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(root, "_uploads", "old", "data"), long, long); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(ctx, d, Options{}); err != nil {
+	s, err := Open(ctx, d, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitIndexed(ctx); err != nil { // uploads are removed once the index is complete
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "_uploads", "old")); !os.IsNotExist(err) {

@@ -14,7 +14,6 @@
 package store
 
 import (
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -25,7 +24,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +47,10 @@ type Options struct {
 	// Objects, for a driver that has it (S3, see S3Objects), binds the
 	// record of verified blob copies to what was written.
 	Objects Objects
+
+	// beforeBatch, if set, runs before the walk at start indexes each
+	// batch of what it found (tests hold the walk there).
+	beforeBatch func()
 }
 
 // Store is safe for concurrent use.
@@ -57,27 +59,36 @@ type Store struct {
 	localRoot string // set for the filesystem driver: commits are renames
 	max       int64
 	log       *slog.Logger
+	opts      Options
 
 	mu    sync.Mutex
-	items map[digest.Digest]*list.Element // of *item, front = most recent
-	lru   *list.List
-	total int64
+	items map[key]*node
+	long  map[key]digest.Digest // digests of other algorithms than sha256
+	lru   lruList               // content used, committed or looked up since the start
+	pend  pendingHeap           // content the walk found, not used since
+	// pendLive counts the nodes of pend still pending.
+	pendLive int
+	total    int64
 
 	// verified maps a blob to the identity of the stored copy this process
 	// hashed to its digest (see MarkVerified).
 	verified *lru.Cache[digest.Digest, FileID]
 
 	// evicting is content dropped from the index whose deletion has not
-	// finished: discover must not index it again.
-	evicting map[digest.Digest]int
+	// finished: discover and the walk must not index it again, and a
+	// commit of it waits (commitDone) until the deletion is over.
+	evicting map[key]int
+	// committing is content being committed: it is not evicted.
+	committing map[key]int
+	commitDone *sync.Cond
 
 	// objects is direct access to the driver's objects (S3), or nil.
 	objects Objects
-}
 
-type item struct {
-	dgst digest.Digest
-	size int64
+	// fill is the walk of the content found at start; gone is the
+	// content removed while it runs (nil once it is complete).
+	fill fillState
+	gone map[key]struct{}
 }
 
 // ErrNotFound is returned for content the store does not hold.
@@ -108,21 +119,23 @@ func Open(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*St
 }
 
 func open(ctx context.Context, d storagedriver.StorageDriver, localRoot string, opts Options) (*Store, error) {
-	s := &Store{d: d, localRoot: localRoot, max: opts.MaxBytes, log: opts.Log,
-		items: map[digest.Digest]*list.Element{}, lru: list.New(), verified: newVerifiedRecord(opts.VerifiedEntries),
-		evicting: map[digest.Digest]int{}, objects: opts.Objects}
+	s := &Store{d: d, localRoot: localRoot, max: opts.MaxBytes, log: opts.Log, opts: opts,
+		items: map[key]*node{}, long: map[key]digest.Digest{}, verified: newVerifiedRecord(opts.VerifiedEntries),
+		evicting: map[key]int{}, committing: map[key]int{}, objects: opts.Objects}
+	s.lru.init()
+	s.commitDone = sync.NewCond(&s.mu)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if err := s.rebuild(ctx); err != nil {
-		return nil, fmt.Errorf("store: reading existing content: %w", err)
+	// A store that cannot be read at all is a configuration error, said
+	// at once; the content itself is indexed in the background.
+	if _, err := d.Stat(ctx, "/blobs"); err != nil {
+		var nf storagedriver.PathNotFoundError
+		if !errors.As(err, &nf) {
+			return nil, fmt.Errorf("store: reading existing content: %w", err)
+		}
 	}
-	// Uploads that never committed (a crash) are not content. A store on
-	// a driver may be shared: only uploads too old to be another
-	// replica's commit in progress are removed.
-	if localRoot == "" {
-		s.removeStaleUploads(ctx)
-	}
+	s.startFill()
 	return s, nil
 }
 
@@ -137,161 +150,20 @@ func blobPath(d digest.Digest) string {
 	return path.Join("/blobs", d.Algorithm().String(), hex[:2], hex, "data")
 }
 
-// found is a blob on the driver.
-type found struct {
-	item
-	mod time.Time
-}
-
-// walkBlobs lists the blobs on the driver, oldest modification first. A
-// walk that a concurrent removal cut short (drivers that walk by List, as
-// GCS, Azure and the filesystem do, fail the whole walk with PathNotFound
-// when a directory goes between the listing of its parent and its own) is
-// not taken for the whole store: it is walked again, or it is an error.
-func (s *Store) walkBlobs(ctx context.Context) ([]found, error) {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		var all []found
-		if all, err = s.walkBlobsOnce(ctx); err == nil {
-			return all, nil
-		}
-		var nf storagedriver.PathNotFoundError
-		if !errors.As(err, &nf) {
-			return nil, err
-		}
-		if _, serr := s.d.Stat(ctx, "/blobs"); errors.As(serr, &nf) {
-			return nil, nil // no content yet
-		}
-	}
-	return nil, fmt.Errorf("store: walking the content: %w", err)
-}
-
-func (s *Store) walkBlobsOnce(ctx context.Context) ([]found, error) {
-	var all []found
-	err := s.d.Walk(ctx, "/blobs", func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() || path.Base(fi.Path()) != "data" {
-			return nil
-		}
-		parts := strings.Split(strings.TrimPrefix(fi.Path(), "/"), "/")
-		if len(parts) != 5 {
-			return nil
-		}
-		dg := digest.NewDigestFromEncoded(digest.Algorithm(parts[1]), parts[3])
-		if dg.Validate() != nil {
-			return nil
-		}
-		all = append(all, found{item{dg, fi.Size()}, fi.ModTime()})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(all, func(a, b found) int { return a.mod.Compare(b.mod) })
-	return all, nil
-}
-
-// rebuild indexes existing blobs, oldest modification first so that they are
-// evicted first.
-func (s *Store) rebuild(ctx context.Context) error {
-	all, err := s.walkBlobs(ctx)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.indexFoundLocked(all)
-	s.mu.Unlock()
-	return nil
-}
-
-// indexFoundLocked indexes walked blobs the index does not hold (and that
-// this process is not evicting) as the most recently used, oldest first so
-// that the newest ends at the front. It returns the set of walked digests.
-func (s *Store) indexFoundLocked(all []found) map[digest.Digest]bool {
-	seen := make(map[digest.Digest]bool, len(all))
-	for _, f := range all {
-		it := f.item
-		seen[it.dgst] = true
-		if _, ok := s.items[it.dgst]; !ok && s.evicting[it.dgst] == 0 {
-			s.items[it.dgst] = s.lru.PushFront(&it)
-			s.total += it.size
-		}
-	}
-	return seen
-}
-
-// Rescan brings the index up to date with the driver, for a store that
-// other replicas write to as well: blobs they committed are indexed (as
-// recently used: another replica just stored them), blobs they evicted
-// are dropped, and the size limit is enforced over the whole store again.
-// Uploads left behind for longer than StaleUpload (a replica that crashed
-// mid-commit) are removed.
-func (s *Store) Rescan(ctx context.Context) error {
-	s.mu.Lock()
-	before := make(map[digest.Digest]bool, len(s.items))
-	for d := range s.items {
-		before[d] = true
-	}
-	s.mu.Unlock()
-	all, err := s.walkBlobs(ctx)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	seen := s.indexFoundLocked(all)
-	// Only what was indexed before the walk can have been missed by it
-	// for having gone; what was committed meanwhile stays.
-	for d := range before {
-		if !seen[d] {
-			s.forgetLocked(d)
-		}
-	}
-	evict := s.overLimitLocked("")
-	s.mu.Unlock()
-	s.evict(ctx, evict)
-	s.removeStaleUploads(ctx)
-	return nil
-}
-
-// StaleUpload is how old an upload must be before it is taken for the
-// leftover of a crash (uploads are moved into place right after they are
-// written, and a download is abandoned after two hours).
-const StaleUpload = 3 * time.Hour
-
-// removeStaleUploads deletes uploads older than StaleUpload. Younger ones
-// may belong to another replica committing right now.
-func (s *Store) removeStaleUploads(ctx context.Context) {
-	dirs, err := s.d.List(ctx, "/_uploads")
-	if err != nil {
-		return
-	}
-	for _, dir := range dirs {
-		fi, err := s.d.Stat(ctx, path.Join(dir, "data"))
-		var nf storagedriver.PathNotFoundError
-		switch {
-		case errors.As(err, &nf):
-			// an empty upload directory (or one being written): judge the
-			// directory itself
-			if fi, err = s.d.Stat(ctx, dir); err != nil {
-				continue
-			}
-		case err != nil:
-			continue
-		}
-		if !fi.ModTime().IsZero() && time.Since(fi.ModTime()) > StaleUpload {
-			_ = s.d.Delete(ctx, dir)
-		}
-	}
-}
-
 // Has reports whether the store holds the digest, and its size. Content
 // not in this process's index is looked up on the driver, so that content
-// another replica committed to a shared store is found (and indexed).
+// another replica committed to a shared store, or content the walk at
+// start has not reached yet, is found (and indexed).
 func (s *Store) Has(dgst digest.Digest) (int64, bool) {
 	s.mu.Lock()
-	el, ok := s.items[dgst]
+	n, _, ok := s.lookupLocked(dgst)
+	var size int64
+	if ok {
+		size = n.size
+	}
 	s.mu.Unlock()
 	if ok {
-		return el.Value.(*item).size, true
+		return size, true
 	}
 	return s.discover(dgst)
 }
@@ -320,8 +192,8 @@ const discoverTimeout = 10 * time.Second
 
 func (s *Store) touch(dgst digest.Digest) {
 	s.mu.Lock()
-	if el, ok := s.items[dgst]; ok {
-		s.lru.MoveToFront(el)
+	if n, _, ok := s.lookupLocked(dgst); ok {
+		s.useLocked(n)
 	}
 	s.mu.Unlock()
 }
@@ -401,6 +273,7 @@ func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) erro
 	if dgst.Algorithm() != digest.SHA256 || digest.FromBytes(b) != dgst {
 		return fmt.Errorf("store: content does not match digest %s", dgst)
 	}
+	defer s.beginCommit(dgst)()
 	if _, ok := s.Has(dgst); ok {
 		s.touch(dgst)
 		return nil
@@ -428,6 +301,7 @@ func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) erro
 // any other copy is replaced by the file. The caller keeps ownership of the
 // file.
 func (s *Store) CommitFile(ctx context.Context, dgst digest.Digest, file string, size int64) error {
+	defer s.beginCommit(dgst)()
 	if s.localRoot != "" {
 		return s.commitLocal(ctx, dgst, file, size)
 	}
@@ -475,17 +349,21 @@ func (s *Store) commitLocal(ctx context.Context, dgst digest.Digest, file string
 	dst := s.localPath(dgst)
 	if fi, err := os.Stat(dst); err == nil && s.Verified(dgst, LocalFileID(fi)) {
 		s.add(ctx, dgst, size)
-		s.touch(dgst)
 		return nil
+	}
+	// Link rather than rename: the spool file stays valid for readers
+	// still streaming it. The link is made under a temporary name in
+	// _uploads (removed whole when the store opens: a crash leaves
+	// nothing behind among the blobs) and renamed over dst, so that the
+	// entry appears (or an unverified copy is replaced) atomically.
+	uploads := filepath.Join(s.localRoot, "_uploads")
+	if err := os.MkdirAll(uploads, 0o750); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
 		return err
 	}
-	// Link rather than rename: the spool file stays valid for readers
-	// still streaming it. The link is made under a temporary name and
-	// renamed over dst, so that the entry appears (or an unverified copy
-	// is replaced) atomically.
-	tmp := dst + ".tmp-" + uuid.NewString()
+	tmp := filepath.Join(uploads, uuid.NewString())
 	if err := os.Link(file, tmp); err != nil {
 		if err := copyFile(file, tmp); err != nil {
 			return err
@@ -540,35 +418,43 @@ func (s *Store) add(ctx context.Context, dgst digest.Digest, size int64) {
 // limit. Content found on the driver (found) is not indexed while this
 // process is evicting it; it reports whether dgst is indexed.
 func (s *Store) index(ctx context.Context, dgst digest.Digest, size int64, found bool) bool {
+	k, long, ok := keyOf(dgst)
+	if !ok {
+		return false
+	}
 	s.mu.Lock()
-	if found && s.evicting[dgst] > 0 {
+	if found && s.evicting[k] > 0 {
 		s.mu.Unlock()
 		return false
 	}
-	if _, ok := s.items[dgst]; !ok {
-		it := &item{dgst, size}
-		s.items[dgst] = s.lru.PushFront(it)
-		s.total += size
+	n, ok := s.items[k]
+	if ok {
+		s.useLocked(n)
+	} else {
+		n = s.insertLocked(k, long, size, nil)
 	}
-	evict := s.overLimitLocked(dgst)
+	evict := s.overLimitLocked(n)
 	s.mu.Unlock()
 	s.evict(ctx, evict)
 	return true
 }
 
-// overLimitLocked drops least recently used entries (never keep) from the
-// index until the content fits the limit, and returns them for evict.
-func (s *Store) overLimitLocked(keep digest.Digest) []digest.Digest {
+// overLimitLocked drops entries from the index until the content fits the
+// limit, the oldest the walk found first, then the least recently used;
+// never keep, content being committed, or the last entry. It returns them
+// for evict.
+func (s *Store) overLimitLocked(keep *node) []digest.Digest {
 	var evict []digest.Digest
-	for s.max > 0 && s.total > s.max && s.lru.Len() > 1 {
-		el := s.lru.Back()
-		it := el.Value.(*item)
-		if it.dgst == keep {
+	skip := func(n *node) bool { return n == keep || s.committing[n.k] > 0 }
+	for s.max > 0 && s.total > s.max && len(s.items) > 1 {
+		n := s.victimLocked(skip)
+		if n == nil {
 			break
 		}
-		s.forgetLocked(it.dgst)
-		s.evicting[it.dgst]++
-		evict = append(evict, it.dgst)
+		d := s.digestOf(n)
+		s.forgetNodeLocked(n)
+		s.evicting[n.k]++
+		evict = append(evict, d)
 	}
 	return evict
 }
@@ -580,9 +466,34 @@ func (s *Store) evict(ctx context.Context, digests []digest.Digest) {
 		if err := s.d.Delete(ctx, path.Dir(blobPath(d))); err != nil {
 			s.log.Warn("store: eviction failed", "digest", d, "err", err)
 		}
+		k, _, _ := keyOf(d)
 		s.mu.Lock()
-		if s.evicting[d]--; s.evicting[d] <= 0 {
-			delete(s.evicting, d)
+		if s.evicting[k]--; s.evicting[k] <= 0 {
+			delete(s.evicting, k)
+			s.commitDone.Broadcast()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// beginCommit marks dgst as being committed, once no eviction of it is
+// under way (its deletion would remove the new copy); the returned
+// function ends it.
+func (s *Store) beginCommit(dgst digest.Digest) func() {
+	k, _, ok := keyOf(dgst)
+	if !ok {
+		return func() {}
+	}
+	s.mu.Lock()
+	for s.evicting[k] > 0 {
+		s.commitDone.Wait()
+	}
+	s.committing[k]++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		if s.committing[k]--; s.committing[k] <= 0 {
+			delete(s.committing, k)
 		}
 		s.mu.Unlock()
 	}
@@ -596,12 +507,24 @@ func (s *Store) forget(dgst digest.Digest) {
 
 // forgetLocked drops dgst from the index and the verified record.
 func (s *Store) forgetLocked(dgst digest.Digest) {
-	if el, ok := s.items[dgst]; ok {
-		s.total -= el.Value.(*item).size
-		s.lru.Remove(el)
-		delete(s.items, dgst)
+	if n, k, ok := s.lookupLocked(dgst); ok {
+		s.forgetNodeLocked(n)
+	} else if _, _, valid := keyOf(dgst); valid {
+		s.verified.Remove(dgst)
+		if s.gone != nil {
+			s.gone[k] = struct{}{} // the walk may have seen it already
+		}
 	}
-	s.verified.Remove(dgst)
+}
+
+// forgetNodeLocked drops n from the index and its digest from the
+// verified record.
+func (s *Store) forgetNodeLocked(n *node) {
+	s.verified.Remove(s.digestOf(n))
+	if s.gone != nil {
+		s.gone[n.k] = struct{}{}
+	}
+	s.removeLocked(n)
 }
 
 // Delete removes content.

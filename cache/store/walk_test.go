@@ -64,6 +64,9 @@ func TestRescanWalkInterruptedByEviction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.WaitIndexed(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if b.Size() != 6*300 {
 		t.Fatalf("b indexes %d bytes", b.Size())
 	}
@@ -80,16 +83,22 @@ func TestRescanWalkInterruptedByEviction(t *testing.T) {
 		if _, err := mem.Stat(ctx, blobPath(d)); err != nil {
 			t.Fatalf("test setup: %s gone: %v", d, err)
 		}
-		b.mu.Lock()
-		_, ok := b.items[d]
-		b.mu.Unlock()
-		if !ok {
+		if !indexed(b, d) {
 			t.Errorf("Rescan dropped %s, still in the store, from the index", d)
 		}
 	}
 	if b.Size() < 5*300 {
 		t.Errorf("b indexes %d bytes after the rescan; the store holds %d", b.Size(), 5*300)
 	}
+}
+
+// indexed reports whether s's index holds d (without looking it up on the
+// driver, as Has does).
+func indexed(s *Store, d digest.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, _, ok := s.lookupLocked(d)
+	return ok
 }
 
 func compare(a, b string) int {

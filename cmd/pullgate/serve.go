@@ -104,7 +104,7 @@ func cmdServe(args []string) int {
 			}
 			atls = rl.TLSConfig()
 		}
-		h := admin.New(admin.Options{Gatherer: reg, Ring: ring, Version: version, Log: log, Ready: srv.Ready,
+		h := admin.New(admin.Options{Gatherer: reg, Ring: ring, Version: version, Log: log, Ready: srv.Ready, Status: srv.ReadyStatus,
 			Policy: func() admin.PolicyInfo { return admin.PolicyInfoOf(srv.Policy()) }})
 		go func() {
 			if err := admin.Serve(ctx, aln, h, atls, log); err != nil {

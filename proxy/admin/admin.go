@@ -42,6 +42,10 @@ type Options struct {
 	// store not writable); nil means ready. /readyz answers 503 with the
 	// error text when it fails.
 	Ready func() error
+	// Status describes, on /readyz, what the server is still doing while
+	// it serves (the store index being built): appended to the answer,
+	// ready or not (nil: nothing).
+	Status func() string
 	// Log receives rendering and metrics errors (nil: discarded).
 	Log *slog.Logger
 	// Version is shown in the page header.
@@ -208,13 +212,19 @@ func plain(w http.ResponseWriter, status int, msg string) {
 }
 
 func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
+	status := ""
+	if h.o.Status != nil {
+		if st := h.o.Status(); st != "" {
+			status = st + "\n"
+		}
+	}
 	if h.o.Ready != nil {
 		if err := h.o.Ready(); err != nil {
-			plain(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+			plain(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n"+status)
 			return
 		}
 	}
-	plain(w, http.StatusOK, "ok\n")
+	plain(w, http.StatusOK, "ok\n"+status)
 }
 
 // render executes a page into a buffer first, so a template error is a
