@@ -35,6 +35,7 @@ need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v containerd >/dev/null || need_apt+=(containerd)
 command -v ctr >/dev/null || need_apt+=(containerd)
+command -v strace >/dev/null || need_apt+=(strace)   # the crash test kills pullgate at its commit rename (strace -e inject)
 command -v chromium >/dev/null || need_apt+=(chromium)   # the admin page test drives a real headless Chromium
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
