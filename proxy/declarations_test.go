@@ -197,6 +197,8 @@ func TestBlobDeclaredDifferentlyByTwoTags(t *testing.T) {
 type sharedMem struct {
 	mu sync.Mutex
 	m  map[string]storagedriver.StorageDriver
+	// wrap, if set, wraps each new in-memory driver (fault injection).
+	wrap func(storagedriver.StorageDriver) storagedriver.StorageDriver
 }
 
 func (s *sharedMem) Create(_ context.Context, p map[string]any) (storagedriver.StorageDriver, error) {
@@ -206,7 +208,10 @@ func (s *sharedMem) Create(_ context.Context, p map[string]any) (storagedriver.S
 	if d, ok := s.m[n]; ok {
 		return d, nil
 	}
-	d := inmemory.New()
+	var d storagedriver.StorageDriver = inmemory.New()
+	if s.wrap != nil {
+		d = s.wrap(d)
+	}
 	s.m[n] = d
 	return d, nil
 }

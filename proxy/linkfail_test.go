@@ -3,15 +3,12 @@ package proxy_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
-	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 )
 
 // linkListFails makes every replica on a "sharedmem-linkfail-test" store
@@ -30,25 +27,9 @@ func (d flakyLinks) List(ctx context.Context, p string) ([]string, error) {
 	return d.StorageDriver.List(ctx, p)
 }
 
-type flakyLinksFactory struct {
-	mu sync.Mutex
-	m  map[string]storagedriver.StorageDriver
-}
-
-func (f *flakyLinksFactory) Create(_ context.Context, p map[string]any) (storagedriver.StorageDriver, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := fmt.Sprint(p["name"])
-	if d, ok := f.m[n]; ok {
-		return d, nil
-	}
-	d := flakyLinks{inmemory.New()}
-	f.m[n] = d
-	return d, nil
-}
-
 func init() {
-	factory.Register("sharedmem-linkfail-test", &flakyLinksFactory{m: map[string]storagedriver.StorageDriver{}})
+	factory.Register("sharedmem-linkfail-test", &sharedMem{m: map[string]storagedriver.StorageDriver{},
+		wrap: func(d storagedriver.StorageDriver) storagedriver.StorageDriver { return flakyLinks{d} }})
 }
 
 // A replica holds the grant of a blob it served as README.md; another
