@@ -31,6 +31,7 @@ const (
 	KindManifestDigest Kind = "manifest by digest"
 	KindBlobCold       Kind = "blob, cold"
 	KindBlobWarm       Kind = "blob, warm"
+	KindBlobDenied     Kind = "blob, denied"
 	KindBlobRange      Kind = "blob Range"
 	KindReferrers      Kind = "referrers"
 	KindTags           Kind = "tag list"
@@ -41,7 +42,7 @@ const (
 
 // kindOrder is the order of the report's rows.
 var kindOrder = []Kind{KindManifestTag, KindManifestHead, KindManifestDigest, KindBlobCold, KindBlobWarm,
-	KindBlobRange, KindReferrers, KindTags, KindChallenge, KindToken, KindPrime}
+	KindBlobDenied, KindBlobRange, KindReferrers, KindTags, KindChallenge, KindToken, KindPrime}
 
 // mix is the weight of each operation a client picks (blob stands for a
 // whole-blob GET, cold or warm).
@@ -478,7 +479,12 @@ func (cl *client) op(ctx context.Context, kind Kind, a *Artifact) {
 		blob = &a.Blobs[cl.rng.IntN(len(a.Blobs))]
 		path = "/blobs/" + blob.Digest
 		if kind == KindBlobWarm {
-			if _, warm := cl.r.fetched.Load(blob.Digest); !warm {
+			// Cold: pullgate has not served this blob whole in this run
+			// yet (as far as the clients saw). Blobs a client must be
+			// refused are neither.
+			if _, warm := cl.r.fetched.Load(blob.Digest); !cl.expect(a, kind).allowed {
+				kind = KindBlobDenied
+			} else if !warm {
 				kind = KindBlobCold
 			}
 		} else {
@@ -614,7 +620,7 @@ func (cl *client) check(resp *http.Response, a *Artifact, kind Kind, want expect
 			return false, nil
 		}
 		return false, hashBody(resp.Body, a.Digest, int64(len(a.Manifest)))
-	case KindBlobCold, KindBlobWarm:
+	case KindBlobCold, KindBlobWarm, KindBlobDenied:
 		if resp.StatusCode != http.StatusOK {
 			return false, statusErr(resp, http.StatusOK)
 		}

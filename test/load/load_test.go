@@ -95,7 +95,7 @@ func assertRun(t *testing.T, res *Result) {
 		t.Errorf("%d unexpected outcomes, first: %s", res.Unexpected, strings.Join(res.Errors, "\n  "))
 	}
 	var denied int64
-	want := []Kind{KindManifestTag, KindManifestHead, KindManifestDigest, KindBlobCold, KindBlobWarm, KindBlobRange, KindReferrers, KindTags}
+	want := []Kind{KindManifestTag, KindManifestHead, KindManifestDigest, KindBlobCold, KindBlobWarm, KindBlobDenied, KindBlobRange, KindReferrers, KindTags}
 	if res.Phase == PhaseToken {
 		want = append(want, KindChallenge, KindToken)
 	}
