@@ -218,13 +218,27 @@ func Run(ctx context.Context, p *Pullgate, c *Corpus, phase Phase, o Options) (*
 		clients[i] = r.newClient(i+1, user, set)
 	}
 
-	var pace <-chan time.Time
-	if o.Rate > 0 {
-		tk := time.NewTicker(time.Duration(float64(time.Second) / o.Rate))
-		defer tk.Stop()
-		pace = tk.C
-	}
 	start := time.Now()
+	// Pacing: operation n starts no earlier than start + n/Rate, so the
+	// rate holds on average even when some starts are late (a ticker
+	// would drop the ticks a busy machine misses).
+	var slot atomic.Int64
+	wait := func() bool {
+		if o.Rate <= 0 {
+			return true
+		}
+		at := start.Add(time.Duration(float64(slot.Add(1)-1) * float64(time.Second) / o.Rate))
+		if d := time.Until(at); d > 0 {
+			tm := time.NewTimer(d)
+			defer tm.Stop()
+			select {
+			case <-tm.C:
+			case <-rctx.Done():
+				return false
+			}
+		}
+		return !r.stop.Load()
+	}
 	sampDone := make(chan struct{})
 	sampStop := make(chan struct{})
 	go func() {
@@ -254,15 +268,8 @@ func Run(ctx context.Context, p *Pullgate, c *Corpus, phase Phase, o Options) (*
 		go func() {
 			defer wg.Done()
 			for !r.stop.Load() && rctx.Err() == nil {
-				if pace != nil {
-					select {
-					case <-pace:
-					case <-rctx.Done():
-						return
-					}
-					if r.stop.Load() {
-						return
-					}
+				if !wait() {
+					return
 				}
 				if n := r.ops.Add(1); o.MaxRequests > 0 && n > o.MaxRequests {
 					r.stop.Store(true)
