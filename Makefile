@@ -8,7 +8,7 @@ LONGFUZZ  ?= 60s
 TESTFLAGS ?= -timeout 20m
 export GOFLAGS ?= -mod=mod
 
-.PHONY: all build demo test unit fuzz-smoke fuzz bench lint tools scenarios model-gate clean
+.PHONY: all build demo test unit fuzz-smoke fuzz bench soak lint tools scenarios model-gate clean
 
 all: build
 
@@ -38,6 +38,21 @@ fuzz:
 
 bench: build tools
 	bash test/bench/run.sh
+
+# Not in CI: the load mix of test/load at a steady rate for SOAK_DURATION
+# (client auth on: tokens expire and are renewed every minute); RSS,
+# goroutines and fds of pullgate sampled every SOAK_SAMPLE must stay flat.
+# Report: test/out/bench/soak.md (figures in docs/benchmarks.md).
+SOAK_DURATION ?= 30m
+SOAK_CLIENTS  ?= 500
+SOAK_RATE     ?= 200
+SOAK_PHASES   ?= token
+SOAK_SAMPLE   ?= 10s
+soak: tools
+	mkdir -p test/out/bench
+	$(GO) test -count=1 -run '^TestLoad$$' -timeout 90m -v ./test/load/ -args \
+	  -load.soak -load.duration=$(SOAK_DURATION) -load.clients=$(SOAK_CLIENTS) -load.rate=$(SOAK_RATE) \
+	  -load.phases=$(SOAK_PHASES) -load.sample=$(SOAK_SAMPLE) -load.out=$(CURDIR)/test/out/bench/soak.md
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -44,8 +44,14 @@ go run ./test/bench/restartbench --blobs "$restart_blobs" --reps "${RESTART_REPS
 if [ -n "$old_rev" ]; then rm -rf "$old_src"; fi
 
 echo
+echo "== load: ${LOAD_CLIENTS:=500} clients over 50 images and models, client auth off then on (${LOAD_DURATION:=30s} each)"
+go test -count=1 -run '^TestLoad$' -timeout 30m ./test/load/ -args \
+  -load.clients="$LOAD_CLIENTS" -load.duration="$LOAD_DURATION" -load.out="$PWD/$out/load.md"
+cat "$out/load.md"
+
+echo
 echo "== Go benchmarks (verification, policy, content inspection, release chain)"
 go test -run='^$' -bench=. -benchmem -count=1 -timeout 30m \
   ./policy/... ./verify/... ./cache/store/... ./test/bench/... 2>&1 | tee "$out/go-bench.txt" | grep -E '^(Benchmark|ok|FAIL|PASS)'
 echo
-echo "results: $out/pull.md, $out/restart.md, $out/go-bench.txt (summarised in docs/benchmarks.md)"
+echo "results: $out/pull.md, $out/restart.md, $out/load.md, $out/go-bench.txt (summarised in docs/benchmarks.md)"
