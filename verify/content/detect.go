@@ -268,17 +268,34 @@ func NewInspector(opts Options, mediaType, title string, size int64) (Inspector,
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	if f := checkLayer(opts, mediaType, title); f != nil {
+	if f := checkBlob(opts, mediaType, title); f != nil {
 		return nil, f
 	}
 	return &autoInspector{opts: opts, mediaType: mediaType, title: title, size: size}, nil
 }
 
-// checkLayer applies the rules that need only the descriptor.
+// checkLayer applies the rules that need only the descriptor of a layer.
 func checkLayer(opts Options, mediaType, title string) *Finding {
 	if !opts.layerAllowed(mediaType) {
 		return newFinding(FormatMediaType, -1, "layer media type %q is not allowed by this rule", mediaType)
 	}
+	return checkCodeName(opts, mediaType, title)
+}
+
+// checkBlob is checkLayer for a blob inspected as declared: every manifest
+// that declares it was decided with the role of each descriptor
+// (CheckManifest: layers by the rule's layer types, the config by its
+// config types), so a blob declared as a config (which clients such as
+// docker, containerd and crane fetch) is allowed here by a config type.
+func checkBlob(opts Options, mediaType, title string) *Finding {
+	if !opts.layerAllowed(mediaType) && !opts.configAllowed(mediaType) {
+		return newFinding(FormatMediaType, -1, "layer media type %q is not allowed by this rule", mediaType)
+	}
+	return checkCodeName(opts, mediaType, title)
+}
+
+// checkCodeName applies denyCodeLayers to a descriptor.
+func checkCodeName(opts Options, mediaType, title string) *Finding {
 	if opts.DenyCodeLayers {
 		if isCodeMediaType(mediaType) {
 			return newFinding(FormatMediaType, -1, "code layer %q is denied (denyCodeLayers)", mediaType)
