@@ -45,9 +45,9 @@ const (
 // Policy is the policy of the load runs: blocked/** denied, signed/** needs
 // a signature by the release key, models/** allowed with content
 // inspection (safetensors and GGUF checked, no pickle, no code layers),
-// open/** allowed. (No mediaTypes allowlist: under one, fetching a
-// ModelPack config blob is refused as a disallowed layer type and the model
-// is denied from then on, a bug reported separately.)
+// open/** allowed. The model rule lists ModelPack media types: clients
+// fetch each model's config blob too (refused under such a list until
+// a703200).
 const Policy = `trust:
   keys:
     - name: ` + keyName + `
@@ -64,6 +64,7 @@ rules:
     match: ["upstream.local/models/**"]
     action: allow
     content:
+      mediaTypes: [modelpack]
       formats: { safetensors: { maxHeaderBytes: 1MiB }, gguf: {}, pickle: deny }
       denyCodeLayers: true
   - name: ` + RuleOpen + `
