@@ -129,7 +129,7 @@ func New(u config.Upstream, resolve func(string) string) (*Client, error) {
 	cache, _ := lru.New[string, http.RoundTripper](1024)
 	c := &Client{
 		Name: u.Name, base: base, reg: reg, auth: auth, timeout: u.Timeout.D(), repoRT: cache,
-		rt: &schemeGuard{inner: tr, allowHTTP: base.Scheme == "http", host: base.Host},
+		rt: &schemeGuard{inner: tr, allowHTTP: base.Scheme == "http", hosts: []string{base.Host, reg.RegistryStr()}},
 	}
 	return c, nil
 }
@@ -146,18 +146,29 @@ func New(u config.Upstream, resolve func(string) string) (*Client, error) {
 type schemeGuard struct {
 	inner     http.RoundTripper
 	allowHTTP bool
-	host      string // the configured host[:port]
+	// hosts are the configured host[:port] and the one go-containerregistry
+	// sends requests to (docker.io becomes index.docker.io).
+	hosts []string
+}
+
+func (g *schemeGuard) upstreamHost(h string) bool {
+	for _, x := range g.hosts {
+		if strings.EqualFold(h, x) {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *schemeGuard) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Scheme != "https" && !(g.allowHTTP && r.URL.Scheme == "http") {
 		return nil, fmt.Errorf("refusing %s request to %s: upstream is configured for https", r.URL.Scheme, r.URL.Host)
 	}
-	if g.allowHTTP && r.URL.Scheme == "https" && strings.EqualFold(r.URL.Host, g.host) {
+	if g.allowHTTP && r.URL.Scheme == "https" && g.upstreamHost(r.URL.Host) {
 		return nil, fmt.Errorf("refusing https request to %s: upstream is configured as http://", r.URL.Host)
 	}
 	resp, err := g.inner.RoundTrip(r)
-	if g.allowHTTP && r.URL.Scheme == "http" && strings.EqualFold(r.URL.Host, g.host) && speaksTLS(resp, err) {
+	if g.allowHTTP && r.URL.Scheme == "http" && g.upstreamHost(r.URL.Host) && speaksTLS(resp, err) {
 		if resp != nil {
 			resp.Body.Close()
 		}
