@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -385,7 +386,8 @@ const evidenceTimeout = 60 * time.Second
 func (s *Server) anyBadBlob(ctx context.Context, q *request, m *parsedManifest) bool {
 	rev := strings.TrimPrefix(q.pol.Revision(), "sha256:")
 	for _, d := range m.Blobs() {
-		if names, _ := s.store.ListMeta(ctx, store.MetaKey("bad", rev, q.rule.Name, d.Digest.Encoded())); len(names) > 0 {
+		names, err := s.store.ListMeta(ctx, store.MetaKey("bad", rev, q.rule.Name, d.Digest.Encoded()))
+		if err != nil || len(names) > 0 { // unreadable: not proven clean
 			return true
 		}
 	}
@@ -512,8 +514,14 @@ func orFormat(scope string) string {
 // scope: "" for the format checks, an expectation id for tensor checks).
 func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest, scope string) (string, bool) {
 	b, err := s.store.GetMeta(ctx, badKey(rev, rule, d, scope))
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return "", false
+	}
+	if err != nil {
+		// Fail closed: a finding the store holds but cannot return now
+		// must not read as "none".
+		s.log.Warn("store: content finding read failed", "digest", d, "err", err)
+		return fmt.Sprintf("the store could not be read to check the content findings recorded for %s (%v); retry once the store is reachable", d, err), true
 	}
 	return string(b), true
 }

@@ -16,6 +16,9 @@ import (
 // times out would.
 var linkListFails atomic.Bool
 
+// findingReadFails makes reads of recorded content findings fail.
+var findingReadFails atomic.Bool
+
 // flakyLinks is a shared in-memory driver whose List of link records
 // fails while linkListFails is set.
 type flakyLinks struct{ storagedriver.StorageDriver }
@@ -25,6 +28,13 @@ func (d flakyLinks) List(ctx context.Context, p string) ([]string, error) {
 		return nil, errors.New("injected: object store timed out")
 	}
 	return d.StorageDriver.List(ctx, p)
+}
+
+func (d flakyLinks) GetContent(ctx context.Context, p string) ([]byte, error) {
+	if findingReadFails.Load() && strings.Contains(p, "/bad/") {
+		return nil, errors.New("injected: object store timed out")
+	}
+	return d.StorageDriver.GetContent(ctx, p)
 }
 
 func init() {
@@ -56,4 +66,27 @@ func TestBlobLinksUnreadable(t *testing.T) {
 	a.want(t, blob, 503, "could not list which manifests reference")
 	linkListFails.Store(false)
 	a.want(t, blob, 403, "chat_template.jinja")
+}
+
+// A content finding recorded in the shared store (a chat template refused
+// on one replica) must deny the artifact on a replica that cannot read it
+// now: unreadable is not "no finding". Once the store answers, the
+// finding itself denies it.
+func TestContentFindingUnreadable(t *testing.T) {
+	e := startWith(t, nil, modelPolicy)
+	const repo = "models/findingfail"
+	b := ivPushBlob(t, e.up.Host, repo, dunderTemplate, docRaw)
+	declModel(t, e, repo+":tmpl", named(b, docRaw, filepathKey, "chat_template.jinja"))
+	e.storageDriver = "sharedmem-linkfail-test"
+	a := e.replica(t, t.Name(), "spool-a")
+	a.want(t, repo+"/manifests/tmpl", 200, "")
+	a.want(t, repo+"/blobs/"+b.Digest.String(), 403, "Jinja")
+
+	findingReadFails.Store(true)
+	t.Cleanup(func() { findingReadFails.Store(false) })
+	bb := e.replica(t, t.Name(), "spool-b")
+	bb.want(t, repo+"/manifests/tmpl", 403, "could not be read")
+	findingReadFails.Store(false)
+	c := e.replica(t, t.Name(), "spool-c")
+	c.want(t, repo+"/manifests/tmpl", 403, "Jinja")
 }
