@@ -115,8 +115,8 @@ func TestRateLimit(t *testing.T) {
 	})
 
 	t.Run("concurrent guesses", func(t *testing.T) {
-		// Attempts take their token before the password is checked, so
-		// parallel guesses cannot overrun the bucket.
+		// At most as many password checks are in flight as the bucket has
+		// tokens, so parallel guesses cannot overrun it.
 		var wg sync.WaitGroup
 		codes := make([]int, 40)
 		for i := range codes {

@@ -13,7 +13,7 @@
 //
 // Wiring: serve TokenHandler at /token (GET and POST) on the registry
 // listener and wrap the registry API handler with Middleware, so every /v2/
-// request is refused (401, 403, 429, 400) before anything is fetched
+// request is refused (401, 403, 429, 400, 503) before anything is fetched
 // upstream. Pass Options.Repository the proxy's own repository
 // normalization. For client certificates, serve TLS with a client CA
 // (tlsreload with auth.mtls.clientCA); the middleware verifies presented
@@ -358,7 +358,7 @@ func (a *Authenticator) authenticate(r *http.Request, bearerOK bool) (Identity, 
 	cred = strings.TrimSpace(cred)
 	switch {
 	case strings.EqualFold(scheme, "Basic"):
-		id, f := a.basic(ip, cred)
+		id, f := a.basic(r.Context(), ip, cred)
 		return id, nil, f
 	case strings.EqualFold(scheme, "Bearer") && bearerOK:
 		// Token failures are logged, not rate-limited: signatures cannot
@@ -386,19 +386,23 @@ func (a *Authenticator) authenticate(r *http.Request, bearerOK bool) (Identity, 
 
 var errNoUser = errors.New("unknown user")
 
-func (a *Authenticator) basic(ip, cred string) (Identity, *failure) {
-	return a.password(ip, func() (string, string, error) { return decodeBasic(cred) })
+func (a *Authenticator) basic(ctx context.Context, ip, cred string) (Identity, *failure) {
+	return a.password(ctx, ip, func() (string, string, error) { return decodeBasic(cred) })
 }
 
 // password checks a user name and password that creds decodes (Basic
-// header, token endpoint form), with the failed-login rate limits.
-func (a *Authenticator) password(ip string, creds func() (user, pass string, err error)) (Identity, *failure) {
-	ipKey := "ip:" + ip
-	if wait := a.limiter.take(ipKey); wait > 0 {
-		return Identity{}, tooMany(wait, "client address")
+// header, token endpoint form), with the failed-login rate limits: only
+// failures spend the address's and the user's tokens, and each key has at
+// most as many checks in flight as it has tokens left, so concurrent
+// guesses cannot overrun the bucket while concurrent valid logins wait
+// their turn (briefly) instead of being refused.
+func (a *Authenticator) password(ctx context.Context, ip string, creds func() (user, pass string, err error)) (Identity, *failure) {
+	ipTry, f := a.begin(ctx, "ip:"+ip, "client address")
+	if f != nil {
+		return Identity{}, f
 	}
-	// From here the attempt holds a token of the address's bucket: kept
-	// when the attempt fails, refunded when it succeeds.
+	failed := true // malformed credentials count as failures of the address
+	defer func() { ipTry.end(failed) }()
 	bad := func(msg string) (Identity, *failure) {
 		return Identity{}, &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
 			message: msg, reason: msg, method: MethodBasic}
@@ -410,22 +414,21 @@ func (a *Authenticator) password(ip string, creds func() (user, pass string, err
 	if a.htpasswd == nil {
 		return bad("Basic authentication is not enabled")
 	}
-	userKey := "user:" + user
-	if wait := a.limiter.take(userKey); wait > 0 {
-		a.limiter.refund(ipKey) // no password was checked
-		f := tooMany(wait, "user")
+	userTry, f := a.begin(ctx, "user:"+user, "user")
+	if f != nil {
+		failed = false // no password was checked
 		if a.htpasswd.known(user) {
 			f.user = user
 		}
 		return Identity{}, f
 	}
 	err = a.htpasswd.verify(user, pass)
+	failed = err != nil
+	userTry.end(failed)
 	if err == nil {
-		a.limiter.refund(ipKey)
-		a.limiter.refund(userKey)
 		return Identity{Method: MethodBasic, Subject: user, Principals: []string{user}}, nil
 	}
-	f := &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
+	f = &failure{status: http.StatusUnauthorized, code: ocierr.Unauthorized,
 		message: "invalid user name or password", method: MethodBasic}
 	switch {
 	case errors.Is(err, errNoUser):
@@ -436,6 +439,22 @@ func (a *Authenticator) password(ip string, creds func() (user, pass string, err
 		f.reason = err.Error() // htpasswd unusable: never includes the password
 	}
 	return Identity{}, f
+}
+
+// begin waits for room to check a password of key (see limiter), or says
+// why not: too many failures (429), or too many logins in progress (503).
+func (a *Authenticator) begin(ctx context.Context, key, what string) (*attempt, *failure) {
+	try, wait, err := a.limiter.begin(ctx, key)
+	switch {
+	case err != nil:
+		return nil, &failure{status: http.StatusServiceUnavailable, code: ocierr.Unavailable,
+			message:    fmt.Sprintf("too many logins in progress from this %s: retry shortly", what),
+			reason:     "login wait timed out (" + what + ")",
+			retryAfter: time.Second}
+	case try == nil:
+		return nil, tooMany(wait, what)
+	}
+	return try, nil
 }
 
 func tooMany(wait time.Duration, what string) *failure {
@@ -598,7 +617,7 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, f *failur
 	}
 	a.log.Warn("client authentication failed", attrs...)
 	switch f.status {
-	case http.StatusTooManyRequests:
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		secs := int((f.retryAfter + time.Second - 1) / time.Second)
 		if secs < 1 {
 			secs = 1

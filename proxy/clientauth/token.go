@@ -273,7 +273,7 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 			ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Denied, "unknown service: this token endpoint serves %q", a.tokens.service))
 			return
 		}
-		id, f = a.password(clientIP(r), func() (string, string, error) {
+		id, f = a.password(r.Context(), clientIP(r), func() (string, string, error) {
 			u, p := q.Get("username"), q.Get("password")
 			return u, p, checkCredentials(u, p)
 		})
