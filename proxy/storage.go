@@ -26,14 +26,32 @@ func openDriverStore(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	}
 	opts := store.Options{MaxBytes: int64(cfg.Storage.MaxSize), Log: log}
 	if sd, ok := d.(*s3driver.Driver); ok {
-		// Blob copies are recorded as verified by the ETag (and version)
-		// their write returned, and read only under it: a replica never
-		// takes another writer's bytes for the ones it verified.
+		// Blob copies are recorded as verified by the SHA-256 checksum
+		// (and version, and ETag) their write returned, and read only
+		// under it: a replica never takes another writer's bytes for the
+		// ones it verified.
 		if opts.Objects, err = store.S3Objects(sd); err != nil {
 			return nil, err
 		}
+		logBinding(ctx, opts.Objects, log)
 	}
 	return store.Open(ctx, d, opts)
+}
+
+// logBinding says at start what binds reads of verified copies in an S3
+// store: a write and removal of a small object shows what writes return.
+func logBinding(ctx context.Context, objs store.Objects, log *slog.Logger) {
+	id, err := objs.Probe(ctx)
+	switch {
+	case err != nil:
+		log.Warn("store: cannot probe the S3 store for what binds reads of verified copies", "err", err)
+	case id.Binds():
+		log.Info("store: reads of verified copies are bound to what was written", "binding", id.Binding())
+	default:
+		log.Warn("store: the S3 store returns neither SHA-256 checksums nor versions: an ETag alone (an MD5) "+
+			"does not bind a copy, so every copy is hashed when it is read; enable bucket versioning or use "+
+			"an S3 server with flexible checksums to serve verified copies without hashing", "binding", id.Binding())
+	}
 }
 
 // rescanInterval is how often a store on a driver, which other replicas

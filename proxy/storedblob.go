@@ -20,11 +20,13 @@ import (
 // Blobs in the store can change at rest (disk faults, other writers). A
 // stored copy is sent as is (sendfile for the local store) only when this
 // process hashed that very copy to its digest: the store records the
-// identity (size, modification time, device and inode; on S3 the ETag and
-// version its write returned) of every copy a fetch committed after hashing
-// it, and of every copy hashed here. On S3 every read of a recorded copy is
-// conditional on that identity (If-Match, versionId), so bytes another
-// writer put under the key are never sent as the recorded ones. Any other
+// identity (size, modification time, device and inode; on S3 the SHA-256
+// checksum, ETag and version its write returned) of every copy a fetch
+// committed after hashing it, and of every copy hashed here. On S3 every
+// read of a recorded copy is conditional on that identity (If-Match,
+// versionId, the response's checksum), so bytes another writer put under
+// the key are never sent as the recorded ones; a copy known by its ETag
+// alone (an MD5) is never recorded (store.ObjectID.Binds). Any other
 // copy (after a restart, a rewrite, or in a store shared with other
 // replicas) is hashed before or while it is served, and a corrupt one is
 // removed and fetched again, never served complete.

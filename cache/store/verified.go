@@ -22,15 +22,17 @@ const DefaultVerifiedEntries = 1 << 16
 // without any trace in the file's metadata is caught only by the next
 // process, which has no record). On a store with Objects (S3) it is the
 // size and the identity the write returned (ETag, version ID), and reads
-// of a recorded copy are bound to it (see Objects). On other drivers (the
+// of a recorded copy are bound to it (see Objects): its SHA-256 checksum
+// or version must be known, an ETag alone is not recorded. On other drivers (the
 // in-memory one) it is size and modification time.
 type FileID struct {
-	Size    int64
-	ModTime int64 // Unix nanoseconds
-	Dev     uint64
-	Ino     uint64
-	ETag    string
-	Version string
+	Size     int64
+	ModTime  int64 // Unix nanoseconds
+	Dev      uint64
+	Ino      uint64
+	ETag     string
+	Version  string
+	Checksum string
 }
 
 // LocalFileID is the identity of a file of the local filesystem store
@@ -103,8 +105,13 @@ func (s *Store) Verified(dgst digest.Digest, id FileID) bool {
 }
 
 // MarkVerified records that the copy of dgst with identity id hashed to
-// dgst. Only callers that hashed exactly that copy may call it.
+// dgst. Only callers that hashed exactly that copy may call it. On a store
+// with Objects an identity that does not bind reads (an ETag alone, see
+// ObjectID.Binds) is not recorded: that copy is hashed whenever it is read.
 func (s *Store) MarkVerified(dgst digest.Digest, id FileID) {
+	if s.objects != nil && !id.objectID().Binds() {
+		return
+	}
 	s.verified.Add(dgst, id)
 }
 
