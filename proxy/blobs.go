@@ -406,6 +406,7 @@ func (s *Server) streamBlob(q *request, grant blobGrant) {
 	if err != nil {
 		if store.IsNoSpace(err) {
 			s.storageError(opSpool, s.spoolDir, grant.Desc.Size, err)
+			s.roomFor(s.spoolDir, grant.Desc.Size, 0)
 			writeSpoolFull(q.w, q.r, &spoolFullError{dgst, grant.Desc.Size, err})
 			return
 		}
@@ -896,6 +897,9 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 					check.stop()
 					s.storageError(opSpool, s.spoolDir, size, werr)
 					if store.IsNoSpace(werr) {
+						// The spool file (total-m bytes) goes when the
+						// fetch ends: make the rest of the room.
+						s.roomFor(s.spoolDir, size, total-int64(m))
 						return &spoolFullError{dgst, size, werr}
 					}
 					return fmt.Errorf("spool: %w", werr)
@@ -923,6 +927,9 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		}
 	}
 	check.release(buf)
+	if finding == nil && total == size {
+		s.storageOK(s.spoolDir) // the whole blob fit in the spool
+	}
 	sum, ierr := check.finish()
 	if ierr != nil && finding == nil {
 		finding = asFinding(ierr, "content")
@@ -955,6 +962,16 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		// copies under a temporary name and renames only a whole copy.
 		s.log.Error("store: commit failed; the verified blob is served but not cached", "digest", dgst, "err", err)
 		s.storageError(opCommit, s.store.LocalRoot(), size, err)
+		if store.IsNoSpace(err) && s.store.LocalRoot() != "" {
+			// A copy into the store removed on error holds nothing; a
+			// link failed on the spool's filesystem gives the spool
+			// file back when the fetch ends.
+			held := int64(0)
+			if sameFilesystem(s.spoolDir, s.store.LocalRoot()) {
+				held = size
+			}
+			s.roomFor(s.store.LocalRoot(), size, held)
+		}
 	} else {
 		s.storageOK(s.spoolDir, s.store.LocalRoot())
 	}

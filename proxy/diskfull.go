@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -31,13 +33,34 @@ var (
 	freeSpace  = freeBytes
 )
 
+// The free space a directory found full must have again for /readyz: the
+// size of the write that failed, but never more than a quarter of its
+// filesystem nor readyReserveMax. A replica is taken out of rotation while
+// it cannot cache, not until it could cache one particular blob: a blob
+// larger than the filesystem (or than what other files leave of it) would
+// keep it out for good, and an unready replica gets no pull whose success
+// could bring it back.
+const (
+	readyReserveMax   = 1 << 30
+	readyReserveShare = 4
+)
+
+func readyReserve(need, total int64) int64 {
+	return min(need, total/readyReserveShare, readyReserveMax)
+}
+
 // diskFull remembers the directories where a write found no space, with
-// the size that did not fit: /readyz reports them until that much is free
-// again (or a later write there succeeded), checked on every probe so
-// that a replica becomes ready again as soon as space is freed.
+// the size that did not fit: /readyz reports them until the reserve for
+// that size (readyReserve) is free again or a later write there succeeded,
+// checked on every probe so that a replica becomes ready again as soon as
+// space is freed. While a local store shares the filesystem, a probe that
+// finds too little free space evicts the store's least recently used
+// content to make the room (makeRoom).
 type diskFull struct {
 	mu   sync.Mutex
 	dirs map[string]fullDir
+	// evicting serialises makeRoom.
+	evicting sync.Mutex
 }
 
 type fullDir struct {
@@ -86,21 +109,62 @@ func (s *Server) storageOK(dirs ...string) {
 	}
 }
 
+// roomFor makes room in dir, after a write of size bytes there found no
+// space, for the next try of that write: held is what the failed write
+// still occupies and gives back. Nothing is evicted for a write larger
+// than the filesystem.
+func (s *Server) roomFor(dir string, size, held int64) {
+	free, total, err := freeSpace(dir)
+	if err != nil || size > total {
+		return
+	}
+	s.makeRoom(dir, size-free-held)
+}
+
+// makeRoom evicts n bytes of the store's least recently used content if
+// the store is local and on dir's filesystem, and can free that much.
+func (s *Server) makeRoom(dir string, n int64) bool {
+	root := s.store.LocalRoot()
+	if n <= 0 || root == "" || !sameFilesystem(dir, root) {
+		return false
+	}
+	s.full.evicting.Lock()
+	defer s.full.evicting.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	freed := s.store.MakeRoom(ctx, n)
+	if freed > 0 {
+		s.log.Warn("storage full: evicted least recently used content to make room", "dir", dir, "need", n, "evicted", freed)
+	}
+	return freed > 0
+}
+
 // storageFull is the /readyz error while a directory found full has less
-// free space than the write that failed there needed.
+// free space than the reserve for the write that failed there (after the
+// store evicted what it could to make it).
 func (s *Server) storageFull() error {
 	s.full.mu.Lock()
-	defer s.full.mu.Unlock()
+	dirs := maps.Clone(s.full.dirs)
+	s.full.mu.Unlock()
 	var msgs []string
-	for dir, f := range s.full.dirs {
-		free, err := freeSpace(dir)
-		if err == nil && free >= f.need {
-			delete(s.full.dirs, dir)
-			s.log.Info("storage has space again", "dir", dir, "op", f.op, "free", free, "need", f.need)
+	for dir, f := range dirs {
+		free, total, err := freeSpace(dir)
+		reserve := readyReserve(f.need, total)
+		if err == nil && free < reserve && s.makeRoom(dir, reserve-free) {
+			free, total, err = freeSpace(dir)
+			reserve = readyReserve(f.need, total)
+		}
+		if err == nil && free >= reserve {
+			s.full.mu.Lock()
+			if cur, ok := s.full.dirs[dir]; ok && cur == f {
+				delete(s.full.dirs, dir)
+				s.log.Info("storage has space again", "dir", dir, "op", f.op, "free", free, "reserve", reserve, "need", f.need)
+			}
+			s.full.mu.Unlock()
 			continue
 		}
-		msgs = append(msgs, fmt.Sprintf("no space left in %s (%s of %d bytes failed at %s; %d bytes free): cold pulls fail until space is freed",
-			dir, f.op, f.need, f.at.UTC().Format(time.RFC3339), free))
+		msgs = append(msgs, fmt.Sprintf("no space left in %s (%s of %d bytes failed at %s; %d bytes free, %d wanted): cold pulls fail until space is freed",
+			dir, f.op, f.need, f.at.UTC().Format(time.RFC3339), free, reserve))
 	}
 	if len(msgs) == 0 {
 		return nil

@@ -4,10 +4,12 @@ package proxy_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,16 +37,38 @@ type fullDisk struct {
 // tmpfs, or injects the fault. Call it before opening the proxy.
 func newFullDisk(t *testing.T, mnt string, leave int64, spool, commit bool) *fullDisk {
 	t.Helper()
+	if err := mountSmallDisk(t, mnt); err != nil {
+		t.Logf("mount -t tmpfs %s: %v: injecting ENOSPC instead", mnt, err)
+		return &fullDisk{inject: proxy.InjectDiskFault(t, spool, commit)}
+	}
+	return &fullDisk{dir: mnt, leave: leave}
+}
+
+// smallDisk is the size of the filesystem under the storage in these tests.
+const smallDisk = 16 << 20
+
+// newSmallDisk puts mnt (the proxy's storage directory) on a 16 MiB tmpfs,
+// or models one (proxy.InjectSmallDisk). Call it before opening the proxy.
+func newSmallDisk(t *testing.T, mnt string) {
+	t.Helper()
+	if err := mountSmallDisk(t, mnt); err != nil {
+		t.Logf("mount -t tmpfs %s: %v: modelling a 16 MiB filesystem instead", mnt, err)
+		proxy.InjectSmallDisk(t, mnt, smallDisk)
+	}
+}
+
+// mountSmallDisk mounts a 16 MiB tmpfs at mnt (created) until the test
+// ends, unless PULLGATE_TEST_NO_MOUNT is set.
+func mountSmallDisk(t *testing.T, mnt string) error {
+	t.Helper()
 	if err := os.MkdirAll(mnt, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	err := errors.New("PULLGATE_TEST_NO_MOUNT is set")
-	if os.Getenv("PULLGATE_TEST_NO_MOUNT") == "" {
-		err = syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=16m")
+	if os.Getenv("PULLGATE_TEST_NO_MOUNT") != "" {
+		return errors.New("PULLGATE_TEST_NO_MOUNT is set")
 	}
-	if err != nil {
-		t.Logf("mount -t tmpfs %s: %v: injecting ENOSPC instead", mnt, err)
-		return &fullDisk{inject: proxy.InjectDiskFault(t, spool, commit)}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size="+strconv.Itoa(smallDisk)); err != nil {
+		return err
 	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
@@ -52,7 +76,7 @@ func newFullDisk(t *testing.T, mnt string, leave int64, spool, commit bool) *ful
 		}
 	})
 	t.Logf("storage on a 16 MiB tmpfs at %s", mnt)
-	return &fullDisk{dir: mnt, leave: leave}
+	return nil
 }
 
 // fill leaves about d.leave bytes free.
@@ -262,4 +286,86 @@ func TestDiskFullWhileCommitting(t *testing.T) {
 	if _, err := os.Stat(storedPath(e, ld)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// pullLayer pushes a one-layer image of size bytes as app/<name>:1 and
+// pulls its manifest through the proxy; it returns the layer's URL.
+func pullLayer(t *testing.T, e *env, name string, size int) (string, digest.Digest) {
+	t.Helper()
+	img, ld := oneLayerImage(t, size)
+	push(t, e.up.Host, "app/"+name+":1", img)
+	base := e.proxy.URL + "/v2/upstream.local/app/" + name
+	if resp, b := get(t, base+"/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d %s", resp.StatusCode, b)
+	}
+	return base + "/blobs/" + ld.String(), digest.Digest(ld.String())
+}
+
+// pullCached pulls the blob at url through the proxy and waits until it
+// is cached.
+func pullCached(t *testing.T, e *env, url string, dg digest.Digest) {
+	t.Helper()
+	if st, body, err := fetchBlob(t, url, nil); err != nil || st != 200 || digest.FromBytes(body) != dg {
+		t.Fatalf("pull %s: %d err=%v, %d bytes", url, st, err, len(body))
+	}
+	waitUntil(t, "the blob to be cached", time.Minute, func() bool {
+		_, ok := e.srv.Store().Has(dg)
+		return ok
+	})
+}
+
+// pullTooBig pulls the blob at url, which does not fit in the spool, and
+// checks that /readyz is ready once the failed fetch is over.
+func pullTooBig(t *testing.T, e *env, url string) {
+	t.Helper()
+	if st, body, err := fetchBlob(t, url, nil); st == http.StatusOK && err == nil {
+		t.Fatalf("a complete 200 (%d bytes) for a blob that does not fit", len(body))
+	}
+	waitUntil(t, "the spool to empty", time.Minute, func() bool { return len(spoolFiles(e)) == 0 })
+	if n := noSpaceErrors(t, e, "spool"); n < 1 {
+		t.Fatalf("pullgate_storage_write_errors_total{op=spool,reason=no_space} = %v", n)
+	}
+	if code, body := readyz(t, e); code != http.StatusOK {
+		t.Fatalf("readyz once the failed fetch is over: %d %q", code, body)
+	}
+}
+
+// A blob larger than the whole filesystem under the spool cannot be
+// cached, but once its spool file is gone the disk is as empty as it will
+// ever be: /readyz must be ready again, with no pull needed. (/readyz used
+// to wait for the blob's whole size to be free, which never happens, and
+// an unready replica gets no pull whose success would clear it: one such
+// blob pulled through every replica took the service down.)
+func TestReadyRecoversAfterOversizedBlob(t *testing.T) {
+	e := startOnDisk(t, "", func(data string) { newSmallDisk(t, data) })
+	url, _ := pullLayer(t, e, "big", smallDisk+4<<20)
+	pullTooBig(t, e, url)
+	// And it caches what fits.
+	url, dg := pullLayer(t, e, "small", 1<<20)
+	pullCached(t, e, url, dg)
+}
+
+// The store itself fills the disk it shares with the spool (its size
+// limit is above what the disk holds; eviction used to run only past that
+// limit, on a commit): a blob that does not fit makes the store evict its
+// least recently used content, so that /readyz is ready again at once and
+// the next pull of that blob is cached.
+func TestReadyRecoversWhenStoreFillsDisk(t *testing.T) {
+	e := startOnDisk(t, "", func(data string) { newSmallDisk(t, data) })
+	const stored = 9 << 19 // 4.5 MiB: three leave about 2.5 MiB of the 16
+	var old []digest.Digest
+	for i := range 3 {
+		url, dg := pullLayer(t, e, fmt.Sprintf("old%d", i), stored)
+		pullCached(t, e, url, dg)
+		old = append(old, dg)
+	}
+	url, dg := pullLayer(t, e, "new", 6<<20)
+	pullTooBig(t, e, url)
+	if _, ok := e.srv.Store().Has(old[0]); ok {
+		t.Error("the least recently used blob was not evicted")
+	}
+	if _, ok := e.srv.Store().Has(old[2]); !ok {
+		t.Error("the most recently used blob was evicted")
+	}
+	pullCached(t, e, url, dg)
 }

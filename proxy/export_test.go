@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"io/fs"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -42,9 +43,10 @@ func InjectDiskFault(t testing.TB, spool, commit bool) *DiskFault {
 			return cb(s, ctx, dgst, file, size)
 		}
 	}
-	freeSpace = func(dir string) (int64, error) {
+	freeSpace = func(dir string) (int64, int64, error) {
 		if d.full.Load() {
-			return 0, nil
+			_, total, err := fr(dir)
+			return 0, total, err
 		}
 		return fr(dir)
 	}
@@ -55,3 +57,47 @@ func InjectDiskFault(t testing.TB, spool, commit bool) *DiskFault {
 // Fill makes the disk full; Free gives the space back.
 func (d *DiskFault) Fill() { d.full.Store(true) }
 func (d *DiskFault) Free() { d.full.Store(false) }
+
+// InjectSmallDisk models, where none can be mounted, a filesystem of
+// capacity bytes holding root (the proxy's storage directory) until the
+// test ends: its usage is the size of the files below root (each file
+// once, however many links it has); a spool write past the capacity
+// writes what fits and fails with ENOSPC, and the free space of a
+// directory below root is what the capacity leaves. Install it before
+// opening the proxy.
+func InjectSmallDisk(t testing.TB, root string, capacity int64) {
+	sw, fr := spoolWrite, freeSpace
+	used := func() int64 {
+		seen := map[store.FileID]bool{}
+		var n int64
+		_ = filepath.WalkDir(root, func(_ string, e fs.DirEntry, err error) error {
+			if err != nil || !e.Type().IsRegular() {
+				return nil
+			}
+			if fi, err := e.Info(); err == nil {
+				id := store.LocalFileID(fi)
+				id.ModTime, id.Size = 0, 0
+				if !seen[id] {
+					seen[id] = true
+					n += fi.Size()
+				}
+			}
+			return nil
+		})
+		return n
+	}
+	spoolWrite = func(f *inflight.Fetch, p []byte) (int, error) {
+		if left := capacity - used(); int64(len(p)) > left {
+			n, _ := sw(f, p[:max(left, 0)])
+			return n, &fs.PathError{Op: "write", Path: f.Path(), Err: syscall.ENOSPC}
+		}
+		return sw(f, p)
+	}
+	freeSpace = func(dir string) (int64, int64, error) {
+		if rel, err := filepath.Rel(root, dir); err == nil && filepath.IsLocal(rel) {
+			return max(capacity-used(), 0), capacity, nil
+		}
+		return fr(dir)
+	}
+	t.Cleanup(func() { spoolWrite, freeSpace = sw, fr })
+}

@@ -459,6 +459,44 @@ func (s *Store) overLimitLocked(keep *node) []digest.Digest {
 	return evict
 }
 
+// MakeRoom evicts the least recently used content (never content being
+// committed) until at least n bytes were evicted, for a caller whose
+// writes found the disk under the store full. If the store cannot free n
+// bytes it evicts nothing (emptying the cache would not make the room) and
+// returns 0; otherwise it returns the bytes evicted.
+func (s *Store) MakeRoom(ctx context.Context, n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	s.mu.Lock()
+	evictable := s.total
+	for k := range s.committing {
+		if c, ok := s.items[k]; ok && c.size > 0 {
+			evictable -= c.size
+		}
+	}
+	if evictable < n {
+		s.mu.Unlock()
+		return 0
+	}
+	var evict []digest.Digest
+	var freed int64
+	skip := func(c *node) bool { return s.committing[c.k] > 0 }
+	for freed < n {
+		c := s.victimLocked(skip)
+		if c == nil {
+			break
+		}
+		evict = append(evict, s.digestOf(c))
+		freed += max(c.size, 0)
+		s.forgetNodeLocked(c)
+		s.evicting[c.k]++
+	}
+	s.mu.Unlock()
+	s.evict(ctx, evict)
+	return freed
+}
+
 // evict deletes content dropped from the index.
 func (s *Store) evict(ctx context.Context, digests []digest.Digest) {
 	for _, d := range digests {

@@ -146,6 +146,49 @@ func TestEvictionLRU(t *testing.T) {
 	}
 }
 
+// MakeRoom evicts the least recently used content, never content being
+// committed, and nothing at all when it cannot free what was asked.
+func TestMakeRoom(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, inmemory.New(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []digest.Digest
+	for _, c := range []byte("abc") {
+		p, d := blob(100, c)
+		if err := s.PutBytes(ctx, d, p); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	if _, err := s.Get(ctx, ds[0]); err != nil { // b is now the least recently used
+		t.Fatal(err)
+	}
+	end := s.beginCommit(ds[1]) // but it is being committed
+	if got := s.MakeRoom(ctx, 250); got != 0 || s.Size() != 300 {
+		t.Fatalf("MakeRoom(250) with 200 bytes evictable: evicted %d, %d left", got, s.Size())
+	}
+	if got := s.MakeRoom(ctx, 50); got != 100 {
+		t.Fatalf("MakeRoom(50) evicted %d bytes, want 100", got)
+	}
+	if _, ok := s.Has(ds[2]); ok {
+		t.Error("c, the least recently used not being committed, was not evicted")
+	}
+	if _, err := s.Driver().GetContent(ctx, blobPath(ds[2])); err == nil {
+		t.Error("evicted blob still in the driver")
+	}
+	for _, d := range ds[:2] {
+		if _, ok := s.Has(d); !ok {
+			t.Errorf("%s evicted, want kept", d)
+		}
+	}
+	end()
+	if got := s.MakeRoom(ctx, 150); got != 200 || s.Size() != 0 {
+		t.Errorf("MakeRoom(150) evicted %d, %d left", got, s.Size())
+	}
+}
+
 func TestMeta(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, inmemory.New(), Options{})

@@ -8,6 +8,9 @@ import (
 	"os"
 )
 
+// fileWrite writes to the audit file; tests replace it to fail on demand.
+var fileWrite = (*os.File).Write
+
 // maxPending bounds the events kept in memory while the file cannot be
 // written (disk full, directory gone); older ones are dropped past it.
 const maxPending = 8 << 20
@@ -96,25 +99,36 @@ func (r *rotator) Write(p []byte) (int, error) {
 	}
 	var rotErr error
 	if len(r.pending) > 0 {
-		n, err := r.writeFile(r.pending)
+		flushed := r.pending
+		n, err := r.writeFile(flushed)
 		r.pending = r.pending[n:]
 		if written(err) {
 			rotErr = err
 		} else {
-			r.midLine = r.midLine || n > 0
+			r.midLine = endsMidLine(flushed[:n], r.midLine)
 			return 0, r.keep(p, err)
 		}
 		r.pending, r.midLine = nil, false
 	}
 	n, err := r.writeFile(p)
 	if !written(err) {
-		r.midLine = n > 0
+		r.midLine = endsMidLine(p[:n], false)
 		return 0, r.keep(p[n:], err)
 	}
 	if err == nil {
 		err = rotErr
 	}
 	return n, err
+}
+
+// endsMidLine reports whether the file ends inside a line after a write
+// of b that followed a file ending inside a line (was): a write that
+// stopped just after a '\n' leaves whole lines, however much it wrote.
+func endsMidLine(b []byte, was bool) bool {
+	if len(b) == 0 {
+		return was
+	}
+	return b[len(b)-1] != '\n'
 }
 
 // written reports a write that succeeded (possibly without its rotation).
@@ -150,7 +164,7 @@ func (r *rotator) writeFile(p []byte) (int, error) {
 			rerr = fmt.Errorf("rotate %s: %w (event kept in the current file)", r.path, err)
 		}
 	}
-	n, err := r.f.Write(p)
+	n, err := fileWrite(r.f, p)
 	r.size += int64(n)
 	if err != nil {
 		return n, errors.Join(err, rerr)

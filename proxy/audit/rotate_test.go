@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -77,5 +79,57 @@ func TestRotationFailureStopsTheLog(t *testing.T) {
 	}
 	if len(refs) == 0 || refs[len(refs)-1] != "v9" {
 		t.Fatalf("events on disk: %v; v4..v9 were written after the fault cleared", refs)
+	}
+}
+
+// A write of the waiting events that the disk cut exactly at the end of a
+// line, then the file removed: the events still waiting are all written
+// to the new file. (The rotator took any partial write for a line cut in
+// the middle, and dropped the first waiting event, whole, on reopening.)
+func TestRotatorPartialWriteAtLineEndThenRemoved(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	r, err := openRotator(path, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// room is how many more bytes the "disk" takes (-1: unlimited).
+	room := 0
+	fileWrite = func(f *os.File, p []byte) (int, error) {
+		if room < 0 || len(p) <= room {
+			if room >= 0 {
+				room -= len(p)
+			}
+			return f.Write(p)
+		}
+		n, _ := f.Write(p[:room])
+		room = 0
+		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	t.Cleanup(func() { fileWrite = (*os.File).Write })
+
+	lines := []string{"{\"event\":\"a\"}\n", "{\"event\":\"b\"}\n", "{\"event\":\"c\"}\n", "{\"event\":\"d\"}\n"}
+	for _, l := range lines[:2] { // the disk is full: both wait
+		if _, err := r.Write([]byte(l)); err == nil {
+			t.Fatalf("write %q to a full disk succeeded", l)
+		}
+	}
+	room = len(lines[0]) // room for exactly the first waiting line
+	if _, err := r.Write([]byte(lines[2])); err == nil {
+		t.Fatal("write to a full disk succeeded")
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	room = -1
+	if _, err := r.Write([]byte(lines[3])); err != nil {
+		t.Fatalf("write once space is free: %v", err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Join(lines[1:], ""); string(got) != want {
+		t.Errorf("new file holds %q, want %q (dropped: %d)", got, want, r.Dropped())
 	}
 }
