@@ -142,13 +142,24 @@ func written(err error) bool {
 func (r *rotator) keep(p []byte, err error) error {
 	r.pending = append(r.pending, p...)
 	for len(r.pending) > maxPending {
-		i := bytes.IndexByte(r.pending, '\n')
-		if i < 0 {
-			r.pending = nil
-		} else {
-			r.pending = r.pending[i+1:]
+		// Drop the oldest whole event. While the file ends inside a line,
+		// the first line of pending is that line's tail: it stays, or the
+		// next event would be appended to the half line.
+		start := 0
+		if r.midLine {
+			start = bytes.IndexByte(r.pending, '\n') + 1
+			if start == 0 {
+				break // only the tail waits
+			}
 		}
-		r.midLine = false
+		end := len(r.pending)
+		if i := bytes.IndexByte(r.pending[start:], '\n'); i >= 0 {
+			end = start + i + 1
+		}
+		if start == end {
+			break
+		}
+		r.pending = append(r.pending[:start], r.pending[end:]...)
 		r.dropped++
 	}
 	return fmt.Errorf("%w (the event is kept and written when the file can be written again)", err)

@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -131,5 +133,63 @@ func TestRotatorPartialWriteAtLineEndThenRemoved(t *testing.T) {
 	}
 	if want := strings.Join(lines[1:], ""); string(got) != want {
 		t.Errorf("new file holds %q, want %q (dropped: %d)", got, want, r.Dropped())
+	}
+}
+
+// Events past maxPending are dropped oldest first, but never the tail of
+// a line the full disk cut: the file holds whole JSON lines once space
+// is free, the cut event among them.
+func TestRotatorDropsWholeEventsAfterACutLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	r, err := openRotator(path, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	room := 5 // the disk takes the first 5 bytes of the first event
+	fileWrite = func(f *os.File, p []byte) (int, error) {
+		if room < 0 || len(p) <= room {
+			if room >= 0 {
+				room -= len(p)
+			}
+			return f.Write(p)
+		}
+		n, _ := f.Write(p[:room])
+		room = 0
+		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	t.Cleanup(func() { fileWrite = (*os.File).Write })
+
+	pad := strings.Repeat("x", 1000)
+	event := func(i int) []byte { return []byte(fmt.Sprintf("{\"event\":%d,\"pad\":%q}\n", i, pad)) }
+	n := maxPending/len(event(0)) + 100
+	for i := range n {
+		if _, err := r.Write(event(i)); err == nil {
+			t.Fatalf("event %d: write to a full disk succeeded", i)
+		}
+	}
+	if r.Dropped() == 0 {
+		t.Fatalf("%d events of %d bytes kept past maxPending: nothing dropped", n, len(event(0)))
+	}
+	room = -1
+	if _, err := r.Write(event(n)); err != nil {
+		t.Fatalf("write once space is free: %v", err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(got), "\n"), "\n")
+	for i, l := range lines {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("line %d of %d is not one JSON event (%v): %.80q", i+1, len(lines), err, l)
+		}
+	}
+	if !strings.HasPrefix(lines[0], `{"event":0,`) {
+		t.Errorf("the cut event is not the first line: %.40q", lines[0])
+	}
+	if want := uint64(n+1) - uint64(len(lines)); r.Dropped() != want {
+		t.Errorf("dropped %d, want %d (%d events, %d lines)", r.Dropped(), want, n+1, len(lines))
 	}
 }
