@@ -97,18 +97,7 @@ func TestRotatorPartialWriteAtLineEndThenRemoved(t *testing.T) {
 	defer r.Close()
 	// room is how many more bytes the "disk" takes (-1: unlimited).
 	room := 0
-	fileWrite = func(f *os.File, p []byte) (int, error) {
-		if room < 0 || len(p) <= room {
-			if room >= 0 {
-				room -= len(p)
-			}
-			return f.Write(p)
-		}
-		n, _ := f.Write(p[:room])
-		room = 0
-		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
-	}
-	t.Cleanup(func() { fileWrite = (*os.File).Write })
+	smallDisk(t, &room)
 
 	lines := []string{"{\"event\":\"a\"}\n", "{\"event\":\"b\"}\n", "{\"event\":\"c\"}\n", "{\"event\":\"d\"}\n"}
 	for _, l := range lines[:2] { // the disk is full: both wait
@@ -147,18 +136,7 @@ func TestRotatorDropsWholeEventsAfterACutLine(t *testing.T) {
 	}
 	defer r.Close()
 	room := 5 // the disk takes the first 5 bytes of the first event
-	fileWrite = func(f *os.File, p []byte) (int, error) {
-		if room < 0 || len(p) <= room {
-			if room >= 0 {
-				room -= len(p)
-			}
-			return f.Write(p)
-		}
-		n, _ := f.Write(p[:room])
-		room = 0
-		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
-	}
-	t.Cleanup(func() { fileWrite = (*os.File).Write })
+	smallDisk(t, &room)
 
 	pad := strings.Repeat("x", 1000)
 	event := func(i int) []byte { return []byte(fmt.Sprintf("{\"event\":%d,\"pad\":%q}\n", i, pad)) }
@@ -192,4 +170,21 @@ func TestRotatorDropsWholeEventsAfterACutLine(t *testing.T) {
 	if want := uint64(n+1) - uint64(len(lines)); r.Dropped() != want {
 		t.Errorf("dropped %d, want %d (%d events, %d lines)", r.Dropped(), want, n+1, len(lines))
 	}
+}
+
+// smallDisk makes the rotator's file writes take *room more bytes (-1:
+// unlimited), then fail with ENOSPC after writing what fits.
+func smallDisk(t *testing.T, room *int) {
+	fileWrite = func(f *os.File, p []byte) (int, error) {
+		if *room < 0 || len(p) <= *room {
+			if *room >= 0 {
+				*room -= len(p)
+			}
+			return f.Write(p)
+		}
+		n, _ := f.Write(p[:*room])
+		*room = 0
+		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	t.Cleanup(func() { fileWrite = (*os.File).Write })
 }
