@@ -37,6 +37,7 @@ command -v containerd >/dev/null || need_apt+=(containerd)
 command -v ctr >/dev/null || need_apt+=(containerd)
 command -v strace >/dev/null || need_apt+=(strace)   # the crash test kills pullgate at its commit rename (strace -e inject)
 command -v chromium >/dev/null || need_apt+=(chromium)   # the admin page test drives a real headless Chromium
+command -v podman >/dev/null || need_apt+=(podman)   # the node tests pull through pullgate with real podman (registries.conf)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
