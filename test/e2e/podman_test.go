@@ -195,6 +195,7 @@ func decisions(t *testing.T, px *gate.Proxy, up, repo string) []gate.AuditEvent 
 // digest. The node also blocks the wildcard *.local: the fronted entry
 // upstream.local, a longer match, still wins, before or after it.
 func TestPodmanAllowedPullSameDigest(t *testing.T) {
+	tools.Need(t, "podman") // skips or fails (CI) here, not in a subtest
 	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
 	for _, tc := range []struct {
 		name         string
@@ -235,6 +236,7 @@ func TestPodmanAllowedPullSameDigest(t *testing.T) {
 // exactly one decision for it. The old example's shape (pullgate as mirror
 // and as location) is the control: podman asks twice, two decisions.
 func TestPodmanDeniedPullOneDecision(t *testing.T) {
+	tools.Need(t, "podman") // skips or fails (CI) here, not in a subtest
 	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
 	ref := f.up.Name + "/blocked/app:v1"
 	for _, tc := range []struct {
@@ -279,6 +281,7 @@ func TestPodmanDeniedPullOneDecision(t *testing.T) {
 // entry podman fetches from it, and policy.json's reject alone still asks it
 // for the manifest (containers/image checks the policy after fetching it).
 func TestPodmanUnlistedRegistryNotFetched(t *testing.T) {
+	tools.Need(t, "podman") // skips or fails (CI) here, not in a subtest
 	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
 	unl := harness.StartUpstream(t, harness.UpstreamOptions{Name: "unlisted.local", TLS: true})
 	unl.PushImage(t, "other/app", "v1", harness.ImageOptions{})
@@ -334,6 +337,7 @@ func TestPodmanUnlistedRegistryNotFetched(t *testing.T) {
 // old example's shape with the location at the registry itself is the
 // control: podman falls back to it and pulls what pullgate never checked.
 func TestPodmanPullgateDownFailsClosed(t *testing.T) {
+	tools.Need(t, "podman") // skips or fails (CI) here, not in a subtest
 	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
 	pgHost := f.px.Host
 	f.px.Close()
