@@ -276,8 +276,8 @@ func TestPodmanDeniedPullOneDecision(t *testing.T) {
 }
 
 // A registry pullgate does not front, reachable from the node (its CA is in
-// the node's certificates directory), is refused by the node's blocked entry
-// before a single request. The controls show the route exists: without the
+// the node's certificates directory), is refused without a single request:
+// routed to pullgate (which has no upstream for it), or blocked = true. The controls show the route exists: without the
 // entry podman fetches from it, and policy.json's reject alone still asks it
 // for the manifest (containers/image checks the policy after fetching it).
 func TestPodmanUnlistedRegistryNotFetched(t *testing.T) {
@@ -316,6 +316,27 @@ func TestPodmanUnlistedRegistryNotFetched(t *testing.T) {
 		}
 		if n := unl.Reg.Count("", "/blobs/"); n != 0 {
 			t.Errorf("policy.json reject: %d blob requests reached the unlisted registry", n)
+		}
+	})
+	// The shipped example's way for registries pullgate does not front yet:
+	// route them to pullgate anyway (location <pullgate>/<name>), which has
+	// no upstream of that name and refuses. The prefix is the registry's
+	// address here (a reference path cannot hold its ":port").
+	t.Run("routed-to-pullgate", func(t *testing.T) {
+		unl.Reg.ResetCounts()
+		pm := node(t)
+		conf := nodeConf{pullgate: f.px.Host, fronted: []string{f.up.Name}}.String() +
+			fmt.Sprintf("\n[[registry]]\nprefix = %q\nlocation = %q\ninsecure = true\n", unl.Host, f.px.Host+"/"+unl.Name)
+		write(t, pm.regConf, conf)
+		res := pm.pull(t, ref)
+		if res.Err == nil {
+			t.Fatalf("podman pulled from a registry pullgate does not front: %v", res)
+		}
+		if !strings.Contains(res.Stderr, f.px.Host+"/"+unl.Name) {
+			t.Errorf("podman stderr does not show pullgate's refusal for %s: %q", unl.Name, res.Stderr)
+		}
+		if n := unl.Reg.Total(); n != 0 {
+			t.Fatalf("the unlisted registry received %d requests", n)
 		}
 	})
 	t.Run("blocked", func(t *testing.T) {
