@@ -392,6 +392,66 @@ func TestPodmanPullgateDownFailsClosed(t *testing.T) {
 	})
 }
 
+// Short-name aliases win over unqualified-search-registries and
+// short-name-mode = "enforcing": a distribution's alias file (here a drop-in
+// pointing "pgapp" at a registry pullgate does not front) sends a short-name
+// pull straight to that registry (control). A later drop-in, loaded after it
+// as deploy/nodes/crio's zz-pullgate-shortnames.conf is, re-points the alias
+// at a fronted name, or erases it (empty value) so the search registry
+// (through pullgate) applies: either way the registry gets no request.
+func TestPodmanShortNameAliases(t *testing.T) {
+	tools.Need(t, "podman") // skips or fails (CI) here, not in a subtest
+	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
+	unl := harness.StartUpstream(t, harness.UpstreamOptions{Name: "unlisted.local", TLS: true})
+	unl.PushImage(t, "other/app", "v1", harness.ImageOptions{})
+	ca := mustRead(t, unl.CA.CertFile)
+	for _, tc := range []struct {
+		name     string
+		override string // zz- drop-in; "" = none
+		wantErr  bool
+		digest   string
+	}{
+		{"control-distribution-alias", "", false, ""},
+		{"override-to-fronted", fmt.Sprintf("[aliases]\n\"pgapp\" = %q\n", f.up.Name+"/open/app"), false, f.allowed.Digest},
+		{"override-erased", "[aliases]\n\"pgapp\" = \"\"\n", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			unl.Reg.ResetCounts()
+			pm := newPodman(t)
+			write(t, filepath.Join(pm.certDir, "ca.crt"), string(ca))
+			conf := nodeConf{pullgate: f.px.Host, fronted: []string{f.up.Name}}.String()
+			conf = strings.Replace(conf, "unqualified-search-registries = []", fmt.Sprintf("unqualified-search-registries = [%q]", f.up.Name), 1)
+			write(t, pm.regConf, conf)
+			dropins := filepath.Join(pm.dir, "home", ".config", "containers", "registries.conf.d")
+			if err := os.MkdirAll(dropins, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			write(t, filepath.Join(dropins, "000-shortnames.conf"), fmt.Sprintf("[aliases]\n\"pgapp\" = %q\n", unl.Host+"/other/app"))
+			if tc.override != "" {
+				write(t, filepath.Join(dropins, "zz-pullgate-shortnames.conf"), tc.override)
+			}
+			res := pm.pull(t, "pgapp:v1")
+			if tc.override == "" {
+				if res.Err != nil || unl.Reg.Total() == 0 {
+					t.Fatalf("control: the alias did not send the pull to the unlisted registry (%d requests): %v", unl.Reg.Total(), res)
+				}
+				return
+			}
+			if n := unl.Reg.Total(); n != 0 {
+				t.Fatalf("the aliased, unlisted registry received %d requests", n)
+			}
+			if tc.wantErr != (res.Err != nil) {
+				t.Fatalf("pull error %v, want error %v: %v", res.Err, tc.wantErr, res)
+			}
+			if tc.digest != "" {
+				if got := pm.digest(t, f.up.Name+"/open/app:v1"); got != tc.digest {
+					t.Fatalf("podman stored digest %s, upstream has %s", got, tc.digest)
+				}
+			}
+		})
+	}
+}
+
 func mustRead(t *testing.T, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
