@@ -277,19 +277,16 @@ func TestPodmanDeniedPullOneDecision(t *testing.T) {
 
 // A registry pullgate does not front, reachable from the node (its CA is in
 // the node's certificates directory), is refused without a single request:
-// routed to pullgate (which has no upstream for it), or blocked = true. The controls show the route exists: without the
-// entry podman fetches from it, and policy.json's reject alone still asks it
-// for the manifest (containers/image checks the policy after fetching it).
+// routed to pullgate (which has no upstream for it), or blocked = true. The
+// controls show the route exists: without either podman fetches from it, and
+// policy.json's reject alone still asks it for the manifest (containers/image
+// checks the policy after fetching it).
 func TestPodmanUnlistedRegistryNotFetched(t *testing.T) {
 	tools.Need(t, "podman") // skips or fails (CI) here, not in a subtest
-	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
-	unl := harness.StartUpstream(t, harness.UpstreamOptions{Name: "unlisted.local", TLS: true})
-	unl.PushImage(t, "other/app", "v1", harness.ImageOptions{})
-	ca := mustRead(t, unl.CA.CertFile)
+	f, unl := unlistedFixture(t)
 	ref := unl.Host + "/other/app:v1"
 	node := func(t *testing.T, blocked ...string) *podman {
-		pm := newPodman(t)
-		write(t, filepath.Join(pm.certDir, "ca.crt"), string(ca))
+		pm := newPodmanTrusting(t, unl)
 		write(t, pm.regConf, nodeConf{pullgate: f.px.Host, fronted: []string{f.up.Name}, blocked: blocked}.String())
 		return pm
 	}
@@ -401,10 +398,7 @@ func TestPodmanPullgateDownFailsClosed(t *testing.T) {
 // (through pullgate) applies: either way the registry gets no request.
 func TestPodmanShortNameAliases(t *testing.T) {
 	tools.Need(t, "podman") // skips or fails (CI) here, not in a subtest
-	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
-	unl := harness.StartUpstream(t, harness.UpstreamOptions{Name: "unlisted.local", TLS: true})
-	unl.PushImage(t, "other/app", "v1", harness.ImageOptions{})
-	ca := mustRead(t, unl.CA.CertFile)
+	f, unl := unlistedFixture(t)
 	for _, tc := range []struct {
 		name     string
 		override string // zz- drop-in; "" = none
@@ -417,8 +411,7 @@ func TestPodmanShortNameAliases(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			unl.Reg.ResetCounts()
-			pm := newPodman(t)
-			write(t, filepath.Join(pm.certDir, "ca.crt"), string(ca))
+			pm := newPodmanTrusting(t, unl)
 			conf := nodeConf{pullgate: f.px.Host, fronted: []string{f.up.Name}}.String()
 			conf = strings.Replace(conf, "unqualified-search-registries = []", fmt.Sprintf("unqualified-search-registries = [%q]", f.up.Name), 1)
 			write(t, pm.regConf, conf)
@@ -450,6 +443,24 @@ func TestPodmanShortNameAliases(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unlistedFixture is the fixture plus a registry pullgate does not front
+// (TLS, other/app:v1), as reachable from the node as any public registry.
+func unlistedFixture(t *testing.T) (*fixture, *harness.Upstream) {
+	t.Helper()
+	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
+	unl := harness.StartUpstream(t, harness.UpstreamOptions{Name: "unlisted.local", TLS: true})
+	unl.PushImage(t, "other/app", "v1", harness.ImageOptions{})
+	return f, unl
+}
+
+// newPodmanTrusting is a podman node that trusts u's CA.
+func newPodmanTrusting(t *testing.T, u *harness.Upstream) *podman {
+	t.Helper()
+	pm := newPodman(t)
+	write(t, filepath.Join(pm.certDir, "ca.crt"), string(mustRead(t, u.CA.CertFile)))
+	return pm
 }
 
 func mustRead(t *testing.T, p string) []byte {
