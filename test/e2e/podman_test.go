@@ -238,16 +238,22 @@ func TestPodmanAllowedPullSameDigest(t *testing.T) {
 func TestPodmanDeniedPullOneDecision(t *testing.T) {
 	tools.Need(t, "podman") // skips or fails (CI) here, not in a subtest
 	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
-	ref := f.up.Name + "/blocked/app:v1"
 	for _, tc := range []struct {
 		name      string
+		reference string // tag or digest
 		conf      nodeConf
 		decisions int
 	}{
-		{"location", nodeConf{pullgate: f.px.Host, fronted: []string{f.up.Name}}, 1},
-		{"mirror-and-location", nodeConf{pullgate: f.px.Host, fronted: []string{f.up.Name}, mirrorTo: f.px.Host + "/" + f.up.Name}, 2},
+		{"location", "v1", nodeConf{pullgate: f.px.Host, fronted: []string{f.up.Name}}, 1},
+		{"location-by-digest", f.denied.Digest, nodeConf{pullgate: f.px.Host, fronted: []string{f.up.Name}}, 1},
+		{"mirror-and-location", "v1", nodeConf{pullgate: f.px.Host, fronted: []string{f.up.Name}, mirrorTo: f.px.Host + "/" + f.up.Name}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			sep := ":"
+			if strings.HasPrefix(tc.reference, "sha256:") {
+				sep = "@"
+			}
+			ref := f.up.Name + "/blocked/app" + sep + tc.reference
 			before := len(decisions(t, f.px, f.up.Name, "blocked/app"))
 			pm := newPodman(t)
 			write(t, pm.regConf, tc.conf.String())
@@ -255,7 +261,7 @@ func TestPodmanDeniedPullOneDecision(t *testing.T) {
 			if res.Err == nil {
 				t.Fatalf("podman pulled denied %s: %v", ref, res)
 			}
-			want := "denied: pullgate denied " + f.up.Name + "/blocked/app@v1: rule " + gate.DenyRule
+			want := "denied: pullgate denied " + f.up.Name + "/blocked/app@" + tc.reference + ": rule " + gate.DenyRule
 			if !strings.Contains(res.Stderr, want) {
 				t.Fatalf("podman stderr does not show pullgate's denial %q: %q", want, res.Stderr)
 			}
