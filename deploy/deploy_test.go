@@ -955,6 +955,51 @@ func TestCRIORegistriesConf(t *testing.T) {
 	}
 }
 
+// TestCRIOPolicyJSON: policy.json rejects by default and accepts docker
+// images only from registries pullgate fronts (each routed to pullgate by
+// registries.conf), so an image from an unlisted registry is refused.
+func TestCRIOPolicyJSON(t *testing.T) {
+	b, err := os.ReadFile("nodes/crio/policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Default    []map[string]any                       `json:"default"`
+		Transports map[string]map[string][]map[string]any `json:"transports"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Default) != 1 || p.Default[0]["type"] != "reject" {
+		t.Errorf("default %v: want [{type: reject}]", p.Default)
+	}
+	var rc registriesConf
+	decodeTOMLStrict(t, "nodes/crio/registries.conf", &rc)
+	routed := map[string]bool{}
+	for _, r := range rc.Registry {
+		routed[r.Prefix] = true
+	}
+	fronted := frontedUpstreams(t)
+	var scopes []string
+	for scope, reqs := range p.Transports["docker"] {
+		scopes = append(scopes, scope)
+		host, _, _ := strings.Cut(scope, "/")
+		if len(reqs) == 0 || reqs[0]["type"] == "reject" {
+			continue
+		}
+		if !routed[host] || !slices.Contains(fronted, host) {
+			t.Errorf("docker scope %q accepted: not a registry pullgate fronts through registries.conf", scope)
+		}
+	}
+	for _, u := range fronted {
+		if !slices.Contains(scopes, u) {
+			t.Errorf("no docker scope for %s: its images are refused on the node", u)
+		}
+	}
+}
+
 // TestNodeFirewallNFT: the nftables ruleset is accepted by nft (check mode,
 // nothing is loaded) and lets the node reach pullgate's example address.
 func TestNodeFirewallNFT(t *testing.T) {
