@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -746,9 +747,32 @@ func decodeTOMLStrict(t *testing.T, path string, v any) {
 	}
 }
 
-// TestContainerdHostsTOML: each hosts.toml parses, sends pulls only to
-// pullgate (server too, so nothing falls back around it), and is named for an
-// upstream pullgate is configured with (containerd's ns= routes on it).
+// frontedUpstreams is every upstream name the shipped pullgate
+// configurations front: the node configurations must route each of them.
+func frontedUpstreams(t *testing.T) []string {
+	t.Helper()
+	var names []string
+	for _, dir := range builds {
+		cfg, err := config.Parse([]byte(render(t, dir).configMaps["pullgate-config"].Data["pullgate.yaml"]))
+		if err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		for _, u := range cfg.Upstreams {
+			if !slices.Contains(names, u.Name) {
+				names = append(names, u.Name)
+			}
+		}
+	}
+	return names
+}
+
+// TestContainerdHostsTOML: each hosts.toml parses, has pullgate as its
+// server and only a push-only [host] entry (containerd tries pulling hosts
+// and then server: an upstream server falls back around pullgate, a pulling
+// pullgate host next to a pullgate server asks pullgate twice and records
+// each denial twice; containerd 1.6 ignores a file with no [host]), and
+// there is one for every upstream pullgate fronts plus _default, so no
+// registry is pulled directly.
 func TestContainerdHostsTOML(t *testing.T) {
 	addr, cfg := pullgateAddr(t)
 	dirs, err := os.ReadDir("nodes/containerd/certs.d")
@@ -761,40 +785,48 @@ func TestContainerdHostsTOML(t *testing.T) {
 		path := filepath.Join("nodes/containerd/certs.d", d.Name(), "hosts.toml")
 		var h hostsTOML
 		decodeTOMLStrict(t, path, &h)
-		if _, ok := cfg.Upstream(d.Name()); !ok {
+		if _, ok := cfg.Upstream(d.Name()); !ok && d.Name() != "_default" {
 			t.Errorf("%s: pullgate has no upstream named %q", path, d.Name())
 		}
 		su, err := url.Parse(h.Server)
-		if err != nil || su.Host != addr || (su.Scheme != "http" && su.Scheme != "https") {
-			t.Errorf("%s: server %q is not pullgate (%s): a pull pullgate refuses would fall back to it", path, h.Server, addr)
+		if err != nil || su.Host != addr || (su.Scheme != "http" && su.Scheme != "https") || (su.Path != "" && su.Path != "/") {
+			t.Errorf("%s: server %q is not pullgate (%s): a pull pullgate refuses would go to the registry", path, h.Server, addr)
 		}
+		// containerd 1.6 ignores a file without a [host] table (and pulls
+		// from the registry); an entry that can pull or resolve would be
+		// tried before server, a second request per refused pull.
 		if len(h.Host) == 0 {
-			t.Errorf("%s: no [host] entry", path)
+			t.Errorf("%s: no [host] table: containerd 1.6 refuses the file and pulls from the registry itself", path)
 		}
 		for k, e := range h.Host {
-			hu, err := url.Parse(k)
-			if err != nil || hu.Host != addr || hu.Scheme != su.Scheme {
+			if hu, err := url.Parse(k); err != nil || hu.Host != addr {
 				t.Errorf("%s: host %q is not pullgate (%s)", path, k, addr)
 			}
-			if len(e.Capabilities) == 0 {
-				t.Errorf("%s: host %q has no capabilities", path, k)
-			}
-			for _, c := range e.Capabilities {
-				if c != "pull" && c != "resolve" {
-					t.Errorf("%s: capability %q: pullgate only serves pull and resolve", path, c)
-				}
-			}
-			if e.SkipVerify != nil && *e.SkipVerify {
-				t.Errorf("%s: skip_verify", path)
+			if len(e.Capabilities) == 0 || slices.Contains(e.Capabilities, "pull") || slices.Contains(e.Capabilities, "resolve") {
+				t.Errorf("%s: host %q can pull (capabilities %v): containerd tries it and then server, so each refused pull reaches pullgate twice", path, k, e.Capabilities)
 			}
 		}
+		for _, c := range h.Capabilities {
+			if c != "pull" && c != "resolve" {
+				t.Errorf("%s: capability %q: pullgate only serves pull and resolve", path, c)
+			}
+		}
+		if h.SkipVerify != nil && *h.SkipVerify {
+			t.Errorf("%s: skip_verify", path)
+		}
 	}
-	if !slices.Contains(names, "docker.io") || len(names) < 2 {
-		t.Fatalf("hosts.toml directories %v: want docker.io and a private registry", names)
+	for _, want := range append(frontedUpstreams(t), "_default") {
+		if !slices.Contains(names, want) {
+			what := want
+			if want == "_default" {
+				what = "every registry without a directory of its own"
+			}
+			t.Errorf("no certs.d/%s/hosts.toml: containerd pulls %s directly", want, what)
+		}
 	}
-	// The strict decoder refuses an unknown key.
+	// The strict decoder refuses an unknown key (containerd ignores it).
 	bad := filepath.Join(t.TempDir(), "hosts.toml")
-	os.WriteFile(bad, []byte("server = \"http://x\"\n[host.\"http://x\"]\n  capabilites = [\"pull\"]\n"), 0o644)
+	os.WriteFile(bad, []byte("sever = \"http://x\"\n"), 0o644)
 	f, _ := os.Open(bad)
 	defer f.Close()
 	dec := toml.NewDecoder(f)
@@ -804,9 +836,52 @@ func TestContainerdHostsTOML(t *testing.T) {
 	}
 }
 
+// TestContainerdConfigFragments: each config.toml fragment sets config_path
+// under the key its containerd version reads, and none has the legacy
+// registry.mirrors/configs (with config_path they make the CRI plugin fail).
+func TestContainerdConfigFragments(t *testing.T) {
+	want := map[string]struct {
+		version int
+		plugin  string
+	}{
+		"config-1.6.toml": {2, "io.containerd.grpc.v1.cri"},
+		"config-1.7.toml": {2, "io.containerd.grpc.v1.cri"},
+		"config-2.x.toml": {3, "io.containerd.cri.v1.images"},
+	}
+	for name, w := range want {
+		b, err := os.ReadFile(filepath.Join("nodes/containerd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			Version int                                  `toml:"version"`
+			Plugins map[string]map[string]map[string]any `toml:"plugins"`
+		}
+		if err := toml.Unmarshal(b, &c); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if c.Version != w.version {
+			t.Errorf("%s: version %d, want %d", name, c.Version, w.version)
+		}
+		if len(c.Plugins) != 1 {
+			t.Errorf("%s: plugins %v, want only %s", name, c.Plugins, w.plugin)
+		}
+		reg := c.Plugins[w.plugin]["registry"]
+		if reg["config_path"] != "/etc/containerd/certs.d" {
+			t.Errorf("%s: %s.registry.config_path = %v", name, w.plugin, reg["config_path"])
+		}
+		for k := range reg {
+			if k != "config_path" {
+				t.Errorf("%s: registry.%s next to config_path", name, k)
+			}
+		}
+	}
+}
+
 type registriesConf struct {
-	UnqualifiedSearchRegistries []string `toml:"unqualified-search-registries"`
-	ShortNameMode               string   `toml:"short-name-mode"`
+	UnqualifiedSearchRegistries []string          `toml:"unqualified-search-registries"`
+	ShortNameMode               string            `toml:"short-name-mode"`
+	Aliases                     map[string]string `toml:"aliases"`
 	Registry                    []struct {
 		Prefix   string `toml:"prefix"`
 		Location string `toml:"location"`
@@ -820,34 +895,187 @@ type registriesConf struct {
 	} `toml:"registry"`
 }
 
-// TestCRIORegistriesConf: every registry and each of its mirrors is pullgate
-// in path form (<pullgate>/<upstream>), so no attempt goes around it.
+// TestCRIORegistriesConf: every registry's location is pullgate in path
+// form (<pullgate>/<registry>) with no mirror (containers/image tries the
+// mirrors and then the location: a real registry there falls back around
+// pullgate, pullgate in both records each denial twice), every upstream
+// pullgate fronts and every registry an alias names is listed, and short
+// names resolve only through pullgate.
 func TestCRIORegistriesConf(t *testing.T) {
-	addr, cfg := pullgateAddr(t)
+	addr, _ := pullgateAddr(t)
 	var rc registriesConf
 	decodeTOMLStrict(t, "nodes/crio/registries.conf", &rc)
-	if len(rc.Registry) < 2 {
-		t.Fatalf("%d registries", len(rc.Registry))
-	}
+	var prefixes []string
 	for _, r := range rc.Registry {
-		if _, ok := cfg.Upstream(r.Prefix); !ok {
-			t.Errorf("registry %q: pullgate has no upstream of that name", r.Prefix)
-		}
+		prefixes = append(prefixes, r.Prefix)
 		want := addr + "/" + r.Prefix
 		if r.Location != want {
 			t.Errorf("registry %q: location %q, want %q (a real registry here is a way around pullgate)", r.Prefix, r.Location, want)
 		}
-		if len(r.Mirror) == 0 {
-			t.Errorf("registry %q: no mirror entry", r.Prefix)
+		if len(r.Mirror) != 0 {
+			t.Errorf("registry %q: mirror entries: each pull would reach pullgate twice (mirror, then location)", r.Prefix)
 		}
-		for _, m := range r.Mirror {
-			if m.Location != want {
-				t.Errorf("registry %q: mirror %q, want %q", r.Prefix, m.Location, want)
-			}
+	}
+	for _, u := range frontedUpstreams(t) {
+		if !slices.Contains(prefixes, u) {
+			t.Errorf("no [[registry]] for %s, which pullgate fronts: pulled directly", u)
 		}
 	}
 	if rc.ShortNameMode != "enforcing" {
 		t.Errorf("short-name-mode %q", rc.ShortNameMode)
+	}
+	for _, s := range rc.UnqualifiedSearchRegistries {
+		if !slices.Contains(prefixes, s) {
+			t.Errorf("unqualified-search registry %q is not routed to pullgate", s)
+		}
+	}
+	files, _ := filepath.Glob("nodes/crio/registries.conf.d/*.conf")
+	if len(files) == 0 {
+		t.Fatal("no registries.conf.d drop-in overriding the distribution's aliases")
+	}
+	for _, f := range files {
+		var d registriesConf
+		decodeTOMLStrict(t, f, &d)
+		if len(d.Aliases) == 0 {
+			t.Errorf("%s: no [aliases]", f)
+		}
+		for name, v := range d.Aliases {
+			if v == "" {
+				continue // erased: resolves through the search registries
+			}
+			reg, _, _ := strings.Cut(v, "/")
+			if !slices.Contains(prefixes, reg) {
+				t.Errorf("%s: alias %q = %q: %s is not routed to pullgate", f, name, v, reg)
+			}
+		}
+		// Loaded after the distribution's 000-shortnames.conf / shortnames.conf.
+		if base := filepath.Base(f); base <= "shortnames.conf" {
+			t.Errorf("%s loads before the distribution's shortnames.conf and is overridden by it", base)
+		}
+	}
+}
+
+// TestCRIOPolicyJSON: policy.json rejects by default and accepts docker
+// images only from registries pullgate fronts (each routed to pullgate by
+// registries.conf), so an image from an unlisted registry is refused.
+func TestCRIOPolicyJSON(t *testing.T) {
+	b, err := os.ReadFile("nodes/crio/policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Default    []map[string]any                       `json:"default"`
+		Transports map[string]map[string][]map[string]any `json:"transports"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Default) != 1 || p.Default[0]["type"] != "reject" {
+		t.Errorf("default %v: want [{type: reject}]", p.Default)
+	}
+	var rc registriesConf
+	decodeTOMLStrict(t, "nodes/crio/registries.conf", &rc)
+	routed := map[string]bool{}
+	for _, r := range rc.Registry {
+		routed[r.Prefix] = true
+	}
+	fronted := frontedUpstreams(t)
+	var scopes []string
+	for scope, reqs := range p.Transports["docker"] {
+		scopes = append(scopes, scope)
+		host, _, _ := strings.Cut(scope, "/")
+		if len(reqs) == 0 || reqs[0]["type"] == "reject" {
+			continue
+		}
+		if !routed[host] || !slices.Contains(fronted, host) {
+			t.Errorf("docker scope %q accepted: not a registry pullgate fronts through registries.conf", scope)
+		}
+	}
+	for _, u := range fronted {
+		if !slices.Contains(scopes, u) {
+			t.Errorf("no docker scope for %s: its images are refused on the node", u)
+		}
+	}
+}
+
+// TestNodeFirewallNFT: the nftables ruleset is accepted by nft (check mode,
+// nothing is loaded) and lets the node reach pullgate's example address.
+func TestNodeFirewallNFT(t *testing.T) {
+	addr, _ := pullgateAddr(t)
+	host, _, _ := net.SplitHostPort(addr)
+	path := "nodes/firewall/pullgate-egress.nft"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`set pullgate_v4 \{[^}]*elements = \{ ` + regexp.QuoteMeta(host) + ` \}`).Match(b) {
+		t.Errorf("%s: set pullgate_v4 does not hold %s", path, host)
+	}
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		if os.Getenv("PULLGATE_REQUIRE_TOOLS") != "" {
+			t.Fatal("nft not installed (apt-get install nftables)")
+		}
+		t.Skip("nft not installed")
+	}
+	if out, err := exec.Command(nft, "-c", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("nft -c -f %s: %v\n%s", path, err, out)
+	}
+	// A broken copy is refused: the check is real.
+	bad := filepath.Join(t.TempDir(), "bad.nft")
+	os.WriteFile(bad, []byte(strings.Replace(string(b), "reject with tcp reset", "reject with tcp rset", 1)), 0o644)
+	if err := exec.Command(nft, "-c", "-f", bad).Run(); err == nil {
+		t.Error("nft -c accepted a broken ruleset")
+	}
+}
+
+// TestWorkloadEgressPolicy: the workload namespace policy selects every pod,
+// restricts egress, allows pullgate's pods on the registry port, and allows
+// no address outside the cluster.
+func TestWorkloadEgressPolicy(t *testing.T) {
+	b, err := os.ReadFile("kubernetes/workload-egress/networkpolicy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := strictDecode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	np := v.(*networkingv1.NetworkPolicy)
+	if len(np.Spec.PodSelector.MatchLabels)+len(np.Spec.PodSelector.MatchExpressions) != 0 {
+		t.Error("does not select every pod of the namespace")
+	}
+	if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}) {
+		t.Errorf("policyTypes %v", np.Spec.PolicyTypes)
+	}
+	r := render(t, "kubernetes/base")
+	podLabels := r.deployment.Spec.Template.Labels
+	ns := r.namespaces[0].Name
+	toPullgate := false
+	for _, rule := range np.Spec.Egress {
+		if len(rule.To) == 0 {
+			t.Error("an egress rule with no 'to' allows every destination")
+		}
+		for _, peer := range rule.To {
+			if peer.IPBlock != nil {
+				t.Errorf("ipBlock %s: an address outside the cluster", peer.IPBlock.CIDR)
+			}
+			if peer.NamespaceSelector != nil && peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == ns && peer.PodSelector != nil {
+				sel := peer.PodSelector.MatchLabels
+				match := len(sel) > 0
+				for k, v := range sel {
+					match = match && podLabels[k] == v
+				}
+				for _, p := range rule.Ports {
+					toPullgate = toPullgate || (match && p.Port.IntValue() == 5000)
+				}
+			}
+		}
+	}
+	if !toPullgate {
+		t.Error("no egress to the pullgate pods on port 5000")
 	}
 }
 

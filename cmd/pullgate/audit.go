@@ -29,7 +29,12 @@ it prints the last matching decisions (--limit, default 10), then every new
 one as pullgate writes it, across rotations, until interrupted; the table is
 then one decision per line.
 
-  --file     audit log (default: audit.path of --config, else ./audit.jsonl)
+  --file     audit log (default: audit.path of --config)
+  --config   pullgate configuration whose audit.path to read (default: the
+             first that exists of ./pullgate.yaml, as "pullgate serve" reads,
+             /etc/pullgate/pullgate.yaml, as the container image runs it, and
+             /etc/pullgate/config/pullgate.yaml, as the Kubernetes manifests
+             mount it; with none of them, ./audit.jsonl)
   --since    a duration back from now (30m, 1h, 7d, 2w) or a time (2026-11-25T10:00:00Z, 2026-11-25)
   --until    same forms; events before it
   --repo     repository glob on <upstream>/<repository>, policy syntax (docker.io/library/**)
@@ -39,6 +44,22 @@ then one decision per line.
 
 Exit codes: 0 ok, 1 the log cannot be read, 2 usage or configuration error.
 `
+
+// defaultConfigPaths are where "pullgate audit" looks for the server's
+// configuration when neither --file nor --config is given: the default of
+// "pullgate serve --config", the container image's CMD, and the path the
+// Kubernetes manifests mount.
+var defaultConfigPaths = []string{"pullgate.yaml", "/etc/pullgate/pullgate.yaml", "/etc/pullgate/config/pullgate.yaml"}
+
+// findConfig returns the first of paths that exists, or "".
+func findConfig(paths []string) string {
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	return ""
+}
 
 func cmdAudit(args []string) int {
 	summary := false
@@ -78,6 +99,9 @@ func cmdAudit(args []string) int {
 		return 2
 	}
 	path := *file
+	if path == "" && *cfgPath == "" {
+		*cfgPath = findConfig(defaultConfigPaths)
+	}
 	switch {
 	case path != "" && *cfgPath != "":
 		fmt.Fprintln(os.Stderr, "pullgate audit: use --file or --config, not both")
@@ -99,6 +123,10 @@ func cmdAudit(args []string) int {
 		}
 	case path == "":
 		path = "audit.jsonl"
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "pullgate audit: no audit log: none of %v exists, and no ./audit.jsonl; use --config or --file\n", defaultConfigPaths)
+			return 2
+		}
 	}
 	now := time.Now()
 	q := audit.Query{Decision: *decision, Repo: *repo, Rule: *rule, Kind: *kind, Limit: *limit}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/test/modelcorpus"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/attest/attesttest"
@@ -202,5 +203,75 @@ func TestInspectRealCorpus(t *testing.T) {
 	}
 	if n < 100 {
 		t.Fatalf("only %d corpus files", n)
+	}
+}
+
+// captureStdout runs f with os.Stdout sent to a file and returns what f
+// printed.
+func captureStdout(t *testing.T, f func()) string {
+	t.Helper()
+	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	old := os.Stdout
+	os.Stdout = out
+	defer func() { os.Stdout = old }()
+	f()
+	b, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// pullgate audit with neither --file nor --config finds the server's
+// configuration where "pullgate serve" (./pullgate.yaml), the container
+// image and the Kubernetes manifests keep it, and reads the log its
+// audit.path names (relative to the configuration file), from any directory.
+// With no configuration and no ./audit.jsonl, it says what it looked for.
+func TestAuditFindsTheServerConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgDir := filepath.Join(dir, "etc")
+	os.MkdirAll(filepath.Join(cfgDir, "logs"), 0o755)
+	cfgFile := filepath.Join(cfgDir, "pullgate.yaml")
+	if err := os.WriteFile(cfgFile, []byte("upstreams: [{name: docker.io, url: https://registry-1.docker.io}]\npolicy: policy.yaml\naudit: {path: logs/audit.jsonl}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(filepath.Join(cfgDir, "logs", "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Write(audit.Event{Time: time.Now(), Upstream: "docker.io", Repository: "docker.io/library/busybox", Reference: "1.37",
+		Kind: "manifest", Rule: "quarantine", Decision: "deny", Reasons: []string{"rule quarantine: action deny"}})
+	l.Close()
+
+	old := defaultConfigPaths
+	t.Cleanup(func() { defaultConfigPaths = old })
+
+	// As the server's working directory: ./pullgate.yaml.
+	defaultConfigPaths = []string{"pullgate.yaml", filepath.Join(dir, "none", "pullgate.yaml")}
+	t.Chdir(cfgDir)
+	var code int
+	out := captureStdout(t, func() { code = run([]string{"audit", "summary", "--since", "24h", "-o", "json"}) })
+	if code != 0 || !strings.Contains(out, "quarantine") {
+		t.Fatalf("audit summary in the server's directory: exit %d, output %q", code, out)
+	}
+
+	work := filepath.Join(dir, "elsewhere")
+	os.MkdirAll(work, 0o755)
+	t.Chdir(work)
+	// Elsewhere: the installed configuration (/etc/pullgate/... in production).
+	defaultConfigPaths = []string{"pullgate.yaml", filepath.Join(dir, "none", "pullgate.yaml"), cfgFile}
+	out = captureStdout(t, func() { code = run([]string{"audit", "--since", "24h", "-o", "json"}) })
+	if code != 0 || !strings.Contains(out, `"rule":"quarantine"`) {
+		t.Fatalf("audit from another directory: exit %d, output %q", code, out)
+	}
+
+	// Nothing to find: exit 2, not an empty answer.
+	defaultConfigPaths = []string{"pullgate.yaml", filepath.Join(dir, "none", "pullgate.yaml")}
+	if code = run([]string{"audit", "--since", "24h"}); code != 2 {
+		t.Errorf("no configuration and no ./audit.jsonl: exit %d, want 2", code)
 	}
 }

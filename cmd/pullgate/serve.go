@@ -26,7 +26,7 @@ import (
 
 func cmdServe(args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	cfgPath := fs.String("config", "pullgate.yaml", "configuration file")
+	cfgPath := fs.String("config", defaultConfigPaths[0], "configuration file")
 	listen := fs.String("listen", "", "registry API address (overrides listen)")
 	policyPath := fs.String("policy", "", "policy file (overrides policy)")
 	storagePath := fs.String("storage", "", "content store directory (overrides storage.path)")

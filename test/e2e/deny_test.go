@@ -48,12 +48,14 @@ func TestDeniedPullReasonVisible(t *testing.T) {
 	})
 	t.Run("crane", func(t *testing.T) {
 		res, _ := harness.CranePull(t, ref, "")
+		t.Logf("crane pull stderr on a denial: %q", strings.TrimSpace(res.Stderr))
 		if res.Err == nil || !strings.Contains(res.Stderr, rule) {
 			t.Fatalf("crane pull stderr does not name %s: %v", rule, res)
 		}
 	})
 	t.Run("skopeo", func(t *testing.T) {
 		res, _ := harness.SkopeoCopy(t, ref)
+		t.Logf("skopeo copy stderr on a denial: %q", strings.TrimSpace(res.Stderr))
 		if res.Err == nil || !strings.Contains(res.Stderr, rule) {
 			t.Fatalf("skopeo copy stderr does not name %s: %v", rule, res)
 		}
@@ -64,8 +66,16 @@ func TestDeniedPullReasonVisible(t *testing.T) {
 	})
 	t.Run("oras", func(t *testing.T) {
 		res, _ := harness.OrasPull(t, ref)
+		t.Logf("oras pull stderr on a denial: %q", strings.TrimSpace(res.Stderr))
 		if res.Err == nil || !strings.Contains(res.Stderr, rule) {
 			t.Fatalf("oras pull stderr does not name %s: %v", rule, res)
+		}
+	})
+	t.Run("regctl", func(t *testing.T) {
+		res, _ := harness.RegctlImageCopy(t, ref)
+		t.Logf("regctl image copy stderr on a denial: %q", strings.TrimSpace(res.Stderr))
+		if res.Err == nil || !strings.Contains(res.Output(), rule) || !strings.Contains(res.Output(), "DENIED") {
+			t.Fatalf("regctl image copy output does not show DENIED and %s: %v", rule, res)
 		}
 	})
 	t.Run("containerd", func(t *testing.T) {
