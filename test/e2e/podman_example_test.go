@@ -1,8 +1,3 @@
-//go:build nodesexample
-
-// The build tag keeps this test out until deploy/nodes/crio (branch h-nodes)
-// is merged next to it; remove the tag line then.
-
 package e2e
 
 import (

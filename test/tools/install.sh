@@ -38,6 +38,8 @@ command -v ctr >/dev/null || need_apt+=(containerd)
 command -v strace >/dev/null || need_apt+=(strace)   # the crash test kills pullgate at its commit rename (strace -e inject)
 command -v chromium >/dev/null || need_apt+=(chromium)   # the admin page test drives a real headless Chromium
 command -v podman >/dev/null || need_apt+=(podman)   # the node tests pull through pullgate with real podman (registries.conf)
+command -v nft >/dev/null || need_apt+=(nftables)   # the node firewall example is checked (nft -c) and loaded into a netns
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
