@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/pullgate/pullgate/cmd/pullgate/nodecheck"
@@ -109,9 +110,20 @@ func cmdNodeCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pullgate node check: --pullgate is required\n\n%s", nodeUsage)
 		return nodeExitUsage
 	}
-	for _, p := range overrides {
-		if *p == "none" {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, p := range overrides {
+		switch {
+		case *p == "none":
 			*p = ""
+		case set[name] && (*root == "/" || *root == "") && !filepath.IsAbs(*p):
+			// a relative path on the command line is relative to the working directory
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				fmt.Fprintf(stderr, "pullgate node check: --%s: %v\n", name, err)
+				return nodeExitUsage
+			}
+			*p = abs
 		}
 	}
 	if *cfgPath != "" {

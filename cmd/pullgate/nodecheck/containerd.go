@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -56,7 +55,14 @@ func ParseHosts(data []byte) (*HostsFile, []TOMLProblem) {
 	return &h, decodeStrict(data, &h)
 }
 
-func decodeStrict(data []byte, v any) []TOMLProblem {
+func decodeStrict(data []byte, v any) (probs []TOMLProblem) {
+	// go-toml v2.2.4 panics on some tables that collide with a typed
+	// field ([[registry.0]]): report those as an error of the file.
+	defer func() {
+		if r := recover(); r != nil {
+			probs = []TOMLProblem{{Line: 1, Msg: fmt.Sprintf("cannot decode: %v", r)}}
+		}
+	}()
 	d := toml.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
 	err := d.Decode(v)
@@ -92,7 +98,12 @@ var criPlugins = []string{"io.containerd.cri.v1.images", "io.containerd.grpc.v1.
 
 // ParseContainerdConfig reads the registry settings of containerd's
 // config.toml (version 1, 2 or 3).
-func ParseContainerdConfig(data []byte) (*ContainerdRegistry, *TOMLProblem) {
+func ParseContainerdConfig(data []byte) (reg *ContainerdRegistry, prob *TOMLProblem) {
+	defer func() {
+		if r := recover(); r != nil {
+			reg, prob = nil, &TOMLProblem{Line: 1, Msg: fmt.Sprintf("cannot decode: %v", r)}
+		}
+	}()
 	var m map[string]any
 	if err := toml.Unmarshal(data, &m); err != nil {
 		p := TOMLProblem{Msg: err.Error()}
@@ -150,7 +161,7 @@ func (c *checker) containerd() error {
 			}
 		} else if p.CertsDir == "" {
 			// No config.toml: containerd 1.x reads no certs.d at all.
-			if st, err := os.Stat(c.path("/etc/containerd/certs.d")); err == nil && st.IsDir() {
+			if st, err := fs.Stat(c.fsys, fsPath("/etc/containerd/certs.d")); err == nil && st.IsDir() {
 				c.add(Error, ctrd, p.ContainerdConfig, 0,
 					"the file is missing: containerd 1.6/1.7 then read no certs.d and pull every registry directly (2.x reads /etc/containerd/certs.d by default)",
 					"create it with: version = 2 / [plugins.\"io.containerd.grpc.v1.cri\".registry] / config_path = \"/etc/containerd/certs.d\"")
@@ -214,7 +225,7 @@ type hostsRoute struct {
 
 func (c *checker) certsDir(dir string) error {
 	c.rep.Checked = append(c.rep.Checked, c.path(dir))
-	ents, err := os.ReadDir(c.path(dir))
+	ents, err := fs.ReadDir(c.fsys, fsPath(dir))
 	if errors.Is(err, fs.ErrNotExist) {
 		ents = nil
 	} else if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -71,7 +70,7 @@ func (c *checker) containers() error {
 		files = append(files, p.RegistriesConf)
 	}
 	if p.RegistriesConfDir != "" {
-		ents, err := os.ReadDir(c.path(p.RegistriesConfDir))
+		ents, err := fs.ReadDir(c.fsys, fsPath(p.RegistriesConfDir))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}

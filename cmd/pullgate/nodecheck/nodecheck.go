@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -77,6 +78,8 @@ type Options struct {
 	// ghcr.io, ...): every pull of them must reach pullgate.
 	Registries []string
 	Paths      Paths
+	// FS is where the paths are read (tests); nil reads the files under Root.
+	FS fs.FS
 }
 
 // Report is the result of Check.
@@ -103,6 +106,7 @@ var ErrNothingToCheck = errors.New("no containerd, containers-registries.conf or
 
 type checker struct {
 	opts Options
+	fsys fs.FS
 	pg   string
 	rep  *Report
 }
@@ -125,6 +129,14 @@ func Check(opts Options) (*Report, error) {
 	sort.Strings(regs)
 	c := &checker{opts: opts, pg: pg, rep: &Report{Pullgate: pg, Registries: regs, Findings: []Finding{}}}
 	c.opts.Registries = regs
+	c.fsys = opts.FS
+	if c.fsys == nil {
+		root := opts.Root
+		if root == "" {
+			root = "/"
+		}
+		c.fsys = os.DirFS(root)
+	}
 	steps := []func() error{c.containerd, c.containers, c.docker}
 	for _, s := range steps {
 		if err := s(); err != nil {
@@ -145,9 +157,18 @@ func (c *checker) path(p string) string {
 	return filepath.Join(c.opts.Root, p)
 }
 
+// fsPath is a node path as a path of the checker's fs.FS.
+func fsPath(p string) string {
+	p = strings.TrimPrefix(path.Clean("/"+filepath.ToSlash(p)), "/")
+	if p == "" {
+		return "."
+	}
+	return p
+}
+
 // read returns the bytes of a node path; ok is false when it does not exist.
 func (c *checker) read(p string) (data []byte, ok bool, err error) {
-	b, err := os.ReadFile(c.path(p))
+	b, err := fs.ReadFile(c.fsys, fsPath(p))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}

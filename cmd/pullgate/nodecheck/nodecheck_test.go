@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 const pg = "10.96.100.50:5000"
@@ -222,12 +223,12 @@ func FuzzCheck(f *testing.F) {
 		ParseRegistriesConf(data)
 		_, _, _ = ParseDaemonJSON(data)
 		_, _ = ParsePolicyJSON(data)
-		tr := tree{}
+		fsys := fstest.MapFS{}
 		for _, p := range []string{"/etc/containerd/config.toml", "/etc/containerd/certs.d/docker.io/hosts.toml", "/etc/containerd/certs.d/_default/hosts.toml",
 			"/etc/containers/registries.conf", "/etc/containers/registries.conf.d/a.conf", "/var/cache/containers/short-name-aliases.conf", "/etc/containers/policy.json", "/etc/docker/daemon.json"} {
-			tr[p] = string(data) + "\n"
+			fsys[strings.TrimPrefix(p, "/")] = &fstest.MapFile{Data: data}
 		}
-		if _, err := Check(Options{Root: tr.write(t), Pullgate: pg, Registries: regs, Paths: NodePaths()}); err != nil {
+		if _, err := Check(Options{FS: fsys, Pullgate: pg, Registries: regs, Paths: NodePaths()}); err != nil {
 			t.Fatal(err)
 		}
 	})
