@@ -31,7 +31,6 @@ func nodeTreeArgs(dir, client string) []string {
 		"--short-name-cache", "none", "--policy-json", "none", "--daemon-json", "none"}
 	switch client {
 	case "containerd":
-		args = append(args, opt("containerd-config", "config.toml")...)
 		args = append(args, opt("certs-d", "certs.d")...)
 	case "crio":
 		args = append(args, opt("registries-conf", "registries.conf")...)
@@ -78,9 +77,30 @@ func TestNodeCheckShippedExamples(t *testing.T) {
 		// Docker cannot fail closed: registry-mirrors falls back to Docker Hub.
 		"docker": {"error docker/daemon.json:2"},
 	}
-	for _, client := range []string{"containerd", "crio", "docker"} {
-		t.Run(client, func(t *testing.T) {
-			code, rep := runNodeCheck(t, nodeTreeArgs(dir, client)...)
+	// containerd: each shipped config.toml (config-1.6.toml, ...) with certs.d.
+	configs, _ := filepath.Glob(filepath.Join(dir, "containerd", "config*.toml"))
+	if len(configs) == 0 {
+		configs = []string{"none"}
+	}
+	type run struct{ name, client string }
+	var runs []run
+	for _, c := range configs {
+		runs = append(runs, run{"containerd/" + filepath.Base(c), "containerd"})
+	}
+	runs = append(runs, run{"crio", "crio"}, run{"docker", "docker"})
+	for _, r := range runs {
+		client := r.client
+		t.Run(r.name, func(t *testing.T) {
+			args := nodeTreeArgs(dir, client)
+			if client == "containerd" {
+				args = append(args, "--containerd-config", configs[0])
+				for _, c := range configs {
+					if "containerd/"+filepath.Base(c) == r.name {
+						args[len(args)-1] = c
+					}
+				}
+			}
+			code, rep := runNodeCheck(t, args...)
 			var got []string
 			for _, f := range rep.Findings {
 				file := f.File

@@ -306,7 +306,7 @@ func (c *checker) hostsFile(reg string, r *hostsRoute) bool {
 	}
 	serverLine := secs[0].keys["server"]
 	closed := len(r.problems) == 0
-	pgHits, pgHost := 0, false
+	pgHits := 0
 	hosts := make([]string, 0, len(r.hf.Host))
 	for u := range r.hf.Host {
 		hosts = append(hosts, u)
@@ -320,7 +320,6 @@ func (c *checker) hostsFile(reg string, r *hostsRoute) bool {
 		h := urlHost(u)
 		if c.isPullgate(h) {
 			pgHits++
-			pgHost = true
 			continue
 		}
 		closed = false
@@ -338,14 +337,14 @@ func (c *checker) hostsFile(reg string, r *hostsRoute) bool {
 			server = "https://" + reg
 		}
 	}
+	if len(r.hf.Host) == 0 {
+		c.add(Error, ctrd, r.file, serverLine,
+			fmt.Sprintf("no [host.\"…\"] table: containerd 1.6 refuses such a file (\"invalid `host` tree\" in its log) and pulls %s directly", who),
+			fmt.Sprintf("add [host.\"http://%s\"] with capabilities = [\"push\"] (never used for pulls: server stays the only pull route)", c.pg))
+		closed = false
+	}
 	if c.isPullgate(urlHost(server)) {
 		pgHits++
-		if !pgHost {
-			c.add(Error, ctrd, r.file, serverLine,
-				fmt.Sprintf("only server = pullgate and no [host.\"…\"] entry: containerd 1.6 ignores such a file and pulls %s directly", who),
-				fmt.Sprintf("add [host.\"http://%s\"] with capabilities = [\"pull\", \"resolve\"]", c.pg))
-			closed = false
-		}
 	} else {
 		closed = false
 		line := serverLine
@@ -360,8 +359,8 @@ func (c *checker) hostsFile(reg string, r *hostsRoute) bool {
 	}
 	if pgHits > 1 {
 		c.add(Warning, ctrd, r.file, serverLine,
-			"pullgate is both a [host] and server: containerd tries the next host on a 4xx, so every refused pull is decided twice (two audit lines, two pullgate_decisions_total)",
-			"no hosts.toml form gives one decision on containerd 1.6; on 1.7/2.x keep only server = pullgate (containerd sends ns= to a server that is not the registry) or accept two decisions per denial")
+			"pullgate is both a pulling [host] and server: containerd tries the next host on a 4xx, so every refused pull is decided twice (two audit lines, two pullgate_decisions_total)",
+			fmt.Sprintf("keep server = \"http://%s\" as the only pull route: set capabilities = [\"push\"] on the [host] entry (containerd sends ns= to a server that is not the registry)", c.pg))
 	}
 	return closed
 }

@@ -165,9 +165,7 @@ func (c *checker) containers() error {
 			if len(probs) == 0 {
 				secs := index(data)
 				for k, v := range rc.Aliases {
-					if _, set := aliases[k]; set {
-						continue // a configured alias takes precedence over the cache
-					}
+					// the cache takes precedence over the configured aliases
 					line := 0
 					for _, s := range secs {
 						if s.header == "aliases" {
@@ -182,7 +180,11 @@ func (c *checker) containers() error {
 	if read == 0 {
 		return nil
 	}
-	rejects, err := c.policyRejectsOthers()
+	toPullgate := func(host string) bool {
+		e := match(entries, host)
+		return e != nil && !e.Blocked && c.isPullgate(locHost(e.Location))
+	}
+	rejects, err := c.policyRejectsOthers(toPullgate)
 	if err != nil {
 		return err
 	}
@@ -266,6 +268,9 @@ func (c *checker) containers() error {
 	sort.Strings(anames)
 	for _, k := range anames {
 		a := aliases[k]
+		if a.target == "" {
+			continue // an empty value erases the alias of an earlier file
+		}
 		host := strings.ToLower(a.target)
 		if i := strings.Index(host, "/"); i >= 0 {
 			host = host[:i]
@@ -348,9 +353,10 @@ func ParsePolicyJSON(data []byte) (*PolicyJSON, error) {
 }
 
 // policyRejectsOthers reports whether policy.json refuses every docker
-// image outside the routed registries (default reject, no accepting scope
-// for another registry).
-func (c *checker) policyRejectsOthers() (bool, error) {
+// image outside the registries routed to pullgate (default reject, no
+// accepting scope for another registry). The policy applies to the name
+// the user pulled, before registries.conf rewrites it.
+func (c *checker) policyRejectsOthers(toPullgate func(host string) bool) (bool, error) {
 	f := c.opts.Paths.PolicyJSON
 	if f == "" {
 		return false, nil
@@ -375,19 +381,11 @@ func (c *checker) policyRejectsOthers() (bool, error) {
 		if c.isPullgate(host) {
 			continue
 		}
-		if !contains(c.opts.Registries, host) {
-			c.add(Error, ctrs, f, lineOf(data, fmt.Sprintf("%q", scope)), fmt.Sprintf("policy.json accepts %s, which pullgate does not front", scope), "delete this scope")
+		if !toPullgate(host) {
+			c.add(Error, ctrs, f, lineOf(data, fmt.Sprintf("%q", scope)), fmt.Sprintf("policy.json accepts %s, which registries.conf does not route to pullgate: its pulls go there directly", scope),
+				fmt.Sprintf("delete this scope, or add [[registry]] prefix = \"%s\" location = \"%s/%s\"", host, c.pg, host))
 			return false, nil
 		}
 	}
 	return true, nil
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -42,7 +42,17 @@ func (tr tree) write(t testing.TB) string {
 	return root
 }
 
+// hostsPG is the one-decision form: server is the only pull route, and a
+// push-only [host] table satisfies containerd 1.6.
 const hostsPG = `server = "http://10.96.100.50:5000"
+capabilities = ["pull", "resolve"]
+
+[host."http://10.96.100.50:5000"]
+  capabilities = ["push"]
+`
+
+// hostsTwice has pullgate as a pulling [host] and as server.
+const hostsTwice = `server = "http://10.96.100.50:5000"
 
 [host."http://10.96.100.50:5000"]
   capabilities = ["pull", "resolve"]
@@ -54,8 +64,7 @@ const configV2 = `version = 2
   config_path = "/etc/containerd/certs.d"
 `
 
-// goodContainerd routes every registry through pullgate (with the two
-// decisions per denial that containerd 1.6 requires: warnings only).
+// goodContainerd routes every registry through pullgate, one decision per pull.
 var goodContainerd = tree{
 	"/etc/containerd/config.toml":                             configV2,
 	"/etc/containerd/certs.d/docker.io/hosts.toml":            hostsPG,
@@ -119,8 +128,8 @@ func TestGoodTrees(t *testing.T) {
 		t.Errorf("containers tree: want no finding, got %+v", rep.Findings)
 	}
 	rep = check(t, goodContainerd)
-	if rep.Errors() != 0 {
-		t.Errorf("containerd tree: want no error, got %+v", rep.Findings)
+	if len(rep.Findings) != 0 {
+		t.Errorf("containerd tree: want no finding, got %+v", rep.Findings)
 	}
 	// containerd 2.x config (version 3) reads the same certs.d.
 	rep = check(t, goodContainerd.with("/etc/containerd/config.toml", "version = 3\n\n[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n"))
@@ -151,19 +160,21 @@ func TestDefects(t *testing.T) {
 		{"hosts.toml only server upstream", goodContainerd.with("/etc/containerd/certs.d/docker.io/hosts.toml", "# comment\nserver = \"https://registry-1.docker.io\"\n"),
 			Error, "/etc/containerd/certs.d/docker.io/hosts.toml", 2, "goes straight to https://registry-1.docker.io"},
 		{"hosts.toml only server pullgate", goodContainerd.with("/etc/containerd/certs.d/docker.io/hosts.toml", "server = \"http://10.96.100.50:5000\"\n"),
-			Error, "/etc/containerd/certs.d/docker.io/hosts.toml", 1, "containerd 1.6 ignores such a file"},
+			Error, "/etc/containerd/certs.d/docker.io/hosts.toml", 1, "containerd 1.6 refuses such a file"},
 		{"hosts.toml server falls back upstream", goodContainerd.with("/etc/containerd/certs.d/ghcr.io/hosts.toml", "server = \"https://ghcr.io\"\n\n[host.\"http://10.96.100.50:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"),
 			Error, "/etc/containerd/certs.d/ghcr.io/hosts.toml", 1, "server https://ghcr.io is not pullgate"},
 		{"legacy registry.mirrors with config_path", goodContainerd.with("/etc/containerd/config.toml", configV2+"\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"http://10.96.100.50:5000\"]\n"),
 			Error, "/etc/containerd/config.toml", 6, "disables its CRI plugin"},
 		{"containerd 1.x without config_path", goodContainerd.with("/etc/containerd/config.toml", "version = 2\n"),
 			Error, "/etc/containerd/config.toml", 0, "read no certs.d"},
-		{"host and server both pullgate", goodContainerd,
+		{"host and server both pullgate", goodContainerd.with("/etc/containerd/certs.d/docker.io/hosts.toml", hostsTwice),
 			Warning, "/etc/containerd/certs.d/docker.io/hosts.toml", 1, "decided twice"},
 		{"registries.conf ghcr.io missing", goodContainers.with("/etc/containers/registries.conf", strings.Replace(registriesPG, "prefix = \"ghcr.io\"\nlocation = \"10.96.100.50:5000/ghcr.io\"", "prefix = \"ghcr.example\"\nlocation = \"10.96.100.50:5000/ghcr.example\"", 1)),
 			Error, "/etc/containers/registries.conf", 0, "no [[registry]] entry for ghcr.io"},
 		{"short-name alias to quay.io", goodContainers.with("/etc/containers/registries.conf.d/000-shortnames.conf", "[aliases]\n  # centos\n  \"centos\" = \"quay.io/centos/centos\"\n").with("/etc/containers/policy.json", ""),
 			Error, "/etc/containers/registries.conf.d/000-shortnames.conf", 3, `alias "centos" = "quay.io/centos/centos"`},
+		{"erased alias, then cache alias to quay.io", goodContainers.with("/etc/containers/registries.conf.d/000-shortnames.conf", "[aliases]\n\"centos\" = \"quay.io/centos/centos\"\n").with("/etc/containers/registries.conf.d/zz.conf", "[aliases]\n\"centos\" = \"\"\n").with("/var/cache/containers/short-name-aliases.conf", "[aliases]\n\"centos\" = \"quay.io/centos/centos\"\n").with("/etc/containers/policy.json", ""),
+			Error, "/var/cache/containers/short-name-aliases.conf", 2, "quay.io"},
 		{"short-name cache alias to quay.io", goodContainers.with("/var/cache/containers/short-name-aliases.conf", "[aliases]\n\"fedora\" = \"registry.fedoraproject.org/fedora\"\n").with("/etc/containers/policy.json", ""),
 			Error, "/var/cache/containers/short-name-aliases.conf", 2, "registry.fedoraproject.org"},
 		{"unlisted registries without policy.json", goodContainers.with("/etc/containers/policy.json", ""),
@@ -176,6 +187,9 @@ func TestDefects(t *testing.T) {
 			Warning, "/etc/containers/registries.conf", 13, "decided twice"},
 		{"registries.conf typo", goodContainers.with("/etc/containers/registries.conf.d/50-typo.conf", "[[registry]]\nprefix = \"quay.io\"\nlocaton = \"10.96.100.50:5000/quay.io\"\n"),
 			Error, "/etc/containers/registries.conf.d/50-typo.conf", 3, `unknown key "registry.locaton"`},
+		{"policy.json accepts an unrouted registry", goodContainers.with("/etc/containers/policy.json", strings.Replace(policyReject, `"ghcr.io": [`, `"quay.io": [{"type": "insecureAcceptAnything"}],
+      "ghcr.io": [`, 1)),
+			Error, "/etc/containers/policy.json", 6, "policy.json accepts quay.io"},
 		{"docker registry-mirrors fallback", tree{"/etc/docker/daemon.json": "{\n  \"registry-mirrors\": [\"http://10.96.100.50:5000\"]\n}\n"},
 			Error, "/etc/docker/daemon.json", 2, "falls back to registry-1.docker.io"},
 		{"docker daemon.json syntax", tree{"/etc/docker/daemon.json": "{\n  \"registry-mirrors\": [\"http://10.96.100.50:5000\"],\n}\n"},
