@@ -50,11 +50,6 @@ const (
 	nodeExitWarnings   = 4
 )
 
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
 func cmdNode(args []string) int {
 	if len(args) == 0 || args[0] != "check" {
 		if isHelp(args) {
@@ -70,7 +65,7 @@ func cmdNode(args []string) int {
 func cmdNodeCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("node check", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var regs stringList
+	var regs multiFlag
 	pg := fs.String("pullgate", "", "pullgate HOST[:PORT]")
 	fs.Var(&regs, "registry", "registry that must go through pullgate")
 	cfgPath := fs.String("config", "", "pullgate configuration")

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,15 +20,10 @@ const ctrd = "containerd"
 // HostsFile is containerd's certs.d/<host>/hosts.toml, with every key
 // containerd 1.6-2.x reads; any other key is a typo containerd ignores.
 type HostsFile struct {
-	Server       string               `toml:"server"`
-	Capabilities []string             `toml:"capabilities"`
-	CA           any                  `toml:"ca"`
-	Client       any                  `toml:"client"`
-	SkipVerify   *bool                `toml:"skip_verify"`
-	Header       map[string]any       `toml:"header"`
-	OverridePath bool                 `toml:"override_path"`
-	DialTimeout  string               `toml:"dial_timeout"`
-	Host         map[string]HostEntry `toml:"host"`
+	Server string `toml:"server"`
+	// HostEntry holds the server's own settings (same keys as a [host]).
+	HostEntry
+	Host map[string]HostEntry `toml:"host"`
 }
 
 // HostEntry is one [host."URL"] table of a hosts.toml.
@@ -247,13 +244,8 @@ func (c *checker) certsDir(dir string) error {
 		hf, probs := ParseHosts(data)
 		routes[e.Name()] = &hostsRoute{file: f, data: data, hf: hf, problems: probs}
 	}
-	names := make([]string, 0, len(routes))
-	for n := range routes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	closed := map[string]bool{}
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(routes)) {
 		closed[n] = c.hostsFile(n, routes[n])
 	}
 	def := path.Join(dir, "_default", "hosts.toml")
@@ -307,14 +299,10 @@ func (c *checker) hostsFile(reg string, r *hostsRoute) bool {
 	serverLine := secs[0].keys["server"]
 	closed := len(r.problems) == 0
 	pgHits := 0
-	hosts := make([]string, 0, len(r.hf.Host))
-	for u := range r.hf.Host {
-		hosts = append(hosts, u)
-	}
-	sort.Slice(hosts, func(i, j int) bool { return hostLine(hosts[i]) < hostLine(hosts[j]) })
+	hosts := slices.SortedFunc(maps.Keys(r.hf.Host), func(a, b string) int { return hostLine(a) - hostLine(b) })
 	for _, u := range hosts {
 		e := r.hf.Host[u]
-		if len(e.Capabilities) > 0 && !hasCap(e.Capabilities, "pull") && !hasCap(e.Capabilities, "resolve") {
+		if len(e.Capabilities) > 0 && !slices.Contains(e.Capabilities, "pull") && !slices.Contains(e.Capabilities, "resolve") {
 			continue
 		}
 		h := urlHost(u)
@@ -363,15 +351,6 @@ func (c *checker) hostsFile(reg string, r *hostsRoute) bool {
 			fmt.Sprintf("keep server = \"http://%s\" as the only pull route: set capabilities = [\"push\"] on the [host] entry (containerd sends ns= to a server that is not the registry)", c.pg))
 	}
 	return closed
-}
-
-func hasCap(cs []string, c string) bool {
-	for _, x := range cs {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }
 
 // urlHost is the HOST[:PORT] of a hosts.toml URL (scheme optional).

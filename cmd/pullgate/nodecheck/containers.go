@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -145,13 +146,7 @@ func (c *checker) containers() error {
 			searchLine = secs[0].keys["unqualified-search-registries"]
 		}
 		for k, v := range rc.Aliases {
-			line := 0
-			for _, s := range secs {
-				if s.header == "aliases" {
-					line = s.keys[k]
-				}
-			}
-			aliases[k] = aliasEntry{target: v, file: f, line: line}
+			aliases[k] = aliasEntry{target: v, file: f, line: aliasLine(secs, k)}
 		}
 	}
 	if p.ShortNameCache != "" {
@@ -166,13 +161,7 @@ func (c *checker) containers() error {
 				secs := index(data)
 				for k, v := range rc.Aliases {
 					// the cache takes precedence over the configured aliases
-					line := 0
-					for _, s := range secs {
-						if s.header == "aliases" {
-							line = s.keys[k]
-						}
-					}
-					aliases[k] = aliasEntry{target: v, file: p.ShortNameCache, line: line}
+					aliases[k] = aliasEntry{target: v, file: p.ShortNameCache, line: aliasLine(secs, k)}
 				}
 			}
 		}
@@ -191,31 +180,26 @@ func (c *checker) containers() error {
 
 	// routed reports whether a pull of host/... reaches only pullgate (or is
 	// refused by the node), and the entry that decides it.
-	routed := func(host string) (bool, *regEntry) {
+	routed := func(host string) bool {
 		e := match(entries, host)
 		if e == nil {
-			return rejects, nil
+			return rejects
 		}
 		if e.Blocked {
-			return true, e
+			return true
 		}
 		if !c.isPullgate(locHost(e.Location)) {
-			return false, e
+			return false
 		}
 		for _, m := range e.Mirror {
 			if !c.isPullgate(locHost(m.Location)) {
-				return false, e
+				return false
 			}
 		}
-		return true, e
+		return true
 	}
 
-	keys := make([]string, 0, len(entries))
-	for k := range entries {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(entries)) {
 		e := entries[k]
 		if e.Blocked {
 			continue
@@ -256,26 +240,18 @@ func (c *checker) containers() error {
 		}
 	}
 	for _, s := range search {
-		if ok, _ := routed(strings.ToLower(s)); !ok && match(entries, strings.ToLower(s)) == nil {
+		if !routed(strings.ToLower(s)) && match(entries, strings.ToLower(s)) == nil {
 			c.add(Error, ctrs, searchFile, searchLine, fmt.Sprintf("unqualified-search registry %s has no [[registry]] entry routed to pullgate: short names are pulled from it", s),
 				fmt.Sprintf("[[registry]] prefix = \"%s\" location = \"%s/%s\", or drop %q from unqualified-search-registries", s, c.pg, s, s))
 		}
 	}
-	anames := make([]string, 0, len(aliases))
-	for k := range aliases {
-		anames = append(anames, k)
-	}
-	sort.Strings(anames)
-	for _, k := range anames {
+	for _, k := range slices.Sorted(maps.Keys(aliases)) {
 		a := aliases[k]
 		if a.target == "" {
 			continue // an empty value erases the alias of an earlier file
 		}
-		host := strings.ToLower(a.target)
-		if i := strings.Index(host, "/"); i >= 0 {
-			host = host[:i]
-		}
-		if ok, _ := routed(host); ok {
+		host := locHost(a.target)
+		if routed(host) {
 			continue
 		}
 		c.add(Error, ctrs, a.file, a.line, fmt.Sprintf("short-name alias %q = %q resolves to %s, which is not routed through pullgate (short-name-mode does not stop aliases)", k, a.target, host),
@@ -291,6 +267,18 @@ func (c *checker) containers() error {
 			fmt.Sprintf(`policy.json: "default": [{"type": "reject"}] and a "transports": {"docker": {...}} entry per routed registry (%s), or an egress firewall that lets only pullgate reach registries`, quoteList(c.opts.Registries)))
 	}
 	return nil
+}
+
+// aliasLine is the line of alias k in an indexed file.
+func aliasLine(secs []*section, k string) int {
+	for _, s := range secs {
+		if s.header == "aliases" {
+			if l, ok := s.keys[k]; ok {
+				return l
+			}
+		}
+	}
+	return 0
 }
 
 func (e *regEntry) mirrorLines0() int {
