@@ -142,9 +142,17 @@ func TestNodeCheckExitCodes(t *testing.T) {
 	reg := "[[registry]]\nprefix = \"%s\"\nlocation = \"10.96.100.50:5000/%s\"\n"
 	conf := fmt.Sprintf(reg, "docker.io", "docker.io") + fmt.Sprintf(reg, "ghcr.io", "ghcr.io") + fmt.Sprintf(reg, "registry.example.com", "registry.example.com")
 	write("etc/containers/registries.conf", conf)
+	hosts := "server = \"http://10.96.100.50:5000\"\n\n[host.\"http://10.96.100.50:5000\"]\n  capabilities = [\"push\"]\n"
+	write("etc/containerd/config.toml", "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n")
+	for _, r := range []string{"_default", "docker.io", "ghcr.io", "registry.example.com"} {
+		write("etc/containerd/certs.d/"+r+"/hosts.toml", hosts)
+	}
 	write("etc/containers/policy.json", `{"default": [{"type": "reject"}], "transports": {"docker": {"docker.io": [{"type": "insecureAcceptAnything"}]}}}`)
-	if code, rep := runNodeCheck(t, "--root", root); code != 0 || len(rep.Findings) != 0 {
-		t.Fatalf("closed node: exit %d, findings %+v", code, rep.Findings)
+	if code, rep := runNodeCheck(t, "--root", root); code != nodeExitWarnings || rep.Errors() != 0 {
+		t.Fatalf("closed node (policy.json warning only): exit %d, findings %+v", code, rep.Findings)
+	}
+	if code, rep := runNodeCheck(t, "--root", root, "--registries-conf", "none", "--policy-json", "none"); code != 0 || len(rep.Findings) != 0 || len(rep.Checked) != 6 {
+		t.Fatalf("closed containerd node: exit %d, findings %+v", code, rep.Findings)
 	}
 	// The registries from a pullgate config: quay.io must be routed too.
 	write("pullgate.yaml", "policy: policy.yaml\nupstreams:\n  - name: quay.io\n    url: https://quay.io\n")

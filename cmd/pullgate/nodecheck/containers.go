@@ -257,14 +257,21 @@ func (c *checker) containers() error {
 		c.add(Error, ctrs, a.file, a.line, fmt.Sprintf("short-name alias %q = %q resolves to %s, which is not routed through pullgate (short-name-mode does not stop aliases)", k, a.target, host),
 			fmt.Sprintf("delete this alias, or add [[registry]] prefix = \"%s\" location = \"%s/%s\"", host, c.pg, host))
 	}
+	pf := c.opts.Paths.PolicyJSON
+	if pf == "" {
+		pf = NodePaths().PolicyJSON
+	}
+	firewall := "an egress firewall on the node that lets only pullgate reach registries"
 	if !rejects {
-		pf := c.opts.Paths.PolicyJSON
-		if pf == "" {
-			pf = NodePaths().PolicyJSON
-		}
 		c.add(Error, ctrs, pf, 0,
 			"registries without a [[registry]] entry (quay.io, …) are pulled directly: registries.conf has no catch-all entry",
-			fmt.Sprintf(`policy.json: "default": [{"type": "reject"}] and a "transports": {"docker": {...}} entry per routed registry (%s), or an egress firewall that lets only pullgate reach registries`, quoteList(c.opts.Registries)))
+			fmt.Sprintf(`policy.json: "default": [{"type": "reject"}] with a "transports": {"docker": {...}} scope only for registries routed to pullgate (%s), and %s`, quoteList(c.opts.Registries), firewall))
+	} else {
+		// containers/image opens the source (ping, and the manifest to
+		// choose among mirrors) before it evaluates policy.json.
+		c.add(Warning, ctrs, pf, 0,
+			"policy.json refuses images of registries not routed to pullgate, but only after containers/image has contacted them (the /v2/ ping comes first): requests still leave the node, no image is stored",
+			firewall)
 	}
 	return nil
 }

@@ -123,9 +123,11 @@ func check(t *testing.T, tr tree) *Report {
 }
 
 func TestGoodTrees(t *testing.T) {
+	// registries.conf cannot close unlisted registries: policy.json keeps
+	// their images out, but requests still leave the node (a warning).
 	rep := check(t, goodContainers)
-	if len(rep.Findings) != 0 {
-		t.Errorf("containers tree: want no finding, got %+v", rep.Findings)
+	if len(rep.Findings) != 1 || rep.Findings[0].Severity != Warning || rep.Findings[0].File != "/etc/containers/policy.json" {
+		t.Errorf("containers tree: want the policy.json warning only, got %+v", rep.Findings)
 	}
 	rep = check(t, goodContainerd)
 	if len(rep.Findings) != 0 {
