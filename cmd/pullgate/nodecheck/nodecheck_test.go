@@ -157,6 +157,8 @@ func TestDefects(t *testing.T) {
 			Error, "/etc/containerd/certs.d/docker.io/hosts.toml", 3, `unknown key "hosts.`},
 		{"hosts.toml typo in key", goodContainerd.with("/etc/containerd/certs.d/docker.io/hosts.toml", "server = \"http://10.96.100.50:5000\"\n\n[host.\"http://10.96.100.50:5000\"]\n  capabilites = [\"pull\", \"resolve\"]\n"),
 			Error, "/etc/containerd/certs.d/docker.io/hosts.toml", 4, `unknown key "host.http://10.96.100.50:5000.capabilites"`},
+		{"hosts.toml misspelled server", goodContainerd.with("/etc/containerd/certs.d/ghcr.io/hosts.toml", strings.Replace(hostsPG, "server =", "sever =", 1)),
+			Error, "/etc/containerd/certs.d/ghcr.io/hosts.toml", 1, `unknown key "sever"`},
 		{"hosts.toml syntax error", goodContainerd.with("/etc/containerd/certs.d/docker.io/hosts.toml", "server = \"http://10.96.100.50:5000\"\n[host.\"http://10.96.100.50:5000\"\n"),
 			Error, "/etc/containerd/certs.d/docker.io/hosts.toml", 2, "containerd 1.6 ignores the whole file"},
 		{"hosts.toml only server upstream", goodContainerd.with("/etc/containerd/certs.d/docker.io/hosts.toml", "# comment\nserver = \"https://registry-1.docker.io\"\n"),
