@@ -1,6 +1,6 @@
 // Command pullgate is an OCI registry pull-through proxy that serves only
 // what it verified. Subcommands: serve, demo, verify, policy, inspect,
-// attest, audit, version.
+// attest, audit, node, version.
 package main
 
 import (
@@ -23,6 +23,8 @@ Usage:
   pullgate attest  create|sign|push ...             LLM release attestations (see docs/attestations.md)
   pullgate audit   [summary] [--since 1h] [--decision deny] [--repo GLOB] [--rule R] [-o json|table]
                                                     query the decision log
+  pullgate node    check --pullgate HOST[:PORT] (--registry NAME... | --config pullgate.yaml) [--root DIR] [-o json]
+                                                    report the routes by which a node's pulls go around pullgate
   pullgate policy  lint <policy.yaml>               check a policy file
   pullgate policy  test <dir>                       run offline policy tests (fixtures with expected decisions)
   pullgate version                                  print the version
@@ -55,6 +57,8 @@ func run(args []string) int {
 		return cmdAttest(rest)
 	case "audit":
 		return cmdAudit(rest)
+	case "node":
+		return cmdNode(rest)
 	case "version", "--version":
 		fmt.Println("pullgate", version)
 		return 0
