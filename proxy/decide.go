@@ -161,6 +161,9 @@ func reasonPhrase(s string) string {
 
 // record writes the audit event of a decision.
 func (s *Server) record(q *request, kind, ref string, dgst digest.Digest, v Verdict, cached bool) {
+	if s.sameDeniedPull(q, kind, ref, v) {
+		return
+	}
 	ev := audit.Event{
 		Time: time.Now().UTC(), Client: clientAddr(q.r), Method: q.r.Method,
 		Upstream: q.rt.Upstream, Repository: q.rt.Repository(), Reference: ref, Kind: kind,
@@ -191,6 +194,33 @@ func (s *Server) record(q *request, kind, ref string, dgst digest.Digest, v Verd
 }
 
 func clientAddr(r *http.Request) string { return r.RemoteAddr }
+
+// headDenialWindow is how long a HEAD's manifest denial pairs with the
+// client's GET of the same reference.
+const headDenialWindow = 10 * time.Second
+
+// sameDeniedPull reports a denied manifest GET that repeats the denied
+// HEAD the same client (address and port: one connection) sent for the
+// same reference just before. dockerd resolves with HEAD and, refused,
+// asks again with GET; the pull is one decision in the audit log, /ui and
+// pullgate_decisions_total. (containerd stops at the HEAD: its denial is
+// recorded as the HEAD.) The GET is still refused.
+func (s *Server) sameDeniedPull(q *request, kind, ref string, v Verdict) bool {
+	if kind != "manifest" || v.Allowed {
+		return false
+	}
+	key := q.r.RemoteAddr + "|" + userOf(q.r) + "|" + q.rt.Repository() + "|" + ref + "|" + v.Rule
+	switch q.r.Method {
+	case http.MethodHead:
+		s.headDenials.Add(key, true, headDenialWindow)
+	case http.MethodGet:
+		if _, ok := s.headDenials.Get(key); ok {
+			s.headDenials.Remove(key)
+			return true
+		}
+	}
+	return false
+}
 
 // userOf returns the authenticated client identity, when client auth set one.
 func userOf(r *http.Request) string { return clientauth.User(r.Context()) }

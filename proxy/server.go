@@ -57,6 +57,10 @@ type Server struct {
 	// linked remembers which (repository, manifest) reference links were
 	// already persisted.
 	linked *verdict.Cache[bool]
+	// headDenials are manifest denials answered to a HEAD, for a while:
+	// the GET the same client sends next for the same reference (dockerd
+	// asks again with GET) is the same pull, recorded once.
+	headDenials *verdict.Cache[bool]
 	// linkGen counts the persistLinks calls that wrote links (from 1): a
 	// content grant made at generation g accounts for every manifest
 	// linked to its blob then (see blobGrant.Gen).
@@ -120,6 +124,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		tags:           verdict.New[tagRecord](cfg.Cache.Size),
 		blobGrants:     verdict.New[blobGrant](cfg.Cache.Size * 8),
 		linked:         verdict.New[bool](cfg.Cache.Size * 4),
+		headDenials:    verdict.New[bool](4096),
 		present:        verdict.New[bool](cfg.Cache.Size * 4),
 		tensors:        verdict.New[*tensorExpectation](cfg.Cache.Size * 4),
 		manifests:      verdict.New[*cachedManifest](4096),
