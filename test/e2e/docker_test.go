@@ -183,20 +183,7 @@ func (d *dockerNode) stop(t *testing.T) {
 // run runs the docker CLI against this dockerd.
 func (d *dockerNode) run(t *testing.T, args ...string) harness.Result {
 	t.Helper()
-	c, cancel := context.WithTimeout(context.Background(), harness.ClientTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(c, d.cli, append([]string{"-H", "unix://" + d.sock}, args...)...)
-	cmd.Env = d.env
-	cmd.Dir = d.dir
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if c.Err() != nil {
-		err = fmt.Errorf("docker timed out after %s: %w", harness.ClientTimeout, err)
-	}
-	res := harness.Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
-	t.Logf("$ docker %s\n%s", strings.Join(args, " "), res.Output())
-	return res
+	return runNodeClient(t, "docker", d.cli, d.env, d.dir, append([]string{"-H", "unix://" + d.sock}, args...), args)
 }
 
 func (d *dockerNode) pull(t *testing.T, ref string) harness.Result {
@@ -281,15 +268,7 @@ func TestDockerAllowedPullSameDigest(t *testing.T) {
 	if f.up.Reg.Total() == 0 {
 		t.Fatal("the pulls reached no upstream: pullgate did not fetch them")
 	}
-	ds := decisions(t, f.px, f.up.Name, "open/app")
-	if len(ds) == 0 {
-		t.Fatal("no audit decision for the allowed pulls")
-	}
-	for _, e := range ds {
-		if e.Decision != "allow" {
-			t.Errorf("audit decision %q for an allowed pull: %v", e.Decision, e.Raw)
-		}
-	}
+	checkAllowed(t, f, "open/app")
 }
 
 // A denied pull in the path form fails and the user sees pullgate's reason
