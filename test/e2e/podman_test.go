@@ -146,19 +146,26 @@ func (c nodeConf) writeBlocked(b *strings.Builder) {
 // run runs podman; a timeout is an error of its own.
 func (p *podman) run(t *testing.T, args ...string) harness.Result {
 	t.Helper()
+	return runNodeClient(t, "podman", p.bin, p.env, p.dir, append(append([]string{}, p.baseArgs...), args...), args)
+}
+
+// runNodeClient runs a node's client bin with env in dir and logs it as
+// "$ name logArgs..."; a timeout is an error of its own.
+func runNodeClient(t *testing.T, name, bin string, env []string, dir string, args, logArgs []string) harness.Result {
+	t.Helper()
 	c, cancel := context.WithTimeout(context.Background(), harness.ClientTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(c, p.bin, append(append([]string{}, p.baseArgs...), args...)...)
-	cmd.Env = p.env
-	cmd.Dir = p.dir
+	cmd := exec.CommandContext(c, bin, args...)
+	cmd.Env = env
+	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if c.Err() != nil {
-		err = fmt.Errorf("podman timed out after %s: %w", harness.ClientTimeout, err)
+		err = fmt.Errorf("%s timed out after %s: %w", name, harness.ClientTimeout, err)
 	}
 	res := harness.Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
-	t.Logf("$ podman %s\n%s", strings.Join(args, " "), res.Output())
+	t.Logf("$ %s %s\n%s", name, strings.Join(logArgs, " "), res.Output())
 	return res
 }
 
@@ -221,7 +228,14 @@ func TestPodmanAllowedPullSameDigest(t *testing.T) {
 			}
 		})
 	}
-	ds := decisions(t, f.px, f.up.Name, "open/app")
+	checkAllowed(t, f, "open/app")
+}
+
+// checkAllowed checks that the audit log has decisions about repo of the
+// fixture's upstream, all "allow".
+func checkAllowed(t *testing.T, f *fixture, repo string) {
+	t.Helper()
+	ds := decisions(t, f.px, f.up.Name, repo)
 	if len(ds) == 0 {
 		t.Fatal("no audit decision for the allowed pulls")
 	}

@@ -40,6 +40,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)   # the admin page test d
 command -v podman >/dev/null || need_apt+=(podman)   # the node tests pull through pullgate with real podman (registries.conf)
 command -v nft >/dev/null || need_apt+=(nftables)   # the node firewall example is checked (nft -c) and loaded into a netns
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v dockerd >/dev/null || need_apt+=(docker.io)   # the Docker node tests run a private dockerd (its own root and socket)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
