@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -200,16 +201,22 @@ func clientAddr(r *http.Request) string { return r.RemoteAddr }
 const headDenialWindow = 10 * time.Second
 
 // sameDeniedPull reports a denied manifest GET that repeats the denied
-// HEAD the same client (address and port: one connection) sent for the
-// same reference just before. dockerd resolves with HEAD and, refused,
-// asks again with GET; the pull is one decision in the audit log, /ui and
-// pullgate_decisions_total. (containerd stops at the HEAD: its denial is
-// recorded as the HEAD.) The GET is still refused.
+// HEAD the same client (address and user; dockerd sends the GET on a new
+// connection) sent for the same reference just before. dockerd resolves
+// with HEAD and, refused, asks again with GET; the pull is one decision in
+// the audit log, /ui and pullgate_decisions_total. (containerd stops at the
+// HEAD: its denial is recorded as the HEAD.) The GET is still refused. A
+// second client on the same address denied the same reference by the same
+// rule within the window is folded into the first one's decision.
 func (s *Server) sameDeniedPull(q *request, kind, ref string, v Verdict) bool {
 	if kind != "manifest" || v.Allowed {
 		return false
 	}
-	key := q.r.RemoteAddr + "|" + userOf(q.r) + "|" + q.rt.Repository() + "|" + ref + "|" + v.Rule
+	host, _, err := net.SplitHostPort(q.r.RemoteAddr)
+	if err != nil {
+		host = q.r.RemoteAddr
+	}
+	key := host + "|" + userOf(q.r) + "|" + q.rt.Repository() + "|" + ref + "|" + v.Rule
 	switch q.r.Method {
 	case http.MethodHead:
 		s.headDenials.Add(key, true, headDenialWindow)

@@ -272,10 +272,10 @@ func TestDockerAllowedPullSameDigest(t *testing.T) {
 }
 
 // A denied pull in the path form fails and the user sees pullgate's reason
-// (dockerd passes the registry's error message on). By digest the audit log
-// has exactly one decision for it. By tag it has two: dockerd resolves a tag
-// with HEAD and, when that is refused, asks again with GET (distribution's
-// client), and pullgate records each request it refuses.
+// (dockerd passes the registry's error message on), and the audit log has
+// exactly one decision for it. By tag dockerd resolves with HEAD and, when
+// that is refused, asks again with GET (distribution's client): pullgate
+// records the pull once, as the HEAD (it recorded both before).
 func TestDockerDeniedPullDecisions(t *testing.T) {
 	tools.Need(t, "dockerd") // before the fixture: skips or fails (CI) here
 	f := newFixture(t, harness.UpstreamOptions{}, gate.Options{})
@@ -284,7 +284,7 @@ func TestDockerDeniedPullDecisions(t *testing.T) {
 		name, reference string
 		methods         []string // of the audit lines, in order
 	}{
-		{"by-tag", "v1", []string{"HEAD", "GET"}},
+		{"by-tag", "v1", []string{"HEAD"}},
 		{"by-digest", f.denied.Digest, []string{"GET"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -342,7 +342,7 @@ func hubFixture(t *testing.T) *fixture {
 // refused by pullgate, and dockerd falls back to Docker Hub. This machine
 // cannot reach Docker Hub (as a node behind the egress control cannot), so
 // the user sees the fallback's error, not pullgate's reason; pullgate
-// recorded the denial (HEAD and GET), and dockerd's log has pullgate's reason.
+// recorded the denial once, and dockerd's log has pullgate's reason.
 func TestDockerMirrorFallsBackToHub(t *testing.T) {
 	tools.Need(t, "dockerd") // before the fixture: skips or fails (CI) here
 	f := hubFixture(t)
@@ -372,9 +372,9 @@ func TestDockerMirrorFallsBackToHub(t *testing.T) {
 		if strings.Contains(res.Stderr, "pullgate denied") || strings.Contains(res.Stderr, gate.DenyRule) {
 			t.Errorf("docker stderr shows pullgate's reason (the docs say it hides it): %q", res.Stderr)
 		}
-		// HEAD, then GET (see TestDockerDeniedPullDecisions); then the
-		// fallback to Docker Hub.
-		checkDenials(t, decisions(t, f.px, f.up.Name, "blocked/app"), []string{"HEAD", "GET"})
+		// One decision (HEAD, then the GET recorded with it: see
+		// TestDockerDeniedPullDecisions); then the fallback to Docker Hub.
+		checkDenials(t, decisions(t, f.px, f.up.Name, "blocked/app"), []string{"HEAD"})
 		want := "pullgate denied docker.io/blocked/app@v1: rule " + gate.DenyRule
 		for _, l := range strings.Split(d.log(), "\n") {
 			if strings.Contains(l, want) {
