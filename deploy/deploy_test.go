@@ -906,7 +906,16 @@ func TestCRIORegistriesConf(t *testing.T) {
 	var rc registriesConf
 	decodeTOMLStrict(t, "nodes/crio/registries.conf", &rc)
 	var prefixes []string
+	blockedTLDs := 0
 	for _, r := range rc.Registry {
+		if strings.HasPrefix(r.Prefix, "*.") {
+			// A wildcard entry may only block (refused before any request).
+			if !r.Blocked || r.Location != "" || len(r.Mirror) != 0 {
+				t.Errorf("registry %q: a wildcard entry must be blocked, with no location or mirror", r.Prefix)
+			}
+			blockedTLDs++
+			continue
+		}
 		prefixes = append(prefixes, r.Prefix)
 		want := addr + "/" + r.Prefix
 		if r.Location != want {
@@ -915,6 +924,9 @@ func TestCRIORegistriesConf(t *testing.T) {
 		if len(r.Mirror) != 0 {
 			t.Errorf("registry %q: mirror entries: each pull would reach pullgate twice (mirror, then location)", r.Prefix)
 		}
+	}
+	if blockedTLDs == 0 {
+		t.Error("no blocked wildcard entries: registries nobody lists are contacted before policy.json refuses them")
 	}
 	for _, u := range frontedUpstreams(t) {
 		if !slices.Contains(prefixes, u) {

@@ -100,6 +100,22 @@ func TestPodmanShippedCrioExample(t *testing.T) {
 			}
 		})
 	}
+	// Registries nobody lists, under a blocked top-level domain: refused
+	// by registries.conf itself, before any request (without the wildcard
+	// entries podman would try to reach them; no DNS here, so the error
+	// would be a lookup failure instead).
+	for _, ref := range []string{"registry.unlisted.io/acme/app:v1", "harbor.corp.com/team/app:v1"} {
+		t.Run("blocked "+ref, func(t *testing.T) {
+			pm := node(t, px.Host)
+			res := pm.pull(t, ref)
+			if res.Err == nil {
+				t.Fatalf("podman pulled %s: %v", ref, res)
+			}
+			if !strings.Contains(res.Stderr, "is blocked in") {
+				t.Fatalf("%s was not blocked by registries.conf: %q", ref, res.Stderr)
+			}
+		})
+	}
 	t.Run("pullgate down", func(t *testing.T) {
 		down := gate.Start(t, gate.Options{Upstreams: []*harness.Upstream{hub, ghcr}})
 		addr := down.Host
