@@ -626,11 +626,20 @@ func (w *pickleWalker) fits(b []byte, base int64, end int) bool {
 }
 
 func (w *pickleWalker) incomplete(base int64, end, start int, off int64, op byte) (int, uint8, error) {
-	if w.frameEnd >= 0 && base+int64(end) > w.frameEnd {
-		return start, evMore, w.frameErr(off, op)
+	if err := w.overrun(base, end, off, op); err != nil {
+		return start, evMore, err
 	}
 	w.ops--
 	return start, evMore, nil
+}
+
+// overrun is the error of an opcode whose argument, ending at b[end],
+// would run past the current frame (nil when it only needs more bytes).
+func (w *pickleWalker) overrun(base int64, end int, off int64, op byte) error {
+	if w.frameEnd >= 0 && base+int64(end) > w.frameEnd {
+		return w.frameErr(off, op)
+	}
+	return nil
 }
 
 // feed walks complete opcodes in b, whose first byte is at absolute offset
@@ -1094,31 +1103,15 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 			}
 			w.stack = append(w.stack, res)
 		case 'g', 'h', 'j': // GET, BINGET, LONG_BINGET
-			var idx uint64
-			switch op {
-			case 'h':
-				if !w.fits(b, base, i+1) {
-					return w.incomplete(base, i+1, start, off, op)
-				}
-				idx = uint64(b[i])
-				i++
-			case 'j':
-				if !w.fits(b, base, i+4) {
-					return w.incomplete(base, i+4, start, off, op)
-				}
-				idx = uint64(binary.LittleEndian.Uint32(b[i:]))
-				i += 4
-			default:
-				x, next, err := w.memoLine(b, i, base, off, op)
-				if err != nil {
-					return start, evMore, err
-				}
-				if next < 0 {
-					w.ops--
-					return start, evMore, nil
-				}
-				idx, i = x, next
+			idx, next, err := w.memoArg(b, i, base, off, op)
+			if err != nil {
+				return start, evMore, err
 			}
+			if next < 0 {
+				w.ops--
+				return start, evMore, nil
+			}
+			i = next
 			v, ok := w.memoGet(idx)
 			if !ok {
 				return start, evMore, w.errAt(off, "%s of memo index %d that was never stored", opName(op), idx)
@@ -1127,24 +1120,9 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 				return start, evMore, err
 			}
 		case 'p', 'q', 'r', 0x94: // PUT, BINPUT, LONG_BINPUT, MEMOIZE
-			var idx uint64
-			switch op {
-			case 0x94:
-				idx = uint64(w.memoCount)
-			case 'q':
-				if !w.fits(b, base, i+1) {
-					return w.incomplete(base, i+1, start, off, op)
-				}
-				idx = uint64(b[i])
-				i++
-			case 'r':
-				if !w.fits(b, base, i+4) {
-					return w.incomplete(base, i+4, start, off, op)
-				}
-				idx = uint64(binary.LittleEndian.Uint32(b[i:]))
-				i += 4
-			default:
-				x, next, err := w.memoLine(b, i, base, off, op)
+			idx := uint64(w.memoCount)
+			if op != 0x94 {
+				x, next, err := w.memoArg(b, i, base, off, op)
 				if err != nil {
 					return start, evMore, err
 				}
@@ -1806,6 +1784,30 @@ func (w *pickleWalker) line(b []byte, i int, base, off int64, op byte) (line []b
 }
 
 // memoLine parses the decimal memo index of GET / PUT.
+// memoArg reads the memo index argument of a GET or PUT opcode at b[i:]:
+// one byte (BINGET, BINPUT), four little-endian bytes (LONG_BINGET,
+// LONG_BINPUT) or a decimal line (GET, PUT). next < 0 means b ends inside
+// the argument: the opcode is walked again with more bytes (an argument
+// that would run past the frame is an error instead).
+func (w *pickleWalker) memoArg(b []byte, i int, base, off int64, op byte) (idx uint64, next int, err error) {
+	width := 0
+	switch op {
+	case 'h', 'q':
+		width = 1
+	case 'j', 'r':
+		width = 4
+	default:
+		return w.memoLine(b, i, base, off, op)
+	}
+	if !w.fits(b, base, i+width) {
+		return 0, -1, w.overrun(base, i+width, off, op)
+	}
+	if width == 1 {
+		return uint64(b[i]), i + 1, nil
+	}
+	return uint64(binary.LittleEndian.Uint32(b[i:])), i + 4, nil
+}
+
 func (w *pickleWalker) memoLine(b []byte, i int, base, off int64, op byte) (uint64, int, error) {
 	line, next, err := w.line(b, i, base, off, op)
 	if err != nil || next < 0 {
