@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // ---- allowlist ----------------------------------------------------------------
@@ -315,10 +317,6 @@ func buildPickleAllowlist(list []string, joblib bool) *pickleAllowlist {
 		a.index[k] = int32(len(a.entries))
 		a.entries = append(a.entries, e)
 	}
-	byKey := map[string]pickleEntry{}
-	for _, e := range defaultPickleEntries {
-		byKey[e.module+"\x00"+e.name] = e
-	}
 	if list == nil {
 		for _, e := range defaultPickleEntries {
 			add(e)
@@ -333,7 +331,7 @@ func buildPickleAllowlist(list []string, joblib bool) *pickleAllowlist {
 				a.never[m+"\x00"+q] = r
 				continue
 			}
-			if e, ok := byKey[m+"\x00"+q]; ok {
+			if e, ok := defaultPickleEntryByKey()[m+"\x00"+q]; ok {
 				add(e) // a default entry keeps its precise rules
 				continue
 			}
@@ -356,14 +354,35 @@ func buildPickleAllowlist(list []string, joblib bool) *pickleAllowlist {
 	return a
 }
 
+// defaultPickleEntryByKey indexes the default entries by
+// "module\x00qualname" (built once).
+var defaultPickleEntryByKey = sync.OnceValue(func() map[string]pickleEntry {
+	m := make(map[string]pickleEntry, len(defaultPickleEntries))
+	for _, e := range defaultPickleEntries {
+		m[e.module+"\x00"+e.name] = e
+	}
+	return m
+})
+
 var (
 	defaultAllowOnce, joblibAllowOnce sync.Once
 	defaultAllow, defaultJoblibAllow  *pickleAllowlist
 )
 
+// policyAllow holds the allowlists built from policies' pickle.allow lists
+// (read-only once built, like the defaults): a walker per pickle, zip
+// member or object array reuses its policy's instead of rebuilding it.
+var policyAllow, _ = lru.New[string, *pickleAllowlist](32)
+
 func pickleAllowFor(opts Options, joblib bool) *pickleAllowlist {
 	if opts.Pickle.Allow != nil {
-		return buildPickleAllowlist(opts.Pickle.Allow, joblib)
+		key := strconv.FormatBool(joblib) + "\x01" + strings.Join(opts.Pickle.Allow, "\x00")
+		if a, ok := policyAllow.Get(key); ok {
+			return a
+		}
+		a := buildPickleAllowlist(opts.Pickle.Allow, joblib)
+		policyAllow.Add(key, a)
+		return a
 	}
 	if joblib {
 		joblibAllowOnce.Do(func() { defaultJoblibAllow = buildPickleAllowlist(nil, true) })
@@ -629,6 +648,12 @@ func (w *pickleWalker) incomplete(base int64, end, start int, off int64, op byte
 	if err := w.overrun(base, end, off, op); err != nil {
 		return start, evMore, err
 	}
+	return w.needMore(start)
+}
+
+// needMore answers an opcode that starts at b[start] and is not complete
+// in b: it is walked again (and counted again) with more bytes.
+func (w *pickleWalker) needMore(start int) (int, uint8, error) {
 	w.ops--
 	return start, evMore, nil
 }
@@ -708,8 +733,7 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 				return start, evMore, err
 			}
 			if next < 0 {
-				w.ops--
-				return start, evMore, nil
+				return w.needMore(start)
 			}
 			i = next
 			v := pval{kind: vFloat}
@@ -835,8 +859,7 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 				return start, evMore, err
 			}
 			if next < 0 {
-				w.ops--
-				return start, evMore, nil
+				return w.needMore(start)
 			}
 			i = next
 			if len(line) < 2 || (line[0] != '\'' && line[0] != '"') || line[len(line)-1] != line[0] {
@@ -851,8 +874,7 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 				return start, evMore, err
 			}
 			if next < 0 {
-				w.ops--
-				return start, evMore, nil
+				return w.needMore(start)
 			}
 			i = next
 			if err := w.pushStr(off, line, bytes.IndexByte(line, '\\') < 0); err != nil {
@@ -1045,16 +1067,14 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 				return start, evMore, err
 			}
 			if n1 < 0 {
-				w.ops--
-				return start, evMore, nil
+				return w.needMore(start)
 			}
 			l2, n2, err := w.line(b, n1, base, off, op)
 			if err != nil {
 				return start, evMore, err
 			}
 			if n2 < 0 {
-				w.ops--
-				return start, evMore, nil
+				return w.needMore(start)
 			}
 			i = n2
 			g, err := w.resolve(off, l1, l2, opName(op))
@@ -1108,8 +1128,7 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 				return start, evMore, err
 			}
 			if next < 0 {
-				w.ops--
-				return start, evMore, nil
+				return w.needMore(start)
 			}
 			i = next
 			v, ok := w.memoGet(idx)
@@ -1127,8 +1146,7 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 					return start, evMore, err
 				}
 				if next < 0 {
-					w.ops--
-					return start, evMore, nil
+					return w.needMore(start)
 				}
 				idx, i = x, next
 			}
@@ -1152,8 +1170,7 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 				return start, evMore, w.errAt(off, "FRAME opened %d bytes before the previous FRAME ends (CPython since gh-154848 refuses it)", w.frameEnd-off)
 			}
 			if len(b)-i < 8 {
-				w.ops--
-				return start, evMore, nil
+				return w.needMore(start)
 			}
 			fl := binary.LittleEndian.Uint64(b[i:])
 			if fl > 1<<40 {
