@@ -50,8 +50,7 @@ func (s *Server) serveBlob(q *request) {
 	}
 	grant, v, ok, err := s.blobGrant(q, dgst)
 	if err != nil {
-		q.w.Header().Set("Retry-After", "10")
-		ocierr.Write(q.w, q.r, ocierr.New(http.StatusServiceUnavailable, ocierr.Unavailable, "%v", err))
+		s.fetchError(q, err)
 		return
 	}
 	if !ok {
@@ -61,7 +60,10 @@ func (s *Server) serveBlob(q *request) {
 	}
 	if grant.Evidence && q.rule.Content != nil {
 		// Content the rule refused stays refused, whatever lists it.
-		if f, bad := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, dgst, ""); bad {
+		if f, bad, err := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, dgst, ""); err != nil {
+			s.fetchError(q, err)
+			return
+		} else if bad {
 			s.fetchError(q, &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}})
 			return
 		}
@@ -530,6 +532,12 @@ func (s *Server) fetchError(q *request, err error) {
 		writeSpoolFull(q.w, q.r, sf)
 		return
 	}
+	var su *storeUnreadable
+	if errors.As(err, &su) {
+		q.w.Header().Set("Retry-After", "10")
+		ocierr.Write(q.w, q.r, ocierr.New(http.StatusServiceUnavailable, ocierr.Unavailable, "%v", err))
+		return
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && q.ctx().Err() != nil {
 		return
 	}
@@ -604,7 +612,9 @@ type lateCheck func(ctx context.Context, path string, size int64) ([]content.Cla
 // inspected over the verified spool file.
 func (s *Server) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opts content.Options, classes []content.Class) lateCheck {
 	return func(ctx context.Context, path string, size int64) ([]content.Class, error) {
-		if f, bad := s.badBlob(ctx, rev, rule, dgst, ""); bad {
+		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, ""); err != nil {
+			return nil, err
+		} else if bad {
 			return nil, &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
 		}
 		held, ok := s.blobGrants.Get(grantKey(rev, rep, dgst))
@@ -699,7 +709,9 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	exp, _ := s.tensors.Get(grantKey(rev, q.rt.Repository(), dgst))
 	scopes := scopesOf(exp)
 	for _, scope := range scopes {
-		if f, bad := s.badBlob(ctx, rev, rule, dgst, scope); bad {
+		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, scope); err != nil {
+			return err
+		} else if bad {
 			return &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
 		}
 	}

@@ -419,23 +419,24 @@ func (s *Server) linkNames(ctx context.Context, upstreamName, repo, kind string,
 	names, err := s.store.ListMeta(ctx, store.MetaKey("links", upstreamName, repo, kind, d.Encoded()))
 	if err != nil {
 		s.log.Warn("store: link read failed", "err", err)
-		return nil, &linksUnreadable{blob: d, err: err}
+		return nil, &storeUnreadable{what: "list which manifests reference " + d.String(), err: err}
 	}
 	return names, nil
 }
 
-// linksUnreadable is a blob whose links the store could not list: the
-// request is answered 503, neither allowed nor denied.
-type linksUnreadable struct {
-	blob digest.Digest
+// storeUnreadable is store metadata a decision needs that the store could
+// not return (a blob's links, its recorded content findings): the request
+// is answered 503, neither allowed nor denied, and nothing is recorded.
+type storeUnreadable struct {
+	what string // "list which manifests reference <digest>", ...
 	err  error
 }
 
-func (e *linksUnreadable) Error() string {
-	return fmt.Sprintf("the store could not list which manifests reference %s (%v); retry when the store is reachable", e.blob, e.err)
+func (e *storeUnreadable) Error() string {
+	return fmt.Sprintf("the store could not %s (%v); retry when the store is reachable", e.what, e.err)
 }
 
-func (e *linksUnreadable) Unwrap() error { return e.err }
+func (e *storeUnreadable) Unwrap() error { return e.err }
 
 type manifestMeta struct {
 	MediaType string `json:"mediaType"`

@@ -351,8 +351,8 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 	if rule.Content != nil && hasPredicate(res.Attestations, attest.KindMBOM.PredicateType()) {
 		exps = tensorExpectations(dgst, body, res.Attestations)
 		for d, exp := range exps {
-			if f, bad := s.badBlob(ctx, q.pol.Revision(), rule.Name, d, exp.id); bad {
-				in.ContentFindings = append(in.ContentFindings, fmt.Sprintf("layer %s: %s", d, f))
+			if f, bad, err := s.badBlob(ctx, q.pol.Revision(), rule.Name, d, exp.id); bad || err != nil {
+				in.ContentFindings = append(in.ContentFindings, fmt.Sprintf("layer %s: %s", d, findingOr(f, err)))
 			}
 		}
 	}
@@ -476,7 +476,8 @@ func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []s
 		}
 	}
 	for _, d := range m.Blobs() {
-		if f, ok := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, d.Digest, ""); ok {
+		if f, ok, err := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, d.Digest, ""); ok || err != nil {
+			f = findingOr(f, err)
 			// A blob listed twice (under two names) is one finding.
 			if r := fmt.Sprintf("layer %s: %s", d.Digest, f); !slices.Contains(out, r) {
 				out = append(out, r)
@@ -512,18 +513,28 @@ func orFormat(scope string) string {
 
 // badBlob reports a content finding recorded for a blob under a rule (and
 // scope: "" for the format checks, an expectation id for tensor checks).
-func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest, scope string) (string, bool) {
+func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest, scope string) (string, bool, error) {
 	b, err := s.store.GetMeta(ctx, badKey(rev, rule, d, scope))
 	if errors.Is(err, store.ErrNotFound) {
-		return "", false
+		return "", false, nil
 	}
 	if err != nil {
-		// Fail closed: a finding the store holds but cannot return now
-		// must not read as "none".
+		// Fail closed, without concluding: a finding the store holds but
+		// cannot return now must not read as "none", nor be recorded as
+		// one.
 		s.log.Warn("store: content finding read failed", "digest", d, "err", err)
-		return fmt.Sprintf("the store could not be read to check the content findings recorded for %s (%v); retry once the store is reachable", d, err), true
+		return "", false, &storeUnreadable{what: "read the content findings recorded for " + d.String(), err: err}
 	}
-	return string(b), true
+	return string(b), true, nil
+}
+
+// findingOr is a recorded finding, or, when the store could not return the
+// findings, that error (a manifest decision fails closed on it).
+func findingOr(f string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return f
 }
 
 // markBad records a content failure of a blob: every manifest referencing

@@ -85,8 +85,32 @@ func TestContentFindingUnreadable(t *testing.T) {
 	findingReadFails.Store(true)
 	t.Cleanup(func() { findingReadFails.Store(false) })
 	bb := e.replica(t, t.Name(), "spool-b")
-	bb.want(t, repo+"/manifests/tmpl", 403, "could not be read")
+	bb.want(t, repo+"/manifests/tmpl", 403, "could not read the content findings")
 	findingReadFails.Store(false)
 	c := e.replica(t, t.Name(), "spool-c")
 	c.want(t, repo+"/manifests/tmpl", 403, "Jinja")
+}
+
+// A replica that holds the grant of a clean blob, asked for it while the
+// store cannot return the blob's recorded findings, answers 503 and
+// records nothing: the read failure is not a content finding (it was, and
+// marked the blob bad for good). Once the store answers, it is served.
+func TestFindingReadFailureDoesNotMarkBad(t *testing.T) {
+	e := startWith(t, nil, modelPolicy)
+	const repo = "models/findingpoison"
+	b := ivPushBlob(t, e.up.Host, repo, benignTemplate, docRaw)
+	declModel(t, e, repo+":readme", named(b, docRaw, titleKey, "README.md"))
+	e.storageDriver = "sharedmem-linkfail-test"
+	a := e.replica(t, t.Name(), "spool-a")
+	blob := repo + "/blobs/" + b.Digest.String()
+	a.want(t, repo+"/manifests/readme", 200, "")
+	a.want(t, blob, 200, "")
+
+	findingReadFails.Store(true)
+	t.Cleanup(func() { findingReadFails.Store(false) })
+	a.want(t, blob, 503, "could not read the content findings")
+	findingReadFails.Store(false)
+	a.want(t, blob, 200, "")
+	c := e.replica(t, t.Name(), "spool-c")
+	c.want(t, repo+"/manifests/readme", 200, "")
 }
