@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -212,11 +211,7 @@ func (s *Server) sameDeniedPull(q *request, kind, ref string, v Verdict) bool {
 	if kind != "manifest" || v.Allowed {
 		return false
 	}
-	host, _, err := net.SplitHostPort(q.r.RemoteAddr)
-	if err != nil {
-		host = q.r.RemoteAddr
-	}
-	key := host + "|" + userOf(q.r) + "|" + q.rt.Repository() + "|" + ref + "|" + v.Rule
+	key := clientauth.ClientIP(q.r) + "|" + userOf(q.r) + "|" + q.rt.Repository() + "|" + ref + "|" + v.Rule
 	switch q.r.Method {
 	case http.MethodHead:
 		s.headDenials.Add(key, true, headDenialWindow)

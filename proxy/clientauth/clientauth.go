@@ -329,7 +329,7 @@ type failure struct {
 // authenticate identifies the client. bearerOK is false at the token
 // endpoint (tokens are not exchanged for tokens).
 func (a *Authenticator) authenticate(r *http.Request, bearerOK bool) (Identity, *claims, *failure) {
-	ip := clientIP(r)
+	ip := ClientIP(r)
 	hdrs := r.Header.Values("Authorization")
 	if len(hdrs) == 0 {
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.clientCA != nil {
@@ -524,11 +524,11 @@ func (a *Authenticator) authorized(w http.ResponseWriter, r *http.Request, id Id
 		return true
 	}
 	if !id.Authenticated() || id.Subject == "" {
-		a.log.Info("client refused: authentication required", "remote", clientIP(r), "repository", repo, "method", id.Method)
+		a.log.Info("client refused: authentication required", "remote", ClientIP(r), "repository", repo, "method", id.Method)
 		a.challenge(w, r, repo, "", "authentication required to pull "+repo)
 		return false
 	}
-	a.log.Warn("client refused: no access", "remote", clientIP(r), "user", id.Subject, "method", id.Method, "repository", repo)
+	a.log.Warn("client refused: no access", "remote", ClientIP(r), "user", id.Subject, "method", id.Method, "repository", repo)
 	ocierr.Write(w, r, ocierr.New(http.StatusForbidden, ocierr.Denied,
 		"%s may not pull %s: no access rule allows it", id.Subject, repo))
 	return false
@@ -608,7 +608,7 @@ func (a *Authenticator) challenge(w http.ResponseWriter, r *http.Request, repo, 
 
 // refuse answers a failed authentication and logs it.
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, f *failure, repo string, tokenEndpoint bool) {
-	attrs := []any{"remote", clientIP(r), "path", r.URL.Path, "reason", f.reason, "status", f.status}
+	attrs := []any{"remote", ClientIP(r), "path", r.URL.Path, "reason", f.reason, "status", f.status}
 	if f.method != "" {
 		attrs = append(attrs, "method", f.method)
 	}
@@ -636,9 +636,9 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, f *failur
 	}
 }
 
-// clientIP is the peer address (X-Forwarded-For is not trusted: it is the
+// ClientIP is the peer address (X-Forwarded-For is not trusted: it is the
 // client's to write).
-func clientIP(r *http.Request) string {
+func ClientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr

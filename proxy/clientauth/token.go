@@ -257,7 +257,7 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 		// certificate, or none) and the parameters in the query.
 		q = r.URL.Query()
 		if s := q.Get("service"); s != "" && s != a.tokens.service {
-			a.log.Warn("token request refused: other service", "remote", clientIP(r))
+			a.log.Warn("token request refused: other service", "remote", ClientIP(r))
 			ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Denied, "unknown service: this token endpoint serves %q", a.tokens.service))
 			return
 		}
@@ -269,11 +269,11 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if s := q.Get("service"); s != "" && s != a.tokens.service {
-			a.log.Warn("token request refused: other service", "remote", clientIP(r))
+			a.log.Warn("token request refused: other service", "remote", ClientIP(r))
 			ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Denied, "unknown service: this token endpoint serves %q", a.tokens.service))
 			return
 		}
-		id, f = a.password(r.Context(), clientIP(r), func() (string, string, error) {
+		id, f = a.password(r.Context(), ClientIP(r), func() (string, string, error) {
 			u, p := q.Get("username"), q.Get("password")
 			return u, p, checkCredentials(u, p)
 		})
@@ -288,13 +288,13 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !id.Authenticated() && len(a.anonymous) == 0 {
-		a.log.Info("token request refused: authentication required", "remote", clientIP(r))
+		a.log.Info("token request refused: authentication required", "remote", ClientIP(r))
 		a.basicChallenge(w)
 		ocierr.Write(w, r, ocierr.New(http.StatusUnauthorized, ocierr.Unauthorized, "authentication required"))
 		return
 	}
 	if acct := q.Get("account"); acct != "" && id.Method == MethodBasic && acct != id.Subject {
-		a.log.Warn("token request refused: account does not match the user", "remote", clientIP(r), "user", id.Subject)
+		a.log.Warn("token request refused: account does not match the user", "remote", ClientIP(r), "user", id.Subject)
 		ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Denied, "account does not match the authenticated user"))
 		return
 	}
@@ -341,7 +341,7 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 	for i, e := range access {
 		granted[i] = e.Name
 	}
-	a.log.Info("token issued", "remote", clientIP(r), "user", id.user(), "method", id.Method,
+	a.log.Info("token issued", "remote", ClientIP(r), "user", id.user(), "method", id.Method,
 		"granted", granted, "refused", refused, "ttl", a.tokens.ttl.String())
 	w.Header().Set("Content-Type", "application/json")
 	resp := tokenResponse{AccessToken: tok, ExpiresIn: int(a.tokens.ttl / time.Second), IssuedAt: now.UTC().Format(time.RFC3339)}
@@ -378,7 +378,7 @@ func (a *Authenticator) readTokenForm(w http.ResponseWriter, r *http.Request) (u
 		return nil, false
 	}
 	if q.Get("grant_type") != "password" {
-		a.log.Info("token request refused: unsupported grant type", "remote", clientIP(r))
+		a.log.Info("token request refused: unsupported grant type", "remote", ClientIP(r))
 		ocierr.Write(w, r, ocierr.New(http.StatusBadRequest, ocierr.Unsupported, "unsupported grant_type: use password, or GET with Basic credentials"))
 		return nil, false
 	}

@@ -39,7 +39,7 @@ func ParseStatement(b []byte) (*ParsedStatement, error) {
 		return nil, fmt.Errorf("statement is %d bytes, more than the %d byte limit", len(b), MaxStatementSize)
 	}
 	var s ParsedStatement
-	if err := strictUnmarshal(b, &s); err != nil {
+	if err := strictjson.UnmarshalObject(b, &s); err != nil {
 		return nil, fmt.Errorf("statement: %w", err)
 	}
 	if s.Type != StatementTypeV1 {
@@ -130,7 +130,7 @@ func DecodePredicate(predicateType string, raw []byte) (any, error) {
 	case KindMBOM:
 		p = &MBOMPredicate{}
 	}
-	if err := strictUnmarshal(raw, p); err != nil {
+	if err := strictjson.UnmarshalObject(raw, p); err != nil {
 		return nil, fmt.Errorf("%s predicate: %w", k, err)
 	}
 	if err := p.Validate(); err != nil {
@@ -156,14 +156,4 @@ func CommonOf(p any) (Common, bool) {
 		return v.Common, true
 	}
 	return Common{}, false
-}
-
-// strictUnmarshal decodes one JSON object read one way (strictjson): no
-// repeated key at any depth, exact-case field names and no unknown field,
-// valid UTF-8, nothing after the object.
-func strictUnmarshal(b []byte, v any) error {
-	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
-		return errors.New("not a JSON object")
-	}
-	return strictjson.UnmarshalKnown(b, v)
 }

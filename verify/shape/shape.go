@@ -16,7 +16,6 @@
 package shape
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,7 +75,7 @@ func Check(mediaType string, b []byte) error {
 	case InToto:
 		// A statement, or (as some tools write it) a DSSE envelope.
 		var s statement
-		serr := strict(b, &s)
+		serr := strictjson.UnmarshalObject(b, &s)
 		if serr == nil && s.Type != "" && len(s.Subject) > 0 && s.PredicateType != "" {
 			return nil
 		}
@@ -89,7 +88,7 @@ func Check(mediaType string, b []byte) error {
 		return fmt.Errorf("not an in-toto statement or DSSE envelope: %w", serr)
 	default:
 		var c v1.ConfigFile
-		if err := strict(b, &c); err != nil {
+		if err := strictjson.UnmarshalObject(b, &c); err != nil {
 			return fmt.Errorf("config of a signature/attestation artifact (%s) is not an image configuration: %w", mediaType, err)
 		}
 		// Not signed JSON, but JSON a loader might read: the content
@@ -99,14 +98,4 @@ func Check(mediaType string, b []byte) error {
 		}
 	}
 	return nil
-}
-
-// strict decodes one JSON object into v, read one way (strictjson): no
-// repeated key, valid UTF-8, keys exactly (case-sensitively) the JSON names
-// of v's fields and nothing unknown below them either, nothing after it.
-func strict(b []byte, v any) error {
-	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
-		return errors.New("not a JSON object")
-	}
-	return strictjson.UnmarshalKnown(b, v)
 }

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"encoding"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -74,6 +75,16 @@ func UnmarshalKnown(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	return dec.Decode(v)
+}
+
+// UnmarshalObject is UnmarshalKnown for input that must be a JSON object
+// (signed payloads, envelopes, statements): anything else is "not a JSON
+// object".
+func UnmarshalObject(data []byte, v any) error {
+	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
+		return errors.New("not a JSON object")
+	}
+	return UnmarshalKnown(data, v)
 }
 
 func scan(data []byte, t reflect.Type, known bool) error {
