@@ -12,6 +12,7 @@ import (
 
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/proxy/engine"
 )
 
 // DiskFault makes the disk look full on demand where no small filesystem
@@ -24,10 +25,11 @@ type DiskFault struct{ full atomic.Bool }
 // until the test ends. Install it before opening the proxy.
 func InjectDiskFault(t testing.TB, spool, commit bool) *DiskFault {
 	d := &DiskFault{}
-	sw, cb, fr := spoolWrite, commitBlob, freeSpace
+	real := engine.RealDisk()
+	sw, cb, fr := real.SpoolWrite, real.CommitBlob, real.FreeSpace
 	enospc := func(op, path string) error { return &fs.PathError{Op: op, Path: path, Err: syscall.ENOSPC} }
 	if spool {
-		spoolWrite = func(f *inflight.Fetch, p []byte) (int, error) {
+		testDisk.SpoolWrite = func(f *inflight.Fetch, p []byte) (int, error) {
 			if d.full.Load() {
 				n, _ := sw(f, p[:len(p)/2])
 				return n, enospc("write", f.Path())
@@ -36,21 +38,21 @@ func InjectDiskFault(t testing.TB, spool, commit bool) *DiskFault {
 		}
 	}
 	if commit {
-		commitBlob = func(s *store.Store, ctx context.Context, dgst digest.Digest, file string, size int64) error {
+		testDisk.CommitBlob = func(s *store.Store, ctx context.Context, dgst digest.Digest, file string, size int64) error {
 			if d.full.Load() {
 				return enospc("write", file)
 			}
 			return cb(s, ctx, dgst, file, size)
 		}
 	}
-	freeSpace = func(dir string) (int64, int64, error) {
+	testDisk.FreeSpace = func(dir string) (int64, int64, error) {
 		if d.full.Load() {
 			_, total, err := fr(dir)
 			return 0, total, err
 		}
 		return fr(dir)
 	}
-	t.Cleanup(func() { spoolWrite, commitBlob, freeSpace = sw, cb, fr })
+	t.Cleanup(func() { testDisk = engine.Disk{} })
 	return d
 }
 
@@ -66,7 +68,8 @@ func (d *DiskFault) Free() { d.full.Store(false) }
 // directory below root is what the capacity leaves. Install it before
 // opening the proxy.
 func InjectSmallDisk(t testing.TB, root string, capacity int64) {
-	sw, fr := spoolWrite, freeSpace
+	real := engine.RealDisk()
+	sw, fr := real.SpoolWrite, real.FreeSpace
 	used := func() int64 {
 		seen := map[store.FileID]bool{}
 		var n int64
@@ -86,18 +89,18 @@ func InjectSmallDisk(t testing.TB, root string, capacity int64) {
 		})
 		return n
 	}
-	spoolWrite = func(f *inflight.Fetch, p []byte) (int, error) {
+	testDisk.SpoolWrite = func(f *inflight.Fetch, p []byte) (int, error) {
 		if left := capacity - used(); int64(len(p)) > left {
 			n, _ := sw(f, p[:max(left, 0)])
 			return n, &fs.PathError{Op: "write", Path: f.Path(), Err: syscall.ENOSPC}
 		}
 		return sw(f, p)
 	}
-	freeSpace = func(dir string) (int64, int64, error) {
+	testDisk.FreeSpace = func(dir string) (int64, int64, error) {
 		if rel, err := filepath.Rel(root, dir); err == nil && filepath.IsLocal(rel) {
 			return max(capacity-used(), 0), capacity, nil
 		}
 		return fr(dir)
 	}
-	t.Cleanup(func() { spoolWrite, freeSpace = sw, fr })
+	t.Cleanup(func() { testDisk = engine.Disk{} })
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/ocierr"
-	"github.com/pullgate/pullgate/proxy/route"
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
@@ -23,7 +22,7 @@ const maxListing = 8 << 20
 // listingAllowed applies the repository's rule to listings: repositories
 // that no rule allows, or that a rule denies, are not listed either.
 func (s *Server) listingAllowed(q *request, kind string) bool {
-	v, ok := ruleVerdict(q.pol, q.rule, q.rt.Repository())
+	v, ok := q.q.RuleVerdict()
 	if ok && !v.Allowed {
 		s.record(q, kind, q.rt.Reference, q.rt.Digest, v, false)
 		s.deny(q, v, kind)
@@ -80,7 +79,7 @@ func (s *Server) serveReferrers(q *request) {
 	}
 	// The signatures and attestations of an artifact are listed only where
 	// the artifact itself is allowed (they are served only there, too).
-	sv, err := s.subjectVerdict(q, q.rt.Digest)
+	sv, err := s.eng.SubjectVerdict(q.q, q.rt.Digest)
 	switch {
 	case upstream.IsKind(err, upstream.NotFound):
 		// No such manifest here: nothing refers to it (the API answers an
@@ -97,7 +96,7 @@ func (s *Server) serveReferrers(q *request) {
 		if v.ExitCode == 0 {
 			v.ExitCode = policy.ExitUnmet
 		}
-		v.Reasons = append([]string{fmt.Sprintf("rule %s: referrers of %s, which is not allowed here", q.rule.Name, q.rt.Digest)}, sv.Reasons...)
+		v.Reasons = append([]string{fmt.Sprintf("rule %s: referrers of %s, which is not allowed here", q.q.Rule().Name, q.rt.Digest)}, sv.Reasons...)
 		s.record(q, "referrers", q.rt.Reference, q.rt.Digest, v, false)
 		s.deny(q, v, "referrers")
 		return
@@ -108,7 +107,7 @@ func (s *Server) serveReferrers(q *request) {
 		s.upstreamError(q, err, ocierr.ManifestUnknown)
 		return
 	}
-	descs = s.servableReferrers(q, descs)
+	descs = s.eng.Servable(q.q, descs)
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
 	idx.SchemaVersion = 2
 	if at != "" {
@@ -135,23 +134,4 @@ func writeJSON(q *request, contentType string, v any) {
 	if q.r.Method == http.MethodGet {
 		_, _ = q.w.Write(b)
 	}
-}
-
-// servableReferrers keeps the referrers this repository would serve: a
-// listing must not offer a client manifests it is then refused (a signature
-// that also speaks about a denied image, say).
-func (s *Server) servableReferrers(q *request, descs []ocispec.Descriptor) []ocispec.Descriptor {
-	out := make([]ocispec.Descriptor, 0, len(descs))
-	for _, d := range descs {
-		body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, d.Digest)
-		if err != nil {
-			continue
-		}
-		rq := *q // decided as a request for it by digest would be
-		rq.rt.Kind, rq.rt.Reference, rq.rt.Digest = route.Manifest, d.Digest.String(), d.Digest
-		if v, _ := s.decideManifest(&rq, d.Digest, body, m); v.Allowed && !v.WouldDeny {
-			out = append(out, d)
-		}
-	}
-	return out
 }

@@ -13,24 +13,14 @@ import (
 	"github.com/pullgate/pullgate/proxy/route"
 )
 
-// Metrics are the proxy's Prometheus metrics.
+// Metrics are the HTTP side's Prometheus metrics (the engine has its own).
 type Metrics struct {
-	requests        *prometheus.CounterVec
-	duration        *prometheus.HistogramVec
-	decisions       *prometheus.CounterVec
-	cache           *prometheus.CounterVec
-	bytes           *prometheus.CounterVec
-	upstream        *prometheus.CounterVec
-	inflight        prometheus.Gauge
-	coalesced       prometheus.Counter
-	mismatches      prometheus.Counter
-	storeVerify     *prometheus.CounterVec
-	offlineServes   prometheus.Counter
-	verifyDuration  prometheus.Histogram
-	inspectDuration prometheus.Histogram
-	Reloads         *prometheus.CounterVec
-	storageErrors   *prometheus.CounterVec
-	auditErrors     prometheus.Counter
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	decisions   *prometheus.CounterVec
+	bytes       *prometheus.CounterVec
+	upstream    *prometheus.CounterVec
+	auditErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -42,40 +32,15 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"route"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_decisions_total", Help: "Policy decisions by rule, kind and result."}, []string{"rule", "kind", "decision"}),
-		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pullgate_cache_requests_total", Help: "Content store lookups by kind and result."}, []string{"kind", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_blob_bytes_served_total", Help: "Blob bytes sent to clients, by source."}, []string{"source"}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_upstream_requests_total", Help: "Requests to upstreams by upstream, kind and status (error for transport failures)."}, []string{"upstream", "kind", "status"}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pullgate_inflight_fetches", Help: "Blob downloads from upstreams under way."}),
-		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pullgate_coalesced_fetches_total", Help: "Blob requests that joined a download already under way."}),
-		mismatches: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pullgate_upstream_digest_mismatches_total", Help: "Blobs refused because the upstream's bytes did not match the digest or size."}),
-		storeVerify: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pullgate_store_blob_verifications_total",
-			Help: "Stored blobs re-hashed before or while serving them (no record that this process verified that copy), by result: ok, corrupt (the copy is removed and refetched), error (reading the store failed), replaced (on S3, the copy this process verified was replaced by another writer: the new one is hashed)."}, []string{"result"}),
-		offlineServes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pullgate_offline_tag_resolutions_total", Help: "Tags answered from the last resolution because the upstream was unreachable."}),
-		verifyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "pullgate_verification_duration_seconds", Help: "Evidence gathering and verification per decision.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 12)}),
-		inspectDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "pullgate_inspection_duration_seconds", Help: "Content inspection per blob (inline with streaming).",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
-		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pullgate_policy_reloads_total", Help: "Policy reloads by result."}, []string{"result"}),
-		storageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pullgate_storage_write_errors_total",
-			Help: "Failed writes to the spool or the content store, by operation (spool, commit, manifest) and reason (no_space: the disk or quota is full; other)."}, []string{"op", "reason"}),
 		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pullgate_audit_write_errors_total",
 			Help: "Audit events that could not be written when decided (disk full, file not writable); they are kept and written once it can be written again."}),
 	}
-	for _, c := range []prometheus.Collector{m.storageErrors, m.auditErrors, m.requests, m.duration, m.decisions, m.cache, m.bytes, m.upstream,
-		m.inflight, m.coalesced, m.mismatches, m.storeVerify, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.decisions, m.bytes, m.upstream, m.auditErrors} {
 		_ = reg.Register(c)
 	}
 	return m

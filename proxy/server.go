@@ -14,8 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -23,80 +21,37 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/cache/verdict"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/proxy/clientauth"
 	"github.com/pullgate/pullgate/proxy/config"
+	"github.com/pullgate/pullgate/proxy/engine"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/route"
 	"github.com/pullgate/pullgate/proxy/tlsreload"
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
-// Server is a pullgate proxy.
+// Server is a pullgate proxy: the registry API over a decision engine.
 type Server struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	store     *store.Store
-	fetches   *inflight.Group
-	upstreams map[string]*upstream.Client
-	policy    policySource
-	holder    *policy.Holder
-	audit     *audit.Log
-	metrics   *Metrics
+	cfg     *config.Config
+	log     *slog.Logger
+	eng     *engine.Engine
+	audit   *audit.Log
+	metrics *Metrics
 
-	verdicts *verdict.Cache[Verdict]
-	// tags maps upstream/repo:tag to a resolved digest for the tag TTL.
-	tags *verdict.Cache[tagRecord]
-	// blobGrants maps revision|repository|blob to the allowed manifest (and
-	// the layer descriptor) that lets the blob be served in that repository.
-	blobGrants *verdict.Cache[blobGrant]
-	// linked remembers which (repository, manifest) reference links were
-	// already persisted.
-	linked *verdict.Cache[bool]
 	// headDenials are manifest denials answered to a HEAD, for a while:
 	// the GET the same client sends next for the same reference (dockerd
 	// asks again with GET) is the same pull, recorded once.
 	headDenials *verdict.Cache[bool]
-	// linkGen counts the persistLinks calls that wrote links (from 1): a
-	// content grant made at generation g accounts for every manifest
-	// linked to its blob then (see blobGrant.Gen).
-	linkGen atomic.Uint64
-	// present remembers upstream/repository@digest manifests the upstream
-	// was seen to serve in that repository (persisted under "present").
-	present *verdict.Cache[bool]
-	// manifests keeps verified, parsed manifests by digest.
-	manifests *verdict.Cache[*cachedManifest]
-	// evidenceShapes remembers blob digest|media type pairs that passed
-	// the evidence check (a function of the bytes).
-	evidenceShapes *verdict.Cache[bool]
-	// evidenceGrants keeps, briefly, evidence grants blobGrant confirmed
-	// (re-deciding their artifacts on every request is costly).
-	evidenceGrants *verdict.Cache[blobGrant]
-	// signedSubjects keeps, by evidence manifest digest, the digests its
-	// signed payloads name (content-derived: never stale).
-	signedSubjects *verdict.Cache[[]digest.Digest]
-	// tensors holds MBOM tensor expectations by revision|repository|blob.
-	tensors *verdict.Cache[*tensorExpectation]
-
-	// spoolDir holds in-flight downloads; full records directories
-	// found full (see storageError).
-	spoolDir string
-	full     diskFull
 	// auditFailing is set while audit writes fail (logged once).
 	auditFailing atomic.Bool
 
 	auth    *clientauth.Authenticator
 	h       http.Handler
 	closers []func() error
-}
-
-// policySource yields the policy in force.
-type policySource interface {
-	Current() *policy.Policy
 }
 
 // Options are optional dependencies of Open.
@@ -118,21 +73,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{
-		cfg: cfg, log: log, upstreams: map[string]*upstream.Client{},
-		verdicts:       verdict.New[Verdict](cfg.Cache.Size),
-		tags:           verdict.New[tagRecord](cfg.Cache.Size),
-		blobGrants:     verdict.New[blobGrant](cfg.Cache.Size * 8),
-		linked:         verdict.New[bool](cfg.Cache.Size * 4),
-		headDenials:    verdict.New[bool](4096),
-		present:        verdict.New[bool](cfg.Cache.Size * 4),
-		tensors:        verdict.New[*tensorExpectation](cfg.Cache.Size * 4),
-		manifests:      verdict.New[*cachedManifest](4096),
-		signedSubjects: verdict.New[[]digest.Digest](4096),
-		evidenceGrants: verdict.New[blobGrant](cfg.Cache.Size),
-		evidenceShapes: verdict.New[bool](cfg.Cache.Size),
-	}
-	s.linkGen.Store(1)
+	s := &Server{cfg: cfg, log: log, headDenials: verdict.New[bool](4096)}
 	reg := o.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -147,56 +88,28 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	}()
 
 	// Content store.
-	var spool string
-	local := cfg.Storage.Driver == "" || cfg.Storage.Driver == "filesystem"
-	if local {
-		root := cfg.Resolve(cfg.Storage.Path)
-		st, err := store.OpenFilesystem(ctx, root, store.Options{MaxBytes: int64(cfg.Storage.MaxSize), Log: log})
-		if err != nil {
-			return nil, fmt.Errorf("storage: %w", err)
-		}
-		s.store = st
-		s.closers = append(s.closers, st.Close)
-		spool = filepath.Join(root, "_spool")
+	var st *store.Store
+	var err error
+	if cfg.Storage.Driver == "" || cfg.Storage.Driver == "filesystem" {
+		st, err = store.OpenFilesystem(ctx, cfg.Resolve(cfg.Storage.Path), store.Options{MaxBytes: int64(cfg.Storage.MaxSize), Log: log})
 	} else {
-		st, err := openDriverStore(ctx, cfg, log)
-		if err != nil {
-			return nil, fmt.Errorf("storage: %w", err)
-		}
-		s.store = st
-		s.closers = append(s.closers, st.Close)
-		spool = filepath.Join(os.TempDir(), "pullgate-spool")
-		s.closers = append(s.closers, s.rescanEvery(rescanInterval))
-	}
-	s.metrics.storeIndex(reg, s.store)
-	if cfg.Storage.SpoolDir != "" {
-		spool = cfg.Resolve(cfg.Storage.SpoolDir)
-	}
-	spool, err := ownSpool(spool, local)
-	if err == nil {
-		s.fetches, err = inflight.New(spool)
+		st, err = openDriverStore(ctx, cfg, log)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("storage: spool: %w", err)
+		return nil, fmt.Errorf("storage: %w", err)
 	}
-	s.spoolDir = spool
-	s.closers = append(s.closers, func() error { return os.RemoveAll(spool) })
-
-	for _, u := range cfg.Upstreams {
-		c, err := upstream.New(u, cfg.Resolve)
-		if err != nil {
-			return nil, err
-		}
-		c.OnRequest = s.metrics.upstreamRequest(u.Name)
-		s.upstreams[u.Name] = c
+	s.closers = append(s.closers, st.Close)
+	if st.LocalRoot() == "" {
+		s.closers = append(s.closers, rescanEvery(st, log, rescanInterval))
 	}
+	s.metrics.storeIndex(reg, st)
 
-	ps, closePolicy, err := loadPolicy(ctx, cfg.Resolve(cfg.Policy), log, s.metrics)
+	eng, err := engine.New(ctx, cfg, st, log, engine.Options{Registerer: reg, OnUpstreamRequest: s.metrics.upstreamRequest, Disk: testDisk})
 	if err != nil {
 		return nil, err
 	}
-	s.policy, s.holder = ps, ps
-	s.closers = append(s.closers, closePolicy)
+	s.eng = eng
+	s.closers = append(s.closers, eng.Close)
 
 	if cfg.Auth != nil {
 		a, err := clientauth.New(cfg.Auth, cfg.Resolve, log, clientauth.Options{
@@ -237,19 +150,19 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 // content store accepts writes, and no disk it writes to was found full
 // and is still too full for the write that failed (see storageFull).
 func (s *Server) Ready() error {
-	if s.policy == nil || s.policy.Current() == nil {
+	if s.eng.Policy() == nil {
 		return errors.New("no policy loaded")
 	}
-	if err := s.store.WriteProbe(context.Background()); err != nil {
+	if err := s.eng.Store().WriteProbe(context.Background()); err != nil {
 		return err
 	}
-	return s.storageFull()
+	return s.eng.StorageFull()
 }
 
 // ReadyStatus says, for /readyz, how far the index of the store is: it is
 // built in the background after a start, and the proxy serves meanwhile.
 func (s *Server) ReadyStatus() string {
-	st := s.store.IndexStatus()
+	st := s.eng.Store().IndexStatus()
 	if st.Complete {
 		return fmt.Sprintf("store index: complete, %d blobs, %d bytes (built in %s)", st.Blobs, st.Bytes, st.Elapsed.Round(time.Millisecond))
 	}
@@ -265,10 +178,13 @@ func (s *Server) ReadyStatus() string {
 func (s *Server) Handler() http.Handler { return s.h }
 
 // Store is the content store (tests inspect it).
-func (s *Server) Store() *store.Store { return s.store }
+func (s *Server) Store() *store.Store { return s.eng.Store() }
 
 // Policy is the policy in force.
-func (s *Server) Policy() *policy.Policy { return s.policy.Current() }
+func (s *Server) Policy() *policy.Policy { return s.eng.Policy() }
+
+// Engine is the decision engine the proxy serves from.
+func (s *Server) Engine() *engine.Engine { return s.eng }
 
 // Close releases the watchers and the audit log.
 func (s *Server) Close() error {
@@ -393,8 +309,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 			"unknown upstream %q (from the %s): pullgate only proxies its configured upstreams", rt.Upstream, how))
 		return
 	}
-	req := &request{w: w, r: r, rt: rt, up: up, pol: s.policy.Current(), start: time.Now()}
-	req.rule = req.pol.Match(rt.Repository())
+	req := s.newRequest(w, r, rt, up)
 	switch rt.Kind {
 	case route.Manifest:
 		s.serveManifest(req)
@@ -407,16 +322,38 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// request is one registry API request being served.
+// request is one registry API request being served, and the engine's
+// query about its subject.
 type request struct {
 	w     http.ResponseWriter
 	r     *http.Request
 	rt    route.Route
 	up    *upstream.Client
-	pol   *policy.Policy
-	rule  *policy.Rule
+	q     *engine.Query
 	start time.Time
-	depth int // index nesting while deciding children
+}
+
+func (s *Server) newRequest(w http.ResponseWriter, r *http.Request, rt route.Route, up *upstream.Client) *request {
+	q, _ := s.eng.Query(r.Context(), subjectOf(rt))
+	return &request{w: w, r: r, rt: rt, up: up, q: q, start: time.Now()}
+}
+
+// subjectOf is the engine's subject of a parsed route.
+func subjectOf(rt route.Route) engine.Subject {
+	sub := engine.Subject{Upstream: rt.Upstream, Repo: rt.Repo, Digest: rt.Digest}
+	if rt.Kind == route.Manifest && rt.Digest == "" {
+		sub.Tag = rt.Reference
+	}
+	return sub
+}
+
+// about is the request asking for another manifest of its repository by
+// digest (an index's child served in its place).
+func (q *request) about(dgst digest.Digest) *request {
+	cq := *q
+	cq.rt.Kind, cq.rt.Reference, cq.rt.Digest = route.Manifest, dgst.String(), dgst
+	cq.q = q.q.About(dgst)
+	return &cq
 }
 
 func (q *request) ctx() context.Context { return q.r.Context() }
@@ -426,30 +363,34 @@ func (q *request) ctx() context.Context { return q.r.Context() }
 // paths (no prefix) go to defaultUpstream, and Docker Hub's implicit
 // "library/" namespace is applied.
 func (s *Server) upstreamOf(rt route.Route) (route.Route, *upstream.Client, bool) {
-	up, ok := s.upstreams[rt.Upstream]
+	up, ok := s.eng.Upstream(rt.Upstream)
 	if !ok && !rt.NS && s.cfg.DefaultUpstream != "" {
 		rt.Upstream, rt.Repo = s.cfg.DefaultUpstream, rt.Name
-		up, ok = s.upstreams[rt.Upstream]
+		up, ok = s.eng.Upstream(rt.Upstream)
 	}
 	if ok {
-		rt.Repo = normalizeRepo(up, rt.Repo)
+		rt.Repo = engine.NormalizeRepo(up, rt.Repo)
 	}
 	return rt, up, ok
 }
 
-// normalizeRepo applies Docker Hub's implicit "library/" namespace.
-func normalizeRepo(up *upstream.Client, repo string) string {
-	if up.IsDockerHub() && !containsSlash(repo) {
-		return "library/" + repo
+// Decide runs the engine's decision of a pull of upstream/repo:ref without
+// serving anything (`pullgate verify`): the repository as a client names
+// it (Docker Hub's "library/" applied), the reference a tag or a digest.
+func (s *Server) Decide(ctx context.Context, upstreamName, repo, ref string) (engine.Decision, error) {
+	sub, err := s.eng.NewSubject(upstreamName, repo, ref)
+	if err != nil {
+		return engine.Decision{}, err
 	}
-	return repo
+	return s.eng.Decide(ctx, sub)
 }
 
-func containsSlash(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' {
-			return true
-		}
-	}
-	return false
-}
+// Decision is the engine's decision about one reference (Decide).
+type Decision = engine.Decision
+
+// testDisk replaces the disk in tests (export_test.go); zero: the real one.
+var testDisk engine.Disk
+
+// ReloadPolicy re-reads the policy now (SIGHUP). An invalid policy keeps the
+// one in force and returns the error.
+func (s *Server) ReloadPolicy() error { return s.eng.ReloadPolicy() }

@@ -3,9 +3,6 @@ package proxy
 import (
 	"context"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
@@ -59,7 +56,7 @@ func logBinding(ctx context.Context, objs store.Objects, log *slog.Logger) {
 const rescanInterval = 5 * time.Minute
 
 // rescanEvery rescans the store every interval until the returned stop.
-func (s *Server) rescanEvery(interval time.Duration) func() error {
+func rescanEvery(st *store.Store, log *slog.Logger, interval time.Duration) func() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -71,8 +68,8 @@ func (s *Server) rescanEvery(interval time.Duration) func() error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := s.store.Rescan(ctx); err != nil && ctx.Err() == nil {
-					s.log.Warn("store: rescan failed", "err", err)
+				if err := st.Rescan(ctx); err != nil && ctx.Err() == nil {
+					log.Warn("store: rescan failed", "err", err)
 				}
 			}
 		}
@@ -82,28 +79,4 @@ func (s *Server) rescanEvery(interval time.Duration) func() error {
 		<-done
 		return nil
 	}
-}
-
-// ownSpool makes the directory this process spools downloads into, below
-// parent. Spool files are partial downloads, never content. A local store
-// belongs to one process: whatever its spool holds is a previous run's and
-// is removed. A store on a driver may be shared by replicas on one host
-// (or one volume): each process spools into a directory of its own, and
-// removes only directories of others that are too old to be in use.
-func ownSpool(parent string, local bool) (string, error) {
-	if local {
-		_ = os.RemoveAll(parent)
-		return parent, os.MkdirAll(parent, 0o750)
-	}
-	if err := os.MkdirAll(parent, 0o750); err != nil {
-		return "", err
-	}
-	if old, err := os.ReadDir(parent); err == nil {
-		for _, e := range old {
-			if fi, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), "run-") && time.Since(fi.ModTime()) > store.StaleUpload {
-				_ = os.RemoveAll(filepath.Join(parent, e.Name()))
-			}
-		}
-	}
-	return os.MkdirTemp(parent, "run-")
 }

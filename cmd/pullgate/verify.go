@@ -11,9 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
-	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/config"
+	"github.com/pullgate/pullgate/proxy/engine"
 )
 
 const verifyUsage = `usage: pullgate verify <image-ref> --policy policy.yaml [--config pullgate.yaml] [-o text|json] [--plain-http]
@@ -84,13 +85,25 @@ func cmdVerify(args []string) int {
 		return 2
 	}
 	ctx := context.Background()
-	srv, err := proxy.Open(ctx, cfg, slog.New(slog.DiscardHandler))
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.OpenFilesystem(ctx, cfg.Storage.Path, store.Options{Log: log})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate verify: storage: %v\n", err)
+		return 2
+	}
+	defer st.Close()
+	eng, err := engine.New(ctx, cfg, st, log, engine.Options{})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pullgate verify: %v\n", err)
 		return 2
 	}
-	defer srv.Close()
-	d, err := srv.Decide(ctx, upName, repo, tag)
+	defer eng.Close()
+	sub, err := eng.NewSubject(upName, repo, tag)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate verify: %s: %v\n", ref, err)
+		return 2
+	}
+	d, err := eng.Decide(ctx, sub)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pullgate verify: %s: %v\n", ref, err)
 		return policy.ExitOther
@@ -126,7 +139,7 @@ func splitImageRef(ref string) (host, repo, tag string, err error) {
 	return host, rest, "latest", nil
 }
 
-func printDecision(w io.Writer, d proxy.Decision) {
+func printDecision(w io.Writer, d engine.Decision) {
 	verdict := "DENIED"
 	switch {
 	case d.Allowed && d.WouldDeny:

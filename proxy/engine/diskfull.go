@@ -1,10 +1,9 @@
-package proxy
+package engine
 
 import (
 	"context"
 	"fmt"
 	"maps"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/cache/store"
-	"github.com/pullgate/pullgate/proxy/ocierr"
 )
 
 // Storage write operations, for pullgate_storage_write_errors_total and
@@ -25,13 +23,19 @@ const (
 	opManifest = "manifest" // a verified manifest written to the store
 )
 
-// Seams of the disk, replaced by tests that fail on demand where no small
-// filesystem can be mounted.
-var (
-	spoolWrite = (*inflight.Fetch).Write
-	commitBlob = (*store.Store).CommitFile
-	freeSpace  = freeBytes
-)
+// Disk is the engine's seam of the disk: the writes that can find it full
+// and the free-space probe. Tests replace it (Options.Disk) to make the
+// disk fail on demand where no small filesystem can be mounted.
+type Disk struct {
+	SpoolWrite func(f *inflight.Fetch, p []byte) (int, error)
+	CommitBlob func(st *store.Store, ctx context.Context, dgst digest.Digest, file string, size int64) error
+	FreeSpace  func(dir string) (free, total int64, err error)
+}
+
+// RealDisk is the disk as the operating system reports it.
+func RealDisk() Disk {
+	return Disk{SpoolWrite: (*inflight.Fetch).Write, CommitBlob: (*store.Store).CommitFile, FreeSpace: freeBytes}
+}
 
 // The free space a directory found full must have again for /readyz: the
 // size of the write that failed, but never more than a quarter of its
@@ -73,7 +77,7 @@ type fullDir struct {
 // storageError counts a failed storage write, and records and logs (once
 // per episode) one that found the disk full. dir is the local directory
 // written to ("" for a store on a driver), need the bytes that did not fit.
-func (s *Server) storageError(op, dir string, need int64, err error) {
+func (s *Engine) storageError(op, dir string, need int64, err error) {
 	full := store.IsNoSpace(err)
 	reason := "other"
 	if full {
@@ -98,7 +102,7 @@ func (s *Server) storageError(op, dir string, need int64, err error) {
 }
 
 // storageOK forgets a full directory once a write there succeeded.
-func (s *Server) storageOK(dirs ...string) {
+func (s *Engine) storageOK(dirs ...string) {
 	s.full.mu.Lock()
 	defer s.full.mu.Unlock()
 	for _, d := range dirs {
@@ -113,8 +117,8 @@ func (s *Server) storageOK(dirs ...string) {
 // space, for the next try of that write: held is what the failed write
 // still occupies and gives back. Nothing is evicted for a write larger
 // than the filesystem.
-func (s *Server) roomFor(dir string, size, held int64) {
-	free, total, err := freeSpace(dir)
+func (s *Engine) roomFor(dir string, size, held int64) {
+	free, total, err := s.disk.FreeSpace(dir)
 	if err != nil || size > total {
 		return
 	}
@@ -123,7 +127,7 @@ func (s *Server) roomFor(dir string, size, held int64) {
 
 // makeRoom evicts n bytes of the store's least recently used content if
 // the store is local and on dir's filesystem, and can free that much.
-func (s *Server) makeRoom(dir string, n int64) bool {
+func (s *Engine) makeRoom(dir string, n int64) bool {
 	root := s.store.LocalRoot()
 	if n <= 0 || root == "" || !sameFilesystem(dir, root) {
 		return false
@@ -142,16 +146,16 @@ func (s *Server) makeRoom(dir string, n int64) bool {
 // storageFull is the /readyz error while a directory found full has less
 // free space than the reserve for the write that failed there (after the
 // store evicted what it could to make it).
-func (s *Server) storageFull() error {
+func (s *Engine) storageFull() error {
 	s.full.mu.Lock()
 	dirs := maps.Clone(s.full.dirs)
 	s.full.mu.Unlock()
 	var msgs []string
 	for dir, f := range dirs {
-		free, total, err := freeSpace(dir)
+		free, total, err := s.disk.FreeSpace(dir)
 		reserve := readyReserve(f.need, total)
 		if err == nil && free < reserve && s.makeRoom(dir, reserve-free) {
-			free, total, err = freeSpace(dir)
+			free, total, err = s.disk.FreeSpace(dir)
 			reserve = readyReserve(f.need, total)
 		}
 		if err == nil && free >= reserve {
@@ -173,21 +177,16 @@ func (s *Server) storageFull() error {
 	return fmt.Errorf("storage: %s", strings.Join(msgs, "; "))
 }
 
-// spoolFullError is a download that did not fit in the spool: clients are
+// SpoolFullError is a download that did not fit in the spool: clients are
 // told to retry (or use another replica), not that the blob is bad.
-type spoolFullError struct {
+type SpoolFullError struct {
 	dgst digest.Digest
 	size int64
 	err  error
 }
 
-func (e *spoolFullError) Error() string {
+func (e *SpoolFullError) Error() string {
 	return fmt.Sprintf("pullgate has no space left to spool blob %s (%d bytes); nothing was served or cached; retry later or pull through another replica", e.dgst, e.size)
 }
 
-func (e *spoolFullError) Unwrap() error { return e.err }
-
-func writeSpoolFull(w http.ResponseWriter, r *http.Request, e *spoolFullError) {
-	w.Header().Set("Retry-After", "60")
-	ocierr.Write(w, r, ocierr.New(http.StatusServiceUnavailable, ocierr.Unavailable, "%s", e.Error()))
-}
+func (e *SpoolFullError) Unwrap() error { return e.err }

@@ -1,10 +1,9 @@
-package proxy
+package engine
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -15,8 +14,6 @@ import (
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/audit"
-	"github.com/pullgate/pullgate/proxy/clientauth"
-	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/verify/content"
 )
 
@@ -36,7 +33,7 @@ type Verdict struct {
 	Evidence bool `json:"evidence,omitempty"`
 }
 
-func (v Verdict) decision() string {
+func (v Verdict) Result() string {
 	if v.Allowed {
 		return "allow"
 	}
@@ -44,7 +41,7 @@ func (v Verdict) decision() string {
 }
 
 // message is the one-line denial a client prints.
-func (v Verdict) message(repository, ref string) string {
+func (v Verdict) Message(repository, ref string) string {
 	reasons := strings.Join(v.Reasons, "; ")
 	if reasons == "" {
 		reasons = "denied"
@@ -52,7 +49,7 @@ func (v Verdict) message(repository, ref string) string {
 	return fmt.Sprintf("pullgate denied %s@%s: %s", repository, ref, reasons)
 }
 
-func (s *Server) ttl(v Verdict) time.Duration {
+func (s *Engine) ttl(v Verdict) time.Duration {
 	if v.Allowed && !v.WouldDeny {
 		return s.cfg.Cache.AllowTTL.D()
 	}
@@ -98,140 +95,11 @@ func fromDecision(d policy.Decision) Verdict {
 	return v
 }
 
-// deny answers 403 DENIED with the verdict's reasons.
-func (s *Server) deny(q *request, v Verdict, ref string) {
-	e := ocierr.New(http.StatusForbidden, ocierr.Denied, "%s", v.message(q.rt.Repository(), ref))
-	e.Detail = map[string]any{
-		"rule": v.Rule, "repository": q.rt.Repository(), "reference": ref,
-		"reasons": v.Reasons, "policyRevision": v.Revision,
-	}
-	if writeWithReason(q.w, q.r, e) {
-		return
-	}
-	ocierr.Write(q.w, q.r, e)
-}
-
-// writeWithReason answers an HTTP/1.x denial with the reason in the status
-// line ("403 Forbidden (pullgate: rule X: ...)"), because some clients
-// (containerd) print only the status line, and HEAD responses have no body.
-// It reports false when the connection cannot be taken over.
-func writeWithReason(w http.ResponseWriter, r *http.Request, e *ocierr.Error) bool {
-	if r.ProtoMajor != 1 {
-		return false
-	}
-	body, _ := json.Marshal(struct {
-		Errors []*ocierr.Error `json:"errors"`
-	}{[]*ocierr.Error{e}})
-	body = append(body, '\n')
-	conn, buf, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return false
-	}
-	defer conn.Close()
-	if sr, ok := w.(interface{ SetStatus(int) }); ok {
-		sr.SetStatus(e.Status)
-	}
-	phrase := reasonPhrase(http.StatusText(e.Status) + " (" + e.Message + ")")
-	fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\n", e.Status, phrase)
-	fmt.Fprintf(buf, "Content-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
-	fmt.Fprintf(buf, "Docker-Distribution-API-Version: registry/2.0\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(body))
-	if r.Method != http.MethodHead {
-		buf.Write(body)
-	}
-	_ = buf.Flush()
-	return true
-}
-
-// reasonPhrase keeps a reason phrase to one line of printable ASCII.
-func reasonPhrase(s string) string {
-	const max = 400
-	var b strings.Builder
-	for _, c := range s {
-		if b.Len() >= max {
-			b.WriteString("...")
-			break
-		}
-		if c < 0x20 || c > 0x7e {
-			c = ' '
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
-// record writes the audit event of a decision.
-func (s *Server) record(q *request, kind, ref string, dgst digest.Digest, v Verdict, cached bool) {
-	if s.sameDeniedPull(q, kind, ref, v) {
-		return
-	}
-	ev := audit.Event{
-		Time: time.Now().UTC(), Client: clientAddr(q.r), Method: q.r.Method,
-		Upstream: q.rt.Upstream, Repository: q.rt.Repository(), Reference: ref, Kind: kind,
-		Rule: v.Rule, Decision: v.decision(), Mode: v.Mode, WouldDeny: v.WouldDeny,
-		Reasons: v.Reasons, Checks: v.Checks, Revision: v.Revision, Cached: cached,
-		LatencyMS: float64(time.Since(q.start).Microseconds()) / 1000,
-	}
-	if dgst != "" {
-		ev.Digest = dgst.String()
-	}
-	if u := userOf(q.r); u != "" {
-		ev.User = u
-	}
-	if err := s.audit.Write(ev); err != nil {
-		s.metrics.auditErrors.Inc()
-		if !s.auditFailing.Swap(true) {
-			s.log.Error("audit: write failed; decisions are still enforced and logged here, and events are kept for the file until it can be written", "err", err)
-		}
-	} else if s.auditFailing.Swap(false) {
-		s.log.Info("audit: the audit log is written again", "dropped", s.audit.Dropped())
-	}
-	lvl := s.log.Info
-	if !v.Allowed || v.WouldDeny {
-		lvl = s.log.Warn
-	}
-	lvl("decision", "kind", kind, "repository", ev.Repository, "reference", ref, "digest", ev.Digest,
-		"rule", v.Rule, "decision", ev.Decision, "wouldDeny", v.WouldDeny, "reasons", v.Reasons, "cached", cached)
-}
-
-func clientAddr(r *http.Request) string { return r.RemoteAddr }
-
-// headDenialWindow is how long a HEAD's manifest denial pairs with the
-// client's GET of the same reference.
-const headDenialWindow = 10 * time.Second
-
-// sameDeniedPull reports a denied manifest GET that repeats the denied
-// HEAD the same client (address and user; dockerd sends the GET on a new
-// connection) sent for the same reference just before. dockerd resolves
-// with HEAD and, refused, asks again with GET; the pull is one decision in
-// the audit log, /ui and pullgate_decisions_total. (containerd stops at the
-// HEAD: its denial is recorded as the HEAD.) The GET is still refused. A
-// second client on the same address denied the same reference by the same
-// rule within the window is folded into the first one's decision.
-func (s *Server) sameDeniedPull(q *request, kind, ref string, v Verdict) bool {
-	if kind != "manifest" || v.Allowed {
-		return false
-	}
-	key := clientauth.ClientIP(q.r) + "|" + userOf(q.r) + "|" + q.rt.Repository() + "|" + ref + "|" + v.Rule
-	switch q.r.Method {
-	case http.MethodHead:
-		s.headDenials.Add(key, true, headDenialWindow)
-	case http.MethodGet:
-		if _, ok := s.headDenials.Get(key); ok {
-			s.headDenials.Remove(key)
-			return true
-		}
-	}
-	return false
-}
-
-// userOf returns the authenticated client identity, when client auth set one.
-func userOf(r *http.Request) string { return clientauth.User(r.Context()) }
-
 // decideManifest decides a manifest digest in the request's repository,
 // from the verdict cache or by evaluating the policy. body/m are the
 // verified manifest bytes.
-func (s *Server) decideManifest(q *request, dgst digest.Digest, body []byte, m *parsedManifest) (Verdict, bool) {
-	rep := q.rt.Repository()
+func (s *Engine) decideManifest(q *Query, dgst digest.Digest, body []byte, m *Manifest) (Verdict, bool) {
+	rep := q.sub.Repository()
 	// Deny (and no rule) decide alone; allow decides alone unless the rule
 	// has content checks, which look at the manifest.
 	if v, ok := ruleVerdict(q.pol, q.rule, rep); ok && (!v.Allowed || q.rule.Content == nil) {
@@ -260,8 +128,8 @@ func (s *Server) decideManifest(q *request, dgst digest.Digest, body []byte, m *
 // may be served in the request's repository under the current revision.
 // Under a content rule, the grant of a blob accumulates the classes (media
 // type, file name) that every manifest granted while it is held declares
-// the blob as, and those manifests (see blobGrant.Classes).
-func (s *Server) grant(q *request, manifest digest.Digest, m *parsedManifest, v Verdict) {
+// the blob as, and those manifests (see BlobGrant.Classes).
+func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict) {
 	rev := q.pol.Revision()
 	ttl := s.cfg.Cache.AllowTTL.D()
 	var classes map[digest.Digest][]content.Class
@@ -269,12 +137,12 @@ func (s *Server) grant(q *request, manifest digest.Digest, m *parsedManifest, v 
 		classes = m.blobClasses()
 	}
 	for _, d := range m.Blobs() {
-		key := grantKey(rev, q.rt.Repository(), d.Digest)
+		key := grantKey(rev, q.sub.Repository(), d.Digest)
 		old, ok := s.blobGrants.Get(key)
 		if ok && !old.Evidence && v.Evidence {
 			continue // an artifact's grant (inspected as content) stays
 		}
-		g := blobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence}
+		g := BlobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence}
 		if classes != nil {
 			if ok && !old.Evidence {
 				g = old
@@ -289,7 +157,7 @@ func grantKey(rev, repository string, blob digest.Digest) string {
 	return rev + "|" + repository + "|" + blob.String()
 }
 
-type blobGrant struct {
+type BlobGrant struct {
 	Manifest digest.Digest
 	Desc     ocispec.Descriptor
 	// Evidence: granted by a signature/attestation artifact. Such blobs
@@ -303,7 +171,7 @@ type blobGrant struct {
 	// Classes held its declarations already. The blob is served only once
 	// it passed inspection as every class, and the grant is used as is
 	// only while Seen holds every manifest the store links the blob to in
-	// the repository (see Server.blobGrant). A grant value is never
+	// the repository (see Server.BlobGrant). A grant value is never
 	// modified (it is shared through the cache): with and union copy.
 	Classes []content.Class
 	Seen    []string
@@ -316,7 +184,7 @@ type blobGrant struct {
 
 // classes are the classes to inspect the blob as: the accumulated ones,
 // or the grant descriptor's own.
-func (g blobGrant) classes() []content.Class {
+func (g BlobGrant) classes() []content.Class {
 	if len(g.Classes) > 0 {
 		return g.Classes
 	}
@@ -326,7 +194,7 @@ func (g blobGrant) classes() []content.Class {
 // with returns the grant extended by a manifest it accounts for and the
 // classes that manifest declares the blob as (g itself when it has both
 // already).
-func (g blobGrant) with(manifest digest.Digest, classes []content.Class) blobGrant {
+func (g BlobGrant) with(manifest digest.Digest, classes []content.Class) BlobGrant {
 	enc := manifest.Encoded()
 	i, seen := slices.BinarySearch(g.Seen, enc)
 	merged := content.MergeClasses(g.Classes, classes)
@@ -341,7 +209,7 @@ func (g blobGrant) with(manifest digest.Digest, classes []content.Class) blobGra
 }
 
 // union returns g extended by every manifest and class of o.
-func (g blobGrant) union(o blobGrant) blobGrant {
+func (g BlobGrant) union(o BlobGrant) BlobGrant {
 	g.Classes = content.MergeClasses(g.Classes, o.Classes)
 	for _, enc := range o.Seen {
 		if i, seen := slices.BinarySearch(g.Seen, enc); !seen {
@@ -353,7 +221,7 @@ func (g blobGrant) union(o blobGrant) blobGrant {
 
 // covers reports whether the grant accounts for every linked manifest
 // (encoded digests, as linkNames returns them).
-func (g blobGrant) covers(links []string) bool {
+func (g BlobGrant) covers(links []string) bool {
 	for _, l := range links {
 		if _, seen := slices.BinarySearch(g.Seen, l); !seen {
 			return false
@@ -365,13 +233,13 @@ func (g blobGrant) covers(links []string) bool {
 // persistLinks records, in the shared store, which manifests reference which
 // blobs and children in this repository, so that a blob request can be
 // decided after a restart or on another replica.
-func (s *Server) persistLinks(ctx context.Context, upstreamName, repo string, manifest digest.Digest, m *parsedManifest) {
+func (s *Engine) persistLinks(ctx context.Context, upstreamName, repo string, manifest digest.Digest, m *Manifest) {
 	lk := upstreamName + "/" + repo + "@" + manifest.String()
 	if _, ok := s.linked.Get(lk); ok {
 		return
 	}
 	// Once these links are written (or some, on a failure), grants made
-	// before no longer cover every link (see blobGrant.Gen).
+	// before no longer cover every link (see BlobGrant.Gen).
 	defer s.linkGen.Add(1)
 	for _, d := range m.Blobs() {
 		key := store.MetaKey("links", upstreamName, repo, "_blobs", d.Digest.Encoded(), manifest.Encoded())
@@ -392,7 +260,7 @@ func (s *Server) persistLinks(ctx context.Context, upstreamName, repo string, ma
 
 // linkedManifests lists the manifests recorded as referencing blob (kind
 // "_blobs") or as parent indexes of a child manifest (kind "_parents").
-func (s *Server) linkedManifests(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]digest.Digest, error) {
+func (s *Engine) linkedManifests(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]digest.Digest, error) {
 	names, err := s.linkNames(ctx, upstreamName, repo, kind, d)
 	if err != nil {
 		return nil, err
@@ -410,28 +278,28 @@ func (s *Server) linkedManifests(ctx context.Context, upstreamName, repo, kind s
 // linkNames lists the encoded digests of the manifests linked to d. An
 // error means the store could not say: no decision may treat it as "no
 // manifest" (a grant would then ignore declarations it cannot see).
-func (s *Server) linkNames(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]string, error) {
+func (s *Engine) linkNames(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]string, error) {
 	names, err := s.store.ListMeta(ctx, store.MetaKey("links", upstreamName, repo, kind, d.Encoded()))
 	if err != nil {
 		s.log.Warn("store: link read failed", "err", err)
-		return nil, &storeUnreadable{what: "list which manifests reference " + d.String(), err: err}
+		return nil, &StoreUnreadable{what: "list which manifests reference " + d.String(), err: err}
 	}
 	return names, nil
 }
 
-// storeUnreadable is store metadata a decision needs that the store could
+// StoreUnreadable is store metadata a decision needs that the store could
 // not return (a blob's links, its recorded content findings): the request
 // is answered 503, neither allowed nor denied, and nothing is recorded.
-type storeUnreadable struct {
+type StoreUnreadable struct {
 	what string // "list which manifests reference <digest>", ...
 	err  error
 }
 
-func (e *storeUnreadable) Error() string {
+func (e *StoreUnreadable) Error() string {
 	return fmt.Sprintf("the store could not %s (%v); retry when the store is reachable", e.what, e.err)
 }
 
-func (e *storeUnreadable) Unwrap() error { return e.err }
+func (e *StoreUnreadable) Unwrap() error { return e.err }
 
 type manifestMeta struct {
 	MediaType string `json:"mediaType"`

@@ -1,4 +1,4 @@
-package proxy
+package engine
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
-	"github.com/pullgate/pullgate/proxy/route"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
@@ -29,42 +27,12 @@ import (
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 )
 
-// loadPolicy loads the policy file and follows it (and every trust file it
-// names) for changes; the server refuses to start on an invalid policy, and
-// a reload with an invalid one keeps the old policy (logged and counted).
-func loadPolicy(ctx context.Context, path string, log *slog.Logger, m *Metrics) (*policy.Holder, func() error, error) {
-	h, err := policy.NewHolder(path, policy.HolderOptions{
-		Logger: log,
-		OnReload: func(ev policy.ReloadEvent) {
-			switch {
-			case ev.Err != nil:
-				m.Reloads.WithLabelValues("failed").Inc()
-			case ev.Changed:
-				m.Reloads.WithLabelValues("changed").Inc()
-			default:
-				m.Reloads.WithLabelValues("unchanged").Inc()
-			}
-		},
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := h.Watch(context.WithoutCancel(ctx)); err != nil {
-		return nil, nil, err
-	}
-	return h, h.Close, nil
-}
-
-// ReloadPolicy re-reads the policy now (SIGHUP). An invalid policy keeps the
-// one in force and returns the error.
-func (s *Server) ReloadPolicy() error { return s.holder.ReloadFrom("signal") }
-
 // isEvidenceManifest reports a manifest made only of signature/attestation
 // layers (shape.IsLayerType), each small enough to be evidence. Such
 // manifests are signatures and attestations, served by their subject's
 // decision so that clients can check them again (they are not runnable
 // images); their blobs must have the shape of evidence (shape.Check).
-func isEvidenceManifest(m *parsedManifest, maxLayer int64) bool {
+func isEvidenceManifest(m *Manifest, maxLayer int64) bool {
 	if m.IsIndex() || len(m.Layers) == 0 {
 		return false
 	}
@@ -94,14 +62,14 @@ var (
 // anything). Taking the payloads into account means neither a tag pointed
 // at another signature nor a subject field can make a denied image's
 // signature pass as an allowed one's.
-func (s *Server) evidenceSubjects(q *request, dgst digest.Digest, m *parsedManifest) (subjects []digest.Digest, ok, readable bool) {
+func (s *Engine) evidenceSubjects(q *Query, dgst digest.Digest, m *Manifest) (subjects []digest.Digest, ok, readable bool) {
 	named, signed, ok, readable := s.evidenceClaims(q, dgst, m)
 	subjects = named
 	var unknown []digest.Digest
 	for _, d := range signed {
 		switch {
 		case slices.Contains(subjects, d) || slices.Contains(unknown, d):
-		case s.isPresent(q.ctx(), q.up.Name, q.rt.Repo, d):
+		case s.isPresent(q.ctx(), q.up.Name, q.sub.Repo, d):
 			// A manifest this repository is known to have (every image
 			// pullgate decided here is): decided, so that a denied
 			// image's signature is never served.
@@ -122,11 +90,8 @@ func (s *Server) evidenceSubjects(q *request, dgst digest.Digest, m *parsedManif
 // evidenceClaims returns what an evidence artifact says it is about: named
 // (its subject field, the cosign or fallback tag it was asked for by) and
 // signed (the digests its payloads name).
-func (s *Server) evidenceClaims(q *request, dgst digest.Digest, m *parsedManifest) (named, signed []digest.Digest, ok, readable bool) {
-	tag := ""
-	if q.rt.Kind == route.Manifest && q.rt.Digest == "" {
-		tag = q.rt.Reference
-	}
+func (s *Engine) evidenceClaims(q *Query, dgst digest.Digest, m *Manifest) (named, signed []digest.Digest, ok, readable bool) {
+	tag := q.sub.Tag
 	if m.IsIndex() {
 		if mm := fallbackTagRE.FindStringSubmatch(tag); mm != nil {
 			return []digest.Digest{digest.NewDigestFromEncoded(digest.SHA256, mm[1])}, nil, true, true
@@ -159,7 +124,7 @@ func (s *Server) evidenceClaims(q *request, dgst digest.Digest, m *parsedManifes
 // payloadSubjects returns the digests the signed payloads of an evidence
 // manifest name, and whether every layer could be read and named at least
 // one (a real signature or attestation always does).
-func (s *Server) payloadSubjects(q *request, dgst digest.Digest, m *parsedManifest) ([]digest.Digest, bool) {
+func (s *Engine) payloadSubjects(q *Query, dgst digest.Digest, m *Manifest) ([]digest.Digest, bool) {
 	if ds, ok := s.signedSubjects.Get(dgst.String()); ok {
 		return ds, true
 	}
@@ -181,7 +146,7 @@ func (s *Server) payloadSubjects(q *request, dgst digest.Digest, m *parsedManife
 
 // evidenceBytes reads a small evidence layer from the store or upstream,
 // checked against its digest.
-func (s *Server) evidenceBytes(q *request, l ocispec.Descriptor) ([]byte, error) {
+func (s *Engine) evidenceBytes(q *Query, l ocispec.Descriptor) ([]byte, error) {
 	limit := int64(s.cfg.Limits.MaxEvidenceSize)
 	if rc, err := s.store.Reader(q.ctx(), l.Digest, 0); err == nil {
 		b, rerr := io.ReadAll(io.LimitReader(rc, limit+1))
@@ -190,7 +155,7 @@ func (s *Server) evidenceBytes(q *request, l ocispec.Descriptor) ([]byte, error)
 			return b, nil
 		}
 	}
-	return q.up.BlobBytes(q.ctx(), q.rt.Repo, l.Digest, limit)
+	return q.up.BlobBytes(q.ctx(), q.sub.Repo, l.Digest, limit)
 }
 
 // signedDigests are the digests one evidence layer's payload names, parsed
@@ -250,15 +215,12 @@ const maxEvidenceSubjects = 64
 
 // subjectVerdict decides the manifest subject in the request's repository,
 // as a pull of it by digest would be decided.
-func (s *Server) subjectVerdict(q *request, subject digest.Digest) (Verdict, error) {
-	body, sm, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, subject)
+func (s *Engine) subjectVerdict(q *Query, subject digest.Digest) (Verdict, error) {
+	body, sm, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, subject)
 	if err != nil {
 		return Verdict{}, err
 	}
-	sq := *q
-	sq.depth++
-	sq.rt.Reference, sq.rt.Digest = subject.String(), subject
-	v, _ := s.decideManifest(&sq, subject, body, sm)
+	v, _ := s.decideManifest(q.with(subject), subject, body, sm)
 	return v, nil
 }
 
@@ -266,7 +228,7 @@ func (s *Server) subjectVerdict(q *request, subject digest.Digest) (Verdict, err
 // and attestations of artifacts allowed in this repository are served
 // (clients such as cosign verify them again); evidence about anything else
 // is not. Its blobs are granted; an index's children inherit nothing.
-func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManifest) (Verdict, bool) {
+func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Verdict, bool) {
 	subjects, ok, readable := s.evidenceSubjects(q, dgst, m)
 	if !ok {
 		return Verdict{}, false
@@ -279,7 +241,7 @@ func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManife
 	case len(subjects) > maxEvidenceSubjects:
 		v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact about %d digests (at most %d)", q.rule.Name, len(subjects), maxEvidenceSubjects)}
 		return v, true
-	case q.depth >= 2:
+	case q.depth >= maxEvidenceDepth:
 		// Evidence about evidence about evidence: refused, which bounds the
 		// work one request can cause.
 		v.Reasons = []string{fmt.Sprintf("rule %s: evidence chain too deep", q.rule.Name)}
@@ -314,10 +276,10 @@ func (s *Server) evidenceVerdict(q *request, dgst digest.Digest, m *parsedManife
 // content checks): children of an allowed
 // index inherit its decision; evidence artifacts are served; otherwise the
 // evidence is gathered and the policy decides. Content findings deny.
-func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsedManifest) Verdict {
+func (s *Engine) evaluate(q *Query, dgst digest.Digest, body []byte, m *Manifest) Verdict {
 	ctx := q.ctx()
 	rule := q.rule
-	in := policy.Input{Repository: q.rt.Repository(), Digest: dgst}
+	in := policy.Input{Repository: q.sub.Repository(), Digest: dgst}
 	in.ContentFindings = s.contentFindings(q, m, body)
 	if rule.Action != policy.ActionVerify {
 		return fromDecision(rule.Evaluate(in, q.pol.Revision()))
@@ -343,7 +305,7 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 	// client that disconnects must not turn it into a fetch failure.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), evidenceTimeout)
 	defer cancel()
-	res := verify.Collect(cctx, q.up.Fetcher(q.rt.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
+	res := verify.Collect(cctx, q.up.Fetcher(q.sub.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
 	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 	in.Evidence = []verify.Result{res}
 	in.Checks = releaseChecks(rule, dgst, body, res.Attestations)
@@ -359,7 +321,7 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 	v := fromDecision(rule.Evaluate(in, q.pol.Revision()))
 	if v.Allowed {
 		for d, exp := range exps {
-			s.tensors.Add(grantKey(q.pol.Revision(), q.rt.Repository(), d), exp, s.cfg.Cache.AllowTTL.D())
+			s.tensors.Add(grantKey(q.pol.Revision(), q.sub.Repository(), d), exp, s.cfg.Cache.AllowTTL.D())
 		}
 	}
 
@@ -383,7 +345,7 @@ const evidenceTimeout = 60 * time.Second
 
 // anyBadBlob reports whether any blob of the manifest failed content
 // inspection under this rule, in any scope.
-func (s *Server) anyBadBlob(ctx context.Context, q *request, m *parsedManifest) bool {
+func (s *Engine) anyBadBlob(ctx context.Context, q *Query, m *Manifest) bool {
 	rev := strings.TrimPrefix(q.pol.Revision(), "sha256:")
 	for _, d := range m.Blobs() {
 		names, err := s.store.ListMeta(ctx, store.MetaKey("bad", rev, q.rule.Name, d.Digest.Encoded()))
@@ -403,18 +365,18 @@ func fetchFailed(r verify.Result) bool {
 	return false
 }
 
-func allowKey(q *request, dgst digest.Digest) string {
+func allowKey(q *Query, dgst digest.Digest) string {
 	rev := strings.TrimPrefix(q.pol.Revision(), "sha256:")
-	return store.MetaKey("verdicts", rev, q.rt.Upstream, q.rt.Repo, dgst.Encoded())
+	return store.MetaKey("verdicts", rev, q.sub.Upstream, q.sub.Repo, dgst.Encoded())
 }
 
-func (s *Server) persistAllow(ctx context.Context, q *request, dgst digest.Digest, v Verdict) {
+func (s *Engine) persistAllow(ctx context.Context, q *Query, dgst digest.Digest, v Verdict) {
 	if err := s.store.PutMeta(ctx, allowKey(q, dgst), marshalMeta(v)); err != nil {
 		s.log.Warn("store: verdict write failed", "err", err)
 	}
 }
 
-func (s *Server) persistedAllow(ctx context.Context, q *request, dgst digest.Digest) (Verdict, bool) {
+func (s *Engine) persistedAllow(ctx context.Context, q *Query, dgst digest.Digest) (Verdict, bool) {
 	b, err := s.store.GetMeta(ctx, allowKey(q, dgst))
 	if err != nil {
 		return Verdict{}, false
@@ -427,13 +389,13 @@ func (s *Server) persistedAllow(ctx context.Context, q *request, dgst digest.Dig
 }
 
 // allowedParent finds an index allowed in this repository that lists dgst.
-func (s *Server) allowedParent(q *request, dgst digest.Digest) (digest.Digest, bool) {
-	if q.depth >= 4 {
+func (s *Engine) allowedParent(q *Query, dgst digest.Digest) (digest.Digest, bool) {
+	if q.depth >= maxParentDepth {
 		return "", false
 	}
-	parents, _ := s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_parents", dgst) // unreadable: no parent vouches (fail closed)
+	parents, _ := s.linkedManifests(q.ctx(), q.sub.Upstream, q.sub.Repo, "_parents", dgst) // unreadable: no parent vouches (fail closed)
 	for _, pd := range parents {
-		body, pm, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, pd)
+		body, pm, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, pd)
 		if err != nil || !pm.IsIndex() || !listsChild(pm, dgst) {
 			continue
 		}
@@ -447,7 +409,7 @@ func (s *Server) allowedParent(q *request, dgst digest.Digest) (digest.Digest, b
 	return "", false
 }
 
-func listsChild(m *parsedManifest, d digest.Digest) bool {
+func listsChild(m *Manifest, d digest.Digest) bool {
 	for _, c := range m.Manifests {
 		if c.Digest == d {
 			return true
@@ -459,7 +421,7 @@ func listsChild(m *parsedManifest, d digest.Digest) bool {
 // contentFindings applies a content rule to a manifest: descriptor checks
 // (media types, code layers, paths) and blobs known to have failed
 // inspection under this rule.
-func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []string {
+func (s *Engine) contentFindings(q *Query, m *Manifest, body []byte) []string {
 	c := q.rule.Content
 	if c == nil {
 		return nil
@@ -513,7 +475,7 @@ func orFormat(scope string) string {
 
 // badBlob reports a content finding recorded for a blob under a rule (and
 // scope: "" for the format checks, an expectation id for tensor checks).
-func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest, scope string) (string, bool, error) {
+func (s *Engine) badBlob(ctx context.Context, rev, rule string, d digest.Digest, scope string) (string, bool, error) {
 	b, err := s.store.GetMeta(ctx, badKey(rev, rule, d, scope))
 	if errors.Is(err, store.ErrNotFound) {
 		return "", false, nil
@@ -523,7 +485,7 @@ func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest,
 		// cannot return now must not read as "none", nor be recorded as
 		// one.
 		s.log.Warn("store: content finding read failed", "digest", d, "err", err)
-		return "", false, &storeUnreadable{what: "read the content findings recorded for " + d.String(), err: err}
+		return "", false, &StoreUnreadable{what: "read the content findings recorded for " + d.String(), err: err}
 	}
 	return string(b), true, nil
 }
@@ -539,7 +501,7 @@ func findingOr(f string, err error) string {
 
 // markBad records a content failure of a blob: every manifest referencing
 // it is denied from now on, so cached allows are dropped.
-func (s *Server) markBad(ctx context.Context, rev, rule string, d digest.Digest, scope, finding string) {
+func (s *Engine) markBad(ctx context.Context, rev, rule string, d digest.Digest, scope, finding string) {
 	if err := s.store.PutMeta(ctx, badKey(rev, rule, d, scope), []byte(finding)); err != nil {
 		s.log.Error("store: content finding write failed", "digest", d, "err", err)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package engine
 
 import (
 	"encoding/json"
@@ -13,17 +13,19 @@ import (
 
 // Manifest media types pullgate serves.
 const (
-	mtOCIManifest    = ocispec.MediaTypeImageManifest
-	mtOCIIndex       = ocispec.MediaTypeImageIndex
-	mtDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	mtDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeOCIManifest    = ocispec.MediaTypeImageManifest
+	MediaTypeOCIIndex       = ocispec.MediaTypeImageIndex
+	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
 )
 
-func isIndexType(mt string) bool    { return mt == mtOCIIndex || mt == mtDockerList }
-func isManifestType(mt string) bool { return mt == mtOCIManifest || mt == mtDockerManifest }
+func isIndexType(mt string) bool { return mt == MediaTypeOCIIndex || mt == MediaTypeDockerList }
+func isManifestType(mt string) bool {
+	return mt == MediaTypeOCIManifest || mt == MediaTypeDockerManifest
+}
 
-// parsedManifest is what pullgate needs from a manifest or index.
-type parsedManifest struct {
+// Manifest is what pullgate needs from a manifest or index.
+type Manifest struct {
 	MediaType    string
 	ArtifactType string
 	Config       *ocispec.Descriptor
@@ -37,10 +39,10 @@ type parsedManifest struct {
 }
 
 // IsIndex reports a multi-platform index.
-func (m *parsedManifest) IsIndex() bool { return isIndexType(m.MediaType) }
+func (m *Manifest) IsIndex() bool { return isIndexType(m.MediaType) }
 
 // Blobs is every blob the manifest references (config first).
-func (m *parsedManifest) Blobs() []ocispec.Descriptor {
+func (m *Manifest) Blobs() []ocispec.Descriptor {
 	var out []ocispec.Descriptor
 	if m.Config != nil {
 		out = append(out, *m.Config)
@@ -52,7 +54,7 @@ func (m *parsedManifest) Blobs() []ocispec.Descriptor {
 // the manifest's descriptors declare the blob as: a blob listed twice, or
 // by a descriptor whose names disagree, has several. Computed once per
 // parsed manifest (parsed manifests are cached and never modified).
-func (m *parsedManifest) blobClasses() map[digest.Digest][]content.Class {
+func (m *Manifest) blobClasses() map[digest.Digest][]content.Class {
 	m.classesOnce.Do(func() {
 		out := make(map[digest.Digest][]content.Class, len(m.Layers)+1)
 		for _, d := range m.Blobs() {
@@ -66,7 +68,7 @@ func (m *parsedManifest) blobClasses() map[digest.Digest][]content.Class {
 // parseManifest validates manifest bytes against the media type the upstream
 // declared. It refuses anything whose declared and embedded media types
 // disagree, and descriptors with invalid digests or sizes.
-func parseManifest(body []byte, declared string) (*parsedManifest, error) {
+func parseManifest(body []byte, declared string) (*Manifest, error) {
 	var raw struct {
 		SchemaVersion *int                 `json:"schemaVersion"`
 		MediaType     string               `json:"mediaType"`
@@ -86,21 +88,21 @@ func parseManifest(body []byte, declared string) (*parsedManifest, error) {
 	mt := raw.MediaType
 	switch {
 	case mt != "" && declared != "" && isKnownManifestType(declared) && mt != declared:
-		return nil, fmt.Errorf("media type mismatch: upstream declared %s but the manifest says %s", declared, mt)
+		return nil, fmt.Errorf("media type Mismatch: upstream declared %s but the manifest says %s", declared, mt)
 	case mt == "" && isKnownManifestType(declared):
 		mt = declared
 	case mt == "":
 		// OCI allows omitting mediaType: infer from structure.
 		if raw.Manifests != nil && raw.Config == nil {
-			mt = mtOCIIndex
+			mt = MediaTypeOCIIndex
 		} else {
-			mt = mtOCIManifest
+			mt = MediaTypeOCIManifest
 		}
 	}
 	if !isKnownManifestType(mt) {
 		return nil, fmt.Errorf("unsupported manifest media type %q", mt)
 	}
-	m := &parsedManifest{MediaType: mt, ArtifactType: raw.ArtifactType, Subject: raw.Subject, Annotations: raw.Annotations}
+	m := &Manifest{MediaType: mt, ArtifactType: raw.ArtifactType, Subject: raw.Subject, Annotations: raw.Annotations}
 	if isIndexType(mt) {
 		if raw.Config != nil || raw.Layers != nil {
 			return nil, fmt.Errorf("index has config or layers")

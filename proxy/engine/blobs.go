@@ -1,4 +1,4 @@
-package proxy
+package engine
 
 import (
 	"context"
@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,15 +18,15 @@ import (
 
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/cache/store"
-	"github.com/pullgate/pullgate/proxy/ocierr"
+	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify/content"
 	"github.com/pullgate/pullgate/verify/shape"
 )
 
-// holdback is how many final bytes of a streaming blob no client receives
+// Holdback is how many final bytes of a streaming blob no client receives
 // before the whole blob is verified.
-const holdback = 64 << 10
+const Holdback = 64 << 10
 
 // emptyJSONDigest is the OCI empty descriptor's blob, {}.
 const emptyJSONDigest = digest.Digest("sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
@@ -39,82 +37,7 @@ const evidenceGrantTTL = 30 * time.Second
 // fetchTimeout bounds one upstream blob download.
 const fetchTimeout = 2 * time.Hour
 
-func (s *Server) serveBlob(q *request) {
-	dgst := q.rt.Digest
-	ref := dgst.String()
-	rep := q.rt.Repository()
-	if v, ok := ruleVerdict(q.pol, q.rule, rep); ok && !v.Allowed {
-		s.record(q, "blob", ref, dgst, v, false)
-		s.deny(q, v, ref)
-		return
-	}
-	grant, v, ok, err := s.blobGrant(q, dgst)
-	if err != nil {
-		s.fetchError(q, err)
-		return
-	}
-	if !ok {
-		s.record(q, "blob", ref, dgst, v, false)
-		s.deny(q, v, ref)
-		return
-	}
-	if grant.Evidence && q.rule.Content != nil {
-		// Content the rule refused stays refused, whatever lists it.
-		if f, bad, err := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, dgst, ""); err != nil {
-			s.fetchError(q, err)
-			return
-		} else if bad {
-			s.fetchError(q, &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}})
-			return
-		}
-	}
-	if size, ok := s.store.Has(dgst); ok && grant.Evidence {
-		// The evidence check depends only on the bytes (the digest) and the
-		// declared type: once passed, it holds for every copy served as
-		// those bytes (serving re-checks the copy itself).
-		shapeKey := dgst.String() + "|" + grant.Desc.MediaType
-		if _, checked := s.evidenceShapes.Get(shapeKey); !checked {
-			if err := s.checkStoredEvidence(q.ctx(), grant.Desc, size); err != nil {
-				s.fetchError(q, err)
-				return
-			}
-			s.evidenceShapes.Add(shapeKey, true, 24*time.Hour)
-		}
-	} else if ok && q.rule.Content != nil {
-		if err := s.inspectStored(q, grant, size); err != nil {
-			s.fetchError(q, err)
-			return
-		}
-	}
-	setBlobHeaders(q.w, dgst)
-	// A copy this process verified is sent as is (sendfile for the local
-	// store); any other is hashed before or while it is sent, and a corrupt
-	// one is removed and served as a miss (see serveStored).
-	if size, ok := s.store.Has(dgst); ok && s.serveStored(q, dgst, size) {
-		return
-	}
-	s.metrics.cache.WithLabelValues("blob", "miss").Inc()
-	if q.r.Method == http.MethodHead {
-		size, err := q.up.BlobSize(q.ctx(), q.rt.Repo, dgst)
-		if err != nil {
-			q.w.Header().Del("Docker-Content-Digest")
-			s.upstreamError(q, err, ocierr.BlobUnknown)
-			return
-		}
-		if grant.Desc.Size > 0 && size != grant.Desc.Size {
-			q.w.Header().Del("Docker-Content-Digest")
-			ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.SizeInvalid,
-				"upstream %s says blob %s has %d bytes; the manifest says %d", q.up.Name, dgst, size, grant.Desc.Size))
-			return
-		}
-		q.w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-		q.w.WriteHeader(http.StatusOK)
-		return
-	}
-	s.streamBlob(q, grant)
-}
-
-// blobGrant finds an allowed manifest in this repository that references the
+// BlobGrant finds an allowed manifest in this repository that references the
 // blob: from the grants of recent manifest decisions, or from the links the
 // store recorded (re-deciding those manifests under the current policy).
 //
@@ -139,8 +62,8 @@ func (s *Server) serveBlob(q *request) {
 //
 // err is set when the store cannot list the manifests linked to the blob:
 // nothing is concluded then (no grant, no denial).
-func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdict, _ bool, err error) {
-	rep := q.rt.Repository()
+func (s *Engine) grantFor(q *Query, dgst digest.Digest) (_ BlobGrant, _ Verdict, _ bool, err error) {
+	rep := q.sub.Repository()
 	key := grantKey(q.pol.Revision(), rep, dgst)
 	held, ok := s.blobGrants.Get(key)
 	if ok && !held.Evidence {
@@ -152,9 +75,9 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdi
 		if local && held.Gen == gen {
 			return held, Verdict{}, true, nil
 		}
-		links, err := s.linkNames(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+		links, err := s.linkNames(q.ctx(), q.sub.Upstream, q.sub.Repo, "_blobs", dgst)
 		if err != nil {
-			return blobGrant{}, Verdict{}, false, err
+			return BlobGrant{}, Verdict{}, false, err
 		}
 		if held.covers(links) {
 			if local {
@@ -188,9 +111,9 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdi
 		if q.rule.Content == nil || s.store.LocalRoot() != "" && g.Gen == s.linkGen.Load() {
 			return g, Verdict{}, true, nil
 		}
-		links, err := s.linkNames(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+		links, err := s.linkNames(q.ctx(), q.sub.Upstream, q.sub.Repo, "_blobs", dgst)
 		if err != nil {
-			return blobGrant{}, Verdict{}, false, err
+			return BlobGrant{}, Verdict{}, false, err
 		}
 		if g.covers(links) {
 			return g, Verdict{}, true, nil
@@ -202,21 +125,21 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdi
 	// as a signature/attestation layer.
 	// A held evidence grant counts only while the artifact it came from is
 	// still allowed (its payload may name a subject denied since).
-	var evidence *blobGrant
+	var evidence *BlobGrant
 	if ok {
-		if body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, held.Manifest); err == nil {
+		if body, m, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, held.Manifest); err == nil {
 			if v, _ := s.decideManifest(q, held.Manifest, body, m); v.Allowed {
 				evidence = &held
 			}
 		}
 	}
 	var denial, contentDenial *Verdict
-	var found *blobGrant                   // under a content rule: the content grant gathered from the links
+	var found *BlobGrant                   // under a content rule: the content grant gathered from the links
 	var asEvidence, denied []digest.Digest // manifests decided before found
 	gen, all := s.linkGen.Load(), true
-	linked, err := s.linkedManifests(q.ctx(), q.rt.Upstream, q.rt.Repo, "_blobs", dgst)
+	linked, err := s.linkedManifests(q.ctx(), q.sub.Upstream, q.sub.Repo, "_blobs", dgst)
 	if err != nil {
-		return blobGrant{}, Verdict{}, false, err
+		return BlobGrant{}, Verdict{}, false, err
 	}
 	for _, md := range linked {
 		if found != nil {
@@ -250,7 +173,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdi
 			if d.Digest != dgst {
 				continue
 			}
-			g := blobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}
+			g := BlobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}
 			if !g.Evidence {
 				if q.rule.Content == nil {
 					return g, v, true, nil
@@ -301,7 +224,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdi
 	if contentDenial != nil {
 		denial = contentDenial
 	}
-	v := Verdict{Revision: q.pol.Revision(), ExitCode: 13}
+	v := Verdict{Revision: q.pol.Revision(), ExitCode: policy.ExitUnmet}
 	if q.rule != nil {
 		v.Rule, v.Mode = q.rule.Name, string(q.rule.Mode)
 	}
@@ -310,14 +233,14 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdi
 	} else {
 		v.Reasons = []string{fmt.Sprintf("blob %s is not referenced by any manifest pullgate allowed in %s; pull the image by tag or digest first", dgst, rep)}
 	}
-	return blobGrant{}, v, false, nil
+	return BlobGrant{}, v, false, nil
 }
 
 // decideLinked decides a manifest linked to a blob in the request's
 // repository and grants its blobs when it is allowed. m is nil when the
 // manifest could not be read (nothing is concluded about it).
-func (s *Server) decideLinked(q *request, md digest.Digest) (*parsedManifest, Verdict, bool) {
-	body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, md)
+func (s *Engine) decideLinked(q *Query, md digest.Digest) (*Manifest, Verdict, bool) {
+	body, m, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, md)
 	if err != nil {
 		return nil, Verdict{}, false
 	}
@@ -338,8 +261,8 @@ func (s *Server) decideLinked(q *request, md digest.Digest) (*parsedManifest, Ve
 // now, or one that cannot be read, is not accounted for (ok false): it may
 // be allowed later, here or on another replica, and then its declarations
 // count; it is decided again on the next request.
-func (s *Server) accountFor(q *request, g blobGrant, md, dgst digest.Digest) (blobGrant, bool) {
-	body, m, err := s.manifestBytes(q.ctx(), q.up, q.rt.Repo, md)
+func (s *Engine) accountFor(q *Query, g BlobGrant, md, dgst digest.Digest) (BlobGrant, bool) {
+	body, m, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, md)
 	if err != nil {
 		return g, false
 	}
@@ -361,7 +284,7 @@ func (s *Server) accountFor(q *request, g blobGrant, md, dgst digest.Digest) (bl
 // keepGrant holds a content grant gathered from the blob's links, joined
 // with whatever grant was recorded meanwhile (manifests granted while the
 // links were decided), and returns it.
-func (s *Server) keepGrant(key string, g blobGrant) blobGrant {
+func (s *Engine) keepGrant(key string, g BlobGrant) BlobGrant {
 	if cur, ok := s.blobGrants.Get(key); ok && !cur.Evidence {
 		g = g.union(cur)
 	}
@@ -369,202 +292,27 @@ func (s *Server) keepGrant(key string, g blobGrant) blobGrant {
 	return g
 }
 
-// streamBlob serves an uncached blob from a coalesced upstream fetch.
-func (s *Server) streamBlob(q *request, grant blobGrant) {
-	dgst := q.rt.Digest
-	key := dgst.String()
-	var newInspector func(size int64) (content.Inspector, error)
-	var late lateCheck
-	var exp *tensorExpectation
-	if grant.Evidence {
-		// Signature/attestation layers: bounded JSON, whatever the rule's
-		// content section says about model files.
-		key += "|evidence|" + grant.Desc.MediaType
-		limit, mt := int64(s.cfg.Limits.MaxEvidenceSize), grant.Desc.MediaType
-		newInspector = func(size int64) (content.Inspector, error) { return newEvidenceInspector(mt, size, limit) }
-	} else if c := q.rule.Content; c != nil {
-		// Inspection depends on the rule: fetches under different content
-		// rules are not shared.
-		// It also depends on how the manifests declare the blob (media
-		// types, names): the fetch inspects it as every class the grant
-		// holds, and requests whose grant holds other classes do not share
-		// it.
-		classes := grant.classes()
-		key += "|" + q.pol.Revision() + "|" + q.rule.Name + "|" + classesKey(classes)
-		opts := c.Options()
-		exp, _ = s.tensors.Get(grantKey(q.pol.Revision(), q.rt.Repository(), dgst))
-		if exp != nil {
-			key += "|" + exp.id
-		}
-		newInspector = func(size int64) (content.Inspector, error) {
-			return newLayerInspector(opts, classes, size, exp)
-		}
-		late = s.lateDeclarations(q.pol.Revision(), q.rule.Name, q.rt.Repository(), dgst, opts, classes)
-	}
-	rev, ruleName := q.pol.Revision(), q.rule.Name
-	f, joined, err := s.fetches.Do(key, holdback, func(f *inflight.Fetch) {
-		s.runFetch(f, q.up, q.rt.Repo, grant, newInspector, late, exp, rev, ruleName)
-	})
-	if err != nil {
-		if store.IsNoSpace(err) {
-			s.storageError(opSpool, s.spoolDir, grant.Desc.Size, err)
-			s.roomFor(s.spoolDir, grant.Desc.Size, 0)
-			writeSpoolFull(q.w, q.r, &spoolFullError{dgst, grant.Desc.Size, err})
-			return
-		}
-		ocierr.Write(q.w, q.r, ocierr.New(http.StatusInternalServerError, ocierr.Unavailable, "%v", err))
-		return
-	}
-	defer f.Release()
-	if joined {
-		s.metrics.coalesced.Inc()
-	}
-	size, err := f.Wait(q.ctx())
-	if err != nil {
-		q.w.Header().Del("Docker-Content-Digest")
-		s.fetchError(q, err)
-		return
-	}
-	start, end, partial, unsat := byteRange(q.r.Header.Get("Range"), size)
-	h := q.w.Header()
-	if unsat {
-		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-		ocierr.Write(q.w, q.r, ocierr.New(http.StatusRequestedRangeNotSatisfiable, ocierr.SizeInvalid, "range not satisfiable"))
-		return
-	}
-	status := http.StatusOK
-	if !partial {
-		start, end = 0, size-1
-	} else {
-		status = http.StatusPartialContent
-		h.Set("Content-Range", contentRange(start, end, size))
-	}
-	n := end - start + 1
-	if end < size-1 || n <= 0 {
-		// This response would be complete before the fetch checked the
-		// digest (a range that stops short of the end, an empty blob): it
-		// is sent only once every byte was verified.
-		if err := f.Verified(q.ctx()); err != nil {
-			h.Del("Content-Range")
-			h.Del("Docker-Content-Digest")
-			s.fetchError(q, err)
-			return
-		}
-	}
-	h.Set("Content-Length", strconv.FormatInt(n, 10))
-	if n <= 0 {
-		q.w.WriteHeader(status)
-		return
-	}
-	// The status goes out with the first byte: a fetch that fails before
-	// any byte could be sent (an upstream reset, a stall, a full spool
-	// while the held-back tail covers all that arrived) is answered with an
-	// OCI error, not with a 200 that is cut off.
-	hw := &headerOnWrite{ResponseWriter: q.w, status: status}
-	w := s.metrics.countingWriter(hw, "upstream")
-	copied, err := f.CopyTo(q.ctx(), w, start, n)
-	if !hw.sent && err != nil && q.ctx().Err() == nil {
-		for _, k := range []string{"Content-Length", "Content-Range", "Docker-Content-Digest", "ETag", "Cache-Control", "Accept-Ranges"} {
-			h.Del(k)
-		}
-		if ferr := f.Verified(q.ctx()); ferr != nil {
-			err = ferr // the fetch's own error, not its ErrAborted wrapping
-		}
-		s.fetchError(q, err)
-		return
-	}
-	if err != nil || copied != n {
-		// The fetch failed (digest or content check) or the client left:
-		// abort the connection so the client cannot take a truncated body
-		// for a complete one.
-		if err != nil && !errors.Is(err, context.Canceled) {
-			s.log.Warn("blob stream aborted", "digest", dgst, "err", err)
-		}
-		panic(http.ErrAbortHandler)
-	}
-}
+// ContentFailure is a blob refused by content inspection.
+type ContentFailure struct{ finding *content.Finding }
 
-// headerOnWrite writes the response status just before the first body
-// byte (keeping the server's sendfile path).
-type headerOnWrite struct {
-	http.ResponseWriter
-	status int
-	sent   bool
-}
+func (c *ContentFailure) Error() string { return c.finding.Error() }
 
-func (w *headerOnWrite) send() {
-	if !w.sent {
-		w.sent = true
-		w.ResponseWriter.WriteHeader(w.status)
-	}
-}
-
-func (w *headerOnWrite) Write(b []byte) (int, error) {
-	w.send()
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *headerOnWrite) ReadFrom(r io.Reader) (int64, error) {
-	w.send()
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
-}
-
-// fetchError answers a fetch that failed before any byte was sent.
-func (s *Server) fetchError(q *request, err error) {
-	var cf *contentFailure
-	if errors.As(err, &cf) {
-		v := Verdict{Rule: q.rule.Name, Mode: string(q.rule.Mode), Revision: q.pol.Revision(), ExitCode: 13,
-			Reasons: []string{fmt.Sprintf("rule %s: content: %s", q.rule.Name, cf.finding.Error())}}
-		s.record(q, "blob", q.rt.Digest.String(), q.rt.Digest, v, false)
-		s.deny(q, v, q.rt.Digest.String())
-		return
-	}
-	var mm *mismatch
-	if errors.As(err, &mm) {
-		ocierr.Write(q.w, q.r, ocierr.New(http.StatusBadGateway, ocierr.DigestInvalid, "%s", mm.Error()))
-		return
-	}
-	var sf *spoolFullError
-	if errors.As(err, &sf) {
-		writeSpoolFull(q.w, q.r, sf)
-		return
-	}
-	var su *storeUnreadable
-	if errors.As(err, &su) {
-		q.w.Header().Set("Retry-After", "10")
-		ocierr.Write(q.w, q.r, ocierr.New(http.StatusServiceUnavailable, ocierr.Unavailable, "%v", err))
-		return
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && q.ctx().Err() != nil {
-		return
-	}
-	s.upstreamError(q, err, ocierr.BlobUnknown)
-}
-
-// contentFailure is a blob refused by content inspection.
-type contentFailure struct{ finding *content.Finding }
-
-func (c *contentFailure) Error() string { return c.finding.Error() }
-
-// mismatch is an upstream that sent bytes other than the digest names.
-type mismatch struct {
+// Mismatch is an upstream that sent bytes other than the digest names.
+type Mismatch struct {
 	upstream string
 	dgst     digest.Digest
 	detail   string
 }
 
-func (m *mismatch) Error() string {
+func (m *Mismatch) Error() string {
 	return fmt.Sprintf("upstream %s sent a blob that does not match %s (%s); nothing was served or cached", m.upstream, m.dgst, m.detail)
 }
 
 // runFetch downloads one blob from the upstream into the spool, hashing (and
 // inspecting) the same bytes as they arrive, and commits it to the store only
 // when everything matched. It runs detached from any client request.
-func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,
-	newInspector func(int64) (content.Inspector, error), late lateCheck, exp *tensorExpectation, rev, rule string) {
+func (s *Engine) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, grant BlobGrant, p fetchPlan) {
+	newInspector, late, exp, rev, rule := p.newInspector, p.late, p.exp, p.key.Revision, p.key.Rule
 	dgst := grant.Desc.Digest
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
@@ -579,8 +327,8 @@ func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 		classes = content.MergeClasses(classes, extra)
 		return err
 	})
-	var mm *mismatch
-	var cf *contentFailure
+	var mm *Mismatch
+	var cf *ContentFailure
 	switch {
 	case errors.As(err, &mm):
 		s.metrics.mismatches.Inc()
@@ -601,6 +349,71 @@ func (s *Server) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 	f.Finish(err)
 }
 
+// fetchKey is what a blob download checks. Requests share one download
+// (inflight.Group) only when its key is theirs: the same bytes checked the
+// same way. Every field of the check is here, and fetchPlan builds the key
+// and the inspector together, so that a check the inspector makes cannot
+// be missing from the key.
+type fetchKey struct {
+	Digest digest.Digest `json:"digest"`
+	// Evidence: checked as a signature/attestation layer of MediaType
+	// (bounded JSON of that shape), whatever the rule's content section
+	// says about model files.
+	Evidence  bool   `json:"evidence,omitempty"`
+	MediaType string `json:"mediaType,omitempty"`
+	// Under a content rule: inspected under that rule of that policy
+	// revision, as every class (media type, file name) of the grant, and
+	// against an MBOM's tensor expectation.
+	Revision    string `json:"revision,omitempty"`
+	Rule        string `json:"rule,omitempty"`
+	Classes     string `json:"classes,omitempty"`
+	Expectation string `json:"expectation,omitempty"`
+}
+
+// String encodes every field (the inflight group's key).
+func (k fetchKey) String() string {
+	b, _ := json.Marshal(k)
+	return string(b)
+}
+
+// fetchPlan is how one blob download is checked: its key and the
+// inspector (and late check, tensor expectation) the key describes.
+type fetchPlan struct {
+	key          fetchKey
+	newInspector func(size int64) (content.Inspector, error)
+	late         lateCheck
+	exp          *tensorExpectation
+}
+
+func (s *Engine) fetchPlan(q *Query, grant BlobGrant) fetchPlan {
+	dgst := grant.Desc.Digest
+	p := fetchPlan{key: fetchKey{Digest: dgst}}
+	if grant.Evidence {
+		limit, mt := int64(s.cfg.Limits.MaxEvidenceSize), grant.Desc.MediaType
+		p.key.Evidence, p.key.MediaType = true, mt
+		p.newInspector = func(size int64) (content.Inspector, error) { return newEvidenceInspector(mt, size, limit) }
+		return p
+	}
+	c := q.rule.Content
+	if c == nil {
+		return p
+	}
+	classes := grant.classes()
+	opts := c.Options()
+	rev := q.pol.Revision()
+	p.key.Revision, p.key.Rule, p.key.Classes = rev, q.rule.Name, classesKey(classes)
+	p.exp, _ = s.tensors.Get(grantKey(rev, q.sub.Repository(), dgst))
+	exp := p.exp
+	if exp != nil {
+		p.key.Expectation = exp.id
+	}
+	p.newInspector = func(size int64) (content.Inspector, error) {
+		return newLayerInspector(opts, classes, size, exp)
+	}
+	p.late = s.lateDeclarations(rev, q.rule.Name, q.sub.Repository(), dgst, opts, classes)
+	return p
+}
+
 // lateCheck inspects a fetched blob's spool file as the declarations
 // allowed since its fetch started, returning the classes it inspected.
 type lateCheck func(ctx context.Context, path string, size int64) ([]content.Class, error)
@@ -610,12 +423,12 @@ type lateCheck func(ctx context.Context, path string, size int64) ([]content.Cla
 // meanwhile refuses it, and classes the held grant gained meanwhile (a tag
 // allowed while the bytes streamed, declaring the blob otherwise) are
 // inspected over the verified spool file.
-func (s *Server) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opts content.Options, classes []content.Class) lateCheck {
+func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opts content.Options, classes []content.Class) lateCheck {
 	return func(ctx context.Context, path string, size int64) ([]content.Class, error) {
 		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, ""); err != nil {
 			return nil, err
 		} else if bad {
-			return nil, &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+			return nil, &ContentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
 		}
 		held, ok := s.blobGrants.Get(grantKey(rev, rep, dgst))
 		if !ok || held.Evidence {
@@ -640,13 +453,13 @@ func (s *Server) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 			return nil, err
 		}
 		defer file.Close()
-		bp := getStoreBuf()
-		defer putStoreBuf(bp)
+		bp := GetBuffer()
+		defer PutBuffer(bp)
 		if _, err := io.CopyBuffer(in, io.LimitReader(file, size), *bp); err != nil {
 			_ = in.Close()
 			var fd *content.Finding
 			if errors.As(err, &fd) {
-				return extra, &contentFailure{fd}
+				return extra, &ContentFailure{fd}
 			}
 			return nil, err
 		}
@@ -657,13 +470,13 @@ func (s *Server) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 	}
 }
 
-// asFinding turns an inspector error into a contentFailure.
+// asFinding turns an inspector error into a ContentFailure.
 func asFinding(err error, format string) error {
 	var fd *content.Finding
 	if errors.As(err, &fd) {
-		return &contentFailure{fd}
+		return &ContentFailure{fd}
 	}
-	return &contentFailure{&content.Finding{Format: format, Offset: -1, Reason: err.Error()}}
+	return &ContentFailure{&content.Finding{Format: format, Offset: -1, Reason: err.Error()}}
 }
 
 // recordInspection records the outcome of inspecting a blob: format
@@ -672,7 +485,7 @@ func asFinding(err error, format string) error {
 // denied from then on).
 // A finding marks the blob bad however it is declared; a pass counts only
 // for the classes it was inspected as (see inspectedKey).
-func (s *Server) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, exp *tensorExpectation, cf *contentFailure) {
+func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, exp *tensorExpectation, cf *ContentFailure) {
 	if cf != nil {
 		scope := ""
 		if cf.finding.Format == formatMBOM && exp != nil {
@@ -703,16 +516,16 @@ func scopesOf(exp *tensorExpectation) []string {
 // recorded bad. A class added later (a manifest declaring the blob
 // otherwise) has no record: the stored copy is inspected again, as every
 // class, before it is served.
-func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
+func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 	ctx := q.ctx()
-	rev, rule, dgst := q.pol.Revision(), q.rule.Name, q.rt.Digest
-	exp, _ := s.tensors.Get(grantKey(rev, q.rt.Repository(), dgst))
+	rev, rule, dgst := q.pol.Revision(), q.rule.Name, q.sub.Digest
+	exp, _ := s.tensors.Get(grantKey(rev, q.sub.Repository(), dgst))
 	scopes := scopesOf(exp)
 	for _, scope := range scopes {
 		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, scope); err != nil {
 			return err
 		} else if bad {
-			return &contentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+			return &ContentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
 		}
 	}
 	classes := grant.classes()
@@ -724,14 +537,14 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 	// found as among all the blob's (content.NewDeclaredInspector).
 	in, err := newLayerInspector(q.rule.Content.Options(), classes, size, exp)
 	if err != nil {
-		cf := asFinding(err, "content").(*contentFailure)
+		cf := asFinding(err, "content").(*ContentFailure)
 		s.recordInspection(ctx, rev, rule, dgst, classes, exp, cf)
 		return cf
 	}
 	start := time.Now()
 	err = s.inspectStoredWith(ctx, dgst, size, in)
 	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
-	var cf *contentFailure
+	var cf *ContentFailure
 	if errors.As(err, &cf) {
 		s.recordInspection(ctx, rev, rule, dgst, classes, exp, cf)
 		return cf
@@ -745,7 +558,7 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 
 // inspectedAs reports whether a blob is recorded as inspected as every
 // class in every scope.
-func (s *Server) inspectedAs(ctx context.Context, rev, rule string, dgst digest.Digest, scopes []string, classes []content.Class) bool {
+func (s *Engine) inspectedAs(ctx context.Context, rev, rule string, dgst digest.Digest, scopes []string, classes []content.Class) bool {
 	for _, c := range classes {
 		for _, scope := range scopes {
 			if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst, scope, c.Key())); err != nil {
@@ -759,24 +572,24 @@ func (s *Server) inspectedAs(ctx context.Context, rev, rule string, dgst digest.
 // inspectStoredWith feeds a stored blob through an inspector and closes it,
 // re-checking its digest (content corrupted at rest is removed, never
 // judged; a copy that hashed to its digest is recorded, so serving it next
-// does not hash it again). Findings come back as *contentFailure; other
+// does not hash it again). Findings come back as *ContentFailure; other
 // errors are store errors.
-func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, size int64, in content.Inspector) error {
-	c, err := s.openStored(ctx, dgst, size)
+func (s *Engine) inspectStoredWith(ctx context.Context, dgst digest.Digest, size int64, in content.Inspector) error {
+	c, err := s.OpenStored(ctx, dgst, size)
 	if err != nil {
 		_ = in.Close()
 		return err
 	}
 	defer c.Close()
-	rc, err := c.reader()
+	rc, err := c.Reader()
 	if err != nil {
 		_ = in.Close()
 		return err
 	}
 	defer rc.Close()
 	h := dgst.Algorithm().Hash()
-	bp := getStoreBuf()
-	defer putStoreBuf(bp)
+	bp := GetBuffer()
+	defer PutBuffer(bp)
 	buf := *bp
 	var ferr error
 	for ferr == nil {
@@ -803,11 +616,11 @@ func (s *Server) inspectStoredWith(ctx context.Context, dgst digest.Digest, size
 	}
 	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
 		_ = in.Close()
-		s.storeCorrupt(ctx, dgst, "hashes to "+got.String())
+		s.StoreCorrupt(ctx, dgst, "hashes to "+got.String())
 		return fmt.Errorf("stored blob %s is corrupted", dgst)
 	}
 	if ferr == nil {
-		s.verified(c)
+		s.MarkVerified(c)
 	}
 	if cerr := in.Close(); ferr == nil {
 		ferr = cerr
@@ -841,7 +654,7 @@ func classesKey(classes []content.Class) string {
 	return b.String()
 }
 
-func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Client, repo string, grant blobGrant,
+func (s *Engine) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Client, repo string, grant BlobGrant,
 	newInspector func(int64) (content.Inspector, error), recheck func(path string, size int64) error) error {
 	dgst := grant.Desc.Digest
 	ctx, cancel := context.WithCancel(ctx)
@@ -862,7 +675,7 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	case size < 0:
 		return &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name, Msg: "blob " + dgst.String() + ": no Content-Length and no size in the manifest"}
 	case grant.Desc.Size > 0 && size != grant.Desc.Size:
-		return &mismatch{up.Name, dgst, fmt.Sprintf("%d bytes announced, the manifest says %d", size, grant.Desc.Size)}
+		return &Mismatch{up.Name, dgst, fmt.Sprintf("%d bytes announced, the manifest says %d", size, grant.Desc.Size)}
 	}
 	var in content.Inspector
 	closed := false
@@ -902,17 +715,17 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 			total += int64(m)
 			if total > size {
 				check.stop()
-				return &mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
+				return &Mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
 			}
 			if finding == nil {
-				if _, werr := spoolWrite(f, buf[n:n+m]); werr != nil {
+				if _, werr := s.disk.SpoolWrite(f, buf[n:n+m]); werr != nil {
 					check.stop()
 					s.storageError(opSpool, s.spoolDir, size, werr)
 					if store.IsNoSpace(werr) {
 						// The spool file (total-m bytes) goes when the
 						// fetch ends: make the rest of the room.
 						s.roomFor(s.spoolDir, size, total-int64(m))
-						return &spoolFullError{dgst, size, werr}
+						return &SpoolFullError{dgst, size, werr}
 					}
 					return fmt.Errorf("spool: %w", werr)
 				}
@@ -947,10 +760,10 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		finding = asFinding(ierr, "content")
 	}
 	if total != size {
-		return &mismatch{up.Name, dgst, fmt.Sprintf("%d bytes received, %d announced", total, size)}
+		return &Mismatch{up.Name, dgst, fmt.Sprintf("%d bytes received, %d announced", total, size)}
 	}
 	if got := digest.NewDigestFromBytes(dgst.Algorithm(), sum); got != dgst {
-		return &mismatch{up.Name, dgst, "got " + got.String()}
+		return &Mismatch{up.Name, dgst, "got " + got.String()}
 	}
 	if finding != nil {
 		return finding
@@ -968,7 +781,7 @@ func (s *Server) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		}
 		s.metrics.inspectDuration.Observe(time.Since(inspectStart).Seconds())
 	}
-	if err := commitBlob(s.store, ctx, dgst, f.Path(), size); err != nil {
+	if err := s.disk.CommitBlob(s.store, ctx, dgst, f.Path(), size); err != nil {
 		// The bytes are verified: serve them (from the spool), but say the
 		// cache failed. Nothing partial is visible: the store links or
 		// copies under a temporary name and renames only a whole copy.
@@ -1012,7 +825,7 @@ func newEvidenceInspector(mediaType string, size, limit int64) (content.Inspecto
 
 // checkStoredEvidence checks a stored blob served as a signature/attestation
 // layer the same way as one streamed from the upstream.
-func (s *Server) checkStoredEvidence(ctx context.Context, desc ocispec.Descriptor, size int64) error {
+func (s *Engine) checkStoredEvidence(ctx context.Context, desc ocispec.Descriptor, size int64) error {
 	in, err := newEvidenceInspector(desc.MediaType, size, int64(s.cfg.Limits.MaxEvidenceSize))
 	if err != nil {
 		return asFinding(err, "evidence")

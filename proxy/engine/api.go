@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/cache/inflight"
+	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/verify/content"
+)
+
+// RuleVerdict is what the matching rule decides without looking at the
+// artifact: no rule (fail closed), deny, allow. ok is false for a verify
+// rule, which needs the artifact.
+func (q *Query) RuleVerdict() (Verdict, bool) {
+	return ruleVerdict(q.pol, q.rule, q.sub.Repository())
+}
+
+// Resolve turns the subject's reference into a digest: a digest as it is,
+// a tag through the upstream (cached for the tag TTL), or, when the
+// upstream is unreachable, the tag's last resolution within the offline
+// grace.
+func (s *Engine) Resolve(q *Query) (digest.Digest, error) { return s.resolve(q) }
+
+// AdmitManifest returns the verified bytes of manifest dgst in the query's
+// repository and the decision about them (cached: from the verdict
+// cache). An allowed manifest's blobs and children are granted in the
+// repository. err is an upstream or store failure: nothing was decided.
+func (s *Engine) AdmitManifest(q *Query, dgst digest.Digest) (body []byte, m *Manifest, v Verdict, cached bool, err error) {
+	body, m, err = s.manifestBytes(q.ctx(), q.up, q.sub.Repo, dgst)
+	if err != nil {
+		return nil, nil, Verdict{}, false, err
+	}
+	s.persistLinks(q.ctx(), q.sub.Upstream, q.sub.Repo, dgst, m)
+	v, cached = s.decideManifest(q, dgst, body, m)
+	if v.Allowed {
+		s.grant(q, dgst, m, v)
+	}
+	return body, m, v, cached, nil
+}
+
+// Decision is the result of Decide: the verdict about one reference.
+type Decision struct {
+	Verdict
+	Repository string        `json:"repository"`
+	Reference  string        `json:"reference"`
+	Digest     digest.Digest `json:"digest,omitempty"`
+	MediaType  string        `json:"mediaType,omitempty"`
+}
+
+// Decide runs the decision of a pull (tag resolution, manifest
+// verification, evidence, policy) of sub, without serving or granting
+// anything. `pullgate verify` uses it.
+func (s *Engine) Decide(ctx context.Context, sub Subject) (Decision, error) {
+	q, ok := s.Query(ctx, sub)
+	if !ok {
+		return Decision{}, fmt.Errorf("unknown upstream %q", sub.Upstream)
+	}
+	d := Decision{Repository: sub.Repository(), Reference: sub.Reference()}
+	if v, ok := q.RuleVerdict(); ok && !v.Allowed {
+		d.Verdict = v
+		return d, nil
+	}
+	dgst, err := s.resolve(q)
+	if err != nil {
+		return d, err
+	}
+	body, m, err := s.manifestBytes(ctx, q.up, sub.Repo, dgst)
+	if err != nil {
+		return d, err
+	}
+	s.persistLinks(ctx, sub.Upstream, sub.Repo, dgst, m)
+	d.Verdict, _ = s.decideManifest(q, dgst, body, m)
+	d.Digest, d.MediaType = dgst, m.MediaType
+	return d, nil
+}
+
+// AdmitBlob decides a request for the blob q.Subject().Digest: the grant
+// of an allowed manifest in the repository that lets it out (ok), or the
+// verdict that refuses it. A stored copy is checked as the grant requires
+// before it is let out (as a signature/attestation layer, or inspected as
+// every class the grant holds); a finding comes back as a *ContentFailure.
+// Any other error (a store that cannot be read) concludes nothing.
+func (s *Engine) AdmitBlob(q *Query) (g BlobGrant, v Verdict, ok bool, err error) {
+	dgst := q.sub.Digest
+	if v, ok := q.RuleVerdict(); ok && !v.Allowed {
+		return BlobGrant{}, v, false, nil
+	}
+	grant, v, ok, err := s.grantFor(q, dgst)
+	if err != nil || !ok {
+		return BlobGrant{}, v, false, err
+	}
+	if grant.Evidence && q.rule.Content != nil {
+		// Content the rule refused stays refused, whatever lists it.
+		if f, bad, err := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, dgst, ""); err != nil {
+			return BlobGrant{}, Verdict{}, false, err
+		} else if bad {
+			return BlobGrant{}, Verdict{}, false, &ContentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+		}
+	}
+	if size, stored := s.store.Has(dgst); stored && grant.Evidence {
+		// The evidence check depends only on the bytes (the digest) and the
+		// declared type: once passed, it holds for every copy served as
+		// those bytes (serving re-checks the copy itself).
+		shapeKey := dgst.String() + "|" + grant.Desc.MediaType
+		if _, checked := s.evidenceShapes.Get(shapeKey); !checked {
+			if err := s.checkStoredEvidence(q.ctx(), grant.Desc, size); err != nil {
+				return BlobGrant{}, Verdict{}, false, err
+			}
+			s.evidenceShapes.Add(shapeKey, true, evidenceShapeTTL)
+		}
+	} else if stored && q.rule.Content != nil {
+		if err := s.inspectStored(q, grant, size); err != nil {
+			return BlobGrant{}, Verdict{}, false, err
+		}
+	}
+	return grant, Verdict{}, true, nil
+}
+
+// evidenceShapeTTL is how long a blob's pass of the evidence check as one
+// media type is remembered.
+const evidenceShapeTTL = 24 * time.Hour
+
+// ContentDenial is the verdict of a blob refused by content inspection.
+func (q *Query) ContentDenial(cf *ContentFailure) Verdict {
+	return Verdict{Rule: q.rule.Name, Mode: string(q.rule.Mode), Revision: q.pol.Revision(), ExitCode: policy.ExitUnmet,
+		Reasons: []string{fmt.Sprintf("rule %s: content: %s", q.rule.Name, cf.Error())}}
+}
+
+// Fetch starts the verified download of a granted blob the store does not
+// hold, or joins the one under way that checks the same (see fetchPlan).
+// A spool without room comes back as a *SpoolFullError.
+func (s *Engine) Fetch(q *Query, grant BlobGrant) (*inflight.Fetch, error) {
+	p := s.fetchPlan(q, grant)
+	f, joined, err := s.fetches.Do(p.key.String(), Holdback, func(f *inflight.Fetch) {
+		s.runFetch(f, q.up, q.sub.Repo, grant, p)
+	})
+	if err != nil {
+		if store.IsNoSpace(err) {
+			s.storageError(opSpool, s.spoolDir, grant.Desc.Size, err)
+			s.roomFor(s.spoolDir, grant.Desc.Size, 0)
+			return nil, &SpoolFullError{grant.Desc.Digest, grant.Desc.Size, err}
+		}
+		return nil, err
+	}
+	if joined {
+		s.metrics.coalesced.Inc()
+	}
+	return f, nil
+}
+
+// Store is the content store the engine decides over.
+func (s *Engine) Store() *store.Store { return s.store }
+
+// Metrics are the engine's metrics.
+func (s *Engine) Metrics() *Metrics { return s.metrics }
+
+// StorageFull is the /readyz error while a disk the engine writes to was
+// found full and is still too full (see storageFull).
+func (s *Engine) StorageFull() error { return s.storageFull() }
+
+// Servable keeps the manifests of descs this repository would serve (each
+// decided as a request for it by digest would be): a listing of referrers
+// must not offer a client manifests it is then refused (a signature that
+// also speaks about a denied image, say).
+func (s *Engine) Servable(q *Query, descs []ocispec.Descriptor) []ocispec.Descriptor {
+	out := make([]ocispec.Descriptor, 0, len(descs))
+	for _, d := range descs {
+		body, m, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, d.Digest)
+		if err != nil {
+			continue
+		}
+		if v, _ := s.decideManifest(q.About(d.Digest), d.Digest, body, m); v.Allowed && !v.WouldDeny {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// SubjectVerdict decides manifest dgst in the query's repository as a pull
+// of it by digest would be decided (one level deeper: the work it causes
+// is bounded like evidence's).
+func (s *Engine) SubjectVerdict(q *Query, dgst digest.Digest) (Verdict, error) {
+	return s.subjectVerdict(q, dgst)
+}

@@ -1,0 +1,224 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/proxy/upstream"
+)
+
+// cachedManifest is a verified manifest kept in memory.
+type cachedManifest struct {
+	body []byte
+	m    *Manifest
+}
+
+// manifestMemTTL bounds how long a parsed manifest stays in memory.
+const manifestMemTTL = time.Hour
+
+// tagRecord is a tag's last successful resolution.
+type tagRecord struct {
+	Digest     digest.Digest `json:"digest"`
+	MediaType  string        `json:"mediaType"`
+	ResolvedAt time.Time     `json:"resolvedAt"`
+}
+
+// resolve turns the request's reference into a digest: digests as they are,
+// tags through the upstream (cached for the tag TTL), or, when the upstream
+// is unreachable, the tag's last resolution within the offline grace.
+func (s *Engine) resolve(q *Query) (digest.Digest, error) {
+	if q.sub.Digest != "" {
+		return q.sub.Digest, nil
+	}
+	ucfg, _ := s.cfg.Upstream(q.sub.Upstream)
+	key := q.sub.Upstream + "/" + q.sub.Repo + ":" + q.sub.Tag
+	if rec, ok := s.tags.Get(key); ok {
+		return rec.Digest, nil
+	}
+	metaKey := store.MetaKey("tags", q.sub.Upstream, q.sub.Repo, q.sub.Tag)
+	desc, err := q.up.Resolve(q.ctx(), q.sub.Repo, q.sub.Tag, int64(s.cfg.Limits.MaxManifestSize))
+	if err == nil {
+		rec := tagRecord{Digest: desc.Digest, MediaType: desc.MediaType, ResolvedAt: time.Now().UTC()}
+		s.tags.Add(key, rec, ucfg.TagTTL.D())
+		if perr := s.store.PutMeta(q.ctx(), metaKey, marshalMeta(rec)); perr != nil {
+			s.log.Warn("store: tag record write failed", "err", perr)
+		}
+		s.markPresent(q.ctx(), q.sub.Upstream, q.sub.Repo, desc.Digest)
+		return desc.Digest, nil
+	}
+	if !upstream.IsKind(err, upstream.Unavailable) || ucfg.OfflineGrace.D() < 0 {
+		return "", err
+	}
+	b, merr := s.store.GetMeta(q.ctx(), metaKey)
+	if merr != nil {
+		return "", err
+	}
+	var rec tagRecord
+	if json.Unmarshal(b, &rec) != nil || rec.Digest.Validate() != nil {
+		return "", err
+	}
+	age := time.Since(rec.ResolvedAt)
+	if age > ucfg.OfflineGrace.D() {
+		return "", fmt.Errorf("%w (the last resolution of %s is %s old, beyond the offline grace of %s)", err, q.sub.Tag, age.Round(time.Second), ucfg.OfflineGrace.D())
+	}
+	s.log.Warn("upstream unreachable: using the last resolution of the tag", "upstream", q.sub.Upstream,
+		"repository", q.sub.Repo, "tag", q.sub.Tag, "digest", rec.Digest, "age", age.Round(time.Second).String())
+	s.metrics.offlineServes.Inc()
+	// The record was written when the upstream resolved the tag in this
+	// repository: the digest exists here (stores written before existence
+	// records were kept have only this).
+	s.markPresent(q.ctx(), q.sub.Upstream, q.sub.Repo, rec.Digest)
+	return rec.Digest, nil
+}
+
+// manifestBytes returns verified manifest bytes for a digest in a repository
+// of an upstream: from memory or the store, or from the upstream (checked
+// against the digest, the size limit and its declared media type) and then
+// stored. Bytes are cached by digest alone, but they are returned for a
+// repository only if the upstream has been seen to serve that digest there
+// (a digest pulled in one repository must not open another repository's
+// blobs): without such a record the upstream is asked first (confirmPresent).
+func (s *Engine) manifestBytes(ctx context.Context, up *upstream.Client, repo string, dgst digest.Digest) ([]byte, *Manifest, error) {
+	if body, m, ok := s.cachedManifest(ctx, dgst); ok {
+		if err := s.confirmPresent(ctx, up, repo, dgst); err != nil {
+			return nil, nil, err
+		}
+		return body, m, nil
+	}
+	s.metrics.cache.WithLabelValues("manifest", "miss").Inc()
+	body, mt, err := up.Manifest(ctx, repo, dgst.String(), int64(s.cfg.Limits.MaxManifestSize))
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := parseManifest(body, mt)
+	if err != nil {
+		return nil, nil, &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name, Msg: fmt.Sprintf("manifest %s: %v", dgst, err)}
+	}
+	s.markPresent(ctx, up.Name, repo, dgst)
+	s.manifests.Add(dgst.String(), &cachedManifest{body, m}, manifestMemTTL)
+	if err := s.store.PutBytes(ctx, dgst, body); err != nil {
+		s.log.Warn("store: manifest write failed", "digest", dgst, "err", err)
+		s.storageError(opManifest, s.store.LocalRoot(), int64(len(body)), err)
+	} else if err := s.store.PutMeta(ctx, manifestMetaKey(dgst), marshalMeta(manifestMeta{MediaType: m.MediaType})); err != nil {
+		s.log.Warn("store: manifest metadata write failed", "digest", dgst, "err", err)
+	}
+	return body, m, nil
+}
+
+// cachedManifest returns a verified manifest held in memory or the store,
+// whatever repository it was pulled in.
+func (s *Engine) cachedManifest(ctx context.Context, dgst digest.Digest) ([]byte, *Manifest, bool) {
+	// Content-addressed and verified: a parsed copy in memory is as good as
+	// the store's (this keeps warm decisions off the disk).
+	if c, ok := s.manifests.Get(dgst.String()); ok {
+		s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+		return c.body, c.m, true
+	}
+	b, err := s.store.Get(ctx, dgst)
+	if err != nil {
+		return nil, nil, false
+	}
+	var meta manifestMeta
+	if mb, err := s.store.GetMeta(ctx, manifestMetaKey(dgst)); err == nil {
+		_ = json.Unmarshal(mb, &meta)
+	}
+	m, err := parseManifest(b, meta.MediaType)
+	if err != nil {
+		return nil, nil, false
+	}
+	s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
+	s.manifests.Add(dgst.String(), &cachedManifest{b, m}, manifestMemTTL)
+	return b, m, true
+}
+
+// presentRecord is the persisted record that an upstream served (or
+// resolved a tag to) a manifest digest in a repository.
+type presentRecord struct {
+	Digest digest.Digest `json:"digest"`
+	SeenAt time.Time     `json:"seenAt"`
+}
+
+// presentMemTTL bounds how long an existence record stays in memory (the
+// store keeps it).
+const presentMemTTL = 24 * time.Hour
+
+func presentKey(upstreamName, repo string, dgst digest.Digest) string {
+	return store.MetaKey("present", upstreamName, repo, "_manifests", dgst.Algorithm().String(), dgst.Encoded())
+}
+
+// isPresent reports whether the upstream was seen to serve dgst in repo.
+func (s *Engine) isPresent(ctx context.Context, upstreamName, repo string, dgst digest.Digest) bool {
+	mk := upstreamName + "/" + repo + "@" + dgst.String()
+	if _, ok := s.present.Get(mk); ok {
+		return true
+	}
+	b, err := s.store.GetMeta(ctx, presentKey(upstreamName, repo, dgst))
+	if err != nil {
+		return false
+	}
+	var rec presentRecord
+	if json.Unmarshal(b, &rec) != nil || rec.Digest != dgst {
+		return false
+	}
+	s.present.Add(mk, true, presentMemTTL)
+	return true
+}
+
+// markPresent records that the upstream served (or resolved a tag to) dgst
+// in repo, in memory and in the store.
+func (s *Engine) markPresent(ctx context.Context, upstreamName, repo string, dgst digest.Digest) {
+	mk := upstreamName + "/" + repo + "@" + dgst.String()
+	if _, ok := s.present.Get(mk); ok {
+		return
+	}
+	rec := presentRecord{Digest: dgst, SeenAt: time.Now().UTC()}
+	if err := s.store.PutMeta(ctx, presentKey(upstreamName, repo, dgst), marshalMeta(rec)); err != nil {
+		s.log.Warn("store: manifest existence record write failed", "err", err)
+	}
+	s.present.Add(mk, true, presentMemTTL)
+}
+
+// confirmPresent makes sure the upstream has dgst in repo before cached
+// bytes are used there: a recorded sighting suffices, otherwise the upstream
+// is asked (HEAD manifests/<digest>) and the answer recorded. A 404 comes
+// back as the upstream's NotFound error; any other failure (upstream down
+// included) as an *UnconfirmedError: nothing is served in a repository the
+// upstream could not vouch for.
+func (s *Engine) confirmPresent(ctx context.Context, up *upstream.Client, repo string, dgst digest.Digest) error {
+	if s.isPresent(ctx, up.Name, repo, dgst) {
+		return nil
+	}
+	desc, err := up.Resolve(ctx, repo, dgst.String(), int64(s.cfg.Limits.MaxManifestSize))
+	if err == nil && desc.Digest != dgst {
+		err = &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name,
+			Msg: fmt.Sprintf("manifest %s@%s: the upstream answered with digest %s", repo, dgst, desc.Digest)}
+	}
+	if err != nil {
+		if upstream.IsKind(err, upstream.NotFound) {
+			return err
+		}
+		return &UnconfirmedError{Upstream: up.Name, Repo: repo, Digest: dgst, Err: err}
+	}
+	s.markPresent(ctx, up.Name, repo, dgst)
+	return nil
+}
+
+// UnconfirmedError is a cached manifest that the upstream could not be
+// asked to confirm exists in the requested repository.
+type UnconfirmedError struct {
+	Upstream, Repo string
+	Digest         digest.Digest
+	Err            error // why the upstream could not be asked
+}
+
+func (e *UnconfirmedError) Error() string {
+	return fmt.Sprintf("upstream %s could not confirm that repository %s has manifest %s (%v); pullgate serves a cached manifest in a repository only after the upstream has served it there",
+		e.Upstream, e.Repo, e.Digest, e.Err)
+}
+
+func (e *UnconfirmedError) Unwrap() error { return e.Err }
