@@ -119,7 +119,7 @@ func (s *Engine) decideManifest(q *Query, dgst digest.Digest, body []byte, m *Ma
 	if !v.Allowed {
 		// An evidence grant confirmed before this artifact was denied may
 		// cover one of its blobs: confirm them again.
-		s.evidenceGrants.Purge()
+		s.forget(artifactDenied)
 	}
 	return v, false
 }

@@ -25,7 +25,6 @@ import (
 
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/cache/store"
-	"github.com/pullgate/pullgate/cache/verdict"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/route"
@@ -43,35 +42,11 @@ type Engine struct {
 	holder    *policy.Holder
 	metrics   *Metrics
 
-	verdicts *verdict.Cache[Verdict]
-	// tags maps upstream/repo:tag to a resolved digest for the tag TTL.
-	tags *verdict.Cache[tagRecord]
-	// blobGrants maps revision|repository|blob to the allowed manifest (and
-	// the layer descriptor) that lets the blob be served in that repository.
-	blobGrants *verdict.Cache[BlobGrant]
-	// linked remembers which (repository, manifest) reference links were
-	// already persisted.
-	linked *verdict.Cache[bool]
+	memory
 	// linkGen counts the persistLinks calls that wrote links (from 1): a
 	// content grant made at generation g accounts for every manifest
 	// linked to its blob then (see BlobGrant.Gen).
 	linkGen atomic.Uint64
-	// present remembers upstream/repository@digest manifests the upstream
-	// was seen to serve in that repository (persisted under "present").
-	present *verdict.Cache[bool]
-	// manifests keeps verified, parsed manifests by digest.
-	manifests *verdict.Cache[*cachedManifest]
-	// evidenceShapes remembers blob digest|media type pairs that passed
-	// the evidence check (a function of the bytes).
-	evidenceShapes *verdict.Cache[bool]
-	// evidenceGrants keeps, briefly, evidence grants BlobGrant confirmed
-	// (re-deciding their artifacts on every request is costly).
-	evidenceGrants *verdict.Cache[BlobGrant]
-	// signedSubjects keeps, by evidence manifest digest, the digests its
-	// signed payloads name (content-derived: never stale).
-	signedSubjects *verdict.Cache[[]digest.Digest]
-	// tensors holds MBOM tensor expectations by revision|repository|blob.
-	tensors *verdict.Cache[*tensorExpectation]
 
 	// spoolDir holds in-flight downloads; full records directories
 	// found full (see storageError).
@@ -111,17 +86,8 @@ func New(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Log
 	}
 	s := &Engine{
 		cfg: cfg, log: log, store: st, upstreams: map[string]*upstream.Client{},
-		metrics:        newMetrics(reg),
-		verdicts:       verdict.New[Verdict](cfg.Cache.Size),
-		tags:           verdict.New[tagRecord](cfg.Cache.Size),
-		blobGrants:     verdict.New[BlobGrant](cfg.Cache.Size * 8),
-		linked:         verdict.New[bool](cfg.Cache.Size * 4),
-		present:        verdict.New[bool](cfg.Cache.Size * 4),
-		tensors:        verdict.New[*tensorExpectation](cfg.Cache.Size * 4),
-		manifests:      verdict.New[*cachedManifest](4096),
-		signedSubjects: verdict.New[[]digest.Digest](4096),
-		evidenceGrants: verdict.New[BlobGrant](cfg.Cache.Size),
-		evidenceShapes: verdict.New[bool](cfg.Cache.Size),
+		metrics: newMetrics(reg),
+		memory:  newMemory(cfg.Cache.Size),
 	}
 	s.linkGen.Store(1)
 	s.disk = RealDisk()

@@ -505,7 +505,5 @@ func (s *Engine) markBad(ctx context.Context, rev, rule string, d digest.Digest,
 	if err := s.store.PutMeta(ctx, badKey(rev, rule, d, scope), []byte(finding)); err != nil {
 		s.log.Error("store: content finding write failed", "digest", d, "err", err)
 	}
-	s.verdicts.Purge()
-	s.blobGrants.Purge()
-	s.evidenceGrants.Purge()
+	s.forget(findingRecorded)
 }
