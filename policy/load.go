@@ -25,6 +25,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/pullgate/pullgate/policy/bytesize"
+	"github.com/pullgate/pullgate/policy/glob"
 	"github.com/pullgate/pullgate/verify"
 )
 
@@ -502,9 +504,9 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 			l.errAt(mf.val, `add at least one pattern, e.g. "upstream.local/**"`, "%s.match is empty", what)
 		}
 		for j, pat := range pats {
-			g, err := CompileGlob(pat)
+			g, err := glob.Compile(pat)
 			if err != nil {
-				var ge *GlobError
+				var ge *glob.SyntaxError
 				col := nodes[j].Column
 				msg := err.Error()
 				if errors.As(err, &ge) {
@@ -948,7 +950,7 @@ func (l *loader) size(f field, what string) int64 {
 		l.errAt(f.val, "write a size such as 16MiB", "%s must be a size, got %s", what, kindName(f.val))
 		return 0
 	}
-	n, err := ParseSize(f.val.Value)
+	n, err := bytesize.Parse(f.val.Value)
 	if err != nil {
 		l.errAt(f.val, "write a positive size such as 16MiB, 512KiB or 1048576 (units B, KB, MB, GB, KiB, MiB, GiB)", "%s: %v", what, err)
 		return 0
