@@ -132,4 +132,3 @@ func isMediaTypeSet(name string) bool {
 
 // mediaTypeRE is RFC 6838 type/subtype with an optional +suffix, no params.
 var mediaTypeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
-

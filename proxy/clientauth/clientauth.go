@@ -134,8 +134,8 @@ type accessRule struct {
 
 // principal is one entry of an allow list or group.
 type principal struct {
-	group string       // "group:<name>"
-	kind  string       // "user", "cn", "ou"
+	group string        // "group:<name>"
+	kind  string        // "user", "cn", "ou"
 	glob  *glob.Pattern // name pattern
 }
 
