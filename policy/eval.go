@@ -10,16 +10,31 @@ import (
 	"github.com/pullgate/pullgate/verify/attest"
 )
 
-// Exit codes of a Decision, shared with `pullgate verify`.
+// Exit codes of a Decision (Decision.ExitCode, the proxy's verdicts and
+// audit records), shared with `pullgate verify` and `pullgate attest
+// check-files`. Write them by name, never as numbers.
 const (
-	ExitAllowed       = 0
-	ExitOther         = 1
-	ExitConfig        = 2
-	ExitNoEvidence    = 10
-	ExitInvalid       = 11
-	ExitMismatch      = 12
-	ExitUnmet         = 13
-	ExitMalformed     = 14
+	// ExitAllowed: allowed (also an audit-mode would-deny).
+	ExitAllowed = 0
+	// ExitOther: any other failure (fetch error, bad input).
+	ExitOther = 1
+	// ExitConfig: configuration or policy error.
+	ExitConfig = 2
+	// ExitNoEvidence: no signature or attestation found.
+	ExitNoEvidence = 10
+	// ExitInvalid: a signature does not verify or its signer is untrusted.
+	ExitInvalid = 11
+	// ExitMismatch: digest or subject mismatch (tampering).
+	ExitMismatch = 12
+	// ExitUnmet: requirements not met: no rule matches, a deny rule, a
+	// condition or release check failed, or a content finding (model
+	// content the rule refuses, including a blob refused for its content).
+	ExitUnmet = 13
+	// ExitMalformed: malformed evidence.
+	ExitMalformed = 14
+)
+
+const (
 	checkSignature    = "signature"
 	checkAttestation  = "attestation"
 	checkEvidence     = "evidence"

@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/policy/glob"
 	"github.com/pullgate/pullgate/verify"
 )
 
@@ -218,8 +219,8 @@ func TestConditionVariables(t *testing.T) {
 		}
 		r := &Rule{Name: "r", Action: ActionVerify, Mode: ModeEnforce, Require: &Require{Attestations: []*AttestationRequirement{
 			{PredicateType: slsa02, SignedBy: []string{"k"}, Condition: cond, prg: prg}}}}
-		g, _ := CompileGlob("**")
-		r.globs = []*Glob{g}
+		g, _ := glob.Compile("**")
+		r.globs = []*glob.Pattern{g}
 		d := r.Evaluate(Input{Repository: "upstream.local/app/web", Digest: dgst, Evidence: []verify.Result{
 			result(dgst, nil, []verify.Attestation{att("k", slsa02, `{"count":3,"metrics":{"toxicity":0.001},"builder":{"id":"Y"}}`, dgst)})}}, "rev")
 		if d.Allowed != want {

@@ -4,15 +4,9 @@ import (
 	"github.com/pullgate/pullgate/verify/content"
 
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +19,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/pullgate/pullgate/policy/bytesize"
+	"github.com/pullgate/pullgate/policy/glob"
 	"github.com/pullgate/pullgate/verify"
+	"github.com/pullgate/pullgate/verify/pubkey"
 )
 
 // File size limits for everything the loader reads.
@@ -283,8 +280,8 @@ func (l *loader) parseTrust(n *yaml.Node, t *Trust) []trustFile {
 					l.errAt(pf.val, "check that the key file exists and is readable (paths are relative to the policy file)", "%s: cannot read key: %v", what, err)
 					continue
 				}
-				if err := checkPublicKeyPEM(pemBytes); err != nil {
-					l.errAt(pf.val, "export the public key in PEM (e.g. cosign public-key), ECDSA P-256/P-384, Ed25519 or RSA >= 2048 bits", "%s: %s: %v", what, path, err)
+				if _, err := pubkey.ParsePEM(pemBytes); err != nil {
+					l.errAt(pf.val, "export the public key in PEM (e.g. cosign public-key): "+pubkey.Supported, "%s: %s: %v", what, path, err)
 					continue
 				}
 				t.Keys = append(t.Keys, k)
@@ -407,46 +404,6 @@ func (l *loader) exactOrRegexp(at *yaml.Node, fs map[string]field, what, exactKe
 	}
 }
 
-// checkPublicKeyPEM accepts exactly one PEM public key of a supported type.
-// This is configuration validation so that lint reports a bad key file at
-// its line; signature verification itself lives in package verify.
-func checkPublicKeyPEM(b []byte) error {
-	blk, rest := pem.Decode(b)
-	if blk == nil {
-		return errors.New("no PEM block found")
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return errors.New("more than one PEM block or trailing data")
-	}
-	var pub any
-	var err error
-	switch blk.Type {
-	case "PUBLIC KEY":
-		pub, err = x509.ParsePKIXPublicKey(blk.Bytes)
-	case "RSA PUBLIC KEY":
-		pub, err = x509.ParsePKCS1PublicKey(blk.Bytes)
-	default:
-		return fmt.Errorf("PEM block is %q, not a public key (never put a private key in the policy)", blk.Type)
-	}
-	if err != nil {
-		return fmt.Errorf("cannot parse public key: %v", err)
-	}
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
-			return fmt.Errorf("ECDSA curve %s is not supported", k.Curve.Params().Name)
-		}
-	case ed25519.PublicKey:
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return fmt.Errorf("RSA key of %d bits is too small", k.N.BitLen())
-		}
-	default:
-		return fmt.Errorf("key type %T is not supported", pub)
-	}
-	return nil
-}
-
 func (l *loader) parseRules(f field, t *Trust) []*Rule {
 	n := f.val
 	if n.Kind != yaml.SequenceNode {
@@ -502,9 +459,9 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 			l.errAt(mf.val, `add at least one pattern, e.g. "upstream.local/**"`, "%s.match is empty", what)
 		}
 		for j, pat := range pats {
-			g, err := CompileGlob(pat)
+			g, err := glob.Compile(pat)
 			if err != nil {
-				var ge *GlobError
+				var ge *glob.SyntaxError
 				col := nodes[j].Column
 				msg := err.Error()
 				if errors.As(err, &ge) {
@@ -948,7 +905,7 @@ func (l *loader) size(f field, what string) int64 {
 		l.errAt(f.val, "write a size such as 16MiB", "%s must be a size, got %s", what, kindName(f.val))
 		return 0
 	}
-	n, err := ParseSize(f.val.Value)
+	n, err := bytesize.Parse(f.val.Value)
 	if err != nil {
 		l.errAt(f.val, "write a positive size such as 16MiB, 512KiB or 1048576 (units B, KB, MB, GB, KiB, MiB, GiB)", "%s: %v", what, err)
 		return 0

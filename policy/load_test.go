@@ -458,17 +458,3 @@ func TestRevision(t *testing.T) {
 		t.Fatal("moving the files changed the revision")
 	}
 }
-
-func TestParseSize(t *testing.T) {
-	good := map[string]int64{"16MiB": 16 << 20, "1": 1, "512KiB": 512 << 10, "100MB": 100_000_000, "2GiB": 2 << 30, "7 B": 7, "1TiB": 1 << 40}
-	for s, want := range good {
-		if got, err := ParseSize(s); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", s, got, err, want)
-		}
-	}
-	for _, s := range []string{"", "0", "MiB", "16mib", "-1", "1.5MiB", "9223372036854775807KiB", "99999999999999999999"} {
-		if _, err := ParseSize(s); err == nil {
-			t.Errorf("ParseSize(%q) accepted", s)
-		}
-	}
-}

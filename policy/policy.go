@@ -9,6 +9,7 @@ package policy
 
 import (
 	"cel.dev/cel-go/cel"
+	"github.com/pullgate/pullgate/policy/glob"
 	"github.com/pullgate/pullgate/verify"
 )
 
@@ -94,7 +95,7 @@ type Rule struct {
 	// Line is the line of the rule in the policy file.
 	Line int
 
-	globs []*Glob
+	globs []*glob.Pattern
 	trust *Trust
 }
 
@@ -153,10 +154,10 @@ func (p *Policy) Match(repository string) *Rule {
 	if repository == "" {
 		return nil
 	}
-	segs := splitSegs(repository)
+	segs := glob.Segments(repository)
 	for _, r := range p.Rules {
 		for _, g := range r.globs {
-			if g.matchSegs(segs) {
+			if g.MatchSegments(segs) {
 				return r
 			}
 		}

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/pullgate/pullgate/test/upstream"
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 )
 
 // auditEvents reads the audit file: the references of its events in

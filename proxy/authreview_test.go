@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy/config"
-	"github.com/pullgate/pullgate/test/upstream"
 )
 
 // authProxy serves a proxy with client auth (htpasswd user alice, the token

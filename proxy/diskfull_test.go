@@ -17,10 +17,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/admin"
 	"github.com/pullgate/pullgate/test/harness"
-	"github.com/pullgate/pullgate/test/upstream"
 )
 
 // fullDisk fills and frees the disk under a proxy's storage: a small

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pullgate/pullgate/cache/store"
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy/config"
-	"github.com/pullgate/pullgate/test/upstream"
 )
 
 // ociCode returns the first OCI error code of a response body.

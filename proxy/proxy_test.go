@@ -33,9 +33,9 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/config"
-	"github.com/pullgate/pullgate/test/upstream"
 )
 
 const testPolicy = `rules:

@@ -27,9 +27,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy/config"
 	upstreamclient "github.com/pullgate/pullgate/proxy/upstream"
-	"github.com/pullgate/pullgate/test/upstream"
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/cosign"
 	"github.com/pullgate/pullgate/verify/dsse"

@@ -3,8 +3,8 @@ package verify_test
 import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/test/sigstoretest"
-	"github.com/pullgate/pullgate/test/upstream"
 )
 
 // Keyless evidence comes from the shared virtual-Sigstore helpers.

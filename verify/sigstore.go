@@ -22,6 +22,7 @@ import (
 
 	"github.com/pullgate/pullgate/verify/cosign"
 	"github.com/pullgate/pullgate/verify/dsse"
+	"github.com/pullgate/pullgate/verify/pubkey"
 	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
@@ -202,7 +203,7 @@ func (c *collector) keylessPrecheck(e *evidence) error {
 	if !matched {
 		return fmt.Errorf("certificate identity issuer=%s subject=%s matches no configured identity", sum.Extensions.Issuer, sum.SubjectAlternativeName)
 	}
-	if err := checkKey(e.cert.PublicKey); err != nil {
+	if err := pubkey.Check(e.cert.PublicKey); err != nil {
 		return fmt.Errorf("certificate key: %w", err)
 	}
 	kv := &keyVerifier{pub: e.cert.PublicKey}

@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,8 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +18,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/pullgate/pullgate/verify/pubkey"
 )
 
 // Trust is loaded, validated trust material: the only source of trust for
@@ -77,7 +76,7 @@ func NewTrust(spec TrustSpec) (*Trust, error) {
 		if !newName("key", i, name) {
 			continue
 		}
-		pub, err := ParsePublicKeyPEM(k.PEM)
+		pub, err := pubkey.ParsePEM(k.PEM)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("trust key %q: %w", name, err))
 			continue
@@ -171,56 +170,6 @@ func (ti *trustIdentity) matches(s certificate.Summary) bool {
 		return false
 	}
 	return true
-}
-
-// ParsePublicKeyPEM parses one PEM "PUBLIC KEY" (PKIX) block holding an
-// ECDSA P-256/P-384, Ed25519 or RSA (2048–8192 bit) key. Anything else,
-// including trailing PEM blocks, is rejected.
-func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
-	block, rest := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("no PEM block found")
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, errors.New("unexpected data after the PEM block (one key per entry)")
-	}
-	var pub any
-	var err error
-	switch block.Type {
-	case "PUBLIC KEY":
-		pub, err = x509.ParsePKIXPublicKey(block.Bytes)
-	case "RSA PUBLIC KEY":
-		pub, err = x509.ParsePKCS1PublicKey(block.Bytes)
-	default:
-		return nil, fmt.Errorf("PEM block is %q, want \"PUBLIC KEY\"", block.Type)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("parse public key: %w", err)
-	}
-	if err := checkKey(pub); err != nil {
-		return nil, err
-	}
-	return pub, nil
-}
-
-func checkKey(pub any) error {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256(), elliptic.P384():
-			return nil
-		}
-		return fmt.Errorf("ECDSA curve %s is not supported (use P-256 or P-384)", k.Curve.Params().Name)
-	case ed25519.PublicKey:
-		return nil
-	case *rsa.PublicKey:
-		if n := k.N.BitLen(); n < 2048 || n > 8192 {
-			return fmt.Errorf("RSA key of %d bits is not supported (2048 to 8192)", n)
-		}
-		return nil
-	default:
-		return fmt.Errorf("public key type %T is not supported (ECDSA P-256/P-384, Ed25519, RSA)", pub)
-	}
 }
 
 // keyVerifier verifies signatures made by one configured key with the

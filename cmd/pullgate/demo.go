@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/pullgate/pullgate/test/demo"
+	"github.com/pullgate/pullgate/cmd/pullgate/internal/demo"
 )
 
 func cmdDemo(args []string) int {

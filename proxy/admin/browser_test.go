@@ -25,11 +25,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/prometheus/client_golang/prometheus"
 
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/admin"
 	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/proxy/config"
-	"github.com/pullgate/pullgate/test/upstream"
 )
 
 const browserPolicy = `rules:

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/policy/glob"
 )
 
 // Decision filters.
@@ -41,7 +41,7 @@ type Query struct {
 // Matcher is a compiled Query.
 type Matcher struct {
 	q    Query
-	glob *policy.Glob
+	glob *glob.Pattern
 }
 
 // Compile validates q.
@@ -59,7 +59,7 @@ func (q Query) Compile() (*Matcher, error) {
 		errs = append(errs, fmt.Errorf("kind %q: use manifest, blob, referrers or tags", q.Kind))
 	}
 	if q.Repo != "" {
-		g, err := policy.CompileGlob(q.Repo)
+		g, err := glob.Compile(q.Repo)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("repo: %w", err))
 		}

@@ -33,7 +33,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/policy/glob"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/route"
@@ -116,7 +116,7 @@ type Options struct {
 type Authenticator struct {
 	log       *slog.Logger
 	realm     string
-	anonymous []*policy.Glob
+	anonymous []*glob.Pattern
 	groups    map[string][]principal
 	rules     []accessRule
 	htpasswd  *htpasswd
@@ -128,15 +128,15 @@ type Authenticator struct {
 }
 
 type accessRule struct {
-	repos []*policy.Glob
+	repos []*glob.Pattern
 	allow []principal
 }
 
 // principal is one entry of an allow list or group.
 type principal struct {
-	group string       // "group:<name>"
-	kind  string       // "user", "cn", "ou"
-	glob  *policy.Glob // name pattern
+	group string        // "group:<name>"
+	kind  string        // "user", "cn", "ou"
+	glob  *glob.Pattern // name pattern
 }
 
 // New builds an Authenticator from the auth section. resolve maps a path
@@ -176,7 +176,7 @@ func New(cfg *config.Auth, resolve func(string) string, log *slog.Logger, opts .
 		a.now = time.Now
 	}
 	for _, p := range cfg.Anonymous {
-		g, err := policy.CompileGlob(p)
+		g, err := glob.Compile(p)
 		if err != nil {
 			return nil, fmt.Errorf("auth.anonymous: %w", err)
 		}
@@ -194,7 +194,7 @@ func New(cfg *config.Auth, resolve func(string) string, log *slog.Logger, opts .
 	for i, r := range cfg.Access {
 		var ar accessRule
 		for _, p := range r.Repositories {
-			g, err := policy.CompileGlob(p)
+			g, err := glob.Compile(p)
 			if err != nil {
 				return nil, fmt.Errorf("auth.access[%d]: %w", i, err)
 			}
@@ -249,7 +249,7 @@ func parsePrincipal(s string) (principal, error) {
 	if !ok {
 		kind, name = "user", s
 	}
-	g, err := policy.CompileGlob(name)
+	g, err := glob.Compile(name)
 	if err != nil {
 		return principal{}, fmt.Errorf("principal %q: %w", s, err)
 	}

@@ -17,11 +17,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/clientauth"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/route"
-	"github.com/pullgate/pullgate/test/upstream"
 )
 
 // The middleware in front of the real proxy, wired as the integrator will:

@@ -28,6 +28,7 @@ import (
 
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/ocierr"
+	"github.com/pullgate/pullgate/verify/pubkey"
 )
 
 // Token limits.
@@ -92,7 +93,7 @@ func newTokenService(cfg *config.AuthToken, resolve func(string) string, log *sl
 	}
 	alg, err := algorithmFor(key)
 	if err != nil {
-		return nil, fmt.Errorf("auth.token.key: %w", err)
+		return nil, fmt.Errorf("auth.token.key %s: %w", cfg.Key, err)
 	}
 	t.alg, t.public = alg, key.Public()
 	jwk := jose.JSONWebKey{Key: t.public}
@@ -143,26 +144,21 @@ func LoadSigningKey(path string) (crypto.Signer, error) {
 }
 
 func algorithmFor(k crypto.Signer) (jose.SignatureAlgorithm, error) {
+	if err := pubkey.Check(k.Public()); err != nil {
+		return "", err
+	}
 	switch k := k.(type) {
 	case *ecdsa.PrivateKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return jose.ES256, nil
-		case elliptic.P384():
+		if k.Curve == elliptic.P384() {
 			return jose.ES384, nil
-		case elliptic.P521():
-			return jose.ES512, nil
 		}
-		return "", errors.New("unsupported ECDSA curve (use P-256, P-384 or P-521)")
+		return jose.ES256, nil
 	case *rsa.PrivateKey:
-		if k.N.BitLen() < 2048 {
-			return "", errors.New("RSA keys must have at least 2048 bits")
-		}
 		return jose.RS256, nil
 	case ed25519.PrivateKey:
 		return jose.EdDSA, nil
 	}
-	return "", fmt.Errorf("unsupported key type %T (use ECDSA, RSA or Ed25519)", k)
+	return "", fmt.Errorf("unsupported key type %T (use %s)", k, pubkey.Supported)
 }
 
 // issue signs a token for subject with the given access.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/policy/glob"
 )
 
 // Auth configures client authentication and authorization on the registry
@@ -119,7 +119,7 @@ func (a *Auth) validate(c *Config) []error {
 		add("realm %q: printable ASCII without quotes or backslashes", a.Realm)
 	}
 	for i, p := range a.Anonymous {
-		if _, err := policy.CompileGlob(p); err != nil {
+		if _, err := glob.Compile(p); err != nil {
 			add("anonymous[%d]: %v", i, err)
 		}
 	}
@@ -171,7 +171,7 @@ func (a *Auth) validate(c *Config) []error {
 			add("access[%d].repositories: at least one repository glob is required", i)
 		}
 		for j, p := range r.Repositories {
-			if _, err := policy.CompileGlob(p); err != nil {
+			if _, err := glob.Compile(p); err != nil {
 				add("access[%d].repositories[%d]: %v", i, j, err)
 			}
 		}
@@ -213,7 +213,7 @@ func validPrincipal(p string) error {
 	if name == "" {
 		return fmt.Errorf("%q: empty name", p)
 	}
-	if _, err := policy.CompileGlob(name); err != nil {
+	if _, err := glob.Compile(name); err != nil {
 		return fmt.Errorf("%q: %v", p, err)
 	}
 	return nil

@@ -8,7 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/policy/bytesize"
 )
 
 var ioEOF = io.EOF
@@ -42,7 +42,7 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 		*b = 0
 		return nil
 	}
-	v, err := policy.ParseSize(n.Value)
+	v, err := bytesize.Parse(n.Value)
 	if err != nil {
 		return fmt.Errorf("line %d: %v", n.Line, err)
 	}

@@ -10,9 +10,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	testreg "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/test/harness"
-	testreg "github.com/pullgate/pullgate/test/upstream"
 )
 
 // An upstream is used over exactly the scheme its url names. One

@@ -27,9 +27,9 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"golang.org/x/crypto/bcrypt"
 
+	testreg "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/upstream"
-	testreg "github.com/pullgate/pullgate/test/upstream"
 	"github.com/pullgate/pullgate/verify"
 )
 

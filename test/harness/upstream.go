@@ -22,7 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/pullgate/pullgate/test/upstream"
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 )
 
 // UpstreamOptions shape a test upstream.

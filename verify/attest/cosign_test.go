@@ -16,8 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/test/tools"
-	"github.com/pullgate/pullgate/test/upstream"
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/attest/attesttest"

@@ -3,10 +3,7 @@ package attest
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -24,6 +21,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/pullgate/pullgate/verify/pubkey"
 )
 
 // SignOptions choose how Sign signs. Exactly one way is used: Signer, then
@@ -147,14 +146,10 @@ type Keypair struct {
 // NewKeypair wraps a private key. The signing algorithm is the key's default
 // (ECDSA P-256 with SHA-256, Ed25519, RSA PKCS#1 v1.5 with SHA-256, ...).
 func NewKeypair(s crypto.Signer) (*Keypair, error) {
-	switch k := s.Public().(type) {
-	case *ecdsa.PublicKey, ed25519.PublicKey:
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("RSA key of %d bits is too small (minimum 2048)", k.N.BitLen())
-		}
-	default:
-		return nil, fmt.Errorf("unsupported key type %T", k)
+	// The keys pullgate verifies with (verify/pubkey): a bundle signed with
+	// any other key could never be verified by a pullgate policy.
+	if err := pubkey.Check(s.Public()); err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
 	}
 	alg, err := signature.GetDefaultAlgorithmDetails(s.Public())
 	if err != nil {

@@ -1,4 +1,8 @@
-package policy
+// Package glob matches repository strings ("<upstream>/<repo path>")
+// against the patterns used by policy rules, client authorization and audit
+// queries. It imports only the standard library so that configuration and
+// audit code can use it without pulling in the policy engine.
+package glob
 
 import (
 	"fmt"
@@ -6,7 +10,7 @@ import (
 	"unicode/utf8"
 )
 
-// Glob is a compiled repository pattern. Patterns are matched against whole
+// Pattern is a compiled repository pattern. Patterns are matched against whole
 // repository strings ("<upstream>/<repo path>"), anchored at both ends:
 //
 //   - "/" separates path segments; a pattern never matches across a "/"
@@ -19,7 +23,7 @@ import (
 //
 // Everything else matches itself literally; no regular expression is built,
 // so a pattern cannot inject regexp syntax.
-type Glob struct {
+type Pattern struct {
 	src  string
 	segs []globSeg
 }
@@ -49,30 +53,30 @@ type globTok struct {
 
 type runeRange struct{ lo, hi rune }
 
-// GlobError is a pattern syntax error; Offset is the byte offset in the
+// SyntaxError is a pattern syntax error; Offset is the byte offset in the
 // pattern where the problem is.
-type GlobError struct {
+type SyntaxError struct {
 	Pattern string
 	Offset  int
 	Msg     string
 }
 
-func (e *GlobError) Error() string {
+func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("pattern %q: %s at offset %d", e.Pattern, e.Msg, e.Offset)
 }
 
-// CompileGlob parses a repository pattern.
-func CompileGlob(pattern string) (*Glob, error) {
+// Compile parses a repository pattern.
+func Compile(pattern string) (*Pattern, error) {
 	if pattern == "" {
-		return nil, &GlobError{Pattern: pattern, Msg: "empty pattern"}
+		return nil, &SyntaxError{Pattern: pattern, Msg: "empty pattern"}
 	}
 	if strings.HasPrefix(pattern, "/") {
-		return nil, &GlobError{Pattern: pattern, Offset: 0, Msg: "pattern must not start with '/'"}
+		return nil, &SyntaxError{Pattern: pattern, Offset: 0, Msg: "pattern must not start with '/'"}
 	}
 	if strings.HasSuffix(pattern, "/") {
-		return nil, &GlobError{Pattern: pattern, Offset: len(pattern) - 1, Msg: "pattern must not end with '/'"}
+		return nil, &SyntaxError{Pattern: pattern, Offset: len(pattern) - 1, Msg: "pattern must not end with '/'"}
 	}
-	g := &Glob{src: pattern}
+	g := &Pattern{src: pattern}
 	start := 0
 	for start <= len(pattern) {
 		end := segmentEnd(pattern, start)
@@ -98,7 +102,7 @@ func segmentEnd(p string, start int) int {
 func compileSeg(p string, start, end int) (globSeg, error) {
 	s := p[start:end]
 	if s == "" {
-		return globSeg{}, &GlobError{Pattern: p, Offset: start, Msg: "empty path segment ('//')"}
+		return globSeg{}, &SyntaxError{Pattern: p, Offset: start, Msg: "empty path segment ('//')"}
 	}
 	if s == "**" {
 		return globSeg{doubleStar: true}, nil
@@ -116,14 +120,14 @@ func compileSeg(p string, start, end int) (globSeg, error) {
 		switch c {
 		case '\\':
 			if i+1 >= len(s) {
-				return globSeg{}, &GlobError{Pattern: p, Offset: start + i, Msg: "trailing '\\' escapes nothing"}
+				return globSeg{}, &SyntaxError{Pattern: p, Offset: start + i, Msg: "trailing '\\' escapes nothing"}
 			}
 			r, w := utf8.DecodeRuneInString(s[i+1:])
 			lit.WriteRune(r)
 			i += 1 + w
 		case '*':
 			if i+1 < len(s) && s[i+1] == '*' {
-				return globSeg{}, &GlobError{Pattern: p, Offset: start + i, Msg: "'**' must be a whole path segment (use '*' within a segment)"}
+				return globSeg{}, &SyntaxError{Pattern: p, Offset: start + i, Msg: "'**' must be a whole path segment (use '*' within a segment)"}
 			}
 			flush()
 			seg.toks = append(seg.toks, globTok{kind: tokStar})
@@ -143,7 +147,7 @@ func compileSeg(p string, start, end int) (globSeg, error) {
 		default:
 			r, w := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && w == 1 {
-				return globSeg{}, &GlobError{Pattern: p, Offset: start + i, Msg: "invalid UTF-8"}
+				return globSeg{}, &SyntaxError{Pattern: p, Offset: start + i, Msg: "invalid UTF-8"}
 			}
 			lit.WriteRune(r)
 			i += w
@@ -170,11 +174,11 @@ func compileClass(p string, off int, s string) (globTok, int, error) {
 	first := true
 	readRune := func() (rune, bool, error) {
 		if i >= len(s) {
-			return 0, false, &GlobError{Pattern: p, Offset: off, Msg: "unclosed '['"}
+			return 0, false, &SyntaxError{Pattern: p, Offset: off, Msg: "unclosed '['"}
 		}
 		if s[i] == '\\' {
 			if i+1 >= len(s) {
-				return 0, false, &GlobError{Pattern: p, Offset: off + i, Msg: "trailing '\\' escapes nothing"}
+				return 0, false, &SyntaxError{Pattern: p, Offset: off + i, Msg: "trailing '\\' escapes nothing"}
 			}
 			r, w := utf8.DecodeRuneInString(s[i+1:])
 			i += 1 + w
@@ -182,14 +186,14 @@ func compileClass(p string, off int, s string) (globTok, int, error) {
 		}
 		r, w := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && w == 1 {
-			return 0, false, &GlobError{Pattern: p, Offset: off + i, Msg: "invalid UTF-8"}
+			return 0, false, &SyntaxError{Pattern: p, Offset: off + i, Msg: "invalid UTF-8"}
 		}
 		i += w
 		return r, false, nil
 	}
 	for {
 		if i >= len(s) {
-			return tok, 0, &GlobError{Pattern: p, Offset: off, Msg: "unclosed '['"}
+			return tok, 0, &SyntaxError{Pattern: p, Offset: off, Msg: "unclosed '['"}
 		}
 		if s[i] == ']' && !first {
 			i++
@@ -201,7 +205,7 @@ func compileClass(p string, off int, s string) (globTok, int, error) {
 			return tok, 0, err
 		}
 		if lo == '/' {
-			return tok, 0, &GlobError{Pattern: p, Offset: off + i - 1, Msg: "'/' cannot appear in a character class"}
+			return tok, 0, &SyntaxError{Pattern: p, Offset: off + i - 1, Msg: "'/' cannot appear in a character class"}
 		}
 		hi := lo
 		if i+1 < len(s) && s[i] == '-' && s[i+1] != ']' {
@@ -211,7 +215,7 @@ func compileClass(p string, off int, s string) (globTok, int, error) {
 				return tok, 0, err
 			}
 			if hi < lo {
-				return tok, 0, &GlobError{Pattern: p, Offset: off + i - 1, Msg: fmt.Sprintf("invalid range %c-%c", lo, hi)}
+				return tok, 0, &SyntaxError{Pattern: p, Offset: off + i - 1, Msg: fmt.Sprintf("invalid range %c-%c", lo, hi)}
 			}
 		}
 		tok.ranges = append(tok.ranges, runeRange{lo, hi})
@@ -220,21 +224,34 @@ func compileClass(p string, off int, s string) (globTok, int, error) {
 }
 
 // String returns the pattern source.
-func (g *Glob) String() string { return g.src }
+func (g *Pattern) String() string { return g.src }
 
 // Match reports whether the repository string matches the whole pattern.
-func (g *Glob) Match(repository string) bool {
+func (g *Pattern) Match(repository string) bool {
 	if repository == "" {
 		return false
 	}
-	return g.matchSegs(splitSegs(repository))
+	return g.matchSegs(Segments(repository))
 }
 
-func splitSegs(s string) []string { return strings.Split(s, "/") }
+// Segments splits a repository string into the path segments that
+// MatchSegments takes, so that a caller trying many patterns against one
+// repository splits it once.
+func Segments(repository string) []string { return strings.Split(repository, "/") }
+
+// MatchSegments is Match on a repository already split by Segments. A
+// non-empty repository has at least one segment; nil (from "") matches
+// nothing.
+func (g *Pattern) MatchSegments(segs []string) bool {
+	if len(segs) == 0 {
+		return false
+	}
+	return g.matchSegs(segs)
+}
 
 // matchSegs matches pattern segments against path segments; "**" behaves
 // like '*' at the segment level (backtracking to the last "**").
-func (g *Glob) matchSegs(path []string) bool {
+func (g *Pattern) matchSegs(path []string) bool {
 	pi, si := 0, 0
 	starPi, starSi := -1, -1
 	for si < len(path) {

@@ -28,9 +28,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	upstream "github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/config"
-	"github.com/pullgate/pullgate/test/upstream"
 )
 
 // Options for Run.

@@ -1,9 +1,12 @@
-// Package upstream runs a real distribution/v3 registry in-process, as the
-// upstream that pullgate proxies in tests, benchmarks and the demo. It can add
-// the OCI referrers API (distribution v3 has none) computed from the
-// registry's own storage, count requests, and wrap the handler (to build lying
-// or failing upstreams).
-package upstream
+// Package demoupstream runs a real distribution/v3 registry in-process, as
+// the upstream that pullgate proxies in `pullgate demo`, tests and
+// benchmarks. It can add the OCI referrers API (distribution v3 has none)
+// computed from the registry's own storage, count requests, and wrap the
+// handler (to build lying or failing upstreams). It lives under cmd/pullgate,
+// not test/, because the binary ships it (the demo); it is not internal
+// because tests across the module use it as their upstream (most import it
+// as "upstream").
+package demoupstream
 
 import (
 	"bytes"
