@@ -93,7 +93,7 @@ func (s *Server) serveReferrers(q *request) {
 	if !sv.Allowed || sv.WouldDeny {
 		v := sv
 		v.Allowed, v.WouldDeny = false, false
-		if v.ExitCode == 0 {
+		if v.ExitCode == policy.ExitAllowed {
 			v.ExitCode = policy.ExitUnmet
 		}
 		v.Reasons = append([]string{fmt.Sprintf("rule %s: referrers of %s, which is not allowed here", q.q.Rule().Name, q.rt.Digest)}, sv.Reasons...)

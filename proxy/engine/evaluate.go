@@ -267,7 +267,7 @@ func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Ver
 		v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact about %s, none of which is a manifest here", q.rule.Name, subjects)}
 		return v, true
 	}
-	v.Allowed, v.ExitCode = true, 0
+	v.Allowed, v.ExitCode = true, policy.ExitAllowed
 	v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for allowed %s, served so clients can verify it", q.rule.Name, allowed[0])}
 	return v, true
 }
