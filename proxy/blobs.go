@@ -255,7 +255,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdi
 				if q.rule.Content == nil {
 					return g, v, true, nil
 				}
-				g = g.with(md, m.blobClasses()[dgst])
+				g = g.with(md, content.BlobClasses(m)[dgst])
 				found = &g
 			} else if evidence == nil {
 				evidence = &g
@@ -343,7 +343,7 @@ func (s *Server) accountFor(q *request, g blobGrant, md, dgst digest.Digest) (bl
 	if err != nil {
 		return g, false
 	}
-	classes := m.blobClasses()[dgst]
+	classes := content.BlobClasses(m)[dgst]
 	if len(content.MergeClasses(g.Classes, classes)) == len(g.Classes) {
 		return g.with(md, nil), true
 	}

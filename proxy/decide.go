@@ -266,7 +266,7 @@ func (s *Server) grant(q *request, manifest digest.Digest, m *parsedManifest, v 
 	ttl := s.cfg.Cache.AllowTTL.D()
 	var classes map[digest.Digest][]content.Class
 	if !v.Evidence && q.rule != nil && q.rule.Content != nil {
-		classes = m.blobClasses()
+		classes = content.BlobClasses(m)
 	}
 	for _, d := range m.Blobs() {
 		key := grantKey(rev, q.rt.Repository(), d.Digest)

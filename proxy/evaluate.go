@@ -346,10 +346,10 @@ func (s *Server) evaluate(q *request, dgst digest.Digest, body []byte, m *parsed
 	res := verify.Collect(cctx, q.up.Fetcher(q.rt.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
 	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 	in.Evidence = []verify.Result{res}
-	in.Checks = releaseChecks(rule, dgst, body, res.Attestations)
+	in.Checks = releaseChecks(rule, dgst, m, res.Attestations)
 	var exps map[digest.Digest]*tensorExpectation
 	if rule.Content != nil && hasPredicate(res.Attestations, attest.KindMBOM.PredicateType()) {
-		exps = tensorExpectations(dgst, body, res.Attestations)
+		exps = tensorExpectations(dgst, m, res.Attestations)
 		for d, exp := range exps {
 			if f, bad, err := s.badBlob(ctx, q.pol.Revision(), rule.Name, d, exp.id); bad || err != nil {
 				in.ContentFindings = append(in.ContentFindings, fmt.Sprintf("layer %s: %s", d, findingOr(f, err)))
@@ -466,12 +466,8 @@ func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []s
 	}
 	var out []string
 	if !m.IsIndex() {
-		var om ocispec.Manifest
-		if err := json.Unmarshal(body, &om); err != nil {
-			return []string{"manifest: " + err.Error()}
-		}
 		opts := c.Options()
-		for _, f := range content.CheckManifest(opts, om) {
+		for _, f := range content.CheckManifest(opts, m) {
 			out = append(out, f.Error())
 		}
 	}
