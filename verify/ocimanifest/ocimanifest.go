@@ -60,8 +60,8 @@ type Manifest struct {
 }
 
 type derived struct {
-	mu   sync.Mutex
-	vals map[any]any
+	vals sync.Map   // key → value, read without locking
+	mu   sync.Mutex // held while computing, so each key is computed once
 }
 
 // IsIndex reports a multi-platform index.
@@ -79,22 +79,23 @@ func (m *Manifest) Blobs() []ocispec.Descriptor {
 // Derived returns the value compute returns for key, computed once per
 // parsed manifest (a parsed manifest never changes, so neither does what is
 // derived from it). key should be a value of a type private to the caller's
-// package. A Manifest not made by Parse computes every time.
+// package; compute must not call Derived on the same manifest. A Manifest
+// not made by Parse computes every time.
 func (m *Manifest) Derived(key any, compute func() any) any {
 	d := m.derived
 	if d == nil {
 		return compute()
 	}
+	if v, ok := d.vals.Load(key); ok {
+		return v
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if v, ok := d.vals[key]; ok {
+	if v, ok := d.vals.Load(key); ok {
 		return v
 	}
 	v := compute()
-	if d.vals == nil {
-		d.vals = map[any]any{}
-	}
-	d.vals[key] = v
+	d.vals.Store(key, v)
 	return v
 }
 
