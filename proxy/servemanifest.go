@@ -13,6 +13,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/engine"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/verify/ocimanifest"
 )
 
 func (s *Server) serveManifest(q *request) {
@@ -90,10 +91,10 @@ func (s *Server) admitManifest(q *request, dgst digest.Digest) ([]byte, *engine.
 
 // Manifest media types, as Accept names them.
 const (
-	mtOCIManifest    = engine.MediaTypeOCIManifest
-	mtOCIIndex       = engine.MediaTypeOCIIndex
-	mtDockerManifest = engine.MediaTypeDockerManifest
-	mtDockerList     = engine.MediaTypeDockerList
+	mtOCIManifest    = ocimanifest.MediaTypeOCIManifest
+	mtOCIIndex       = ocimanifest.MediaTypeOCIIndex
+	mtDockerManifest = ocimanifest.MediaTypeDockerManifest
+	mtDockerList     = ocimanifest.MediaTypeDockerList
 )
 
 // acceptSet is what a request's Accept header says about manifest types.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/verify/content"
+	"github.com/pullgate/pullgate/verify/ocimanifest"
 )
 
 const inspectUsage = `usage: pullgate inspect <file-or-image-ref> [--policy policy.yaml --rule NAME] [--media-type MT] [--pickle deny|scan] [-o text|json] [--plain-http]
@@ -156,9 +157,14 @@ func inspectImage(ctx context.Context, opts content.Options, ref string, plain b
 	if err != nil {
 		return nil, err
 	}
-	ocim, err := toOCIManifest(raw)
+	mt, err := img.MediaType()
 	if err != nil {
 		return nil, err
+	}
+	// The proxy's own parser: a manifest it would refuse is an error here.
+	ocim, err := ocimanifest.Parse(raw, string(mt))
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
 	}
 	if fs := content.CheckManifest(opts, ocim); len(fs) > 0 {
 		reports = append(reports, content.Report{MediaType: string(m.MediaType), Title: "manifest", Findings: fs})

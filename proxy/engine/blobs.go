@@ -178,7 +178,7 @@ func (s *Engine) grantFor(q *Query, dgst digest.Digest) (_ BlobGrant, _ Verdict,
 				if q.rule.Content == nil {
 					return g, v, true, nil
 				}
-				g = g.with(md, m.blobClasses()[dgst])
+				g = g.with(md, content.BlobClasses(m)[dgst])
 				found = &g
 			} else if evidence == nil {
 				evidence = &g
@@ -266,7 +266,7 @@ func (s *Engine) accountFor(q *Query, g BlobGrant, md, dgst digest.Digest) (Blob
 	if err != nil {
 		return g, false
 	}
-	classes := m.blobClasses()[dgst]
+	classes := content.BlobClasses(m)[dgst]
 	if len(content.MergeClasses(g.Classes, classes)) == len(g.Classes) {
 		return g.with(md, nil), true
 	}

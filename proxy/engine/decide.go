@@ -134,7 +134,7 @@ func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict)
 	ttl := s.cfg.Cache.AllowTTL.D()
 	var classes map[digest.Digest][]content.Class
 	if !v.Evidence && q.rule != nil && q.rule.Content != nil {
-		classes = m.blobClasses()
+		classes = content.BlobClasses(m)
 	}
 	for _, d := range m.Blobs() {
 		key := grantKey(rev, q.sub.Repository(), d.Digest)

@@ -308,10 +308,10 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, body []byte, m *Manifest
 	res := verify.Collect(cctx, q.up.Fetcher(q.sub.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
 	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 	in.Evidence = []verify.Result{res}
-	in.Checks = releaseChecks(rule, dgst, body, res.Attestations)
+	in.Checks = releaseChecks(rule, dgst, m, res.Attestations)
 	var exps map[digest.Digest]*tensorExpectation
 	if rule.Content != nil && hasPredicate(res.Attestations, attest.KindMBOM.PredicateType()) {
-		exps = tensorExpectations(dgst, body, res.Attestations)
+		exps = tensorExpectations(dgst, m, res.Attestations)
 		for d, exp := range exps {
 			if f, bad, err := s.badBlob(ctx, q.pol.Revision(), rule.Name, d, exp.id); bad || err != nil {
 				in.ContentFindings = append(in.ContentFindings, fmt.Sprintf("layer %s: %s", d, findingOr(f, err)))
@@ -428,12 +428,8 @@ func (s *Engine) contentFindings(q *Query, m *Manifest, body []byte) []string {
 	}
 	var out []string
 	if !m.IsIndex() {
-		var om ocispec.Manifest
-		if err := json.Unmarshal(body, &om); err != nil {
-			return []string{"manifest: " + err.Error()}
-		}
 		opts := c.Options()
-		for _, f := range content.CheckManifest(opts, om) {
+		for _, f := range content.CheckManifest(opts, m) {
 			out = append(out, f.Error())
 		}
 	}

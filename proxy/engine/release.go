@@ -16,7 +16,7 @@ import (
 // releaseChecks runs the LLM release checks a rule requires over the
 // verified attestations: the provenance chain, the model bill of materials,
 // and OpenSSF model signing when the rule requires that predicate.
-func releaseChecks(rule *policy.Rule, dgst digest.Digest, manifest []byte, atts []verify.Attestation) []policy.Check {
+func releaseChecks(rule *policy.Rule, dgst digest.Digest, m *Manifest, atts []verify.Attestation) []policy.Check {
 	req := rule.Require
 	if req == nil {
 		return nil
@@ -27,7 +27,7 @@ func releaseChecks(rule *policy.Rule, dgst digest.Digest, manifest []byte, atts 
 	}
 	needOMS := requiresOMS(rule)
 	if req.MBOM == policy.MBOMRequired || (req.MBOM == policy.MBOMOptional && hasPredicate(atts, attest.KindMBOM.PredicateType())) || needOMS {
-		layers, err := release.LayersFromManifest(manifest)
+		layers, err := release.LayersOf(m)
 		if err != nil {
 			out = append(out, policy.Check{Name: "mbom", Detail: "mbom: " + err.Error(), ExitCode: policy.ExitMalformed})
 			return out
@@ -77,8 +77,8 @@ type tensorExpectation struct {
 // tensorExpectations are the MBOM tensor expectations of each titled layer
 // of an artifact; the check runs when the layer streams through content
 // inspection.
-func tensorExpectations(dgst digest.Digest, manifest []byte, atts []verify.Attestation) map[digest.Digest]*tensorExpectation {
-	layers, err := release.LayersFromManifest(manifest)
+func tensorExpectations(dgst digest.Digest, m *Manifest, atts []verify.Attestation) map[digest.Digest]*tensorExpectation {
+	layers, err := release.LayersOf(m)
 	if err != nil {
 		return nil
 	}

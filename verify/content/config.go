@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/verify/ocimanifest"
 )
 
 // newConfigInspector buffers a JSON file (bounded by MaxConfigBytes), parses it
@@ -305,16 +307,20 @@ func LayerTitle(d ocispec.Descriptor) string {
 // each file under that name). The same digest under several names is
 // legitimate. Blob contents are checked by NewInspector as the layers
 // stream. The config media type is m.Config.MediaType (Docker v2 manifests
-// decode into the same struct).
-func CheckManifest(opts Options, m ocispec.Manifest) []Finding {
+// decode into the same struct; an index has no config, judged as "").
+func CheckManifest(opts Options, m *ocimanifest.Manifest) []Finding {
 	var out []Finding
 	add := func(f *Finding) {
 		if f != nil {
 			out = append(out, *f)
 		}
 	}
-	if !opts.configAllowed(m.Config.MediaType) {
-		add(newFinding(FormatMediaType, -1, "config media type %q is not allowed by this rule", m.Config.MediaType))
+	var configType string
+	if m.Config != nil {
+		configType = m.Config.MediaType
+	}
+	if !opts.configAllowed(configType) {
+		add(newFinding(FormatMediaType, -1, "config media type %q is not allowed by this rule", configType))
 	}
 	// Uniqueness per kind of name: titles among titles (oras writes by
 	// title), file paths among file paths (modctl writes by either).

@@ -8,7 +8,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/verify/ocimanifest"
 )
 
 // One blob, every declaration. A blob's bytes are inspected as what a
@@ -115,6 +118,25 @@ func MergeClasses(a []Class, b []Class) []Class {
 		return a
 	}
 	return out
+}
+
+// blobClassesKey names BlobClasses' value among what is derived from a
+// parsed manifest.
+type blobClassesKey struct{}
+
+// BlobClasses returns, by blob digest, every class (media type, file name)
+// the manifest's descriptors declare the blob as: a blob listed twice, or
+// by a descriptor whose names disagree, has several. Computed once per
+// parsed manifest (parsed manifests are cached and never modified); the
+// map is shared, do not modify it.
+func BlobClasses(m *ocimanifest.Manifest) map[digest.Digest][]Class {
+	return m.Derived(blobClassesKey{}, func() any {
+		out := make(map[digest.Digest][]Class, len(m.Layers)+1)
+		for _, d := range m.Blobs() {
+			out[d.Digest] = MergeClasses(out[d.Digest], DeclarationOf(d).Classes())
+		}
+		return out
+	}).(map[digest.Digest][]Class)
 }
 
 func compareClass(a, b Class) int {

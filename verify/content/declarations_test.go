@@ -13,6 +13,7 @@ import (
 
 	"github.com/pullgate/pullgate/test/modelcorpus"
 	"github.com/pullgate/pullgate/verify/content"
+	"github.com/pullgate/pullgate/verify/ocimanifest"
 )
 
 const (
@@ -201,7 +202,7 @@ func TestCheckManifestEveryName(t *testing.T) {
 		d.Digest = digest.FromString(strings.Join(kv, ","))
 		return d
 	}
-	m := ocispec.Manifest{Layers: []ocispec.Descriptor{
+	m := &ocimanifest.Manifest{Layers: []ocispec.Descriptor{
 		l(content.AnnotationTitle, "README.md", content.AnnotationModelFilepath, "modeling_evil.py"),
 		l(content.AnnotationTitle, "NOTES.md", content.AnnotationModelFilepathL, "x/run.sh"),
 		l(content.AnnotationTitle, "a.py"),
@@ -290,14 +291,14 @@ func TestCheckManifestUniqueNames(t *testing.T) {
 		d.Digest = digest.FromString(data)
 		return d
 	}
-	dup := ocispec.Manifest{Layers: []ocispec.Descriptor{
+	dup := &ocimanifest.Manifest{Layers: []ocispec.Descriptor{
 		l("a", content.AnnotationTitle, "README.md"),
 		l("b", content.AnnotationTitle, "README.md"),
 	}}
 	if fs := content.CheckManifest(content.Options{}, dup); len(fs) != 1 || !strings.Contains(fs[0].Reason, `same file path "README.md"`) {
 		t.Fatalf("two blobs titled README.md: %v", fs)
 	}
-	same := ocispec.Manifest{Layers: []ocispec.Descriptor{
+	same := &ocimanifest.Manifest{Layers: []ocispec.Descriptor{
 		l("a", content.AnnotationTitle, "README.md"),
 		l("a", content.AnnotationTitle, "README.md"),
 		l("a", content.AnnotationTitle, "chat_template.jinja"),
@@ -305,7 +306,7 @@ func TestCheckManifestUniqueNames(t *testing.T) {
 	if fs := content.CheckManifest(content.Options{}, same); len(fs) != 0 {
 		t.Fatalf("one blob under several names: %v", fs)
 	}
-	unclean := ocispec.Manifest{Layers: []ocispec.Descriptor{
+	unclean := &ocimanifest.Manifest{Layers: []ocispec.Descriptor{
 		l("a", content.AnnotationTitle, "README.md", content.AnnotationModelFilepathL, "../../etc/x"),
 	}}
 	if fs := content.CheckManifest(content.Options{}, unclean); len(fs) != 1 || !strings.Contains(fs[0].Reason, "not a clean relative path") {

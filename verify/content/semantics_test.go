@@ -19,6 +19,7 @@ import (
 
 	"github.com/pullgate/pullgate/test/modelcorpus"
 	"github.com/pullgate/pullgate/verify/content"
+	"github.com/pullgate/pullgate/verify/ocimanifest"
 )
 
 // headerDoneAt writes data one byte at a time and returns the number of
@@ -263,8 +264,8 @@ func TestCheckManifest(t *testing.T) {
 		}
 		return desc
 	}
-	m := ocispec.Manifest{
-		Config: ocispec.Descriptor{MediaType: "application/vnd.cncf.model.config.v1+json"},
+	m := &ocimanifest.Manifest{
+		Config: &ocispec.Descriptor{MediaType: "application/vnd.cncf.model.config.v1+json"},
 		Layers: []ocispec.Descriptor{
 			d("application/vnd.cncf.model.weight.v1.raw", "model.safetensors"),
 			d("application/vnd.cncf.model.weight.config.v1.raw", "config.json"),
@@ -296,13 +297,13 @@ func TestCheckManifest(t *testing.T) {
 		t.Errorf("%d findings, want 5:\n%s", len(fs), got)
 	}
 	// Config type of another family is refused under a modelpack-only rule.
-	m2 := ocispec.Manifest{Config: ocispec.Descriptor{MediaType: "application/vnd.docker.container.image.v1+json"}}
+	m2 := &ocimanifest.Manifest{Config: &ocispec.Descriptor{MediaType: "application/vnd.docker.container.image.v1+json"}}
 	fs = content.CheckManifest(content.Options{MediaTypes: []string{"modelpack"}}, m2)
 	if len(fs) != 1 || fs[0].Reason != `config media type "application/vnd.docker.container.image.v1+json" is not allowed by this rule` {
 		t.Fatalf("config finding: %+v", fs)
 	}
 	// Ollama manifest under the ollama set is clean.
-	m3 := ocispec.Manifest{Config: ocispec.Descriptor{MediaType: "application/vnd.docker.container.image.v1+json"},
+	m3 := &ocimanifest.Manifest{Config: &ocispec.Descriptor{MediaType: "application/vnd.docker.container.image.v1+json"},
 		Layers: []ocispec.Descriptor{d("application/vnd.ollama.image.model", ""), d("application/vnd.ollama.image.template", "")}}
 	if fs := content.CheckManifest(content.Options{MediaTypes: []string{"ollama"}}, m3); len(fs) != 0 {
 		t.Fatalf("clean ollama manifest: %+v", fs)

@@ -1,7 +1,6 @@
 package release
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
+	"github.com/pullgate/pullgate/verify/ocimanifest"
 )
 
 // AnnotationTitle names a layer's file.
@@ -25,25 +25,16 @@ type Layer struct {
 
 var layerDigestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
-// LayersFromManifest reads the layers of an OCI or Docker image manifest.
-func LayersFromManifest(manifest []byte) ([]Layer, error) {
-	var m struct {
-		Layers []struct {
-			MediaType   string            `json:"mediaType"`
-			Digest      string            `json:"digest"`
-			Size        int64             `json:"size"`
-			Annotations map[string]string `json:"annotations"`
-		} `json:"layers"`
-	}
-	if err := json.Unmarshal(manifest, &m); err != nil {
-		return nil, fmt.Errorf("manifest: %w", err)
-	}
+// LayersOf returns the layers of a parsed OCI or Docker image manifest (an
+// index has none). Layers here are sha256 only (the MBOM records sha256
+// digests): another algorithm, or a negative size, is an error.
+func LayersOf(m *ocimanifest.Manifest) ([]Layer, error) {
 	out := make([]Layer, 0, len(m.Layers))
 	for i, l := range m.Layers {
-		if !layerDigestRE.MatchString(l.Digest) || l.Size < 0 {
+		if !layerDigestRE.MatchString(string(l.Digest)) || l.Size < 0 {
 			return nil, fmt.Errorf("manifest: layer %d has an invalid digest or size", i)
 		}
-		out = append(out, Layer{Digest: l.Digest, Size: l.Size, Title: l.Annotations[AnnotationTitle], MediaType: l.MediaType})
+		out = append(out, Layer{Digest: string(l.Digest), Size: l.Size, Title: l.Annotations[AnnotationTitle], MediaType: l.MediaType})
 	}
 	return out, nil
 }
