@@ -1,35 +1,25 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/cache/stored"
+	"github.com/pullgate/pullgate/cache/verified"
 )
 
-// Blobs in the store can change at rest (disk faults, other writers). A
-// stored copy is sent as is (sendfile for the local store) only when this
-// process hashed that very copy to its digest: the store records the
-// identity (size, modification time, device and inode; on S3 the SHA-256
-// checksum, ETag and version its write returned) of every copy a fetch
-// committed after hashing it, and of every copy hashed here. On S3 every
-// read of a recorded copy is conditional on that identity (If-Match,
-// versionId, the response's checksum), so bytes another writer put under
-// the key are never sent as the recorded ones; a copy known by its ETag
-// alone (an MD5) is never recorded (store.ObjectID.Binds). Any other
-// copy (after a restart, a rewrite, or in a store shared with other
-// replicas) is hashed before or while it is served, and a corrupt one is
-// removed and fetched again, never served complete.
+// Blobs in the store can change at rest: a stored copy is sent as is only
+// when this process hashed that very copy to its digest, otherwise it is
+// hashed (cache/stored, cache/verified) before or while it is served, and a
+// corrupt one is removed and fetched again, never served complete.
 
 // serveStored serves a blob the store holds. It reports false when nothing
 // was sent and the request should be served as a cache miss (from the
@@ -40,7 +30,7 @@ func (s *Server) serveStored(q *request, dgst digest.Digest, size int64) bool {
 	if served, fallThrough := s.serveRecorded(q, dgst, size); !fallThrough {
 		return served
 	}
-	c, err := s.openStored(ctx, dgst, size)
+	c, err := stored.Open(ctx, s.store, dgst, size)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			s.metrics.storeVerify.WithLabelValues("error").Inc()
@@ -49,12 +39,12 @@ func (s *Server) serveStored(q *request, dgst digest.Digest, size int64) bool {
 		return false
 	}
 	defer c.Close()
-	if c.id.Size != size {
-		s.storeCorrupt(ctx, dgst, fmt.Sprintf("%d bytes stored, %d indexed", c.id.Size, size))
+	if c.ID().Size != size {
+		s.storeCorrupt(ctx, dgst, fmt.Sprintf("%d bytes stored, %d indexed", c.ID().Size, size))
 		return false
 	}
-	if s.store.Verified(dgst, c.id) {
-		s.serveStoredContent(q, c.content())
+	if s.store.Verified(dgst, c.ID()) {
+		s.serveStoredContent(q, c.Content())
 		return true
 	}
 	if size <= holdback || q.r.Method == http.MethodHead || conditional(q.r) {
@@ -67,7 +57,7 @@ func (s *Server) serveStored(q *request, dgst digest.Digest, size int64) bool {
 		s.serveStoredContent(q, rs)
 		return true
 	}
-	rc, err := c.reader()
+	rc, err := c.Reader()
 	if err != nil {
 		s.metrics.storeVerify.WithLabelValues("error").Inc()
 		s.log.Warn("store: cannot read blob; fetching it again", "digest", dgst, "err", err)
@@ -109,103 +99,16 @@ func (s *Server) serveRecorded(q *request, dgst digest.Digest, size int64) (serv
 		s.storeReadError(ctx, dgst, err)
 		return false, false
 	}
-	f := &storeFile{ctx: ctx, s: s.store, dgst: dgst, id: id, size: size, off: off, rc: rc, rcOff: off}
+	f := stored.NewFile(ctx, s.store, dgst, id, size, off, rc)
 	defer f.Close()
 	s.serveStoredContent(q, f)
 	return true, false
 }
 
-// storedCopy is one open copy of a stored blob and its identity.
-type storedCopy struct {
-	ctx  context.Context
-	st   *store.Store
-	dgst digest.Digest
-	size int64
-	id   store.FileID
-	file *os.File   // local store: the copy (read with pread, sent with sendfile)
-	sf   *storeFile // driver store: the reader content handed out
-}
-
-func (s *Server) openStored(ctx context.Context, dgst digest.Digest, size int64) (*storedCopy, error) {
-	c := &storedCopy{ctx: ctx, st: s.store, dgst: dgst, size: size}
-	if s.store.LocalRoot() != "" {
-		f, err := s.store.OpenLocal(dgst)
-		if err != nil {
-			return nil, err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		c.file, c.id = f, store.LocalFileID(fi)
-		return c, nil
-	}
-	id, err := s.store.Identify(ctx, dgst)
-	if err != nil {
-		return nil, err
-	}
-	c.id = id
-	return c, nil
-}
-
-func (c *storedCopy) Close() {
-	if c.file != nil {
-		c.file.Close()
-	}
-	if c.sf != nil {
-		c.sf.Close()
-	}
-}
-
-// content is the copy for http.ServeContent (Range, conditionals, HEAD).
-func (c *storedCopy) content() io.ReadSeeker {
-	if c.file != nil {
-		return c.file
-	}
-	if c.sf == nil {
-		c.sf = &storeFile{ctx: c.ctx, s: c.st, dgst: c.dgst, id: c.id, size: c.size}
-	}
-	return c.sf
-}
-
-// reader reads the copy from its start.
-func (c *storedCopy) reader() (io.ReadCloser, error) {
-	if c.file != nil {
-		return io.NopCloser(io.NewSectionReader(c.file, 0, c.size)), nil
-	}
-	return c.st.ReaderOf(c.ctx, c.dgst, c.id, 0)
-}
-
-// unchanged reports whether the copy still has the identity it was opened
-// with (so that what was hashed is what the record will name). Reads bound
-// to the identity (S3) read nothing else.
-func (c *storedCopy) unchanged() bool {
-	if c.file == nil && c.st.BindsReads() {
-		return true
-	}
-	var id store.FileID
-	if c.file != nil {
-		fi, err := c.file.Stat()
-		if err != nil {
-			return false
-		}
-		id = store.LocalFileID(fi)
-	} else {
-		var err error
-		if id, err = c.st.Identify(c.ctx, c.dgst); err != nil {
-			return false
-		}
-	}
-	return id == c.id
-}
-
 // verified records a copy that hashed to its digest.
-func (s *Server) verified(c *storedCopy) {
+func (s *Server) verified(c *stored.Copy) {
 	s.metrics.storeVerify.WithLabelValues("ok").Inc()
-	if c.unchanged() {
-		s.store.MarkVerified(c.dgst, c.id)
-	}
+	c.Record()
 }
 
 func (s *Server) serveStoredContent(q *request, rs io.ReadSeeker) {
@@ -226,43 +129,27 @@ func conditional(r *http.Request) bool {
 
 // verifyStored hashes a whole stored copy and returns what to serve: the
 // bytes hashed themselves for a small blob, the copy (unchanged since, see
-// storedCopy.unchanged) otherwise. A corrupt copy is removed; errors mean
+// stored.Copy.Unchanged) otherwise. A corrupt copy is removed; errors mean
 // nothing may be served from the store.
-func (s *Server) verifyStored(ctx context.Context, c *storedCopy) (io.ReadSeeker, error) {
-	rc, err := c.reader()
+func (s *Server) verifyStored(ctx context.Context, c *stored.Copy) (io.ReadSeeker, error) {
+	rs, err := c.Verify(holdback)
 	if err != nil {
-		s.storeReadError(ctx, c.dgst, err)
-		return nil, err
-	}
-	defer rc.Close()
-	h := c.dgst.Algorithm().Hash()
-	var small []byte
-	if c.size <= holdback {
-		small = make([]byte, c.size)
-		_, err = io.ReadFull(rc, small)
-		h.Write(small)
-	} else {
-		buf := getStoreBuf()
-		defer putStoreBuf(buf)
-		var n int64
-		n, err = io.CopyBuffer(struct{ io.Writer }{h}, io.LimitReader(rc, c.size), *buf)
-		if err == nil && n != c.size {
-			err = io.ErrUnexpectedEOF
-		}
-	}
-	if err != nil {
-		s.storeReadError(ctx, c.dgst, err)
-		return nil, err
-	}
-	if got := digest.NewDigest(c.dgst.Algorithm(), h); got != c.dgst {
-		s.storeCorrupt(ctx, c.dgst, "hashes to "+got.String())
-		return nil, errStoredCorrupt
+		return nil, s.storedError(ctx, c.Digest(), err)
 	}
 	s.verified(c)
-	if small != nil {
-		return bytes.NewReader(small), nil
+	return rs, nil
+}
+
+// storedError reports a failed read of a stored copy (a *stored.ReadError)
+// or removes a corrupt one (a *verified.MismatchError).
+func (s *Server) storedError(ctx context.Context, dgst digest.Digest, err error) error {
+	var mm *verified.MismatchError
+	if errors.As(err, &mm) {
+		s.storeCorrupt(ctx, dgst, "hashes to "+mm.Got.String())
+		return errStoredCorrupt
 	}
-	return c.content(), nil
+	s.storeReadError(ctx, dgst, err)
+	return err
 }
 
 var errStoredCorrupt = errors.New("stored blob does not match its digest")
@@ -271,41 +158,20 @@ var errStoredCorrupt = errors.New("stored blob does not match its digest")
 // hashing it, holding back its last bytes until the digest matched: on a
 // mismatch the response is aborted (the client never holds a complete body)
 // and the copy removed, so that the next request fetches it again.
-func (s *Server) streamStored(q *request, c *storedCopy, rc io.Reader) {
-	ctx := q.ctx()
+func (s *Server) streamStored(q *request, c *stored.Copy, rc io.Reader) {
 	s.metrics.cache.WithLabelValues("blob", "hit").Inc()
-	q.w.Header().Set("Content-Length", strconv.FormatInt(c.size, 10))
+	q.w.Header().Set("Content-Length", strconv.FormatInt(c.ID().Size, 10))
 	q.w.WriteHeader(http.StatusOK)
 	w := s.metrics.countingWriter(q.w, "store")
-	h := c.dgst.Algorithm().Hash()
-	bp := getStoreBuf()
-	defer putStoreBuf(bp)
-	buf := *bp
-	head := c.size - holdback
-	for sent := int64(0); sent < head; {
-		n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), head-sent)])
-		h.Write(buf[:n])
-		if err != nil {
-			s.storeReadError(ctx, c.dgst, err)
-			panic(http.ErrAbortHandler)
-		}
-		if _, err := w.Write(buf[:n]); err != nil {
-			return // the client left
-		}
-		sent += int64(n)
-	}
-	tail := buf[:holdback]
-	if _, err := io.ReadFull(rc, tail); err != nil {
-		s.storeReadError(ctx, c.dgst, err)
+	err := c.Stream(w, rc, holdback, func() { s.verified(c) })
+	var we *stored.WriteError
+	switch {
+	case err == nil, errors.As(err, &we):
+		return // sent, or the client left
+	default:
+		s.storedError(q.ctx(), c.Digest(), err)
 		panic(http.ErrAbortHandler)
 	}
-	h.Write(tail)
-	if got := digest.NewDigest(c.dgst.Algorithm(), h); got != c.dgst {
-		s.storeCorrupt(ctx, c.dgst, "hashes to "+got.String())
-		panic(http.ErrAbortHandler)
-	}
-	s.verified(c)
-	_, _ = w.Write(tail)
 }
 
 // storeCorrupt removes a stored copy that does not match its digest: it is
@@ -325,8 +191,3 @@ func (s *Server) storeReadError(ctx context.Context, dgst digest.Digest, err err
 	s.metrics.storeVerify.WithLabelValues("error").Inc()
 	s.log.Warn("store: reading blob failed", "digest", dgst, "err", err)
 }
-
-var storeBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
-
-func getStoreBuf() *[]byte  { return storeBufs.Get().(*[]byte) }
-func putStoreBuf(b *[]byte) { storeBufs.Put(b) }
