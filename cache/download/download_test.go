@@ -142,8 +142,7 @@ func TestRunReadErrorAndStall(t *testing.T) {
 		<-ctx.Done()
 		pw.CloseWithError(ctx.Err())
 	}()
-	go func() { _, _ = pw.Write(data[:10]) }()
-	body := NewStallReader(pr, 50*time.Millisecond, cancel)
+	body := NewStallReader(io.MultiReader(bytes.NewReader(data[:10]), pr), 50*time.Millisecond, cancel)
 	defer body.Stop()
 	_, err, _, _ = run(t, Download{Body: body, Size: int64(len(data)), Digest: dgst})
 	if !errors.As(err, &re) || !re.Stalled || re.Received != 10 {
