@@ -11,22 +11,14 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/cache/stored"
 	"github.com/pullgate/pullgate/proxy/engine"
 )
 
-// Blobs in the store can change at rest (disk faults, other writers). A
-// stored copy is sent as is (sendfile for the local store) only when this
-// process hashed that very copy to its digest: the store records the
-// identity (size, modification time, device and inode; on S3 the SHA-256
-// checksum, ETag and version its write returned) of every copy a fetch
-// committed after hashing it, and of every copy hashed here. On S3 every
-// read of a recorded copy is conditional on that identity (If-Match,
-// versionId, the response's checksum), so bytes another writer put under
-// the key are never sent as the recorded ones; a copy known by its ETag
-// alone (an MD5) is never recorded (store.ObjectID.Binds). Any other
-// copy (after a restart, a rewrite, or in a store shared with other
-// replicas) is hashed before or while it is served, and a corrupt one is
-// removed and fetched again, never served complete.
+// Blobs in the store can change at rest: a stored copy is sent as is only
+// when this process hashed that very copy to its digest, otherwise it is
+// hashed (cache/stored, cache/verified) before or while it is served, and a
+// corrupt one is removed and fetched again, never served complete.
 
 // serveStored serves a blob the store holds. It reports false when nothing
 // was sent and the request should be served as a cache miss (from the
@@ -37,7 +29,7 @@ func (s *Server) serveStored(q *request, dgst digest.Digest, size int64) bool {
 	if served, fallThrough := s.serveRecorded(q, dgst, size); !fallThrough {
 		return served
 	}
-	c, err := s.eng.OpenStored(ctx, dgst, size)
+	c, err := stored.Open(ctx, s.eng.Store(), dgst, size)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			s.eng.Metrics().StoreVerification("error")
@@ -106,7 +98,7 @@ func (s *Server) serveRecorded(q *request, dgst digest.Digest, size int64) (serv
 		s.eng.StoreReadError(ctx, dgst, err)
 		return false, false
 	}
-	f := engine.NewStoreFile(ctx, s.eng.Store(), dgst, id, size, off, rc)
+	f := stored.NewFile(ctx, s.eng.Store(), dgst, id, size, off, rc)
 	defer f.Close()
 	s.serveStoredContent(q, f)
 	return true, false
@@ -132,39 +124,18 @@ func conditional(r *http.Request) bool {
 // hashing it, holding back its last bytes until the digest matched: on a
 // mismatch the response is aborted (the client never holds a complete body)
 // and the copy removed, so that the next request fetches it again.
-func (s *Server) streamStored(q *request, c *engine.StoredCopy, rc io.Reader) {
-	ctx := q.ctx()
+func (s *Server) streamStored(q *request, c *stored.Copy, rc io.Reader) {
 	s.eng.Metrics().CacheLookup("blob", "hit")
-	q.w.Header().Set("Content-Length", strconv.FormatInt(c.Size(), 10))
+	q.w.Header().Set("Content-Length", strconv.FormatInt(c.ID().Size, 10))
 	q.w.WriteHeader(http.StatusOK)
 	w := s.metrics.countingWriter(q.w, "store")
-	h := c.Digest().Algorithm().Hash()
-	bp := engine.GetBuffer()
-	defer engine.PutBuffer(bp)
-	buf := *bp
-	head := c.Size() - engine.Holdback
-	for sent := int64(0); sent < head; {
-		n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), head-sent)])
-		h.Write(buf[:n])
-		if err != nil {
-			s.eng.StoreReadError(ctx, c.Digest(), err)
-			panic(http.ErrAbortHandler)
-		}
-		if _, err := w.Write(buf[:n]); err != nil {
-			return // the client left
-		}
-		sent += int64(n)
-	}
-	tail := buf[:engine.Holdback]
-	if _, err := io.ReadFull(rc, tail); err != nil {
-		s.eng.StoreReadError(ctx, c.Digest(), err)
+	err := c.Stream(w, rc, engine.Holdback, func() { s.eng.MarkVerified(c) })
+	var we *stored.WriteError
+	switch {
+	case err == nil, errors.As(err, &we):
+		return // sent, or the client left
+	default:
+		s.eng.StoredError(q.ctx(), c.Digest(), err)
 		panic(http.ErrAbortHandler)
 	}
-	h.Write(tail)
-	if got := digest.NewDigest(c.Digest().Algorithm(), h); got != c.Digest() {
-		s.eng.StoreCorrupt(ctx, c.Digest(), "hashes to "+got.String())
-		panic(http.ErrAbortHandler)
-	}
-	s.eng.MarkVerified(c)
-	_, _ = w.Write(tail)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/google/uuid"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
+	"github.com/pullgate/pullgate/cache/verified"
 )
 
 // Options configure a Store.
@@ -215,7 +216,7 @@ func (s *Store) Get(ctx context.Context, dgst digest.Digest) ([]byte, error) {
 		s.forget(dgst)
 		return nil, ErrNotFound
 	}
-	if digest.FromBytes(b) != dgst {
+	if verified.Check(dgst, b) != nil {
 		// Corrupted at rest: never serve it.
 		s.log.Error("store: content does not match its digest; removing it", "digest", dgst)
 		_ = s.Delete(ctx, dgst)
@@ -270,7 +271,7 @@ func (s *Store) WriteProbe(ctx context.Context) error {
 
 // PutBytes commits small verified content (manifests). The digest is checked.
 func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) error {
-	if dgst.Algorithm() != digest.SHA256 || digest.FromBytes(b) != dgst {
+	if dgst.Algorithm() != digest.SHA256 || verified.Check(dgst, b) != nil {
 		return fmt.Errorf("store: content does not match digest %s", dgst)
 	}
 	defer s.beginCommit(dgst)()

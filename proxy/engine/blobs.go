@@ -5,19 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/pullgate/pullgate/cache/download"
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/cache/stored"
+	"github.com/pullgate/pullgate/cache/verified"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify/content"
@@ -453,9 +454,13 @@ func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 			return nil, err
 		}
 		defer file.Close()
-		bp := GetBuffer()
-		defer PutBuffer(bp)
-		if _, err := io.CopyBuffer(in, io.LimitReader(file, size), *bp); err != nil {
+		// The spool file is read as verified bytes, as every source is.
+		vr, err := verified.NewReader(io.LimitReader(file, size), dgst, size)
+		if err != nil {
+			_ = in.Close()
+			return nil, err
+		}
+		if _, err := stored.CopyBuffer(in, vr); err != nil {
 			_ = in.Close()
 			var fd *content.Finding
 			if errors.As(err, &fd) {
@@ -575,51 +580,23 @@ func (s *Engine) inspectedAs(ctx context.Context, rev, rule string, dgst digest.
 // does not hash it again). Findings come back as *ContentFailure; other
 // errors are store errors.
 func (s *Engine) inspectStoredWith(ctx context.Context, dgst digest.Digest, size int64, in content.Inspector) error {
-	c, err := s.OpenStored(ctx, dgst, size)
+	c, err := stored.Open(ctx, s.store, dgst, size)
 	if err != nil {
 		_ = in.Close()
 		return err
 	}
 	defer c.Close()
-	rc, err := c.Reader()
-	if err != nil {
+	ferr, err := c.Inspect(in)
+	var mm *verified.MismatchError
+	switch {
+	case errors.As(err, &mm):
 		_ = in.Close()
-		return err
-	}
-	defer rc.Close()
-	h := dgst.Algorithm().Hash()
-	bp := GetBuffer()
-	defer PutBuffer(bp)
-	buf := *bp
-	var ferr error
-	for ferr == nil {
-		n, rerr := rc.Read(buf)
-		if n > 0 {
-			h.Write(buf[:n])
-			_, ferr = in.Write(buf[:n])
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			_ = in.Close()
-			return rerr
-		}
-	}
-	if ferr != nil {
-		// A finding counts only for the blob's own bytes: hash the rest of
-		// the copy before concluding anything about the blob.
-		if _, err := io.CopyBuffer(h, rc, buf); err != nil {
-			_ = in.Close()
-			return err
-		}
-	}
-	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
-		_ = in.Close()
-		s.StoreCorrupt(ctx, dgst, "hashes to "+got.String())
+		s.StoreCorrupt(ctx, dgst, "hashes to "+mm.Got.String())
 		return fmt.Errorf("stored blob %s is corrupted", dgst)
-	}
-	if ferr == nil {
+	case err != nil:
+		_ = in.Close()
+		return errors.Unwrap(err) // the store's own error
+	case ferr == nil:
 		s.MarkVerified(c)
 	}
 	if cerr := in.Close(); ferr == nil {
@@ -666,8 +643,8 @@ func (s *Engine) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	defer resp.Body.Close()
 	// An upstream that stops sending holds every waiting client: abandon
 	// the fetch after the upstream's timeout without a byte.
-	body := &stallReader{r: resp.Body, stall: up.Timeout(), cancel: cancel}
-	defer body.stop()
+	body := download.NewStallReader(resp.Body, up.Timeout(), cancel)
+	defer body.Stop()
 	size := resp.ContentLength
 	switch {
 	case size < 0 && grant.Desc.Size > 0:
@@ -691,82 +668,20 @@ func (s *Engine) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 			}
 		}()
 	}
-	f.Begin(size)
-	if in == nil {
-		f.Ungate()
-	}
 	inspectStart := time.Now()
 	// The spool is written as bytes arrive (readers follow it, never past
 	// the held-back tail); hashing and inspection run alongside on their own
-	// goroutine, on the very same buffers.
-	check := newStreamCheck(dgst.Algorithm().Hash(), in, f)
-	// A content finding aborts the clients at once, but it is recorded
-	// against the blob only once the whole stream hashed to the digest: an
-	// upstream sending other bytes must not get a good blob marked bad.
-	var finding error
-	var total int64
-	// Every read goes to the spool at once (readers follow it); chunks of
-	// at least chunkMin go to the check, or every read while readers wait
-	// for the header to be accepted.
-	buf, n := check.buffer(), 0
-	for {
-		m, rerr := body.Read(buf[n:])
-		if m > 0 {
-			total += int64(m)
-			if total > size {
-				check.stop()
-				return &Mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
-			}
-			if finding == nil {
-				if _, werr := s.disk.SpoolWrite(f, buf[n:n+m]); werr != nil {
-					check.stop()
-					s.storageError(opSpool, s.spoolDir, size, werr)
-					if store.IsNoSpace(werr) {
-						// The spool file (total-m bytes) goes when the
-						// fetch ends: make the rest of the room.
-						s.roomFor(s.spoolDir, size, total-int64(m))
-						return &SpoolFullError{dgst, size, werr}
-					}
-					return fmt.Errorf("spool: %w", werr)
-				}
-			}
-			n += m
-		}
-		if n > 0 && (n >= chunkMin || n == len(buf) || rerr != nil || !f.Ungated()) {
-			if ierr := check.submit(buf[:n]); ierr != nil && finding == nil {
-				finding = asFinding(ierr, "content")
-				f.Finish(finding)
-			}
-			buf, n = check.buffer(), 0
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			check.stop()
-			msg := rerr.Error()
-			if body.stalled.Load() {
-				msg = fmt.Sprintf("sent nothing for %s after %d of %d bytes", up.Timeout(), total, size)
-			}
-			return &upstream.Error{Kind: upstream.Unavailable, Upstream: up.Name, Msg: "blob " + dgst.String() + ": " + msg}
-		}
-	}
-	check.release(buf)
-	if finding == nil && total == size {
+	// goroutine, on the very same buffers. A content finding aborts the
+	// clients at once, but it is recorded against the blob only once the
+	// whole stream hashed to the digest.
+	d := &download.Download{Body: body, Size: size, Digest: dgst, Inspector: in, Fetch: f, SpoolWrite: s.disk.SpoolWrite,
+		Finding: func(err error) error { return asFinding(err, "content") }}
+	spooled, err := d.Run()
+	if spooled {
 		s.storageOK(s.spoolDir) // the whole blob fit in the spool
 	}
-	sum, ierr := check.finish()
-	if ierr != nil && finding == nil {
-		finding = asFinding(ierr, "content")
-	}
-	if total != size {
-		return &Mismatch{up.Name, dgst, fmt.Sprintf("%d bytes received, %d announced", total, size)}
-	}
-	if got := digest.NewDigestFromBytes(dgst.Algorithm(), sum); got != dgst {
-		return &Mismatch{up.Name, dgst, "got " + got.String()}
-	}
-	if finding != nil {
-		return finding
+	if err != nil {
+		return s.fetchFailed(up, dgst, size, err)
 	}
 	if in != nil {
 		closed = true
@@ -803,6 +718,39 @@ func (s *Engine) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	return nil
 }
 
+// fetchFailed is the error a download that failed ends the fetch with
+// (what clients are answered with, see fetchError), after reporting a
+// spool that ran out of room.
+func (s *Engine) fetchFailed(up *upstream.Client, dgst digest.Digest, size int64, err error) error {
+	var mm *verified.MismatchError
+	var se *download.SpoolError
+	var re *download.ReadError
+	switch {
+	case errors.As(err, &mm) && mm.GotSize > size:
+		return &Mismatch{up.Name, dgst, fmt.Sprintf("more than the %d bytes announced", size)}
+	case errors.As(err, &mm) && mm.GotSize != size:
+		return &Mismatch{up.Name, dgst, fmt.Sprintf("%d bytes received, %d announced", mm.GotSize, size)}
+	case errors.As(err, &mm):
+		return &Mismatch{up.Name, dgst, "got " + mm.Got.String()}
+	case errors.As(err, &se):
+		s.storageError(opSpool, s.spoolDir, size, se.Err)
+		if store.IsNoSpace(se.Err) {
+			// The spool file goes when the fetch ends: make the rest of
+			// the room.
+			s.roomFor(s.spoolDir, size, se.Spooled)
+			return &SpoolFullError{dgst, size, se.Err}
+		}
+		return fmt.Errorf("spool: %w", se.Err)
+	case errors.As(err, &re):
+		msg := re.Err.Error()
+		if re.Stalled {
+			msg = fmt.Sprintf("sent nothing for %s after %d of %d bytes", up.Timeout(), re.Received, size)
+		}
+		return &upstream.Error{Kind: upstream.Unavailable, Upstream: up.Name, Msg: "blob " + dgst.String() + ": " + msg}
+	}
+	return err // a finding
+}
+
 // newEvidenceInspector accepts a signature/attestation blob only if it is
 // JSON of at most the evidence size limit; nothing is released before the
 // whole blob was checked.
@@ -831,104 +779,4 @@ func (s *Engine) checkStoredEvidence(ctx context.Context, desc ocispec.Descripto
 		return asFinding(err, "evidence")
 	}
 	return s.inspectStoredWith(ctx, desc.Digest, size, in)
-}
-
-// stallReader cancels a fetch whose body sends nothing for stall.
-type stallReader struct {
-	r       io.Reader
-	stall   time.Duration
-	cancel  context.CancelFunc
-	timer   *time.Timer
-	stalled atomic.Bool
-}
-
-func (s *stallReader) Read(p []byte) (int, error) {
-	if s.timer == nil && s.stall > 0 {
-		s.timer = time.AfterFunc(s.stall, func() { s.stalled.Store(true); s.cancel() })
-	}
-	n, err := s.r.Read(p)
-	if n > 0 && s.timer != nil {
-		s.timer.Reset(s.stall)
-	}
-	return n, err
-}
-
-func (s *stallReader) stop() {
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-}
-
-// streamCheck hashes and inspects a blob's chunks on its own goroutine, in
-// order, while the fetch keeps reading and spooling. Buffers circulate
-// between the two through a small pool, which bounds memory per fetch.
-type streamCheck struct {
-	h      hash.Hash
-	in     content.Inspector
-	f      *inflight.Fetch
-	work   chan []byte
-	free   chan []byte
-	done   chan struct{}
-	err    error // written by the goroutine before failed is set
-	failed atomic.Bool
-}
-
-const (
-	checkBuffers   = 4
-	checkBufferLen = 1 << 20
-	chunkMin       = 512 << 10
-)
-
-func newStreamCheck(h hash.Hash, in content.Inspector, f *inflight.Fetch) *streamCheck {
-	c := &streamCheck{h: h, in: in, f: f, work: make(chan []byte, checkBuffers), free: make(chan []byte, checkBuffers), done: make(chan struct{})}
-	for i := 0; i < checkBuffers; i++ {
-		c.free <- make([]byte, checkBufferLen)
-	}
-	go c.run()
-	return c
-}
-
-func (c *streamCheck) run() {
-	defer close(c.done)
-	for b := range c.work {
-		c.h.Write(b)
-		if c.in != nil && c.err == nil {
-			if _, err := c.in.Write(b); err != nil {
-				c.err = err
-				c.failed.Store(true)
-			} else if c.in.HeaderDone() {
-				c.f.Ungate()
-			}
-		}
-		c.free <- b[:cap(b)]
-	}
-}
-
-// buffer waits for a free buffer.
-func (c *streamCheck) buffer() []byte { return <-c.free }
-
-// release returns an unused buffer.
-func (c *streamCheck) release(b []byte) { c.free <- b[:cap(b)] }
-
-// submit queues a filled buffer (every byte is hashed); it reports an
-// inspection failure as soon as one is known.
-func (c *streamCheck) submit(b []byte) error {
-	c.work <- b
-	if c.failed.Load() {
-		return c.err
-	}
-	return nil
-}
-
-// finish waits for every chunk and returns the digest and any inspection error.
-func (c *streamCheck) finish() ([]byte, error) {
-	close(c.work)
-	<-c.done
-	return c.h.Sum(nil), c.err
-}
-
-// stop ends the goroutine after a failure elsewhere.
-func (c *streamCheck) stop() {
-	close(c.work)
-	<-c.done
 }

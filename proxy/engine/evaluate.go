@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/cache/verified"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify"
@@ -149,9 +149,9 @@ func (s *Engine) payloadSubjects(q *Query, dgst digest.Digest, m *Manifest) ([]d
 func (s *Engine) evidenceBytes(q *Query, l ocispec.Descriptor) ([]byte, error) {
 	limit := int64(s.cfg.Limits.MaxEvidenceSize)
 	if rc, err := s.store.Reader(q.ctx(), l.Digest, 0); err == nil {
-		b, rerr := io.ReadAll(io.LimitReader(rc, limit+1))
+		b, rerr := verified.ReadAll(rc, l.Digest, limit)
 		rc.Close()
-		if rerr == nil && int64(len(b)) <= limit && l.Digest.Algorithm().FromBytes(b) == l.Digest {
+		if rerr == nil {
 			return b, nil
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/cache/verified"
 	"github.com/pullgate/pullgate/proxy/config"
 )
 
@@ -463,12 +464,15 @@ func (c *Client) Manifest(ctx context.Context, repo, ref string, maxSize int64) 
 		return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: got %d bytes, Content-Length said %d", what, len(body), resp.ContentLength)}
 	}
 	if refDigest != "" {
-		if got := refDigest.Algorithm().FromBytes(body); got != refDigest {
-			return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: content does not match its digest (got %s)", what, got)}
+		var mm *verified.MismatchError
+		if err := verified.Check(refDigest, body); errors.As(err, &mm) {
+			return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: content does not match its digest (got %s)", what, mm.Got)}
+		} else if err != nil {
+			return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: %v", what, err)}
 		}
 	} else if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
 		// By tag, the upstream's own digest claim must hold for the bytes.
-		if dg, err := digest.Parse(h); err != nil || dg.Algorithm().FromBytes(body) != dg {
+		if dg, err := digest.Parse(h); err != nil || verified.Check(dg, body) != nil {
 			return nil, "", &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("%s: content does not match Docker-Content-Digest %q", what, h)}
 		}
 	}
@@ -540,15 +544,18 @@ func (c *Client) BlobBytes(ctx context.Context, repo string, dgst digest.Digest,
 	if resp.ContentLength > maxSize {
 		return nil, &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("blob %s: %d bytes exceeds the limit of %d", dgst, resp.ContentLength, maxSize)}
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxSize+1))
-	if err != nil {
-		return nil, c.classify(err, "blob "+dgst.String())
-	}
-	if int64(len(b)) > maxSize {
+	b, err := verified.ReadAll(resp.Body, dgst, maxSize)
+	var mm *verified.MismatchError
+	var ue *verified.UnavailableError
+	switch {
+	case errors.Is(err, verified.ErrTooLarge):
 		return nil, &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("blob %s exceeds the limit of %d bytes", dgst, maxSize)}
-	}
-	if dgst.Algorithm().FromBytes(b) != dgst {
+	case errors.As(err, &mm):
 		return nil, &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("blob %s: content does not match its digest", dgst)}
+	case errors.As(err, &ue):
+		return nil, &Error{Kind: Invalid, Upstream: c.Name, Msg: fmt.Sprintf("blob %s: %v", dgst, err)}
+	case err != nil:
+		return nil, c.classify(err, "blob "+dgst.String())
 	}
 	return b, nil
 }
