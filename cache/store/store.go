@@ -215,7 +215,7 @@ func (s *Store) Get(ctx context.Context, dgst digest.Digest) ([]byte, error) {
 		s.forget(dgst)
 		return nil, ErrNotFound
 	}
-	if digest.FromBytes(b) != dgst {
+	if dgst.Algorithm().FromBytes(b) != dgst {
 		// Corrupted at rest: never serve it.
 		s.log.Error("store: content does not match its digest; removing it", "digest", dgst)
 		_ = s.Delete(ctx, dgst)
@@ -268,9 +268,10 @@ func (s *Store) WriteProbe(ctx context.Context) error {
 	return nil
 }
 
-// PutBytes commits small verified content (manifests). The digest is checked.
+// PutBytes commits small verified content (manifests). The digest (of any
+// available algorithm: sha256, sha512) is checked.
 func (s *Store) PutBytes(ctx context.Context, dgst digest.Digest, b []byte) error {
-	if dgst.Algorithm() != digest.SHA256 || digest.FromBytes(b) != dgst {
+	if dgst.Validate() != nil || dgst.Algorithm().FromBytes(b) != dgst {
 		return fmt.Errorf("store: content does not match digest %s", dgst)
 	}
 	defer s.beginCommit(dgst)()
