@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/upstream"
@@ -199,12 +200,11 @@ func (s *Server) resolve(q *request) (digest.Digest, error) {
 	if rec, ok := s.tags.Get(key); ok {
 		return rec.Digest, nil
 	}
-	metaKey := store.MetaKey("tags", q.rt.Upstream, q.rt.Repo, q.rt.Reference)
 	desc, err := q.up.Resolve(q.ctx(), q.rt.Repo, q.rt.Reference, int64(s.cfg.Limits.MaxManifestSize))
 	if err == nil {
 		rec := tagRecord{Digest: desc.Digest, MediaType: desc.MediaType, ResolvedAt: time.Now().UTC()}
 		s.tags.Add(key, rec, ucfg.TagTTL.D())
-		if perr := s.store.PutMeta(q.ctx(), metaKey, marshalMeta(rec)); perr != nil {
+		if perr := s.records.PutTag(q.ctx(), q.rt.Upstream, q.rt.Repo, q.rt.Reference, records.Tag(rec)); perr != nil {
 			s.log.Warn("store: tag record write failed", "err", perr)
 		}
 		s.markPresent(q.ctx(), q.rt.Upstream, q.rt.Repo, desc.Digest)
@@ -213,14 +213,11 @@ func (s *Server) resolve(q *request) (digest.Digest, error) {
 	if !upstream.IsKind(err, upstream.Unavailable) || ucfg.OfflineGrace.D() < 0 {
 		return "", err
 	}
-	b, merr := s.store.GetMeta(q.ctx(), metaKey)
-	if merr != nil {
+	tr, merr := s.records.Tag(q.ctx(), q.rt.Upstream, q.rt.Repo, q.rt.Reference)
+	if merr != nil { // none, or not a valid record
 		return "", err
 	}
-	var rec tagRecord
-	if json.Unmarshal(b, &rec) != nil || rec.Digest.Validate() != nil {
-		return "", err
-	}
+	rec := tagRecord(tr)
 	age := time.Since(rec.ResolvedAt)
 	if age > ucfg.OfflineGrace.D() {
 		return "", fmt.Errorf("%w (the last resolution of %s is %s old, beyond the offline grace of %s)", err, q.rt.Reference, age.Round(time.Second), ucfg.OfflineGrace.D())

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullgate/pullgate/cache/inflight"
+	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/cache/verdict"
 	"github.com/pullgate/pullgate/policy"
@@ -41,6 +42,7 @@ type Server struct {
 	cfg       *config.Config
 	log       *slog.Logger
 	store     *store.Store
+	records   *records.Records // the facts kept in store (cache/records)
 	fetches   *inflight.Group
 	upstreams map[string]*upstream.Client
 	policy    policySource
@@ -168,6 +170,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 		spool = filepath.Join(os.TempDir(), "pullgate-spool")
 		s.closers = append(s.closers, s.rescanEvery(rescanInterval))
 	}
+	s.records = records.New(s.store)
 	s.metrics.storeIndex(reg, s.store)
 	if cfg.Storage.SpoolDir != "" {
 		spool = cfg.Resolve(cfg.Storage.SpoolDir)
