@@ -14,7 +14,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/cache/records"
-	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
@@ -292,20 +291,9 @@ func (s *Server) cachedManifest(ctx context.Context, dgst digest.Digest) ([]byte
 	return b, m, true
 }
 
-// presentRecord is the persisted record that an upstream served (or
-// resolved a tag to) a manifest digest in a repository.
-type presentRecord struct {
-	Digest digest.Digest `json:"digest"`
-	SeenAt time.Time     `json:"seenAt"`
-}
-
 // presentMemTTL bounds how long an existence record stays in memory (the
 // store keeps it).
 const presentMemTTL = 24 * time.Hour
-
-func presentKey(upstreamName, repo string, dgst digest.Digest) string {
-	return store.MetaKey("present", upstreamName, repo, "_manifests", dgst.Algorithm().String(), dgst.Encoded())
-}
 
 // isPresent reports whether the upstream was seen to serve dgst in repo.
 func (s *Server) isPresent(ctx context.Context, upstreamName, repo string, dgst digest.Digest) bool {
@@ -313,12 +301,7 @@ func (s *Server) isPresent(ctx context.Context, upstreamName, repo string, dgst 
 	if _, ok := s.present.Get(mk); ok {
 		return true
 	}
-	b, err := s.store.GetMeta(ctx, presentKey(upstreamName, repo, dgst))
-	if err != nil {
-		return false
-	}
-	var rec presentRecord
-	if json.Unmarshal(b, &rec) != nil || rec.Digest != dgst {
+	if ok, err := s.records.Present(ctx, upstreamName, repo, dgst); err != nil || !ok {
 		return false
 	}
 	s.present.Add(mk, true, presentMemTTL)
@@ -332,8 +315,7 @@ func (s *Server) markPresent(ctx context.Context, upstreamName, repo string, dgs
 	if _, ok := s.present.Get(mk); ok {
 		return
 	}
-	rec := presentRecord{Digest: dgst, SeenAt: time.Now().UTC()}
-	if err := s.store.PutMeta(ctx, presentKey(upstreamName, repo, dgst), marshalMeta(rec)); err != nil {
+	if err := s.records.PutPresent(ctx, upstreamName, repo, dgst, time.Now().UTC()); err != nil {
 		s.log.Warn("store: manifest existence record write failed", "err", err)
 	}
 	s.present.Add(mk, true, presentMemTTL)
