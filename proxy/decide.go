@@ -433,14 +433,6 @@ func (e *storeUnreadable) Error() string {
 
 func (e *storeUnreadable) Unwrap() error { return e.err }
 
-type manifestMeta struct {
-	MediaType string `json:"mediaType"`
-}
-
-func manifestMetaKey(d digest.Digest) string {
-	return store.MetaKey("manifests", d.Algorithm().String(), d.Encoded())
-}
-
 func marshalMeta(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -259,7 +258,7 @@ func (s *Server) manifestBytes(ctx context.Context, up *upstream.Client, repo st
 	if err := s.store.PutBytes(ctx, dgst, body); err != nil {
 		s.log.Warn("store: manifest write failed", "digest", dgst, "err", err)
 		s.storageError(opManifest, s.store.LocalRoot(), int64(len(body)), err)
-	} else if err := s.store.PutMeta(ctx, manifestMetaKey(dgst), marshalMeta(manifestMeta{MediaType: m.MediaType})); err != nil {
+	} else if err := s.records.PutManifestMeta(ctx, dgst, records.ManifestMeta{MediaType: m.MediaType}); err != nil {
 		s.log.Warn("store: manifest metadata write failed", "digest", dgst, "err", err)
 	}
 	return body, m, nil
@@ -278,10 +277,7 @@ func (s *Server) cachedManifest(ctx context.Context, dgst digest.Digest) ([]byte
 	if err != nil {
 		return nil, nil, false
 	}
-	var meta manifestMeta
-	if mb, err := s.store.GetMeta(ctx, manifestMetaKey(dgst)); err == nil {
-		_ = json.Unmarshal(mb, &meta)
-	}
+	meta, _ := s.records.ManifestMeta(ctx, dgst) // none: parsed by its content
 	m, err := parseManifest(b, meta.MediaType)
 	if err != nil {
 		return nil, nil, false
