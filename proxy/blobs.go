@@ -169,7 +169,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdi
 				continue
 			}
 			ok := false
-			if md := digest.NewDigestFromEncoded(digest.SHA256, enc); md.Validate() == nil {
+			if md := digest.Digest(enc); md.Validate() == nil {
 				g, ok = s.accountFor(q, g, md, dgst)
 			}
 			all = all && ok
@@ -288,7 +288,7 @@ func (s *Server) blobGrant(q *request, dgst digest.Digest) (_ blobGrant, _ Verdi
 		g := *evidence
 		g.Seen = nil
 		for _, md := range linked {
-			g.Seen = append(g.Seen, md.Encoded())
+			g.Seen = append(g.Seen, md.String())
 		}
 		slices.Sort(g.Seen)
 		g.Gen = 0

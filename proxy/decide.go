@@ -12,7 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/proxy/clientauth"
@@ -295,7 +295,7 @@ type blobGrant struct {
 	// Evidence: granted by a signature/attestation artifact. Such blobs
 	// are checked as evidence (small, JSON), not by content rules.
 	Evidence bool
-	// Under a content rule: Seen holds the encoded digests (sorted) of the
+	// Under a content rule: Seen holds the digests (algorithm:hex, sorted) of the
 	// manifests the grant accounts for, and Classes every (media type,
 	// file name) those allowed declare the blob as (sorted, distinct). A
 	// manifest is accounted for when it was allowed and its classes added,
@@ -327,7 +327,7 @@ func (g blobGrant) classes() []content.Class {
 // classes that manifest declares the blob as (g itself when it has both
 // already).
 func (g blobGrant) with(manifest digest.Digest, classes []content.Class) blobGrant {
-	enc := manifest.Encoded()
+	enc := manifest.String()
 	i, seen := slices.BinarySearch(g.Seen, enc)
 	merged := content.MergeClasses(g.Classes, classes)
 	if seen && len(merged) == len(g.Classes) {
@@ -352,7 +352,7 @@ func (g blobGrant) union(o blobGrant) blobGrant {
 }
 
 // covers reports whether the grant accounts for every linked manifest
-// (encoded digests, as linkNames returns them).
+// (digests, as linkNames returns them).
 func (g blobGrant) covers(links []string) bool {
 	for _, l := range links {
 		if _, seen := slices.BinarySearch(g.Seen, l); !seen {
@@ -374,15 +374,13 @@ func (s *Server) persistLinks(ctx context.Context, upstreamName, repo string, ma
 	// before no longer cover every link (see blobGrant.Gen).
 	defer s.linkGen.Add(1)
 	for _, d := range m.Blobs() {
-		key := store.MetaKey("links", upstreamName, repo, "_blobs", d.Digest.Encoded(), manifest.Encoded())
-		if err := s.store.PutMeta(ctx, key, []byte(manifest.String())); err != nil {
+		if err := s.records.PutLink(ctx, upstreamName, repo, records.Blobs, d.Digest, manifest); err != nil {
 			s.log.Warn("store: link write failed", "err", err)
 			return
 		}
 	}
 	for _, d := range m.Manifests {
-		key := store.MetaKey("links", upstreamName, repo, "_parents", d.Digest.Encoded(), manifest.Encoded())
-		if err := s.store.PutMeta(ctx, key, []byte(manifest.String())); err != nil {
+		if err := s.records.PutLink(ctx, upstreamName, repo, records.Parents, d.Digest, manifest); err != nil {
 			s.log.Warn("store: link write failed", "err", err)
 			return
 		}
@@ -391,30 +389,28 @@ func (s *Server) persistLinks(ctx context.Context, upstreamName, repo string, ma
 }
 
 // linkedManifests lists the manifests recorded as referencing blob (kind
-// "_blobs") or as parent indexes of a child manifest (kind "_parents").
+// "_blobs") or as parent indexes of a child manifest (kind "_parents"). An
+// error means the store could not say: no decision may treat it as "no
+// manifest" (a grant would then ignore declarations it cannot see).
 func (s *Server) linkedManifests(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]digest.Digest, error) {
-	names, err := s.linkNames(ctx, upstreamName, repo, kind, d)
+	out, err := s.records.Links(ctx, upstreamName, repo, records.LinkKind(kind), d)
 	if err != nil {
-		return nil, err
-	}
-	var out []digest.Digest
-	for _, n := range names {
-		dg := digest.NewDigestFromEncoded(digest.SHA256, n)
-		if dg.Validate() == nil {
-			out = append(out, dg)
-		}
+		s.log.Warn("store: link read failed", "err", err)
+		return nil, &storeUnreadable{what: "list which manifests reference " + d.String(), err: err}
 	}
 	return out, nil
 }
 
-// linkNames lists the encoded digests of the manifests linked to d. An
-// error means the store could not say: no decision may treat it as "no
-// manifest" (a grant would then ignore declarations it cannot see).
+// linkNames lists the digests (algorithm:hex) of the manifests linked to
+// d, as blobGrant.Seen holds them; an error as linkedManifests.
 func (s *Server) linkNames(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]string, error) {
-	names, err := s.store.ListMeta(ctx, store.MetaKey("links", upstreamName, repo, kind, d.Encoded()))
+	linked, err := s.linkedManifests(ctx, upstreamName, repo, kind, d)
 	if err != nil {
-		s.log.Warn("store: link read failed", "err", err)
-		return nil, &storeUnreadable{what: "list which manifests reference " + d.String(), err: err}
+		return nil, err
+	}
+	names := make([]string, len(linked))
+	for i, md := range linked {
+		names[i] = md.String()
 	}
 	return names, nil
 }
