@@ -403,19 +403,14 @@ func fetchFailed(r verify.Result) bool {
 	return false
 }
 
-func allowKey(q *request, dgst digest.Digest) string {
-	rev := strings.TrimPrefix(q.pol.Revision(), "sha256:")
-	return store.MetaKey("verdicts", rev, q.rt.Upstream, q.rt.Repo, dgst.Encoded())
-}
-
 func (s *Server) persistAllow(ctx context.Context, q *request, dgst digest.Digest, v Verdict) {
-	if err := s.store.PutMeta(ctx, allowKey(q, dgst), marshalMeta(v)); err != nil {
+	if err := s.records.PutAllow(ctx, q.pol.Revision(), q.rt.Upstream, q.rt.Repo, dgst, marshalMeta(v)); err != nil {
 		s.log.Warn("store: verdict write failed", "err", err)
 	}
 }
 
 func (s *Server) persistedAllow(ctx context.Context, q *request, dgst digest.Digest) (Verdict, bool) {
-	b, err := s.store.GetMeta(ctx, allowKey(q, dgst))
+	b, err := s.records.Allow(ctx, q.pol.Revision(), q.rt.Upstream, q.rt.Repo, dgst)
 	if err != nil {
 		return Verdict{}, false
 	}
