@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -384,10 +383,9 @@ const evidenceTimeout = 60 * time.Second
 // anyBadBlob reports whether any blob of the manifest failed content
 // inspection under this rule, in any scope.
 func (s *Server) anyBadBlob(ctx context.Context, q *request, m *parsedManifest) bool {
-	rev := strings.TrimPrefix(q.pol.Revision(), "sha256:")
 	for _, d := range m.Blobs() {
-		names, err := s.store.ListMeta(ctx, store.MetaKey("bad", rev, q.rule.Name, d.Digest.Encoded()))
-		if err != nil || len(names) > 0 { // unreadable: not proven clean
+		bad, err := s.records.AnyFinding(ctx, q.pol.Revision(), q.rule.Name, d.Digest)
+		if err != nil || bad { // unreadable: not proven clean
 			return true
 		}
 	}
@@ -485,10 +483,6 @@ func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []s
 // Content inspection results are recorded per policy revision, rule and
 // blob; results of an MBOM's tensor expectations also per expectation
 // (scope), since another release may expect other tensors of the same blob.
-func badKey(rev, rule string, d digest.Digest, scope string) string {
-	return store.MetaKey("bad", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope))
-}
-
 // inspectedKey records that a blob passed inspection as one class (see
 // content.Class.Key: what inspection depends on besides the bytes is the
 // media type and the file name declared, e.g. a template media type or a
@@ -509,10 +503,7 @@ func orFormat(scope string) string {
 // badBlob reports a content finding recorded for a blob under a rule (and
 // scope: "" for the format checks, an expectation id for tensor checks).
 func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest, scope string) (string, bool, error) {
-	b, err := s.store.GetMeta(ctx, badKey(rev, rule, d, scope))
-	if errors.Is(err, store.ErrNotFound) {
-		return "", false, nil
-	}
+	f, ok, err := s.records.Finding(ctx, rev, rule, d, scope)
 	if err != nil {
 		// Fail closed, without concluding: a finding the store holds but
 		// cannot return now must not read as "none", nor be recorded as
@@ -520,7 +511,7 @@ func (s *Server) badBlob(ctx context.Context, rev, rule string, d digest.Digest,
 		s.log.Warn("store: content finding read failed", "digest", d, "err", err)
 		return "", false, &storeUnreadable{what: "read the content findings recorded for " + d.String(), err: err}
 	}
-	return string(b), true, nil
+	return f, ok, nil
 }
 
 // findingOr is a recorded finding, or, when the store could not return the
@@ -535,7 +526,7 @@ func findingOr(f string, err error) string {
 // markBad records a content failure of a blob: every manifest referencing
 // it is denied from now on, so cached allows are dropped.
 func (s *Server) markBad(ctx context.Context, rev, rule string, d digest.Digest, scope, finding string) {
-	if err := s.store.PutMeta(ctx, badKey(rev, rule, d, scope), []byte(finding)); err != nil {
+	if err := s.records.PutFinding(ctx, rev, rule, d, scope, finding); err != nil {
 		s.log.Error("store: content finding write failed", "digest", d, "err", err)
 	}
 	s.verdicts.Purge()
