@@ -671,7 +671,7 @@ func asFinding(err error, format string) error {
 // failure purges cached decisions (every manifest referencing the blob is
 // denied from then on).
 // A finding marks the blob bad however it is declared; a pass counts only
-// for the classes it was inspected as (see inspectedKey).
+// for the classes it was inspected as (see records.Records.PutInspected).
 func (s *Server) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, exp *tensorExpectation, cf *contentFailure) {
 	if cf != nil {
 		scope := ""
@@ -683,7 +683,7 @@ func (s *Server) recordInspection(ctx context.Context, rev, rule string, dgst di
 	}
 	for _, scope := range scopesOf(exp) {
 		for _, c := range classes {
-			if err := s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst, scope, c.Key()), []byte("ok")); err != nil {
+			if err := s.records.PutInspected(ctx, rev, rule, dgst, scope, c.Key()); err != nil {
 				s.log.Warn("store: inspection record write failed", "err", err)
 			}
 		}
@@ -748,7 +748,7 @@ func (s *Server) inspectStored(q *request, grant blobGrant, size int64) error {
 func (s *Server) inspectedAs(ctx context.Context, rev, rule string, dgst digest.Digest, scopes []string, classes []content.Class) bool {
 	for _, c := range classes {
 		for _, scope := range scopes {
-			if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst, scope, c.Key())); err != nil {
+			if ok, err := s.records.Inspected(ctx, rev, rule, dgst, scope, c.Key()); err != nil || !ok {
 				return false
 			}
 		}

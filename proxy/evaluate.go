@@ -14,7 +14,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/route"
 	"github.com/pullgate/pullgate/proxy/upstream"
@@ -480,25 +479,15 @@ func (s *Server) contentFindings(q *request, m *parsedManifest, body []byte) []s
 	return out
 }
 
-// Content inspection results are recorded per policy revision, rule and
-// blob; results of an MBOM's tensor expectations also per expectation
-// (scope), since another release may expect other tensors of the same blob.
-// inspectedKey records that a blob passed inspection as one class (see
-// content.Class.Key: what inspection depends on besides the bytes is the
+// Content inspection results (cache/records: findings, inspections) are
+// recorded per policy revision, rule and blob; results of an MBOM's tensor
+// expectations also per expectation (scope), since another release may
+// expect other tensors of the same blob. A pass is recorded per class
+// (content.Class.Key: what inspection depends on besides the bytes is the
 // media type and the file name declared, e.g. a template media type or a
 // .jinja name turns on the template checks, a code name the code-layer
 // rule). A blob that passed as one class has not been inspected as
 // another: a class without a record is not inspected yet.
-func inspectedKey(rev, rule string, d digest.Digest, scope, class string) string {
-	return store.MetaKey("inspected", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope), class)
-}
-
-func orFormat(scope string) string {
-	if scope == "" {
-		return "format"
-	}
-	return scope
-}
 
 // badBlob reports a content finding recorded for a blob under a rule (and
 // scope: "" for the format checks, an expectation id for tensor checks).
