@@ -37,8 +37,9 @@
 // not sha256, so a finding recorded for a sha512 blob is never lost; the
 // others (verdicts, inspections) only cost a new decision or inspection.
 // <rev> is the policy revision without its "sha256:" prefix; <scope> is
-// "format" for the format checks and an MBOM tensor expectation id for
-// those; <class> is content.Class.Key (a media type and a file name).
+// "format" for the format checks and an MBOM tensor expectation's id
+// ("mbom-<id>") for those; <class> is content.Class.Key (a media type and a
+// file name).
 package records
 
 import (
