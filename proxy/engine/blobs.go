@@ -93,7 +93,7 @@ func (s *Engine) grantFor(q *Query, dgst digest.Digest) (_ BlobGrant, _ Verdict,
 				continue
 			}
 			ok := false
-			if md := digest.NewDigestFromEncoded(digest.SHA256, enc); md.Validate() == nil {
+			if md := digest.Digest(enc); md.Validate() == nil {
 				g, ok = s.accountFor(q, g, md, dgst)
 			}
 			all = all && ok
@@ -212,7 +212,7 @@ func (s *Engine) grantFor(q *Query, dgst digest.Digest) (_ BlobGrant, _ Verdict,
 		g := *evidence
 		g.Seen = nil
 		for _, md := range linked {
-			g.Seen = append(g.Seen, md.Encoded())
+			g.Seen = append(g.Seen, md.String())
 		}
 		slices.Sort(g.Seen)
 		g.Gen = 0
@@ -489,7 +489,7 @@ func asFinding(err error, format string) error {
 // failure purges cached decisions (every manifest referencing the blob is
 // denied from then on).
 // A finding marks the blob bad however it is declared; a pass counts only
-// for the classes it was inspected as (see inspectedKey).
+// for the classes it was inspected as (see records.Records.PutInspected).
 func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, exp *tensorExpectation, cf *ContentFailure) {
 	if cf != nil {
 		scope := ""
@@ -501,7 +501,7 @@ func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst di
 	}
 	for _, scope := range scopesOf(exp) {
 		for _, c := range classes {
-			if err := s.store.PutMeta(ctx, inspectedKey(rev, rule, dgst, scope, c.Key()), []byte("ok")); err != nil {
+			if err := s.records.PutInspected(ctx, rev, rule, dgst, scope, c.Key()); err != nil {
 				s.log.Warn("store: inspection record write failed", "err", err)
 			}
 		}
@@ -566,7 +566,7 @@ func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 func (s *Engine) inspectedAs(ctx context.Context, rev, rule string, dgst digest.Digest, scopes []string, classes []content.Class) bool {
 	for _, c := range classes {
 		for _, scope := range scopes {
-			if _, err := s.store.GetMeta(ctx, inspectedKey(rev, rule, dgst, scope, c.Key())); err != nil {
+			if ok, err := s.records.Inspected(ctx, rev, rule, dgst, scope, c.Key()); err != nil || !ok {
 				return false
 			}
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/verify/content"
@@ -163,7 +163,7 @@ type BlobGrant struct {
 	// Evidence: granted by a signature/attestation artifact. Such blobs
 	// are checked as evidence (small, JSON), not by content rules.
 	Evidence bool
-	// Under a content rule: Seen holds the encoded digests (sorted) of the
+	// Under a content rule: Seen holds the digests (algorithm:hex, sorted) of the
 	// manifests the grant accounts for, and Classes every (media type,
 	// file name) those allowed declare the blob as (sorted, distinct). A
 	// manifest is accounted for when it was allowed and its classes added,
@@ -195,7 +195,7 @@ func (g BlobGrant) classes() []content.Class {
 // classes that manifest declares the blob as (g itself when it has both
 // already).
 func (g BlobGrant) with(manifest digest.Digest, classes []content.Class) BlobGrant {
-	enc := manifest.Encoded()
+	enc := manifest.String()
 	i, seen := slices.BinarySearch(g.Seen, enc)
 	merged := content.MergeClasses(g.Classes, classes)
 	if seen && len(merged) == len(g.Classes) {
@@ -220,7 +220,7 @@ func (g BlobGrant) union(o BlobGrant) BlobGrant {
 }
 
 // covers reports whether the grant accounts for every linked manifest
-// (encoded digests, as linkNames returns them).
+// (digests, as linkNames returns them).
 func (g BlobGrant) covers(links []string) bool {
 	for _, l := range links {
 		if _, seen := slices.BinarySearch(g.Seen, l); !seen {
@@ -242,15 +242,13 @@ func (s *Engine) persistLinks(ctx context.Context, upstreamName, repo string, ma
 	// before no longer cover every link (see BlobGrant.Gen).
 	defer s.linkGen.Add(1)
 	for _, d := range m.Blobs() {
-		key := store.MetaKey("links", upstreamName, repo, "_blobs", d.Digest.Encoded(), manifest.Encoded())
-		if err := s.store.PutMeta(ctx, key, []byte(manifest.String())); err != nil {
+		if err := s.records.PutLink(ctx, upstreamName, repo, records.Blobs, d.Digest, manifest); err != nil {
 			s.log.Warn("store: link write failed", "err", err)
 			return
 		}
 	}
 	for _, d := range m.Manifests {
-		key := store.MetaKey("links", upstreamName, repo, "_parents", d.Digest.Encoded(), manifest.Encoded())
-		if err := s.store.PutMeta(ctx, key, []byte(manifest.String())); err != nil {
+		if err := s.records.PutLink(ctx, upstreamName, repo, records.Parents, d.Digest, manifest); err != nil {
 			s.log.Warn("store: link write failed", "err", err)
 			return
 		}
@@ -259,30 +257,28 @@ func (s *Engine) persistLinks(ctx context.Context, upstreamName, repo string, ma
 }
 
 // linkedManifests lists the manifests recorded as referencing blob (kind
-// "_blobs") or as parent indexes of a child manifest (kind "_parents").
+// "_blobs") or as parent indexes of a child manifest (kind "_parents"). An
+// error means the store could not say: no decision may treat it as "no
+// manifest" (a grant would then ignore declarations it cannot see).
 func (s *Engine) linkedManifests(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]digest.Digest, error) {
-	names, err := s.linkNames(ctx, upstreamName, repo, kind, d)
+	out, err := s.records.Links(ctx, upstreamName, repo, records.LinkKind(kind), d)
 	if err != nil {
-		return nil, err
-	}
-	var out []digest.Digest
-	for _, n := range names {
-		dg := digest.NewDigestFromEncoded(digest.SHA256, n)
-		if dg.Validate() == nil {
-			out = append(out, dg)
-		}
+		s.log.Warn("store: link read failed", "err", err)
+		return nil, &StoreUnreadable{what: "list which manifests reference " + d.String(), err: err}
 	}
 	return out, nil
 }
 
-// linkNames lists the encoded digests of the manifests linked to d. An
-// error means the store could not say: no decision may treat it as "no
-// manifest" (a grant would then ignore declarations it cannot see).
+// linkNames lists the digests (algorithm:hex) of the manifests linked to
+// d, as BlobGrant.Seen holds them; an error as linkedManifests.
 func (s *Engine) linkNames(ctx context.Context, upstreamName, repo, kind string, d digest.Digest) ([]string, error) {
-	names, err := s.store.ListMeta(ctx, store.MetaKey("links", upstreamName, repo, kind, d.Encoded()))
+	linked, err := s.linkedManifests(ctx, upstreamName, repo, kind, d)
 	if err != nil {
-		s.log.Warn("store: link read failed", "err", err)
-		return nil, &StoreUnreadable{what: "list which manifests reference " + d.String(), err: err}
+		return nil, err
+	}
+	names := make([]string, len(linked))
+	for i, md := range linked {
+		names[i] = md.String()
 	}
 	return names, nil
 }
@@ -300,14 +296,6 @@ func (e *StoreUnreadable) Error() string {
 }
 
 func (e *StoreUnreadable) Unwrap() error { return e.err }
-
-type manifestMeta struct {
-	MediaType string `json:"mediaType"`
-}
-
-func manifestMetaKey(d digest.Digest) string {
-	return store.MetaKey("manifests", d.Algorithm().String(), d.Encoded())
-}
 
 func marshalMeta(v any) []byte {
 	b, _ := json.Marshal(v)

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullgate/pullgate/cache/inflight"
+	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/config"
@@ -36,6 +37,7 @@ type Engine struct {
 	cfg       *config.Config
 	log       *slog.Logger
 	store     *store.Store
+	records   *records.Records // the facts kept in the store (cache/records)
 	fetches   *inflight.Group
 	upstreams map[string]*upstream.Client
 	policy    policySource
@@ -85,7 +87,7 @@ func New(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Log
 		reg = prometheus.NewRegistry()
 	}
 	s := &Engine{
-		cfg: cfg, log: log, store: st, upstreams: map[string]*upstream.Client{},
+		cfg: cfg, log: log, store: st, records: records.New(st), upstreams: map[string]*upstream.Client{},
 		metrics: newMetrics(reg),
 		memory:  newMemory(cfg.Cache.Size),
 	}

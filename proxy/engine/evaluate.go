@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/cache/verified"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/upstream"
@@ -346,10 +344,9 @@ const evidenceTimeout = 60 * time.Second
 // anyBadBlob reports whether any blob of the manifest failed content
 // inspection under this rule, in any scope.
 func (s *Engine) anyBadBlob(ctx context.Context, q *Query, m *Manifest) bool {
-	rev := strings.TrimPrefix(q.pol.Revision(), "sha256:")
 	for _, d := range m.Blobs() {
-		names, err := s.store.ListMeta(ctx, store.MetaKey("bad", rev, q.rule.Name, d.Digest.Encoded()))
-		if err != nil || len(names) > 0 { // unreadable: not proven clean
+		bad, err := s.records.AnyFinding(ctx, q.pol.Revision(), q.rule.Name, d.Digest)
+		if err != nil || bad { // unreadable: not proven clean
 			return true
 		}
 	}
@@ -365,19 +362,14 @@ func fetchFailed(r verify.Result) bool {
 	return false
 }
 
-func allowKey(q *Query, dgst digest.Digest) string {
-	rev := strings.TrimPrefix(q.pol.Revision(), "sha256:")
-	return store.MetaKey("verdicts", rev, q.sub.Upstream, q.sub.Repo, dgst.Encoded())
-}
-
 func (s *Engine) persistAllow(ctx context.Context, q *Query, dgst digest.Digest, v Verdict) {
-	if err := s.store.PutMeta(ctx, allowKey(q, dgst), marshalMeta(v)); err != nil {
+	if err := s.records.PutAllow(ctx, q.pol.Revision(), q.sub.Upstream, q.sub.Repo, dgst, marshalMeta(v)); err != nil {
 		s.log.Warn("store: verdict write failed", "err", err)
 	}
 }
 
 func (s *Engine) persistedAllow(ctx context.Context, q *Query, dgst digest.Digest) (Verdict, bool) {
-	b, err := s.store.GetMeta(ctx, allowKey(q, dgst))
+	b, err := s.records.Allow(ctx, q.pol.Revision(), q.sub.Upstream, q.sub.Repo, dgst)
 	if err != nil {
 		return Verdict{}, false
 	}
@@ -445,37 +437,20 @@ func (s *Engine) contentFindings(q *Query, m *Manifest, body []byte) []string {
 	return out
 }
 
-// Content inspection results are recorded per policy revision, rule and
-// blob; results of an MBOM's tensor expectations also per expectation
-// (scope), since another release may expect other tensors of the same blob.
-func badKey(rev, rule string, d digest.Digest, scope string) string {
-	return store.MetaKey("bad", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope))
-}
-
-// inspectedKey records that a blob passed inspection as one class (see
-// content.Class.Key: what inspection depends on besides the bytes is the
+// Content inspection results (cache/records: findings, inspections) are
+// recorded per policy revision, rule and blob; results of an MBOM's tensor
+// expectations also per expectation (scope), since another release may
+// expect other tensors of the same blob. A pass is recorded per class
+// (content.Class.Key: what inspection depends on besides the bytes is the
 // media type and the file name declared, e.g. a template media type or a
 // .jinja name turns on the template checks, a code name the code-layer
 // rule). A blob that passed as one class has not been inspected as
 // another: a class without a record is not inspected yet.
-func inspectedKey(rev, rule string, d digest.Digest, scope, class string) string {
-	return store.MetaKey("inspected", strings.TrimPrefix(rev, "sha256:"), rule, d.Encoded(), orFormat(scope), class)
-}
-
-func orFormat(scope string) string {
-	if scope == "" {
-		return "format"
-	}
-	return scope
-}
 
 // badBlob reports a content finding recorded for a blob under a rule (and
 // scope: "" for the format checks, an expectation id for tensor checks).
 func (s *Engine) badBlob(ctx context.Context, rev, rule string, d digest.Digest, scope string) (string, bool, error) {
-	b, err := s.store.GetMeta(ctx, badKey(rev, rule, d, scope))
-	if errors.Is(err, store.ErrNotFound) {
-		return "", false, nil
-	}
+	f, ok, err := s.records.Finding(ctx, rev, rule, d, scope)
 	if err != nil {
 		// Fail closed, without concluding: a finding the store holds but
 		// cannot return now must not read as "none", nor be recorded as
@@ -483,7 +458,7 @@ func (s *Engine) badBlob(ctx context.Context, rev, rule string, d digest.Digest,
 		s.log.Warn("store: content finding read failed", "digest", d, "err", err)
 		return "", false, &StoreUnreadable{what: "read the content findings recorded for " + d.String(), err: err}
 	}
-	return string(b), true, nil
+	return f, ok, nil
 }
 
 // findingOr is a recorded finding, or, when the store could not return the
@@ -498,7 +473,7 @@ func findingOr(f string, err error) string {
 // markBad records a content failure of a blob: every manifest referencing
 // it is denied from now on, so cached allows are dropped.
 func (s *Engine) markBad(ctx context.Context, rev, rule string, d digest.Digest, scope, finding string) {
-	if err := s.store.PutMeta(ctx, badKey(rev, rule, d, scope), []byte(finding)); err != nil {
+	if err := s.records.PutFinding(ctx, rev, rule, d, scope, finding); err != nil {
 		s.log.Error("store: content finding write failed", "digest", d, "err", err)
 	}
 	s.forget(findingRecorded)

@@ -2,13 +2,12 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/pullgate/pullgate/cache/store"
+	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
@@ -40,12 +39,11 @@ func (s *Engine) resolve(q *Query) (digest.Digest, error) {
 	if rec, ok := s.tags.Get(key); ok {
 		return rec.Digest, nil
 	}
-	metaKey := store.MetaKey("tags", q.sub.Upstream, q.sub.Repo, q.sub.Tag)
 	desc, err := q.up.Resolve(q.ctx(), q.sub.Repo, q.sub.Tag, int64(s.cfg.Limits.MaxManifestSize))
 	if err == nil {
 		rec := tagRecord{Digest: desc.Digest, MediaType: desc.MediaType, ResolvedAt: time.Now().UTC()}
 		s.tags.Add(key, rec, ucfg.TagTTL.D())
-		if perr := s.store.PutMeta(q.ctx(), metaKey, marshalMeta(rec)); perr != nil {
+		if perr := s.records.PutTag(q.ctx(), q.sub.Upstream, q.sub.Repo, q.sub.Tag, records.Tag(rec)); perr != nil {
 			s.log.Warn("store: tag record write failed", "err", perr)
 		}
 		s.markPresent(q.ctx(), q.sub.Upstream, q.sub.Repo, desc.Digest)
@@ -54,14 +52,11 @@ func (s *Engine) resolve(q *Query) (digest.Digest, error) {
 	if !upstream.IsKind(err, upstream.Unavailable) || ucfg.OfflineGrace.D() < 0 {
 		return "", err
 	}
-	b, merr := s.store.GetMeta(q.ctx(), metaKey)
-	if merr != nil {
+	tr, merr := s.records.Tag(q.ctx(), q.sub.Upstream, q.sub.Repo, q.sub.Tag)
+	if merr != nil { // none, or not a valid record
 		return "", err
 	}
-	var rec tagRecord
-	if json.Unmarshal(b, &rec) != nil || rec.Digest.Validate() != nil {
-		return "", err
-	}
+	rec := tagRecord(tr)
 	age := time.Since(rec.ResolvedAt)
 	if age > ucfg.OfflineGrace.D() {
 		return "", fmt.Errorf("%w (the last resolution of %s is %s old, beyond the offline grace of %s)", err, q.sub.Tag, age.Round(time.Second), ucfg.OfflineGrace.D())
@@ -104,7 +99,7 @@ func (s *Engine) manifestBytes(ctx context.Context, up *upstream.Client, repo st
 	if err := s.store.PutBytes(ctx, dgst, body); err != nil {
 		s.log.Warn("store: manifest write failed", "digest", dgst, "err", err)
 		s.storageError(opManifest, s.store.LocalRoot(), int64(len(body)), err)
-	} else if err := s.store.PutMeta(ctx, manifestMetaKey(dgst), marshalMeta(manifestMeta{MediaType: m.MediaType})); err != nil {
+	} else if err := s.records.PutManifestMeta(ctx, dgst, records.ManifestMeta{MediaType: m.MediaType}); err != nil {
 		s.log.Warn("store: manifest metadata write failed", "digest", dgst, "err", err)
 	}
 	return body, m, nil
@@ -123,10 +118,7 @@ func (s *Engine) cachedManifest(ctx context.Context, dgst digest.Digest) ([]byte
 	if err != nil {
 		return nil, nil, false
 	}
-	var meta manifestMeta
-	if mb, err := s.store.GetMeta(ctx, manifestMetaKey(dgst)); err == nil {
-		_ = json.Unmarshal(mb, &meta)
-	}
+	meta, _ := s.records.ManifestMeta(ctx, dgst) // none: parsed by its content
 	m, err := parseManifest(b, meta.MediaType)
 	if err != nil {
 		return nil, nil, false
@@ -136,20 +128,9 @@ func (s *Engine) cachedManifest(ctx context.Context, dgst digest.Digest) ([]byte
 	return b, m, true
 }
 
-// presentRecord is the persisted record that an upstream served (or
-// resolved a tag to) a manifest digest in a repository.
-type presentRecord struct {
-	Digest digest.Digest `json:"digest"`
-	SeenAt time.Time     `json:"seenAt"`
-}
-
 // presentMemTTL bounds how long an existence record stays in memory (the
 // store keeps it).
 const presentMemTTL = 24 * time.Hour
-
-func presentKey(upstreamName, repo string, dgst digest.Digest) string {
-	return store.MetaKey("present", upstreamName, repo, "_manifests", dgst.Algorithm().String(), dgst.Encoded())
-}
 
 // isPresent reports whether the upstream was seen to serve dgst in repo.
 func (s *Engine) isPresent(ctx context.Context, upstreamName, repo string, dgst digest.Digest) bool {
@@ -157,12 +138,7 @@ func (s *Engine) isPresent(ctx context.Context, upstreamName, repo string, dgst 
 	if _, ok := s.present.Get(mk); ok {
 		return true
 	}
-	b, err := s.store.GetMeta(ctx, presentKey(upstreamName, repo, dgst))
-	if err != nil {
-		return false
-	}
-	var rec presentRecord
-	if json.Unmarshal(b, &rec) != nil || rec.Digest != dgst {
+	if ok, err := s.records.Present(ctx, upstreamName, repo, dgst); err != nil || !ok {
 		return false
 	}
 	s.present.Add(mk, true, presentMemTTL)
@@ -176,8 +152,7 @@ func (s *Engine) markPresent(ctx context.Context, upstreamName, repo string, dgs
 	if _, ok := s.present.Get(mk); ok {
 		return
 	}
-	rec := presentRecord{Digest: dgst, SeenAt: time.Now().UTC()}
-	if err := s.store.PutMeta(ctx, presentKey(upstreamName, repo, dgst), marshalMeta(rec)); err != nil {
+	if err := s.records.PutPresent(ctx, upstreamName, repo, dgst, time.Now().UTC()); err != nil {
 		s.log.Warn("store: manifest existence record write failed", "err", err)
 	}
 	s.present.Add(mk, true, presentMemTTL)
