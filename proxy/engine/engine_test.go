@@ -649,6 +649,39 @@ func TestFetch(t *testing.T) {
 	}
 }
 
+// TestFetchFromLyingUpstream: bytes that do not hash to the digest end
+// the fetch with an error for every reader, and nothing is stored.
+func TestFetchFromLyingUpstream(t *testing.T) {
+	e := newEnv(t)
+	ctx := deadline(t)
+	img := e.up.PushImage(t, "open/app", "1", harness.ImageOptions{LayerSize: 200 << 10, Static: true})
+	layer := img.Layers[0]
+	eng := e.open(t, "s")
+	admit(t, eng, subject(t, eng, "open/app", "1"))
+	q, _ := eng.Query(ctx, subject(t, eng, "open/app", layer.Digest))
+	g, v, ok, err := eng.AdmitBlob(q)
+	if err != nil || !ok {
+		t.Fatalf("grant: %v %v", err, v.Reasons)
+	}
+	e.up.Liar.LieBlob(layer.Digest)
+	f, err := eng.Fetch(q, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Release()
+	var buf bytes.Buffer
+	n, cerr := f.CopyTo(ctx, &buf, 0, layer.Size)
+	if verr := f.Verified(ctx); cerr == nil || verr == nil || !strings.Contains(verr.Error(), "does not match") {
+		t.Fatalf("a lying upstream's blob: copied %d bytes (%v), verified: %v", n, cerr, verr)
+	}
+	if n >= layer.Size {
+		t.Fatalf("all %d bytes of a blob that failed its digest were sent", n)
+	}
+	if _, ok := eng.Store().Has(g.Desc.Digest); ok {
+		t.Fatal("the store holds a blob that failed its digest")
+	}
+}
+
 // TestFetchWithOtherClassesIsNotShared: under a content rule a download is
 // shared only by requests that inspect the blob as the same classes; a
 // declaration allowed while it runs (another tag naming the blob
