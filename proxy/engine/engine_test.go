@@ -525,7 +525,7 @@ func TestAdmitBlob(t *testing.T) {
 			reason: "rule blocked: action deny", offline: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			eng := e.open(t, "s")
+			eng := e.open(t, strings.ReplaceAll(t.Name(), "/", "-")) // a store of its own
 			for _, a := range tc.admit {
 				repo, ref, _ := strings.Cut(a, " ")
 				admit(t, eng, subject(t, eng, repo, ref))
@@ -605,20 +605,33 @@ func fetchAll(t *testing.T, ctx context.Context, f *inflight.Fetch, size int64) 
 	return buf.Bytes()
 }
 
+// grant is the grant AdmitBlob gives for blob in repo.
+func grant(t *testing.T, ctx context.Context, eng *engine.Engine, repo, blob string) (*engine.Query, engine.BlobGrant) {
+	t.Helper()
+	q, _ := eng.Query(ctx, subject(t, eng, repo, blob))
+	g, v, ok, err := eng.AdmitBlob(q)
+	if err != nil || !ok {
+		t.Fatalf("grant of %s: %v %v", blob, err, v.Reasons)
+	}
+	return q, g
+}
+
+// grantedLayer pushes open/app:1 with one layer of size random bytes,
+// admits it on an engine of its own and returns the layer's grant.
+func grantedLayer(t *testing.T, ctx context.Context, e *env, size int64) (*engine.Engine, *engine.Query, engine.BlobGrant, harness.Blob) {
+	t.Helper()
+	img := e.up.PushImage(t, "open/app", "1", harness.ImageOptions{LayerSize: size, Static: true})
+	eng := e.open(t, "s")
+	admit(t, eng, subject(t, eng, "open/app", "1"))
+	q, g := grant(t, ctx, eng, "open/app", img.Layers[0].Digest)
+	return eng, q, g, img.Layers[0]
+}
+
 // TestFetch: a granted blob is downloaded once, verified, sent and stored;
 // a second request while it runs joins it.
 func TestFetch(t *testing.T) {
-	e := newEnv(t)
-	ctx := deadline(t)
-	img := e.up.PushImage(t, "open/app", "1", harness.ImageOptions{LayerSize: 300 << 10, Static: true})
-	layer := img.Layers[0]
-	eng := e.open(t, "s")
-	admit(t, eng, subject(t, eng, "open/app", "1"))
-	q, _ := eng.Query(ctx, subject(t, eng, "open/app", layer.Digest))
-	g, v, ok, err := eng.AdmitBlob(q)
-	if err != nil || !ok {
-		t.Fatalf("grant: %v %v", err, v.Reasons)
-	}
+	e, ctx := newEnv(t), deadline(t)
+	eng, q, g, layer := grantedLayer(t, ctx, e, 300<<10)
 	entered, release := e.gate.hold(g.Desc.Digest)
 	defer release()
 	f1, err := eng.Fetch(q, g)
@@ -652,17 +665,8 @@ func TestFetch(t *testing.T) {
 // TestFetchFromLyingUpstream: bytes that do not hash to the digest end
 // the fetch with an error for every reader, and nothing is stored.
 func TestFetchFromLyingUpstream(t *testing.T) {
-	e := newEnv(t)
-	ctx := deadline(t)
-	img := e.up.PushImage(t, "open/app", "1", harness.ImageOptions{LayerSize: 200 << 10, Static: true})
-	layer := img.Layers[0]
-	eng := e.open(t, "s")
-	admit(t, eng, subject(t, eng, "open/app", "1"))
-	q, _ := eng.Query(ctx, subject(t, eng, "open/app", layer.Digest))
-	g, v, ok, err := eng.AdmitBlob(q)
-	if err != nil || !ok {
-		t.Fatalf("grant: %v %v", err, v.Reasons)
-	}
+	e, ctx := newEnv(t), deadline(t)
+	eng, q, g, layer := grantedLayer(t, ctx, e, 200<<10)
 	e.up.Liar.LieBlob(layer.Digest)
 	f, err := eng.Fetch(q, g)
 	if err != nil {
@@ -695,16 +699,8 @@ func TestFetchWithOtherClassesIsNotShared(t *testing.T) {
 	model(t, e, repo, "readme", blob, len(tmpl), "README.md")
 	model(t, e, repo, "tmpl", blob, len(tmpl), "chat_template.jinja")
 	eng := e.open(t, "s")
-	grant := func() (*engine.Query, engine.BlobGrant) {
-		q, _ := eng.Query(ctx, subject(t, eng, repo, blob))
-		g, v, ok, err := eng.AdmitBlob(q)
-		if err != nil || !ok {
-			t.Fatalf("grant: %v %v", err, v.Reasons)
-		}
-		return q, g
-	}
 	admit(t, eng, subject(t, eng, repo, "readme"))
-	q1, g1 := grant()
+	q1, g1 := grant(t, ctx, eng, repo, blob)
 	entered, release := e.gate.hold(g1.Desc.Digest)
 	defer release()
 	f1, err := eng.Fetch(q1, g1)
@@ -722,7 +718,7 @@ func TestFetchWithOtherClassesIsNotShared(t *testing.T) {
 		}
 	}
 	admit(t, eng, subject(t, eng, repo, "tmpl"))
-	q2, g2 := grant()
+	q2, g2 := grant(t, ctx, eng, repo, blob)
 	if len(g2.Classes) != 2 || len(g1.Classes) != 1 {
 		t.Fatalf("classes %v then %v; want one then two", g1.Classes, g2.Classes)
 	}
