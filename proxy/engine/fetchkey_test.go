@@ -10,7 +10,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/pullgate/pullgate/cache/verdict"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/verify/content"
@@ -92,7 +91,7 @@ func TestFetchPlanKeys(t *testing.T) {
 		t.Fatal("two policies of one revision")
 	}
 	cfg := &config.Config{Limits: config.Limits{MaxEvidenceSize: 1 << 20}}
-	s := &Engine{cfg: cfg, tensors: verdict.New[*tensorExpectation](16), blobGrants: verdict.New[BlobGrant](16)}
+	s := &Engine{cfg: cfg, memory: newMemory(16)}
 	query := func(pol *policy.Policy, repo string) *Query {
 		sub := Subject{Upstream: "up", Repo: repo}
 		return &Query{pol: pol, sub: sub, rule: pol.Match(sub.Repository())}
