@@ -76,7 +76,7 @@ func (s *Server) serveManifest(q *request) {
 // blobs. It answers the client itself (error or denial) and reports false
 // when the manifest is not to be served.
 func (s *Server) admitManifest(q *request, dgst digest.Digest) ([]byte, *engine.Manifest, bool) {
-	body, m, v, cached, err := s.eng.AdmitManifest(q.q, dgst)
+	m, v, cached, err := s.eng.AdmitManifest(q.q, dgst)
 	if err != nil {
 		s.upstreamError(q, err, ocierr.ManifestUnknown)
 		return nil, nil, false
@@ -86,7 +86,7 @@ func (s *Server) admitManifest(q *request, dgst digest.Digest) ([]byte, *engine.
 		s.deny(q, v, q.rt.Reference)
 		return nil, nil, false
 	}
-	return body, m, true
+	return m.Raw, m, true
 }
 
 // Manifest media types, as Accept names them.

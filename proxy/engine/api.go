@@ -27,21 +27,26 @@ func (q *Query) RuleVerdict() (Verdict, bool) {
 // grace.
 func (s *Engine) Resolve(q *Query) (digest.Digest, error) { return s.resolve(q) }
 
-// AdmitManifest returns the verified bytes of manifest dgst in the query's
-// repository and the decision about them (cached: from the verdict
-// cache). An allowed manifest's blobs and children are granted in the
-// repository. err is an upstream or store failure: nothing was decided.
-func (s *Engine) AdmitManifest(q *Query, dgst digest.Digest) (body []byte, m *Manifest, v Verdict, cached bool, err error) {
-	body, m, err = s.manifestBytes(q.ctx(), q.up, q.sub.Repo, dgst)
+// AdmitManifest returns manifest dgst of the query's repository, verified
+// (its bytes are m.Raw), and the decision about it (cached: from the
+// verdict cache). A rule that decides without the artifact (none, deny)
+// decides before anything is fetched. An allowed manifest's blobs and
+// children are granted in the repository. err is an upstream or store
+// failure: nothing was decided.
+func (s *Engine) AdmitManifest(q *Query, dgst digest.Digest) (m *Manifest, v Verdict, cached bool, err error) {
+	if v, ok := q.RuleVerdict(); ok && !v.Allowed {
+		return nil, v, false, nil
+	}
+	m, err = s.verifiedManifest(q.ctx(), q.up, q.sub.Repo, dgst)
 	if err != nil {
-		return nil, nil, Verdict{}, false, err
+		return nil, Verdict{}, false, err
 	}
 	s.persistLinks(q.ctx(), q.sub.Upstream, q.sub.Repo, dgst, m)
-	v, cached = s.decideManifest(q, dgst, body, m)
+	v, cached = s.decideManifest(q, dgst, m)
 	if v.Allowed {
 		s.grant(q, dgst, m, v)
 	}
-	return body, m, v, cached, nil
+	return m, v, cached, nil
 }
 
 // Decision is the result of Decide: the verdict about one reference.
@@ -70,12 +75,12 @@ func (s *Engine) Decide(ctx context.Context, sub Subject) (Decision, error) {
 	if err != nil {
 		return d, err
 	}
-	body, m, err := s.manifestBytes(ctx, q.up, sub.Repo, dgst)
+	m, err := s.verifiedManifest(ctx, q.up, sub.Repo, dgst)
 	if err != nil {
 		return d, err
 	}
 	s.persistLinks(ctx, sub.Upstream, sub.Repo, dgst, m)
-	d.Verdict, _ = s.decideManifest(q, dgst, body, m)
+	d.Verdict, _ = s.decideManifest(q, dgst, m)
 	d.Digest, d.MediaType = dgst, m.MediaType
 	return d, nil
 }
@@ -171,11 +176,11 @@ func (s *Engine) StorageFull() error { return s.storageFull() }
 func (s *Engine) Servable(q *Query, descs []ocispec.Descriptor) []ocispec.Descriptor {
 	out := make([]ocispec.Descriptor, 0, len(descs))
 	for _, d := range descs {
-		body, m, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, d.Digest)
+		m, err := s.verifiedManifest(q.ctx(), q.up, q.sub.Repo, d.Digest)
 		if err != nil {
 			continue
 		}
-		if v, _ := s.decideManifest(q.About(d.Digest), d.Digest, body, m); v.Allowed && !v.WouldDeny {
+		if v, _ := s.decideManifest(q.About(d.Digest), d.Digest, m); v.Allowed && !v.WouldDeny {
 			out = append(out, d)
 		}
 	}

@@ -128,8 +128,8 @@ func (s *Engine) grantFor(q *Query, dgst digest.Digest) (_ BlobGrant, _ Verdict,
 	// still allowed (its payload may name a subject denied since).
 	var evidence *BlobGrant
 	if ok {
-		if body, m, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, held.Manifest); err == nil {
-			if v, _ := s.decideManifest(q, held.Manifest, body, m); v.Allowed {
+		if m, err := s.verifiedManifest(q.ctx(), q.up, q.sub.Repo, held.Manifest); err == nil {
+			if v, _ := s.decideManifest(q, held.Manifest, m); v.Allowed {
 				evidence = &held
 			}
 		}
@@ -241,11 +241,11 @@ func (s *Engine) grantFor(q *Query, dgst digest.Digest) (_ BlobGrant, _ Verdict,
 // repository and grants its blobs when it is allowed. m is nil when the
 // manifest could not be read (nothing is concluded about it).
 func (s *Engine) decideLinked(q *Query, md digest.Digest) (*Manifest, Verdict, bool) {
-	body, m, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, md)
+	m, err := s.verifiedManifest(q.ctx(), q.up, q.sub.Repo, md)
 	if err != nil {
 		return nil, Verdict{}, false
 	}
-	v, _ := s.decideManifest(q, md, body, m)
+	v, _ := s.decideManifest(q, md, m)
 	if !v.Allowed {
 		return m, v, false
 	}
@@ -263,7 +263,7 @@ func (s *Engine) decideLinked(q *Query, md digest.Digest) (*Manifest, Verdict, b
 // be allowed later, here or on another replica, and then its declarations
 // count; it is decided again on the next request.
 func (s *Engine) accountFor(q *Query, g BlobGrant, md, dgst digest.Digest) (BlobGrant, bool) {
-	body, m, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, md)
+	m, err := s.verifiedManifest(q.ctx(), q.up, q.sub.Repo, md)
 	if err != nil {
 		return g, false
 	}
@@ -271,7 +271,7 @@ func (s *Engine) accountFor(q *Query, g BlobGrant, md, dgst digest.Digest) (Blob
 	if len(content.MergeClasses(g.Classes, classes)) == len(g.Classes) {
 		return g.with(md, nil), true
 	}
-	v, _ := s.decideManifest(q, md, body, m)
+	v, _ := s.decideManifest(q, md, m)
 	switch {
 	case v.Allowed && !v.Evidence:
 		s.grant(q, md, m, v)

@@ -98,7 +98,7 @@ func fromDecision(d policy.Decision) Verdict {
 // decideManifest decides a manifest digest in the request's repository,
 // from the verdict cache or by evaluating the policy. body/m are the
 // verified manifest bytes.
-func (s *Engine) decideManifest(q *Query, dgst digest.Digest, body []byte, m *Manifest) (Verdict, bool) {
+func (s *Engine) decideManifest(q *Query, dgst digest.Digest, m *Manifest) (Verdict, bool) {
 	rep := q.sub.Repository()
 	// Deny (and no rule) decide alone; allow decides alone unless the rule
 	// has content checks, which look at the manifest.
@@ -114,7 +114,7 @@ func (s *Engine) decideManifest(q *Query, dgst digest.Digest, body []byte, m *Ma
 	if v, ok := s.verdicts.Get(key); ok {
 		return v, true
 	}
-	v := s.evaluate(q, dgst, body, m)
+	v := s.evaluate(q, dgst, m)
 	s.verdicts.Add(key, v, s.ttl(v))
 	if !v.Allowed {
 		// An evidence grant confirmed before this artifact was denied may

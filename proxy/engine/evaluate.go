@@ -214,11 +214,11 @@ const maxEvidenceSubjects = 64
 // subjectVerdict decides the manifest subject in the request's repository,
 // as a pull of it by digest would be decided.
 func (s *Engine) subjectVerdict(q *Query, subject digest.Digest) (Verdict, error) {
-	body, sm, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, subject)
+	sm, err := s.verifiedManifest(q.ctx(), q.up, q.sub.Repo, subject)
 	if err != nil {
 		return Verdict{}, err
 	}
-	v, _ := s.decideManifest(q.with(subject), subject, body, sm)
+	v, _ := s.decideManifest(q.with(subject), subject, sm)
 	return v, nil
 }
 
@@ -274,11 +274,11 @@ func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Ver
 // content checks): children of an allowed
 // index inherit its decision; evidence artifacts are served; otherwise the
 // evidence is gathered and the policy decides. Content findings deny.
-func (s *Engine) evaluate(q *Query, dgst digest.Digest, body []byte, m *Manifest) Verdict {
+func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	ctx := q.ctx()
 	rule := q.rule
 	in := policy.Input{Repository: q.sub.Repository(), Digest: dgst}
-	in.ContentFindings = s.contentFindings(q, m, body)
+	in.ContentFindings = s.contentFindings(q, m)
 	if rule.Action != policy.ActionVerify {
 		return fromDecision(rule.Evaluate(in, q.pol.Revision()))
 	}
@@ -387,13 +387,13 @@ func (s *Engine) allowedParent(q *Query, dgst digest.Digest) (digest.Digest, boo
 	}
 	parents, _ := s.linkedManifests(q.ctx(), q.sub.Upstream, q.sub.Repo, "_parents", dgst) // unreadable: no parent vouches (fail closed)
 	for _, pd := range parents {
-		body, pm, err := s.manifestBytes(q.ctx(), q.up, q.sub.Repo, pd)
+		pm, err := s.verifiedManifest(q.ctx(), q.up, q.sub.Repo, pd)
 		if err != nil || !pm.IsIndex() || !listsChild(pm, dgst) {
 			continue
 		}
 		pq := *q
 		pq.depth++
-		v, _ := s.decideManifest(&pq, pd, body, pm)
+		v, _ := s.decideManifest(&pq, pd, pm)
 		if v.Allowed && !v.WouldDeny && !v.Evidence {
 			return pd, true
 		}
@@ -413,7 +413,7 @@ func listsChild(m *Manifest, d digest.Digest) bool {
 // contentFindings applies a content rule to a manifest: descriptor checks
 // (media types, code layers, paths) and blobs known to have failed
 // inspection under this rule.
-func (s *Engine) contentFindings(q *Query, m *Manifest, body []byte) []string {
+func (s *Engine) contentFindings(q *Query, m *Manifest) []string {
 	c := q.rule.Content
 	if c == nil {
 		return nil

@@ -11,12 +11,6 @@ import (
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
-// cachedManifest is a verified manifest kept in memory.
-type cachedManifest struct {
-	body []byte
-	m    *Manifest
-}
-
 // manifestMemTTL bounds how long a parsed manifest stays in memory.
 const manifestMemTTL = time.Hour
 
@@ -71,61 +65,61 @@ func (s *Engine) resolve(q *Query) (digest.Digest, error) {
 	return rec.Digest, nil
 }
 
-// manifestBytes returns verified manifest bytes for a digest in a repository
+// verifiedManifest returns the verified manifest for a digest in a repository
 // of an upstream: from memory or the store, or from the upstream (checked
 // against the digest, the size limit and its declared media type) and then
 // stored. Bytes are cached by digest alone, but they are returned for a
 // repository only if the upstream has been seen to serve that digest there
 // (a digest pulled in one repository must not open another repository's
 // blobs): without such a record the upstream is asked first (confirmPresent).
-func (s *Engine) manifestBytes(ctx context.Context, up *upstream.Client, repo string, dgst digest.Digest) ([]byte, *Manifest, error) {
-	if body, m, ok := s.cachedManifest(ctx, dgst); ok {
+func (s *Engine) verifiedManifest(ctx context.Context, up *upstream.Client, repo string, dgst digest.Digest) (*Manifest, error) {
+	if m, ok := s.cachedManifest(ctx, dgst); ok {
 		if err := s.confirmPresent(ctx, up, repo, dgst); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return body, m, nil
+		return m, nil
 	}
 	s.metrics.cache.WithLabelValues("manifest", "miss").Inc()
 	body, mt, err := up.Manifest(ctx, repo, dgst.String(), int64(s.cfg.Limits.MaxManifestSize))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	m, err := parseManifest(body, mt)
 	if err != nil {
-		return nil, nil, &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name, Msg: fmt.Sprintf("manifest %s: %v", dgst, err)}
+		return nil, &upstream.Error{Kind: upstream.Invalid, Upstream: up.Name, Msg: fmt.Sprintf("manifest %s: %v", dgst, err)}
 	}
 	s.markPresent(ctx, up.Name, repo, dgst)
-	s.manifests.Add(dgst.String(), &cachedManifest{body, m}, manifestMemTTL)
+	s.manifests.Add(dgst.String(), m, manifestMemTTL)
 	if err := s.store.PutBytes(ctx, dgst, body); err != nil {
 		s.log.Warn("store: manifest write failed", "digest", dgst, "err", err)
 		s.storageError(opManifest, s.store.LocalRoot(), int64(len(body)), err)
 	} else if err := s.records.PutManifestMeta(ctx, dgst, records.ManifestMeta{MediaType: m.MediaType}); err != nil {
 		s.log.Warn("store: manifest metadata write failed", "digest", dgst, "err", err)
 	}
-	return body, m, nil
+	return m, nil
 }
 
 // cachedManifest returns a verified manifest held in memory or the store,
 // whatever repository it was pulled in.
-func (s *Engine) cachedManifest(ctx context.Context, dgst digest.Digest) ([]byte, *Manifest, bool) {
+func (s *Engine) cachedManifest(ctx context.Context, dgst digest.Digest) (*Manifest, bool) {
 	// Content-addressed and verified: a parsed copy in memory is as good as
 	// the store's (this keeps warm decisions off the disk).
 	if c, ok := s.manifests.Get(dgst.String()); ok {
 		s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
-		return c.body, c.m, true
+		return c, true
 	}
 	b, err := s.store.Get(ctx, dgst)
 	if err != nil {
-		return nil, nil, false
+		return nil, false
 	}
 	meta, _ := s.records.ManifestMeta(ctx, dgst) // none: parsed by its content
 	m, err := parseManifest(b, meta.MediaType)
 	if err != nil {
-		return nil, nil, false
+		return nil, false
 	}
 	s.metrics.cache.WithLabelValues("manifest", "hit").Inc()
-	s.manifests.Add(dgst.String(), &cachedManifest{b, m}, manifestMemTTL)
-	return b, m, true
+	s.manifests.Add(dgst.String(), m, manifestMemTTL)
+	return m, true
 }
 
 // presentMemTTL bounds how long an existence record stays in memory (the

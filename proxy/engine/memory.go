@@ -25,7 +25,7 @@ type memory struct {
 	// was seen to serve in that repository (persisted under "present").
 	present *verdict.Cache[bool]
 	// manifests keeps verified, parsed manifests by digest.
-	manifests *verdict.Cache[*cachedManifest]
+	manifests *verdict.Cache[*Manifest]
 	// evidenceShapes remembers blob digest|media type pairs that passed
 	// the evidence check (a function of the bytes).
 	evidenceShapes *verdict.Cache[bool]
@@ -48,7 +48,7 @@ func newMemory(size int) memory {
 		linked:         verdict.New[bool](size * 4),
 		present:        verdict.New[bool](size * 4),
 		tensors:        verdict.New[*tensorExpectation](size * 4),
-		manifests:      verdict.New[*cachedManifest](4096),
+		manifests:      verdict.New[*Manifest](4096),
 		signedSubjects: verdict.New[[]digest.Digest](4096),
 		evidenceGrants: verdict.New[BlobGrant](size),
 		evidenceShapes: verdict.New[bool](size),
