@@ -4,20 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/audit"
-	"github.com/pullgate/pullgate/verify/content"
 )
 
-// Verdict is the proxy's record of a decision about one digest in one
+// Verdict is the engine's record of a decision about one digest in one
 // repository under one policy revision.
 type Verdict struct {
 	Allowed   bool          `json:"allowed"`
@@ -95,7 +92,7 @@ func fromDecision(d policy.Decision) Verdict {
 	return v
 }
 
-// decideManifest decides a manifest digest in the request's repository,
+// decideManifest decides a manifest digest in the query's repository,
 // from the verdict cache or by evaluating the policy. body/m are the
 // verified manifest bytes.
 func (s *Engine) decideManifest(q *Query, dgst digest.Digest, m *Manifest) (Verdict, bool) {
@@ -122,112 +119,6 @@ func (s *Engine) decideManifest(q *Query, dgst digest.Digest, m *Manifest) (Verd
 		s.forget(artifactDenied)
 	}
 	return v, false
-}
-
-// grant records that the blobs (and child manifests) of an allowed manifest
-// may be served in the request's repository under the current revision.
-// Under a content rule, the grant of a blob accumulates the classes (media
-// type, file name) that every manifest granted while it is held declares
-// the blob as, and those manifests (see BlobGrant.Classes).
-func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict) {
-	rev := q.pol.Revision()
-	ttl := s.cfg.Cache.AllowTTL.D()
-	var classes map[digest.Digest][]content.Class
-	if !v.Evidence && q.rule != nil && q.rule.Content != nil {
-		classes = content.BlobClasses(m)
-	}
-	for _, d := range m.Blobs() {
-		key := grantKey(rev, q.sub.Repository(), d.Digest)
-		old, ok := s.blobGrants.Get(key)
-		if ok && !old.Evidence && v.Evidence {
-			continue // an artifact's grant (inspected as content) stays
-		}
-		g := BlobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence}
-		if classes != nil {
-			if ok && !old.Evidence {
-				g = old
-			}
-			g = g.with(manifest, classes[d.Digest])
-		}
-		s.blobGrants.Add(key, g, ttl)
-	}
-}
-
-func grantKey(rev, repository string, blob digest.Digest) string {
-	return rev + "|" + repository + "|" + blob.String()
-}
-
-type BlobGrant struct {
-	Manifest digest.Digest
-	Desc     ocispec.Descriptor
-	// Evidence: granted by a signature/attestation artifact. Such blobs
-	// are checked as evidence (small, JSON), not by content rules.
-	Evidence bool
-	// Under a content rule: Seen holds the digests (algorithm:hex, sorted) of the
-	// manifests the grant accounts for, and Classes every (media type,
-	// file name) those allowed declare the blob as (sorted, distinct). A
-	// manifest is accounted for when it was allowed and its classes added,
-	// decided as a signature/attestation artifact (no content), or when
-	// Classes held its declarations already. The blob is served only once
-	// it passed inspection as every class, and the grant is used as is
-	// only while Seen holds every manifest the store links the blob to in
-	// the repository (see Server.BlobGrant). A grant value is never
-	// modified (it is shared through the cache): with and union copy.
-	Classes []content.Class
-	Seen    []string
-	// Gen, when not 0, is the link generation (Server.linkGen) at which
-	// Seen accounted for every manifest the store linked the blob to. In
-	// a local store, which only this process writes, the grant covers
-	// every link while the generation is unchanged: no listing is needed.
-	Gen uint64
-}
-
-// classes are the classes to inspect the blob as: the accumulated ones,
-// or the grant descriptor's own.
-func (g BlobGrant) classes() []content.Class {
-	if len(g.Classes) > 0 {
-		return g.Classes
-	}
-	return content.DeclarationOf(g.Desc).Classes()
-}
-
-// with returns the grant extended by a manifest it accounts for and the
-// classes that manifest declares the blob as (g itself when it has both
-// already).
-func (g BlobGrant) with(manifest digest.Digest, classes []content.Class) BlobGrant {
-	enc := manifest.String()
-	i, seen := slices.BinarySearch(g.Seen, enc)
-	merged := content.MergeClasses(g.Classes, classes)
-	if seen && len(merged) == len(g.Classes) {
-		return g
-	}
-	if !seen {
-		g.Seen = slices.Insert(slices.Clone(g.Seen), i, enc)
-	}
-	g.Classes = merged
-	return g
-}
-
-// union returns g extended by every manifest and class of o.
-func (g BlobGrant) union(o BlobGrant) BlobGrant {
-	g.Classes = content.MergeClasses(g.Classes, o.Classes)
-	for _, enc := range o.Seen {
-		if i, seen := slices.BinarySearch(g.Seen, enc); !seen {
-			g.Seen = slices.Insert(slices.Clone(g.Seen), i, enc)
-		}
-	}
-	return g
-}
-
-// covers reports whether the grant accounts for every linked manifest
-// (digests, as linkNames returns them).
-func (g BlobGrant) covers(links []string) bool {
-	for _, l := range links {
-		if _, seen := slices.BinarySearch(g.Seen, l); !seen {
-			return false
-		}
-	}
-	return true
 }
 
 // persistLinks records, in the shared store, which manifests reference which

@@ -211,7 +211,7 @@ func statementDigests(b []byte) ([]digest.Digest, bool) {
 // may speak about (each is decided).
 const maxEvidenceSubjects = 64
 
-// subjectVerdict decides the manifest subject in the request's repository,
+// subjectVerdict decides the manifest subject in the query's repository,
 // as a pull of it by digest would be decided.
 func (s *Engine) subjectVerdict(q *Query, subject digest.Digest) (Verdict, error) {
 	sm, err := s.verifiedManifest(q.ctx(), q.up, q.sub.Repo, subject)

@@ -21,7 +21,7 @@ type tagRecord struct {
 	ResolvedAt time.Time     `json:"resolvedAt"`
 }
 
-// resolve turns the request's reference into a digest: digests as they are,
+// resolve turns the subject's reference into a digest: digests as they are,
 // tags through the upstream (cached for the tag TTL), or, when the upstream
 // is unreachable, the tag's last resolution within the offline grace.
 func (s *Engine) resolve(q *Query) (digest.Digest, error) {
