@@ -419,15 +419,24 @@ func (c *Client) Resolve(ctx context.Context, repo, ref string, maxSize int64) (
 		return Descriptor{}, c.statusError(resp.StatusCode, "manifest "+repo+":"+ref, resp.Header.Get("Retry-After"))
 	}
 	d := Descriptor{MediaType: baseMediaType(resp.Header.Get("Content-Type")), Size: resp.ContentLength}
-	if dg, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil && dg.Algorithm() == digest.SHA256 {
+	// A tag names the sha256 digest of its manifest; a digest reference
+	// (sha256 or sha512) names itself, which the header may confirm.
+	alg := digest.SHA256
+	refDigest, isDigest := digest.Digest(ref), strings.Contains(ref, ":")
+	if isDigest {
+		alg = refDigest.Algorithm()
+	}
+	if dg, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil && (isDigest && dg == refDigest || !isDigest && dg.Algorithm() == digest.SHA256) {
 		d.Digest = dg
 		return d, nil
 	}
+	// Otherwise the manifest is fetched (checked against a digest
+	// reference) and hashed.
 	body, mt, err := c.Manifest(ctx, repo, ref, maxSize)
 	if err != nil {
 		return Descriptor{}, err
 	}
-	return Descriptor{Digest: digest.FromBytes(body), MediaType: mt, Size: int64(len(body))}, nil
+	return Descriptor{Digest: alg.FromBytes(body), MediaType: mt, Size: int64(len(body))}, nil
 }
 
 // Manifest fetches a manifest's raw bytes (at most maxSize) and media type.
