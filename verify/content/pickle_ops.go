@@ -1,0 +1,736 @@
+package content
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strconv"
+	"strings"
+)
+
+// ---- opcodes ------------------------------------------------------------------
+//
+// The walker is driven by pickleOps: for each opcode, the shape of the
+// argument that follows it in the stream (the argument descriptors of the
+// opcodes list in CPython's Lib/pickletools.py) and a handler for what it
+// does to the stack and memo. feed reads every argument the same way (input
+// that ends inside it, arguments that run past the frame) and then calls
+// the handler with the argument's bytes.
+
+// argument shapes
+const (
+	shapeNone          uint8 = iota // no argument
+	shapeFixed                      // n bytes: uint1, uint2, int4, uint4, float8, uint8
+	shapeCounted                    // an n-byte unsigned length, then as many bytes: string1, bytes1/4/8, unicodestring1/4/8, bytearray8, long1
+	shapeCountedSigned              // a signed int4 length (negative refused), then as many bytes: string4, long4
+	shapeLine                       // a line up to '\n': decimalnl_short/long, floatnl, stringnl, stringnl_noescape, unicodestringnl
+	shapeLines                      // two lines: stringnl_noescape_pair
+)
+
+// opArg is an opcode with its argument, as a handler sees it.
+type opArg struct {
+	op   byte
+	off  int64  // absolute offset of the opcode
+	end  int64  // absolute offset after its argument
+	arg  []byte // the fixed bytes, the counted payload or the (first) line
+	arg2 []byte // the second line (GLOBAL, INST)
+}
+
+type opSpec struct {
+	shape uint8
+	n     uint8 // shapeFixed: the width; shapeCounted(Signed): the width of the length
+	// pre, when set, checks the opcode before its argument is read (a
+	// refused opcode is refused whatever follows it).
+	pre func(w *pickleWalker, a opArg) error
+	// do applies the opcode; it may set w.event. nil: not an opcode.
+	do func(w *pickleWalker, a opArg) error
+}
+
+// pickleOps maps each opcode (named in opNames) to its argument shape and
+// handler; protocol 0 and 1 opcodes first, then those of protocols 2 to 5.
+var pickleOps = [256]opSpec{
+	'(': {do: doMark},                                 // MARK
+	'.': {do: doStop},                                 // STOP
+	'0': {do: doPop},                                  // POP
+	'1': {do: doPopMark},                              // POP_MARK
+	'2': {do: doDup},                                  // DUP
+	'F': {shape: shapeLine, do: doFloat},              // FLOAT floatnl
+	'I': {shape: shapeLine, do: doIntLine},            // INT decimalnl_short
+	'J': {shape: shapeFixed, n: 4, do: doBinInt},      // BININT int4
+	'K': {shape: shapeFixed, n: 1, do: doBinInt},      // BININT1 uint1
+	'L': {shape: shapeLine, do: doIntLine},            // LONG decimalnl_long
+	'M': {shape: shapeFixed, n: 2, do: doBinInt},      // BININT2 uint2
+	'N': {do: doConst},                                // NONE
+	'P': {shape: shapeLine, pre: refusePersid},        // PERSID stringnl_noescape
+	'Q': {do: doBinPersid},                            // BINPERSID
+	'R': {do: doReduce},                               // REDUCE
+	'S': {shape: shapeLine, do: doString},             // STRING stringnl
+	'T': {shape: shapeCountedSigned, n: 4, do: doStr}, // BINSTRING string4
+	'U': {shape: shapeCounted, n: 1, do: doStr},       // SHORT_BINSTRING string1
+	'V': {shape: shapeLine, do: doUnicode},            // UNICODE unicodestringnl
+	'X': {shape: shapeCounted, n: 4, do: doStr},       // BINUNICODE unicodestring4
+	'a': {do: doAppend},                               // APPEND
+	'b': {do: doBuild},                                // BUILD
+	'c': {shape: shapeLines, do: doGlobal},            // GLOBAL stringnl_noescape_pair
+	'd': {do: doCollect},                              // DICT
+	'}': {do: doConst},                                // EMPTY_DICT
+	'e': {do: doFill},                                 // APPENDS
+	'g': {shape: shapeLine, do: doGet},                // GET decimalnl_short
+	'h': {shape: shapeFixed, n: 1, do: doGet},         // BINGET uint1
+	'i': {shape: shapeLines, do: doInst},              // INST stringnl_noescape_pair
+	'j': {shape: shapeFixed, n: 4, do: doGet},         // LONG_BINGET uint4
+	'l': {do: doCollect},                              // LIST
+	']': {do: doConst},                                // EMPTY_LIST
+	'o': {do: doObj},                                  // OBJ
+	'p': {shape: shapeLine, do: doPut},                // PUT decimalnl_short
+	'q': {shape: shapeFixed, n: 1, do: doPut},         // BINPUT uint1
+	'r': {shape: shapeFixed, n: 4, do: doPut},         // LONG_BINPUT uint4
+	's': {do: doSetItem},                              // SETITEM
+	't': {do: doCollect},                              // TUPLE
+	')': {do: doConst},                                // EMPTY_TUPLE
+	'u': {do: doFill},                                 // SETITEMS
+	'G': {shape: shapeFixed, n: 8, do: doConst},       // BINFLOAT float8
+
+	0x80: {shape: shapeFixed, n: 1, do: doProto},                      // PROTO uint1
+	0x81: {do: doNewObj},                                              // NEWOBJ
+	0x82: {shape: shapeFixed, n: 1, pre: refuseExt},                   // EXT1 uint1
+	0x83: {shape: shapeFixed, n: 2, pre: refuseExt},                   // EXT2 uint2
+	0x84: {shape: shapeFixed, n: 4, pre: refuseExt},                   // EXT4 int4
+	0x85: {do: doTupleN},                                              // TUPLE1
+	0x86: {do: doTupleN},                                              // TUPLE2
+	0x87: {do: doTupleN},                                              // TUPLE3
+	0x88: {do: doConst},                                               // NEWTRUE
+	0x89: {do: doConst},                                               // NEWFALSE
+	0x8a: {shape: shapeCounted, n: 1, do: doBinLong},                  // LONG1 long1
+	0x8b: {shape: shapeCountedSigned, n: 4, do: doBinLong},            // LONG4 long4
+	'B':  {shape: shapeCounted, n: 4, do: doConst},                    // BINBYTES bytes4
+	'C':  {shape: shapeCounted, n: 1, do: doConst},                    // SHORT_BINBYTES bytes1
+	0x8c: {shape: shapeCounted, n: 1, do: doStr},                      // SHORT_BINUNICODE unicodestring1
+	0x8d: {shape: shapeCounted, n: 8, do: doStr},                      // BINUNICODE8 unicodestring8
+	0x8e: {shape: shapeCounted, n: 8, do: doConst},                    // BINBYTES8 bytes8
+	0x8f: {do: doConst},                                               // EMPTY_SET
+	0x90: {do: doFill},                                                // ADDITEMS
+	0x91: {do: doCollect},                                             // FROZENSET
+	0x92: {do: doNewObj},                                              // NEWOBJ_EX
+	0x93: {do: doStackGlobal},                                         // STACK_GLOBAL
+	0x94: {do: doPut},                                                 // MEMOIZE
+	0x95: {shape: shapeFixed, n: 8, pre: checkFrameOpen, do: doFrame}, // FRAME uint8
+	0x96: {shape: shapeCounted, n: 8, do: doConst},                    // BYTEARRAY8 bytearray8
+	0x97: {pre: refuseBuffer},                                         // NEXT_BUFFER
+	0x98: {pre: refuseBuffer},                                         // READONLY_BUFFER
+}
+
+// feed walks complete opcodes in b, whose first byte is at absolute offset
+// base. It returns the number of bytes consumed and an event: evStop after
+// a STOP (consumption stops right after it), evArray after a joblib array
+// wrapper was built (its array bytes follow), evMore otherwise; then, if
+// consumed < len(b), the next opcode is incomplete: call again with more
+// bytes appended.
+func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err error) {
+	i := 0
+	for i < len(b) {
+		a := opArg{op: b[i], off: base + int64(i)}
+		if w.frameEnd >= 0 && a.off >= w.frameEnd {
+			w.frameEnd = -1 // the frame ended exactly here
+		}
+		w.ops++
+		if w.ops > w.maxOps {
+			return i, evMore, w.errAt(a.off, "more than %d opcodes", w.maxOps)
+		}
+		if !w.inPickle {
+			w.inPickle = true
+			w.pickles++
+		}
+		s := &pickleOps[a.op]
+		if s.pre != nil {
+			if err := s.pre(w, a); err != nil {
+				return i, evMore, err
+			}
+		}
+		if s.do == nil {
+			return i, evMore, w.errAt(a.off, "invalid pickle opcode 0x%02x", a.op)
+		}
+		next, err := w.readArg(s, b, i+1, base, &a)
+		if err != nil {
+			return i, evMore, err
+		}
+		if next < 0 {
+			// walked again (and counted again) with more bytes
+			w.ops--
+			return i, evMore, nil
+		}
+		a.end = base + int64(next)
+		if err := s.do(w, a); err != nil {
+			return i, evMore, err
+		}
+		i = next
+		if w.event != evMore {
+			ev, w.event = w.event, evMore
+			return i, ev, nil
+		}
+	}
+	return i, evMore, nil
+}
+
+// readArg reads the argument at b[i:] of the opcode a (its shape per s) into
+// a and returns the index after it. next < 0 means b ends inside the
+// argument: the opcode is walked again with more bytes. An argument that
+// would run past the current frame is an error instead, decided from
+// offsets alone, so the finding does not depend on how the stream is
+// chunked.
+func (w *pickleWalker) readArg(s *opSpec, b []byte, i int, base int64, a *opArg) (next int, err error) {
+	switch s.shape {
+	case shapeNone:
+		return i, nil
+	case shapeFixed:
+		end := i + int(s.n)
+		if !w.fits(b, base, end) {
+			return -1, w.overrun(base, end, a)
+		}
+		a.arg = b[i:end]
+		return end, nil
+	case shapeCounted, shapeCountedSigned:
+		return w.readCounted(s, b, i, base, a)
+	}
+	a.arg, next, err = w.line(b, i, base, a.off, a.op)
+	if err != nil || next < 0 || s.shape == shapeLine {
+		return next, err
+	}
+	a.arg2, next, err = w.line(b, next, base, a.off, a.op)
+	return next, err
+}
+
+func (w *pickleWalker) readCounted(s *opSpec, b []byte, i int, base int64, a *opArg) (int, error) {
+	start := i + int(s.n)
+	if !w.fits(b, base, start) {
+		return -1, w.overrun(base, start, a)
+	}
+	ln := leUint(b[i:start])
+	if s.shape == shapeCountedSigned && int32(ln) < 0 {
+		return 0, w.errAt(a.off, "%s with negative length %d", opName(a.op), int32(ln))
+	}
+	if ln > uint64(w.maxString) {
+		name := opName(a.op)
+		if a.op == 0x8a {
+			name = "LONG4" // LONG1 reports as LONG4, as the walker always did
+		}
+		return 0, w.errAt(a.off, "%s of %d bytes exceeds the limit of %d", name, ln, w.maxString)
+	}
+	end := start + int(ln)
+	if !w.fits(b, base, end) {
+		return -1, w.overrun(base, end, a)
+	}
+	a.arg = b[start:end]
+	return end, nil
+}
+
+// fits reports whether b holds the opcode's bytes up to index end, inside
+// the current frame.
+func (w *pickleWalker) fits(b []byte, base int64, end int) bool {
+	return end <= len(b) && (w.frameEnd < 0 || base+int64(end) <= w.frameEnd)
+}
+
+// overrun is the error of an opcode whose argument, ending at b[end],
+// would run past the current frame (nil when it only needs more bytes).
+func (w *pickleWalker) overrun(base int64, end int, a *opArg) error {
+	if w.frameEnd >= 0 && base+int64(end) > w.frameEnd {
+		return w.frameErr(a.off, a.op)
+	}
+	return nil
+}
+
+// line returns the bytes of b[i:] up to '\n' (excluded) and the index after
+// the newline; next < 0 means more bytes are needed. The line must end
+// within the current frame.
+func (w *pickleWalker) line(b []byte, i int, base, off int64, op byte) (line []byte, next int, err error) {
+	lim := min(len(b), i+maxLineArg+1)
+	frameLim := int64(-1)
+	if w.frameEnd >= 0 {
+		frameLim = w.frameEnd - base
+		if frameLim < int64(lim) {
+			lim = int(max(frameLim, int64(i)))
+		}
+	}
+	if k := bytes.IndexByte(b[i:lim], '\n'); k >= 0 {
+		return b[i : i+k], i + k + 1, nil
+	}
+	if frameLim >= 0 && frameLim <= int64(len(b)) && frameLim-int64(i) <= maxLineArg {
+		return nil, 0, w.frameErr(off, op)
+	}
+	if len(b)-i > maxLineArg {
+		return nil, 0, w.errAt(off, "text argument longer than %d bytes", maxLineArg)
+	}
+	return nil, -1, nil
+}
+
+// leUint decodes a 1-, 2-, 4- or 8-byte little-endian unsigned integer.
+func leUint(b []byte) uint64 {
+	switch len(b) {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(binary.LittleEndian.Uint16(b))
+	case 4:
+		return uint64(binary.LittleEndian.Uint32(b))
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+// ---- opcodes refused whatever their argument --------------------------------
+
+func refusePersid(w *pickleWalker, a opArg) error {
+	return w.errAt(a.off, "PERSID (text persistent id) is not a torch storage reference; no loader of model files accepts it")
+}
+
+func refuseExt(w *pickleWalker, a opArg) error {
+	return w.errAt(a.off, "%s opcode (copyreg extension registry) cannot be resolved statically", opName(a.op))
+}
+
+func refuseBuffer(w *pickleWalker, a opArg) error {
+	return w.errAt(a.off, "%s opcode (out-of-band buffer) is not allowed", opName(a.op))
+}
+
+// ---- stack, frame and protocol ------------------------------------------------
+
+func doMark(w *pickleWalker, a opArg) error {
+	if len(w.marks)+len(w.stack) >= w.maxStack {
+		return w.stackFull(a.off)
+	}
+	w.marks = append(w.marks, len(w.stack))
+	return nil
+}
+
+func doStop(w *pickleWalker, a opArg) error {
+	if len(w.marks) != 0 || len(w.stack) != 1 {
+		return w.errAt(a.off, "STOP with %d stack items and %d marks (want exactly one value)", len(w.stack), len(w.marks))
+	}
+	if w.frameEnd >= 0 && a.off+1 != w.frameEnd {
+		return w.errAt(a.off, "STOP %d bytes before the end of its FRAME (the loaders disagree on what follows)", w.frameEnd-a.off-1)
+	}
+	w.result = w.stack[0]
+	w.reset()
+	w.event = evStop
+	return nil
+}
+
+// doPop pops the top item; on an empty stack frame it pops the mark, as
+// CPython's unpicklers do.
+func doPop(w *pickleWalker, a opArg) error {
+	if w.frameLen() > 0 {
+		w.stack = w.stack[:len(w.stack)-1]
+		return nil
+	}
+	if len(w.marks) == 0 {
+		return w.errAt(a.off, "POP on an empty stack")
+	}
+	w.marks = w.marks[:len(w.marks)-1]
+	return nil
+}
+
+func doPopMark(w *pickleWalker, a opArg) error {
+	_, err := w.popMark(a.off)
+	return err
+}
+
+func doDup(w *pickleWalker, a opArg) error {
+	if w.frameLen() == 0 {
+		return w.errAt(a.off, "DUP on an empty stack")
+	}
+	return w.push(a.off, w.stack[len(w.stack)-1])
+}
+
+func doProto(w *pickleWalker, a opArg) error {
+	if a.arg[0] > 5 {
+		return w.errAt(a.off, "unsupported pickle protocol %d", a.arg[0])
+	}
+	w.proto = int(a.arg[0])
+	return nil
+}
+
+func checkFrameOpen(w *pickleWalker, a opArg) error {
+	if w.frameEnd >= 0 {
+		return w.errAt(a.off, "FRAME opened %d bytes before the previous FRAME ends (CPython since gh-154848 refuses it)", w.frameEnd-a.off)
+	}
+	return nil
+}
+
+func doFrame(w *pickleWalker, a opArg) error {
+	fl := leUint(a.arg)
+	if fl > 1<<40 {
+		return w.errAt(a.off, "FRAME of %d bytes", fl)
+	}
+	w.frameEnd = a.end + int64(fl)
+	return nil
+}
+
+// ---- values -------------------------------------------------------------------
+
+// doConst pushes a value the opcode's argument does not change: None, a
+// bool, a float, bytes or an empty container.
+func doConst(w *pickleWalker, a opArg) error {
+	var v pval
+	switch a.op {
+	case 'N':
+		v = pval{kind: vNone}
+	case 0x88, 0x89: // NEWTRUE, NEWFALSE
+		v = pval{kind: vBool, n: int64(0x89 - int(a.op))}
+	case 'G':
+		v = pval{kind: vFloat}
+	case 'B', 'C', 0x8e, 0x96:
+		v = pval{kind: vBytes}
+	case ')':
+		v = pval{kind: vTuple, ref: int32(len(w.tuples))}
+	case ']':
+		v = pval{kind: vList}
+	case '}':
+		v = w.newDict(nil)
+	default: // EMPTY_SET
+		v = pval{kind: vSet}
+	}
+	return w.push(a.off, v)
+}
+
+func doBinInt(w *pickleWalker, a opArg) error {
+	n := int64(leUint(a.arg))
+	if len(a.arg) == 4 {
+		n = int64(int32(n)) // BININT is signed
+	}
+	return w.push(a.off, pval{kind: vInt, n: n})
+}
+
+func doFloat(w *pickleWalker, a opArg) error {
+	if _, err := strconv.ParseFloat(string(a.arg), 64); err != nil {
+		return w.errAt(a.off, "invalid float literal %q", truncate(string(a.arg)))
+	}
+	return w.push(a.off, pval{kind: vFloat})
+}
+
+// doIntLine pushes the decimal INT or LONG: INT 00 and 01 are False and
+// True; values past int64 are kept as unknown longs.
+func doIntLine(w *pickleWalker, a opArg) error {
+	s := string(a.arg)
+	if a.op == 'L' {
+		s = strings.TrimSuffix(s, "L")
+	}
+	v := pval{kind: vInt}
+	switch {
+	case a.op == 'I' && s == "00":
+		v = pval{kind: vBool, n: 0}
+	case a.op == 'I' && s == "01":
+		v = pval{kind: vBool, n: 1}
+	default:
+		x, err := strconv.ParseInt(s, 10, 64)
+		if err == nil {
+			v.n = x
+		} else if isDecimal(s) {
+			v = pval{kind: vLong, ref: -1}
+		} else {
+			return w.errAt(a.off, "invalid integer literal %q", truncate(s))
+		}
+	}
+	return w.push(a.off, v)
+}
+
+// doBinLong pushes LONG1 / LONG4 (two's complement, little-endian): an int
+// up to 8 bytes, kept bytes up to 16, an unknown long past that.
+func doBinLong(w *pickleWalker, a opArg) error {
+	data, ln := a.arg, len(a.arg)
+	v := pval{kind: vLong, ref: -1}
+	if ln <= 8 {
+		var x uint64
+		for k := ln - 1; k >= 0; k-- {
+			x = x<<8 | uint64(data[k])
+		}
+		if ln > 0 && ln < 8 && data[ln-1]&0x80 != 0 { // sign-extend
+			x |= ^uint64(0) << (8 * ln)
+		}
+		v = pval{kind: vInt, n: int64(x)}
+	} else if ln <= 16 {
+		var err error
+		if v, err = w.keep(a.off, vLong, data); err != nil {
+			return err
+		}
+	}
+	return w.push(a.off, v)
+}
+
+// doStr pushes a counted str (BINSTRING and the BINUNICODEs).
+func doStr(w *pickleWalker, a opArg) error { return w.pushStr(a.off, a.arg, true) }
+
+// doString pushes STRING, a quoted repr.
+func doString(w *pickleWalker, a opArg) error {
+	line := a.arg
+	if len(line) < 2 || (line[0] != '\'' && line[0] != '"') || line[len(line)-1] != line[0] {
+		return w.errAt(a.off, "STRING argument is not quoted")
+	}
+	return w.pushStr(a.off, line[1:len(line)-1], bytes.IndexByte(line, '\\') < 0)
+}
+
+// doUnicode pushes UNICODE, a raw-unicode-escape line.
+func doUnicode(w *pickleWalker, a opArg) error {
+	return w.pushStr(a.off, a.arg, bytes.IndexByte(a.arg, '\\') < 0)
+}
+
+// ---- memo -----------------------------------------------------------------------
+
+func doGet(w *pickleWalker, a opArg) error {
+	idx, err := w.memoIndex(a)
+	if err != nil {
+		return err
+	}
+	v, ok := w.memoGet(idx)
+	if !ok {
+		return w.errAt(a.off, "%s of memo index %d that was never stored", opName(a.op), idx)
+	}
+	return w.push(a.off, v)
+}
+
+// doPut stores the top of the stack: PUT family at its index, MEMOIZE at
+// the number of entries.
+func doPut(w *pickleWalker, a opArg) error {
+	idx := uint64(w.memoCount)
+	if a.op != 0x94 {
+		var err error
+		if idx, err = w.memoIndex(a); err != nil {
+			return err
+		}
+	}
+	if w.frameLen() == 0 {
+		return w.errAt(a.off, "%s on an empty stack", opName(a.op))
+	}
+	return w.memoPut(a.off, idx, w.stack[len(w.stack)-1])
+}
+
+// memoIndex is the memo index argument of a GET or PUT: a decimal line
+// (GET, PUT) or little-endian bytes.
+func (w *pickleWalker) memoIndex(a opArg) (uint64, error) {
+	if a.op != 'g' && a.op != 'p' {
+		return leUint(a.arg), nil
+	}
+	x, err := strconv.ParseUint(string(a.arg), 10, 32)
+	if err != nil {
+		return 0, w.errAt(a.off, "invalid memo index %q", truncate(string(a.arg)))
+	}
+	return x, nil
+}
+
+// ---- containers -----------------------------------------------------------------
+
+func doAppend(w *pickleWalker, a opArg) error {
+	if w.frameLen() < 2 {
+		return w.errAt(a.off, "APPEND needs 2 stack items")
+	}
+	if err := w.checkTarget(a.off, "APPEND", w.stack[len(w.stack)-2], vList); err != nil {
+		return err
+	}
+	w.stack = w.stack[:len(w.stack)-1]
+	return nil
+}
+
+func doSetItem(w *pickleWalker, a opArg) error {
+	if w.frameLen() < 3 {
+		return w.errAt(a.off, "SETITEM needs 3 stack items")
+	}
+	t := w.stack[len(w.stack)-3]
+	if err := w.checkTarget(a.off, "SETITEM", t, vDict); err != nil {
+		return err
+	}
+	w.dictAdd(t, w.stack[len(w.stack)-2:])
+	w.stack = w.stack[:len(w.stack)-2]
+	return nil
+}
+
+// doFill applies APPENDS, SETITEMS and ADDITEMS: the items above the mark
+// go into the container below it.
+func doFill(w *pickleWalker, a opArg) error {
+	items, err := w.popMark(a.off)
+	if err != nil {
+		return err
+	}
+	if a.op == 'u' && len(items)%2 != 0 {
+		return w.errAt(a.off, "SETITEMS with an odd number of items")
+	}
+	if w.frameLen() == 0 {
+		return w.errAt(a.off, "%s without a target container", opName(a.op))
+	}
+	t := w.stack[len(w.stack)-1]
+	want := vList
+	switch a.op {
+	case 'u':
+		want = vDict
+	case 0x90:
+		want = vSet
+	}
+	if err := w.checkTarget(a.off, opName(a.op), t, want); err != nil {
+		return err
+	}
+	if a.op == 'u' {
+		w.dictAdd(t, items)
+	}
+	return nil
+}
+
+// doCollect applies DICT, LIST, TUPLE and FROZENSET: the items above the
+// mark become one container.
+func doCollect(w *pickleWalker, a opArg) error {
+	items, err := w.popMark(a.off)
+	if err != nil {
+		return err
+	}
+	if a.op == 'd' && len(items)%2 != 0 {
+		return w.errAt(a.off, "DICT with an odd number of items")
+	}
+	var v pval
+	switch a.op {
+	case 't':
+		v = w.tuple(items)
+	case 'd':
+		v = w.newDict(items)
+	case 'l':
+		v = pval{kind: vList}
+	default:
+		v = pval{kind: vFrozenset}
+	}
+	w.stack = append(w.stack, v)
+	return nil
+}
+
+func doTupleN(w *pickleWalker, a opArg) error {
+	k := int(a.op-0x85) + 1
+	if w.frameLen() < k {
+		return w.errAt(a.off, "TUPLE%d needs %d stack items", k, k)
+	}
+	v := w.tuple(w.stack[len(w.stack)-k:])
+	w.stack = append(w.stack[:len(w.stack)-k], v)
+	return nil
+}
+
+// ---- imports, calls and state -------------------------------------------------------
+
+func doGlobal(w *pickleWalker, a opArg) error {
+	g, err := w.resolve(a.off, a.arg, a.arg2, "GLOBAL")
+	if err != nil {
+		return err
+	}
+	return w.push(a.off, g)
+}
+
+func doStackGlobal(w *pickleWalker, a opArg) error {
+	if w.frameLen() < 2 {
+		return w.errAt(a.off, "STACK_GLOBAL needs 2 stack items")
+	}
+	mod, nm := w.stack[len(w.stack)-2], w.stack[len(w.stack)-1]
+	if mod.kind != vStr || nm.kind != vStr {
+		return w.errAt(a.off, "STACK_GLOBAL with a module or name that is not a literal string (cannot be resolved statically)")
+	}
+	g, err := w.resolve(a.off, w.arena[mod.ref:int64(mod.ref)+mod.n], w.arena[nm.ref:int64(nm.ref)+nm.n], "STACK_GLOBAL")
+	if err != nil {
+		return err
+	}
+	w.stack = append(w.stack[:len(w.stack)-2], g)
+	return nil
+}
+
+// doInst applies INST: GLOBAL, then a call with the items above the mark.
+func doInst(w *pickleWalker, a opArg) error {
+	g, err := w.resolve(a.off, a.arg, a.arg2, "INST")
+	if err != nil {
+		return err
+	}
+	items, err := w.popMark(a.off)
+	if err != nil {
+		return err
+	}
+	res, err := w.callItems(a.off, "INST", g, items)
+	if err != nil {
+		return err
+	}
+	w.stack = append(w.stack, res)
+	return nil
+}
+
+// doObj applies OBJ: the first item above the mark called with the rest.
+func doObj(w *pickleWalker, a opArg) error {
+	items, err := w.popMark(a.off)
+	if err != nil {
+		return err
+	}
+	if len(items) == 0 {
+		return w.errAt(a.off, "OBJ instantiates a value that is not an allowlisted global")
+	}
+	res, err := w.callItems(a.off, "OBJ", items[0], items[1:])
+	if err != nil {
+		return err
+	}
+	w.stack = append(w.stack, res)
+	return nil
+}
+
+func doReduce(w *pickleWalker, a opArg) error {
+	if w.frameLen() < 2 {
+		return w.errAt(a.off, "REDUCE needs 2 stack items")
+	}
+	fn, args := w.stack[len(w.stack)-2], w.stack[len(w.stack)-1]
+	res, err := w.call(a.off, "REDUCE", fn, args)
+	if err != nil {
+		return err
+	}
+	w.stack = append(w.stack[:len(w.stack)-2], res)
+	return nil
+}
+
+// doNewObj applies NEWOBJ (cls, args) and NEWOBJ_EX (cls, args, kwargs).
+func doNewObj(w *pickleWalker, a opArg) error {
+	n := 2
+	if a.op == 0x92 {
+		n = 3
+	}
+	if w.frameLen() < n {
+		return w.errAt(a.off, "%s needs %d stack items", opName(a.op), n)
+	}
+	top := w.stack[len(w.stack)-n:]
+	res, err := w.newObj(a.off, opName(a.op), top[0], top[1])
+	if err != nil {
+		return err
+	}
+	if a.op == 0x92 && top[2].kind != vDict {
+		return w.errAt(a.off, "NEWOBJ_EX keyword arguments are %s, not a dict", w.describe(top[2]))
+	}
+	w.stack = append(w.stack[:len(w.stack)-n], res)
+	return nil
+}
+
+func doBinPersid(w *pickleWalker, a opArg) error {
+	v, err := w.pop(a.off, "BINPERSID")
+	if err != nil {
+		return err
+	}
+	if err := w.persistentID(a.off, v); err != nil {
+		return err
+	}
+	w.stack = append(w.stack, pval{kind: vPersist})
+	return nil
+}
+
+func doBuild(w *pickleWalker, a opArg) error {
+	if w.frameLen() < 2 {
+		return w.errAt(a.off, "BUILD needs 2 stack items")
+	}
+	inst, state := w.stack[len(w.stack)-2], w.stack[len(w.stack)-1]
+	res, array, err := w.build(a.off, inst, state)
+	if err != nil {
+		return err
+	}
+	w.stack = w.stack[:len(w.stack)-1]
+	if !array {
+		return nil
+	}
+	// joblib replaces the wrapper with the array it reads; the array bytes
+	// follow outside any frame.
+	if w.frameEnd >= 0 && a.end != w.frameEnd {
+		return w.errAt(a.off, "joblib array wrapper built %d bytes before the end of its FRAME (the array bytes must follow the frame)", w.frameEnd-a.end)
+	}
+	w.frameEnd = -1
+	w.stack[len(w.stack)-1] = res
+	w.event = evArray
+	return nil
+}
