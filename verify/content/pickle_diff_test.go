@@ -14,9 +14,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pullgate/pullgate/test/modelcorpus"
 )
@@ -239,4 +244,86 @@ func FuzzPickleDifferential(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, seed uint64) {
 		checkDifferential(t, data, seed)
 	})
+}
+
+func BenchmarkPickleFeed(b *testing.B) {
+	data := modelcorpus.BigStateDict(20000, 2)
+	for _, impl := range []string{"old", "new"} {
+		b.Run(impl, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for i := 0; i < b.N; i++ {
+				w := newPickleWalker(Options{}, FormatPickle)
+				w.presize(int64(len(data)))
+				var f feeder = w
+				if impl == "old" {
+					f = &oldPickleWalker{w}
+				}
+				for off := 0; off < len(data); {
+					c, ev, err := f.feed(data[off:min(off+64<<10, len(data))], int64(off))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if ev == evStop {
+						break
+					}
+					off += c
+				}
+			}
+		})
+	}
+}
+
+func TestPickleFeedCPU(t *testing.T) {
+	if os.Getenv("PICKLE_CPU") == "" {
+		t.Skip("set PICKLE_CPU=1")
+	}
+	data := modelcorpus.BigStateDict(20000, 2)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	threadCPU := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(1, &ru) // RUSAGE_THREAD
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	var opsCount int64
+	run := func(old bool) time.Duration {
+		var d time.Duration
+		for k := 0; k < 5; k++ {
+			w := newPickleWalker(Options{}, FormatPickle)
+			w.presize(int64(len(data)))
+			var f feeder = w
+			if old {
+				f = &oldPickleWalker{w}
+			}
+			t0 := threadCPU()
+			for off := 0; off < len(data); {
+				c, ev, err := f.feed(data[off:min(off+64<<10, len(data))], int64(off))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev == evStop {
+					break
+				}
+				off += c
+			}
+			d += threadCPU() - t0
+			opsCount = w.ops
+		}
+		return d
+	}
+	var olds, news []time.Duration
+	for r := 0; r < 40; r++ {
+		if r%2 == 0 {
+			olds = append(olds, run(true))
+			news = append(news, run(false))
+		} else {
+			news = append(news, run(false))
+			olds = append(olds, run(true))
+		}
+		runtime.GC()
+	}
+	slices.Sort(olds)
+	slices.Sort(news)
+	t.Logf("%d opcodes; thread CPU per 5 walks of %d bytes: old median %v (min %v), new median %v (min %v)", opsCount, len(data), olds[len(olds)/2], olds[0], news[len(news)/2], news[0])
 }

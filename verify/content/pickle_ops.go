@@ -26,23 +26,20 @@ const (
 	shapeLines                      // two lines: stringnl_noescape_pair
 )
 
-// opArg is an opcode with its argument, as a handler sees it.
-type opArg struct {
-	op   byte
-	off  int64  // absolute offset of the opcode
-	end  int64  // absolute offset after its argument
-	arg  []byte // the fixed bytes, the counted payload or the (first) line
-	arg2 []byte // the second line (GLOBAL, INST)
-}
+// opHandler applies opcode op found at absolute offset off. arg is its
+// argument: the fixed bytes, the counted payload (without the length), or
+// the text line (for two lines, both with the '\n' between them).
+type opHandler func(w *pickleWalker, op byte, off int64, arg []byte) error
 
 type opSpec struct {
 	shape uint8
 	n     uint8 // shapeFixed: the width; shapeCounted(Signed): the width of the length
-	// pre, when set, checks the opcode before its argument is read (a
-	// refused opcode is refused whatever follows it).
-	pre func(w *pickleWalker, a opArg) error
-	// do applies the opcode; it may set w.event. nil: not an opcode.
-	do func(w *pickleWalker, a opArg) error
+	// pre, when set, checks the opcode before its argument is read (arg is
+	// nil): a refused opcode (or a byte that is no opcode) is refused
+	// whatever follows it, and has no do.
+	pre opHandler
+	// do applies the opcode; it may set w.event.
+	do opHandler
 }
 
 // pickleOps maps each opcode (named in opNames) to its argument shape and
@@ -119,6 +116,14 @@ var pickleOps = [256]opSpec{
 	0x98: {pre: refuseBuffer},                                         // READONLY_BUFFER
 }
 
+func init() {
+	for op := range pickleOps {
+		if pickleOps[op].do == nil && pickleOps[op].pre == nil {
+			pickleOps[op].pre = refuseInvalid
+		}
+	}
+}
+
 // feed walks complete opcodes in b, whose first byte is at absolute offset
 // base. It returns the number of bytes consumed and an event: evStop after
 // a STOP (consumption stops right after it), evArray after a joblib array
@@ -128,38 +133,38 @@ var pickleOps = [256]opSpec{
 func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err error) {
 	i := 0
 	for i < len(b) {
-		a := opArg{op: b[i], off: base + int64(i)}
-		if w.frameEnd >= 0 && a.off >= w.frameEnd {
+		op, off := b[i], base+int64(i)
+		if w.frameEnd >= 0 && off >= w.frameEnd {
 			w.frameEnd = -1 // the frame ended exactly here
 		}
 		w.ops++
 		if w.ops > w.maxOps {
-			return i, evMore, w.errAt(a.off, "more than %d opcodes", w.maxOps)
+			return i, evMore, w.errAt(off, "more than %d opcodes", w.maxOps)
 		}
 		if !w.inPickle {
 			w.inPickle = true
 			w.pickles++
 		}
-		s := &pickleOps[a.op]
+		s := &pickleOps[op]
 		if s.pre != nil {
-			if err := s.pre(w, a); err != nil {
+			if err := s.pre(w, op, off, nil); err != nil {
 				return i, evMore, err
 			}
 		}
-		if s.do == nil {
-			return i, evMore, w.errAt(a.off, "invalid pickle opcode 0x%02x", a.op)
+		arg, next := []byte(nil), i+1
+		if end := next + int(s.n); s.shape == shapeFixed && w.fits(b, base, end) {
+			arg, next = b[next:end], end // the common case, without a call
+		} else if s.shape != shapeNone {
+			if arg, next, err = w.readArg(s, b, next, base, op, off); err != nil {
+				return i, evMore, err
+			}
+			if next < 0 {
+				// walked again (and counted again) with more bytes
+				w.ops--
+				return i, evMore, nil
+			}
 		}
-		next, err := w.readArg(s, b, i+1, base, &a)
-		if err != nil {
-			return i, evMore, err
-		}
-		if next < 0 {
-			// walked again (and counted again) with more bytes
-			w.ops--
-			return i, evMore, nil
-		}
-		a.end = base + int64(next)
-		if err := s.do(w, a); err != nil {
+		if err := s.do(w, op, off, arg); err != nil {
 			return i, evMore, err
 		}
 		i = next
@@ -171,56 +176,57 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 	return i, evMore, nil
 }
 
-// readArg reads the argument at b[i:] of the opcode a (its shape per s) into
-// a and returns the index after it. next < 0 means b ends inside the
-// argument: the opcode is walked again with more bytes. An argument that
-// would run past the current frame is an error instead, decided from
-// offsets alone, so the finding does not depend on how the stream is
-// chunked.
-func (w *pickleWalker) readArg(s *opSpec, b []byte, i int, base int64, a *opArg) (next int, err error) {
+// readArg reads the argument at b[i:] of opcode op (at offset off; its
+// shape per s) and returns it and the index after it. next < 0 means b ends
+// inside the argument: the opcode is walked again with more bytes. An
+// argument that would run past the current frame is an error instead,
+// decided from offsets alone, so the finding does not depend on how the
+// stream is chunked.
+func (w *pickleWalker) readArg(s *opSpec, b []byte, i int, base int64, op byte, off int64) (arg []byte, next int, err error) {
 	switch s.shape {
 	case shapeNone:
-		return i, nil
+		return nil, i, nil
 	case shapeFixed:
 		end := i + int(s.n)
 		if !w.fits(b, base, end) {
-			return -1, w.overrun(base, end, a)
+			return nil, -1, w.overrun(base, end, op, off)
 		}
-		a.arg = b[i:end]
-		return end, nil
+		return b[i:end], end, nil
 	case shapeCounted, shapeCountedSigned:
-		return w.readCounted(s, b, i, base, a)
+		return w.readCounted(s, b, i, base, op, off)
 	}
-	a.arg, next, err = w.line(b, i, base, a.off, a.op)
+	arg, next, err = w.line(b, i, base, off, op)
 	if err != nil || next < 0 || s.shape == shapeLine {
-		return next, err
+		return arg, next, err
 	}
-	a.arg2, next, err = w.line(b, next, base, a.off, a.op)
-	return next, err
+	_, next, err = w.line(b, next, base, off, op)
+	if err != nil || next < 0 {
+		return nil, next, err
+	}
+	return b[i : next-1], next, nil
 }
 
-func (w *pickleWalker) readCounted(s *opSpec, b []byte, i int, base int64, a *opArg) (int, error) {
+func (w *pickleWalker) readCounted(s *opSpec, b []byte, i int, base int64, op byte, off int64) ([]byte, int, error) {
 	start := i + int(s.n)
 	if !w.fits(b, base, start) {
-		return -1, w.overrun(base, start, a)
+		return nil, -1, w.overrun(base, start, op, off)
 	}
 	ln := leUint(b[i:start])
 	if s.shape == shapeCountedSigned && int32(ln) < 0 {
-		return 0, w.errAt(a.off, "%s with negative length %d", opName(a.op), int32(ln))
+		return nil, 0, w.errAt(off, "%s with negative length %d", opName(op), int32(ln))
 	}
 	if ln > uint64(w.maxString) {
-		name := opName(a.op)
-		if a.op == 0x8a {
+		name := opName(op)
+		if op == 0x8a {
 			name = "LONG4" // LONG1 reports as LONG4, as the walker always did
 		}
-		return 0, w.errAt(a.off, "%s of %d bytes exceeds the limit of %d", name, ln, w.maxString)
+		return nil, 0, w.errAt(off, "%s of %d bytes exceeds the limit of %d", name, ln, w.maxString)
 	}
 	end := start + int(ln)
 	if !w.fits(b, base, end) {
-		return -1, w.overrun(base, end, a)
+		return nil, -1, w.overrun(base, end, op, off)
 	}
-	a.arg = b[start:end]
-	return end, nil
+	return b[start:end], end, nil
 }
 
 // fits reports whether b holds the opcode's bytes up to index end, inside
@@ -231,9 +237,9 @@ func (w *pickleWalker) fits(b []byte, base int64, end int) bool {
 
 // overrun is the error of an opcode whose argument, ending at b[end],
 // would run past the current frame (nil when it only needs more bytes).
-func (w *pickleWalker) overrun(base int64, end int, a *opArg) error {
+func (w *pickleWalker) overrun(base int64, end int, op byte, off int64) error {
 	if w.frameEnd >= 0 && base+int64(end) > w.frameEnd {
-		return w.frameErr(a.off, a.op)
+		return w.frameErr(off, op)
 	}
 	return nil
 }
@@ -277,34 +283,38 @@ func leUint(b []byte) uint64 {
 
 // ---- opcodes refused whatever their argument --------------------------------
 
-func refusePersid(w *pickleWalker, a opArg) error {
-	return w.errAt(a.off, "PERSID (text persistent id) is not a torch storage reference; no loader of model files accepts it")
+func refuseInvalid(w *pickleWalker, op byte, off int64, arg []byte) error {
+	return w.errAt(off, "invalid pickle opcode 0x%02x", op)
 }
 
-func refuseExt(w *pickleWalker, a opArg) error {
-	return w.errAt(a.off, "%s opcode (copyreg extension registry) cannot be resolved statically", opName(a.op))
+func refusePersid(w *pickleWalker, op byte, off int64, arg []byte) error {
+	return w.errAt(off, "PERSID (text persistent id) is not a torch storage reference; no loader of model files accepts it")
 }
 
-func refuseBuffer(w *pickleWalker, a opArg) error {
-	return w.errAt(a.off, "%s opcode (out-of-band buffer) is not allowed", opName(a.op))
+func refuseExt(w *pickleWalker, op byte, off int64, arg []byte) error {
+	return w.errAt(off, "%s opcode (copyreg extension registry) cannot be resolved statically", opName(op))
+}
+
+func refuseBuffer(w *pickleWalker, op byte, off int64, arg []byte) error {
+	return w.errAt(off, "%s opcode (out-of-band buffer) is not allowed", opName(op))
 }
 
 // ---- stack, frame and protocol ------------------------------------------------
 
-func doMark(w *pickleWalker, a opArg) error {
+func doMark(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if len(w.marks)+len(w.stack) >= w.maxStack {
-		return w.stackFull(a.off)
+		return w.stackFull(off)
 	}
 	w.marks = append(w.marks, len(w.stack))
 	return nil
 }
 
-func doStop(w *pickleWalker, a opArg) error {
+func doStop(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if len(w.marks) != 0 || len(w.stack) != 1 {
-		return w.errAt(a.off, "STOP with %d stack items and %d marks (want exactly one value)", len(w.stack), len(w.marks))
+		return w.errAt(off, "STOP with %d stack items and %d marks (want exactly one value)", len(w.stack), len(w.marks))
 	}
-	if w.frameEnd >= 0 && a.off+1 != w.frameEnd {
-		return w.errAt(a.off, "STOP %d bytes before the end of its FRAME (the loaders disagree on what follows)", w.frameEnd-a.off-1)
+	if w.frameEnd >= 0 && off+1 != w.frameEnd {
+		return w.errAt(off, "STOP %d bytes before the end of its FRAME (the loaders disagree on what follows)", w.frameEnd-off-1)
 	}
 	w.result = w.stack[0]
 	w.reset()
@@ -314,51 +324,51 @@ func doStop(w *pickleWalker, a opArg) error {
 
 // doPop pops the top item; on an empty stack frame it pops the mark, as
 // CPython's unpicklers do.
-func doPop(w *pickleWalker, a opArg) error {
+func doPop(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if w.frameLen() > 0 {
 		w.stack = w.stack[:len(w.stack)-1]
 		return nil
 	}
 	if len(w.marks) == 0 {
-		return w.errAt(a.off, "POP on an empty stack")
+		return w.errAt(off, "POP on an empty stack")
 	}
 	w.marks = w.marks[:len(w.marks)-1]
 	return nil
 }
 
-func doPopMark(w *pickleWalker, a opArg) error {
-	_, err := w.popMark(a.off)
+func doPopMark(w *pickleWalker, op byte, off int64, arg []byte) error {
+	_, err := w.popMark(off)
 	return err
 }
 
-func doDup(w *pickleWalker, a opArg) error {
+func doDup(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if w.frameLen() == 0 {
-		return w.errAt(a.off, "DUP on an empty stack")
+		return w.errAt(off, "DUP on an empty stack")
 	}
-	return w.push(a.off, w.stack[len(w.stack)-1])
+	return w.push(off, w.stack[len(w.stack)-1])
 }
 
-func doProto(w *pickleWalker, a opArg) error {
-	if a.arg[0] > 5 {
-		return w.errAt(a.off, "unsupported pickle protocol %d", a.arg[0])
+func doProto(w *pickleWalker, op byte, off int64, arg []byte) error {
+	if arg[0] > 5 {
+		return w.errAt(off, "unsupported pickle protocol %d", arg[0])
 	}
-	w.proto = int(a.arg[0])
+	w.proto = int(arg[0])
 	return nil
 }
 
-func checkFrameOpen(w *pickleWalker, a opArg) error {
+func checkFrameOpen(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if w.frameEnd >= 0 {
-		return w.errAt(a.off, "FRAME opened %d bytes before the previous FRAME ends (CPython since gh-154848 refuses it)", w.frameEnd-a.off)
+		return w.errAt(off, "FRAME opened %d bytes before the previous FRAME ends (CPython since gh-154848 refuses it)", w.frameEnd-off)
 	}
 	return nil
 }
 
-func doFrame(w *pickleWalker, a opArg) error {
-	fl := leUint(a.arg)
+func doFrame(w *pickleWalker, op byte, off int64, arg []byte) error {
+	fl := leUint(arg)
 	if fl > 1<<40 {
-		return w.errAt(a.off, "FRAME of %d bytes", fl)
+		return w.errAt(off, "FRAME of %d bytes", fl)
 	}
-	w.frameEnd = a.end + int64(fl)
+	w.frameEnd = off + 9 + int64(fl) // after the opcode and its 8 bytes
 	return nil
 }
 
@@ -366,13 +376,13 @@ func doFrame(w *pickleWalker, a opArg) error {
 
 // doConst pushes a value the opcode's argument does not change: None, a
 // bool, a float, bytes or an empty container.
-func doConst(w *pickleWalker, a opArg) error {
+func doConst(w *pickleWalker, op byte, off int64, arg []byte) error {
 	var v pval
-	switch a.op {
+	switch op {
 	case 'N':
 		v = pval{kind: vNone}
 	case 0x88, 0x89: // NEWTRUE, NEWFALSE
-		v = pval{kind: vBool, n: int64(0x89 - int(a.op))}
+		v = pval{kind: vBool, n: int64(0x89 - int(op))}
 	case 'G':
 		v = pval{kind: vFloat}
 	case 'B', 'C', 0x8e, 0x96:
@@ -386,36 +396,36 @@ func doConst(w *pickleWalker, a opArg) error {
 	default: // EMPTY_SET
 		v = pval{kind: vSet}
 	}
-	return w.push(a.off, v)
+	return w.push(off, v)
 }
 
-func doBinInt(w *pickleWalker, a opArg) error {
-	n := int64(leUint(a.arg))
-	if len(a.arg) == 4 {
+func doBinInt(w *pickleWalker, op byte, off int64, arg []byte) error {
+	n := int64(leUint(arg))
+	if len(arg) == 4 {
 		n = int64(int32(n)) // BININT is signed
 	}
-	return w.push(a.off, pval{kind: vInt, n: n})
+	return w.push(off, pval{kind: vInt, n: n})
 }
 
-func doFloat(w *pickleWalker, a opArg) error {
-	if _, err := strconv.ParseFloat(string(a.arg), 64); err != nil {
-		return w.errAt(a.off, "invalid float literal %q", truncate(string(a.arg)))
+func doFloat(w *pickleWalker, op byte, off int64, arg []byte) error {
+	if _, err := strconv.ParseFloat(string(arg), 64); err != nil {
+		return w.errAt(off, "invalid float literal %q", truncate(string(arg)))
 	}
-	return w.push(a.off, pval{kind: vFloat})
+	return w.push(off, pval{kind: vFloat})
 }
 
 // doIntLine pushes the decimal INT or LONG: INT 00 and 01 are False and
 // True; values past int64 are kept as unknown longs.
-func doIntLine(w *pickleWalker, a opArg) error {
-	s := string(a.arg)
-	if a.op == 'L' {
+func doIntLine(w *pickleWalker, op byte, off int64, arg []byte) error {
+	s := string(arg)
+	if op == 'L' {
 		s = strings.TrimSuffix(s, "L")
 	}
 	v := pval{kind: vInt}
 	switch {
-	case a.op == 'I' && s == "00":
+	case op == 'I' && s == "00":
 		v = pval{kind: vBool, n: 0}
-	case a.op == 'I' && s == "01":
+	case op == 'I' && s == "01":
 		v = pval{kind: vBool, n: 1}
 	default:
 		x, err := strconv.ParseInt(s, 10, 64)
@@ -424,16 +434,16 @@ func doIntLine(w *pickleWalker, a opArg) error {
 		} else if isDecimal(s) {
 			v = pval{kind: vLong, ref: -1}
 		} else {
-			return w.errAt(a.off, "invalid integer literal %q", truncate(s))
+			return w.errAt(off, "invalid integer literal %q", truncate(s))
 		}
 	}
-	return w.push(a.off, v)
+	return w.push(off, v)
 }
 
 // doBinLong pushes LONG1 / LONG4 (two's complement, little-endian): an int
 // up to 8 bytes, kept bytes up to 16, an unknown long past that.
-func doBinLong(w *pickleWalker, a opArg) error {
-	data, ln := a.arg, len(a.arg)
+func doBinLong(w *pickleWalker, op byte, off int64, arg []byte) error {
+	data, ln := arg, len(arg)
 	v := pval{kind: vLong, ref: -1}
 	if ln <= 8 {
 		var x uint64
@@ -446,92 +456,92 @@ func doBinLong(w *pickleWalker, a opArg) error {
 		v = pval{kind: vInt, n: int64(x)}
 	} else if ln <= 16 {
 		var err error
-		if v, err = w.keep(a.off, vLong, data); err != nil {
+		if v, err = w.keep(off, vLong, data); err != nil {
 			return err
 		}
 	}
-	return w.push(a.off, v)
+	return w.push(off, v)
 }
 
 // doStr pushes a counted str (BINSTRING and the BINUNICODEs).
-func doStr(w *pickleWalker, a opArg) error { return w.pushStr(a.off, a.arg, true) }
+func doStr(w *pickleWalker, op byte, off int64, arg []byte) error { return w.pushStr(off, arg, true) }
 
 // doString pushes STRING, a quoted repr.
-func doString(w *pickleWalker, a opArg) error {
-	line := a.arg
+func doString(w *pickleWalker, op byte, off int64, arg []byte) error {
+	line := arg
 	if len(line) < 2 || (line[0] != '\'' && line[0] != '"') || line[len(line)-1] != line[0] {
-		return w.errAt(a.off, "STRING argument is not quoted")
+		return w.errAt(off, "STRING argument is not quoted")
 	}
-	return w.pushStr(a.off, line[1:len(line)-1], bytes.IndexByte(line, '\\') < 0)
+	return w.pushStr(off, line[1:len(line)-1], bytes.IndexByte(line, '\\') < 0)
 }
 
 // doUnicode pushes UNICODE, a raw-unicode-escape line.
-func doUnicode(w *pickleWalker, a opArg) error {
-	return w.pushStr(a.off, a.arg, bytes.IndexByte(a.arg, '\\') < 0)
+func doUnicode(w *pickleWalker, op byte, off int64, arg []byte) error {
+	return w.pushStr(off, arg, bytes.IndexByte(arg, '\\') < 0)
 }
 
 // ---- memo -----------------------------------------------------------------------
 
-func doGet(w *pickleWalker, a opArg) error {
-	idx, err := w.memoIndex(a)
+func doGet(w *pickleWalker, op byte, off int64, arg []byte) error {
+	idx, err := w.memoIndex(op, off, arg)
 	if err != nil {
 		return err
 	}
 	v, ok := w.memoGet(idx)
 	if !ok {
-		return w.errAt(a.off, "%s of memo index %d that was never stored", opName(a.op), idx)
+		return w.errAt(off, "%s of memo index %d that was never stored", opName(op), idx)
 	}
-	return w.push(a.off, v)
+	return w.push(off, v)
 }
 
 // doPut stores the top of the stack: PUT family at its index, MEMOIZE at
 // the number of entries.
-func doPut(w *pickleWalker, a opArg) error {
+func doPut(w *pickleWalker, op byte, off int64, arg []byte) error {
 	idx := uint64(w.memoCount)
-	if a.op != 0x94 {
+	if op != 0x94 {
 		var err error
-		if idx, err = w.memoIndex(a); err != nil {
+		if idx, err = w.memoIndex(op, off, arg); err != nil {
 			return err
 		}
 	}
 	if w.frameLen() == 0 {
-		return w.errAt(a.off, "%s on an empty stack", opName(a.op))
+		return w.errAt(off, "%s on an empty stack", opName(op))
 	}
-	return w.memoPut(a.off, idx, w.stack[len(w.stack)-1])
+	return w.memoPut(off, idx, w.stack[len(w.stack)-1])
 }
 
 // memoIndex is the memo index argument of a GET or PUT: a decimal line
 // (GET, PUT) or little-endian bytes.
-func (w *pickleWalker) memoIndex(a opArg) (uint64, error) {
-	if a.op != 'g' && a.op != 'p' {
-		return leUint(a.arg), nil
+func (w *pickleWalker) memoIndex(op byte, off int64, arg []byte) (uint64, error) {
+	if op != 'g' && op != 'p' {
+		return leUint(arg), nil
 	}
-	x, err := strconv.ParseUint(string(a.arg), 10, 32)
+	x, err := strconv.ParseUint(string(arg), 10, 32)
 	if err != nil {
-		return 0, w.errAt(a.off, "invalid memo index %q", truncate(string(a.arg)))
+		return 0, w.errAt(off, "invalid memo index %q", truncate(string(arg)))
 	}
 	return x, nil
 }
 
 // ---- containers -----------------------------------------------------------------
 
-func doAppend(w *pickleWalker, a opArg) error {
+func doAppend(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if w.frameLen() < 2 {
-		return w.errAt(a.off, "APPEND needs 2 stack items")
+		return w.errAt(off, "APPEND needs 2 stack items")
 	}
-	if err := w.checkTarget(a.off, "APPEND", w.stack[len(w.stack)-2], vList); err != nil {
+	if err := w.checkTarget(off, "APPEND", w.stack[len(w.stack)-2], vList); err != nil {
 		return err
 	}
 	w.stack = w.stack[:len(w.stack)-1]
 	return nil
 }
 
-func doSetItem(w *pickleWalker, a opArg) error {
+func doSetItem(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if w.frameLen() < 3 {
-		return w.errAt(a.off, "SETITEM needs 3 stack items")
+		return w.errAt(off, "SETITEM needs 3 stack items")
 	}
 	t := w.stack[len(w.stack)-3]
-	if err := w.checkTarget(a.off, "SETITEM", t, vDict); err != nil {
+	if err := w.checkTarget(off, "SETITEM", t, vDict); err != nil {
 		return err
 	}
 	w.dictAdd(t, w.stack[len(w.stack)-2:])
@@ -541,29 +551,29 @@ func doSetItem(w *pickleWalker, a opArg) error {
 
 // doFill applies APPENDS, SETITEMS and ADDITEMS: the items above the mark
 // go into the container below it.
-func doFill(w *pickleWalker, a opArg) error {
-	items, err := w.popMark(a.off)
+func doFill(w *pickleWalker, op byte, off int64, arg []byte) error {
+	items, err := w.popMark(off)
 	if err != nil {
 		return err
 	}
-	if a.op == 'u' && len(items)%2 != 0 {
-		return w.errAt(a.off, "SETITEMS with an odd number of items")
+	if op == 'u' && len(items)%2 != 0 {
+		return w.errAt(off, "SETITEMS with an odd number of items")
 	}
 	if w.frameLen() == 0 {
-		return w.errAt(a.off, "%s without a target container", opName(a.op))
+		return w.errAt(off, "%s without a target container", opName(op))
 	}
 	t := w.stack[len(w.stack)-1]
 	want := vList
-	switch a.op {
+	switch op {
 	case 'u':
 		want = vDict
 	case 0x90:
 		want = vSet
 	}
-	if err := w.checkTarget(a.off, opName(a.op), t, want); err != nil {
+	if err := w.checkTarget(off, opName(op), t, want); err != nil {
 		return err
 	}
-	if a.op == 'u' {
+	if op == 'u' {
 		w.dictAdd(t, items)
 	}
 	return nil
@@ -571,16 +581,16 @@ func doFill(w *pickleWalker, a opArg) error {
 
 // doCollect applies DICT, LIST, TUPLE and FROZENSET: the items above the
 // mark become one container.
-func doCollect(w *pickleWalker, a opArg) error {
-	items, err := w.popMark(a.off)
+func doCollect(w *pickleWalker, op byte, off int64, arg []byte) error {
+	items, err := w.popMark(off)
 	if err != nil {
 		return err
 	}
-	if a.op == 'd' && len(items)%2 != 0 {
-		return w.errAt(a.off, "DICT with an odd number of items")
+	if op == 'd' && len(items)%2 != 0 {
+		return w.errAt(off, "DICT with an odd number of items")
 	}
 	var v pval
-	switch a.op {
+	switch op {
 	case 't':
 		v = w.tuple(items)
 	case 'd':
@@ -594,10 +604,10 @@ func doCollect(w *pickleWalker, a opArg) error {
 	return nil
 }
 
-func doTupleN(w *pickleWalker, a opArg) error {
-	k := int(a.op-0x85) + 1
+func doTupleN(w *pickleWalker, op byte, off int64, arg []byte) error {
+	k := int(op-0x85) + 1
 	if w.frameLen() < k {
-		return w.errAt(a.off, "TUPLE%d needs %d stack items", k, k)
+		return w.errAt(off, "TUPLE%d needs %d stack items", k, k)
 	}
 	v := w.tuple(w.stack[len(w.stack)-k:])
 	w.stack = append(w.stack[:len(w.stack)-k], v)
@@ -606,23 +616,24 @@ func doTupleN(w *pickleWalker, a opArg) error {
 
 // ---- imports, calls and state -------------------------------------------------------
 
-func doGlobal(w *pickleWalker, a opArg) error {
-	g, err := w.resolve(a.off, a.arg, a.arg2, "GLOBAL")
+func doGlobal(w *pickleWalker, op byte, off int64, arg []byte) error {
+	module, name, _ := bytes.Cut(arg, []byte{'\n'})
+	g, err := w.resolve(off, module, name, "GLOBAL")
 	if err != nil {
 		return err
 	}
-	return w.push(a.off, g)
+	return w.push(off, g)
 }
 
-func doStackGlobal(w *pickleWalker, a opArg) error {
+func doStackGlobal(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if w.frameLen() < 2 {
-		return w.errAt(a.off, "STACK_GLOBAL needs 2 stack items")
+		return w.errAt(off, "STACK_GLOBAL needs 2 stack items")
 	}
 	mod, nm := w.stack[len(w.stack)-2], w.stack[len(w.stack)-1]
 	if mod.kind != vStr || nm.kind != vStr {
-		return w.errAt(a.off, "STACK_GLOBAL with a module or name that is not a literal string (cannot be resolved statically)")
+		return w.errAt(off, "STACK_GLOBAL with a module or name that is not a literal string (cannot be resolved statically)")
 	}
-	g, err := w.resolve(a.off, w.arena[mod.ref:int64(mod.ref)+mod.n], w.arena[nm.ref:int64(nm.ref)+nm.n], "STACK_GLOBAL")
+	g, err := w.resolve(off, w.arena[mod.ref:int64(mod.ref)+mod.n], w.arena[nm.ref:int64(nm.ref)+nm.n], "STACK_GLOBAL")
 	if err != nil {
 		return err
 	}
@@ -631,16 +642,17 @@ func doStackGlobal(w *pickleWalker, a opArg) error {
 }
 
 // doInst applies INST: GLOBAL, then a call with the items above the mark.
-func doInst(w *pickleWalker, a opArg) error {
-	g, err := w.resolve(a.off, a.arg, a.arg2, "INST")
+func doInst(w *pickleWalker, op byte, off int64, arg []byte) error {
+	module, name, _ := bytes.Cut(arg, []byte{'\n'})
+	g, err := w.resolve(off, module, name, "INST")
 	if err != nil {
 		return err
 	}
-	items, err := w.popMark(a.off)
+	items, err := w.popMark(off)
 	if err != nil {
 		return err
 	}
-	res, err := w.callItems(a.off, "INST", g, items)
+	res, err := w.callItems(off, "INST", g, items)
 	if err != nil {
 		return err
 	}
@@ -649,15 +661,15 @@ func doInst(w *pickleWalker, a opArg) error {
 }
 
 // doObj applies OBJ: the first item above the mark called with the rest.
-func doObj(w *pickleWalker, a opArg) error {
-	items, err := w.popMark(a.off)
+func doObj(w *pickleWalker, op byte, off int64, arg []byte) error {
+	items, err := w.popMark(off)
 	if err != nil {
 		return err
 	}
 	if len(items) == 0 {
-		return w.errAt(a.off, "OBJ instantiates a value that is not an allowlisted global")
+		return w.errAt(off, "OBJ instantiates a value that is not an allowlisted global")
 	}
-	res, err := w.callItems(a.off, "OBJ", items[0], items[1:])
+	res, err := w.callItems(off, "OBJ", items[0], items[1:])
 	if err != nil {
 		return err
 	}
@@ -665,12 +677,12 @@ func doObj(w *pickleWalker, a opArg) error {
 	return nil
 }
 
-func doReduce(w *pickleWalker, a opArg) error {
+func doReduce(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if w.frameLen() < 2 {
-		return w.errAt(a.off, "REDUCE needs 2 stack items")
+		return w.errAt(off, "REDUCE needs 2 stack items")
 	}
 	fn, args := w.stack[len(w.stack)-2], w.stack[len(w.stack)-1]
-	res, err := w.call(a.off, "REDUCE", fn, args)
+	res, err := w.call(off, "REDUCE", fn, args)
 	if err != nil {
 		return err
 	}
@@ -679,44 +691,44 @@ func doReduce(w *pickleWalker, a opArg) error {
 }
 
 // doNewObj applies NEWOBJ (cls, args) and NEWOBJ_EX (cls, args, kwargs).
-func doNewObj(w *pickleWalker, a opArg) error {
+func doNewObj(w *pickleWalker, op byte, off int64, arg []byte) error {
 	n := 2
-	if a.op == 0x92 {
+	if op == 0x92 {
 		n = 3
 	}
 	if w.frameLen() < n {
-		return w.errAt(a.off, "%s needs %d stack items", opName(a.op), n)
+		return w.errAt(off, "%s needs %d stack items", opName(op), n)
 	}
 	top := w.stack[len(w.stack)-n:]
-	res, err := w.newObj(a.off, opName(a.op), top[0], top[1])
+	res, err := w.newObj(off, opName(op), top[0], top[1])
 	if err != nil {
 		return err
 	}
-	if a.op == 0x92 && top[2].kind != vDict {
-		return w.errAt(a.off, "NEWOBJ_EX keyword arguments are %s, not a dict", w.describe(top[2]))
+	if op == 0x92 && top[2].kind != vDict {
+		return w.errAt(off, "NEWOBJ_EX keyword arguments are %s, not a dict", w.describe(top[2]))
 	}
 	w.stack = append(w.stack[:len(w.stack)-n], res)
 	return nil
 }
 
-func doBinPersid(w *pickleWalker, a opArg) error {
-	v, err := w.pop(a.off, "BINPERSID")
+func doBinPersid(w *pickleWalker, op byte, off int64, arg []byte) error {
+	v, err := w.pop(off, "BINPERSID")
 	if err != nil {
 		return err
 	}
-	if err := w.persistentID(a.off, v); err != nil {
+	if err := w.persistentID(off, v); err != nil {
 		return err
 	}
 	w.stack = append(w.stack, pval{kind: vPersist})
 	return nil
 }
 
-func doBuild(w *pickleWalker, a opArg) error {
+func doBuild(w *pickleWalker, op byte, off int64, arg []byte) error {
 	if w.frameLen() < 2 {
-		return w.errAt(a.off, "BUILD needs 2 stack items")
+		return w.errAt(off, "BUILD needs 2 stack items")
 	}
 	inst, state := w.stack[len(w.stack)-2], w.stack[len(w.stack)-1]
-	res, array, err := w.build(a.off, inst, state)
+	res, array, err := w.build(off, inst, state)
 	if err != nil {
 		return err
 	}
@@ -726,8 +738,8 @@ func doBuild(w *pickleWalker, a opArg) error {
 	}
 	// joblib replaces the wrapper with the array it reads; the array bytes
 	// follow outside any frame.
-	if w.frameEnd >= 0 && a.end != w.frameEnd {
-		return w.errAt(a.off, "joblib array wrapper built %d bytes before the end of its FRAME (the array bytes must follow the frame)", w.frameEnd-a.end)
+	if end := off + 1; w.frameEnd >= 0 && end != w.frameEnd {
+		return w.errAt(off, "joblib array wrapper built %d bytes before the end of its FRAME (the array bytes must follow the frame)", w.frameEnd-end)
 	}
 	w.frameEnd = -1
 	w.stack[len(w.stack)-1] = res
