@@ -193,7 +193,26 @@ func (w *pickleWalker) readArg(s *opSpec, b []byte, i int, base int64, op byte, 
 		}
 		return b[i:end], end, nil
 	case shapeCounted, shapeCountedSigned:
-		return w.readCounted(s, b, i, base, op, off)
+		start := i + int(s.n)
+		if !w.fits(b, base, start) {
+			return nil, -1, w.overrun(base, start, op, off)
+		}
+		ln := leUint(b[i:start])
+		if s.shape == shapeCountedSigned && int32(ln) < 0 {
+			return nil, 0, w.errAt(off, "%s with negative length %d", opName(op), int32(ln))
+		}
+		if ln > uint64(w.maxString) {
+			name := opName(op)
+			if op == 0x8a {
+				name = "LONG4" // LONG1 reports as LONG4, as the walker always did
+			}
+			return nil, 0, w.errAt(off, "%s of %d bytes exceeds the limit of %d", name, ln, w.maxString)
+		}
+		end := start + int(ln)
+		if !w.fits(b, base, end) {
+			return nil, -1, w.overrun(base, end, op, off)
+		}
+		return b[start:end], end, nil
 	}
 	arg, next, err = w.line(b, i, base, off, op)
 	if err != nil || next < 0 || s.shape == shapeLine {
@@ -204,29 +223,6 @@ func (w *pickleWalker) readArg(s *opSpec, b []byte, i int, base int64, op byte, 
 		return nil, next, err
 	}
 	return b[i : next-1], next, nil
-}
-
-func (w *pickleWalker) readCounted(s *opSpec, b []byte, i int, base int64, op byte, off int64) ([]byte, int, error) {
-	start := i + int(s.n)
-	if !w.fits(b, base, start) {
-		return nil, -1, w.overrun(base, start, op, off)
-	}
-	ln := leUint(b[i:start])
-	if s.shape == shapeCountedSigned && int32(ln) < 0 {
-		return nil, 0, w.errAt(off, "%s with negative length %d", opName(op), int32(ln))
-	}
-	if ln > uint64(w.maxString) {
-		name := opName(op)
-		if op == 0x8a {
-			name = "LONG4" // LONG1 reports as LONG4, as the walker always did
-		}
-		return nil, 0, w.errAt(off, "%s of %d bytes exceeds the limit of %d", name, ln, w.maxString)
-	}
-	end := start + int(ln)
-	if !w.fits(b, base, end) {
-		return nil, -1, w.overrun(base, end, op, off)
-	}
-	return b[start:end], end, nil
 }
 
 // fits reports whether b holds the opcode's bytes up to index end, inside
