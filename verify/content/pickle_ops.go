@@ -56,7 +56,7 @@ var pickleOps = [256]opSpec{
 	'K': {shape: shapeFixed, n: 1, do: doBinInt},      // BININT1 uint1
 	'L': {shape: shapeLine, do: doIntLine},            // LONG decimalnl_long
 	'M': {shape: shapeFixed, n: 2, do: doBinInt},      // BININT2 uint2
-	'N': {do: doConst},                                // NONE
+	'N': {do: doNone},                                 // NONE
 	'P': {shape: shapeLine, pre: refusePersid},        // PERSID stringnl_noescape
 	'Q': {do: doBinPersid},                            // BINPERSID
 	'R': {do: doReduce},                               // REDUCE
@@ -69,23 +69,23 @@ var pickleOps = [256]opSpec{
 	'b': {do: doBuild},                                // BUILD
 	'c': {shape: shapeLines, do: doGlobal},            // GLOBAL stringnl_noescape_pair
 	'd': {do: doCollect},                              // DICT
-	'}': {do: doConst},                                // EMPTY_DICT
+	'}': {do: doEmpty},                                // EMPTY_DICT
 	'e': {do: doFill},                                 // APPENDS
 	'g': {shape: shapeLine, do: doGet},                // GET decimalnl_short
 	'h': {shape: shapeFixed, n: 1, do: doGet},         // BINGET uint1
 	'i': {shape: shapeLines, do: doInst},              // INST stringnl_noescape_pair
 	'j': {shape: shapeFixed, n: 4, do: doGet},         // LONG_BINGET uint4
 	'l': {do: doCollect},                              // LIST
-	']': {do: doConst},                                // EMPTY_LIST
+	']': {do: doEmpty},                                // EMPTY_LIST
 	'o': {do: doObj},                                  // OBJ
 	'p': {shape: shapeLine, do: doPut},                // PUT decimalnl_short
 	'q': {shape: shapeFixed, n: 1, do: doPut},         // BINPUT uint1
 	'r': {shape: shapeFixed, n: 4, do: doPut},         // LONG_BINPUT uint4
 	's': {do: doSetItem},                              // SETITEM
 	't': {do: doCollect},                              // TUPLE
-	')': {do: doConst},                                // EMPTY_TUPLE
+	')': {do: doEmpty},                                // EMPTY_TUPLE
 	'u': {do: doFill},                                 // SETITEMS
-	'G': {shape: shapeFixed, n: 8, do: doConst},       // BINFLOAT float8
+	'G': {shape: shapeFixed, n: 8, do: doBinFloat},    // BINFLOAT float8
 
 	0x80: {shape: shapeFixed, n: 1, do: doProto},                      // PROTO uint1
 	0x81: {do: doNewObj},                                              // NEWOBJ
@@ -95,23 +95,23 @@ var pickleOps = [256]opSpec{
 	0x85: {do: doTupleN},                                              // TUPLE1
 	0x86: {do: doTupleN},                                              // TUPLE2
 	0x87: {do: doTupleN},                                              // TUPLE3
-	0x88: {do: doConst},                                               // NEWTRUE
-	0x89: {do: doConst},                                               // NEWFALSE
+	0x88: {do: doBool},                                                // NEWTRUE
+	0x89: {do: doBool},                                                // NEWFALSE
 	0x8a: {shape: shapeCounted, n: 1, do: doBinLong},                  // LONG1 long1
 	0x8b: {shape: shapeCountedSigned, n: 4, do: doBinLong},            // LONG4 long4
-	'B':  {shape: shapeCounted, n: 4, do: doConst},                    // BINBYTES bytes4
-	'C':  {shape: shapeCounted, n: 1, do: doConst},                    // SHORT_BINBYTES bytes1
+	'B':  {shape: shapeCounted, n: 4, do: doBytes},                    // BINBYTES bytes4
+	'C':  {shape: shapeCounted, n: 1, do: doBytes},                    // SHORT_BINBYTES bytes1
 	0x8c: {shape: shapeCounted, n: 1, do: doStr},                      // SHORT_BINUNICODE unicodestring1
 	0x8d: {shape: shapeCounted, n: 8, do: doStr},                      // BINUNICODE8 unicodestring8
-	0x8e: {shape: shapeCounted, n: 8, do: doConst},                    // BINBYTES8 bytes8
-	0x8f: {do: doConst},                                               // EMPTY_SET
+	0x8e: {shape: shapeCounted, n: 8, do: doBytes},                    // BINBYTES8 bytes8
+	0x8f: {do: doEmpty},                                               // EMPTY_SET
 	0x90: {do: doFill},                                                // ADDITEMS
 	0x91: {do: doCollect},                                             // FROZENSET
 	0x92: {do: doNewObj},                                              // NEWOBJ_EX
 	0x93: {do: doStackGlobal},                                         // STACK_GLOBAL
 	0x94: {do: doPut},                                                 // MEMOIZE
 	0x95: {shape: shapeFixed, n: 8, pre: checkFrameOpen, do: doFrame}, // FRAME uint8
-	0x96: {shape: shapeCounted, n: 8, do: doConst},                    // BYTEARRAY8 bytearray8
+	0x96: {shape: shapeCounted, n: 8, do: doBytes},                    // BYTEARRAY8 bytearray8
 	0x97: {pre: refuseBuffer},                                         // NEXT_BUFFER
 	0x98: {pre: refuseBuffer},                                         // READONLY_BUFFER
 }
@@ -370,19 +370,28 @@ func doFrame(w *pickleWalker, op byte, off int64, arg []byte) error {
 
 // ---- values -------------------------------------------------------------------
 
-// doConst pushes a value the opcode's argument does not change: None, a
-// bool, a float, bytes or an empty container.
-func doConst(w *pickleWalker, op byte, off int64, arg []byte) error {
+func doNone(w *pickleWalker, op byte, off int64, arg []byte) error {
+	return w.push(off, pval{kind: vNone})
+}
+
+// doBool pushes NEWTRUE or NEWFALSE.
+func doBool(w *pickleWalker, op byte, off int64, arg []byte) error {
+	return w.push(off, pval{kind: vBool, n: int64(0x89 - int(op))})
+}
+
+// doBinFloat pushes BINFLOAT (its value is not kept).
+func doBinFloat(w *pickleWalker, op byte, off int64, arg []byte) error {
+	return w.push(off, pval{kind: vFloat})
+}
+
+// doBytes pushes bytes or a bytearray (not kept).
+func doBytes(w *pickleWalker, op byte, off int64, arg []byte) error {
+	return w.push(off, pval{kind: vBytes})
+}
+
+func doEmpty(w *pickleWalker, op byte, off int64, arg []byte) error {
 	var v pval
 	switch op {
-	case 'N':
-		v = pval{kind: vNone}
-	case 0x88, 0x89: // NEWTRUE, NEWFALSE
-		v = pval{kind: vBool, n: int64(0x89 - int(op))}
-	case 'G':
-		v = pval{kind: vFloat}
-	case 'B', 'C', 0x8e, 0x96:
-		v = pval{kind: vBytes}
 	case ')':
 		v = pval{kind: vTuple, ref: int32(len(w.tuples))}
 	case ']':
