@@ -554,15 +554,22 @@ func doSetItem(w *pickleWalker, op byte, off int64, arg []byte) error {
 	return nil
 }
 
+// markItems pops the items above the topmost mark (see popMark); with
+// pairs, they must be key/value pairs.
+func (w *pickleWalker) markItems(op byte, off int64, pairs bool) ([]pval, error) {
+	items, err := w.popMark(off)
+	if err == nil && pairs && len(items)%2 != 0 {
+		err = w.errAt(off, "%s with an odd number of items", opName(op))
+	}
+	return items, err
+}
+
 // doFill applies APPENDS, SETITEMS and ADDITEMS: the items above the mark
 // go into the container below it.
 func doFill(w *pickleWalker, op byte, off int64, arg []byte) error {
-	items, err := w.popMark(off)
+	items, err := w.markItems(op, off, op == 'u')
 	if err != nil {
 		return err
-	}
-	if op == 'u' && len(items)%2 != 0 {
-		return w.errAt(off, "SETITEMS with an odd number of items")
 	}
 	if w.frameLen() == 0 {
 		return w.errAt(off, "%s without a target container", opName(op))
@@ -587,12 +594,9 @@ func doFill(w *pickleWalker, op byte, off int64, arg []byte) error {
 // doCollect applies DICT, LIST, TUPLE and FROZENSET: the items above the
 // mark become one container.
 func doCollect(w *pickleWalker, op byte, off int64, arg []byte) error {
-	items, err := w.popMark(off)
+	items, err := w.markItems(op, off, op == 'd')
 	if err != nil {
 		return err
-	}
-	if op == 'd' && len(items)%2 != 0 {
-		return w.errAt(off, "DICT with an odd number of items")
 	}
 	var v pval
 	switch op {
@@ -621,9 +625,14 @@ func doTupleN(w *pickleWalker, op byte, off int64, arg []byte) error {
 
 // ---- imports, calls and state -------------------------------------------------------
 
-func doGlobal(w *pickleWalker, op byte, off int64, arg []byte) error {
+// resolveLines resolves the "module\nname" argument of GLOBAL and INST.
+func (w *pickleWalker) resolveLines(op byte, off int64, arg []byte) (pval, error) {
 	module, name, _ := bytes.Cut(arg, []byte{'\n'})
-	g, err := w.resolve(off, module, name, "GLOBAL")
+	return w.resolve(off, module, name, opName(op))
+}
+
+func doGlobal(w *pickleWalker, op byte, off int64, arg []byte) error {
+	g, err := w.resolveLines(op, off, arg)
 	if err != nil {
 		return err
 	}
@@ -648,8 +657,7 @@ func doStackGlobal(w *pickleWalker, op byte, off int64, arg []byte) error {
 
 // doInst applies INST: GLOBAL, then a call with the items above the mark.
 func doInst(w *pickleWalker, op byte, off int64, arg []byte) error {
-	module, name, _ := bytes.Cut(arg, []byte{'\n'})
-	g, err := w.resolve(off, module, name, "INST")
+	g, err := w.resolveLines(op, off, arg)
 	if err != nil {
 		return err
 	}
