@@ -2,7 +2,6 @@ package store
 
 import (
 	"container/heap"
-	"crypto/sha256"
 	"encoding/hex"
 
 	"github.com/opencontainers/go-digest"
@@ -22,27 +21,34 @@ import (
 // million blobs the index holds about 64 + ~45 (map) + 8 (heap) bytes a
 // blob.
 
-// key identifies a digest in the index: a sha256 digest by its 32 bytes,
-// a digest of another algorithm by the sha256 of its string (the digest
-// itself is then kept in Store.long).
+// key identifies a digest in the index: the first 32 bytes of the digest
+// itself, whatever its algorithm (sha256, sha512). A digest of another
+// algorithm than sha256 is kept next to its key (Store.long), and a lookup
+// finds a node only when the digest it names is the node's: a digest made
+// up to share a stored blob's first 32 bytes (nothing in the store hashes
+// to it) finds nothing. Keys of content the store holds never collide:
+// that would take two hash outputs agreeing on 256 bits. (A key derived
+// from the digest's text, as before, could be matched by a sha256 blob
+// whose content is that text.)
 type key [32]byte
 
 // keyOf returns the key of a valid digest, and the digest itself when it
 // must be kept next to the key (not sha256); ok is false for an invalid
 // digest.
 func keyOf(d digest.Digest) (k key, long digest.Digest, ok bool) {
+	enc := d.Encoded()
 	if d.Algorithm() == digest.SHA256 {
-		enc := d.Encoded()
 		if len(enc) != 2*len(k) || !lowerHex(enc) {
 			return k, "", false
 		}
-		_, err := hex.Decode(k[:], []byte(enc))
-		return k, "", err == nil
+	} else {
+		if d.Validate() != nil || len(enc) < 2*len(k) || !lowerHex(enc) {
+			return k, "", false
+		}
+		long = d
 	}
-	if d.Validate() != nil {
-		return k, "", false
-	}
-	return sha256.Sum256([]byte(d)), d, true
+	_, err := hex.Decode(k[:], []byte(enc[:2*len(k)]))
+	return k, long, err == nil
 }
 
 func lowerHex(s string) bool {
@@ -125,11 +131,14 @@ func (h *pendingHeap) Pop() any {
 
 // lookupLocked returns the node of d.
 func (s *Store) lookupLocked(d digest.Digest) (*node, key, bool) {
-	k, _, ok := keyOf(d)
+	k, long, ok := keyOf(d)
 	if !ok {
 		return nil, k, false
 	}
 	n, ok := s.items[k]
+	if ok && s.long[k] != long {
+		return nil, k, false // another digest sharing the first 32 bytes
+	}
 	return n, k, ok
 }
 

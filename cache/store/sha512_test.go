@@ -81,3 +81,50 @@ func TestPutGetSHA512(t *testing.T) {
 		t.Fatalf("corrupted sha512 content: Get err = %v, want ErrNotFound", err)
 	}
 }
+
+// A sha512 digest and a sha256 blob whose content is that digest's text
+// are two entries of the index (a key derived from the digest's text
+// made them one: Has answered for the other blob, the size limit missed
+// one of them); a digest made up to share a stored blob's first 32 bytes
+// finds nothing.
+func TestIndexKeepsSHA512ApartFromSHA256(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenFilesystem(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitIndexed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	victim := []byte(`{"schemaVersion":2,"victim":true}`)
+	d512 := digest.SHA512.FromBytes(victim)
+	evil := []byte(d512.String())
+	d256 := digest.SHA256.FromBytes(evil)
+	put := func(d digest.Digest, b []byte) {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), "blob")
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CommitFile(ctx, d, f, int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(d256, evil)
+	if sz, ok := s.Has(d512); ok {
+		t.Errorf("Has(%s) = %d, true before it was stored", d512, sz)
+	}
+	madeUp := digest.NewDigestFromEncoded(digest.SHA512, d256.Encoded()+d256.Encoded())
+	if sz, ok := s.Has(madeUp); ok {
+		t.Errorf("Has(%s), a made-up digest sharing %s's first 32 bytes = %d, true", madeUp, d256, sz)
+	}
+	put(d512, victim)
+	if got, want := s.Size(), int64(len(evil)+len(victim)); got != want {
+		t.Errorf("store size %d, want %d (both blobs indexed)", got, want)
+	}
+	for d, want := range map[digest.Digest]int{d512: len(victim), d256: len(evil)} {
+		if sz, ok := s.Has(d); !ok || sz != int64(want) {
+			t.Errorf("Has(%s) = %d, %v; want %d", d, sz, ok, want)
+		}
+	}
+}
