@@ -419,14 +419,15 @@ func (c *Client) Resolve(ctx context.Context, repo, ref string, maxSize int64) (
 		return Descriptor{}, c.statusError(resp.StatusCode, "manifest "+repo+":"+ref, resp.Header.Get("Retry-After"))
 	}
 	d := Descriptor{MediaType: baseMediaType(resp.Header.Get("Content-Type")), Size: resp.ContentLength}
-	// A tag names the sha256 digest of its manifest; a digest reference
-	// (sha256 or sha512) names itself, which the header may confirm.
+	// The digest is the header's when it is of the reference's algorithm:
+	// sha256 for a tag, the digest's own for a digest reference (a caller
+	// compares the two). A registry may name a sha512 manifest by its
+	// sha256 in the header: that says nothing about the sha512 reference.
 	alg := digest.SHA256
-	refDigest, isDigest := digest.Digest(ref), strings.Contains(ref, ":")
-	if isDigest {
-		alg = refDigest.Algorithm()
+	if strings.Contains(ref, ":") {
+		alg = digest.Digest(ref).Algorithm()
 	}
-	if dg, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil && (isDigest && dg == refDigest || !isDigest && dg.Algorithm() == digest.SHA256) {
+	if dg, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil && dg.Algorithm() == alg {
 		d.Digest = dg
 		return d, nil
 	}
