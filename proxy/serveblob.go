@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/proxy/engine"
 	"github.com/pullgate/pullgate/proxy/ocierr"
 )
@@ -61,6 +60,16 @@ func (s *Server) headBlob(q *request, grant engine.BlobGrant) {
 	q.w.WriteHeader(http.StatusOK)
 }
 
+// fetched is what sending needs of a download under way (an
+// inflight.Fetch, from Engine.Fetch): its size once known, bytes as they
+// are verified, and the outcome of the digest and content checks.
+type fetched interface {
+	Wait(ctx context.Context) (size int64, err error)
+	CopyTo(ctx context.Context, w io.Writer, start, n int64) (int64, error)
+	Verified(ctx context.Context) error
+	Release()
+}
+
 // streamBlob serves an uncached blob from a coalesced upstream fetch.
 func (s *Server) streamBlob(q *request, grant engine.BlobGrant) {
 	f, err := s.eng.Fetch(q.q, grant)
@@ -90,7 +99,7 @@ func (s *Server) streamBlob(q *request, grant engine.BlobGrant) {
 // blobRange answers the request's range over a fetched blob of size bytes:
 // the first byte and length to send and the status. ok is false when it
 // answered already (a range not satisfiable, a fetch that failed).
-func (s *Server) blobRange(q *request, f *inflight.Fetch, size int64) (start, n int64, status int, ok bool) {
+func (s *Server) blobRange(q *request, f fetched, size int64) (start, n int64, status int, ok bool) {
 	start, end, partial, unsat := byteRange(q.r.Header.Get("Range"), size)
 	h := q.w.Header()
 	if unsat {
@@ -125,7 +134,7 @@ func (s *Server) blobRange(q *request, f *inflight.Fetch, size int64) (start, n 
 }
 
 // sendFetched sends n bytes from start of a fetch as they are verified.
-func (s *Server) sendFetched(q *request, f *inflight.Fetch, start, n int64, status int) {
+func (s *Server) sendFetched(q *request, f fetched, start, n int64, status int) {
 	h := q.w.Header()
 	// The status goes out with the first byte: a fetch that fails before
 	// any byte could be sent (an upstream reset, a stall, a full spool

@@ -64,13 +64,9 @@ func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 			return nil, err
 		}
 		defer file.Close()
-		// The spool file is read as verified bytes, as every source is.
-		vr, err := verified.NewReader(io.LimitReader(file, size), dgst, size)
-		if err != nil {
-			_ = in.Close()
-			return nil, err
-		}
-		if _, err := stored.CopyBuffer(in, vr); err != nil {
+		// The spool file holds the bytes the download just hashed to the
+		// digest (nothing else writes it): read, not hashed again.
+		if _, err := stored.CopyBuffer(in, io.LimitReader(file, size)); err != nil {
 			_ = in.Close()
 			var fd *content.Finding
 			if errors.As(err, &fd) {
@@ -196,6 +192,13 @@ func (s *Engine) inspectStoredWith(ctx context.Context, dgst digest.Digest, size
 		return err
 	}
 	defer c.Close()
+	if c.ID().Size != size {
+		// A copy of another size than the blob's is not the blob (it is
+		// read up to the blob's size only).
+		_ = in.Close()
+		s.StoreCorrupt(ctx, dgst, fmt.Sprintf("%d bytes stored, %d expected", c.ID().Size, size))
+		return fmt.Errorf("stored blob %s is corrupted", dgst)
+	}
 	ferr, err := c.Inspect(in)
 	var mm *verified.MismatchError
 	switch {
