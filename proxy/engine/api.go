@@ -18,7 +18,13 @@ import (
 // artifact: no rule (fail closed), deny, allow. ok is false for a verify
 // rule, which needs the artifact.
 func (q *Query) RuleVerdict() (Verdict, bool) {
-	return ruleVerdict(q.pol, q.rule, q.sub.Repository())
+	if !q.ruled {
+		// The same for every decision of the query (and the queries it
+		// derives: same policy, rule and repository): evaluated once.
+		q.ruleV, q.ruleOK = ruleVerdict(q.pol, q.rule, q.repository())
+		q.ruled = true
+	}
+	return q.ruleV, q.ruleOK
 }
 
 // Resolve turns the subject's reference into a digest: a digest as it is,

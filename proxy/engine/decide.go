@@ -93,13 +93,13 @@ func fromDecision(d policy.Decision) Verdict {
 }
 
 // decideManifest decides a manifest digest in the query's repository,
-// from the verdict cache or by evaluating the policy. body/m are the
-// verified manifest bytes.
+// from the verdict cache or by evaluating the policy. m is the verified
+// manifest.
 func (s *Engine) decideManifest(q *Query, dgst digest.Digest, m *Manifest) (Verdict, bool) {
-	rep := q.sub.Repository()
+	rep := q.repository()
 	// Deny (and no rule) decide alone; allow decides alone unless the rule
 	// has content checks, which look at the manifest.
-	if v, ok := ruleVerdict(q.pol, q.rule, rep); ok && (!v.Allowed || q.rule.Content == nil) {
+	if v, ok := q.RuleVerdict(); ok && (!v.Allowed || q.rule.Content == nil) {
 		return v, false
 	}
 	// Signatures and attestations are decided by their subject (and how

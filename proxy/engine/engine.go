@@ -229,10 +229,16 @@ func (sub Subject) Reference() string {
 type Query struct {
 	c     context.Context
 	sub   Subject
+	rep   string // sub.Repository(), once
 	up    *upstream.Client
 	pol   *policy.Policy
 	rule  *policy.Rule
 	depth int // nesting while deciding index children and evidence subjects
+
+	// ruleV, ruleOK: RuleVerdict's result, once ruled.
+	ruleV  Verdict
+	ruleOK bool
+	ruled  bool
 }
 
 // Query starts a decision about sub under the policy in force. ok is false
@@ -242,8 +248,8 @@ func (s *Engine) Query(ctx context.Context, sub Subject) (*Query, bool) {
 	if !ok {
 		return nil, false
 	}
-	pol := s.Policy()
-	return &Query{c: ctx, sub: sub, up: up, pol: pol, rule: pol.Match(sub.Repository())}, true
+	pol, rep := s.Policy(), sub.Repository()
+	return &Query{c: ctx, sub: sub, rep: rep, up: up, pol: pol, rule: pol.Match(rep)}, true
 }
 
 // Subject is what the query is about.
@@ -259,6 +265,14 @@ func (q *Query) Policy() *policy.Policy { return q.pol }
 func (q *Query) Rule() *policy.Rule { return q.rule }
 
 func (q *Query) ctx() context.Context { return q.c }
+
+// repository is the subject's repository as policy sees it.
+func (q *Query) repository() string {
+	if q.rep == "" {
+		return q.sub.Repository()
+	}
+	return q.rep
+}
 
 // About is the query about another manifest of the same repository, by
 // digest, at the same depth (an index's child served in its place).

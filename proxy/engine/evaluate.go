@@ -277,7 +277,7 @@ func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Ver
 func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	ctx := q.ctx()
 	rule := q.rule
-	in := policy.Input{Repository: q.sub.Repository(), Digest: dgst}
+	in := policy.Input{Repository: q.repository(), Digest: dgst}
 	in.ContentFindings = s.contentFindings(q, m)
 	if rule.Action != policy.ActionVerify {
 		return fromDecision(rule.Evaluate(in, q.pol.Revision()))
@@ -319,7 +319,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	v := fromDecision(rule.Evaluate(in, q.pol.Revision()))
 	if v.Allowed {
 		for d, exp := range exps {
-			s.tensors.Add(grantKey(q.pol.Revision(), q.sub.Repository(), d), exp, s.cfg.Cache.AllowTTL.D())
+			s.tensors.Add(grantKey(q.pol.Revision(), q.repository(), d), exp, s.cfg.Cache.AllowTTL.D())
 		}
 	}
 

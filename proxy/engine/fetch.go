@@ -129,7 +129,7 @@ func (s *Engine) fetchPlan(q *Query, grant BlobGrant) fetchPlan {
 	opts := c.Options()
 	rev := q.pol.Revision()
 	p.key.Revision, p.key.Rule, p.key.Classes = rev, q.rule.Name, classesKey(classes)
-	p.exp, _ = s.tensors.Get(grantKey(rev, q.sub.Repository(), dgst))
+	p.exp, _ = s.tensors.Get(grantKey(rev, q.repository(), dgst))
 	exp := p.exp
 	if exp != nil {
 		p.key.Expectation = exp.id
@@ -137,7 +137,7 @@ func (s *Engine) fetchPlan(q *Query, grant BlobGrant) fetchPlan {
 	p.newInspector = func(size int64) (content.Inspector, error) {
 		return newLayerInspector(opts, classes, size, exp)
 	}
-	p.late = s.lateDeclarations(rev, q.rule.Name, q.sub.Repository(), dgst, opts, classes)
+	p.late = s.lateDeclarations(rev, q.rule.Name, q.repository(), dgst, opts, classes)
 	return p
 }
 

@@ -31,7 +31,7 @@ func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict)
 		classes = content.BlobClasses(m)
 	}
 	for _, d := range m.Blobs() {
-		key := grantKey(rev, q.sub.Repository(), d.Digest)
+		key := grantKey(rev, q.repository(), d.Digest)
 		old, ok := s.blobGrants.Get(key)
 		if ok && !old.Evidence && v.Evidence {
 			continue // an artifact's grant (inspected as content) stays
@@ -152,7 +152,7 @@ func (g BlobGrant) covers(links []string) bool {
 // err is set when the store cannot list the manifests linked to the blob:
 // nothing is concluded then (no grant, no denial).
 func (s *Engine) grantFor(q *Query, dgst digest.Digest) (BlobGrant, Verdict, bool, error) {
-	key := grantKey(q.pol.Revision(), q.sub.Repository(), dgst)
+	key := grantKey(q.pol.Revision(), q.repository(), dgst)
 	held, ok := s.blobGrants.Get(key)
 	if ok && !held.Evidence {
 		g, err := s.refreshContentGrant(q, key, held, dgst)
@@ -396,7 +396,7 @@ func blobDenial(q *Query, dgst digest.Digest, sc *linkScan) Verdict {
 	if denial != nil {
 		v.Reasons = append([]string{fmt.Sprintf("blob %s belongs only to denied manifests", dgst)}, denial.Reasons...)
 	} else {
-		v.Reasons = []string{fmt.Sprintf("blob %s is not referenced by any manifest pullgate allowed in %s; pull the image by tag or digest first", dgst, q.sub.Repository())}
+		v.Reasons = []string{fmt.Sprintf("blob %s is not referenced by any manifest pullgate allowed in %s; pull the image by tag or digest first", dgst, q.repository())}
 	}
 	return v
 }

@@ -130,7 +130,7 @@ func scopesOf(exp *tensorExpectation) []string {
 func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 	ctx := q.ctx()
 	rev, rule, dgst := q.pol.Revision(), q.rule.Name, q.sub.Digest
-	exp, _ := s.tensors.Get(grantKey(rev, q.sub.Repository(), dgst))
+	exp, _ := s.tensors.Get(grantKey(rev, q.repository(), dgst))
 	scopes := scopesOf(exp)
 	for _, scope := range scopes {
 		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, scope); err != nil {
