@@ -454,6 +454,36 @@ func TestDecideAndAdmitManifest(t *testing.T) {
 	}
 }
 
+// TestAdmitManifestDecidesRuleOnlyFirst: AdmitManifest itself answers what
+// a rule decides alone (no rule, deny) before it fetches anything, for a
+// caller that does not ask RuleVerdict first (an admission hook, say).
+func TestAdmitManifestDecidesRuleOnlyFirst(t *testing.T) {
+	e := newEnv(t)
+	img := e.up.PushImage(t, "blocked/app", "1", harness.ImageOptions{})
+	other := e.up.PushImage(t, "elsewhere/app", "1", harness.ImageOptions{})
+	eng := e.open(t, "store")
+	for _, tc := range []struct{ repo, dgst, reason string }{
+		{"blocked/app", img.Digest, "rule blocked: action deny"},
+		{"elsewhere/app", other.Digest, "no policy rule matches"},
+	} {
+		q, ok := eng.Query(t.Context(), subject(t, eng, tc.repo, tc.dgst))
+		if !ok {
+			t.Fatal("no upstream")
+		}
+		before := e.upstreamRequests("")
+		m, v, _, err := eng.AdmitManifest(q, digest.Digest(tc.dgst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m != nil || v.Allowed || !strings.Contains(strings.Join(v.Reasons, "; "), tc.reason) {
+			t.Errorf("%s: manifest %v, verdict %+v; want a denial (%s) and no manifest", tc.repo, m, v, tc.reason)
+		}
+		if n := e.upstreamRequests("") - before; n != 0 {
+			t.Errorf("%s: %d upstream requests; a rule that decides alone needs none", tc.repo, n)
+		}
+	}
+}
+
 // TestTagResolution: a tag is resolved through the upstream (a HEAD) and
 // the decision is about the digest it names now; a digest is not resolved.
 func TestTagResolution(t *testing.T) {
