@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 
+	"github.com/pullgate/pullgate/cache/verified"
 	"github.com/pullgate/pullgate/verify/cosign"
 	"github.com/pullgate/pullgate/verify/dsse"
 	"github.com/pullgate/pullgate/verify/intoto"
@@ -294,7 +295,7 @@ func (c *collector) blob(source string, l ocispec.Descriptor) ([]byte, bool) {
 		c.fail(FailFetch, source, l.Digest, "fetch evidence blob: %v", err)
 		return nil, false
 	}
-	if l.Digest.Algorithm().FromBytes(blob) != l.Digest { // Validate checked the algorithm is available
+	if verified.Check(l.Digest, blob) != nil {
 		// Fetchers must verify; check anyway, this is the security boundary.
 		c.fail(FailFetch, source, l.Digest, "evidence blob does not match its digest")
 		return nil, false

@@ -206,26 +206,32 @@ func (s *Engine) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 		}
 		s.metrics.inspectDuration.Observe(time.Since(inspectStart).Seconds())
 	}
-	if err := s.disk.CommitBlob(s.store, ctx, dgst, f.Path(), size); err != nil {
-		// The bytes are verified: serve them (from the spool), but say the
-		// cache failed. Nothing partial is visible: the store links or
-		// copies under a temporary name and renames only a whole copy.
-		s.log.Error("store: commit failed; the verified blob is served but not cached", "digest", dgst, "err", err)
-		s.storageError(opCommit, s.store.LocalRoot(), size, err)
-		if store.IsNoSpace(err) && s.store.LocalRoot() != "" {
-			// A copy into the store removed on error holds nothing; a
-			// link failed on the spool's filesystem gives the spool
-			// file back when the fetch ends.
-			held := int64(0)
-			if sameFilesystem(s.spoolDir, s.store.LocalRoot()) {
-				held = size
-			}
-			s.roomFor(s.store.LocalRoot(), size, held)
-		}
-	} else {
-		s.storageOK(s.spoolDir, s.store.LocalRoot())
-	}
+	s.commit(ctx, dgst, f.Path(), size)
 	return nil
+}
+
+// commit stores a verified spool file. A failure is logged and counted,
+// not returned: the verified bytes are served (from the spool) either
+// way, and nothing partial is visible (the store links or copies under a
+// temporary name and renames only a whole copy).
+func (s *Engine) commit(ctx context.Context, dgst digest.Digest, path string, size int64) {
+	err := s.disk.CommitBlob(s.store, ctx, dgst, path, size)
+	if err == nil {
+		s.storageOK(s.spoolDir, s.store.LocalRoot())
+		return
+	}
+	s.log.Error("store: commit failed; the verified blob is served but not cached", "digest", dgst, "err", err)
+	s.storageError(opCommit, s.store.LocalRoot(), size, err)
+	if store.IsNoSpace(err) && s.store.LocalRoot() != "" {
+		// A copy into the store removed on error holds nothing; a link
+		// failed on the spool's filesystem gives the spool file back when
+		// the fetch ends.
+		held := int64(0)
+		if sameFilesystem(s.spoolDir, s.store.LocalRoot()) {
+			held = size
+		}
+		s.roomFor(s.store.LocalRoot(), size, held)
+	}
 }
 
 // fetchFailed is the error a download that failed ends the fetch with
