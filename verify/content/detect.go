@@ -51,6 +51,9 @@ func sniffArchive(h []byte) string {
 // Sniff decides a blob's format from its first bytes (up to 4096) and its
 // total size (-1 if unknown). It never trusts names or media types.
 func Sniff(h []byte, size int64) string {
+	if sniffExecutable(h) != "" {
+		return FormatExecutable
+	}
 	if len(h) >= 4 && string(h[:4]) == "GGUF" {
 		return FormatGGUF
 	}
@@ -68,6 +71,9 @@ func Sniff(h []byte, size int64) string {
 	}
 	if sniffSafetensors(h, size) {
 		return FormatSafetensors
+	}
+	if sniffMZ(h) != "" {
+		return FormatExecutable
 	}
 	if isImage(h) {
 		return FormatImage
@@ -217,6 +223,8 @@ func describe(format string) string {
 		return "a template"
 	case FormatYAML:
 		return "YAML"
+	case FormatExecutable:
+		return "an executable"
 	}
 	return "unrecognised binary data"
 }
@@ -393,9 +401,22 @@ func (a *autoInspector) decide() error {
 	if len(a.head) == 0 {
 		return newFinding(FormatMediaType, 0, "empty blob")
 	}
-	if (f == FormatBinary || f == FormatText) && bytes.Contains(h[1:], magicZip) {
+	if (f == FormatBinary || f == FormatText || f == FormatExecutable && shebangLine(h) != "") && bytes.Contains(h[1:], magicZip) {
 		i := bytes.Index(h, magicZip)
 		return newFinding(FormatZip, int64(i), "%d bytes of data before the first zip local file header (prepended data or polyglot)", i)
+	}
+	if f == FormatExecutable && kind == kindTensorBlob && sniffExecutable(h) == "" {
+		// raw tensor data (fp16 201.6 is "MZ"): only a PE signature,
+		// not the two letters, makes it an executable
+		f = FormatBinary
+		a.format = f
+	}
+	if f == FormatExecutable {
+		if fe := a.checkExecutable(h, kind); fe != nil {
+			return fe
+		}
+		f = FormatText // a script declared as code: code rules apply
+		a.format = f
 	}
 	if known && kind != kindAny {
 		ok := false
@@ -428,6 +449,9 @@ func (a *autoInspector) decide() error {
 	}
 	if binaryByNature(kind, a.mediaType) {
 		a.opts.binaryByNature = true // for the members of an archive layer
+	}
+	if isCodeLayer(kind, a.mediaType) {
+		a.opts.codeLayer = true
 	}
 	if judged == FormatBinary && !a.opts.AllowUnknown && !a.opts.binaryByNature {
 		return newFinding(FormatBinary, 0, "bytes match no format pullgate knows (safetensors, GGUF, pickle, zip, NumPy, JSON, text, ...); "+

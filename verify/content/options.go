@@ -140,6 +140,9 @@ type Options struct {
 	// declared kind holds binary data by nature (datasets, code): their
 	// members are not refused as unknown bytes.
 	binaryByNature bool
+	// codeLayer is set for the members of an archive layer declared as
+	// code: their shebang scripts are code (denyCodeLayers), not disguised.
+	codeLayer bool
 }
 
 // formatAllowed reports whether a format may be served under AllowFormats.
