@@ -769,7 +769,7 @@ func (l *loader) parseContent(f field, what string) *Content {
 }
 
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "allow", "unknown")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "allow", "unknown", "torchscript")
 	if !ok {
 		return
 	}
@@ -797,6 +797,16 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 				l.errAt(uf.val, fix, "%s.unknown %q is not one of deny, allow", what, s)
 			} else {
 				out.Unknown = s
+			}
+		}
+	}
+	if tf, ok := fs["torchscript"]; ok {
+		const fix = "write torchscript: refuse (default) or torchscript: allow (admits TorchScript archives, whose code runs on torch.jit.load; their pickles are still walked)"
+		if s, ok := l.str(tf, what+".torchscript", fix); ok {
+			if s != "refuse" && s != "allow" {
+				l.errAt(tf.val, fix, "%s.torchscript %q is not one of refuse, allow", what, s)
+			} else {
+				out.TorchScript = s
 			}
 		}
 	}

@@ -327,6 +327,11 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 			return z.fail(off, "entry %q is code (%s) and is denied (denyCodeLayers)", name, ext)
 		}
 	}
+	if isTorchScriptMember(name) && !z.opts.AllowTorchScript {
+		z.err = newFinding(FormatTorchScript, off, "entry %q: the archive is a TorchScript model (torch.jit.save: code/ and constants.pkl); "+
+			"torch.jit.load compiles and runs its code/ (CVE-2022-45907), so it is refused (content.formats.torchscript: allow admits it; its pickles are still walked)", name)
+		return z.err
+	}
 	// With flag 3 the local header may leave CRC and sizes at zero: they
 	// follow the data in a descriptor. Non-zero values are taken as given
 	// and the descriptor must repeat them.
@@ -529,6 +534,20 @@ func (z *ZipInspector) isTorchStorage(name string) bool {
 	}
 	key, ok := strings.CutPrefix(name, z.torchPrefix+"/data/")
 	return ok && key != "" && !strings.Contains(key, "/") && !hasPickleExt(key)
+}
+
+// isTorchScriptMember reports whether name is one of the members that make
+// a zip a TorchScript archive rather than a torch.save checkpoint:
+// <top>/constants.pkl or anything under <top>/code/, where <top> is the
+// archive's top directory. torch.jit.load reads constants.pkl and compiles
+// the code/ tree (export_module.cpp writes both; torch.save writes
+// neither). Names are compared as miniz looks them up: case-insensitively.
+func isTorchScriptMember(name string) bool {
+	top, rest, ok := strings.Cut(asciiLower(name), "/")
+	if !ok || top == "" {
+		return false
+	}
+	return rest == "constants.pkl" || strings.HasPrefix(rest, "code/")
 }
 
 func hasPickleExt(name string) bool {
