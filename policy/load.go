@@ -768,6 +768,26 @@ func (l *loader) parseContent(f field, what string) *Content {
 	return c
 }
 
+// oneOf reads the optional string key of fs, which must be one of values
+// ("" when absent or wrong, the error reported with fix).
+func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...string) string {
+	f, ok := fs[key]
+	if !ok {
+		return ""
+	}
+	s, ok := l.str(f, what+"."+key, fix)
+	if !ok {
+		return ""
+	}
+	for _, v := range values {
+		if s == v {
+			return s
+		}
+	}
+	l.errAt(f.val, fix, "%s.%s %q is not one of %s", what, key, s, strings.Join(values, ", "))
+	return ""
+}
+
 func (l *loader) parseFormats(f field, what string, out *Formats) {
 	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "allow", "unknown", "torchscript")
 	if !ok {
@@ -790,26 +810,10 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 			l.errAt(af.val, "list at least one format, or remove allow", "%s.allow is empty (it would refuse every layer)", what)
 		}
 	}
-	if uf, ok := fs["unknown"]; ok {
-		const fix = "write unknown: deny (default) or unknown: allow (serves bytes pullgate cannot inspect; unsafe)"
-		if s, ok := l.str(uf, what+".unknown", fix); ok {
-			if s != "deny" && s != "allow" {
-				l.errAt(uf.val, fix, "%s.unknown %q is not one of deny, allow", what, s)
-			} else {
-				out.Unknown = s
-			}
-		}
-	}
-	if tf, ok := fs["torchscript"]; ok {
-		const fix = "write torchscript: refuse (default) or torchscript: allow (admits TorchScript archives, whose code runs on torch.jit.load; their pickles are still walked)"
-		if s, ok := l.str(tf, what+".torchscript", fix); ok {
-			if s != "refuse" && s != "allow" {
-				l.errAt(tf.val, fix, "%s.torchscript %q is not one of refuse, allow", what, s)
-			} else {
-				out.TorchScript = s
-			}
-		}
-	}
+	out.Unknown = l.oneOf(fs, "unknown", what,
+		"write unknown: deny (default) or unknown: allow (serves bytes pullgate cannot inspect; unsafe)", "deny", "allow")
+	out.TorchScript = l.oneOf(fs, "torchscript", what,
+		"write torchscript: refuse (default) or torchscript: allow (admits TorchScript archives, whose code runs on torch.jit.load; their pickles are still walked)", "refuse", "allow")
 	if zf, ok := fs["zip"]; ok {
 		z := &ZipFormat{}
 		if !isNull(zf.val) {
