@@ -118,6 +118,8 @@ func FuzzZip(f *testing.F) {
 	// torch.jit.save's layout (code/, constants.pkl): refused, then admitted
 	// by the allowTS target below.
 	f.Add(modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("archive", modelcorpus.SmallTorchModel()[:1], nil, nil)), uint8(11))
+	tsPkl := modelcorpus.NewPickler(2).Global("__torch__", "Net").Tuple(0).Op(0x81).Op('}').Op('b').Stop()
+	f.Add(modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("m", nil, tsPkl, nil)), uint8(3))
 	// Small inflate bounds: a few bytes of deflate inflate to the limit,
 	// which would make each input cost seconds at the 1 GiB default.
 	opts := scanOpts

@@ -145,6 +145,11 @@ type Options struct {
 	// (CVE-2022-45907). Their pickles are walked either way.
 	AllowTorchScript bool
 
+	// torchScriptClasses admits TorchScript classes (GLOBAL __torch__...)
+	// in the pickles of a zip under AllowTorchScript; set by the zip
+	// inspector for its members.
+	torchScriptClasses bool
+
 	// binaryByNature is set for the members of an archive layer whose
 	// declared kind holds binary data by nature (datasets, code): their
 	// members are not refused as unknown bytes.

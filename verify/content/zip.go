@@ -111,7 +111,10 @@ type ZipInspector struct {
 	torchPrefix      string
 	nameBytes        int64
 	hasPickleMembers bool
-	closed           bool // Close accepted the archive
+	closed           bool   // Close accepted the archive
+	tsConstants      bool   // a <top>/constants.pkl member was seen
+	tsClass          string // first TorchScript class a member pickle imported ("member imports class")
+	tsClassAt        int64
 }
 
 // NewZipInspector returns a strict zip validator. Pickle members are denied
@@ -326,6 +329,9 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 		if ext := codeFileExt(name); ext != "" {
 			return z.fail(off, "entry %q is code (%s) and is denied (denyCodeLayers)", name, ext)
 		}
+	}
+	if isTorchScriptMember(name) && strings.HasSuffix(asciiLower(name), "/constants.pkl") {
+		z.tsConstants = true
 	}
 	if isTorchScriptMember(name) && !z.opts.AllowTorchScript {
 		z.err = newFinding(FormatTorchScript, off, "entry %q: the archive is a TorchScript model (torch.jit.save: code/ and constants.pkl); "+
@@ -705,7 +711,9 @@ func (s *memberSink) decide() error {
 			z.err = newFinding(FormatPickle, e.offset, "zip member %q is a pickle; pickle content is denied by policy (pickle: deny)", e.name)
 			return z.err
 		}
-		s.pickle = NewPickleInspector(z.opts, s.sizeOrUnknown())
+		po := z.opts
+		po.torchScriptClasses = z.opts.AllowTorchScript
+		s.pickle = NewPickleInspector(po, s.sizeOrUnknown())
 		return nil
 	}
 	if len(h) == 0 {
@@ -760,6 +768,9 @@ func (s *memberSink) close() error {
 	if s.pickle != nil {
 		if err := s.pickle.Close(); err != nil {
 			return s.wrap(err)
+		}
+		if c := s.pickle.w.tsClass; c != "" && z.tsClass == "" {
+			z.tsClass, z.tsClassAt = e.name+" imports "+c, e.offset
 		}
 		if strings.HasSuffix(e.name, "/data.pkl") && strings.Count(e.name, "/") == 1 {
 			if z.torchPrefix != "" {
@@ -1332,6 +1343,12 @@ func (z *ZipInspector) Close() error {
 	}
 	if err := z.checkTorchStorages(); err != nil {
 		return err
+	}
+	if z.tsClass != "" && !z.tsConstants {
+		// Only torch.jit.load resolves __torch__ classes against code/;
+		// torch.load treats a zip without constants.pkl as a checkpoint.
+		z.err = newFinding(FormatTorchScript, z.tsClassAt, "%s, a TorchScript class, but the archive has no constants.pkl: it is not a TorchScript archive, and only TorchScript archives may name __torch__ classes (content.formats.torchscript: allow)", z.tsClass)
+		return z.err
 	}
 	z.closed = true
 	return nil

@@ -423,13 +423,17 @@ func zipCases(t testing.TB) []zipCase {
 			data:   tscript(osSys),
 			format: "pickle", reason: `zip member "archive/constants.pkl": GLOBAL imports posix.system`, prefix: true},
 		// torch.jit.save pickles the module itself: GLOBAL __torch__ <Class>,
-		// EMPTY_TUPLE, NEWOBJ, state, BUILD (jit/serialization/pickler.cpp).
-		// It is not in the default allowlist, and a dunder module can never be
-		// added to it (CheckPickleAllow), so such a data.pkl is
-		// still refused under allow (known limit, see docs/model-gate.md).
-		{name: "torchscript/allowed, data.pkl with a __torch__ class", opts: func(o *content.Options) { scan(o); o.AllowTorchScript = true },
-			data: modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("archive", nil,
-				modelcorpus.NewPickler(2).Global("__torch__", "Net").Tuple(0).Op(0x81).Op('}').Op('b').Stop(), nil)),
+		// EMPTY_TUPLE, NEWOBJ, state, BUILD (jit/serialization/pickler.cpp);
+		// torch.jit.load resolves the class against code/, not by import.
+		{name: "torchscript/allowed, data.pkl with a __torch__ class", opts: allowTS, data: tsModule("__torch__", "Net", true)},
+		{name: "torchscript/allowed, data.pkl with a mangled submodule class", opts: allowTS, data: tsModule("__torch__.___torch_mangle_3", "Net", true)},
+		{name: "torchscript/allowed, __torch__ class in a zip without constants.pkl", opts: allowTS, data: tsModule("__torch__", "Net", false),
+			format: "torchscript", reason: `archive/data.pkl imports __torch__.Net, a TorchScript class, but the archive has no constants.pkl: it is not a TorchScript archive, and only TorchScript archives may name __torch__ classes (content.formats.torchscript: allow)`},
+		{name: "torchscript/allowed, dunder module under __torch__", opts: allowTS, data: tsModule("__torch__.__builtin__", "eval", true),
+			format: "pickle", reason: `zip member "archive/data.pkl": GLOBAL imports __torch__.__builtin__.eval, which is not in the allowlist (content.formats.pickle.allow)`, prefix: true},
+		{name: "torchscript/allowed, dunder class under __torch__", opts: allowTS, data: tsModule("__torch__", "__class__", true),
+			format: "pickle", reason: `zip member "archive/data.pkl": GLOBAL imports __torch__.__class__, which is not in the allowlist (content.formats.pickle.allow)`, prefix: true},
+		{name: "torchscript/refused, __torch__ class in a torch.save zip under pickle scan", opts: scan, data: tsModule("__torch__", "Net", false),
 			format: "pickle", reason: `zip member "archive/data.pkl": GLOBAL imports __torch__.Net, which is not in the allowlist (content.formats.pickle.allow)`, prefix: true},
 		{name: "torchscript/allowed, pickles denied", opts: func(o *content.Options) { o.AllowTorchScript = true }, data: tscript(nil),
 			format: "pickle", reason: `zip member "archive/data.pkl" is a pickle; pickle content is denied by policy (pickle: deny)`},
@@ -440,6 +444,20 @@ func zipCases(t testing.TB) []zipCase {
 			data: plain(modelcorpus.ZipEntry{Name: "a/b/code/x.txt", Data: []byte("x")})},
 	}
 	return cs
+}
+
+func allowTS(o *content.Options) { scan(o); o.AllowTorchScript = true }
+
+// tsModule is an archive whose data.pkl pickles a scripted module as
+// torch.jit's pickler does (GLOBAL module name, EMPTY_TUPLE, NEWOBJ, an
+// attribute dict, BUILD): torch.jit.save's layout when script is true,
+// torch.save's otherwise.
+func tsModule(module, name string, script bool) []byte {
+	pkl := modelcorpus.NewPickler(2).Global(module, name).Tuple(0).Op(0x81).Op('}').Str("training").Op(0x88).Op('s').Op('b').Stop()
+	if script {
+		return modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("archive", nil, pkl, nil))
+	}
+	return modelcorpus.TorchSaveZip(modelcorpus.TorchSave2Records("archive", nil, pkl, nil))
 }
 
 // tscript is a torch.jit.save archive of SmallTorchModel whose constants.pkl
