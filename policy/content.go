@@ -61,6 +61,10 @@ type Formats struct {
 	// no known format are served (uninspected) in weight, config and
 	// undeclared layers.
 	Unknown string `json:",omitempty"`
+	// TorchScript is "refuse" (default) or "allow": whether TorchScript
+	// archives (zip with code/ and constants.pkl) are admitted. Their
+	// pickles are walked under Pickle either way.
+	TorchScript string `json:",omitempty"`
 }
 
 // ZipFormat bounds the zip parser (field names follow

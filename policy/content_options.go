@@ -15,7 +15,8 @@ func (c *Content) Options() content.Options {
 	mts := append(append([]string(nil), c.MediaTypeSets...), c.ExactMediaTypes...)
 	o := content.Options{MediaTypes: mts, DenyCodeLayers: c.DenyCodeLayers, TensorAllow: c.TensorAllow,
 		AllowArchives: c.AllowArchives, MaxConfigBytes: c.MaxConfigBytes,
-		AllowFormats: c.Formats.Allow, AllowUnknown: c.Formats.Unknown == "allow"}
+		AllowFormats: c.Formats.Allow, AllowUnknown: c.Formats.Unknown == "allow",
+		AllowTorchScript: c.Formats.TorchScript == "allow"}
 	if f := c.Formats.Safetensors; f != nil {
 		o.Safetensors = content.SafetensorsOptions{MaxHeaderBytes: f.MaxHeaderBytes, MaxTensors: int(f.MaxTensors)}
 	}

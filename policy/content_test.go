@@ -116,3 +116,35 @@ func TestContentFormatsAllowUnknown(t *testing.T) {
 		}
 	}
 }
+
+// formats.torchscript reaches the validators; default refuse; other values
+// are policy errors with a position.
+func TestContentFormatsTorchScript(t *testing.T) {
+	load := func(yaml string) (*Policy, error) {
+		d := writeDir(t, map[string]string{"p.yaml": "rules:\n  - name: m\n    match: [\"**\"]\n    action: allow\n    content:\n      " + yaml + "\n"})
+		return Load(filepath.Join(d, "p.yaml"))
+	}
+	p, err := load("formats: {torchscript: allow, pickle: {mode: scan}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := p.Rules[0].Content.Options(); !o.AllowTorchScript || o.Pickle.Mode != content.PickleScan {
+		t.Errorf("allow: options %+v", o)
+	}
+	for _, y := range []string{"formats: {torchscript: refuse}", "formats: {pickle: {mode: scan}}"} {
+		p2, err := load(y)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p2.Rules[0].Content.Options().AllowTorchScript {
+			t.Errorf("%s: TorchScript allowed", y)
+		}
+		if p.Revision() == p2.Revision() {
+			t.Errorf("%s: torchscript does not change the revision", y)
+		}
+	}
+	_, err = load("formats: {torchscript: yes}")
+	if want := `formats.torchscript "yes" is not one of refuse, allow`; err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "p.yaml:6:") {
+		t.Errorf("err %v, want %q at line 6", err, want)
+	}
+}

@@ -768,8 +768,28 @@ func (l *loader) parseContent(f field, what string) *Content {
 	return c
 }
 
+// oneOf reads the optional string key of fs, which must be one of values
+// ("" when absent or wrong, the error reported with fix).
+func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...string) string {
+	f, ok := fs[key]
+	if !ok {
+		return ""
+	}
+	s, ok := l.str(f, what+"."+key, fix)
+	if !ok {
+		return ""
+	}
+	for _, v := range values {
+		if s == v {
+			return s
+		}
+	}
+	l.errAt(f.val, fix, "%s.%s %q is not one of %s", what, key, s, strings.Join(values, ", "))
+	return ""
+}
+
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "allow", "unknown")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "allow", "unknown", "torchscript")
 	if !ok {
 		return
 	}
@@ -790,16 +810,10 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 			l.errAt(af.val, "list at least one format, or remove allow", "%s.allow is empty (it would refuse every layer)", what)
 		}
 	}
-	if uf, ok := fs["unknown"]; ok {
-		const fix = "write unknown: deny (default) or unknown: allow (serves bytes pullgate cannot inspect; unsafe)"
-		if s, ok := l.str(uf, what+".unknown", fix); ok {
-			if s != "deny" && s != "allow" {
-				l.errAt(uf.val, fix, "%s.unknown %q is not one of deny, allow", what, s)
-			} else {
-				out.Unknown = s
-			}
-		}
-	}
+	out.Unknown = l.oneOf(fs, "unknown", what,
+		"write unknown: deny (default) or unknown: allow (serves bytes pullgate cannot inspect; unsafe)", "deny", "allow")
+	out.TorchScript = l.oneOf(fs, "torchscript", what,
+		"write torchscript: refuse (default) or torchscript: allow (admits TorchScript archives, whose code runs on torch.jit.load; their pickles are still walked)", "refuse", "allow")
 	if zf, ok := fs["zip"]; ok {
 		z := &ZipFormat{}
 		if !isNull(zf.val) {

@@ -524,3 +524,37 @@ func TorchSave1Records(prefix string, tensors []TorchTensor, pkl []byte) []Miniz
 	}
 	return append(rs, MinizRecord{Name: prefix + "/version", Data: []byte("3\n")})
 }
+
+// TorchScriptRecords returns the records torch.jit.save (2.x) writes for a
+// scripted module holding tensors, in ScriptModuleSerializer::serialize's
+// order (torch/csrc/jit/serialization/export_module.cpp): data.pkl and its
+// storages under data/, the code/ tree (one .py per class qualifier, each
+// with its .debug_pkl source map), constants.pkl (the tuple of tensor
+// constants, empty here), then what PyTorchStreamWriter adds (version,
+// .data/version, byteorder, .data/serialization_id). data.pkl is the
+// state-dict pickle our encoder writes (pkl nil) and constants nil is an
+// empty tuple pickled at protocol 2 (what torch writes for a module
+// without tensor constants).
+func TorchScriptRecords(prefix string, tensors []TorchTensor, pkl, constants []byte) []MinizRecord {
+	if pkl == nil {
+		pkl = StateDictPickle(tensors, 2)
+	}
+	if constants == nil {
+		constants = NewPickler(2).Tuple(0).Stop()
+	}
+	rs := []MinizRecord{{Name: prefix + "/data.pkl", Data: pkl}}
+	for _, t := range tensors {
+		rs = append(rs, MinizRecord{Name: prefix + "/data/" + t.Key, Data: TorchStorageBytes(t)})
+	}
+	code := "class Net(Module):\n  __parameters__ = [\"weight\", ]\n  __buffers__ = []\n  weight : Tensor\n" +
+		"  def forward(self: __torch__.Net,\n    x: Tensor) -> Tensor:\n    return torch.matmul(x, self.weight)\n"
+	debug := NewPickler(2).Int(0).Tuple(1).Stop() // (offset,) source-range table, no imports
+	return append(rs,
+		MinizRecord{Name: prefix + "/code/__torch__.py", Data: []byte(code), Compress: true},
+		MinizRecord{Name: prefix + "/code/__torch__.py.debug_pkl", Data: debug},
+		MinizRecord{Name: prefix + "/constants.pkl", Data: constants},
+		MinizRecord{Name: prefix + "/version", Data: []byte("3\n")},
+		MinizRecord{Name: prefix + "/.data/version", Data: []byte("3\n")},
+		MinizRecord{Name: prefix + "/byteorder", Data: []byte("little")},
+		MinizRecord{Name: prefix + "/.data/serialization_id", Data: []byte("1530215418330436425600000021836735972839")})
+}

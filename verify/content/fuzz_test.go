@@ -115,15 +115,23 @@ func FuzzZip(f *testing.F) {
 		{Name: "m/chat_template.jinja", Data: []byte("{{ x }}"), Compress: true},
 		{Name: "m/modeling.py", Data: []byte("import os\n")},
 	}), uint8(23))
+	// torch.jit.save's layout (code/, constants.pkl): refused, then admitted
+	// by the allowTS target below.
+	f.Add(modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("archive", modelcorpus.SmallTorchModel()[:1], nil, nil)), uint8(11))
+	tsPkl := modelcorpus.NewPickler(2).Global("__torch__", "Net").Tuple(0).Op(0x81).Op('}').Op('b').Stop()
+	f.Add(modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("m", nil, tsPkl, nil)), uint8(3))
 	// Small inflate bounds: a few bytes of deflate inflate to the limit,
 	// which would make each input cost seconds at the 1 GiB default.
 	opts := scanOpts
 	opts.Zip.MaxInflatedMember, opts.Zip.MaxDeflatedMember = 1<<20, 1<<20
 	denyCode := opts
 	denyCode.DenyCodeLayers = true
+	allowTS := opts
+	allowTS.AllowTorchScript = true
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewZipInspector(opts, size) }, data, chunk)
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewZipInspector(denyCode, size) }, data, chunk)
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewZipInspector(allowTS, size) }, data, chunk)
 	})
 }
 

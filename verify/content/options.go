@@ -27,6 +27,10 @@ const (
 	FormatTemplate    = "template"
 	FormatYAML        = "yaml"
 	FormatImage       = "image" // PNG, JPEG, GIF, WebP: inert media files
+	// FormatTorchScript names findings about a zip that is a TorchScript
+	// archive (torch.jit.save: <top>/code/ and <top>/constants.pkl). The
+	// layer's format stays FormatZip.
+	FormatTorchScript = "torchscript"
 )
 
 // KnownFormats are the format names Options.AllowFormats (policy key
@@ -135,6 +139,16 @@ type Options struct {
 	// layers). False (the default) refuses them: a gate cannot vouch for
 	// bytes it does not understand. Unsafe; per rule.
 	AllowUnknown bool
+	// AllowTorchScript admits TorchScript archives (policy key
+	// content.formats.torchscript: allow). False (the default) refuses
+	// them: torch.jit.load compiles and runs their code/ tree
+	// (CVE-2022-45907). Their pickles are walked either way.
+	AllowTorchScript bool
+
+	// torchScriptClasses admits TorchScript classes (GLOBAL __torch__...)
+	// in the pickles of a zip under AllowTorchScript; set by the zip
+	// inspector for its members.
+	torchScriptClasses bool
 
 	// binaryByNature is set for the members of an archive layer whose
 	// declared kind holds binary data by nature (datasets, code): their

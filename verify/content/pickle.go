@@ -587,6 +587,63 @@ type pickleWalker struct {
 	pickles    int
 	block      arrayBlock // joblib: the array announced by evArray
 	event      uint8      // set by an opcode handler: evStop, evArray
+	// tsClasses admits TorchScript classes (see torchScriptClass); the
+	// first admitted makes al a private copy. tsClass names the first.
+	tsClasses bool
+	tsOwned   bool
+	tsClass   string
+	tsCount   int
+}
+
+// maxTorchScriptClasses bounds the TorchScript classes one pickle may
+// name (each adds an allowlist entry to the walker's private copy).
+const maxTorchScriptClasses = 4096
+
+// torchScriptClass reports whether (module, name) is a class of a
+// TorchScript archive's own code/ tree: torch.jit's pickler writes a
+// scripted object as GLOBAL <qualified name prefix> <class name>, the
+// prefix being __torch__ or __torch__.<path>, and torch.jit.load resolves
+// it against the classes compiled from code/, never by importing Python
+// modules. Dunder names after __torch__ are still refused.
+func torchScriptClass(module, name []byte) bool {
+	m := string(module)
+	if m != "__torch__" && !strings.HasPrefix(m, "__torch__.") {
+		return false
+	}
+	for _, c := range strings.Split(m, ".")[1:] {
+		if isDunder(c) {
+			return false
+		}
+	}
+	return bytes.IndexByte(name, '.') < 0 && !isDunder(string(name))
+}
+
+// addTorchScriptClass adds a TorchScript class to the walker's allowlist
+// (copied on first use: the shared one is immutable) as a class that
+// NEWOBJ instantiates and BUILD fills, like a class a policy lists.
+func (w *pickleWalker) addTorchScriptClass(module, name []byte) (int32, bool) {
+	if !w.tsOwned {
+		al := &pickleAllowlist{entries: append([]pickleEntry(nil), w.al.entries...), index: make(map[string]int32, len(w.al.index)+1),
+			never: w.al.never, ndarray: w.al.ndarray}
+		for k, v := range w.al.index {
+			al.index[k] = v
+		}
+		w.al, w.tsOwned = al, true
+	}
+	if w.tsCount >= maxTorchScriptClasses {
+		return 0, false
+	}
+	w.tsCount++
+	m, q := string(module), string(name)
+	d := globalDisplay(m, q)
+	idx := int32(len(w.al.entries))
+	w.al.entries = append(w.al.entries, pickleEntry{module: m, name: q, display: d, call: true, newobj: true, args: argTuple, rc: rcUser})
+	w.al.index[m+"\x00"+q] = idx
+	w.seen = append(w.seen, false)
+	if w.tsClass == "" {
+		w.tsClass = d
+	}
+	return idx, true
 }
 
 func newPickleWalker(opts Options, format string) *pickleWalker {
@@ -605,6 +662,7 @@ func newPickleWalkerWith(opts Options, format string, al *pickleAllowlist, jobli
 		globals:   map[string]bool{},
 		seen:      make([]bool, len(al.entries)),
 		frameEnd:  -1,
+		tsClasses: opts.torchScriptClasses,
 	}
 }
 
@@ -664,6 +722,9 @@ func (w *pickleWalker) resolve(off int64, module, name []byte, via string) (pval
 		}
 	} else {
 		idx, ok = w.al.index[string(k)]
+	}
+	if !ok && w.tsClasses && torchScriptClass(module, name) {
+		idx, ok = w.addTorchScriptClass(module, name)
 	}
 	if !ok {
 		return pval{}, w.notAllowed(off, via, module, name, string(k))

@@ -111,7 +111,10 @@ type ZipInspector struct {
 	torchPrefix      string
 	nameBytes        int64
 	hasPickleMembers bool
-	closed           bool // Close accepted the archive
+	closed           bool   // Close accepted the archive
+	tsConstants      bool   // a <top>/constants.pkl member was seen
+	tsClass          string // first TorchScript class a member pickle imported ("member imports class")
+	tsClassAt        int64
 }
 
 // NewZipInspector returns a strict zip validator. Pickle members are denied
@@ -327,6 +330,14 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 			return z.fail(off, "entry %q is code (%s) and is denied (denyCodeLayers)", name, ext)
 		}
 	}
+	if isTorchScriptMember(name) && strings.HasSuffix(asciiLower(name), "/constants.pkl") {
+		z.tsConstants = true
+	}
+	if isTorchScriptMember(name) && !z.opts.AllowTorchScript {
+		z.err = newFinding(FormatTorchScript, off, "entry %q: the archive is a TorchScript model (torch.jit.save: code/ and constants.pkl); "+
+			"torch.jit.load compiles and runs its code/ (CVE-2022-45907), so it is refused (content.formats.torchscript: allow admits it; its pickles are still walked)", name)
+		return z.err
+	}
 	// With flag 3 the local header may leave CRC and sizes at zero: they
 	// follow the data in a descriptor. Non-zero values are taken as given
 	// and the descriptor must repeat them.
@@ -531,6 +542,20 @@ func (z *ZipInspector) isTorchStorage(name string) bool {
 	return ok && key != "" && !strings.Contains(key, "/") && !hasPickleExt(key)
 }
 
+// isTorchScriptMember reports whether name is one of the members that make
+// a zip a TorchScript archive rather than a torch.save checkpoint:
+// <top>/constants.pkl or anything under <top>/code/, where <top> is the
+// archive's top directory. torch.jit.load reads constants.pkl and compiles
+// the code/ tree (export_module.cpp writes both; torch.save writes
+// neither). Names are compared as miniz looks them up: case-insensitively.
+func isTorchScriptMember(name string) bool {
+	top, rest, ok := strings.Cut(asciiLower(name), "/")
+	if !ok || top == "" {
+		return false
+	}
+	return rest == "constants.pkl" || strings.HasPrefix(rest, "code/")
+}
+
 func hasPickleExt(name string) bool {
 	l := strings.ToLower(name)
 	for _, ext := range []string{".pkl", ".pickle", ".joblib", ".dill", ".debug_pkl"} {
@@ -686,7 +711,9 @@ func (s *memberSink) decide() error {
 			z.err = newFinding(FormatPickle, e.offset, "zip member %q is a pickle; pickle content is denied by policy (pickle: deny)", e.name)
 			return z.err
 		}
-		s.pickle = NewPickleInspector(z.opts, s.sizeOrUnknown())
+		po := z.opts
+		po.torchScriptClasses = z.opts.AllowTorchScript
+		s.pickle = NewPickleInspector(po, s.sizeOrUnknown())
 		return nil
 	}
 	if len(h) == 0 {
@@ -741,6 +768,9 @@ func (s *memberSink) close() error {
 	if s.pickle != nil {
 		if err := s.pickle.Close(); err != nil {
 			return s.wrap(err)
+		}
+		if c := s.pickle.w.tsClass; c != "" && z.tsClass == "" {
+			z.tsClass, z.tsClassAt = e.name+" imports "+c, e.offset
 		}
 		if strings.HasSuffix(e.name, "/data.pkl") && strings.Count(e.name, "/") == 1 {
 			if z.torchPrefix != "" {
@@ -1313,6 +1343,12 @@ func (z *ZipInspector) Close() error {
 	}
 	if err := z.checkTorchStorages(); err != nil {
 		return err
+	}
+	if z.tsClass != "" && !z.tsConstants {
+		// Only torch.jit.load resolves __torch__ classes against code/;
+		// torch.load treats a zip without constants.pkl as a checkpoint.
+		z.err = newFinding(FormatTorchScript, z.tsClassAt, "%s, a TorchScript class, but the archive has no constants.pkl: it is not a TorchScript archive, and only TorchScript archives may name __torch__ classes (content.formats.torchscript: allow)", z.tsClass)
+		return z.err
 	}
 	z.closed = true
 	return nil

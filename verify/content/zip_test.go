@@ -408,8 +408,67 @@ func zipCases(t testing.TB) []zipCase {
 		{name: "member/pickle in data/ without any data.pkl", opts: scan,
 			data:   modelcorpus.TorchSaveZip([]modelcorpus.MinizRecord{{Name: "archive/data/0", Data: osSys}}),
 			format: "pickle", reason: `zip member "archive/data/0": GLOBAL imports posix.system`, prefix: true},
+
+		// ---- TorchScript (torch.jit.save): code/ and constants.pkl ---------
+		{name: "torchscript/refused by default", opts: scan, data: tscript(nil),
+			format: "torchscript", reason: torchScriptRefused("archive/code/__torch__.py")},
+		{name: "torchscript/constants.pkl alone marks it", opts: scan,
+			data: modelcorpus.TorchSaveZip(append(modelcorpus.TorchSave2Records("archive", small, nil, nil),
+				modelcorpus.MinizRecord{Name: "archive/constants.pkl", Data: modelcorpus.NewPickler(2).Tuple(0).Stop()})),
+			format: "torchscript", reason: torchScriptRefused("archive/constants.pkl")},
+		{name: "torchscript/another top directory name", opts: scan,
+			data: modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("Net", small, nil, nil)), format: "torchscript", reason: torchScriptRefused("Net/code/__torch__.py")},
+		{name: "torchscript/allowed", opts: func(o *content.Options) { scan(o); o.AllowTorchScript = true }, data: tscript(nil)},
+		{name: "torchscript/allowed, malicious constants.pkl", opts: func(o *content.Options) { scan(o); o.AllowTorchScript = true },
+			data:   tscript(osSys),
+			format: "pickle", reason: `zip member "archive/constants.pkl": GLOBAL imports posix.system`, prefix: true},
+		// torch.jit.save pickles the module itself: GLOBAL __torch__ <Class>,
+		// EMPTY_TUPLE, NEWOBJ, state, BUILD (jit/serialization/pickler.cpp);
+		// torch.jit.load resolves the class against code/, not by import.
+		{name: "torchscript/allowed, data.pkl with a __torch__ class", opts: allowTS, data: tsModule("__torch__", "Net", true)},
+		{name: "torchscript/allowed, data.pkl with a mangled submodule class", opts: allowTS, data: tsModule("__torch__.___torch_mangle_3", "Net", true)},
+		{name: "torchscript/allowed, __torch__ class in a zip without constants.pkl", opts: allowTS, data: tsModule("__torch__", "Net", false),
+			format: "torchscript", reason: `archive/data.pkl imports __torch__.Net, a TorchScript class, but the archive has no constants.pkl: it is not a TorchScript archive, and only TorchScript archives may name __torch__ classes (content.formats.torchscript: allow)`},
+		{name: "torchscript/allowed, dunder module under __torch__", opts: allowTS, data: tsModule("__torch__.__builtin__", "eval", true),
+			format: "pickle", reason: `zip member "archive/data.pkl": GLOBAL imports __torch__.__builtin__.eval, which is not in the allowlist (content.formats.pickle.allow)`, prefix: true},
+		{name: "torchscript/allowed, dunder class under __torch__", opts: allowTS, data: tsModule("__torch__", "__class__", true),
+			format: "pickle", reason: `zip member "archive/data.pkl": GLOBAL imports __torch__.__class__, which is not in the allowlist (content.formats.pickle.allow)`, prefix: true},
+		{name: "torchscript/refused, __torch__ class in a torch.save zip under pickle scan", opts: scan, data: tsModule("__torch__", "Net", false),
+			format: "pickle", reason: `zip member "archive/data.pkl": GLOBAL imports __torch__.Net, which is not in the allowlist (content.formats.pickle.allow)`, prefix: true},
+		{name: "torchscript/allowed, pickles denied", opts: func(o *content.Options) { o.AllowTorchScript = true }, data: tscript(nil),
+			format: "pickle", reason: `zip member "archive/data.pkl" is a pickle; pickle content is denied by policy (pickle: deny)`},
+		{name: "torchscript/allowed, code still denied by denyCodeLayers",
+			opts: func(o *content.Options) { scan(o); denyCode(o); o.AllowTorchScript = true }, data: tscript(nil),
+			format: "zip", reason: `entry "archive/code/__torch__.py" is code (.py) and is denied (denyCodeLayers)`},
+		{name: "torchscript/code directory outside the top directory is not TorchScript", opts: scan,
+			data: plain(modelcorpus.ZipEntry{Name: "a/b/code/x.txt", Data: []byte("x")})},
 	}
 	return cs
+}
+
+func allowTS(o *content.Options) { scan(o); o.AllowTorchScript = true }
+
+// tsModule is an archive whose data.pkl pickles a scripted module as
+// torch.jit's pickler does (GLOBAL module name, EMPTY_TUPLE, NEWOBJ, an
+// attribute dict, BUILD): torch.jit.save's layout when script is true,
+// torch.save's otherwise.
+func tsModule(module, name string, script bool) []byte {
+	pkl := modelcorpus.NewPickler(2).Global(module, name).Tuple(0).Op(0x81).Op('}').Str("training").Op(0x88).Op('s').Op('b').Stop()
+	if script {
+		return modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("archive", nil, pkl, nil))
+	}
+	return modelcorpus.TorchSaveZip(modelcorpus.TorchSave2Records("archive", nil, pkl, nil))
+}
+
+// tscript is a torch.jit.save archive of SmallTorchModel whose constants.pkl
+// is constants (nil: the empty tuple).
+func tscript(constants []byte) []byte {
+	return modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("archive", modelcorpus.SmallTorchModel(), nil, constants))
+}
+
+func torchScriptRefused(name string) string {
+	return fmt.Sprintf("entry %q: the archive is a TorchScript model (torch.jit.save: code/ and constants.pkl); "+
+		"torch.jit.load compiles and runs its code/ (CVE-2022-45907), so it is refused (content.formats.torchscript: allow admits it; its pickles are still walked)", name)
 }
 
 func runZipCase(t *testing.T, c zipCase, chunk int) {
