@@ -107,13 +107,16 @@ func isCodeLayer(k layerKind, mediaType string) bool {
 // checkExecutable refuses an executable layer or member. A shebang script
 // declared as code (a code layer, a member of one, or a code file name such
 // as run.sh) returns nil: it is code, and denyCodeLayers (checked on the
-// descriptor and on member names) decides it as it decides *.py files.
+// descriptor and on member names) decides it as it decides *.py files. One
+// declared as a document (README, license: text layers) is text.
 func (a *autoInspector) checkExecutable(h []byte, kind layerKind) *Finding {
 	what := sniffExecutable(h)
 	if what == "" {
 		what = sniffMZ(h)
 	}
-	if shebangLine(h) != "" && (isCodeLayer(kind, a.mediaType) || a.opts.codeLayer || codeFileExt(a.title) != "") {
+	if shebangLine(h) != "" && (isCodeLayer(kind, a.mediaType) || a.opts.codeLayer || codeFileExt(a.title) != "" || kind == kindText) {
+		// Declared code, or a document (a README quoting a script is
+		// text no loader runs): not disguised.
 		return nil
 	}
 	return newFinding(FormatExecutable, 0, "bytes are %s; a model rule never serves executables or scripts disguised as model, config or data files (no policy key allows them; a script belongs in a code layer or a code file name, under denyCodeLayers)", what)
