@@ -69,6 +69,9 @@ func Sniff(h []byte, size int64) string {
 	if sniffSafetensors(h, size) {
 		return FormatSafetensors
 	}
+	if sniffONNX(h) {
+		return FormatONNX
+	}
 	if isImage(h) {
 		return FormatImage
 	}
@@ -217,6 +220,8 @@ func describe(format string) string {
 		return "a template"
 	case FormatYAML:
 		return "YAML"
+	case FormatONNX:
+		return "an ONNX model"
 	}
 	return "unrecognised binary data"
 }
@@ -421,6 +426,10 @@ func (a *autoInspector) decide() error {
 		judged = FormatYAML
 	case f == FormatBinary && len(h) > 0 && h[0] == 0x0a && isSentencePieceName(a.title):
 		judged = FormatSentencePiece
+	case f == FormatBinary && isONNXName(a.title):
+		// An ONNX file whose first field is not ir_version: the name
+		// decides, the walker then checks every byte strictly.
+		judged, a.format = FormatONNX, FormatONNX
 	}
 	if !a.opts.formatAllowed(judged) {
 		return newFinding(FormatMediaType, 0, "bytes are %s, which this rule's content.formats.allow (%s) does not list",
@@ -441,6 +450,8 @@ func (a *autoInspector) decide() error {
 		a.inner = NewGGUFInspector(a.opts, a.size)
 	case f == FormatNPY:
 		a.inner = NewNPYInspector(a.opts, a.size)
+	case judged == FormatONNX:
+		a.inner = NewONNXInspector(a.opts, a.size)
 	case isJoblibName(a.title):
 		// joblib.dump files: a pickle with raw array blocks, possibly
 		// compressed as a whole; bytes cannot tell them from a pickle.
@@ -500,6 +511,11 @@ func isDatasetLayer(k layerKind, mediaType string) bool {
 func isJSONLinesName(title string) bool {
 	e := strings.ToLower(path.Ext(title))
 	return e == ".jsonl" || e == ".ndjson"
+}
+
+// isONNXName reports whether a file name says ONNX.
+func isONNXName(title string) bool {
+	return strings.EqualFold(path.Ext(title), ".onnx")
 }
 
 // isJoblibName reports whether a file name is a joblib dump's
