@@ -23,6 +23,8 @@ type ONNXNode struct {
 	Inputs, Outputs []string
 	Graphs          [][2]any // {name string, ONNXGraph}
 	Tensors         [][2]any // {name string, ONNXTensor}: tensor attributes
+	// GraphList is a GRAPHS attribute (repeated graphs, field 11).
+	GraphList []ONNXGraph
 }
 
 // ONNXGraph is a GraphProto.
@@ -97,6 +99,15 @@ func ONNXNodeProto(n ONNXNode) []byte {
 		a = pbString(a, 1, g[0].(string))
 		a = pbBytes(a, 6, ONNXGraphProto(g[1].(ONNXGraph)))
 		a = pbVarint(a, 20, 5) // type GRAPH
+		b = pbBytes(b, 5, a)
+	}
+	if n.GraphList != nil {
+		var a []byte
+		a = pbString(a, 1, "graphs")
+		for _, g := range n.GraphList {
+			a = pbBytes(a, 11, ONNXGraphProto(g))
+		}
+		a = pbVarint(a, 20, 10) // type GRAPHS
 		b = pbBytes(b, 5, a)
 	}
 	for _, t := range n.Tensors {

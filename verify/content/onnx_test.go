@@ -84,6 +84,10 @@ func TestONNXAttacks(t *testing.T) {
 	nested.Graph.Nodes = append(nested.Graph.Nodes, modelcorpus.ONNXNode{OpType: "Loop", Outputs: []string{"l"},
 		Graphs: [][2]any{{"body", modelcorpus.ONNXGraph{Name: "body", Nodes: []modelcorpus.ONNXNode{{OpType: "Scan", Outputs: []string{"s"},
 			Graphs: [][2]any{{"body", modelcorpus.ONNXGraph{Name: "inner", Initializers: []modelcorpus.ONNXTensor{extTensor("/proc/self/environ")}}}}}}}}}})
+	list := modelcorpus.BenignONNX(1024)
+	list.Graph.Nodes = append(list.Graph.Nodes, modelcorpus.ONNXNode{OpType: "Custom", Domain: "local.fn", Outputs: []string{"g"},
+		GraphList: []modelcorpus.ONNXGraph{{Name: "a"}, {Name: "b", Initializers: []modelcorpus.ONNXTensor{extTensor("C:w.bin")}}}})
+	list.Functions = []modelcorpus.ONNXFunction{{Name: "Custom", Domain: "local.fn"}}
 	cases := []struct {
 		name string
 		m    modelcorpus.ONNXModel
@@ -98,6 +102,7 @@ func TestONNXAttacks(t *testing.T) {
 		{"http", ext("http://evil.example/w.bin"), "is a URL"},
 		{"if-subgraph", withGraph(modelcorpus.ONNXGraph{Name: "then", Initializers: []modelcorpus.ONNXTensor{extTensor("/etc/shadow")}}), "is an absolute path"},
 		{"loop-scan-subgraph", nested, "is an absolute path"},
+		{"graphs-attribute", list, "names a drive"},
 		{"function", fn, `contains ".."`},
 		{"custom-domain", evil, `operator domain "com.evil"`},
 	}
