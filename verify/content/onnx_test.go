@@ -222,3 +222,34 @@ func BenchmarkONNX1GiB(b *testing.B) {
 		}
 	}
 }
+
+// TestONNXByNameAndInArchive: a model whose first field is not ir_version
+// is recognised by its .onnx name, and a model inside a tar layer is walked
+// like a layer.
+func TestONNXByNameAndInArchive(t *testing.T) {
+	good := modelcorpus.ONNX(modelcorpus.BenignONNX(4096))
+	// Move ir_version (the first 2 bytes) to the end: field order is free.
+	reordered := append(append([]byte(nil), good[2:]...), good[:2]...)
+	if f := content.Sniff(reordered[:64], int64(len(reordered))); f == content.FormatONNX {
+		t.Fatalf("sniffed as onnx without ir_version first")
+	}
+	rep, err := content.InspectReader(content.Options{}, bytes.NewReader(reordered), int64(len(reordered)), "", "model.onnx")
+	if err != nil || len(rep.Findings) > 0 || rep.Format != content.FormatONNX {
+		t.Fatalf("by name: format %q findings %v err %v", rep.Format, rep.Findings, err)
+	}
+	m := modelcorpus.BenignONNX(4096)
+	m.Graph.Initializers = append(m.Graph.Initializers, extTensor("../../../root/.ssh/id_rsa"))
+	for _, c := range []struct {
+		data []byte
+		want string
+	}{{good, ""}, {modelcorpus.ONNX(m), `contains ".."`}} {
+		tb := modelcorpus.Tar([]modelcorpus.TarEntry{{Name: "model/model.onnx", Data: c.data}}, nil)
+		rep, err := content.InspectReader(content.Options{}, bytes.NewReader(tb), int64(len(tb)), "application/vnd.kitops.modelkit.model.v1.tar", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.want == "" && len(rep.Findings) > 0 || c.want != "" && (len(rep.Findings) != 1 || !strings.Contains(rep.Findings[0].Reason, c.want)) {
+			t.Fatalf("tar member: findings %v, want %q", rep.Findings, c.want)
+		}
+	}
+}
