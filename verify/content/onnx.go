@@ -64,7 +64,7 @@ var onnxChildren = map[onnxKind]map[protowire.Number]onnxKind{
 	onnxFunction: {7: onnxNode, 11: onnxAttr},
 }
 
-// onnxStrings are the string fields the walker reads (bounded).
+// onnxCollects reports the string fields the walker reads (bounded).
 func onnxCollects(k onnxKind, n protowire.Number) bool {
 	switch k {
 	case onnxNode:
@@ -329,7 +329,7 @@ func (o *ONNXInspector) pop() error {
 		}
 		if top.kind == onnxExtEntry && top.key == "location" {
 			if why := onnxBadLocation(top.value); why != "" {
-				return o.fail(top.start, "external_data location %q %s; a loader would read (or write) a file outside the model directory", top.value, why)
+				return o.fail(top.start, "external_data location %q %s; a loader would read (or write) a file outside the model directory; no policy key admits it", top.value, why)
 			}
 		}
 		o.stack = o.stack[:len(o.stack)-1]
@@ -364,6 +364,9 @@ func onnxBadLocation(loc string) string {
 	for _, part := range strings.FieldsFunc(loc, func(r rune) bool { return r == '/' || r == '\\' }) {
 		if part == ".." {
 			return "contains \"..\""
+		}
+		if part != "." && strings.Trim(part, ". ") == "" {
+			return "has an element of only dots and spaces (Windows strips trailing dots and spaces from path elements)"
 		}
 		if strings.Contains(part, ":") {
 			return "contains ':' (a drive, scheme or alternate data stream)"

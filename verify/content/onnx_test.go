@@ -98,6 +98,7 @@ func TestONNXAttacks(t *testing.T) {
 		{"absolute", ext("/etc/passwd"), "is an absolute path"},
 		{"dotdot", ext("weights/../../secret.bin"), `contains ".."`},
 		{"dotdot-backslash", ext(`..\..\secret.bin`), `contains ".."`},
+		{"dots", ext(`w/... /x.bin`), "only dots and spaces"},
 		{"drive", ext(`C:\Windows\win.ini`), "names a drive"},
 		{"unc", ext(`\\server\share\w.bin`), "is an absolute path"},
 		{"scheme", ext("file:///etc/passwd"), "is a URL"},
