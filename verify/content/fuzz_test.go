@@ -134,6 +134,7 @@ func FuzzInspector(f *testing.F) {
 	f.Add([]byte(`{"auto_map":{"a":"b"},"chat_template":"{{x}}"}`), uint8(2), uint8(2))
 	f.Add([]byte("(dp0\nVa\np1\nI1\ns."), uint8(1), uint8(3))
 	f.Add(modelcorpus.Gzip(modelcorpus.Tar(modelcorpus.ModelTar()[:3], nil)), uint8(40), uint8(5))
+	f.Add(modelcorpus.ONNX(modelcorpus.BenignONNX(64)), uint8(9), uint8(1))
 	mts := []string{"", "application/vnd.ollama.image.model", "application/vnd.cncf.model.weight.config.v1.raw", "application/vnd.oci.image.layer.v1.tar", "application/vnd.ollama.image.template", "application/vnd.oci.image.layer.v1.tar+gzip"}
 	f.Fuzz(func(t *testing.T, data []byte, chunk, mt uint8) {
 		m := mts[int(mt)%len(mts)]
