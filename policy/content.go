@@ -54,6 +54,7 @@ type Formats struct {
 	GGUF        *GGUFFormat
 	Pickle      PickleFormat
 	Zip         *ZipFormat
+	ONNX        *ONNXFormat
 	// Allow lists the formats a layer may be (verify/content.KnownFormats
 	// names); empty allows every format the validators know.
 	Allow []string `json:",omitempty"`
@@ -65,6 +66,14 @@ type Formats struct {
 	// archives (zip with code/ and constants.pkl) are admitted. Their
 	// pickles are walked under Pickle either way.
 	TorchScript string `json:",omitempty"`
+}
+
+// ONNXFormat configures the ONNX validator (verify/content.ONNXOptions).
+type ONNXFormat struct {
+	// Domains lists operator domains allowed besides the standard ones
+	// ("", ai.onnx, ai.onnx.ml, ai.onnx.training): custom-op domains make
+	// runtimes load native kernels.
+	Domains []string `json:",omitempty"`
 }
 
 // ZipFormat bounds the zip parser (field names follow

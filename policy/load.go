@@ -789,7 +789,7 @@ func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...str
 }
 
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "allow", "unknown", "torchscript")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript")
 	if !ok {
 		return
 	}
@@ -833,6 +833,17 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 			}
 		}
 		out.Zip = z
+	}
+	if of, ok := fs["onnx"]; ok {
+		o := &ONNXFormat{}
+		if !isNull(of.val) {
+			if m, ok := l.mapping(of.val, what+".onnx", "domains"); ok {
+				if v, ok := m["domains"]; ok {
+					o.Domains, _, _ = l.strList(v, what+".onnx.domains", "list operator domains, e.g. [com.microsoft]")
+				}
+			}
+		}
+		out.ONNX = o
 	}
 	if sf, ok := fs["safetensors"]; ok {
 		st := &SafetensorsFormat{}

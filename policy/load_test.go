@@ -281,7 +281,7 @@ rules:
     action: allow
     content:
       mediaTypes: [modelpak, "application/x y", oras]
-      formats: { safetensors: { maxHeaderBytes: 16XB }, gguf: { maxKV: -1 }, pickle: maybe, onnx: {} }
+      formats: { safetensors: { maxHeaderBytes: 16XB }, gguf: { maxKV: -1 }, pickle: maybe, caffe2: {} }
       denyCodeLayers: "yes"
       tensors: { allow: ['(unclosed'] }
 `, nil, []string{
@@ -290,7 +290,7 @@ rules:
 			`7:49: rule m.content.formats.safetensors.maxHeaderBytes: size "16XB" has unknown unit "XB"`,
 			`7:72: rule m.content.formats.gguf.maxKV: "-1" is not a positive number`,
 			`7:86: rule m.content.formats.pickle "maybe" is not one of deny, scan`,
-			`7:93: rule m.content.formats: unknown key "onnx"`,
+			`7:93: rule m.content.formats: unknown key "caffe2"`,
 			`8:23: rule m.content.denyCodeLayers must be true or false, got a str`,
 			`9:26: rule m.content.tensors.allow: "(unclosed" does not compile: error parsing regexp: missing closing )`}},
 		{"chain and mbom names", `trust:

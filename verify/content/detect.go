@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -74,6 +75,9 @@ func Sniff(h []byte, size int64) string {
 	}
 	if sniffMZ(h) != "" {
 		return FormatExecutable
+	}
+	if sniffONNX(h) {
+		return FormatONNX
 	}
 	if isImage(h) {
 		return FormatImage
@@ -225,6 +229,8 @@ func describe(format string) string {
 		return "YAML"
 	case FormatExecutable:
 		return "an executable"
+	case FormatONNX:
+		return "an ONNX model"
 	}
 	return "unrecognised binary data"
 }
@@ -411,6 +417,13 @@ func (a *autoInspector) decide() error {
 		f = FormatBinary
 		a.format = f
 	}
+	if f == FormatONNX && known && kind != kindAny && !slices.Contains(formatsFor[kind], FormatONNX) {
+		// Bytes that merely start like a ModelProto in a layer that never
+		// holds ONNX (raw tensor data, a dataset, a config) are judged as
+		// before: binary (a few bytes of a tensor can look like one).
+		f = FormatBinary
+		a.format = f
+	}
 	if f == FormatExecutable {
 		if fe := a.checkExecutable(h, kind); fe != nil {
 			return fe
@@ -442,6 +455,10 @@ func (a *autoInspector) decide() error {
 		judged = FormatYAML
 	case f == FormatBinary && len(h) > 0 && h[0] == 0x0a && isSentencePieceName(a.title):
 		judged = FormatSentencePiece
+	case f == FormatBinary && isONNXName(a.title):
+		// An ONNX file whose first field is not ir_version: the name
+		// decides, the walker then checks every byte strictly.
+		judged, a.format = FormatONNX, FormatONNX
 	}
 	if !a.opts.formatAllowed(judged) {
 		return newFinding(FormatMediaType, 0, "bytes are %s, which this rule's content.formats.allow (%s) does not list",
@@ -465,6 +482,8 @@ func (a *autoInspector) decide() error {
 		a.inner = NewGGUFInspector(a.opts, a.size)
 	case f == FormatNPY:
 		a.inner = NewNPYInspector(a.opts, a.size)
+	case judged == FormatONNX:
+		a.inner = NewONNXInspector(a.opts, a.size)
 	case isJoblibName(a.title):
 		// joblib.dump files: a pickle with raw array blocks, possibly
 		// compressed as a whole; bytes cannot tell them from a pickle.
@@ -524,6 +543,11 @@ func isDatasetLayer(k layerKind, mediaType string) bool {
 func isJSONLinesName(title string) bool {
 	e := strings.ToLower(path.Ext(title))
 	return e == ".jsonl" || e == ".ndjson"
+}
+
+// isONNXName reports whether a file name says ONNX.
+func isONNXName(title string) bool {
+	return strings.EqualFold(path.Ext(title), ".onnx")
 }
 
 // isJoblibName reports whether a file name is a joblib dump's

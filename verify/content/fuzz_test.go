@@ -145,6 +145,7 @@ func FuzzInspector(f *testing.F) {
 	f.Add(elfHeader(), uint8(9), uint8(1))
 	f.Add([]byte(shebang), uint8(3), uint8(0))
 	f.Add(apeHeader("MZqFpD='"), uint8(5), uint8(3))
+	f.Add(modelcorpus.ONNX(modelcorpus.BenignONNX(64)), uint8(9), uint8(1))
 	mts := []string{"", "application/vnd.ollama.image.model", "application/vnd.cncf.model.weight.config.v1.raw", "application/vnd.oci.image.layer.v1.tar", "application/vnd.ollama.image.template", "application/vnd.oci.image.layer.v1.tar+gzip"}
 	f.Fuzz(func(t *testing.T, data []byte, chunk, mt uint8) {
 		m := mts[int(mt)%len(mts)]
