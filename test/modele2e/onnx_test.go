@@ -27,5 +27,5 @@ func TestONNXThroughTheGate(t *testing.T) {
 	c.Graph.Nodes = append(c.Graph.Nodes, modelcorpus.ONNXNode{OpType: "Backdoor", Domain: "com.evil", Inputs: []string{"y"}, Outputs: []string{"o"}})
 	custom := modelcorpus.ONNX(c)
 	e.push(t, "models/onnx-custom:1", true, file{"model.onnx", mtWeightRaw, custom})
-	e.assertRefused(t, "models/onnx-custom:1", custom, `operator domain "com.evil"`)
+	e.assertRefused(t, "models/onnx-custom:1", custom, `operator Backdoor of domain "com.evil"`)
 }

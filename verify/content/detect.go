@@ -407,20 +407,24 @@ func (a *autoInspector) decide() error {
 	if len(a.head) == 0 {
 		return newFinding(FormatMediaType, 0, "empty blob")
 	}
-	if (f == FormatBinary || f == FormatText || f == FormatExecutable && shebangLine(h) != "") && bytes.Contains(h[1:], magicZip) {
+	if (f == FormatBinary || f == FormatText || f == FormatONNX || f == FormatExecutable && shebangLine(h) != "") && bytes.Contains(h[1:], magicZip) {
 		i := bytes.Index(h, magicZip)
 		return newFinding(FormatZip, int64(i), "%d bytes of data before the first zip local file header (prepended data or polyglot)", i)
 	}
-	if f == FormatExecutable && kind == kindTensorBlob && sniffExecutable(h) == "" {
-		// raw tensor data (fp16 201.6 is "MZ"): only a PE signature,
-		// not the two letters, makes it an executable
+	if f == FormatExecutable && (kind == kindTensorBlob || a.opts.AllowUnknown || a.opts.binaryByNature || binaryByNature(kind, a.mediaType)) && sniffExecutable(h) == "" {
+		// Raw data (fp16 201.6 is "MZ", one file in 65,536 starts so) where
+		// raw data is served: only a PE signature, not the two letters,
+		// makes it an executable.
 		f = FormatBinary
 		a.format = f
 	}
-	if f == FormatONNX && known && kind != kindAny && !slices.Contains(formatsFor[kind], FormatONNX) {
-		// Bytes that merely start like a ModelProto in a layer that never
-		// holds ONNX (raw tensor data, a dataset, a config) are judged as
-		// before: binary (a few bytes of a tensor can look like one).
+	if f == FormatONNX && (!isONNXName(a.title) || known && kind != kindAny && !slices.Contains(formatsFor[kind], FormatONNX)) {
+		// Only a file named *.onnx is walked as ONNX: other protobufs start
+		// the same way (a TensorFlow saved_model.pb, a Core ML model: field
+		// 1 a small varint, field 2 a message) and the ONNX walker would
+		// serve their ops unread. Bytes that merely start like a ModelProto
+		// in a layer that never holds ONNX (raw tensor data, a dataset, a
+		// config) are judged as before: binary.
 		f = FormatBinary
 		a.format = f
 	}

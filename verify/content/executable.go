@@ -114,10 +114,26 @@ func (a *autoInspector) checkExecutable(h []byte, kind layerKind) *Finding {
 	if what == "" {
 		what = sniffMZ(h)
 	}
-	if shebangLine(h) != "" && (isCodeLayer(kind, a.mediaType) || a.opts.codeLayer || codeFileExt(a.title) != "" || kind == kindText) {
+	if shebangLine(h) != "" && (isCodeLayer(kind, a.mediaType) || a.opts.codeLayer || codeFileExt(a.title) != "" || kind == kindText || isDocName(a.title)) {
 		// Declared code, or a document (a README quoting a script is
 		// text no loader runs): not disguised.
 		return nil
 	}
 	return newFinding(FormatExecutable, 0, "bytes are %s; a model rule never serves executables or scripts disguised as model, config or data files (no policy key allows them; a script belongs in a code layer or a code file name, under denyCodeLayers)", what)
+}
+
+// isDocName reports a document's file name (README, LICENSE, *.md, *.txt,
+// *.rst): an archive member a loader reads as text, if at all.
+func isDocName(title string) bool {
+	name := strings.ToLower(title[strings.LastIndexAny(title, "/\\")+1:])
+	switch {
+	case strings.HasPrefix(name, "readme"), strings.HasPrefix(name, "license"), strings.HasPrefix(name, "licence"), strings.HasPrefix(name, "notice"):
+		return true
+	}
+	for _, ext := range []string{".md", ".txt", ".rst"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
 }

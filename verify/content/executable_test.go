@@ -156,22 +156,31 @@ func TestExecutablesRefused(t *testing.T) {
 	allowCode := func(o *content.Options) { o.DenyCodeLayers = false }
 	for _, e := range exeCases(t) {
 		want := "bytes are " + e.what
+		// Where raw data is served (formats.unknown: allow, dataset and
+		// code layers), "MZ" alone is the start of one raw file in 65,536:
+		// a PE is recognised there by its signature, which must lie in the
+		// first 4096 bytes. A PE whose header lies further is judged as
+		// raw data there (refused everywhere else).
+		rawWant := want
+		if e.name == "pe-header-past-window" {
+			rawWant = ""
+		}
 		cases = append(cases,
 			gateCase{name: e.name + "/layer", title: "model.safetensors", data: e.data, want: want},
 			gateCase{name: e.name + "/weight-layer", mediaType: weightMT, title: "model.gguf", data: e.data, want: want},
-			gateCase{name: e.name + "/unknown-allowed", title: "weights.bin", data: e.data, want: want,
+			gateCase{name: e.name + "/unknown-allowed", title: "weights.bin", data: e.data, want: rawWant,
 				opts: func(o *content.Options) { o.AllowUnknown = true }},
 			gateCase{name: e.name + "/zip-stored", title: "model.zip", data: zipOf(t, "weights/model.bin", e.data, zip.Store), want: want},
 			gateCase{name: e.name + "/zip-deflate", title: "model.zip", data: zipOf(t, "archive/data/0", e.data, zip.Deflate), want: want},
 			gateCase{name: e.name + "/tar", mediaType: weightTar, data: tarOf(t, "model/pytorch_model.bin", e.data), want: want},
-			gateCase{name: e.name + "/dataset-tar", mediaType: datasetTar, data: tarOf(t, "data/train-0000.parquet", e.data), want: want},
+			gateCase{name: e.name + "/dataset-tar", mediaType: datasetTar, data: tarOf(t, "data/train-0000.parquet", e.data), want: rawWant},
 		)
 		if !strings.HasPrefix(e.name, "shebang") {
 			// native code is refused whatever the layer or file name says,
 			// even in a code layer that denyCodeLayers: false admits
 			cases = append(cases,
-				gateCase{name: e.name + "/code-layer", mediaType: codeMT, title: "kernel.so", data: e.data, want: want, opts: allowCode},
-				gateCase{name: e.name + "/code-tar", mediaType: codeTarMT, data: tarOf(t, "bin/tool.exe", e.data), want: want, opts: allowCode},
+				gateCase{name: e.name + "/code-layer", mediaType: codeMT, title: "kernel.so", data: e.data, want: rawWant, opts: allowCode},
+				gateCase{name: e.name + "/code-tar", mediaType: codeTarMT, data: tarOf(t, "bin/tool.exe", e.data), want: rawWant, opts: allowCode},
 			)
 		}
 	}

@@ -68,9 +68,9 @@ var onnxChildren = map[onnxKind]map[protowire.Number]onnxKind{
 func onnxCollects(k onnxKind, n protowire.Number) bool {
 	switch k {
 	case onnxNode:
-		return n == 7 // domain
+		return n == 4 || n == 7 // op_type, domain
 	case onnxFunction:
-		return n == 10 // domain
+		return n == 1 || n == 10 // name, domain
 	case onnxExtEntry:
 		return n == 1 || n == 2 // key, value
 	}
@@ -113,8 +113,8 @@ type ONNXInspector struct {
 	cnum  protowire.Number
 	sawIR bool
 
-	used    map[string]int64 // non-standard node domain -> first offset
-	defined map[string]bool  // domains of the model's functions
+	used    map[string]int64 // domain "\x00" op_type of custom operators -> first offset
+	defined map[string]bool  // domain "\x00" name of the model's functions
 	done    bool
 	err     error
 }
@@ -294,22 +294,21 @@ func (o *ONNXInspector) skipN(l int64) error {
 func (o *ONNXInspector) collected() error {
 	top := &o.stack[len(o.stack)-1]
 	s := string(o.coll)
-	start := o.off - int64(len(o.coll))
 	switch top.kind {
 	case onnxNode:
-		if !onnxStandardDomains[s] && !o.domainAllowed(s) {
-			if _, ok := o.used[s]; !ok {
-				if len(o.used) >= onnxMaxDomains {
-					return o.fail(start, "more than %d distinct operator domains", onnxMaxDomains)
-				}
-				o.used[s] = start
-			}
+		// op_type (4) and domain (7): checked as a pair when the node ends.
+		if o.cnum == 4 {
+			top.key = s
+		} else {
+			top.value = s
 		}
 	case onnxFunction:
-		if len(o.defined) >= onnxMaxDomains {
-			return o.fail(start, "more than %d distinct function domains", onnxMaxDomains)
+		// name (1) and domain (10): the operator the function defines.
+		if o.cnum == 1 {
+			top.key = s
+		} else {
+			top.value = s
 		}
-		o.defined[s] = true
 	case onnxExtEntry:
 		if o.cnum == 1 {
 			top.key, top.hasKey = s, true
@@ -327,6 +326,9 @@ func (o *ONNXInspector) pop() error {
 		if o.off < top.end {
 			return nil
 		}
+		if err := o.ended(top); err != nil {
+			return err
+		}
 		if top.kind == onnxExtEntry && top.key == "location" {
 			if why := onnxBadLocation(top.value); why != "" {
 				return o.fail(top.start, "external_data location %q %s; a loader would read (or write) a file outside the model directory; no policy key admits it", top.value, why)
@@ -336,6 +338,34 @@ func (o *ONNXInspector) pop() error {
 	}
 	return nil
 }
+
+// ended records what a node or function message said once it is whole
+// (its fields come in any order): a node's operator (domain, op_type)
+// outside the standard and allowed domains, a function's (domain, name).
+// A model's function makes only that operator of its domain its own, not
+// every operator of the domain.
+func (o *ONNXInspector) ended(f *onnxFrame) error {
+	op := f.value + "\x00" + f.key
+	switch {
+	case f.kind == onnxNode && !onnxStandardDomains[f.value] && !o.domainAllowed(f.value):
+		if _, ok := o.used[op]; !ok {
+			if len(o.used) >= onnxMaxOperators {
+				return o.fail(f.start, "more than %d distinct custom operators", onnxMaxOperators)
+			}
+			o.used[op] = f.start
+		}
+	case f.kind == onnxFunction:
+		if len(o.defined) >= onnxMaxOperators {
+			return o.fail(f.start, "more than %d functions", onnxMaxOperators)
+		}
+		o.defined[op] = true
+	}
+	return nil
+}
+
+// onnxMaxOperators bounds the custom operators and functions remembered
+// (each two strings of at most onnxMaxString: 32 MiB at most).
+const onnxMaxOperators = 4096
 
 func (o *ONNXInspector) domainAllowed(d string) bool {
 	for _, a := range o.opts.ONNX.Domains {
@@ -371,11 +401,25 @@ func onnxBadLocation(loc string) string {
 		if strings.Contains(part, ":") {
 			return "contains ':' (a drive, scheme or alternate data stream)"
 		}
+		if windowsDevice(part) {
+			return "names a Windows device (" + part + ")"
+		}
 	}
 	if strings.Contains(loc, "//") || strings.Contains(loc, `\\`) {
 		return "contains an empty path element"
 	}
 	return ""
+}
+
+// windowsDevice reports a path element Windows opens as a device whatever
+// its directory or extension (CON, NUL, COM1.bin, ...).
+func windowsDevice(part string) bool {
+	base, _, _ := strings.Cut(strings.ToUpper(strings.TrimRight(part, ". ")), ".")
+	switch base {
+	case "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$":
+		return true
+	}
+	return len(base) == 4 && (strings.HasPrefix(base, "COM") || strings.HasPrefix(base, "LPT")) && base[3] >= '0' && base[3] <= '9'
 }
 
 func (o *ONNXInspector) Close() error {
@@ -400,8 +444,9 @@ func (o *ONNXInspector) Close() error {
 	}
 	if len(bad) > 0 {
 		sort.Strings(bad)
-		return o.fail(o.used[bad[0]], "node uses operator domain %q, which is not a standard ONNX domain nor one of the model's functions; "+
-			"custom operators load native code (content.formats.onnx.domains allows a domain)", bad[0])
+		domain, opType, _ := strings.Cut(bad[0], "\x00")
+		return o.fail(o.used[bad[0]], "node uses operator %s of domain %q, which is not a standard ONNX domain nor an operator one of the model's functions defines; "+
+			"custom operators load native code (content.formats.onnx.domains allows a domain)", opType, domain)
 	}
 	o.done = true
 	return nil

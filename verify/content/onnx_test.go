@@ -90,6 +90,11 @@ func TestONNXAttacks(t *testing.T) {
 	list.Graph.Nodes = append(list.Graph.Nodes, modelcorpus.ONNXNode{OpType: "Custom", Domain: "local.fn", Outputs: []string{"g"},
 		GraphList: []modelcorpus.ONNXGraph{{Name: "a"}, {Name: "b", Initializers: []modelcorpus.ONNXTensor{extTensor("C:w.bin")}}}})
 	list.Functions = []modelcorpus.ONNXFunction{{Name: "Custom", Domain: "local.fn"}}
+	// A model's function makes that one operator its own, not its domain:
+	// a harmless function in evil.ops does not admit evil.ops/NativeKernel.
+	dodge := modelcorpus.BenignONNX(1024)
+	dodge.Graph.Nodes = append(dodge.Graph.Nodes, modelcorpus.ONNXNode{OpType: "NativeKernel", Domain: "evil.ops", Inputs: []string{"y"}, Outputs: []string{"o"}})
+	dodge.Functions = []modelcorpus.ONNXFunction{{Name: "Harmless", Domain: "evil.ops", Nodes: []modelcorpus.ONNXNode{{OpType: "Identity", Inputs: []string{"x"}, Outputs: []string{"y"}}}}}
 	cases := []struct {
 		name string
 		m    modelcorpus.ONNXModel
@@ -107,7 +112,8 @@ func TestONNXAttacks(t *testing.T) {
 		{"loop-scan-subgraph", nested, "is an absolute path"},
 		{"graphs-attribute", list, "names a drive"},
 		{"function", fn, `contains ".."`},
-		{"custom-domain", evil, `operator domain "com.evil"`},
+		{"custom-domain", evil, `operator Backdoor of domain "com.evil"`},
+		{"function-domain-dodge", dodge, `operator NativeKernel of domain "evil.ops"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -286,4 +292,30 @@ func onnxLookalike() []byte {
 		b = append(b, byte(i*7+3), 0xff)
 	}
 	return b
+}
+
+// Other protobufs start as a ModelProto does (a TensorFlow saved_model.pb:
+// field 1 schema_version 1, field 2 meta_graphs): only a file named *.onnx
+// is walked as ONNX, so a SavedModel's ops are never served unread as an
+// ONNX model's producer name; an ONNX file hiding a zip is a polyglot; a
+// location naming a Windows device is refused.
+func TestONNXRecognitionAndLocations(t *testing.T) {
+	savedModel := append([]byte{0x08, 0x01, 0x12, 0x06, 'P', 'y', 'F', 'u', 'n', 'c'}, make([]byte, 64)...)
+	rep, err := content.InspectReader(content.Options{}, bytes.NewReader(savedModel), int64(len(savedModel)), "application/vnd.cncf.model.weight.v1.raw", "saved_model.pb")
+	if err != nil || len(rep.Findings) != 1 || strings.Contains(rep.Findings[0].Reason, "ONNX") {
+		t.Errorf("saved_model.pb: findings %v (%v); want it refused as unknown binary, not walked as ONNX", rep.Findings, err)
+	}
+	m := modelcorpus.BenignONNX(64)
+	b := append(modelcorpus.ONNX(m), []byte("PK\x03\x04polyglot")...)
+	rep, err = content.InspectReader(content.Options{}, bytes.NewReader(b), int64(len(b)), "application/vnd.cncf.model.weight.v1.raw", "model.onnx")
+	if err != nil || len(rep.Findings) != 1 || !strings.Contains(rep.Findings[0].Reason, "polyglot") {
+		t.Errorf("ONNX with a zip inside: findings %v (%v); want a polyglot refusal", rep.Findings, err)
+	}
+	for _, loc := range []string{"NUL", "weights/COM1.bin", "con", "aux.txt", "LPT9"} {
+		m := modelcorpus.BenignONNX(64)
+		m.Graph.Initializers = append(m.Graph.Initializers, extTensor(loc))
+		if got := verdict(t, onnxInspector(content.Options{}), modelcorpus.ONNX(m), 1<<20); !strings.Contains(got, "Windows device") {
+			t.Errorf("location %q: got %q, want a Windows device refusal", loc, got)
+		}
+	}
 }
