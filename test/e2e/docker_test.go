@@ -399,28 +399,10 @@ func TestDockerPullgateDown(t *testing.T) {
 
 	t.Run("path-form", func(t *testing.T) {
 		f.up.Reg.ResetCounts()
-		res := d.pull(t, pgHost+"/"+f.up.Name+"/open/app:v1")
-		if res.Err == nil {
-			t.Fatalf("docker pulled with pullgate down: %v", res)
-		}
-		if !strings.Contains(res.Stderr, pgHost) {
-			t.Errorf("docker stderr does not name pullgate's address %s: %q", pgHost, res.Stderr)
-		}
-		if n := f.up.Reg.Total(); n != 0 {
-			t.Fatalf("upstream received %d requests while pullgate was down", n)
-		}
+		refusedWhileDown(t, "docker", d.pull(t, pgHost+"/"+f.up.Name+"/open/app:v1"), pgHost, "pullgate's address", f.up.Reg)
 	})
 	t.Run("mirror", func(t *testing.T) {
 		f.up.Reg.ResetCounts()
-		res := d.pull(t, "open/app:v1")
-		if res.Err == nil {
-			t.Fatalf("docker pulled with pullgate down: %v", res)
-		}
-		if !strings.Contains(res.Stderr, "registry-1.docker.io") {
-			t.Errorf("docker stderr is not the fallback's error: %q", res.Stderr)
-		}
-		if n := f.up.Reg.Total(); n != 0 {
-			t.Fatalf("upstream received %d requests while pullgate was down", n)
-		}
+		refusedWhileDown(t, "docker", d.pull(t, "open/app:v1"), "registry-1.docker.io", "the fallback's host", f.up.Reg)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pullgate/pullgate/cmd/pullgate/demoupstream"
 	"github.com/pullgate/pullgate/test/harness"
 	"github.com/pullgate/pullgate/test/harness/gate"
 	"github.com/pullgate/pullgate/test/tools"
@@ -385,16 +386,7 @@ func TestPodmanPullgateDownFailsClosed(t *testing.T) {
 		f.up.Reg.ResetCounts()
 		pm := newPodman(t)
 		write(t, pm.regConf, nodeConf{pullgate: pgHost, fronted: []string{f.up.Name}}.String())
-		res := pm.pull(t, ref)
-		if res.Err == nil {
-			t.Fatalf("podman pulled with pullgate down: %v", res)
-		}
-		if !strings.Contains(res.Stderr, pgHost) {
-			t.Errorf("podman stderr does not name pullgate's address %s: %q", pgHost, res.Stderr)
-		}
-		if n := f.up.Reg.Total(); n != 0 {
-			t.Fatalf("upstream received %d requests while pullgate was down", n)
-		}
+		refusedWhileDown(t, "podman", pm.pull(t, ref), pgHost, "pullgate's address", f.up.Reg)
 	})
 	t.Run("control-mirror-location-at-registry", func(t *testing.T) {
 		f.up.Reg.ResetCounts()
@@ -490,4 +482,20 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// refusedWhileDown checks a pull a client made while pullgate was down:
+// it failed, its stderr names want (what), and the upstream received no
+// request (the client did not go around pullgate).
+func refusedWhileDown(t *testing.T, client string, res harness.Result, want, what string, up *demoupstream.Registry) {
+	t.Helper()
+	if res.Err == nil {
+		t.Fatalf("%s pulled with pullgate down: %v", client, res)
+	}
+	if !strings.Contains(res.Stderr, want) {
+		t.Errorf("%s stderr does not name %s %s: %q", client, what, want, res.Stderr)
+	}
+	if n := up.Total(); n != 0 {
+		t.Fatalf("upstream received %d requests while pullgate was down", n)
+	}
 }
