@@ -41,6 +41,7 @@ command -v podman >/dev/null || need_apt+=(podman)   # the node tests pull throu
 command -v nft >/dev/null || need_apt+=(nftables)   # the node firewall example is checked (nft -c) and loaded into a netns
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v dockerd >/dev/null || need_apt+=(docker.io)   # the Docker node tests run a private dockerd (its own root and socket)
+/usr/bin/python3 -c 'import h5py' 2>/dev/null || need_apt+=(python3-h5py)   # libhdf5 through h5py writes the HDF5 and Keras samples the model tests read
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
