@@ -134,8 +134,9 @@ func (s *Engine) fetchPlan(q *Query, grant BlobGrant) fetchPlan {
 	if exp != nil {
 		p.key.Expectation = exp.id
 	}
+	report := s.reportReferences(q, dgst)
 	p.newInspector = func(size int64) (content.Inspector, error) {
-		return newLayerInspector(opts, classes, size, exp)
+		return newLayerInspector(opts, classes, size, exp, report)
 	}
 	p.late = s.lateDeclarations(rev, q.rule.Name, q.repository(), dgst, opts, classes)
 	return p

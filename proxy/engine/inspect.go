@@ -99,7 +99,7 @@ func asFinding(err error, format string) error {
 func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, exp *tensorExpectation, cf *ContentFailure) {
 	if cf != nil {
 		scope := ""
-		if cf.finding.Format == formatMBOM && exp != nil {
+		if cf.finding.Format == formatMBOM && exp != nil || referenceFindingScope(cf.finding, exp) {
 			scope = exp.id
 		}
 		s.markBad(ctx, rev, rule, dgst, scope, cf.finding.Error())
@@ -146,7 +146,7 @@ func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 	// Inspected as every class again, not only the missing ones: one
 	// read of the copy either way, and a finding names the class it was
 	// found as among all the blob's (content.NewDeclaredInspector).
-	in, err := newLayerInspector(q.rule.Content.Options(), classes, size, exp)
+	in, err := newLayerInspector(q.rule.Content.Options(), classes, size, exp, s.reportReferences(q, dgst))
 	if err != nil {
 		cf := asFinding(err, "content").(*ContentFailure)
 		s.recordInspection(ctx, rev, rule, dgst, classes, exp, cf)
@@ -223,13 +223,30 @@ func (s *Engine) inspectStoredWith(ctx context.Context, dgst digest.Digest, size
 
 // newLayerInspector is the content inspector of one layer blob as every
 // class it is declared as (content.NewDeclaredInspector), with the MBOM's
-// tensor expectations for it when there are any.
-func newLayerInspector(opts content.Options, classes []content.Class, size int64, exp *tensorExpectation) (content.Inspector, error) {
+// tensor expectations for it when there are any, and the rule's
+// content.references requirement (judged against the same MBOM). report,
+// when set, is told the load-time references of a layer that passed.
+func newLayerInspector(opts content.Options, classes []content.Class, size int64, exp *tensorExpectation, report func([]content.Reference)) (content.Inspector, error) {
 	in, err := content.NewDeclaredInspector(opts, classes, size)
-	if err != nil || exp == nil {
+	if err != nil {
 		return in, err
 	}
-	return expectingInspector{in, exp}, nil
+	return expectingInspector{Inspector: in, exp: exp, refs: opts.References, report: report}, nil
+}
+
+// reportReferences logs the load-time references of a layer that passed
+// inspection (the names its configs tell a loader to fetch by, outside
+// the signed artifact): what an admin reads to see an artifact's closure.
+func (s *Engine) reportReferences(q *Query, dgst digest.Digest) func([]content.Reference) {
+	repo, rule := q.repository(), q.rule.Name
+	return func(refs []content.Reference) {
+		out := make([]string, len(refs))
+		for i, r := range refs {
+			out[i] = r.String()
+			s.metrics.references.WithLabelValues(r.Kind).Inc()
+		}
+		s.log.Info("load-time references", "repository", repo, "digest", dgst, "rule", rule, "references", out)
+	}
 }
 
 // classesKey names a set of classes (sorted) in fetch keys.

@@ -14,6 +14,7 @@ type Metrics struct {
 	inspectDuration prometheus.Histogram
 	Reloads         *prometheus.CounterVec
 	storageErrors   *prometheus.CounterVec
+	references      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -42,8 +43,11 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		storageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_storage_write_errors_total",
 			Help: "Failed writes to the spool or the content store, by operation (spool, commit, manifest) and reason (no_space: the disk or quota is full; other)."}, []string{"op", "reason"}),
+		references: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_load_time_references_total",
+			Help: "Load-time references (names a config tells a loader to fetch other weights or code by: base_model_name_or_path, _name_or_path, auto_map) found in layers that passed inspection, by kind (hub, local, url)."}, []string{"kind"}),
 	}
-	for _, c := range []prometheus.Collector{m.cache, m.inflight, m.coalesced, m.mismatches, m.storeVerify, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads, m.storageErrors} {
+	for _, c := range []prometheus.Collector{m.cache, m.inflight, m.coalesced, m.mismatches, m.storeVerify, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads, m.storageErrors, m.references} {
 		_ = reg.Register(c)
 	}
 	return m

@@ -122,25 +122,58 @@ func (e *tensorExpectation) check(found []content.TensorInfo) *content.Finding {
 // expectation, unlike format findings).
 const formatMBOM = "mbom"
 
-// expectingInspector runs the MBOM's tensor expectations when the layer's
-// inspection completes.
+// expectingInspector runs what a layer's inspection is judged by besides
+// its bytes when the inspection completes: the MBOM's tensor expectations
+// (exp, when the artifact has a verified MBOM) and the rule's
+// content.references requirement over the load-time references of its
+// configs (against the same MBOM's base model names).
 type expectingInspector struct {
 	content.Inspector
-	exp *tensorExpectation
+	exp  *tensorExpectation // nil: no verified MBOM
+	refs content.ReferenceOptions
+	// report, when set, is told the references of a layer that passed.
+	report func([]content.Reference)
 }
 
 func (e expectingInspector) Close() error {
 	if err := e.Inspector.Close(); err != nil {
 		return err
 	}
-	tl, ok := e.Inspector.(content.TensorLister)
+	if tl, ok := e.Inspector.(content.TensorLister); ok && e.exp != nil {
+		if f := e.exp.check(tl.Tensors()); f != nil {
+			return f
+		}
+	}
+	rl, ok := e.Inspector.(content.ReferenceLister)
 	if !ok {
 		return nil
 	}
-	if f := e.exp.check(tl.Tensors()); f != nil {
+	refs := rl.References()
+	if len(refs) == 0 {
+		return nil
+	}
+	var names []string
+	mbom := false
+	if e.exp != nil {
+		var n int
+		names, n = release.MBOMBaseModelNames(e.exp.atts, release.MBOMOptions{Subject: e.exp.subject})
+		mbom = n > 0
+	}
+	if f := content.CheckReferences(e.refs, refs, mbom, names); f != nil {
 		return f
 	}
+	if e.report != nil {
+		e.report(refs)
+	}
 	return nil
+}
+
+// referenceFindingScope is the scope a content.references finding is
+// recorded in: the MBOM expectation's when the requirement compares with
+// the MBOM (another release of the same blob may name another base
+// model), else the rule's.
+func referenceFindingScope(f *content.Finding, exp *tensorExpectation) bool {
+	return f.Format == content.FormatReferences && exp != nil
 }
 
 // requiresOMS reports whether a rule requires OpenSSF model signing, whose

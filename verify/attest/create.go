@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -283,10 +284,13 @@ type sloConfig struct {
 
 type mbomConfig struct {
 	configCommon `yaml:",inline"`
-	BaseModel    string           `yaml:"baseModel"`
-	Adapters     []Adapter        `yaml:"adapters"`
-	RuntimeImage string           `yaml:"runtimeImage"`
-	Files        []mbomFileConfig `yaml:"files"`
+	BaseModel    string `yaml:"baseModel"`
+	// BaseModelNames: Hub ids of the base model (sorted and deduplicated
+	// into the predicate).
+	BaseModelNames []string         `yaml:"baseModelNames"`
+	Adapters       []Adapter        `yaml:"adapters"`
+	RuntimeImage   string           `yaml:"runtimeImage"`
+	Files          []mbomFileConfig `yaml:"files"`
 	// InspectSafetensors records the tensors of every .safetensors file
 	// whose tensors are not given explicitly.
 	InspectSafetensors bool `yaml:"inspectSafetensors"`
@@ -508,6 +512,7 @@ func (b *builder) slo(c *sloConfig) (*SLOPredicate, error) {
 
 func (b *builder) mbom(c *mbomConfig) (*MBOMPredicate, error) {
 	p := &MBOMPredicate{Common: b.common, BaseModel: c.BaseModel, RuntimeImage: c.RuntimeImage, Adapters: c.Adapters}
+	p.BaseModelNames = slices.Compact(slices.Sorted(slices.Values(c.BaseModelNames)))
 	sort.Slice(p.Adapters, func(i, j int) bool { return p.Adapters[i].Name < p.Adapters[j].Name })
 	explicit := map[string][]Tensor{}
 	var entries []string

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pullgate/pullgate/verify/content"
 )
 
 // Media and statement types.
@@ -220,8 +222,16 @@ type Budgets struct {
 type MBOMPredicate struct {
 	Common
 	// BaseModel is ref@sha256:<hex>.
-	BaseModel string    `json:"baseModel"`
-	Adapters  []Adapter `json:"adapters,omitempty"`
+	BaseModel string `json:"baseModel"`
+	// BaseModelNames are the Hugging Face Hub repository ids the base
+	// model is known to loaders by ("meta-llama/Meta-Llama-3-8B"): what an
+	// adapter's base_model_name_or_path or a config's _name_or_path names.
+	// A rule with content.references.require: mbom admits a config's Hub
+	// reference only when it is one of them (exactly, case-sensitively).
+	// Optional, sorted, unique; omitted when empty (statements without it
+	// are byte for byte what earlier versions wrote).
+	BaseModelNames []string  `json:"baseModelNames,omitempty"`
+	Adapters       []Adapter `json:"adapters,omitempty"`
 	// RuntimeImage is ref@sha256:<hex>, when the model is served by one.
 	RuntimeImage string `json:"runtimeImage,omitempty"`
 	// Files is every file of the artifact (each is one OCI layer whose
@@ -608,6 +618,14 @@ func (p *MBOMPredicate) Validate() error {
 	}
 	if err := checkPinned("runtimeImage", p.RuntimeImage, false); err != nil {
 		return err
+	}
+	for i, n := range p.BaseModelNames {
+		if content.ClassifyReference(n) != content.RefHub {
+			return fmt.Errorf("baseModelNames[%d]: %q is not a Hugging Face Hub repository id (namespace/name)", i, n)
+		}
+		if i > 0 && p.BaseModelNames[i-1] >= n {
+			return fmt.Errorf("baseModelNames: not sorted and unique at %q", n)
+		}
 	}
 	names := map[string]bool{}
 	for i, a := range p.Adapters {

@@ -17,9 +17,32 @@ import (
 // DenyCodeLayers, refuses Hugging Face remote-code hooks (auto_map). Chat
 // templates embedded in tokenizer_config.json are checked like GGUF ones.
 // The whole file is its "header": HeaderDone becomes true at Close.
-func newConfigInspector(opts Options, size int64) *BufferedInspector {
-	return NewBufferedInspector(FormatJSON, size, opts.maxConfig(), "JSON file larger than the %d-byte limit for parsed config files",
-		func(b []byte) error { return CheckConfigJSON(opts, b) })
+// The references the config names (load-time closure, references.go) are
+// kept for References.
+func newConfigInspector(opts Options, size int64) *configInspector {
+	c := &configInspector{}
+	c.BufferedInspector = NewBufferedInspector(FormatJSON, size, opts.maxConfig(), "JSON file larger than the %d-byte limit for parsed config files",
+		func(b []byte) error {
+			refs, err := checkConfigJSON(opts, b)
+			c.refs = refs
+			return err
+		})
+	return c
+}
+
+// configInspector is the BufferedInspector of a JSON config that lists
+// the config's load-time references once it passed.
+type configInspector struct {
+	*BufferedInspector
+	refs []Reference
+}
+
+// References lists the names the config tells a loader to fetch by.
+func (c *configInspector) References() []Reference {
+	if !c.HeaderDone() {
+		return nil
+	}
+	return c.refs
 }
 
 // CheckConfigJSON validates a JSON config file (config.json,
@@ -29,30 +52,41 @@ func newConfigInspector(opts Options, size int64) *BufferedInspector {
 // contains "template", at any depth (chat_template as a string or as a list
 // of {name, template}, prompt templates, ...), checked as a Jinja template.
 func CheckConfigJSON(opts Options, b []byte) error {
+	_, err := checkConfigJSON(opts, b)
+	return err
+}
+
+// checkConfigJSON is CheckConfigJSON that also returns the config's
+// load-time references (configReferences) when it passed.
+func checkConfigJSON(opts Options, b []byte) ([]Reference, error) {
 	if !utf8.Valid(b) {
-		return newFinding(FormatJSON, 0, "not valid UTF-8")
+		return nil, newFinding(FormatJSON, 0, "not valid UTF-8")
 	}
 	p := &jsonParser{b: b}
 	p.ws()
 	v, err := p.value(0, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p.ws()
 	if p.i != len(p.b) {
-		return p.errf("unexpected data after the JSON value")
+		return nil, p.errf("unexpected data after the JSON value")
 	}
-	if top, _ := v.(map[string]any); top != nil && opts.DenyCodeLayers {
+	top, _ := v.(map[string]any)
+	if top != nil && opts.DenyCodeLayers {
 		if hook := remoteCodeHook(top); hook != "" {
-			return newFinding(FormatJSON, -1, "%s; denied by denyCodeLayers", hook)
+			return nil, newFinding(FormatJSON, -1, "%s; denied by denyCodeLayers", hook)
 		}
 	}
 	for _, t := range p.templates {
 		if err := checkTemplateSource(opts, FormatJSON, "key "+strqQuote(t.key), t.src, chattemplate.Jinja, true); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	if top == nil {
+		return nil, nil
+	}
+	return configReferences(top)
 }
 
 // remoteCodeHook names the Hugging Face remote-code hook a config declares

@@ -274,3 +274,15 @@ func (d *declaredInspector) Format() string {
 	}
 	return ""
 }
+
+// References are the load-time references found as every class (the same
+// bytes under each name the blob is declared by), each with its name.
+func (d *declaredInspector) References() []Reference {
+	var out []Reference
+	for _, in := range d.ins {
+		if rl, ok := in.(ReferenceLister); ok {
+			out = append(out, rl.References()...)
+		}
+	}
+	return out
+}

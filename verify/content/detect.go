@@ -332,6 +332,24 @@ func (a *autoInspector) Tensors() []TensorInfo {
 	return nil
 }
 
+// References lists the load-time references of a config (and of the
+// configs inside an archive), named by the file they were declared as.
+func (a *autoInspector) References() []Reference {
+	rl, ok := a.inner.(ReferenceLister)
+	if !ok {
+		return nil
+	}
+	refs := rl.References()
+	out := make([]Reference, len(refs))
+	for i, r := range refs {
+		if r.File == "" {
+			r.File = a.title
+		}
+		out[i] = r
+	}
+	return out
+}
+
 // Globals lists pickle imports seen (scan mode).
 func (a *autoInspector) Globals() []string {
 	if g, ok := a.inner.(interface{ Globals() []string }); ok {
@@ -711,6 +729,8 @@ type Report struct {
 	Findings  []Finding
 	Tensors   []TensorInfo
 	Globals   []string // pickle imports (scan mode)
+	// References are the load-time references of a config (references.go).
+	References []Reference
 }
 
 // InspectReader runs the same validators as the proxy on a local file or
@@ -755,5 +775,8 @@ func InspectReader(opts Options, r io.Reader, size int64, mediaType, title strin
 	}
 	rep.Tensors = ai.Tensors()
 	rep.Globals = ai.Globals()
+	if ferr == nil {
+		rep.References = ai.References()
+	}
 	return rep, nil
 }

@@ -114,6 +114,15 @@ func (st *gzipTarState) finding(reason string, args ...any) error {
 
 func (g *GzipTarInspector) Format() string { return FormatGzip }
 
+// References lists the load-time references of the configs inside the
+// archive, once Close accepted it.
+func (g *GzipTarInspector) References() []Reference {
+	if !g.HeaderDone() {
+		return nil
+	}
+	return g.g.tar.References()
+}
+
 // HeaderDone is true only after Close accepted the layer.
 func (g *GzipTarInspector) HeaderDone() bool {
 	st := g.g

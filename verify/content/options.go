@@ -145,6 +145,11 @@ type Options struct {
 	// them: torch.jit.load compiles and runs their code/ tree
 	// (CVE-2022-45907). Their pickles are walked either way.
 	AllowTorchScript bool
+	// References is content.references: what the load-time references of
+	// configs must match (references.go). The validators list them
+	// (ReferenceLister); the caller judges them with CheckReferences,
+	// since requiring the MBOM's base model needs the verified MBOM.
+	References ReferenceOptions
 
 	// torchScriptClasses admits TorchScript classes (GLOBAL __torch__...)
 	// in the pickles of a zip under AllowTorchScript; set by the zip
@@ -240,6 +245,9 @@ func (o Options) Validate() error {
 		if !known {
 			return fmt.Errorf("content: formats.allow: unknown format %q (known: %v)", f, KnownFormats)
 		}
+	}
+	if err := o.References.Validate(); err != nil {
+		return err
 	}
 	for i, re := range o.TensorAllow {
 		if re == nil {

@@ -33,6 +33,16 @@ type TarInspector struct {
 	ended    bool
 	done     bool
 	count    int
+	refs     []Reference // load-time references of the member configs
+}
+
+// References lists the load-time references of the configs inside the
+// archive (each named by its member path), once the archive passed.
+func (t *TarInspector) References() []Reference {
+	if !t.done {
+		return nil
+	}
+	return t.refs
 }
 
 // NewTarInspector returns a strict tar validator.
@@ -125,9 +135,16 @@ func (t *TarInspector) wrap(err error) error {
 func (t *TarInspector) endMember() error {
 	if t.member != nil {
 		err := t.member.Close()
+		m := t.member
 		t.member = nil
 		if err != nil {
 			return t.wrap(err)
+		}
+		if rl, ok := m.(ReferenceLister); ok {
+			t.refs = append(t.refs, rl.References()...)
+			if len(t.refs) > maxReferences {
+				return t.fail(t.memberAt, "the archive's configs declare more than %d load-time references", maxReferences)
+			}
 		}
 		return nil
 	}

@@ -3,6 +3,7 @@ package release
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 
 	"github.com/opencontainers/go-digest"
@@ -248,4 +249,28 @@ func CheckMBOMTensors(atts []verify.Attestation, title string, tensors []attest.
 		rp.fail(CodeExtraFile, "layer %s is not listed in any MBOM", title)
 	}
 	return rp.done()
+}
+
+// MBOMBaseModelNames returns the Hugging Face Hub ids under which every
+// verified MBOM statement about opts.Subject (any subject when empty)
+// names its base model (baseModelNames; the names all of them list, so
+// that no statement is overruled), and how many MBOM statements there
+// were. When a statement's predicate does not decode, no name is
+// returned. This is what content.references.require: mbom compares a
+// config's references with (content.CheckReferences).
+func MBOMBaseModelNames(atts []verify.Attestation, opts MBOMOptions) ([]string, int) {
+	var names []string
+	decoded := 0
+	n := eachMBOM(newReporter("mbom"), atts, opts, func(_ *verify.Attestation, p *attest.MBOMPredicate) {
+		if decoded == 0 {
+			names = append([]string(nil), p.BaseModelNames...)
+		} else {
+			names = slices.DeleteFunc(names, func(s string) bool { return !slices.Contains(p.BaseModelNames, s) })
+		}
+		decoded++
+	})
+	if decoded != n {
+		return nil, n
+	}
+	return names, n
 }
