@@ -32,6 +32,9 @@ type Content struct {
 	AllowArchives bool
 	// MaxConfigBytes caps parsed JSON config/template files (0: validator default).
 	MaxConfigBytes int64
+	// References is content.references (load-time closure); nil when
+	// absent (references are reported, not judged).
+	References *References
 
 	mediaTypeSet map[string]struct{}
 }

@@ -16,7 +16,7 @@ func (c *Content) Options() content.Options {
 	o := content.Options{MediaTypes: mts, DenyCodeLayers: c.DenyCodeLayers, TensorAllow: c.TensorAllow,
 		AllowArchives: c.AllowArchives, MaxConfigBytes: c.MaxConfigBytes,
 		AllowFormats: c.Formats.Allow, AllowUnknown: c.Formats.Unknown == "allow",
-		AllowTorchScript: c.Formats.TorchScript == "allow"}
+		AllowTorchScript: c.Formats.TorchScript == "allow", References: c.References.options()}
 	if f := c.Formats.Safetensors; f != nil {
 		o.Safetensors = content.SafetensorsOptions{MaxHeaderBytes: f.MaxHeaderBytes, MaxTensors: int(f.MaxTensors)}
 	}

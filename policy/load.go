@@ -540,6 +540,7 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 			l.errAt(cf.key, "remove content, or set action: allow or verify", "%s: content has no effect with action deny", what)
 		} else {
 			r.Content = l.parseContent(cf, what)
+			l.checkReferencesAction(r, what)
 		}
 	}
 	return r
@@ -695,7 +696,7 @@ func celPosition(n *yaml.Node, line, col int) (int, int) {
 
 func (l *loader) parseContent(f field, what string) *Content {
 	what += ".content"
-	fs, ok := l.mapping(f.val, what, "mediaTypes", "formats", "denyCodeLayers", "tensors", "allowArchives", "maxConfigBytes")
+	fs, ok := l.mapping(f.val, what, "mediaTypes", "formats", "denyCodeLayers", "tensors", "allowArchives", "maxConfigBytes", "references")
 	if !ok {
 		return nil
 	}
@@ -736,6 +737,9 @@ func (l *loader) parseContent(f field, what string) *Content {
 	}
 	if df, ok := fs["denyCodeLayers"]; ok {
 		c.DenyCodeLayers, _ = l.boolean(df, what+".denyCodeLayers")
+	}
+	if rf, ok := fs["references"]; ok {
+		c.References = l.parseReferences(rf, what)
 	}
 	if af, ok := fs["allowArchives"]; ok {
 		c.AllowArchives, _ = l.boolean(af, what+".allowArchives")
@@ -980,6 +984,9 @@ func computeRevision(p *Policy, files []trustFile) string {
 		TensorAllow    []string `json:"tensorAllow"`
 		AllowArchives  bool     `json:"allowArchives"`
 		MaxConfigBytes int64    `json:"maxConfigBytes"`
+		// omitted when absent: the revision of a policy without it is
+		// unchanged
+		References *References `json:"references,omitempty"`
 	}
 	type canonRule struct {
 		Name     string        `json:"name"`
@@ -1013,7 +1020,7 @@ func computeRevision(p *Policy, files []trustFile) string {
 		}
 		if r.Content != nil {
 			cc := &canonContent{MediaTypes: r.Content.MediaTypes, Formats: r.Content.Formats, DenyCodeLayers: r.Content.DenyCodeLayers,
-				AllowArchives: r.Content.AllowArchives, MaxConfigBytes: r.Content.MaxConfigBytes}
+				AllowArchives: r.Content.AllowArchives, MaxConfigBytes: r.Content.MaxConfigBytes, References: r.Content.References}
 			for _, re := range r.Content.TensorAllow {
 				cc.TensorAllow = append(cc.TensorAllow, re.String())
 			}

@@ -340,6 +340,9 @@ func (a *autoInspector) References() []Reference {
 		return nil
 	}
 	refs := rl.References()
+	if len(refs) == 0 {
+		return nil
+	}
 	out := make([]Reference, len(refs))
 	for i, r := range refs {
 		if r.File == "" {

@@ -224,32 +224,36 @@ func (o ReferenceOptions) Validate() error {
 	return nil
 }
 
-// checkReferenceAllow compiles one allow entry: a Hub id pattern must be a
-// valid glob; a path or URL is exact.
+// checkReferenceAllow checks one allow entry: a Hub id pattern must be a
+// valid glob; a path or URL is exact (a path with a wildcard is refused,
+// since it would not match as a pattern).
 func checkReferenceAllow(a string) error {
 	if a == "" {
 		return fmt.Errorf("content: references.allow: empty entry")
 	}
-	if allowKind(a) != RefHub {
-		return nil
-	}
-	if _, err := glob.Compile(a); err != nil {
-		return fmt.Errorf("content: references.allow: %w", err)
+	switch allowKind(a) {
+	case RefLocal:
+		if strings.ContainsAny(a, "*?[") {
+			return fmt.Errorf("content: references.allow: %q is a local path, which is matched exactly: write it without wildcards", a)
+		}
+	case RefHub:
+		if _, err := glob.Compile(a); err != nil {
+			return fmt.Errorf("content: references.allow: %w", err)
+		}
 	}
 	return nil
 }
 
-// allowKind is the kind an allow entry admits: URL and path entries are
-// classified like references; anything else (a Hub id or a pattern over
-// Hub ids) is RefHub.
+// allowKind is the kind of reference an allow entry admits: it is
+// classified as a reference would be, its wildcards read as letters (a
+// URL is one whatever follows its scheme).
 func allowKind(a string) string {
-	if k := ClassifyReference(a); k == RefURL {
-		return k
-	}
-	if strings.ContainsAny(a, "*?[") {
-		return RefHub
-	}
-	return ClassifyReference(a)
+	return ClassifyReference(strings.Map(func(r rune) rune {
+		if r == '*' || r == '?' || r == '[' || r == ']' || r == '!' || r == '^' {
+			return 'x'
+		}
+		return r
+	}, a))
 }
 
 // allowed reports the allow entry that admits r, or "".
