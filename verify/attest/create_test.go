@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +189,7 @@ func TestCreateRejects(t *testing.T) {
 		{"route bad digest", attest.KindRoute, "name: x\n" + tm + "evalStatement: sha256:XYZ\nconfigs: [a.txt]\n", "must be sha256:"},
 		{"slo no budgets", attest.KindSLO, "name: x\n" + tm + "routeStatement: sha256:" + strings.Repeat("0", 64) + "\n", "at least one budget"},
 		{"slo error rate > 1", attest.KindSLO, "name: x\n" + tm + "routeStatement: sha256:" + strings.Repeat("0", 64) + "\nbudgets: {errorRate: 5}\n", "fraction"},
+		{"mbom base model name not a Hub id", attest.KindMBOM, "name: x\n" + tm + "baseModel: m@sha256:" + strings.Repeat("0", 64) + "\nbaseModelNames: [/srv/base]\nfiles: [a.txt]\n", "not a Hugging Face Hub repository id"},
 		{"mbom unpinned base", attest.KindMBOM, "name: x\n" + tm + "baseModel: mistral:latest\nfiles: [a.txt]\n", "must be pinned"},
 		{"mbom tensors on dir", attest.KindMBOM, "name: x\n" + tm + "baseModel: m@sha256:" + strings.Repeat("0", 64) + "\nfiles: [{path: ., tensors: [{name: a, dtype: F32, shape: [1]}]}]\n", "names the root, not a file"},
 		{"mbom bad safetensors", attest.KindMBOM, "name: x\n" + tm + "baseModel: m@sha256:" + strings.Repeat("0", 64) + "\ninspectSafetensors: true\nfiles: [x.safetensors]\n", "safetensors"},
@@ -280,6 +282,37 @@ func TestStatementRefFromBundleAndEnvelope(t *testing.T) {
 		}
 		if !bytes.Contains(st, []byte(`"promptStatement":"`+want+`"`)) {
 			t.Fatalf("%s: promptStatement is not %s", ref, want)
+		}
+	}
+}
+
+// baseModelNames go into the predicate sorted and unique, and a statement
+// without them is what earlier versions wrote (no key).
+func TestCreateMBOMBaseModelNames(t *testing.T) {
+	dir := t.TempDir()
+	attesttest.WriteFile(dir, "adapter_config.json", []byte(`{"base_model_name_or_path": "meta-llama/Meta-Llama-3-8B"}`))
+	base := "name: x\ncreated: 2026-01-01T00:00:00Z\nbaseModel: m@sha256:" + strings.Repeat("0", 64) + "\nfiles: [adapter_config.json]\n"
+	for cfg, want := range map[string][]string{
+		base + "baseModelNames: [meta-llama/Meta-Llama-3-8B, meta-llama/Llama-3-8B, meta-llama/Meta-Llama-3-8B]\n": {"meta-llama/Llama-3-8B", "meta-llama/Meta-Llama-3-8B"},
+		base: nil,
+	} {
+		stmt, err := attest.CreateFromConfig(attest.KindMBOM, []byte(cfg), dir, attest.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := attest.ParseStatement(stmt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := attest.DecodePredicate(ps.PredicateType, ps.Predicate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.(*attest.MBOMPredicate).BaseModelNames; !slices.Equal(got, want) {
+			t.Errorf("baseModelNames %q, want %q", got, want)
+		}
+		if want == nil && strings.Contains(string(stmt), "baseModelNames") {
+			t.Errorf("statement without names has the key: %s", stmt)
 		}
 	}
 }
