@@ -275,3 +275,40 @@ func TestAuditFindsTheServerConfig(t *testing.T) {
 		t.Errorf("no configuration and no ./audit.jsonl: exit %d, want 2", code)
 	}
 }
+
+// pullgate inspect lists a config's load-time references and applies a
+// rule's content.references allowlist to them.
+func TestInspectReferences(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "adapter_config.json")
+	if err := os.WriteFile(cfg, modelcorpus.PEFTAdapterConfig("meta-llama/Meta-Llama-3-8B"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pol, []byte(`rules:
+  - name: meta
+    match: ["upstream.local/meta/**"]
+    action: allow
+    content:
+      references: {require: allowlist, allow: ["meta-llama/*"]}
+  - name: mistral
+    match: ["upstream.local/mistral/**"]
+    action: allow
+    content:
+      references: {require: allowlist, allow: ["mistralai/*"]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"inspect", cfg}, 0},
+		{[]string{"inspect", cfg, "--policy", pol, "--rule", "meta"}, 0},
+		{[]string{"inspect", cfg, "--policy", pol, "--rule", "mistral"}, 1},
+	} {
+		if got := run(c.args); got != c.want {
+			t.Errorf("pullgate %s: exit %d, want %d", strings.Join(c.args, " "), got, c.want)
+		}
+	}
+}

@@ -93,6 +93,7 @@ func cmdInspect(args []string) int {
 		fmt.Fprintf(os.Stderr, "pullgate inspect: %v\n", err)
 		return 1
 	}
+	judgeReferences(opts.References, reports)
 	found := 0
 	for _, r := range reports {
 		found += len(r.Findings)
@@ -114,6 +115,9 @@ func cmdInspect(args []string) int {
 			fmt.Printf("%-8s %s (%s, %d bytes, %d tensors)\n", status, name, orNone(r.Format), r.Size, len(r.Tensors))
 			for _, f := range r.Findings {
 				fmt.Printf("         %s\n", f.Error())
+			}
+			for _, ref := range r.References {
+				fmt.Printf("         references %s\n", ref)
 			}
 		}
 		fmt.Printf("%d finding(s) in %d blob(s)\n", found, len(reports))
@@ -191,4 +195,29 @@ func inspectImage(ctx context.Context, opts content.Options, ref string, plain b
 		}
 	}
 	return reports, nil
+}
+
+// judgeReferences applies the rule's content.references to the load-time
+// references the reports list, as the proxy does, except that a local
+// inspection verifies no MBOM: under require: mbom only allow entries can
+// admit a reference here, so the references are listed and the
+// requirement is left to the proxy (and said so).
+func judgeReferences(o content.ReferenceOptions, reports []content.Report) {
+	if o.Require == content.RequireMBOM {
+		for _, r := range reports {
+			if len(r.References) > 0 {
+				fmt.Fprintln(os.Stderr, "pullgate inspect: content.references.require: mbom compares references with the artifact's verified MBOM, which the proxy verifies on pull; inspect lists them")
+				return
+			}
+		}
+		return
+	}
+	for i, r := range reports {
+		if len(r.Findings) > 0 {
+			continue
+		}
+		if f := content.CheckReferences(o, r.References, false, nil); f != nil {
+			reports[i].Findings = append(reports[i].Findings, *f)
+		}
+	}
 }
