@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,6 +88,11 @@ func TestFetchPlanKeys(t *testing.T) {
 `
 	pol1 := load("p1.yaml", rules)
 	pol2 := load("p2.yaml", rules+"  - name: open\n    match: [\"up/open/**\"]\n    action: allow\n")
+	// Only the load-time references requirement differs.
+	pol3 := load("p3.yaml", strings.Replace(rules, "formats: { pickle: deny }\n  - name: other", "formats: { pickle: deny }\n      references: {require: allowlist, allow: [\"org/*\"]}\n  - name: other", 1))
+	if pol3.Revision() == pol1.Revision() {
+		t.Fatal("content.references is not part of the revision")
+	}
 	if pol1.Revision() == pol2.Revision() {
 		t.Fatal("two policies of one revision")
 	}
@@ -125,6 +131,7 @@ func TestFetchPlanKeys(t *testing.T) {
 	add("content grant with one more class", query(pol1, "models/m"), both)
 	add("content grant under another rule", query(pol1, "other/m"), contentGrant)
 	add("content grant under another revision", query(pol2, "models/m"), contentGrant)
+	add("content grant under another references requirement", query(pol3, "models/m"), contentGrant)
 	add("evidence grant", query(pol1, "models/m"), evidence)
 	add("evidence grant of another media type", query(pol1, "models/m"), evidence2)
 	add("grant under a rule without content checks", query(pol2, "open/m"), contentGrant)
