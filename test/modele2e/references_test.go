@@ -109,6 +109,16 @@ func TestAdapterBaseModelMatchesTheMBOM(t *testing.T) {
 	release("models/adapter-elsewhere", elsewhere, "baseModelNames: ["+base+"]\n")
 	e.assertRefused(t, "models/adapter-elsewhere:1", elsewhere, "llama-team/Meta-Llama-3-8B")
 
+	// The good config under an MBOM that names another base model is
+	// refused there; the refusal depends on that MBOM, so the release
+	// whose MBOM it matches is still served (under the same rule).
+	release("models/adapter-other-mbom", good, "baseModelNames: [mistralai/Mistral-7B-v0.1]\n")
+	if r, _ := harness.OrasPull(t, px.Host+"/upstream.local/models/adapter-other-mbom:1"); r.Err == nil ||
+		!strings.Contains(r.Output(), `the verified MBOM's base model is "mistralai/Mistral-7B-v0.1"`) {
+		t.Fatalf("the config under an MBOM naming another base model: %v\n%s", r.Err, r.Output())
+	}
+	e.pullIntact(t, "models/adapter:1", file{"adapter_config.json", mtWeightConfig, good}, file{"adapter_model.safetensors", mtWeightRaw, weights})
+
 	unnamed := modelcorpus.PEFTAdapterConfig("meta-llama/Meta-Llama-3-8B-Instruct")
 	release("models/adapter-unnamed", unnamed, "")
 	e.assertRefused(t, "models/adapter-unnamed:1", unnamed, "names its base model by no Hugging Face id")
