@@ -123,3 +123,37 @@ func TestAdapterBaseModelMatchesTheMBOM(t *testing.T) {
 	release("models/adapter-unnamed", unnamed, "")
 	e.assertRefused(t, "models/adapter-unnamed:1", unnamed, "names its base model by no Hugging Face id")
 }
+
+const referencesAllowlistPolicy = `rules:
+  - name: models
+    match: ["upstream.local/models/**"]
+    action: allow
+    content:
+      mediaTypes: [modelpack, oras]
+      references: {require: allowlist, allow: ["meta-llama/*", "/opt/models/llama-3-8b"]}
+`
+
+// Under content.references.require: allowlist (no signatures needed), a
+// config naming an allowed Hub id or the exact local path listed is
+// served; one whose _name_or_path climbs to another local path, and a
+// tokenizer config importing its tokenizer class from a URL, are refused.
+func TestConfigReferencesAllowlist(t *testing.T) {
+	up := harness.StartUpstream(t, harness.UpstreamOptions{Referrers: true})
+	e := &env{up: up, px: gate.Start(t, gate.Options{Upstreams: []*harness.Upstream{up}, Policy: referencesAllowlistPolicy})}
+
+	hub := file{"config.json", "", modelcorpus.TransformersConfig("meta-llama/Meta-Llama-3-8B", nil)}
+	e.push(t, "models/hub:1", false, hub)
+	e.pullIntact(t, "models/hub:1", hub)
+
+	local := file{"config.json", "", modelcorpus.TransformersConfig("/opt/models/llama-3-8b", nil)}
+	e.push(t, "models/local:1", false, local)
+	e.pullIntact(t, "models/local:1", local)
+
+	climb := modelcorpus.TransformersConfig("../../../home/user/base", nil)
+	e.push(t, "models/climb:1", false, file{"config.json", "", climb})
+	e.assertRefused(t, "models/climb:1", climb, "local path, outside the signed artifact")
+
+	url := modelcorpus.TokenizerConfigAutoMap(nil, "https://evil.example/x--tokenization_x.XTokenizerFast")
+	e.push(t, "models/url:1", false, file{"tokenizer_config.json", "", url})
+	e.assertRefused(t, "models/url:1", url, "URL, outside the signed artifact")
+}
