@@ -138,7 +138,7 @@ func (s *Engine) fetchPlan(q *Query, grant BlobGrant) fetchPlan {
 	p.newInspector = func(size int64) (content.Inspector, error) {
 		return newLayerInspector(opts, classes, size, exp, report)
 	}
-	p.late = s.lateDeclarations(rev, q.rule.Name, q.repository(), dgst, opts, classes)
+	p.late = s.lateDeclarations(rev, q.rule.Name, q.repository(), dgst, opts, classes, exp)
 	return p
 }
 

@@ -34,7 +34,11 @@ type lateCheck func(ctx context.Context, path string, size int64) ([]content.Cla
 // meanwhile refuses it, and classes the held grant gained meanwhile (a tag
 // allowed while the bytes streamed, declaring the blob otherwise) are
 // inspected over the verified spool file.
-func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opts content.Options, classes []content.Class) lateCheck {
+// The extra classes' load-time references are judged as the fetch's own
+// (the rule's content.references, against the MBOM expectation exp), since a name
+// may make the same bytes a config whose references the first classes
+// never read (a template name, then adapter_config.json).
+func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opts content.Options, classes []content.Class, exp *tensorExpectation) lateCheck {
 	return func(ctx context.Context, path string, size int64) ([]content.Class, error) {
 		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, ""); err != nil {
 			return nil, err
@@ -54,10 +58,13 @@ func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 		if len(extra) == 0 {
 			return nil, nil
 		}
-		in, err := content.NewDeclaredInspector(opts, extra, size)
+		din, err := content.NewDeclaredInspector(opts, extra, size)
 		if err != nil {
 			return extra, asFinding(err, "content")
 		}
+		// Tensors were compared with the MBOM over the first classes
+		// (the same bytes).
+		in := expectingInspector{Inspector: din, exp: exp, refs: opts.References, skipTensors: true}
 		file, err := os.Open(path)
 		if err != nil {
 			_ = in.Close()
