@@ -27,6 +27,14 @@
 //     NewLegacyTorchInspector, NewZipInspector, NewNPYInspector,
 //     NewJoblibInspector, NewTarInspector and NewGzipTarInspector are the
 //     format validators themselves, for callers that already know the format.
+//   - Load-time closure (references.go): JSON configs list the names a
+//     loader fetches other weights or code by (peft
+//     base_model_name_or_path, _name_or_path, auto_map and
+//     custom_pipelines "repo--module.Class"), classified hub, local or
+//     url (ReferenceLister; Report.References; configs in tar layers
+//     too). CheckReferences judges them under a rule's
+//     content.references; the caller supplies the verified MBOM's base
+//     model names.
 //   - Chat templates (template files, template keys of JSON and YAML
 //     configs, GGUF tokenizer.chat_template*) are parsed and checked by
 //     verify/chattemplate (templates.go).
