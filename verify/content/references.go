@@ -325,7 +325,7 @@ func admitHint(o ReferenceOptions, r Reference, mbom bool, baseModels []string) 
 	case r.Kind != RefHub:
 		return "content.references.require: mbom admits only Hub repository ids named by the MBOM's baseModelNames; " + allow + " (exactly as written)"
 	case !mbom:
-		return "content.references.require: mbom, and no verified MBOM statement accompanies this artifact; attest an MBOM whose baseModelNames lists it, or " + allow
+		return "content.references.require: mbom, and no verified MBOM statement lists this file (the artifact has none, or the layer has no org.opencontainers.image.title); attest an MBOM whose baseModelNames lists it, or " + allow
 	case len(baseModels) == 0:
 		return "content.references.require: mbom, and the verified MBOM names its base model by no Hugging Face id (baseModelNames); list it there, or " + allow
 	}

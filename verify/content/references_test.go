@@ -128,7 +128,7 @@ func TestCheckReferences(t *testing.T) {
 			`the verified MBOM's base model is "meta-llama/Meta-Llama-3-8B"`},
 		{"mbom: another base", content.ReferenceOptions{Require: content.RequireMBOM}, hub, true, []string{"mistralai/Mistral-7B-v0.1"},
 			`adapter_config.json: base_model_name_or_path = "meta-llama/Meta-Llama-3-8B" (hub)`},
-		{"mbom: none verified", content.ReferenceOptions{Require: content.RequireMBOM}, hub, false, nil, "no verified MBOM statement accompanies this artifact"},
+		{"mbom: none verified", content.ReferenceOptions{Require: content.RequireMBOM}, hub, false, nil, "no verified MBOM statement lists this file"},
 		{"mbom: no names in the MBOM", content.ReferenceOptions{Require: content.RequireMBOM}, hub, true, nil, "names its base model by no Hugging Face id"},
 		{"mbom: a local path is not the base model", content.ReferenceOptions{Require: content.RequireMBOM}, local, true, []string{"/srv/base"}, "local path"},
 		{"mbom: local path allowed exactly", content.ReferenceOptions{Require: content.RequireMBOM, Allow: []string{"/srv/base"}}, local, true, nil, ""},
