@@ -171,10 +171,11 @@ func (e expectingInspector) Close() error {
 	return nil
 }
 
-// referenceFindingScope is the scope a content.references finding is
-// recorded in: the MBOM expectation's when the requirement compares with
-// the MBOM (another release of the same blob may name another base
-// model), else the rule's.
+// referenceFindingScope reports whether a finding is a content.references
+// refusal to record in the MBOM expectation's scope rather than the
+// rule's: whenever the layer had one, since the requirement may compare
+// with that MBOM (another release of the same blob may name another base
+// model).
 func referenceFindingScope(f *content.Finding, exp *tensorExpectation) bool {
 	return f.Format == content.FormatReferences && exp != nil
 }
