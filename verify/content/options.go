@@ -118,6 +118,8 @@ type Options struct {
 	Pickle      PickleOptions
 	Zip         ZipOptions
 	ONNX        ONNXOptions
+	NeMo        NeMoOptions  // content.formats.nemo
+	Skops       SkopsOptions // content.formats.skops
 	// AllowArchives accepts 7z/rar/tar/gzip/zstd/xz/bzip2 bytes in layers whose
 	// media type declares a raw model file, and nested archives inside zips.
 	// Their contents are not inspected.

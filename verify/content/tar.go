@@ -33,6 +33,7 @@ type TarInspector struct {
 	ended    bool
 	done     bool
 	count    int
+	nemo     bool // a root model_config.yaml was seen (a NeMo archive)
 }
 
 // NewTarInspector returns a strict tar validator.
@@ -301,6 +302,16 @@ func (t *TarInspector) block(b []byte, off int64) error {
 	if mode&0o6000 != 0 {
 		return t.fail(off, "entry %q has setuid/setgid bits", name)
 	}
+	// tar -C dir . and Python's tar.add(dir, arcname=".") (NeMo's
+	// SaveRestoreConnector) write the root as "./" and every path under
+	// "./": the root entry is skipped, the prefix dropped.
+	if typ == '5' && (name == "./" || name == ".") {
+		if size != 0 {
+			return t.fail(off, "directory %q has a size", name)
+		}
+		return nil
+	}
+	name = strings.TrimPrefix(name, "./")
 	if err := checkArchivePath(name); err != "" {
 		return t.fail(off, "entry %q %s", name, err)
 	}
@@ -314,6 +325,9 @@ func (t *TarInspector) block(b []byte, off int64) error {
 	}
 	t.names[clean] = true
 	t.name = clean
+	if clean == nemoConfigName && typ != '5' {
+		t.nemo = true
+	}
 	t.memberAt = off + 512
 	if typ == '5' {
 		if size != 0 {

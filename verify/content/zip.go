@@ -719,6 +719,12 @@ func (s *memberSink) decide() error {
 	if len(h) == 0 {
 		return nil // an empty file carries nothing to inspect
 	}
+	if isSkopsSchemaName(e.name) {
+		// skops.io.dump's schema.json: every type it makes skops load
+		// is checked (skops.go); another schema.json as a JSON config.
+		s.inner = newSkopsSchemaInspector(z.opts, s.sizeOrUnknown())
+		return nil
+	}
 	in, err := NewInspector(z.memberOpts(), "", e.name, s.sizeOrUnknown())
 	if err != nil {
 		return s.wrap(err)
