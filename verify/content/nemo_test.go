@@ -171,3 +171,15 @@ func FuzzNeMoConfig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNeMoArchive feeds whole .nemo layers (tar and tar+gzip) through the
+// weight-layer path: the verdict must not depend on the chunking.
+func FuzzNeMoArchive(f *testing.F) {
+	nemo := modelcorpus.NeMoTar(modelcorpus.NeMoASRConfig, modelcorpus.NeMoWeights(nil))
+	f.Add(nemo, uint8(7))
+	f.Add(modelcorpus.Gzip(nemo), uint8(13))
+	f.Add(modelcorpus.NeMoTar("_target_: os.system\n", nil), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		fuzzChunking(t, layer(scanOpts, mpWeight, "m.nemo"), data, chunk)
+	})
+}

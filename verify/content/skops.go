@@ -231,8 +231,8 @@ func (w *skopsWalker) trusted(typ string, defaults ...[]string) bool {
 }
 
 func (w *skopsWalker) untrusted(at, loader, typ, why string) error {
-	return w.fail(at, "%s %q is outside skops' default trusted set%s; skops.io.load would refuse it unless trusted "+
-		"(CVE-2025-54412: untrusted types run code on load); list it in content.formats.skops.trusted to admit it", loader, typ, why)
+	return w.fail(at, "%s %q is outside skops' default trusted set%s; skops.io.load refuses it unless trusted; "+
+		"list it in content.formats.skops.trusted to admit it", loader, typ, why)
 }
 
 func (w *skopsWalker) node(m map[string]any, at string) error {
@@ -246,7 +246,6 @@ func (w *skopsWalker) node(m map[string]any, at string) error {
 		return w.fail(at, "a node needs string __loader__, __class__ and __module__")
 	}
 	typ := module + "." + class
-	at = at + " (" + loader + " " + typ + ")"
 	if id, ok := m["__id__"]; ok {
 		n, ok := id.(jsonNumber)
 		if !ok {
@@ -287,11 +286,11 @@ func (w *skopsWalker) node(m map[string]any, at string) error {
 		}
 	case "ObjectNode":
 		if !skopsSklearnEstimator(module, class) && !w.trusted(typ, skopsSklearnInternal) {
-			err = w.untrusted(at, loader, typ, " (scikit-learn estimators)")
+			err = w.untrusted(at, loader, typ, " (scikit-learn estimators; an untrusted class runs its own __setstate__ on load)")
 		}
 	case "PartialNode", "ConstructorFromReduceNode", "DTypeNode":
 		if !w.trusted(typ) {
-			err = w.untrusted(at, loader, typ, " (this loader trusts no type by default)")
+			err = w.untrusted(at, loader, typ, " (this loader trusts no type by default: it calls what it loads)")
 		}
 	case "MethodNode":
 		err = w.method(m, at, typ)
