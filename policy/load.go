@@ -789,7 +789,7 @@ func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...str
 }
 
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript", "nemo", "skops")
 	if !ok {
 		return
 	}
@@ -844,6 +844,44 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 			}
 		}
 		out.ONNX = o
+	}
+	if nf, ok := fs["nemo"]; ok {
+		o := &NeMoFormat{}
+		if !isNull(nf.val) {
+			if m, ok := l.mapping(nf.val, what+".nemo", "targets"); ok {
+				if v, ok := m["targets"]; ok {
+					fix := "list Hydra targets, exact (mypkg.models.MyModel) or prefixes ending in '.' (mypkg.models.)"
+					names, nodes, _ := l.strList(v, what+".nemo.targets", fix)
+					for j, n := range names {
+						if err := content.CheckNeMoTargets([]string{n}); err != nil {
+							l.errAt(nodes[j], fix, "%s.nemo.targets: %q is not a dotted Python path or a prefix ending in '.'", what, n)
+							continue
+						}
+						o.Targets = append(o.Targets, n)
+					}
+				}
+			}
+		}
+		out.NeMo = o
+	}
+	if sf, ok := fs["skops"]; ok {
+		o := &SkopsFormat{}
+		if !isNull(sf.val) {
+			if m, ok := l.mapping(sf.val, what+".skops", "trusted"); ok {
+				if v, ok := m["trusted"]; ok {
+					fix := "list types as skops.io.get_untrusted_types names them, e.g. [mypkg.est.MyEstimator]"
+					names, nodes, _ := l.strList(v, what+".skops.trusted", fix)
+					for j, n := range names {
+						if err := content.CheckSkopsTrusted([]string{n}); err != nil {
+							l.errAt(nodes[j], fix, "%s.skops.trusted: %q is not a dotted Python path", what, n)
+							continue
+						}
+						o.Trusted = append(o.Trusted, n)
+					}
+				}
+			}
+		}
+		out.Skops = o
 	}
 	if sf, ok := fs["safetensors"]; ok {
 		st := &SafetensorsFormat{}

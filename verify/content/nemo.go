@@ -2,6 +2,7 @@ package content
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"path"
 	"strings"
@@ -316,5 +317,16 @@ func (p *archiveProbe) Close() error {
 		return p.err
 	}
 	p.done = true
+	return nil
+}
+
+// CheckNeMoTargets reports an entry of NeMoOptions.Targets that is not a
+// dotted Python path (an exact target) or one followed by "." (a prefix).
+func CheckNeMoTargets(targets []string) error {
+	for _, t := range targets {
+		if !isDottedPath(strings.TrimSuffix(t, ".")) {
+			return fmt.Errorf("content: formats.nemo.targets: %q is not a dotted Python path (module.Name) or a prefix ending in \".\" (package.)", t)
+		}
+	}
 	return nil
 }

@@ -234,6 +234,12 @@ func (o Options) Validate() error {
 	if err := CheckPickleAllow(o.Pickle.Allow); err != nil {
 		return err
 	}
+	if err := CheckNeMoTargets(o.NeMo.Targets); err != nil {
+		return err
+	}
+	if err := CheckSkopsTrusted(o.Skops.Trusted); err != nil {
+		return err
+	}
 	for _, f := range o.AllowFormats {
 		known := false
 		for _, k := range KnownFormats {

@@ -2,6 +2,7 @@ package content
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -401,6 +402,17 @@ func (w *skopsWalker) bitGenerator(m map[string]any, at string) error {
 	}
 	if !slices.Contains(skopsBitGenerators, name) {
 		return w.fail(at, "RandomGeneratorNode bit generator %q is not one of numpy's (%s)", name, strings.Join(skopsBitGenerators, ", "))
+	}
+	return nil
+}
+
+// CheckSkopsTrusted reports an entry of SkopsOptions.Trusted that is not
+// a dotted Python path (module.Name, or module.Class.method for methods).
+func CheckSkopsTrusted(trusted []string) error {
+	for _, t := range trusted {
+		if !isDottedPath(t) || !strings.Contains(t, ".") {
+			return fmt.Errorf("content: formats.skops.trusted: %q is not a dotted Python path (module.Name)", t)
+		}
 	}
 	return nil
 }
