@@ -788,6 +788,32 @@ func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...str
 	return ""
 }
 
+// dottedList parses {key: [python.dotted.path, ...]} (null: no list),
+// reporting each entry check refuses at its line.
+func (l *loader) dottedList(f field, what, key string, check func([]string) error, fix string) []string {
+	if isNull(f.val) {
+		return nil
+	}
+	m, ok := l.mapping(f.val, what, key)
+	if !ok {
+		return nil
+	}
+	v, ok := m[key]
+	if !ok {
+		return nil
+	}
+	names, nodes, _ := l.strList(v, what+"."+key, fix)
+	var out []string
+	for j, n := range names {
+		if err := check([]string{n}); err != nil {
+			l.errAt(nodes[j], fix, "%s.%s: %q is not a dotted Python path", what, key, n)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 func (l *loader) parseFormats(f field, what string, out *Formats) {
 	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript", "nemo", "skops")
 	if !ok {
@@ -846,42 +872,12 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 		out.ONNX = o
 	}
 	if nf, ok := fs["nemo"]; ok {
-		o := &NeMoFormat{}
-		if !isNull(nf.val) {
-			if m, ok := l.mapping(nf.val, what+".nemo", "targets"); ok {
-				if v, ok := m["targets"]; ok {
-					fix := "list Hydra targets, exact (mypkg.models.MyModel) or prefixes ending in '.' (mypkg.models.)"
-					names, nodes, _ := l.strList(v, what+".nemo.targets", fix)
-					for j, n := range names {
-						if err := content.CheckNeMoTargets([]string{n}); err != nil {
-							l.errAt(nodes[j], fix, "%s.nemo.targets: %q is not a dotted Python path or a prefix ending in '.'", what, n)
-							continue
-						}
-						o.Targets = append(o.Targets, n)
-					}
-				}
-			}
-		}
-		out.NeMo = o
+		out.NeMo = &NeMoFormat{Targets: l.dottedList(nf, what+".nemo", "targets", content.CheckNeMoTargets,
+			"list Hydra targets, exact (mypkg.models.MyModel) or prefixes ending in '.' (mypkg.models.)")}
 	}
 	if sf, ok := fs["skops"]; ok {
-		o := &SkopsFormat{}
-		if !isNull(sf.val) {
-			if m, ok := l.mapping(sf.val, what+".skops", "trusted"); ok {
-				if v, ok := m["trusted"]; ok {
-					fix := "list types as skops.io.get_untrusted_types names them, e.g. [mypkg.est.MyEstimator]"
-					names, nodes, _ := l.strList(v, what+".skops.trusted", fix)
-					for j, n := range names {
-						if err := content.CheckSkopsTrusted([]string{n}); err != nil {
-							l.errAt(nodes[j], fix, "%s.skops.trusted: %q is not a dotted Python path", what, n)
-							continue
-						}
-						o.Trusted = append(o.Trusted, n)
-					}
-				}
-			}
-		}
-		out.Skops = o
+		out.Skops = &SkopsFormat{Trusted: l.dottedList(sf, what+".skops", "trusted", content.CheckSkopsTrusted,
+			"list types as skops.io.get_untrusted_types names them, e.g. [mypkg.est.MyEstimator]")}
 	}
 	if sf, ok := fs["safetensors"]; ok {
 		st := &SafetensorsFormat{}

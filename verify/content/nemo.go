@@ -144,13 +144,18 @@ type nemoWalker struct {
 	budget int
 }
 
-func (w *nemoWalker) fail(where, reason string, args ...any) error {
-	f := newFinding(FormatNeMo, -1, reason, args...)
-	if where != "" {
-		f.Reason = "model_config.yaml " + where + ": " + f.Reason
-	} else {
-		f.Reason = "model_config.yaml: " + f.Reason
+func (w *nemoWalker) fail(at, reason string, args ...any) error {
+	return findingAt(FormatNeMo, "model_config.yaml", at, reason, args...)
+}
+
+// findingAt is a finding about a place (at, "" for the whole file) in a
+// file a validator parsed whole.
+func findingAt(format, file, at, reason string, args ...any) *Finding {
+	f := newFinding(format, -1, reason, args...)
+	if at != "" {
+		file += " " + at
 	}
+	f.Reason = file + ": " + f.Reason
 	return f
 }
 

@@ -95,6 +95,11 @@ func TestNeMoAttacks(t *testing.T) {
 			}
 		}
 	}
+	// JSON is YAML: a model_config.yaml written as JSON is read the same.
+	js := modelcorpus.NeMoTar(`{"preprocessor": {"_target_": "os.system"}}`, w)
+	if got := verdict(t, layer(scanOpts, mpWeight, "m.nemo"), js, 4096); !strings.Contains(got, `preprocessor._target_: Hydra _target_ "os.system"`) {
+		t.Errorf("JSON config: got %q", got)
+	}
 	// The weights pickle is walked like any checkpoint.
 	bad := modelcorpus.NeMoTar(modelcorpus.NeMoASRConfig, modelcorpus.NeMoWeights(evilPickle()))
 	if got := verdict(t, layer(scanOpts, mpWeight, "m.nemo"), bad, 4096); !strings.Contains(got, `tar member "model_weights.ckpt"`) || !strings.Contains(got, "os.system") {

@@ -191,13 +191,7 @@ type skopsWalker struct {
 }
 
 func (w *skopsWalker) fail(at, reason string, args ...any) error {
-	f := newFinding(FormatSkops, -1, reason, args...)
-	if at != "" {
-		f.Reason = "schema.json " + at + ": " + f.Reason
-	} else {
-		f.Reason = "schema.json: " + f.Reason
-	}
-	return f
+	return findingAt(FormatSkops, "schema.json", at, reason, args...)
 }
 
 // value walks any JSON value: every object with a __loader__ is a node.
