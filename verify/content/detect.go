@@ -536,7 +536,9 @@ func (a *autoInspector) decide() error {
 		}
 	case (f == FormatText || f == FormatJSON) && isTmpl:
 		a.inner = newTemplateInspector(a.opts, a.size, dialect)
-	case (f == FormatText || f == FormatJSON) && isNeMoConfigName(a.title):
+	case (f == FormatText || f == FormatJSON || f == FormatBinary) && isNeMoConfigName(a.title):
+		// Binary too (where unknown bytes are served): PyYAML reads
+		// UTF-16 YAML, and so must the check.
 		a.inner = newNeMoConfigInspector(a.opts, a.size)
 	case f == FormatJSON:
 		a.inner = newConfigInspector(a.opts, a.size)

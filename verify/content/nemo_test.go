@@ -100,6 +100,16 @@ func TestNeMoAttacks(t *testing.T) {
 	if got := verdict(t, layer(scanOpts, mpWeight, "m.nemo"), js, 4096); !strings.Contains(got, `preprocessor._target_: Hydra _target_ "os.system"`) {
 		t.Errorf("JSON config: got %q", got)
 	}
+	// UTF-16 (PyYAML reads it) where unknown bytes are served.
+	u16 := []byte{0xff, 0xfe}
+	for _, r := range "_target_: os.system\n" {
+		u16 = append(u16, byte(r), 0)
+	}
+	uo := scanOpts
+	uo.AllowUnknown = true
+	if got := verdict(t, layer(uo, mpWeight, "m.nemo"), modelcorpus.NeMoTar(string(u16), w), 4096); !strings.Contains(got, `"os.system"`) {
+		t.Errorf("UTF-16 config: got %q", got)
+	}
 	// The weights pickle is walked like any checkpoint.
 	bad := modelcorpus.NeMoTar(modelcorpus.NeMoASRConfig, modelcorpus.NeMoWeights(evilPickle()))
 	if got := verdict(t, layer(scanOpts, mpWeight, "m.nemo"), bad, 4096); !strings.Contains(got, `tar member "model_weights.ckpt"`) || !strings.Contains(got, "os.system") {
