@@ -518,6 +518,9 @@ func (a *autoInspector) decide() error {
 			// A NeMo .nemo (tar or tar+gzip) in a weight layer or under
 			// its own name: validated as a tar, refused at Close unless it
 			// is a NeMo archive or the rule allows archives.
+			if a.opts.archiveDepth >= maxArchiveDepth {
+				return newFinding(f, 0, "%s nested in %d tar archives; at most %d levels are inspected", strings.TrimPrefix(describe(f), "a "), a.opts.archiveDepth, maxArchiveDepth)
+			}
 			var notIt *Finding
 			switch {
 			case known && kind == kindWeights:

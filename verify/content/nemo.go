@@ -250,6 +250,11 @@ func (w *nemoWalker) target(k string, vn *yaml.Node, at string) error {
 	return nil
 }
 
+// maxArchiveDepth bounds tars inside tars (a .nemo in a tar layer, a
+// .nemo artifact inside a .nemo): each level holds a tar state and, for
+// tar+gzip, a decompressor with a 256 KiB buffer.
+const maxArchiveDepth = 3
+
 // archiveProbe validates a tar (or tar+gzip) layer whose media type does
 // not declare tar packaging: a NeMo .nemo file is such a tar under a
 // weight media type or a file name of its own. The tar is validated

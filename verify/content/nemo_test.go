@@ -170,6 +170,34 @@ func TestNeMoRecognition(t *testing.T) {
 	}
 }
 
+// TestNeMoNested: a .nemo inside a declared tar layer, and one inside a
+// .nemo, is checked; tars nested deeper than 3 are refused.
+func TestNeMoNested(t *testing.T) {
+	w := modelcorpus.NeMoWeights(nil)
+	good := modelcorpus.NeMoTar(modelcorpus.NeMoASRConfig, w)
+	bad := modelcorpus.NeMoTar("_target_: os.system\n", nil)
+	wrap := func(name string, b []byte) []byte {
+		return modelcorpus.Tar([]modelcorpus.TarEntry{{Name: name, Data: b}}, nil)
+	}
+	mpTar := "application/vnd.cncf.model.weight.v1.tar"
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"good in a tar layer", wrap("model.nemo", good), ""},
+		{"bad in a tar layer", wrap("model.nemo", bad), `tar member "model.nemo": tar member "model_config.yaml"`},
+		{"bad gzip in a tar layer", wrap("model.nemo", modelcorpus.Gzip(bad)), `"os.system" is outside`},
+		{"bad inside a good .nemo", wrap("m.nemo", modelcorpus.NeMoTar(modelcorpus.NeMoASRConfig, w, modelcorpus.TarEntry{Name: "sub.nemo", Data: bad})), `tar member "sub.nemo"`},
+		{"4 levels", wrap("a", wrap("b", wrap("c", good))), "nested in 3 tar archives"},
+	} {
+		got := verdict(t, layer(scanOpts, mpTar, ""), c.b, 4096)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
+		}
+	}
+}
+
 func FuzzNeMoConfig(f *testing.F) {
 	f.Add([]byte(modelcorpus.NeMoASRConfig))
 	f.Add([]byte("base: &b\n  _target_: os.system\nx:\n  <<: *b\n"))

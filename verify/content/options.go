@@ -157,6 +157,11 @@ type Options struct {
 	// declared kind holds binary data by nature (datasets, code): their
 	// members are not refused as unknown bytes.
 	binaryByNature bool
+	// archiveDepth counts the tar archives around a blob (a .nemo in a
+	// tar layer is at depth 1): nested tars are probed as NeMo archives
+	// only up to maxArchiveDepth.
+	archiveDepth int
+
 	// codeLayer is set for the members of an archive layer declared as
 	// code: their shebang scripts are code (denyCodeLayers), not disguised.
 	codeLayer bool

@@ -356,6 +356,7 @@ func (t *TarInspector) block(b []byte, off int64) error {
 func (t *TarInspector) memberOpts() Options {
 	o := t.opts
 	o.MediaTypes = nil
+	o.archiveDepth++
 	return o
 }
 
