@@ -161,6 +161,9 @@ type Options struct {
 	// tar layer is at depth 1): nested tars are probed as NeMo archives
 	// only up to maxArchiveDepth.
 	archiveDepth int
+	// nestedZip is set for the members of a .npz inside a zip: no
+	// further zip is opened inside it.
+	nestedZip bool
 
 	// codeLayer is set for the members of an archive layer declared as
 	// code: their shebang scripts are code (denyCodeLayers), not disguised.

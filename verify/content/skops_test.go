@@ -154,3 +154,50 @@ func FuzzSkopsZip(f *testing.F) {
 		fuzzChunking(t, layer(scanOpts, "", "model.skops"), data, chunk)
 	})
 }
+
+// TestSkopsSparseMatrix: SparseMatrixNode stores scipy.sparse.save_npz
+// output as a stored <id>.npz member; it is opened one level deep and
+// its .npy members checked.
+func TestSkopsSparseMatrix(t *testing.T) {
+	npz := func(data []byte, deflate bool) []byte {
+		es := []modelcorpus.ZipEntry{
+			{Name: "indices.npy", Data: modelcorpus.NPY("<i4", "(2,)", []byte{0, 0, 0, 0, 1, 0, 0, 0}), Deflate: deflate},
+			{Name: "indptr.npy", Data: modelcorpus.NPY("<i4", "(3,)", []byte{0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0}), Deflate: deflate},
+			{Name: "format.npy", Data: modelcorpus.NPY("<U3", "()", []byte("c\x00\x00\x00s\x00\x00\x00r\x00\x00\x00")), Deflate: deflate},
+			{Name: "shape.npy", Data: modelcorpus.NPY("<i8", "(2,)", make([]byte, 16)), Deflate: deflate},
+			{Name: "data.npy", Data: data, Deflate: deflate},
+		}
+		return modelcorpus.Zip(modelcorpus.ZipSpec{Entries: es})
+	}
+	sparse := modelcorpus.SkopsNode{"__class__": "csr_matrix", "__module__": "scipy.sparse._csr", "__loader__": "SparseMatrixNode", "__id__": 3, "type": "scipy", "file": "140000000000777.npz"}
+	o := scanOpts
+	o.Skops.Trusted = []string{"scipy.sparse._csr.csr_matrix"}
+	goodData := modelcorpus.NPY("<f8", "(2,)", make([]byte, 16))
+	for _, c := range []struct {
+		name  string
+		opts  content.Options
+		npz   []byte
+		outer bool // deflate the .npz member itself
+		want  string
+	}{
+		{"benign, save_npz compressed", o, npz(goodData, true), false, ""},
+		{"benign, stored", o, npz(goodData, false), false, ""},
+		{"csr_matrix not trusted", scanOpts, npz(goodData, true), false, `SparseMatrixNode "scipy.sparse._csr.csr_matrix" is outside`},
+		{"object array pickle inside", o, npz(modelcorpus.NPY("|O", "(1,)", evilPickle()), true), false, `zip member "140000000000777.npz": zip member "data.npy"`},
+		{"npz in npz", o, modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "x.npz", Data: npz(goodData, false)}}}), false, `entry "x.npz" is a nested zip archive`},
+		{"deflated npz member", o, npz(goodData, false), true, `is a nested zip archive`},
+	} {
+		root, files := modelcorpus.SkopsLogisticRegression()
+		skopsAttrs(root)["x"] = sparse
+		var es []modelcorpus.ZipEntry
+		for name, b := range files {
+			es = append(es, modelcorpus.ZipEntry{Name: name, Data: b})
+		}
+		sj, _ := json.Marshal(root)
+		es = append(es, modelcorpus.ZipEntry{Name: "140000000000777.npz", Data: c.npz, Deflate: c.outer}, modelcorpus.ZipEntry{Name: "schema.json", Data: sj})
+		got := verdict(t, layer(c.opts, "", "model.skops"), modelcorpus.Zip(modelcorpus.ZipSpec{Entries: es}), 4096)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
+		}
+	}
+}
