@@ -58,6 +58,8 @@ type Formats struct {
 	Pickle      PickleFormat
 	Zip         *ZipFormat
 	ONNX        *ONNXFormat
+	NeMo        *NeMoFormat
+	Skops       *SkopsFormat
 	// Allow lists the formats a layer may be (verify/content.KnownFormats
 	// names); empty allows every format the validators know.
 	Allow []string `json:",omitempty"`
@@ -69,6 +71,22 @@ type Formats struct {
 	// archives (zip with code/ and constants.pkl) are admitted. Their
 	// pickles are walked under Pickle either way.
 	TorchScript string `json:",omitempty"`
+}
+
+// NeMoFormat configures the NeMo check (verify/content.NeMoOptions).
+type NeMoFormat struct {
+	// Targets lists Hydra _target_ values model_config.yaml may name
+	// besides NeMo's own allowlist (content.DefaultNeMoTargets): an entry
+	// ending in "." is a prefix, any other an exact dotted path.
+	Targets []string `json:",omitempty"`
+}
+
+// SkopsFormat configures the skops check (verify/content.SkopsOptions).
+type SkopsFormat struct {
+	// Trusted lists types (module.Name; module.Class.method for a
+	// MethodNode) admitted besides skops' default trusted set, as
+	// skops.io.load(trusted=[...]).
+	Trusted []string `json:",omitempty"`
 }
 
 // ONNXFormat configures the ONNX validator (verify/content.ONNXOptions).

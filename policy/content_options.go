@@ -31,6 +31,12 @@ func (c *Content) Options() content.Options {
 	if f := c.Formats.ONNX; f != nil {
 		o.ONNX = content.ONNXOptions{Domains: f.Domains}
 	}
+	if f := c.Formats.NeMo; f != nil {
+		o.NeMo = content.NeMoOptions{Targets: f.Targets}
+	}
+	if f := c.Formats.Skops; f != nil {
+		o.Skops = content.SkopsOptions{Trusted: f.Trusted}
+	}
 	o.Pickle = content.PickleOptions{Mode: content.PickleMode(c.Formats.Pickle.Mode), Allow: c.Formats.Pickle.Allow}
 	return o
 }

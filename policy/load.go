@@ -792,8 +792,34 @@ func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...str
 	return ""
 }
 
+// dottedList parses {key: [python.dotted.path, ...]} (null: no list),
+// reporting each entry check refuses at its line.
+func (l *loader) dottedList(f field, what, key string, check func([]string) error, fix string) []string {
+	if isNull(f.val) {
+		return nil
+	}
+	m, ok := l.mapping(f.val, what, key)
+	if !ok {
+		return nil
+	}
+	v, ok := m[key]
+	if !ok {
+		return nil
+	}
+	names, nodes, _ := l.strList(v, what+"."+key, fix)
+	var out []string
+	for j, n := range names {
+		if err := check([]string{n}); err != nil {
+			l.errAt(nodes[j], fix, "%s.%s: %q is not a dotted Python path", what, key, n)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript", "nemo", "skops")
 	if !ok {
 		return
 	}
@@ -848,6 +874,14 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 			}
 		}
 		out.ONNX = o
+	}
+	if nf, ok := fs["nemo"]; ok {
+		out.NeMo = &NeMoFormat{Targets: l.dottedList(nf, what+".nemo", "targets", content.CheckNeMoTargets,
+			"list Hydra targets, exact (mypkg.models.MyModel) or prefixes ending in '.' (mypkg.models.)")}
+	}
+	if sf, ok := fs["skops"]; ok {
+		out.Skops = &SkopsFormat{Trusted: l.dottedList(sf, what+".skops", "trusted", content.CheckSkopsTrusted,
+			"list types as skops.io.get_untrusted_types names them, e.g. [mypkg.est.MyEstimator]")}
 	}
 	if sf, ok := fs["safetensors"]; ok {
 		st := &SafetensorsFormat{}

@@ -132,7 +132,13 @@ type jsonParser struct {
 	b         []byte
 	i         int
 	templates []keyedString // strings under template keys, at any depth
+	// keepAll keeps every value (numbers as jsonNumber) instead of the
+	// shallow ones only (skops schema.json, bounded by MaxConfigBytes).
+	keepAll bool
 }
+
+// jsonNumber is a JSON number's text, kept when jsonParser.keepAll is set.
+type jsonNumber string
 
 type keyedString struct{ key, src string }
 
@@ -195,7 +201,7 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if depth > 2 {
+			if depth > 2 && !p.keepAll {
 				v = nil // keep only shallow values
 			}
 			m[k] = v
@@ -226,7 +232,7 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if depth <= 2 {
+			if depth <= 2 || p.keepAll {
 				a = append(a, v)
 			}
 			p.ws()
@@ -261,7 +267,11 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 		}
 		return nil, p.errf("invalid literal")
 	case c == '-' || c >= '0' && c <= '9':
-		return nil, p.number()
+		start := p.i
+		if err := p.number(); err != nil || !p.keepAll {
+			return nil, err
+		}
+		return jsonNumber(p.b[start:p.i]), nil
 	}
 	return nil, p.errf("unexpected character %q", p.b[p.i])
 }

@@ -337,7 +337,7 @@ func corpus(t testing.TB) []corpusCase {
 			format: "tar", reason: "non-zero data after the end-of-archive marker"},
 		{name: "tar/in raw weight layer", mediaType: "application/vnd.cncf.model.weight.v1.raw",
 			data:   modelcorpus.Tar(modelcorpus.ModelTar(), nil),
-			format: "mediatype", reason: "declared application/vnd.cncf.model.weight.v1.raw but bytes are a tar archive"},
+			format: "mediatype", reason: "declared application/vnd.cncf.model.weight.v1.raw but bytes are a tar archive (and not a NeMo archive: no model_config.yaml at its root)"},
 		{name: "tar/7z in ORAS tar-typed layer", mediaType: "application/vnd.oci.image.layer.v1.tar", opts: scan,
 			data:   modelcorpus.SevenZipWrap(modelcorpus.OsSystemPickle()),
 			format: "7z", reason: "7z archive wraps the layer content; archives are not inspected and are denied unless the rule allows archives"},
@@ -378,7 +378,7 @@ func corpus(t testing.TB) []corpusCase {
 		{name: "template/ollama template", mediaType: "application/vnd.ollama.image.template", data: []byte(`{{ "".__class__.__mro__[1] }}`),
 			format: "template", reason: `template does not parse as a Go text/template at line 1 (unexpected . after term "\"\""); pullgate checks templates by parsing them and refuses one it cannot parse`},
 		{name: "archive/gzip in raw weight layer", mediaType: "application/vnd.cncf.model.weight.v1.raw", data: modelcorpus.GzipMagicWrap(st),
-			format: "mediatype", reason: "declared application/vnd.cncf.model.weight.v1.raw but bytes are gzip-compressed data"},
+			format: "mediatype", reason: "declared application/vnd.cncf.model.weight.v1.raw but bytes are gzip-compressed data (and not a NeMo archive: no model_config.yaml at its root)"},
 	}
 }
 

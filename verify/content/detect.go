@@ -466,6 +466,9 @@ func (a *autoInspector) decide() error {
 		if ok && kind == kindArchive && !declaredArchive(a.mediaType, f) {
 			ok = false
 		}
+		if kind == kindWeights && (f == FormatTar || f == FormatGzip) {
+			ok = true // a NeMo .nemo archive (archiveProbe)
+		}
 		if !ok {
 			return newFinding(FormatMediaType, 0, "declared %s but bytes are %s", a.mediaType, describe(f))
 		}
@@ -528,10 +531,25 @@ func (a *autoInspector) decide() error {
 	case f == FormatZip:
 		a.inner = NewZipInspector(a.opts, a.size)
 	case isArchiveFormat(f):
-		if !declaredArchive(a.mediaType, f) && !a.opts.AllowArchives {
+		if !declaredArchive(a.mediaType, f) && !a.opts.AllowArchives && f != FormatTar && f != FormatGzip {
 			return newFinding(f, 0, "%s wraps the layer content; archives are not inspected and are denied unless the rule allows archives", strings.TrimPrefix(describe(f), "a "))
 		}
 		switch {
+		case (f == FormatTar || f == FormatGzip && (!a.opts.AllowArchives || known && kind == kindWeights)) && !declaredArchive(a.mediaType, f):
+			// A NeMo .nemo (tar or tar+gzip) in a weight layer or under
+			// its own name: validated as a tar, refused at Close unless it
+			// is a NeMo archive or the rule allows archives.
+			if a.opts.archiveDepth >= maxArchiveDepth {
+				return newFinding(f, 0, "%s nested in %d tar archives; at most %d levels are inspected", strings.TrimPrefix(describe(f), "a "), a.opts.archiveDepth, maxArchiveDepth)
+			}
+			var notIt *Finding
+			switch {
+			case known && kind == kindWeights:
+				notIt = newFinding(FormatMediaType, 0, "declared %s but bytes are %s (and not a NeMo archive: no model_config.yaml at its root)", a.mediaType, describe(f))
+			case !a.opts.AllowArchives:
+				notIt = newFinding(f, 0, "%s wraps the layer content and is not a NeMo archive (no model_config.yaml at its root); archives are not inspected and are denied unless the rule allows archives", strings.TrimPrefix(describe(f), "a "))
+			}
+			a.inner = newArchiveProbe(a.opts, a.size, f, notIt)
 		case f == FormatTar:
 			a.inner = NewTarInspector(a.opts, a.size)
 		case f == FormatGzip && declaredArchive(a.mediaType, f):
@@ -542,6 +560,10 @@ func (a *autoInspector) decide() error {
 		}
 	case (f == FormatText || f == FormatJSON) && isTmpl:
 		a.inner = newTemplateInspector(a.opts, a.size, dialect)
+	case (f == FormatText || f == FormatJSON || f == FormatBinary) && isNeMoConfigName(a.title):
+		// Binary too (where unknown bytes are served): PyYAML reads
+		// UTF-16 YAML, and so must the check.
+		a.inner = newNeMoConfigInspector(a.opts, a.size)
 	case f == FormatJSON:
 		a.inner = newConfigInspector(a.opts, a.size)
 	case judged == FormatSentencePiece:

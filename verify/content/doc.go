@@ -52,7 +52,12 @@
 // decompressed inline. tar+zstd, 7z, rar, xz and bzip2 are not decompressed:
 // zstd/xz/bzip2/7z/rar bytes are refused unless the media type declares that
 // packaging (tar+zstd) or the rule sets AllowArchives, and then they pass
-// uninspected.
+// uninspected. A tar or tar+gzip in a weight or undeclared layer is
+// validated the same way and served only as a NeMo .nemo archive (a root
+// model_config.yaml, whose Hydra targets are checked: nemo.go) or, in an
+// undeclared layer, under AllowArchives. A zip's top-level schema.json is
+// a skops schema: every type it makes skops.io.load import is checked
+// against skops' default trusted set (skops.go).
 //
 // # Streaming contract (see Inspector)
 //

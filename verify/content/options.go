@@ -118,6 +118,8 @@ type Options struct {
 	Pickle      PickleOptions
 	Zip         ZipOptions
 	ONNX        ONNXOptions
+	NeMo        NeMoOptions  // content.formats.nemo
+	Skops       SkopsOptions // content.formats.skops
 	// AllowArchives accepts 7z/rar/tar/gzip/zstd/xz/bzip2 bytes in layers whose
 	// media type declares a raw model file, and nested archives inside zips.
 	// Their contents are not inspected.
@@ -160,6 +162,14 @@ type Options struct {
 	// declared kind holds binary data by nature (datasets, code): their
 	// members are not refused as unknown bytes.
 	binaryByNature bool
+	// archiveDepth counts the tar archives around a blob (a .nemo in a
+	// tar layer is at depth 1): nested tars are probed as NeMo archives
+	// only up to maxArchiveDepth.
+	archiveDepth int
+	// nestedZip is set for the members of a .npz inside a zip: no
+	// further zip is opened inside it.
+	nestedZip bool
+
 	// codeLayer is set for the members of an archive layer declared as
 	// code: their shebang scripts are code (denyCodeLayers), not disguised.
 	codeLayer bool
@@ -235,6 +245,12 @@ func (o Options) Validate() error {
 		}
 	}
 	if err := CheckPickleAllow(o.Pickle.Allow); err != nil {
+		return err
+	}
+	if err := CheckNeMoTargets(o.NeMo.Targets); err != nil {
+		return err
+	}
+	if err := CheckSkopsTrusted(o.Skops.Trusted); err != nil {
 		return err
 	}
 	for _, f := range o.AllowFormats {

@@ -34,6 +34,7 @@ type TarInspector struct {
 	done     bool
 	count    int
 	refs     []Reference // load-time references of the member configs
+	nemo     bool // a root model_config.yaml was seen (a NeMo archive)
 }
 
 // References lists the load-time references of the configs inside the
@@ -318,6 +319,16 @@ func (t *TarInspector) block(b []byte, off int64) error {
 	if mode&0o6000 != 0 {
 		return t.fail(off, "entry %q has setuid/setgid bits", name)
 	}
+	// tar -C dir . and Python's tar.add(dir, arcname=".") (NeMo's
+	// SaveRestoreConnector) write the root as "./" and every path under
+	// "./": the root entry is skipped, the prefix dropped.
+	if typ == '5' && (name == "./" || name == ".") {
+		if size != 0 {
+			return t.fail(off, "directory %q has a size", name)
+		}
+		return nil
+	}
+	name = strings.TrimPrefix(name, "./")
 	if err := checkArchivePath(name); err != "" {
 		return t.fail(off, "entry %q %s", name, err)
 	}
@@ -331,6 +342,9 @@ func (t *TarInspector) block(b []byte, off int64) error {
 	}
 	t.names[clean] = true
 	t.name = clean
+	if clean == nemoConfigName && typ != '5' {
+		t.nemo = true
+	}
 	t.memberAt = off + 512
 	if typ == '5' {
 		if size != 0 {
@@ -359,6 +373,7 @@ func (t *TarInspector) block(b []byte, off int64) error {
 func (t *TarInspector) memberOpts() Options {
 	o := t.opts
 	o.MediaTypes = nil
+	o.archiveDepth++
 	return o
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"path"
 	"strings"
 )
 
@@ -685,6 +686,16 @@ func (s *memberSink) decide() error {
 	s.decided = true
 	z, e, h := s.z, s.e, s.head
 	f := sniffArchive(h)
+	if f == FormatZip && e.method == 0 && !z.opts.nestedZip && strings.EqualFold(path.Ext(e.name), ".npz") {
+		// A stored .npz member (scipy.sparse.save_npz inside a skops
+		// file): inspected as a zip of its own, one level deep. A stored
+		// member streams, so only the inner zip buffers (its deflated
+		// members, up to MaxDeflatedMember).
+		o := z.memberOpts()
+		o.nestedZip = true
+		s.inner = NewZipInspector(o, s.sizeOrUnknown())
+		return nil
+	}
 	if f != "" && !z.opts.AllowArchives {
 		return z.fail(e.offset, "entry %q is a nested %s archive", e.name, f)
 	}
@@ -718,6 +729,12 @@ func (s *memberSink) decide() error {
 	}
 	if len(h) == 0 {
 		return nil // an empty file carries nothing to inspect
+	}
+	if isSkopsSchemaName(e.name) {
+		// skops.io.dump's schema.json: every type it makes skops load
+		// is checked (skops.go); another schema.json as a JSON config.
+		s.inner = newSkopsSchemaInspector(z.opts, s.sizeOrUnknown())
+		return nil
 	}
 	in, err := NewInspector(z.memberOpts(), "", e.name, s.sizeOrUnknown())
 	if err != nil {
