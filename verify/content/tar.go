@@ -34,7 +34,7 @@ type TarInspector struct {
 	done     bool
 	count    int
 	refs     []Reference // load-time references of the member configs
-	nemo     bool // a root model_config.yaml was seen (a NeMo archive)
+	nemo     bool        // a root model_config.yaml was seen (a NeMo archive)
 }
 
 // References lists the load-time references of the configs inside the
