@@ -120,6 +120,8 @@ func FuzzZip(f *testing.F) {
 	f.Add(modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("archive", modelcorpus.SmallTorchModel()[:1], nil, nil)), uint8(11))
 	tsPkl := modelcorpus.NewPickler(2).Global("__torch__", "Net").Tuple(0).Op(0x81).Op('}').Op('b').Stop()
 	f.Add(modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("m", nil, tsPkl, nil)), uint8(3))
+	f.Add(tsArchive(tsBuilderModule(), nil), uint8(5)) // every torch.jit._pickle builder
+	f.Add(tsRenamed(tsModulePickle("__torch__", "Net"), "archive/constants.pkl", "archive/CONSTANTS.PKL"), uint8(9))
 	// Small inflate bounds: a few bytes of deflate inflate to the limit,
 	// which would make each input cost seconds at the 1 GiB default.
 	opts := scanOpts

@@ -587,16 +587,17 @@ type pickleWalker struct {
 	pickles    int
 	block      arrayBlock // joblib: the array announced by evArray
 	event      uint8      // set by an opcode handler: evStop, evArray
-	// tsClasses admits TorchScript classes (see torchScriptClass); the
-	// first admitted makes al a private copy. tsClass names the first.
+	// tsClasses admits TorchScript classes (see torchScriptClass) and
+	// torch.jit._pickle builders (torchJitPickleBuilders); the first
+	// admitted makes al a private copy. tsClass names the first.
 	tsClasses bool
 	tsOwned   bool
 	tsClass   string
 	tsCount   int
 }
 
-// maxTorchScriptClasses bounds the TorchScript classes one pickle may
-// name (each adds an allowlist entry to the walker's private copy).
+// maxTorchScriptClasses bounds the TorchScript classes and builders one
+// pickle may name (each adds an allowlist entry to the walker's private copy).
 const maxTorchScriptClasses = 4096
 
 // torchScriptClass reports whether (module, name) is a class of a
@@ -618,10 +619,42 @@ func torchScriptClass(module, name []byte) bool {
 	return bytes.IndexByte(name, '.') < 0 && !isDunder(string(name))
 }
 
+// torchJitPickleBuilders are the torch.jit._pickle globals torch.jit's
+// pickler writes into data.pkl and constants.pkl (pickler.cpp:
+// pushSpecializedList, pushTensorReference, startTypeTag) and exactly the
+// ones its unpickler resolves (unpickler.cpp readGlobal: any other name in
+// torch.jit._pickle is "Unknown pickler class id"). Each is called once by
+// REDUCE with a tuple and returns its argument (a list, a tagged list or
+// dict, a tensor from the archive's tensor table); none imports, reads or
+// runs anything.
+var torchJitPickleBuilders = map[string]bool{
+	"build_intlist": true, "build_tensorlist": true, "build_doublelist": true, "build_boollist": true,
+	"build_tensor_from_id": true, "restore_type_tag": true,
+}
+
+// torchJitPickleBuilder reports whether (module, name) is one of
+// torchJitPickleBuilders.
+func torchJitPickleBuilder(module, name []byte) bool {
+	return string(module) == "torch.jit._pickle" && torchJitPickleBuilders[string(name)]
+}
+
 // addTorchScriptClass adds a TorchScript class to the walker's allowlist
 // (copied on first use: the shared one is immutable) as a class that
 // NEWOBJ instantiates and BUILD fills, like a class a policy lists.
 func (w *pickleWalker) addTorchScriptClass(module, name []byte) (int32, bool) {
+	m, q := string(module), string(name)
+	return w.addTorchScriptEntry(pickleEntry{module: m, name: q, call: true, newobj: true, args: argTuple, rc: rcUser})
+}
+
+// addTorchScriptBuilder adds a torch.jit._pickle builder: REDUCE calls it
+// with a tuple; its result is a value.
+func (w *pickleWalker) addTorchScriptBuilder(module, name []byte) (int32, bool) {
+	return w.addTorchScriptEntry(pickleEntry{module: string(module), name: string(name), call: true, args: argTuple, rc: rcOpaque})
+}
+
+// addTorchScriptEntry adds e, a global only torch.jit.load resolves, to
+// the walker's private copy of the allowlist.
+func (w *pickleWalker) addTorchScriptEntry(e pickleEntry) (int32, bool) {
 	if !w.tsOwned {
 		al := &pickleAllowlist{entries: append([]pickleEntry(nil), w.al.entries...), index: make(map[string]int32, len(w.al.index)+1),
 			never: w.al.never, ndarray: w.al.ndarray}
@@ -634,11 +667,11 @@ func (w *pickleWalker) addTorchScriptClass(module, name []byte) (int32, bool) {
 		return 0, false
 	}
 	w.tsCount++
-	m, q := string(module), string(name)
-	d := globalDisplay(m, q)
+	d := globalDisplay(e.module, e.name)
+	e.display = d
 	idx := int32(len(w.al.entries))
-	w.al.entries = append(w.al.entries, pickleEntry{module: m, name: q, display: d, call: true, newobj: true, args: argTuple, rc: rcUser})
-	w.al.index[m+"\x00"+q] = idx
+	w.al.entries = append(w.al.entries, e)
+	w.al.index[e.module+"\x00"+e.name] = idx
 	w.seen = append(w.seen, false)
 	if w.tsClass == "" {
 		w.tsClass = d
@@ -725,6 +758,8 @@ func (w *pickleWalker) resolve(off int64, module, name []byte, via string) (pval
 	}
 	if !ok && w.tsClasses && torchScriptClass(module, name) {
 		idx, ok = w.addTorchScriptClass(module, name)
+	} else if !ok && w.tsClasses && torchJitPickleBuilder(module, name) {
+		idx, ok = w.addTorchScriptBuilder(module, name)
 	}
 	if !ok {
 		return pval{}, w.notAllowed(off, via, module, name, string(k))
