@@ -781,6 +781,12 @@ func (w *pickleWalker) notAllowed(off int64, via string, module, name []byte, re
 			return w.errAt(off, "%s imports %s, which is not in the allowlist (a joblib array wrapper: raw array bytes follow it, so the file is a joblib dump and is walked only as one)", via, lit)
 		}
 	}
+	if !w.tsClasses && (torchScriptClass(module, name) || torchJitPickleBuilder(module, name)) {
+		// torch.jit.save writes data.pkl, with the module's class, before
+		// code/ and constants.pkl: name the format the archive is.
+		return w.errAt(off, "%s imports %s, which is not in the allowlist (content.formats.pickle.allow): a name only TorchScript archives (torch.jit.save) use, "+
+			"and torch.jit.load runs their code/ (CVE-2022-45907); content.formats.torchscript: allow admits them", via, lit)
+	}
 	// The key that holds the allowlist is named (a __main__ class, dill or
 	// sklearn is refused here by design; entries that run code cannot be
 	// added to it, see CheckPickleAllow).

@@ -508,23 +508,9 @@ func tsModulePickle(module, name string) []byte {
 	return modelcorpus.NewPickler(2).Global(module, name).Tuple(0).Op(0x81).Op('}').Str("training").Op(0x88).Op('s').Op('b').Stop()
 }
 
-// tsBuilderModule pickles a scripted module whose attributes use every
-// torch.jit._pickle builder as torch.jit's pickler writes them
-// (pickler.cpp): specialized lists (pushSpecializedList), a type-tagged
-// dict (startTypeTag/endTypeTag: GLOBAL restore_type_tag, the dict,
-// the annotation string, TUPLE2, REDUCE) and a tensor-table reference
-// (pushTensorReference: MARK, id, TUPLE, REDUCE).
-func tsBuilderModule() []byte {
-	p := modelcorpus.NewPickler(2).Global("__torch__", "Net").Tuple(0).Op(0x81).Op('}', '(')
-	p.Str("training").Op(0x88)
-	p.Str("sizes").Global("torch.jit._pickle", "build_intlist").Op('(', ']', '(').Int(1).Int(2).Op('e', 't', 'R')
-	p.Str("flags").Global("torch.jit._pickle", "build_boollist").Op('(', ']', '(', 0x88, 0x89, 'e', 't', 'R')
-	p.Str("scales").Global("torch.jit._pickle", "build_doublelist").Op('(', ']', '(', 'G', 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 'e', 't', 'R')
-	p.Str("tensors").Global("torch.jit._pickle", "build_tensorlist").Op('(', ']', 't', 'R')
-	p.Str("t").Global("torch.jit._pickle", "build_tensor_from_id").Op('(').Int(0).Op('t', 'R')
-	p.Str("names").Global("torch.jit._pickle", "restore_type_tag").Op('}', '(').Str("k").Int(1).Op('u').Str("Dict[str, int]").Op(0x86, 'R')
-	return p.Op('u', 'b').Stop()
-}
+// tsBuilderModule is modelcorpus.ScriptedModulePickle: a scripted
+// module using every torch.jit._pickle builder.
+func tsBuilderModule() []byte { return modelcorpus.ScriptedModulePickle() }
 
 // tsModule is an archive whose data.pkl pickles a scripted module as
 // torch.jit's pickler does (GLOBAL module name, EMPTY_TUPLE, NEWOBJ, an
