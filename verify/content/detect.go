@@ -64,14 +64,18 @@ func Sniff(h []byte, size int64) string {
 	if a := sniffArchive(h); a != "" {
 		return a
 	}
+	// Safetensors before pickles: a header length of 128 + 256k bytes
+	// (k <= 5; writers pad to 8, so 640, 896, ... occur) starts the file
+	// 0x80 0x0k, a pickle's PROTO. Bytes 2..7 of such a length are zero,
+	// an invalid opcode, so no unpickler loads it: it is safetensors.
+	if sniffSafetensors(h, size) {
+		return FormatSafetensors
+	}
 	if len(h) >= 2 && h[0] == 0x80 && h[1] <= 5 {
 		if len(h) >= 15 && h[1] == 2 && h[2] == 0x8a && h[3] == 10 && string(h[4:14]) == legacyTorchMagic && h[14] == '.' {
 			return FormatLegacyTorch
 		}
 		return FormatPickle
-	}
-	if sniffSafetensors(h, size) {
-		return FormatSafetensors
 	}
 	if sniffMZ(h) != "" {
 		return FormatExecutable
