@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/encoding/protowire"
-
 	"github.com/pullgate/pullgate/test/modelcorpus"
 	"github.com/pullgate/pullgate/verify/content"
 )
@@ -241,43 +239,8 @@ func FuzzONNX(f *testing.F) {
 	})
 }
 
-// BenchmarkONNX1GiB streams a model whose initializer holds 1 GiB of
-// raw_data through the walker in 1 MiB chunks (the payload is one reused
-// buffer: the model is never materialised).
-func BenchmarkONNX1GiB(b *testing.B) {
-	const payload = 1 << 30
-	tensor := protowire.AppendTag(nil, 8, protowire.BytesType)
-	tensor = protowire.AppendString(tensor, "w")
-	tensor = protowire.AppendTag(tensor, 9, protowire.BytesType)
-	tensor = protowire.AppendVarint(tensor, payload)
-	graph := modelcorpus.ONNXGraphProto(modelcorpus.BenignONNX(16).Graph)
-	graph = protowire.AppendTag(graph, 5, protowire.BytesType)
-	graph = protowire.AppendVarint(graph, uint64(len(tensor)+payload))
-	graph = append(graph, tensor...)
-	model := protowire.AppendTag(nil, 1, protowire.VarintType)
-	model = protowire.AppendVarint(model, 10)
-	model = protowire.AppendTag(model, 7, protowire.BytesType)
-	model = protowire.AppendVarint(model, uint64(len(graph)+payload))
-	model = append(model, graph...)
-	total := int64(len(model)) + payload
-	chunk := make([]byte, 1<<20)
-	b.SetBytes(total)
-	b.ReportAllocs()
-	for b.Loop() {
-		in := content.NewONNXInspector(content.Options{}, total)
-		if _, err := in.Write(model); err != nil {
-			b.Fatal(err)
-		}
-		for left := int64(payload); left > 0; left -= int64(len(chunk)) {
-			if _, err := in.Write(chunk[:min(left, int64(len(chunk)))]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := in.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+// The ONNX walker's throughput over a model with a 1 GiB initializer is
+// BenchmarkStream1GiB/onnx (stream_bench_test.go).
 
 // TestONNXByNameAndInArchive: a model whose first field is not ir_version
 // is recognised by its .onnx name, and a model inside a tar layer is walked

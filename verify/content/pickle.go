@@ -535,6 +535,7 @@ const (
 	evMore  uint8 = iota // all bytes consumed, or the next opcode is incomplete
 	evStop               // a STOP ended a pickle
 	evArray              // joblib: a NumpyArrayWrapper was built; its array follows (w.block)
+	evSkip               // b ended inside a bytes payload: w.skipLeft bytes of it follow
 )
 
 // pickleWalker statically walks pickle opcodes (protocols 0-5) without
@@ -587,6 +588,7 @@ type pickleWalker struct {
 	pickles    int
 	block      arrayBlock // joblib: the array announced by evArray
 	event      uint8      // set by an opcode handler: evStop, evArray
+	skipLeft   int64      // evSkip: payload bytes that follow
 	// tsClasses admits TorchScript classes (see torchScriptClass) and
 	// torch.jit._pickle builders (torchJitPickleBuilders); the first
 	// admitted makes al a private copy. tsClass names the first.
@@ -1481,6 +1483,7 @@ type PickleInspector struct {
 	// joblib state: the array being read after a wrapper
 	padPending bool          // the padding-length byte comes next
 	rawLeft    int64         // raw array (and padding) bytes still to skip
+	skipLeft   int64         // bytes payload (BINBYTES, BINBYTES8, BYTEARRAY8) bytes still to skip
 	nested     *pickleWalker // the pickle of an object array
 }
 
@@ -1597,6 +1600,13 @@ func (p *PickleInspector) Write(b []byte) (int, error) {
 // incomplete opcode). p.buf.base must be the offset of data[0].
 func (p *PickleInspector) walk(data []byte) ([]byte, error) {
 	for len(data) > 0 {
+		if p.skipLeft > 0 {
+			k := min(p.skipLeft, int64(len(data)))
+			p.skipLeft -= k
+			data = data[k:]
+			p.buf.base += k
+			continue
+		}
 		if p.padPending || p.rawLeft > 0 {
 			k, err := p.arrayBytes(data, p.buf.base)
 			if err != nil {
@@ -1624,6 +1634,9 @@ func (p *PickleInspector) walk(data []byte) ([]byte, error) {
 			if err := p.startArray(); err != nil {
 				return nil, err
 			}
+			continue
+		case evSkip:
+			p.skipLeft, w.skipLeft = w.skipLeft, 0
 			continue
 		}
 		if p.nested != nil { // an object array's pickle ended
