@@ -627,9 +627,16 @@ func (o *opaqueInspector) Write(p []byte) (int, error) {
 		}
 	}
 	if o.watchTail {
-		o.tail = append(o.tail, p...)
-		if len(o.tail) > 2*maxEOCDTail {
-			o.tail = append(o.tail[:0:0], o.tail[len(o.tail)-maxEOCDTail:]...)
+		// Only the last maxEOCDTail bytes can hold an end record that
+		// ends the blob: keep those, in one reused buffer (copying whole
+		// 1 MiB writes cost as much as hashing them).
+		if len(p) >= maxEOCDTail {
+			o.tail = append(o.tail[:0], p[len(p)-maxEOCDTail:]...)
+		} else {
+			o.tail = append(o.tail, p...)
+			if len(o.tail) > 2*maxEOCDTail {
+				o.tail = o.tail[:copy(o.tail, o.tail[len(o.tail)-maxEOCDTail:])]
+			}
 		}
 	}
 	return len(p), nil
