@@ -108,11 +108,7 @@ func ONNXNodeProto(n ONNXNode) []byte {
 	b = pbString(b, 3, n.OpType+"_0")
 	b = pbString(b, 4, n.OpType)
 	for _, g := range n.Graphs {
-		var a []byte
-		a = pbString(a, 1, g[0].(string))
-		a = pbBytes(a, 6, ONNXGraphProto(g[1].(ONNXGraph)))
-		a = pbVarint(a, 20, 5) // type GRAPH
-		b = pbBytes(b, 5, a)
+		b = pbAttr(b, g[0].(string), 6, ONNXGraphProto(g[1].(ONNXGraph)), 5) // GRAPH
 	}
 	if n.GraphList != nil {
 		var a []byte
@@ -124,23 +120,25 @@ func ONNXNodeProto(n ONNXNode) []byte {
 		b = pbBytes(b, 5, a)
 	}
 	for _, t := range n.Tensors {
-		var a []byte
-		a = pbString(a, 1, t[0].(string))
-		a = pbBytes(a, 5, ONNXTensorProto(t[1].(ONNXTensor)))
-		a = pbVarint(a, 20, 4) // type TENSOR
-		b = pbBytes(b, 5, a)
+		b = pbAttr(b, t[0].(string), 5, ONNXTensorProto(t[1].(ONNXTensor)), 4) // TENSOR
 	}
 	for _, t := range n.Sparse {
-		var a []byte
-		a = pbString(a, 1, t[0].(string))
-		a = pbBytes(a, 22, ONNXSparseTensorProto(t[1].(ONNXSparseTensor)))
-		a = pbVarint(a, 20, 11) // type SPARSE_TENSOR
-		b = pbBytes(b, 5, a)
+		b = pbAttr(b, t[0].(string), 22, ONNXSparseTensorProto(t[1].(ONNXSparseTensor)), 11) // SPARSE_TENSOR
 	}
 	if n.Domain != "" {
 		b = pbString(b, 7, n.Domain)
 	}
 	return b
+}
+
+// pbAttr appends a NodeProto attribute (field 5): an AttributeProto with
+// name, one message-valued field and its AttributeType.
+func pbAttr(b []byte, name string, field protowire.Number, value []byte, typ uint64) []byte {
+	var a []byte
+	a = pbString(a, 1, name)
+	a = pbBytes(a, field, value)
+	a = pbVarint(a, 20, typ)
+	return pbBytes(b, 5, a)
 }
 
 // ONNXSparseTensorProto encodes a SparseTensorProto.

@@ -31,20 +31,9 @@ type inspectionKind struct {
 var inspectionKinds = []inspectionKind{
 	{kind: "safetensors", label: "safetensors", repo: "bench/model", policy: inspectPolicy, target: 0.95, blob: safetensorsBlob},
 	{kind: "torch.save", label: "torch.save checkpoint", repo: "bench/torch", policy: torchInspectPolicy, target: 0.90, blob: torchSaveBlob},
-	{kind: "ONNX", label: "ONNX model (1 GiB of initializers)", repo: "bench/onnx", policy: onnxInspectPolicy,
+	{kind: "ONNX", label: "ONNX model (1 GiB of initializers)", repo: "bench/onnx", policy: inspectPolicy,
 		mediaType: "application/vnd.cncf.model.weight.v1.raw", title: "model.onnx", target: 0.90, blob: onnxBlob},
 }
-
-// onnxInspectPolicy inspects ONNX models as a model rule does: the graph
-// walked (external_data locations, operator domains), pickles denied.
-const onnxInspectPolicy = `rules:
-  - name: models
-    match: ["upstream.local/**"]
-    action: allow
-    content:
-      formats: { pickle: deny }
-      denyCodeLayers: true
-`
 
 // onnxBlob is an ONNX model of about size bytes as onnx.save writes one
 // with large inline initializers: ir_version, opset_import, then the graph

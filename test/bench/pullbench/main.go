@@ -145,7 +145,8 @@ http: {addr: 127.0.0.1:%d, secret: bench}
 
 const openPolicy = "rules:\n  - name: open\n    match: [\"upstream.local/**\"]\n    action: allow\n"
 
-// inspectPolicy runs content inspection (safetensors validation) on pulls.
+// inspectPolicy runs content inspection on pulls (safetensors validation,
+// and the ONNX walk for the ONNX kind).
 const inspectPolicy = `rules:
   - name: models
     match: ["upstream.local/**"]
