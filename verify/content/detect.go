@@ -605,7 +605,7 @@ func newOpaqueInspector(opts Options, size int64, format string) *opaqueInspecto
 	// pickle's BINFLOAT opcode, and a loader runs what follows. Images are
 	// walked like text and binary.
 	if format == FormatText || format == FormatBinary || format == FormatImage {
-		o.shadow = NewPickleInspector(opts, size)
+		o.shadow = newSpeculativePickleInspector(opts, size)
 		o.watchTail = true
 	}
 	return o
