@@ -316,7 +316,8 @@ func BenchmarkStream1GiB(b *testing.B) {
 // TestValidatorsStreamInBoundedMemory feeds every ≥ 1 GiB sample through
 // its validator and measures the live heap (after a forced GC, so garbage
 // not yet collected does not count) after every 128 MiB of bulk: its
-// growth over the start must stay under streamBound. The validator is
+// growth over the start must stay under streamBound, and so must all it
+// allocates over the stream (no allocation per chunk). The validator is
 // being fed, so whatever it holds is counted. No timing is asserted.
 func TestValidatorsStreamInBoundedMemory(t *testing.T) {
 	if testing.Short() {
@@ -328,7 +329,7 @@ func TestValidatorsStreamInBoundedMemory(t *testing.T) {
 			var ms runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&ms)
-			base := int64(ms.HeapAlloc)
+			base, total := int64(ms.HeapAlloc), ms.TotalAlloc
 			var peak int64
 			in := s.inspector(s.size())
 			sample := func() {
@@ -343,9 +344,16 @@ func TestValidatorsStreamInBoundedMemory(t *testing.T) {
 				t.Fatal("HeaderDone false after Close")
 			}
 			runtime.KeepAlive(in)
-			t.Logf("%s: %d bytes streamed, live heap growth at most %.2f MiB", s.name, s.size(), float64(peak)/(1<<20))
+			runtime.ReadMemStats(&ms)
+			allocated := ms.TotalAlloc - total
+			t.Logf("%s: %d bytes streamed, live heap growth at most %.2f MiB, %.2f MiB allocated in all", s.name, s.size(), float64(peak)/(1<<20), float64(allocated)/(1<<20))
 			if peak > streamBound {
 				t.Fatalf("%s: live heap grew by %d bytes streaming %d bytes (bound %d)", s.name, peak, s.size(), streamBound)
+			}
+			// Nor may a validator allocate in proportion to the file
+			// (garbage a busy proxy would collect per pulled GiB).
+			if allocated > streamBound {
+				t.Fatalf("%s: %d bytes allocated streaming %d bytes (bound %d)", s.name, allocated, s.size(), streamBound)
 			}
 		})
 	}
