@@ -25,6 +25,16 @@ type ONNXNode struct {
 	Tensors         [][2]any // {name string, ONNXTensor}: tensor attributes
 	// GraphList is a GRAPHS attribute (repeated graphs, field 11).
 	GraphList []ONNXGraph
+	// Sparse are SPARSE_TENSOR attributes (field 22), by attribute name
+	// (a Constant node's sparse_value).
+	Sparse [][2]any // {name string, ONNXSparseTensor}
+}
+
+// ONNXSparseTensor is a SparseTensorProto: values (field 1) and indices
+// (field 2) are TensorProtos, either of which may be stored externally.
+type ONNXSparseTensor struct {
+	Values, Indices ONNXTensor
+	Dims            []int64
 }
 
 // ONNXGraph is a GraphProto.
@@ -32,12 +42,15 @@ type ONNXGraph struct {
 	Name         string
 	Nodes        []ONNXNode
 	Initializers []ONNXTensor
+	// SparseInitializers is sparse_initializer (field 15).
+	SparseInitializers []ONNXSparseTensor
 }
 
 // ONNXFunction is a model-local FunctionProto.
 type ONNXFunction struct {
 	Name, Domain string
 	Nodes        []ONNXNode
+	Opsets       [][2]any // opset_import (field 9): {domain string, version int64}
 }
 
 // ONNXModel is a ModelProto.
@@ -95,11 +108,7 @@ func ONNXNodeProto(n ONNXNode) []byte {
 	b = pbString(b, 3, n.OpType+"_0")
 	b = pbString(b, 4, n.OpType)
 	for _, g := range n.Graphs {
-		var a []byte
-		a = pbString(a, 1, g[0].(string))
-		a = pbBytes(a, 6, ONNXGraphProto(g[1].(ONNXGraph)))
-		a = pbVarint(a, 20, 5) // type GRAPH
-		b = pbBytes(b, 5, a)
+		b = pbAttr(b, g[0].(string), 6, ONNXGraphProto(g[1].(ONNXGraph)), 5) // GRAPH
 	}
 	if n.GraphList != nil {
 		var a []byte
@@ -111,14 +120,44 @@ func ONNXNodeProto(n ONNXNode) []byte {
 		b = pbBytes(b, 5, a)
 	}
 	for _, t := range n.Tensors {
-		var a []byte
-		a = pbString(a, 1, t[0].(string))
-		a = pbBytes(a, 5, ONNXTensorProto(t[1].(ONNXTensor)))
-		a = pbVarint(a, 20, 4) // type TENSOR
-		b = pbBytes(b, 5, a)
+		b = pbAttr(b, t[0].(string), 5, ONNXTensorProto(t[1].(ONNXTensor)), 4) // TENSOR
+	}
+	for _, t := range n.Sparse {
+		b = pbAttr(b, t[0].(string), 22, ONNXSparseTensorProto(t[1].(ONNXSparseTensor)), 11) // SPARSE_TENSOR
 	}
 	if n.Domain != "" {
 		b = pbString(b, 7, n.Domain)
+	}
+	return b
+}
+
+// pbAttr appends a NodeProto attribute (field 5): an AttributeProto with
+// name, one message-valued field and its AttributeType.
+func pbAttr(b []byte, name string, field protowire.Number, value []byte, typ uint64) []byte {
+	var a []byte
+	a = pbString(a, 1, name)
+	a = pbBytes(a, field, value)
+	a = pbVarint(a, 20, typ)
+	return pbBytes(b, 5, a)
+}
+
+// ONNXSparseTensorProto encodes a SparseTensorProto.
+func ONNXSparseTensorProto(t ONNXSparseTensor) []byte {
+	var b []byte
+	b = pbBytes(b, 1, ONNXTensorProto(t.Values))
+	b = pbBytes(b, 2, ONNXTensorProto(t.Indices))
+	for _, d := range t.Dims {
+		b = pbVarint(b, 3, uint64(d))
+	}
+	return b
+}
+
+func onnxOpsets(b []byte, num protowire.Number, opsets [][2]any) []byte {
+	for _, o := range opsets {
+		var e []byte
+		e = pbString(e, 1, o[0].(string))
+		e = pbVarint(e, 2, uint64(o[1].(int64)))
+		b = pbBytes(b, num, e)
 	}
 	return b
 }
@@ -133,6 +172,9 @@ func ONNXGraphProto(g ONNXGraph) []byte {
 	for _, t := range g.Initializers {
 		b = pbBytes(b, 5, ONNXTensorProto(t))
 	}
+	for _, t := range g.SparseInitializers {
+		b = pbBytes(b, 15, ONNXSparseTensorProto(t))
+	}
 	return b
 }
 
@@ -146,12 +188,7 @@ func ONNX(m ONNXModel) []byte {
 	if opsets == nil {
 		opsets = [][2]any{{"", int64(21)}}
 	}
-	for _, o := range opsets {
-		var e []byte
-		e = pbString(e, 1, o[0].(string))
-		e = pbVarint(e, 2, uint64(o[1].(int64)))
-		b = pbBytes(b, 8, e)
-	}
+	b = onnxOpsets(b, 8, opsets)
 	b = pbBytes(b, 7, ONNXGraphProto(m.Graph))
 	for _, f := range m.Functions {
 		var e []byte
@@ -161,6 +198,7 @@ func ONNX(m ONNXModel) []byte {
 		for _, n := range f.Nodes {
 			e = pbBytes(e, 7, ONNXNodeProto(n))
 		}
+		e = onnxOpsets(e, 9, f.Opsets)
 		e = pbString(e, 10, f.Domain)
 		b = pbBytes(b, 25, e)
 	}

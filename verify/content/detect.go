@@ -64,14 +64,18 @@ func Sniff(h []byte, size int64) string {
 	if a := sniffArchive(h); a != "" {
 		return a
 	}
+	// Safetensors before pickles: a header length of 128 + 256k bytes
+	// (k <= 5; writers pad to 8, so 640, 896, ... occur) starts the file
+	// 0x80 0x0k, a pickle's PROTO. Bytes 2..7 of such a length are zero,
+	// an invalid opcode, so no unpickler loads it: it is safetensors.
+	if sniffSafetensors(h, size) {
+		return FormatSafetensors
+	}
 	if len(h) >= 2 && h[0] == 0x80 && h[1] <= 5 {
 		if len(h) >= 15 && h[1] == 2 && h[2] == 0x8a && h[3] == 10 && string(h[4:14]) == legacyTorchMagic && h[14] == '.' {
 			return FormatLegacyTorch
 		}
 		return FormatPickle
-	}
-	if sniffSafetensors(h, size) {
-		return FormatSafetensors
 	}
 	if sniffMZ(h) != "" {
 		return FormatExecutable
@@ -644,7 +648,7 @@ func newOpaqueInspector(opts Options, size int64, format string) *opaqueInspecto
 	// pickle's BINFLOAT opcode, and a loader runs what follows. Images are
 	// walked like text and binary.
 	if format == FormatText || format == FormatBinary || format == FormatImage {
-		o.shadow = NewPickleInspector(opts, size)
+		o.shadow = newSpeculativePickleInspector(opts, size)
 		o.watchTail = true
 	}
 	return o
@@ -666,9 +670,16 @@ func (o *opaqueInspector) Write(p []byte) (int, error) {
 		}
 	}
 	if o.watchTail {
-		o.tail = append(o.tail, p...)
-		if len(o.tail) > 2*maxEOCDTail {
-			o.tail = append(o.tail[:0:0], o.tail[len(o.tail)-maxEOCDTail:]...)
+		// Only the last maxEOCDTail bytes can hold an end record that
+		// ends the blob: keep those, in one reused buffer (copying whole
+		// 1 MiB writes cost as much as hashing them).
+		if len(p) >= maxEOCDTail {
+			o.tail = append(o.tail[:0], p[len(p)-maxEOCDTail:]...)
+		} else {
+			o.tail = append(o.tail, p...)
+			if len(o.tail) > 2*maxEOCDTail {
+				o.tail = o.tail[:copy(o.tail, o.tail[len(o.tail)-maxEOCDTail:])]
+			}
 		}
 	}
 	return len(p), nil

@@ -63,7 +63,7 @@
 //
 // No validator buffers a whole blob: safetensors buffers its header (capped,
 // default 16 MiB), GGUF one metadata item at a time (each capped), the pickle
-// walker one opcode, the zip validator one record header (deflated members
+// walker one opcode (bytes payloads are skipped as they stream, not held), the zip validator one record header (deflated members
 // up to ZipOptions.MaxDeflatedMember). Tensor data is only counted; stored
 // zip members are CRC-checked as they pass.
 //

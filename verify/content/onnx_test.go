@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/encoding/protowire"
-
 	"github.com/pullgate/pullgate/test/modelcorpus"
 	"github.com/pullgate/pullgate/verify/content"
 )
@@ -95,11 +93,26 @@ func TestONNXAttacks(t *testing.T) {
 	dodge := modelcorpus.BenignONNX(1024)
 	dodge.Graph.Nodes = append(dodge.Graph.Nodes, modelcorpus.ONNXNode{OpType: "NativeKernel", Domain: "evil.ops", Inputs: []string{"y"}, Outputs: []string{"o"}})
 	dodge.Functions = []modelcorpus.ONNXFunction{{Name: "Harmless", Domain: "evil.ops", Nodes: []modelcorpus.ONNXNode{{OpType: "Identity", Inputs: []string{"x"}, Outputs: []string{"y"}}}}}
+	// Sparse tensors: values and indices are TensorProtos that onnxruntime
+	// loads from external_data like any initializer (sparse_initializer,
+	// a Constant's sparse_value attribute, in a subgraph too).
+	sparse := func(values, indices modelcorpus.ONNXTensor) modelcorpus.ONNXModel {
+		m := modelcorpus.BenignONNX(1024)
+		m.Graph.SparseInitializers = []modelcorpus.ONNXSparseTensor{{Values: values, Indices: indices, Dims: []int64{16}}}
+		return m
+	}
+	idx := modelcorpus.ONNXTensor{Name: "i", Dims: []int64{4}, Raw: make([]byte, 32)}
+	val := modelcorpus.ONNXTensor{Name: "v", Dims: []int64{4}, Raw: make([]byte, 16)}
+	sparseAttr := withGraph(modelcorpus.ONNXGraph{Name: "then", Nodes: []modelcorpus.ONNXNode{{OpType: "Constant", Outputs: []string{"k"},
+		Sparse: [][2]any{{"sparse_value", modelcorpus.ONNXSparseTensor{Values: val, Indices: extTensor("../../etc/shadow"), Dims: []int64{16}}}}}}})
 	cases := []struct {
 		name string
 		m    modelcorpus.ONNXModel
 		want string
 	}{
+		{"sparse-initializer-values", sparse(extTensor("/etc/passwd"), idx), "is an absolute path"},
+		{"sparse-initializer-indices", sparse(val, extTensor(`..\secret.bin`)), `contains ".."`},
+		{"sparse-attribute-in-subgraph", sparseAttr, `contains ".."`},
 		{"absolute", ext("/etc/passwd"), "is an absolute path"},
 		{"dotdot", ext("weights/../../secret.bin"), `contains ".."`},
 		{"dotdot-backslash", ext(`..\..\secret.bin`), `contains ".."`},
@@ -142,10 +155,41 @@ func TestONNXAttacks(t *testing.T) {
 	if got := verdict(t, onnxInspector(content.Options{}), modelcorpus.ONNX(local), 1<<20); got != "" {
 		t.Fatalf("model-local function domain refused: %s", got)
 	}
+	// Sparse tensors with clean locations are served.
+	if got := verdict(t, onnxInspector(content.Options{}), modelcorpus.ONNX(sparse(extTensor("sparse/values.bin"), extTensor("sparse/indices.bin"))), 1<<20); got != "" {
+		t.Fatalf("sparse initializer with clean locations refused: %s", got)
+	}
 	for _, ok := range []string{"weights.bin", "data/w.bin", "./w.bin", "w..bin"} {
 		if got := verdict(t, onnxInspector(content.Options{}), modelcorpus.ONNX(ext(ok)), 1<<20); got != "" {
 			t.Fatalf("clean location %q refused: %s", ok, got)
 		}
+	}
+}
+
+// A domain that only opset_import names (the model's or a function's) runs
+// nothing: no node executes an operator of it. Exporters leave such
+// imports behind (torch.onnx's dynamo exporter imports
+// pkg.onnxscript.torch_lib.common after inlining its functions), so the
+// model is served; a node that uses the domain is still refused.
+func TestONNXOpsetOnlyDomains(t *testing.T) {
+	m := modelcorpus.BenignONNX(1024)
+	m.Opsets = [][2]any{{"", int64(21)}, {"com.evil", int64(1)}, {"pkg.onnxscript.torch_lib.common", int64(1)}}
+	m.Functions = []modelcorpus.ONNXFunction{{Name: "F", Domain: "local.fn", Opsets: [][2]any{{"", int64(21)}, {"com.evil.fn", int64(1)}},
+		Nodes: []modelcorpus.ONNXNode{{OpType: "Identity", Inputs: []string{"x"}, Outputs: []string{"y"}}}}}
+	b := modelcorpus.ONNX(m)
+	for _, chunk := range []int{len(b), 5} {
+		if got := verdict(t, onnxInspector(content.Options{}), b, chunk); got != "" {
+			t.Fatalf("chunk %d: model whose opset_import names unused domains refused: %s", chunk, got)
+		}
+	}
+	m.Graph.Nodes = append(m.Graph.Nodes, modelcorpus.ONNXNode{OpType: "Backdoor", Domain: "com.evil", Inputs: []string{"y"}, Outputs: []string{"o"}})
+	if got := verdict(t, onnxInspector(content.Options{}), modelcorpus.ONNX(m), 1<<20); !strings.Contains(got, `operator Backdoor of domain "com.evil"`) {
+		t.Fatalf("node of an imported custom domain: got %q", got)
+	}
+	m.Graph.Nodes = m.Graph.Nodes[:len(m.Graph.Nodes)-1]
+	m.Functions[0].Nodes = append(m.Functions[0].Nodes, modelcorpus.ONNXNode{OpType: "Native", Domain: "com.evil.fn", Inputs: []string{"y"}, Outputs: []string{"o"}})
+	if got := verdict(t, onnxInspector(content.Options{}), modelcorpus.ONNX(m), 1<<20); !strings.Contains(got, `operator Native of domain "com.evil.fn"`) {
+		t.Fatalf("function node of an imported custom domain: got %q", got)
 	}
 }
 
@@ -186,49 +230,17 @@ func FuzzONNX(f *testing.F) {
 	m.Graph.Initializers = append(m.Graph.Initializers, extTensor("../x"))
 	f.Add(modelcorpus.ONNX(m), uint8(3))
 	f.Add(onnxOverrun(), uint8(1))
+	sp := modelcorpus.BenignONNX(16)
+	sp.Graph.SparseInitializers = []modelcorpus.ONNXSparseTensor{{Values: extTensor("v.bin"), Indices: extTensor("../i.bin"), Dims: []int64{8}}}
+	f.Add(modelcorpus.ONNX(sp), uint8(4))
 	f.Add([]byte{0x08, 0x0a, 0x0b}, uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		fuzzChunking(t, onnxInspector(content.Options{}), data, chunk)
 	})
 }
 
-// BenchmarkONNX1GiB streams a model whose initializer holds 1 GiB of
-// raw_data through the walker in 1 MiB chunks (the payload is one reused
-// buffer: the model is never materialised).
-func BenchmarkONNX1GiB(b *testing.B) {
-	const payload = 1 << 30
-	tensor := protowire.AppendTag(nil, 8, protowire.BytesType)
-	tensor = protowire.AppendString(tensor, "w")
-	tensor = protowire.AppendTag(tensor, 9, protowire.BytesType)
-	tensor = protowire.AppendVarint(tensor, payload)
-	graph := modelcorpus.ONNXGraphProto(modelcorpus.BenignONNX(16).Graph)
-	graph = protowire.AppendTag(graph, 5, protowire.BytesType)
-	graph = protowire.AppendVarint(graph, uint64(len(tensor)+payload))
-	graph = append(graph, tensor...)
-	model := protowire.AppendTag(nil, 1, protowire.VarintType)
-	model = protowire.AppendVarint(model, 10)
-	model = protowire.AppendTag(model, 7, protowire.BytesType)
-	model = protowire.AppendVarint(model, uint64(len(graph)+payload))
-	model = append(model, graph...)
-	total := int64(len(model)) + payload
-	chunk := make([]byte, 1<<20)
-	b.SetBytes(total)
-	b.ReportAllocs()
-	for b.Loop() {
-		in := content.NewONNXInspector(content.Options{}, total)
-		if _, err := in.Write(model); err != nil {
-			b.Fatal(err)
-		}
-		for left := int64(payload); left > 0; left -= int64(len(chunk)) {
-			if _, err := in.Write(chunk[:min(left, int64(len(chunk)))]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := in.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+// The ONNX walker's throughput over a model with a 1 GiB initializer is
+// BenchmarkStream1GiB/onnx (stream_bench_test.go).
 
 // TestONNXByNameAndInArchive: a model whose first field is not ir_version
 // is recognised by its .onnx name, and a model inside a tar layer is walked

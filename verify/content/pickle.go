@@ -535,6 +535,7 @@ const (
 	evMore  uint8 = iota // all bytes consumed, or the next opcode is incomplete
 	evStop               // a STOP ended a pickle
 	evArray              // joblib: a NumpyArrayWrapper was built; its array follows (w.block)
+	evSkip               // b ended inside a bytes payload: w.skipLeft bytes of it follow
 )
 
 // pickleWalker statically walks pickle opcodes (protocols 0-5) without
@@ -587,16 +588,18 @@ type pickleWalker struct {
 	pickles    int
 	block      arrayBlock // joblib: the array announced by evArray
 	event      uint8      // set by an opcode handler: evStop, evArray
-	// tsClasses admits TorchScript classes (see torchScriptClass); the
-	// first admitted makes al a private copy. tsClass names the first.
+	skipLeft   int64      // evSkip: payload bytes that follow
+	// tsClasses admits TorchScript classes (see torchScriptClass) and
+	// torch.jit._pickle builders (torchJitPickleBuilders); the first
+	// admitted makes al a private copy. tsClass names the first.
 	tsClasses bool
 	tsOwned   bool
 	tsClass   string
 	tsCount   int
 }
 
-// maxTorchScriptClasses bounds the TorchScript classes one pickle may
-// name (each adds an allowlist entry to the walker's private copy).
+// maxTorchScriptClasses bounds the TorchScript classes and builders one
+// pickle may name (each adds an allowlist entry to the walker's private copy).
 const maxTorchScriptClasses = 4096
 
 // torchScriptClass reports whether (module, name) is a class of a
@@ -618,10 +621,42 @@ func torchScriptClass(module, name []byte) bool {
 	return bytes.IndexByte(name, '.') < 0 && !isDunder(string(name))
 }
 
+// torchJitPickleBuilders are the torch.jit._pickle globals torch.jit's
+// pickler writes into data.pkl and constants.pkl (pickler.cpp:
+// pushSpecializedList, pushTensorReference, startTypeTag) and exactly the
+// ones its unpickler resolves (unpickler.cpp readGlobal: any other name in
+// torch.jit._pickle is "Unknown pickler class id"). Each is called once by
+// REDUCE with a tuple and returns its argument (a list, a tagged list or
+// dict, a tensor from the archive's tensor table); none imports, reads or
+// runs anything.
+var torchJitPickleBuilders = map[string]bool{
+	"build_intlist": true, "build_tensorlist": true, "build_doublelist": true, "build_boollist": true,
+	"build_tensor_from_id": true, "restore_type_tag": true,
+}
+
+// torchJitPickleBuilder reports whether (module, name) is one of
+// torchJitPickleBuilders.
+func torchJitPickleBuilder(module, name []byte) bool {
+	return string(module) == "torch.jit._pickle" && torchJitPickleBuilders[string(name)]
+}
+
 // addTorchScriptClass adds a TorchScript class to the walker's allowlist
 // (copied on first use: the shared one is immutable) as a class that
 // NEWOBJ instantiates and BUILD fills, like a class a policy lists.
 func (w *pickleWalker) addTorchScriptClass(module, name []byte) (int32, bool) {
+	m, q := string(module), string(name)
+	return w.addTorchScriptEntry(pickleEntry{module: m, name: q, call: true, newobj: true, args: argTuple, rc: rcUser})
+}
+
+// addTorchScriptBuilder adds a torch.jit._pickle builder: REDUCE calls it
+// with a tuple; its result is a value.
+func (w *pickleWalker) addTorchScriptBuilder(module, name []byte) (int32, bool) {
+	return w.addTorchScriptEntry(pickleEntry{module: string(module), name: string(name), call: true, args: argTuple, rc: rcOpaque})
+}
+
+// addTorchScriptEntry adds e, a global only torch.jit.load resolves, to
+// the walker's private copy of the allowlist.
+func (w *pickleWalker) addTorchScriptEntry(e pickleEntry) (int32, bool) {
 	if !w.tsOwned {
 		al := &pickleAllowlist{entries: append([]pickleEntry(nil), w.al.entries...), index: make(map[string]int32, len(w.al.index)+1),
 			never: w.al.never, ndarray: w.al.ndarray}
@@ -634,11 +669,11 @@ func (w *pickleWalker) addTorchScriptClass(module, name []byte) (int32, bool) {
 		return 0, false
 	}
 	w.tsCount++
-	m, q := string(module), string(name)
-	d := globalDisplay(m, q)
+	d := globalDisplay(e.module, e.name)
+	e.display = d
 	idx := int32(len(w.al.entries))
-	w.al.entries = append(w.al.entries, pickleEntry{module: m, name: q, display: d, call: true, newobj: true, args: argTuple, rc: rcUser})
-	w.al.index[m+"\x00"+q] = idx
+	w.al.entries = append(w.al.entries, e)
+	w.al.index[e.module+"\x00"+e.name] = idx
 	w.seen = append(w.seen, false)
 	if w.tsClass == "" {
 		w.tsClass = d
@@ -725,6 +760,8 @@ func (w *pickleWalker) resolve(off int64, module, name []byte, via string) (pval
 	}
 	if !ok && w.tsClasses && torchScriptClass(module, name) {
 		idx, ok = w.addTorchScriptClass(module, name)
+	} else if !ok && w.tsClasses && torchJitPickleBuilder(module, name) {
+		idx, ok = w.addTorchScriptBuilder(module, name)
 	}
 	if !ok {
 		return pval{}, w.notAllowed(off, via, module, name, string(k))
@@ -745,6 +782,12 @@ func (w *pickleWalker) notAllowed(off int64, via string, module, name []byte, re
 		if m == "joblib.numpy_pickle" && (q == "NumpyArrayWrapper" || q == "NDArrayWrapper" || q == "ZNDArrayWrapper") && !w.joblib {
 			return w.errAt(off, "%s imports %s, which is not in the allowlist (a joblib array wrapper: raw array bytes follow it, so the file is a joblib dump and is walked only as one)", via, lit)
 		}
+	}
+	if !w.tsClasses && (torchScriptClass(module, name) || torchJitPickleBuilder(module, name)) {
+		// torch.jit.save writes data.pkl, with the module's class, before
+		// code/ and constants.pkl: name the format the archive is.
+		return w.errAt(off, "%s imports %s, which is not in the allowlist (content.formats.pickle.allow): a name only TorchScript archives (torch.jit.save) use, "+
+			"and torch.jit.load runs their code/ (CVE-2022-45907); content.formats.torchscript: allow admits them", via, lit)
 	}
 	// The key that holds the allowlist is named (a __main__ class, dill or
 	// sklearn is refused here by design; entries that run code cannot be
@@ -1440,6 +1483,7 @@ type PickleInspector struct {
 	// joblib state: the array being read after a wrapper
 	padPending bool          // the padding-length byte comes next
 	rawLeft    int64         // raw array (and padding) bytes still to skip
+	skipLeft   int64         // bytes payload (BINBYTES, BINBYTES8, BYTEARRAY8) bytes still to skip
 	nested     *pickleWalker // the pickle of an object array
 }
 
@@ -1451,9 +1495,17 @@ var legacyTorchMagic = string([]byte{0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0
 // The walker runs regardless of opts.Pickle.Mode; the mode is applied by
 // NewInspector.
 func NewPickleInspector(opts Options, size int64) *PickleInspector {
-	w := newPickleWalker(opts, FormatPickle)
-	w.presize(size)
-	return &PickleInspector{w: w, opts: opts, size: size}
+	p := newSpeculativePickleInspector(opts, size)
+	p.w.presize(size)
+	return p
+}
+
+// newSpeculativePickleInspector is NewPickleInspector without the tables
+// reserved up front (about 3.5 bytes per pickle byte, 28.5 MiB from 8 MiB
+// on): for a walk over bytes that are rarely a pickle (text and binary
+// layers, opaqueInspector), which usually fails within a few bytes.
+func newSpeculativePickleInspector(opts Options, size int64) *PickleInspector {
+	return &PickleInspector{w: newPickleWalker(opts, FormatPickle), opts: opts, size: size}
 }
 
 // presize reserves memo, string arena and tuple space in proportion to the
@@ -1556,6 +1608,13 @@ func (p *PickleInspector) Write(b []byte) (int, error) {
 // incomplete opcode). p.buf.base must be the offset of data[0].
 func (p *PickleInspector) walk(data []byte) ([]byte, error) {
 	for len(data) > 0 {
+		if p.skipLeft > 0 {
+			k := min(p.skipLeft, int64(len(data)))
+			p.skipLeft -= k
+			data = data[k:]
+			p.buf.base += k
+			continue
+		}
 		if p.padPending || p.rawLeft > 0 {
 			k, err := p.arrayBytes(data, p.buf.base)
 			if err != nil {
@@ -1583,6 +1642,9 @@ func (p *PickleInspector) walk(data []byte) ([]byte, error) {
 			if err := p.startArray(); err != nil {
 				return nil, err
 			}
+			continue
+		case evSkip:
+			p.skipLeft, w.skipLeft = w.skipLeft, 0
 			continue
 		}
 		if p.nested != nil { // an object array's pickle ended

@@ -40,6 +40,10 @@ type opSpec struct {
 	pre opHandler
 	// do applies the opcode; it may set w.event.
 	do opHandler
+	// skip: do never reads the counted payload (bytes), so a payload the
+	// input does not hold yet is skipped as it streams (evSkip), not
+	// buffered: a 16 MiB BINBYTES8 costs no 16 MiB.
+	skip bool
 }
 
 // pickleOps maps each opcode (named in opNames) to its argument shape and
@@ -99,11 +103,11 @@ var pickleOps = [256]opSpec{
 	0x89: {do: doBool},                                                // NEWFALSE
 	0x8a: {shape: shapeCounted, n: 1, do: doBinLong},                  // LONG1 long1
 	0x8b: {shape: shapeCountedSigned, n: 4, do: doBinLong},            // LONG4 long4
-	'B':  {shape: shapeCounted, n: 4, do: doBytes},                    // BINBYTES bytes4
+	'B':  {shape: shapeCounted, n: 4, do: doBytes, skip: true},        // BINBYTES bytes4
 	'C':  {shape: shapeCounted, n: 1, do: doBytes},                    // SHORT_BINBYTES bytes1
 	0x8c: {shape: shapeCounted, n: 1, do: doStr},                      // SHORT_BINUNICODE unicodestring1
 	0x8d: {shape: shapeCounted, n: 8, do: doStr},                      // BINUNICODE8 unicodestring8
-	0x8e: {shape: shapeCounted, n: 8, do: doBytes},                    // BINBYTES8 bytes8
+	0x8e: {shape: shapeCounted, n: 8, do: doBytes, skip: true},        // BINBYTES8 bytes8
 	0x8f: {do: doEmpty},                                               // EMPTY_SET
 	0x90: {do: doFill},                                                // ADDITEMS
 	0x91: {do: doCollect},                                             // FROZENSET
@@ -111,7 +115,7 @@ var pickleOps = [256]opSpec{
 	0x93: {do: doStackGlobal},                                         // STACK_GLOBAL
 	0x94: {do: doPut},                                                 // MEMOIZE
 	0x95: {shape: shapeFixed, n: 8, pre: checkFrameOpen, do: doFrame}, // FRAME uint8
-	0x96: {shape: shapeCounted, n: 8, do: doBytes},                    // BYTEARRAY8 bytearray8
+	0x96: {shape: shapeCounted, n: 8, do: doBytes, skip: true},        // BYTEARRAY8 bytearray8
 	0x97: {pre: refuseBuffer},                                         // NEXT_BUFFER
 	0x98: {pre: refuseBuffer},                                         // READONLY_BUFFER
 }
@@ -127,7 +131,9 @@ func init() {
 // feed walks complete opcodes in b, whose first byte is at absolute offset
 // base. It returns the number of bytes consumed and an event: evStop after
 // a STOP (consumption stops right after it), evArray after a joblib array
-// wrapper was built (its array bytes follow), evMore otherwise; then, if
+// wrapper was built (its array bytes follow), evSkip when b ends inside a
+// bytes payload (w.skipLeft more payload bytes follow, to be skipped),
+// evMore otherwise; then, if
 // consumed < len(b), the next opcode is incomplete: call again with more
 // bytes appended.
 func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err error) {
@@ -152,6 +158,21 @@ func (w *pickleWalker) feed(b []byte, base int64) (consumed int, ev uint8, err e
 			}
 		}
 		arg, next := []byte(nil), i+1
+		if s.skip && w.frameEnd < 0 {
+			// Outside a frame, a bytes payload that b does not hold whole
+			// is skipped as it arrives (within the same length limit);
+			// inside a frame it is read whole as before (the frame's end
+			// decides overruns from offsets alone).
+			if start := next + int(s.n); start <= len(b) {
+				if ln := leUint(b[next:start]); ln <= uint64(w.maxString) && uint64(len(b)-start) < ln {
+					if err := s.do(w, op, off, nil); err != nil {
+						return i, evMore, err
+					}
+					w.skipLeft = int64(ln) - int64(len(b)-start)
+					return len(b), evSkip, nil
+				}
+			}
+		}
 		if end := next + int(s.n); s.shape == shapeFixed && w.fits(b, base, end) {
 			arg, next = b[next:end], end // the common case, without a call
 		} else if s.shape != shapeNone {

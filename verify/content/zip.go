@@ -113,8 +113,8 @@ type ZipInspector struct {
 	nameBytes        int64
 	hasPickleMembers bool
 	closed           bool   // Close accepted the archive
-	tsConstants      bool   // a <top>/constants.pkl member was seen
-	tsClass          string // first TorchScript class a member pickle imported ("member imports class")
+	tsConstants      bool   // a <top>/constants.pkl member was seen (exact case, see isTorchScriptConstants)
+	tsClass          string // first TorchScript class or builder a member pickle imported ("member imports class")
 	tsClassAt        int64
 }
 
@@ -331,7 +331,7 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 			return z.fail(off, "entry %q is code (%s) and is denied (denyCodeLayers)", name, ext)
 		}
 	}
-	if isTorchScriptMember(name) && strings.HasSuffix(asciiLower(name), "/constants.pkl") {
+	if z.isTorchScriptConstants(name) {
 		z.tsConstants = true
 	}
 	if isTorchScriptMember(name) && !z.opts.AllowTorchScript {
@@ -555,6 +555,27 @@ func isTorchScriptMember(name string) bool {
 		return false
 	}
 	return rest == "constants.pkl" || strings.HasPrefix(rest, "code/")
+}
+
+// isTorchScriptConstants reports whether name is the constants.pkl that
+// makes torch.load hand the archive to torch.jit.load, which resolves
+// __torch__ classes against code/: torch.load tests "constants.pkl" in
+// get_all_records() (serialization.py _is_torchscript_zip), the record
+// names relative to the archive's top directory, a case-sensitive Python
+// string match. So only <top>/constants.pkl spelled exactly so, under the
+// top directory of the first member (PyTorchStreamReader's archive name),
+// admits TorchScript classes. Any other spelling (CONSTANTS.PKL, another
+// top directory) still makes the archive TorchScript to refuse
+// (isTorchScriptMember: miniz finds it case-insensitively when
+// torch.jit.load is called directly), but torch.load would unpickle it as
+// a checkpoint, importing __torch__ names as Python modules.
+func (z *ZipInspector) isTorchScriptConstants(name string) bool {
+	first := name
+	if len(z.entries) > 0 {
+		first = z.entries[0].name
+	}
+	top, _, ok := strings.Cut(first, "/")
+	return ok && top != "" && name == top+"/constants.pkl"
 }
 
 func hasPickleExt(name string) bool {
@@ -1364,7 +1385,7 @@ func (z *ZipInspector) Close() error {
 	if z.tsClass != "" && !z.tsConstants {
 		// Only torch.jit.load resolves __torch__ classes against code/;
 		// torch.load treats a zip without constants.pkl as a checkpoint.
-		z.err = newFinding(FormatTorchScript, z.tsClassAt, "%s, a TorchScript class, but the archive has no constants.pkl: it is not a TorchScript archive, and only TorchScript archives may name __torch__ classes (content.formats.torchscript: allow)", z.tsClass)
+		z.err = newFinding(FormatTorchScript, z.tsClassAt, "%s, which only torch.jit.load resolves (a TorchScript class or torch.jit._pickle builder), but the archive has no <top>/constants.pkl spelled exactly so: torch.load does not treat it as a TorchScript archive, and only TorchScript archives may name __torch__ classes or torch.jit._pickle builders (content.formats.torchscript: allow)", z.tsClass)
 		return z.err
 	}
 	z.closed = true

@@ -428,7 +428,33 @@ func zipCases(t testing.TB) []zipCase {
 		{name: "torchscript/allowed, data.pkl with a __torch__ class", opts: allowTS, data: tsModule("__torch__", "Net", true)},
 		{name: "torchscript/allowed, data.pkl with a mangled submodule class", opts: allowTS, data: tsModule("__torch__.___torch_mangle_3", "Net", true)},
 		{name: "torchscript/allowed, __torch__ class in a zip without constants.pkl", opts: allowTS, data: tsModule("__torch__", "Net", false),
-			format: "torchscript", reason: `archive/data.pkl imports __torch__.Net, a TorchScript class, but the archive has no constants.pkl: it is not a TorchScript archive, and only TorchScript archives may name __torch__ classes (content.formats.torchscript: allow)`},
+			format: "torchscript", reason: tsNoConstants("archive/data.pkl imports __torch__.Net")},
+		// torch.jit's pickler writes typed lists, container type tags and
+		// tensor-table references as torch.jit._pickle globals; the six its
+		// unpickler resolves are admitted in a TorchScript archive only.
+		{name: "torchscript/allowed, torch.jit._pickle builders in data.pkl", opts: allowTS, data: tsArchive(tsBuilderModule(), nil)},
+		{name: "torchscript/allowed, torch.jit._pickle builders in constants.pkl", opts: allowTS,
+			data: tsArchive(nil, modelcorpus.NewPickler(2).Global("torch.jit._pickle", "build_intlist").Op('(', ']', '(').Int(3).Op('e', 't', 'R').Tuple(1).Stop())},
+		{name: "torchscript/allowed, torch.jit._pickle name its unpickler does not know", opts: allowTS,
+			data:   tsArchive(modelcorpus.NewPickler(2).Global("torch.jit._pickle", "build_strlist").Op('(', ']', 't', 'R').Stop(), nil),
+			format: "pickle", reason: `zip member "archive/data.pkl": GLOBAL imports torch.jit._pickle.build_strlist, which is not in the allowlist (content.formats.pickle.allow)`, prefix: true},
+		{name: "torchscript/refused, torch.jit._pickle builder in a torch.save zip under pickle scan", opts: scan,
+			data:   modelcorpus.TorchSaveZip(modelcorpus.TorchSave2Records("archive", nil, tsIntList(), nil)),
+			format: "pickle", reason: `zip member "archive/data.pkl": GLOBAL imports torch.jit._pickle.build_intlist, which is not in the allowlist (content.formats.pickle.allow)`, prefix: true},
+		{name: "torchscript/allowed, torch.jit._pickle builder in a zip without constants.pkl", opts: allowTS,
+			data:   modelcorpus.TorchSaveZip(modelcorpus.TorchSave2Records("archive", nil, tsIntList(), nil)),
+			format: "torchscript", reason: tsNoConstants("archive/data.pkl imports torch.jit._pickle.build_intlist")},
+		// torch.load hands a zip to torch.jit.load only when a record is
+		// named constants.pkl exactly (a case-sensitive Python match).
+		{name: "torchscript/allowed, CONSTANTS.PKL does not admit __torch__ classes", opts: allowTS,
+			data:   tsRenamed(tsModulePickle("__torch__", "Net"), "archive/constants.pkl", "archive/CONSTANTS.PKL"),
+			format: "torchscript", reason: tsNoConstants("archive/data.pkl imports __torch__.Net")},
+		{name: "torchscript/refused by default, CONSTANTS.PKL still marks it", opts: scan,
+			data:   tsRenamed(nil, "archive/constants.pkl", "archive/CONSTANTS.PKL"),
+			format: "torchscript", reason: torchScriptRefused("archive/code/__torch__.py")},
+		{name: "torchscript/allowed, constants.pkl under another top directory does not admit __torch__ classes", opts: allowTS,
+			data:   tsRenamed(tsModulePickle("__torch__", "Net"), "archive/constants.pkl", "other/constants.pkl"),
+			format: "torchscript", reason: tsNoConstants("archive/data.pkl imports __torch__.Net")},
 		{name: "torchscript/allowed, dunder module under __torch__", opts: allowTS, data: tsModule("__torch__.__builtin__", "eval", true),
 			format: "pickle", reason: `zip member "archive/data.pkl": GLOBAL imports __torch__.__builtin__.eval, which is not in the allowlist (content.formats.pickle.allow)`, prefix: true},
 		{name: "torchscript/allowed, dunder class under __torch__", opts: allowTS, data: tsModule("__torch__", "__class__", true),
@@ -447,6 +473,44 @@ func zipCases(t testing.TB) []zipCase {
 }
 
 func allowTS(o *content.Options) { scan(o); o.AllowTorchScript = true }
+
+func tsNoConstants(what string) string {
+	return what + ", which only torch.jit.load resolves (a TorchScript class or torch.jit._pickle builder), but the archive has no <top>/constants.pkl spelled exactly so: " +
+		"torch.load does not treat it as a TorchScript archive, and only TorchScript archives may name __torch__ classes or torch.jit._pickle builders (content.formats.torchscript: allow)"
+}
+
+// tsArchive is a torch.jit.save archive (no tensors) with the given
+// data.pkl and constants.pkl (nil: the defaults of TorchScriptRecords).
+func tsArchive(pkl, constants []byte) []byte {
+	return modelcorpus.TorchSaveZip(modelcorpus.TorchScriptRecords("archive", nil, pkl, constants))
+}
+
+// tsRenamed is tsArchive(pkl, nil) with the record from renamed to.
+func tsRenamed(pkl []byte, from, to string) []byte {
+	rs := modelcorpus.TorchScriptRecords("archive", nil, pkl, nil)
+	for i := range rs {
+		if rs[i].Name == from {
+			rs[i].Name = to
+		}
+	}
+	return modelcorpus.TorchSaveZip(rs)
+}
+
+// tsIntList is torch.jit._pickle.build_intlist([1, 2]) as pickler.cpp's
+// pushSpecializedList writes it: GLOBAL, MARK, EMPTY_LIST, MARK, items,
+// APPENDS, TUPLE, REDUCE.
+func tsIntList() []byte {
+	return modelcorpus.NewPickler(2).Global("torch.jit._pickle", "build_intlist").Op('(', ']', '(').Int(1).Int(2).Op('e', 't', 'R').Stop()
+}
+
+// tsModulePickle is a scripted module's data.pkl (see tsModule).
+func tsModulePickle(module, name string) []byte {
+	return modelcorpus.NewPickler(2).Global(module, name).Tuple(0).Op(0x81).Op('}').Str("training").Op(0x88).Op('s').Op('b').Stop()
+}
+
+// tsBuilderModule is modelcorpus.ScriptedModulePickle: a scripted
+// module using every torch.jit._pickle builder.
+func tsBuilderModule() []byte { return modelcorpus.ScriptedModulePickle() }
 
 // tsModule is an archive whose data.pkl pickles a scripted module as
 // torch.jit's pickler does (GLOBAL module name, EMPTY_TUPLE, NEWOBJ, an

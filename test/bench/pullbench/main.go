@@ -49,7 +49,8 @@ var (
 	registryBin = flag.String("registry", ".tools/bin/registry", "distribution registry binary")
 	outFlag     = flag.String("o", "", "also write the markdown report here")
 	quickFlag   = flag.Bool("quick", false, "only direct and pullgate cold/warm (for profiling); no checks")
-	inspectFlag = flag.Bool("inspection", false, "only the cold safetensors and torch.save pulls with content inspection off and on (for profiling); no checks")
+	inspectFlag = flag.Bool("inspection", false, "only the cold pulls of each inspectionKinds model file with content inspection off and on (for profiling); no checks")
+	kindsFlag   = flag.String("kinds", "", "comma-separated model file kinds whose inspection on/off pulls are measured (default: every inspectionKinds entry)")
 	keepMemFlag = flag.Bool("keep-guest-memory", false, "on a VM whose hypervisor reclaims freed guest pages (free page reporting), delay the reclaim and pre-touch memory before each pull, so that no variant pays the host's first-touch faults (needs root; restored on exit)")
 )
 
@@ -62,6 +63,10 @@ func main() {
 		return
 	}
 	flag.Parse()
+	if err := selectKinds(*kindsFlag); err != nil {
+		fmt.Fprintln(os.Stderr, "pullbench:", err)
+		os.Exit(2)
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "pullbench:", err)
 		os.Exit(1)
@@ -140,7 +145,8 @@ http: {addr: 127.0.0.1:%d, secret: bench}
 
 const openPolicy = "rules:\n  - name: open\n    match: [\"upstream.local/**\"]\n    action: allow\n"
 
-// inspectPolicy runs content inspection (safetensors validation) on pulls.
+// inspectPolicy runs content inspection on pulls (safetensors validation,
+// and the ONNX walk for the ONNX kind).
 const inspectPolicy = `rules:
   - name: models
     match: ["upstream.local/**"]
@@ -270,9 +276,19 @@ func run() error {
 
 	// Seed: one image with one random layer of the given size.
 	fmt.Fprintf(os.Stderr, "seeding a %s layer...\n", *sizeFlag)
-	seedBytes := func(repo string, buf []byte) (string, error) {
-		layer := static.NewLayer(buf, types.OCIUncompressedLayer)
-		img, err := mutate.AppendLayers(empty.Image, layer)
+	// seedLayer pushes buf as the one layer of repo:1, with a media type
+	// and a title annotation when given.
+	seedLayer := func(repo string, buf []byte, mediaType, title string) (string, error) {
+		mt := types.MediaType(mediaType)
+		if mt == "" {
+			mt = types.OCIUncompressedLayer
+		}
+		layer := static.NewLayer(buf, mt)
+		add := mutate.Addendum{Layer: layer}
+		if title != "" {
+			add.Annotations = map[string]string{"org.opencontainers.image.title": title}
+		}
+		img, err := mutate.Append(empty.Image, add)
 		if err != nil {
 			return "", err
 		}
@@ -283,6 +299,7 @@ func run() error {
 		d, _ := layer.Digest()
 		return d.String(), nil
 	}
+	seedBytes := func(repo string, buf []byte) (string, error) { return seedLayer(repo, buf, "", "") }
 	seed := func(repo string) (string, error) {
 		buf := make([]byte, size)
 		if _, err := rand.Read(buf); err != nil {
@@ -449,17 +466,11 @@ func run() error {
 	}
 
 	// Inline inspection: the same blob pulled cold through pullgate
-	// without and with content inspection, alternating: a safetensors file
-	// and a torch.save checkpoint (zip with data descriptors, data.pkl
-	// walked under pickle: scan).
-	for _, m := range []struct {
-		kind, repo, policy string
-		blob               []byte
-	}{
-		{"safetensors", "bench/model", inspectPolicy, safetensorsBlob(size)},
-		{"torch.save", "bench/torch", torchInspectPolicy, torchSaveBlob(size)},
-	} {
-		sd, err := seedBytes(m.repo, m.blob)
+	// without and with content inspection, alternating, for every kind of
+	// model file in inspectionKinds (one blob in memory at a time).
+	for _, m := range inspectionKinds {
+		blob := m.blob(size)
+		sd, err := seedLayer(m.repo, blob, m.mediaType, m.title)
 		if err != nil {
 			return err
 		}
@@ -481,7 +492,7 @@ func run() error {
 					pg.stop()
 					return err
 				}
-				err = measure(v.name, base+"/blobs/"+sd, sd, int64(len(m.blob)), pg)
+				err = measure(v.name, base+"/blobs/"+sd, sd, int64(len(blob)), pg)
 				pg.stop()
 				if err != nil {
 					return err
@@ -491,8 +502,10 @@ func run() error {
 	}
 	if *inspectFlag {
 		fmt.Print(throughputTable(results, cpu, guest))
-		fmt.Printf("\nsafetensors, inspection on / off: %s\n", inspectionRatio(results, "safetensors"))
-		fmt.Printf("torch.save, inspection on / off: %s\n", inspectionRatio(results, "torch.save"))
+		fmt.Println()
+		for _, m := range inspectionKinds {
+			fmt.Printf("%s, inspection on / off: %s\n", m.kind, inspectionRatio(results, m.kind))
+		}
 		return nil
 	}
 
@@ -561,10 +574,10 @@ func run() error {
 	row("pullgate warm / direct", "≥ 1.00×", fmt.Sprintf("%.3f×", pw/direct), pw/direct >= 1.0)
 	row("pullgate cold / distribution proxy cold", "≥ 1.00×", fmt.Sprintf("%.3f×", pc/dc), pc/dc >= 1.0)
 	row("pullgate warm / distribution proxy warm", "≥ 1.00×", fmt.Sprintf("%.3f×", pw/dw), pw/dw >= 1.0)
-	inspMedians, _ := inspectionRatios(results, "safetensors")
-	row("cold safetensors pull, inspection on / off", "≥ 0.95×", inspectionRatio(results, "safetensors"), inspMedians >= 0.95)
-	torchMedians, _ := inspectionRatios(results, "torch.save")
-	row("cold torch.save checkpoint pull, inspection on / off", "≥ 0.90×", inspectionRatio(results, "torch.save"), torchMedians >= 0.90)
+	for _, m := range inspectionKinds {
+		r, _ := inspectionRatios(results, m.kind)
+		row("cold "+m.label+" pull, inspection on / off", fmt.Sprintf("≥ %.2f×", m.target), inspectionRatio(results, m.kind), r >= m.target)
+	}
 	row(fmt.Sprintf("%d concurrent clients, one cold blob: upstream GETs", *clientsFlag), "1", fmt.Sprintf("%d (all clients done in %s)", blobGets.Load(), celapsed.Round(time.Millisecond)), blobGets.Load() == 1)
 	row("pullgate peak RSS streaming the blob (1 client / 50 clients)", "< 150 MiB", fmt.Sprintf("%.0f / %.0f MiB", rss, crss), rss < 150 && crss < 150)
 	b.WriteString(floorSummary(results))
@@ -653,7 +666,11 @@ func throughputTable(results map[string][]float64, cpu map[string]map[string][]f
 	cores := float64(runtime.NumCPU())
 	direct := median(append([]float64(nil), results["direct"]...))
 	fmt.Fprintf(&b, "| variant | MiB/s (median) | ratio to direct | CPU s/GiB: client | upstream | proxy | CPU-bound ceiling on %d cores |\n|---|---:|---:|---:|---:|---:|---:|\n", int(cores))
-	for _, k := range []string{"direct", "relay, forwards only", "relay, hashes and forwards", "pullgate cold", "pullgate warm", "distribution proxy cold", "distribution proxy warm", "safetensors, inspection off", "safetensors, inspection on", "torch.save, inspection off", "torch.save, inspection on", "pinned: direct", "pinned: pullgate cold"} {
+	variants := []string{"direct", "relay, forwards only", "relay, hashes and forwards", "pullgate cold", "pullgate warm", "distribution proxy cold", "distribution proxy warm"}
+	for _, m := range inspectionKinds {
+		variants = append(variants, m.kind+", inspection off", m.kind+", inspection on")
+	}
+	for _, k := range append(variants, "pinned: direct", "pinned: pullgate cold") {
 		if len(results[k]) == 0 {
 			continue
 		}
