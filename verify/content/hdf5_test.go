@@ -1,0 +1,95 @@
+package content_test
+
+import (
+	"math/rand"
+	"strings"
+	"testing"
+
+	"github.com/pullgate/pullgate/test/modelcorpus"
+	"github.com/pullgate/pullgate/verify/content"
+)
+
+// hdf5Check feeds data whole, in odd chunks and byte by byte (small files)
+// through NewInspector and returns the error, the same for each chunking,
+// and whether HeaderDone was true before Close.
+func hdf5Check(t *testing.T, name string, data []byte) (error, bool) {
+	t.Helper()
+	var first error
+	var early bool
+	for i, chunk := range []int{len(data), 4093, 97, 1} {
+		if chunk == 1 && len(data) > 1<<20 {
+			continue
+		}
+		in, err := content.NewInspector(content.Options{}, "", name, int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var werr error
+		done := false
+		rng := rand.New(rand.NewSource(int64(i)))
+		for b := data; len(b) > 0 && werr == nil; {
+			n := min(len(b), chunk)
+			if chunk == 97 {
+				n = min(len(b), 1+rng.Intn(97))
+			}
+			_, werr = in.Write(b[:n])
+			b = b[n:]
+			done = done || in.HeaderDone() && len(b) > 0 && chunk == 4093
+		}
+		if werr == nil {
+			werr = in.Close()
+		}
+		if f, ok := in.(content.FormatReporter); ok && werr == nil && f.Format() != content.FormatHDF5 {
+			t.Fatalf("%s: format %q, want hdf5", name, f.Format())
+		}
+		if chunk == 4093 {
+			early = done
+		}
+		if i == 0 {
+			first = werr
+			continue
+		}
+		if (werr == nil) != (first == nil) || werr != nil && werr.Error() != first.Error() {
+			t.Fatalf("%s: chunk %d: %v; whole: %v", name, chunk, werr, first)
+		}
+	}
+	return first, early
+}
+
+func TestHDF5Benign(t *testing.T) {
+	files := modelcorpus.H5Py(t, modelcorpus.WeightsH5Script+modelcorpus.KerasH5Script)
+	for _, name := range modelcorpus.HDF5Names(files) {
+		if strings.Contains(name, "lambda") || name == "many_latest.h5" || strings.HasPrefix(name, "userblock") {
+			continue
+		}
+		data := files[name]
+		if got := content.Sniff(data[:min(len(data), 4096)], int64(len(data))); got != content.FormatHDF5 {
+			t.Fatalf("%s: Sniff = %q", name, got)
+		}
+		err, early := hdf5Check(t, name, data)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		t.Logf("%s: %d bytes, HeaderDone before the end: %v", name, len(data), early)
+	}
+}
+
+func TestHDF5Refused(t *testing.T) {
+	files := modelcorpus.H5Py(t, modelcorpus.WeightsH5Script+modelcorpus.KerasH5Script)
+	for _, c := range []struct{ name, want string }{
+		{"keras_lambdafixed_earliest.h5", "root attribute model_config: Lambda layer"},
+		{"keras_lambdafixed_latest.h5", "root attribute model_config: Lambda layer"},
+		{"keras_lambdavlen_earliest.h5", "root attribute model_config: Lambda layer"},
+		{"keras_lambdavlen_latest.h5", "root attribute model_config: Lambda layer"},
+		{"keras_lambdatrain_earliest.h5", "root attribute training_config: Lambda layer"},
+		{"keras_lambdatrain_latest.h5", "root attribute training_config: Lambda layer"},
+		{"many_latest.h5", "dense storage"},
+		{"userblock.h5", "512-byte userblock"},
+		{"userblock_script.h5", "shebang script"},
+	} {
+		err, _ := hdf5Check(t, c.name, files[c.name])
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+}
