@@ -2,6 +2,8 @@ package content_test
 
 import (
 	"math/rand"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -92,4 +94,26 @@ func TestHDF5Refused(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
+}
+
+// FuzzHDF5 runs the HDF5 reader over mutations of h5py-written files
+// (testdata/hdf5, made by make_seeds.py there): no panic, a Finding for
+// every refusal, the same verdict however the stream is chunked.
+func FuzzHDF5(f *testing.F) {
+	seeds, err := filepath.Glob("testdata/hdf5/*.h5")
+	if err != nil || len(seeds) == 0 {
+		f.Fatalf("no seeds in testdata/hdf5: %v", err)
+	}
+	for i, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint8(i*7+1))
+		f.Add(b[:len(b)/2], uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewHDF5Inspector(content.Options{}, size) }, data, chunk)
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewHDF5Inspector(content.Options{}, -1) }, data, chunk)
+	})
 }
