@@ -19,6 +19,26 @@ import (
 // PULLGATE_REQUIRE_TOOLS=1.
 func H5Py(t testing.TB, script string) map[string][]byte {
 	t.Helper()
+	dir := H5PyDir(t, script)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = b
+	}
+	return files
+}
+
+// H5PyDir is H5Py for large files: it returns the directory the script
+// wrote into.
+func H5PyDir(t testing.TB, script string) string {
+	t.Helper()
 	py := "/usr/bin/python3"
 	if _, err := os.Stat(py); err != nil {
 		py = tools.Lookup("python3")
@@ -35,19 +55,7 @@ func H5Py(t testing.TB, script string) map[string][]byte {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("h5py script: %v\n%s", err, out)
 	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[e.Name()] = b
-	}
-	return files
+	return dir
 }
 
 // HDF5Names returns the names of files, sorted.
@@ -63,7 +71,9 @@ func HDF5Names(files map[string][]byte) []string {
 // KerasH5Script writes legacy Keras HDF5 files the way tf.keras 2.x
 // (hdf5_format.save_model_to_hdf5) and Keras 3 (legacy_h5_format) do: root
 // attributes keras_version and backend (str: variable-length strings),
-// model_config as JSON bytes (fixed-length) or str (variable-length), the
+// model_config as JSON in a numpy bytes_ (a fixed-length string, what
+// h5py 2.x made of tf.keras's .encode("utf8")) or a str (variable-length;
+// h5py 3 also stores Python bytes so), the
 // weights under model_weights/<layer>/<layer>/kernel:0, and training_config
 // added after the weights. A model_config or training_config naming a
 // Lambda layer is what the gate must refuse.
@@ -87,7 +97,7 @@ for lib in ("earliest", "latest"):
             f.attrs["keras_version"] = "2.13.1"
             f.attrs["backend"] = "tensorflow"
             cfg = model(kind.startswith("lambda") and kind != "lambdatrain")
-            f.attrs["model_config"] = cfg if "vlen" in kind else cfg.encode("utf8")
+            f.attrs["model_config"] = cfg if "vlen" in kind else np.bytes_(cfg.encode("utf8"))
             mw = f.create_group("model_weights")
             mw.attrs["layer_names"] = np.array([b"dense"])
             mw.attrs["backend"] = b"tensorflow"
@@ -97,7 +107,7 @@ for lib in ("earliest", "latest"):
             big = mw.create_group("big")
             big.create_dataset("w", data=np.ones((256, 256), dtype="float32"))
             t = train_lam if kind == "lambdatrain" else train
-            f.attrs["training_config"] = t if "vlen" in kind or kind == "lambdatrain" else t.encode("utf8")
+            f.attrs["training_config"] = t if "vlen" in kind or kind == "lambdatrain" else np.bytes_(t.encode("utf8"))
 `
 
 // WeightsH5Script writes weights-only HDF5 files (no model_config): nested
@@ -136,4 +146,24 @@ with open("userblock_script.h5", "wb") as u:
     u.write(open("userblock.h5", "rb").read())
     u.seek(0)
     u.write(b"#!/bin/sh\necho hidden\n")
+`
+
+// BigH5Script writes big_weights.h5 (one 1 GiB float32 dataset, allocated
+// early and never written: a sparse file) and big_keras.h5 (the same with
+// model_config before and a training_config after the weights, which
+// libhdf5 puts in a continuation chunk after the 1 GiB).
+const BigH5Script = `
+import h5py, json
+for kind in ("weights", "keras"):
+    with h5py.File("big_%s.h5" % kind, "w") as f:
+        if kind == "keras":
+            f.attrs["keras_version"] = "2.13.1"
+            f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"layers": []}}).encode()
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        g = f.create_group("model_weights")
+        h5py.h5d.create(g.id, b"kernel", h5py.h5t.IEEE_F32LE, h5py.h5s.create_simple((1 << 28,)), dcpl)
+        if kind == "keras":
+            f.attrs["training_config"] = json.dumps({"loss": "mse", "pad": "x" * 30000}).encode()
 `

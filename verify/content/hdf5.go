@@ -19,9 +19,10 @@ var magicHDF5 = []byte("\x89HDF\r\n\x1a\n")
 // the root group (hdf5MaxChunk), the global heap collections that may hold
 // a root attribute's variable-length string (hdf5SpecBudget for
 // collections not yet known to be needed, hdf5MaxCollection for each of at
-// most two that are), the superblock and a zip end-record tail
-// (maxEOCDTail): below 4 + 16 + 2*8 + 1 = 37 MiB, plus the parsed Keras
-// configuration, whatever the file size. Dataset raw data and every other
+// most two that are), the two configuration values copied out of them
+// (each at most hdf5MaxCollection), the superblock and a zip end-record
+// tail (2*maxEOCDTail): below 4 + 16 + 2*8 + 2*8 + 1 = 53 MiB, plus the
+// parsed Keras configuration, whatever the file size. Dataset raw data and every other
 // object are counted, never held.
 const (
 	hdf5MaxChunk      = 4 << 20
@@ -75,6 +76,7 @@ type HDF5Inspector struct {
 	v1Seen  int
 	rootV1  bool
 	seenCfg map[string]bool
+	values  map[string][]byte // Keras configuration attributes read
 	refs    []*h5ref
 	done    bool
 
@@ -117,7 +119,7 @@ type h5gcol struct {
 // NewHDF5Inspector returns the HDF5 validator for a blob of the given size
 // (-1 if unknown).
 func NewHDF5Inspector(opts Options, size int64) *HDF5Inspector {
-	h := &HDF5Inspector{opts: opts, size: size, eof: -1, seenCfg: map[string]bool{}, cands: map[int64]*h5gcol{}}
+	h := &HDF5Inspector{opts: opts, size: size, eof: -1, seenCfg: map[string]bool{}, values: map[string][]byte{}, cands: map[int64]*h5gcol{}}
 	h.needs = []*h5need{{addr: 0, want: 9, parse: h.superblock}}
 	return h
 }
@@ -133,13 +135,61 @@ func (h *HDF5Inspector) Write(p []byte) (int, error) {
 	if h.err != nil {
 		return 0, h.err
 	}
-	start := h.pos
-	if h.size >= 0 && start+int64(len(p)) > h.size {
-		return 0, h.fail(h.size, "more bytes than the declared size %d", h.size)
+	n := len(p)
+	// The stream is cut where the next structure is complete (or a
+	// referenced collection decided), so that collections are retained,
+	// structures parsed and references resolved in stream order however
+	// the bytes arrive: findings do not depend on chunking.
+	for len(p) > 0 {
+		seg := len(p)
+		if end := h.nextEvent(); end-h.pos < int64(seg) {
+			seg = int(end - h.pos)
+		}
+		if err := h.segment(p[:seg]); err != nil {
+			h.err = err
+			return 0, err
+		}
+		p = p[seg:]
 	}
+	return n, nil
+}
+
+// nextEvent returns the next offset after pos where a structure is
+// complete or a referenced collection is found, sized or complete (or
+// found missing).
+func (h *HDF5Inspector) nextEvent() int64 {
+	next := int64(1<<63 - 1)
+	at := func(e int64) {
+		if e > h.pos && e < next {
+			next = e
+		}
+	}
+	if len(h.needs) > 0 {
+		at(h.needs[0].addr + int64(h.needs[0].want))
+	}
+	at(h.eof)
+	at(h.size)
+	for _, r := range h.refs {
+		at(r.coll + 4)
+		at(r.coll + 8 + int64(h.lenSize))
+		if c := h.cands[r.coll]; c != nil && c.sized {
+			at(c.addr + int64(c.want))
+		}
+	}
+	return next
+}
+
+func (h *HDF5Inspector) segment(p []byte) error {
+	start := h.pos
 	h.pos += int64(len(p))
+	if h.size >= 0 && h.pos > h.size {
+		return newFinding(FormatHDF5, h.size, "more bytes than the declared size %d", h.size)
+	}
 	if h.eof >= 0 && h.pos > h.eof {
-		return 0, h.fail(h.eof, "%s", trailingReason(h.size, h.eof, "the HDF5 end-of-file address"))
+		return newFinding(FormatHDF5, h.eof, "%s", trailingReason(h.size, h.eof, "the HDF5 end-of-file address"))
+	}
+	if !h.done {
+		h.scan(p, start)
 	}
 	for len(h.needs) > 0 {
 		n := h.needs[0]
@@ -154,8 +204,7 @@ func (h *HDF5Inspector) Write(p []byte) (int, error) {
 		}
 		more, err := n.parse(n.buf)
 		if err != nil {
-			h.err = err
-			return 0, err
+			return err
 		}
 		if more > n.want {
 			n.want = more
@@ -164,19 +213,20 @@ func (h *HDF5Inspector) Write(p []byte) (int, error) {
 		h.needs = h.needs[1:]
 	}
 	if !h.done {
-		h.scan(p, start)
 		if err := h.resolve(false); err != nil {
-			return 0, err
+			return err
 		}
 		if err := h.checkDone(); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	h.tail = append(h.tail, p...)
-	if len(h.tail) > 2*maxEOCDTail {
-		h.tail = append(h.tail[:0:0], h.tail[len(h.tail)-maxEOCDTail:]...)
+	// the last maxEOCDTail bytes (at most twice that held), for Close
+	if len(p) >= maxEOCDTail {
+		h.tail = append(h.tail[:0], p[len(p)-maxEOCDTail:]...)
+	} else if h.tail = append(h.tail, p...); len(h.tail) > 2*maxEOCDTail {
+		h.tail = h.tail[:copy(h.tail, h.tail[len(h.tail)-maxEOCDTail:])]
 	}
-	return len(p), nil
+	return nil
 }
 
 func (h *HDF5Inspector) checkDone() error {
@@ -184,6 +234,17 @@ func (h *HDF5Inspector) checkDone() error {
 		if h.rootV1 && h.v1Seen != h.v1Decl {
 			return h.fail(-1, "root object header holds %d messages but declares %d", h.v1Seen, h.v1Decl)
 		}
+		// checked once all were read, in one order: the finding does not
+		// depend on where each value lay
+		for _, name := range []string{"model_config", "training_config"} {
+			if v, ok := h.values[name]; ok {
+				if err := checkKerasConfig(h.opts, FormatHDF5, "root attribute "+name, v); err != nil {
+					h.err = err
+					return err
+				}
+			}
+		}
+		h.values = nil
 		h.done = true
 		h.cands, h.active, h.carry = nil, nil, nil
 	}
@@ -595,7 +656,8 @@ func (h *HDF5Inspector) attribute(at int64, d []byte) error {
 		default:
 			return newFinding(FormatHDF5, at, "%s: string padding %d unknown", where, bf&0x0f)
 		}
-		return checkKerasConfig(h.opts, FormatHDF5, where, v)
+		h.values[name] = bytes.Clone(v)
+		return nil
 	case 9: // variable-length
 		if bf&0x0f != 1 {
 			return newFinding(FormatHDF5, at, "%s is a variable-length sequence, not a string", where)
@@ -609,7 +671,8 @@ func (h *HDF5Inspector) attribute(at int64, d []byte) error {
 		}
 		r := &h5ref{name: name, seqLen: binary.LittleEndian.Uint32(data), coll: h.addr(data[4:]), index: binary.LittleEndian.Uint32(data[4+h.offSize:])}
 		if r.seqLen == 0 {
-			return checkKerasConfig(h.opts, FormatHDF5, where, nil)
+			h.values[name] = nil
+			return nil
 		}
 		if r.coll < 0 || r.coll >= h.eof {
 			return newFinding(FormatHDF5, at, "%s: global heap collection at %d lies outside the file", where, r.coll)
@@ -754,10 +817,7 @@ func (h *HDF5Inspector) resolve(final bool) error {
 				h.err = err
 				return err
 			}
-			if err := checkKerasConfig(h.opts, FormatHDF5, where, v); err != nil {
-				h.err = err
-				return err
-			}
+			h.values[r.name] = bytes.Clone(v)
 			continue
 		case c == nil && (r.coll+4 <= h.pos || final):
 			return h.fail(r.coll, "%s: no global heap collection at address %d", where, r.coll)

@@ -1,6 +1,8 @@
 package content_test
 
 import (
+	"bytes"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -116,4 +118,62 @@ func FuzzHDF5(f *testing.F) {
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewHDF5Inspector(content.Options{}, size) }, data, chunk)
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewHDF5Inspector(content.Options{}, -1) }, data, chunk)
 	})
+}
+
+// BenchmarkHDF5 streams 1 GiB HDF5 files written by libhdf5 (sparse: the
+// dataset's never-written bytes are fed from one 1 MiB buffer of random
+// bytes, like float weights; the metadata blocks are the file's own) in
+// 1 MiB writes. weights: the root header is complete
+// near the start (HeaderDone early, the rest counted); keras: a
+// training_config continuation after the data keeps the reader looking
+// for global heap collections over the whole file.
+func BenchmarkHDF5(b *testing.B) {
+	dir := modelcorpus.H5PyDir(b, modelcorpus.BigH5Script)
+	for _, kind := range []string{"weights", "keras"} {
+		b.Run(kind, func(b *testing.B) {
+			f, err := os.Open(filepath.Join(dir, "big_"+kind+".h5"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			zero := make([]byte, 1<<20)
+			fill := make([]byte, len(zero))
+			rand.New(rand.NewSource(1)).Read(fill)
+			var blocks [][]byte // nil: a block of zeros
+			var total int64
+			for {
+				buf := make([]byte, 1<<20)
+				n, err := io.ReadFull(f, buf)
+				if n > 0 {
+					total += int64(n)
+					if bytes.Equal(buf[:n], zero[:n]) {
+						buf = nil
+						if n < len(zero) {
+							buf = zero[:n:n]
+						}
+					}
+					blocks = append(blocks, buf[:min(n, len(buf))])
+				}
+				if err != nil {
+					break
+				}
+			}
+			b.SetBytes(total)
+			b.ReportAllocs()
+			for b.Loop() {
+				in := content.NewHDF5Inspector(content.Options{}, total)
+				for _, blk := range blocks {
+					if blk == nil {
+						blk = fill
+					}
+					if _, err := in.Write(blk); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := in.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
