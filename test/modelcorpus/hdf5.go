@@ -167,3 +167,28 @@ for kind in ("weights", "keras"):
         if kind == "keras":
             f.attrs["training_config"] = json.dumps({"loss": "mse", "pad": "x" * 30000}).encode()
 `
+
+// KerasZipScript writes Keras v3 archives the way keras.saving.save_model
+// lays them out (zipfile: metadata.json, config.json, model.weights.h5,
+// the weights file written by h5py with the layers/<name>/vars/<i>
+// datasets H5IOStore makes): model.keras, and lambda_weights.keras whose
+// model.weights.h5 also carries a root model_config naming a Lambda layer
+// (a legacy loader given that member would deserialise it).
+const KerasZipScript = `
+import h5py, io, json, numpy as np, zipfile
+cfg = {"module": "keras", "class_name": "Sequential", "config": {"name": "s", "layers": [
+    {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "units": 2}, "registered_name": None}]},
+    "registered_name": None}
+for name, lam in (("model.keras", False), ("lambda_weights.keras", True)):
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        v = f.create_group("layers").create_group("dense").create_group("vars")
+        v.create_dataset("0", data=np.ones((4, 2), dtype="float32"))
+        v.create_dataset("1", data=np.zeros(2, dtype="float32"))
+        if lam:
+            f.attrs["model_config"] = json.dumps({"class_name": "Lambda", "config": {"function": ["4wEAAAAAAAAA", None, None]}})
+    with zipfile.ZipFile(name, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.3.3", "date_saved": "2024-05-01@00:00:00"}))
+        z.writestr("config.json", json.dumps(cfg))
+        z.writestr("model.weights.h5", buf.getvalue())
+`

@@ -726,11 +726,12 @@ func (h *HDF5Inspector) scan(p []byte, start int64) {
 		h.candidate(start+int64(off+i), nil, p, start)
 		off += i + 1
 	}
-	all := append(h.carry, p...)
-	if len(all) > 3 {
-		all = all[len(all)-3:]
+	if len(p) >= 3 {
+		h.carry = append(h.carry[:0], p[len(p)-3:]...)
+	} else {
+		all := append(append([]byte(nil), h.carry...), p...)
+		h.carry = append(h.carry[:0], all[max(0, len(all)-3):]...)
 	}
-	h.carry = append(h.carry[:0:0], all...)
 	h.carryAt = h.pos - int64(len(h.carry))
 }
 

@@ -74,6 +74,10 @@ func TestHDF5Benign(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+		if strings.HasPrefix(name, "weights_") && !early {
+			// the root header is at the start: the data streams at once
+			t.Errorf("%s: HeaderDone only at the end", name)
+		}
 		t.Logf("%s: %d bytes, HeaderDone before the end: %v", name, len(data), early)
 	}
 }
@@ -175,5 +179,25 @@ func BenchmarkHDF5(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A Keras v3 archive's model.weights.h5 member is read as HDF5 by the zip
+// validator (NewInspector by member name).
+func TestHDF5InKerasArchive(t *testing.T) {
+	files := modelcorpus.H5Py(t, modelcorpus.KerasZipScript)
+	for name, want := range map[string]string{
+		"model.keras":          "",
+		"lambda_weights.keras": `hdf5: zip member "model.weights.h5": root attribute model_config: Lambda layer`,
+	} {
+		data := files[name]
+		in, err := content.NewInspector(content.Options{}, "", name, int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = feed(in, data, nil)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", name, err, want)
+		}
 	}
 }
