@@ -116,7 +116,9 @@ for lib in ("earliest", "latest"):
 // and root attributes that are not Keras configurations; libver earliest
 // and latest. Also many_earliest.h5 (300 root attributes: many object
 // header continuation chunks) and many_latest.h5 (dense attribute
-// storage), userblock.h5 (a 512-byte userblock of zeros) and
+// storage), track_order_<libver>.h5 (attribute creation order tracked:
+// message headers carry their creation index; track_order_lambda.h5 with
+// a Lambda model_config), userblock.h5 (a 512-byte userblock of zeros) and
 // userblock_script.h5 (the same with a shell script in the userblock).
 const WeightsH5Script = `
 import h5py, numpy as np
@@ -140,6 +142,12 @@ for lib in ("earliest", "latest"):
             f.attrs["attr%03d" % i] = "value %d" % i if i % 2 else np.arange(i % 7 + 1)
         f.attrs["model_config"] = '{"class_name": "Sequential", "config": {"layers": []}}'
         f.create_dataset("w", data=np.zeros(1000, dtype="float32"))
+for name in ("track_order_earliest", "track_order_latest", "track_order_lambda"):
+    with h5py.File(name + ".h5", "w", libver=name.split("_")[2].replace("lambda", "latest"), track_order=True) as f:
+        f.attrs["keras_version"] = "2.13.1"
+        f.attrs["model_config"] = '{"class_name": "Lambda", "config": {}}' if "lambda" in name else '{"class_name": "Sequential", "config": {"layers": []}}'
+        f.create_dataset("w", data=np.zeros(100, dtype="float32"))
+        f.attrs["training_config"] = np.bytes_(b'{"loss": "mse"}')
 with h5py.File("userblock.h5", "w", userblock_size=512) as f:
     f.create_dataset("w", data=np.zeros(10, dtype="float32"))
 with open("userblock_script.h5", "wb") as u:

@@ -91,6 +91,7 @@ func TestHDF5Refused(t *testing.T) {
 		{"keras_lambdavlen_latest.h5", "root attribute model_config: Lambda layer"},
 		{"keras_lambdatrain_earliest.h5", "root attribute training_config: Lambda layer"},
 		{"keras_lambdatrain_latest.h5", "root attribute training_config: Lambda layer"},
+		{"track_order_lambda.h5", "root attribute model_config: Lambda layer"},
 		{"many_latest.h5", "dense storage"},
 		{"userblock.h5", "512-byte userblock"},
 		{"userblock_script.h5", "shebang script"},
@@ -198,6 +199,27 @@ func TestHDF5InKerasArchive(t *testing.T) {
 		err = feed(in, data, nil)
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("%s: %v, want %q", name, err, want)
+		}
+	}
+}
+
+// HDF5 in a weights layer is read; in a dataset layer it is data (served
+// as unrecognised binary was before HDF5 was read), even a file the
+// reader would refuse.
+func TestHDF5LayerKinds(t *testing.T) {
+	files := modelcorpus.H5Py(t, modelcorpus.WeightsH5Script)
+	dense := files["many_latest.h5"]
+	for mt, want := range map[string]string{
+		"application/vnd.cncf.model.weight.v1.raw":  "dense storage",
+		"application/vnd.cncf.model.dataset.v1.raw": "",
+	} {
+		in, err := content.NewInspector(content.Options{}, mt, "data.h5", int64(len(dense)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = feed(in, dense, nil)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", mt, err, want)
 		}
 	}
 }
