@@ -821,6 +821,9 @@ func (h *HDF5Inspector) resolve(final bool) error {
 			h.values[r.name] = bytes.Clone(v)
 			continue
 		case c == nil && (r.coll+4 <= h.pos || final):
+			if len(h.cands) >= hdf5MaxCandidates {
+				return h.fail(r.coll, "%s: global heap collection at %d was not retained: more than %d collection signatures before it", where, r.coll, hdf5MaxCandidates)
+			}
 			return h.fail(r.coll, "%s: no global heap collection at address %d", where, r.coll)
 		case final:
 			return h.fail(r.coll, "%s: global heap collection at %d ends beyond the file", where, r.coll)
