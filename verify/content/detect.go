@@ -61,6 +61,9 @@ func Sniff(h []byte, size int64) string {
 	if bytes.HasPrefix(h, magicNPY) {
 		return FormatNPY
 	}
+	if bytes.HasPrefix(h, magicHDF5) {
+		return FormatHDF5
+	}
 	if a := sniffArchive(h); a != "" {
 		return a
 	}
@@ -94,6 +97,9 @@ func Sniff(h []byte, size int64) string {
 	}
 	if isText(h) {
 		return FormatText
+	}
+	if hdf5Userblock(h) > 0 {
+		return FormatHDF5 // refused by the validator: a userblock hides bytes
 	}
 	return FormatBinary
 }
@@ -235,6 +241,8 @@ func describe(format string) string {
 		return "an executable"
 	case FormatONNX:
 		return "an ONNX model"
+	case FormatHDF5:
+		return "an HDF5 file"
 	}
 	return "unrecognised binary data"
 }
@@ -453,6 +461,12 @@ func (a *autoInspector) decide() error {
 		f = FormatBinary
 		a.format = f
 	}
+	if f == FormatHDF5 && (a.opts.binaryByNature || binaryByNature(kind, a.mediaType)) {
+		// HDF5 datasets (and tensor or code layers) are data, served as
+		// unrecognised binary was before HDF5 was read.
+		f = FormatBinary
+		a.format = f
+	}
 	if f == FormatExecutable {
 		if fe := a.checkExecutable(h, kind); fe != nil {
 			return fe
@@ -516,6 +530,8 @@ func (a *autoInspector) decide() error {
 		a.inner = NewNPYInspector(a.opts, a.size)
 	case judged == FormatONNX:
 		a.inner = NewONNXInspector(a.opts, a.size)
+	case f == FormatHDF5:
+		a.inner = NewHDF5Inspector(a.opts, a.size)
 	case isJoblibName(a.title):
 		// joblib.dump files: a pickle with raw array blocks, possibly
 		// compressed as a whole; bytes cannot tell them from a pickle.

@@ -79,6 +79,11 @@
 //   - NumPy .npy: after the header for plain arrays; an object array (a
 //     pickle after the header) only after the pickle was walked.
 //   - legacy torch: after the five pickles, before the raw storages.
+//   - HDF5: once the root group's object header (every continuation
+//     chunk) and the global heap strings its model_config and
+//     training_config attributes use were read and checked: right after
+//     the header for h5py's usual layout, at the end when a continuation
+//     chunk lies there.
 //   - PyTorch zip checkpoints: once data.pkl, their first member and only
 //     pickle, was walked and passed (the storages that follow are raw
 //     tensor bytes; a later finding aborts the stream with the end records

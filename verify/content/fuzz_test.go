@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/pullgate/pullgate/test/modelcorpus"
@@ -44,6 +45,14 @@ func fuzzChunking(t *testing.T, mk func(size int64) content.Inspector, data []by
 	if got := verdict(t, mk, data, c); got != whole {
 		t.Fatalf("chunk size %d changed the verdict:\n whole: %q\nchunks: %q", c, whole, got)
 	}
+}
+
+func mustRead(f *testing.F, name string) []byte {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
 }
 
 var scanOpts = content.Options{Pickle: content.PickleOptions{Mode: content.PickleScan}}
@@ -159,6 +168,7 @@ func FuzzInspector(f *testing.F) {
 	f.Add([]byte(shebang), uint8(3), uint8(0))
 	f.Add(apeHeader("MZqFpD='"), uint8(5), uint8(3))
 	f.Add(modelcorpus.ONNX(modelcorpus.BenignONNX(64)), uint8(9), uint8(1))
+	f.Add(mustRead(f, "testdata/hdf5/keras_latest.h5"), uint8(11), uint8(0))
 	mts := []string{"", "application/vnd.ollama.image.model", "application/vnd.cncf.model.weight.config.v1.raw", "application/vnd.oci.image.layer.v1.tar", "application/vnd.ollama.image.template", "application/vnd.oci.image.layer.v1.tar+gzip"}
 	f.Fuzz(func(t *testing.T, data []byte, chunk, mt uint8) {
 		m := mts[int(mt)%len(mts)]

@@ -37,7 +37,7 @@ const (
 // content.formats.allow) may list: every format the validators recognise.
 var KnownFormats = []string{FormatSafetensors, FormatGGUF, FormatPickle, FormatLegacyTorch, FormatZip, FormatNPY, FormatJoblib,
 	FormatTar, FormatGzip, FormatZstd, FormatXz, FormatBzip2, Format7z, FormatRar,
-	FormatJSON, FormatYAML, FormatText, FormatTemplate, FormatImage, FormatSentencePiece, FormatONNX}
+	FormatJSON, FormatYAML, FormatText, FormatTemplate, FormatImage, FormatSentencePiece, FormatONNX, FormatHDF5}
 
 // PickleMode says what happens to pickle-bearing content (raw pickles, legacy
 // torch files, PyTorch zip checkpoints).
