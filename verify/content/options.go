@@ -37,7 +37,8 @@ const (
 // content.formats.allow) may list: every format the validators recognise.
 var KnownFormats = []string{FormatSafetensors, FormatGGUF, FormatPickle, FormatLegacyTorch, FormatZip, FormatNPY, FormatJoblib,
 	FormatTar, FormatGzip, FormatZstd, FormatXz, FormatBzip2, Format7z, FormatRar,
-	FormatJSON, FormatYAML, FormatText, FormatTemplate, FormatImage, FormatSentencePiece, FormatONNX}
+	FormatJSON, FormatYAML, FormatText, FormatTemplate, FormatImage, FormatSentencePiece, FormatONNX,
+	FormatTensorFlow, FormatTFLite}
 
 // PickleMode says what happens to pickle-bearing content (raw pickles, legacy
 // torch files, PyTorch zip checkpoints).
@@ -118,6 +119,8 @@ type Options struct {
 	Pickle      PickleOptions
 	Zip         ZipOptions
 	ONNX        ONNXOptions
+	TensorFlow  TensorFlowOptions
+	TFLite      TFLiteOptions
 	// AllowArchives accepts 7z/rar/tar/gzip/zstd/xz/bzip2 bytes in layers whose
 	// media type declares a raw model file, and nested archives inside zips.
 	// Their contents are not inspected.

@@ -55,7 +55,7 @@ type protoFrame struct {
 	kind         protoKind
 	start, end   int64 // absolute offsets of the message's bytes
 	key, value   string
-	aux          string
+	aux, aux2    string
 	hasKey       bool
 	pending      string
 	pendingAt    int64
