@@ -32,6 +32,10 @@ const tfliteCustom = 32
 const (
 	tflModelVersion       = 0 // version: uint
 	tflModelOperatorCodes = 1 // operator_codes: [OperatorCode]
+	tflModelBuffers       = 4 // buffers: [Buffer]
+	tflBufferData         = 0 // data: [ubyte]
+	tflBufferOffset       = 1 // offset: ulong (data after the flatbuffer)
+	tflBufferSize         = 2 // size: ulong
 	tflOpDeprecatedCode   = 0 // deprecated_builtin_code: byte
 	tflOpCustomCode       = 1 // custom_code: string
 	tflOpBuiltinCode      = 3 // builtin_code: BuiltinOperator (int)
@@ -44,17 +48,20 @@ const (
 // structure the check needs (the Model table, operator_codes, each
 // OperatorCode and its custom_code) is a pending read, done when the
 // stream reaches it; a vtable may lie at most tfliteMaxBackward bytes
-// before its table, and the last tfliteWindow bytes are kept for it.
-// Memory: the window, plus at most tfliteMaxPending pending reads of at
-// most tfliteMaxTable bytes each, under 24 MiB whatever the file size;
-// tensor data (buffers, inline or appended after the flatbuffer) is never
-// held.
+// before its table, and the last tfliteWindow bytes are kept for it and
+// for the strings and vectors of a table whose (shared) vtable comes
+// after it.
+// Each Buffer's data (inline vector or offset/size past the flatbuffer)
+// must lie inside the file. Memory: the window, plus at most
+// tfliteMaxPending pending reads of at most tfliteMaxTable bytes each,
+// under 32 MiB whatever the file size; tensor data is never held.
 const (
 	tfliteMaxBackward = 64 << 10
-	tfliteWindow      = 2 * tfliteMaxBackward
-	tfliteMaxTable    = 256
-	tfliteMaxPending  = 1 << 16
+	tfliteWindow      = 1 << 20
+	tfliteMaxTable    = 128
+	tfliteMaxPending  = 1 << 17
 	tfliteMaxOpcodes  = 1 << 14
+	tfliteMaxBuffers  = 1 << 16
 	tfliteMaxName     = 4096
 	tfliteMaxReads    = 1 << 20
 )
@@ -75,6 +82,7 @@ type TFLiteInspector struct {
 	cur      []byte // the chunk being written: bytes [curStart, pos)
 	curStart int64
 	pending  tflReqs
+	horizon  int64 // end offset of the read being handled
 	reads    int
 	seq      int
 	best     *Finding // the finding at the lowest offset so far
@@ -134,8 +142,15 @@ func (t *TFLiteInspector) fatal(off int64, reason string, args ...any) error {
 }
 
 // need schedules fn on bytes [off, off+n), bounds-checked against the
-// blob; it runs at once when they were already seen.
-func (t *TFLiteInspector) need(off, n int64, fn func(b []byte)) {
+// blob. Reads complete in the order of their end offset, whatever the
+// chunking: one that ends at or before the read being handled (horizon)
+// runs at once if it starts at most tfliteWindow bytes before the
+// horizon, and is refused otherwise; a later one waits. optional reads
+// (bounds checks of tensor data) are skipped rather than refused when
+// they are out of reach.
+func (t *TFLiteInspector) need(off, n int64, fn func(b []byte)) { t.read(off, n, fn, false) }
+
+func (t *TFLiteInspector) read(off, n int64, fn func(b []byte), optional bool) {
 	if t.err != nil {
 		return
 	}
@@ -148,10 +163,16 @@ func (t *TFLiteInspector) need(off, n int64, fn func(b []byte)) {
 		t.fatal(-1, "more than %d flatbuffer reads (shared or cyclic structures)", tfliteMaxReads)
 		return
 	}
-	if off+n <= t.pos {
+	if off+n <= t.horizon {
+		if off < t.horizon-tfliteWindow {
+			if !optional {
+				t.finding(off, "structure at offset %d lies more than %d bytes before the structure that refers to it (through a vtable placed after its table); the gate reads TFLite files as they stream and cannot check it", off, tfliteWindow)
+			}
+			return
+		}
 		b, ok := t.bytes(off, n)
 		if !ok {
-			t.finding(off, "structure at offset %d precedes the bytes the reader keeps (a vtable more than %d bytes before its table)", off, tfliteMaxBackward)
+			t.fatal(off, "internal error: bytes at offset %d were not kept", off)
 			return
 		}
 		fn(b)
@@ -191,10 +212,14 @@ func (t *TFLiteInspector) Write(p []byte) (int, error) {
 	t.pos += int64(len(p))
 	for len(t.pending) > 0 && t.pending[0].off+t.pending[0].n <= t.pos && t.err == nil {
 		r := heap.Pop(&t.pending).(tflReq)
+		t.horizon = r.off + r.n
+		if r.off < t.horizon-tfliteWindow {
+			t.finding(r.off, "structure of %d bytes at offset %d is larger than the reader's window", r.n, r.off)
+			continue
+		}
 		b, ok := t.bytes(r.off, r.n)
 		if !ok {
-			t.finding(r.off, "structure at offset %d precedes the bytes the reader keeps (a vtable more than %d bytes before its table)", r.off, tfliteMaxBackward)
-			continue
+			return 0, t.fatal(r.off, "internal error: bytes at offset %d were not kept", r.off)
 		}
 		r.fn(b)
 	}
@@ -252,7 +277,7 @@ func (t *TFLiteInspector) header(b []byte) {
 		t.finding(4, "file identifier %q is not TFL3 (not a TFLite model)", b[4:8])
 		return
 	}
-	t.table(0, int64(le32(b)), 2, t.model)
+	t.table(0, int64(le32(b)), 5, t.model)
 }
 
 // tflTable is a table's vtable slots and its first bytes.
@@ -365,6 +390,19 @@ func (t *TFLiteInspector) model(tb *tflTable) {
 		t.finding(tb.off, "schema version %d is not 3 (not a TFLite model this gate understands)", v)
 		return
 	}
+	if bufs, ok := t.ref(tb, tflModelBuffers); ok && bufs != 0 {
+		t.vector(bufs, 4, tfliteMaxBuffers, "buffers", func(start, n int64, e []byte) {
+			for i := range n {
+				loc := start + 4*i
+				u := int64(le32(e[4*i:]))
+				if u == 0 {
+					t.finding(loc, "buffers[%d] offset points to itself", i)
+					continue
+				}
+				t.table(loc, loc+u, 3, func(b *tflTable) { t.buffer(i, b) })
+			}
+		})
+	}
 	codes, ok := t.ref(tb, tflModelOperatorCodes)
 	if !ok || codes == 0 {
 		return
@@ -380,6 +418,41 @@ func (t *TFLiteInspector) model(tb *tflTable) {
 			t.table(loc, loc+u, 4, func(op *tflTable) { t.opcode(i, op) })
 		}
 	})
+}
+
+// buffer checks that a Buffer's data lies inside the file.
+func (t *TFLiteInspector) buffer(i int64, tb *tflTable) {
+	data, ok := t.ref(tb, tflBufferData)
+	if !ok {
+		return
+	}
+	var off, size uint64
+	for _, f := range []struct {
+		slot int
+		v    *uint64
+	}{{tflBufferOffset, &off}, {tflBufferSize, &size}} {
+		fo, ok := t.field(tb, f.slot, 8)
+		if !ok {
+			return
+		}
+		if fo != 0 {
+			*f.v = binary.LittleEndian.Uint64(tb.data[fo:])
+		}
+	}
+	switch {
+	case data != 0 && (off != 0 || size != 0):
+		t.finding(tb.off, "buffers[%d] has both inline data and an offset", i)
+	case data != 0:
+		t.read(data, 4, func(b []byte) {
+			if n := int64(le32(b)); t.size >= 0 && data+4+n > t.size {
+				t.finding(data, "buffers[%d]: %d bytes of data at offset %d run past the end of the file", i, n, data+4)
+			}
+		}, true)
+	case off > 1 || size > 0:
+		if off > 1<<62 || size > 1<<62 || t.size >= 0 && off+size > uint64(t.size) {
+			t.finding(tb.off, "buffers[%d]: %d bytes at offset %d lie outside the %d-byte file", i, size, off, t.size)
+		}
+	}
 }
 
 // opcode checks one OperatorCode.
