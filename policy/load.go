@@ -788,8 +788,22 @@ func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...str
 	return ""
 }
 
+// opNames reads a list of op names: non-empty, printable, no spaces.
+func (l *loader) opNames(f field, what, fix string) []string {
+	names, nodes, _ := l.strList(f, what, fix)
+	var out []string
+	for j, n := range names {
+		if n == "" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			l.errAt(nodes[j], fix, "%s: %q is not an op name", what, n)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "tensorflow", "tflite", "allow", "unknown", "torchscript")
 	if !ok {
 		return
 	}
@@ -844,6 +858,33 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 			}
 		}
 		out.ONNX = o
+	}
+	if tf, ok := fs["tensorflow"]; ok {
+		o := &TensorFlowFormat{}
+		if !isNull(tf.val) {
+			if m, ok := l.mapping(tf.val, what+".tensorflow", "allowOps", "denyOps"); ok {
+				if v, ok := m["allowOps"]; ok {
+					o.AllowOps = l.opNames(v, what+".tensorflow.allowOps", "list TensorFlow op names, e.g. [InitializeTableFromTextFileV2]")
+				}
+				if v, ok := m["denyOps"]; ok {
+					o.DenyOps = l.opNames(v, what+".tensorflow.denyOps", "list TensorFlow op names, e.g. [SaveV2]")
+				}
+			}
+		}
+		out.TensorFlow = o
+	}
+	if tl, ok := fs["tflite"]; ok {
+		o := &TFLiteFormat{}
+		if !isNull(tl.val) {
+			if m, ok := l.mapping(tl.val, what+".tflite", "customOps", "flex"); ok {
+				if v, ok := m["customOps"]; ok {
+					o.CustomOps = l.opNames(v, what+".tflite.customOps", "list custom op names (OperatorCode.custom_code), e.g. [TFLite_Detection_PostProcess]")
+				}
+				o.Flex = l.oneOf(m, "flex", what+".tflite",
+					"write flex: refuse (default) or flex: allow (admits Flex ops, TensorFlow kernels; their op is still checked against the tensorflow denylist)", "refuse", "allow")
+			}
+		}
+		out.TFLite = o
 	}
 	if sf, ok := fs["safetensors"]; ok {
 		st := &SafetensorsFormat{}
