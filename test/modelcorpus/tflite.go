@@ -27,7 +27,7 @@ type TFLiteOp struct {
 	Custom  string
 	Weights []byte
 	// Deprecated writes the code only in deprecated_builtin_code (as
-	// converters before TF 2.5 did) when it fits.
+	// converters before TF 2.5 did) and builtin_code as an explicit 0.
 	Deprecated bool
 }
 
@@ -81,6 +81,11 @@ func TFLite(m TFLiteModel) []byte {
 			b.PrependInt32Slot(2, 1, 1)
 			if !op.Deprecated || op.Builtin >= 127 {
 				b.PrependInt32Slot(3, op.Builtin, 0)
+			} else {
+				// builtin_code written explicitly as 0 (ADD): TFLite takes
+				// the larger of the two codes.
+				b.PrependInt32(0)
+				b.Slot(3)
 			}
 			codes = append(codes, b.EndObject())
 			idx = len(codes) - 1
