@@ -650,9 +650,15 @@ func (o *opaqueInspector) Write(p []byte) (int, error) {
 		}
 	}
 	if o.watchTail {
-		o.tail = append(o.tail, p...)
-		if len(o.tail) > 2*maxEOCDTail {
-			o.tail = append(o.tail[:0:0], o.tail[len(o.tail)-maxEOCDTail:]...)
+		if len(p) >= maxEOCDTail {
+			// only the last maxEOCDTail bytes matter: reuse the buffer
+			o.tail = append(o.tail[:0], p[len(p)-maxEOCDTail:]...)
+		} else {
+			o.tail = append(o.tail, p...)
+			if len(o.tail) > 2*maxEOCDTail {
+				n := copy(o.tail, o.tail[len(o.tail)-maxEOCDTail:])
+				o.tail = o.tail[:n]
+			}
 		}
 	}
 	return len(p), nil

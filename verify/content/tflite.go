@@ -208,6 +208,11 @@ func (t *TFLiteInspector) Write(p []byte) (int, error) {
 	if t.size >= 0 && t.pos+int64(len(p)) > t.size {
 		return 0, t.fatal(t.size, "more bytes than the declared size %d", t.size)
 	}
+	if t.done {
+		// every structure was read: the rest is tensor data, counted
+		t.pos += int64(len(p))
+		return len(p), nil
+	}
 	t.cur, t.curStart = p, t.pos
 	t.pos += int64(len(p))
 	for len(t.pending) > 0 && t.pending[0].off+t.pending[0].n <= t.pos && t.err == nil {
@@ -237,12 +242,13 @@ func (t *TFLiteInspector) Write(p []byte) (int, error) {
 	}
 	t.winStart = t.pos - int64(len(t.win))
 	t.cur, t.curStart = nil, t.pos
-	if len(t.pending) == 0 && !t.done {
+	if len(t.pending) == 0 {
 		if t.best != nil {
 			t.err = t.best
 			return 0, t.err
 		}
 		t.done = true
+		t.win = nil
 	}
 	return len(p), nil
 }
