@@ -190,19 +190,20 @@ func boolInt(b bool) int {
 }
 
 func int32Vector(b *flatbuffers.Builder, v []int32) flatbuffers.UOffsetT {
-	b.StartVector(4, len(v), 4)
-	for i := len(v) - 1; i >= 0; i-- {
-		b.PrependInt32(v[i])
-	}
-	return b.EndVector(len(v))
+	return vector(b, len(v), func(i int) { b.PrependInt32(v[i]) })
 }
 
 func offsetVector(b *flatbuffers.Builder, v []flatbuffers.UOffsetT) flatbuffers.UOffsetT {
-	b.StartVector(4, len(v), 4)
-	for i := len(v) - 1; i >= 0; i-- {
-		b.PrependUOffsetT(v[i])
+	return vector(b, len(v), func(i int) { b.PrependUOffsetT(v[i]) })
+}
+
+// vector writes a vector of n 4-byte elements, last first.
+func vector(b *flatbuffers.Builder, n int, prepend func(i int)) flatbuffers.UOffsetT {
+	b.StartVector(4, n, 4)
+	for i := n - 1; i >= 0; i-- {
+		prepend(i)
 	}
-	return b.EndVector(len(v))
+	return b.EndVector(n)
 }
 
 // BenignTFLite is a small convolutional model: CONV_2D (3), DEPTHWISE_CONV_2D

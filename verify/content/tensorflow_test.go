@@ -57,27 +57,10 @@ func TestTensorFlowBenign(t *testing.T) {
 }
 
 // TestTensorFlowStreamingMemory proves Const tensor contents are skipped,
-// not held.
+// not held, and TFLite tensor data too.
 func TestTensorFlowStreamingMemory(t *testing.T) {
-	m := modelcorpus.TFGraphDef(modelcorpus.BenignFrozenGraph(8 << 20))
-	var in *content.TensorFlowInspector
-	allocs := testing.AllocsPerRun(1, func() {
-		in = content.NewTensorFlowInspector(content.Options{}, "frozen.pb", int64(len(m)))
-		for off := 0; off < len(m); off += 64 << 10 {
-			if _, err := in.Write(m[off:min(off+64<<10, len(m))]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := in.Close(); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs > 300 {
-		t.Fatalf("%v allocations for an 8 MiB graph: the walker holds data", allocs)
-	}
-	if !in.HeaderDone() {
-		t.Fatal("HeaderDone false after a successful Close")
-	}
+	assertStreams(t, tfInspector(content.Options{}, "frozen.pb"), modelcorpus.TFGraphDef(modelcorpus.BenignFrozenGraph(8<<20)), 300)
+	assertStreams(t, tfliteInspector(content.Options{}), modelcorpus.TFLite(modelcorpus.BenignTFLite(2<<20)), 600)
 }
 
 func withNode(g modelcorpus.TFGraph, n modelcorpus.TFNode) modelcorpus.TFGraph {
@@ -318,6 +301,56 @@ func benchSynthetic(b *testing.B, mk func(int64) content.Inspector, head []byte,
 		}
 		if len(tail) > 0 {
 			if _, err := in.Write(tail); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := in.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// keras_metadata.pb (Keras's SavedMetadata in a TF-Keras SavedModel)
+// carries each layer's config as JSON: a Lambda layer in it is refused by
+// the Keras config check, a plain Dense layer passes.
+func TestKerasMetadataPB(t *testing.T) {
+	meta := func(json string) []byte {
+		obj := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1) // node_id
+		obj = append(obj, pbStr(2, "root.layer-1")...)                                      // node_path
+		obj = append(obj, pbStr(3, "_tf_keras_layer")...)                                   // identifier
+		obj = append(obj, pbStr(4, json)...)                                                // metadata
+		return pbStr(1, string(obj))                                                        // nodes
+	}
+	dense := meta(`{"name": "dense", "trainable": true, "class_name": "Dense", "config": {"units": 4}}`)
+	if got := verdict(t, tfInspector(content.Options{}, "keras_metadata.pb"), dense, 5); got != "" {
+		t.Fatalf("Dense layer refused: %s", got)
+	}
+	lambda := meta(`{"name": "l", "class_name": "Lambda", "config": {"function": ["4wEAAAAAAAAA", null, null]}}`)
+	if got := verdict(t, tfInspector(content.Options{}, "keras_metadata.pb"), lambda, 5); !strings.Contains(got, "Lambda layer") {
+		t.Fatalf("Lambda layer: got %q", got)
+	}
+	tb := modelcorpus.Tar(append(modelcorpus.SavedModelDir("m/", modelcorpus.TFSavedModel(modelcorpus.BenignSavedModel()), 64),
+		modelcorpus.TarEntry{Name: "m/keras_metadata.pb", Data: lambda}), nil)
+	if _, fs := inspectAs(t, content.Options{}, tb, "application/vnd.kitops.modelkit.model.v1.tar", ""); len(fs) != 1 || !strings.Contains(fs[0].Reason, "Lambda layer") {
+		t.Fatalf("SavedModel tar with a Lambda in keras_metadata.pb: %v", fs)
+	}
+}
+
+// BenchmarkTensorFlowNodes measures the walker on graph structure rather
+// than skipped constants: a 64 MiB GraphDef of small nodes, each with a
+// function attribute.
+func BenchmarkTensorFlowNodes(b *testing.B) {
+	node := pbStr(1, string(modelcorpus.TFNodeDef(modelcorpus.TFNode{Name: "model/dense_1/MatMul", Op: "StatefulPartitionedCall", Inputs: []string{"x", "w"},
+		Attrs: []modelcorpus.TFAttr{{Key: "f", Func: &modelcorpus.TFFunc{Name: "__inference_call_42"}}, {Key: "T", Type: 1}}})))
+	var g []byte
+	for len(g) < 64<<20 {
+		g = append(g, node...)
+	}
+	b.SetBytes(int64(len(g)))
+	for b.Loop() {
+		in := content.NewTensorFlowInspector(content.Options{}, "frozen.pb", int64(len(g)))
+		for off := 0; off < len(g); off += 1 << 20 {
+			if _, err := in.Write(g[off:min(off+1<<20, len(g))]); err != nil {
 				b.Fatal(err)
 			}
 		}

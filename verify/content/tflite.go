@@ -397,31 +397,24 @@ func (t *TFLiteInspector) model(tb *tflTable) {
 		return
 	}
 	if bufs, ok := t.ref(tb, tflModelBuffers); ok && bufs != 0 {
-		t.vector(bufs, 4, tfliteMaxBuffers, "buffers", func(start, n int64, e []byte) {
-			for i := range n {
-				loc := start + 4*i
-				u := int64(le32(e[4*i:]))
-				if u == 0 {
-					t.finding(loc, "buffers[%d] offset points to itself", i)
-					continue
-				}
-				t.table(loc, loc+u, 3, func(b *tflTable) { t.buffer(i, b) })
-			}
-		})
+		t.tables(bufs, tfliteMaxBuffers, "buffers", 3, t.buffer)
 	}
-	codes, ok := t.ref(tb, tflModelOperatorCodes)
-	if !ok || codes == 0 {
-		return
+	if codes, ok := t.ref(tb, tflModelOperatorCodes); ok && codes != 0 {
+		t.tables(codes, tfliteMaxOpcodes, "operator_codes", 4, t.opcode)
 	}
-	t.vector(codes, 4, tfliteMaxOpcodes, "operator_codes", func(start, n int64, e []byte) {
+}
+
+// tables reads a vector of tables (at most max) and calls fn on each.
+func (t *TFLiteInspector) tables(vec, max int64, what string, nslots int, fn func(int64, *tflTable)) {
+	t.vector(vec, 4, max, what, func(start, n int64, e []byte) {
 		for i := range n {
 			loc := start + 4*i
 			u := int64(le32(e[4*i:]))
 			if u == 0 {
-				t.finding(loc, "operator_codes[%d] offset points to itself", i)
+				t.finding(loc, "%s[%d] offset points to itself", what, i)
 				continue
 			}
-			t.table(loc, loc+u, 4, func(op *tflTable) { t.opcode(i, op) })
+			t.table(loc, loc+u, nslots, func(tb *tflTable) { fn(i, tb) })
 		}
 	})
 }
