@@ -26,7 +26,11 @@
 //   - NewSafetensorsInspector, NewGGUFInspector, NewPickleInspector,
 //     NewLegacyTorchInspector, NewZipInspector, NewNPYInspector,
 //     NewJoblibInspector, NewTarInspector and NewGzipTarInspector are the
-//     format validators themselves, for callers that already know the format.
+//     format validators themselves, for callers that already know the format
+//     (also NewONNXInspector, NewTensorFlowInspector, NewTFLiteInspector).
+//   - Protobuf formats (ONNX, TensorFlow graphs) share one streaming walker
+//     (protowalk.go): a schema of the messages to descend into and the
+//     strings to read, everything else skipped byte-counted.
 //   - Chat templates (template files, template keys of JSON and YAML
 //     configs, GGUF tokenizer.chat_template*) are parsed and checked by
 //     verify/chattemplate (templates.go).
@@ -66,10 +70,13 @@
 //   - NumPy .npy: after the header for plain arrays; an object array (a
 //     pickle after the header) only after the pickle was walked.
 //   - legacy torch: after the five pickles, before the raw storages.
+//   - TFLite: once every operator code and buffer table was read (tensor
+//     data that follows streams).
 //   - PyTorch zip checkpoints: once data.pkl, their first member and only
 //     pickle, was walked and passed (the storages that follow are raw
 //     tensor bytes; a later finding aborts the stream with the end records
 //     in the held-back tail).
+//   - ONNX and TensorFlow graphs (*.pb): only after Close.
 //   - raw pickle, joblib, other zips (incl. .npz), tar and
 //     tar+gzip layers, JSON and YAML configs, SentencePiece models, chat
 //     templates and any text up to MaxConfigBytes (it may carry a

@@ -175,6 +175,25 @@ func TestSavedModelTarAttacks(t *testing.T) {
 	}
 }
 
+// The same SavedModel directory shipped as a zip layer: every member is
+// checked by its name, saved_model.pb walked.
+func TestSavedModelZip(t *testing.T) {
+	zipOf := func(sm []byte) []byte {
+		var es []modelcorpus.ZipEntry
+		for _, e := range modelcorpus.SavedModelDir("m/", sm, 4096) {
+			es = append(es, modelcorpus.ZipEntry{Name: e.Name, Data: e.Data, Deflate: e.Name == "m/saved_model.pb"})
+		}
+		return modelcorpus.Zip(modelcorpus.ZipSpec{Entries: es})
+	}
+	if f, fs := inspectAs(t, content.Options{}, zipOf(modelcorpus.TFSavedModel(modelcorpus.BenignSavedModel())), mtWeight, "saved_model.zip"); f != content.FormatZip || len(fs) > 0 {
+		t.Fatalf("benign SavedModel zip: format %q findings %v", f, fs)
+	}
+	evil := modelcorpus.TFSavedModel(withNode(modelcorpus.BenignSavedModel(), modelcorpus.TFNode{Name: "py", Op: "EagerPyFunc"}))
+	if _, fs := inspectAs(t, content.Options{}, zipOf(evil), mtWeight, "saved_model.zip"); len(fs) != 1 || !strings.Contains(fs[0].Reason, `node "py" runs op EagerPyFunc`) {
+		t.Fatalf("malicious SavedModel zip: %v", fs)
+	}
+}
+
 func TestTensorFlowMalformed(t *testing.T) {
 	good := modelcorpus.TFSavedModel(modelcorpus.BenignSavedModel())
 	noOp := modelcorpus.TFGraphDef(modelcorpus.TFGraph{Nodes: []modelcorpus.TFNode{{Name: "x"}}})
