@@ -52,15 +52,14 @@ type protoSchema struct {
 // protoFrame is one open message. key, value, aux and pending are the
 // format's own per-message state (names, op types, a deferred reason).
 type protoFrame struct {
-	kind         protoKind
-	start, end   int64 // absolute offsets of the message's bytes
-	key, value   string
-	aux, aux2    string
-	hasKey       bool
-	pending      string
-	pendingAt    int64
-	count        int
-	truncatedAux bool
+	kind       protoKind
+	start, end int64 // absolute offsets of the message's bytes
+	key, value string
+	aux, aux2  string
+	hasKey     bool
+	pending    string
+	pendingAt  int64
+	count      int
 }
 
 // protoHooks are a format's callbacks.

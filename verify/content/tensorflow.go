@@ -150,13 +150,14 @@ const (
 // Bounds of the TensorFlow walker: names are at most tfMaxName bytes
 // (longer op, node, function or attribute names are refused), attribute
 // strings are read up to tfMaxName bytes (the rest skipped), a Keras
-// metadata JSON up to tfMaxKerasMeta (checked whole, then dropped). With
-// pbMaxDepth frames holding a few names each, memory stays below 20 MiB
-// whatever the file size; tensor constants (Const nodes' tensor_content,
-// frozen weights) are skipped, never held.
+// metadata JSON up to tfMaxKerasMeta (parsed and checked, then dropped:
+// about 10x its size while parsed). With pbMaxDepth frames holding a few
+// names each, memory stays below 48 MiB whatever the file size; tensor
+// constants (Const nodes' tensor_content, frozen weights) are skipped,
+// never held.
 const (
 	tfMaxName      = 4096
-	tfMaxKerasMeta = 16 << 20
+	tfMaxKerasMeta = 4 << 20
 )
 
 var tfSchema = &protoSchema{
@@ -240,7 +241,7 @@ func (t *TensorFlowInspector) Write(p []byte) (int, error) { return t.w.Write(p)
 
 func (t *TensorFlowInspector) varint(*protoFrame, protowire.Number, uint64) error { return nil }
 
-func (t *TensorFlowInspector) collected(top *protoFrame, num protowire.Number, s string, truncated bool) error {
+func (t *TensorFlowInspector) collected(top *protoFrame, num protowire.Number, s string, _ bool) error {
 	switch top.kind {
 	case tfNode:
 		if num == 1 {
@@ -251,7 +252,7 @@ func (t *TensorFlowInspector) collected(top *protoFrame, num protowire.Number, s
 	case tfOpDef, tfNameAttrList, tfAttrEntry:
 		top.key, top.hasKey = s, true
 	case tfAttr:
-		top.value, top.truncatedAux = s, truncated
+		top.value = s // a prefix: enough to tell a file from a stream
 	case tfGradient:
 		if why, denied := t.denied(s); denied {
 			return t.w.fail(top.start, "a gradient function of the graph's library names op %s (%s); content.formats.tensorflow.allowOps admits it", s, why)
@@ -315,7 +316,7 @@ func tfShort(s string) string {
 func (t *TensorFlowInspector) ended(f, parent *protoFrame) error {
 	switch f.kind {
 	case tfAttr:
-		parent.value, parent.truncatedAux = f.value, f.truncatedAux
+		parent.value = f.value
 	case tfAttrEntry:
 		if parent.kind == tfNode {
 			switch f.key {

@@ -219,10 +219,18 @@ func FuzzTensorFlow(f *testing.F) {
 	f.Add(modelcorpus.TFSavedModel(modelcorpus.BenignSavedModel()), uint8(5), true)
 	f.Add(modelcorpus.TFGraphDef(modelcorpus.BenignFrozenGraph(64)), uint8(3), false)
 	f.Add(modelcorpus.TFGraphDef(withNode(modelcorpus.BenignFrozenGraph(16), modelcorpus.TFNode{Name: "p", Op: "PrintV2", Attrs: []modelcorpus.TFAttr{strAttr("output_stream", "file:///x")}})), uint8(1), false)
+	f.Add(pbStr(1, string(pbStr(4, `{"class_name": "Dense"}`))), uint8(0x82), false)
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, saved bool) {
+		// the name decides the message: SavedModel, GraphDef, and (by
+		// the chunk's high bits) Keras metadata or a fingerprint
 		name := "frozen.pb"
-		if saved {
+		switch {
+		case saved:
 			name = "saved_model.pb"
+		case chunk&0x80 != 0:
+			name = "keras_metadata.pb"
+		case chunk&0x40 != 0:
+			name = "fingerprint.pb"
 		}
 		fuzzChunking(t, tfInspector(content.Options{}, name), data, chunk)
 	})
