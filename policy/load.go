@@ -788,6 +788,21 @@ func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...str
 	return ""
 }
 
+// formatSection reads formats.<name>, a mapping of the given keys (or
+// null: the validator's defaults). ok is false when the section is absent;
+// keys of a malformed section are reported and the map is empty.
+func (l *loader) formatSection(fs map[string]field, name, what string, keys ...string) (map[string]field, bool) {
+	f, ok := fs[name]
+	if !ok {
+		return nil, false
+	}
+	if isNull(f.val) {
+		return nil, true
+	}
+	m, _ := l.mapping(f.val, what+"."+name, keys...)
+	return m, true
+}
+
 // opNames reads a list of op names: non-empty, printable, no spaces.
 func (l *loader) opNames(f field, what, fix string) []string {
 	names, nodes, _ := l.strList(f, what, fix)
@@ -848,42 +863,30 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 		}
 		out.Zip = z
 	}
-	if of, ok := fs["onnx"]; ok {
+	if m, ok := l.formatSection(fs, "onnx", what, "domains"); ok {
 		o := &ONNXFormat{}
-		if !isNull(of.val) {
-			if m, ok := l.mapping(of.val, what+".onnx", "domains"); ok {
-				if v, ok := m["domains"]; ok {
-					o.Domains, _, _ = l.strList(v, what+".onnx.domains", "list operator domains, e.g. [com.microsoft]")
-				}
-			}
+		if v, ok := m["domains"]; ok {
+			o.Domains, _, _ = l.strList(v, what+".onnx.domains", "list operator domains, e.g. [com.microsoft]")
 		}
 		out.ONNX = o
 	}
-	if tf, ok := fs["tensorflow"]; ok {
+	if m, ok := l.formatSection(fs, "tensorflow", what, "allowOps", "denyOps"); ok {
 		o := &TensorFlowFormat{}
-		if !isNull(tf.val) {
-			if m, ok := l.mapping(tf.val, what+".tensorflow", "allowOps", "denyOps"); ok {
-				if v, ok := m["allowOps"]; ok {
-					o.AllowOps = l.opNames(v, what+".tensorflow.allowOps", "list TensorFlow op names, e.g. [InitializeTableFromTextFileV2]")
-				}
-				if v, ok := m["denyOps"]; ok {
-					o.DenyOps = l.opNames(v, what+".tensorflow.denyOps", "list TensorFlow op names, e.g. [SaveV2]")
-				}
-			}
+		if v, ok := m["allowOps"]; ok {
+			o.AllowOps = l.opNames(v, what+".tensorflow.allowOps", "list TensorFlow op names, e.g. [InitializeTableFromTextFileV2]")
+		}
+		if v, ok := m["denyOps"]; ok {
+			o.DenyOps = l.opNames(v, what+".tensorflow.denyOps", "list TensorFlow op names, e.g. [SaveV2]")
 		}
 		out.TensorFlow = o
 	}
-	if tl, ok := fs["tflite"]; ok {
+	if m, ok := l.formatSection(fs, "tflite", what, "customOps", "flex"); ok {
 		o := &TFLiteFormat{}
-		if !isNull(tl.val) {
-			if m, ok := l.mapping(tl.val, what+".tflite", "customOps", "flex"); ok {
-				if v, ok := m["customOps"]; ok {
-					o.CustomOps = l.opNames(v, what+".tflite.customOps", "list custom op names (OperatorCode.custom_code), e.g. [TFLite_Detection_PostProcess]")
-				}
-				o.Flex = l.oneOf(m, "flex", what+".tflite",
-					"write flex: refuse (default) or flex: allow (admits Flex ops, TensorFlow kernels; their op is still checked against the tensorflow denylist)", "refuse", "allow")
-			}
+		if v, ok := m["customOps"]; ok {
+			o.CustomOps = l.opNames(v, what+".tflite.customOps", "list custom op names (OperatorCode.custom_code), e.g. [TFLite_Detection_PostProcess]")
 		}
+		o.Flex = l.oneOf(m, "flex", what+".tflite",
+			"write flex: refuse (default) or flex: allow (admits Flex ops, TensorFlow kernels; their op is still checked against the tensorflow denylist)", "refuse", "allow")
 		out.TFLite = o
 	}
 	if sf, ok := fs["safetensors"]; ok {
