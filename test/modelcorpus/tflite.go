@@ -142,12 +142,7 @@ func TFLite(m TFLiteModel) []byte {
 	sout := int32Vector(b, []int32{int32(len(tensors) - 1)})
 	name := b.CreateString("main")
 	b.StartObject(5)
-	b.PrependUOffsetTSlot(0, tv, 0)
-	b.PrependUOffsetTSlot(1, sin, 0)
-	b.PrependUOffsetTSlot(2, sout, 0)
-	b.PrependUOffsetTSlot(3, ov, 0)
-	b.PrependUOffsetTSlot(4, name, 0)
-	sg := b.EndObject()
+	sg := offsetSlots(b, 0, tv, sin, sout, ov, name)
 	subgraphs := offsetVector(b, []flatbuffers.UOffsetT{sg})
 	opcodes := offsetVector(b, codes)
 	bufs := offsetVector(b, buffers)
@@ -158,11 +153,7 @@ func TFLite(m TFLiteModel) []byte {
 	}
 	b.StartObject(8)
 	b.PrependUint32Slot(0, version, 0)
-	b.PrependUOffsetTSlot(1, opcodes, 0)
-	b.PrependUOffsetTSlot(2, subgraphs, 0)
-	b.PrependUOffsetTSlot(3, desc, 0)
-	b.PrependUOffsetTSlot(4, bufs, 0)
-	model := b.EndObject()
+	model := offsetSlots(b, 1, opcodes, subgraphs, desc, bufs)
 	b.FinishWithFileIdentifier(model, []byte("TFL3"))
 	out := append([]byte(nil), b.FinishedBytes()...)
 	// Patch the external buffers' offset and size (absolute file offsets
@@ -195,6 +186,15 @@ func int32Vector(b *flatbuffers.Builder, v []int32) flatbuffers.UOffsetT {
 
 func offsetVector(b *flatbuffers.Builder, v []flatbuffers.UOffsetT) flatbuffers.UOffsetT {
 	return vector(b, len(v), func(i int) { b.PrependUOffsetT(v[i]) })
+}
+
+// offsetSlots fills slots first, first+1, ... of the table being built
+// with offsets and ends it.
+func offsetSlots(b *flatbuffers.Builder, first int, offs ...flatbuffers.UOffsetT) flatbuffers.UOffsetT {
+	for i, o := range offs {
+		b.PrependUOffsetTSlot(first+i, o, 0)
+	}
+	return b.EndObject()
 }
 
 // vector writes a vector of n 4-byte elements, last first.
