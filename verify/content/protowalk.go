@@ -114,6 +114,17 @@ func (w *protoWalker) Write(p []byte) (int, error) {
 		}
 		switch w.st {
 		case pbStTag, pbStLen, pbStVarint:
+			if w.vn == 0 {
+				// fast path: a whole varint inside this chunk and message
+				if v, m := protowire.ConsumeVarint(p); m > 0 && int64(m) <= top.end-w.off {
+					w.off += int64(m)
+					p = p[m:]
+					if err := w.varint(v); err != nil {
+						return 0, err
+					}
+					continue
+				}
+			}
 			w.vbuf[w.vn] = p[0]
 			w.vn++
 			w.off++
