@@ -54,7 +54,8 @@ const (
 // Each Buffer's data (inline vector or offset/size past the flatbuffer)
 // must lie inside the file. Memory: the window, plus at most
 // tfliteMaxPending pending reads of at most tfliteMaxTable bytes each,
-// under 32 MiB whatever the file size; tensor data is never held.
+// under 32 MiB, plus tfliteMaxSpec bytes read ahead for tables whose
+// vtable follows them, whatever the file size; tensor data is never held.
 const (
 	tfliteMaxBackward = 64 << 10
 	tfliteWindow      = 1 << 20
@@ -64,6 +65,7 @@ const (
 	tfliteMaxBuffers  = 1 << 16
 	tfliteMaxName     = 4096
 	tfliteMaxReads    = 1 << 20
+	tfliteMaxSpec     = 4 << 20
 )
 
 // TFLiteInspector validates a TFLite model as it streams: the file
@@ -74,27 +76,31 @@ const (
 // chunking. HeaderDone is true once every operator code was read (tensor
 // data that follows streams).
 type TFLiteInspector struct {
-	opts     Options
-	size     int64
-	pos      int64
-	win      []byte // bytes [winStart, curStart)
-	winStart int64
-	cur      []byte // the chunk being written: bytes [curStart, pos)
-	curStart int64
-	pending  tflReqs
-	horizon  int64 // end offset of the read being handled
-	reads    int
-	seq      int
-	best     *Finding // the finding at the lowest offset so far
-	done     bool
-	err      error
+	opts      Options
+	size      int64
+	pos       int64
+	win       []byte // bytes [winStart, curStart)
+	winStart  int64
+	cur       []byte // the chunk being written: bytes [curStart, pos)
+	curStart  int64
+	pending   tflReqs
+	specBytes int64 // bytes read speculatively (speculate)
+	horizon   int64 // end offset of the read being handled
+	// mandatory counts the pending reads the verdict waits for
+	mandatory int
+	reads     int
+	seq       int
+	best      *Finding // the finding at the lowest offset so far
+	done      bool
+	err       error
 }
 
 type tflReq struct {
-	off int64
-	n   int64
-	seq int
-	fn  func(b []byte)
+	off      int64
+	n        int64
+	seq      int
+	optional bool // a speculative or bounds-only read: the verdict does not wait for it
+	fn       func(b []byte)
 }
 
 type tflReqs []tflReq
@@ -183,7 +189,10 @@ func (t *TFLiteInspector) read(off, n int64, fn func(b []byte), optional bool) {
 		return
 	}
 	t.seq++
-	heap.Push(&t.pending, tflReq{off: off, n: n, seq: t.seq, fn: fn})
+	if !optional {
+		t.mandatory++
+	}
+	heap.Push(&t.pending, tflReq{off: off, n: n, seq: t.seq, optional: optional, fn: fn})
 }
 
 // bytes returns [off, off+n) from the kept window and the current chunk.
@@ -217,6 +226,9 @@ func (t *TFLiteInspector) Write(p []byte) (int, error) {
 	t.pos += int64(len(p))
 	for len(t.pending) > 0 && t.pending[0].off+t.pending[0].n <= t.pos && t.err == nil {
 		r := heap.Pop(&t.pending).(tflReq)
+		if !r.optional {
+			t.mandatory--
+		}
 		t.horizon = r.off + r.n
 		if r.off < t.horizon-tfliteWindow {
 			t.finding(r.off, "structure of %d bytes at offset %d is larger than the reader's window", r.n, r.off)
@@ -242,13 +254,14 @@ func (t *TFLiteInspector) Write(p []byte) (int, error) {
 	}
 	t.winStart = t.pos - int64(len(t.win))
 	t.cur, t.curStart = nil, t.pos
-	if len(t.pending) == 0 {
+	if t.mandatory == 0 {
+		// optional reads left pending only served tables already judged
 		if t.best != nil {
 			t.err = t.best
 			return 0, t.err
 		}
 		t.done = true
-		t.win = nil
+		t.win, t.pending = nil, nil
 	}
 	return len(p), nil
 }
@@ -260,10 +273,12 @@ func (t *TFLiteInspector) Close() error {
 	if t.size >= 0 && t.pos != t.size {
 		return t.fatal(t.pos, "truncated: %d of %d bytes", t.pos, t.size)
 	}
-	if len(t.pending) > 0 {
-		at := t.pending[0].off
+	if t.mandatory > 0 {
+		at := int64(-1)
 		for _, r := range t.pending {
-			at = min(at, r.off)
+			if !r.optional && (at < 0 || r.off < at) {
+				at = r.off
+			}
 		}
 		t.finding(at, "truncated: the file ends before the structure at offset %d", at)
 	}
@@ -291,6 +306,9 @@ type tflTable struct {
 	off  int64
 	vt   []byte // slots only (after the two header fields)
 	data []byte // table bytes from off, at most its declared size
+	// spec holds what a table whose vtable comes after it may point to,
+	// read speculatively as the stream passed (see speculate).
+	spec map[int64][]byte
 }
 
 // field returns the table-relative offset of slot i and checks that w
@@ -348,6 +366,10 @@ func (t *TFLiteInspector) table(ref, target int64, nslots int, fn func(*tflTable
 			t.finding(target, "table at offset %d: its vtable is %d bytes before it (limit %d)", target, soff, tfliteMaxBackward)
 			return
 		}
+		var spec map[int64][]byte
+		if vt > target {
+			spec = t.speculate(target, data)
+		}
 		t.need(vt, 4, func(h []byte) {
 			vtsize := int64(binary.LittleEndian.Uint16(h))
 			tblsize := int64(binary.LittleEndian.Uint16(h[2:]))
@@ -365,10 +387,60 @@ func (t *TFLiteInspector) table(ref, target int64, nslots int, fn func(*tflTable
 			}
 			slots := min(vtsize-4, int64(2*nslots))
 			t.need(vt+4, slots, func(s []byte) {
-				fn(&tflTable{off: target, vt: append([]byte(nil), s...), data: data[:tblsize]})
+				fn(&tflTable{off: target, vt: append([]byte(nil), s...), data: data[:tblsize], spec: spec})
 			})
 		})
 	})
+}
+
+// speculate handles a table whose vtable comes after it: deduplicating
+// builders point every table with the same fields at the vtable of the
+// first one built, which back-to-front building puts after megabytes of
+// tensor data, and the table's strings (written just before it, so just
+// after it in the file) have left the window when the vtable arrives.
+// Every aligned word of the table that could be an offset to a string is
+// followed now: the length word, and the string if at most tfliteMaxName
+// bytes. The lookups (lenAt, strAt) use them once the vtable says which
+// word was an offset. At most tfliteMaxSpec bytes in all are kept.
+func (t *TFLiteInspector) speculate(target int64, data []byte) map[int64][]byte {
+	spec := map[int64][]byte{}
+	for k := int64(4); k+4 <= int64(len(data)); k += 4 {
+		u := int64(le32(data[k:]))
+		s := target + k + u
+		if u == 0 || u > tfliteWindow || t.size >= 0 && s+4 > t.size || t.specBytes+4 > tfliteMaxSpec {
+			continue
+		}
+		t.specBytes += 4
+		t.read(s, 4, func(b []byte) {
+			spec[s] = append([]byte(nil), b...)
+			n := int64(le32(b))
+			if n > tfliteMaxName || t.size >= 0 && s+4+n+1 > t.size || t.specBytes+n+1 > tfliteMaxSpec {
+				return
+			}
+			t.specBytes += n + 1
+			t.read(s+4, n+1, func(b []byte) { spec[s] = append(spec[s], b...) }, true)
+		}, true)
+	}
+	return spec
+}
+
+// lenAt calls fn with the 4-byte length word at s.
+func (t *TFLiteInspector) lenAt(tb *tflTable, s int64, optional bool, fn func(n int64)) {
+	if b, ok := tb.spec[s]; ok {
+		fn(int64(le32(b)))
+		return
+	}
+	t.read(s, 4, func(b []byte) { fn(int64(le32(b))) }, optional)
+}
+
+// strAt calls fn with the n bytes and NUL of the string at s (length n
+// already read).
+func (t *TFLiteInspector) strAt(tb *tflTable, s, n int64, fn func(b []byte)) {
+	if b, ok := tb.spec[s]; ok && int64(len(b)) == 4+n+1 {
+		fn(b[4:])
+		return
+	}
+	t.need(s+4, n+1, fn)
 }
 
 // vector reads the length of the vector the uoffset at target starts.
@@ -442,11 +514,11 @@ func (t *TFLiteInspector) buffer(i int64, tb *tflTable) {
 	case data != 0 && (off != 0 || size != 0):
 		t.finding(tb.off, "buffers[%d] has both inline data and an offset", i)
 	case data != 0:
-		t.read(data, 4, func(b []byte) {
-			if n := int64(le32(b)); t.size >= 0 && data+4+n > t.size {
+		t.lenAt(tb, data, true, func(n int64) {
+			if t.size >= 0 && data+4+n > t.size {
 				t.finding(data, "buffers[%d]: %d bytes of data at offset %d run past the end of the file", i, n, data+4)
 			}
-		}, true)
+		})
 	case off > 1 || size > 0:
 		if off > 1<<62 || size > 1<<62 || t.size >= 0 && off+size > uint64(t.size) {
 			t.finding(tb.off, "buffers[%d]: %d bytes at offset %d lie outside the %d-byte file", i, size, off, t.size)
@@ -478,13 +550,12 @@ func (t *TFLiteInspector) opcode(i int64, tb *tflTable) {
 		t.finding(tb.off, "operator_codes[%d] is a custom op without a name", i)
 		return
 	}
-	t.need(s, 4, func(b []byte) {
-		n := int64(le32(b))
+	t.lenAt(tb, s, false, func(n int64) {
 		if n > tfliteMaxName {
 			t.finding(s, "operator_codes[%d]: custom op name of %d bytes (limit %d)", i, n, tfliteMaxName)
 			return
 		}
-		t.need(s+4, n+1, func(name []byte) {
+		t.strAt(tb, s, n, func(name []byte) {
 			if name[n] != 0 {
 				t.finding(s, "operator_codes[%d]: custom op name is not NUL-terminated", i)
 				return

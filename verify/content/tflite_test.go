@@ -91,6 +91,32 @@ func TestTFLiteOps(t *testing.T) {
 	}
 }
 
+// Several custom ops with the same fields share one vtable, which the
+// builder (deduplicating) places with the first one created: after
+// megabytes of weights, far past the later opcode tables and their names.
+// Allowed, they pass; the second, denied, is found.
+func TestTFLiteSharedVtableFarAhead(t *testing.T) {
+	w := make([]byte, 3<<20)
+	m := modelcorpus.TFLiteModel{Ops: []modelcorpus.TFLiteOp{
+		{Builtin: 32, Custom: "FlexAddV2", Weights: w},
+		{Builtin: 3, Weights: w},
+		{Builtin: 32, Custom: "FlexMatMul", Weights: w},
+		{Builtin: 32, Custom: "MyKernel", Weights: w},
+	}}
+	opts := content.Options{TFLite: content.TFLiteOptions{AllowFlex: true, CustomOps: []string{"MyKernel"}}}
+	b := modelcorpus.TFLite(m)
+	for _, chunk := range []int{len(b), 1 << 20, 4093} {
+		if got := verdict(t, tfliteInspector(opts), b, chunk); got != "" {
+			t.Fatalf("chunk %d: allowed ops refused: %s", chunk, got)
+		}
+	}
+	m.Ops[2].Custom = "FlexWriteFile"
+	b = modelcorpus.TFLite(m)
+	if got := verdict(t, tfliteInspector(opts), b, 4093); !strings.Contains(got, `Flex op "FlexWriteFile" runs TensorFlow op WriteFile`) {
+		t.Fatalf("denied Flex op behind a shared vtable: %q", got)
+	}
+}
+
 // tflOpcodeTable finds the custom OperatorCode table of a model built by
 // modelcorpus (its custom_code string) and returns the table offset.
 func tflRoot(b []byte) int { return int(binary.LittleEndian.Uint32(b)) }
