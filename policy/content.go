@@ -60,6 +60,8 @@ type Formats struct {
 	ONNX        *ONNXFormat
 	NeMo        *NeMoFormat
 	Skops       *SkopsFormat
+	TensorFlow  *TensorFlowFormat
+	TFLite      *TFLiteFormat
 	// Allow lists the formats a layer may be (verify/content.KnownFormats
 	// names); empty allows every format the validators know.
 	Allow []string `json:",omitempty"`
@@ -95,6 +97,25 @@ type ONNXFormat struct {
 	// ("", ai.onnx, ai.onnx.ml, ai.onnx.training): custom-op domains make
 	// runtimes load native kernels.
 	Domains []string `json:",omitempty"`
+}
+
+// TensorFlowFormat configures the TensorFlow graph validator
+// (verify/content.TensorFlowOptions).
+type TensorFlowFormat struct {
+	// AllowOps removes ops from the denylist (verify/content.TensorFlowDeniedOps).
+	AllowOps []string `json:",omitempty"`
+	// DenyOps adds ops to the denylist.
+	DenyOps []string `json:",omitempty"`
+}
+
+// TFLiteFormat configures the TFLite validator (verify/content.TFLiteOptions).
+type TFLiteFormat struct {
+	// CustomOps lists the custom op names admitted.
+	CustomOps []string `json:",omitempty"`
+	// Flex is "refuse" (default) or "allow": whether Flex ops (TensorFlow
+	// kernels) are admitted; their TensorFlow op is still checked against
+	// the tensorflow denylist.
+	Flex string `json:",omitempty"`
 }
 
 // ZipFormat bounds the zip parser (field names follow

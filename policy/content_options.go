@@ -37,6 +37,12 @@ func (c *Content) Options() content.Options {
 	if f := c.Formats.Skops; f != nil {
 		o.Skops = content.SkopsOptions{Trusted: f.Trusted}
 	}
+	if f := c.Formats.TensorFlow; f != nil {
+		o.TensorFlow = content.TensorFlowOptions{AllowOps: f.AllowOps, DenyOps: f.DenyOps}
+	}
+	if f := c.Formats.TFLite; f != nil {
+		o.TFLite = content.TFLiteOptions{CustomOps: f.CustomOps, AllowFlex: f.Flex == "allow"}
+	}
 	o.Pickle = content.PickleOptions{Mode: content.PickleMode(c.Formats.Pickle.Mode), Allow: c.Formats.Pickle.Allow}
 	return o
 }

@@ -818,8 +818,37 @@ func (l *loader) dottedList(f field, what, key string, check func([]string) erro
 	return out
 }
 
+// formatSection reads formats.<name>, a mapping of the given keys (or
+// null: the validator's defaults). ok is false when the section is absent;
+// keys of a malformed section are reported and the map is empty.
+func (l *loader) formatSection(fs map[string]field, name, what string, keys ...string) (map[string]field, bool) {
+	f, ok := fs[name]
+	if !ok {
+		return nil, false
+	}
+	if isNull(f.val) {
+		return nil, true
+	}
+	m, _ := l.mapping(f.val, what+"."+name, keys...)
+	return m, true
+}
+
+// opNames reads a list of op names: non-empty, printable, no spaces.
+func (l *loader) opNames(f field, what, fix string) []string {
+	names, nodes, _ := l.strList(f, what, fix)
+	var out []string
+	for j, n := range names {
+		if n == "" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			l.errAt(nodes[j], fix, "%s: %q is not an op name", what, n)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript", "nemo", "skops")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "tensorflow", "tflite", "allow", "unknown", "torchscript", "nemo", "skops")
 	if !ok {
 		return
 	}
@@ -864,14 +893,10 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 		}
 		out.Zip = z
 	}
-	if of, ok := fs["onnx"]; ok {
+	if m, ok := l.formatSection(fs, "onnx", what, "domains"); ok {
 		o := &ONNXFormat{}
-		if !isNull(of.val) {
-			if m, ok := l.mapping(of.val, what+".onnx", "domains"); ok {
-				if v, ok := m["domains"]; ok {
-					o.Domains, _, _ = l.strList(v, what+".onnx.domains", "list operator domains, e.g. [com.microsoft]")
-				}
-			}
+		if v, ok := m["domains"]; ok {
+			o.Domains, _, _ = l.strList(v, what+".onnx.domains", "list operator domains, e.g. [com.microsoft]")
 		}
 		out.ONNX = o
 	}
@@ -882,6 +907,25 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 	if sf, ok := fs["skops"]; ok {
 		out.Skops = &SkopsFormat{Trusted: l.dottedList(sf, what+".skops", "trusted", content.CheckSkopsTrusted,
 			"list types as skops.io.get_untrusted_types names them, e.g. [mypkg.est.MyEstimator]")}
+	}
+	if m, ok := l.formatSection(fs, "tensorflow", what, "allowOps", "denyOps"); ok {
+		o := &TensorFlowFormat{}
+		if v, ok := m["allowOps"]; ok {
+			o.AllowOps = l.opNames(v, what+".tensorflow.allowOps", "list TensorFlow op names, e.g. [InitializeTableFromTextFileV2]")
+		}
+		if v, ok := m["denyOps"]; ok {
+			o.DenyOps = l.opNames(v, what+".tensorflow.denyOps", "list TensorFlow op names, e.g. [SaveV2]")
+		}
+		out.TensorFlow = o
+	}
+	if m, ok := l.formatSection(fs, "tflite", what, "customOps", "flex"); ok {
+		o := &TFLiteFormat{}
+		if v, ok := m["customOps"]; ok {
+			o.CustomOps = l.opNames(v, what+".tflite.customOps", "list custom op names (OperatorCode.custom_code), e.g. [TFLite_Detection_PostProcess]")
+		}
+		o.Flex = l.oneOf(m, "flex", what+".tflite",
+			"write flex: refuse (default) or flex: allow (admits Flex ops, TensorFlow kernels; their op is still checked against the tensorflow denylist)", "refuse", "allow")
+		out.TFLite = o
 	}
 	if sf, ok := fs["safetensors"]; ok {
 		st := &SafetensorsFormat{}

@@ -64,6 +64,9 @@ func Sniff(h []byte, size int64) string {
 	if bytes.HasPrefix(h, magicHDF5) {
 		return FormatHDF5
 	}
+	if len(h) >= 8 && string(h[4:8]) == "TFL3" {
+		return FormatTFLite
+	}
 	if a := sniffArchive(h); a != "" {
 		return a
 	}
@@ -243,6 +246,10 @@ func describe(format string) string {
 		return "an ONNX model"
 	case FormatHDF5:
 		return "an HDF5 file"
+	case FormatTensorFlow:
+		return "a TensorFlow graph or SavedModel file"
+	case FormatTFLite:
+		return "a TFLite model"
 	}
 	return "unrecognised binary data"
 }
@@ -440,6 +447,10 @@ func (a *autoInspector) decide() error {
 	if len(a.head) == 0 {
 		return newFinding(FormatMediaType, 0, "empty blob")
 	}
+	if isTFTextProtoName(a.title) {
+		return newFinding(FormatTensorFlow, 0, "saved_model.pbtxt is a SavedModel in protobuf text format, which TensorFlow loads when saved_model.pb is absent; "+
+			"the gate walks only binary SavedModels (publish saved_model.pb); no policy key admits it")
+	}
 	if (f == FormatBinary || f == FormatText || f == FormatONNX || f == FormatExecutable && shebangLine(h) != "") && bytes.Contains(h[1:], magicZip) {
 		i := bytes.Index(h, magicZip)
 		return newFinding(FormatZip, int64(i), "%d bytes of data before the first zip local file header (prepended data or polyglot)", i)
@@ -494,6 +505,7 @@ func (a *autoInspector) decide() error {
 	dialect, isTmpl := templateDialect(a.mediaType, a.title)
 	// The format the layer is judged as (for formats.allow).
 	judged := f
+	tfKind := "" // "graph" or "data" for the files of a TensorFlow model
 	switch {
 	case (f == FormatText || f == FormatJSON) && isTmpl:
 		judged = FormatTemplate
@@ -505,6 +517,15 @@ func (a *autoInspector) decide() error {
 		// An ONNX file whose first field is not ir_version: the name
 		// decides, the walker then checks every byte strictly.
 		judged, a.format = FormatONNX, FormatONNX
+	case (f == FormatBinary || f == FormatText) && isTFGraphName(a.title):
+		// Protobuf has no magic: TensorFlow loads *.pb files by name (a
+		// SavedModel's saved_model.pb, a frozen graph), so the name
+		// decides which message the walker parses; it checks every byte.
+		judged, a.format, tfKind = FormatTensorFlow, FormatTensorFlow, "graph"
+	case (f == FormatBinary || f == FormatText || f == FormatPickle || f == FormatLegacyTorch) && isTFVariablesName(a.title):
+		// A SavedModel's variables checkpoint: raw tensor data and its
+		// table of contents, which TensorFlow reads as data.
+		judged, a.format, tfKind = FormatTensorFlow, FormatTensorFlow, "data"
 	}
 	if !a.opts.formatAllowed(judged) {
 		return newFinding(FormatMediaType, 0, "bytes are %s, which this rule's content.formats.allow (%s) does not list",
@@ -522,6 +543,12 @@ func (a *autoInspector) decide() error {
 	}
 	mode := a.opts.pickleMode()
 	switch {
+	case tfKind == "graph":
+		a.inner = NewTensorFlowInspector(a.opts, a.title, a.size)
+	case tfKind == "data":
+		a.inner = newOpaqueInspector(a.opts, a.size, FormatBinary)
+	case f == FormatTFLite:
+		a.inner = NewTFLiteInspector(a.opts, a.size)
 	case f == FormatSafetensors:
 		a.inner = NewSafetensorsInspector(a.opts, a.size)
 	case f == FormatGGUF:

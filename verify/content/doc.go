@@ -35,6 +35,11 @@
 //     too). CheckReferences judges them under a rule's
 //     content.references; the caller supplies the verified MBOM's base
 //     model names.
+//     format validators themselves, for callers that already know the format
+//     (also NewONNXInspector, NewTensorFlowInspector, NewTFLiteInspector).
+//   - Protobuf formats (ONNX, TensorFlow graphs) share one streaming walker
+//     (protowalk.go): a schema of the messages to descend into and the
+//     strings to read, everything else skipped byte-counted.
 //   - Chat templates (template files, template keys of JSON and YAML
 //     configs, GGUF tokenizer.chat_template*) are parsed and checked by
 //     verify/chattemplate (templates.go).
@@ -84,10 +89,13 @@
 //     training_config attributes use were read and checked: right after
 //     the header for h5py's usual layout, at the end when a continuation
 //     chunk lies there.
+//   - TFLite: once every operator code and buffer table was read (tensor
+//     data that follows streams).
 //   - PyTorch zip checkpoints: once data.pkl, their first member and only
 //     pickle, was walked and passed (the storages that follow are raw
 //     tensor bytes; a later finding aborts the stream with the end records
 //     in the held-back tail).
+//   - ONNX and TensorFlow graphs (*.pb): only after Close.
 //   - raw pickle, joblib, other zips (incl. .npz), tar and
 //     tar+gzip layers, JSON and YAML configs, SentencePiece models, chat
 //     templates and any text up to MaxConfigBytes (it may carry a

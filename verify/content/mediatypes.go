@@ -26,7 +26,7 @@ const (
 // formatsFor lists the sniffed formats each layer kind may contain. kindAny
 // is handled separately (everything, subject to pickle/archive policy).
 var formatsFor = map[layerKind][]string{
-	kindWeights:    {FormatSafetensors, FormatGGUF, FormatPickle, FormatLegacyTorch, FormatZip, FormatNPY, FormatBinary, FormatText, FormatONNX, FormatHDF5},
+	kindWeights:    {FormatSafetensors, FormatGGUF, FormatPickle, FormatLegacyTorch, FormatZip, FormatNPY, FormatBinary, FormatText, FormatONNX, FormatHDF5, FormatTFLite},
 	kindGGUF:       {FormatGGUF},
 	kindArchive:    {FormatTar, FormatGzip, FormatZstd},
 	kindConfig:     {FormatJSON, FormatText, FormatNPY, FormatBinary},

@@ -43,11 +43,19 @@ func TestONNXBenign(t *testing.T) {
 // TestONNXStreamingMemory proves initializer bytes are skipped, not held.
 func TestONNXStreamingMemory(t *testing.T) {
 	m := modelcorpus.ONNX(modelcorpus.BenignONNX(8 << 20))
-	in := content.NewONNXInspector(content.Options{}, int64(len(m)))
+	assertStreams(t, onnxInspector(content.Options{}), m, 200)
+}
+
+// assertStreams feeds data in 64 KiB chunks and fails when the inspector
+// allocates more than maxAllocs times (it would be holding data) or is
+// not done after Close.
+func assertStreams(t *testing.T, mk func(int64) content.Inspector, data []byte, maxAllocs float64) {
+	t.Helper()
+	var in content.Inspector
 	allocs := testing.AllocsPerRun(1, func() {
-		in = content.NewONNXInspector(content.Options{}, int64(len(m)))
-		for off := 0; off < len(m); off += 64 << 10 {
-			if _, err := in.Write(m[off:min(off+64<<10, len(m))]); err != nil {
+		in = mk(int64(len(data)))
+		for off := 0; off < len(data); off += 64 << 10 {
+			if _, err := in.Write(data[off:min(off+64<<10, len(data))]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -55,8 +63,8 @@ func TestONNXStreamingMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if allocs > 200 {
-		t.Fatalf("%v allocations for an 8 MiB model: the walker holds data", allocs)
+	if allocs > maxAllocs {
+		t.Fatalf("%v allocations for %d bytes: the inspector holds data", allocs, len(data))
 	}
 	if !in.HeaderDone() {
 		t.Fatal("HeaderDone false after a successful Close")

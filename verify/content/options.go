@@ -37,7 +37,8 @@ const (
 // content.formats.allow) may list: every format the validators recognise.
 var KnownFormats = []string{FormatSafetensors, FormatGGUF, FormatPickle, FormatLegacyTorch, FormatZip, FormatNPY, FormatJoblib,
 	FormatTar, FormatGzip, FormatZstd, FormatXz, FormatBzip2, Format7z, FormatRar,
-	FormatJSON, FormatYAML, FormatText, FormatTemplate, FormatImage, FormatSentencePiece, FormatONNX, FormatHDF5}
+	FormatJSON, FormatYAML, FormatText, FormatTemplate, FormatImage, FormatSentencePiece, FormatONNX, FormatHDF5,
+	FormatTensorFlow, FormatTFLite}
 
 // PickleMode says what happens to pickle-bearing content (raw pickles, legacy
 // torch files, PyTorch zip checkpoints).
@@ -120,6 +121,8 @@ type Options struct {
 	ONNX        ONNXOptions
 	NeMo        NeMoOptions  // content.formats.nemo
 	Skops       SkopsOptions // content.formats.skops
+	TensorFlow  TensorFlowOptions
+	TFLite      TFLiteOptions
 	// AllowArchives accepts 7z/rar/tar/gzip/zstd/xz/bzip2 bytes in layers whose
 	// media type declares a raw model file, and nested archives inside zips.
 	// Their contents are not inspected.

@@ -1,0 +1,187 @@
+package content_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	"github.com/pullgate/pullgate/test/modelcorpus"
+	"github.com/pullgate/pullgate/verify/content"
+)
+
+func tfliteInspector(opts content.Options) func(int64) content.Inspector {
+	return func(size int64) content.Inspector { return content.NewTFLiteInspector(opts, size) }
+}
+
+func TestTFLiteBenign(t *testing.T) {
+	m := modelcorpus.TFLite(modelcorpus.BenignTFLite(300 << 10))
+	if got := content.Sniff(m[:4096], int64(len(m))); got != content.FormatTFLite {
+		t.Fatalf("Sniff = %q", got)
+	}
+	for _, chunk := range []int{len(m), 65521, 4093, 1} {
+		if got := verdict(t, tfliteInspector(content.Options{}), m, chunk); got != "" {
+			t.Fatalf("chunk %d: benign refused: %s", chunk, got)
+		}
+	}
+	for _, mt := range []string{mtWeight, ""} {
+		if f, fs := inspectAs(t, content.Options{}, m, mt, "model.tflite"); f != content.FormatTFLite || len(fs) > 0 {
+			t.Fatalf("%q: format %q findings %v", mt, f, fs)
+		}
+	}
+	// The layout of models over 2 GB: buffers' data after the flatbuffer.
+	ext := modelcorpus.TFLiteModel{Ops: modelcorpus.BenignTFLite(16).Ops, External: []uint64{5 << 20, 3 << 20}}
+	fb := modelcorpus.TFLite(ext)
+	big := append(append(fb, modelcorpus.TFLiteTail(fb)...), make([]byte, 8<<20+16)...)
+	in := content.NewTFLiteInspector(content.Options{}, int64(len(big)))
+	// Every table is read with up to 128 bytes after it (its vtable may
+	// follow): the verdict comes that far past the flatbuffer.
+	split := len(fb) + 128
+	if _, err := in.Write(big[:split]); err != nil {
+		t.Fatal(err)
+	}
+	if !in.HeaderDone() {
+		t.Fatal("HeaderDone false once the operator codes were read")
+	}
+	if _, err := in.Write(big[split:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTFLiteOps(t *testing.T) {
+	with := func(op modelcorpus.TFLiteOp) []byte {
+		m := modelcorpus.BenignTFLite(1 << 10)
+		m.Ops = append(m.Ops, op)
+		return modelcorpus.TFLite(m)
+	}
+	custom := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "MyNativeKernel", Weights: []byte{1, 2, 3, 4}})
+	flex := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexAddV2"})
+	flexRead := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexReadFile"})
+	deprecated := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "Hidden", Deprecated: true})
+	allowFlex := content.Options{TFLite: content.TFLiteOptions{AllowFlex: true}}
+	for _, c := range []struct {
+		name string
+		opts content.Options
+		b    []byte
+		want string
+	}{
+		{"custom", content.Options{}, custom, `custom op "MyNativeKernel" runs a kernel the application registers`},
+		{"custom-deprecated-code", content.Options{}, deprecated, `custom op "Hidden"`},
+		{"flex", content.Options{}, flex, `Flex op "FlexAddV2" runs the TensorFlow kernel AddV2 (select TF ops); content.formats.tflite.flex: allow admits Flex ops`},
+		{"flex-denied-tf-op", allowFlex, flexRead, `Flex op "FlexReadFile" runs TensorFlow op ReadFile (reads a file named by a tensor)`},
+		{"custom-allowed", content.Options{TFLite: content.TFLiteOptions{CustomOps: []string{"MyNativeKernel"}}}, custom, ""},
+		{"flex-allowed", allowFlex, flex, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, chunk := range []int{len(c.b), 5} {
+				got := verdict(t, tfliteInspector(c.opts), c.b, chunk)
+				if c.want == "" && got != "" || !strings.Contains(got, c.want) {
+					t.Fatalf("chunk %d: got %q, want %q", chunk, got, c.want)
+				}
+			}
+			if c.want != "" {
+				if _, fs := inspectAs(t, c.opts, c.b, mtWeight, "model.tflite"); len(fs) != 1 || !strings.Contains(fs[0].Reason, c.want) {
+					t.Fatalf("dispatcher: %v", fs)
+				}
+			}
+		})
+	}
+}
+
+// Several custom ops with the same fields share one vtable, which the
+// builder (deduplicating) places with the first one created: after
+// megabytes of weights, far past the later opcode tables and their names.
+// Allowed, they pass; the second, denied, is found.
+func TestTFLiteSharedVtableFarAhead(t *testing.T) {
+	w := make([]byte, 3<<20)
+	m := modelcorpus.TFLiteModel{Ops: []modelcorpus.TFLiteOp{
+		{Builtin: 32, Custom: "FlexAddV2", Weights: w},
+		{Builtin: 3, Weights: w},
+		{Builtin: 32, Custom: "FlexMatMul", Weights: w},
+		{Builtin: 32, Custom: "MyKernel", Weights: w},
+	}}
+	opts := content.Options{TFLite: content.TFLiteOptions{AllowFlex: true, CustomOps: []string{"MyKernel"}}}
+	b := modelcorpus.TFLite(m)
+	for _, chunk := range []int{len(b), 1 << 20, 4093} {
+		if got := verdict(t, tfliteInspector(opts), b, chunk); got != "" {
+			t.Fatalf("chunk %d: allowed ops refused: %s", chunk, got)
+		}
+	}
+	m.Ops[2].Custom = "FlexWriteFile"
+	b = modelcorpus.TFLite(m)
+	if got := verdict(t, tfliteInspector(opts), b, 4093); !strings.Contains(got, `Flex op "FlexWriteFile" runs TensorFlow op WriteFile`) {
+		t.Fatalf("denied Flex op behind a shared vtable: %q", got)
+	}
+}
+
+// tflOpcodeTable finds the custom OperatorCode table of a model built by
+// modelcorpus (its custom_code string) and returns the table offset.
+func tflRoot(b []byte) int { return int(binary.LittleEndian.Uint32(b)) }
+
+func TestTFLiteMalformed(t *testing.T) {
+	good := modelcorpus.TFLite(modelcorpus.BenignTFLite(64))
+	set32 := func(off int, v uint32) []byte {
+		b := append([]byte(nil), good...)
+		binary.LittleEndian.PutUint32(b[off:], v)
+		return b
+	}
+	root := tflRoot(good)
+	v2 := modelcorpus.TFLite(modelcorpus.TFLiteModel{Ops: modelcorpus.BenignTFLite(8).Ops, Version: 2})
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"truncated", good[:len(good)-40], "run past the end of the file"},
+		{"root-out-of-bounds", set32(0, 1<<30), "truncated"},
+		{"root-into-header", set32(0, 4), "does not point forward"},
+		{"vtable-far-back", set32(root, 1<<20), "vtable is 1048576 bytes before it"},
+		{"vtable-out-of-file", set32(root, 0x80000000), "outside the"},
+		{"bad-identifier", append([]byte{8, 0, 0, 0, 'T', 'F', 'L', '2'}, make([]byte, 64)...), "not TFL3"},
+		{"version", v2, "schema version 2 is not 3"},
+	} {
+		if got := verdict(t, tfliteInspector(content.Options{}), c.b, 3); !strings.Contains(got, c.want) {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+	// A vtable claiming a table larger than what the reader keeps.
+	b := append([]byte(nil), good...)
+	vt := root - int(int32(binary.LittleEndian.Uint32(b[root:])))
+	binary.LittleEndian.PutUint16(b[vt+2:], 4000)
+	if got := verdict(t, tfliteInspector(content.Options{}), b, 64); !strings.Contains(got, "4000 bytes long") && !strings.Contains(got, "truncated") {
+		t.Errorf("oversized table: %q", got)
+	}
+	// Corrupting any byte never panics and never depends on chunking.
+	for i := range good {
+		c := append([]byte(nil), good...)
+		c[i] ^= 0xA5
+		whole := verdict(t, tfliteInspector(content.Options{}), c, len(c))
+		if got := verdict(t, tfliteInspector(content.Options{}), c, 7); got != whole {
+			t.Fatalf("byte %d: chunking changed the verdict: %q vs %q", i, whole, got)
+		}
+	}
+	_ = bytes.MinRead
+}
+
+func FuzzTFLite(f *testing.F) {
+	f.Add(modelcorpus.TFLite(modelcorpus.BenignTFLite(32)), uint8(5))
+	m := modelcorpus.BenignTFLite(8)
+	m.Ops = append(m.Ops, modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexReadFile"})
+	f.Add(modelcorpus.TFLite(m), uint8(3))
+	f.Add(modelcorpus.TFLite(modelcorpus.TFLiteModel{Ops: m.Ops, External: []uint64{64}}), uint8(11))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		fuzzChunking(t, tfliteInspector(content.Options{TFLite: content.TFLiteOptions{AllowFlex: true}}), data, chunk)
+	})
+}
+
+// BenchmarkTFLite1GiB streams a TFLite model whose buffers (1 GiB) follow
+// the flatbuffer, the layout the converter writes for large models.
+func BenchmarkTFLite1GiB(b *testing.B) {
+	const payload = 1 << 30
+	fb := modelcorpus.TFLite(modelcorpus.TFLiteModel{Ops: modelcorpus.BenignTFLite(16).Ops, External: []uint64{payload}})
+	head := append(fb, modelcorpus.TFLiteTail(fb)...)
+	benchSynthetic(b, func(size int64) content.Inspector { return content.NewTFLiteInspector(content.Options{}, size) }, head, payload, nil)
+}
