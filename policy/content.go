@@ -55,6 +55,7 @@ type Formats struct {
 	Pickle      PickleFormat
 	Zip         *ZipFormat
 	ONNX        *ONNXFormat
+	Keras       *KerasFormat
 	// Allow lists the formats a layer may be (verify/content.KnownFormats
 	// names); empty allows every format the validators know.
 	Allow []string `json:",omitempty"`
@@ -74,6 +75,20 @@ type ONNXFormat struct {
 	// ("", ai.onnx, ai.onnx.ml, ai.onnx.training): custom-op domains make
 	// runtimes load native kernels.
 	Domains []string `json:",omitempty"`
+}
+
+// KerasFormat configures the Keras configuration check
+// (verify/content.KerasOptions): what a Keras model configuration may name
+// besides Keras's own namespaces.
+type KerasFormat struct {
+	// Modules admits Python modules (and their submodules) in a serialised
+	// object's "module"; Keras imports them by name on load.
+	Modules []string `json:",omitempty"`
+	// Registered admits custom-object registered names ("Package>Name").
+	Registered []string `json:",omitempty"`
+	// Lambda is "refuse" (default) or "allow": whether Lambda layers and
+	// __lambda__ objects (marshalled Python bytecode) are admitted. Unsafe.
+	Lambda string `json:",omitempty"`
 }
 
 // ZipFormat bounds the zip parser (field names follow

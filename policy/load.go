@@ -788,8 +788,43 @@ func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...str
 	return ""
 }
 
+// parseKeras reads formats.keras: {modules, registered, lambda}.
+func (l *loader) parseKeras(kf field, what string) *KerasFormat {
+	k := &KerasFormat{}
+	if isNull(kf.val) {
+		return k
+	}
+	m, ok := l.mapping(kf.val, what, "modules", "registered", "lambda")
+	if !ok {
+		return k
+	}
+	if v, ok := m["modules"]; ok {
+		names, nodes, _ := l.strList(v, what+".modules", "list Python modules, e.g. [mypkg.layers]")
+		for j, n := range names {
+			if err := content.CheckKerasModule(n); err != nil {
+				l.errAt(nodes[j], "write a dotted Python module name, e.g. mypkg.layers", "%s.modules: %v", what, err)
+				continue
+			}
+			k.Modules = append(k.Modules, n)
+		}
+	}
+	if v, ok := m["registered"]; ok {
+		names, nodes, _ := l.strList(v, what+".registered", "list registered names, e.g. [MyPackage>MyLayer]")
+		for j, n := range names {
+			if err := content.CheckKerasRegistered(n); err != nil {
+				l.errAt(nodes[j], "write Package>Name, as keras.saving.register_keras_serializable registers it", "%s.registered: %v", what, err)
+				continue
+			}
+			k.Registered = append(k.Registered, n)
+		}
+	}
+	k.Lambda = l.oneOf(m, "lambda", what,
+		"write lambda: refuse (default) or lambda: allow (admits Lambda layers, whose marshalled Python bytecode Keras runs; unsafe)", "refuse", "allow")
+	return k
+}
+
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "allow", "unknown", "torchscript", "keras")
 	if !ok {
 		return
 	}
@@ -844,6 +879,9 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 			}
 		}
 		out.ONNX = o
+	}
+	if kf, ok := fs["keras"]; ok {
+		out.Keras = l.parseKeras(kf, what+".keras")
 	}
 	if sf, ok := fs["safetensors"]; ok {
 		st := &SafetensorsFormat{}

@@ -98,6 +98,14 @@ type jsonParser struct {
 	b         []byte
 	i         int
 	templates []keyedString // strings under template keys, at any depth
+
+	// onObject, when set, is called with every object once it is parsed
+	// (the Keras configuration check, kerasconfig.go); p.path is then the
+	// object's JSON path. Objects are then kept at every depth, but each
+	// only with its string members and its child objects' string members
+	// (shallowObject), and arrays are not kept.
+	onObject func(m map[string]any) error
+	path     []string
 }
 
 type keyedString struct{ key, src string }
@@ -139,6 +147,9 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if p.i >= len(p.b) || p.b[p.i] != '"' {
 				return nil, p.errf("expected a string key")
 			}
+			if p.onObject != nil && len(p.path) > depth {
+				p.path = p.path[:depth]
+			}
 			koff := p.i
 			k, err := p.str()
 			if err != nil {
@@ -157,11 +168,14 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if isTemplateKey(k) {
 				vk = k
 			}
+			if p.onObject != nil {
+				p.path = append(p.path[:depth], pathKey(k))
+			}
 			v, err := p.value(depth+1, vk)
 			if err != nil {
 				return nil, err
 			}
-			if depth > 2 {
+			if depth > 2 && p.onObject == nil {
 				v = nil // keep only shallow values
 			}
 			m[k] = v
@@ -175,6 +189,13 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			}
 			if p.b[p.i] == '}' {
 				p.i++
+				if p.onObject != nil {
+					p.path = p.path[:depth]
+					if err := p.onObject(m); err != nil {
+						return nil, err
+					}
+					return shallowObject(m), nil
+				}
 				return m, nil
 			}
 			return nil, p.errf("expected ',' or '}'")
@@ -187,12 +208,15 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			p.i++
 			return a, nil
 		}
-		for {
+		for n := 0; ; n++ {
+			if p.onObject != nil {
+				p.path = append(p.path[:depth], "["+itoa(n)+"]")
+			}
 			v, err := p.value(depth+1, tkey)
 			if err != nil {
 				return nil, err
 			}
-			if depth <= 2 {
+			if depth <= 2 && p.onObject == nil {
 				a = append(a, v)
 			}
 			p.ws()
@@ -205,6 +229,9 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			}
 			if p.b[p.i] == ']' {
 				p.i++
+				if p.onObject != nil {
+					p.path = p.path[:depth]
+				}
 				return a, nil
 			}
 			return nil, p.errf("expected ',' or ']'")

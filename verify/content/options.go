@@ -31,6 +31,10 @@ const (
 	// archive (torch.jit.save: <top>/code/ and <top>/constants.pkl). The
 	// layer's format stays FormatZip.
 	FormatTorchScript = "torchscript"
+	// FormatKeras names findings about a Keras v3 .keras archive (a zip
+	// with top-level config.json and metadata.json) and about Keras model
+	// configurations. The layer's format stays FormatZip.
+	FormatKeras = "keras"
 )
 
 // KnownFormats are the format names Options.AllowFormats (policy key
@@ -118,6 +122,7 @@ type Options struct {
 	Pickle      PickleOptions
 	Zip         ZipOptions
 	ONNX        ONNXOptions
+	Keras       KerasOptions
 	// AllowArchives accepts 7z/rar/tar/gzip/zstd/xz/bzip2 bytes in layers whose
 	// media type declares a raw model file, and nested archives inside zips.
 	// Their contents are not inspected.
@@ -230,6 +235,9 @@ func (o Options) Validate() error {
 		}
 	}
 	if err := CheckPickleAllow(o.Pickle.Allow); err != nil {
+		return err
+	}
+	if err := validKerasOptions(o.Keras); err != nil {
 		return err
 	}
 	for _, f := range o.AllowFormats {
