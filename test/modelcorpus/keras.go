@@ -1,0 +1,66 @@
+package modelcorpus
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// writeKerasPy writes a Keras v3 .keras archive as keras.saving.save_model
+// does (see the script's docstring): Python's zipfile and h5py, the
+// libraries Keras itself uses.
+//
+//go:embed write_keras.py
+var writeKerasPy []byte
+
+// KerasPython is the interpreter that writes the Keras samples: Debian's
+// python3 with python3-h5py (test/tools/install.sh installs it).
+const KerasPython = "/usr/bin/python3"
+
+// KerasPythonReady reports why KerasPython cannot write the samples (nil
+// when it can).
+func KerasPythonReady() error {
+	if out, err := exec.Command(KerasPython, "-c", "import h5py, numpy").CombinedOutput(); err != nil {
+		return fmt.Errorf("%s cannot import h5py and numpy (apt-get install -y python3-h5py): %v: %s", KerasPython, err, out)
+	}
+	return nil
+}
+
+// KerasMember is one member of a .keras archive: a text file (written with
+// zipfile's open(name, "w"), as Keras writes metadata.json and config.json)
+// or, with Weights, the model.weights.h5 of sequential.json's model
+// (written by h5py in memory and added with writestr, as H5IOStore does).
+type KerasMember struct {
+	Name    string `json:"name"`
+	Text    string `json:"text,omitempty"`
+	Weights bool   `json:"weights,omitempty"`
+}
+
+// KerasArchive writes a .keras archive with its members in order, using
+// KerasPython and a temporary directory under dir.
+func KerasArchive(dir string, members ...KerasMember) ([]byte, error) {
+	d, err := os.MkdirTemp(dir, "keras-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(d)
+	script := filepath.Join(d, "write_keras.py")
+	out := filepath.Join(d, "model.keras")
+	spec, err := json.Marshal(map[string]any{"out": out, "members": members})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(script, writeKerasPy, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(d, "spec.json"), spec, 0o644); err != nil {
+		return nil, err
+	}
+	if b, err := exec.Command(KerasPython, script, filepath.Join(d, "spec.json")).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("write_keras.py: %v\n%s", err, b)
+	}
+	return os.ReadFile(out)
+}
