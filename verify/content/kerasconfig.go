@@ -133,9 +133,10 @@ var kerasDeniedTFOps = map[string]bool{"py_function": true, "numpy_function": tr
 // (optimizer, loss, metrics, loss_weights), and legacy tf.keras shapes
 // (class_name and config without module) alike. The checks (see
 // docs/model-gate.md):
-//   - Lambda layers and "__lambda__" objects (marshalled Python bytecode,
-//     CVE-2024-3660), and legacy Lambda configurations ("function" with
-//     "function_type"), unless opts.Keras.AllowLambda;
+//   - Lambda layers (Keras 3: a "__lambda__" object of marshalled Python
+//     bytecode or a named function; legacy tf.keras: "function" with
+//     "function_type") and "__lambda__" objects anywhere (CVE-2024-3660),
+//     unless opts.Keras.AllowLambda;
 //   - TFOpLambda/SlicingOpLambda calling a TensorFlow function outside
 //     tfOpLambdaModules;
 //   - a "module" outside KerasNamespaces and opts.Keras.Modules
@@ -156,17 +157,34 @@ func checkKerasConfig(opts Options, format, where string, cfg []byte) error {
 	}
 	k := kerasChecker{opts: opts.Keras}
 	p := &jsonParser{b: cfg}
+	// A __lambda__ object is reported as the Lambda layer that holds it
+	// when there is one (objects are checked innermost first): it is held
+	// as pending until its enclosing objects are done, or another problem
+	// is found.
+	var pending *kerasReject
 	p.onObject = func(m map[string]any) error {
-		if r := k.object(m); r != "" {
-			return &kerasReject{path: jsonPath(p.path), reason: r}
+		is := k.object(m)
+		if is.what == "" {
+			return nil
 		}
-		return nil
+		r := &kerasReject{path: jsonPath(p.path), kerasIssue: is}
+		if is.lambdaObject && pending == nil {
+			pending = r
+			return nil
+		}
+		if pending != nil && !is.lambdaLayer {
+			return pending
+		}
+		return r
 	}
 	p.ws()
 	v, err := p.value(0, "")
+	if err == nil && pending != nil {
+		err = pending
+	}
 	if err != nil {
 		if r, ok := err.(*kerasReject); ok {
-			return newFinding(format, -1, "%s %s: %s", where, r.path, r.reason)
+			return newFinding(format, -1, "%s: %s at %s: %s", where, r.what, r.path, r.why)
 		}
 		if f, ok := err.(*Finding); ok {
 			return newFinding(format, -1, "%s: %s (at byte %d)", where, f.Reason, f.Offset)
@@ -183,10 +201,26 @@ func checkKerasConfig(opts Options, format, where string, cfg []byte) error {
 	return nil
 }
 
-// kerasReject carries a rejection out of the JSON parser with its path.
-type kerasReject struct{ path, reason string }
+// kerasIssue is what an object of the configuration was refused for: what
+// was found ("Lambda layer", "object \"X\" from module \"os\"") and why,
+// with the policy key that changes it.
+type kerasIssue struct {
+	what, why    string
+	lambdaObject bool // a __lambda__ object
+	lambdaLayer  bool // a Lambda layer
+}
 
-func (r *kerasReject) Error() string { return r.reason + " at " + r.path }
+// kerasReject carries a rejection out of the JSON parser with its path.
+type kerasReject struct {
+	path string
+	kerasIssue
+}
+
+func (r *kerasReject) Error() string { return r.what + " at " + r.path + ": " + r.why }
+
+func issue(what, why string, args ...any) kerasIssue {
+	return kerasIssue{what: what, why: fmt.Sprintf(why, args...)}
+}
 
 type kerasChecker struct{ opts KerasOptions }
 
@@ -198,40 +232,35 @@ const (
 )
 
 // object checks one JSON object of the configuration (its own members;
-// nested objects were checked when they were parsed) and returns a reason,
-// "" when it passes.
-func (k *kerasChecker) object(m map[string]any) string {
+// nested objects were checked when they were parsed); a zero kerasIssue
+// when it passes.
+func (k *kerasChecker) object(m map[string]any) kerasIssue {
 	for _, fk := range kerasFileKeys {
 		if s, ok := m[fk].(string); ok && s != "" {
-			return fmt.Sprintf("%q is a string (%s): Keras lookup layers and KerasHub tokenizers read it as a file path or URL on load (arbitrary file read); "+
-				"a saved model keeps it in assets/ (no key admits it)", fk, strqQuote(clip(s)))
+			return issue(fmt.Sprintf("%q set to the string %s", fk, strqQuote(clip(s))),
+				"Keras lookup layers and KerasHub tokenizers read it as a file path or URL on load (arbitrary file read); a saved model keeps it in assets/; no key admits it")
 		}
 	}
 	cv, hasClass := m["class_name"]
 	if !hasClass {
-		// legacy Lambda configuration: {"function": [bytecode, ...],
-		// "function_type": "lambda"}, as tf.keras 2.x writes it.
-		if ft, ok := m["function_type"].(string); ok && !k.opts.AllowLambda {
-			return fmt.Sprintf("legacy Lambda layer configuration (function_type %s): Keras loads its function from marshalled Python bytecode or by name from a module (CVE-2024-3660); "+
-				"%s admits it (unsafe)", strqQuote(ft), kerasKeyLambda)
-		}
-		return ""
+		return kerasIssue{}
 	}
 	cls, ok := cv.(string)
 	if !ok {
-		return "class_name is not a string"
+		return issue("class_name that is not a string", "Keras cannot name the object")
 	}
 	if (cls == "Lambda" || cls == "__lambda__") && !k.opts.AllowLambda {
-		what := "Lambda layer"
+		is := issue("Lambda layer", "Keras deserialises its marshalled Python bytecode (or a function it names), which runs code of the file (CVE-2024-3660; "+
+			"safe_mode only guards it until something turns safe_mode off, CVE-2025-9906); %s admits it (unsafe)", kerasKeyLambda)
+		is.lambdaLayer = true
 		if cls == "__lambda__" {
-			what = "__lambda__ object (a Python lambda)"
+			is.what, is.lambdaLayer, is.lambdaObject = "__lambda__ object (a Python lambda)", false, true
 		}
-		return fmt.Sprintf("%s: Keras deserialises its marshalled Python bytecode, which runs code of the file (CVE-2024-3660; safe_mode only guards it until something turns safe_mode off, CVE-2025-9906); "+
-			"%s admits it (unsafe)", what, kerasKeyLambda)
+		return is
 	}
 	if cls == "TFOpLambda" || cls == "SlicingOpLambda" {
-		if r := tfOpLambdaFunction(m); r != "" {
-			return r
+		if is := tfOpLambdaFunction(cls, m); is.what != "" {
+			return is
 		}
 	}
 	module, hasModule := m["module"]
@@ -239,17 +268,15 @@ func (k *kerasChecker) object(m map[string]any) string {
 	if hasModule && module != nil {
 		s, ok := module.(string)
 		if !ok {
-			return fmt.Sprintf("object %s has a module that is not a string", strqQuote(cls))
+			return issue(fmt.Sprintf("object %s with a module that is not a string", strqQuote(cls)), "Keras cannot resolve it")
 		}
 		mod = s
 	}
 	name := cls
 	if cls == "function" {
 		fn, ok := m["config"].(string)
-		if !ok {
-			if _, isMap := m["config"].(map[string]any); isMap || m["config"] != nil {
-				return "function object whose config is not a function name"
-			}
+		if !ok && m["config"] != nil {
+			return issue("function object whose config is not a function name", "Keras cannot resolve it")
 		}
 		name = fn
 	}
@@ -259,110 +286,113 @@ func (k *kerasChecker) object(m map[string]any) string {
 		}
 	}
 	if kerasDeniedNames[name] || kerasDeniedNames[lastDotted(name)] {
-		where := name
+		full := name
 		if mod != "" {
-			where = mod + "." + name
+			full = mod + "." + name
 		}
-		return fmt.Sprintf("%s names %s, a function or class that touches files, the network or the deserialiser's safe mode, not a modeling object "+
-			"(older Keras releases resolve it; CVE-2025-9906, CVE-2025-8747); no key admits it", kerasObjectWord(cls), strqQuote(where))
+		return issue(fmt.Sprintf("%s %s", kerasObjectWord(cls), strqQuote(full)),
+			"a function or class that touches files, the network, the process or the deserialiser's safe mode, not a modeling object "+
+				"(older Keras releases resolve it; CVE-2025-9906, CVE-2025-8747); no key admits it")
 	}
 	if hasModule && module != nil {
-		if r := k.module(cls, mod); r != "" {
-			return r
+		if is := k.module(cls, mod); is.what != "" {
+			return is
 		}
 	}
 	if rv, ok := m["registered_name"]; ok && rv != nil {
 		rn, ok := rv.(string)
 		if !ok {
-			return fmt.Sprintf("object %s has a registered_name that is not a string", strqQuote(cls))
+			return issue(fmt.Sprintf("object %s with a registered_name that is not a string", strqQuote(cls)), "Keras cannot resolve it")
 		}
-		if r := k.registered(cls, rn); r != "" {
-			return r
+		if is := k.registered(cls, rn); is.what != "" {
+			return is
 		}
 	}
-	return ""
+	return kerasIssue{}
 }
 
 func kerasObjectWord(cls string) string {
 	if cls == "function" {
-		return "function object"
+		return "function"
 	}
-	return "object"
+	return "class"
 }
 
 // module checks an object's "module".
-func (k *kerasChecker) module(cls, mod string) string {
+func (k *kerasChecker) module(cls, mod string) kerasIssue {
+	what := fmt.Sprintf("object %s from module %s", strqQuote(cls), strqQuote(clip(mod)))
 	if mod == "builtins" {
 		if cls == "function" {
-			return "" // resolved against Keras's built-in modules (activations, losses, ...)
+			return kerasIssue{} // resolved against Keras's built-in modules (activations, losses, ...)
 		}
-		return fmt.Sprintf("class %s from module \"builtins\": Keras resolves only functions there", strqQuote(cls))
+		return issue(what, "Keras resolves only functions there; no key admits it")
 	}
 	if !validDotted(mod) {
-		return fmt.Sprintf("object %s names module %s, not a Python module name", strqQuote(cls), strqQuote(clip(mod)))
+		return issue(what, "not a Python module name; no key admits it")
 	}
 	for _, d := range kerasDeniedModules {
 		if underModule(mod, d) {
-			return fmt.Sprintf("object %s comes from module %s, inside Keras but made of functions that load, save, download or change the deserialiser's safe mode "+
-				"(CVE-2025-9906, CVE-2025-8747); no key admits it", strqQuote(cls), strqQuote(mod))
+			return issue(what, "a module inside Keras made of functions that load, save, download or change the deserialiser's safe mode "+
+				"(CVE-2025-9906, CVE-2025-8747); no key admits it")
 		}
 	}
 	for _, ns := range KerasNamespaces {
 		if underModule(mod, ns) {
-			return ""
+			return kerasIssue{}
 		}
 	}
 	for _, a := range k.opts.Modules {
 		if underModule(mod, a) {
-			return ""
+			return kerasIssue{}
 		}
 	}
-	return fmt.Sprintf("object %s comes from module %s, outside Keras's namespaces (%s): Keras imports it by name when the model loads (CVE-2025-1550); "+
-		"%s admits a module you trust", strqQuote(cls), strqQuote(mod), strings.Join(KerasNamespaces, ", "), kerasKeyModules)
+	return issue(what, "outside Keras's namespaces (%s): Keras imports the module by name when the model loads (CVE-2025-1550); %s admits a module you trust",
+		strings.Join(KerasNamespaces, ", "), kerasKeyModules)
 }
 
 // registered checks an object's registered_name.
-func (k *kerasChecker) registered(cls, rn string) string {
+func (k *kerasChecker) registered(cls, rn string) kerasIssue {
 	pkg, _, custom := strings.Cut(rn, ">")
 	if !custom {
-		return "" // a built-in's own name (Keras checks it names the same object)
+		return kerasIssue{} // a built-in's own name (Keras checks it names the same object)
 	}
 	for _, p := range kerasRegisteredPackages {
 		if pkg == p {
-			return ""
+			return kerasIssue{}
 		}
 	}
 	for _, a := range k.opts.Registered {
 		if rn == a {
-			return ""
+			return kerasIssue{}
 		}
 	}
-	return fmt.Sprintf("object %s is the custom object %s (registered_name): Keras builds it from code registered outside the model file; %s admits it",
-		strqQuote(cls), strqQuote(clip(rn)), kerasKeyRegistered)
+	return issue(fmt.Sprintf("custom object %s (class %s)", strqQuote(clip(rn)), strqQuote(cls)),
+		"Keras builds it from code registered outside the model file; %s admits it", kerasKeyRegistered)
 }
 
 // tfOpLambdaFunction checks the TensorFlow function of a tf.keras 2.x
 // TFOpLambda or SlicingOpLambda layer (config.function, "math.add").
-func tfOpLambdaFunction(m map[string]any) string {
+func tfOpLambdaFunction(cls string, m map[string]any) kerasIssue {
 	cfg, _ := m["config"].(map[string]any)
 	fn, ok := cfg["function"].(string)
 	if !ok {
-		return fmt.Sprintf("%s layer without a TensorFlow function name", m["class_name"])
+		return issue(cls+" layer without a TensorFlow function name", "tf.keras cannot resolve it")
 	}
 	fn = strings.TrimPrefix(fn, "tf.")
+	what := fmt.Sprintf("%s layer calling TensorFlow function %s", cls, strqQuote(clip(fn)))
 	if !validDotted(fn) || kerasDeniedTFOps[fn] || kerasDeniedTFOps[lastDotted(fn)] {
-		return fmt.Sprintf("%s layer calls TensorFlow function %s, which is not an array operation; no key admits it", m["class_name"], strqQuote(clip(fn)))
+		return issue(what, "not an array operation; no key admits it")
 	}
 	if !strings.Contains(fn, ".") {
-		return ""
+		return kerasIssue{}
 	}
 	for _, ns := range tfOpLambdaModules {
 		if strings.HasPrefix(fn, ns+".") {
-			return ""
+			return kerasIssue{}
 		}
 	}
-	return fmt.Sprintf("%s layer calls TensorFlow function %s, outside the array-operation namespaces (%s): tf.keras resolves it against the whole TensorFlow API "+
-		"(tf.io.write_file, tf.raw_ops.*); no key admits it", m["class_name"], strqQuote(clip(fn)), strings.Join(tfOpLambdaModules, ", "))
+	return issue(what, "outside the array-operation namespaces (%s): tf.keras resolves it against the whole TensorFlow API (tf.io.write_file, tf.raw_ops.*); no key admits it",
+		strings.Join(tfOpLambdaModules, ", "))
 }
 
 // underModule reports whether mod is m or one of its submodules.

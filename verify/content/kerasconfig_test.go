@@ -1,28 +1,19 @@
 package content
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pullgate/pullgate/test/modelcorpus"
 )
 
-// The benign configurations in testdata/keras mirror what Keras writes:
-// sequential.json and functional.json follow Keras 3's
-// serialize_keras_object (module, class_name, config, registered_name,
-// build_config, compile_config; a Sequential nested in a Functional, a
-// builtins function metric), legacy_*.json what tf.keras 2.12 writes into an
-// HDF5 file's model_config and training_config attributes (class_name and
-// config without module, a TFOpLambda). They were written by hand from
-// keras/src/saving/serialization_lib.py and legacy_h5_format.py, field for
-// field, since Keras itself is not installed here.
+// kerasSample is one of the sample configurations (modelcorpus.KerasConfig:
+// Keras 3 Sequential and Functional, legacy tf.keras model_config and
+// training_config, written field for field from Keras's serialisation
+// code).
 func kerasSample(t testing.TB, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "keras", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return modelcorpus.KerasConfig(name)
 }
 
 func TestKerasConfigBenign(t *testing.T) {
@@ -79,13 +70,15 @@ func kerasAttacks(t testing.TB) []kerasAttack {
 		return fn[:i] + layer + ", " + fn[i:]
 	}
 	return []kerasAttack{
-		{name: "lambda-bytecode", cfg: withLayer(seq, lambda3), want: []string{"__lambda__", "CVE-2024-3660", "content.formats.keras.lambda: allow", "$.config.layers[2].config.function"},
+		{name: "lambda-bytecode", cfg: withLayer(seq, lambda3), want: []string{"config.json: Lambda layer at $.config.layers[2]: ", "CVE-2024-3660", "content.formats.keras.lambda: allow"},
 			admit: &KerasOptions{AllowLambda: true}},
 		{name: "lambda-layer-named-function", cfg: withLayer(seq, `{"module": "keras.layers", "class_name": "Lambda", "config": {"name": "l", "function": {"module": "keras.activations", "class_name": "function", "config": "relu", "registered_name": "relu"}, "arguments": {}}, "registered_name": null}`),
 			want: []string{"Lambda layer", "$.config.layers[2]"}, admit: &KerasOptions{AllowLambda: true}},
-		{name: "lambda-nested-model", cfg: nestedFn(lambda3), want: []string{"__lambda__", "$.config.layers[1].config.layers[2].config.function"}, admit: &KerasOptions{AllowLambda: true}},
+		{name: "lambda-nested-model", cfg: nestedFn(lambda3), want: []string{"Lambda layer at $.config.layers[1].config.layers[2]: "}, admit: &KerasOptions{AllowLambda: true}},
+		{name: "lambda-object-as-activation", cfg: withLayer(seq, `{"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 1, "activation": {"class_name": "__lambda__", "config": {"value": "4wEAAAAA", "defaults": null, "closure": null}}}, "registered_name": "Custom>Nope"}`),
+			want: []string{"__lambda__ object (a Python lambda) at $.config.layers[2].config.activation: "}, admit: &KerasOptions{AllowLambda: true, Registered: []string{"Custom>Nope"}}},
 		{name: "lambda-legacy", cfg: strings.Replace(legacy, `{"class_name": "TFOpLambda"`, `{"class_name": "Lambda", "config": {"name": "lambda", "function": ["4wEAAAAAAAAA", null, null], "function_type": "lambda", "module": "__main__", "output_shape": null, "arguments": {}}}, {"class_name": "TFOpLambda"`, 1),
-			want: []string{"legacy Lambda", "$.config.layers[2].config"}, admit: &KerasOptions{AllowLambda: true, Modules: []string{"__main__"}}},
+			want: []string{"Lambda layer at $.config.layers[2]: "}, admit: &KerasOptions{AllowLambda: true}},
 		{name: "lambda-escaped-name", cfg: withLayer(seq, `{"module": "keras.layers", "class_name": "L\u0061mbda", "config": {"name": "l"}, "registered_name": null}`),
 			want: []string{"Lambda layer"}, admit: &KerasOptions{AllowLambda: true}},
 		{name: "duplicate-key-hides-lambda", cfg: withLayer(seq, `{"module": "keras.layers", "class_name": "Dense", "class_name": "Lambda", "config": {"name": "l"}}`),
@@ -120,7 +113,7 @@ func kerasAttacks(t testing.TB) []kerasAttack {
 		{name: "tfsmlayer", cfg: withLayer(seq, `{"module": "keras.layers", "class_name": "TFSMLayer", "config": {"name": "t", "filepath": "/tmp/x"}}`), want: []string{"TFSMLayer"}},
 		{name: "torch-module-wrapper", cfg: withLayer(seq, `{"module": "keras.layers", "class_name": "TorchModuleWrapper", "config": {"name": "t", "module": "gASV"}}`), want: []string{"TorchModuleWrapper"}},
 		{name: "tensorboard-callback", cfg: strings.Replace(seq, `"loss_weights": null`, `"loss_weights": {"module": "keras.callbacks", "class_name": "TensorBoard", "config": {"log_dir": "/etc"}}`, 1), want: []string{"TensorBoard"}},
-		{name: "vocabulary-path", cfg: withLayer(seq, `{"module": "keras.layers", "class_name": "StringLookup", "config": {"name": "s", "vocabulary": "/root/.ssh/id_rsa"}}`), want: []string{"\"vocabulary\" is a string", "/root/.ssh/id_rsa"}},
+		{name: "vocabulary-path", cfg: withLayer(seq, `{"module": "keras.layers", "class_name": "StringLookup", "config": {"name": "s", "vocabulary": "/root/.ssh/id_rsa"}}`), want: []string{"\"vocabulary\" set to the string \"/root/.ssh/id_rsa\" at $.config.layers[2].config: "}},
 		{name: "tfoplambda-write-file", cfg: strings.Replace(legacy, `"function": "math.multiply"`, `"function": "io.write_file"`, 1), want: []string{"TFOpLambda", "io.write_file"}},
 		{name: "tfoplambda-py-function", cfg: strings.Replace(legacy, `"function": "math.multiply"`, `"function": "py_function"`, 1), want: []string{"py_function"}},
 		// custom objects
