@@ -788,6 +788,21 @@ func (l *loader) oneOf(fs map[string]field, key, what, fix string, values ...str
 	return ""
 }
 
+// checkedList reads a list of strings, each passing check (fix says how to
+// correct one that does not).
+func (l *loader) checkedList(v field, what, listFix, fix string, check func(string) error) []string {
+	names, nodes, _ := l.strList(v, what, listFix)
+	var out []string
+	for j, n := range names {
+		if err := check(n); err != nil {
+			l.errAt(nodes[j], fix, "%s: %v", what, err)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 // parseKeras reads formats.keras: {modules, registered, lambda}.
 func (l *loader) parseKeras(kf field, what string) *KerasFormat {
 	k := &KerasFormat{}
@@ -799,24 +814,12 @@ func (l *loader) parseKeras(kf field, what string) *KerasFormat {
 		return k
 	}
 	if v, ok := m["modules"]; ok {
-		names, nodes, _ := l.strList(v, what+".modules", "list Python modules, e.g. [mypkg.layers]")
-		for j, n := range names {
-			if err := content.CheckKerasModule(n); err != nil {
-				l.errAt(nodes[j], "write a dotted Python module name, e.g. mypkg.layers", "%s.modules: %v", what, err)
-				continue
-			}
-			k.Modules = append(k.Modules, n)
-		}
+		k.Modules = l.checkedList(v, what+".modules", "list Python modules, e.g. [mypkg.layers]",
+			"write a dotted Python module name, e.g. mypkg.layers", content.CheckKerasModule)
 	}
 	if v, ok := m["registered"]; ok {
-		names, nodes, _ := l.strList(v, what+".registered", "list registered names, e.g. [MyPackage>MyLayer]")
-		for j, n := range names {
-			if err := content.CheckKerasRegistered(n); err != nil {
-				l.errAt(nodes[j], "write Package>Name, as keras.saving.register_keras_serializable registers it", "%s.registered: %v", what, err)
-				continue
-			}
-			k.Registered = append(k.Registered, n)
-		}
+		k.Registered = l.checkedList(v, what+".registered", "list registered names, e.g. [MyPackage>MyLayer]",
+			"write Package>Name, as keras.saving.register_keras_serializable registers it", content.CheckKerasRegistered)
 	}
 	k.Lambda = l.oneOf(m, "lambda", what,
 		"write lambda: refuse (default) or lambda: allow (admits Lambda layers, whose marshalled Python bytecode Keras runs; unsafe)", "refuse", "allow")

@@ -1,8 +1,6 @@
 package content
 
 import (
-	"archive/zip"
-	"bytes"
 	"strings"
 	"testing"
 
@@ -103,23 +101,15 @@ func TestKerasArchiveAttacks(t *testing.T) {
 	}
 }
 
-// kerasZip builds a .keras-shaped zip with Go's archive/zip (stored), for
-// the tests and fuzz seeds that need no Python.
+// kerasZip builds a .keras-shaped zip (modelcorpus.Zip, stored members),
+// for the tests that need no Python.
 func kerasZip(t testing.TB, members ...[2]string) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
+	var spec modelcorpus.ZipSpec
 	for _, m := range members {
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: m[0], Method: zip.Store})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write([]byte(m[1]))
+		spec.Entries = append(spec.Entries, modelcorpus.ZipEntry{Name: m[0], Data: []byte(m[1])})
 	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return modelcorpus.Zip(spec)
 }
 
 // A zip with config.json but no metadata.json is not a Keras archive: its
@@ -142,36 +132,4 @@ func TestKerasArchiveRecognition(t *testing.T) {
 	if err := inspectBytes(Options{Keras: KerasOptions{AllowLambda: true}}, "x", lam); err != nil {
 		t.Fatalf("Lambda with lambda: allow: %v", err)
 	}
-}
-
-func FuzzKerasArchive(f *testing.F) {
-	seq := kerasSample(f, "sequential.json")
-	f.Add(kerasZip(f, [2]string{"metadata.json", kerasMetadata}, [2]string{"config.json", seq}, [2]string{"model.weights.h5", ""}), uint8(7))
-	f.Add(kerasZip(f, [2]string{"model.weights.h5", ""}, [2]string{"config.json", seq}, [2]string{"metadata.json", kerasMetadata}, [2]string{"assets/vocab.txt", "a\n"}), uint8(3))
-	f.Add(kerasZip(f, [2]string{"metadata.json", kerasMetadata}, [2]string{"config.json", `{"class_name": "Lambda", "config": {}}`}), uint8(1))
-	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
-		whole := kerasVerdict(t, data, len(data)+1)
-		if got := kerasVerdict(t, data, int(chunk%61)+1); got != whole {
-			t.Fatalf("chunking changed the verdict: %q vs %q", whole, got)
-		}
-	})
-}
-
-func kerasVerdict(t *testing.T, data []byte, chunk int) string {
-	in := NewZipInspector(Options{}, int64(len(data)))
-	var err error
-	for off := 0; off < len(data) && err == nil; off += chunk {
-		_, err = in.Write(data[off:min(off+chunk, len(data))])
-	}
-	if err == nil {
-		err = in.Close()
-	}
-	if err == nil {
-		return ""
-	}
-	fd, ok := err.(*Finding)
-	if !ok || fd.Reason == "" {
-		t.Fatalf("not a finding: %#v", err)
-	}
-	return fd.Format + ": " + fd.Reason
 }
