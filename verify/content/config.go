@@ -106,6 +106,9 @@ type jsonParser struct {
 	// (shallowObject), and arrays are not kept.
 	onObject func(m map[string]any) error
 	path     []string
+	// pyFloats accepts NaN, Infinity and -Infinity, which Python's json
+	// writes for non-finite floats (Keras configurations).
+	pyFloats bool
 }
 
 type keyedString struct{ key, src string }
@@ -248,6 +251,14 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 	case c == 't' || c == 'f' || c == 'n':
 		for _, lit := range []string{"true", "false", "null"} {
 			if strings.HasPrefix(string(p.b[p.i:min(p.i+5, len(p.b))]), lit) {
+				p.i += len(lit)
+				return nil, nil
+			}
+		}
+		return nil, p.errf("invalid literal")
+	case p.pyFloats && (c == 'N' || c == 'I' || c == '-' && p.i+1 < len(p.b) && p.b[p.i+1] == 'I'):
+		for _, lit := range []string{"NaN", "Infinity", "-Infinity"} {
+			if strings.HasPrefix(string(p.b[p.i:min(p.i+len(lit), len(p.b))]), lit) {
 				p.i += len(lit)
 				return nil, nil
 			}

@@ -128,7 +128,8 @@ var kerasDeniedTFOps = map[string]bool{"py_function": true, "numpy_function": tr
 //
 // The JSON is parsed strictly (UTF-8, no duplicate keys, which Python's
 // json keeps the last of, so a duplicate could hide a value; depth at most
-// 128) and every object is checked, at any depth: nested models (a
+// 128), with the NaN, Infinity and -Infinity Python's json writes for
+// non-finite floats and every object is checked, at any depth: nested models (a
 // Functional or Sequential as a layer), build_config, compile_config
 // (optimizer, loss, metrics, loss_weights), and legacy tf.keras shapes
 // (class_name and config without module) alike. The checks (see
@@ -156,7 +157,7 @@ func checkKerasConfig(opts Options, format, where string, cfg []byte) error {
 		return newFinding(format, -1, "%s: not valid UTF-8", where)
 	}
 	k := kerasChecker{opts: opts.Keras}
-	p := &jsonParser{b: cfg}
+	p := &jsonParser{b: cfg, pyFloats: true}
 	// A __lambda__ object is reported as the Lambda layer that holds it
 	// when there is one (objects are checked innermost first): it is held
 	// as pending until its enclosing objects are done, or another problem

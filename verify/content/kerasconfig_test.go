@@ -36,6 +36,11 @@ func TestKerasConfigBenign(t *testing.T) {
 	if err := checkKerasConfig(Options{}, FormatKeras, "config.json", []byte(lookup)); err != nil {
 		t.Errorf("lookup: %v", err)
 	}
+	// Python's json writes non-finite floats as NaN, Infinity, -Infinity
+	relu := `{"module": "keras.layers", "class_name": "ReLU", "config": {"name": "relu", "max_value": Infinity, "negative_slope": 0.0, "threshold": -Infinity, "x": [NaN]}, "registered_name": null}`
+	if err := checkKerasConfig(Options{}, FormatKeras, "config.json", []byte(relu)); err != nil {
+		t.Errorf("non-finite floats: %v", err)
+	}
 }
 
 // kerasAttack is a configuration Keras would load code, import a module or
@@ -124,7 +129,7 @@ func kerasAttacks(t testing.TB) []kerasAttack {
 		{name: "custom-loss-in-compile-config", cfg: strings.Replace(seq, `"loss_weights": null`, `"loss_weights": null, "metrics2": {"module": "__main__", "class_name": "function", "config": "my_metric", "registered_name": "Custom>my_metric"}`, 1),
 			want: []string{"\"__main__\""}, admit: &KerasOptions{Modules: []string{"__main__"}, Registered: []string{"Custom>my_metric"}}},
 		{name: "not-an-object", cfg: `[1, 2]`, want: []string{"not a JSON object"}},
-		{name: "nan", cfg: strings.Replace(seq, `"rate": 0.1`, `"rate": NaN`, 1), want: []string{"unexpected character"}},
+		{name: "bad-literal", cfg: strings.Replace(seq, `"rate": 0.1`, `"rate": Nope`, 1), want: []string{"invalid literal"}},
 	}
 }
 
