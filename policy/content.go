@@ -62,6 +62,7 @@ type Formats struct {
 	Skops       *SkopsFormat
 	TensorFlow  *TensorFlowFormat
 	TFLite      *TFLiteFormat
+	Keras       *KerasFormat
 	// Allow lists the formats a layer may be (verify/content.KnownFormats
 	// names); empty allows every format the validators know.
 	Allow []string `json:",omitempty"`
@@ -116,6 +117,20 @@ type TFLiteFormat struct {
 	// kernels) are admitted; their TensorFlow op is still checked against
 	// the tensorflow denylist.
 	Flex string `json:",omitempty"`
+}
+
+// KerasFormat configures the Keras configuration check
+// (verify/content.KerasOptions): what a Keras model configuration may name
+// besides Keras's own namespaces.
+type KerasFormat struct {
+	// Modules admits Python modules (and their submodules) in a serialised
+	// object's "module"; Keras imports them by name on load.
+	Modules []string `json:",omitempty"`
+	// Registered admits custom-object registered names ("Package>Name").
+	Registered []string `json:",omitempty"`
+	// Lambda is "refuse" (default) or "allow": whether Lambda layers and
+	// __lambda__ objects (marshalled Python bytecode) are admitted. Unsafe.
+	Lambda string `json:",omitempty"`
 }
 
 // ZipFormat bounds the zip parser (field names follow

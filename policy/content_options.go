@@ -28,6 +28,9 @@ func (c *Content) Options() content.Options {
 		o.Zip = content.ZipOptions{MaxEntries: int(f.MaxEntries), MaxDeflatedMember: f.MaxDeflatedMember,
 			MaxInflatedMember: f.MaxInflatedMember, MaxUncompressed: f.MaxUncompressed}
 	}
+	if f := c.Formats.Keras; f != nil {
+		o.Keras = content.KerasOptions{Modules: f.Modules, Registered: f.Registered, AllowLambda: f.Lambda == "allow"}
+	}
 	if f := c.Formats.ONNX; f != nil {
 		o.ONNX = content.ONNXOptions{Domains: f.Domains}
 	}

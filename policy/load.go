@@ -818,6 +818,21 @@ func (l *loader) dottedList(f field, what, key string, check func([]string) erro
 	return out
 }
 
+// checkedList reads a list of strings, each passing check (fix says how to
+// correct one that does not).
+func (l *loader) checkedList(v field, what, listFix, fix string, check func(string) error) []string {
+	names, nodes, _ := l.strList(v, what, listFix)
+	var out []string
+	for j, n := range names {
+		if err := check(n); err != nil {
+			l.errAt(nodes[j], fix, "%s: %v", what, err)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 // formatSection reads formats.<name>, a mapping of the given keys (or
 // null: the validator's defaults). ok is false when the section is absent;
 // keys of a malformed section are reported and the map is empty.
@@ -847,8 +862,31 @@ func (l *loader) opNames(f field, what, fix string) []string {
 	return out
 }
 
+// parseKeras reads formats.keras: {modules, registered, lambda}.
+func (l *loader) parseKeras(kf field, what string) *KerasFormat {
+	k := &KerasFormat{}
+	if isNull(kf.val) {
+		return k
+	}
+	m, ok := l.mapping(kf.val, what, "modules", "registered", "lambda")
+	if !ok {
+		return k
+	}
+	if v, ok := m["modules"]; ok {
+		k.Modules = l.checkedList(v, what+".modules", "list Python modules, e.g. [mypkg.layers]",
+			"write a dotted Python module name, e.g. mypkg.layers", content.CheckKerasModule)
+	}
+	if v, ok := m["registered"]; ok {
+		k.Registered = l.checkedList(v, what+".registered", "list registered names, e.g. [MyPackage>MyLayer]",
+			"write Package>Name, as keras.saving.register_keras_serializable registers it", content.CheckKerasRegistered)
+	}
+	k.Lambda = l.oneOf(m, "lambda", what,
+		"write lambda: refuse (default) or lambda: allow (admits Lambda layers, whose marshalled Python bytecode Keras runs; unsafe)", "refuse", "allow")
+	return k
+}
+
 func (l *loader) parseFormats(f field, what string, out *Formats) {
-	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "tensorflow", "tflite", "allow", "unknown", "torchscript", "nemo", "skops")
+	fs, ok := l.mapping(f.val, what, "safetensors", "gguf", "pickle", "zip", "onnx", "tensorflow", "tflite", "allow", "unknown", "torchscript", "nemo", "skops", "keras")
 	if !ok {
 		return
 	}
@@ -926,6 +964,9 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 		o.Flex = l.oneOf(m, "flex", what+".tflite",
 			"write flex: refuse (default) or flex: allow (admits Flex ops, TensorFlow kernels; their op is still checked against the tensorflow denylist)", "refuse", "allow")
 		out.TFLite = o
+	}
+	if kf, ok := fs["keras"]; ok {
+		out.Keras = l.parseKeras(kf, what+".keras")
 	}
 	if sf, ok := fs["safetensors"]; ok {
 		st := &SafetensorsFormat{}

@@ -135,6 +135,17 @@ type jsonParser struct {
 	// keepAll keeps every value (numbers as jsonNumber) instead of the
 	// shallow ones only (skops schema.json, bounded by MaxConfigBytes).
 	keepAll bool
+
+	// onObject, when set, is called with every object once it is parsed
+	// (the Keras configuration check, kerasconfig.go); p.path is then the
+	// object's JSON path. Objects are then kept at every depth, but each
+	// only with its string members and its child objects' string members
+	// (shallowObject), and arrays are not kept.
+	onObject func(m map[string]any) error
+	path     []string
+	// pyFloats accepts NaN, Infinity and -Infinity, which Python's json
+	// writes for non-finite floats (Keras configurations).
+	pyFloats bool
 }
 
 // jsonNumber is a JSON number's text, kept when jsonParser.keepAll is set.
@@ -179,6 +190,9 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if p.i >= len(p.b) || p.b[p.i] != '"' {
 				return nil, p.errf("expected a string key")
 			}
+			if p.onObject != nil && len(p.path) > depth {
+				p.path = p.path[:depth]
+			}
 			koff := p.i
 			k, err := p.str()
 			if err != nil {
@@ -197,11 +211,14 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if isTemplateKey(k) {
 				vk = k
 			}
+			if p.onObject != nil {
+				p.path = append(p.path[:depth], pathKey(k))
+			}
 			v, err := p.value(depth+1, vk)
 			if err != nil {
 				return nil, err
 			}
-			if depth > 2 && !p.keepAll {
+			if depth > 2 && !p.keepAll && p.onObject == nil {
 				v = nil // keep only shallow values
 			}
 			m[k] = v
@@ -215,6 +232,13 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			}
 			if p.b[p.i] == '}' {
 				p.i++
+				if p.onObject != nil {
+					p.path = p.path[:depth]
+					if err := p.onObject(m); err != nil {
+						return nil, err
+					}
+					return shallowObject(m), nil
+				}
 				return m, nil
 			}
 			return nil, p.errf("expected ',' or '}'")
@@ -227,12 +251,15 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			p.i++
 			return a, nil
 		}
-		for {
+		for n := 0; ; n++ {
+			if p.onObject != nil {
+				p.path = append(p.path[:depth], "["+itoa(n)+"]")
+			}
 			v, err := p.value(depth+1, tkey)
 			if err != nil {
 				return nil, err
 			}
-			if depth <= 2 || p.keepAll {
+			if (depth <= 2 || p.keepAll) && p.onObject == nil {
 				a = append(a, v)
 			}
 			p.ws()
@@ -245,6 +272,9 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			}
 			if p.b[p.i] == ']' {
 				p.i++
+				if p.onObject != nil {
+					p.path = p.path[:depth]
+				}
 				return a, nil
 			}
 			return nil, p.errf("expected ',' or ']'")
@@ -261,6 +291,14 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 	case c == 't' || c == 'f' || c == 'n':
 		for _, lit := range []string{"true", "false", "null"} {
 			if strings.HasPrefix(string(p.b[p.i:min(p.i+5, len(p.b))]), lit) {
+				p.i += len(lit)
+				return nil, nil
+			}
+		}
+		return nil, p.errf("invalid literal")
+	case p.pyFloats && (c == 'N' || c == 'I' || c == '-' && p.i+1 < len(p.b) && p.b[p.i+1] == 'I'):
+		for _, lit := range []string{"NaN", "Infinity", "-Infinity"} {
+			if strings.HasPrefix(string(p.b[p.i:min(p.i+len(lit), len(p.b))]), lit) {
 				p.i += len(lit)
 				return nil, nil
 			}

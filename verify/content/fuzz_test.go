@@ -191,3 +191,23 @@ func FuzzTar(f *testing.F) {
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewTarInspector(scanOpts, size) }, data, chunk)
 	})
 }
+
+// FuzzKerasArchive fuzzes the zip validator on Keras v3 archives (the
+// Keras recognition and member rules run inside it).
+func FuzzKerasArchive(f *testing.F) {
+	seq := modelcorpus.KerasConfig("sequential.json")
+	meta := `{"keras_version": "3.6.0", "date_saved": "2026-12-06@13:58:01"}`
+	zip := func(members ...[2]string) []byte {
+		var spec modelcorpus.ZipSpec
+		for _, m := range members {
+			spec.Entries = append(spec.Entries, modelcorpus.ZipEntry{Name: m[0], Data: []byte(m[1])})
+		}
+		return modelcorpus.Zip(spec)
+	}
+	f.Add(zip([2]string{"metadata.json", meta}, [2]string{"config.json", seq}, [2]string{"model.weights.h5", ""}), uint8(7))
+	f.Add(zip([2]string{"model.weights.h5", ""}, [2]string{"config.json", seq}, [2]string{"metadata.json", meta}, [2]string{"assets/vocab.txt", "a\n"}), uint8(3))
+	f.Add(zip([2]string{"metadata.json", meta}, [2]string{"config.json", `{"class_name": "Lambda", "config": {}}`}), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		fuzzChunking(t, func(size int64) content.Inspector { return content.NewZipInspector(content.Options{}, size) }, data, chunk)
+	})
+}

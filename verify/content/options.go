@@ -31,6 +31,10 @@ const (
 	// archive (torch.jit.save: <top>/code/ and <top>/constants.pkl). The
 	// layer's format stays FormatZip.
 	FormatTorchScript = "torchscript"
+	// FormatKeras names findings about a Keras v3 .keras archive (a zip
+	// with top-level config.json and metadata.json) and about Keras model
+	// configurations. The layer's format stays FormatZip.
+	FormatKeras = "keras"
 )
 
 // KnownFormats are the format names Options.AllowFormats (policy key
@@ -123,6 +127,7 @@ type Options struct {
 	Skops       SkopsOptions // content.formats.skops
 	TensorFlow  TensorFlowOptions
 	TFLite      TFLiteOptions
+	Keras       KerasOptions
 	// AllowArchives accepts 7z/rar/tar/gzip/zstd/xz/bzip2 bytes in layers whose
 	// media type declares a raw model file, and nested archives inside zips.
 	// Their contents are not inspected.
@@ -254,6 +259,9 @@ func (o Options) Validate() error {
 		return err
 	}
 	if err := CheckSkopsTrusted(o.Skops.Trusted); err != nil {
+		return err
+	}
+	if err := validKerasOptions(o.Keras); err != nil {
 		return err
 	}
 	for _, f := range o.AllowFormats {

@@ -116,6 +116,7 @@ type ZipInspector struct {
 	tsConstants      bool   // a <top>/constants.pkl member was seen (exact case, see isTorchScriptConstants)
 	tsClass          string // first TorchScript class or builder a member pickle imported ("member imports class")
 	tsClassAt        int64
+	keras            kerasArchive // Keras v3 archive recognition (keras.go)
 }
 
 // NewZipInspector returns a strict zip validator. Pickle members are denied
@@ -330,6 +331,9 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 		if ext := codeFileExt(name); ext != "" {
 			return z.fail(off, "entry %q is code (%s) and is denied (denyCodeLayers)", name, ext)
 		}
+	}
+	if err := z.kerasMember(name, off); err != nil {
+		return err
 	}
 	if z.isTorchScriptConstants(name) {
 		z.tsConstants = true
@@ -798,10 +802,17 @@ func (s *memberSink) close() error {
 	if strings.HasSuffix(e.name, "/") && s.n != 0 {
 		return z.fail(e.offset, "directory entry %q has %d bytes of data", e.name, s.n)
 	}
+	var kb []byte
+	if e.name == kerasConfigName || e.name == kerasMetadataName {
+		kb = kerasMemberBytes(s.inner) // read before Close releases them
+	}
 	if s.inner != nil {
 		if err := s.inner.Close(); err != nil {
 			return s.wrap(err)
 		}
+	}
+	if err := z.kerasCollect(e, kb, kerasJudgedJSON(s.inner)); err != nil {
+		return err
 	}
 	if s.pickle != nil {
 		if err := s.pickle.Close(); err != nil {
@@ -1380,6 +1391,9 @@ func (z *ZipInspector) Close() error {
 		return z.fail(z.buf.base, "%s", trailingReason(z.size, z.buf.base, "the end of central directory record"))
 	}
 	if err := z.checkTorchStorages(); err != nil {
+		return err
+	}
+	if err := z.kerasClose(); err != nil {
 		return err
 	}
 	if z.tsClass != "" && !z.tsConstants {
