@@ -68,8 +68,20 @@ func kerasMemberBytes(in Inspector) []byte {
 	if ai.inner == nil {
 		return ai.head
 	}
-	if bi, ok := ai.inner.(*BufferedInspector); ok {
+	if bi := bufferedJSON(ai.inner); bi != nil {
 		return bi.buf
+	}
+	return nil
+}
+
+// bufferedJSON is the BufferedInspector that checked a JSON file (a config
+// inspector embeds one), nil for any other inspector.
+func bufferedJSON(in Inspector) *BufferedInspector {
+	switch t := in.(type) {
+	case *BufferedInspector:
+		return t
+	case *configInspector:
+		return t.BufferedInspector
 	}
 	return nil
 }
@@ -81,8 +93,7 @@ func kerasJudgedJSON(in Inspector) bool {
 	if !ok || ai.format != FormatJSON {
 		return false
 	}
-	_, ok = ai.inner.(*BufferedInspector)
-	return ok
+	return bufferedJSON(ai.inner) != nil
 }
 
 // kerasCollect records config.json and metadata.json after their own
