@@ -124,8 +124,14 @@ func TestCheckReferences(t *testing.T) {
 	}{
 		{"any admits", content.ReferenceOptions{}, local, false, nil, ""},
 		{"mbom: base model name", content.ReferenceOptions{Require: content.RequireMBOM}, hub, true, base, ""},
-		{"mbom: case differs", content.ReferenceOptions{Require: content.RequireMBOM}, content.Reference{Key: "k", Value: "Meta-Llama/Meta-Llama-3-8B", Kind: content.RefHub}, true, base,
-			`the verified MBOM's base model is "meta-llama/Meta-Llama-3-8B"`},
+		// The Hub resolves ids without regard to case: the same repository.
+		{"mbom: case differs", content.ReferenceOptions{Require: content.RequireMBOM}, content.Reference{Key: "k", Value: "Meta-Llama/Meta-Llama-3-8B", Kind: content.RefHub}, true, base, ""},
+		{"mbom: only ASCII case is folded", content.ReferenceOptions{Require: content.RequireMBOM}, content.Reference{Key: "k", Value: "meta-llama/Meta-Llama-3-8b", Kind: content.RefHub}, true, []string{"meta-llama/Meta-Llama-3-8\u212a"},
+			`the verified MBOM's base model is`},
+		{"allowlist: pattern, case differs", content.ReferenceOptions{Require: content.RequireAllowlist, Allow: []string{"Meta-Llama/*-8B"}}, content.Reference{Key: "k", Value: "meta-llama/Llama-3-8b", Kind: content.RefHub}, false, nil, ""},
+		{"allowlist: pattern class, case differs", content.ReferenceOptions{Require: content.RequireAllowlist, Allow: []string{"[M]eta-llama/*"}}, hub, false, nil, ""},
+		{"allowlist: a local path keeps its case", content.ReferenceOptions{Require: content.RequireAllowlist, Allow: []string{"/SRV/base"}}, local, false, nil, "local path"},
+		{"allowlist: a URL keeps its case", content.ReferenceOptions{Require: content.RequireAllowlist, Allow: []string{"https://x.example/R"}}, url, false, nil, "URL"},
 		{"mbom: another base", content.ReferenceOptions{Require: content.RequireMBOM}, hub, true, []string{"mistralai/Mistral-7B-v0.1"},
 			`adapter_config.json: base_model_name_or_path = "meta-llama/Meta-Llama-3-8B" (hub)`},
 		{"mbom: none verified", content.ReferenceOptions{Require: content.RequireMBOM}, hub, false, nil, "no verified MBOM statement lists this file"},
