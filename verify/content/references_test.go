@@ -220,3 +220,27 @@ func FuzzConfigReferences(f *testing.F) {
 		}
 	})
 }
+
+// A config whose leading whitespace fills the sniff window (Python's json
+// skips it) is judged as the config it is: its references are listed,
+// and its remote-code hook refused under denyCodeLayers.
+func TestPaddedConfigJudgedAsConfig(t *testing.T) {
+	pad := bytes.Repeat([]byte(" \n"), 4096)
+	got := references(t, content.Options{}, "adapter_config.json", append(pad, modelcorpus.PEFTAdapterConfig("attacker/Meta-Llama-3-8B")...))
+	want := []content.Reference{{File: "adapter_config.json", Key: "base_model_name_or_path", Value: "attacker/Meta-Llama-3-8B", Kind: content.RefHub}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	hook := append(pad, modelcorpus.TransformersConfig("org/model", map[string]any{"AutoModel": "modeling_x.XModel"})...)
+	rep, err := content.InspectReader(content.Options{DenyCodeLayers: true}, bytes.NewReader(hook), int64(len(hook)), mtWeightConfig, "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) == 0 || !strings.Contains(rep.Findings[0].Error(), "auto_map") {
+		t.Fatalf("padded config with auto_map: %+v", rep.Findings)
+	}
+	dup := append(pad, `{"base_model_name_or_path": "meta-llama/Meta-Llama-3-8B", "base_model_name_or_path": "attacker/x"}`...)
+	if rep, err := content.InspectReader(content.Options{}, bytes.NewReader(dup), int64(len(dup)), mtWeightConfig, "adapter_config.json"); err != nil || len(rep.Findings) == 0 {
+		t.Fatalf("padded config with a repeated key admitted: %v %+v", err, rep)
+	}
+}
