@@ -21,7 +21,12 @@ import (
 )
 
 // ContentFailure is a blob refused by content inspection.
-type ContentFailure struct{ finding *content.Finding }
+type ContentFailure struct {
+	finding *content.Finding
+	// recorded: the finding was read from the records (in its own
+	// scope), not found now; it is not recorded again (in another scope).
+	recorded bool
+}
 
 func (c *ContentFailure) Error() string { return c.finding.Error() }
 
@@ -44,7 +49,7 @@ func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 			if f, bad, err := s.badBlob(ctx, rev, rule, dgst, scope); err != nil {
 				return nil, err
 			} else if bad {
-				return nil, &ContentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+				return nil, &ContentFailure{finding: &content.Finding{Format: "content", Offset: -1, Reason: f}, recorded: true}
 			}
 		}
 		held, ok := s.blobGrants.Get(grantKey(rev, rep, dgst))
@@ -79,7 +84,7 @@ func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 			_ = in.Close()
 			var fd *content.Finding
 			if errors.As(err, &fd) {
-				return extra, &ContentFailure{fd}
+				return extra, &ContentFailure{finding: fd}
 			}
 			return nil, err
 		}
@@ -94,9 +99,9 @@ func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 func asFinding(err error, format string) error {
 	var fd *content.Finding
 	if errors.As(err, &fd) {
-		return &ContentFailure{fd}
+		return &ContentFailure{finding: fd}
 	}
-	return &ContentFailure{&content.Finding{Format: format, Offset: -1, Reason: err.Error()}}
+	return &ContentFailure{finding: &content.Finding{Format: format, Offset: -1, Reason: err.Error()}}
 }
 
 // recordInspection records the outcome of inspecting a blob: format
@@ -108,7 +113,9 @@ func asFinding(err error, format string) error {
 // for the classes it was inspected as (see records.Records.PutInspected).
 func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, scopes []string, cf *ContentFailure) {
 	if cf != nil {
-		s.markBad(ctx, rev, rule, dgst, findingScope(cf.finding, scopes), cf.finding.Error())
+		if !cf.recorded {
+			s.markBad(ctx, rev, rule, dgst, findingScope(cf.finding, scopes), cf.finding.Error())
+		}
 		return
 	}
 	for _, scope := range scopes {
@@ -136,7 +143,7 @@ func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, scope); err != nil {
 			return err
 		} else if bad {
-			return &ContentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+			return &ContentFailure{finding: &content.Finding{Format: "content", Offset: -1, Reason: f}}
 		}
 	}
 	classes := grant.classes()

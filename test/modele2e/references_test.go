@@ -7,9 +7,13 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,21 +224,18 @@ func ciStatement(subject string) []byte {
 // push pushes an adapter (adapter_config.json cfg and weights) attested by
 // CI and, when mbomNames is set, released with an MBOM naming it;
 // refused pulls a reference and wants the refusal to name reason.
-func optionalMBOMEnv(t *testing.T) (e *env, push func(repo string, cfg []byte, mbomNames string) []file, refused func(repoTag, reason string)) {
-	up := harness.StartUpstream(t, harness.UpstreamOptions{Referrers: true})
+func optionalMBOMEnv(t *testing.T, wrap func(http.Handler) http.Handler) (e *env, push func(repo string, files []file, mbomNames string), refused func(repoTag, reason string)) {
+	up := harness.StartUpstream(t, harness.UpstreamOptions{Referrers: true, Wrap: wrap})
 	dir := t.TempDir()
 	ci, rel := writeKey(t, dir, "ci"), writeKey(t, dir, "release")
 	e = &env{up: up, px: gate.Start(t, gate.Options{Upstreams: []*harness.Upstream{up}, Policy: referencesOptionalMBOMPolicy, Dir: dir})}
-	weights := goodSafetensors()
-	push = func(repo string, cfg []byte, mbomNames string) []file {
+	push = func(repo string, files []file, mbomNames string) {
 		t.Helper()
-		files := []file{{"adapter_config.json", mtWeightConfig, cfg}, {"adapter_model.safetensors", mtWeightRaw, weights}}
 		e.push(t, repo+":1", true, files...)
 		e.attest(t, ci, repo+":1", ciStatement)
 		if mbomNames != "" {
 			e.attest(t, rel, repo+":1", mbomStatement(t, files, "baseModelNames: ["+mbomNames+"]\n"))
 		}
-		return files
 	}
 	refused = func(repoTag, reason string) {
 		t.Helper()
@@ -248,17 +249,23 @@ func optionalMBOMEnv(t *testing.T) (e *env, push func(repo string, cfg []byte, m
 
 const noMBOMRefusal = "no verified MBOM statement lists this file"
 
+// adapterFiles are a LoRA adapter's files: its adapter_config.json cfg and
+// its weights.
+func adapterFiles(cfg []byte) []file {
+	return []file{{"adapter_config.json", mtWeightConfig, cfg}, {"adapter_model.safetensors", mtWeightRaw, goodSafetensors()}}
+}
+
 // A content.references refusal that depends on the MBOM is scoped to its
 // absence: an adapter pushed without an MBOM is refused (and stays
 // refused), and the release with the same adapter_config.json bytes whose
 // MBOM names the base model is still served, not denied rule-wide.
 func TestReferenceRefusalWithoutMBOMDoesNotDenyTheRelease(t *testing.T) {
-	e, push, refused := optionalMBOMEnv(t)
+	e, push, refused := optionalMBOMEnv(t, nil)
 	const base = "meta-llama/Meta-Llama-3-8B"
-	cfg := modelcorpus.PEFTAdapterConfig(base)
-	push("models/dev", cfg, "")
+	files := adapterFiles(modelcorpus.PEFTAdapterConfig(base))
+	push("models/dev", files, "")
 	refused("models/dev:1", noMBOMRefusal)
-	files := push("models/release", cfg, base)
+	push("models/release", files, base)
 	e.pullIntact(t, "models/release:1", files...)
 	refused("models/dev:1", noMBOMRefusal)
 }
@@ -267,11 +274,79 @@ func TestReferenceRefusalWithoutMBOMDoesNotDenyTheRelease(t *testing.T) {
 // judged again when an artifact without an MBOM (in another repository
 // of the rule) serves the same bytes, and refused there.
 func TestReferencePassWithMBOMDoesNotServeWithoutOne(t *testing.T) {
-	e, push, refused := optionalMBOMEnv(t)
+	e, push, refused := optionalMBOMEnv(t, nil)
 	const base = "meta-llama/Meta-Llama-3-70B"
-	cfg := modelcorpus.PEFTAdapterConfig(base)
-	files := push("models/release", cfg, base)
+	files := adapterFiles(modelcorpus.PEFTAdapterConfig(base))
+	push("models/release", files, base)
 	e.pullIntact(t, "models/release:1", files...)
-	push("models/dev", cfg, "")
+	push("models/dev", files, "")
 	refused("models/dev:1", noMBOMRefusal)
+}
+
+// A fetch in flight when a refusal without an MBOM is recorded for its
+// blob (by another declaration's fetch) is refused by it, and does not
+// record it again rule-wide: the release whose MBOM names the base model
+// is still served. The fetch under way reads the config bytes as a chat
+// template (repository dev-tmpl), which judges no reference, so the
+// recorded refusal is what refuses it.
+func TestRecordedReferenceRefusalKeepsItsScope(t *testing.T) {
+	const base = "meta-llama/Meta-Llama-3-8B"
+	cfg := modelcorpus.PEFTAdapterConfig(base)
+	held := "/models/dev-tmpl/blobs/" + sha(cfg)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, held) {
+				once.Do(func() { close(arrived) })
+				<-release
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e, push, refused := optionalMBOMEnv(t, wrap)
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	push("models/dev-tmpl", []file{{"chat_template.jinja", "application/vnd.cncf.model.doc.v1.raw", cfg}}, "")
+	files := adapterFiles(cfg)
+	push("models/dev", files, "")
+	push("models/release", files, base)
+
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+e.px.Host+"/v2/upstream.local/"+path, nil)
+		req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := get("models/dev-tmpl/manifests/1"); st != http.StatusOK {
+		t.Fatalf("dev-tmpl manifest: %d %s", st, body)
+	}
+	done := make(chan string, 1)
+	go func() {
+		st, body := get("models/dev-tmpl/blobs/" + sha(cfg))
+		done <- fmt.Sprintf("%d %s", st, body)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	select {
+	case <-arrived:
+	case <-ctx.Done():
+		t.Fatal("the dev-tmpl blob fetch never reached the upstream")
+	}
+	refused("models/dev:1", noMBOMRefusal)
+	releaseOnce.Do(func() { close(release) })
+	select {
+	case r := <-done:
+		if !strings.Contains(r, noMBOMRefusal) {
+			t.Fatalf("the fetch in flight: %s; want the recorded refusal", r)
+		}
+	case <-ctx.Done():
+		t.Fatal("the dev-tmpl blob fetch never finished")
+	}
+	e.pullIntact(t, "models/release:1", files...)
 }
