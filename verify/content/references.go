@@ -290,6 +290,10 @@ func hubFold(s string) string {
 	}, s)
 }
 
+// SameHubID reports whether two Hub repository ids name one repository:
+// equal without regard to ASCII case (hubFold), as the Hub resolves them.
+func SameHubID(a, b string) bool { return hubFold(a) == hubFold(b) }
+
 // CheckReferences judges a config's references under a rule's
 // content.references. Hub ids are compared without regard to ASCII case
 // (hubFold); local paths and URLs exactly. baseModels are the names the artifact's verified
@@ -307,7 +311,7 @@ func CheckReferences(o ReferenceOptions, refs []Reference, mbom bool, baseModels
 		if o.Require == RequireMBOM && r.Kind == RefHub {
 			matched := false
 			for _, b := range baseModels {
-				matched = matched || hubFold(b) == hubFold(r.Value)
+				matched = matched || SameHubID(b, r.Value)
 			}
 			if matched {
 				continue
