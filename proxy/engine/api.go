@@ -111,7 +111,7 @@ func (s *Engine) AdmitBlob(q *Query) (g BlobGrant, v Verdict, ok bool, err error
 		if f, bad, err := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, dgst, ""); err != nil {
 			return BlobGrant{}, Verdict{}, false, err
 		} else if bad {
-			return BlobGrant{}, Verdict{}, false, &ContentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+			return BlobGrant{}, Verdict{}, false, &ContentFailure{finding: &content.Finding{Format: "content", Offset: -1, Reason: f}}
 		}
 	}
 	if size, stored := s.store.Has(dgst); stored && grant.Evidence {

@@ -316,6 +316,21 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 			}
 		}
 	}
+	if rule.Content != nil && rule.Content.References != nil && rule.Content.References.Require == content.RequireMBOM && !m.IsIndex() {
+		// Blobs judged without an MBOM (their refusals are recorded
+		// apart, noMBOMScope): what this manifest serves them as when it
+		// gives them no MBOM expectation.
+		for _, d := range m.Blobs() {
+			if _, ok := exps[d.Digest]; ok {
+				continue
+			}
+			if f, bad, err := s.badBlob(ctx, q.pol.Revision(), rule.Name, d.Digest, noMBOMScope); bad || err != nil {
+				if r := fmt.Sprintf("layer %s: %s", d.Digest, findingOr(f, err)); !slices.Contains(in.ContentFindings, r) {
+					in.ContentFindings = append(in.ContentFindings, r)
+				}
+			}
+		}
+	}
 	v := fromDecision(rule.Evaluate(in, q.pol.Revision()))
 	if v.Allowed {
 		for d, exp := range exps {

@@ -39,7 +39,7 @@ func (m *Mismatch) Error() string {
 // inspecting) the same bytes as they arrive, and commits it to the store only
 // when everything matched. It runs detached from any client request.
 func (s *Engine) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, grant BlobGrant, p fetchPlan) {
-	newInspector, late, exp, rev, rule := p.newInspector, p.late, p.exp, p.key.Revision, p.key.Rule
+	newInspector, late, scopes, rev, rule := p.newInspector, p.late, p.scopes, p.key.Revision, p.key.Rule
 	dgst := grant.Desc.Digest
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
@@ -67,11 +67,11 @@ func (s *Engine) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 		s.log.Warn("blob refused as signature/attestation layer", "upstream", up.Name, "repository", repo, "digest", dgst, "finding", cf.finding.Error())
 	case errors.As(err, &cf):
 		s.log.Warn("blob refused by content inspection", "upstream", up.Name, "repository", repo, "digest", dgst, "rule", rule, "finding", cf.finding.Error())
-		s.recordInspection(ctx, rev, rule, dgst, classes, exp, cf)
+		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, cf)
 	case err == nil && newInspector != nil && !grant.Evidence:
 		// Only a content rule's inspection counts as one (the evidence
 		// check is not).
-		s.recordInspection(ctx, rev, rule, dgst, classes, exp, nil)
+		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, nil)
 	}
 	f.Finish(err)
 }
@@ -109,7 +109,8 @@ type fetchPlan struct {
 	key          fetchKey
 	newInspector func(size int64) (content.Inspector, error)
 	late         lateCheck
-	exp          *tensorExpectation
+	// scopes the inspection's results are recorded in (layerScopes).
+	scopes []string
 }
 
 func (s *Engine) fetchPlan(q *Query, grant BlobGrant) fetchPlan {
@@ -129,8 +130,8 @@ func (s *Engine) fetchPlan(q *Query, grant BlobGrant) fetchPlan {
 	opts := c.Options()
 	rev := q.pol.Revision()
 	p.key.Revision, p.key.Rule, p.key.Classes = rev, q.rule.Name, classesKey(classes)
-	p.exp, _ = s.tensors.Get(grantKey(rev, q.repository(), dgst))
-	exp := p.exp
+	exp, _ := s.tensors.Get(grantKey(rev, q.repository(), dgst))
+	p.scopes = layerScopes(exp, opts.References)
 	if exp != nil {
 		p.key.Expectation = exp.id
 	}

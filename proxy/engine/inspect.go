@@ -21,7 +21,12 @@ import (
 )
 
 // ContentFailure is a blob refused by content inspection.
-type ContentFailure struct{ finding *content.Finding }
+type ContentFailure struct {
+	finding *content.Finding
+	// recorded: the finding was read from the records (in its own
+	// scope), not found now; it is not recorded again (in another scope).
+	recorded bool
+}
 
 func (c *ContentFailure) Error() string { return c.finding.Error() }
 
@@ -40,10 +45,12 @@ type lateCheck func(ctx context.Context, path string, size int64) ([]content.Cla
 // never read (a template name, then adapter_config.json).
 func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opts content.Options, classes []content.Class, exp *tensorExpectation) lateCheck {
 	return func(ctx context.Context, path string, size int64) ([]content.Class, error) {
-		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, ""); err != nil {
-			return nil, err
-		} else if bad {
-			return nil, &ContentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+		for _, scope := range layerScopes(exp, opts.References) {
+			if f, bad, err := s.badBlob(ctx, rev, rule, dgst, scope); err != nil {
+				return nil, err
+			} else if bad {
+				return nil, &ContentFailure{finding: &content.Finding{Format: "content", Offset: -1, Reason: f}, recorded: true}
+			}
 		}
 		held, ok := s.blobGrants.Get(grantKey(rev, rep, dgst))
 		if !ok || held.Evidence {
@@ -77,7 +84,7 @@ func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 			_ = in.Close()
 			var fd *content.Finding
 			if errors.As(err, &fd) {
-				return extra, &ContentFailure{fd}
+				return extra, &ContentFailure{finding: fd}
 			}
 			return nil, err
 		}
@@ -92,40 +99,32 @@ func (s *Engine) lateDeclarations(rev, rule, rep string, dgst digest.Digest, opt
 func asFinding(err error, format string) error {
 	var fd *content.Finding
 	if errors.As(err, &fd) {
-		return &ContentFailure{fd}
+		return &ContentFailure{finding: fd}
 	}
-	return &ContentFailure{&content.Finding{Format: format, Offset: -1, Reason: err.Error()}}
+	return &ContentFailure{finding: &content.Finding{Format: format, Offset: -1, Reason: err.Error()}}
 }
 
 // recordInspection records the outcome of inspecting a blob: format
-// results per rule, tensor-expectation results per expectation as well. A
-// failure purges cached decisions (every manifest referencing the blob is
-// denied from then on).
+// results per rule, results that depend on the MBOM per expectation scope
+// as well (layerScopes, findingScope). A failure purges cached decisions
+// (every manifest referencing the blob in that scope is denied from then
+// on).
 // A finding marks the blob bad however it is declared; a pass counts only
 // for the classes it was inspected as (see records.Records.PutInspected).
-func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, exp *tensorExpectation, cf *ContentFailure) {
+func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, scopes []string, cf *ContentFailure) {
 	if cf != nil {
-		scope := ""
-		if cf.finding.Format == formatMBOM && exp != nil || referenceFindingScope(cf.finding, exp) {
-			scope = exp.id
+		if !cf.recorded {
+			s.markBad(ctx, rev, rule, dgst, findingScope(cf.finding, scopes), cf.finding.Error())
 		}
-		s.markBad(ctx, rev, rule, dgst, scope, cf.finding.Error())
 		return
 	}
-	for _, scope := range scopesOf(exp) {
+	for _, scope := range scopes {
 		for _, c := range classes {
 			if err := s.records.PutInspected(ctx, rev, rule, dgst, scope, c.Key()); err != nil {
 				s.log.Warn("store: inspection record write failed", "err", err)
 			}
 		}
 	}
-}
-
-func scopesOf(exp *tensorExpectation) []string {
-	if exp == nil {
-		return []string{""}
-	}
-	return []string{"", exp.id}
 }
 
 // inspectStored runs a content rule's inspection over a stored blob unless
@@ -138,12 +137,13 @@ func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 	ctx := q.ctx()
 	rev, rule, dgst := q.pol.Revision(), q.rule.Name, q.sub.Digest
 	exp, _ := s.tensors.Get(grantKey(rev, q.repository(), dgst))
-	scopes := scopesOf(exp)
+	opts := q.rule.Content.Options()
+	scopes := layerScopes(exp, opts.References)
 	for _, scope := range scopes {
 		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, scope); err != nil {
 			return err
 		} else if bad {
-			return &ContentFailure{&content.Finding{Format: "content", Offset: -1, Reason: f}}
+			return &ContentFailure{finding: &content.Finding{Format: "content", Offset: -1, Reason: f}}
 		}
 	}
 	classes := grant.classes()
@@ -153,10 +153,10 @@ func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 	// Inspected as every class again, not only the missing ones: one
 	// read of the copy either way, and a finding names the class it was
 	// found as among all the blob's (content.NewDeclaredInspector).
-	in, err := newLayerInspector(q.rule.Content.Options(), classes, size, exp, s.reportReferences(q, dgst))
+	in, err := newLayerInspector(opts, classes, size, exp, s.reportReferences(q, dgst))
 	if err != nil {
 		cf := asFinding(err, "content").(*ContentFailure)
-		s.recordInspection(ctx, rev, rule, dgst, classes, exp, cf)
+		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, cf)
 		return cf
 	}
 	start := time.Now()
@@ -164,13 +164,13 @@ func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
 	var cf *ContentFailure
 	if errors.As(err, &cf) {
-		s.recordInspection(ctx, rev, rule, dgst, classes, exp, cf)
+		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, cf)
 		return cf
 	}
 	if err != nil {
 		return err // reading the store failed: nothing is concluded about the blob
 	}
-	s.recordInspection(ctx, rev, rule, dgst, classes, exp, nil)
+	s.recordInspection(ctx, rev, rule, dgst, classes, scopes, nil)
 	return nil
 }
 

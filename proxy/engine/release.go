@@ -171,13 +171,39 @@ func (e expectingInspector) Close() error {
 	return nil
 }
 
-// referenceFindingScope reports whether a finding is a content.references
-// refusal to record in the MBOM expectation's scope rather than the
-// rule's: whenever the layer had one, since the requirement may compare
-// with that MBOM (another release of the same blob may name another base
-// model).
-func referenceFindingScope(f *content.Finding, exp *tensorExpectation) bool {
-	return f.Format == content.FormatReferences && exp != nil
+// noMBOMScope scopes what was concluded about a layer judged without an
+// MBOM expectation under content.references.require: mbom (the artifact
+// has no verified MBOM, or the layer no title): a refusal there depends on
+// the missing MBOM, so it must not deny the same bytes in a release whose
+// MBOM names the base model, and a pass judged against some MBOM must not
+// count for a pull that has none.
+const noMBOMScope = "no-mbom"
+
+// layerScopes are the scopes a layer's inspection results are recorded
+// and read in: the rule's ("", format checks), and the MBOM expectation's
+// (exp) or, under content.references.require: mbom without one,
+// noMBOMScope. The last is where findings that depend on the MBOM go
+// (findingScope).
+func layerScopes(exp *tensorExpectation, refs content.ReferenceOptions) []string {
+	switch {
+	case exp != nil:
+		return []string{"", exp.id}
+	case refs.Require == content.RequireMBOM:
+		return []string{"", noMBOMScope}
+	}
+	return []string{""}
+}
+
+// findingScope is the scope a finding is recorded in: an MBOM tensor
+// mismatch or a content.references refusal in the MBOM expectation's
+// scope (or noMBOMScope), since the requirement may compare with that
+// MBOM (another release of the same blob may name another base model, or
+// have one); every other finding in the rule's.
+func findingScope(f *content.Finding, scopes []string) string {
+	if (f.Format == formatMBOM || f.Format == content.FormatReferences) && len(scopes) > 1 {
+		return scopes[len(scopes)-1]
+	}
+	return ""
 }
 
 // requiresOMS reports whether a rule requires OpenSSF model signing, whose

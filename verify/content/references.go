@@ -203,9 +203,10 @@ type ReferenceOptions struct {
 	// Require is RequireAny ("" too), RequireAllowlist or RequireMBOM.
 	Require string
 	// Allow admits references: a Hub repository id pattern (policy/glob
-	// syntax: "*" within a segment, "**" across; case-sensitive), or a
-	// local path or URL written exactly (no pattern: a path or URL is
-	// admitted only as written).
+	// syntax: "*" within a segment, "**" across; matched without regard
+	// to ASCII case, as the Hub resolves ids), or a local path or URL
+	// written exactly (no pattern: a path or URL is admitted only as
+	// written, case included).
 	Allow []string
 }
 
@@ -237,7 +238,7 @@ func checkReferenceAllow(a string) error {
 			return fmt.Errorf("content: references.allow: %q is a local path, which is matched exactly: write it without wildcards", a)
 		}
 	case RefHub:
-		if _, err := glob.Compile(a); err != nil {
+		if _, err := glob.Compile(hubFold(a)); err != nil {
 			return fmt.Errorf("content: references.allow: %w", err)
 		}
 	}
@@ -268,15 +269,34 @@ func (o ReferenceOptions) allowed(r Reference) string {
 			}
 			continue
 		}
-		if g, err := glob.Compile(a); err == nil && g.Match(r.Value) {
+		if g, err := glob.Compile(hubFold(a)); err == nil && g.Match(hubFold(r.Value)) {
 			return a
 		}
 	}
 	return ""
 }
 
+// hubFold folds ASCII letters to lower case: the Hugging Face Hub resolves
+// repository ids without regard to case ("Meta-Llama/Llama-3-8B" is
+// "meta-llama/Llama-3-8B"), so Hub ids and their allow patterns are
+// compared folded. Only ASCII is folded (a Hub id is ASCII): no Unicode
+// folding makes another character (a Kelvin sign) match a letter.
+func hubFold(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'A' && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
+}
+
+// SameHubID reports whether two Hub repository ids name one repository:
+// equal without regard to ASCII case (hubFold), as the Hub resolves them.
+func SameHubID(a, b string) bool { return hubFold(a) == hubFold(b) }
+
 // CheckReferences judges a config's references under a rule's
-// content.references. baseModels are the names the artifact's verified
+// content.references. Hub ids are compared without regard to ASCII case
+// (hubFold); local paths and URLs exactly. baseModels are the names the artifact's verified
 // MBOM statements give its base model (every statement's, intersected;
 // nil when there is none), mbom whether the artifact has a verified MBOM.
 // The finding names the file, key, value and what would admit it.
@@ -291,7 +311,7 @@ func CheckReferences(o ReferenceOptions, refs []Reference, mbom bool, baseModels
 		if o.Require == RequireMBOM && r.Kind == RefHub {
 			matched := false
 			for _, b := range baseModels {
-				matched = matched || b == r.Value
+				matched = matched || SameHubID(b, r.Value)
 			}
 			if matched {
 				continue

@@ -124,8 +124,14 @@ func TestCheckReferences(t *testing.T) {
 	}{
 		{"any admits", content.ReferenceOptions{}, local, false, nil, ""},
 		{"mbom: base model name", content.ReferenceOptions{Require: content.RequireMBOM}, hub, true, base, ""},
-		{"mbom: case differs", content.ReferenceOptions{Require: content.RequireMBOM}, content.Reference{Key: "k", Value: "Meta-Llama/Meta-Llama-3-8B", Kind: content.RefHub}, true, base,
-			`the verified MBOM's base model is "meta-llama/Meta-Llama-3-8B"`},
+		// The Hub resolves ids without regard to case: the same repository.
+		{"mbom: case differs", content.ReferenceOptions{Require: content.RequireMBOM}, content.Reference{Key: "k", Value: "Meta-Llama/Meta-Llama-3-8B", Kind: content.RefHub}, true, base, ""},
+		{"mbom: only ASCII case is folded", content.ReferenceOptions{Require: content.RequireMBOM}, content.Reference{Key: "k", Value: "meta-llama/Meta-Llama-3-8b", Kind: content.RefHub}, true, []string{"meta-llama/Meta-Llama-3-8\u212a"},
+			`the verified MBOM's base model is`},
+		{"allowlist: pattern, case differs", content.ReferenceOptions{Require: content.RequireAllowlist, Allow: []string{"Meta-Llama/*-8B"}}, content.Reference{Key: "k", Value: "meta-llama/Llama-3-8b", Kind: content.RefHub}, false, nil, ""},
+		{"allowlist: pattern class, case differs", content.ReferenceOptions{Require: content.RequireAllowlist, Allow: []string{"[M]eta-llama/*"}}, hub, false, nil, ""},
+		{"allowlist: a local path keeps its case", content.ReferenceOptions{Require: content.RequireAllowlist, Allow: []string{"/SRV/base"}}, local, false, nil, "local path"},
+		{"allowlist: a URL keeps its case", content.ReferenceOptions{Require: content.RequireAllowlist, Allow: []string{"https://x.example/R"}}, url, false, nil, "URL"},
 		{"mbom: another base", content.ReferenceOptions{Require: content.RequireMBOM}, hub, true, []string{"mistralai/Mistral-7B-v0.1"},
 			`adapter_config.json: base_model_name_or_path = "meta-llama/Meta-Llama-3-8B" (hub)`},
 		{"mbom: none verified", content.ReferenceOptions{Require: content.RequireMBOM}, hub, false, nil, "no verified MBOM statement lists this file"},
@@ -213,4 +219,28 @@ func FuzzConfigReferences(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A config whose leading whitespace fills the sniff window (Python's json
+// skips it) is judged as the config it is: its references are listed,
+// and its remote-code hook refused under denyCodeLayers.
+func TestPaddedConfigJudgedAsConfig(t *testing.T) {
+	pad := bytes.Repeat([]byte(" \n"), 4096)
+	got := references(t, content.Options{}, "adapter_config.json", append(pad, modelcorpus.PEFTAdapterConfig("attacker/Meta-Llama-3-8B")...))
+	want := []content.Reference{{File: "adapter_config.json", Key: "base_model_name_or_path", Value: "attacker/Meta-Llama-3-8B", Kind: content.RefHub}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	hook := append(pad, modelcorpus.TransformersConfig("org/model", map[string]any{"AutoModel": "modeling_x.XModel"})...)
+	rep, err := content.InspectReader(content.Options{DenyCodeLayers: true}, bytes.NewReader(hook), int64(len(hook)), mtWeightConfig, "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) == 0 || !strings.Contains(rep.Findings[0].Error(), "auto_map") {
+		t.Fatalf("padded config with auto_map: %+v", rep.Findings)
+	}
+	dup := append(pad, `{"base_model_name_or_path": "meta-llama/Meta-Llama-3-8B", "base_model_name_or_path": "attacker/x"}`...)
+	if rep, err := content.InspectReader(content.Options{}, bytes.NewReader(dup), int64(len(dup)), mtWeightConfig, "adapter_config.json"); err != nil || len(rep.Findings) == 0 {
+		t.Fatalf("padded config with a repeated key admitted: %v %+v", err, rep)
+	}
 }

@@ -138,19 +138,41 @@ func mayBeTemplate(b []byte) bool {
 type textInspector struct {
 	*BufferedInspector
 	opaque *opaqueInspector
+	refs   []Reference // of a JSON config found behind leading whitespace
+}
+
+// References lists the load-time references of a JSON config the sniff
+// window saw only whitespace of.
+func (t *textInspector) References() []Reference {
+	if !t.HeaderDone() {
+		return nil
+	}
+	return t.refs
 }
 
 func newTextInspector(opts Options, size int64, title string) *textInspector {
-	yamlName := isYAMLName(title)
-	return newHeldTextInspector(opts, size, FormatText, "text larger than %d bytes", func(b []byte) error {
+	yamlName, jsonLines := isYAMLName(title), isJSONLinesName(title)
+	var t *textInspector
+	t = newHeldTextInspector(opts, size, FormatText, "text larger than %d bytes", func(b []byte) error {
 		if yamlName {
 			return checkYAMLConfig(opts, b)
+		}
+		if looksJSON(b) && !jsonLines {
+			// JSON after more leading whitespace than the sniff window
+			// holds: Python's json reads it as the config it is, so it
+			// is checked as one (strict parse, remote-code hooks,
+			// templates, load-time references), as without the padding
+			// (JSON Lines by name is text, as in decide).
+			refs, err := checkConfigJSON(opts, b)
+			t.refs = refs
+			return err
 		}
 		if mayBeTemplate(b) {
 			return checkTemplateSource(opts, FormatTemplate, "text with template syntax", string(b), 0, false)
 		}
 		return nil
 	})
+	return t
 }
 
 // newHeldTextInspector holds text (at most MaxConfigBytes) until Close,

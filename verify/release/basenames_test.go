@@ -47,6 +47,8 @@ func TestMBOMBaseModelNames(t *testing.T) {
 	}{
 		{"one", []verify.Attestation{a}, []string{"meta-llama/Llama-3-8B", "meta-llama/Meta-Llama-3-8B"}, 1},
 		{"two: the names both list", []verify.Attestation{a, b}, []string{"meta-llama/Meta-Llama-3-8B"}, 2},
+		// The Hub resolves ids without regard to case: one repository.
+		{"two: the names both list, in another case", []verify.Attestation{a, mbomAbout(t, served, []string{"Meta-Llama/meta-llama-3-8b"}, "")}, []string{"meta-llama/Meta-Llama-3-8B"}, 2},
 		{"another digest's MBOM", []verify.Attestation{a, elsewhere}, []string{"meta-llama/Llama-3-8B", "meta-llama/Meta-Llama-3-8B"}, 1},
 		{"an MBOM that does not decode", []verify.Attestation{a, bad}, nil, 2},
 		{"none", nil, nil, 0},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
+	"github.com/pullgate/pullgate/verify/content"
 	"github.com/pullgate/pullgate/verify/ocimanifest"
 )
 
@@ -254,8 +255,9 @@ func CheckMBOMTensors(atts []verify.Attestation, title string, tensors []attest.
 // MBOMBaseModelNames returns the Hugging Face Hub ids under which every
 // verified MBOM statement about opts.Subject (any subject when empty)
 // names its base model (baseModelNames; the names all of them list, so
-// that no statement is overruled), and how many MBOM statements there
-// were. When a statement's predicate does not decode, no name is
+// that no statement is overruled; compared as the Hub compares ids,
+// without regard to ASCII case: content.SameHubID), and how many MBOM
+// statements there were. When a statement's predicate does not decode, no name is
 // returned. This is what content.references.require: mbom compares a
 // config's references with (content.CheckReferences).
 func MBOMBaseModelNames(atts []verify.Attestation, opts MBOMOptions) ([]string, int) {
@@ -265,7 +267,9 @@ func MBOMBaseModelNames(atts []verify.Attestation, opts MBOMOptions) ([]string, 
 		if decoded == 0 {
 			names = append([]string(nil), p.BaseModelNames...)
 		} else {
-			names = slices.DeleteFunc(names, func(s string) bool { return !slices.Contains(p.BaseModelNames, s) })
+			names = slices.DeleteFunc(names, func(s string) bool {
+				return !slices.ContainsFunc(p.BaseModelNames, func(n string) bool { return content.SameHubID(n, s) })
+			})
 		}
 		decoded++
 	})
