@@ -53,16 +53,102 @@ func isNeMoConfigName(title string) bool {
 	return path.Base(title) == nemoConfigName
 }
 
-// nemoTargetAllowed reports whether a Hydra target is allowed.
-func (o Options) nemoTargetAllowed(t string) bool {
+// nemoTargetAllowed reports whether a Hydra target is allowed: an exact
+// entry admits it as written; a prefix admits it only if no segment after
+// the prefix leaves the package (nemoEscapeSegment), since Hydra's _locate
+// imports the first segment and then getattr's each following one (trying
+// import_module when getattr fails): "nemo.core.classes.common.os.system"
+// is os.system, reached through the os module common.py imported.
+// why is "" when allowed, else the reason it is not.
+func (o Options) nemoTargetAllowed(t string) (ok bool, why string) {
 	for _, lists := range [][]string{DefaultNeMoTargets, o.NeMo.Targets} {
 		for _, a := range lists {
-			if strings.HasSuffix(a, ".") && strings.HasPrefix(t, a) || a == t {
-				return true
+			if a == t {
+				return true, ""
 			}
 		}
 	}
-	return false
+	for _, lists := range [][]string{DefaultNeMoTargets, o.NeMo.Targets} {
+		for _, a := range lists {
+			if strings.HasSuffix(a, ".") && strings.HasPrefix(t, a) {
+				if why := nemoEscapeSegment(t, a); why != "" {
+					return false, why
+				}
+				return true, ""
+			}
+		}
+	}
+	return false, ""
+}
+
+// nemoModuleNames are module names (and their usual import aliases) that
+// code under an allowed package commonly imports: as a segment after the
+// allowed prefix they walk out of the package into that module
+// (getattr(common, "os") is the os module). Standard-library modules that
+// run code, touch files, processes or the network, serialise objects or
+// reach other objects, and the third-party packages NeMo code imports.
+var nemoModuleNames = map[string]bool{
+	// processes, code, interpreter
+	"os": true, "posix": true, "nt": true, "sys": true, "subprocess": true, "builtins": true, "__builtins__": true,
+	"importlib": true, "imp": true, "runpy": true, "code": true, "codeop": true, "pty": true, "signal": true,
+	"ctypes": true, "cffi": true, "multiprocessing": true, "threading": true, "_thread": true, "concurrent": true,
+	"asyncio": true, "atexit": true, "gc": true, "inspect": true, "types": true, "functools": true,
+	"operator": true, "itertools": true, "contextlib": true, "pdb": true, "bdb": true, "trace": true,
+	"sysconfig": true, "site": true, "pkgutil": true, "zipimport": true, "platform": true,
+	// files
+	"shutil": true, "pathlib": true, "tempfile": true, "glob": true, "fnmatch": true, "fileinput": true,
+	"io": true, "_io": true, "codecs": true, "zipfile": true, "tarfile": true, "gzip": true, "bz2": true, "lzma": true,
+	"mmap": true, "fcntl": true, "filecmp": true, "linecache": true,
+	// serialisation
+	"pickle": true, "cPickle": true, "_pickle": true, "dill": true, "cloudpickle": true, "marshal": true,
+	"shelve": true, "copyreg": true, "json": true, "yaml": true, "ruamel": true, "joblib": true,
+	"pickletools": true, "copy": true,
+	// network
+	"socket": true, "ssl": true, "http": true, "urllib": true, "urllib3": true, "requests": true,
+	"httpx": true, "aiohttp": true, "ftplib": true, "smtplib": true, "webbrowser": true, "xmlrpc": true,
+	"huggingface_hub": true, "wget": true, "boto3": true, "botocore": true,
+	// third-party packages NeMo and its dependencies import
+	"torch": true, "np": true, "numpy": true, "pd": true, "pandas": true, "scipy": true, "hydra": true,
+	"OmegaConf": true, "lightning": true, "pl": true, "pytorch_lightning": true,
+	"transformers": true, "sentencepiece": true, "tokenizers": true, "datasets": true,
+	"apex": true, "transformer_engine": true, "te": true, "tensorrt": true, "onnx": true,
+	"onnxruntime": true, "triton": true, "jinja2": true, "sklearn": true, "librosa": true, "soundfile": true,
+	"sf": true, "wandb": true, "mlflow": true, "fsspec": true, "s3fs": true, "ray": true, "tqdm": true,
+	"logging": true, "warnings": true, "setuptools": true, "distutils": true, "pkg_resources": true,
+}
+
+// nemoEscapeSegment returns why a target under an allowed prefix leaves
+// the package, or "": a segment after the prefix that is a module name
+// code commonly imports (nemoModuleNames), the target's own top-level
+// package again (torch.nn.functional.torch.load), or private
+// ("_x", "__x__": __globals__, __builtins__, _private helpers). This is a
+// name rule: a module under the prefix that imports a dangerous function
+// under another name, or a class attribute that reads files
+// (Model.restore_from), still passes (see docs/model-gate.md).
+func nemoEscapeSegment(t, prefix string) string {
+	parts := strings.Split(t, ".")
+	from := len(strings.Split(prefix, ".")) - 1 // segments of the prefix
+	for i := from; i < len(parts); i++ {
+		seg := parts[i]
+		switch {
+		case strings.HasPrefix(seg, "_"):
+			return fmt.Sprintf("segment %q is private (a leading underscore): a target under an allowed prefix names public package code only", seg)
+		case seg == parts[0]:
+			return fmt.Sprintf("segment %q repeats the top-level package: Hydra's _locate getattr's it from the module before (one that imported %s), leaving the allowed package", seg, seg)
+		case nemoModuleNames[seg] && !nemoOwnModules[strings.Join(parts[:i+1], ".")]:
+			return fmt.Sprintf("segment %q is a module name code commonly imports: Hydra's _locate getattr's it from the module before, leaving the allowed package", seg)
+		}
+	}
+	return ""
+}
+
+// nemoOwnModules are packages under the allowed prefixes whose last
+// segment is also a module name of nemoModuleNames: NeMo's own
+// subpackages, not an import.
+var nemoOwnModules = map[string]bool{
+	"nemo.collections.tts.torch": true, // NeMo 1.x TTS datasets and tokenizers
+	"nemo.lightning.io":          true, // NeMo 2 serialisation
+	"nemo.lightning.io.pl":       true,
 }
 
 // isDottedPath reports whether s is a Python dotted name (a.b.c).
@@ -243,7 +329,11 @@ func (w *nemoWalker) target(k string, vn *yaml.Node, at string) error {
 	if !isDottedPath(v) {
 		return w.fail(at, "Hydra _target_ %q is not a Python dotted path", v)
 	}
-	if !w.opts.nemoTargetAllowed(v) {
+	if ok, why := w.opts.nemoTargetAllowed(v); !ok {
+		if why != "" {
+			return w.fail(at, "Hydra %s %q starts with an allowed prefix but leaves the package: %s (CVE-2025-23304); "+
+				"list the exact path in content.formats.nemo.targets to admit it", k, v, why)
+		}
 		return w.fail(at, "Hydra %s %q is outside the NeMo target allowlist (CVE-2025-23304: hydra.utils.instantiate imports and calls it on load); "+
 			"list it in content.formats.nemo.targets to admit it", k, v)
 	}

@@ -130,6 +130,38 @@ func TestNeMoAttacks(t *testing.T) {
 	}
 }
 
+// TestNeMoTargetEscape: Hydra's _locate getattr's each segment after the
+// first, so a target under an allowed prefix can walk through a module
+// attribute (an import) out of the package.
+func TestNeMoTargetEscape(t *testing.T) {
+	w := modelcorpus.NeMoWeights(nil)
+	for _, c := range []struct{ target, want string }{
+		{"nemo.core.classes.common.os.system", `segment "os" is a module name`},
+		{"torch.nn.functional.torch.load", `segment "torch" repeats the top-level package`},
+		{"nemo.core.classes.common.torch.load", `segment "torch" is a module name`},
+		{"nemo.utils.model_utils.subprocess.Popen", `segment "subprocess"`},
+		{"nemo.core.classes.common.__builtins__.exec", `segment "__builtins__" is private`},
+		{"nemo.core.classes.common._private_helper", `segment "_private_helper" is private`},
+		{"torch.nn.Module.__init__.__globals__", `segment "__init__" is private`},
+		{"omegaconf.OmegaConf.save", `segment "OmegaConf"`},
+		{"nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor", ""},
+		{"nemo.collections.tts.torch.data.TTSDataset", ""},
+		{"nemo.lightning.io.pl.MegatronCheckpointIO", ""},
+		{"torch.optim.lr_scheduler.CosineAnnealingLR", ""},
+	} {
+		got := verdict(t, layer(scanOpts, mpWeight, "m.nemo"), modelcorpus.NeMoTar(nemoConfig(preTarget, "_target_: "+c.target), w), 4096)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s:\n got %q\nwant %q", c.target, got, c.want)
+		}
+	}
+	// An exact entry admits the path as written.
+	o := scanOpts
+	o.NeMo.Targets = []string{"nemo.core.classes.common.os.getcwd"}
+	if got := verdict(t, layer(o, mpWeight, "m.nemo"), modelcorpus.NeMoTar(nemoConfig(preTarget, "_target_: nemo.core.classes.common.os.getcwd"), w), 4096); got != "" {
+		t.Errorf("exact entry: %q", got)
+	}
+}
+
 // TestNeMoRecognition: a tar in a weight layer is served only as a NeMo
 // archive (or under allowArchives); the root "./" layout is accepted.
 func TestNeMoRecognition(t *testing.T) {
