@@ -300,8 +300,62 @@ func (w *nemoWalker) walk(n *yaml.Node, at string, depth int) error {
 	case yaml.AliasNode:
 		// The anchored node was walked where it is defined.
 	case yaml.ScalarNode:
+		if n.ShortTag() == "!!str" {
+			if err := checkNeMoResolvers(n.Value); err != "" {
+				return w.fail(at, "%s", err)
+			}
+		}
 	}
 	return nil
+}
+
+// nemoResolvers are the OmegaConf resolvers a model_config.yaml may call
+// (${name:args}): OmegaConf's own that return a value of the config or the
+// environment, never a new config node (oc.env, oc.select, oc.dict.keys,
+// oc.dict.values, oc.deprecated, the legacy env), and the arithmetic ones
+// NeMo's training scripts register (multiply, int_div, subtract, not).
+// oc.create and oc.decode build config nodes from a string at resolution,
+// which hydra.utils.instantiate does before it reads _target_: a mapping
+// they build is a target the walk never sees. Any other resolver is code
+// the loading process registered, unknown here.
+var nemoResolvers = map[string]bool{
+	"oc.env": true, "oc.select": true, "oc.dict.keys": true, "oc.dict.values": true, "oc.deprecated": true, "env": true,
+	"multiply": true, "int_div": true, "subtract": true, "not": true,
+}
+
+// checkNeMoResolvers returns why a string value's OmegaConf resolver call
+// is refused, or "". Every "${" starts an interpolation: a backslash
+// escape (OmegaConf reads "\${" as text) is not honoured, which is
+// stricter (such text naming a resolver is refused too). After "${" and
+// blanks, the text up to the first '}' or ':' is a node path (plain
+// interpolation: allowed) if a '}' ends it, a resolver name if a ':' does;
+// a name or path that holds another interpolation (computed at
+// resolution) is refused, since it cannot be judged here. Interpolations
+// nested in arguments are found by the same scan.
+func checkNeMoResolvers(v string) string {
+	for rest := v; ; {
+		i := strings.Index(rest, "${")
+		if i < 0 {
+			return ""
+		}
+		rest = rest[i+2:]
+		end := strings.IndexAny(rest, "}:")
+		if end < 0 {
+			return "" // not an interpolation OmegaConf can parse: text
+		}
+		name := strings.Trim(rest[:end], " \t")
+		if strings.ContainsAny(name, "${") {
+			return fmt.Sprintf("OmegaConf interpolation in %q computes its key or resolver name from another interpolation; it cannot be checked and is refused", v)
+		}
+		if rest[end] == ':' && !nemoResolvers[name] {
+			return fmt.Sprintf("OmegaConf resolver %q in %q is refused: hydra.utils.instantiate resolves interpolations before it reads _target_, and a resolver "+
+				"(oc.create, oc.decode, or one the loader registered) can build a _target_ mapping or run code at load (CVE-2025-23304); only %s are accepted", name, v, nemoResolverList())
+		}
+	}
+}
+
+func nemoResolverList() string {
+	return "oc.env, oc.select, oc.dict.keys, oc.dict.values, oc.deprecated, env, multiply, int_div, subtract, not"
 }
 
 // target checks the value of a Hydra target key.

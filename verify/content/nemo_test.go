@@ -162,6 +162,33 @@ func TestNeMoTargetEscape(t *testing.T) {
 	}
 }
 
+// TestNeMoResolvers: hydra.utils.instantiate resolves interpolations
+// before it reads _target_, so a resolver that builds a config node from a
+// string smuggles a target past a walk of the literal YAML.
+func TestNeMoResolvers(t *testing.T) {
+	w := modelcorpus.NeMoWeights(nil)
+	for _, c := range []struct{ value, want string }{
+		{`"${oc.create:{_target_: builtins.exec, _args_: ['import os']}}"`, `OmegaConf resolver "oc.create"`},
+		{`"${oc.decode:'{_target_: os.system, _args_: [id]}'}"`, `OmegaConf resolver "oc.decode"`},
+		{`"${ oc.create :{_target_: os.system}}"`, `OmegaConf resolver "oc.create"`},
+		{`"${oc.select:missing,${oc.create:{_target_: os.system}}}"`, `OmegaConf resolver "oc.create"`},
+		{`"${eval:'__import__(\"os\").system(\"id\")'}"`, `OmegaConf resolver "eval"`},
+		{`"\\${oc.create:{_target_: os.system}}"`, `OmegaConf resolver "oc.create"`},
+		{`"${${name}:x}"`, `computes its key or resolver name`},
+		{`"${preprocessor.window_size}"`, ""},
+		{`"${oc.env:HOME}"`, ""},
+		{`"${multiply:${preprocessor.features},2}"`, ""},
+		{`"${oc.select:preprocessor.features,64}"`, ""},
+		{`"costs $5 {x}: fine"`, ""},
+	} {
+		cfg := nemoConfig(preTarget, preTarget+"\n  extra: "+c.value)
+		got := verdict(t, layer(scanOpts, mpWeight, "m.nemo"), modelcorpus.NeMoTar(cfg, w), 4096)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s:\n got %q\nwant %q", c.value, got, c.want)
+		}
+	}
+}
+
 // TestNeMoRecognition: a tar in a weight layer is served only as a NeMo
 // archive (or under allowArchives); the root "./" layout is accepted.
 func TestNeMoRecognition(t *testing.T) {
