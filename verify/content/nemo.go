@@ -433,6 +433,29 @@ func newArchiveProbe(opts Options, size int64, format string, notIt *Finding) *a
 
 func (p *archiveProbe) Format() string { return p.format }
 
+// The chain a tar's references pass through to the report: declared →
+// auto → archive probe → tar or tar+gzip.
+var (
+	_ ReferenceLister = (*declaredInspector)(nil)
+	_ ReferenceLister = (*autoInspector)(nil)
+	_ ReferenceLister = (*archiveProbe)(nil)
+	_ ReferenceLister = (*TarInspector)(nil)
+	_ ReferenceLister = (*GzipTarInspector)(nil)
+)
+
+// References are the load-time references of the configs inside the
+// archive (adapter_config.json and the like, each named by its member
+// path), once the archive passed.
+func (p *archiveProbe) References() []Reference {
+	if !p.done {
+		return nil
+	}
+	if rl, ok := p.inner.(ReferenceLister); ok {
+		return rl.References()
+	}
+	return nil
+}
+
 func (p *archiveProbe) HeaderDone() bool { return p.done }
 
 func (p *archiveProbe) Write(b []byte) (int, error) {

@@ -189,6 +189,45 @@ func TestNeMoResolvers(t *testing.T) {
 	}
 }
 
+// TestNeMoArchiveReferences: the load-time references of configs inside a
+// tar probed in a weight or undeclared layer reach the report, where
+// content.references judges them.
+func TestNeMoArchiveReferences(t *testing.T) {
+	w := modelcorpus.NeMoWeights(nil)
+	adapter := modelcorpus.TarEntry{Name: "adapter_config.json", Data: modelcorpus.PEFTAdapterConfig("evil/base")}
+	nemo := modelcorpus.NeMoTar(modelcorpus.NeMoASRConfig, w, adapter)
+	plain := modelcorpus.Tar([]modelcorpus.TarEntry{adapter}, nil)
+	aa := scanOpts
+	aa.AllowArchives = true
+	want := content.Reference{File: "adapter_config.json", Key: "base_model_name_or_path", Value: "evil/base", Kind: content.RefHub}
+	for _, c := range []struct {
+		name, mt, title string
+		opts            content.Options
+		data            []byte
+	}{
+		{"NeMo tar, ModelPack raw weight", mpWeight, "m.nemo", scanOpts, nemo},
+		{"NeMo tar+gzip, raw weight", mpWeight, "m.nemo", scanOpts, modelcorpus.Gzip(nemo)},
+		{"NeMo tar, no media type", "", "", scanOpts, nemo},
+		{"plain tar, undeclared, allowArchives", "", "x.tar", aa, plain},
+	} {
+		rep, err := content.InspectReader(c.opts, &chunkReader{b: c.data, n: 4096}, int64(len(c.data)), c.mt, c.title)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Findings) > 0 {
+			t.Errorf("%s: refused: %s", c.name, rep.Findings[0].Error())
+			continue
+		}
+		found := false
+		for _, r := range rep.References {
+			found = found || r == want
+		}
+		if !found {
+			t.Errorf("%s: references %+v, want %+v", c.name, rep.References, want)
+		}
+	}
+}
+
 // TestNeMoRecognition: a tar in a weight layer is served only as a NeMo
 // archive (or under allowArchives); the root "./" layout is accepted.
 func TestNeMoRecognition(t *testing.T) {
