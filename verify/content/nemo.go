@@ -48,9 +48,11 @@ var DefaultNeMoTargets = []string{
 // configuration from; a tar holding it at its root is a NeMo archive.
 const nemoConfigName = "model_config.yaml"
 
-// isNeMoConfigName reports whether a file is a NeMo model configuration.
+// isNeMoConfigName reports whether a file is a NeMo model configuration,
+// in any letter case (a .nemo extracted on a case-insensitive filesystem
+// is read through any case of the name).
 func isNeMoConfigName(title string) bool {
-	return path.Base(title) == nemoConfigName
+	return strings.EqualFold(path.Base(title), nemoConfigName)
 }
 
 // nemoTargetAllowed reports whether a Hydra target is allowed: an exact

@@ -228,6 +228,38 @@ func TestNeMoArchiveReferences(t *testing.T) {
 	}
 }
 
+// TestArchiveCaseCollisions: on a case-insensitive filesystem (macOS,
+// Windows) the later of two names differing only in case (or Unicode
+// normalisation) wins, so the checked file may not be the loaded one; and
+// NeMo's config is found there under any case of its name.
+func TestArchiveCaseCollisions(t *testing.T) {
+	w := modelcorpus.NeMoWeights(nil)
+	// Each config passes alone: only the collision is refused.
+	other := modelcorpus.TarEntry{Name: "MODEL_CONFIG.YAML", Data: []byte("sample_rate: 8000\n")}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"two configs differing in case", modelcorpus.NeMoTar(modelcorpus.NeMoASRConfig, w, other), `"MODEL_CONFIG.YAML" and "model_config.yaml" differ only in letter case`},
+		{"mixed-case config alone", modelcorpus.Tar([]modelcorpus.TarEntry{{Name: "Model_Config.yaml", Data: []byte("_target_: os.system\n")}}, nil), `"os.system" is outside`},
+		{"NFC and NFD names", modelcorpus.NeMoTar(modelcorpus.NeMoASRConfig, w,
+			modelcorpus.TarEntry{Name: "caf\u00e9.txt", Data: []byte("a\n"), PAX: true}, modelcorpus.TarEntry{Name: "cafe\u0301.txt", Data: []byte("b\n"), PAX: true}), "Unicode normalisation"},
+	} {
+		for _, d := range [][]byte{c.data, modelcorpus.Gzip(c.data)} {
+			got := verdict(t, layer(scanOpts, mpWeight, "m.nemo"), d, 4096)
+			if !strings.Contains(got, c.want) {
+				t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
+			}
+		}
+	}
+	// A zip with names differing only in non-ASCII case.
+	z := modelcorpus.Zip(modelcorpus.ZipSpec{Entries: []modelcorpus.ZipEntry{{Name: "\u00c9.bin", Data: []byte("a")}, {Name: "\u00e9.bin", Data: []byte("b")}}})
+	if got := verdict(t, layer(scanOpts, "", "x.zip"), z, 4096); !strings.Contains(got, "differ only in letter case") {
+		t.Errorf("zip non-ASCII case: %q", got)
+	}
+}
+
 // TestNeMoRecognition: a tar in a weight layer is served only as a NeMo
 // archive (or under allowArchives); the root "./" layout is accepted.
 func TestNeMoRecognition(t *testing.T) {
