@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/pullgate/pullgate/verify/chattemplate"
 	"gopkg.in/yaml.v3"
 )
 
@@ -173,10 +174,18 @@ func isDottedPath(s string) bool {
 }
 
 // newNeMoConfigInspector holds a model_config.yaml (at most MaxConfigBytes)
-// and checks it at Close with checkNeMoConfig (text and JSON: JSON is YAML).
-func newNeMoConfigInspector(opts Options, size int64) *textInspector {
+// and checks it at Close with checkNeMoConfig (text and JSON: JSON is YAML),
+// then, when the layer also declares a template (tmpl), as a template of
+// that dialect.
+func newNeMoConfigInspector(opts Options, size int64, dialect chattemplate.Dialect, tmpl bool) *textInspector {
 	return newHeldTextInspector(opts, size, FormatNeMo, "NeMo model_config.yaml larger than %d bytes (content.maxConfigBytes)", func(b []byte) error {
-		return CheckNeMoConfig(opts, b)
+		if err := CheckNeMoConfig(opts, b); err != nil {
+			return err
+		}
+		if tmpl {
+			return checkTemplateSource(opts, FormatTemplate, "template", string(b), dialect, true)
+		}
+		return nil
 	})
 }
 

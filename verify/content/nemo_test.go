@@ -260,6 +260,24 @@ func TestArchiveCaseCollisions(t *testing.T) {
 	}
 }
 
+// TestNeMoConfigDeclaredTemplate: a model_config.yaml in a layer declared
+// a template is checked as a NeMo config (and still as a template).
+func TestNeMoConfigDeclaredTemplate(t *testing.T) {
+	for _, mt := range []string{"application/vnd.docker.ai.chat.template.jinja", "application/vnd.ollama.image.template"} {
+		for _, c := range []struct{ data, want string }{
+			{"_target_: os.system\n", `Hydra _target_ "os.system" is outside`},
+			{"Model_Config: 1\n_target_: builtins.exec\n", `"builtins.exec" is outside`},
+			{"x: '{{ x.__class__ }}'\n", "template injection"},
+			{modelcorpus.NeMoASRConfig, ""},
+		} {
+			got := verdict(t, layer(scanOpts, mt, "model_config.yaml"), []byte(c.data), 4096)
+			if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+				t.Errorf("%s %q:\n got %q\nwant %q", mt, c.data, got, c.want)
+			}
+		}
+	}
+}
+
 // TestNeMoRecognition: a tar in a weight layer is served only as a NeMo
 // archive (or under allowArchives); the root "./" layout is accepted.
 func TestNeMoRecognition(t *testing.T) {
