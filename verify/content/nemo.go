@@ -176,17 +176,58 @@ func isDottedPath(s string) bool {
 // newNeMoConfigInspector holds a model_config.yaml (at most MaxConfigBytes)
 // and checks it at Close with checkNeMoConfig (text and JSON: JSON is YAML),
 // then, when the layer also declares a template (tmpl), as a template of
-// that dialect.
-func newNeMoConfigInspector(opts Options, size int64, dialect chattemplate.Dialect, tmpl bool) *textInspector {
-	return newHeldTextInspector(opts, size, FormatNeMo, "NeMo model_config.yaml larger than %d bytes (content.maxConfigBytes)", func(b []byte) error {
-		if err := CheckNeMoConfig(opts, b); err != nil {
+// that dialect. It lists the config's load-time references.
+func newNeMoConfigInspector(opts Options, size int64, dialect chattemplate.Dialect, tmpl bool) *nemoConfigInspector {
+	n := &nemoConfigInspector{}
+	n.textInspector = newHeldTextInspector(opts, size, FormatNeMo, "NeMo model_config.yaml larger than %d bytes (content.maxConfigBytes)", func(b []byte) error {
+		refs, err := checkNeMoConfig(opts, b)
+		if err != nil {
 			return err
 		}
+		n.refs = refs
 		if tmpl {
 			return checkTemplateSource(opts, FormatTemplate, "template", string(b), dialect, true)
 		}
 		return nil
 	})
+	return n
+}
+
+// nemoConfigInspector is the held model_config.yaml check with the
+// references it found.
+type nemoConfigInspector struct {
+	*textInspector
+	refs []Reference
+	ok   bool
+}
+
+func (n *nemoConfigInspector) Close() error {
+	err := n.textInspector.Close()
+	n.ok = err == nil
+	return err
+}
+
+// References are the names the config tells NeMo to fetch by
+// (nemoReferenceKeys), once the check passed.
+func (n *nemoConfigInspector) References() []Reference {
+	if !n.ok {
+		return nil
+	}
+	return n.refs
+}
+
+// nemoReferenceKeys are the model_config.yaml keys whose value NeMo (or
+// the scripts that restore a model) fetches or reads by name: a Hugging
+// Face tokenizer or language model (tokenizer.pretrained_model_name with
+// library huggingface, or no library; language_model.pretrained_model_name:
+// from_pretrained downloads it when the model is built, restore_from
+// included), and the checkpoints ModelPT.maybe_init_from_pretrained_checkpoint
+// and the Megatron fine-tuning scripts load (init_from_pretrained_model:
+// an NGC or Hub name; init_from_nemo_model, init_from_ptl_ckpt,
+// restore_from_path: paths). Found at any depth.
+var nemoReferenceKeys = map[string]bool{
+	"pretrained_model_name": true, "init_from_pretrained_model": true, "init_from_nemo_model": true,
+	"init_from_ptl_ckpt": true, "restore_from_path": true,
 }
 
 // Bounds of the NeMo configuration walk: the file is at most
@@ -211,7 +252,14 @@ var yamlCoreTags = map[string]bool{
 // NeMoOptions.Targets) admits, as must a legacy Hydra 0.x target or cls
 // key (NeMo's from_config_dict imports "target" by path) whose value is a
 // dotted path. The template keys are checked as in any YAML config.
-func CheckNeMoConfig(opts Options, b []byte) (err error) {
+func CheckNeMoConfig(opts Options, b []byte) error {
+	_, err := checkNeMoConfig(opts, b)
+	return err
+}
+
+// checkNeMoConfig is CheckNeMoConfig, also returning the config's
+// load-time references (nemoReferenceKeys).
+func checkNeMoConfig(opts Options, b []byte) (refs []Reference, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = newFinding(FormatNeMo, -1, "model_config.yaml does not parse (the YAML parser failed: %v)", r)
@@ -221,24 +269,53 @@ func CheckNeMoConfig(opts Options, b []byte) (err error) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if err == io.EOF {
-			return nil // empty configuration: nothing to instantiate
+			return nil, nil // empty configuration: nothing to instantiate
 		}
-		return newFinding(FormatNeMo, -1, "model_config.yaml does not parse (%v)", err)
+		return nil, newFinding(FormatNeMo, -1, "model_config.yaml does not parse (%v)", err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err != io.EOF {
-		return newFinding(FormatNeMo, -1, "model_config.yaml holds more than one YAML document (OmegaConf.load reads one)")
+		return nil, newFinding(FormatNeMo, -1, "model_config.yaml holds more than one YAML document (OmegaConf.load reads one)")
 	}
 	w := &nemoWalker{opts: opts, budget: maxYAMLNodes}
 	if err := w.walk(&doc, "", 0); err != nil {
-		return err
+		return nil, err
 	}
-	return checkYAMLConfig(opts, b)
+	if err := checkYAMLConfig(opts, b); err != nil {
+		return nil, err
+	}
+	return w.refs, nil
 }
 
 type nemoWalker struct {
 	opts   Options
 	budget int
+	refs   []Reference
+}
+
+// reference records the value of a nemoReferenceKeys key k at path at in
+// mapping n (a pretrained_model_name whose sibling library names another
+// tokenizer library than huggingface is a name of that library, not a
+// repository).
+func (w *nemoWalker) reference(n *yaml.Node, k, at string, vn *yaml.Node) error {
+	for j := 0; vn.Kind == yaml.AliasNode && vn.Alias != nil && j < nemoMaxDepth; j++ {
+		vn = vn.Alias
+	}
+	if !nemoReferenceKeys[k] || vn.Kind != yaml.ScalarNode || vn.ShortTag() != "!!str" || vn.Value == "" {
+		return nil
+	}
+	if k == "pretrained_model_name" {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "library" && n.Content[i+1].Kind == yaml.ScalarNode && n.Content[i+1].Value != "huggingface" {
+				return nil
+			}
+		}
+	}
+	w.refs = append(w.refs, Reference{Key: at, Value: vn.Value, Kind: ClassifyReference(vn.Value)})
+	if len(w.refs) > maxReferences {
+		return w.fail("", "more than %d load-time references (%s)", maxReferences, "pretrained_model_name, init_from_*, restore_from_path")
+	}
+	return nil
 }
 
 func (w *nemoWalker) fail(at, reason string, args ...any) error {
@@ -305,6 +382,9 @@ func (w *nemoWalker) walk(n *yaml.Node, at string, depth int) error {
 				return err
 			}
 			if err := w.target(k, vn, p); err != nil {
+				return err
+			}
+			if err := w.reference(n, k, p, vn); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,7 @@
 package content_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -275,6 +276,49 @@ func TestNeMoConfigDeclaredTemplate(t *testing.T) {
 				t.Errorf("%s %q:\n got %q\nwant %q", mt, c.data, got, c.want)
 			}
 		}
+	}
+}
+
+// TestNeMoConfigReferences: the names a model_config.yaml tells NeMo to
+// fetch a tokenizer, language model or checkpoint by are reported, so
+// content.references judges them.
+func TestNeMoConfigReferences(t *testing.T) {
+	cfg := modelcorpus.NeMoASRConfig + `hf_tokenizer:
+  library: huggingface
+  pretrained_model_name: evil/tokenizer
+megatron_tokenizer:
+  library: megatron
+  pretrained_model_name: GPT2BPETokenizer
+language_model:
+  pretrained_model_name: &lm evil/bert
+encoder_lm:
+  pretrained_model_name: *lm
+init_from_nemo_model: /data/base.nemo
+init_from_pretrained_model: stt_en_conformer_ctc_large
+restore_from_path: null
+`
+	nemo := modelcorpus.NeMoTar(cfg, modelcorpus.NeMoWeights(nil))
+	rep, err := content.InspectReader(scanOpts, &chunkReader{b: nemo, n: 4096}, int64(len(nemo)), mpWeight, "m.nemo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) > 0 {
+		t.Fatalf("refused: %s", rep.Findings[0].Error())
+	}
+	f := "model_config.yaml"
+	want := []content.Reference{
+		{File: f, Key: "hf_tokenizer.pretrained_model_name", Value: "evil/tokenizer", Kind: content.RefHub},
+		{File: f, Key: "language_model.pretrained_model_name", Value: "evil/bert", Kind: content.RefHub},
+		{File: f, Key: "encoder_lm.pretrained_model_name", Value: "evil/bert", Kind: content.RefHub},
+		{File: f, Key: "init_from_nemo_model", Value: "/data/base.nemo", Kind: content.RefLocal},
+		{File: f, Key: "init_from_pretrained_model", Value: "stt_en_conformer_ctc_large", Kind: content.RefHub},
+	}
+	if !reflect.DeepEqual(rep.References, want) {
+		t.Errorf("references:\n got %+v\nwant %+v", rep.References, want)
+	}
+	ro := content.ReferenceOptions{Require: content.RequireAllowlist, Allow: []string{"evil/tokenizer"}}
+	if f := content.CheckReferences(ro, rep.References, false, nil); f == nil || !strings.Contains(f.Error(), "language_model.pretrained_model_name") {
+		t.Errorf("allowlist: %v", f)
 	}
 }
 
