@@ -397,6 +397,9 @@ func FuzzNeMoConfig(f *testing.F) {
 	f.Add([]byte("k: &k _target_\n*k : os.system\n"))
 	f.Add([]byte("x: !!python/object/apply:os.system [id]\n"))
 	f.Add([]byte("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"))
+	f.Add([]byte("_target_: nemo.core.classes.common.os.system\n"))
+	f.Add([]byte("w: \"${oc.select:a,${oc.create:{_target_: os.system}}}\"\nx: ${${y}:z}\n"))
+	f.Add([]byte("tokenizer:\n  library: huggingface\n  pretrained_model_name: &n org/tok\nlm:\n  pretrained_model_name: *n\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		err := content.CheckNeMoConfig(scanOpts, b)
 		if err != nil {
