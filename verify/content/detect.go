@@ -605,12 +605,13 @@ func (a *autoInspector) decide() error {
 			// compressed tar layers: not decompressed inline (see package doc)
 			a.inner = newOpaqueInspector(a.opts, a.size, f)
 		}
-	case (f == FormatText || f == FormatJSON) && isTmpl:
-		a.inner = newTemplateInspector(a.opts, a.size, dialect)
 	case (f == FormatText || f == FormatJSON || f == FormatBinary) && isNeMoConfigName(a.title):
 		// Binary too (where unknown bytes are served): PyYAML reads
-		// UTF-16 YAML, and so must the check.
-		a.inner = newNeMoConfigInspector(a.opts, a.size)
+		// UTF-16 YAML, and so must the check. Before the template case:
+		// a model_config.yaml declared a template is checked as both.
+		a.inner = newNeMoConfigInspector(a.opts, a.size, dialect, isTmpl && f != FormatBinary)
+	case (f == FormatText || f == FormatJSON) && isTmpl:
+		a.inner = newTemplateInspector(a.opts, a.size, dialect)
 	case f == FormatJSON:
 		a.inner = newConfigInspector(a.opts, a.size)
 	case judged == FormatSentencePiece:

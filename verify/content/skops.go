@@ -84,22 +84,29 @@ func prefixed(p string, names ...string) []string {
 	return out
 }
 
-// skopsSklearnEstimator stands for SKLEARN_ESTIMATOR_TYPE_NAMES, which skops
+// skopsSklearnEstimators is SKLEARN_ESTIMATOR_TYPE_NAMES, which skops
 // computes at run time from sklearn.utils.all_estimators(): every public
 // estimator class, named by its defining module (sklearn.linear_model.
-// _logistic.LogisticRegression). The gate cannot import scikit-learn, so it
-// admits a public class name in a sklearn module outside tests and
-// externals.
+// _logistic.LogisticRegression). The gate cannot import scikit-learn: the
+// names are generated (skops_sklearn_gen.py, into skops_sklearn.go) from
+// the scikit-learn versions that file lists; an estimator of a newer
+// release is admitted by content.formats.skops.trusted. (Any public name
+// in a sklearn module, as before, admitted helpers such as
+// sklearn.model_selection._search.Parallel, a joblib re-export.)
+var skopsSklearnEstimators = func() map[string]bool {
+	m := make(map[string]bool, len(skopsSklearnEstimatorNames))
+	for _, n := range skopsSklearnEstimatorNames {
+		m[n] = true
+	}
+	return m
+}()
+
+//go:generate python3 skops_sklearn_gen.py
+
+// skopsSklearnEstimator reports whether module.class is a scikit-learn
+// estimator skops trusts by default.
 func skopsSklearnEstimator(module, class string) bool {
-	if !strings.HasPrefix(module, "sklearn.") || class == "" || class[0] == '_' || !isDottedPath(module) || !isDottedPath(class) || strings.Contains(class, ".") {
-		return false
-	}
-	for _, part := range strings.Split(module, ".") {
-		if part == "tests" || part == "externals" || part == "_testing" {
-			return false
-		}
-	}
-	return true
+	return skopsSklearnEstimators[module+"."+class]
 }
 
 // skopsUfunc reports whether a FunctionNode names a default-trusted ufunc.

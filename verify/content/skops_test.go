@@ -67,6 +67,11 @@ func TestSkopsAttacks(t *testing.T) {
 		{"in a SliceNode's content", "x", modelcorpus.SkopsNode{"__class__": "slice", "__module__": "builtins", "__loader__": "SliceNode", "content": modelcorpus.SkopsNode{"start": objNode("os", "system")}}, `"os.system"`},
 		{"in a DictNode's key_types", "x", modelcorpus.SkopsNode{"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode", "content": modelcorpus.SkopsNode{},
 			"key_types": modelcorpus.SkopsNode{"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": []any{objNode("os", "system")}}}, `root.content.content.x.key_types.content[0]: ObjectNode "os.system"`},
+		// Only what all_estimators() lists (skops' set): a helper or a
+		// re-export in a sklearn module is not an estimator.
+		{"joblib Parallel re-exported by sklearn", "x", objNode("sklearn.model_selection._search", "Parallel"), `ObjectNode "sklearn.model_selection._search.Parallel" is outside`},
+		{"sklearn helper function module", "x", objNode("sklearn.utils._testing", "TempMemmap"), `ObjectNode "sklearn.utils._testing.TempMemmap" is outside`},
+		{"estimator under a re-exporting module", "x", objNode("sklearn.linear_model", "LogisticRegression"), `ObjectNode "sklearn.linear_model.LogisticRegression" is outside`},
 		{"bit generator", "x", modelcorpus.SkopsNode{"__class__": "Generator", "__module__": "numpy.random._generator", "__loader__": "RandomGeneratorNode",
 			"content": modelcorpus.SkopsNode{"bit_generator": modelcorpus.SkopsNode{"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode", "content": modelcorpus.SkopsNode{"bit_generator": jsonNode(`"seed"`)}}}}, `bit generator "seed"`},
 	}

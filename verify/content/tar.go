@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // TarInspector validates an uncompressed tar layer (ModelPack *.tar, ORAS
@@ -29,7 +31,8 @@ type TarInspector struct {
 	meta     []byte // content of a PAX / GNU long-name record being read
 	metaKind byte
 	names    map[string]bool
-	zeros    int // consecutive zero blocks
+	folded   map[string]string // foldName(name) -> name
+	zeros    int               // consecutive zero blocks
 	ended    bool
 	done     bool
 	count    int
@@ -48,7 +51,7 @@ func (t *TarInspector) References() []Reference {
 
 // NewTarInspector returns a strict tar validator.
 func NewTarInspector(opts Options, size int64) *TarInspector {
-	return &TarInspector{opts: opts, size: size, names: map[string]bool{}, paxSize: -1}
+	return &TarInspector{opts: opts, size: size, names: map[string]bool{}, folded: map[string]string{}, paxSize: -1}
 }
 
 func (t *TarInspector) Format() string { return FormatTar }
@@ -340,9 +343,13 @@ func (t *TarInspector) block(b []byte, off int64) error {
 	if t.count > defInt(t.opts.Zip.MaxEntries, 65536) {
 		return t.fail(off, "more than %d entries", defInt(t.opts.Zip.MaxEntries, 65536))
 	}
+	if other, dup := t.folded[foldName(clean)]; dup {
+		return t.fail(off, "entry names %q and %q differ only in letter case or Unicode normalisation; extracted on a case-insensitive filesystem (macOS, Windows) one overwrites the other, so the file a loader reads may not be the one checked", other, clean)
+	}
+	t.folded[foldName(clean)] = clean
 	t.names[clean] = true
 	t.name = clean
-	if clean == nemoConfigName && typ != '5' {
+	if strings.EqualFold(clean, nemoConfigName) && typ != '5' {
 		t.nemo = true
 	}
 	t.memberAt = off + 512
@@ -375,6 +382,18 @@ func (t *TarInspector) memberOpts() Options {
 	o.MediaTypes = nil
 	o.archiveDepth++
 	return o
+}
+
+// foldName is the key under which a case-insensitive filesystem that
+// ignores Unicode normalisation (macOS APFS, Windows NTFS) stores a name:
+// NFC, then case folded (upper, then lower case).
+func foldName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return strings.ToLower(strings.ToUpper(norm.NFC.String(s)))
+		}
+	}
+	return asciiLower(s)
 }
 
 // checkArchivePath returns why an archive path is unsafe, or "".

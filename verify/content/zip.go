@@ -87,7 +87,7 @@ type ZipInspector struct {
 	err      error
 	entries  []*zipEntry
 	byName   map[string]*zipEntry
-	folded   map[string]string // ASCII-lowercased name -> name (miniz looks names up case-insensitively)
+	folded   map[string]string // foldName(name) -> name (miniz looks names up case-insensitively; extraction on macOS and Windows too)
 	byOffset map[int64]*zipEntry
 	cur      *zipEntry
 	curLeft  int64 // compressed bytes of cur still to read
@@ -323,7 +323,7 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 	if _, dup := z.byName[name]; dup {
 		return z.fail(off, "duplicate entry name %q", name)
 	}
-	folded := asciiLower(name)
+	folded := foldName(name)
 	if other, dup := z.folded[folded]; dup {
 		return z.fail(off, "entry names %q and %q differ only in letter case; torch.load's zip reader (miniz) looks names up case-insensitively, so either may be loaded", other, name)
 	}
