@@ -438,9 +438,12 @@ func (a *autoInspector) decide() error {
 	}
 	f := Sniff(h, a.size)
 	kind, known := knownKind(a.mediaType)
-	if f == FormatJSON && (isDatasetLayer(kind, a.mediaType) || isJSONLinesName(a.title)) {
+	if f == FormatJSON && (isDatasetLayer(kind, a.mediaType) && !isLoaderConfigName(a.title) || isJSONLinesName(a.title)) {
 		// JSON Lines (datasets): one JSON document per line is text to
-		// the gate, not a config.
+		// the gate, not a config. A file a loader reads as its config
+		// (config.json, adapter_config.json, ...) is one whatever layer
+		// declares it: oras and the ModelPack unpackers write it under
+		// that name.
 		f = FormatText
 	}
 	a.format = f
@@ -616,12 +619,16 @@ func (a *autoInspector) decide() error {
 		a.inner = newConfigInspector(a.opts, a.size)
 	case judged == FormatSentencePiece:
 		a.inner = newSentencePieceInspector(a.opts, a.size)
-	case f == FormatText && a.size >= 0 && a.size <= a.opts.maxConfig() && !isDatasetLayer(kind, a.mediaType):
+	case f == FormatText && a.size >= 0 && a.size <= a.opts.maxConfig() && (!isDatasetLayer(kind, a.mediaType) || isLoaderConfigName(a.title)):
 		// Text that may be a template or a config is held and parsed
 		// whole; dataset text (JSONL, CSV) streams, walked as opaque text.
 		a.inner = newTextInspector(a.opts, a.size, a.title)
 	case f == FormatText && isYAMLName(a.title):
 		return newFinding(FormatYAML, 0, "YAML config of %d bytes is larger than the %d-byte limit for parsed config files (content.maxConfigBytes)", a.size, a.opts.maxConfig())
+	case f == FormatText && a.size > a.opts.maxConfig() && (isLoaderConfigName(a.title) || !isDatasetLayer(kind, a.mediaType) && strings.EqualFold(path.Ext(a.title), ".json")):
+		// JSON whose first bytes are blanks (Python's json skips them) and
+		// too large to parse: refused as an unpadded one is.
+		return newFinding(FormatJSON, 0, "JSON file of %d bytes is larger than the %d-byte limit for parsed config files (content.maxConfigBytes)", a.size, a.opts.maxConfig())
 	default:
 		a.inner = newOpaqueInspector(a.opts, a.size, f)
 	}
@@ -632,6 +639,16 @@ func (a *autoInspector) decide() error {
 // is data, not a template or config any loader renders).
 func isDatasetLayer(k layerKind, mediaType string) bool {
 	return k == kindDataset || strings.Contains(mediaType, ".dataset.")
+}
+
+// isLoaderConfigName reports whether a file name is one model loaders
+// read as a configuration (transformers, peft, diffusers,
+// sentence-transformers: config.json, adapter_config.json,
+// tokenizer_config.json, generation_config.json, preprocessor_config.json,
+// model_index.json, modules.json, chat_template.json, ...).
+func isLoaderConfigName(title string) bool {
+	b := strings.ToLower(path.Base(title))
+	return strings.HasSuffix(b, "config.json") || b == "model_index.json" || b == "modules.json" || b == "chat_template.json"
 }
 
 // isJSONLinesName reports whether a file name says JSON Lines.

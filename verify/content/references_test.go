@@ -244,3 +244,38 @@ func TestPaddedConfigJudgedAsConfig(t *testing.T) {
 		t.Fatalf("padded config with a repeated key admitted: %v %+v", err, rep)
 	}
 }
+
+// A config a loader reads by name is judged as a config whatever layer
+// declares it (a dataset layer streams JSON as text otherwise), and one
+// padded past the sniffed bytes and larger than maxConfigBytes is refused
+// as an unpadded one is, not served unread.
+func TestConfigJudgedWhateverItsLayer(t *testing.T) {
+	const dataset = "application/vnd.cncf.model.dataset.v1.raw"
+	hook := modelcorpus.TransformersConfig("org/model", map[string]any{"AutoModel": "other/repo--modeling_x.XModel"})
+	for _, name := range []string{"config.json", "sub/adapter_config.json", "tokenizer_config.json"} {
+		rep, err := content.InspectReader(content.Options{DenyCodeLayers: true}, bytes.NewReader(hook), int64(len(hook)), dataset, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Findings) == 0 || !strings.Contains(rep.Findings[0].Error(), "auto_map") {
+			t.Errorf("%s in a dataset layer: auto_map not judged: %+v", name, rep.Findings)
+		}
+	}
+	// Dataset JSON of other names stays data.
+	rows := []byte(`[{"text": "a"}, {"text": "b", "auto_map": {"x": "y"}}]`)
+	if rep, err := content.InspectReader(content.Options{DenyCodeLayers: true}, bytes.NewReader(rows), int64(len(rows)), dataset, "train.json"); err != nil || len(rep.Findings) != 0 {
+		t.Errorf("dataset rows: %v %+v", err, rep.Findings)
+	}
+	opts := content.Options{MaxConfigBytes: 64 << 10}
+	big := append(bytes.Repeat([]byte(" "), 8<<10), `{"base_model_name_or_path": "attacker/x", "pad": "`...)
+	big = append(append(big, bytes.Repeat([]byte("a"), 64<<10)...), `"}`...)
+	for _, mt := range []string{mtWeightConfig, dataset} {
+		rep, err := content.InspectReader(opts, bytes.NewReader(big), int64(len(big)), mt, "adapter_config.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Findings) == 0 || !strings.Contains(rep.Findings[0].Error(), "larger than") {
+			t.Errorf("padded %d-byte config in %s: %+v", len(big), mt, rep.Findings)
+		}
+	}
+}
