@@ -567,10 +567,8 @@ func (a *autoInspector) decide() error {
 		a.inner = NewTFLiteInspector(a.opts, a.size)
 	case f == FormatSafetensors:
 		a.inner = NewSafetensorsInspector(a.opts, a.size)
-		a.guard.start(a.opts, f, a.size)
 	case f == FormatGGUF:
 		a.inner = NewGGUFInspector(a.opts, a.size)
-		a.guard.start(a.opts, f, a.size)
 	case f == FormatNPY:
 		a.inner = NewNPYInspector(a.opts, a.size)
 	case judged == FormatONNX:
@@ -642,6 +640,7 @@ func (a *autoInspector) decide() error {
 	default:
 		a.inner = newOpaqueInspector(a.opts, a.size, f)
 	}
+	a.guard.start(a.opts, a.format, a.size, h, a.inner)
 	return nil
 }
 

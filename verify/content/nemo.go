@@ -289,6 +289,11 @@ func newArchiveProbe(opts Options, size int64, format string, notIt *Finding) *a
 
 func (p *archiveProbe) Format() string { return p.format }
 
+// memberDataAt: a plain tar's members (polyglot.go).
+func (p *archiveProbe) memberDataAt(off int64) bool {
+	return p.format == FormatTar && p.tar.memberDataAt(off)
+}
+
 func (p *archiveProbe) HeaderDone() bool { return p.done }
 
 func (p *archiveProbe) Write(b []byte) (int, error) {
