@@ -51,9 +51,14 @@ type memberDataStarter interface {
 }
 
 // guardsPickle reports whether a format's leading bytes can start a pickle
-// that continues past them (author-chosen length or count fields).
+// that continues past them (author-chosen length, count or offset fields;
+// a TFLite root offset of 0x68c is SHORT_BINUNICODE over "\0\0TFL3", and
+// the bytes before the root table are free). Formats whose first byte is
+// no opcode (JSON, ONNX, zip) or an opcode that fails on an empty stack
+// (NumPy's 0x93) need no walk; text and binary get one already
+// (opaqueInspector).
 func guardsPickle(format string) bool {
-	return format == FormatSafetensors || format == FormatGGUF
+	return format == FormatSafetensors || format == FormatGGUF || format == FormatTFLite
 }
 
 // start arms the guard once the dispatcher has chosen the validator inner

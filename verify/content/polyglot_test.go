@@ -79,3 +79,38 @@ func TestSafetensorsLongHeaderLengthsServed(t *testing.T) {
 		}
 	}
 }
+
+// picklePolyglotTFLite moves a TFLite model's flatbuffer (all offsets but
+// the root's are relative) so that its root offset is 0x68c: bytes 0..7
+// are SHORT_BINUNICODE of 6 bytes ("\0\0TFL3"), and a pickle calling
+// os.system sits in the gap before the tables. pickle.load of the file
+// runs it (checked with CPython 3.11); the TFLite validator reads a valid
+// model.
+func picklePolyglotTFLite() []byte {
+	m := modelcorpus.TFLite(modelcorpus.BenignTFLite(1 << 10))
+	root := binary.LittleEndian.Uint32(m)
+	newRoot := uint32(0x8c + 6<<8)
+	pk := "\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x04true\x85R."
+	b := binary.LittleEndian.AppendUint32(nil, newRoot)
+	b = append(b, m[4:8]...)
+	gap := make([]byte, newRoot-root)
+	copy(gap, pk)
+	return append(append(b, gap...), m[8:]...)
+}
+
+func TestTFLitePicklePolyglotRefused(t *testing.T) {
+	b := picklePolyglotTFLite()
+	for _, title := range []string{"model.tflite", "model.pt"} {
+		rep, err := content.InspectReader(content.Options{}, bytes.NewReader(b), int64(len(b)), "", title)
+		if err != nil || rep.Format != content.FormatTFLite || len(rep.Findings) == 0 || !strings.Contains(rep.Findings[0].Reason, "polyglot") {
+			t.Errorf("%s: format %q, findings %v, err %v", title, rep.Format, rep.Findings, err)
+		}
+	}
+	// The same move without the pickle is a valid model, served.
+	m := modelcorpus.TFLite(modelcorpus.BenignTFLite(1 << 10))
+	moved := binary.LittleEndian.AppendUint32(nil, 0x8c+6<<8)
+	moved = append(append(append(moved, m[4:8]...), make([]byte, 0x8c+6<<8-binary.LittleEndian.Uint32(m))...), m[8:]...)
+	if rep, err := content.InspectReader(content.Options{}, bytes.NewReader(moved), int64(len(moved)), "", "model.tflite"); err != nil || len(rep.Findings) > 0 {
+		t.Errorf("moved benign TFLite: findings %v, err %v", rep.Findings, err)
+	}
+}
