@@ -72,8 +72,10 @@ func Sniff(h []byte, size int64) string {
 	}
 	// Safetensors before pickles: a header length of 128 + 256k bytes
 	// (k <= 5; writers pad to 8, so 640, 896, ... occur) starts the file
-	// 0x80 0x0k, a pickle's PROTO. Bytes 2..7 of such a length are zero,
-	// an invalid opcode, so no unpickler loads it: it is safetensors.
+	// 0x80 0x0k, a pickle's PROTO. Below 64 KiB bytes 2..7 are zero, an
+	// invalid opcode; a longer length's bytes 2.. can be opcodes that
+	// continue into the header (a polyglot), so the guard beside the
+	// safetensors validator walks the file as a pickle too (polyglot.go).
 	if sniffSafetensors(h, size) {
 		return FormatSafetensors
 	}
@@ -289,6 +291,7 @@ type autoInspector struct {
 	format    string
 	seen      int64
 	err       error
+	guard     layerGuard // polyglot checks beside the validator (polyglot.go)
 }
 
 // NewInspector returns the inspector for one layer blob. mediaType is the
@@ -397,17 +400,28 @@ func (a *autoInspector) Write(p []byte) (int, error) {
 		}
 		h := a.head
 		a.head = nil
-		if _, err := a.inner.Write(h); err != nil {
-			a.err = err
+		if err := a.feed(h); err != nil {
 			return 0, err
 		}
 		return n, nil
 	}
-	if _, err := a.inner.Write(p); err != nil {
-		a.err = err
+	if err := a.feed(p); err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+// feed passes bytes to the validator and the guard beside it.
+func (a *autoInspector) feed(p []byte) error {
+	if _, err := a.inner.Write(p); err != nil {
+		a.err = err
+		return err
+	}
+	if err := a.guard.Write(p); err != nil {
+		a.err = err
+		return err
+	}
+	return nil
 }
 
 func (a *autoInspector) Close() error {
@@ -420,14 +434,16 @@ func (a *autoInspector) Close() error {
 			return err
 		}
 		if len(a.head) > 0 {
-			if _, err := a.inner.Write(a.head); err != nil {
-				a.err = err
+			if err := a.feed(a.head); err != nil {
 				return err
 			}
 		}
 		a.head = nil
 	}
-	a.err = a.inner.Close()
+	if a.err = a.inner.Close(); a.err != nil {
+		return a.err
+	}
+	a.err = a.guard.Close()
 	return a.err
 }
 
@@ -632,6 +648,7 @@ func (a *autoInspector) decide() error {
 	default:
 		a.inner = newOpaqueInspector(a.opts, a.size, f)
 	}
+	a.guard.start(a.opts, a.format, a.size, h, a.inner)
 	return nil
 }
 

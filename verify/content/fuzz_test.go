@@ -169,6 +169,9 @@ func FuzzInspector(f *testing.F) {
 	f.Add(apeHeader("MZqFpD='"), uint8(5), uint8(3))
 	f.Add(modelcorpus.ONNX(modelcorpus.BenignONNX(64)), uint8(9), uint8(1))
 	f.Add(mustRead(f, "testdata/hdf5/keras_latest.h5"), uint8(11), uint8(0))
+	f.Add(polyglotNoPROTO(f), uint8(7), uint8(1))                                                      // safetensors and pickle (polyglot.go)
+	f.Add(safetensorsHiding(f, mustRead(f, "testdata/hdf5/keras_latest.h5"), 512), uint8(5), uint8(1)) // hidden HDF5 file
+	f.Add(picklePolyglotTFLite(), uint8(9), uint8(0))                                                  // TFLite and pickle
 	mts := []string{"", "application/vnd.ollama.image.model", "application/vnd.cncf.model.weight.config.v1.raw", "application/vnd.oci.image.layer.v1.tar", "application/vnd.ollama.image.template", "application/vnd.oci.image.layer.v1.tar+gzip"}
 	f.Fuzz(func(t *testing.T, data []byte, chunk, mt uint8) {
 		m := mts[int(mt)%len(mts)]

@@ -354,10 +354,14 @@ func (h *HDF5Inspector) superblock(b []byte) (int, error) {
 	default:
 		return 0, newFinding(FormatHDF5, 8, "superblock version %d is not supported (0 to 3)", ver)
 	}
-	for _, s := range []int{h.offSize, h.lenSize} {
-		if s != 2 && s != 4 && s != 8 {
-			return 0, newFinding(FormatHDF5, 13, "superblock: size of offsets %d / lengths %d not supported (2, 4 or 8)", h.offSize, h.lenSize)
-		}
+	// Only libhdf5's default sizes (h5py, Keras, netCDF and MATLAB write
+	// no others; H5Pset_sizes changes them): libhdf5 encodes some fields
+	// the format document gives as offsets with the size of lengths (a
+	// symbol table entry's link name offset, H5G_ent_encode), so with
+	// other sizes this reader and libhdf5 would follow different root
+	// headers.
+	if h.offSize != 8 || h.lenSize != 8 {
+		return 0, newFinding(FormatHDF5, 13, "superblock: size of offsets %d / lengths %d not supported (only 8, libhdf5's default)", h.offSize, h.lenSize)
 	}
 	if len(b) < need {
 		return need, nil
@@ -834,28 +838,66 @@ func (h *HDF5Inspector) resolve(final bool) error {
 	return nil
 }
 
-// heapObject finds object r.index in collection c.
+// heapObject finds object r.index in collection c, walking the collection
+// as libhdf5 does (H5HG__cache_heap_deserialize): the collection header is
+// H5HG_ALIGN(8 + size of lengths) = 16 bytes whatever the size of lengths
+// (2, 4 or 8), and so is each object's header (index, reference count,
+// reserved, length); an object's data follows its header, padded to 8.
+// Index 0 is the free space, whose length includes its header; fewer than
+// 16 bytes left at the end are free space too. libhdf5 reads on past the
+// free space and keeps the LAST object of an index, so a reader that stops
+// at the free space or takes the first object of an index would check
+// other bytes than Keras loads: an index that occurs twice, a second free
+// space, or a walk that does not end exactly at the collection's end is
+// refused (h5py never writes any of them).
 func (h *HDF5Inspector) heapObject(c *h5gcol, r *h5ref) ([]byte, error) {
+	const hdr = 16 // H5HG_SIZEOF_HDR and H5HG_SIZEOF_OBJHDR
 	b, l := c.buf, h.lenSize
-	for off := 8 + l; off+8+l <= len(b); {
+	var found []byte
+	foundAt, foundSz := -1, uint64(0)
+	seen := map[uint16]bool{}
+	free := false
+	for off := hdr; off < len(b); {
+		at := c.addr + int64(off)
+		if off+hdr > len(b) {
+			if free {
+				return nil, newFinding(FormatHDF5, at, "global heap collection at %d has two free-space objects (libhdf5 refuses it)", c.addr)
+			}
+			break // the tail, too short for an object: free space
+		}
 		idx := binary.LittleEndian.Uint16(b[off:])
 		sz := h.uint(b[off+8:], l)
-		d := off + 8 + l
+		if sz > uint64(len(b)) {
+			return nil, newFinding(FormatHDF5, at, "global heap object %d overruns its collection", idx)
+		}
+		need := sz
 		if idx == 0 {
-			break
-		}
-		if sz > uint64(len(b)-d) {
-			return nil, newFinding(FormatHDF5, c.addr+int64(off), "global heap object %d overruns its collection", idx)
-		}
-		if uint32(idx) == r.index {
-			if sz != uint64(r.seqLen) {
-				return nil, newFinding(FormatHDF5, c.addr+int64(off), "root attribute %s: string length %d differs from its heap object's %d bytes", r.name, r.seqLen, sz)
+			if free || sz < hdr || sz%8 != 0 {
+				return nil, newFinding(FormatHDF5, at, "global heap collection at %d: free-space object of %d bytes is a second one, shorter than its header or unaligned", c.addr, sz)
 			}
-			return b[d : d+int(sz)], nil
+			free = true
+		} else {
+			if seen[idx] {
+				return nil, newFinding(FormatHDF5, at, "global heap collection at %d holds object %d twice (libhdf5 reads the last, a reader that stops at the first checks other bytes)", c.addr, idx)
+			}
+			seen[idx] = true
+			need = hdr + (sz+7)&^7
 		}
-		off = d + int((sz+7)&^7)
+		if need > uint64(len(b)-off) {
+			return nil, newFinding(FormatHDF5, at, "global heap object %d overruns its collection", idx)
+		}
+		if idx != 0 && uint32(idx) == r.index {
+			found, foundAt, foundSz = b[off+hdr:off+hdr+int(sz)], off, sz
+		}
+		off += int(need)
 	}
-	return nil, newFinding(FormatHDF5, c.addr, "root attribute %s: object %d not found in the global heap collection at %d", r.name, r.index, c.addr)
+	if foundAt < 0 {
+		return nil, newFinding(FormatHDF5, c.addr, "root attribute %s: object %d not found in the global heap collection at %d", r.name, r.index, c.addr)
+	}
+	if foundSz != uint64(r.seqLen) {
+		return nil, newFinding(FormatHDF5, c.addr+int64(foundAt), "root attribute %s: string length %d differs from its heap object's %d bytes", r.name, r.seqLen, foundSz)
+	}
+	return found, nil
 }
 
 // hdf5Userblock returns the offset of an HDF5 signature after a userblock

@@ -547,6 +547,11 @@ func (p *archiveProbe) References() []Reference {
 	return nil
 }
 
+// memberDataAt: a plain tar's members (polyglot.go).
+func (p *archiveProbe) memberDataAt(off int64) bool {
+	return p.format == FormatTar && p.tar.memberDataAt(off)
+}
+
 func (p *archiveProbe) HeaderDone() bool { return p.done }
 
 func (p *archiveProbe) Write(b []byte) (int, error) {

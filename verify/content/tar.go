@@ -38,6 +38,18 @@ type TarInspector struct {
 	count    int
 	refs     []Reference // load-time references of the member configs
 	nemo     bool        // a root model_config.yaml was seen (a NeMo archive)
+	dataAt   []int64     // member data offsets libhdf5 probes (memberDataAt)
+}
+
+// memberDataAt reports whether a file member's data starts at off (an HDF5
+// member there is inspected as a member: polyglot.go).
+func (t *TarInspector) memberDataAt(off int64) bool {
+	for _, d := range t.dataAt {
+		if d == off {
+			return true
+		}
+	}
+	return false
 }
 
 // References lists the load-time references of the configs inside the
@@ -369,6 +381,9 @@ func (t *TarInspector) block(b []byte, off int64) error {
 		return t.wrap(err)
 	}
 	t.member = in
+	if hdf5Probed(t.memberAt) {
+		t.dataAt = append(t.dataAt, t.memberAt)
+	}
 	if size == 0 {
 		return t.endMember()
 	}

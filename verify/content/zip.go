@@ -769,6 +769,17 @@ func (s *memberSink) decide() error {
 	return nil
 }
 
+// memberDataAt reports whether a stored member's data starts at off (an
+// HDF5 member there is inspected as a member: polyglot.go).
+func (z *ZipInspector) memberDataAt(off int64) bool {
+	for _, e := range z.entries {
+		if e.method == 0 && e.dataStart == off {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *memberSink) sizeOrUnknown() int64 {
 	if s.e.sizesKnown {
 		return s.e.usize
