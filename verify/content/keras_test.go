@@ -228,3 +228,20 @@ func TestKerasArchiveMemberNames(t *testing.T) {
 		}
 	}
 }
+
+// json.loads reads bytes as UTF-8 (with or without a BOM), UTF-16 or
+// UTF-32: a top-level config.json in another encoding is refused, even
+// where unknown bytes are served.
+func TestKerasArchiveConfigEncodings(t *testing.T) {
+	lambda := `{"class_name": "Lambda", "config": {}}`
+	utf16 := make([]byte, 0, 2*len(lambda))
+	for _, c := range []byte(lambda) {
+		utf16 = append(utf16, c, 0)
+	}
+	for name, cfg := range map[string]string{"utf-8-bom": "\xef\xbb\xbf" + lambda, "utf-16le": string(utf16), "utf-16le-bom": "\xff\xfe" + string(utf16)} {
+		err := inspectBytes(Options{AllowUnknown: true}, "model.keras", kerasZip(t, [2]string{"config.json", cfg}))
+		if err == nil {
+			t.Errorf("%s: served", name)
+		}
+	}
+}
