@@ -62,7 +62,7 @@ func checkConfigJSON(opts Options, b []byte) ([]Reference, error) {
 	if !utf8.Valid(b) {
 		return nil, newFinding(FormatJSON, 0, "not valid UTF-8")
 	}
-	p := &jsonParser{b: b}
+	p := &jsonParser{b: b, pyFloats: opts.pyJSONFloats}
 	p.ws()
 	v, err := p.value(0, "")
 	if err != nil {

@@ -210,6 +210,8 @@ func FuzzKerasArchive(f *testing.F) {
 	f.Add(zip([2]string{"metadata.json", meta}, [2]string{"config.json", seq}, [2]string{"model.weights.h5", ""}), uint8(7))
 	f.Add(zip([2]string{"model.weights.h5", ""}, [2]string{"config.json", seq}, [2]string{"metadata.json", meta}, [2]string{"assets/vocab.txt", "a\n"}), uint8(3))
 	f.Add(zip([2]string{"metadata.json", meta}, [2]string{"config.json", `{"class_name": "Lambda", "config": {}}`}), uint8(1))
+	f.Add(zip([2]string{"config.json", seq}, [2]string{"model.weights.h5", ""}), uint8(5))
+	f.Add(zip([2]string{"config.json", `{"model_type": "bert", "x": [{"class_name": "Dense", "config": {"units": NaN}}]}`}, [2]string{"vocab.txt", "a"}), uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewZipInspector(content.Options{}, size) }, data, chunk)
 	})

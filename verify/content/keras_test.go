@@ -87,14 +87,20 @@ func TestKerasArchiveAttacks(t *testing.T) {
 		{"no-weights", []kerasMember{meta, cfg(seq)}, "no model.weights.h5"},
 		{"metadata-not-json", []kerasMember{{Name: "metadata.json", Text: "keras 3"}, cfg(seq), w}, "metadata.json is not a JSON file"},
 		{"metadata-no-version", []kerasMember{{Name: "metadata.json", Text: `{"date_saved": "x"}`}, cfg(seq), w}, "no keras_version"},
-		{"config-not-json", []kerasMember{meta, {Name: "config.json", Text: "Sequential()"}, w}, "config.json is not a JSON model configuration"},
+		// a top-level config.json always gets the JSON check (Keras's
+		// loader json.loads it whatever its first bytes)
+		{"config-not-json", []kerasMember{meta, {Name: "config.json", Text: "Sequential()"}, w}, `zip member "config.json": unexpected character 'S'`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := kerasArchiveFile(t, c.members...)
 			err := inspectBytes(Options{AllowUnknown: true}, "model.keras", b)
 			f, ok := err.(*Finding)
-			if !ok || f.Format != FormatKeras || !strings.Contains(f.Reason, c.want) {
+			want := FormatKeras
+			if c.name == "config-not-json" {
+				want = FormatJSON
+			}
+			if !ok || f.Format != want || !strings.Contains(f.Reason, c.want) {
 				t.Fatalf("got %v, want a keras finding with %q", err, c.want)
 			}
 		})
@@ -131,5 +137,111 @@ func TestKerasArchiveRecognition(t *testing.T) {
 	}
 	if err := inspectBytes(Options{Keras: KerasOptions{AllowLambda: true}}, "x", lam); err != nil {
 		t.Fatalf("Lambda with lambda: allow: %v", err)
+	}
+}
+
+// Keras's loader (saving_lib._load_model_from_fileobj) reads config.json
+// and the weights only: metadata.json is optional. A zip with config.json
+// and a weights file or assets/ is a Keras archive; a top-level
+// config.json from which deserialize_keras_object would build an object
+// (a class_name key at any depth: it recurses into plain dicts and lists)
+// gets the configuration check in any zip.
+func TestKerasArchiveWithoutMetadata(t *testing.T) {
+	lambda := `{"module": "keras", "class_name": "Sequential", "config": {"name": "s", "layers": [{"module": "keras.layers", "class_name": "Lambda", "config": {"name": "l", "function": {"module": "builtins", "class_name": "function", "config": "lambda", "registered_name": "function"}}}]}}`
+	osSystem := `{"module": "os", "class_name": "system", "config": {}}`
+	cases := []struct {
+		name    string
+		members [][2]string
+		want    string
+	}{
+		{"lambda-config-weights", [][2]string{{"config.json", lambda}, {"model.weights.h5", ""}}, "Lambda layer at $.config.layers[0]"},
+		{"os-config-weights", [][2]string{{"config.json", osSystem}, {"model.weights.h5", ""}}, `module "os"`},
+		{"weights-first", [][2]string{{"model.weights.h5", ""}, {"config.json", lambda}}, "Lambda layer"},
+		{"npz-weights", [][2]string{{"config.json", osSystem}, {"model.weights.npz", ""}}, `module "os"`},
+		{"assets-only", [][2]string{{"assets/vocab.txt", "a"}, {"config.json", lambda}}, "Lambda layer"},
+		{"config-alone", [][2]string{{"config.json", lambda}}, "Lambda layer"},
+		// deserialize_keras_object recurses into dicts without class_name and lists
+		{"nested-in-plain-dict", [][2]string{{"config.json", `{"model_type": "bert", "x": ` + osSystem + `}`}, {"vocab.txt", "a"}}, `module "os" at $.x`},
+		{"top-level-list", [][2]string{{"config.json", `[` + lambda + `]`}}, "Lambda layer"},
+		// sniffed as text, not JSON, before: json.loads reads it all the same
+		{"list-starting-nan", [][2]string{{"config.json", `[NaN, ` + osSystem + `]`}}, `module "os"`},
+		// marked by weights: the archive's member rules apply
+		{"hf-config-with-weights", [][2]string{{"config.json", `{"model_type": "bert"}`}, {"model.weights.h5", ""}, {"vocab.txt", "a"}}, `member "vocab.txt" is not one Keras's loader reads`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := inspectBytes(Options{}, "model.keras", kerasZip(t, c.members...))
+			f, ok := err.(*Finding)
+			if !ok || f.Format != FormatKeras || !strings.Contains(f.Reason, c.want) {
+				t.Fatalf("got %v, want a keras finding with %q", err, c.want)
+			}
+		})
+	}
+	// honest non-Keras zips with a config.json are served
+	for _, members := range [][][2]string{
+		{{"config.json", `{"architectures": ["BertModel"], "model_type": "bert", "hidden_size": 768, "module": "os"}`}, {"vocab.txt", "a\nb\n"}},
+		{{"config.json", `{"_class_name": "UNet2DConditionModel", "_diffusers_version": "0.30.0"}`}},
+	} {
+		if err := inspectBytes(Options{}, "model.zip", kerasZip(t, members...)); err != nil {
+			t.Errorf("%s: %v", members[0][1], err)
+		}
+	}
+}
+
+// json.dumps writes non-finite floats as NaN/Infinity, and Keras's loader
+// reads them back: a .keras config.json holding one is served, and still
+// checked.
+func TestKerasArchiveNonFinite(t *testing.T) {
+	seq := kerasSample(t, "sequential.json")
+	dropout := `{"module": "keras.layers", "class_name": "Dropout"`
+	relu := `{"module": "keras.layers", "class_name": "ReLU", "config": {"name": "relu", "trainable": true, "dtype": "float32", "max_value": Infinity, "negative_slope": 0.0, "threshold": 0.0}, "registered_name": null}, `
+	honest := strings.Replace(seq, dropout, relu+dropout, 1)
+	if honest == seq {
+		t.Fatal("sample changed")
+	}
+	nanLambda := strings.Replace(seq, dropout, `{"module": "keras.layers", "class_name": "Lambda", "config": {"name": "l", "x": NaN, "function": {"class_name": "__lambda__", "config": {"value": "4wEAAAAA", "defaults": null, "closure": null}}}, "registered_name": null}, `+dropout, 1)
+	for _, meta := range []bool{true, false} {
+		var ms [][2]string
+		if meta {
+			ms = append(ms, [2]string{"metadata.json", kerasMetadata})
+		}
+		ok := kerasZip(t, append(ms, [2]string{"config.json", honest}, [2]string{"model.weights.h5", ""})...)
+		if err := inspectBytes(Options{}, "model.keras", ok); err != nil {
+			t.Errorf("metadata %v: Infinity refused: %v", meta, err)
+		}
+		bad := kerasZip(t, append(ms, [2]string{"config.json", nanLambda}, [2]string{"model.weights.h5", ""})...)
+		if err := inspectBytes(Options{}, "model.keras", bad); err == nil || !strings.Contains(err.Error(), "Lambda layer") {
+			t.Errorf("metadata %v: Lambda with NaN: %v", meta, err)
+		}
+	}
+}
+
+// Python's zipfile looks members up by exact name: only "config.json"
+// is Keras's configuration; names it would read as another (NUL-cut,
+// "./", backslash) are refused by the zip's path rules.
+func TestKerasArchiveMemberNames(t *testing.T) {
+	lambda := `{"class_name": "Lambda", "config": {}}`
+	for _, n := range []string{"./config.json", "config.json\x00.txt", ".\\config.json", "/config.json"} {
+		err := inspectBytes(Options{}, "model.keras", kerasZip(t, [2]string{n, lambda}, [2]string{"model.weights.h5", ""}))
+		if err == nil {
+			t.Errorf("%q accepted", n)
+		}
+	}
+}
+
+// json.loads reads bytes as UTF-8 (with or without a BOM), UTF-16 or
+// UTF-32: a top-level config.json in another encoding is refused, even
+// where unknown bytes are served.
+func TestKerasArchiveConfigEncodings(t *testing.T) {
+	lambda := `{"class_name": "Lambda", "config": {}}`
+	utf16 := make([]byte, 0, 2*len(lambda))
+	for _, c := range []byte(lambda) {
+		utf16 = append(utf16, c, 0)
+	}
+	for name, cfg := range map[string]string{"utf-8-bom": "\xef\xbb\xbf" + lambda, "utf-16le": string(utf16), "utf-16le-bom": "\xff\xfe" + string(utf16)} {
+		err := inspectBytes(Options{AllowUnknown: true}, "model.keras", kerasZip(t, [2]string{"config.json", cfg}))
+		if err == nil {
+			t.Errorf("%s: served", name)
+		}
 	}
 }

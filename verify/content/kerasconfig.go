@@ -58,6 +58,14 @@ var kerasDeniedModules = []string{
 	"keras.preprocessing", "keras.src.legacy.preprocessing",
 	"keras.export", "keras.src.export",
 	"keras.visualization", "keras.src.visualization",
+	// KerasHub (and KerasNLP, its former name): preset loading and saving
+	// (get_file, load_json, tf_copy_gfile_to_cache, upload_preset), the
+	// Hugging Face and timm checkpoint converters that read files by
+	// path, ImageNet/COCO helpers that download (decode_imagenet_predictions
+	// calls keras.utils.get_file), the vLLM bridge that opens files.
+	"keras_hub.src.utils.preset_utils", "keras_hub.src.utils.transformers", "keras_hub.src.utils.timm",
+	"keras_hub.src.utils.imagenet", "keras_hub.utils", "keras_hub.src.vllm",
+	"keras_nlp.src.utils.preset_utils", "keras_nlp.utils",
 }
 
 // kerasDeniedNames are class and function names refused in any module
@@ -86,6 +94,9 @@ var kerasDeniedNames = map[string]bool{
 	"set_global_attribute": true, "disable_interactive_logging": true, "enable_interactive_logging": true,
 	"extract_archive": true, "validate_file": true, "plot_model": true, "model_to_dot": true,
 	"save_serialized_object": true, "load_serialized_object": true, "upload_preset": true,
+	// KerasHub preset and download helpers (keras_hub.src.utils.preset_utils, imagenet_utils)
+	"load_json": true, "tf_copy_gfile_to_cache": true, "check_file_exists": true, "get_preset_loader": true,
+	"get_preset_saver": true, "decode_imagenet_predictions": true,
 	// layers that load code or files named in their configuration
 	"TFSMLayer": true, "TorchModuleWrapper": true, "JaxLayer": true, "FlaxLayer": true,
 	// callbacks
@@ -129,7 +140,9 @@ var kerasDeniedTFOps = map[string]bool{"py_function": true, "numpy_function": tr
 // The JSON is parsed strictly (UTF-8, no duplicate keys, which Python's
 // json keeps the last of, so a duplicate could hide a value; depth at most
 // 128), with the NaN, Infinity and -Infinity Python's json writes for
-// non-finite floats and every object is checked, at any depth: nested models (a
+// non-finite floats (a zip's top-level config.json is parsed so by its
+// JSON check too, zip.go), and every object is checked, at any depth:
+// nested models (a
 // Functional or Sequential as a layer), build_config, compile_config
 // (optimizer, loss, metrics, loss_weights), and legacy tf.keras shapes
 // (class_name and config without module) alike. The checks (see

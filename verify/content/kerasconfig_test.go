@@ -110,6 +110,15 @@ func kerasAttacks(t testing.TB) []kerasAttack {
 			want: []string{"set_global_attribute"}},
 		{name: "denied-module", cfg: withLayer(seq, `{"module": "keras.src.saving.saving_lib", "class_name": "H5IOStore", "config": {}}`),
 			want: []string{"module \"keras.src.saving.saving_lib\""}},
+		// KerasHub's preset, converter and download helpers
+		{name: "keras-hub-preset-loader", cfg: withLayer(seq, `{"module": "keras_hub.src.utils.preset_utils", "class_name": "KerasPresetLoader", "config": {"preset": "/etc", "config": {}}, "registered_name": null}`),
+			want: []string{`module "keras_hub.src.utils.preset_utils"`}},
+		{name: "keras-hub-safetensor-loader", cfg: withLayer(seq, `{"module": "keras_hub.src.utils.transformers.safetensor_utils", "class_name": "SafetensorLoader", "config": {"preset": "/root"}}`),
+			want: []string{`module "keras_hub.src.utils.transformers.safetensor_utils"`}},
+		{name: "keras-hub-load-json", cfg: withLayer(seq, `{"module": "keras_hub.src.models.backbone", "class_name": "function", "config": "load_json", "registered_name": "function"}`),
+			want: []string{"load_json"}},
+		{name: "keras-hub-imagenet", cfg: withLayer(seq, `{"module": "keras_hub.src.utils.imagenet.imagenet_utils", "class_name": "function", "config": "imagenet_id_to_name", "registered_name": "function"}`),
+			want: []string{`module "keras_hub.src.utils.imagenet.imagenet_utils"`}},
 		// CVE-2025-8747 and other in-namespace gadgets
 		{name: "get-file", cfg: nestedFn(`{"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 1, "activation": {"module": "keras.src.models.model", "class_name": "function", "config": "get_file", "registered_name": "function"}}}`),
 			want: []string{"get_file", "$.config.layers[1].config.layers[2].config.activation"}},

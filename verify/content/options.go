@@ -174,6 +174,10 @@ type Options struct {
 	// tar layer is at depth 1): nested tars are probed as NeMo archives
 	// only up to maxArchiveDepth.
 	archiveDepth int
+	// pyJSONFloats accepts NaN, Infinity and -Infinity in a JSON config
+	// (Python's json writes them): set by the zip inspector for a
+	// top-level config.json, which Keras's loader reads with json.loads.
+	pyJSONFloats bool
 	// nestedZip is set for the members of a .npz inside a zip: no
 	// further zip is opened inside it.
 	nestedZip bool

@@ -761,6 +761,15 @@ func (s *memberSink) decide() error {
 		s.inner = newSkopsSchemaInspector(z.opts, s.sizeOrUnknown())
 		return nil
 	}
+	if e.name == kerasConfigName {
+		// Keras's loader json.loads a top-level config.json whatever
+		// its first bytes (keras.go): always the JSON check, with
+		// Python's non-finite floats.
+		o := z.memberOpts()
+		o.pyJSONFloats = true
+		s.inner = newConfigInspector(o, s.sizeOrUnknown())
+		return nil
+	}
 	in, err := NewInspector(z.memberOpts(), "", e.name, s.sizeOrUnknown())
 	if err != nil {
 		return s.wrap(err)
