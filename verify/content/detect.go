@@ -488,6 +488,12 @@ func (a *autoInspector) decide() error {
 		f = FormatText // a script declared as code: code rules apply
 		a.format = f
 	}
+	if isTFGraphName(a.title) && f != FormatBinary && f != FormatText {
+		// TensorFlow parses a *.pb as protobuf whatever its first bytes
+		// say: one that sniffs as another format (a TFLite header, a zip)
+		// is a polyglot the other format's validator would judge instead.
+		return newFinding(FormatTensorFlow, 0, "file named %s is read by TensorFlow as a protobuf but its bytes are %s (polyglot); no policy key admits it", path.Base(a.title), describe(f))
+	}
 	if known && kind != kindAny {
 		ok := false
 		for _, g := range formatsFor[kind] {

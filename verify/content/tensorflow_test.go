@@ -386,3 +386,44 @@ func BenchmarkTensorFlowNodes(b *testing.B) {
 		}
 	}
 }
+
+// tfliteSavedModelPolyglot builds a file that is both a TFLite model and a
+// SavedModel: byte 0 opens protobuf field 1 (fixed64, bytes 1..8, which
+// hold "TFL3" at 4..8), an unknown field 15 carries the flatbuffer's
+// vtable and Model table, then the SavedModel follows.
+func tfliteSavedModelPolyglot(t *testing.T, sm []byte) []byte {
+	t.Helper()
+	const root = 0x109
+	b := []byte{0x09, 0x01, 0x00, 0x00, 'T', 'F', 'L', '3', 0x00}
+	hdr := protowire.AppendTag(nil, 15, protowire.BytesType)
+	start := len(b) + len(hdr) + 2
+	bodyLen := root + 8 - start
+	hdr = protowire.AppendVarint(hdr, uint64(bodyLen))
+	if len(b)+len(hdr) != start {
+		t.Fatal("length varint size")
+	}
+	b = append(b, hdr...)
+	body := make([]byte, bodyLen)
+	copy(body[root-6-start:], []byte{6, 0, 8, 0, 4, 0})     // vtable
+	copy(body[root-start:], []byte{6, 0, 0, 0, 3, 0, 0, 0}) // Model: version 3
+	return append(append(b, body...), sm...)
+}
+
+// A *.pb that also sniffs as TFLite is a polyglot: TensorFlow parses it as
+// a protobuf whatever its header, so it is refused, not judged as TFLite.
+func TestTensorFlowTFLitePolyglot(t *testing.T) {
+	sm := modelcorpus.TFSavedModel(withNode(modelcorpus.BenignSavedModel(), modelcorpus.TFNode{Name: "leak", Op: "ReadFile", Inputs: []string{"path"}}))
+	b := tfliteSavedModelPolyglot(t, sm)
+	if got := content.Sniff(b[:min(len(b), 4096)], int64(len(b))); got != content.FormatTFLite {
+		t.Fatalf("Sniff = %q, want tflite (the polyglot is not one)", got)
+	}
+	if got := verdict(t, tfInspector(content.Options{}, "saved_model.pb"), b, 4096); !strings.Contains(got, "ReadFile") {
+		t.Fatalf("TensorFlow walker on the polyglot: %q", got)
+	}
+	for _, title := range []string{"saved_model.pb", "m/saved_model.pb", "frozen.PB"} {
+		_, fs := inspectAs(t, content.Options{}, b, mtWeight, title)
+		if len(fs) != 1 || !strings.Contains(fs[0].Reason, "polyglot") {
+			t.Fatalf("%s: findings %v", title, fs)
+		}
+	}
+}
