@@ -252,7 +252,8 @@ func (t *TensorFlowInspector) collected(top *protoFrame, num protowire.Number, s
 	case tfOpDef, tfNameAttrList, tfAttrEntry:
 		top.key, top.hasKey = s, true
 	case tfAttr:
-		top.value = s // a prefix: enough to tell a file from a stream
+		// a prefix: enough to tell a file from a stream
+		top.value, top.hasKey = s, true
 	case tfGradient:
 		if why, denied := t.denied(s); denied {
 			return t.w.fail(top.start, "a gradient function of the graph's library names op %s (%s); content.formats.tensorflow.allowOps admits it", s, why)
@@ -316,7 +317,12 @@ func tfShort(s string) string {
 func (t *TensorFlowInspector) ended(f, parent *protoFrame) error {
 	switch f.kind {
 	case tfAttr:
-		parent.value = f.value
+		// Protobuf merges repeated occurrences of a message field: an
+		// entry's second AttrValue without s keeps the first's s, so
+		// only an AttrValue that carried s replaces it (last set wins).
+		if f.hasKey {
+			parent.value = f.value
+		}
 	case tfAttrEntry:
 		if parent.kind == tfNode {
 			switch f.key {
@@ -331,7 +337,9 @@ func (t *TensorFlowInspector) ended(f, parent *protoFrame) error {
 			t.defer_(fmt.Sprintf("names op %s in a function attribute (%s); content.formats.tensorflow.allowOps admits it", f.key, why), f.start)
 		}
 	case tfOpDef:
-		parent.key = f.key
+		if f.hasKey { // merged like AttrValue: an OpDef without a name keeps the last one
+			parent.key = f.key
+		}
 	case tfNode:
 		if !f.hasKey || f.value == "" {
 			return t.w.fail(f.start, "node %q has no op (not a TensorFlow graph)", f.key)

@@ -90,6 +90,11 @@ func TestTensorFlowAttacks(t *testing.T) {
 	// A func attribute inside a list inside a NameAttrList's attribute.
 	nested := modelcorpus.TFNode{Name: "call", Op: "PartitionedCall", Attrs: []modelcorpus.TFAttr{{Key: "f", Func: &modelcorpus.TFFunc{
 		Name: "__inference_ok_1", Attrs: []modelcorpus.TFAttr{{Key: "branches", FuncList: []modelcorpus.TFFunc{{Name: "Identity"}, {Name: "EagerPyFunc"}}}}}}}}
+	// An attribute entry with two AttrValues, the second empty: protobuf
+	// merges them, so output_stream keeps the first one's s.
+	mergedEntry := append(pbStr(1, "output_stream"), pbStr(2, string(pbStr(2, "file:///tmp/owned")))...)
+	mergedEntry = append(mergedEntry, pbStr(2, "")...)
+	merged := modelcorpus.TFNode{Name: "p", Op: "PrintV2", Extra: pbStr(5, string(mergedEntry))}
 	cases := []struct {
 		name  string
 		g     modelcorpus.TFGraph
@@ -106,6 +111,7 @@ func TestTensorFlowAttacks(t *testing.T) {
 		{"frozen-graph", withNode(modelcorpus.BenignFrozenGraph(1024), modelcorpus.TFNode{Name: "ls", Op: "MatchingFiles"}), "frozen.pb", "runs op MatchingFiles", true},
 		{"gradient", modelcorpus.TFGraph{Nodes: modelcorpus.BenignFrozenGraph(64).Nodes, Gradients: [][2]string{{"f", "PyFuncStateless"}}}, "graph.pb", "gradient function of the graph's library names op PyFuncStateless", true},
 		{"printv2-file", withNode(base(), modelcorpus.TFNode{Name: "p", Op: "PrintV2", Attrs: []modelcorpus.TFAttr{strAttr("output_stream", "file:///home/u/.bashrc")}}), "saved_model.pb", `runs op PrintV2 with output_stream "file:///home/u/.bashrc"`, false},
+		{"printv2-merged-attrvalue", withNode(base(), merged), "saved_model.pb", `runs op PrintV2 with output_stream "file:///tmp/owned"`, false},
 		{"decodeproto-file", withNode(base(), modelcorpus.TFNode{Name: "d", Op: "DecodeProtoV2", Attrs: []modelcorpus.TFAttr{strAttr("descriptor_source", "/etc/shadow")}}), "saved_model.pb", `descriptor_source "/etc/shadow"`, false},
 		{"dataset", withFunction(base(), modelcorpus.TFFunction{Name: "__inference_ds_3", Nodes: []modelcorpus.TFNode{{Name: "d", Op: "TFRecordDataset"}}}), "saved_model.pb", "runs op TFRecordDataset", false},
 		{"vocab-table", withNode(base(), modelcorpus.TFNode{Name: "t", Op: "InitializeTableFromTextFileV2"}), "saved_model.pb", "runs op InitializeTableFromTextFileV2", false},
