@@ -145,6 +145,9 @@ const (
 	tfOpaqueRoot // fingerprint.pb: checked as protobuf only
 	tfKerasMeta  // keras_metadata.pb (SavedMetadata)
 	tfKerasObj
+	tfObjectGraph // MetaGraphDef.object_graph_def (SavedObjectGraph)
+	tfSavedObject
+	tfUserObject
 )
 
 // Bounds of the TensorFlow walker: names are at most tfMaxName bytes
@@ -164,10 +167,13 @@ var tfSchema = &protoSchema{
 	format: FormatTensorFlow,
 	name:   "TensorFlow",
 	kindName: []string{"SavedModel", "GraphDef", "MetaGraphDef", "GraphDef", "NodeDef", "FunctionDefLibrary", "FunctionDef", "OpDef",
-		"GradientDef", "RegisteredGradient", "attr entry", "AttrValue", "AttrValue.ListValue", "NameAttrList", "protobuf", "SavedMetadata", "SavedObject"},
+		"GradientDef", "RegisteredGradient", "attr entry", "AttrValue", "AttrValue.ListValue", "NameAttrList", "protobuf", "SavedMetadata", "SavedObject",
+		"SavedObjectGraph", "SavedObject", "SavedUserObject"},
 	children: map[protoKind]map[protowire.Number]protoKind{
 		tfSavedModel:   {2: tfMetaGraph},
-		tfMetaGraph:    {2: tfGraph},
+		tfMetaGraph:    {2: tfGraph, 7: tfObjectGraph},
+		tfObjectGraph:  {1: tfSavedObject}, // nodes
+		tfSavedObject:  {4: tfUserObject},  // user_object
 		tfGraphRoot:    {1: tfNode, 2: tfLibrary},
 		tfGraph:        {1: tfNode, 2: tfLibrary},
 		tfLibrary:      {1: tfFunction, 2: tfGradient, 3: tfRegGradient},
@@ -190,7 +196,8 @@ var tfSchema = &protoSchema{
 			return tfMaxName
 		case k == tfAttr && n == 2: // s: a prefix is enough
 			return -tfMaxName
-		case k == tfKerasObj && n == 4: // metadata (JSON)
+		case k == tfKerasObj && n == 5, // keras_metadata.pb SavedObject.metadata (JSON)
+			k == tfUserObject && n == 3: // SavedUserObject.metadata (JSON)
 			return tfMaxKerasMeta
 		}
 		return 0
@@ -215,7 +222,8 @@ type TensorFlowInspector struct {
 // file of size bytes (-1 if unknown). Its name decides the message type, as
 // for TensorFlow's loaders: saved_model.pb is a SavedModel,
 // keras_metadata.pb Keras's SavedMetadata (each layer's config is checked
-// like a Keras config), fingerprint.pb a FingerprintDef (numbers only), any
+// like a Keras config, as is the copy a SavedModel of TF < 2.5 keeps in its
+// object graph, SavedUserObject.metadata), fingerprint.pb a FingerprintDef (numbers only), any
 // other *.pb a GraphDef.
 func NewTensorFlowInspector(opts Options, name string, size int64) *TensorFlowInspector {
 	t := &TensorFlowInspector{opts: opts}
@@ -265,6 +273,16 @@ func (t *TensorFlowInspector) collected(top *protoFrame, num protowire.Number, s
 	case tfKerasObj:
 		if err := checkKerasConfig(t.opts, FormatTensorFlow, fmt.Sprintf("keras_metadata.pb object at offset %d", top.start), []byte(s)); err != nil {
 			return err
+		}
+	case tfUserObject:
+		// tf.keras's load_model reads a layer's config here when
+		// keras_metadata.pb is absent (SavedModels of TF < 2.5,
+		// _read_legacy_metadata) and revives Lambda layers from it. Other
+		// user objects leave it empty; a non-empty one is checked.
+		if s != "" {
+			if err := checkKerasConfig(t.opts, FormatTensorFlow, fmt.Sprintf("saved_model.pb object metadata at offset %d", top.start), []byte(s)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -348,11 +348,14 @@ func benchSynthetic(b *testing.B, mk func(int64) content.Inspector, head []byte,
 // the Keras config check, a plain Dense layer passes.
 func TestKerasMetadataPB(t *testing.T) {
 	meta := func(json string) []byte {
-		obj := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1) // node_id
-		obj = append(obj, pbStr(2, "root.layer-1")...)                                      // node_path
-		obj = append(obj, pbStr(3, "_tf_keras_layer")...)                                   // identifier
-		obj = append(obj, pbStr(4, json)...)                                                // metadata
-		return pbStr(1, string(obj))                                                        // nodes
+		// tensorflow/python/keras/protobuf/saved_metadata.proto: field 1
+		// reserved, version (a VersionDef) is field 6.
+		obj := protowire.AppendVarint(protowire.AppendTag(nil, 2, protowire.VarintType), 1) // node_id
+		obj = append(obj, pbStr(3, "root.layer-1")...)                                      // node_path
+		obj = append(obj, pbStr(4, "_tf_keras_layer")...)                                   // identifier
+		obj = append(obj, pbStr(5, json)...)                                                // metadata
+		obj = append(obj, pbStr(6, string(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1)))...)
+		return pbStr(1, string(obj)) // nodes
 	}
 	dense := meta(`{"name": "dense", "trainable": true, "class_name": "Dense", "config": {"units": 4}}`)
 	if got := verdict(t, tfInspector(content.Options{}, "keras_metadata.pb"), dense, 5); got != "" {
@@ -431,5 +434,32 @@ func TestTensorFlowTFLitePolyglot(t *testing.T) {
 		if len(fs) != 1 || !strings.Contains(fs[0].Reason, "polyglot") {
 			t.Fatalf("%s: findings %v", title, fs)
 		}
+	}
+}
+
+// A SavedModel of TF < 2.5 has no keras_metadata.pb: tf.keras's
+// load_model then reads each layer's config from the object graph
+// (MetaGraphDef.object_graph_def, SavedObject.user_object.metadata) and
+// revives Lambda layers from it.
+func TestSavedModelLegacyKerasMetadata(t *testing.T) {
+	sm := func(json string) []byte {
+		user := append(pbStr(1, "_tf_keras_layer"), pbStr(3, json)...) // identifier, metadata
+		objs := pbStr(1, string(pbStr(4, "")))                         // a node with an empty user_object
+		objs = append(objs, pbStr(1, string(pbStr(4, string(user))))...)
+		meta := append(pbStr(2, string(modelcorpus.TFGraphDef(modelcorpus.BenignSavedModel()))), pbStr(7, string(objs))...)
+		return append(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1), pbStr(2, string(meta))...)
+	}
+	dense := sm(`{"name": "dense", "trainable": true, "expects_training_arg": false, "dtype": "float32", "class_name": "Dense", "config": {"units": 4}}`)
+	lambda := sm(`{"name": "l", "class_name": "Lambda", "config": {"function": ["4wEAAAAAAAAA", null, null]}}`)
+	for _, chunk := range []int{len(dense), 7} {
+		if got := verdict(t, tfInspector(content.Options{}, "saved_model.pb"), dense, chunk); got != "" {
+			t.Fatalf("chunk %d: Dense layer refused: %s", chunk, got)
+		}
+		if got := verdict(t, tfInspector(content.Options{}, "saved_model.pb"), lambda, chunk); !strings.Contains(got, "saved_model.pb object metadata") || !strings.Contains(got, "Lambda layer") {
+			t.Fatalf("chunk %d: Lambda layer: got %q", chunk, got)
+		}
+	}
+	if _, fs := inspectAs(t, content.Options{}, lambda, mtWeight, "m/saved_model.pb"); len(fs) != 1 || !strings.Contains(fs[0].Reason, "Lambda layer") {
+		t.Fatalf("dispatcher: %v", fs)
 	}
 }
