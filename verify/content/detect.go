@@ -450,9 +450,8 @@ func (a *autoInspector) decide() error {
 	if len(a.head) == 0 {
 		return newFinding(FormatMediaType, 0, "empty blob")
 	}
-	if isTFTextProtoName(a.title) {
-		return newFinding(FormatTensorFlow, 0, "saved_model.pbtxt is a SavedModel in protobuf text format, which TensorFlow loads when saved_model.pb is absent; "+
-			"the gate walks only binary SavedModels (publish saved_model.pb); no policy key admits it")
+	if r := tfUnparsedReason(a.title); r != "" {
+		return newFinding(FormatTensorFlow, 0, "%s", r)
 	}
 	if (f == FormatBinary || f == FormatText || f == FormatONNX || f == FormatExecutable && shebangLine(h) != "") && bytes.Contains(h[1:], magicZip) {
 		i := bytes.Index(h, magicZip)

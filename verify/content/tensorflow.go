@@ -227,7 +227,9 @@ type TensorFlowInspector struct {
 // other *.pb a GraphDef.
 func NewTensorFlowInspector(opts Options, name string, size int64) *TensorFlowInspector {
 	t := &TensorFlowInspector{opts: opts}
-	switch path.Base(name) {
+	// Names are compared ignoring case: on a case-insensitive file system
+	// (macOS, Windows) SAVED_MODEL.PB is the loader's saved_model.pb.
+	switch strings.ToLower(path.Base(name)) {
 	case "saved_model.pb":
 		t.root = tfSavedModel
 	case "keras_metadata.pb":
@@ -432,9 +434,20 @@ func isTFGraphName(title string) bool {
 	return strings.EqualFold(path.Ext(title), ".pb")
 }
 
-// isTFTextProtoName reports saved_model.pbtxt, which the SavedModel loader
-// reads when saved_model.pb is absent: a text protobuf the gate does not
-// parse.
-func isTFTextProtoName(title string) bool {
-	return path.Base(title) == "saved_model.pbtxt"
+// tfUnparsedReason refuses the SavedModel files the loader reads that the
+// gate does not parse (any case, as for a case-insensitive file system):
+// saved_model.pbtxt, read when saved_model.pb is absent, and
+// saved_model.cpb, the chunked SavedModel of TF 2.15+ (the loaders read it
+// as the SavedModel; one next to a benign saved_model.pb may be the one
+// loaded). "" for any other name.
+func tfUnparsedReason(title string) string {
+	switch base := path.Base(title); {
+	case strings.EqualFold(base, "saved_model.pbtxt"):
+		return base + " is a SavedModel in protobuf text format, which TensorFlow loads when saved_model.pb is absent; " +
+			"the gate walks only binary SavedModels (publish saved_model.pb); no policy key admits it"
+	case strings.EqualFold(base, "saved_model.cpb"):
+		return base + " is a chunked SavedModel (TF 2.15+, written for graphs over 2 GB), which TensorFlow's loaders read as the SavedModel; " +
+			"the gate does not parse chunked SavedModels (publish saved_model.pb); no policy key admits it"
+	}
+	return ""
 }

@@ -463,3 +463,37 @@ func TestSavedModelLegacyKerasMetadata(t *testing.T) {
 		t.Fatalf("dispatcher: %v", fs)
 	}
 }
+
+// File names are compared ignoring case (a case-insensitive file system
+// maps SAVED_MODEL.PB to saved_model.pb), and the SavedModel files the
+// gate does not parse are refused by name: saved_model.pbtxt and the
+// chunked saved_model.cpb.
+func TestTensorFlowNameCase(t *testing.T) {
+	sm := modelcorpus.TFSavedModel(withNode(modelcorpus.BenignSavedModel(), modelcorpus.TFNode{Name: "leak", Op: "ReadFile", Inputs: []string{"path"}}))
+	// A SavedModel that parses as a GraphDef too (its meta graph read as
+	// a function library): walked as a GraphDef, it would pass.
+	small := pbStr(2, string(pbStr(2, string(pbStr(1, string(modelcorpus.TFNodeDef(modelcorpus.TFNode{Name: "leak", Op: "ReadFile", Inputs: []string{"path"}})))))))
+	for _, b := range [][]byte{sm, small} {
+		for _, title := range []string{"saved_model.pb", "SAVED_MODEL.PB", "m/Saved_Model.pb"} {
+			if _, fs := inspectAs(t, content.Options{}, b, mtWeight, title); len(fs) != 1 || !strings.Contains(fs[0].Reason, `node "leak" runs op ReadFile`) {
+				t.Fatalf("%s: findings %v", title, fs)
+			}
+		}
+	}
+	for title, want := range map[string]string{
+		"m/saved_model.cpb":   "chunked SavedModel",
+		"SAVED_MODEL.CPB":     "chunked SavedModel",
+		"Saved_Model.PBTXT":   "protobuf text format",
+		"m/saved_model.pbtxt": "protobuf text format",
+	} {
+		// even where unknown binary is served
+		if _, fs := inspectAs(t, content.Options{AllowUnknown: true}, sm, mtWeight, title); len(fs) != 1 || !strings.Contains(fs[0].Reason, want) {
+			t.Fatalf("%s: findings %v", title, fs)
+		}
+	}
+	// keras_metadata.pb in capitals is still read as SavedMetadata.
+	lambda := pbStr(1, string(pbStr(5, `{"class_name": "Lambda", "config": {}}`)))
+	if got := verdict(t, tfInspector(content.Options{}, "m/KERAS_METADATA.PB"), lambda, 5); !strings.Contains(got, "Lambda layer") {
+		t.Fatalf("KERAS_METADATA.PB: %q", got)
+	}
+}
