@@ -25,6 +25,16 @@ type TFLiteOptions struct {
 	AllowFlex bool
 }
 
+// TFLiteStandardCustomOps are the custom ops whose kernels ship in TFLite
+// itself: its standard op resolver (BuiltinOpResolver,
+// tensorflow/lite/kernels/register.cc) registers them next to the builtin
+// ops, so a model that names one runs TFLite's own kernel, not code the
+// application adds. They are admitted without content.formats.tflite
+// .customOps: TFLite_Detection_PostProcess ends every SSD detection model,
+// Mfcc and AudioSpectrogram the audio models, NumericVerify the
+// quantization debugger's models.
+var TFLiteStandardCustomOps = []string{"TFLite_Detection_PostProcess", "Mfcc", "AudioSpectrogram", "NumericVerify"}
+
 // tfliteCustom is BuiltinOperator CUSTOM in tensorflow/lite/schema/schema.fbs.
 const tfliteCustom = 32
 
@@ -579,8 +589,9 @@ func (t *TFLiteInspector) customReason(name string) string {
 		}
 		return ""
 	}
-	if slices.Contains(t.opts.TFLite.CustomOps, name) {
+	if slices.Contains(TFLiteStandardCustomOps, name) || slices.Contains(t.opts.TFLite.CustomOps, name) {
 		return ""
 	}
-	return fmt.Sprintf("custom op %q runs a kernel the application registers (native code outside the model); content.formats.tflite.customOps admits it", name)
+	return fmt.Sprintf("custom op %q is not one of TFLite's standard custom ops (%s): it runs a kernel the application registers (native code outside the model, which the gate cannot inspect); content.formats.tflite.customOps admits it",
+		name, strings.Join(TFLiteStandardCustomOps, ", "))
 }

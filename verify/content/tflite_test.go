@@ -61,6 +61,10 @@ func TestTFLiteOps(t *testing.T) {
 	flex := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexAddV2"})
 	flexRead := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexReadFile"})
 	deprecated := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "Hidden", Deprecated: true})
+	// Custom ops TFLite's standard resolver registers itself (SSD's
+	// detection post-processing, audio front ends) pass by default.
+	ssd := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "TFLite_Detection_PostProcess"})
+	mfcc := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "Mfcc"})
 	allowFlex := content.Options{TFLite: content.TFLiteOptions{AllowFlex: true}}
 	for _, c := range []struct {
 		name string
@@ -68,12 +72,14 @@ func TestTFLiteOps(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		{"custom", content.Options{}, custom, `custom op "MyNativeKernel" runs a kernel the application registers`},
+		{"custom", content.Options{}, custom, `custom op "MyNativeKernel" is not one of TFLite's standard custom ops (TFLite_Detection_PostProcess, Mfcc, AudioSpectrogram, NumericVerify): it runs a kernel the application registers`},
 		{"custom-deprecated-code", content.Options{}, deprecated, `custom op "Hidden"`},
 		{"flex", content.Options{}, flex, `Flex op "FlexAddV2" runs the TensorFlow kernel AddV2 (select TF ops); content.formats.tflite.flex: allow admits Flex ops`},
 		{"flex-denied-tf-op", allowFlex, flexRead, `Flex op "FlexReadFile" runs TensorFlow op ReadFile (reads a file named by a tensor)`},
 		{"custom-allowed", content.Options{TFLite: content.TFLiteOptions{CustomOps: []string{"MyNativeKernel"}}}, custom, ""},
 		{"flex-allowed", allowFlex, flex, ""},
+		{"standard-custom-ssd", content.Options{}, ssd, ""},
+		{"standard-custom-mfcc", content.Options{}, mfcc, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, chunk := range []int{len(c.b), 5} {
