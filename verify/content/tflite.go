@@ -19,9 +19,14 @@ type TFLiteOptions struct {
 	// a custom op runs a kernel the application registers, native code the
 	// model file does not carry.
 	CustomOps []string
-	// AllowFlex admits Flex ops (custom ops named Flex<TFOp>, the
-	// TensorFlow kernels "select TF ops" run). The TensorFlow op after the
-	// prefix is still checked against the TensorFlow denylist.
+	// AllowFlex admits Flex ops (custom ops named Flex..., the TensorFlow
+	// kernels "select TF ops" run) and so trusts the file: the Flex
+	// delegate (tensorflow/lite/delegates/flex/kernel.cc) runs the op of
+	// the NodeDef serialized in the operator's custom_options, which the
+	// gate does not read, not the op the name spells, so any TensorFlow
+	// op may run, those the TensorFlow denylist refuses included. A Flex
+	// op whose name itself spells a denied op (FlexReadFile, as an honest
+	// converter names it) is still refused.
 	AllowFlex bool
 }
 
@@ -80,9 +85,9 @@ const (
 
 // TFLiteInspector validates a TFLite model as it streams: the file
 // identifier, the schema version, and every operator code: custom ops are
-// refused unless TFLiteOptions.CustomOps lists them, Flex ops (TensorFlow
-// kernels) unless AllowFlex and their TensorFlow op passes the TensorFlow
-// denylist. Every offset is bounds-checked; the verdict does not depend on
+// refused unless TFLiteStandardCustomOps or TFLiteOptions.CustomOps lists
+// them, Flex ops (TensorFlow kernels) unless AllowFlex (which trusts the
+// file: see TFLiteOptions.AllowFlex). Every offset is bounds-checked; the verdict does not depend on
 // chunking. HeaderDone is true once every operator code was read (tensor
 // data that follows streams).
 type TFLiteInspector struct {
@@ -581,11 +586,15 @@ func (t *TFLiteInspector) opcode(i int64, tb *tflTable) {
 func (t *TFLiteInspector) customReason(name string) string {
 	if tfOp, ok := strings.CutPrefix(name, "Flex"); ok {
 		if !t.opts.TFLite.AllowFlex {
-			return fmt.Sprintf("Flex op %q runs the TensorFlow kernel %s (select TF ops); content.formats.tflite.flex: allow admits Flex ops", name, tfOp)
+			return fmt.Sprintf("Flex op %q runs a TensorFlow kernel (select TF ops): the op of the NodeDef in its custom options, which the gate does not read, "+
+				"so any TensorFlow op, file and network ops included; content.formats.tflite.flex: allow admits Flex ops (trusting the file)", name)
 		}
+		// The name binds nothing (the NodeDef's op runs), but an honest
+		// converter names the op it runs: one named after a denied op is
+		// refused.
 		tf := TensorFlowInspector{opts: t.opts}
 		if why, denied := tf.denied(tfOp); denied {
-			return fmt.Sprintf("Flex op %q runs TensorFlow op %s (%s); content.formats.tensorflow.allowOps admits it", name, tfOp, why)
+			return fmt.Sprintf("Flex op %q names TensorFlow op %s (%s); content.formats.tensorflow.allowOps admits it", name, tfOp, why)
 		}
 		return ""
 	}
