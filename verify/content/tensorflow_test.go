@@ -225,7 +225,8 @@ func FuzzTensorFlow(f *testing.F) {
 	f.Add(modelcorpus.TFSavedModel(modelcorpus.BenignSavedModel()), uint8(5), true)
 	f.Add(modelcorpus.TFGraphDef(modelcorpus.BenignFrozenGraph(64)), uint8(3), false)
 	f.Add(modelcorpus.TFGraphDef(withNode(modelcorpus.BenignFrozenGraph(16), modelcorpus.TFNode{Name: "p", Op: "PrintV2", Attrs: []modelcorpus.TFAttr{strAttr("output_stream", "file:///x")}})), uint8(1), false)
-	f.Add(pbStr(1, string(pbStr(4, `{"class_name": "Dense"}`))), uint8(0x82), false)
+	f.Add(pbStr(1, string(pbStr(5, `{"class_name": "Dense"}`))), uint8(0x82), false)
+	f.Add(legacyKerasSavedModel(`{"class_name": "Dense", "config": {}}`), uint8(9), true)
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, saved bool) {
 		// the name decides the message: SavedModel, GraphDef, and (by
 		// the chunk's high bits) Keras metadata or a fingerprint
@@ -437,18 +438,22 @@ func TestTensorFlowTFLitePolyglot(t *testing.T) {
 	}
 }
 
+// legacyKerasSavedModel is a SavedModel whose object graph holds a Keras
+// layer's metadata (json), as TF < 2.5 wrote it.
+func legacyKerasSavedModel(json string) []byte {
+	user := append(pbStr(1, "_tf_keras_layer"), pbStr(3, json)...) // identifier, metadata
+	objs := pbStr(1, string(pbStr(4, "")))                         // a node with an empty user_object
+	objs = append(objs, pbStr(1, string(pbStr(4, string(user))))...)
+	meta := append(pbStr(2, string(modelcorpus.TFGraphDef(modelcorpus.BenignSavedModel()))), pbStr(7, string(objs))...)
+	return append(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1), pbStr(2, string(meta))...)
+}
+
 // A SavedModel of TF < 2.5 has no keras_metadata.pb: tf.keras's
 // load_model then reads each layer's config from the object graph
 // (MetaGraphDef.object_graph_def, SavedObject.user_object.metadata) and
 // revives Lambda layers from it.
 func TestSavedModelLegacyKerasMetadata(t *testing.T) {
-	sm := func(json string) []byte {
-		user := append(pbStr(1, "_tf_keras_layer"), pbStr(3, json)...) // identifier, metadata
-		objs := pbStr(1, string(pbStr(4, "")))                         // a node with an empty user_object
-		objs = append(objs, pbStr(1, string(pbStr(4, string(user))))...)
-		meta := append(pbStr(2, string(modelcorpus.TFGraphDef(modelcorpus.BenignSavedModel()))), pbStr(7, string(objs))...)
-		return append(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1), pbStr(2, string(meta))...)
-	}
+	sm := legacyKerasSavedModel
 	dense := sm(`{"name": "dense", "trainable": true, "expects_training_arg": false, "dtype": "float32", "class_name": "Dense", "config": {"units": 4}}`)
 	lambda := sm(`{"name": "l", "class_name": "Lambda", "config": {"function": ["4wEAAAAAAAAA", null, null]}}`)
 	for _, chunk := range []int{len(dense), 7} {
