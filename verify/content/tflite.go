@@ -21,9 +21,10 @@ type TFLiteOptions struct {
 	CustomOps []string
 	// AllowFlex admits Flex ops (custom ops named Flex..., the TensorFlow
 	// kernels "select TF ops" run) and so trusts the file: the Flex
-	// delegate (tensorflow/lite/delegates/flex/kernel.cc) runs the op of
-	// the NodeDef serialized in the operator's custom_options, which the
-	// gate does not read, not the op the name spells, so any TensorFlow
+	// delegate (tensorflow/lite/delegates/flex/kernel.cc) runs the op
+	// named in the operator's custom_options (a flexbuffer holding an op
+	// name and a serialized NodeDef), which the gate does not read, not
+	// the op the custom code spells, so any TensorFlow
 	// op may run, those the TensorFlow denylist refuses included. A Flex
 	// op whose name itself spells a denied op (FlexReadFile, as an honest
 	// converter names it) is still refused.
@@ -586,10 +587,10 @@ func (t *TFLiteInspector) opcode(i int64, tb *tflTable) {
 func (t *TFLiteInspector) customReason(name string) string {
 	if tfOp, ok := strings.CutPrefix(name, "Flex"); ok {
 		if !t.opts.TFLite.AllowFlex {
-			return fmt.Sprintf("Flex op %q runs a TensorFlow kernel (select TF ops): the op of the NodeDef in its custom options, which the gate does not read, "+
+			return fmt.Sprintf("Flex op %q runs a TensorFlow kernel (select TF ops): the op named in its custom options, which the gate does not read, "+
 				"so any TensorFlow op, file and network ops included; content.formats.tflite.flex: allow admits Flex ops (trusting the file)", name)
 		}
-		// The name binds nothing (the NodeDef's op runs), but an honest
+		// The name binds nothing (the op named in custom_options runs), but an honest
 		// converter names the op it runs: one named after a denied op is
 		// refused.
 		tf := TensorFlowInspector{opts: t.opts}

@@ -74,7 +74,7 @@ func TestTFLiteOps(t *testing.T) {
 	}{
 		{"custom", content.Options{}, custom, `custom op "MyNativeKernel" is not one of TFLite's standard custom ops (TFLite_Detection_PostProcess, Mfcc, AudioSpectrogram, NumericVerify): it runs a kernel the application registers`},
 		{"custom-deprecated-code", content.Options{}, deprecated, `custom op "Hidden"`},
-		{"flex", content.Options{}, flex, `Flex op "FlexAddV2" runs a TensorFlow kernel (select TF ops): the op of the NodeDef in its custom options, which the gate does not read, so any TensorFlow op, file and network ops included; content.formats.tflite.flex: allow admits Flex ops (trusting the file)`},
+		{"flex", content.Options{}, flex, `Flex op "FlexAddV2" runs a TensorFlow kernel (select TF ops): the op named in its custom options, which the gate does not read, so any TensorFlow op, file and network ops included; content.formats.tflite.flex: allow admits Flex ops (trusting the file)`},
 		{"flex-denied-tf-op", allowFlex, flexRead, `Flex op "FlexReadFile" names TensorFlow op ReadFile (reads a file named by a tensor)`},
 		{"custom-allowed", content.Options{TFLite: content.TFLiteOptions{CustomOps: []string{"MyNativeKernel"}}}, custom, ""},
 		{"flex-allowed", allowFlex, flex, ""},
