@@ -324,6 +324,29 @@ func (t *TensorFlowInspector) nodeReason(f *protoFrame) string {
 	return ""
 }
 
+// tfNodeDefReason judges one serialized NodeDef (a TFLite Flex op's) as a
+// node of a graph: its op, the attributes that make PrintV2,
+// DecodeProtoV2 and EncodeProto touch files, the ops its function
+// attributes name. "" if it passes; an error if it is not a NodeDef.
+func tfNodeDefReason(opts Options, b []byte) (string, error) {
+	t := &TensorFlowInspector{opts: opts, root: tfNode}
+	t.w = newProtoWalker(tfSchema, t, tfNode, int64(len(b)))
+	if _, err := t.w.Write(b); err != nil {
+		return "", err
+	}
+	if err := t.w.closeCheck(); err != nil {
+		return "", err
+	}
+	root := &t.w.stack[0]
+	if !root.hasKey || root.value == "" {
+		return "", fmt.Errorf("node %q has no op", tfShort(root.key))
+	}
+	if r := t.nodeReason(root); r != "" {
+		return r, nil
+	}
+	return root.pending, nil
+}
+
 func tfShort(s string) string {
 	if len(s) > 200 {
 		return s[:200] + "..."
