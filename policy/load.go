@@ -962,7 +962,7 @@ func (l *loader) parseFormats(f field, what string, out *Formats) {
 			o.CustomOps = l.opNames(v, what+".tflite.customOps", "list custom op names (OperatorCode.custom_code), e.g. [TFLite_Detection_PostProcess]")
 		}
 		o.Flex = l.oneOf(m, "flex", what+".tflite",
-			"write flex: refuse (default) or flex: allow (admits Flex ops, TensorFlow kernels; their op is still checked against the tensorflow denylist)", "refuse", "allow")
+			"write flex: refuse (default) or flex: allow (admits Flex ops, TensorFlow kernels, whose op, named in their custom options, passes the tensorflow denylist)", "refuse", "allow")
 		out.TFLite = o
 	}
 	if kf, ok := fs["keras"]; ok {

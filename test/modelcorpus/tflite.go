@@ -1,6 +1,8 @@
 package modelcorpus
 
 import (
+	"encoding/binary"
+
 	flatbuffers "github.com/google/flatbuffers/go"
 )
 
@@ -29,6 +31,42 @@ type TFLiteOp struct {
 	// Deprecated writes the code only in deprecated_builtin_code (as
 	// converters before TF 2.5 did) and builtin_code as an explicit 0.
 	Deprecated bool
+	// Options is the operator's custom_options (for a Flex op, see
+	// FlexOptions).
+	Options []byte
+}
+
+// FlexOptions encodes a Flex op's custom_options as TFLite's converter
+// writes them (tensorflow/lite/delegates/flex/kernel.cc reads them): a
+// flexbuffer vector of two strings, the TensorFlow op name and the
+// serialized NodeDef. Widths are 4 bytes (flexbuffers allows 1 to 8).
+func FlexOptions(op string, nodeDef []byte) []byte {
+	const w = 4
+	var b []byte
+	var starts []int
+	for _, s := range []string{op, string(nodeDef)} {
+		for len(b)%w != 0 {
+			b = append(b, 0)
+		}
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+		starts = append(starts, len(b))
+		b = append(append(b, s...), 0)
+	}
+	for len(b)%w != 0 {
+		b = append(b, 0)
+	}
+	b = binary.LittleEndian.AppendUint32(b, 2) // vector length
+	vec := len(b)
+	for i, st := range starts {
+		b = binary.LittleEndian.AppendUint32(b, uint32(vec+i*w-st))
+	}
+	b = append(b, 5<<2|2, 5<<2|2) // element types: FBT_STRING, 4-byte size
+	for len(b)%w != 0 {
+		b = append(b, 0)
+	}
+	root := len(b)
+	b = binary.LittleEndian.AppendUint32(b, uint32(root-vec))
+	return append(b, 10<<2|2, w) // root: FBT_VECTOR of 4-byte elements; root width
 }
 
 // TFLiteModel describes a model.
@@ -47,7 +85,10 @@ type TFLiteModel struct {
 // does); TFLiteTail returns those padding bytes.
 func TFLite(m TFLiteModel) []byte {
 	b := flatbuffers.NewBuilder(1 << 16)
-	type opRef struct{ code, weightBuf int }
+	type opRef struct {
+		code, weightBuf int
+		options         []byte
+	}
 	var codes []flatbuffers.UOffsetT
 	codeIndex := map[[2]any]int{}
 	var buffers []flatbuffers.UOffsetT
@@ -91,7 +132,7 @@ func TFLite(m TFLiteModel) []byte {
 			idx = len(codes) - 1
 			codeIndex[key] = idx
 		}
-		refs = append(refs, opRef{code: idx, weightBuf: len(buffers) - 1})
+		refs = append(refs, opRef{code: idx, weightBuf: len(buffers) - 1, options: op.Options})
 	}
 	// External buffers: offset and size are patched below once the
 	// flatbuffer's length is known; here they get placeholders of the same
@@ -130,10 +171,17 @@ func TFLite(m TFLiteModel) []byte {
 		}
 		inputs := int32Vector(b, in)
 		outputs := int32Vector(b, []int32{int32(len(tensors) - 1)})
-		b.StartObject(3)
+		var options flatbuffers.UOffsetT
+		if len(r.options) > 0 {
+			options = b.CreateByteVector(r.options)
+		}
+		b.StartObject(6)
 		b.PrependUint32Slot(0, uint32(r.code), 0)
 		b.PrependUOffsetTSlot(1, inputs, 0)
 		b.PrependUOffsetTSlot(2, outputs, 0)
+		if options != 0 {
+			b.PrependUOffsetTSlot(5, options, 0) // custom_options
+		}
 		operators = append(operators, b.EndObject())
 	}
 	tv := offsetVector(b, tensors)

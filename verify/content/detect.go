@@ -466,9 +466,8 @@ func (a *autoInspector) decide() error {
 	if len(a.head) == 0 {
 		return newFinding(FormatMediaType, 0, "empty blob")
 	}
-	if isTFTextProtoName(a.title) {
-		return newFinding(FormatTensorFlow, 0, "saved_model.pbtxt is a SavedModel in protobuf text format, which TensorFlow loads when saved_model.pb is absent; "+
-			"the gate walks only binary SavedModels (publish saved_model.pb); no policy key admits it")
+	if r := tfUnparsedReason(a.title); r != "" {
+		return newFinding(FormatTensorFlow, 0, "%s", r)
 	}
 	if (f == FormatBinary || f == FormatText || f == FormatONNX || f == FormatExecutable && shebangLine(h) != "") && bytes.Contains(h[1:], magicZip) {
 		i := bytes.Index(h, magicZip)
@@ -503,6 +502,12 @@ func (a *autoInspector) decide() error {
 		}
 		f = FormatText // a script declared as code: code rules apply
 		a.format = f
+	}
+	if isTFGraphName(a.title) && f != FormatBinary && f != FormatText {
+		// TensorFlow parses a *.pb as protobuf whatever its first bytes
+		// say: one that sniffs as another format (a TFLite header, a zip)
+		// is a polyglot the other format's validator would judge instead.
+		return newFinding(FormatTensorFlow, 0, "file named %s is read by TensorFlow as a protobuf but its bytes are %s (polyglot); no policy key admits it", path.Base(a.title), describe(f))
 	}
 	if known && kind != kindAny {
 		ok := false

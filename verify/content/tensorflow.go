@@ -145,6 +145,9 @@ const (
 	tfOpaqueRoot // fingerprint.pb: checked as protobuf only
 	tfKerasMeta  // keras_metadata.pb (SavedMetadata)
 	tfKerasObj
+	tfObjectGraph // MetaGraphDef.object_graph_def (SavedObjectGraph)
+	tfSavedObject
+	tfUserObject
 )
 
 // Bounds of the TensorFlow walker: names are at most tfMaxName bytes
@@ -164,10 +167,13 @@ var tfSchema = &protoSchema{
 	format: FormatTensorFlow,
 	name:   "TensorFlow",
 	kindName: []string{"SavedModel", "GraphDef", "MetaGraphDef", "GraphDef", "NodeDef", "FunctionDefLibrary", "FunctionDef", "OpDef",
-		"GradientDef", "RegisteredGradient", "attr entry", "AttrValue", "AttrValue.ListValue", "NameAttrList", "protobuf", "SavedMetadata", "SavedObject"},
+		"GradientDef", "RegisteredGradient", "attr entry", "AttrValue", "AttrValue.ListValue", "NameAttrList", "protobuf", "SavedMetadata", "SavedObject",
+		"SavedObjectGraph", "SavedObject", "SavedUserObject"},
 	children: map[protoKind]map[protowire.Number]protoKind{
 		tfSavedModel:   {2: tfMetaGraph},
-		tfMetaGraph:    {2: tfGraph},
+		tfMetaGraph:    {2: tfGraph, 7: tfObjectGraph},
+		tfObjectGraph:  {1: tfSavedObject}, // nodes
+		tfSavedObject:  {4: tfUserObject},  // user_object
 		tfGraphRoot:    {1: tfNode, 2: tfLibrary},
 		tfGraph:        {1: tfNode, 2: tfLibrary},
 		tfLibrary:      {1: tfFunction, 2: tfGradient, 3: tfRegGradient},
@@ -190,7 +196,8 @@ var tfSchema = &protoSchema{
 			return tfMaxName
 		case k == tfAttr && n == 2: // s: a prefix is enough
 			return -tfMaxName
-		case k == tfKerasObj && n == 4: // metadata (JSON)
+		case k == tfKerasObj && n == 5, // keras_metadata.pb SavedObject.metadata (JSON)
+			k == tfUserObject && n == 3: // SavedUserObject.metadata (JSON)
 			return tfMaxKerasMeta
 		}
 		return 0
@@ -215,11 +222,14 @@ type TensorFlowInspector struct {
 // file of size bytes (-1 if unknown). Its name decides the message type, as
 // for TensorFlow's loaders: saved_model.pb is a SavedModel,
 // keras_metadata.pb Keras's SavedMetadata (each layer's config is checked
-// like a Keras config), fingerprint.pb a FingerprintDef (numbers only), any
+// like a Keras config, as is the copy a SavedModel of TF < 2.5 keeps in its
+// object graph, SavedUserObject.metadata), fingerprint.pb a FingerprintDef (numbers only), any
 // other *.pb a GraphDef.
 func NewTensorFlowInspector(opts Options, name string, size int64) *TensorFlowInspector {
 	t := &TensorFlowInspector{opts: opts}
-	switch path.Base(name) {
+	// Names are compared ignoring case: on a case-insensitive file system
+	// (macOS, Windows) SAVED_MODEL.PB is the loader's saved_model.pb.
+	switch strings.ToLower(path.Base(name)) {
 	case "saved_model.pb":
 		t.root = tfSavedModel
 	case "keras_metadata.pb":
@@ -252,7 +262,8 @@ func (t *TensorFlowInspector) collected(top *protoFrame, num protowire.Number, s
 	case tfOpDef, tfNameAttrList, tfAttrEntry:
 		top.key, top.hasKey = s, true
 	case tfAttr:
-		top.value = s // a prefix: enough to tell a file from a stream
+		// a prefix: enough to tell a file from a stream
+		top.value, top.hasKey = s, true
 	case tfGradient:
 		if why, denied := t.denied(s); denied {
 			return t.w.fail(top.start, "a gradient function of the graph's library names op %s (%s); content.formats.tensorflow.allowOps admits it", s, why)
@@ -264,6 +275,16 @@ func (t *TensorFlowInspector) collected(top *protoFrame, num protowire.Number, s
 	case tfKerasObj:
 		if err := checkKerasConfig(t.opts, FormatTensorFlow, fmt.Sprintf("keras_metadata.pb object at offset %d", top.start), []byte(s)); err != nil {
 			return err
+		}
+	case tfUserObject:
+		// tf.keras's load_model reads a layer's config here when
+		// keras_metadata.pb is absent (SavedModels of TF < 2.5,
+		// _read_legacy_metadata) and revives Lambda layers from it. Other
+		// user objects leave it empty; a non-empty one is checked.
+		if s != "" {
+			if err := checkKerasConfig(t.opts, FormatTensorFlow, fmt.Sprintf("saved_model.pb object metadata at offset %d", top.start), []byte(s)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -303,6 +324,29 @@ func (t *TensorFlowInspector) nodeReason(f *protoFrame) string {
 	return ""
 }
 
+// tfNodeDefReason judges one serialized NodeDef (a TFLite Flex op's) as a
+// node of a graph: its op, the attributes that make PrintV2,
+// DecodeProtoV2 and EncodeProto touch files, the ops its function
+// attributes name. "" if it passes; an error if it is not a NodeDef.
+func tfNodeDefReason(opts Options, b []byte) (string, error) {
+	t := &TensorFlowInspector{opts: opts, root: tfNode}
+	t.w = newProtoWalker(tfSchema, t, tfNode, int64(len(b)))
+	if _, err := t.w.Write(b); err != nil {
+		return "", err
+	}
+	if err := t.w.closeCheck(); err != nil {
+		return "", err
+	}
+	root := &t.w.stack[0]
+	if !root.hasKey || root.value == "" {
+		return "", fmt.Errorf("node %q has no op", tfShort(root.key))
+	}
+	if r := t.nodeReason(root); r != "" {
+		return r, nil
+	}
+	return root.pending, nil
+}
+
 func tfShort(s string) string {
 	if len(s) > 200 {
 		return s[:200] + "..."
@@ -316,7 +360,12 @@ func tfShort(s string) string {
 func (t *TensorFlowInspector) ended(f, parent *protoFrame) error {
 	switch f.kind {
 	case tfAttr:
-		parent.value = f.value
+		// Protobuf merges repeated occurrences of a message field: an
+		// entry's second AttrValue without s keeps the first's s, so
+		// only an AttrValue that carried s replaces it (last set wins).
+		if f.hasKey {
+			parent.value = f.value
+		}
 	case tfAttrEntry:
 		if parent.kind == tfNode {
 			switch f.key {
@@ -331,7 +380,9 @@ func (t *TensorFlowInspector) ended(f, parent *protoFrame) error {
 			t.defer_(fmt.Sprintf("names op %s in a function attribute (%s); content.formats.tensorflow.allowOps admits it", f.key, why), f.start)
 		}
 	case tfOpDef:
-		parent.key = f.key
+		if f.hasKey { // merged like AttrValue: an OpDef without a name keeps the last one
+			parent.key = f.key
+		}
 	case tfNode:
 		if !f.hasKey || f.value == "" {
 			return t.w.fail(f.start, "node %q has no op (not a TensorFlow graph)", f.key)
@@ -406,9 +457,20 @@ func isTFGraphName(title string) bool {
 	return strings.EqualFold(path.Ext(title), ".pb")
 }
 
-// isTFTextProtoName reports saved_model.pbtxt, which the SavedModel loader
-// reads when saved_model.pb is absent: a text protobuf the gate does not
-// parse.
-func isTFTextProtoName(title string) bool {
-	return path.Base(title) == "saved_model.pbtxt"
+// tfUnparsedReason refuses the SavedModel files the loader reads that the
+// gate does not parse (any case, as for a case-insensitive file system):
+// saved_model.pbtxt, read when saved_model.pb is absent, and
+// saved_model.cpb, the chunked SavedModel of TF 2.15+ (the loaders read it
+// as the SavedModel; one next to a benign saved_model.pb may be the one
+// loaded). "" for any other name.
+func tfUnparsedReason(title string) string {
+	switch base := path.Base(title); {
+	case strings.EqualFold(base, "saved_model.pbtxt"):
+		return base + " is a SavedModel in protobuf text format, which TensorFlow loads when saved_model.pb is absent; " +
+			"the gate walks only binary SavedModels (publish saved_model.pb); no policy key admits it"
+	case strings.EqualFold(base, "saved_model.cpb"):
+		return base + " is a chunked SavedModel (TF 2.15+, written for graphs over 2 GB), which TensorFlow's loaders read as the SavedModel; " +
+			"the gate does not parse chunked SavedModels (publish saved_model.pb); no policy key admits it"
+	}
+	return ""
 }

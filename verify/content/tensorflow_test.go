@@ -90,6 +90,11 @@ func TestTensorFlowAttacks(t *testing.T) {
 	// A func attribute inside a list inside a NameAttrList's attribute.
 	nested := modelcorpus.TFNode{Name: "call", Op: "PartitionedCall", Attrs: []modelcorpus.TFAttr{{Key: "f", Func: &modelcorpus.TFFunc{
 		Name: "__inference_ok_1", Attrs: []modelcorpus.TFAttr{{Key: "branches", FuncList: []modelcorpus.TFFunc{{Name: "Identity"}, {Name: "EagerPyFunc"}}}}}}}}
+	// An attribute entry with two AttrValues, the second empty: protobuf
+	// merges them, so output_stream keeps the first one's s.
+	mergedEntry := append(pbStr(1, "output_stream"), pbStr(2, string(pbStr(2, "file:///tmp/owned")))...)
+	mergedEntry = append(mergedEntry, pbStr(2, "")...)
+	merged := modelcorpus.TFNode{Name: "p", Op: "PrintV2", Extra: pbStr(5, string(mergedEntry))}
 	cases := []struct {
 		name  string
 		g     modelcorpus.TFGraph
@@ -106,6 +111,7 @@ func TestTensorFlowAttacks(t *testing.T) {
 		{"frozen-graph", withNode(modelcorpus.BenignFrozenGraph(1024), modelcorpus.TFNode{Name: "ls", Op: "MatchingFiles"}), "frozen.pb", "runs op MatchingFiles", true},
 		{"gradient", modelcorpus.TFGraph{Nodes: modelcorpus.BenignFrozenGraph(64).Nodes, Gradients: [][2]string{{"f", "PyFuncStateless"}}}, "graph.pb", "gradient function of the graph's library names op PyFuncStateless", true},
 		{"printv2-file", withNode(base(), modelcorpus.TFNode{Name: "p", Op: "PrintV2", Attrs: []modelcorpus.TFAttr{strAttr("output_stream", "file:///home/u/.bashrc")}}), "saved_model.pb", `runs op PrintV2 with output_stream "file:///home/u/.bashrc"`, false},
+		{"printv2-merged-attrvalue", withNode(base(), merged), "saved_model.pb", `runs op PrintV2 with output_stream "file:///tmp/owned"`, false},
 		{"decodeproto-file", withNode(base(), modelcorpus.TFNode{Name: "d", Op: "DecodeProtoV2", Attrs: []modelcorpus.TFAttr{strAttr("descriptor_source", "/etc/shadow")}}), "saved_model.pb", `descriptor_source "/etc/shadow"`, false},
 		{"dataset", withFunction(base(), modelcorpus.TFFunction{Name: "__inference_ds_3", Nodes: []modelcorpus.TFNode{{Name: "d", Op: "TFRecordDataset"}}}), "saved_model.pb", "runs op TFRecordDataset", false},
 		{"vocab-table", withNode(base(), modelcorpus.TFNode{Name: "t", Op: "InitializeTableFromTextFileV2"}), "saved_model.pb", "runs op InitializeTableFromTextFileV2", false},
@@ -219,7 +225,8 @@ func FuzzTensorFlow(f *testing.F) {
 	f.Add(modelcorpus.TFSavedModel(modelcorpus.BenignSavedModel()), uint8(5), true)
 	f.Add(modelcorpus.TFGraphDef(modelcorpus.BenignFrozenGraph(64)), uint8(3), false)
 	f.Add(modelcorpus.TFGraphDef(withNode(modelcorpus.BenignFrozenGraph(16), modelcorpus.TFNode{Name: "p", Op: "PrintV2", Attrs: []modelcorpus.TFAttr{strAttr("output_stream", "file:///x")}})), uint8(1), false)
-	f.Add(pbStr(1, string(pbStr(4, `{"class_name": "Dense"}`))), uint8(0x82), false)
+	f.Add(pbStr(1, string(pbStr(5, `{"class_name": "Dense"}`))), uint8(0x82), false)
+	f.Add(legacyKerasSavedModel(`{"class_name": "Dense", "config": {}}`), uint8(9), true)
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, saved bool) {
 		// the name decides the message: SavedModel, GraphDef, and (by
 		// the chunk's high bits) Keras metadata or a fingerprint
@@ -342,11 +349,14 @@ func benchSynthetic(b *testing.B, mk func(int64) content.Inspector, head []byte,
 // the Keras config check, a plain Dense layer passes.
 func TestKerasMetadataPB(t *testing.T) {
 	meta := func(json string) []byte {
-		obj := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1) // node_id
-		obj = append(obj, pbStr(2, "root.layer-1")...)                                      // node_path
-		obj = append(obj, pbStr(3, "_tf_keras_layer")...)                                   // identifier
-		obj = append(obj, pbStr(4, json)...)                                                // metadata
-		return pbStr(1, string(obj))                                                        // nodes
+		// tensorflow/python/keras/protobuf/saved_metadata.proto: field 1
+		// reserved, version (a VersionDef) is field 6.
+		obj := protowire.AppendVarint(protowire.AppendTag(nil, 2, protowire.VarintType), 1) // node_id
+		obj = append(obj, pbStr(3, "root.layer-1")...)                                      // node_path
+		obj = append(obj, pbStr(4, "_tf_keras_layer")...)                                   // identifier
+		obj = append(obj, pbStr(5, json)...)                                                // metadata
+		obj = append(obj, pbStr(6, string(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1)))...)
+		return pbStr(1, string(obj)) // nodes
 	}
 	dense := meta(`{"name": "dense", "trainable": true, "class_name": "Dense", "config": {"units": 4}}`)
 	if got := verdict(t, tfInspector(content.Options{}, "keras_metadata.pb"), dense, 5); got != "" {
@@ -384,5 +394,111 @@ func BenchmarkTensorFlowNodes(b *testing.B) {
 		if err := in.Close(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// tfliteSavedModelPolyglot builds a file that is both a TFLite model and a
+// SavedModel: byte 0 opens protobuf field 1 (fixed64, bytes 1..8, which
+// hold "TFL3" at 4..8), an unknown field 15 carries the flatbuffer's
+// vtable and Model table, then the SavedModel follows.
+func tfliteSavedModelPolyglot(t *testing.T, sm []byte) []byte {
+	t.Helper()
+	const root = 0x109
+	b := []byte{0x09, 0x01, 0x00, 0x00, 'T', 'F', 'L', '3', 0x00}
+	hdr := protowire.AppendTag(nil, 15, protowire.BytesType)
+	start := len(b) + len(hdr) + 2
+	bodyLen := root + 8 - start
+	hdr = protowire.AppendVarint(hdr, uint64(bodyLen))
+	if len(b)+len(hdr) != start {
+		t.Fatal("length varint size")
+	}
+	b = append(b, hdr...)
+	body := make([]byte, bodyLen)
+	copy(body[root-6-start:], []byte{6, 0, 8, 0, 4, 0})     // vtable
+	copy(body[root-start:], []byte{6, 0, 0, 0, 3, 0, 0, 0}) // Model: version 3
+	return append(append(b, body...), sm...)
+}
+
+// A *.pb that also sniffs as TFLite is a polyglot: TensorFlow parses it as
+// a protobuf whatever its header, so it is refused, not judged as TFLite.
+func TestTensorFlowTFLitePolyglot(t *testing.T) {
+	sm := modelcorpus.TFSavedModel(withNode(modelcorpus.BenignSavedModel(), modelcorpus.TFNode{Name: "leak", Op: "ReadFile", Inputs: []string{"path"}}))
+	b := tfliteSavedModelPolyglot(t, sm)
+	if got := content.Sniff(b[:min(len(b), 4096)], int64(len(b))); got != content.FormatTFLite {
+		t.Fatalf("Sniff = %q, want tflite (the polyglot is not one)", got)
+	}
+	if got := verdict(t, tfInspector(content.Options{}, "saved_model.pb"), b, 4096); !strings.Contains(got, "ReadFile") {
+		t.Fatalf("TensorFlow walker on the polyglot: %q", got)
+	}
+	for _, title := range []string{"saved_model.pb", "m/saved_model.pb", "frozen.PB"} {
+		_, fs := inspectAs(t, content.Options{}, b, mtWeight, title)
+		if len(fs) != 1 || !strings.Contains(fs[0].Reason, "polyglot") {
+			t.Fatalf("%s: findings %v", title, fs)
+		}
+	}
+}
+
+// legacyKerasSavedModel is a SavedModel whose object graph holds a Keras
+// layer's metadata (json), as TF < 2.5 wrote it.
+func legacyKerasSavedModel(json string) []byte {
+	user := append(pbStr(1, "_tf_keras_layer"), pbStr(3, json)...) // identifier, metadata
+	objs := pbStr(1, string(pbStr(4, "")))                         // a node with an empty user_object
+	objs = append(objs, pbStr(1, string(pbStr(4, string(user))))...)
+	meta := append(pbStr(2, string(modelcorpus.TFGraphDef(modelcorpus.BenignSavedModel()))), pbStr(7, string(objs))...)
+	return append(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1), pbStr(2, string(meta))...)
+}
+
+// A SavedModel of TF < 2.5 has no keras_metadata.pb: tf.keras's
+// load_model then reads each layer's config from the object graph
+// (MetaGraphDef.object_graph_def, SavedObject.user_object.metadata) and
+// revives Lambda layers from it.
+func TestSavedModelLegacyKerasMetadata(t *testing.T) {
+	sm := legacyKerasSavedModel
+	dense := sm(`{"name": "dense", "trainable": true, "expects_training_arg": false, "dtype": "float32", "class_name": "Dense", "config": {"units": 4}}`)
+	lambda := sm(`{"name": "l", "class_name": "Lambda", "config": {"function": ["4wEAAAAAAAAA", null, null]}}`)
+	for _, chunk := range []int{len(dense), 7} {
+		if got := verdict(t, tfInspector(content.Options{}, "saved_model.pb"), dense, chunk); got != "" {
+			t.Fatalf("chunk %d: Dense layer refused: %s", chunk, got)
+		}
+		if got := verdict(t, tfInspector(content.Options{}, "saved_model.pb"), lambda, chunk); !strings.Contains(got, "saved_model.pb object metadata") || !strings.Contains(got, "Lambda layer") {
+			t.Fatalf("chunk %d: Lambda layer: got %q", chunk, got)
+		}
+	}
+	if _, fs := inspectAs(t, content.Options{}, lambda, mtWeight, "m/saved_model.pb"); len(fs) != 1 || !strings.Contains(fs[0].Reason, "Lambda layer") {
+		t.Fatalf("dispatcher: %v", fs)
+	}
+}
+
+// File names are compared ignoring case (a case-insensitive file system
+// maps SAVED_MODEL.PB to saved_model.pb), and the SavedModel files the
+// gate does not parse are refused by name: saved_model.pbtxt and the
+// chunked saved_model.cpb.
+func TestTensorFlowNameCase(t *testing.T) {
+	sm := modelcorpus.TFSavedModel(withNode(modelcorpus.BenignSavedModel(), modelcorpus.TFNode{Name: "leak", Op: "ReadFile", Inputs: []string{"path"}}))
+	// A SavedModel that parses as a GraphDef too (its meta graph read as
+	// a function library): walked as a GraphDef, it would pass.
+	small := pbStr(2, string(pbStr(2, string(pbStr(1, string(modelcorpus.TFNodeDef(modelcorpus.TFNode{Name: "leak", Op: "ReadFile", Inputs: []string{"path"}})))))))
+	for _, b := range [][]byte{sm, small} {
+		for _, title := range []string{"saved_model.pb", "SAVED_MODEL.PB", "m/Saved_Model.pb"} {
+			if _, fs := inspectAs(t, content.Options{}, b, mtWeight, title); len(fs) != 1 || !strings.Contains(fs[0].Reason, `node "leak" runs op ReadFile`) {
+				t.Fatalf("%s: findings %v", title, fs)
+			}
+		}
+	}
+	for title, want := range map[string]string{
+		"m/saved_model.cpb":   "chunked SavedModel",
+		"SAVED_MODEL.CPB":     "chunked SavedModel",
+		"Saved_Model.PBTXT":   "protobuf text format",
+		"m/saved_model.pbtxt": "protobuf text format",
+	} {
+		// even where unknown binary is served
+		if _, fs := inspectAs(t, content.Options{AllowUnknown: true}, sm, mtWeight, title); len(fs) != 1 || !strings.Contains(fs[0].Reason, want) {
+			t.Fatalf("%s: findings %v", title, fs)
+		}
+	}
+	// keras_metadata.pb in capitals is still read as SavedMetadata.
+	lambda := pbStr(1, string(pbStr(5, `{"class_name": "Lambda", "config": {}}`)))
+	if got := verdict(t, tfInspector(content.Options{}, "m/KERAS_METADATA.PB"), lambda, 5); !strings.Contains(got, "Lambda layer") {
+		t.Fatalf("KERAS_METADATA.PB: %q", got)
 	}
 }

@@ -19,11 +19,28 @@ type TFLiteOptions struct {
 	// a custom op runs a kernel the application registers, native code the
 	// model file does not carry.
 	CustomOps []string
-	// AllowFlex admits Flex ops (custom ops named Flex<TFOp>, the
-	// TensorFlow kernels "select TF ops" run). The TensorFlow op after the
-	// prefix is still checked against the TensorFlow denylist.
+	// AllowFlex admits Flex ops (custom ops named Flex..., the TensorFlow
+	// kernels "select TF ops" run) whose TensorFlow op passes the
+	// TensorFlow denylist. The Flex delegate
+	// (tensorflow/lite/delegates/flex/kernel.cc) runs the op named in the
+	// operator's custom_options, a flexbuffer vector of the op name and a
+	// serialized NodeDef, not the op the custom code spells: the op name,
+	// the NodeDef's op and its file and function attributes are checked
+	// (as a graph's node is); a Flex op whose custom options are not that
+	// vector, or lie after the flatbuffer (large_custom_options), is
+	// refused, and so is one whose custom code spells a denied op.
 	AllowFlex bool
 }
+
+// TFLiteStandardCustomOps are the custom ops whose kernels ship in TFLite
+// itself: its standard op resolver (BuiltinOpResolver,
+// tensorflow/lite/kernels/register.cc) registers them next to the builtin
+// ops, so a model that names one runs TFLite's own kernel, not code the
+// application adds. They are admitted without content.formats.tflite
+// .customOps: TFLite_Detection_PostProcess ends every SSD detection model,
+// Mfcc and AudioSpectrogram the audio models, NumericVerify the
+// quantization debugger's models.
+var TFLiteStandardCustomOps = []string{"TFLite_Detection_PostProcess", "Mfcc", "AudioSpectrogram", "NumericVerify"}
 
 // tfliteCustom is BuiltinOperator CUSTOM in tensorflow/lite/schema/schema.fbs.
 const tfliteCustom = 32
@@ -39,6 +56,12 @@ const (
 	tflOpDeprecatedCode   = 0 // deprecated_builtin_code: byte
 	tflOpCustomCode       = 1 // custom_code: string
 	tflOpBuiltinCode      = 3 // builtin_code: BuiltinOperator (int)
+	tflModelSubgraphs     = 2 // subgraphs: [SubGraph]
+	tflSubgraphOperators  = 3 // operators: [Operator]
+	tflOperatorOpcode     = 0 // opcode_index: uint
+	tflOperatorCustomOpts = 5 // custom_options: [ubyte]
+	tflOperatorLargeOff   = 9 // large_custom_options_offset: ulong
+	tflOperatorLargeSize  = 10
 )
 
 // Bounds of the TFLite reader. A flatbuffer is random access, but every
@@ -66,15 +89,24 @@ const (
 	tfliteMaxName     = 4096
 	tfliteMaxReads    = 1 << 20
 	tfliteMaxSpec     = 4 << 20
+	// With flex: allow, every operator's custom_options are read and
+	// held (at most tfliteMaxFlexHeld bytes in all, each at most
+	// tfliteMaxFlexOpts) until the operator codes say which are Flex ops.
+	tfliteMaxSubgraphs = 1 << 12
+	tfliteMaxOperators = 1 << 16
+	tfliteMaxFlexOpts  = 1 << 20
+	tfliteMaxFlexHeld  = 8 << 20
 )
 
 // TFLiteInspector validates a TFLite model as it streams: the file
 // identifier, the schema version, and every operator code: custom ops are
-// refused unless TFLiteOptions.CustomOps lists them, Flex ops (TensorFlow
-// kernels) unless AllowFlex and their TensorFlow op passes the TensorFlow
-// denylist. Every offset is bounds-checked; the verdict does not depend on
-// chunking. HeaderDone is true once every operator code was read (tensor
-// data that follows streams).
+// refused unless TFLiteStandardCustomOps or TFLiteOptions.CustomOps lists
+// them, Flex ops (TensorFlow kernels) unless AllowFlex and the TensorFlow
+// op their custom options name passes the TensorFlow denylist (see
+// TFLiteOptions.AllowFlex). Every offset is bounds-checked; the verdict
+// does not depend on chunking. HeaderDone is true once every operator code
+// (and with AllowFlex every operator) was read (tensor data that follows
+// streams).
 type TFLiteInspector struct {
 	opts      Options
 	size      int64
@@ -93,6 +125,20 @@ type TFLiteInspector struct {
 	best      *Finding // the finding at the lowest offset so far
 	done      bool
 	err       error
+	// flex: allow: the Flex operator codes by index and every operator's
+	// custom options, judged together once all are read (flexCheck).
+	flexCodes map[int64]string
+	flexOps   []tflFlexOp
+	flexHeld  int64
+	flexDone  bool
+}
+
+// tflFlexOp is an operator's custom options, kept until its operator code
+// is known.
+type tflFlexOp struct {
+	off, code int64
+	opts      []byte
+	large     bool // custom options after the flatbuffer (large_custom_options_*)
 }
 
 type tflReq struct {
@@ -255,6 +301,7 @@ func (t *TFLiteInspector) Write(p []byte) (int, error) {
 	t.winStart = t.pos - int64(len(t.win))
 	t.cur, t.curStart = nil, t.pos
 	if t.mandatory == 0 {
+		t.flexCheck()
 		// optional reads left pending only served tables already judged
 		if t.best != nil {
 			t.err = t.best
@@ -281,6 +328,8 @@ func (t *TFLiteInspector) Close() error {
 			}
 		}
 		t.finding(at, "truncated: the file ends before the structure at offset %d", at)
+	} else {
+		t.flexCheck()
 	}
 	if t.best != nil {
 		t.err = t.best
@@ -474,6 +523,139 @@ func (t *TFLiteInspector) model(tb *tflTable) {
 	if codes, ok := t.ref(tb, tflModelOperatorCodes); ok && codes != 0 {
 		t.tables(codes, tfliteMaxOpcodes, "operator_codes", 4, t.opcode)
 	}
+	if !t.opts.TFLite.AllowFlex {
+		return // every Flex op is refused by its operator code
+	}
+	if sgs, ok := t.ref(tb, tflModelSubgraphs); ok && sgs != 0 {
+		t.tables(sgs, tfliteMaxSubgraphs, "subgraphs", 4, func(_ int64, sg *tflTable) {
+			if ops, ok := t.ref(sg, tflSubgraphOperators); ok && ops != 0 {
+				t.tables(ops, tfliteMaxOperators, "operators", 11, t.operator)
+			}
+		})
+	}
+}
+
+// operator keeps an operator's custom options (flex: allow) for flexCheck.
+func (t *TFLiteInspector) operator(_ int64, tb *tflTable) {
+	var code int64
+	if fo, ok := t.field(tb, tflOperatorOpcode, 4); !ok {
+		return
+	} else if fo != 0 {
+		code = int64(le32(tb.data[fo:]))
+	}
+	for _, slot := range []int{tflOperatorLargeOff, tflOperatorLargeSize} {
+		fo, ok := t.field(tb, slot, 8)
+		if !ok {
+			return
+		}
+		if fo != 0 && binary.LittleEndian.Uint64(tb.data[fo:]) != 0 {
+			t.flexOps = append(t.flexOps, tflFlexOp{off: tb.off, code: code, large: true})
+			return
+		}
+	}
+	co, ok := t.ref(tb, tflOperatorCustomOpts)
+	if !ok || co == 0 {
+		return
+	}
+	t.vector(co, 1, tfliteMaxFlexOpts, "an operator's custom_options (read with content.formats.tflite.flex: allow)", func(_, n int64, e []byte) {
+		t.flexHeld += n
+		if t.flexHeld > tfliteMaxFlexHeld {
+			t.finding(co, "operators' custom options exceed %d bytes in all, which the gate holds to check Flex ops (content.formats.tflite.flex: allow)", tfliteMaxFlexHeld)
+			return
+		}
+		t.flexOps = append(t.flexOps, tflFlexOp{off: tb.off, code: code, opts: e})
+	})
+}
+
+// flexCheck judges every Flex operator (flex: allow) once all operator
+// codes and operators were read: the Flex delegate
+// (tensorflow/lite/delegates/flex/kernel.cc) runs the op named first in
+// its custom_options flexbuffer with the attributes of the NodeDef
+// serialized second; both must pass the TensorFlow denylist.
+func (t *TFLiteInspector) flexCheck() {
+	if t.flexDone || !t.opts.TFLite.AllowFlex {
+		return
+	}
+	t.flexDone = true
+	for _, op := range t.flexOps {
+		name, ok := t.flexCodes[op.code]
+		if !ok {
+			continue
+		}
+		if op.large {
+			t.finding(op.off, "Flex op %q keeps its custom options after the flatbuffer (large_custom_options), which the gate does not read", name)
+			continue
+		}
+		s, ok := flexStrings(op.opts, 2)
+		if !ok {
+			t.finding(op.off, "Flex op %q: custom options are not the flexbuffer vector of an op name and a NodeDef the Flex delegate reads", name)
+			continue
+		}
+		tf := TensorFlowInspector{opts: t.opts}
+		if why, denied := tf.denied(s[0]); denied {
+			t.finding(op.off, "Flex op %q runs TensorFlow op %s (%s); content.formats.tensorflow.allowOps admits it", name, tfShort(s[0]), why)
+			continue
+		}
+		if r, err := tfNodeDefReason(t.opts, []byte(s[1])); err != nil {
+			t.finding(op.off, "Flex op %q: its NodeDef: %v", name, err)
+		} else if r != "" {
+			t.finding(op.off, "Flex op %q: its NodeDef %s", name, r)
+		}
+	}
+	t.flexOps, t.flexCodes = nil, nil
+}
+
+// flexStrings reads the first n elements of a flexbuffer whose root is a
+// vector (or map) of strings, as flexbuffers::GetRoot(...).AsVector()
+// and AsString() do; false if it is anything else.
+func flexStrings(b []byte, n int) ([]string, bool) {
+	rd := func(p []byte, w int) uint64 {
+		var v uint64
+		for i := w - 1; i >= 0; i-- {
+			v = v<<8 | uint64(p[i])
+		}
+		return v
+	}
+	wok := func(w int) bool { return w == 1 || w == 2 || w == 4 || w == 8 }
+	if len(b) < 3 {
+		return nil, false
+	}
+	rw, packed := int(b[len(b)-1]), b[len(b)-2]
+	if !wok(rw) || len(b) < 2+rw || packed>>2 != 10 && packed>>2 != 9 { // FBT_VECTOR, FBT_MAP
+		return nil, false
+	}
+	w := 1 << (packed & 3)
+	root := len(b) - 2 - rw
+	off := rd(b[root:], rw)
+	if off > uint64(root) || uint64(root)-off < uint64(w) {
+		return nil, false
+	}
+	vec := root - int(off)
+	count := rd(b[vec-w:], w)
+	if count < uint64(n) || count > uint64(len(b)) || uint64(vec)+count*uint64(w)+count > uint64(len(b)) {
+		return nil, false
+	}
+	types := vec + int(count)*w
+	out := make([]string, 0, n)
+	for i := range n {
+		et := b[types+i]
+		ew := 1 << (et & 3)
+		if et>>2 != 5 { // FBT_STRING
+			return nil, false
+		}
+		slot := vec + i*w
+		u := rd(b[slot:], w)
+		if u > uint64(slot) || uint64(slot)-u < uint64(ew) {
+			return nil, false
+		}
+		s := slot - int(u)
+		l := rd(b[s-ew:], ew)
+		if l > uint64(len(b)-s) {
+			return nil, false
+		}
+		out = append(out, string(b[s:s+int(l)]))
+	}
+	return out, true
 }
 
 // tables reads a vector of tables (at most max) and calls fn on each.
@@ -562,6 +744,11 @@ func (t *TFLiteInspector) opcode(i int64, tb *tflTable) {
 			}
 			if r := t.customReason(string(name[:n])); r != "" {
 				t.finding(tb.off, "operator_codes[%d]: %s", i, r)
+			} else if strings.HasPrefix(string(name[:n]), "Flex") {
+				if t.flexCodes == nil {
+					t.flexCodes = map[int64]string{}
+				}
+				t.flexCodes[i] = string(name[:n])
 			}
 		})
 	})
@@ -571,16 +758,21 @@ func (t *TFLiteInspector) opcode(i int64, tb *tflTable) {
 func (t *TFLiteInspector) customReason(name string) string {
 	if tfOp, ok := strings.CutPrefix(name, "Flex"); ok {
 		if !t.opts.TFLite.AllowFlex {
-			return fmt.Sprintf("Flex op %q runs the TensorFlow kernel %s (select TF ops); content.formats.tflite.flex: allow admits Flex ops", name, tfOp)
+			return fmt.Sprintf("Flex op %q runs a TensorFlow kernel (select TF ops), the op named in its custom options; "+
+				"content.formats.tflite.flex: allow admits Flex ops whose TensorFlow op passes content.formats.tensorflow", name)
 		}
+		// The op run is the one custom_options name (flexCheck), but an
+		// honest converter names the op it runs: one named after a denied
+		// op is refused at once.
 		tf := TensorFlowInspector{opts: t.opts}
 		if why, denied := tf.denied(tfOp); denied {
-			return fmt.Sprintf("Flex op %q runs TensorFlow op %s (%s); content.formats.tensorflow.allowOps admits it", name, tfOp, why)
+			return fmt.Sprintf("Flex op %q names TensorFlow op %s (%s); content.formats.tensorflow.allowOps admits it", name, tfOp, why)
 		}
 		return ""
 	}
-	if slices.Contains(t.opts.TFLite.CustomOps, name) {
+	if slices.Contains(TFLiteStandardCustomOps, name) || slices.Contains(t.opts.TFLite.CustomOps, name) {
 		return ""
 	}
-	return fmt.Sprintf("custom op %q runs a kernel the application registers (native code outside the model); content.formats.tflite.customOps admits it", name)
+	return fmt.Sprintf("custom op %q is not one of TFLite's standard custom ops (%s): it runs a kernel the application registers (native code outside the model, which the gate cannot inspect); content.formats.tflite.customOps admits it",
+		name, strings.Join(TFLiteStandardCustomOps, ", "))
 }

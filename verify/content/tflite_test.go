@@ -61,6 +61,10 @@ func TestTFLiteOps(t *testing.T) {
 	flex := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexAddV2"})
 	flexRead := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexReadFile"})
 	deprecated := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "Hidden", Deprecated: true})
+	// Custom ops TFLite's standard resolver registers itself (SSD's
+	// detection post-processing, audio front ends) pass by default.
+	ssd := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "TFLite_Detection_PostProcess"})
+	mfcc := with(modelcorpus.TFLiteOp{Builtin: 32, Custom: "Mfcc"})
 	allowFlex := content.Options{TFLite: content.TFLiteOptions{AllowFlex: true}}
 	for _, c := range []struct {
 		name string
@@ -68,12 +72,14 @@ func TestTFLiteOps(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		{"custom", content.Options{}, custom, `custom op "MyNativeKernel" runs a kernel the application registers`},
+		{"custom", content.Options{}, custom, `custom op "MyNativeKernel" is not one of TFLite's standard custom ops (TFLite_Detection_PostProcess, Mfcc, AudioSpectrogram, NumericVerify): it runs a kernel the application registers`},
 		{"custom-deprecated-code", content.Options{}, deprecated, `custom op "Hidden"`},
-		{"flex", content.Options{}, flex, `Flex op "FlexAddV2" runs the TensorFlow kernel AddV2 (select TF ops); content.formats.tflite.flex: allow admits Flex ops`},
-		{"flex-denied-tf-op", allowFlex, flexRead, `Flex op "FlexReadFile" runs TensorFlow op ReadFile (reads a file named by a tensor)`},
+		{"flex", content.Options{}, flex, `Flex op "FlexAddV2" runs a TensorFlow kernel (select TF ops), the op named in its custom options; content.formats.tflite.flex: allow admits Flex ops whose TensorFlow op passes content.formats.tensorflow`},
+		{"flex-denied-tf-op", allowFlex, flexRead, `Flex op "FlexReadFile" names TensorFlow op ReadFile (reads a file named by a tensor)`},
 		{"custom-allowed", content.Options{TFLite: content.TFLiteOptions{CustomOps: []string{"MyNativeKernel"}}}, custom, ""},
 		{"flex-allowed", allowFlex, flex, ""},
+		{"standard-custom-ssd", content.Options{}, ssd, ""},
+		{"standard-custom-mfcc", content.Options{}, mfcc, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, chunk := range []int{len(c.b), 5} {
@@ -112,7 +118,7 @@ func TestTFLiteSharedVtableFarAhead(t *testing.T) {
 	}
 	m.Ops[2].Custom = "FlexWriteFile"
 	b = modelcorpus.TFLite(m)
-	if got := verdict(t, tfliteInspector(opts), b, 4093); !strings.Contains(got, `Flex op "FlexWriteFile" runs TensorFlow op WriteFile`) {
+	if got := verdict(t, tfliteInspector(opts), b, 4093); !strings.Contains(got, `Flex op "FlexWriteFile" names TensorFlow op WriteFile`) {
 		t.Fatalf("denied Flex op behind a shared vtable: %q", got)
 	}
 }
@@ -172,6 +178,10 @@ func FuzzTFLite(f *testing.F) {
 	m.Ops = append(m.Ops, modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexReadFile"})
 	f.Add(modelcorpus.TFLite(m), uint8(3))
 	f.Add(modelcorpus.TFLite(modelcorpus.TFLiteModel{Ops: m.Ops, External: []uint64{64}}), uint8(11))
+	flex := modelcorpus.BenignTFLite(8)
+	flex.Ops = append(flex.Ops, modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexAddV2",
+		Options: modelcorpus.FlexOptions("AddV2", modelcorpus.TFNodeDef(modelcorpus.TFNode{Name: "a", Op: "AddV2", Inputs: []string{"x", "y"}}))})
+	f.Add(modelcorpus.TFLite(flex), uint8(7))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		fuzzChunking(t, tfliteInspector(content.Options{TFLite: content.TFLiteOptions{AllowFlex: true}}), data, chunk)
 	})
@@ -184,4 +194,41 @@ func BenchmarkTFLite1GiB(b *testing.B) {
 	fb := modelcorpus.TFLite(modelcorpus.TFLiteModel{Ops: modelcorpus.BenignTFLite(16).Ops, External: []uint64{payload}})
 	head := append(fb, modelcorpus.TFLiteTail(fb)...)
 	benchSynthetic(b, func(size int64) content.Inspector { return content.NewTFLiteInspector(content.Options{}, size) }, head, payload, nil)
+}
+
+// With flex: allow, a Flex op runs the TensorFlow op its custom_options
+// name (a flexbuffer: op name, serialized NodeDef), whatever its custom
+// code says: both must pass the TensorFlow denylist.
+func TestTFLiteFlexOptions(t *testing.T) {
+	with := func(code, op string, node modelcorpus.TFNode) []byte {
+		m := modelcorpus.BenignTFLite(1 << 10)
+		m.Ops = append(m.Ops, modelcorpus.TFLiteOp{Builtin: 32, Custom: code, Options: modelcorpus.FlexOptions(op, modelcorpus.TFNodeDef(node))})
+		return modelcorpus.TFLite(m)
+	}
+	str := func(k, v string) modelcorpus.TFAttr { return modelcorpus.TFAttr{Key: k, S: &v} }
+	add := modelcorpus.TFNode{Name: "add", Op: "AddV2", Inputs: []string{"a", "b"}}
+	read := modelcorpus.TFNode{Name: "add", Op: "ReadFile", Inputs: []string{"a"}}
+	allowFlex := content.Options{TFLite: content.TFLiteOptions{AllowFlex: true}}
+	bad := modelcorpus.BenignTFLite(1 << 10)
+	bad.Ops = append(bad.Ops, modelcorpus.TFLiteOp{Builtin: 32, Custom: "FlexAddV2", Options: []byte{1, 2, 3, 4, 5, 6}})
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"honest", with("FlexAddV2", "AddV2", add), ""},
+		{"op-name", with("FlexAddV2", "ReadFile", add), `Flex op "FlexAddV2" runs TensorFlow op ReadFile (reads a file named by a tensor)`},
+		{"nodedef-op", with("FlexAddV2", "AddV2", read), `Flex op "FlexAddV2": its NodeDef runs op ReadFile`},
+		{"nodedef-printv2", with("FlexPrintV2", "PrintV2", modelcorpus.TFNode{Name: "p", Op: "PrintV2", Attrs: []modelcorpus.TFAttr{str("output_stream", "file:///tmp/x")}}), `runs op PrintV2 with output_stream "file:///tmp/x"`},
+		{"malformed", modelcorpus.TFLite(bad), `custom options are not the flexbuffer vector`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, chunk := range []int{len(c.b), 4093, 5} {
+				got := verdict(t, tfliteInspector(allowFlex), c.b, chunk)
+				if c.want == "" && got != "" || !strings.Contains(got, c.want) {
+					t.Fatalf("chunk %d: got %q, want %q", chunk, got, c.want)
+				}
+			}
+		})
+	}
 }
