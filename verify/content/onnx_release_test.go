@@ -162,3 +162,35 @@ func fuzzRelease(t *testing.T, data []byte, seed uint8) {
 		t.Fatalf("released %d bytes, past the finding at %d: %v", rels[len(rels)-1], f.Offset, f)
 	}
 }
+
+// Through the dispatcher, and declared as several classes: the least any
+// class releases (one that releases nothing before Close holds it all).
+func TestONNXReleaseThroughDeclarations(t *testing.T) {
+	m := modelcorpus.ONNX(modelcorpus.BenignONNX(1 << 20))
+	weight := "application/vnd.cncf.model.weight.v1.raw"
+	half := len(m) / 2
+	released := func(classes ...content.Class) int64 {
+		t.Helper()
+		in, err := content.NewDeclaredInspector(content.Options{AllowUnknown: true}, classes, int64(len(m)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		if _, err := in.Write(m[:half]); err != nil {
+			t.Fatal(err)
+		}
+		return content.ReleasableOf(in)
+	}
+	one := released(content.Class{MediaType: weight, Name: "model.onnx"})
+	if one < int64(half)-64 || one > int64(half) {
+		t.Fatalf("dispatcher released %d of the %d bytes written", one, half)
+	}
+	if two := released(content.Class{MediaType: weight, Name: "model.onnx"}, content.Class{MediaType: weight, Name: "copy.onnx"}); two != one {
+		t.Fatalf("declared twice as ONNX: released %d, want %d", two, one)
+	}
+	// The same bytes declared also as a file served uninspected (released
+	// at once): still no more than the ONNX walk released.
+	if n := released(content.Class{MediaType: weight, Name: "model.onnx"}, content.Class{MediaType: weight, Name: "model.bin"}); n != one {
+		t.Fatalf("declared also as a file released at once: released %d, want %d", n, one)
+	}
+}
