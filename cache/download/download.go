@@ -27,6 +27,15 @@ type Inspector interface {
 	HeaderDone() bool
 }
 
+// Releasable is an Inspector that can release a blob's first bytes before
+// HeaderDone (content.Releasable): every byte before Releasable() was
+// inspected and may be served. The download releases them (Fetch.ReleaseUpTo)
+// after each chunk; an inspector without it releases nothing before
+// HeaderDone.
+type Releasable interface {
+	Releasable() int64
+}
+
 // SpoolError is a write to the spool that failed after Spooled bytes were
 // written by earlier reads.
 type SpoolError struct {
@@ -94,7 +103,7 @@ func (d *Download) Run() (spooled bool, err error) {
 	var total int64
 	// Every read goes to the spool at once (readers follow it); chunks of
 	// at least chunkMin go to the check, or every read while readers wait
-	// for the header to be accepted.
+	// for the first bytes to be released.
 	buf, n := check.buffer(), 0
 	for {
 		m, rerr := d.Body.Read(buf[n:])
@@ -113,7 +122,7 @@ func (d *Download) Run() (spooled bool, err error) {
 			}
 			n += m
 		}
-		if n > 0 && (n >= chunkMin || n == len(buf) || rerr != nil || !f.Ungated()) {
+		if n > 0 && (n >= chunkMin || n == len(buf) || rerr != nil || f.Released() == 0) {
 			if ierr := check.submit(buf[:n]); ierr != nil && finding == nil {
 				finding = asFinding(ierr)
 				f.Finish(finding)
@@ -218,6 +227,8 @@ func (c *streamCheck) run() {
 				c.failed.Store(true)
 			} else if c.in.HeaderDone() {
 				c.f.Ungate()
+			} else if r, ok := c.in.(Releasable); ok {
+				c.f.ReleaseUpTo(r.Releasable())
 			}
 		}
 		c.free <- b[:cap(b)]

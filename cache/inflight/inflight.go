@@ -1,8 +1,8 @@
 // Package inflight coalesces concurrent fetches of the same uncached blob:
 // one upstream download per key, spooled to a local file, streamed to every
 // waiting client as it arrives. Readers never see the bytes a fetch holds
-// back (its tail, and everything before Ungate), so no client can hold a
-// complete blob before the fetch has verified it.
+// back (its tail, and everything past what Ungate or ReleaseUpTo released),
+// so no client can hold a complete blob before the fetch has verified it.
 package inflight
 
 import (
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -96,10 +97,13 @@ type Fetch struct {
 	flush     *time.Timer
 	flushing  bool
 	ungated   bool
-	done      bool
-	err       error
-	refs      int
-	closed    bool
+	// released is how many bytes from the start readers may see (before
+	// the held-back tail): ReleaseUpTo raises it, Ungate makes it all.
+	released int64
+	done     bool
+	err      error
+	refs     int
+	closed   bool
 }
 
 func (f *Fetch) acquire() {
@@ -148,7 +152,7 @@ func (f *Fetch) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	f.written += int64(n)
 	switch {
-	case !f.ungated || f.done:
+	case f.released == 0 || f.done:
 	case f.written-f.announced >= announceEvery:
 		f.broadcastLocked()
 	case f.flushing:
@@ -186,9 +190,34 @@ func (f *Fetch) Ungate() {
 	f.mu.Lock()
 	if !f.ungated {
 		f.ungated = true
+		f.released = math.MaxInt64
 		f.broadcastLocked()
 	}
 	f.mu.Unlock()
+}
+
+// ReleaseUpTo lets readers see the bytes before offset n (never past the
+// held-back tail) before the fetch is ungated: every byte before n was
+// inspected and may be served. The limit only grows; Ungate releases
+// everything. Wait returns once any byte is released.
+func (f *Fetch) ReleaseUpTo(n int64) {
+	f.mu.Lock()
+	if n > f.released {
+		before := f.visibleLocked()
+		f.released = n
+		if f.visibleLocked() > before {
+			f.broadcastLocked()
+		}
+	}
+	f.mu.Unlock()
+}
+
+// Released is the release limit: 0 before anything was released,
+// math.MaxInt64 once ungated.
+func (f *Fetch) Released() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.released
 }
 
 // Finish ends the fetch. With nil, every byte becomes visible; with an
@@ -205,6 +234,7 @@ func (f *Fetch) Finish(err error) {
 		f.err = err
 		if err == nil {
 			f.ungated = true
+			f.released = math.MaxInt64
 		}
 		if f.flush != nil {
 			f.flush.Stop()
@@ -219,10 +249,7 @@ func (f *Fetch) visibleLocked() int64 {
 	if f.done && f.err == nil {
 		return f.written
 	}
-	if !f.ungated {
-		return 0
-	}
-	limit := f.written
+	limit := min(f.written, f.released)
 	if f.size >= 0 {
 		limit = min(limit, f.size-f.holdback)
 	} else {
@@ -232,17 +259,18 @@ func (f *Fetch) visibleLocked() int64 {
 }
 
 // Wait blocks until clients may be answered: the header was accepted
-// (Ungate) or the fetch ended. It returns the declared size, or the error
-// that ended the fetch.
+// (Ungate), a first part of the blob was released (ReleaseUpTo: readers
+// then follow the release limit) or the fetch ended. It returns the
+// declared size, or the error that ended the fetch.
 func (f *Fetch) Wait(ctx context.Context) (int64, error) {
 	for {
 		f.mu.Lock()
-		ungated, done, err, size, ch := f.ungated, f.done, f.err, f.size, f.changed
+		released, done, err, size, ch := f.released, f.done, f.err, f.size, f.changed
 		f.mu.Unlock()
 		if done && err != nil {
 			return 0, err
 		}
-		if ungated && size >= 0 {
+		if released > 0 && size >= 0 {
 			return size, nil
 		}
 		select {
@@ -300,8 +328,8 @@ func (f *Fetch) waitVisible(ctx context.Context, off int64) (int64, error) {
 }
 
 // CopyTo writes n bytes of the blob from start to w as they become
-// visible: never past the held-back tail or the gate before the fetch is
-// verified, and nothing more once it failed (the error wraps ErrAborted).
+// visible: never past the held-back tail or the release limit before the
+// fetch is verified, and nothing more once it failed (the error wraps ErrAborted).
 // The bytes come from the spool file through its own descriptor, so that a
 // network writer can send them with sendfile. The caller holds a reference
 // to the fetch while it copies.

@@ -44,6 +44,9 @@ type ONNXGraph struct {
 	Initializers []ONNXTensor
 	// SparseInitializers is sparse_initializer (field 15).
 	SparseInitializers []ONNXSparseTensor
+	// NodesAfter are nodes encoded after the initializers (field order
+	// is free; exporters write nodes first).
+	NodesAfter []ONNXNode
 }
 
 // ONNXFunction is a model-local FunctionProto.
@@ -174,6 +177,9 @@ func ONNXGraphProto(g ONNXGraph) []byte {
 	}
 	for _, t := range g.SparseInitializers {
 		b = pbBytes(b, 15, ONNXSparseTensorProto(t))
+	}
+	for _, n := range g.NodesAfter {
+		b = pbBytes(b, 1, ONNXNodeProto(n))
 	}
 	return b
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -232,6 +233,18 @@ func (d *declaredInspector) HeaderDone() bool {
 		}
 	}
 	return true
+}
+
+// Releasable is the least any class's inspector releases.
+func (d *declaredInspector) Releasable() int64 {
+	if d.err != nil {
+		return 0
+	}
+	r := int64(math.MaxInt64)
+	for _, in := range d.ins {
+		r = min(r, ReleasableOf(in))
+	}
+	return r
 }
 
 // Close closes every inspector (they may hold resources) and returns the

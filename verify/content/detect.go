@@ -347,6 +347,14 @@ func (a *autoInspector) Format() string { return a.format }
 
 func (a *autoInspector) HeaderDone() bool { return a.inner != nil && a.inner.HeaderDone() }
 
+// Releasable is the validator's (0 before the format is decided).
+func (a *autoInspector) Releasable() int64 {
+	if a.err != nil || a.inner == nil {
+		return 0
+	}
+	return ReleasableOf(a.inner)
+}
+
 func (a *autoInspector) Tensors() []TensorInfo {
 	if tl, ok := a.inner.(TensorLister); ok {
 		return tl.Tensors()

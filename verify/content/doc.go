@@ -73,7 +73,9 @@
 // zip members are CRC-checked as they pass.
 //
 // HeaderDone differs per format, and the proxy must honour it: bytes are
-// released to clients only once HeaderDone is true.
+// released to clients only once HeaderDone is true, or, for an inspector
+// that is Releasable, the bytes before Releasable() (every one of them was
+// judged) before that.
 //
 //   - safetensors: after 8+N bytes, when the header and the size rule
 //     (8 + N + last_end == size) are validated.
@@ -95,7 +97,15 @@
 //     pickle, was walked and passed (the storages that follow are raw
 //     tensor bytes; a later finding aborts the stream with the end records
 //     in the held-back tail).
-//   - ONNX and TensorFlow graphs (*.pb): only after Close.
+//   - ONNX: only after Close, but released as it is walked (Releasable):
+//     up to the first node, function, attribute or external_data entry
+//     still open and the first node whose custom operator no function has
+//     defined yet (a later function may). A prefix of an ONNX file ending
+//     at a field boundary is a loadable model: every released byte lies
+//     before anything not yet judged, so any loadable prefix holds only
+//     judged content; the held-back tail and the digest still guard the
+//     end.
+//   - TensorFlow graphs (*.pb): only after Close.
 //   - raw pickle, joblib, other zips (incl. .npz), tar and
 //     tar+gzip layers, JSON and YAML configs, SentencePiece models, chat
 //     templates and any text up to MaxConfigBytes (it may carry a

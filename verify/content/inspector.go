@@ -1,5 +1,7 @@
 package content
 
+import "math"
+
 // Inspector validates one blob's bytes as they stream, in order, without
 // buffering the whole blob. The proxy feeds it the same bytes it hashes.
 //
@@ -17,6 +19,28 @@ type Inspector interface {
 	Write(p []byte) (int, error)
 	HeaderDone() bool
 	Close() error
+}
+
+// Releasable is an Inspector that can release a blob's first bytes before
+// HeaderDone: every byte before offset Releasable() was inspected and lies
+// before anything not yet judged, so it may be served (the proxy releases
+// it, the held-back tail and the digest still guard the end). It never
+// decreases and never exceeds the bytes written. Wrappers pass it through
+// (ReleasableOf); one that does not releases nothing before HeaderDone.
+type Releasable interface {
+	Releasable() int64
+}
+
+// ReleasableOf is how many of in's first bytes may be released: its
+// Releasable when it has one, everything once HeaderDone, else 0.
+func ReleasableOf(in Inspector) int64 {
+	if in.HeaderDone() {
+		return math.MaxInt64
+	}
+	if r, ok := in.(Releasable); ok {
+		return r.Releasable()
+	}
+	return 0
 }
 
 // Finding is a precise reason why content was refused.

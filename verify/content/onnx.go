@@ -1,6 +1,7 @@
 package content
 
 import (
+	"math"
 	"sort"
 	"strings"
 
@@ -79,25 +80,78 @@ var onnxSchema = &protoSchema{
 // location and every node's operator domain, and skips all other bytes
 // (initializer data) without holding them. The whole file decides, so
 // HeaderDone is true only after a successful Close.
+//
+// Its first bytes are released before that (Releasable): a prefix of an
+// ONNX file ending at a field boundary is a loadable model, so what is
+// released must hold only judged content. Releasable stops at the start of
+// every node, function, attribute and external_data entry still open and
+// of the first node whose custom operator no function has defined yet (a
+// function later in the file may): every released byte lies before
+// anything not yet judged. A refusal at Close (an undefined custom
+// operator) thus finds the client with at most the bytes before that node;
+// the held-back tail and the digest still guard the end.
 type ONNXInspector struct {
 	opts  Options
 	w     protoWalker
 	sawIR bool
 
-	used    map[string]int64 // domain "\x00" op_type of custom operators -> first offset
-	defined map[string]bool  // domain "\x00" name of the model's functions
+	used    map[string]onnxUse // domain "\x00" op_type of custom operators -> first node
+	defined map[string]bool    // domain "\x00" name of the model's functions
 	done    bool
+
+	// pending is the field offset of the first node whose custom
+	// operator is still undefined (math.MaxInt64: none); stale when a
+	// node or function was recorded since. released is the last
+	// Releasable.
+	pending  int64
+	stale    bool
+	released int64
 }
+
+// onnxUse is where a custom operator is first used: the node message's
+// field (at) and its bytes (start, the offset findings give).
+type onnxUse struct{ at, start int64 }
 
 // NewONNXInspector returns the ONNX validator for a blob of size bytes
 // (-1 if unknown).
 func NewONNXInspector(opts Options, size int64) *ONNXInspector {
-	o := &ONNXInspector{opts: opts, used: map[string]int64{}, defined: map[string]bool{}}
+	o := &ONNXInspector{opts: opts, used: map[string]onnxUse{}, defined: map[string]bool{}, pending: math.MaxInt64}
 	o.w = newProtoWalker(onnxSchema, o, onnxModel, size)
 	return o
 }
 
 func (o *ONNXInspector) HeaderDone() bool { return o.done }
+
+// Releasable is how many first bytes were judged (see ONNXInspector): 0
+// until ir_version was read, then the bytes walked, but never past an open
+// node, function, attribute or external_data entry, nor past a node whose
+// custom operator is still undefined. It never decreases (after a finding
+// it stays where it was).
+func (o *ONNXInspector) Releasable() int64 {
+	if o.w.err != nil || !o.sawIR {
+		return o.released
+	}
+	r := o.w.walked()
+	if !o.done {
+		for _, f := range o.w.stack[1:] {
+			switch f.kind {
+			case onnxNode, onnxFunction, onnxAttr, onnxExtEntry:
+				r = min(r, f.at)
+			}
+		}
+		if o.stale {
+			o.pending, o.stale = math.MaxInt64, false
+			for op, u := range o.used {
+				if !o.defined[op] {
+					o.pending = min(o.pending, u.at)
+				}
+			}
+		}
+		r = min(r, o.pending)
+	}
+	o.released = r
+	return r
+}
 
 func (o *ONNXInspector) fail(off int64, reason string, args ...any) error {
 	return o.w.fail(off, reason, args...)
@@ -157,13 +211,15 @@ func (o *ONNXInspector) ended(f, _ *protoFrame) error {
 			if len(o.used) >= onnxMaxOperators {
 				return o.fail(f.start, "more than %d distinct custom operators", onnxMaxOperators)
 			}
-			o.used[op] = f.start
+			o.used[op] = onnxUse{at: f.at, start: f.start}
+			o.stale = true
 		}
 	case f.kind == onnxFunction:
 		if len(o.defined) >= onnxMaxOperators {
 			return o.fail(f.start, "more than %d functions", onnxMaxOperators)
 		}
 		o.defined[op] = true
+		o.stale = true
 	}
 	return nil
 }
@@ -243,7 +299,7 @@ func (o *ONNXInspector) Close() error {
 	if len(bad) > 0 {
 		sort.Strings(bad)
 		domain, opType, _ := strings.Cut(bad[0], "\x00")
-		return o.fail(o.used[bad[0]], "node uses operator %s of domain %q, which is not a standard ONNX domain nor an operator one of the model's functions defines; "+
+		return o.fail(o.used[bad[0]].start, "node uses operator %s of domain %q, which is not a standard ONNX domain nor an operator one of the model's functions defines; "+
 			"custom operators load native code (content.formats.onnx.domains allows a domain)", opType, domain)
 	}
 	o.done = true

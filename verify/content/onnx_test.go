@@ -242,8 +242,12 @@ func FuzzONNX(f *testing.F) {
 	sp.Graph.SparseInitializers = []modelcorpus.ONNXSparseTensor{{Values: extTensor("v.bin"), Indices: extTensor("../i.bin"), Dims: []int64{8}}}
 	f.Add(modelcorpus.ONNX(sp), uint8(4))
 	f.Add([]byte{0x08, 0x0a, 0x0b}, uint8(2))
+	late := modelcorpus.BenignONNX(64)
+	late.Graph.NodesAfter = []modelcorpus.ONNXNode{{OpType: "Backdoor", Domain: "com.evil", Outputs: []string{"o"}}}
+	f.Add(modelcorpus.ONNX(late), uint8(9))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		fuzzChunking(t, onnxInspector(content.Options{}), data, chunk)
+		fuzzRelease(t, data, chunk)
 	})
 }
 

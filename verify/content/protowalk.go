@@ -21,6 +21,7 @@ type protoWalker struct {
 	hooks  protoHooks
 	size   int64
 	off    int64
+	at     int64 // offset of the tag of the field being read
 	stack  []protoFrame
 	st     int
 	vbuf   [binaryVarintMax]byte
@@ -53,6 +54,7 @@ type protoSchema struct {
 // format's own per-message state (names, op types, a deferred reason).
 type protoFrame struct {
 	kind       protoKind
+	at         int64 // absolute offset of the field (its tag) holding the message
 	start, end int64 // absolute offsets of the message's bytes
 	key, value string
 	aux, aux2  string
@@ -114,6 +116,9 @@ func (w *protoWalker) Write(p []byte) (int, error) {
 		}
 		switch w.st {
 		case pbStTag, pbStLen, pbStVarint:
+			if w.st == pbStTag && w.vn == 0 {
+				w.at = w.off
+			}
 			if w.vn == 0 {
 				// fast path: a whole varint inside this chunk and message
 				if v, m := protowire.ConsumeVarint(p); m > 0 && int64(m) <= top.end-w.off {
@@ -220,7 +225,7 @@ func (w *protoWalker) varint(v uint64) error {
 			if len(w.stack) >= pbMaxDepth {
 				return w.fail(vstart, "messages nested deeper than %d levels", pbMaxDepth)
 			}
-			w.stack = append(w.stack, protoFrame{kind: child, start: w.off, end: w.off + l})
+			w.stack = append(w.stack, protoFrame{kind: child, at: w.at, start: w.off, end: w.off + l})
 			w.st = pbStTag
 			return w.pop() // an empty message ends at once
 		}
@@ -285,6 +290,16 @@ func (w *protoWalker) pop() error {
 		w.stack = w.stack[:len(w.stack)-1]
 	}
 	return nil
+}
+
+// walked is how many bytes were walked, short of a field whose tag,
+// length or varint value is still being read: that field may yet open a
+// message or be malformed.
+func (w *protoWalker) walked() int64 {
+	if w.st == pbStTag && w.vn == 0 || w.st == pbStSkip || w.st == pbStCollect {
+		return w.off
+	}
+	return w.at
 }
 
 // closeCheck is the end-of-stream check every format shares: the declared
