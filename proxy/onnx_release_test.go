@@ -45,8 +45,10 @@ func pushONNX(t *testing.T, e *env, repo string, model []byte) (string, digest.D
 func TestONNXStreamsWhileUpstreamPauses(t *testing.T) {
 	var pausing atomic.Bool
 	resume := make(chan struct{})
-	e := startWith(t, pausingBlobs(&pausing, func(int) int { return 300 << 10 }, resume), onnxPolicy)
-	base, d := pushONNX(t, e, "models/onnx", modelcorpus.ONNX(modelcorpus.BenignONNX(1<<20)))
+	// The pause comes 6 MiB in: past the 4 MiB an ONNX walk waits for
+	// before its first release (a graph's nodes come first).
+	e := startWith(t, pausingBlobs(&pausing, func(int) int { return 6 << 20 }, resume), onnxPolicy)
+	base, d := pushONNX(t, e, "models/onnx", modelcorpus.ONNX(modelcorpus.BenignONNX(8<<20)))
 	streamDuringPause(t, base, d, &pausing, resume)
 }
 

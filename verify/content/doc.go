@@ -97,8 +97,9 @@
 //     pickle, was walked and passed (the storages that follow are raw
 //     tensor bytes; a later finding aborts the stream with the end records
 //     in the held-back tail).
-//   - ONNX: only after Close, but released as it is walked (Releasable):
-//     up to the first node, function, attribute or external_data entry
+//   - ONNX: only after Close, but released as it is walked (Releasable),
+//     once the walk is 4 MiB in with no custom operator pending (else
+//     held whole, for a clean refusal): up to the first node, function, attribute or external_data entry
 //     still open and the first node whose custom operator no function has
 //     defined yet (a later function may). A prefix of an ONNX file ending
 //     at a field boundary is a loadable model: every released byte lies

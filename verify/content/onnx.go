@@ -148,10 +148,22 @@ func (o *ONNXInspector) Releasable() int64 {
 			}
 		}
 		r = min(r, o.pending)
+		// The first release waits until the walk is onnxFirstRelease
+		// bytes in and no custom operator is pending: a graph's nodes
+		// come before its initializers, so a model refused for an
+		// undefined custom operator there gets a clean 403, not a
+		// response cut short.
+		if o.released == 0 && (r < onnxFirstRelease || o.pending != math.MaxInt64) {
+			r = 0
+		}
 	}
 	o.released = r
 	return r
 }
+
+// onnxFirstRelease is how far the walk gets before an ONNX model's first
+// bytes are released (Releasable).
+var onnxFirstRelease int64 = 4 << 20
 
 func (o *ONNXInspector) fail(off int64, reason string, args ...any) error {
 	return o.w.fail(off, reason, args...)

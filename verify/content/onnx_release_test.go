@@ -50,6 +50,7 @@ func nodeField(t *testing.T, data []byte, n modelcorpus.ONNXNode) int64 {
 
 // A benign model's bytes are released as they are walked, not at Close.
 func TestONNXReleasesAsItStreams(t *testing.T) {
+	content.SetONNXFirstRelease(t, 0)
 	m := modelcorpus.ONNX(modelcorpus.BenignONNX(8 << 20))
 	rels, err, in := releaseTrace(t, content.Options{}, m, 64<<10)
 	if err != nil {
@@ -72,6 +73,7 @@ func TestONNXReleasesAsItStreams(t *testing.T) {
 // A custom operator's node holds the release until the function defining
 // it arrives (at the end), and forever when none does.
 func TestONNXReleaseHoldsPendingCustomOp(t *testing.T) {
+	content.SetONNXFirstRelease(t, 0)
 	custom := modelcorpus.ONNXNode{OpType: "Custom", Domain: "local.fn", Inputs: []string{"y"}, Outputs: []string{"o"}}
 	for _, after := range []bool{false, true} {
 		m := modelcorpus.BenignONNX(4 << 20)
@@ -118,6 +120,7 @@ func TestONNXReleaseHoldsPendingCustomOp(t *testing.T) {
 // A node or external_data entry split across writes is not released while
 // it is open.
 func TestONNXReleaseHoldsOpenMessages(t *testing.T) {
+	content.SetONNXFirstRelease(t, 0)
 	evil := modelcorpus.ONNXNode{OpType: "Backdoor", Domain: "com.evil", Inputs: []string{"y"}, Outputs: []string{"o"}}
 	m := modelcorpus.BenignONNX(1 << 20)
 	m.Graph.NodesAfter = []modelcorpus.ONNXNode{evil}
@@ -166,6 +169,7 @@ func fuzzRelease(t *testing.T, data []byte, seed uint8) {
 // Through the dispatcher, and declared as several classes: the least any
 // class releases (one that releases nothing before Close holds it all).
 func TestONNXReleaseThroughDeclarations(t *testing.T) {
+	content.SetONNXFirstRelease(t, 0)
 	m := modelcorpus.ONNX(modelcorpus.BenignONNX(1 << 20))
 	weight := "application/vnd.cncf.model.weight.v1.raw"
 	half := len(m) / 2
@@ -192,5 +196,37 @@ func TestONNXReleaseThroughDeclarations(t *testing.T) {
 	// at once): still no more than the ONNX walk released.
 	if n := released(content.Class{MediaType: weight, Name: "model.onnx"}, content.Class{MediaType: weight, Name: "model.bin"}); n != one {
 		t.Fatalf("declared also as a file released at once: released %d, want %d", n, one)
+	}
+}
+
+// With the default first-release point, a model whose graph uses an
+// undefined custom operator releases nothing at all (the proxy answers a
+// clean 403, not a response cut short), and a benign model starts
+// releasing only once the walk is 4 MiB in.
+func TestONNXFirstReleaseWaitsForTheGraph(t *testing.T) {
+	benign := modelcorpus.ONNX(modelcorpus.BenignONNX(8 << 20))
+	rels, err, _ := releaseTrace(t, content.Options{}, benign, 256<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rels {
+		written := min(int64(i+1)*256<<10, int64(len(benign)))
+		if written < 4<<20 && r != 0 {
+			t.Fatalf("released %d bytes after only %d written", r, written)
+		}
+	}
+	if rels[len(rels)-2] == 0 {
+		t.Fatalf("benign model: nothing released before Close (%v)", rels)
+	}
+	bad := modelcorpus.BenignONNX(8 << 20)
+	bad.Graph.Nodes = append(bad.Graph.Nodes, modelcorpus.ONNXNode{OpType: "Backdoor", Domain: "com.evil", Outputs: []string{"o"}})
+	rels, err, _ = releaseTrace(t, content.Options{}, modelcorpus.ONNX(bad), 256<<10)
+	if err == nil {
+		t.Fatal("undefined custom operator admitted")
+	}
+	for _, r := range rels {
+		if r != 0 {
+			t.Fatalf("model with an undefined custom operator released %d bytes", r)
+		}
 	}
 }

@@ -245,6 +245,7 @@ func FuzzONNX(f *testing.F) {
 	late := modelcorpus.BenignONNX(64)
 	late.Graph.NodesAfter = []modelcorpus.ONNXNode{{OpType: "Backdoor", Domain: "com.evil", Outputs: []string{"o"}}}
 	f.Add(modelcorpus.ONNX(late), uint8(9))
+	content.SetONNXFirstRelease(f, 0) // release as early as allowed: the check below has something to check
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		fuzzChunking(t, onnxInspector(content.Options{}), data, chunk)
 		fuzzRelease(t, data, chunk)
