@@ -341,7 +341,7 @@ func (k *kerasChecker) module(cls, mod string) kerasIssue {
 		}
 		return issue(what, "Keras resolves only functions there; no key admits it")
 	}
-	if !validDotted(mod) {
+	if !isDottedPath(mod) {
 		return issue(what, "not a Python module name; no key admits it")
 	}
 	for _, d := range kerasDeniedModules {
@@ -394,7 +394,7 @@ func tfOpLambdaFunction(cls string, m map[string]any) kerasIssue {
 	}
 	fn = strings.TrimPrefix(fn, "tf.")
 	what := fmt.Sprintf("%s layer calling TensorFlow function %s", cls, strqQuote(clip(fn)))
-	if !validDotted(fn) || kerasDeniedTFOps[fn] || kerasDeniedTFOps[lastDotted(fn)] {
+	if !isDottedPath(fn) || kerasDeniedTFOps[fn] || kerasDeniedTFOps[lastDotted(fn)] {
 		return issue(what, "not an array operation; no key admits it")
 	}
 	if !strings.Contains(fn, ".") {
@@ -421,26 +421,6 @@ func lastDotted(s string) string {
 	return s
 }
 
-// validDotted reports whether s is a dotted Python identifier path
-// (ASCII).
-func validDotted(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, part := range strings.Split(s, ".") {
-		if part == "" || part[0] >= '0' && part[0] <= '9' {
-			return false
-		}
-		for i := 0; i < len(part); i++ {
-			c := part[i]
-			if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // clip shortens a value quoted in a finding.
 func clip(s string) string {
 	if len(s) > 200 {
@@ -456,7 +436,7 @@ func clip(s string) string {
 // CheckKerasModule reports whether m can be listed in KerasOptions.Modules:
 // a dotted Python module name, not builtins (eval, exec, open).
 func CheckKerasModule(m string) error {
-	if !validDotted(m) {
+	if !isDottedPath(m) {
 		return fmt.Errorf("%q is not a Python module name", m)
 	}
 	if m == "builtins" {
@@ -492,7 +472,7 @@ func validKerasOptions(o KerasOptions) error {
 
 // pathKey is a JSON path step for an object key.
 func pathKey(k string) string {
-	if validDotted(k) && !strings.Contains(k, ".") {
+	if isDottedPath(k) && !strings.Contains(k, ".") {
 		return "." + k
 	}
 	return "[" + strqQuote(k) + "]"
