@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/proxy/config"
 )
@@ -121,58 +122,18 @@ func TestEvidenceGrantCacheHidesNoContentDeclarationAfterEviction(t *testing.T) 
 // recorded inspected, not bad, and the template tag stays allowed.
 func TestColdFetchInFlightJudgedAsDeclarationAllowedMeanwhile(t *testing.T) {
 	const repo = "models/race"
-	var mu sync.Mutex
-	target := ""
-	arrived, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	wrap := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			tg := target
-			mu.Unlock()
-			if r.Method == http.MethodGet && tg != "" && strings.HasSuffix(r.URL.Path, "/blobs/"+tg) {
-				once.Do(func() { close(arrived) })
-				<-release
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-	e := startWith(t, wrap, modelPolicy)
+	held := newHeldBlob()
+	e := startWith(t, held.wrap, modelPolicy)
 	b := ivPushBlob(t, e.up.Host, repo, dunderTemplate, docRaw)
 	declModel(t, e, repo+":readme", named(b, docRaw, titleKey, "README.md"))
 	declModel(t, e, repo+":tmpl", named(b, docRaw, titleKey, "chat_template.jinja"))
-	mu.Lock()
-	target = b.Digest.String()
-	mu.Unlock()
-	blob := repo + "/blobs/" + b.Digest.String()
 
 	e.want(t, repo+"/manifests/readme", 200, "")
-	type result struct {
-		st   int
-		body []byte
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := http.Get(e.proxy.URL + "/v2/upstream.local/" + blob)
-		if err != nil {
-			done <- result{}
-			return
-		}
-		defer resp.Body.Close()
-		var buf bytes.Buffer
-		_, _ = buf.ReadFrom(resp.Body)
-		done <- result{resp.StatusCode, buf.Bytes()}
-	}()
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the blob fetch never reached the upstream")
-	}
-	// While the fetch is in flight, the client pulls the template tag.
-	e.want(t, repo+"/manifests/tmpl", 200, "")
-	close(release)
-	r := <-done
-	if r.st == 200 && bytes.Equal(r.body, dunderTemplate) {
+	st, body := held.fetch(t, e, repo, digest.Digest(b.Digest.String()), func() {
+		// While the fetch is in flight, the client pulls the template tag.
+		e.want(t, repo+"/manifests/tmpl", 200, "")
+	})
+	if st == 200 && bytes.Equal(body, dunderTemplate) {
 		t.Errorf("blob served (200) after the template tag declaring it chat_template.jinja was allowed; never inspected as a template")
 	}
 	// Served-but-bad and not marked bad: the template tag stays allowed.
@@ -190,4 +151,66 @@ func (e *env) replicaFromText(t *testing.T, text string) *env {
 	}
 	srv, ps, _ := serveProxy(t, cfg)
 	return &env{up: e.up, srv: srv, proxy: ps, host: strings.TrimPrefix(ps.URL, "http://"), dir: e.dir}
+}
+
+// heldBlob holds the upstream's answer to a GET of one blob until the
+// test releases it, so a test can act while a cold fetch is in flight.
+type heldBlob struct {
+	mu               sync.Mutex
+	target           string
+	arrived, release chan struct{}
+	once             sync.Once
+}
+
+func newHeldBlob() *heldBlob {
+	return &heldBlob{arrived: make(chan struct{}), release: make(chan struct{})}
+}
+
+// wrap is the upstream middleware (startWith's wrap).
+func (h *heldBlob) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		tg := h.target
+		h.mu.Unlock()
+		if r.Method == http.MethodGet && tg != "" && strings.HasSuffix(r.URL.Path, "/blobs/"+tg) {
+			h.once.Do(func() { close(h.arrived) })
+			<-h.release
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fetch GETs repo's blob d through the proxy, runs during once the fetch
+// is held at the upstream, releases it and returns the client's status
+// and body.
+func (h *heldBlob) fetch(t *testing.T, e *env, repo string, d digest.Digest, during func()) (int, []byte) {
+	t.Helper()
+	h.mu.Lock()
+	h.target = d.String()
+	h.mu.Unlock()
+	type result struct {
+		st   int
+		body []byte
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(e.proxy.URL + "/v2/upstream.local/" + repo + "/blobs/" + d.String())
+		if err != nil {
+			done <- result{}
+			return
+		}
+		defer resp.Body.Close()
+		var buf bytes.Buffer
+		_, _ = buf.ReadFrom(resp.Body)
+		done <- result{resp.StatusCode, buf.Bytes()}
+	}()
+	select {
+	case <-h.arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blob fetch never reached the upstream")
+	}
+	during()
+	close(h.release)
+	r := <-done
+	return r.st, r.body
 }

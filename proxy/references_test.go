@@ -2,12 +2,10 @@ package proxy_test
 
 import (
 	"bytes"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/pullgate/pullgate/test/modelcorpus"
 )
 
@@ -31,61 +29,21 @@ func TestColdFetchJudgesReferencesOfDeclarationAllowedMeanwhile(t *testing.T) {
 	const repo = "models/closure-race"
 	const weightConfig = "application/vnd.cncf.model.weight.config.v1.raw"
 	cfg := modelcorpus.PEFTAdapterConfig("attacker/Meta-Llama-3-8B")
-	var mu sync.Mutex
-	target := ""
-	arrived, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	wrap := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			tg := target
-			mu.Unlock()
-			if r.Method == http.MethodGet && tg != "" && strings.HasSuffix(r.URL.Path, "/blobs/"+tg) {
-				once.Do(func() { close(arrived) })
-				<-release
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-	e := startWith(t, wrap, referencesPolicy)
+	held := newHeldBlob()
+	e := startWith(t, held.wrap, referencesPolicy)
 	b := ivPushBlob(t, e.up.Host, repo, cfg, docRaw)
 	declModel(t, e, repo+":tmpl", named(b, docRaw, titleKey, "chat_template.jinja"))
 	declModel(t, e, repo+":adapter", named(b, weightConfig, titleKey, "adapter_config.json"))
-	mu.Lock()
-	target = b.Digest.String()
-	mu.Unlock()
-	blob := repo + "/blobs/" + b.Digest.String()
 
 	e.want(t, repo+"/manifests/tmpl", 200, "")
-	type result struct {
-		st   int
-		body []byte
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := http.Get(e.proxy.URL + "/v2/upstream.local/" + blob)
-		if err != nil {
-			done <- result{}
-			return
-		}
-		defer resp.Body.Close()
-		var buf bytes.Buffer
-		_, _ = buf.ReadFrom(resp.Body)
-		done <- result{resp.StatusCode, buf.Bytes()}
-	}()
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the blob fetch never reached the upstream")
-	}
-	e.want(t, repo+"/manifests/adapter", 200, "")
-	close(release)
-	r := <-done
-	if r.st == 200 && bytes.Equal(r.body, cfg) {
+	st, body := held.fetch(t, e, repo, digest.Digest(b.Digest.String()), func() {
+		e.want(t, repo+"/manifests/adapter", 200, "")
+	})
+	if st == 200 && bytes.Equal(body, cfg) {
 		t.Fatal("adapter_config.json naming attacker/Meta-Llama-3-8B served after the tag declaring it a config was allowed")
 	}
-	if !strings.Contains(string(r.body), "attacker/Meta-Llama-3-8B") {
-		t.Errorf("refusal does not name the reference: %d %s", r.st, r.body)
+	if !strings.Contains(string(body), "attacker/Meta-Llama-3-8B") {
+		t.Errorf("refusal does not name the reference: %d %s", st, body)
 	}
 	e.want(t, repo+"/manifests/adapter", 403, "attacker/Meta-Llama-3-8B")
 }
