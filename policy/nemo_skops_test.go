@@ -1,26 +1,15 @@
 package policy
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
 func TestContentNeMoSkopsKeys(t *testing.T) {
-	dir := writeDir(t, map[string]string{"p.yaml": `rules:
-  - name: m
-    match: ["up/models/**"]
-    action: allow
-    content:
-      formats:
-        nemo: {targets: [mypkg.models., other.Exact]}
-        skops: {trusted: [mypkg.est.MyEstimator, functools.partial]}
-`})
-	p, err := Load(filepath.Join(dir, "p.yaml"))
+	o, err := loadFormats(t, `{nemo: {targets: [mypkg.models., other.Exact]}, skops: {trusted: [mypkg.est.MyEstimator, functools.partial]}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := p.Rules[0].Content.Options()
 	if strings.Join(o.NeMo.Targets, ",") != "mypkg.models.,other.Exact" {
 		t.Fatalf("nemo targets %v", o.NeMo.Targets)
 	}
@@ -38,14 +27,7 @@ func TestContentNeMoSkopsKeys(t *testing.T) {
 		{"skops: {trusted: [builtins]}", "skops.trusted"},
 		{"skops: {trust: [a.b]}", "trust"},
 	} {
-		bad := writeDir(t, map[string]string{"p.yaml": `rules:
-  - name: m
-    match: ["up/models/**"]
-    action: allow
-    content:
-      formats:
-        ` + c.body + "\n"})
-		if _, err := Load(filepath.Join(bad, "p.yaml")); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := loadFormats(t, c.body); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s accepted or wrong error: %v", c.body, err)
 		}
 	}
