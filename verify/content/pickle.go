@@ -500,8 +500,8 @@ const maxTrackedTuple = 32
 // are still walked, but their contents count as unknown (which refuses
 // only the rules that need them).
 const (
-	maxTupleSlots   = 1 << 22
-	maxDictRecords  = 1 << 18
+	maxTupleSlots   = 1 << 19 // 8 MiB; ~20 per tensor of torch.save
+	maxDictRecords  = 1 << 16
 	maxDictEntries  = 1 << 18 // key/value pairs over all dicts
 	maxEntriesInOne = 1024
 )
@@ -520,8 +520,24 @@ type dictRec struct {
 	over  bool   // more entries than tracked
 }
 
-// maxArena caps the bytes of strings kept for resolution.
-const maxArena = 256 << 20
+// maxArena caps the bytes of strings kept for resolution. Strings past it
+// are pushed as unknown values (as a string longer than maxKeptString is),
+// which refuses only what needs their text: a STACK_GLOBAL operand, a
+// storage key. torch.save keeps about 60 bytes per tensor here.
+const maxArena = 8 << 20
+
+// maxStorages caps the torch storage references (BINPERSID) recorded,
+// and maxStorageKeyBytes the bytes of their keys: one per tensor or view
+// in an honest checkpoint, far fewer than the tuple slots allow.
+const (
+	maxStorages        = 1 << 16
+	maxStorageKeyBytes = 4 << 20
+)
+
+// maxSparseMemo caps memo entries stored out of order (more than 1024
+// past the dense memo, or past maxMemo): pickle.py and the C pickler
+// number memo entries in order, so only a hand-made pickle has any.
+const maxSparseMemo = 1 << 15
 
 // storageRef is a persistent id ('storage', StorageType, key, location, numel).
 type storageRef struct {
@@ -565,30 +581,31 @@ type pickleWalker struct {
 	maxString int64
 	format    string
 
-	stack      []pval
-	marks      []int
-	memo       []pval // dense memo; kind vUnset marks holes
-	memoSparse map[uint64]pval
-	memoCount  int
-	proto      int   // last PROTO of the current pickle (0 before any)
-	frameEnd   int64 // absolute end of the current FRAME; -1 outside frames
-	tuples     []pval
-	dicts      []dictRec
-	dictItems  int
-	wrappers   []wrapRec
-	arena      []byte // kept strings (module/name candidates, keys)
-	keyBuf     []byte
-	ops        int64
-	inPickle   bool
-	result     pval // value returned by the last STOP
-	globals    map[string]bool
-	seen       []bool
-	storages   []storageRef
-	collect    *[]string // when set, every str pushed is appended
-	pickles    int
-	block      arrayBlock // joblib: the array announced by evArray
-	event      uint8      // set by an opcode handler: evStop, evArray
-	skipLeft   int64      // evSkip: payload bytes that follow
+	stack           []pval
+	marks           []int
+	memo            []pval // dense memo; kind vUnset marks holes
+	memoSparse      map[uint64]pval
+	memoCount       int
+	proto           int   // last PROTO of the current pickle (0 before any)
+	frameEnd        int64 // absolute end of the current FRAME; -1 outside frames
+	tuples          []pval
+	dicts           []dictRec
+	dictItems       int
+	wrappers        []wrapRec
+	arena           []byte // kept strings (module/name candidates, keys)
+	keyBuf          []byte
+	ops             int64
+	inPickle        bool
+	result          pval // value returned by the last STOP
+	globals         map[string]bool
+	seen            []bool
+	storages        []storageRef
+	storageKeyBytes int64
+	collect         *[]string // when set, every str pushed is appended
+	pickles         int
+	block           arrayBlock // joblib: the array announced by evArray
+	event           uint8      // set by an opcode handler: evStop, evArray
+	skipLeft        int64      // evSkip: payload bytes that follow
 	// tsClasses admits TorchScript classes (see torchScriptClass) and
 	// torch.jit._pickle builders (torchJitPickleBuilders); the first
 	// admitted makes al a private copy. tsClass names the first.
@@ -691,7 +708,7 @@ func newPickleWalkerWith(opts Options, format string, al *pickleAllowlist, jobli
 		joblib:    joblib,
 		maxOps:    def64(opts.Pickle.MaxOps, 1<<26),
 		maxStack:  defInt(opts.Pickle.MaxStack, 1<<16),
-		maxMemo:   defInt(opts.Pickle.MaxMemo, 1<<20),
+		maxMemo:   defInt(opts.Pickle.MaxMemo, 1<<19),
 		maxString: def64(opts.Pickle.MaxString, 16<<20),
 		format:    format,
 		globals:   map[string]bool{},
@@ -1188,6 +1205,10 @@ func (w *pickleWalker) persistentID(off int64, v pval) error {
 	if v.n == 6 && t[5].kind != vNone && t[5].kind != vTuple {
 		return w.errAt(off, "BINPERSID with malformed storage view metadata")
 	}
+	if len(w.storages) >= maxStorages || w.storageKeyBytes+t[2].n > maxStorageKeyBytes {
+		return w.errAt(off, "more than %d torch storage references or %d bytes of storage keys", maxStorages, maxStorageKeyBytes)
+	}
+	w.storageKeyBytes += t[2].n
 	w.storages = append(w.storages, storageRef{Type: w.entry(t[1]).display, Key: w.str(t[2]), Numel: t[4].n})
 	return nil
 }
@@ -1231,7 +1252,10 @@ func (w *pickleWalker) pushStr(off int64, data []byte, plain bool) error {
 // referring to it.
 func (w *pickleWalker) keep(off int64, kind uint8, b []byte) (pval, error) {
 	if len(w.arena)+len(b) > maxArena {
-		return pval{}, w.errAt(off, "more than %d bytes of strings", maxArena)
+		if kind == vStr {
+			return pval{kind: vStrLong}, nil
+		}
+		return pval{kind: kind, ref: -1}, nil
 	}
 	v := pval{kind: kind, ref: int32(len(w.arena)), n: int64(len(b))}
 	w.arena = append(w.arena, b...)
@@ -1363,12 +1387,15 @@ func (w *pickleWalker) memoPut(off int64, idx uint64, v pval) error {
 		return w.errAt(off, "memo exceeds %d entries", w.maxMemo)
 	}
 	w.memoCount++
-	if idx < uint64(len(w.memo))+1024 {
+	if idx < uint64(len(w.memo))+1024 && idx < uint64(w.maxMemo) {
 		for uint64(len(w.memo)) < idx {
 			w.memo = append(w.memo, pval{kind: vUnset})
 		}
 		w.memo = append(w.memo, v)
 		return nil
+	}
+	if len(w.memoSparse) >= maxSparseMemo {
+		return w.errAt(off, "memo index %d: more than %d memo entries out of order (pickle.py numbers them in order)", idx, maxSparseMemo)
 	}
 	if w.memoSparse == nil {
 		w.memoSparse = map[uint64]pval{}
@@ -1515,10 +1542,10 @@ func (w *pickleWalker) presize(size int64) {
 		return
 	}
 	h := min(size, 8<<20)
-	w.memo = make([]pval, 0, h/16)
+	w.memo = make([]pval, 0, min(h/16, int64(w.maxMemo)))
 	w.arena = make([]byte, 0, h/4)
-	w.tuples = make([]pval, 0, h/8)           // ~20 slots per tensor (~130 pickle bytes)
-	w.storages = make([]storageRef, 0, h/128) // one per tensor
+	w.tuples = make([]pval, 0, min(h/8, maxTupleSlots)) // ~20 slots per tensor (~130 pickle bytes)
+	w.storages = make([]storageRef, 0, h/128)           // one per tensor
 	w.stack = make([]pval, 0, 2048)
 }
 
