@@ -260,7 +260,9 @@ func (e *evaluation) verify() {
 			d.Checks = append(d.Checks, c)
 		}
 	}
-	if len(req.Signatures) > 0 {
+	if len(req.Signatures) > 1 && req.SignaturesMin > 1 {
+		e.signersKOfN(req.Signatures, req.SignaturesMin)
+	} else if len(req.Signatures) > 0 {
 		e.signatures(req.Signatures)
 	}
 	if len(req.Attestations) > 0 {
@@ -332,20 +334,11 @@ func (e *evaluation) signatures(names []string) {
 	for _, res := range e.results {
 		for i := range res.Signatures {
 			s := &res.Signatures[i]
-			if s.Subject != res.Subject {
-				e.subjectBad = true
-				e.d.Checks = append(e.d.Checks, Check{Name: checkSignature, Detail: fmt.Sprintf("signature by %s (%s) is over %s, not %s: ignored", s.Signer, s.Source, s.Subject, res.Subject), Evidence: evidenceOf(s.Evidence)})
+			if !e.signatureOn(res, s) {
 				continue
 			}
 			if containsString(names, s.Signer) {
-				detail := fmt.Sprintf("signed by %s %s (%s)", e.rule.kind(s.Signer), s.Signer, s.Source)
-				if s.Identity != "" {
-					detail += " as " + s.Identity
-				}
-				if res.Subject != e.in.Digest {
-					detail += " on index " + string(res.Subject)
-				}
-				e.d.Checks = append(e.d.Checks, Check{Name: checkSignature, Passed: true, Detail: detail, Evidence: evidenceOf(s.Evidence)})
+				e.d.Checks = append(e.d.Checks, Check{Name: checkSignature, Passed: true, Detail: e.signatureDetail(res, s), Evidence: evidenceOf(s.Evidence)})
 				return
 			}
 			others = append(others, s.Signer)
@@ -460,6 +453,12 @@ func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache
 	r := e.rule
 	// The documented format names signers without their kind here.
 	what := fmt.Sprintf("attestation %s signed by %s", req.PredicateType, strings.Join(req.SignedBy, " or "))
+	kOfN := req.SignedByMin > 1 && len(req.SignedBy) > 1
+	var cands []signerCand      // k of n: passing attestations
+	var falseBy, errBy []string // k of n: signers whose attestations failed the condition
+	if kOfN {
+		what = fmt.Sprintf("attestation %s signed by %d of %s", req.PredicateType, req.SignedByMin, strings.Join(req.SignedBy, ", "))
+	}
 	label := "rule " + r.Name + ": " + what
 	var others []string
 	var condFalse []digest.Digest
@@ -507,8 +506,13 @@ func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache
 			}
 			considered++
 			if req.prg == nil {
-				e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation, Passed: true,
-					Detail: fmt.Sprintf("attestation %s signed by %s %s", a.PredicateType, r.kind(a.Signer), a.Signer), Evidence: evidenceOf(a.Evidence)})
+				c := Check{Name: checkAttestation, Passed: true,
+					Detail: fmt.Sprintf("attestation %s signed by %s %s", a.PredicateType, r.kind(a.Signer), a.Signer), Evidence: evidenceOf(a.Evidence)}
+				if kOfN {
+					cands = append(cands, signerCand{name: a.Signer, principal: r.principal(a.Signer, a.Identity), detail: c.Detail, evidence: a.Evidence})
+					continue
+				}
+				e.d.Checks = append(e.d.Checks, c)
 				return cache
 			}
 			var vars map[string]any
@@ -523,16 +527,27 @@ func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache
 				if condErr == nil {
 					condErr = err
 				}
+				errBy = append(errBy, a.Signer)
 				e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation,
 					Detail: fmt.Sprintf("attestation %s signed by %s: condition error: %v", a.PredicateType, a.Signer, err), Evidence: evidenceOf(a.Evidence)})
 			case ok:
-				e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation, Passed: true,
-					Detail: fmt.Sprintf("attestation %s signed by %s %s: condition %s is true", a.PredicateType, r.kind(a.Signer), a.Signer, req.Condition), Evidence: evidenceOf(a.Evidence)})
+				c := Check{Name: checkAttestation, Passed: true,
+					Detail: fmt.Sprintf("attestation %s signed by %s %s: condition %s is true", a.PredicateType, r.kind(a.Signer), a.Signer, req.Condition), Evidence: evidenceOf(a.Evidence)}
+				if kOfN {
+					cands = append(cands, signerCand{name: a.Signer, principal: r.principal(a.Signer, a.Identity), detail: c.Detail, evidence: a.Evidence})
+					continue
+				}
+				e.d.Checks = append(e.d.Checks, c)
 				return cache
 			default:
 				condFalse = append(condFalse, a.Evidence)
+				falseBy = append(falseBy, a.Signer)
 			}
 		}
+	}
+	if kOfN {
+		e.attestersKOfN(req, what, cands, others, falseBy, errBy, condErr)
+		return cache
 	}
 	switch {
 	case considered == 0:

@@ -5,6 +5,7 @@ import (
 
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -160,6 +161,7 @@ func (l *loader) parse(data []byte) *Policy {
 		}
 	}
 	p.Trust.kinds = map[string]TrustKind{}
+	p.Trust.keyIDs = map[string]string{}
 	var files []trustFile
 	var trustNode *yaml.Node
 	if f, ok := fs["trust"]; ok {
@@ -280,9 +282,14 @@ func (l *loader) parseTrust(n *yaml.Node, t *Trust) []trustFile {
 					l.errAt(pf.val, "check that the key file exists and is readable (paths are relative to the policy file)", "%s: cannot read key: %v", what, err)
 					continue
 				}
-				if _, err := pubkey.ParsePEM(pemBytes); err != nil {
+				pub, err := pubkey.ParsePEM(pemBytes)
+				if err != nil {
 					l.errAt(pf.val, "export the public key in PEM (e.g. cosign public-key): "+pubkey.Supported, "%s: %s: %v", what, path, err)
 					continue
+				}
+				if der, err := x509.MarshalPKIXPublicKey(pub); err == nil && k.Name != "" {
+					sum := sha256.Sum256(der)
+					t.keyIDs[k.Name] = hex.EncodeToString(sum[:])
 				}
 				t.Keys = append(t.Keys, k)
 				t.Spec.Keys = append(t.Spec.Keys, verify.KeySpec{Name: k.Name, PEM: pemBytes})
@@ -566,12 +573,7 @@ func (l *loader) parseRequire(f field, what string, t *Trust) *Require {
 	}
 	req := &Require{}
 	if sf, ok := fs["signatures"]; ok {
-		names, nodes, _ := l.strList(sf, what+".signatures", "list trust key or identity names, e.g. [release]")
-		l.trustNames(t, names, nodes, what+".signatures")
-		if sf.val.Kind == yaml.SequenceNode && len(sf.val.Content) == 0 {
-			l.errAt(sf.val, "list at least one trust name, or remove signatures", "%s.signatures is empty", what)
-		}
-		req.Signatures = names
+		req.Signatures, req.SignaturesMin, _ = l.signers(sf, what+".signatures", t, "list at least one trust name, or remove signatures")
 	}
 	if af, ok := fs["attestations"]; ok {
 		if af.val.Kind != yaml.SequenceNode {
@@ -646,14 +648,9 @@ func (l *loader) parseAttestation(n *yaml.Node, what string, t *Trust) *Attestat
 		l.errAt(n, "add signedBy: [<trust key or identity>]", "%s: signedBy is required", what)
 		valid = false
 	} else {
-		names, nodes, ok := l.strList(sf, what+".signedBy", "list trust key or identity names, e.g. [release]")
-		l.trustNames(t, names, nodes, what+".signedBy")
-		if sf.val.Kind == yaml.SequenceNode && len(sf.val.Content) == 0 {
-			l.errAt(sf.val, "list at least one trust name", "%s.signedBy is empty", what)
-			valid = false
-		}
+		names, k, ok := l.signers(sf, what+".signedBy", t, "list at least one trust name")
 		valid = valid && ok
-		a.SignedBy = names
+		a.SignedBy, a.SignedByMin = names, k
 	}
 	if cf, ok := fs["condition"]; ok {
 		if src, ok := l.str(cf, what+".condition", "write a CEL expression over predicate, statement, repository and digest"); ok {
@@ -1087,9 +1084,12 @@ func computeRevision(p *Policy, files []trustFile) string {
 		PredicateType string   `json:"predicateType"`
 		SignedBy      []string `json:"signedBy"`
 		Condition     string   `json:"condition"`
+		// k of n; omitted for "any one", so older revisions are unchanged
+		SignedByMin int `json:"signedByMin,omitempty"`
 	}
 	type canonReq struct {
 		Signatures   []string   `json:"signatures"`
+		SignersMin   int        `json:"signaturesMin,omitempty"` // k of n; omitted for "any one"
 		Attestations []canonAtt `json:"attestations"`
 		Chain        string     `json:"chain"`
 		MBOM         string     `json:"mbom"`
@@ -1131,9 +1131,9 @@ func computeRevision(p *Policy, files []trustFile) string {
 	for _, r := range p.Rules {
 		cr := canonRule{Name: r.Name, Patterns: r.Patterns, Action: r.Action, Mode: r.Mode}
 		if r.Require != nil {
-			q := &canonReq{Signatures: r.Require.Signatures, Chain: r.Require.Chain, MBOM: string(r.Require.MBOM), TLog: r.Require.TLog, Timestamp: r.Require.Timestamp}
+			q := &canonReq{Signatures: r.Require.Signatures, SignersMin: kOfN(r.Require.SignaturesMin), Chain: r.Require.Chain, MBOM: string(r.Require.MBOM), TLog: r.Require.TLog, Timestamp: r.Require.Timestamp}
 			for _, a := range r.Require.Attestations {
-				q.Attestations = append(q.Attestations, canonAtt{a.PredicateType, a.SignedBy, a.Condition})
+				q.Attestations = append(q.Attestations, canonAtt{a.PredicateType, a.SignedBy, a.Condition, kOfN(a.SignedByMin)})
 			}
 			cr.Require = q
 		}

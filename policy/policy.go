@@ -72,6 +72,9 @@ type Trust struct {
 	Verifier *verify.Trust
 
 	kinds map[string]TrustKind
+	// keyIDs maps a key name to the SHA-256 of its PKIX public key, so that
+	// one key listed under two names counts as one signer.
+	keyIDs map[string]string
 }
 
 // Key is a named public key file.
@@ -101,8 +104,14 @@ type Rule struct {
 
 // Require lists what a verify rule needs.
 type Require struct {
-	// Signatures: any one verified signature by one of these trust names.
+	// Signatures: trust names whose verified signatures over the digest
+	// count (`signatures: [..]` or `{anyOf: [..], min: k}` / `{allOf: [..]}`).
 	Signatures []string
+	// SignaturesMin is how many distinct signers of Signatures must have
+	// signed (k of n); 0 or 1 means any one. Distinct means distinct public
+	// keys and distinct certificate identities: one key or identity listed
+	// under two names counts once.
+	SignaturesMin int
 	// Attestations: every requirement must be satisfied.
 	Attestations []*AttestationRequirement
 	// Chain names a provenance chain profile that must verify (issue 5;
@@ -135,7 +144,10 @@ var KnownChains = []string{"llm-release"}
 type AttestationRequirement struct {
 	PredicateType string
 	SignedBy      []string
-	Condition     string // CEL source, empty for none
+	// SignedByMin is how many distinct signers of SignedBy must each have
+	// signed a passing attestation of the type (k of n); 0 or 1: any one.
+	SignedByMin int
+	Condition   string // CEL source, empty for none
 
 	prg cel.Program
 }
