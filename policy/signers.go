@@ -280,12 +280,8 @@ func (e *evaluation) signersKOfN(names []string, min int) {
 	}
 	got := matchSigners(names, cands)
 	t := tally(names, min, cands, got)
+	e.candidateChecks(checkSignature, names, cands, got)
 	if t.count >= min {
-		for _, ci := range got {
-			if ci >= 0 {
-				e.d.Checks = append(e.d.Checks, Check{Name: checkSignature, Passed: true, Detail: cands[ci].detail, Evidence: evidenceOf(cands[ci].evidence)})
-			}
-		}
 		e.d.Checks = append(e.d.Checks, Check{Name: checkSignature, Passed: true, Detail: "signatures: " + t.summary})
 		return
 	}
@@ -307,12 +303,8 @@ func (e *evaluation) signersKOfN(names []string, min int) {
 func (e *evaluation) attestersKOfN(req *AttestationRequirement, what string, cands []signerCand, others []string, condFalse, condErr []string, firstErr error) {
 	got := matchSigners(req.SignedBy, cands)
 	t := tally(req.SignedBy, req.SignedByMin, cands, got)
+	e.candidateChecks(checkAttestation, req.SignedBy, cands, got)
 	if t.count >= req.SignedByMin {
-		for _, ci := range got {
-			if ci >= 0 {
-				e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation, Passed: true, Detail: cands[ci].detail, Evidence: evidenceOf(cands[ci].evidence)})
-			}
-		}
 		e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation, Passed: true, Detail: what + ": " + t.summary})
 		return
 	}
@@ -338,6 +330,31 @@ func (e *evaluation) attestersKOfN(req *AttestationRequirement, what string, can
 	}
 	e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation, Detail: detail})
 	e.unmet("rule %s: %s: %s%s", e.rule.Name, what, reason, e.malformedNote())
+}
+
+// candidateChecks records every verified piece of evidence by a listed
+// signer, saying which did not count and why (its signer already counted,
+// or it is the same key or certificate identity as a counted name).
+func (e *evaluation) candidateChecks(name string, names []string, cands []signerCand, got []int) {
+	owner := map[string]string{}
+	counted := map[int]bool{}
+	for i, ci := range got {
+		if ci >= 0 {
+			owner[cands[ci].principal] = names[i]
+			counted[ci] = true
+		}
+	}
+	for ci, c := range cands {
+		detail := c.detail
+		switch {
+		case counted[ci]:
+		case owner[c.principal] != "" && owner[c.principal] != c.name:
+			detail += " (not counted: same signer as " + owner[c.principal] + ")"
+		default:
+			detail += " (not counted: " + c.name + " counts once)"
+		}
+		e.d.Checks = append(e.d.Checks, Check{Name: name, Passed: true, Detail: detail, Evidence: evidenceOf(c.evidence)})
+	}
 }
 
 // unsigned lists the distinct names not in signed, in order.

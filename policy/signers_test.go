@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,13 +182,15 @@ func TestSignersKOfN(t *testing.T) {
 		allowed bool
 		exit    int
 		reason  string // exact, the only one
+		check   string // occurs in a check's detail
 	}{
 		{name: "2 of 3", repo: "up/platform/a", ev: sigs(sig("ci-a", dgst), sig("release", dgst)), allowed: true},
 		{name: "3 of 3", repo: "up/platform/a", ev: sigs(sig("ci-a", dgst), sig("ci-b", dgst), sig("release", dgst)), allowed: true},
 		{name: "1 of 3", repo: "up/platform/a", ev: sigs(sig("ci-a", dgst)), exit: ExitUnmet,
 			reason: "rule platform: signatures: 1 of 2 required signers verified (signed: ci-a; missing: ci-b, release)"},
 		{name: "same key twice counts once", repo: "up/platform/a", ev: sigs(sigAs("ci-a", "", dgst, 1), sigAs("ci-a", "", dgst, 2)), exit: ExitUnmet,
-			reason: "rule platform: signatures: 1 of 2 required signers verified (signed: ci-a; missing: ci-b, release)"},
+			reason: "rule platform: signatures: 1 of 2 required signers verified (signed: ci-a; missing: ci-b, release)",
+			check:  "signed by key ci-a (cosign-signature) (not counted: ci-a counts once)"},
 		{name: "untrusted key counts zero", repo: "up/platform/a", ev: []verify.Result{result(dgst, []verify.Signature{sig("ci-a", dgst)}, nil, invalid)}, exit: ExitInvalid,
 			reason: "rule platform: signatures: 1 of 2 required signers verified (signed: ci-a; missing: ci-b, release)"},
 		{name: "none", repo: "up/platform/a", ev: sigs(), exit: ExitNoEvidence,
@@ -201,7 +204,8 @@ func TestSignersKOfN(t *testing.T) {
 			reason: "rule both: signatures: 1 of 2 required signers verified (signed: release; missing: ci-a)"},
 		{name: "two certificate identities (id-a counted for its second one)", repo: "up/keyless/a", ev: sigs(sigAs("id-a", certA, dgst, 1), sigAs("id-b", certA, dgst, 1), sigAs("id-a", certB, dgst, 2)), allowed: true},
 		{name: "one certificate matching two identities counts once", repo: "up/keyless/a", ev: sigs(sigAs("id-a", certA, dgst, 1), sigAs("id-b", certA, dgst, 1)), exit: ExitUnmet,
-			reason: "rule keyless: signatures: 1 of 2 required signers verified (signed: id-a; missing: id-b (same signer as id-a))"},
+			reason: "rule keyless: signatures: 1 of 2 required signers verified (signed: id-a; missing: id-b (same signer as id-a))",
+			check:  "signed by identity id-b (cosign-signature) as " + certA + " (not counted: same signer as id-a)"},
 		{name: "min 1 mapping is the list form", repo: "up/one/a", ev: sigs(sig("ci-b", dgst)), allowed: true},
 	}
 	for _, c := range cases {
@@ -209,6 +213,9 @@ func TestSignersKOfN(t *testing.T) {
 			d := p.Evaluate(Input{Repository: c.repo, Digest: dgst, Evidence: c.ev, Parents: c.parents})
 			if d.Allowed != c.allowed || d.ExitCode != c.exit {
 				t.Fatalf("allowed %v exit %d, want %v %d; reasons %q", d.Allowed, d.ExitCode, c.allowed, c.exit, d.Reasons)
+			}
+			if c.check != "" && !strings.Contains(toJSONString(d.Checks), c.check) {
+				t.Errorf("checks lack %q: %+v", c.check, d.Checks)
 			}
 			if c.allowed {
 				n := 0
@@ -282,4 +289,9 @@ func TestAttestersKOfN(t *testing.T) {
 			}
 		})
 	}
+}
+
+func toJSONString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

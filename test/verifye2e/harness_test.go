@@ -172,6 +172,7 @@ type envOptions struct {
 	policy    string // default defaultPolicy
 	tagTTL    string
 	edit      func(doc map[string]any) // edits pullgate.yaml
+	setup     func(e *env)             // writes more trust files before the proxy starts
 }
 
 // defaultPolicy has one rule per scenario family; each test case uses its
@@ -232,6 +233,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.vs = newVirtualSigstore(t)
 	e.writeFile("release.pub", e.release.pub)
 	e.writeFile("trusted_root.json", trustedRootJSON(t, e.vs))
+	if o.setup != nil {
+		o.setup(e)
+	}
 	e.up = harness.StartUpstream(t, harness.UpstreamOptions{Referrers: o.referrers})
 	if o.policy == "" {
 		o.policy = defaultPolicy
