@@ -81,6 +81,9 @@ type Attestation struct {
 	Subjects []string  `yaml:"subjects"`
 	SignedAt time.Time `yaml:"signedAt"`
 	Source   string    `yaml:"source"`
+	// Identity is a keyless signer's certificate identity (as for
+	// signatures; k-of-n counts one identity once).
+	Identity string `yaml:"identity"`
 }
 
 // Failure is a verify.Failure fixture; Kind is signature-invalid,
@@ -409,7 +412,7 @@ func (ev *Evidence) result(caseDigest digest.Digest) (verify.Result, error) {
 		}
 		ed := fixtureDigest("attestation", a.Signer, a.PredicateType, string(pred), fmt.Sprint(i))
 		r.Attestations = append(r.Attestations, verify.Attestation{Signer: a.Signer, PredicateType: a.PredicateType, StatementType: st,
-			Predicate: pred, Subjects: vs, Source: src, Evidence: ed, Statement: ed, SignedAt: a.SignedAt})
+			Predicate: pred, Subjects: vs, Source: src, Evidence: ed, Statement: ed, SignedAt: a.SignedAt, Identity: a.Identity})
 	}
 	for i, f := range ev.Failures {
 		k := verify.FailureKind(f.Kind)

@@ -98,3 +98,15 @@ func TestRunFileErrors(t *testing.T) {
 		t.Error("empty directory: no error")
 	}
 }
+
+// TestRunKOfNTestdata runs the k-of-n signer fixtures (issue 16).
+func TestRunKOfNTestdata(t *testing.T) {
+	var out bytes.Buffer
+	failed, err := Run("../testdata/policytest-kofn", &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed != 0 || !strings.Contains(out.String(), "7 passed, 0 failed") {
+		t.Fatalf("%d failures:\n%s", failed, out.String())
+	}
+}
