@@ -12,6 +12,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("rules:\n  - {name: a, match: [x/**], action: allow}\n"))
 	f.Add([]byte("rules: &a [*a]\n"))
 	f.Add([]byte("a: &a [x, x]\nrules: [*a, *a]\n"))
+	f.Add([]byte(kofnPolicy))
+	f.Add([]byte("rules:\n  - {name: a, match: [x/**], require: {signatures: {anyOf: [k, k], min: 9}, attestations: [{predicateType: t, signedBy: {allOf: [], min: x}}]}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l := &loader{file: "fuzz.yaml", dir: t.TempDir()}
 		p := l.parse(data)
