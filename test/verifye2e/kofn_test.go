@@ -4,8 +4,12 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/test/harness"
+	"github.com/pullgate/pullgate/verify/cosign"
 )
 
 // kofnPolicy needs two of three trusted keys (issue 16), for signatures and
@@ -15,6 +19,10 @@ const kofnPolicy = `trust:
     - {name: ci-a, path: ./ci-a.pub}
     - {name: ci-b, path: ./ci-b.pub}
     - {name: release, path: ./release.pub}
+  identities:
+    - {name: id-app, issuer: https://token.actions.githubusercontent.com, subjectRegExp: ^https://github\.com/acme/app/}
+    - {name: id-acme, issuer: https://token.actions.githubusercontent.com, subjectRegExp: ^https://github\.com/acme/}
+  trustedRoot: ./trusted_root.json
 rules:
   - name: platform
     match: ["upstream.local/platform/**"]
@@ -27,6 +35,10 @@ rules:
         - predicateType: https://slsa.dev/provenance/v0.2
           signedBy: {anyOf: [ci-a, ci-b, release], min: 2}
           condition: 'predicate.builder.id == "https://ci.example/builder"'
+  - name: keyless
+    match: ["upstream.local/klkofn/**"]
+    require:
+      signatures: {anyOf: [id-app, id-acme], min: 2}
 `
 
 // TestKOfNSigners: images signed with real cosign v2 (legacy .sig) and v3
@@ -107,6 +119,13 @@ func TestKOfNSigners(t *testing.T) {
 		}
 	}
 
+	// The decision cache keys on the policy revision, which covers min:
+	// lowering it to 1 serves the image signed by ci-a alone.
+	old := e.px.Server.Policy().Revision()
+	e.replaceFile("policy.yaml", []byte(strings.Replace(kofnPolicy, "[ci-a, ci-b, release], min: 2}\n  - name: platform-att", "[ci-a, ci-b, release], min: 1}\n  - name: platform-att", 1)))
+	e.waitRevision(old)
+	e.expectProxyAllowed(repo+":one", one.Digest)
+
 	denied := map[string]bool{}
 	for _, ev := range e.px.Audit(t) {
 		if ev.Decision == "deny" && ev.Rule == "platform" && strings.Contains(toJSON(ev.Raw["reasons"]), missing) {
@@ -152,4 +171,37 @@ func TestKOfNAttesters(t *testing.T) {
 	}
 	e.expectProxyDenied(repo+":bad", reason)
 	e.expectCLI(repo+":bad", 13, reason)
+}
+
+// TestKOfNKeyless: keyless signatures (sigstore-go's virtual Fulcio, Rekor
+// and TSA) by two certificate identities meet a 2-of-2 identity rule; one
+// certificate that both identity entries match is one signer.
+func TestKOfNKeyless(t *testing.T) {
+	e := newEnv(t, envOptions{policy: kofnPolicy, referrers: true, setup: func(e *env) {
+		e.writeFile("ci-a.pub", newKey(t, e.c2, "ci-a").pub)
+		e.writeFile("ci-b.pub", newKey(t, e.c2, "ci-b").pub)
+	}})
+	const repo = "klkofn/app"
+	libSubject := "https://github.com/acme/lib/.github/workflows/release.yml@refs/heads/main"
+	sign := func(img *harness.Image, subject string) {
+		ent, err := e.vs.AttestAtTime(subject, ghIssuer, statementJSON(cosign.SignPredicateType, `{}`, digest.Digest(img.Digest)), later(5*time.Minute), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.pushBundle(repo, desc(img), entityBundle(t, e.vs, ent, bundleParts{TLog: true, Timestamp: true}), false)
+	}
+	two := e.image(repo, "two")
+	sign(two, ghSubject)  // matches id-app and id-acme
+	sign(two, libSubject) // matches id-acme only
+	one := e.image(repo, "one")
+	sign(one, ghSubject)
+
+	e.expectProxyAllowed(repo+":two", two.Digest)
+	e.expectCLI(repo+":two", 0)
+	reason := "rule keyless: signatures: 1 of 2 required signers verified (signed: id-app; missing: id-acme (same signer as id-app))"
+	if r := harness.CraneDigest(t, e.pxRef(repo+":one")); r.Err == nil || !strings.Contains(r.Stderr, reason) {
+		t.Fatalf("crane: want failure showing %q\n%s", reason, r)
+	}
+	e.expectProxyDenied(repo+":one", reason)
+	e.expectCLI(repo+":one", 13, reason)
 }
