@@ -456,6 +456,7 @@ func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache
 	kOfN := req.SignedByMin > 1 && len(req.SignedBy) > 1
 	var cands []signerCand      // k of n: passing attestations
 	var falseBy, errBy []string // k of n: signers whose attestations failed the condition
+	var errs []error            // k of n: the condition error of each errBy entry
 	if kOfN {
 		what = fmt.Sprintf("attestation %s signed by %d of %s", req.PredicateType, req.SignedByMin, strings.Join(req.SignedBy, ", "))
 	}
@@ -527,7 +528,7 @@ func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache
 				if condErr == nil {
 					condErr = err
 				}
-				errBy = append(errBy, a.Signer)
+				errBy, errs = append(errBy, a.Signer), append(errs, err)
 				e.d.Checks = append(e.d.Checks, Check{Name: checkAttestation,
 					Detail: fmt.Sprintf("attestation %s signed by %s: condition error: %v", a.PredicateType, a.Signer, err), Evidence: evidenceOf(a.Evidence)})
 			case ok:
@@ -546,7 +547,7 @@ func (e *evaluation) attestation(req *AttestationRequirement, rq *Require, cache
 		}
 	}
 	if kOfN {
-		e.attestersKOfN(req, what, cands, others, falseBy, errBy, condErr)
+		e.attestersKOfN(req, what, cands, others, falseBy, errBy, errs)
 		return cache
 	}
 	switch {

@@ -298,9 +298,10 @@ func (e *evaluation) signersKOfN(names []string, min int) {
 
 // attestersKOfN decides an attestation requirement whose signedBy is
 // {anyOf, min: k} with k > 1: k distinct signers must each have signed an
-// attestation of the type that passes the condition. condNotes name the
-// signers whose attestations failed or errored the condition.
-func (e *evaluation) attestersKOfN(req *AttestationRequirement, what string, cands []signerCand, others []string, condFalse, condErr []string, firstErr error) {
+// attestation of the type that passes the condition. condFalse and condErr name the
+// signers whose attestations failed or errored the condition (errs holds
+// the error of each condErr entry).
+func (e *evaluation) attestersKOfN(req *AttestationRequirement, what string, cands []signerCand, others []string, condFalse, condErr []string, errs []error) {
 	got := matchSigners(req.SignedBy, cands)
 	t := tally(req.SignedBy, req.SignedByMin, cands, got)
 	e.candidateChecks(checkAttestation, req.SignedBy, cands, got)
@@ -319,7 +320,14 @@ func (e *evaluation) attestersKOfN(req *AttestationRequirement, what string, can
 		reason += fmt.Sprintf("; condition %s is false for %s", req.Condition, strings.Join(f, ", "))
 	}
 	if f := unsigned(condErr, signed); len(f) > 0 {
-		reason += fmt.Sprintf("; condition error for %s: %v", strings.Join(f, ", "), firstErr)
+		var first error
+		for i, n := range condErr {
+			if n == f[0] {
+				first = errs[i]
+				break
+			}
+		}
+		reason += fmt.Sprintf("; condition error for %s: %v", strings.Join(f, ", "), first)
 	}
 	detail := what + ": " + reason
 	if len(others) > 0 {
