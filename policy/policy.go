@@ -8,6 +8,8 @@
 package policy
 
 import (
+	"strings"
+
 	"cel.dev/cel-go/cel"
 	"github.com/pullgate/pullgate/policy/glob"
 	"github.com/pullgate/pullgate/verify"
@@ -145,10 +147,13 @@ type Condition struct {
 
 // label is how reasons name the condition.
 func (c *Condition) label() string {
+	// One line, whatever YAML block style the file used: reasons end up
+	// in HTTP reason phrases and log lines.
+	expr := strings.Join(strings.Fields(c.Expr), " ")
 	if c.Name != "" {
-		return c.Name + ": " + c.Expr
+		return c.Name + ": " + expr
 	}
-	return c.Expr
+	return expr
 }
 
 // TimeDependent reports whether a decision of this rule can change with
