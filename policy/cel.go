@@ -14,28 +14,19 @@ import (
 // condition that exceeds it fails, and a failed condition denies.
 const CELCostLimit = 1_000_000
 
-var (
-	celEnvOnce sync.Once
-	celEnv     *cel.Env
-	celEnvErr  error
-)
+// celLanguage is what every condition may use beyond standard CEL.
+var celLanguage = []cel.EnvOption{cel.CrossTypeNumericComparisons(true), cel.OptionalTypes(), ext.Strings()}
 
 // conditionEnv is the CEL environment of attestation conditions. It is
 // immutable and shared; programs are compiled once per policy load.
-func conditionEnv() (*cel.Env, error) {
-	celEnvOnce.Do(func() {
-		celEnv, celEnvErr = cel.NewEnv(
-			cel.Variable("predicate", cel.DynType),
-			cel.Variable("statement", cel.MapType(cel.StringType, cel.DynType)),
-			cel.Variable("repository", cel.StringType),
-			cel.Variable("digest", cel.StringType),
-			cel.CrossTypeNumericComparisons(true),
-			cel.OptionalTypes(),
-			ext.Strings(),
-		)
-	})
-	return celEnv, celEnvErr
-}
+var conditionEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(append([]cel.EnvOption{
+		cel.Variable("predicate", cel.DynType),
+		cel.Variable("statement", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("repository", cel.StringType),
+		cel.Variable("digest", cel.StringType),
+	}, celLanguage...)...)
+})
 
 // celIssue is a compile problem with its position inside the expression
 // (line 1-based, column 0-based, -1 when unknown).
@@ -102,30 +93,18 @@ func evalCondition(prg cel.Program, vars map[string]any) (bool, error) {
 	return b, nil
 }
 
-var (
-	artifactEnvOnce sync.Once
-	artifactEnv     *cel.Env
-	artifactEnvErr  error
-)
-
 // artifactConditionEnv is the CEL environment of require.conditions: the
 // variables of Artifact.Document.
-func artifactConditionEnv() (*cel.Env, error) {
-	artifactEnvOnce.Do(func() {
-		artifactEnv, artifactEnvErr = cel.NewEnv(
-			cel.Variable(VarSubject, cel.MapType(cel.StringType, cel.StringType)),
-			cel.Variable(VarManifest, cel.MapType(cel.StringType, cel.DynType)),
-			cel.Variable(VarAnnotations, cel.MapType(cel.StringType, cel.StringType)),
-			cel.Variable(VarConfig, cel.DynType),
-			cel.Variable(VarModel, cel.DynType),
-			cel.Variable(VarNow, cel.TimestampType),
-			cel.CrossTypeNumericComparisons(true),
-			cel.OptionalTypes(),
-			ext.Strings(),
-		)
-	})
-	return artifactEnv, artifactEnvErr
-}
+var artifactConditionEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(append([]cel.EnvOption{
+		cel.Variable(VarSubject, cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable(VarManifest, cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable(VarAnnotations, cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable(VarConfig, cel.DynType),
+		cel.Variable(VarModel, cel.DynType),
+		cel.Variable(VarNow, cel.TimestampType),
+	}, celLanguage...)...)
+})
 
 // compileArtifactCondition compiles and type-checks one of
 // require.conditions; usesNow reports whether it reads the clock.
