@@ -400,3 +400,18 @@ func TestExampleFilesAreDocumented(t *testing.T) {
 		}
 	}
 }
+
+// Docker's model config (docker/model-spec) is read as a model: format and
+// the gguf facts; its license is a layer, so licenses is empty.
+func TestReadArtifactDockerModel(t *testing.T) {
+	cfg := []byte(`{"descriptor":{"createdAt":"2026-04-01T10:00:00Z"},"config":{"format":"gguf","format_version":"3","gguf":{"architecture":"llama","parameter_count":"8.03 B","quantization":"Q4_K_M"},"size":"4.58 GiB"},"files":[{"diffID":"sha256:00","type":"application/vnd.docker.ai.gguf.v3"}]}`)
+	a := artifactOf(t, MediaTypeDockerAIConfig, cfg, nil)
+	m := a.Document(condNow)[VarModel].(map[string]any)
+	if m["kind"] != "docker-ai" || m["format"] != "gguf" || m["architecture"] != "llama" || m["parameters"] != "8.03 B" ||
+		m["quantization"] != "Q4_K_M" || len(m["licenses"].([]string)) != 0 || !m["created"].(time.Time).Equal(time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)) {
+		t.Fatalf("model = %v", m)
+	}
+	if a.Document(condNow)[VarConfig] != nil {
+		t.Fatal("a model has an image config")
+	}
+}

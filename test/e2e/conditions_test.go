@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,7 +170,16 @@ func TestConditionsIndexAndMalformedConfig(t *testing.T) {
 	mf = strings.Replace(mf, `"size":`+jsonInt(img.Config.Size), `"size":`+jsonInt(int64(len(dup))), 1)
 	up.TagManifest(t, "dup/app", "dup", []byte(mf), img.MediaType)
 
+	// A config over the 4 MiB the proxy reads (a label of 5 MiB).
+	big := up.PushImage(t, "big/app", "v1", harness.ImageOptions{Config: func(cf *v1.ConfigFile) {
+		cf.Config.User = "1000"
+		cf.Config.Labels = map[string]string{"padding": strings.Repeat("x", 5<<20)}
+	}})
+
 	px := gate.Start(t, gate.Options{Upstreams: []*harness.Upstream{up}, Policy: string(src)})
+	if res, _ := harness.CranePull(t, px.Ref(up, "big/app:v1"), ""); res.Err == nil || !strings.Contains(res.Stderr, "rule non-root: artifact: config "+big.Config.Digest) || !strings.Contains(res.Stderr, "exceeds the limit") {
+		t.Fatalf("a 5 MiB config: want DENIED naming the limit: %s", res)
+	}
 	if res := harness.CraneDigest(t, px.Ref(up, "multi/app:v1")); res.Err != nil || strings.TrimSpace(res.Stdout) != idx.Digest {
 		t.Fatalf("index by tag: %s", res)
 	}
@@ -186,6 +196,16 @@ func TestConditionsIndexAndMalformedConfig(t *testing.T) {
 	res, _ = harness.CranePull(t, px.Ref(up, "dup/app:dup"), "")
 	if res.Err == nil || !strings.Contains(res.Stderr, "rule non-root: artifact: config "+dd) || !strings.Contains(res.Stderr, `duplicate key "User"`) {
 		t.Fatalf("a config with a repeated user: want DENIED naming the config: %s", res)
+	}
+	// The audit log carries the condition's reason.
+	var audited bool
+	for _, e := range px.Audit(t) {
+		if e.Decision == "deny" && e.Digest == idx.Children[1].Digest && strings.Contains(fmt.Sprint(e.Raw["reasons"]), "rule non-root: condition runs-as-non-root: ") {
+			audited = true
+		}
+	}
+	if !audited {
+		t.Errorf("no audit deny of %s with the condition's reason: %v", idx.Children[1].Digest, px.Audit(t))
 	}
 }
 
