@@ -663,12 +663,12 @@ func (l *loader) parseConditions(f field, what string) []*Condition {
 					c.Name = name
 				}
 			}
-			var ok2 bool
-			if ef, ok2 = fs["expr"]; !ok2 {
+			xf, hasExpr := fs["expr"]
+			if !hasExpr {
 				l.errAt(it, `add expr: <CEL expression>, e.g. expr: 'config.user != ""'`, "%s: expr is required", w)
 				continue
 			}
-			w += ".expr"
+			ef, w = xf, w+".expr"
 		}
 		src, ok := l.str(ef, w, "write a CEL expression over subject, manifest, annotations, config, model and now")
 		if !ok {
