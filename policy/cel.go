@@ -14,28 +14,19 @@ import (
 // condition that exceeds it fails, and a failed condition denies.
 const CELCostLimit = 1_000_000
 
-var (
-	celEnvOnce sync.Once
-	celEnv     *cel.Env
-	celEnvErr  error
-)
+// celLanguage is what every condition may use beyond standard CEL.
+var celLanguage = []cel.EnvOption{cel.CrossTypeNumericComparisons(true), cel.OptionalTypes(), ext.Strings()}
 
 // conditionEnv is the CEL environment of attestation conditions. It is
 // immutable and shared; programs are compiled once per policy load.
-func conditionEnv() (*cel.Env, error) {
-	celEnvOnce.Do(func() {
-		celEnv, celEnvErr = cel.NewEnv(
-			cel.Variable("predicate", cel.DynType),
-			cel.Variable("statement", cel.MapType(cel.StringType, cel.DynType)),
-			cel.Variable("repository", cel.StringType),
-			cel.Variable("digest", cel.StringType),
-			cel.CrossTypeNumericComparisons(true),
-			cel.OptionalTypes(),
-			ext.Strings(),
-		)
-	})
-	return celEnv, celEnvErr
-}
+var conditionEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(append([]cel.EnvOption{
+		cel.Variable("predicate", cel.DynType),
+		cel.Variable("statement", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("repository", cel.StringType),
+		cel.Variable("digest", cel.StringType),
+	}, celLanguage...)...)
+})
 
 // celIssue is a compile problem with its position inside the expression
 // (line 1-based, column 0-based, -1 when unknown).
@@ -51,6 +42,13 @@ func compileCondition(src string) (cel.Program, []celIssue) {
 	if err != nil {
 		return nil, []celIssue{{line: -1, col: -1, msg: "CEL environment: " + err.Error()}}
 	}
+	prg, _, issues := compileIn(env, src)
+	return prg, issues
+}
+
+// compileIn compiles, type-checks (the result must be bool or dyn) and
+// plans a condition in env, with the cost limit.
+func compileIn(env *cel.Env, src string) (cel.Program, *cel.Ast, []celIssue) {
 	ast, iss := env.Compile(src)
 	if iss != nil && iss.Err() != nil {
 		var out []celIssue
@@ -64,19 +62,19 @@ func compileCondition(src string) (cel.Program, []celIssue) {
 		if len(out) == 0 {
 			out = append(out, celIssue{line: -1, col: -1, msg: iss.Err().Error()})
 		}
-		return nil, out
+		return nil, nil, out
 	}
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
-		return nil, []celIssue{{line: -1, col: -1, msg: fmt.Sprintf("condition has type %s, must be bool", t)}}
+		return nil, nil, []celIssue{{line: -1, col: -1, msg: fmt.Sprintf("condition has type %s, must be bool", t)}}
 	}
 	prg, err := env.Program(ast,
 		cel.CostLimit(CELCostLimit),
 		cel.EvalOptions(cel.OptOptimize),
 	)
 	if err != nil {
-		return nil, []celIssue{{line: -1, col: -1, msg: err.Error()}}
+		return nil, nil, []celIssue{{line: -1, col: -1, msg: err.Error()}}
 	}
-	return prg, nil
+	return prg, ast, nil
 }
 
 var errNotBool = errors.New("condition did not evaluate to a bool")
@@ -93,4 +91,35 @@ func evalCondition(prg cel.Program, vars map[string]any) (bool, error) {
 		return false, fmt.Errorf("%w (got %s)", errNotBool, out.Type())
 	}
 	return b, nil
+}
+
+// artifactConditionEnv is the CEL environment of require.conditions: the
+// variables of Artifact.Document.
+var artifactConditionEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(append([]cel.EnvOption{
+		cel.Variable(VarSubject, cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable(VarManifest, cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable(VarAnnotations, cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable(VarConfig, cel.DynType),
+		cel.Variable(VarModel, cel.DynType),
+		cel.Variable(VarNow, cel.TimestampType),
+	}, celLanguage...)...)
+})
+
+// compileArtifactCondition compiles and type-checks one of
+// require.conditions; usesNow reports whether it reads the clock.
+func compileArtifactCondition(src string) (prg cel.Program, usesNow bool, issues []celIssue) {
+	env, err := artifactConditionEnv()
+	if err != nil {
+		return nil, false, []celIssue{{line: -1, col: -1, msg: "CEL environment: " + err.Error()}}
+	}
+	prg, ast, issues := compileIn(env, src)
+	if ast != nil {
+		for _, ref := range ast.NativeRep().ReferenceMap() {
+			if ref.Name == VarNow {
+				usesNow = true
+			}
+		}
+	}
+	return prg, usesNow, issues
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -66,7 +67,26 @@ type Input struct {
 	// failed one denies; a rule requiring chain or mbom denies when the
 	// corresponding check is absent.
 	Checks []Check
+	// Artifact is what the artifact itself says (manifest, config,
+	// annotations): required when the rule has require.conditions; nil
+	// then denies unless a failed Check explains why it could not be read.
+	Artifact *Artifact
+	// Now is the time conditions read as now (zero: the current time).
+	Now time.Time
+	// CoveredBy is an image index, allowed in this repository and listing
+	// Digest, whose decision met the rule's signature, attestation, chain
+	// and MBOM requirements for it (the caller checked both): only the
+	// conditions, content findings and Checks are evaluated.
+	CoveredBy digest.Digest
 }
+
+// CheckCondition is the name of the Check of each of require.conditions.
+const CheckCondition = "condition"
+
+// CheckArtifact is the name of the Check a caller adds, failed, when it
+// could not read the artifact's facts (config blob unreadable or
+// malformed) for require.conditions.
+const CheckArtifact = "artifact"
 
 // Check is one evaluated requirement or piece of evidence.
 type Check struct {
@@ -239,6 +259,12 @@ func (e *evaluation) verify() {
 		return
 	}
 	e.failureKinds = map[verify.FailureKind]int{}
+	if in.CoveredBy != "" {
+		d.Checks = append(d.Checks, Check{Name: checkRule, Passed: true,
+			Detail: fmt.Sprintf("rule %s: requirements met by allowed index %s", r.Name, in.CoveredBy), Evidence: []digest.Digest{in.CoveredBy}})
+		e.conditions(req.Conditions)
+		return
+	}
 	for i := range in.Evidence {
 		res := &in.Evidence[i]
 		if res.Subject != in.Digest && !containsDigest(in.Parents, res.Subject) {
@@ -276,6 +302,54 @@ func (e *evaluation) verify() {
 	}
 	if req.MBOM == MBOMRequired {
 		e.requireCheck("mbom", "mbom")
+	}
+	e.conditions(req.Conditions)
+}
+
+// conditions evaluates require.conditions over Input.Artifact. Each false
+// or failing condition denies (13) with its own reason.
+func (e *evaluation) conditions(conds []*Condition) {
+	if len(conds) == 0 {
+		return
+	}
+	r, a := e.rule, e.in.Artifact
+	switch {
+	case a == nil:
+		for _, c := range e.in.Checks {
+			if c.Name == CheckArtifact && !c.Passed {
+				return // external() denies with why the facts could not be read
+			}
+		}
+		e.d.Checks = append(e.d.Checks, Check{Name: CheckCondition, Detail: "conditions: not evaluated (no artifact facts)"})
+		e.deny(ExitOther, "rule %s: conditions: not evaluated", r.Name)
+		return
+	case a.Index:
+		// An index has no config: its platform manifests are decided with
+		// the conditions when they are pulled.
+		e.d.Checks = append(e.d.Checks, Check{Name: CheckCondition, Passed: true,
+			Detail: "conditions: not applied to an image index (each platform manifest is decided with them)"})
+		return
+	}
+	now := e.in.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	vars := a.Document(now)
+	for _, c := range conds {
+		ok, err := false, fmt.Errorf("not compiled") // a hand-built Condition fails closed
+		if c.prg != nil {
+			ok, err = evalCondition(c.prg, vars)
+		}
+		switch {
+		case err != nil:
+			e.d.Checks = append(e.d.Checks, Check{Name: CheckCondition, Detail: fmt.Sprintf("condition %s: error: %v", c.label(), err)})
+			e.deny(ExitUnmet, "rule %s: condition %s: error: %v", r.Name, c.label(), err)
+		case ok:
+			e.d.Checks = append(e.d.Checks, Check{Name: CheckCondition, Passed: true, Detail: fmt.Sprintf("condition %s is true", c.label())})
+		default:
+			e.d.Checks = append(e.d.Checks, Check{Name: CheckCondition, Detail: fmt.Sprintf("condition %s is false", c.label())})
+			e.deny(ExitUnmet, "rule %s: condition %s is false", r.Name, c.label())
+		}
 	}
 }
 

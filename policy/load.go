@@ -567,7 +567,7 @@ func (l *loader) trustNames(t *Trust, list []string, nodes []*yaml.Node, what st
 
 func (l *loader) parseRequire(f field, what string, t *Trust) *Require {
 	what += ".require"
-	fs, ok := l.mapping(f.val, what, "signatures", "attestations", "chain", "mbom", "tlog", "timestamp")
+	fs, ok := l.mapping(f.val, what, "signatures", "attestations", "chain", "mbom", "tlog", "timestamp", "conditions")
 	if !ok {
 		return nil
 	}
@@ -613,8 +613,12 @@ func (l *loader) parseRequire(f field, what string, t *Trust) *Require {
 	if bf, ok := fs["timestamp"]; ok {
 		req.Timestamp, _ = l.boolean(bf, what+".timestamp")
 	}
+	if cf, ok := fs["conditions"]; ok {
+		req.Conditions = l.parseConditions(cf, what+".conditions")
+	}
 	if len(fs) > 0 && len(req.Signatures) == 0 && len(req.Attestations) == 0 && req.Chain == "" && req.MBOM != MBOMRequired {
-		if _, s := fs["signatures"]; !s {
+		_, c := fs["conditions"]
+		if _, s := fs["signatures"]; !s && !c {
 			if _, a := fs["attestations"]; !a {
 				l.errAt(f.key, "add signatures: [<trust name>] or attestations", "%s requires nothing that identifies a signer", what)
 			}
@@ -623,6 +627,67 @@ func (l *loader) parseRequire(f field, what string, t *Trust) *Require {
 		l.errAt(f.key, "add signatures: [<trust name>] or attestations", "%s is empty", what)
 	}
 	return req
+}
+
+const conditionsFix = "conditions are CEL over subject, manifest, annotations (maps), config, model (dyn, null when absent) and now (timestamp) and must return bool"
+
+// parseConditions reads require.conditions: a list of CEL strings or
+// {name, expr} mappings, each compiled and type-checked now.
+func (l *loader) parseConditions(f field, what string) []*Condition {
+	if f.val.Kind != yaml.SequenceNode {
+		l.errAt(f.val, `write conditions as a list of CEL strings or {name, expr}, e.g. ['config.user != ""']`, "%s must be a list, got %s", what, kindName(f.val))
+		return nil
+	}
+	if len(f.val.Content) == 0 {
+		l.errAt(f.val, "list at least one condition, or remove conditions", "%s is empty", what)
+	}
+	var out []*Condition
+	names := map[string]bool{}
+	for i, it := range f.val.Content {
+		it = resolve(it)
+		w := fmt.Sprintf("%s[%d]", what, i)
+		c := &Condition{}
+		ef := field{key: it, val: it}
+		if it.Kind == yaml.MappingNode {
+			fs, ok := l.mapping(it, w, "name", "expr")
+			if !ok {
+				continue
+			}
+			if nf, ok := fs["name"]; ok {
+				if name, ok := l.str(nf, w+".name", nameFix); ok {
+					switch {
+					case !nameRE.MatchString(name):
+						l.errAt(nf.val, nameFix, "%s.name %q is not a valid name", w, name)
+					case names[name]:
+						l.errAt(nf.val, "give each condition its own name", "%s.name %q is used twice", w, name)
+					}
+					names[name] = true
+					c.Name = name
+				}
+			}
+			xf, hasExpr := fs["expr"]
+			if !hasExpr {
+				l.errAt(it, `add expr: <CEL expression>, e.g. expr: 'config.user != ""'`, "%s: expr is required", w)
+				continue
+			}
+			ef, w = xf, w+".expr"
+		}
+		src, ok := l.str(ef, w, "write a CEL expression over subject, manifest, annotations, config, model and now")
+		if !ok {
+			continue
+		}
+		prg, usesNow, issues := compileArtifactCondition(src)
+		for _, is := range issues {
+			line, col := celPosition(ef.val, is.line, is.col)
+			l.errPos(line, col, conditionsFix, "%s: %s", w, is.msg)
+		}
+		if len(issues) > 0 {
+			continue
+		}
+		c.Expr, c.UsesNow, c.prg = src, usesNow, prg
+		out = append(out, c)
+	}
+	return out
 }
 
 func (l *loader) parseAttestation(n *yaml.Node, what string, t *Trust) *AttestationRequirement {
@@ -1087,14 +1152,21 @@ func computeRevision(p *Policy, files []trustFile) string {
 		// k of n; omitted for "any one", so older revisions are unchanged
 		SignedByMin int `json:"signedByMin,omitempty"`
 	}
+	type canonCond struct {
+		Name string `json:"name"`
+		Expr string `json:"expr"`
+	}
 	type canonReq struct {
-		Signatures   []string   `json:"signatures"`
-		SignersMin   int        `json:"signaturesMin,omitempty"` // k of n; omitted for "any one"
-		Attestations []canonAtt `json:"attestations"`
-		Chain        string     `json:"chain"`
-		MBOM         string     `json:"mbom"`
-		TLog         bool       `json:"tlog"`
-		Timestamp    bool       `json:"timestamp"`
+		// omitted when absent: the revision of a policy without
+		// conditions is unchanged
+		Conditions   []canonCond `json:"conditions,omitempty"`
+		Signatures   []string    `json:"signatures"`
+		SignersMin   int         `json:"signaturesMin,omitempty"` // k of n; omitted for "any one"
+		Attestations []canonAtt  `json:"attestations"`
+		Chain        string      `json:"chain"`
+		MBOM         string      `json:"mbom"`
+		TLog         bool        `json:"tlog"`
+		Timestamp    bool        `json:"timestamp"`
 	}
 	type canonContent struct {
 		MediaTypes     []string `json:"mediaTypes"`
@@ -1134,6 +1206,9 @@ func computeRevision(p *Policy, files []trustFile) string {
 			q := &canonReq{Signatures: r.Require.Signatures, SignersMin: kOfN(r.Require.SignaturesMin), Chain: r.Require.Chain, MBOM: string(r.Require.MBOM), TLog: r.Require.TLog, Timestamp: r.Require.Timestamp}
 			for _, a := range r.Require.Attestations {
 				q.Attestations = append(q.Attestations, canonAtt{a.PredicateType, a.SignedBy, a.Condition, kOfN(a.SignedByMin)})
+			}
+			for _, c := range r.Require.Conditions {
+				q.Conditions = append(q.Conditions, canonCond{c.Name, c.Expr})
 			}
 			cr.Require = q
 		}

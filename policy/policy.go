@@ -8,6 +8,8 @@
 package policy
 
 import (
+	"strings"
+
 	"cel.dev/cel-go/cel"
 	"github.com/pullgate/pullgate/policy/glob"
 	"github.com/pullgate/pullgate/verify"
@@ -126,6 +128,61 @@ type Require struct {
 	// signing time when either is set.
 	TLog      bool
 	Timestamp bool
+	// Conditions are CEL expressions over the artifact itself (its
+	// manifest, image or model config, annotations; Artifact.Document):
+	// every one must be true (evaluated by Rule.Evaluate from
+	// Input.Artifact).
+	Conditions []*Condition
+}
+
+// NeedsEvidence reports whether the requirements need signatures or
+// attestations gathered (anything but conditions alone).
+func (q *Require) NeedsEvidence() bool {
+	return q != nil && (len(q.Signatures) > 0 || len(q.Attestations) > 0 || q.Chain != "" || q.MBOM != "")
+}
+
+// Condition is one of require.conditions.
+type Condition struct {
+	// Name names the condition in reasons; "" when the file gives none
+	// (the reason then quotes Expr).
+	Name string
+	Expr string // CEL source
+	// UsesNow: the condition reads the clock (now), so its result can
+	// change without a policy change.
+	UsesNow bool
+
+	prg cel.Program
+}
+
+// label is how reasons name the condition.
+func (c *Condition) label() string {
+	// One line, whatever YAML block style the file used: reasons end up
+	// in HTTP reason phrases and log lines.
+	expr := strings.Join(strings.Fields(c.Expr), " ")
+	if c.Name != "" {
+		return c.Name + ": " + expr
+	}
+	return expr
+}
+
+// TimeDependent reports whether a decision of this rule can change with
+// time alone (a condition reads now): callers bound how long they reuse it.
+func (r *Rule) TimeDependent() bool {
+	if r == nil || r.Require == nil {
+		return false
+	}
+	for _, c := range r.Require.Conditions {
+		if c.UsesNow {
+			return true
+		}
+	}
+	return false
+}
+
+// HasConditions reports whether the rule has require.conditions (the
+// caller must then pass Input.Artifact).
+func (r *Rule) HasConditions() bool {
+	return r != nil && r.Require != nil && len(r.Require.Conditions) > 0
 }
 
 // MBOMMode is the model bill of materials requirement.

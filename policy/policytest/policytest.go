@@ -49,7 +49,27 @@ type Case struct {
 	ContentFindings []string   `yaml:"contentFindings"`
 	// Checks are results of external evaluators (chain, mbom).
 	Checks []CheckFixture `yaml:"checks"`
-	Expect Expect         `yaml:"expect"`
+	// Artifact is the artifact itself, for rules with require.conditions.
+	Artifact *ArtifactFixture `yaml:"artifact"`
+	Expect   Expect           `yaml:"expect"`
+}
+
+// ArtifactFixture is the manifest annotations and config blob of the
+// case's artifact; it is read by policy.ReadArtifact, as the proxy reads
+// the real ones.
+type ArtifactFixture struct {
+	Annotations map[string]string `yaml:"annotations"`
+	// ConfigMediaType is the config descriptor's media type (default the
+	// OCI image config; application/vnd.cncf.model.config.v1+json for a
+	// ModelPack model).
+	ConfigMediaType string `yaml:"configMediaType"`
+	// Config is the config blob as a YAML/JSON value, e.g.
+	// {config: {User: "1000", Env: [A=1]}, created: 2026-01-01T00:00:00Z}.
+	Config yaml.Node `yaml:"config"`
+	// Index makes the artifact an image index (no config).
+	Index bool `yaml:"index"`
+	// Now is the time conditions see (default the current time).
+	Now time.Time `yaml:"now"`
 }
 
 // Evidence is a fixture for one verify.Result.
@@ -342,7 +362,48 @@ func (c *Case) input() (policy.Input, error) {
 		}
 		in.Checks = append(in.Checks, policy.Check{Name: ch.Name, Passed: ch.Passed, Detail: ch.Detail, ExitCode: ch.ExitCode})
 	}
+	if c.Artifact != nil {
+		a, err := c.Artifact.read(c.Repository, in.Digest)
+		if err != nil {
+			return in, fmt.Errorf("artifact: %w", err)
+		}
+		in.Artifact, in.Now = a, c.Artifact.Now
+	}
 	return in, nil
+}
+
+func (af *ArtifactFixture) read(repository string, d digest.Digest) (*policy.Artifact, error) {
+	ct := af.ConfigMediaType
+	if ct == "" {
+		ct = policy.MediaTypeOCIConfig
+	}
+	cfg := []byte("{}")
+	if af.Config.Kind != 0 {
+		var v any
+		if err := af.Config.Decode(&v); err != nil {
+			return nil, fmt.Errorf("config: %v", err)
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("config: %v", err)
+		}
+		cfg = b
+	}
+	cd := digest.FromBytes(cfg)
+	mf := map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{"mediaType": ct, "digest": cd, "size": len(cfg)}, "layers": []any{}}
+	if af.Index {
+		mf = map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []any{}}
+	}
+	if af.Annotations != nil {
+		mf["annotations"] = af.Annotations
+	}
+	raw, err := json.Marshal(mf)
+	if err != nil {
+		return nil, err
+	}
+	upstreamName, _, _ := strings.Cut(repository, "/")
+	return policy.ReadArtifact(policy.ArtifactSubject{Upstream: upstreamName, Repository: repository, Digest: d}, raw, af.Index, ct, cd, cfg)
 }
 
 func (ev *Evidence) result(caseDigest digest.Digest) (verify.Result, error) {

@@ -110,3 +110,36 @@ func TestRunKOfNTestdata(t *testing.T) {
 		t.Fatalf("%d failures:\n%s", failed, out.String())
 	}
 }
+
+// The secure-by-default examples ship with policy tests of their own
+// (artifact fixtures read by policy.ReadArtifact).
+func TestRunConditionExamples(t *testing.T) {
+	var out bytes.Buffer
+	failed, err := Run("../../docs/examples", &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed != 0 || !strings.Contains(out.String(), "15 passed, 0 failed") {
+		t.Fatalf("%d failures:\n%s", failed, out.String())
+	}
+	if strings.Contains(out.String(), "&&   ") {
+		t.Fatalf("a reason keeps the YAML block's line breaks:\n%s", out.String())
+	}
+}
+
+// An artifact fixture that does not read as its media type says fails the
+// file, as the proxy's denial would.
+func TestRunArtifactFixtureErrors(t *testing.T) {
+	dir := copyTestdata(t)
+	os.WriteFile(filepath.Join(dir, "pullgate-test.yaml"), []byte(`policy: ./policy.yaml
+cases:
+  - name: bad created
+    repository: upstream.local/app/x
+    artifact: {config: {created: yesterday}}
+    expect: {decision: deny}
+`), 0o644)
+	var out bytes.Buffer
+	if _, err := Run(dir, &out); err == nil || !strings.Contains(err.Error(), "artifact: config") {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+}

@@ -112,7 +112,7 @@ func (s *Engine) decideManifest(q *Query, dgst digest.Digest, m *Manifest) (Verd
 		return v, true
 	}
 	v := s.evaluate(q, dgst, m)
-	s.verdicts.Add(key, v, s.ttl(v))
+	s.verdicts.Add(key, v, s.verdictTTL(q.rule, v))
 	if !v.Allowed {
 		// An evidence grant confirmed before this artifact was denied may
 		// cover one of its blobs: confirm them again.

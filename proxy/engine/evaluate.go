@@ -12,7 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/pullgate/pullgate/cache/verified"
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify"
@@ -145,15 +144,7 @@ func (s *Engine) payloadSubjects(q *Query, dgst digest.Digest, m *Manifest) ([]d
 // evidenceBytes reads a small evidence layer from the store or upstream,
 // checked against its digest.
 func (s *Engine) evidenceBytes(q *Query, l ocispec.Descriptor) ([]byte, error) {
-	limit := int64(s.cfg.Limits.MaxEvidenceSize)
-	if rc, err := s.store.Reader(q.ctx(), l.Digest, 0); err == nil {
-		b, rerr := verified.ReadAll(rc, l.Digest, limit)
-		rc.Close()
-		if rerr == nil {
-			return b, nil
-		}
-	}
-	return q.up.BlobBytes(q.ctx(), q.sub.Repo, l.Digest, limit)
+	return s.smallBlob(q, l, int64(s.cfg.Limits.MaxEvidenceSize))
 }
 
 // signedDigests are the digests one evidence layer's payload names, parsed
@@ -283,11 +274,24 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 		return fromDecision(rule.Evaluate(in, q.pol.Revision()))
 	}
 
+	if rule.HasConditions() {
+		s.artifactFacts(q, dgst, m, &in)
+	}
 	if len(in.ContentFindings) == 0 {
 		if parent, ok := s.allowedParent(q, dgst); ok {
-			return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
-				Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}
+			if !rule.HasConditions() {
+				return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
+					Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}
+			}
+			// The index met the evidence requirements; each platform
+			// manifest still meets the conditions itself.
+			in.CoveredBy = parent
+			return fromDecision(rule.Evaluate(in, q.pol.Revision()))
 		}
+	}
+	if !rule.Require.NeedsEvidence() && rule.Content == nil {
+		// Conditions only: nothing to gather upstream.
+		return fromDecision(rule.Evaluate(in, q.pol.Revision()))
 	}
 	trust := q.pol.Trust.Verifier
 	if trust == nil {
@@ -341,7 +345,9 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	// Fail closed, or serve what was verified before: when evidence could not
 	// be fetched (upstream down) and this very digest was allowed under this
 	// very policy revision, that decision stands.
-	if !v.Allowed && fetchFailed(res) && len(in.ContentFindings) == 0 && !s.anyBadBlob(ctx, q, m) {
+	// Not for a decision a condition denied, nor one that depends on the
+	// clock: conditions were just evaluated on verified bytes.
+	if !v.Allowed && fetchFailed(res) && len(in.ContentFindings) == 0 && !conditionFailed(v) && !rule.TimeDependent() && !s.anyBadBlob(ctx, q, m) {
 		if prev, ok := s.persistedAllow(ctx, q, dgst); ok {
 			prev.Reasons = append(prev.Reasons, "upstream evidence unreachable: serving the decision verified under this policy revision")
 			return prev

@@ -70,6 +70,10 @@ type ImageOptions struct {
 	// tarball: fast to build at large sizes, but not unpackable (use it for
 	// blob-level tests, not for containerd pulls).
 	Static bool
+	// Config edits the image configuration (user, env, created, ...).
+	Config func(*v1.ConfigFile)
+	// Annotations are set on the manifest.
+	Annotations map[string]string
 }
 
 // RandomImage builds (but does not push) an image with random layers.
@@ -114,9 +118,15 @@ func RandomImage(t testing.TB, o ImageOptions) v1.Image {
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture, cf.Variant = o.Platform.OS, o.Platform.Architecture, o.Platform.Variant
 	cf.Config.Cmd = []string{"/hello"}
+	if o.Config != nil {
+		o.Config(cf)
+	}
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.Annotations != nil {
+		img = mutate.Annotations(img, o.Annotations).(v1.Image)
 	}
 	return img
 }
@@ -199,15 +209,27 @@ func (u *Upstream) PushIndex(t testing.TB, repo, tag string, docker bool, platfo
 	if len(platforms) == 0 {
 		platforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}}
 	}
+	var children []ImageOptions
+	for _, p := range platforms {
+		children = append(children, ImageOptions{Docker: docker, Platform: &p})
+	}
+	return u.PushIndexOf(t, repo, tag, children...)
+}
+
+// PushIndexOf pushes an index to repo:tag with one random child per
+// options (each with its Platform set; Docker of the first picks a Docker
+// list).
+func (u *Upstream) PushIndexOf(t testing.TB, repo, tag string, children ...ImageOptions) *Index {
+	t.Helper()
 	imt := types.OCIImageIndex
-	if docker {
+	if len(children) > 0 && children[0].Docker {
 		imt = types.DockerManifestList
 	}
 	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, imt)
 	out := &Index{Repo: repo, Tag: tag}
-	for _, p := range platforms {
-		p := p
-		img := RandomImage(t, ImageOptions{Docker: docker, Platform: &p})
+	for _, o := range children {
+		p := *o.Platform
+		img := RandomImage(t, o)
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
 		child := describeImage(t, repo, "", img)
 		child.Platform = &p
