@@ -11,28 +11,10 @@ import (
 )
 
 // tarReleaseTrace feeds a tar to a fresh TarInspector in chunks of chunk
-// bytes and returns Releasable after each accepted Write and the error that
-// ended the stream (Write or Close). It fails the test when Releasable
-// decreases or exceeds the bytes written.
+// bytes (traceRelease).
 func tarReleaseTrace(t *testing.T, opts content.Options, data []byte, chunk int) ([]int64, error) {
 	t.Helper()
-	in := content.NewTarInspector(opts, int64(len(data)))
-	var rels []int64
-	var last int64
-	for off := 0; off < len(data); {
-		end := min(off+chunk, len(data))
-		if _, err := in.Write(data[off:end]); err != nil {
-			return rels, err
-		}
-		off = end
-		r := in.Releasable()
-		if r < last || r > int64(off) {
-			t.Fatalf("after %d bytes: Releasable %d (was %d)", off, r, last)
-		}
-		last = r
-		rels = append(rels, r)
-	}
-	return rels, in.Close()
+	return traceRelease(t, content.NewTarInspector(opts, int64(len(data))), data, chunk)
 }
 
 // entryAt is the offset of the tar header of the member named name.
