@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/pullgate/pullgate/test/modelcorpus"
+	"github.com/pullgate/pullgate/test/tools"
 	"github.com/pullgate/pullgate/verify/content"
 )
 
@@ -14,6 +16,9 @@ func TestInspectionSamplesPass(t *testing.T) {
 	for _, m := range inspectionKinds {
 		t.Run(m.kind, func(t *testing.T) {
 			blob, err := m.blob(64 << 20)
+			if err != nil && m.kind == "Keras HDF5" && modelcorpus.KerasPythonReady() != nil && !tools.Required() {
+				t.Skip(err) // h5py missing; under PULLGATE_REQUIRE_TOOLS=1 it fails
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
