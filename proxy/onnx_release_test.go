@@ -26,11 +26,19 @@ const onnxPolicy = `rules:
 // and returns the proxy's repository URL and the weight's digest.
 func pushONNX(t *testing.T, e *env, repo string, model []byte) (string, digest.Digest) {
 	t.Helper()
+	return pushWeight(t, e, repo, "application/vnd.cncf.model.weight.v1.raw", "model.onnx", model)
+}
+
+// pushWeight pushes a ModelPack model of one weight layer of the given
+// media type and title and returns the proxy's repository URL and the
+// weight's digest.
+func pushWeight(t *testing.T, e *env, repo, mediaType, title string, model []byte) (string, digest.Digest) {
+	t.Helper()
 	h := e.up.Host
 	cfg := ivPushBlob(t, h, repo, []byte(`{"descriptor":{},"config":{},"modelfs":{"type":"layers","diffIds":[]}}`), "application/vnd.cncf.model.config.v1+json")
-	w := ivPushBlob(t, h, repo, model, "application/vnd.cncf.model.weight.v1.raw")
+	w := ivPushBlob(t, h, repo, model, mediaType)
 	wd := ivDesc(w)
-	wd.Annotations = map[string]string{"org.opencontainers.image.title": "model.onnx"}
+	wd.Annotations = map[string]string{"org.opencontainers.image.title": title}
 	ivPushManifest(t, h, repo+":1", ivManifest{SchemaVersion: 2, MediaType: "application/vnd.oci.image.manifest.v1+json", Config: ivDesc(cfg), Layers: []ivDescriptor{wd}})
 	base := e.proxy.URL + "/v2/upstream.local/" + repo
 	if resp, b := get(t, base+"/manifests/1"); resp.StatusCode != 200 {

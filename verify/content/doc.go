@@ -107,8 +107,12 @@
 //     judged content; the held-back tail and the digest still guard the
 //     end.
 //   - TensorFlow graphs (*.pb): only after Close.
-//   - raw pickle, joblib, other zips (incl. .npz), tar and
-//     tar+gzip layers, JSON and YAML configs, SentencePiece models, chat
+//   - declared tar layers: only after Close, but released as entries are
+//     judged (TarInspector.Releasable), once 4 MiB are: entries judged
+//     whole and the part of the streaming member its own validator
+//     releases; never past a member that declared load-time references.
+//   - raw pickle, joblib, other zips (incl. .npz), tar+gzip layers, tars
+//     probed for NeMo in weight or undeclared layers, JSON and YAML configs, SentencePiece models, chat
 //     templates and any text up to MaxConfigBytes (it may carry a
 //     template): only after Close. A zip's central directory is at its end,
 //     and a partially delivered zip or pickle can already be dangerous

@@ -10,3 +10,11 @@ func SetONNXFirstRelease(t testing.TB, n int64) {
 	onnxFirstRelease = n
 	t.Cleanup(func() { onnxFirstRelease = old })
 }
+
+// SetTarFirstRelease sets how much of a tar is judged before its first
+// bytes are released, for the duration of the test.
+func SetTarFirstRelease(t testing.TB, n int64) {
+	old := tarFirstRelease
+	tarFirstRelease = n
+	t.Cleanup(func() { tarFirstRelease = old })
+}

@@ -190,8 +190,11 @@ func FuzzInspector(f *testing.F) {
 func FuzzTar(f *testing.F) {
 	f.Add(modelcorpus.Tar(modelcorpus.ModelTar(), nil), uint8(13))
 	f.Add(modelcorpus.Tar([]modelcorpus.TarEntry{{Name: "a", Data: []byte("x"), PAX: true}}, nil), uint8(1))
+	f.Add(modelcorpus.Tar(modelcorpus.SavedModelDir("m/", modelcorpus.TFSavedModel(modelcorpus.BenignSavedModel()), 4096), nil), uint8(40))
+	content.SetTarFirstRelease(f, 0) // release as early as allowed: the check below has something to check
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		fuzzChunking(t, func(size int64) content.Inspector { return content.NewTarInspector(scanOpts, size) }, data, chunk)
+		tarReleaseTrace(t, scanOpts, data, int(chunk%61)+1) // Releasable never decreases nor passes the bytes written
 	})
 }
 

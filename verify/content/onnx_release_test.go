@@ -19,12 +19,28 @@ import (
 func releaseTrace(t *testing.T, opts content.Options, data []byte, chunks ...int) ([]int64, error, *content.ONNXInspector) {
 	t.Helper()
 	in := content.NewONNXInspector(opts, int64(len(data)))
+	rels, err := traceRelease(t, in, data, chunks...)
+	return rels, err, in
+}
+
+// releasable is an inspector that releases bytes before HeaderDone.
+type releasable interface {
+	content.Inspector
+	content.Releasable
+}
+
+// traceRelease feeds data to in in the given chunk sizes (cycled) and
+// returns Releasable after each accepted Write and the error that ended
+// the stream (Write or Close). It fails the test when Releasable
+// decreases or exceeds the bytes written.
+func traceRelease(t *testing.T, in releasable, data []byte, chunks ...int) ([]int64, error) {
+	t.Helper()
 	var rels []int64
 	var last int64
 	for off, i := 0, 0; off < len(data); i++ {
 		end := min(off+chunks[i%len(chunks)], len(data))
 		if _, err := in.Write(data[off:end]); err != nil {
-			return rels, err, in
+			return rels, err
 		}
 		off = end
 		r := in.Releasable()
@@ -34,7 +50,7 @@ func releaseTrace(t *testing.T, opts content.Options, data []byte, chunks ...int
 		last = r
 		rels = append(rels, r)
 	}
-	return rels, in.Close(), in
+	return rels, in.Close()
 }
 
 // nodeField is the offset of the (first) graph node field holding node n.

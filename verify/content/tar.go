@@ -14,7 +14,8 @@ import (
 // setuid bits, and every regular file's content run through the same
 // sniffing validators as a layer (so a pickle or a bad safetensors inside a
 // tar is refused exactly as it would be on its own). The verdict is final at
-// Close (HeaderDone stays false until then).
+// Close (HeaderDone stays false until then), but judged entries are
+// released before that (Releasable).
 type TarInspector struct {
 	opts     Options
 	size     int64
@@ -39,7 +40,50 @@ type TarInspector struct {
 	refs     []Reference // load-time references of the member configs
 	nemo     bool        // a root model_config.yaml was seen (a NeMo archive)
 	dataAt   []int64     // member data offsets libhdf5 probes (memberDataAt)
+
+	// judged is the end of the last entry judged whole (a member whose
+	// inspector closed, a directory); released the last Releasable;
+	// frozen once a member declared load-time references (judged at
+	// Close by the caller: nothing more is released before that).
+	judged, released int64
+	frozen           bool
 }
+
+// Releasable is how many first bytes were judged: every entry up to the
+// end of the last one judged whole (its header and, for a file, its
+// content once the member's inspector closed), and, while a member
+// streams, its header and the part of its content its own inspector
+// releases (ReleasableOf: all of raw data such as a SavedModel's
+// variables shard, a safetensors file's after its header, none of a
+// config before it was parsed). A metadata record (PAX, GNU long name)
+// counts with the entry it names. A prefix of a tar is an archive of the
+// entries it holds whole plus one cut short, so every released byte lies
+// before anything not yet judged; the held-back tail and the digest
+// still guard the end. The first release waits until tarFirstRelease
+// bytes are judged (a small archive refused for any member gets a clean
+// 403, not a response cut short), and release stops for good at the
+// start of a member that declared load-time references (a
+// content.references refusal comes at Close). It never decreases.
+func (t *TarInspector) Releasable() int64 {
+	if t.err != nil || t.frozen || t.done {
+		return t.released
+	}
+	r := t.judged
+	if t.member != nil {
+		if m := ReleasableOf(t.member); m > 0 {
+			r = max(r, t.memberAt+min(m, t.seen-t.memberAt))
+		}
+	}
+	if t.released == 0 && r < tarFirstRelease {
+		r = 0
+	}
+	t.released = max(t.released, r)
+	return t.released
+}
+
+// tarFirstRelease is how much of a tar is judged before its first bytes
+// are released (Releasable), as onnxFirstRelease is for ONNX.
+var tarFirstRelease int64 = 4 << 20
 
 // memberDataAt reports whether a file member's data starts at off (an HDF5
 // member there is inspected as a member: polyglot.go).
@@ -157,11 +201,16 @@ func (t *TarInspector) endMember() error {
 			return t.wrap(err)
 		}
 		if rl, ok := m.(ReferenceLister); ok {
-			t.refs = append(t.refs, rl.References()...)
+			refs := rl.References()
+			t.refs = append(t.refs, refs...)
 			if len(t.refs) > maxReferences {
 				return t.fail(t.memberAt, "the archive's configs declare more than %d load-time references", maxReferences)
 			}
+			if len(refs) > 0 {
+				t.frozen = true
+			}
 		}
+		t.judged = t.seen
 		return nil
 	}
 	switch t.metaKind {
@@ -341,6 +390,7 @@ func (t *TarInspector) block(b []byte, off int64) error {
 		if size != 0 {
 			return t.fail(off, "directory %q has a size", name)
 		}
+		t.judged = off + 512
 		return nil
 	}
 	name = strings.TrimPrefix(name, "./")
@@ -369,6 +419,7 @@ func (t *TarInspector) block(b []byte, off int64) error {
 		if size != 0 {
 			return t.fail(off, "directory %q has a size", name)
 		}
+		t.judged = off + 512
 		return nil
 	}
 	if t.opts.DenyCodeLayers {

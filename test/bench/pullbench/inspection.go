@@ -25,7 +25,7 @@ type inspectionKind struct {
 	// target is the inspection on / off ratio.
 	target float64
 	// blob is a valid file of about size bytes.
-	blob func(size int64) []byte
+	blob func(size int64) ([]byte, error)
 }
 
 var inspectionKinds = []inspectionKind{
@@ -33,13 +33,17 @@ var inspectionKinds = []inspectionKind{
 	{kind: "torch.save", label: "torch.save checkpoint", repo: "bench/torch", policy: torchInspectPolicy, target: 0.90, blob: torchSaveBlob},
 	{kind: "ONNX", label: "ONNX model (1 GiB of initializers)", repo: "bench/onnx", policy: inspectPolicy,
 		mediaType: "application/vnd.cncf.model.weight.v1.raw", title: "model.onnx", target: 0.90, blob: onnxBlob},
+	{kind: "SavedModel", label: "TensorFlow SavedModel tar (1 GiB of variables)", repo: "bench/savedmodel", policy: inspectPolicy,
+		mediaType: "application/vnd.cncf.model.weight.v1.tar", title: "saved_model.tar", target: 0.90, blob: savedModelBlob},
+	{kind: "Keras HDF5", label: "legacy Keras .h5 (1 GiB of weights)", repo: "bench/keras-h5", policy: inspectPolicy,
+		mediaType: "application/vnd.cncf.model.weight.v1.raw", title: "model.h5", target: 0.90, blob: kerasH5Blob},
 }
 
 // onnxBlob is an ONNX model of about size bytes as onnx.save writes one
 // with large inline initializers: ir_version, opset_import, then the graph
 // (modelcorpus.BenignONNX's nodes and initializers) followed by float
 // initializers of 16 MiB of random raw_data each. One allocation.
-func onnxBlob(size int64) []byte {
+func onnxBlob(size int64) ([]byte, error) {
 	const per = 16 << 20
 	n := max(int(size/per), 1)
 	head := func(i int) []byte {
@@ -80,7 +84,7 @@ func onnxBlob(size int64) []byte {
 		b = b[:at+per]
 		rand.Read(b[at:])
 	}
-	return b
+	return b, nil
 }
 
 // selectKinds narrows inspectionKinds to a comma-separated list of kinds

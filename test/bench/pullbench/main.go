@@ -469,7 +469,10 @@ func run() error {
 	// without and with content inspection, alternating, for every kind of
 	// model file in inspectionKinds (one blob in memory at a time).
 	for _, m := range inspectionKinds {
-		blob := m.blob(size)
+		blob, err := m.blob(size)
+		if err != nil {
+			return fmt.Errorf("%s sample: %w", m.kind, err)
+		}
 		sd, err := seedLayer(m.repo, blob, m.mediaType, m.title)
 		if err != nil {
 			return err
@@ -494,6 +497,9 @@ func run() error {
 				}
 				err = measure(v.name, base+"/blobs/"+sd, sd, int64(len(blob)), pg)
 				pg.stop()
+				// Each cold pull stores the blob: drop the store (every
+				// kind's 10 pulls of 1 GiB would fill the disk).
+				os.RemoveAll(pg.dir)
 				if err != nil {
 					return err
 				}
@@ -627,7 +633,7 @@ const torchInspectPolicy = `rules:
 // unsafe_zip_pytorch.pt: data.pkl, byteorder, data/<key>, version,
 // .data/serialization_id; data descriptors, 64-byte aligned records): a
 // state dict of float32 tensors of 16 MiB of random data each.
-func torchSaveBlob(size int64) []byte {
+func torchSaveBlob(size int64) ([]byte, error) {
 	const per = 16 << 20
 	n := max(int(size/per), 1)
 	tensors := make([]modelcorpus.TorchTensor, n)
@@ -639,12 +645,12 @@ func torchSaveBlob(size int64) []byte {
 		b := make([]byte, per)
 		rand.Read(b)
 		return b
-	}))
+	})), nil
 }
 
 // safetensorsBlob is a valid safetensors file of about size bytes: one U8
 // tensor holding random data.
-func safetensorsBlob(size int64) []byte {
+func safetensorsBlob(size int64) ([]byte, error) {
 	n := size - 256
 	header := fmt.Sprintf(`{"__metadata__":{"format":"pt"},"w":{"dtype":"U8","shape":[%d],"data_offsets":[0,%d]}}`, n, n)
 	for len(header)%8 != 0 {
@@ -654,7 +660,7 @@ func safetensorsBlob(size int64) []byte {
 	binary.LittleEndian.PutUint64(buf, uint64(len(header)))
 	copy(buf[8:], header)
 	rand.Read(buf[8+len(header):])
-	return buf
+	return buf, nil
 }
 
 // throughputTable is the markdown table of throughput and ratio to direct per
