@@ -1,7 +1,10 @@
 package content
 
 import (
+	"cmp"
+	"hash/maphash"
 	"path"
+	"slices"
 
 	"github.com/pullgate/pullgate/verify/chattemplate"
 	"strings"
@@ -62,7 +65,7 @@ func checkConfigJSON(opts Options, b []byte) ([]Reference, error) {
 	if !utf8.Valid(b) {
 		return nil, newFinding(FormatJSON, 0, "not valid UTF-8")
 	}
-	p := &jsonParser{b: b, pyFloats: opts.pyJSONFloats}
+	p := &jsonParser{b: b, pyFloats: opts.pyJSONFloats, maxValues: opts.maxJSONValues, tooMany: opts.tooManyJSONValues}
 	p.ws()
 	v, err := p.value(0, "")
 	if err != nil {
@@ -146,6 +149,55 @@ type jsonParser struct {
 	// pyFloats accepts NaN, Infinity and -Infinity, which Python's json
 	// writes for non-finite floats (Keras configurations).
 	pyFloats bool
+	// maxValues, when positive, bounds the JSON values (objects, arrays,
+	// strings, numbers, literals) the document may hold: the parse
+	// tree's size, whatever the bytes (a value can take two bytes).
+	// tooMany is the refusal, with one %d for the limit.
+	maxValues int
+	values    int
+	tooMany   string
+
+	// keep, when set, says which members of an object are kept (the
+	// others are parsed, counted and checked for duplicates, not
+	// stored): the Keras check reads a few keys of each object.
+	keep   func(key string) bool
+	keys   []jsonKey // the keys of the open objects, when keep is set
+	hseed  maphash.Seed
+	seeded bool
+}
+
+// jsonKey is a key of an open object: its hash and its offset.
+type jsonKey struct {
+	h   uint64
+	off int
+}
+
+func (p *jsonParser) seed() maphash.Seed {
+	if !p.seeded {
+		p.hseed, p.seeded = maphash.MakeSeed(), true
+	}
+	return p.hseed
+}
+
+// dupKeys refuses a key that occurs twice among p.keys[from:] (one
+// object's keys), then drops them. Equal hashes are compared as strings
+// (a random seed: no input can make keys collide on purpose, and a
+// collision is only a comparison more).
+func (p *jsonParser) dupKeys(from int) error {
+	ks := p.keys[from:]
+	slices.SortFunc(ks, func(a, b jsonKey) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.off, b.off)) })
+	for i := 1; i < len(ks); i++ {
+		for j := i - 1; j >= 0 && ks[j].h == ks[i].h; j-- {
+			a, _ := (&jsonParser{b: p.b, i: ks[j].off}).str()
+			b, _ := (&jsonParser{b: p.b, i: ks[i].off}).str()
+			if a == b {
+				p.i = ks[i].off
+				return p.errf("duplicate key %q", b)
+			}
+		}
+	}
+	p.keys = p.keys[:from]
+	return nil
 }
 
 // jsonNumber is a JSON number's text, kept when jsonParser.keepAll is set.
@@ -172,6 +224,9 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 	if depth > 128 {
 		return nil, p.errf("JSON nested deeper than 128 levels")
 	}
+	if p.values++; p.maxValues > 0 && p.values > p.maxValues {
+		return nil, p.errf(p.tooMany, p.maxValues)
+	}
 	p.ws()
 	if p.i >= len(p.b) {
 		return nil, p.errf("unexpected end of JSON")
@@ -180,6 +235,7 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 	case c == '{':
 		p.i++
 		m := map[string]any{}
+		keys := len(p.keys)
 		p.ws()
 		if p.i < len(p.b) && p.b[p.i] == '}' {
 			p.i++
@@ -198,7 +254,12 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if _, dup := m[k]; dup {
+			if p.keep != nil {
+				// Only the members the check reads are kept: the
+				// others are checked for duplicates by hash (at the
+				// object's end), 16 bytes a key instead of a map entry.
+				p.keys = append(p.keys, jsonKey{maphash.String(p.seed(), k), koff})
+			} else if _, dup := m[k]; dup {
 				p.i = koff
 				return nil, p.errf("duplicate key %q", k)
 			}
@@ -221,7 +282,9 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if depth > 2 && !p.keepAll && p.onObject == nil {
 				v = nil // keep only shallow values
 			}
-			m[k] = v
+			if p.keep == nil || p.keep(k) {
+				m[k] = v
+			}
 			p.ws()
 			if p.i >= len(p.b) {
 				return nil, p.errf("unexpected end of JSON")
@@ -232,6 +295,11 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			}
 			if p.b[p.i] == '}' {
 				p.i++
+				if p.keep != nil {
+					if err := p.dupKeys(keys); err != nil {
+						return nil, err
+					}
+				}
 				if p.onObject != nil {
 					p.path = p.path[:depth]
 					if err := p.onObject(m); err != nil {
