@@ -9,10 +9,10 @@ package content
 // ("Issue 15"), TestHeldConfigPeakMemory.
 
 // kerasMaxValues bounds the JSON values of one Keras configuration (a
-// large functional model has about 50 a layer: 2^19 is 10,000 layers).
+// large functional model has about 50 a layer: 2^18 is 5,000 layers).
 // The Keras check keeps only the members it reads (kerasReadKey) and 16
 // bytes a key of the open objects.
-const kerasMaxValues = 1 << 19
+const kerasMaxValues = 1 << 18
 
 // kerasReadKey reports whether the Keras check reads a member of an
 // object (kerasChecker.object, tfOpLambdaFunction): only those are kept

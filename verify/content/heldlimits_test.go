@@ -69,13 +69,13 @@ func TestKerasConfigCaps(t *testing.T) {
 		if err := checkKerasConfig(Options{}, FormatKeras, "config.json", at(kerasMaxValues)); err != nil {
 			t.Fatalf("%d values refused: %v", kerasMaxValues, err)
 		}
-		wantRefused(t, checkKerasConfig(Options{}, FormatKeras, "config.json", at(kerasMaxValues+1)), "more than 524288 JSON values")
+		wantRefused(t, checkKerasConfig(Options{}, FormatKeras, "config.json", at(kerasMaxValues+1)), "more than 262144 JSON values")
 		b := at(kerasMaxValues)
 		if err := feedAll(newKerasConfigJSONInspector(Options{}, int64(len(b))), b); err != nil {
 			t.Fatalf("config.json of %d values refused: %v", kerasMaxValues, err)
 		}
 		b = at(kerasMaxValues + 1)
-		wantRefused(t, feedAll(newKerasConfigJSONInspector(Options{}, int64(len(b))), b), "more than 524288 JSON values")
+		wantRefused(t, feedAll(newKerasConfigJSONInspector(Options{}, int64(len(b))), b), "more than 262144 JSON values")
 	})
 	t.Run("duplicates", func(t *testing.T) {
 		// Keys the check does not keep are still checked for

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/pullgate/pullgate/test/modelcorpus"
 	"github.com/pullgate/pullgate/verify/content"
 )
 
@@ -226,9 +228,11 @@ func heldConfigCases(held map[string]int) []peakCase {
 	const kTail = `}, "registered_name": null}`
 	var cs []peakCase
 	for _, v := range []struct{ shape, val string }{{"objects", "{}"}, {"strings", `""`}, {"numbers", "0"}} {
-		n := held["keras"]
+		// The root's module, class_name, config and registered_name: the
+		// rest are members, up to the value cap.
+		n, members := held["keras"], held["kerasValues"]-5
 		cs = append(cs, peakCase{name: "keras config.json " + v.shape,
-			write: kerasZip(genMember{name: "config.json", size: n, gen: jsonShape(kHead, v.val, kTail, n)}),
+			write: kerasZip(genMember{name: "config.json", size: n, gen: jsonShapeN(kHead, v.val, kTail, n, members)}),
 			open:  func(size int64) content.Inspector { return content.NewZipInspector(opts, size) }})
 	}
 	for _, v := range []struct{ shape, val string }{{"objects", "{}"}, {"numbers", "0"}} {
@@ -265,7 +269,7 @@ func heldConfigCases(held map[string]int) []peakCase {
 				top = protowire.AppendVarint(top, uint64(objLen))
 				w.Write(top)
 				w.Write(obj)
-				jsonShape(kHead, "{}", kTail, n)(w)
+				jsonShapeN(kHead, "{}", kTail, n, held["kerasValues"]-5)(w)
 			},
 			open: func(size int64) content.Inspector {
 				return content.NewTensorFlowInspector(opts, "keras_metadata.pb", size)
@@ -284,6 +288,29 @@ func heldConfigCases(held map[string]int) []peakCase {
 	return cs
 }
 
+// hdf5Hostile is an h5py script writing hostile.h5: a legacy Keras file
+// whose model_config and training_config root attributes (variable-length
+// strings, as Keras writes them: in a global heap collection, at most
+// hdf5MaxCollection bytes) are each a Keras configuration of just under
+// 8 MiB: 250,000 empty objects with unique keys (under the value cap, so
+// both are parsed), then spaces.
+const hdf5Hostile = `
+import h5py
+def cfg(n):
+    head, tail = '{"class_name": "Functional", "config": {', '}}'
+    parts, size, i = [], len(head) + len(tail), 0
+    while True:
+        m = ('' if i == 0 else ',') + '"k%07x":{}' % i
+        if size + len(m) > n or i == 250000:
+            break
+        parts.append(m); size += len(m); i += 1
+    return head + ''.join(parts) + ' ' * (n - size) + tail
+with h5py.File("hostile.h5", "w") as f:
+    f.attrs["model_config"] = cfg((8 << 20) - 4096)
+    f.attrs["training_config"] = cfg((8 << 20) - 4096)
+    f.create_dataset("w", data=[1.0, 2.0])
+`
+
 func TestHeldConfigPeakMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("feeds configurations of up to 64 MiB")
@@ -297,7 +324,21 @@ func TestHeldConfigPeakMemory(t *testing.T) {
 		held["json"], _ = strconv.Atoi(os.Getenv("PEAK_JSON"))
 	}
 	filter := os.Getenv("PEAK_CASE")
-	for _, c := range heldConfigCases(held) {
+	cases := heldConfigCases(held)
+	if filter == "" || strings.Contains("hdf5", filter) {
+		path := filepath.Join(modelcorpus.H5PyDir(t, hdf5Hostile), "hostile.h5")
+		cases = append(cases, peakCase{name: "hdf5 model_config + training_config",
+			write: func(w io.Writer) {
+				f, err := os.Open(path)
+				if err != nil {
+					panic(err)
+				}
+				defer f.Close()
+				io.CopyBuffer(w, f, make([]byte, streamChunk))
+			},
+			open: func(size int64) content.Inspector { return content.NewHDF5Inspector(content.Options{}, size) }})
+	}
+	for _, c := range cases {
 		if filter != "" && !strings.Contains(c.name, filter) {
 			continue
 		}
