@@ -146,17 +146,54 @@ func TestNeMoConfigCaps(t *testing.T) {
 	})
 }
 
+var yamlBoundSeeds = []string{"x", "a: 1", "[a: 1]", "{a, b, c}", "- - - 0", "a:\n  b: 1\n  c: 2\n", "{a: {b: {c: 0}}}", "- a: 1\n- b:\n- ? c\n  : d\n",
+	"a: &x [1, 2]\nb: *x\nc: {<<: {d: 1}}\n", "[[[[0]]]]", "? [a, b]\n: {c: d}\n", "a: |\n  text\n  more\n", "[{a}, {b}, {}]", "a: !!str 1\r\nb: 2"}
+
 // The bound is an upper bound on the nodes yaml.v3 builds (the walk
 // counts them: nemoWalker's budget), on shapes that start two nodes at
 // one indicator.
 func TestYAMLNodeBound(t *testing.T) {
-	for _, doc := range []string{"x", "a: 1", "[a: 1]", "{a, b, c}", "- - - 0", "a:\n  b: 1\n  c: 2\n", "{a: {b: {c: 0}}}", "- a: 1\n- b:\n- ? c\n  : d\n",
-		"a: &x [1, 2]\nb: *x\nc: {<<: {d: 1}}\n", "[[[[0]]]]", "? [a, b]\n: {c: d}\n", "a: |\n  text\n  more\n", "[{a}, {b}, {}]"} {
+	for _, doc := range yamlBoundSeeds {
 		nodes := countYAMLNodes(t, doc)
 		if b := yamlNodeBound([]byte(doc)); b < nodes {
 			t.Errorf("%q: bound %d < %d nodes", doc, b, nodes)
 		}
 	}
+}
+
+// FuzzYAMLNodeBound checks the bound against yaml.v3 on any document it
+// parses: the NeMo check relies on it to refuse before parsing.
+func FuzzYAMLNodeBound(f *testing.F) {
+	for _, s := range yamlBoundSeeds {
+		f.Add(s)
+	}
+	f.Add(modelcorpus.NeMoASRConfig)
+	f.Fuzz(func(t *testing.T, doc string) {
+		if len(doc) > 4096 {
+			return
+		}
+		var n yaml.Node
+		func() {
+			defer func() { recover() }()
+			if yaml.Unmarshal([]byte(doc), &n) != nil {
+				n = yaml.Node{}
+			}
+		}()
+		if n.Kind == 0 {
+			return
+		}
+		if c, b := nodesOf(&n), yamlNodeBound([]byte(doc)); b < c {
+			t.Fatalf("%q: bound %d < %d nodes", doc, b, c)
+		}
+	})
+}
+
+func nodesOf(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += nodesOf(k)
+	}
+	return c
 }
 
 // countYAMLNodes counts the nodes yaml.v3 builds for doc.

@@ -275,6 +275,40 @@ func heldConfigCases(held map[string]int) []peakCase {
 				return content.NewTensorFlowInspector(opts, "keras_metadata.pb", size)
 			}})
 	}
+	// ONNX at its nesting cap: If nodes whose then_branch graph holds
+	// the next If node, as deep as the walker descends (64 messages),
+	// every frame's strings at 4 KiB, and 511 custom-operator domains
+	// remembered.
+	cs = append(cs, peakCase{name: "onnx nested subgraphs and domains",
+		write: func(w io.Writer) {
+			long := strings.Repeat("n", 4000)
+			bytesField := func(b []byte, num protowire.Number, v []byte) []byte {
+				b = protowire.AppendTag(b, num, protowire.BytesType)
+				return protowire.AppendBytes(b, v)
+			}
+			var graph []byte
+			for d := 0; d < 20; d++ { // graph > node > attribute: 3 messages a level
+				node := bytesField(nil, 3, []byte(long))
+				node = bytesField(node, 4, []byte("If"))
+				if graph != nil {
+					attr := bytesField(nil, 1, []byte("then_branch"))
+					attr = bytesField(attr, 6, graph)
+					attr = protowire.AppendTag(attr, 20, protowire.VarintType)
+					attr = protowire.AppendVarint(attr, 5)
+					node = bytesField(node, 5, attr)
+				}
+				graph = bytesField(bytesField(nil, 2, []byte(long)), 1, node)
+			}
+			for i := range 511 {
+				node := bytesField(nil, 4, []byte("Op"))
+				node = bytesField(node, 7, []byte(fmt.Sprintf("%04d.%s", i, long)))
+				graph = bytesField(graph, 1, node)
+			}
+			model := protowire.AppendTag(nil, 1, protowire.VarintType)
+			model = protowire.AppendVarint(model, 10)
+			w.Write(bytesField(model, 7, graph))
+		},
+		open: func(size int64) content.Inspector { return content.NewONNXInspector(opts, size) }})
 	// The generic JSON config check (not an issue-15 validator): a
 	// tokenizer-like JSON at content.maxConfigBytes.
 	if _, ok := held["json"]; ok {
