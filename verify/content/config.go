@@ -65,7 +65,7 @@ func checkConfigJSON(opts Options, b []byte) ([]Reference, error) {
 	if !utf8.Valid(b) {
 		return nil, newFinding(FormatJSON, 0, "not valid UTF-8")
 	}
-	p := &jsonParser{b: b, pyFloats: opts.pyJSONFloats, maxValues: opts.maxJSONValues, tooMany: opts.tooManyJSONValues}
+	p := &jsonParser{b: b, pyFloats: opts.pyJSONFloats, maxValues: opts.maxJSONValues, tooMany: opts.tooManyJSONValues, lean: true}
 	p.ws()
 	v, err := p.value(0, "")
 	if err != nil {
@@ -156,6 +156,15 @@ type jsonParser struct {
 	maxValues int
 	values    int
 	tooMany   string
+
+	// lean keeps of a JSON config only what remoteCodeHook and
+	// configReferences read: the top-level members and their objects'
+	// members, lists under auto_map, custom_pipelines' impl strings, and
+	// a top-level list's first three items (its length is read only as
+	// 0, 2 or more); the keys of objects deeper down (a tokenizer.json's
+	// vocab) are checked for duplicates by hash, 16 bytes a key.
+	lean   bool
+	topKey string // the top-level key being parsed
 
 	// keep, when set, says which members of an object are kept (the
 	// others are parsed, counted and checked for duplicates, not
@@ -254,7 +263,10 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if p.keep != nil {
+			if depth == 0 {
+				p.topKey = k
+			}
+			if p.keep != nil || p.lean && depth >= 2 {
 				// Only the members the check reads are kept: the
 				// others are checked for duplicates by hash (at the
 				// object's end), 16 bytes a key instead of a map entry.
@@ -282,7 +294,16 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if depth > 2 && !p.keepAll && p.onObject == nil {
 				v = nil // keep only shallow values
 			}
-			if p.keep == nil || p.keep(k) {
+			switch {
+			case p.keep != nil:
+				if p.keep(k) {
+					m[k] = v
+				}
+			case p.lean && depth >= 2:
+				if p.topKey == "custom_pipelines" && k == "impl" {
+					m[k] = v
+				}
+			default:
 				m[k] = v
 			}
 			p.ws()
@@ -295,7 +316,7 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			}
 			if p.b[p.i] == '}' {
 				p.i++
-				if p.keep != nil {
+				if p.keep != nil || p.lean && depth >= 2 {
 					if err := p.dupKeys(keys); err != nil {
 						return nil, err
 					}
@@ -327,7 +348,18 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if (depth <= 2 || p.keepAll) && p.onObject == nil {
+			keepEl := (depth <= 2 || p.keepAll) && p.onObject == nil
+			if p.lean {
+				switch depth {
+				case 0:
+					keepEl = false // a root array: nothing reads it
+				case 1:
+					keepEl = n < 3 // a top-level list: its length up to 3 and first items
+				case 2:
+					keepEl = p.topKey == "auto_map"
+				}
+			}
+			if keepEl {
 				a = append(a, v)
 			}
 			p.ws()

@@ -3,6 +3,7 @@ package content
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -211,4 +212,43 @@ func countYAMLNodes(t *testing.T, doc string) int {
 		return c
 	}
 	return count(&n)
+}
+
+// FuzzLeanConfigJSON checks that the lean JSON config parse (what
+// checkConfigJSON keeps) judges as the full one: the same verdict, the
+// same remote-code hook and the same load-time references.
+func FuzzLeanConfigJSON(f *testing.F) {
+	for _, s := range []string{`{"auto_map": {"AutoModel": "org/repo--m.M", "AutoTokenizer": ["a--t.T", null]}}`,
+		`{"custom_pipelines": {"t": {"impl": "org/repo--p.P", "x": 1}}, "_name_or_path": "org/base"}`,
+		`{"_class_name": ["m", "P"], "unet": ["evil", "U"], "vae": ["diffusers", "V", 3]}`,
+		`{"model": {"vocab": {"a": 0, "b": 1, "a": 2}}}`, `{"a": {"b": {"c": {"d": 1, "d": 2}}}}`, `[{"auto_map": 1}]`,
+		`{"auto_map": null, "base_model_name_or_path": "x/y"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := []byte(s)
+		parse := func(lean bool) (map[string]any, error) {
+			p := &jsonParser{b: b, lean: lean}
+			p.ws()
+			v, err := p.value(0, "")
+			top, _ := v.(map[string]any)
+			return top, err
+		}
+		full, errFull := parse(false)
+		lean, errLean := parse(true)
+		if (errFull == nil) != (errLean == nil) {
+			t.Fatalf("%q: full %v, lean %v", s, errFull, errLean)
+		}
+		if errFull != nil || full == nil {
+			return
+		}
+		if a, b := remoteCodeHook(full), remoteCodeHook(lean); a != b {
+			t.Fatalf("%q: hook %q vs %q", s, a, b)
+		}
+		ra, ea := configReferences(full)
+		rb, eb := configReferences(lean)
+		if !reflect.DeepEqual(ra, rb) || (ea == nil) != (eb == nil) {
+			t.Fatalf("%q: references %v %v vs %v %v", s, ra, ea, rb, eb)
+		}
+	})
 }
