@@ -40,6 +40,12 @@ func (b *BufferedInspector) Write(p []byte) (int, error) {
 		b.err = newFinding(b.format, b.max, b.tooLarge, b.max)
 		return 0, b.err
 	}
+	if b.buf == nil && b.size >= 0 {
+		// The declared size (at most max): the bytes are held once,
+		// not through append's doublings (a 64 MiB file would
+		// otherwise peak at about twice that while its buffer grows).
+		b.buf = make([]byte, 0, b.size)
+	}
 	b.buf = append(b.buf, p...)
 	return len(p), nil
 }

@@ -1,7 +1,10 @@
 package content
 
 import (
+	"cmp"
+	"hash/maphash"
 	"path"
+	"slices"
 
 	"github.com/pullgate/pullgate/verify/chattemplate"
 	"strings"
@@ -62,7 +65,7 @@ func checkConfigJSON(opts Options, b []byte) ([]Reference, error) {
 	if !utf8.Valid(b) {
 		return nil, newFinding(FormatJSON, 0, "not valid UTF-8")
 	}
-	p := &jsonParser{b: b, pyFloats: opts.pyJSONFloats}
+	p := &jsonParser{b: b, pyFloats: opts.pyJSONFloats, maxValues: opts.maxJSONValues, tooMany: opts.tooManyJSONValues, lean: true}
 	p.ws()
 	v, err := p.value(0, "")
 	if err != nil {
@@ -146,6 +149,64 @@ type jsonParser struct {
 	// pyFloats accepts NaN, Infinity and -Infinity, which Python's json
 	// writes for non-finite floats (Keras configurations).
 	pyFloats bool
+	// maxValues, when positive, bounds the JSON values (objects, arrays,
+	// strings, numbers, literals) the document may hold: the parse
+	// tree's size, whatever the bytes (a value can take two bytes).
+	// tooMany is the refusal, with one %d for the limit.
+	maxValues int
+	values    int
+	tooMany   string
+
+	// lean keeps of a JSON config only what remoteCodeHook and
+	// configReferences read: the top-level members and their objects'
+	// members, lists under auto_map, custom_pipelines' impl strings, and
+	// a top-level list's first three items (its length is read only as
+	// 0, 2 or more); the keys of objects deeper down (a tokenizer.json's
+	// vocab) are checked for duplicates by hash, 16 bytes a key.
+	lean   bool
+	topKey string // the top-level key being parsed
+
+	// keep, when set, says which members of an object are kept (the
+	// others are parsed, counted and checked for duplicates, not
+	// stored): the Keras check reads a few keys of each object.
+	keep   func(key string) bool
+	keys   []jsonKey // the keys of the open objects, when keep is set
+	hseed  maphash.Seed
+	seeded bool
+}
+
+// jsonKey is a key of an open object: its hash and its offset.
+type jsonKey struct {
+	h   uint64
+	off int
+}
+
+func (p *jsonParser) seed() maphash.Seed {
+	if !p.seeded {
+		p.hseed, p.seeded = maphash.MakeSeed(), true
+	}
+	return p.hseed
+}
+
+// dupKeys refuses a key that occurs twice among p.keys[from:] (one
+// object's keys), then drops them. Equal hashes are compared as strings
+// (a random seed: no input can make keys collide on purpose, and a
+// collision is only a comparison more).
+func (p *jsonParser) dupKeys(from int) error {
+	ks := p.keys[from:]
+	slices.SortFunc(ks, func(a, b jsonKey) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.off, b.off)) })
+	for i := 1; i < len(ks); i++ {
+		for j := i - 1; j >= 0 && ks[j].h == ks[i].h; j-- {
+			a, _ := (&jsonParser{b: p.b, i: ks[j].off}).str()
+			b, _ := (&jsonParser{b: p.b, i: ks[i].off}).str()
+			if a == b {
+				p.i = ks[i].off
+				return p.errf("duplicate key %q", b)
+			}
+		}
+	}
+	p.keys = p.keys[:from]
+	return nil
 }
 
 // jsonNumber is a JSON number's text, kept when jsonParser.keepAll is set.
@@ -172,6 +233,9 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 	if depth > 128 {
 		return nil, p.errf("JSON nested deeper than 128 levels")
 	}
+	if p.values++; p.maxValues > 0 && p.values > p.maxValues {
+		return nil, p.errf(p.tooMany, p.maxValues)
+	}
 	p.ws()
 	if p.i >= len(p.b) {
 		return nil, p.errf("unexpected end of JSON")
@@ -180,6 +244,7 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 	case c == '{':
 		p.i++
 		m := map[string]any{}
+		keys := len(p.keys)
 		p.ws()
 		if p.i < len(p.b) && p.b[p.i] == '}' {
 			p.i++
@@ -198,7 +263,15 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if _, dup := m[k]; dup {
+			if depth == 0 {
+				p.topKey = k
+			}
+			if p.keep != nil || p.lean && depth >= 2 {
+				// Only the members the check reads are kept: the
+				// others are checked for duplicates by hash (at the
+				// object's end), 16 bytes a key instead of a map entry.
+				p.keys = append(p.keys, jsonKey{maphash.String(p.seed(), k), koff})
+			} else if _, dup := m[k]; dup {
 				p.i = koff
 				return nil, p.errf("duplicate key %q", k)
 			}
@@ -221,7 +294,18 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if depth > 2 && !p.keepAll && p.onObject == nil {
 				v = nil // keep only shallow values
 			}
-			m[k] = v
+			switch {
+			case p.keep != nil:
+				if p.keep(k) {
+					m[k] = v
+				}
+			case p.lean && depth >= 2:
+				if p.topKey == "custom_pipelines" && k == "impl" {
+					m[k] = v
+				}
+			default:
+				m[k] = v
+			}
 			p.ws()
 			if p.i >= len(p.b) {
 				return nil, p.errf("unexpected end of JSON")
@@ -232,6 +316,11 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			}
 			if p.b[p.i] == '}' {
 				p.i++
+				if p.keep != nil || p.lean && depth >= 2 {
+					if err := p.dupKeys(keys); err != nil {
+						return nil, err
+					}
+				}
 				if p.onObject != nil {
 					p.path = p.path[:depth]
 					if err := p.onObject(m); err != nil {
@@ -259,7 +348,18 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if (depth <= 2 || p.keepAll) && p.onObject == nil {
+			keepEl := (depth <= 2 || p.keepAll) && p.onObject == nil
+			if p.lean {
+				switch depth {
+				case 0:
+					keepEl = false // a root array: nothing reads it
+				case 1:
+					keepEl = n < 3 // a top-level list: its length up to 3 and first items
+				case 2:
+					keepEl = p.topKey == "auto_map"
+				}
+			}
+			if keepEl {
 				a = append(a, v)
 			}
 			p.ws()

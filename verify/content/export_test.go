@@ -18,3 +18,10 @@ func SetTarFirstRelease(t testing.TB, n int64) {
 	tarFirstRelease = n
 	t.Cleanup(func() { tarFirstRelease = old })
 }
+
+// HeldConfigCaps are the caps of the held configurations (bytes, values,
+// nodes), for the peak-memory test's worst cases.
+func HeldConfigCaps() map[string]int {
+	return map[string]int{"keras": kerasMaxConfig, "kerasValues": kerasMaxValues, "skops": skopsMaxSchema, "skopsValues": skopsMaxValues,
+		"nemo": nemoMaxConfig, "nemoNodes": nemoMaxNodes, "kerasmeta": tfMaxKerasMeta, "json": int(Options{}.maxConfig())}
+}

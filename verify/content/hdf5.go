@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sort"
 )
 
@@ -19,11 +20,14 @@ var magicHDF5 = []byte("\x89HDF\r\n\x1a\n")
 // the root group (hdf5MaxChunk), the global heap collections that may hold
 // a root attribute's variable-length string (hdf5SpecBudget for
 // collections not yet known to be needed, hdf5MaxCollection for each of at
-// most two that are), the two configuration values copied out of them
-// (each at most hdf5MaxCollection), the superblock and a zip end-record
-// tail (2*maxEOCDTail): below 4 + 16 + 2*8 + 2*8 + 1 = 53 MiB, plus the
-// parsed Keras configuration, whatever the file size. Dataset raw data and every other
-// object are counted, never held.
+// most two that are, each held at its size), the two configuration values
+// (slices of their collections; a fixed-length string is copied out of
+// its header chunk, at most hdf5MaxChunk), the superblock and a zip
+// end-record tail (2*maxEOCDTail): below 4 + 16 + 2*8 + 2*4 + 1 = 45 MiB,
+// plus the parse of one Keras configuration at a time (the collections
+// are dropped first; kerasMaxValues bounds it: TestHeldConfigPeakMemory
+// measures the whole), whatever the file size. Dataset raw data and every
+// other object are counted, never held.
 const (
 	hdf5MaxChunk      = 4 << 20
 	hdf5MaxChunks     = 1024    // root object header chunks
@@ -234,6 +238,10 @@ func (h *HDF5Inspector) checkDone() error {
 		if h.rootV1 && h.v1Seen != h.v1Decl {
 			return h.fail(-1, "root object header holds %d messages but declares %d", h.v1Seen, h.v1Decl)
 		}
+		// Every reference is resolved: the collections are no longer
+		// needed, and go before the configurations are parsed (the
+		// parse's peak is then the two values and one parse).
+		h.cands, h.active, h.carry = nil, nil, nil
 		// checked once all were read, in one order: the finding does not
 		// depend on where each value lay
 		for _, name := range []string{"model_config", "training_config"} {
@@ -242,11 +250,11 @@ func (h *HDF5Inspector) checkDone() error {
 					h.err = err
 					return err
 				}
+				delete(h.values, name) // checked: not held for the next parse
 			}
 		}
 		h.values = nil
 		h.done = true
-		h.cands, h.active, h.carry = nil, nil, nil
 	}
 	return nil
 }
@@ -794,6 +802,8 @@ func (h *HDF5Inspector) feed(c *h5gcol, p []byte, start int64) {
 		}
 		c.want = int(sz)
 		c.full = c.want == len(c.buf)
+		// Held at its size, not through append's doublings.
+		c.buf = slices.Grow(c.buf, c.want-len(c.buf))
 	}
 }
 
@@ -822,7 +832,9 @@ func (h *HDF5Inspector) resolve(final bool) error {
 				h.err = err
 				return err
 			}
-			h.values[r.name] = bytes.Clone(v)
+			// Not copied: the collection is complete and never
+			// written again, and the value keeps it (only it) alive.
+			h.values[r.name] = v
 			continue
 		case c == nil && (r.coll+4 <= h.pos || final):
 			if len(h.cands) >= hdf5MaxCandidates {

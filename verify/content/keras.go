@@ -155,7 +155,9 @@ func (z *ZipInspector) kerasCollect(e *zipEntry, b []byte, json bool) error {
 // gets the Keras configuration check, whatever the zip holds besides.
 func kerasConfigDeserialises(b []byte) bool {
 	found := false
-	p := &jsonParser{b: b, pyFloats: true, onObject: func(m map[string]any) error {
+	// Only class_name is kept (the other keys are checked for
+	// duplicates by hash, heldlimits.go).
+	p := &jsonParser{b: b, pyFloats: true, keep: func(k string) bool { return k == "class_name" }, onObject: func(m map[string]any) error {
 		if _, ok := m["class_name"]; ok {
 			found = true
 			return errString("found")

@@ -170,7 +170,8 @@ func checkKerasConfig(opts Options, format, where string, cfg []byte) error {
 		return newFinding(format, -1, "%s: not valid UTF-8", where)
 	}
 	k := kerasChecker{opts: opts.Keras}
-	p := &jsonParser{b: cfg, pyFloats: true}
+	p := &jsonParser{b: cfg, pyFloats: true, keep: kerasReadKey, maxValues: kerasMaxValues,
+		tooMany: "more than %d JSON values (the limit that bounds a Keras configuration's parse; no key raises it)"}
 	// A __lambda__ object is reported as the Lambda layer that holds it
 	// when there is one (objects are checked innermost first): it is held
 	// as pending until its enclosing objects are done, or another problem

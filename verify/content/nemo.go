@@ -179,7 +179,7 @@ func isDottedPath(s string) bool {
 // that dialect. It lists the config's load-time references.
 func newNeMoConfigInspector(opts Options, size int64, dialect chattemplate.Dialect, tmpl bool) *nemoConfigInspector {
 	n := &nemoConfigInspector{}
-	n.textInspector = newHeldTextInspector(opts, size, FormatNeMo, "NeMo model_config.yaml larger than %d bytes (content.maxConfigBytes)", func(b []byte) error {
+	n.textInspector = newHeldTextInspector(opts, size, FormatNeMo, "NeMo model_config.yaml larger than %d bytes (the limit for a NeMo configuration; content.maxConfigBytes lowers it, no key raises it)", func(b []byte) error {
 		refs, err := checkNeMoConfig(opts, b)
 		if err != nil {
 			return err
@@ -190,6 +190,7 @@ func newNeMoConfigInspector(opts Options, size int64, dialect chattemplate.Diale
 		}
 		return nil
 	})
+	n.textInspector.BufferedInspector.max = heldLimit(opts, nemoMaxConfig)
 	return n
 }
 
@@ -265,6 +266,9 @@ func checkNeMoConfig(opts Options, b []byte) (refs []Reference, err error) {
 			err = newFinding(FormatNeMo, -1, "model_config.yaml does not parse (the YAML parser failed: %v)", r)
 		}
 	}()
+	if n := yamlNodeBound(b); n > nemoMaxNodes {
+		return nil, newFinding(FormatNeMo, -1, "model_config.yaml may hold up to %d YAML nodes, more than the %d the check parses (each costs about 200 bytes parsed; no key raises it)", n, nemoMaxNodes)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {

@@ -185,6 +185,12 @@ type Options struct {
 	// codeLayer is set for the members of an archive layer declared as
 	// code: their shebang scripts are code (denyCodeLayers), not disguised.
 	codeLayer bool
+
+	// maxJSONValues, when positive, bounds the values of a JSON config
+	// (heldlimits.go: a zip's top-level config.json, which Keras
+	// loads); tooManyJSONValues is the refusal, one %d for the limit.
+	maxJSONValues     int
+	tooManyJSONValues string
 }
 
 // formatAllowed reports whether a format may be served under AllowFormats.

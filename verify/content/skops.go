@@ -136,7 +136,7 @@ func looksSkops(root map[string]any) bool {
 // newSkopsSchemaInspector holds a zip's top-level schema.json (at most
 // MaxConfigBytes) and checks it at Close.
 func newSkopsSchemaInspector(opts Options, size int64) *BufferedInspector {
-	return NewBufferedInspector(FormatSkops, size, opts.maxConfig(), "skops schema.json larger than the %d-byte limit for parsed config files (content.maxConfigBytes)",
+	return NewBufferedInspector(FormatSkops, size, heldLimit(opts, skopsMaxSchema), "skops schema.json larger than the %d-byte limit for a skops schema (its parse tree costs about 7 times its size; content.maxConfigBytes lowers it, no key raises it)",
 		func(b []byte) error { return CheckSkopsSchema(opts, b) })
 }
 
@@ -158,7 +158,8 @@ func CheckSkopsSchema(opts Options, b []byte) error {
 	if !utf8.Valid(b) {
 		return newFinding(FormatSkops, 0, "schema.json is not valid UTF-8")
 	}
-	p := &jsonParser{b: b, keepAll: true}
+	p := &jsonParser{b: b, keepAll: true, maxValues: skopsMaxValues,
+		tooMany: "more than %d JSON values (the limit that bounds a skops schema's parse tree; no key raises it)"}
 	p.ws()
 	v, err := p.value(0, "")
 	if err != nil {

@@ -767,7 +767,7 @@ func (s *memberSink) decide() error {
 		// Python's non-finite floats.
 		o := z.memberOpts()
 		o.pyJSONFloats = true
-		s.inner = newConfigInspector(o, s.sizeOrUnknown())
+		s.inner = newKerasConfigJSONInspector(o, s.sizeOrUnknown())
 		return nil
 	}
 	in, err := NewInspector(z.memberOpts(), "", e.name, s.sizeOrUnknown())
