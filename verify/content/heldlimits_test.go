@@ -252,3 +252,21 @@ func FuzzLeanConfigJSON(f *testing.F) {
 		}
 	})
 }
+
+// A generic YAML config (any *.yaml layer) is parsed whole too: its node
+// count is bounded before yaml.v3 builds the nodes.
+func TestYAMLConfigNodeCap(t *testing.T) {
+	const cfg = "name: m\n"
+	base := yamlNodeBound([]byte(cfg))
+	at := func(bound int) []byte {
+		commas := (bound-base)/2 - 3
+		return []byte(cfg + "a: [0" + strings.Repeat(",0", commas) + "]\n")
+	}
+	if n := yamlNodeBound(at(maxYAMLParseNodes)); n != maxYAMLParseNodes {
+		t.Fatalf("bound %d, want %d", n, maxYAMLParseNodes)
+	}
+	if err := checkYAMLConfig(Options{}, at(maxYAMLParseNodes)); err != nil {
+		t.Fatalf("YAML config with a node bound of %d refused: %v", maxYAMLParseNodes, err)
+	}
+	wantRefused(t, checkYAMLConfig(Options{}, at(maxYAMLParseNodes+2)), "refuses more than 131072 nodes")
+}

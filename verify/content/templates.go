@@ -207,6 +207,9 @@ func checkYAMLConfig(opts Options, b []byte) (err error) {
 			err = newFinding(FormatYAML, -1, "YAML config does not parse (the YAML parser failed: %v)", r)
 		}
 	}()
+	if k := yamlNodeBound(b); k > maxYAMLParseNodes {
+		return newFinding(FormatYAML, -1, "YAML config of up to %d nodes; pullgate parses YAML configs whole and refuses more than %d nodes (about 200 bytes of memory each; no key raises it)", k, maxYAMLParseNodes)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	for {
 		var n yaml.Node
@@ -223,6 +226,13 @@ func checkYAMLConfig(opts Options, b []byte) (err error) {
 		}
 	}
 }
+
+// maxYAMLParseNodes bounds the nodes yaml.v3 may build from one YAML
+// config (yamlNodeBound, counted before the parse): a flow sequence takes
+// two bytes a node and yaml.v3 about 200 bytes of memory, so 64 MiB of
+// "[0,0,...]" would parse into gigabytes. 2^17 nodes are about 26 MiB; a
+// serving or training config has hundreds.
+const maxYAMLParseNodes = 1 << 17
 
 // maxYAMLNodes bounds the nodes walked in one YAML document, aliases
 // expanded (an alias bomb expands exponentially).
