@@ -71,7 +71,12 @@ func (t *TarInspector) Releasable() int64 {
 	r := t.judged
 	if t.member != nil {
 		if m := ReleasableOf(t.member); m > 0 {
-			r = max(r, t.memberAt+min(m, t.seen-t.memberAt))
+			// A member's validator may still refuse at its Close (an
+			// end record or trailing data after its last byte): for a
+			// whole blob the proxy holds back its last Holdback bytes,
+			// where those records lie; a member ends mid-blob, so its
+			// last memberHoldback bytes wait for its Close here.
+			r = max(r, t.memberAt+min(m, t.seen-t.memberAt-memberHoldback))
 		}
 	}
 	if t.released == 0 && r < tarFirstRelease {
@@ -80,6 +85,13 @@ func (t *TarInspector) Releasable() int64 {
 	t.released = max(t.released, r)
 	return t.released
 }
+
+// memberHoldback is how much of a streaming member's end is released
+// only once the member was judged whole: as proxy/engine.Holdback for a
+// blob, enough to keep a zip end record (22 bytes, before a comment of up
+// to 65,535) incomplete, so a released prefix does not open as the zip a
+// member's end-record check refuses.
+const memberHoldback = 64 << 10
 
 // tarFirstRelease is how much of a tar is judged before its first bytes
 // are released (Releasable), as onnxFirstRelease is for ONNX.
@@ -247,14 +259,29 @@ func (t *TarInspector) pax(b []byte) error {
 		switch k {
 		case "path":
 			t.longName = v
+		case "mtime", "atime", "ctime", "uid", "gid", "uname", "gname", "comment", "LIBARCHIVE.creationtime":
+			// metadata every reader applies to the extracted file
+			// (Python's tarfile, GNU tar and Go's archive/tar write
+			// these); none names, sizes or places it.
+		default:
+			if strings.HasPrefix(k, "LIBARCHIVE.xattr.com.apple.") || strings.HasPrefix(k, "SCHILY.xattr.com.apple.") {
+				// macOS bsdtar's Finder and quarantine attributes: only
+				// macOS applies them, as attributes of the file
+				break
+			}
+			// Anything else may rename, resize or redirect the member
+			// for some reader (GNU.sparse.name renames it for GNU tar
+			// and Python's tarfile; GNU.sparse.* maps data; linkpath,
+			// hdrcharset, SCHILY.xattr.* and LIBARCHIVE.* change what is
+			// written or how the name reads): refused rather than
+			// judged under a name the extractor does not use.
+			return t.fail(t.seen, "PAX record %q is not accepted (only path, size, mtime, atime, ctime, uid, gid, uname, gname and comment are: a PAX key can rename or redirect a member for some readers)", k)
 		case "size":
 			sz, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || sz < 0 || sz > 1<<62 {
 				return t.fail(t.seen, "malformed PAX size %q", v)
 			}
 			t.paxSize = sz
-		case "linkpath", "GNU.sparse.map", "GNU.sparse.size", "GNU.sparse.major":
-			return t.fail(t.seen, "PAX record %q is not accepted", k)
 		}
 	}
 	return nil
