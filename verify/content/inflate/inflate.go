@@ -2,9 +2,11 @@
 // the compressed stream is handed over in pieces of any size as it
 // arrives (Write), and the inflated bytes go to a callback as they are
 // decoded. It holds a 32 KiB window, the Huffman tables of the current
-// block and at most a few hundred bytes of input it could not decode yet
-// (an incomplete symbol, or an incomplete block header that is parsed
-// again from its start when more bytes arrive), whatever the stream's size.
+// block (3 first-level tables of 4 KiB, second-level ones for codes over
+// 10 bits: at most 41 KiB) and at most a few hundred bytes of input it
+// could not decode yet (an incomplete symbol, or an incomplete block
+// header that is parsed again from its start when more bytes arrive), plus
+// up to 1 KiB during a Write: at most 88 KiB whatever the stream's size.
 //
 // It accepts exactly what compress/flate accepts and reports the end of
 // the stream at the same byte: a stream compress/flate rejects as corrupt
