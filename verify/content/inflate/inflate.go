@@ -386,11 +386,8 @@ func (f *Inflater) header(br *bitReader) (bool, error) {
 	lens := f.lens[:nlit+ndist]
 	for i := 0; i < len(lens); {
 		x, ok, err := br.sym(&f.clen)
-		if err != nil {
-			return false, f.corrupt(br, err.(*CorruptError))
-		}
-		if !ok {
-			return false, nil
+		if err != nil || !ok {
+			return false, f.corruptAt(br, err)
 		}
 		if x < 16 {
 			lens[i] = uint8(x)
@@ -474,10 +471,12 @@ func (f *Inflater) huffBlock(br *bitReader) (int, error) {
 	src := br.src
 	for {
 		cp := br.bitPos()
-		var length, dist int
-		if len(src)-br.pos >= 8 {
-			// fast path: 56 bits or more cover a length, a distance and
-			// their extra bits (at most 48)
+		// fast path: with 8 bytes left, 56 bits or more cover a length, a
+		// distance and their extra bits (at most 48); near the end of src,
+		// bits are read as compress/flate reads them
+		fast := len(src)-br.pos >= 8
+		var s int
+		if fast {
 			br.acc |= le64(src[br.pos:]) << br.n
 			br.pos += int(63-br.n) >> 3
 			br.n |= 56
@@ -486,107 +485,85 @@ func (f *Inflater) huffBlock(br *bitReader) (int, error) {
 			if n == 0 {
 				return cp, f.corrupt(br, errCode)
 			}
-			br.acc >>= n
-			br.n -= n
-			s := int(e >> 8)
-			if s < 256 {
-				f.hist[f.wp] = byte(s)
-				f.wp++
-				if f.wp == windowSize {
-					if err := f.flush(); err != nil {
-						return br.bitPos(), err
-					}
+			br.drop(n)
+			s = int(e >> 8)
+		} else {
+			var ok bool
+			var err error
+			if s, ok, err = br.sym(hl); err != nil || !ok {
+				return cp, f.corruptAt(br, err)
+			}
+		}
+		if s < 256 {
+			f.hist[f.wp] = byte(s)
+			f.wp++
+			if f.wp == windowSize {
+				if err := f.flush(); err != nil {
+					return br.bitPos(), err
 				}
-				continue
 			}
-			if s == 256 {
-				f.endBlock()
-				return br.bitPos(), nil
-			}
-			s -= 257
-			if s >= 29 {
-				return cp, f.corrupt(br, errLenSym)
-			}
-			eb := uint(lengthExtra[s])
-			length = int(lengthBase[s]) + int(br.acc&(1<<eb-1))
-			br.acc >>= eb
-			br.n -= eb
-			e = hd.lookup(br.acc)
-			n = uint(e & 0x7f)
+			continue
+		}
+		if s == 256 {
+			f.endBlock()
+			return br.bitPos(), nil
+		}
+		s -= 257
+		if s >= 29 {
+			return cp, f.corrupt(br, errLenSym)
+		}
+		eb := uint(lengthExtra[s])
+		var d int
+		if fast {
+			length := int(lengthBase[s]) + int(br.acc&(1<<eb-1))
+			br.drop(eb)
+			e := hd.lookup(br.acc)
+			n := uint(e & 0x7f)
 			if n == 0 {
 				return cp, f.corrupt(br, errCode)
 			}
-			br.acc >>= n
-			br.n -= n
-			d := int(e >> 8)
-			if d >= 30 {
+			br.drop(n)
+			if d = int(e >> 8); d >= 30 {
 				return cp, f.corrupt(br, errDistSym)
 			}
-			eb = uint(distExtra[d])
-			dist = int(distBase[d]) + int(br.acc&(1<<eb-1))
-			br.acc >>= eb
-			br.n -= eb
+			s = length
 		} else {
-			// slow path, near the end of src: read as compress/flate does
-			s, ok, err := br.sym(hl)
-			if err != nil {
-				return cp, f.corrupt(br, err.(*CorruptError))
-			}
-			if !ok {
-				return cp, nil
-			}
-			if s < 256 {
-				f.hist[f.wp] = byte(s)
-				f.wp++
-				if f.wp == windowSize {
-					if err := f.flush(); err != nil {
-						return br.bitPos(), err
-					}
-				}
-				continue
-			}
-			if s == 256 {
-				f.endBlock()
-				return br.bitPos(), nil
-			}
-			s -= 257
-			if s >= 29 {
-				return cp, f.corrupt(br, errLenSym)
-			}
-			eb := uint(lengthExtra[s])
 			if !br.need(eb) {
 				return cp, nil
 			}
-			length = int(lengthBase[s]) + int(br.acc&(1<<eb-1))
+			length := int(lengthBase[s]) + int(br.acc&(1<<eb-1))
 			br.drop(eb)
-			d, ok, err := br.sym(hd)
-			if err != nil {
-				return cp, f.corrupt(br, err.(*CorruptError))
-			}
-			if !ok {
-				return cp, nil
+			var ok bool
+			var err error
+			if d, ok, err = br.sym(hd); err != nil || !ok {
+				return cp, f.corruptAt(br, err)
 			}
 			if d >= 30 {
 				return cp, f.corrupt(br, errDistSym)
 			}
-			eb = uint(distExtra[d])
-			if !br.need(eb) {
+			if !br.need(uint(distExtra[d])) {
 				return cp, nil
 			}
-			dist = int(distBase[d]) + int(br.acc&(1<<eb-1))
-			br.drop(eb)
+			s = length
 		}
-		if f.full {
-			if dist > windowSize {
-				return cp, f.corrupt(br, errDistFar)
-			}
-		} else if dist > f.wp {
+		eb = uint(distExtra[d])
+		dist := int(distBase[d]) + int(br.acc&(1<<eb-1))
+		br.drop(eb)
+		if dist > windowSize || !f.full && dist > f.wp {
 			return cp, f.corrupt(br, errDistFar)
 		}
-		if err := f.copyMatch(dist, length); err != nil {
+		if err := f.copyMatch(dist, s); err != nil {
 			return br.bitPos(), err
 		}
 	}
+}
+
+// corruptAt is f.corrupt for an error of bitReader.sym (nil: src ended).
+func (f *Inflater) corruptAt(br *bitReader, err error) error {
+	if err == nil {
+		return nil
+	}
+	return f.corrupt(br, err.(*CorruptError))
 }
 
 // copyMatch appends length bytes from dist bytes back.
