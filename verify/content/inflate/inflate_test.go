@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -309,4 +310,32 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestMemoryBound: what an Inflater holds after a stream of many dynamic
+// blocks with long codes, fed in 1-byte and 64 KiB writes, stays within
+// the documented 88 KiB.
+func TestMemoryBound(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	c := compress(t, sample(r, 4<<20), flate.BestCompression)
+	for _, step := range []int{1, 64 << 10} {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapAlloc
+		f := New(func([]byte) error { return nil })
+		for off := 0; off < len(c); off += step {
+			if _, err := f.Write(c[off:min(len(c), off+step)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		held := int64(ms.HeapAlloc) - int64(base)
+		runtime.KeepAlive(f)
+		t.Logf("%d-byte writes: %d bytes held (subtables %d entries)", step, held, cap(f.lit.sub)+cap(f.dist.sub))
+		if !f.Done() || held > 88<<10 {
+			t.Fatalf("done %v, %d bytes held", f.Done(), held)
+		}
+	}
 }
