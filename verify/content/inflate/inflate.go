@@ -172,7 +172,16 @@ func (f *Inflater) Write(p []byte) (int, error) {
 	return len(p), f.flush()
 }
 
+// fail ends the decoding with err. Before a corrupt-data error, what was
+// inflated before it goes to the callback (as compress/flate returns it
+// before the error), so the callback sees the same bytes however the input
+// was split; an error of the callback then wins.
 func (f *Inflater) fail(err error) error {
+	if _, ok := err.(*CorruptError); ok {
+		if ferr := f.flush(); ferr != nil {
+			return ferr
+		}
+	}
 	f.err = err
 	return err
 }
