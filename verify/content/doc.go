@@ -69,8 +69,9 @@
 // No validator buffers a whole blob: safetensors buffers its header (capped,
 // default 16 MiB), GGUF one metadata item at a time (each capped), the pickle
 // walker one opcode (bytes payloads are skipped as they stream, not held), the zip validator one record header (deflated members
-// up to ZipOptions.MaxDeflatedMember). Tensor data is only counted; stored
-// zip members are CRC-checked as they pass.
+// are inflated as they stream, verify/content/inflate: at most 88 KiB, a
+// 32 KiB window, Huffman tables and held input, whatever the member's size). Tensor data is
+// only counted; zip members are CRC-checked as they pass.
 //
 // HeaderDone differs per format, and the proxy must honour it: bytes are
 // released to clients only once HeaderDone is true, or, for an inspector

@@ -100,9 +100,10 @@ type PickleOptions struct {
 // ZipOptions bound the zip validator.
 type ZipOptions struct {
 	MaxEntries int // default 65536
-	// MaxDeflatedMember caps the compressed size of one deflated member,
-	// which is buffered before it is inflated (stored members stream).
-	// Default 64 MiB.
+	// MaxDeflatedMember optionally caps the compressed size of one
+	// deflated member. Deflated members stream like stored ones (inflated
+	// as they arrive: at most 88 KiB, a 32 KiB window, Huffman tables
+	// and held input, verify/content/inflate), so it bounds no memory. Default 0: no cap.
 	MaxDeflatedMember int64
 	// MaxInflatedMember caps the declared uncompressed size of a deflated
 	// member (zip bombs); the inflater also stops at the declared size.

@@ -3,6 +3,7 @@ package content_test
 import (
 	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -358,3 +359,92 @@ func TestValidatorsStreamInBoundedMemory(t *testing.T) {
 		})
 	}
 }
+
+// deflatedSegment is 1 MiB of tensor-like bytes (4 bits of entropy a byte,
+// with repeats near and 3 KiB back) and its deflate encoding by
+// compress/flate at level 1, ended by a sync flush (non-final blocks that
+// end on a byte boundary and refer only to their own bytes): repeated,
+// then closed by a final empty block, it is one valid deflate stream of
+// any length, generated as it is fed.
+var deflatedSegment = sync.OnceValues(func() (raw, seg []byte) {
+	raw = make([]byte, streamChunk)
+	for i, x := range streamBlock() {
+		raw[i] = x & 0x0f
+	}
+	for j := 8192; j+512 <= len(raw); j += 8192 {
+		copy(raw[j:j+512], raw[j-3000:])
+	}
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	w.Write(raw)
+	w.Flush()
+	return raw, b.Bytes()
+})
+
+// deflateFinal is a final fixed-Huffman block with only its end of block.
+var deflateFinal = []byte{0x03, 0x00}
+
+// TestZipDeflatedMemberStreams: a zip whose one deflated member inflates
+// to 256 MiB (128 MiB compressed; a zipped SavedModel or
+// np.savez_compressed output), its sizes in the local header or in a data
+// descriptor, is accepted with the live heap growing by little: the member
+// is inflated as it arrives (verify/content/inflate), not buffered. Before,
+// it was refused (MaxDeflatedMember, 64 MiB of compressed bytes buffered);
+// with the cap raised, the whole compressed member was held.
+func TestZipDeflatedMemberStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 256 MiB")
+	}
+	raw, seg := deflatedSegment()
+	const copies = 256
+	var crc uint32
+	for range copies {
+		crc = crc32.Update(crc, crc32.IEEETable, raw)
+	}
+	csize := int64(copies*len(seg) + len(deflateFinal))
+	for _, dd := range []bool{false, true} {
+		t.Run(fmt.Sprintf("descriptor=%v", dd), func(t *testing.T) {
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			base := int64(ms.HeapAlloc)
+			var peak int64
+			in := content.NewZipInspector(content.Options{}, -1)
+			zw := zip.NewWriter(writerFunc(func(p []byte) (int, error) { return in.Write(p) }))
+			fh := &zip.FileHeader{Name: "saved_model/variables/variables.data-00000-of-00001", Method: zip.Deflate,
+				CRC32: crc, CompressedSize64: uint64(csize), UncompressedSize64: copies * uint64(len(raw))}
+			if dd {
+				fh.Flags = 0x8
+			}
+			w, err := zw.CreateRaw(fh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range copies {
+				if _, err := w.Write(seg); err != nil {
+					t.Fatalf("after %d MiB: %v", i, err)
+				}
+				if i%32 == 31 {
+					runtime.GC()
+					runtime.ReadMemStats(&ms)
+					peak = max(peak, int64(ms.HeapAlloc)-base)
+				}
+			}
+			if _, err := w.Write(deflateFinal); err != nil {
+				t.Fatal(err)
+			}
+			if err := zw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := in.Close(); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			runtime.KeepAlive(in)
+			t.Logf("%d MiB deflated member (%d compressed bytes): live heap growth at most %.2f MiB", copies, csize, float64(peak)/(1<<20))
+			if peak > 4<<20 {
+				t.Fatalf("live heap grew by %d bytes", peak)
+			}
+		})
+	}
+}
+

@@ -2,13 +2,13 @@ package content
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"path"
 	"strings"
+
+	"github.com/pullgate/pullgate/verify/content/inflate"
 )
 
 const (
@@ -92,12 +92,10 @@ type ZipInspector struct {
 	cur      *zipEntry
 	curLeft  int64 // compressed bytes of cur still to read
 	sink     *memberSink
-	deflated []byte
-	hold     []byte // stored member of unknown length: last bytes not yet known to be data
-	join     []byte // scratch for hold and the next bytes
-	ddFed    int64  // deflated member of unknown length: inflated bytes already given to the sink
-	scratch  []byte
-	total    int64 // sum of uncompressed sizes
+	infl     *inflate.Inflater // deflated member: its stream, inflated as it arrives into sink
+	hold     []byte            // stored member of unknown length: last bytes not yet known to be data
+	join     []byte            // scratch for hold and the next bytes
+	total    int64             // sum of uncompressed sizes
 
 	cdStart, cdEnd   int64
 	cdCount          int
@@ -166,7 +164,7 @@ func (z *ZipInspector) fail(off int64, reason string, args ...any) error {
 }
 
 func (z *ZipInspector) maxInflated() int64 { return def64(z.opts.Zip.MaxInflatedMember, 1<<30) }
-func (z *ZipInspector) maxDeflated() int64 { return def64(z.opts.Zip.MaxDeflatedMember, 64<<20) }
+func (z *ZipInspector) maxDeflated() int64 { return def64(z.opts.Zip.MaxDeflatedMember, 1<<62) } // no cap by default
 func (z *ZipInspector) maxTotal() int64    { return def64(z.opts.Zip.MaxUncompressed, 1<<40) }
 
 func (z *ZipInspector) Write(p []byte) (int, error) {
@@ -380,13 +378,14 @@ func (z *ZipInspector) local(b []byte, off int64) error {
 	z.buf.consume(30 + nlen + xlen)
 	z.cur = e
 	z.sink = z.newSink(e)
-	z.deflated = z.deflated[:0]
+	if method == 8 {
+		z.startInflate()
+	}
 	switch {
 	case !known && method == 0:
 		z.hold = z.hold[:0]
 		z.state = zsStoredDD
 	case !known:
-		z.ddFed = 0
 		z.state = zsDeflateDD
 	default:
 		z.curLeft = csize
@@ -713,9 +712,8 @@ func (s *memberSink) decide() error {
 	f := sniffArchive(h)
 	if f == FormatZip && e.method == 0 && !z.opts.nestedZip && strings.EqualFold(path.Ext(e.name), ".npz") {
 		// A stored .npz member (scipy.sparse.save_npz inside a skops
-		// file): inspected as a zip of its own, one level deep. A stored
-		// member streams, so only the inner zip buffers (its deflated
-		// members, up to MaxDeflatedMember).
+		// file): inspected as a zip of its own, one level deep. Both
+		// stream (the inner zip's deflated members too).
 		o := z.memberOpts()
 		o.nestedZip = true
 		s.inner = NewZipInspector(o, s.sizeOrUnknown())
@@ -892,64 +890,55 @@ func (z *ZipInspector) memberData(p []byte) error {
 	if z.cur.method == 0 {
 		return z.sink.write(p)
 	}
-	z.deflated = append(z.deflated, p...)
+	if z.infl.Done() {
+		return z.hiddenData(z.curLeft)
+	}
+	n, err := z.infl.Write(p)
+	if err != nil {
+		return z.inflateErr(err)
+	}
+	if z.infl.Done() && z.curLeft > int64(n) {
+		return z.hiddenData(z.curLeft - int64(n))
+	}
 	return nil
 }
 
-// finishMember inflates a deflated member of known size and closes the sink.
-func (z *ZipInspector) finishMember() error {
+func (z *ZipInspector) hiddenData(rest int64) error {
 	e := z.cur
-	if e.method == 8 {
-		br := bytes.NewReader(z.deflated)
-		done, err := z.inflate(br, 0)
-		if err != nil {
-			return err
-		}
-		if !done {
-			return z.fail(e.offset, "entry %q: invalid deflate data: %v", e.name, io.ErrUnexpectedEOF)
-		}
-		if br.Len() != 0 {
-			return z.fail(e.offset, "entry %q: its deflate stream ends %d bytes before the end of its %d compressed bytes (hidden data)", e.name, br.Len(), e.csize)
-		}
-		z.deflated = z.deflated[:0]
-	}
-	return z.sink.close()
+	return z.fail(e.offset, "entry %q: its deflate stream ends %d bytes before the end of its %d compressed bytes (hidden data)", e.name, rest, e.csize)
 }
 
-// inflate decompresses r into the sink, skipping the first skip inflated
-// bytes (already given to the sink by an earlier attempt on a prefix of the
-// same stream). It reports whether the deflate stream ended; false means
-// the input ended first.
-func (z *ZipInspector) inflate(r *bytes.Reader, skip int64) (bool, error) {
+// startInflate prepares the inflater for the current (deflated) member: it
+// streams, holding a 32 KiB window, the block's Huffman tables and a few
+// hundred bytes of input at most, however large the member.
+func (z *ZipInspector) startInflate() {
+	out := func(p []byte) error { return z.sink.write(p) }
+	if z.infl == nil {
+		z.infl = inflate.New(out)
+		return
+	}
+	z.infl.Reset(out)
+}
+
+// inflateErr reports an error of the inflater: corrupt deflate data, or
+// the finding the member's sink returned (already recorded).
+func (z *ZipInspector) inflateErr(err error) error {
+	if ce, ok := err.(*inflate.CorruptError); ok {
+		e := z.cur
+		return z.fail(e.offset, "entry %q: invalid deflate data: %v", e.name, ce)
+	}
+	z.err = err
+	return err
+}
+
+// finishMember closes the sink of a member of known size; a deflated
+// member's stream must have ended.
+func (z *ZipInspector) finishMember() error {
 	e := z.cur
-	if z.scratch == nil {
-		z.scratch = make([]byte, 32<<10)
+	if e.method == 8 && !z.infl.Done() {
+		return z.fail(e.offset, "entry %q: invalid deflate data: unexpected EOF", e.name)
 	}
-	fr := flate.NewReader(r)
-	var out int64
-	for {
-		n, err := fr.Read(z.scratch)
-		if n > 0 {
-			p := z.scratch[:n]
-			if d := skip - out; d > 0 {
-				p = p[min(d, int64(n)):]
-			}
-			out += int64(n)
-			if len(p) > 0 {
-				if werr := z.sink.write(p); werr != nil {
-					return false, werr
-				}
-			}
-		}
-		switch {
-		case err == io.EOF:
-			return true, nil
-		case err == io.ErrUnexpectedEOF:
-			return false, nil
-		case err != nil:
-			return false, z.fail(e.offset, "entry %q: invalid deflate data: %v", e.name, err)
-		}
-	}
+	return z.sink.close()
 }
 
 // storedDD consumes b as data of a stored member whose length is unknown
@@ -1136,41 +1125,36 @@ func (z *ZipInspector) addTotal(e *zipEntry) error {
 	return nil
 }
 
-// deflateDD handles a deflated member of unknown length: b (everything
-// buffered from the start of its data) is inflated until the deflate stream
-// ends, which gives the compressed size; the descriptor must follow. While
-// the stream has not ended, nothing is consumed and run waits until the
-// buffer doubled before trying again (so the work stays linear); the
-// stream must end within MaxDeflatedMember bytes.
+// deflateDD handles a deflated member of unknown length: b goes through
+// the inflater until the deflate stream ends, which gives the compressed
+// size; the descriptor must follow at once. With MaxDeflatedMember set, the
+// stream must end within that many bytes.
 func (z *ZipInspector) deflateDD(b []byte) error {
 	e := z.cur
 	maxIn := z.maxDeflated()
 	in := b
-	if int64(len(in)) > maxIn {
-		in = in[:maxIn]
+	if left := maxIn - z.infl.InputUsed(); int64(len(in)) > left {
+		in = in[:left]
 	}
-	br := bytes.NewReader(in)
-	before := z.sink.n
-	done, err := z.inflate(br, z.ddFed)
-	z.ddFed += z.sink.n - before
+	n, err := z.infl.Write(in)
 	if err != nil {
-		return err
+		return z.inflateErr(err)
 	}
-	if !done {
-		if int64(len(b)) >= maxIn {
+	if !z.infl.Done() {
+		z.buf.consume(n)
+		if z.infl.InputUsed() >= maxIn {
 			return z.fail(e.offset, "deflated entry %q: its deflate stream does not end within %d bytes, the limit for deflated members", e.name, maxIn)
 		}
 		return nil
 	}
-	used := len(in) - br.Len()
-	e.csize, e.usize, e.crc = int64(used), z.sink.n, z.sink.crc
+	e.csize, e.usize, e.crc = z.infl.InputUsed(), z.sink.n, z.sink.crc
 	if err := z.addTotal(e); err != nil {
 		return err
 	}
 	if err := z.sink.close(); err != nil {
 		return err
 	}
-	z.buf.consume(used)
+	z.buf.consume(n)
 	z.state = zsDescr
 	return nil
 }

@@ -216,13 +216,14 @@ func zipCases(t testing.TB) []zipCase {
 	// deflate stream: bytes no reader inflates
 	payload := []byte("hello hello hello hello")
 	var tailCSize int
-	deflateTail := func() []byte {
-		var comp, buf bytes.Buffer
-		fw, _ := flate.NewWriter(&comp, flate.BestCompression)
-		fw.Write(payload)
-		fw.Close()
-		raw := append(comp.Bytes(), "hidden"...)
-		tailCSize = len(raw)
+	var comp bytes.Buffer
+	fw, _ := flate.NewWriter(&comp, flate.BestCompression)
+	fw.Write(payload)
+	fw.Close()
+	// rawDeflated is a zip whose one member notes.txt (payload) has raw as
+	// its compressed bytes
+	rawDeflated := func(raw []byte) []byte {
+		var buf bytes.Buffer
 		zw := zip.NewWriter(&buf)
 		w, err := zw.CreateRaw(&zip.FileHeader{Name: "notes.txt", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(payload),
 			CompressedSize64: uint64(len(raw)), UncompressedSize64: uint64(len(payload))})
@@ -232,13 +233,19 @@ func zipCases(t testing.TB) []zipCase {
 		w.Write(raw)
 		zw.Close()
 		return buf.Bytes()
-	}()
+	}
+	deflateTail := rawDeflated(append(bytes.Clone(comp.Bytes()), "hidden"...))
+	tailCSize = comp.Len() + len("hidden")
 
 	cs := []zipCase{
 		{name: "go/archive/zip, deflated members with descriptors", data: goZip(zip.Deflate)},
 		{name: "go/archive/zip, stored members with descriptors", data: goZip(zip.Store)},
 		{name: "zip/deflate stream ends before the compressed size", data: deflateTail,
 			format: "zip", reason: fmt.Sprintf(`entry "notes.txt": its deflate stream ends 6 bytes before the end of its %d compressed bytes (hidden data)`, tailCSize)},
+		{name: "zip/deflate stream truncated", data: rawDeflated(comp.Bytes()[:comp.Len()-2]),
+			format: "zip", reason: `entry "notes.txt": invalid deflate data: unexpected EOF`},
+		{name: "zip/deflate block type 3", data: rawDeflated([]byte{0x07, 0, 0, 0}),
+			format: "zip", reason: `entry "notes.txt": invalid deflate data: `, prefix: true},
 		// ---- real files --------------------------------------------------
 		{name: "corpus/new_pytorch_model.bin (torch 1.x)", opts: scan, data: readCorpus(t, "picklescan/tests/data/new_pytorch_model.bin")},
 		{name: "corpus/new_pytorch_model.bin, pickle deny", data: readCorpus(t, "picklescan/tests/data/new_pytorch_model.bin"),
