@@ -447,4 +447,3 @@ func TestZipDeflatedMemberStreams(t *testing.T) {
 		})
 	}
 }
-
