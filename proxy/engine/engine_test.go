@@ -81,6 +81,8 @@ type env struct {
 	// "method kind" (the upstream client's OnRequest hook).
 	mu       sync.Mutex
 	requests map[string]int
+	// now, when set, is the clock of every engine opened (Options.Now).
+	now func() time.Time
 }
 
 func newEnv(t *testing.T) *env {
@@ -148,6 +150,7 @@ policy: %s
 				e.mu.Unlock()
 			}
 		},
+		Now: e.now,
 	})
 	if err != nil {
 		st.Close()

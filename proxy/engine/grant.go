@@ -43,7 +43,8 @@ func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict)
 			}
 			g = g.with(manifest, classes[d.Digest])
 		}
-		s.blobGrants.Add(key, g, ttl)
+		g = g.until(v.WaivedUntil)
+		s.blobGrants.Add(key, g, s.boundTTL(ttl, g.Until))
 	}
 }
 
@@ -71,6 +72,9 @@ type BlobGrant struct {
 	// modified (it is shared through the cache): with and union copy.
 	Classes []content.Class
 	Seen    []string
+	// Until, when set, is when the exception an allowing manifest was
+	// waived by expires: the grant is not held past it.
+	Until time.Time
 	// Gen, when not 0, is the link generation (Engine.linkGen) at which
 	// Seen accounted for every manifest the store linked the blob to. In
 	// a local store, which only this process writes, the grant covers
@@ -104,8 +108,17 @@ func (g BlobGrant) with(manifest digest.Digest, classes []content.Class) BlobGra
 	return g
 }
 
+// until returns g held at most until t (zero: no bound).
+func (g BlobGrant) until(t time.Time) BlobGrant {
+	if !t.IsZero() && (g.Until.IsZero() || t.Before(g.Until)) {
+		g.Until = t
+	}
+	return g
+}
+
 // union returns g extended by every manifest and class of o.
 func (g BlobGrant) union(o BlobGrant) BlobGrant {
+	g = g.until(o.Until)
 	g.Classes = content.MergeClasses(g.Classes, o.Classes)
 	for _, enc := range o.Seen {
 		if i, seen := slices.BinarySearch(g.Seen, enc); !seen {
@@ -331,7 +344,7 @@ func (sc *linkScan) grantFrom(q *Query, md digest.Digest, m *Manifest, v Verdict
 		if d.Digest != dgst {
 			continue
 		}
-		g := BlobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}
+		g := BlobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}.until(v.WaivedUntil)
 		if !g.Evidence {
 			if q.rule.Content == nil {
 				sc.direct, sc.directVerdict = &g, v
@@ -379,7 +392,7 @@ func (s *Engine) keepEvidenceGrant(key string, sc *linkScan) BlobGrant {
 	if s.store.LocalRoot() != "" {
 		g.Gen = sc.gen
 	}
-	s.evidenceGrants.Add(key, g, evidenceGrantTTL)
+	s.evidenceGrants.Add(key, g, s.boundTTL(evidenceGrantTTL, g.Until))
 	return g
 }
 
@@ -453,6 +466,6 @@ func (s *Engine) keepGrant(key string, g BlobGrant) BlobGrant {
 	if cur, ok := s.blobGrants.Get(key); ok && !cur.Evidence {
 		g = g.union(cur)
 	}
-	s.blobGrants.Add(key, g, s.cfg.Cache.AllowTTL.D())
+	s.blobGrants.Add(key, g, s.boundTTL(s.cfg.Cache.AllowTTL.D(), g.Until))
 	return g
 }
