@@ -108,25 +108,44 @@ var findingClassRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 // [layer <digest>: ]<format>: <why>") into its class. ok is false for
 // every other reason.
 func contentReason(reason string) (class string, ok bool) {
+	_, class, ok = ContentFinding(reason)
+	return class, ok
+}
+
+// ContentFinding splits a content finding reason ("rule <r>: content:
+// [layer <digest>: ]<format>: <why>") into the layer it is about ("" when
+// the finding is about the manifest's declarations) and its finding class
+// ("unknown" when the text names no format). ok is false for every other
+// reason.
+func ContentFinding(reason string) (layer digest.Digest, class string, ok bool) {
 	rest, found := strings.CutPrefix(reason, "rule ")
 	if !found {
-		return "", false
+		return "", "", false
 	}
 	i := strings.Index(rest, ": content: ")
 	if i < 0 || strings.ContainsAny(rest[:i], " :") {
-		return "", false
+		return "", "", false
 	}
 	f := rest[i+len(": content: "):]
 	if l, found := strings.CutPrefix(f, "layer "); found {
 		if j := strings.Index(l, ": "); j >= 0 {
+			if d := digest.Digest(l[:j]); d.Validate() == nil {
+				layer = d
+			}
 			f = l[j+2:]
 		}
 	}
 	j := strings.Index(f, ": ")
 	if j < 0 || !findingClassRE.MatchString(f[:j]) {
-		return findingClassUnknown, true
+		return layer, findingClassUnknown, true
 	}
-	return f[:j], true
+	return layer, f[:j], true
+}
+
+// IsCodeExecution reports a finding class of code that runs when the
+// artifact is loaded (CodeExecutionClasses; "unknown" counts as one).
+func IsCodeExecution(class string) bool {
+	return class == findingClassUnknown || slices.Contains(CodeExecutionClasses, class)
 }
 
 // Applies reports whether the exception is about the artifact dgst in

@@ -36,10 +36,12 @@ func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict)
 		if ok && !old.Evidence && v.Evidence {
 			continue // an artifact's grant (inspected as content) stays
 		}
-		g := BlobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence}
+		g := BlobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence, Uninspected: waivedCode(v, d.Digest)}
 		if classes != nil {
 			if ok && !old.Evidence {
+				uninspected := g.Uninspected && old.Uninspected
 				g = old
+				g.Uninspected = uninspected
 			}
 			g = g.with(manifest, classes[d.Digest])
 		}
@@ -75,6 +77,12 @@ type BlobGrant struct {
 	// Until, when set, is when the exception an allowing manifest was
 	// waived by expires: the grant is not held past it.
 	Until time.Time
+	// Uninspected: every manifest the grant came from was allowed by an
+	// exception that waived a code-execution finding recorded against
+	// this blob (whose class it lists). The blob then runs code its
+	// approvers accepted: it is served after its digest check, without
+	// content inspection (see waivedCode).
+	Uninspected bool
 	// Gen, when not 0, is the link generation (Engine.linkGen) at which
 	// Seen accounted for every manifest the store linked the blob to. In
 	// a local store, which only this process writes, the grant covers
@@ -116,8 +124,25 @@ func (g BlobGrant) until(t time.Time) BlobGrant {
 	return g
 }
 
+// waivedCode reports a verdict allowed by exceptions that waived a
+// code-execution content finding recorded against blob d (the class
+// listed in the exception's findingClasses): whatever else the blob
+// holds, it runs code the exception accepted.
+func waivedCode(v Verdict, d digest.Digest) bool {
+	if !v.Allowed || len(v.Waivers) == 0 {
+		return false
+	}
+	for _, r := range v.Reasons {
+		if layer, class, ok := policy.ContentFinding(r); ok && layer == d && policy.IsCodeExecution(class) {
+			return true
+		}
+	}
+	return false
+}
+
 // union returns g extended by every manifest and class of o.
 func (g BlobGrant) union(o BlobGrant) BlobGrant {
+	g.Uninspected = g.Uninspected && o.Uninspected
 	g = g.until(o.Until)
 	g.Classes = content.MergeClasses(g.Classes, o.Classes)
 	for _, enc := range o.Seen {
@@ -344,7 +369,7 @@ func (sc *linkScan) grantFrom(q *Query, md digest.Digest, m *Manifest, v Verdict
 		if d.Digest != dgst {
 			continue
 		}
-		g := BlobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}.until(v.WaivedUntil)
+		g := BlobGrant{Manifest: md, Desc: d, Evidence: v.Evidence, Uninspected: waivedCode(v, dgst)}.until(v.WaivedUntil)
 		if !g.Evidence {
 			if q.rule.Content == nil {
 				sc.direct, sc.directVerdict = &g, v
@@ -452,7 +477,8 @@ func (s *Engine) accountFor(q *Query, g BlobGrant, md, dgst digest.Digest) (Blob
 	switch {
 	case v.Allowed && !v.Evidence:
 		s.grant(q, md, m, v)
-		return g.with(md, classes), true
+		g.Uninspected = g.Uninspected && waivedCode(v, dgst)
+		return g.with(md, classes).until(v.WaivedUntil), true
 	case v.Evidence:
 		return g.with(md, nil), true
 	}
