@@ -316,3 +316,35 @@ func TestExceptionsRevision(t *testing.T) {
 		t.Errorf("a policy without exceptions changed revision: %s %s", r0, r3)
 	}
 }
+
+// FuzzContentFinding: reasons carry text from artifacts (finding
+// reasons); splitting them never panics, and a class is a format name or
+// "unknown".
+func FuzzContentFinding(f *testing.F) {
+	l := string(digest.FromString("l"))
+	for _, s := range []string{
+		"rule m: content: layer " + l + ": pickle: global os.system",
+		"rule m: content: keras: Lambda",
+		"rule m: content: layer sha256:zz: x",
+		"rule m: content: ",
+		"rule : content: a: b",
+		"rule m: no signature by key release on " + l,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, reason string) {
+		layer, class, ok := ContentFinding(reason)
+		if !ok {
+			if layer != "" || class != "" {
+				t.Fatalf("not a content reason but %q %q", layer, class)
+			}
+			return
+		}
+		if class != findingClassUnknown && !findingClassRE.MatchString(class) {
+			t.Fatalf("class %q", class)
+		}
+		if layer != "" && layer.Validate() != nil {
+			t.Fatalf("layer %q", layer)
+		}
+	})
+}
