@@ -424,18 +424,8 @@ func (l *loader) parseExceptionMatch(mf field, what string, x *Exception) {
 			l.errAt(rf.val, `list at least one repository pattern, e.g. "upstream.local/legacy/app"`, "%s.match.repositories is empty", what)
 		}
 		for j, pat := range pats {
-			g, err := glob.Compile(pat)
-			if err != nil {
-				col, msg := nodes[j].Column, err.Error()
-				var ge *glob.SyntaxError
-				if errors.As(err, &ge) {
-					col += ge.Offset
-					if nodes[j].Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
-						col++
-					}
-					msg = fmt.Sprintf("pattern %q: %s", pat, ge.Msg)
-				}
-				l.errPos(nodes[j].Line, col, "patterns are <upstream>/<repo path> with '**' spanning segments, '*' and '?' within one segment", "%s.match.repositories: %s", what, msg)
+			g, ok := l.glob(nodes[j], pat, what+".match.repositories")
+			if !ok {
 				continue
 			}
 			x.Repositories = append(x.Repositories, pat)
@@ -518,6 +508,26 @@ func (l *loader) checkWaived(at *yaml.Node, what string, j int, prefix string, e
 				"%s.waive[%d] is a %s content finding, which this exception may not waive", what, j, class)
 		}
 	}
+}
+
+// glob compiles a repository pattern written at n, reporting a syntax
+// error at its column.
+func (l *loader) glob(n *yaml.Node, pat, what string) (*glob.Pattern, bool) {
+	g, err := glob.Compile(pat)
+	if err == nil {
+		return g, true
+	}
+	col, msg := n.Column, err.Error()
+	var ge *glob.SyntaxError
+	if errors.As(err, &ge) {
+		col += ge.Offset
+		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+			col++
+		}
+		msg = fmt.Sprintf("pattern %q: %s", pat, ge.Msg)
+	}
+	l.errPos(n.Line, col, "patterns are <upstream>/<repo path> with '**' spanning segments, '*' and '?' within one segment", "%s: %s", what, msg)
+	return nil, false
 }
 
 // lintAt records a problem only `policy lint` reports (a policy with it

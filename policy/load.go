@@ -21,7 +21,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pullgate/pullgate/policy/bytesize"
-	"github.com/pullgate/pullgate/policy/glob"
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/pubkey"
 )
@@ -483,19 +482,8 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 			l.errAt(mf.val, `add at least one pattern, e.g. "upstream.local/**"`, "%s.match is empty", what)
 		}
 		for j, pat := range pats {
-			g, err := glob.Compile(pat)
-			if err != nil {
-				var ge *glob.SyntaxError
-				col := nodes[j].Column
-				msg := err.Error()
-				if errors.As(err, &ge) {
-					col += ge.Offset
-					if nodes[j].Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
-						col++
-					}
-					msg = fmt.Sprintf("pattern %q: %s", pat, ge.Msg)
-				}
-				l.errPos(nodes[j].Line, col, "patterns are <upstream>/<repo path> with '**' spanning segments, '*' and '?' within one segment", "%s.match: %s", what, msg)
+			g, ok := l.glob(nodes[j], pat, what+".match")
+			if !ok {
 				continue
 			}
 			switch prev, dup := l.patterns[pat]; {
