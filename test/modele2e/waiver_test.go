@@ -16,11 +16,12 @@ import (
 
 // A code-execution content finding (a pickle calling os.system, pushed
 // with oras to a real upstream) is waived only by an exception that names
-// its class: the first pull meets the finding and is refused (it is
-// recorded against the blob); from then on the manifest is decided with
-// the finding, which an exception listing findingClasses [pickle] waives
-// (served whole, audited as waived) and one that does not list it never
-// does, whatever its waive pattern says.
+// its class. The blob is inspected and the finding recorded against it;
+// the manifest is then decided with the finding, which an exception
+// listing findingClasses [pickle] waives: the blob is served whole, after
+// its digest check, to the very pull that met the finding (and audited as
+// waived); an exception that does not list the class never waives it,
+// whatever its waive pattern says.
 func TestWaivedPickleNeedsItsClass(t *testing.T) {
 	until := time.Now().UTC().Add(24 * time.Hour).Format(time.RFC3339)
 	pol := modelPolicy + fmt.Sprintf(`exceptions:
@@ -40,27 +41,34 @@ func TestWaivedPickleNeedsItsClass(t *testing.T) {
 `, until, until)
 	up := harness.StartUpstream(t, harness.UpstreamOptions{Referrers: true})
 	e := &env{up: up, px: gate.Start(t, gate.Options{Upstreams: []*harness.Upstream{up}, Policy: pol})}
+	// Two blobs: a finding is recorded per blob (and rule), and the
+	// approved one must meet its finding in its own first pull.
 	evil := modelcorpus.OsSystemPickle()
-	e.push(t, "models/approved:1", true, file{"model.bin", mtWeightRaw, evil})
+	p := modelcorpus.NewPickler(2)
+	p.Global("posix", "system")
+	p.Str("id -u")
+	p.Tuple(1)
+	p.Op('R')
+	p.Put()
+	approved := p.Stop()
+	e.push(t, "models/approved:1", true, file{"model.bin", mtWeightRaw, approved})
 	e.push(t, "models/noclass:1", true, file{"model.bin", mtWeightRaw, evil})
 
-	// First pulls: the blob is inspected and refused; the finding is
-	// recorded.
-	if r, _ := harness.OrasPull(t, e.px.Host+"/upstream.local/models/approved:1"); r.Err == nil || !strings.Contains(r.Output(), "pickle") {
-		t.Fatalf("first pull of models/approved:1: want the pickle refusal\n%s", r.Output())
-	}
+	// Without the class: the first pull meets the finding, later ones are
+	// refused by the manifest's decision; never waived.
 	e.assertRefused(t, "models/noclass:1", evil, "pickle")
-
-	// Without the class: the finding is never waived.
 	e.assertRefused(t, "models/noclass:1", evil, "rule models: content: layer "+sha(evil)+": pickle")
 
-	// With it: served whole, after its digest check.
-	r, dir := harness.OrasPull(t, e.px.Host+"/upstream.local/models/approved:1")
-	if r.Err != nil {
-		t.Fatalf("oras pull of a model whose pickle finding is waived by class: %v\n%s", r.Err, r.Output())
-	}
-	if got, err := os.ReadFile(filepath.Join(dir, "model.bin")); err != nil || !bytes.Equal(got, evil) {
-		t.Fatalf("pulled model.bin differs (%d bytes, %v)", len(got), err)
+	// With it: served whole, after its digest check, from the first pull
+	// on (and again from the store).
+	for i := range 2 {
+		r, dir := harness.OrasPull(t, e.px.Host+"/upstream.local/models/approved:1")
+		if r.Err != nil {
+			t.Fatalf("oras pull %d of a model whose pickle finding is waived by class: %v\n%s", i, r.Err, r.Output())
+		}
+		if got, err := os.ReadFile(filepath.Join(dir, "model.bin")); err != nil || !bytes.Equal(got, approved) {
+			t.Fatalf("pull %d: model.bin differs (%d bytes, %v)", i, len(got), err)
+		}
 	}
 	audit, err := os.ReadFile(e.px.AuditPath)
 	if err != nil {
@@ -69,7 +77,7 @@ func TestWaivedPickleNeedsItsClass(t *testing.T) {
 	var waived bool
 	for _, line := range strings.Split(string(audit), "\n") {
 		if strings.Contains(line, `"decision":"waived"`) && strings.Contains(line, `"waivers":["research-checkpoint"]`) &&
-			strings.Contains(line, "rule models: content: layer "+sha(evil)+": pickle") {
+			strings.Contains(line, "rule models: content: layer "+sha(approved)+": pickle") {
 			waived = true
 		}
 		if strings.Contains(line, "models/noclass") && strings.Contains(line, `"decision":"waived"`) {
