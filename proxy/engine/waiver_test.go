@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/audit"
@@ -60,6 +61,7 @@ func TestWaivers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(e.dir, "policy.yaml"), []byte(pol), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	e.reg = prometheus.NewRegistry()
 	eng := e.open(t, "store")
 
 	v, dgst := admit(t, eng, subject(t, eng, "signed/none", "1"))
@@ -68,6 +70,9 @@ func TestWaivers(t *testing.T) {
 	}
 	if dgst != digest.Digest(w.unsigned.Digest) {
 		t.Fatalf("decided %s", dgst)
+	}
+	if n := counter(t, e.reg, "pullgate_waived_decisions_total", "legacy-none", "signed"); n != 1 {
+		t.Errorf("pullgate_waived_decisions_total{rule=signed,exception=legacy-none} = %v, want 1", n)
 	}
 	reasons := strings.Join(v.Reasons, "; ")
 	if !strings.Contains(reasons, "rule signed: no signature by key release on "+w.unsigned.Digest) || !strings.Contains(reasons, "waived by exception legacy-none") {
@@ -110,4 +115,29 @@ func TestWaivers(t *testing.T) {
 	if !slices.ContainsFunc(rv.Checks, func(c audit.Check) bool { return strings.Contains(c.Detail, "mismatch is never waived") }) {
 		t.Errorf("checks do not say why the exception was not applied: %+v", rv.Checks)
 	}
+}
+
+// counter is the value of a counter with the given label values, as the
+// registry gathers it, labels in the order of their names (0 when absent).
+func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var got []string
+			for _, lp := range m.GetLabel() {
+				got = append(got, lp.GetValue())
+			}
+			if slices.Equal(got, labels) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
