@@ -195,7 +195,8 @@ const checkException = "exception"
 // stays denied, its Reasons the unwaived ones (and a note of what was
 // waived). Never waived: a digest or subject mismatch (exit 12), `action:
 // deny`, a decision without a rule (no rule matches), a content finding
-// of a class the exception does not list.
+// of a class the exception does not list, a denial with so many reasons
+// that some were not kept (maxReasonsPerRule).
 func (p *Policy) Waive(d Decision, now time.Time) Decision {
 	if p == nil || len(p.Exceptions) == 0 || (d.Allowed && !d.WouldDeny) || len(d.Reasons) == 0 {
 		return d
@@ -219,6 +220,11 @@ func (p *Policy) Waive(d Decision, now time.Time) Decision {
 	case code == ExitMismatch:
 		d.Checks = append(d.Checks, Check{Name: checkException,
 			Detail: fmt.Sprintf("exception %s not applied: a digest or subject mismatch is never waived", cands[0].Name)})
+		return d
+	case len(d.Reasons) >= maxReasonsPerRule:
+		// Reasons past the bound were not kept: what they say is unknown.
+		d.Checks = append(d.Checks, Check{Name: checkException,
+			Detail: fmt.Sprintf("exception %s not applied: the denial has %d reasons or more, not all of them listed", cands[0].Name, maxReasonsPerRule)})
 		return d
 	}
 	var live []*Exception

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -162,6 +163,27 @@ func TestWaive(t *testing.T) {
 		}
 		if d := p.Waive(waivedRule(p.Evaluate(keras)), waiverNow); d.Allowed {
 			t.Fatalf("keras finding waived without class keras listed: %+v", d)
+		}
+	})
+	t.Run("reasons past the bound are never waived", func(t *testing.T) {
+		d := p.Evaluate(Input{Repository: "upstream.local/models/m", Digest: dgst,
+			ContentFindings: []string{"layer " + string(digest.FromString("x")) + ": pickle: global os.system"}})
+		reasons := func(n int) []string {
+			var rs []string
+			for i := range n {
+				rs = append(rs, fmt.Sprintf("rule models: content: layer %s: pickle: global os.system (%d)", digest.FromString(fmt.Sprint(i)), i))
+			}
+			return rs
+		}
+		// At the bound, reasons past it were dropped: what they say is
+		// not known.
+		d.Reasons = reasons(maxReasonsPerRule)
+		if w := p.Waive(d, waiverNow); w.Allowed {
+			t.Fatalf("a denial whose reasons were not all kept was waived (%d reasons)", len(d.Reasons))
+		}
+		d.Reasons = reasons(maxReasonsPerRule - 1)
+		if w := p.Waive(d, waiverNow); !w.Allowed {
+			t.Fatalf("fewer reasons than the bound, all waivable, not waived: %+v", w.Checks)
 		}
 	})
 	t.Run("action deny is never waived", func(t *testing.T) {
