@@ -297,6 +297,7 @@ func (l *loader) parseExceptions(f field, rules []*Rule) []*Exception {
 	for _, r := range rules {
 		byName[r.Name] = r
 	}
+	l.rules = rules
 	var out []*Exception
 	names := map[string]int{}
 	for i, it := range n.Content {
@@ -508,12 +509,31 @@ func (l *loader) checkWaived(at *yaml.Node, what string, j int, prefix string, e
 		l.errAt(at, fix, "%s.waive[%d]: rule %q does not exist: it can never match", what, j, name)
 	case r.Action == ActionDeny:
 		l.errAt(at, "change the rule instead: a rule's action: deny is never waived", "%s.waive[%d]: rule %s denies by action, which no exception waives", what, j, name)
+	case !l.mayDecide(r, x):
+		l.errAt(at, "name the rule that decides these repositories (the first whose match covers them), or fix match.repositories",
+			"%s.waive[%d]: rule %s decides none of %s (the first matching rule decides a repository): it can never match", what, j, name, strings.Join(x.Repositories, ", "))
 	case exact:
 		if class, isContent := contentReason(prefix); isContent && !slices.Contains(x.FindingClasses, class) {
 			l.errAt(at, fmt.Sprintf("add findingClasses: [%s] if that finding may be waived (a content finding is waived only by class)", class),
 				"%s.waive[%d] is a %s content finding, which this exception may not waive", what, j, class)
 		}
 	}
+}
+
+// mayDecide reports whether rule r may decide a repository the exception
+// matches: false only when every repository pattern is literal and the
+// first rule matching each is another one (or none).
+func (l *loader) mayDecide(r *Rule, x *Exception) bool {
+	if len(x.Repositories) == 0 {
+		return true
+	}
+	p := &Policy{Rules: l.rules}
+	for _, repo := range x.Repositories {
+		if strings.ContainsAny(repo, `*?[\`) || p.Match(repo) == r {
+			return true
+		}
+	}
+	return false
 }
 
 // glob compiles a repository pattern written at n, reporting a syntax

@@ -274,6 +274,9 @@ func TestExceptionsLint(t *testing.T) {
 		{"unknown rule", `exceptions:
   - {name: x, match: {repositories: ["a/**"]}, waive: ["rule nope: x", "no policy rule matches a/b", "regexp:rule nope2: .*"], expires: 2027-01-01, reason: r, approvedBy: a}
 `, `exception x.waive[0]: rule "nope" does not exist|exception x.waive[1] "no policy rule matches a/b" names no rule|exception x.waive[2]: rule "nope2" does not exist`},
+		{"rule that decides other repositories", `exceptions:
+  - {name: x, match: {repositories: ["upstream.local/app/web", "upstream.local/nothing"]}, waive: ["regexp:rule models: .*", "rule apps: x"], expires: 2027-01-01, reason: r, approvedBy: a}
+`, "exception x.waive[0]: rule models decides none of upstream.local/app/web, upstream.local/nothing"},
 		{"deny rule", `exceptions:
   - {name: x, match: {repositories: ["a/**"]}, waive: ["rule blocked: action deny"], expires: 2027-01-01, reason: r, approvedBy: a}
 `, "rule blocked denies by action, which no exception waives"},

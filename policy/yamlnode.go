@@ -18,6 +18,8 @@ type loader struct {
 	// lint holds what only Lint reports (exception expiry, at now).
 	lint []Diagnostic
 	now  time.Time
+	// rules in file order, for the exceptions' checks.
+	rules []*Rule
 
 	// For shadowed-rule detection: pattern -> rule that has it first, and
 	// the first rule with a "**" pattern (it matches everything after it).
