@@ -373,3 +373,34 @@ func FuzzContentFinding(f *testing.F) {
 		}
 	})
 }
+
+// The exceptions example of docs/policy.md loads with the reference's
+// example policy (expiry aside: Load does not judge it).
+func TestExceptionsDocExample(t *testing.T) {
+	b, err := os.ReadFile("../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	for _, part := range strings.Split(string(b), "```yaml\n")[1:] {
+		blocks = append(blocks, strings.SplitN(part, "```", 2)[0])
+	}
+	var exc string
+	for _, bl := range blocks {
+		if strings.HasPrefix(bl, "exceptions:") {
+			exc = bl
+		}
+	}
+	if len(blocks) == 0 || exc == "" {
+		t.Fatal("docs/policy.md has no exceptions example")
+	}
+	files := fullFiles()
+	files["policy.yaml"] = blocks[0] + exc
+	p, err := Load(filepath.Join(writeDir(t, files), "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Exceptions) != 2 {
+		t.Fatalf("%d exceptions", len(p.Exceptions))
+	}
+}
