@@ -15,6 +15,22 @@ type Diagnostic struct {
 	Message string `json:"message"`
 	// Fix tells the operator how to repair the problem.
 	Fix string `json:"fix,omitempty"`
+	// Severity is SeverityWarning for a warning (`policy lint` exits 0);
+	// empty for an error.
+	Severity string `json:"severity,omitempty"`
+}
+
+// SeverityWarning marks a Diagnostic that is a warning.
+const SeverityWarning = "warning"
+
+// HasErrors reports whether any diagnostic is an error (not a warning).
+func HasErrors(diags []Diagnostic) bool {
+	for _, d := range diags {
+		if d.Severity != SeverityWarning {
+			return true
+		}
+	}
+	return false
 }
 
 // String renders "file:line:col: message (fix: ...)", the format of
@@ -26,6 +42,9 @@ func (d Diagnostic) String() string {
 		fmt.Fprintf(&b, ":%d:%d", d.Line, d.Col)
 	}
 	b.WriteString(": ")
+	if d.Severity == SeverityWarning {
+		b.WriteString("warning: ")
+	}
 	b.WriteString(d.Message)
 	if d.Fix != "" {
 		b.WriteString(" (fix: ")

@@ -118,8 +118,15 @@ type Decision struct {
 	// mismatch, 13 requirements not met, 14 malformed evidence, 2 config
 	// error, 1 other.
 	ExitCode int `json:"exitCode"`
-	// DenyExitCode is the exit code of the denial when WouldDeny is set.
+	// DenyExitCode is the exit code of the denial when WouldDeny is set
+	// (or when the denial was waived).
 	DenyExitCode int `json:"denyExitCode,omitempty"`
+	// Waivers name the exceptions that waived every reason of a denial
+	// (Allowed is then true; see Policy.Waive); WaivedUntil is the
+	// earliest of their expiries, after which the decision no longer
+	// stands.
+	Waivers     []string  `json:"waivers,omitempty"`
+	WaivedUntil time.Time `json:"waivedUntil,omitzero"`
 }
 
 // Evaluate decides one digest. It never fetches anything: all evidence is

@@ -14,6 +14,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("a: &a [x, x]\nrules: [*a, *a]\n"))
 	f.Add([]byte(kofnPolicy))
 	f.Add([]byte("rules:\n  - {name: a, match: [x/**], require: {signatures: {anyOf: [k, k], min: 9}, attestations: [{predicateType: t, signedBy: {allOf: [], min: x}}]}}\n"))
+	f.Add([]byte(fullPolicy + "exceptions:\n  - {name: x, match: {repositories: [a/**], digest: sha256:0000000000000000000000000000000000000000000000000000000000000000}, waive: [\"regexp:rule apps: .*\", \"rule models: content: pickle: x\"], findingClasses: [pickle], expires: 2027-01-01, reason: r, approvedBy: a}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l := &loader{file: "fuzz.yaml", dir: t.TempDir()}
 		p := l.parse(data)

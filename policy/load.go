@@ -17,11 +17,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/pullgate/pullgate/policy/bytesize"
-	"github.com/pullgate/pullgate/policy/glob"
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/pubkey"
 )
@@ -49,13 +49,39 @@ func Load(path string) (*Policy, error) {
 
 // Lint returns every problem in a policy file (nil when it is valid). It
 // reads the same files Load reads and compiles every CEL condition.
-func Lint(path string) []Diagnostic {
-	_, diags := load(path)
+func Lint(path string) []Diagnostic { return LintAt(path, time.Now()) }
+
+// LintAt is Lint at a given time: exceptions expired at now are errors
+// (the policy still loads: they waive nothing), exceptions that expire
+// within ExpiryWarning warnings.
+func LintAt(path string, now time.Time) []Diagnostic {
+	l := &loader{file: path, now: now}
+	_, diags := l.load(path)
+	if diags == nil {
+		diags = l.lint
+	} else {
+		diags = append(diags, l.lint...)
+	}
+	sortDiags(diags)
 	return diags
 }
 
 func load(path string) (*Policy, []Diagnostic) {
-	l := &loader{file: path}
+	l := &loader{file: path, now: time.Now()}
+	return l.load(path)
+}
+
+func sortDiags(diags []Diagnostic) {
+	sort.SliceStable(diags, func(i, j int) bool {
+		a, b := diags[i], diags[j]
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+}
+
+func (l *loader) load(path string) (*Policy, []Diagnostic) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		l.errAt(nil, "check the policy path", "cannot resolve path: %v", err)
@@ -69,13 +95,7 @@ func load(path string) (*Policy, []Diagnostic) {
 	}
 	p := l.parse(data)
 	if len(l.diags) > 0 {
-		sort.SliceStable(l.diags, func(i, j int) bool {
-			a, b := l.diags[i], l.diags[j]
-			if a.Line != b.Line {
-				return a.Line < b.Line
-			}
-			return a.Col < b.Col
-		})
+		sortDiags(l.diags)
 		return nil, l.diags
 	}
 	p.File = abs
@@ -150,7 +170,7 @@ func (l *loader) parse(data []byte) *Policy {
 		return nil
 	}
 	root := resolve(doc.Content[0])
-	fs, ok := l.mapping(root, "policy", "version", "trust", "rules")
+	fs, ok := l.mapping(root, "policy", "version", "trust", "rules", "exceptions")
 	if !ok {
 		return nil
 	}
@@ -177,6 +197,9 @@ func (l *loader) parse(data []byte) *Policy {
 		return nil
 	}
 	p.Rules = l.parseRules(f, &p.Trust)
+	if xf, ok := fs["exceptions"]; ok {
+		p.Exceptions = l.parseExceptions(xf, p.Rules)
+	}
 	if len(l.diags) > 0 {
 		return nil
 	}
@@ -466,19 +489,8 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 			l.errAt(mf.val, `add at least one pattern, e.g. "upstream.local/**"`, "%s.match is empty", what)
 		}
 		for j, pat := range pats {
-			g, err := glob.Compile(pat)
-			if err != nil {
-				var ge *glob.SyntaxError
-				col := nodes[j].Column
-				msg := err.Error()
-				if errors.As(err, &ge) {
-					col += ge.Offset
-					if nodes[j].Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
-						col++
-					}
-					msg = fmt.Sprintf("pattern %q: %s", pat, ge.Msg)
-				}
-				l.errPos(nodes[j].Line, col, "patterns are <upstream>/<repo path> with '**' spanning segments, '*' and '?' within one segment", "%s.match: %s", what, msg)
+			g, ok := l.glob(nodes[j], pat, what+".match")
+			if !ok {
 				continue
 			}
 			switch prev, dup := l.patterns[pat]; {
@@ -1191,12 +1203,29 @@ func computeRevision(p *Policy, files []trustFile) string {
 		Role   string `json:"role"`
 		SHA256 string `json:"sha256"`
 	}
+	type canonException struct {
+		Name           string    `json:"name"`
+		Digest         string    `json:"digest,omitempty"`
+		Repositories   []string  `json:"repositories,omitempty"`
+		Waive          []string  `json:"waive"`
+		FindingClasses []string  `json:"findingClasses,omitempty"`
+		Expires        time.Time `json:"expires"`
+		Reason         string    `json:"reason"`
+		ApprovedBy     string    `json:"approvedBy"`
+	}
 	c := struct {
 		Version    string                `json:"version"`
 		Files      []canonFile           `json:"files"`
 		Identities []verify.IdentitySpec `json:"identities"`
 		Rules      []canonRule           `json:"rules"`
+		// omitted when absent: the revision of a policy without
+		// exceptions is unchanged
+		Exceptions []canonException `json:"exceptions,omitempty"`
 	}{Version: revisionVersion, Identities: p.Trust.Identities}
+	for _, x := range p.Exceptions {
+		c.Exceptions = append(c.Exceptions, canonException{Name: x.Name, Digest: string(x.Digest), Repositories: x.Repositories,
+			Waive: x.Waive, FindingClasses: x.FindingClasses, Expires: x.Expires.UTC(), Reason: x.Reason, ApprovedBy: x.ApprovedBy})
+	}
 	for _, f := range files {
 		c.Files = append(c.Files, canonFile{Role: f.role, SHA256: hex.EncodeToString(f.sum[:])})
 	}

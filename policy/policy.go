@@ -53,6 +53,9 @@ type Policy struct {
 	Trust Trust
 	// Rules in file order; the first matching rule wins.
 	Rules []*Rule
+	// Exceptions are the waivers of denials (top-level exceptions:), in
+	// file order; see Waive.
+	Exceptions []*Exception
 
 	revision string
 	// deps are the absolute paths of every file the policy depends on

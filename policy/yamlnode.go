@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -14,6 +15,11 @@ type loader struct {
 	file  string // as given by the caller, used in diagnostics
 	dir   string // absolute directory of the policy file
 	diags []Diagnostic
+	// lint holds what only Lint reports (exception expiry, at now).
+	lint []Diagnostic
+	now  time.Time
+	// rules in file order, for the exceptions' checks.
+	rules []*Rule
 
 	// For shadowed-rule detection: pattern -> rule that has it first, and
 	// the first rule with a "**" pattern (it matches everything after it).

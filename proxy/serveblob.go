@@ -192,10 +192,31 @@ func (w *headerOnWrite) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
 }
 
+// waivedRetry serves a blob again, once per request, when the content
+// finding that refused it (recorded against the blob before the fetch
+// reported it) is one a policy exception waives for an allowed manifest
+// of the repository: the blob is then granted uninspected
+// (engine.BlobGrant.Uninspected), and the pull that met the finding is
+// served as the pulls after it are. Nothing was sent yet.
+func (s *Server) waivedRetry(q *request) bool {
+	if q.waivedRetry {
+		return false
+	}
+	q.waivedRetry = true
+	if g, _, ok, err := s.eng.AdmitBlob(q.q); err != nil || !ok || !g.Uninspected {
+		return false
+	}
+	s.serveBlob(q)
+	return true
+}
+
 // fetchError answers a fetch that failed before any byte was sent.
 func (s *Server) fetchError(q *request, err error) {
 	var cf *engine.ContentFailure
 	if errors.As(err, &cf) {
+		if s.waivedRetry(q) {
+			return
+		}
 		v := q.q.ContentDenial(cf)
 		s.record(q, "blob", q.rt.Digest.String(), q.rt.Digest, v, false)
 		s.deny(q, v, q.rt.Digest.String())

@@ -331,6 +331,9 @@ type request struct {
 	up    *upstream.Client
 	q     *engine.Query
 	start time.Time
+	// waivedRetry: the blob was asked for again after a content finding
+	// (see Server.waivedRetry).
+	waivedRetry bool
 }
 
 func (s *Server) newRequest(w http.ResponseWriter, r *http.Request, rt route.Route, up *upstream.Client) *request {

@@ -18,7 +18,7 @@ import (
 )
 
 const auditUsage = `usage: pullgate audit [summary] [--file audit.jsonl | --config pullgate.yaml]
-                      [--since 1h] [--until TIME] [--decision allow|deny|wouldDeny]
+                      [--since 1h] [--until TIME] [--decision allow|deny|waived|wouldDeny]
                       [--repo 'glob'] [--rule NAME] [--kind manifest|blob|referrers|tags]
                       [--limit N] [-f] [-o table|json]
 
@@ -72,7 +72,7 @@ func cmdAudit(args []string) int {
 	cfgPath := fs.String("config", "", "pullgate configuration (for audit.path)")
 	since := fs.String("since", "", "duration or time")
 	until := fs.String("until", "", "duration or time")
-	decision := fs.String("decision", "", "allow, deny or wouldDeny")
+	decision := fs.String("decision", "", "allow, deny, waived or wouldDeny")
 	repo := fs.String("repo", "", "repository glob")
 	rule := fs.String("rule", "", "rule name")
 	kind := fs.String("kind", "", "manifest, blob, referrers or tags")

@@ -34,7 +34,7 @@ func cmdPolicy(args []string) int {
 		return 0
 	case "lint":
 		if isHelp(args[1:]) {
-			fmt.Println("usage: pullgate policy lint <policy.yaml>\n\nChecks a policy file and prints each problem as file:line:col with a fix; exit 0 when clean, 1 with problems.")
+			fmt.Println("usage: pullgate policy lint <policy.yaml>\n\nChecks a policy file and prints each problem as file:line:col with a fix; exit 0 when clean (warnings only), 1 with problems.")
 			return 0
 		}
 		if len(args) != 2 {
@@ -45,7 +45,7 @@ func cmdPolicy(args []string) int {
 		for _, d := range diags {
 			fmt.Println(d.String())
 		}
-		if len(diags) > 0 {
+		if policy.HasErrors(diags) {
 			fmt.Fprintf(os.Stderr, "%d problem(s) in %s\n", len(diags), args[1])
 			return 1
 		}

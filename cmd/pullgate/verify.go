@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
@@ -144,6 +145,8 @@ func printDecision(w io.Writer, d engine.Decision) {
 	switch {
 	case d.Allowed && d.WouldDeny:
 		verdict = "ALLOWED (audit mode: would deny)"
+	case d.Allowed && len(d.Waivers) > 0:
+		verdict = "WAIVED (by exception " + strings.Join(d.Waivers, ", ") + ", until " + d.WaivedUntil.UTC().Format(time.RFC3339) + ")"
 	case d.Allowed:
 		verdict = "ALLOWED"
 	}

@@ -51,7 +51,9 @@ type Case struct {
 	Checks []CheckFixture `yaml:"checks"`
 	// Artifact is the artifact itself, for rules with require.conditions.
 	Artifact *ArtifactFixture `yaml:"artifact"`
-	Expect   Expect           `yaml:"expect"`
+	// At is the decision time exceptions are judged at (default: now).
+	At     *time.Time `yaml:"at"`
+	Expect Expect     `yaml:"expect"`
 }
 
 // ArtifactFixture is the manifest annotations and config blob of the
@@ -124,7 +126,7 @@ type CheckFixture struct {
 
 // Expect is the expected decision.
 type Expect struct {
-	Decision  string  `yaml:"decision"` // allow | deny (required); audit-mode serves count as allow
+	Decision  string  `yaml:"decision"` // allow | deny | waived (required); audit-mode serves count as allow, waived ones as waived
 	WouldDeny *bool   `yaml:"wouldDeny"`
 	ExitCode  *int    `yaml:"exitCode"`
 	Rule      *string `yaml:"rule"`
@@ -205,6 +207,9 @@ func Print(w io.Writer, results []Result) int {
 			if r.Decision.WouldDeny {
 				dec = "allow(audit)"
 			}
+			if len(r.Decision.Waivers) > 0 {
+				dec = "waived"
+			}
 		}
 		detail := strings.Join(r.Problems, "; ")
 		if r.Passed && len(r.Decision.Reasons) > 0 {
@@ -262,7 +267,11 @@ func RunFile(path string) ([]Result, error) {
 		if err := c.Expect.validate(); err != nil {
 			return nil, fmt.Errorf("%s: case %q: %w", path, c.Name, err)
 		}
-		d := pol.Evaluate(in)
+		at := time.Now()
+		if c.At != nil {
+			at = *c.At
+		}
+		d := pol.Waive(pol.Evaluate(in), at)
 		r := Result{File: path, Case: c.Name, Decision: d, Problems: c.Expect.compare(d)}
 		r.Passed = len(r.Problems) == 0
 		out = append(out, r)
@@ -271,8 +280,8 @@ func RunFile(path string) ([]Result, error) {
 }
 
 func (e *Expect) validate() error {
-	if e.Decision != "allow" && e.Decision != "deny" {
-		return fmt.Errorf("expect.decision must be allow or deny, got %q", e.Decision)
+	if e.Decision != "allow" && e.Decision != "deny" && e.Decision != "waived" {
+		return fmt.Errorf("expect.decision must be allow, deny or waived, got %q", e.Decision)
 	}
 	return nil
 }
@@ -280,7 +289,10 @@ func (e *Expect) validate() error {
 func (e *Expect) compare(d policy.Decision) []string {
 	var p []string
 	got := "deny"
-	if d.Allowed {
+	switch {
+	case d.Allowed && len(d.Waivers) > 0:
+		got = "waived"
+	case d.Allowed:
 		got = "allow"
 	}
 	if got != e.Decision {

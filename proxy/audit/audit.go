@@ -30,14 +30,19 @@ type Event struct {
 	Digest     string    `json:"digest,omitempty"`
 	Kind       string    `json:"kind"` // manifest, blob, referrers, tags
 	Rule       string    `json:"rule"`
-	Decision   string    `json:"decision"` // allow, deny
+	Decision   string    `json:"decision"` // allow, deny, waived
 	Mode       string    `json:"mode,omitempty"`
 	WouldDeny  bool      `json:"wouldDeny,omitempty"`
-	Reasons    []string  `json:"reasons"`
-	Checks     []Check   `json:"checks,omitempty"`
-	Revision   string    `json:"policyRevision,omitempty"`
-	Cached     bool      `json:"cached,omitempty"`
-	LatencyMS  float64   `json:"latencyMs"`
+	// Waivers name the policy exceptions of a waived decision (Reasons
+	// keep the denial's reasons they waived), WaivedUntil their earliest
+	// expiry.
+	Waivers     []string  `json:"waivers,omitempty"`
+	WaivedUntil time.Time `json:"waivedUntil,omitzero"`
+	Reasons     []string  `json:"reasons"`
+	Checks      []Check   `json:"checks,omitempty"`
+	Revision    string    `json:"policyRevision,omitempty"`
+	Cached      bool      `json:"cached,omitempty"`
+	LatencyMS   float64   `json:"latencyMs"`
 }
 
 // Log appends events. Safe for concurrent use.

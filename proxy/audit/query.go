@@ -18,6 +18,9 @@ const (
 	// DecisionWouldDeny selects allowed events that a rule in audit mode
 	// would have denied.
 	DecisionWouldDeny = "wouldDeny"
+	// DecisionWaived selects decisions served because policy exceptions
+	// waived every reason of a denial (counted as allow in summaries).
+	DecisionWaived = "waived"
 )
 
 // Query selects events. The zero Query selects everything.
@@ -25,7 +28,7 @@ type Query struct {
 	// Since and Until bound the event time (zero: unbounded). Until is
 	// exclusive.
 	Since, Until time.Time
-	// Decision is "allow", "deny", "wouldDeny" or "" for any.
+	// Decision is "allow", "deny", "waived", "wouldDeny" or "" for any.
 	Decision string
 	// Repo is a repository glob with policy pattern syntax, matched
 	// against "<upstream>/<repository>" (e.g. "docker.io/library/**").
@@ -49,9 +52,9 @@ func (q Query) Compile() (*Matcher, error) {
 	m := &Matcher{q: q}
 	var errs []error
 	switch q.Decision {
-	case "", DecisionAllow, DecisionDeny, DecisionWouldDeny:
+	case "", DecisionAllow, DecisionDeny, DecisionWouldDeny, DecisionWaived:
 	default:
-		errs = append(errs, fmt.Errorf("decision %q: use allow, deny or wouldDeny", q.Decision))
+		errs = append(errs, fmt.Errorf("decision %q: use allow, deny, waived or wouldDeny", q.Decision))
 	}
 	switch q.Kind {
 	case "", "manifest", "blob", "referrers", "tags":

@@ -28,13 +28,39 @@ type Verdict struct {
 	// Evidence marks the decision about a signature/attestation artifact
 	// (made by its subject): index children never inherit it.
 	Evidence bool `json:"evidence,omitempty"`
+	// Waivers name the policy exceptions that waived every reason of a
+	// denial (Allowed is then true, Reasons keep the waived ones); the
+	// decision stands until WaivedUntil, the earliest of their expiries
+	// (also for a decision inherited from a waived index or subject).
+	Waivers     []string  `json:"waivers,omitempty"`
+	WaivedUntil time.Time `json:"waivedUntil,omitzero"`
 }
 
+// Result is the decision as the audit log and metrics name it: allow,
+// deny, or waived (allowed by exceptions).
 func (v Verdict) Result() string {
-	if v.Allowed {
+	switch {
+	case v.Allowed && len(v.Waivers) > 0:
+		return "waived"
+	case v.Allowed:
 		return "allow"
 	}
 	return "deny"
+}
+
+// standsAt reports whether a decision still stands at now: a waived one
+// only until its earliest exception expires.
+func (v Verdict) standsAt(now time.Time) bool {
+	return v.WaivedUntil.IsZero() || now.Before(v.WaivedUntil)
+}
+
+// waivedFrom bounds v (allowed by inheritance from o: an index's child,
+// a subject's signature) by o's exceptions.
+func (v Verdict) waivedFrom(o Verdict) Verdict {
+	if !o.WaivedUntil.IsZero() && (v.WaivedUntil.IsZero() || o.WaivedUntil.Before(v.WaivedUntil)) {
+		v.WaivedUntil = o.WaivedUntil
+	}
+	return v
 }
 
 // message is the one-line denial a client prints.
@@ -48,13 +74,33 @@ func (v Verdict) Message(repository, ref string) string {
 
 func (s *Engine) ttl(v Verdict) time.Duration {
 	if v.Allowed && !v.WouldDeny {
-		return s.cfg.Cache.AllowTTL.D()
+		return s.boundTTL(s.cfg.Cache.AllowTTL.D(), v.WaivedUntil)
 	}
 	return s.cfg.Cache.DenyTTL.D()
 }
 
+// boundTTL bounds a cache entry's time to live by the expiry of the
+// exceptions it rests on (until; zero: none): a waived decision is not
+// served from a cache after its exception expired.
+func (s *Engine) boundTTL(ttl time.Duration, until time.Time) time.Duration {
+	if until.IsZero() {
+		return ttl
+	}
+	return min(ttl, until.Sub(s.now()))
+}
+
 func verdictKey(rev, rule, repository string, dgst digest.Digest) string {
 	return rev + "|" + rule + "|" + repository + "|" + dgst.String()
+}
+
+// decide evaluates the rule over in and applies the policy's exceptions
+// at the engine's clock (counted per exception that waived a denial).
+func (s *Engine) decide(q *Query, in policy.Input) Verdict {
+	d := q.pol.Waive(q.rule.Evaluate(in, q.pol.Revision()), s.now())
+	for _, name := range d.Waivers {
+		s.metrics.waived.WithLabelValues(q.rule.Name, name).Inc()
+	}
+	return fromDecision(d)
 }
 
 // ruleVerdict decides what a rule decides without looking at the artifact:
@@ -75,7 +121,7 @@ const noDigest = digest.Digest("sha256:00000000000000000000000000000000000000000
 
 func fromDecision(d policy.Decision) Verdict {
 	v := Verdict{Allowed: d.Allowed, WouldDeny: d.WouldDeny, Rule: d.Rule, Mode: d.Mode,
-		Reasons: d.Reasons, Revision: d.Revision, ExitCode: d.ExitCode}
+		Reasons: d.Reasons, Revision: d.Revision, ExitCode: d.ExitCode, Waivers: d.Waivers, WaivedUntil: d.WaivedUntil}
 	if d.WouldDeny {
 		v.ExitCode = d.DenyExitCode
 	}
@@ -108,7 +154,7 @@ func (s *Engine) decideManifest(q *Query, dgst digest.Digest, m *Manifest) (Verd
 		return v, false
 	}
 	key := verdictKey(q.pol.Revision(), q.rule.Name, rep, dgst)
-	if v, ok := s.verdicts.Get(key); ok {
+	if v, ok := s.verdicts.Get(key); ok && v.standsAt(s.now()) {
 		return v, true
 	}
 	v := s.evaluate(q, dgst, m)

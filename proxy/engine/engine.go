@@ -43,6 +43,7 @@ type Engine struct {
 	policy    policySource
 	holder    *policy.Holder
 	metrics   *Metrics
+	now       func() time.Time // Options.Now
 
 	memory
 	// linkGen counts the persistLinks calls that wrote links (from 1): a
@@ -73,6 +74,9 @@ type Options struct {
 	OnUpstreamRequest func(upstream string) func(method, kind string, status int, err error)
 	// Disk replaces the operating system's disk (tests; nil fields: RealDisk's).
 	Disk Disk
+	// Now is the clock decisions are made at (nil: time.Now): exception
+	// expiry, and the expiry of cached decisions and grants.
+	Now func() time.Time
 }
 
 // New builds an engine over an open content store: it prepares the spool,
@@ -92,6 +96,13 @@ func New(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Log
 		memory:  newMemory(cfg.Cache.Size),
 	}
 	s.linkGen.Store(1)
+	s.now = time.Now
+	if o.Now != nil {
+		s.now = o.Now
+		s.verdicts.SetClock(o.Now)
+		s.blobGrants.SetClock(o.Now)
+		s.evidenceGrants.SetClock(o.Now)
+	}
 	s.disk = RealDisk()
 	if o.Disk.SpoolWrite != nil {
 		s.disk.SpoolWrite = o.Disk.SpoolWrite

@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/cache/store"
@@ -81,6 +82,10 @@ type env struct {
 	// "method kind" (the upstream client's OnRequest hook).
 	mu       sync.Mutex
 	requests map[string]int
+	// now, when set, is the clock of every engine opened (Options.Now);
+	// reg, when set, receives their metrics.
+	now func() time.Time
+	reg *prometheus.Registry
 }
 
 func newEnv(t *testing.T) *env {
@@ -140,7 +145,7 @@ policy: %s
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(ctx, cfg, st, log, engine.Options{
+	opts := engine.Options{
 		OnUpstreamRequest: func(string) func(method, kind string, status int, err error) {
 			return func(method, kind string, _ int, _ error) {
 				e.mu.Lock()
@@ -148,7 +153,12 @@ policy: %s
 				e.mu.Unlock()
 			}
 		},
-	})
+		Now: e.now,
+	}
+	if e.reg != nil {
+		opts.Registerer = e.reg
+	}
+	eng, err := engine.New(ctx, cfg, st, log, opts)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

@@ -237,6 +237,7 @@ func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Ver
 		return v, true
 	}
 	var allowed []digest.Digest
+	var waived Verdict // the earliest expiry of the subjects' exceptions
 	for _, subject := range subjects {
 		sv, err := s.subjectVerdict(q, subject)
 		if upstream.IsKind(err, upstream.NotFound) {
@@ -251,6 +252,7 @@ func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Ver
 			return v, true
 		}
 		allowed = append(allowed, subject)
+		waived = waived.waivedFrom(sv)
 	}
 	if len(allowed) == 0 {
 		v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact about %s, none of which is a manifest here", q.rule.Name, subjects)}
@@ -258,7 +260,7 @@ func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Ver
 	}
 	v.Allowed, v.ExitCode = true, policy.ExitAllowed
 	v.Reasons = []string{fmt.Sprintf("rule %s: signature/attestation artifact for allowed %s, served so clients can verify it", q.rule.Name, allowed[0])}
-	return v, true
+	return v.waivedFrom(waived), true
 }
 
 // evaluate decides a manifest under a verify rule (or an allow rule with
@@ -271,27 +273,29 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	in := policy.Input{Repository: q.repository(), Digest: dgst}
 	in.ContentFindings = s.contentFindings(q, m)
 	if rule.Action != policy.ActionVerify {
-		return fromDecision(rule.Evaluate(in, q.pol.Revision()))
+		return s.decide(q, in)
 	}
 
 	if rule.HasConditions() {
 		s.artifactFacts(q, dgst, m, &in)
 	}
 	if len(in.ContentFindings) == 0 {
-		if parent, ok := s.allowedParent(q, dgst); ok {
+		if parent, pv, ok := s.allowedParent(q, dgst); ok {
 			if !rule.HasConditions() {
 				return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
-					Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}
+					Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}.waivedFrom(pv)
 			}
-			// The index met the evidence requirements; each platform
-			// manifest still meets the conditions itself.
+			// The index met the evidence requirements (perhaps under an
+			// exception: its own decision carries the waiver); each
+			// platform manifest still meets the conditions itself, and an
+			// exception waives its failures only by their own text.
 			in.CoveredBy = parent
-			return fromDecision(rule.Evaluate(in, q.pol.Revision()))
+			return s.decide(q, in).waivedFrom(pv)
 		}
 	}
 	if !rule.Require.NeedsEvidence() && rule.Content == nil {
 		// Conditions only: nothing to gather upstream.
-		return fromDecision(rule.Evaluate(in, q.pol.Revision()))
+		return s.decide(q, in)
 	}
 	trust := q.pol.Trust.Verifier
 	if trust == nil {
@@ -335,7 +339,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 			}
 		}
 	}
-	v := fromDecision(rule.Evaluate(in, q.pol.Revision()))
+	v := s.decide(q, in)
 	if v.Allowed {
 		for d, exp := range exps {
 			s.tensors.Add(grantKey(q.pol.Revision(), q.repository(), d), exp, s.cfg.Cache.AllowTTL.D())
@@ -353,7 +357,9 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 			return prev
 		}
 	}
-	if v.Allowed && !v.WouldDeny {
+	if v.Allowed && !v.WouldDeny && len(v.Waivers) == 0 {
+		// A waived decision is not persisted: the offline fallback above
+		// would serve it after its exception expired.
 		s.persistAllow(ctx, q, dgst, v)
 	}
 	return v
@@ -401,10 +407,11 @@ func (s *Engine) persistedAllow(ctx context.Context, q *Query, dgst digest.Diges
 	return v, true
 }
 
-// allowedParent finds an index allowed in this repository that lists dgst.
-func (s *Engine) allowedParent(q *Query, dgst digest.Digest) (digest.Digest, bool) {
+// allowedParent finds an index allowed in this repository that lists dgst
+// (and its verdict: a child inherits a waiver's expiry).
+func (s *Engine) allowedParent(q *Query, dgst digest.Digest) (digest.Digest, Verdict, bool) {
 	if q.depth >= maxParentDepth {
-		return "", false
+		return "", Verdict{}, false
 	}
 	parents, _ := s.linkedManifests(q.ctx(), q.sub.Upstream, q.sub.Repo, "_parents", dgst) // unreadable: no parent vouches (fail closed)
 	for _, pd := range parents {
@@ -416,10 +423,10 @@ func (s *Engine) allowedParent(q *Query, dgst digest.Digest) (digest.Digest, boo
 		pq.depth++
 		v, _ := s.decideManifest(&pq, pd, pm)
 		if v.Allowed && !v.WouldDeny && !v.Evidence {
-			return pd, true
+			return pd, v, true
 		}
 	}
-	return "", false
+	return "", Verdict{}, false
 }
 
 func listsChild(m *Manifest, d digest.Digest) bool {

@@ -95,6 +95,9 @@ type fetchKey struct {
 	Rule        string `json:"rule,omitempty"`
 	Classes     string `json:"classes,omitempty"`
 	Expectation string `json:"expectation,omitempty"`
+	// Uninspected: a blob whose code-execution finding an exception
+	// waived, checked against its digest only (BlobGrant.Uninspected).
+	Uninspected bool `json:"uninspected,omitempty"`
 }
 
 // String encodes every field (the inflight group's key).
@@ -130,6 +133,10 @@ func (s *Engine) fetchPlan(q *Query, grant BlobGrant) fetchPlan {
 	opts := c.Options()
 	rev := q.pol.Revision()
 	p.key.Revision, p.key.Rule, p.key.Classes = rev, q.rule.Name, classesKey(classes)
+	if grant.Uninspected {
+		p.key.Uninspected = true
+		return p
+	}
 	exp, _ := s.tensors.Get(grantKey(rev, q.repository(), dgst))
 	p.scopes = layerScopes(exp, opts.References)
 	if exp != nil {

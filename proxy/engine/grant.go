@@ -36,14 +36,17 @@ func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict)
 		if ok && !old.Evidence && v.Evidence {
 			continue // an artifact's grant (inspected as content) stays
 		}
-		g := BlobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence}
+		g := BlobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence, Uninspected: waivedCode(v, d.Digest)}
 		if classes != nil {
 			if ok && !old.Evidence {
+				uninspected := g.Uninspected && old.Uninspected
 				g = old
+				g.Uninspected = uninspected
 			}
 			g = g.with(manifest, classes[d.Digest])
 		}
-		s.blobGrants.Add(key, g, ttl)
+		g = g.until(v.WaivedUntil)
+		s.blobGrants.Add(key, g, s.boundTTL(ttl, g.Until))
 	}
 }
 
@@ -71,6 +74,15 @@ type BlobGrant struct {
 	// modified (it is shared through the cache): with and union copy.
 	Classes []content.Class
 	Seen    []string
+	// Until, when set, is when the exception an allowing manifest was
+	// waived by expires: the grant is not held past it.
+	Until time.Time
+	// Uninspected: every manifest the grant came from was allowed by an
+	// exception that waived a code-execution finding recorded against
+	// this blob (whose class it lists). The blob then runs code its
+	// approvers accepted: it is served after its digest check, without
+	// content inspection (see waivedCode).
+	Uninspected bool
 	// Gen, when not 0, is the link generation (Engine.linkGen) at which
 	// Seen accounted for every manifest the store linked the blob to. In
 	// a local store, which only this process writes, the grant covers
@@ -104,8 +116,34 @@ func (g BlobGrant) with(manifest digest.Digest, classes []content.Class) BlobGra
 	return g
 }
 
+// until returns g held at most until t (zero: no bound).
+func (g BlobGrant) until(t time.Time) BlobGrant {
+	if !t.IsZero() && (g.Until.IsZero() || t.Before(g.Until)) {
+		g.Until = t
+	}
+	return g
+}
+
+// waivedCode reports a verdict allowed by exceptions that waived a
+// code-execution content finding recorded against blob d (the class
+// listed in the exception's findingClasses): whatever else the blob
+// holds, it runs code the exception accepted.
+func waivedCode(v Verdict, d digest.Digest) bool {
+	if !v.Allowed || len(v.Waivers) == 0 {
+		return false
+	}
+	for _, r := range v.Reasons {
+		if layer, class, ok := policy.ContentFinding(r); ok && layer == d && policy.IsCodeExecution(class) {
+			return true
+		}
+	}
+	return false
+}
+
 // union returns g extended by every manifest and class of o.
 func (g BlobGrant) union(o BlobGrant) BlobGrant {
+	g.Uninspected = g.Uninspected && o.Uninspected
+	g = g.until(o.Until)
 	g.Classes = content.MergeClasses(g.Classes, o.Classes)
 	for _, enc := range o.Seen {
 		if i, seen := slices.BinarySearch(g.Seen, enc); !seen {
@@ -331,7 +369,7 @@ func (sc *linkScan) grantFrom(q *Query, md digest.Digest, m *Manifest, v Verdict
 		if d.Digest != dgst {
 			continue
 		}
-		g := BlobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}
+		g := BlobGrant{Manifest: md, Desc: d, Evidence: v.Evidence, Uninspected: waivedCode(v, dgst)}.until(v.WaivedUntil)
 		if !g.Evidence {
 			if q.rule.Content == nil {
 				sc.direct, sc.directVerdict = &g, v
@@ -379,7 +417,7 @@ func (s *Engine) keepEvidenceGrant(key string, sc *linkScan) BlobGrant {
 	if s.store.LocalRoot() != "" {
 		g.Gen = sc.gen
 	}
-	s.evidenceGrants.Add(key, g, evidenceGrantTTL)
+	s.evidenceGrants.Add(key, g, s.boundTTL(evidenceGrantTTL, g.Until))
 	return g
 }
 
@@ -439,7 +477,8 @@ func (s *Engine) accountFor(q *Query, g BlobGrant, md, dgst digest.Digest) (Blob
 	switch {
 	case v.Allowed && !v.Evidence:
 		s.grant(q, md, m, v)
-		return g.with(md, classes), true
+		g.Uninspected = g.Uninspected && waivedCode(v, dgst)
+		return g.with(md, classes).until(v.WaivedUntil), true
 	case v.Evidence:
 		return g.with(md, nil), true
 	}
@@ -453,6 +492,6 @@ func (s *Engine) keepGrant(key string, g BlobGrant) BlobGrant {
 	if cur, ok := s.blobGrants.Get(key); ok && !cur.Evidence {
 		g = g.union(cur)
 	}
-	s.blobGrants.Add(key, g, s.cfg.Cache.AllowTTL.D())
+	s.blobGrants.Add(key, g, s.boundTTL(s.cfg.Cache.AllowTTL.D(), g.Until))
 	return g
 }

@@ -15,6 +15,7 @@ type Metrics struct {
 	Reloads         *prometheus.CounterVec
 	storageErrors   *prometheus.CounterVec
 	references      *prometheus.CounterVec
+	waived          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *Metrics {
@@ -47,7 +48,10 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pullgate_load_time_references_total",
 			Help: "Load-time references (names a config tells a loader to fetch other weights or code by: base_model_name_or_path, _name_or_path, auto_map) found in layers that passed inspection, by kind (hub, local, url)."}, []string{"kind"}),
 	}
-	for _, c := range []prometheus.Collector{m.cache, m.inflight, m.coalesced, m.mismatches, m.storeVerify, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads, m.storageErrors, m.references} {
+	m.waived = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pullgate_waived_decisions_total",
+		Help: "Manifest denials waived by a policy exception (evaluated, not served from the verdict cache), by rule and exception."}, []string{"rule", "exception"})
+	for _, c := range []prometheus.Collector{m.cache, m.inflight, m.coalesced, m.mismatches, m.storeVerify, m.offlineServes, m.verifyDuration, m.inspectDuration, m.Reloads, m.storageErrors, m.references, m.waived} {
 		_ = reg.Register(c)
 	}
 	return m
