@@ -96,7 +96,14 @@ func TestConditionExamples(t *testing.T) {
 		reason     string
 	}{
 		{"non-root.yaml", "user 1000", img("1000"), true, ""},
-		{"non-root.yaml", "user app:0", img("app:0"), true, ""},
+		{"non-root.yaml", "user 1000:0 (group 0 alone)", img("1000:0"), true, ""},
+		{"non-root.yaml", "user app:0 (a name)", img("app:0"), false, "is false"},
+		{"non-root.yaml", "toor (a name, maybe uid 0)", img("toor"), false, "is false"},
+		{"non-root.yaml", "00", img("00"), false, "is false"},
+		{"non-root.yaml", "+0", img("+0"), false, "is false"},
+		{"non-root.yaml", "-0", img("-0"), false, "is false"},
+		{"non-root.yaml", "00:00", img("00:00"), false, "is false"},
+		{"non-root.yaml", "a uid over int64", img("99999999999999999999"), false, "error"},
 		{"non-root.yaml", "no user", img(""), false, "rule non-root: condition runs-as-non-root: "},
 		{"non-root.yaml", "root", img("root"), false, "is false"},
 		{"non-root.yaml", "0:0", img("0:0"), false, "is false"},
