@@ -46,8 +46,11 @@ func (s *Engine) artifactFacts(q *Query, dgst digest.Digest, m *Manifest, in *po
 		ct, body = "", []byte(nil)
 		cd       digest.Digest
 	)
+	if c := m.Config; !m.IsIndex() && c != nil {
+		ct = c.MediaType // read only when ArtifactConfigType says so ("" is read)
+	}
 	if c := m.Config; !m.IsIndex() && c != nil && policy.ArtifactConfigType(c.MediaType) {
-		ct, cd = c.MediaType, c.Digest
+		cd = c.Digest
 		var err error
 		switch {
 		case c.Size > policy.MaxArtifactConfigBytes:
