@@ -13,10 +13,11 @@ import (
 	"github.com/pullgate/pullgate/proxy/config"
 )
 
-// A decision of a rule whose conditions read now is kept at most
-// timeDependentTTL, whatever cache.allowTTL says; other decisions keep
-// the configured TTLs.
-func TestVerdictTTLTimeDependent(t *testing.T) {
+// ttlEngine is an engine with cache.allowTTL 1h and denyTTL 30s, and a
+// policy with a rule whose condition reads now (fresh, up/fresh/**) and
+// one whose condition does not (nonroot, up/**).
+func ttlEngine(t *testing.T) (*Engine, *policy.Policy) {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(path, []byte(`rules:
@@ -38,6 +39,14 @@ func TestVerdictTTLTimeDependent(t *testing.T) {
 	cfg := &config.Config{}
 	cfg.Cache.AllowTTL, cfg.Cache.DenyTTL = config.Duration(time.Hour), config.Duration(30*time.Second)
 	s := &Engine{cfg: cfg}
+	return s, p
+}
+
+// A decision of a rule whose conditions read now is kept at most
+// timeDependentTTL, whatever cache.allowTTL says; other decisions keep
+// the configured TTLs.
+func TestVerdictTTLTimeDependent(t *testing.T) {
+	s, p := ttlEngine(t)
 	fresh, nonroot := p.Match("up/fresh/a"), p.Match("up/b")
 	allow, deny := Verdict{Allowed: true}, Verdict{}
 	for _, c := range []struct {
@@ -61,27 +70,8 @@ func TestVerdictTTLTimeDependent(t *testing.T) {
 // cache.allowTTL: a layer is not served after its manifest's allow has
 // expired and would be decided again.
 func TestGrantTTLTimeDependent(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(path, []byte(`rules:
-  - name: fresh
-    match: ["up/fresh/**"]
-    require:
-      conditions: ['now - config.created < duration("720h")']
-  - name: nonroot
-    match: ["up/**"]
-    require:
-      conditions: ['config.user != ""']
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p, err := policy.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{}
-	cfg.Cache.AllowTTL, cfg.Cache.DenyTTL = config.Duration(time.Hour), config.Duration(30*time.Second)
-	s := &Engine{cfg: cfg, memory: newMemory(16)}
+	s, p := ttlEngine(t)
+	s.memory = newMemory(16)
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s.blobGrants.SetClock(func() time.Time { return clock })
 	layer := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromString("layer"), Size: 5}
