@@ -45,7 +45,9 @@ type Artifact struct {
 	// Annotations are the manifest's annotations (never nil).
 	Annotations map[string]string
 	// Config is the image configuration; nil when the config blob is not
-	// one (a model, an artifact) or for an index.
+	// one (a model, an artifact) or for an index. A config of a legacy
+	// type Docker runs as an image ("", application/octet-stream,
+	// application/json, text/html) is read as an image configuration.
 	Config *ImageConfig
 	// Model is the ModelPack or Docker model configuration; nil when the
 	// artifact is not a model.
@@ -114,6 +116,21 @@ type ModelConfig struct {
 	Raw          map[string]any
 }
 
+// legacyImageConfigType reports the config media types Docker Engine also
+// pulls and runs as image configurations, besides the OCI and Docker ones
+// (moby distribution/registry.go, defaultImageTypes: values registries
+// wrote for docker/distribution#1621, and "" for a descriptor without
+// one). ReadArtifact reads them as image configs, with the same strict
+// parser, so that an upstream cannot make config null for an image Docker
+// runs by changing its config's media type.
+func legacyImageConfigType(mediaType string) bool {
+	switch mediaType {
+	case "", "application/octet-stream", "application/json", "text/html":
+		return true
+	}
+	return false
+}
+
 // ArtifactConfigType reports whether ReadArtifact reads a config blob of
 // this media type (the caller fetches only those).
 func ArtifactConfigType(mediaType string) bool {
@@ -121,13 +138,14 @@ func ArtifactConfigType(mediaType string) bool {
 	case MediaTypeOCIConfig, MediaTypeDockerConfig, MediaTypeModelPackConfig, MediaTypeCNAIModelConfig, MediaTypeDockerAIConfig:
 		return true
 	}
-	return false
+	return legacyImageConfigType(mediaType)
 }
 
 // ReadArtifact builds the Artifact of a manifest. manifest is its verified
 // bytes; configType and config are its config descriptor's media type and
 // the config blob, verified against the descriptor's digest by the caller
-// (nil for an index, or when ArtifactConfigType is false). It parses
+// (nil for an index, or when ArtifactConfigType is false; configType is
+// the descriptor's media type as written, "" included). It parses
 // untrusted bytes: anything it cannot read as its media type says is an
 // error (the decision then denies), with repeated or case-variant keys
 // refused (verify/strictjson) so that no runtime reads another user or
@@ -161,12 +179,12 @@ func ReadArtifact(sub ArtifactSubject, manifest []byte, index bool, configType s
 		return nil, fmt.Errorf("config %s (%s) is not a JSON object", configDigest, configType)
 	}
 	var err error
-	switch configType {
-	case MediaTypeOCIConfig, MediaTypeDockerConfig:
+	switch {
+	case configType == MediaTypeOCIConfig || configType == MediaTypeDockerConfig || legacyImageConfigType(configType):
 		a.Config, err = readImageConfig(config, raw)
-	case MediaTypeModelPackConfig, MediaTypeCNAIModelConfig:
+	case configType == MediaTypeModelPackConfig || configType == MediaTypeCNAIModelConfig:
 		a.Model, err = readModelPack(config, raw)
-	case MediaTypeDockerAIConfig:
+	case configType == MediaTypeDockerAIConfig:
 		a.Model, err = readDockerModel(config, raw)
 	}
 	if err != nil {

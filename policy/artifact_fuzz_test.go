@@ -15,6 +15,8 @@ func FuzzReadArtifact(f *testing.F) {
 	f.Add(MediaTypeDockerAIConfig, []byte(`{}`), []byte(`{"descriptor":{},"config":{"format":"gguf","gguf":{"architecture":"llama"}}}`))
 	f.Add(MediaTypeDockerConfig, []byte(`{"annotations":null}`), []byte(`{"config":{"User":"1","user":"0"}}`))
 	f.Add(MediaTypeOCIConfig, []byte(`[]`), []byte(`null`))
+	f.Add("application/octet-stream", []byte(`{}`), []byte(`{"config":{"User":"00:00","Env":["X"]}}`))
+	f.Add("", []byte(`{}`), []byte(`<html></html>`))
 	f.Fuzz(func(t *testing.T, typ string, manifest, config []byte) {
 		a, err := ReadArtifact(ArtifactSubject{}, manifest, false, typ, digest.FromBytes(config), config)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/ext"
@@ -106,20 +107,57 @@ var artifactConditionEnv = sync.OnceValues(func() (*cel.Env, error) {
 	}, celLanguage...)...)
 })
 
+// artifactRefs is which artifact document variables a condition reads.
+type artifactRefs struct {
+	now, config, model bool
+}
+
 // compileArtifactCondition compiles and type-checks one of
-// require.conditions; usesNow reports whether it reads the clock.
-func compileArtifactCondition(src string) (prg cel.Program, usesNow bool, issues []celIssue) {
+// require.conditions and reports which variables it reads.
+func compileArtifactCondition(src string) (prg cel.Program, refs artifactRefs, issues []celIssue) {
 	env, err := artifactConditionEnv()
 	if err != nil {
-		return nil, false, []celIssue{{line: -1, col: -1, msg: "CEL environment: " + err.Error()}}
+		return nil, refs, []celIssue{{line: -1, col: -1, msg: "CEL environment: " + err.Error()}}
 	}
 	prg, ast, issues := compileIn(env, src)
 	if ast != nil {
 		for _, ref := range ast.NativeRep().ReferenceMap() {
-			if ref.Name == VarNow {
-				usesNow = true
+			switch ref.Name {
+			case VarNow:
+				refs.now = true
+			case VarConfig:
+				refs.config = true
+			case VarModel:
+				refs.model = true
 			}
 		}
 	}
-	return prg, usesNow, issues
+	return prg, refs, issues
+}
+
+// errTrueWithoutConfig is why a condition that reads config is refused
+// when it is true on an artifact whose config pullgate does not read as an
+// image configuration (config is null; see trueWithoutConfig).
+var errTrueWithoutConfig = errors.New("condition is true when the artifact has no image config (config null: a model, or a config type pullgate does not read as one; or config without the keys the condition reads)")
+
+// trueWithoutConfig reports whether a condition that reads config is true
+// on an artifact without an image config: config and model null, or empty
+// objects (no key present), every other variable empty. Such a condition
+// (`!has(config.user)`, `config.?user.orValue("1000") != "0"`,
+// `config == null || ...`) admits an image whose upstream gives its config
+// a media type pullgate does not read, which a runtime may still run; it
+// is a policy error. A condition true there only because it does not
+// depend on config at all is not reported (it does not read config).
+func trueWithoutConfig(prg cel.Program) bool {
+	a := &Artifact{Manifest: map[string]any{}, Annotations: map[string]string{}}
+	for _, empty := range []bool{false, true} {
+		vars := a.Document(time.Unix(0, 0))
+		if empty {
+			vars[VarConfig], vars[VarModel] = map[string]any{}, map[string]any{}
+		}
+		if ok, err := evalCondition(prg, vars); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }

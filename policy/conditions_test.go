@@ -96,11 +96,25 @@ func TestConditionExamples(t *testing.T) {
 		reason     string
 	}{
 		{"non-root.yaml", "user 1000", img("1000"), true, ""},
-		{"non-root.yaml", "user app:0", img("app:0"), true, ""},
+		{"non-root.yaml", "user 1000:0 (group 0 alone)", img("1000:0"), true, ""},
+		{"non-root.yaml", "user app:0 (a name)", img("app:0"), false, "is false"},
+		{"non-root.yaml", "toor (a name, maybe uid 0)", img("toor"), false, "is false"},
+		{"non-root.yaml", "00", img("00"), false, "is false"},
+		{"non-root.yaml", "+0", img("+0"), false, "is false"},
+		{"non-root.yaml", "-0", img("-0"), false, "is false"},
+		{"non-root.yaml", "00:00", img("00:00"), false, "is false"},
+		{"non-root.yaml", "a uid over int64", img("99999999999999999999"), false, "error"},
 		{"non-root.yaml", "no user", img(""), false, "rule non-root: condition runs-as-non-root: "},
 		{"non-root.yaml", "root", img("root"), false, "is false"},
 		{"non-root.yaml", "0:0", img("0:0"), false, "is false"},
 		{"non-root.yaml", "a model", artifactOf(t, MediaTypeModelPackConfig, modelPackConfig("MIT"), nil), false, "is false"},
+		// Config types Docker Engine runs as image configs are read as such.
+		{"non-root.yaml", "user 1000, config type \"\"", artifactOf(t, "", imageConfig(t, "1000", nil, fresh), nil), true, ""},
+		{"non-root.yaml", "user 1000, config type application/json", artifactOf(t, "application/json", imageConfig(t, "1000", nil, fresh), nil), true, ""},
+		{"non-root.yaml", "user 0, config type application/octet-stream", artifactOf(t, "application/octet-stream", imageConfig(t, "0", nil, fresh), nil), false, "is false"},
+		{"non-root.yaml", "no user, config type text/html", artifactOf(t, "text/html", imageConfig(t, "", nil, fresh), nil), false, "is false"},
+		{"non-root.yaml", "an image config typed as a ModelPack model", artifactOf(t, MediaTypeModelPackConfig, imageConfig(t, "1000", nil, fresh), nil), false, "is false"},
+		{"non-root.yaml", "an image config of an unknown type", artifactOf(t, "application/vnd.example.config.v1+json", imageConfig(t, "1000", nil, fresh), nil), false, "is false"},
 		{"base-pinned.yaml", "annotated", artifactOf(t, oci, imageConfig(t, "1", nil, fresh), base), true, ""},
 		{"base-pinned.yaml", "not annotated", img("1"), false, "rule base-pinned: condition base-digest-annotated"},
 		{"base-pinned.yaml", "a tag, not a digest", artifactOf(t, oci, imageConfig(t, "1", nil, fresh),
@@ -119,6 +133,10 @@ func TestConditionExamples(t *testing.T) {
 		{"model-license.yaml", "one not allowed", artifactOf(t, MediaTypeModelPackConfig, modelPackConfig("MIT", "LicenseRef-llama3"), nil), false, "rule model-license: condition license-allowed"},
 		{"model-license.yaml", "none declared", artifactOf(t, MediaTypeModelPackConfig, modelPackConfig(), nil), false, "is false"},
 		{"model-license.yaml", "an image", img("1"), false, "is false"},
+		{"model-license.yaml", "an image config typed as a ModelPack model", artifactOf(t, MediaTypeModelPackConfig, imageConfig(t, "1000", nil, fresh), nil), false, "is false"},
+		{"no-secret-env.yaml", "a secret in a config typed application/octet-stream", artifactOf(t, "application/octet-stream", imageConfig(t, "1", []string{"DB_PASS=x"}, fresh), nil), false, "no-secret-env-name"},
+		{"no-secret-env.yaml", "a config of an unknown type", artifactOf(t, "application/vnd.example.config.v1+json", imageConfig(t, "1", nil, fresh), nil), false, "is false"},
+		{"fresh.yaml", "a config of an unknown type", artifactOf(t, "application/vnd.example.config.v1+json", imageConfig(t, "1", nil, fresh), nil), false, "is false"},
 	}
 	for _, c := range cases {
 		t.Run(c.file+"/"+c.name, func(t *testing.T) {
@@ -293,7 +311,13 @@ func TestConditionsLoadDiagnostics(t *testing.T) {
 		{`      conditions: [{name: a, expr: 'true'}, {name: a, expr: 'true'}]`, `rule r.require.conditions[1].name "a" is used twice`},
 		{`      conditions: [{name: a, expr: 'true', message: x}]`, `message`},
 		{`      conditions: [{name: 'a b', expr: 'true'}]`, `is not a valid name`},
-		{"      conditions:\n        - name: x\n          expr: >-\n            config != null &&\n            config.usr ==", `rule r.require.conditions[0].expr: Syntax error`},
+		{"      conditions:\n        - name: x\n          expr: >-\n            config != null &&\n            config.usr ==", `rule r.require.conditions[0].expr: Syntax error`}, // True when the config is null (a config type pullgate does not
+		// read as an image config) or has no keys: refused.
+		{`      conditions: ['!has(config.user)']`, `6:20: rule r.require.conditions[0]: condition is true when the artifact has no image config`},
+		{`      conditions: ['config.?user.orValue("1000") != "0"']`, `6:20: rule r.require.conditions[0]: condition is true when the artifact has no image config`},
+		{`      conditions: [{name: nr, expr: 'config == null || config.user != "0"'}]`, `6:37: rule r.require.conditions[0].expr: condition is true when the artifact has no image config`},
+		{`      conditions: ['model == null || config.user != ""']`, `condition is true when the artifact has no image config`},
+		{`      conditions: ['config != null && config.?user.orValue("") != "0"']`, `condition is true when the artifact has no image config`},
 	}
 	for _, c := range cases {
 		src := "rules:\n  - name: r\n    match: [\"**\"]\n    require:\n" + c.src + "\n"
@@ -306,6 +330,23 @@ func TestConditionsLoadDiagnostics(t *testing.T) {
 		}
 		if !strings.Contains(strings.Join(all, "\n"), c.want) {
 			t.Errorf("%s:\n got %q\nwant %q", c.src, all, c.want)
+		}
+	}
+}
+
+// Conditions that fail without an image config, or do not read config,
+// load: the null-config check refuses only conditions that read config.
+func TestConditionsTrueWithoutConfigAccepted(t *testing.T) {
+	for _, expr := range []string{
+		`config != null && config.user != ""`,
+		`subject.repository != ""`,
+		`model == null || model.licenses.size() > 0`,
+		`has(config.user) && config.user != "0"`,
+		`!config.envMap.exists(k, k == "X")`,
+	} {
+		src := "rules:\n  - name: r\n    match: [\"**\"]\n    require:\n      conditions: ['" + expr + "']\n"
+		if diags := Lint(writePolicy(t, src)); len(diags) > 0 {
+			t.Errorf("%s: %v", expr, diags)
 		}
 	}
 }
@@ -342,17 +383,20 @@ func TestReadArtifactRefuses(t *testing.T) {
 		typ string
 		cfg string
 	}{
-		"not JSON":          {MediaTypeOCIConfig, `{"config":`},
-		"an array":          {MediaTypeOCIConfig, `[]`},
-		"null":              {MediaTypeOCIConfig, `null`},
-		"repeated user":     {MediaTypeOCIConfig, `{"config":{"User":"1000","User":"0"}}`},
-		"case-variant user": {MediaTypeOCIConfig, `{"config":{"User":"1000","user":"0"}}`},
-		"bad created":       {MediaTypeOCIConfig, `{"created":"yesterday"}`},
-		"env not strings":   {MediaTypeDockerConfig, `{"config":{"Env":[1]}}`},
-		"licenses a string": {MediaTypeModelPackConfig, `{"descriptor":{"licenses":"MIT"}}`},
-		"repeated license":  {MediaTypeModelPackConfig, `{"descriptor":{"licenses":["MIT"],"licenses":["GPL-3.0"]}}`},
-		"docker gguf":       {MediaTypeDockerAIConfig, `{"config":{"gguf":[]}}`},
-		"too big":           {MediaTypeOCIConfig, `{"a":"` + strings.Repeat("x", MaxArtifactConfigBytes) + `"}`},
+		"not JSON":                   {MediaTypeOCIConfig, `{"config":`},
+		"an array":                   {MediaTypeOCIConfig, `[]`},
+		"null":                       {MediaTypeOCIConfig, `null`},
+		"repeated user":              {MediaTypeOCIConfig, `{"config":{"User":"1000","User":"0"}}`},
+		"case-variant user":          {MediaTypeOCIConfig, `{"config":{"User":"1000","user":"0"}}`},
+		"bad created":                {MediaTypeOCIConfig, `{"created":"yesterday"}`},
+		"env not strings":            {MediaTypeDockerConfig, `{"config":{"Env":[1]}}`},
+		"licenses a string":          {MediaTypeModelPackConfig, `{"descriptor":{"licenses":"MIT"}}`},
+		"repeated license":           {MediaTypeModelPackConfig, `{"descriptor":{"licenses":["MIT"],"licenses":["GPL-3.0"]}}`},
+		"docker gguf":                {MediaTypeDockerAIConfig, `{"config":{"gguf":[]}}`},
+		"too big":                    {MediaTypeOCIConfig, `{"a":"` + strings.Repeat("x", MaxArtifactConfigBytes) + `"}`},
+		"legacy type, repeated user": {"application/octet-stream", `{"config":{"User":"1000","User":"0"}}`},
+		"legacy type, not JSON":      {"text/html", `<html></html>`},
+		"no type, env not strings":   {"", `{"config":{"Env":[1]}}`},
 	}
 	for name, c := range cases {
 		mf := imageManifest(t, []byte(c.cfg), c.typ, nil)

@@ -688,7 +688,7 @@ func (l *loader) parseConditions(f field, what string) []*Condition {
 		if !ok {
 			continue
 		}
-		prg, usesNow, issues := compileArtifactCondition(src)
+		prg, refs, issues := compileArtifactCondition(src)
 		for _, is := range issues {
 			line, col := celPosition(ef.val, is.line, is.col)
 			l.errPos(line, col, conditionsFix, "%s: %s", w, is.msg)
@@ -696,7 +696,12 @@ func (l *loader) parseConditions(f field, what string) []*Condition {
 		if len(issues) > 0 {
 			continue
 		}
-		c.Expr, c.UsesNow, c.prg = src, usesNow, prg
+		if refs.config && trueWithoutConfig(prg) {
+			l.errAt(ef.val, "guard it: config != null && ... (an image whose config pullgate does not read must fail it)",
+				"%s: %v", w, errTrueWithoutConfig)
+			continue
+		}
+		c.Expr, c.UsesNow, c.prg = src, refs.now, prg
 		out = append(out, c)
 	}
 	return out

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -11,6 +13,7 @@ import (
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/verify/content"
 )
 
@@ -88,7 +91,105 @@ func (s *Engine) Decide(ctx context.Context, sub Subject) (Decision, error) {
 	s.persistLinks(ctx, sub.Upstream, sub.Repo, dgst, m)
 	d.Verdict, _ = s.decideManifest(q, dgst, m)
 	d.Digest, d.MediaType = dgst, m.MediaType
+	if m.IsIndex() && d.Allowed && !d.Evidence && q.rule.HasConditions() {
+		if d.Verdict, err = s.decidePlatforms(q, m, d.Verdict, 0); err != nil {
+			return d, err
+		}
+	}
 	return d, nil
+}
+
+// decidePlatforms decides, for Decide of an image index allowed under a
+// rule with require.conditions, every manifest the index lists:
+// conditions apply to platform manifests, not to the index, and a client
+// pulls one of them. The index's verdict v stands only if each is
+// allowed; a denied one denies with its reasons, naming its platform
+// (`rule <r>: platform linux/arm64 sha256:…: condition … is false`).
+// Attestation manifests (platform unknown/unknown, as buildx attaches
+// them) are not run by any runtime and are skipped. A nested index is
+// decided the same way, up to maxParentDepth levels. err is an upstream
+// or store failure: nothing was decided.
+func (s *Engine) decidePlatforms(q *Query, idx *Manifest, v Verdict, depth int) (Verdict, error) {
+	out := v
+	out.Checks = slices.Clone(v.Checks)
+	var denied, wouldDeny []string
+	for _, c := range idx.Manifests {
+		label := platformLabel(c.Platform) + " " + c.Digest.String()
+		if p := c.Platform; p != nil && p.OS == "unknown" && p.Architecture == "unknown" {
+			out.Checks = append(out.Checks, audit.Check{Name: "platform", Passed: true, Detail: label + ": not decided (unknown/unknown: an attestation manifest, not run)"})
+			continue
+		}
+		cm, err := s.verifiedManifest(q.ctx(), q.up, q.sub.Repo, c.Digest)
+		if err != nil {
+			return v, fmt.Errorf("platform manifest %s: %w", label, err)
+		}
+		s.persistLinks(q.ctx(), q.sub.Upstream, q.sub.Repo, c.Digest, cm)
+		cq := q.About(c.Digest)
+		cv, _ := s.decideManifest(cq, c.Digest, cm)
+		if cm.IsIndex() && cv.Allowed && !cv.Evidence {
+			if depth+1 >= maxParentDepth {
+				cv = Verdict{Rule: v.Rule, Revision: v.Revision, ExitCode: policy.ExitOther,
+					Reasons: []string{fmt.Sprintf("rule %s: indexes nested deeper than %d levels", v.Rule, maxParentDepth)}}
+			} else if cv, err = s.decidePlatforms(cq, cm, cv, depth+1); err != nil {
+				return v, err
+			}
+		}
+		switch {
+		case !cv.Allowed:
+			out.Checks = append(out.Checks, audit.Check{Name: "platform", Detail: label + ": denied"})
+			denied = append(denied, platformReasons(cv, label)...)
+			if out.Allowed {
+				out.Allowed, out.ExitCode = false, cv.ExitCode
+			}
+		case cv.WouldDeny:
+			out.Checks = append(out.Checks, audit.Check{Name: "platform", Detail: label + ": would be denied (audit mode)"})
+			wouldDeny = append(wouldDeny, platformReasons(cv, label)...)
+			if !out.WouldDeny {
+				out.WouldDeny, out.ExitCode = true, cv.ExitCode
+			}
+		default:
+			out.Checks = append(out.Checks, audit.Check{Name: "platform", Passed: true, Detail: label + ": allowed"})
+		}
+	}
+	switch {
+	case len(denied) > 0:
+		if out.ExitCode == 0 {
+			out.ExitCode = policy.ExitOther
+		}
+		out.Reasons = denied
+	case len(wouldDeny) > 0:
+		out.Reasons = append(slices.Clone(v.Reasons), wouldDeny...)
+	}
+	return out, nil
+}
+
+// platformReasons names the platform manifest in each of its verdict's
+// reasons: "rule r: x" becomes "rule r: platform <label>: x".
+func platformReasons(v Verdict, label string) []string {
+	out := make([]string, 0, len(v.Reasons))
+	for _, r := range v.Reasons {
+		if rest, ok := strings.CutPrefix(r, "rule "+v.Rule+": "); ok {
+			out = append(out, fmt.Sprintf("rule %s: platform %s: %s", v.Rule, label, rest))
+		} else {
+			out = append(out, fmt.Sprintf("platform %s: %s", label, r))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, fmt.Sprintf("rule %s: platform %s: denied", v.Rule, label))
+	}
+	return out
+}
+
+// platformLabel is "os/architecture[/variant]", or "(no platform)".
+func platformLabel(p *ocispec.Platform) string {
+	if p == nil {
+		return "(no platform)"
+	}
+	l := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		l += "/" + p.Variant
+	}
+	return l
 }
 
 // AdmitBlob decides a request for the blob q.Subject().Digest: the grant

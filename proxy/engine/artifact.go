@@ -27,6 +27,14 @@ func (s *Engine) verdictTTL(rule *policy.Rule, v Verdict) time.Duration {
 	return ttl
 }
 
+// grantTTL is how long a grant made on an allowed decision of rule is
+// held: no longer than the decision itself (timeDependentTTL for a rule
+// whose conditions read now), so that no blob outlives the allow of the
+// manifest that lists it.
+func (s *Engine) grantTTL(rule *policy.Rule) time.Duration {
+	return s.verdictTTL(rule, Verdict{Allowed: true})
+}
+
 // artifactFacts adds to in what the artifact itself says, for a rule's
 // require.conditions: the manifest, and the config blob it names (an image
 // or model configuration) read from the store or the upstream, verified
@@ -38,8 +46,11 @@ func (s *Engine) artifactFacts(q *Query, dgst digest.Digest, m *Manifest, in *po
 		ct, body = "", []byte(nil)
 		cd       digest.Digest
 	)
+	if c := m.Config; !m.IsIndex() && c != nil {
+		ct = c.MediaType // read only when ArtifactConfigType says so ("" is read)
+	}
 	if c := m.Config; !m.IsIndex() && c != nil && policy.ArtifactConfigType(c.MediaType) {
-		ct, cd = c.MediaType, c.Digest
+		cd = c.Digest
 		var err error
 		switch {
 		case c.Size > policy.MaxArtifactConfigBytes:

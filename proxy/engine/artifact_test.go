@@ -6,14 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/config"
 )
 
-// A decision of a rule whose conditions read now is kept at most
-// timeDependentTTL, whatever cache.allowTTL says; other decisions keep
-// the configured TTLs.
-func TestVerdictTTLTimeDependent(t *testing.T) {
+// ttlEngine is an engine with cache.allowTTL 1h and denyTTL 30s, and a
+// policy with a rule whose condition reads now (fresh, up/fresh/**) and
+// one whose condition does not (nonroot, up/**).
+func ttlEngine(t *testing.T) (*Engine, *policy.Policy) {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(path, []byte(`rules:
@@ -35,6 +39,14 @@ func TestVerdictTTLTimeDependent(t *testing.T) {
 	cfg := &config.Config{}
 	cfg.Cache.AllowTTL, cfg.Cache.DenyTTL = config.Duration(time.Hour), config.Duration(30*time.Second)
 	s := &Engine{cfg: cfg}
+	return s, p
+}
+
+// A decision of a rule whose conditions read now is kept at most
+// timeDependentTTL, whatever cache.allowTTL says; other decisions keep
+// the configured TTLs.
+func TestVerdictTTLTimeDependent(t *testing.T) {
+	s, p := ttlEngine(t)
 	fresh, nonroot := p.Match("up/fresh/a"), p.Match("up/b")
 	allow, deny := Verdict{Allowed: true}, Verdict{}
 	for _, c := range []struct {
@@ -49,6 +61,41 @@ func TestVerdictTTLTimeDependent(t *testing.T) {
 	} {
 		if got := s.verdictTTL(c.rule, c.v); got != c.want {
 			t.Errorf("rule %s allowed=%v: ttl %s, want %s", c.rule.Name, c.v.Allowed, got, c.want)
+		}
+	}
+}
+
+// The blob grants of an allowed decision of a rule whose conditions read
+// now last no longer than the decision (timeDependentTTL), not
+// cache.allowTTL: a layer is not served after its manifest's allow has
+// expired and would be decided again.
+func TestGrantTTLTimeDependent(t *testing.T) {
+	s, p := ttlEngine(t)
+	s.memory = newMemory(16)
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.blobGrants.SetClock(func() time.Time { return clock })
+	layer := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromString("layer"), Size: 5}
+	m := &Manifest{MediaType: ocispec.MediaTypeImageManifest, Layers: []ocispec.Descriptor{layer}}
+	md := digest.FromString("manifest")
+	for _, c := range []struct {
+		repo string
+		keep time.Duration // held at least
+		drop time.Duration // gone by
+	}{
+		{"up/fresh/a", timeDependentTTL - time.Second, timeDependentTTL + time.Second},
+		{"up/b", time.Hour - time.Second, time.Hour + time.Second},
+	} {
+		q := &Query{sub: Subject{Upstream: "up"}, rep: c.repo, pol: p, rule: p.Match(c.repo)}
+		start := clock
+		s.grant(q, md, m, Verdict{Allowed: true})
+		key := grantKey(p.Revision(), c.repo, layer.Digest)
+		clock = start.Add(c.keep)
+		if _, ok := s.blobGrants.Get(key); !ok {
+			t.Errorf("%s: grant gone after %s", c.repo, c.keep)
+		}
+		clock = start.Add(c.drop)
+		if _, ok := s.blobGrants.Get(key); ok {
+			t.Errorf("%s: grant still held after %s", c.repo, c.drop)
 		}
 	}
 }

@@ -831,3 +831,57 @@ func TestRestartDecidesBlobsByPersistedLinks(t *testing.T) {
 		}
 	}
 }
+
+// Decide (pullgate verify) of an index under a rule with require.conditions
+// decides every platform manifest it lists: a platform that fails the
+// conditions denies the index, naming the platform; an unknown/unknown
+// manifest (a buildx attestation manifest, run by no runtime) is skipped.
+func TestDecideIndexPlatforms(t *testing.T) {
+	e := newEnv(t)
+	if err := os.WriteFile(filepath.Join(e.dir, "policy.yaml"), []byte(`rules:
+  - name: nonroot
+    match: ["**"]
+    require:
+      conditions:
+        - name: uid
+          expr: 'config != null && config.user.matches("^[0-9]+$") && int(config.user) != 0'
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := func(user string, p v1.Platform) harness.ImageOptions {
+		return harness.ImageOptions{Platform: &p, Config: func(cf *v1.ConfigFile) { cf.Config.User = user }}
+	}
+	amd, arm := v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"}
+	att := v1.Platform{OS: "unknown", Architecture: "unknown"}
+	bad := e.up.PushIndexOf(t, "multi/app", "bad", img("1000", amd), img("0", arm), img("", att))
+	good := e.up.PushIndexOf(t, "multi/app", "good", img("1000", amd), img("1001", arm), img("", att))
+	eng := e.open(t, "store")
+
+	dec, err := eng.Decide(t.Context(), subject(t, eng, "multi/app", "bad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "rule nonroot: platform linux/arm64 " + bad.Children[1].Digest + ": condition uid: "
+	if dec.Allowed || dec.ExitCode != policy.ExitUnmet || len(dec.Reasons) != 1 || !strings.HasPrefix(dec.Reasons[0], want) {
+		t.Fatalf("index with a root platform: allowed=%v exit=%d reasons=%q; want denied 13 with %q", dec.Allowed, dec.ExitCode, dec.Reasons, want)
+	}
+	dec, err = eng.Decide(t.Context(), subject(t, eng, "multi/app", "good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var details []string
+	for _, c := range dec.Checks {
+		if c.Name == "platform" {
+			details = append(details, c.Detail)
+		}
+	}
+	if !dec.Allowed || dec.ExitCode != 0 || len(details) != 3 || !strings.Contains(details[2], good.Children[2].Digest+": not decided (unknown/unknown") {
+		t.Fatalf("index of non-root platforms: allowed=%v exit=%d reasons=%q platforms=%q", dec.Allowed, dec.ExitCode, dec.Reasons, details)
+	}
+	// The index itself is still served as before (the proxy decides each
+	// platform when a client pulls it).
+	q, _ := eng.Query(t.Context(), subject(t, eng, "multi/app", "bad"))
+	if _, v, _, err := eng.AdmitManifest(q, digest.Digest(bad.Digest)); err != nil || !v.Allowed {
+		t.Fatalf("AdmitManifest of the index: %v %v", v, err)
+	}
+}

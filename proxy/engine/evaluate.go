@@ -342,7 +342,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	v := s.decide(q, in)
 	if v.Allowed {
 		for d, exp := range exps {
-			s.tensors.Add(grantKey(q.pol.Revision(), q.repository(), d), exp, s.cfg.Cache.AllowTTL.D())
+			s.tensors.Add(grantKey(q.pol.Revision(), q.repository(), d), exp, s.grantTTL(rule))
 		}
 	}
 

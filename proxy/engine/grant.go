@@ -25,7 +25,7 @@ const evidenceGrantTTL = 30 * time.Second
 // the blob as, and those manifests (see BlobGrant.Classes).
 func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict) {
 	rev := q.pol.Revision()
-	ttl := s.cfg.Cache.AllowTTL.D()
+	ttl := s.grantTTL(q.rule)
 	var classes map[digest.Digest][]content.Class
 	if !v.Evidence && q.rule != nil && q.rule.Content != nil {
 		classes = content.BlobClasses(m)
@@ -251,7 +251,7 @@ func (s *Engine) refreshContentGrant(q *Query, key string, held BlobGrant, dgst 
 	if held.covers(links) {
 		if local {
 			held.Gen = gen
-			s.keepGrant(key, held)
+			s.keepGrant(q, key, held)
 		}
 		return held, nil
 	}
@@ -270,7 +270,7 @@ func (s *Engine) refreshContentGrant(q *Query, key string, held BlobGrant, dgst 
 	if all && local {
 		g.Gen = gen
 	}
-	return s.keepGrant(key, g), nil
+	return s.keepGrant(q, key, g), nil
 }
 
 // confirmedEvidenceGrant returns an evidence grant confirmed recently,
@@ -401,7 +401,7 @@ func (s *Engine) completeContentGrant(q *Query, key string, dgst digest.Digest, 
 	if all && s.store.LocalRoot() != "" {
 		found.Gen = sc.gen
 	}
-	return s.keepGrant(key, found)
+	return s.keepGrant(q, key, found)
 }
 
 // keepEvidenceGrant holds an evidence grant with the links it was
@@ -488,10 +488,10 @@ func (s *Engine) accountFor(q *Query, g BlobGrant, md, dgst digest.Digest) (Blob
 // keepGrant holds a content grant gathered from the blob's links, joined
 // with whatever grant was recorded meanwhile (manifests granted while the
 // links were decided), and returns it.
-func (s *Engine) keepGrant(key string, g BlobGrant) BlobGrant {
+func (s *Engine) keepGrant(q *Query, key string, g BlobGrant) BlobGrant {
 	if cur, ok := s.blobGrants.Get(key); ok && !cur.Evidence {
 		g = g.union(cur)
 	}
-	s.blobGrants.Add(key, g, s.boundTTL(s.cfg.Cache.AllowTTL.D(), g.Until))
+	s.blobGrants.Add(key, g, s.boundTTL(s.grantTTL(q.rule), g.Until))
 	return g
 }

@@ -85,6 +85,10 @@ func TestConditionExamplesE2E(t *testing.T) {
 			{"nonroot/user:v1", &condImage{user: "1000:1000", created: fresh}, nil, ""},
 			{"nonroot/nouser:v1", &condImage{created: fresh}, nil, "rule non-root: condition runs-as-non-root: "},
 			{"nonroot/root:v1", &condImage{user: "root", created: fresh}, nil, "rule non-root: condition runs-as-non-root: "},
+			{"nonroot/zero:v1", &condImage{user: "00:00", created: fresh}, nil, "rule non-root: condition runs-as-non-root: "},
+			{"nonroot/minuszero:v1", &condImage{user: "-0", created: fresh}, nil, "rule non-root: condition runs-as-non-root: "},
+			{"nonroot/name:v1", &condImage{user: "toor", created: fresh}, nil, "rule non-root: condition runs-as-non-root: "},
+			{"nonroot/group0:v1", &condImage{user: "1000:0", created: fresh}, nil, ""},
 		}},
 		{"base-pinned.yaml", []pull{
 			{"base/pinned:v1", &condImage{user: "1", created: fresh, annotations: base}, nil, ""},
@@ -155,7 +159,7 @@ func TestConditionsIndexAndMalformedConfig(t *testing.T) {
 	}
 	amd, arm := v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"}
 	idx := up.PushIndexOf(t, "multi/app", "v1",
-		condImage{user: "app", platform: &amd}.options(),
+		condImage{user: "1000", platform: &amd}.options(),
 		condImage{user: "0", platform: &arm}.options())
 
 	// The image config with "User" twice: runtimes built on encoding/json
