@@ -36,14 +36,17 @@ func (b *BufferedInspector) Write(p []byte) (int, error) {
 		b.err = newFinding(b.format, b.size, "more bytes than the declared size %d", b.size)
 		return 0, b.err
 	}
-	if b.seen > b.max {
+	if b.seen > b.max || b.size > b.max {
+		// A declared size past the limit is refused at the first
+		// write, before anything is allocated for it.
 		b.err = newFinding(b.format, b.max, b.tooLarge, b.max)
 		return 0, b.err
 	}
 	if b.buf == nil && b.size >= 0 {
-		// The declared size (at most max): the bytes are held once,
-		// not through append's doublings (a 64 MiB file would
-		// otherwise peak at about twice that while its buffer grows).
+		// The declared size (at most max, checked above): the bytes
+		// are held once, not through append's doublings (a 64 MiB file
+		// would otherwise peak at about twice that while its buffer
+		// grows).
 		b.buf = make([]byte, 0, b.size)
 	}
 	b.buf = append(b.buf, p...)

@@ -270,3 +270,51 @@ func TestYAMLConfigNodeCap(t *testing.T) {
 	}
 	wantRefused(t, checkYAMLConfig(Options{}, at(maxYAMLParseNodes+2)), "refuses more than 131072 nodes")
 }
+
+// A held file declared larger than its limit is refused at its first
+// write: its declared size (from the upstream) was used to size the
+// buffer, so a config.json declared as 64 GiB allocated 64 GiB.
+func TestBufferedDeclaredSizeOverLimit(t *testing.T) {
+	in := newConfigInspector(Options{}, 64<<30)
+	_, err := in.Write([]byte(`{"a": 1`))
+	wantRefused(t, err, "larger than")
+}
+
+// yaml.v3 copies a %TAG directive's prefix into every node that uses it:
+// 2 MiB of prefix and 2,000 tagged nodes parsed into 4 GiB. Refused
+// before the parse, in UTF-8 and UTF-16.
+func TestYAMLTagDirectiveRefused(t *testing.T) {
+	doc := "%TAG !e! tag:x," + strings.Repeat("p", 1<<20) + "\n---\n" + strings.Repeat("- !e!x 1\n", 2000)
+	wantRefused(t, checkYAMLConfig(Options{}, []byte(doc)), "%TAG directive")
+	_, err := checkNeMoConfig(Options{}, []byte(doc))
+	wantRefused(t, err, "%TAG directive")
+	u := []byte{0xFF, 0xFE}
+	for _, r := range "%TAG !e! tag:x,y\n---\n- !e!x 1\n" {
+		u = append(u, byte(r), 0)
+	}
+	wantRefused(t, checkYAMLConfig(Options{}, u), "%TAG directive")
+	if err := checkYAMLConfig(Options{}, []byte("a: !!str 1\nb: [x]\n")); err != nil {
+		t.Fatalf("YAML without directives refused: %v", err)
+	}
+}
+
+// An alias repeats its node, not its template check: 2,000 aliases of one
+// 64 KiB template are checked once (38 s of CPU for 1 MiB before).
+func TestYAMLTemplateAliasesCheckedOnce(t *testing.T) {
+	tmpl := "{{ messages }}" + strings.Repeat("x", 64<<10)
+	doc := "t: &a \"" + tmpl + "\"\nchat_template: [" + strings.TrimSuffix(strings.Repeat("*a, ", 2000), ", ") + "]\n"
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+		t.Fatal(err)
+	}
+	w := yamlTemplateWalk{budget: maxYAMLNodes, checked: map[*yaml.Node]bool{}}
+	if err := w.walk(Options{}, &n, "", 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.checked) != 1 {
+		t.Fatalf("%d template checks for one anchored template", len(w.checked))
+	}
+	if err := checkYAMLConfig(Options{}, []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -266,6 +266,9 @@ func checkNeMoConfig(opts Options, b []byte) (refs []Reference, err error) {
 			err = newFinding(FormatNeMo, -1, "model_config.yaml does not parse (the YAML parser failed: %v)", r)
 		}
 	}()
+	if yamlTagDirective(b) {
+		return nil, newFinding(FormatNeMo, -1, "model_config.yaml has a %%TAG directive (the YAML parser copies its prefix into every node that uses it: a bounded file would parse into gigabytes; NeMo configs have none)")
+	}
 	if n := yamlNodeBound(b); n > nemoMaxNodes {
 		return nil, newFinding(FormatNeMo, -1, "model_config.yaml may hold up to %d YAML nodes, more than the %d the check parses (each costs about 200 bytes parsed; no key raises it)", n, nemoMaxNodes)
 	}
@@ -345,7 +348,7 @@ func (w *nemoWalker) walk(n *yaml.Node, at string, depth int) error {
 		return w.fail("", "more than %d YAML nodes", maxYAMLNodes)
 	}
 	if n.Kind != yaml.DocumentNode && n.Kind != yaml.AliasNode && !yamlCoreTags[n.ShortTag()] {
-		return w.fail(at, "YAML tag %q is not a core tag (a loader with custom constructors would build objects from it)", n.Tag)
+		return w.fail(at, "YAML tag %q is not a core tag (a loader with custom constructors would build objects from it)", clip(n.Tag))
 	}
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:

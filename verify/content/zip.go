@@ -524,7 +524,8 @@ func (z *ZipInspector) newSink(e *zipEntry) *memberSink {
 	case e.sizesKnown:
 		s.limit = e.usize
 	case e.method == 8:
-		s.limit = z.maxInflated()
+		// the member's own cap and what the archive's total leaves
+		s.limit = min(z.maxInflated(), z.maxTotal()-z.total)
 	default:
 		s.limit = z.maxTotal() - z.total
 	}
@@ -606,6 +607,8 @@ func (s *memberSink) tooLarge() error {
 	switch {
 	case e.sizesKnown:
 		return s.z.fail(e.offset, "entry %q inflates to more than its declared %d bytes", e.name, e.usize)
+	case e.method == 8 && s.limit < s.z.maxInflated():
+		return s.z.fail(e.offset, "total uncompressed size exceeds %d bytes", s.z.maxTotal())
 	case e.method == 8:
 		return s.z.fail(e.offset, "deflated entry %q inflates to more than the limit of %d bytes", e.name, s.limit)
 	}

@@ -708,3 +708,33 @@ func BenchmarkZipCRC32(b *testing.B) {
 	}
 	_ = c
 }
+
+// A deflated member whose sizes follow in a data descriptor is held to
+// what the archive's total leaves while it inflates, not only to the
+// per-member cap checked when its stream ends (up to 1 GiB past the
+// total before).
+func TestZipDeflatedDescriptorMemberCountsTowardsTotal(t *testing.T) {
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	w, _ := zw.Create("big.bin") // streaming: flag 8, sizes in a descriptor
+	noise := make([]byte, 8<<20)
+	rand.New(rand.NewSource(1)).Read(noise) // incompressible: 8 MiB in, 8 MiB out
+	w.Write(noise)
+	zw.Close()
+	data := b.Bytes()
+	opts := content.Options{AllowUnknown: true, Zip: content.ZipOptions{MaxUncompressed: 1 << 20}}
+	in := content.NewZipInspector(opts, int64(len(data)))
+	var err error
+	fed := 0
+	for fed < len(data) && err == nil {
+		n := min(64<<10, len(data)-fed)
+		_, err = in.Write(data[fed : fed+n])
+		fed += n
+	}
+	if err == nil || !strings.Contains(err.Error(), "total uncompressed size exceeds 1048576") {
+		t.Fatalf("got %v, want the total exceeded", err)
+	}
+	if fed > 2<<20 {
+		t.Fatalf("refused after %d of %d bytes: the member inflated past the total before it was counted", fed, len(data))
+	}
+}
