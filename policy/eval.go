@@ -66,6 +66,12 @@ type Input struct {
 	// failed one denies; a rule requiring chain or mbom denies when the
 	// corresponding check is absent.
 	Checks []Check
+	// Tag is the tag the decision was asked by ("" when by digest); Rego
+	// input only. Decisions are about the digest and cached by it.
+	Tag string
+	// Manifest is the verified manifest's JSON, when the caller has it
+	// (Rego input).
+	Manifest []byte
 }
 
 // Check is one evaluated requirement or piece of evidence.
@@ -141,6 +147,9 @@ func (r *Rule) Evaluate(in Input, revision string) Decision {
 	}
 	if r.Action != ActionDeny {
 		e.external()
+	}
+	if r.Rego != nil && r.Action != ActionDeny {
+		e.rego()
 	}
 	if !e.denied {
 		d.Allowed = true

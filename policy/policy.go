@@ -90,8 +90,9 @@ type Rule struct {
 	Patterns    []string
 	Action      Action
 	Mode        Mode
-	Require     *Require // nil unless Action is verify
-	Content     *Content // nil when the rule has no content section
+	Require     *Require  // nil unless Action is verify
+	Content     *Content  // nil when the rule has no content section
+	Rego        *RegoRule // nil when the rule has no rego section
 	// Line is the line of the rule in the policy file.
 	Line int
 

@@ -277,7 +277,7 @@ func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Ver
 func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	ctx := q.ctx()
 	rule := q.rule
-	in := policy.Input{Repository: q.repository(), Digest: dgst}
+	in := policy.Input{Repository: q.repository(), Digest: dgst, Tag: q.sub.Tag, Manifest: m.Raw}
 	in.ContentFindings = s.contentFindings(q, m)
 	if rule.Action != policy.ActionVerify {
 		return fromDecision(rule.Evaluate(in, q.pol.Revision()))
