@@ -78,7 +78,7 @@ func (l *loader) parseRego(f field, what, ruleName string) *RegoRule {
 			continue
 		}
 		l.diags = append(l.diags, Diagnostic{File: is.file, Line: is.line, Col: is.col,
-			Message: fmt.Sprintf("%s: %s", what, is.msg), Fix: is.fix})
+			Message: fmt.Sprintf("rego module of rule %s: %s", ruleName, is.msg), Fix: is.fix})
 	}
 	return rr
 }
