@@ -55,6 +55,10 @@ type RegoRule struct {
 
 	prepared rego.PreparedEvalQuery
 	ready    bool // prepared was made by compileRego
+	// inputKeys are the top-level input keys the modules read (nil: the
+	// whole input, e.g. a module passing input to a function); only those
+	// are built for an evaluation.
+	inputKeys map[string]bool
 }
 
 var (
@@ -172,10 +176,41 @@ func compileRego(ruleName string, sources []regoSource, query string) (*RegoRule
 		return nil, []regoIssue{{line: -1, msg: "query: " + err.Error()}}
 	}
 	rr.prepared, rr.ready = pq, true
+	rr.inputKeys = inputKeysRead(c)
 	for _, s := range sources {
 		rr.Modules = append(rr.Modules, s.path)
 	}
 	return rr, nil
+}
+
+// inputKeysRead returns the top-level keys of input the compiled modules
+// refer to, or nil when a module reads input otherwise than by a constant
+// key (input itself, input[x]): then the whole input is built.
+func inputKeysRead(c *ast.Compiler) map[string]bool {
+	keys := map[string]bool{}
+	all := false
+	for _, m := range c.Modules {
+		ast.WalkRefs(m, func(ref ast.Ref) bool {
+			if all || !ref[0].Equal(ast.InputRootDocument) {
+				return false
+			}
+			if len(ref) < 2 {
+				all = true
+				return false
+			}
+			s, ok := ref[1].Value.(ast.String)
+			if !ok {
+				all = true
+				return false
+			}
+			keys[string(s)] = true
+			return false
+		})
+	}
+	if all {
+		return nil
+	}
+	return keys
 }
 
 // regoFix is the fix of a compile error.
@@ -203,7 +238,7 @@ var errRegoMemory = errors.New("evaluation allocated more than the memory bound"
 // eval runs the query over input and returns the violation messages, or an
 // error (timeout, memory bound, builtin error, a result that is not a set
 // of messages), which must deny.
-func (rr *RegoRule) eval(input map[string]any) ([]string, error) {
+func (rr *RegoRule) eval(input ast.Value) ([]string, error) {
 	if rr == nil || !rr.ready {
 		return nil, errors.New("query not compiled")
 	}
@@ -212,7 +247,7 @@ func (rr *RegoRule) eval(input map[string]any) ([]string, error) {
 	defer cancel()
 	ctx, stop := watchAlloc(ctx, RegoMaxAlloc)
 	defer stop()
-	rs, err := rr.prepared.Eval(ctx, rego.EvalInput(input))
+	rs, err := rr.prepared.Eval(ctx, rego.EvalParsedInput(input))
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, context.Canceled) {
 		return nil, cerr
 	}
@@ -226,23 +261,37 @@ func (rr *RegoRule) eval(input map[string]any) ([]string, error) {
 }
 
 // watchAlloc cancels ctx with errRegoMemory once the process has allocated
-// more than max bytes since the call. stop ends the watch.
+// more than max bytes since the call, sampled every regoAllocSample (the
+// sampler starts after the first interval, so that the evaluations that
+// take less cost one metrics read and a timer). stop ends the watch.
 func watchAlloc(parent context.Context, max uint64) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
-	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	read := func() uint64 {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return 0
+	read := func(s []metrics.Sample) (uint64, bool) {
+		metrics.Read(s)
+		if s[0].Value.Kind() != metrics.KindUint64 {
+			return 0, false
 		}
-		return sample[0].Value.Uint64()
+		return s[0].Value.Uint64(), true
 	}
-	start := read()
+	start, ok := read([]metrics.Sample{{Name: "/gc/heap/allocs:bytes"}})
+	if !ok {
+		return ctx, func() { cancel(context.Canceled) }
+	}
 	done := make(chan struct{})
-	go func() {
+	check := func(s []metrics.Sample) bool {
+		if n, _ := read(s); n-start > max {
+			cancel(fmt.Errorf("%w (%d MiB)", errRegoMemory, max>>20))
+			return false
+		}
+		return true
+	}
+	timer := time.AfterFunc(regoAllocSample, func() {
+		s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+		if !check(s) {
+			return
+		}
 		t := time.NewTicker(regoAllocSample)
 		defer t.Stop()
-		s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 		for {
 			select {
 			case <-done:
@@ -250,15 +299,13 @@ func watchAlloc(parent context.Context, max uint64) (context.Context, func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				metrics.Read(s)
-				if s[0].Value.Kind() == metrics.KindUint64 && s[0].Value.Uint64()-start > max {
-					cancel(fmt.Errorf("%w (%d MiB)", errRegoMemory, max>>20))
+				if !check(s) {
 					return
 				}
 			}
 		}
-	}()
-	return ctx, func() { close(done); cancel(context.Canceled) }
+	})
+	return ctx, func() { timer.Stop(); close(done); cancel(context.Canceled) }
 }
 
 // regoMessages reads a query result: a set or array of strings, or of
@@ -336,7 +383,7 @@ const checkRego = "rego"
 // "rule <name>: rego: <message>"; an evaluation error denies too.
 func (e *evaluation) rego() {
 	rr := e.rule.Rego
-	msgs, err := rr.eval(e.rule.RegoInput(e.in))
+	msgs, err := rr.eval(e.rule.regoInput(e.in, rr.inputKeys))
 	if err != nil {
 		e.d.Checks = append(e.d.Checks, Check{Name: checkRego, Detail: fmt.Sprintf("%s: error: %v", rr.Query, err)})
 		e.deny(ExitUnmet, "rule %s: rego: %s: evaluation error: %s", e.rule.Name, rr.Query, cleanMessage(err.Error()))

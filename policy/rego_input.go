@@ -5,65 +5,96 @@ import (
 	"strings"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
 )
 
-// RegoInput is the input document of a rule's Rego query: everything the
+// RegoInput is the input document of a rule's Rego query as JSON values
+// (map[string]any, []any, string, json.Number, bool, nil): everything the
 // rule knows about the digest being decided (docs/policy.md, "Rego input",
 // documents the schema). Only evidence that counts for the decision is
 // listed: verified signatures over the digest (or an index covering it),
-// verified attestations whose statement subject names it. Values are plain
-// JSON types (map[string]any, []any, string, float64, bool, nil).
+// verified attestations whose statement subject names it.
 func (r *Rule) RegoInput(in *Input) map[string]any {
+	v, err := ast.JSON(r.regoInput(in, nil))
+	if err != nil {
+		return nil
+	}
+	m, _ := v.(map[string]any)
+	return m
+}
+
+type regoKV = [2]*ast.Term
+
+func item(k string, v *ast.Term) regoKV { return regoKV{ast.InternedTerm(k), v} }
+func str(s string) *ast.Term            { return ast.StringTerm(s) }
+
+// jsonTerm is a decoded JSON value as a term (null when it cannot be one).
+func jsonTerm(x any) *ast.Term {
+	v, err := ast.InterfaceToValue(x)
+	if err != nil {
+		return ast.NullTerm()
+	}
+	return ast.NewTerm(v)
+}
+
+// regoInput builds the input document with the top-level keys that keys
+// holds expensive to build (manifest, annotations, attestations) only when
+// the modules read them (every key when keys is nil). The input is built as
+// OPA values directly: no intermediate Go maps, no JSON round trip.
+func (r *Rule) regoInput(in *Input, keys map[string]bool) ast.Value {
+	want := func(k string) bool { return keys == nil || keys[k] }
 	upstream, repo, _ := strings.Cut(in.Repository, "/")
-	doc := map[string]any{
-		"subject": map[string]any{
-			"repository": in.Repository,
-			"upstream":   upstream,
-			"repo":       repo,
-			"digest":     string(in.Digest),
-			"tag":        in.Tag,
-		},
-		"rule": map[string]any{"name": r.Name, "mode": string(r.Mode)},
+	doc := []regoKV{
+		item("subject", ast.ObjectTerm(
+			item("repository", str(in.Repository)),
+			item("upstream", str(upstream)),
+			item("repo", str(repo)),
+			item("digest", str(string(in.Digest))),
+			item("tag", str(in.Tag)))),
+		item("rule", ast.ObjectTerm(item("name", str(r.Name)), item("mode", str(string(r.Mode))))),
 	}
 	// Artifact facts. The manifest is the verified manifest's JSON; config
 	// and model are filled by the artifact facts of require.conditions
 	// when the caller provides them (null until then).
-	var manifest any
-	annotations := map[string]any{}
-	if len(in.Manifest) > 0 && json.Unmarshal(in.Manifest, &manifest) == nil {
-		if m, ok := manifest.(map[string]any); ok {
-			if a, ok := m["annotations"].(map[string]any); ok {
-				annotations = a
+	manifest, annotations := ast.NullTerm(), ast.ObjectTerm()
+	if (want("manifest") || want("annotations")) && len(in.Manifest) > 0 {
+		var m any
+		if json.Unmarshal(in.Manifest, &m) == nil {
+			manifest = jsonTerm(m)
+			if mm, ok := m.(map[string]any); ok {
+				if a, ok := mm["annotations"].(map[string]any); ok {
+					annotations = jsonTerm(a)
+				}
 			}
 		}
 	}
-	doc["manifest"] = manifest
-	doc["annotations"] = annotations
-	doc["config"] = nil
-	doc["model"] = nil
+	doc = append(doc, item("manifest", manifest), item("annotations", annotations),
+		item("config", ast.NullTerm()), item("model", ast.NullTerm()))
 
-	sigs := []any{}
-	atts := []any{}
-	failures := []any{}
+	var sigs, atts, failures []*ast.Term
 	for i := range in.Evidence {
 		res := &in.Evidence[i]
 		if res.Subject != in.Digest && !containsDigest(in.Parents, res.Subject) {
 			continue
 		}
 		for _, f := range res.Failures {
-			failures = append(failures, map[string]any{"kind": string(f.Kind), "source": f.Source,
-				"reason": f.Reason, "evidence": string(f.Evidence)})
+			failures = append(failures, ast.ObjectTerm(item("kind", str(string(f.Kind))), item("source", str(f.Source)),
+				item("reason", str(f.Reason)), item("evidence", str(string(f.Evidence)))))
 		}
 		for j := range res.Signatures {
 			s := &res.Signatures[j]
 			if s.Subject != res.Subject {
 				continue
 			}
-			sigs = append(sigs, map[string]any{"signer": s.Signer, "kind": string(r.kind(s.Signer)),
-				"identity": s.Identity, "source": s.Source, "subject": string(s.Subject),
-				"evidence": string(s.Evidence), "signedAt": regoTime(s.SignedAt)})
+			sigs = append(sigs, ast.ObjectTerm(item("signer", str(s.Signer)), item("kind", str(string(r.kind(s.Signer)))),
+				item("identity", str(s.Identity)), item("source", str(s.Source)), item("subject", str(string(s.Subject))),
+				item("evidence", str(string(s.Evidence))), item("signedAt", regoTime(s.SignedAt))))
+		}
+		if !want("attestations") {
+			continue
 		}
 		for j := range res.Attestations {
 			a := &res.Attestations[j]
@@ -74,36 +105,34 @@ func (r *Rule) RegoInput(in *Input) map[string]any {
 			if err != nil {
 				continue
 			}
-			subjects := make([]any, 0, len(a.Subjects))
+			subjects := make([]*ast.Term, 0, len(a.Subjects))
 			for _, s := range a.Subjects {
-				dm := make(map[string]any, len(s.Digest))
+				dm := make([]regoKV, 0, len(s.Digest))
 				for k, v := range s.Digest {
-					dm[k] = v
+					dm = append(dm, item(k, str(v)))
 				}
-				subjects = append(subjects, map[string]any{"name": s.Name, "digest": dm})
+				subjects = append(subjects, ast.ObjectTerm(item("name", str(s.Name)), item("digest", ast.ObjectTerm(dm...))))
 			}
-			atts = append(atts, map[string]any{"predicateType": a.PredicateType, "predicate": pred,
-				"signer": a.Signer, "kind": string(r.kind(a.Signer)), "identity": a.Identity,
-				"statementType": a.StatementType, "subjects": subjects, "source": a.Source,
-				"evidence": string(a.Evidence), "signedAt": regoTime(a.SignedAt)})
+			atts = append(atts, ast.ObjectTerm(item("predicateType", str(a.PredicateType)), item("predicate", jsonTerm(pred)),
+				item("signer", str(a.Signer)), item("kind", str(string(r.kind(a.Signer)))), item("identity", str(a.Identity)),
+				item("statementType", str(a.StatementType)), item("subjects", ast.ArrayTerm(subjects...)),
+				item("source", str(a.Source)), item("evidence", str(string(a.Evidence))), item("signedAt", regoTime(a.SignedAt))))
 		}
 	}
-	doc["signatures"] = sigs
-	doc["attestations"] = atts
-	doc["evidenceFailures"] = failures
+	doc = append(doc, item("signatures", ast.ArrayTerm(sigs...)), item("attestations", ast.ArrayTerm(atts...)),
+		item("evidenceFailures", ast.ArrayTerm(failures...)))
 
-	checks := map[string]any{}
+	checks := make([]regoKV, 0, len(in.Checks))
 	for _, c := range in.Checks {
-		checks[c.Name] = map[string]any{"passed": c.Passed, "detail": c.Detail}
+		checks = append(checks, item(c.Name, ast.ObjectTerm(item("passed", ast.BooleanTerm(c.Passed)), item("detail", str(c.Detail)))))
 	}
-	doc["checks"] = checks
-	findings := make([]any, 0, len(in.ContentFindings))
+	findings := make([]*ast.Term, 0, len(in.ContentFindings))
 	for _, f := range in.ContentFindings {
-		findings = append(findings, f)
+		findings = append(findings, str(f))
 	}
-	doc["contentFindings"] = findings
-	doc["signals"] = map[string]any{}
-	return doc
+	doc = append(doc, item("checks", ast.ObjectTerm(checks...)), item("contentFindings", ast.ArrayTerm(findings...)),
+		item("signals", ast.ObjectTerm()))
+	return ast.NewObject(doc...)
 }
 
 // attestationCounts reports whether a verified attestation speaks about the
@@ -130,10 +159,10 @@ func (r *Rule) attestationCounts(in *Input, res *verify.Result, a *verify.Attest
 	return true
 }
 
-// regoTime is an RFC 3339 time, or nil when unknown.
-func regoTime(t time.Time) any {
+// regoTime is an RFC 3339 time, or null when unknown.
+func regoTime(t time.Time) *ast.Term {
 	if t.IsZero() {
-		return nil
+		return ast.NullTerm()
 	}
-	return t.UTC().Format(time.RFC3339)
+	return str(t.UTC().Format(time.RFC3339))
 }
