@@ -329,3 +329,66 @@ func TestRegoPrintGoesToDebugLog(t *testing.T) {
 		t.Fatalf("debug log: %s", out)
 	}
 }
+
+// TestRegoDocExample runs the Rego example of docs/policy.md.
+func TestRegoDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(doc)
+	i := strings.Index(s, "### Rego rules")
+	j := strings.Index(s[i:], "```rego\n")
+	if i < 0 || j < 0 {
+		t.Fatal("no Rego example in docs/policy.md")
+	}
+	src := s[i+j+len("```rego\n"):]
+	src = src[:strings.Index(src, "```")]
+	p := loadRego(t, src)
+	repo := "upstream.local/platform/api"
+	ev := []verify.Result{result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("release", slsa02, builder, dgst)})}
+	pinned := []byte(`{"schemaVersion":2,"annotations":{"org.opencontainers.image.base.digest":"sha256:` + strings.Repeat("a", 64) + `"}}`)
+	if d := p.Evaluate(Input{Repository: repo, Digest: dgst, Evidence: ev, Manifest: pinned}); !d.Allowed {
+		t.Fatalf("documented example denies a pinned image with provenance: %q", d.Reasons)
+	}
+	d := p.Evaluate(Input{Repository: repo, Digest: dgst, Evidence: ev, Manifest: []byte(`{"schemaVersion":2}`)})
+	if d.Allowed || len(d.Reasons) != 1 || d.Reasons[0] != "rule platform: rego: the base image is not pinned" {
+		t.Fatalf("unpinned: %+v", d)
+	}
+	bad := []verify.Result{result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("release", slsa02, badBuild, dgst)})}
+	d = p.Evaluate(Input{Repository: repo, Digest: dgst, Evidence: bad, Manifest: pinned})
+	if d.Allowed || d.Reasons[0] != "rule platform: rego: "+dgst.String()+" has no SLSA provenance from https://ci.example/builder" {
+		t.Fatalf("bad provenance: %+v", d)
+	}
+}
+
+// TestRegoInputKeys: the costly input keys are built only for modules that
+// read them, and every key for a module that reads input as a whole.
+func TestRegoInputKeys(t *testing.T) {
+	ev := []verify.Result{result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{att("release", slsa02, builder, dgst)})}
+	in := Input{Repository: "upstream.local/platform/api", Digest: dgst, Evidence: ev, Manifest: []byte(`{"schemaVersion":2}`)}
+	for _, c := range []struct {
+		module string
+		keys   []string // nil: every key
+	}{
+		{"package pullgate\n\ndeny contains \"none\" if count(input.attestations) == 0\n", []string{"attestations"}},
+		{"package pullgate\n\nimport input.manifest as m\n\ndeny contains \"none\" if m.schemaVersion != 2\n", []string{"manifest"}},
+		{"package pullgate\n\nf(x) := x.attestations\n\ndeny contains \"none\" if count(f(input)) == 0\n", nil},
+		{"package pullgate\n\ndeny contains \"none\" if { x := input; x.manifest.schemaVersion != 2 }\n", nil},
+		{"package pullgate\n\ndeny contains \"none\" if { k := \"attestations\"; count(input[k]) == 0 }\n", nil},
+	} {
+		p := loadRego(t, c.module)
+		got := p.Rules[0].Rego.inputKeys
+		if (c.keys == nil) != (got == nil) || len(got) != len(c.keys) {
+			t.Fatalf("%s: keys %v, want %v", c.module, got, c.keys)
+		}
+		for _, k := range c.keys {
+			if !got[k] {
+				t.Fatalf("%s: keys %v, want %v", c.module, got, c.keys)
+			}
+		}
+		if d := p.Evaluate(in); !d.Allowed {
+			t.Fatalf("%s: %q", c.module, d.Reasons)
+		}
+	}
+}
