@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -296,7 +297,7 @@ func TestRegoTimeoutAndMemoryDeny(t *testing.T) {
 
 	old, oldMem := RegoTimeout, RegoMaxAlloc
 	defer func() { RegoTimeout, RegoMaxAlloc = old, oldMem }()
-	RegoTimeout = 50 * time.Millisecond
+	RegoTimeout, RegoMaxAlloc = 50*time.Millisecond, 1<<40 // only the timeout can end it
 	start := time.Now()
 	d := p.Evaluate(in)
 	if d.Allowed || !strings.Contains(strings.Join(d.Reasons, "\n"), "evaluation error: evaluation took longer than 50ms") {
@@ -391,4 +392,28 @@ func TestRegoInputKeys(t *testing.T) {
 			t.Fatalf("%s: %q", c.module, d.Reasons)
 		}
 	}
+}
+
+// FuzzRegoInput: whatever the manifest and a verified attestation's
+// predicate hold (bytes from the upstream and signers), the input document
+// builds without panicking and the rule decides (denying what it cannot read).
+func FuzzRegoInput(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":2,"annotations":{"a":"b"}}`), []byte(builder))
+	f.Add([]byte(`{"annotations":[1,2]}`), []byte(`{"builder":{"id":1e400}}`))
+	f.Add([]byte(`[`), []byte(`{"a":"\ud800"}`))
+	f.Add([]byte(`{"annotations":{"x":{"y":null}}}`), []byte(`{"a":{"a":{"a":[[[[]]]]}}}`))
+	// Reading input as a whole builds every key; the manifest is read too.
+	p := loadRego(f, "package pullgate\n\nf(x) := x\n\ndeny contains \"no provenance\" if count(f(input).attestations) == 0\n\ndeny contains \"odd\" if input.manifest.annotations == \"odd\"\n")
+	f.Fuzz(func(t *testing.T, manifest, predicate []byte) {
+		a := att("release", slsa02, string(predicate), dgst)
+		in := Input{Repository: "upstream.local/platform/api", Digest: dgst, Manifest: manifest,
+			Evidence: []verify.Result{result(dgst, []verify.Signature{sig("release", dgst)}, []verify.Attestation{a})}}
+		d := p.Evaluate(in)
+		_, perr := a.PredicateValue()
+		var m map[string]any
+		odd := json.Unmarshal(manifest, &m) == nil && m["annotations"] == "odd"
+		if d.Allowed != (perr == nil && !odd) {
+			t.Fatalf("allowed=%v with predicate error %v, odd manifest %v: %q", d.Allowed, perr, odd, d.Reasons)
+		}
+	})
 }
