@@ -18,14 +18,20 @@ import (
 )
 
 // Bounds of one Rego evaluation. Exceeding either denies (fail closed).
-var (
+const (
 	// RegoTimeout bounds the wall time of one evaluation; OPA checks for
 	// cancellation between evaluation steps and inside range generation.
 	RegoTimeout = time.Second
 	// RegoMaxAlloc bounds the bytes the process allocates while one
 	// evaluation runs (runtime/metrics /gc/heap/allocs:bytes, sampled every
 	// regoAllocSample); OPA itself has no memory limit.
-	RegoMaxAlloc uint64 = 256 << 20
+	RegoMaxAlloc = 256 << 20
+)
+
+// The bounds in force (tests lower them).
+var (
+	regoTimeout         = RegoTimeout
+	regoMaxAlloc uint64 = RegoMaxAlloc
 )
 
 const (
@@ -37,13 +43,13 @@ const (
 	regoAllocSample = time.Millisecond
 )
 
-// RegoBannedBuiltins are the builtins (and namespaces, ending in ".")
+// regoBannedBuiltins are the builtins (and namespaces, ending in ".")
 // pullgate removes from Rego modules: network access and randomness. A
 // module calling one does not compile. time.now_ns stays (OPA fixes it for
 // one evaluation); any other builtin OPA marks non-deterministic is removed
 // too (io.jwt.encode_sign*, io.jwt.decode_verify, json.match_schema,
 // json.verify_schema, uuid.rfc4122, ...).
-var RegoBannedBuiltins = []string{"http.send", "net.", "opa.runtime", "rand.", "uuid.rfc4122"}
+var regoBannedBuiltins = []string{"http.send", "net.", "opa.runtime", "rand.", "uuid.rfc4122"}
 
 // RegoRule is a rule's Rego section: modules compiled once per policy
 // load and a query whose result is a set of violation messages.
@@ -74,7 +80,7 @@ func regoBanned(b *ast.Builtin) bool {
 	if b.Nondeterministic {
 		return true
 	}
-	for _, x := range RegoBannedBuiltins {
+	for _, x := range regoBannedBuiltins {
 		if b.Name == x || strings.HasSuffix(x, ".") && strings.HasPrefix(b.Name, x) {
 			return true
 		}
@@ -242,10 +248,10 @@ func (rr *RegoRule) eval(input ast.Value) ([]string, error) {
 	if rr == nil || !rr.ready {
 		return nil, errors.New("query not compiled")
 	}
-	ctx, cancel := context.WithTimeoutCause(context.Background(), RegoTimeout,
-		fmt.Errorf("evaluation took longer than %s", RegoTimeout))
+	ctx, cancel := context.WithTimeoutCause(context.Background(), regoTimeout,
+		fmt.Errorf("evaluation took longer than %s", regoTimeout))
 	defer cancel()
-	ctx, stop := watchAlloc(ctx, RegoMaxAlloc)
+	ctx, stop := watchAlloc(ctx, regoMaxAlloc)
 	defer stop()
 	rs, err := rr.prepared.Eval(ctx, rego.EvalParsedInput(input))
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, context.Canceled) {

@@ -40,9 +40,9 @@ rules:
     rego: {module: ./apps.rego, query: data.pullgate.deny}
 `
 
-// BenchRegoModule is the Rego equivalent of benchCEL's attestation
+// benchRegoModule is the Rego equivalent of benchCEL's attestation
 // conditions (the signature stays a YAML requirement in both).
-const BenchRegoModule = `package pullgate
+const benchRegoModule = `package pullgate
 
 deny contains "no SLSA provenance from https://ci.example/builder" if not slsa
 deny contains "no SPDX SBOM with packages" if not sbom
@@ -86,7 +86,7 @@ func benchInput() Input {
 }
 
 func loadBench(tb testing.TB, pol string) *Policy {
-	dir := writeDir(tb, map[string]string{"cosign.pub": "@key", "policy.yaml": pol, "apps.rego": BenchRegoModule})
+	dir := writeDir(tb, map[string]string{"cosign.pub": "@key", "policy.yaml": pol, "apps.rego": benchRegoModule})
 	p, err := Load(filepath.Join(dir, "policy.yaml"))
 	if err != nil {
 		tb.Fatal(err)

@@ -295,9 +295,9 @@ func TestRegoTimeoutAndMemoryDeny(t *testing.T) {
 	in := Input{Repository: "upstream.local/platform/api", Digest: dgst,
 		Evidence: []verify.Result{result(dgst, []verify.Signature{sig("release", dgst)}, nil)}}
 
-	old, oldMem := RegoTimeout, RegoMaxAlloc
-	defer func() { RegoTimeout, RegoMaxAlloc = old, oldMem }()
-	RegoTimeout, RegoMaxAlloc = 50*time.Millisecond, 1<<40 // only the timeout can end it
+	old, oldMem := regoTimeout, regoMaxAlloc
+	defer func() { regoTimeout, regoMaxAlloc = old, oldMem }()
+	regoTimeout, regoMaxAlloc = 50*time.Millisecond, 1<<40 // only the timeout can end it
 	start := time.Now()
 	d := p.Evaluate(in)
 	if d.Allowed || !strings.Contains(strings.Join(d.Reasons, "\n"), "evaluation error: evaluation took longer than 50ms") {
@@ -307,7 +307,7 @@ func TestRegoTimeoutAndMemoryDeny(t *testing.T) {
 		t.Fatalf("timeout took %s", el)
 	}
 
-	RegoTimeout, RegoMaxAlloc = time.Minute, 8<<20
+	regoTimeout, regoMaxAlloc = time.Minute, 8<<20
 	d = p.Evaluate(in)
 	if d.Allowed || !strings.Contains(strings.Join(d.Reasons, "\n"), "evaluation allocated more than the memory bound (8 MiB)") {
 		t.Fatalf("memory: %+v", d.Reasons)
