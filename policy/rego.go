@@ -399,7 +399,12 @@ func (e *evaluation) rego() {
 		e.d.Checks = append(e.d.Checks, Check{Name: checkRego, Passed: true, Detail: rr.Query + ": no violations"})
 		return
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
+		if i == maxReasonsPerRule {
+			// The checks (audit log) and reasons stay bounded.
+			e.d.Checks = append(e.d.Checks, Check{Name: checkRego, Detail: fmt.Sprintf("%d more violations not listed", len(msgs)-i)})
+			break
+		}
 		e.d.Checks = append(e.d.Checks, Check{Name: checkRego, Detail: m})
 		e.deny(ExitUnmet, "rule %s: rego: %s", e.rule.Name, m)
 	}

@@ -417,3 +417,20 @@ func FuzzRegoInput(f *testing.F) {
 		}
 	})
 }
+
+// TestRegoManyViolationsBounded: a module returning many messages denies
+// with at most 64 reasons and as many checks (plus one counting the rest).
+func TestRegoManyViolationsBounded(t *testing.T) {
+	p := loadRego(t, "package pullgate\n\ndeny contains sprintf(\"v%06d\", [i]) if some i in numbers.range(1, 10000)\n")
+	d := p.Evaluate(Input{Repository: "upstream.local/platform/api", Digest: dgst,
+		Evidence: []verify.Result{result(dgst, []verify.Signature{sig("release", dgst)}, nil)}})
+	n := 0
+	for _, c := range d.Checks {
+		if c.Name == "rego" {
+			n++
+		}
+	}
+	if d.Allowed || len(d.Reasons) != 64 || n != 65 || d.Checks[len(d.Checks)-1].Detail != "9936 more violations not listed" {
+		t.Fatalf("allowed=%v reasons=%d rego checks=%d last %+v", d.Allowed, len(d.Reasons), n, d.Checks[len(d.Checks)-1])
+	}
+}
