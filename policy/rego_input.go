@@ -28,8 +28,28 @@ func (r *Rule) RegoInput(in *Input) map[string]any {
 
 type regoKV = [2]*ast.Term
 
-func item(k string, v *ast.Term) regoKV { return regoKV{ast.InternedTerm(k), v} }
-func str(s string) *ast.Term            { return ast.StringTerm(s) }
+// regoKeys are the input document's keys (and common values) as terms
+// made once: terms are immutable, and OPA shares its own the same way.
+var regoKeys = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"subject", "repository", "upstream", "repo", "digest", "tag", "rule", "name", "mode",
+		"manifest", "annotations", "config", "model", "signatures", "attestations", "evidenceFailures", "checks",
+		"contentFindings", "signals", "signer", "kind", "identity", "source", "evidence", "signedAt",
+		"predicateType", "predicate", "statementType", "subjects", "reason", "passed", "detail", "sha256",
+		string(TrustKey), string(TrustIdentity), "", "enforce", "audit", "cosign-signature", "cosign-attestation",
+		"bundle-referrer", "https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+func item(k string, v *ast.Term) regoKV { return regoKV{str(k), v} }
+func str(s string) *ast.Term {
+	if t, ok := regoKeys[s]; ok {
+		return t
+	}
+	return ast.StringTerm(s)
+}
 
 // jsonTerm is a decoded JSON value as a term (null when it cannot be one).
 func jsonTerm(x any) *ast.Term {
