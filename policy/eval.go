@@ -67,6 +67,9 @@ type Input struct {
 	// failed one denies; a rule requiring chain or mbom denies when the
 	// corresponding check is absent.
 	Checks []Check
+	// Tag is the tag the decision was asked by ("" when by digest); Rego
+	// input only. Decisions are about the digest and cached by it.
+	Tag string
 	// Artifact is what the artifact itself says (manifest, config,
 	// annotations): required when the rule has require.conditions; nil
 	// then denies unless a failed Check explains why it could not be read.
@@ -168,6 +171,9 @@ func (r *Rule) Evaluate(in Input, revision string) Decision {
 	}
 	if r.Action != ActionDeny {
 		e.external()
+	}
+	if r.Rego != nil && r.Action != ActionDeny {
+		e.rego()
 	}
 	if !e.denied {
 		d.Allowed = true

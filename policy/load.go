@@ -203,6 +203,7 @@ func (l *loader) parse(data []byte) *Policy {
 	if len(l.diags) > 0 {
 		return nil
 	}
+	files = append(files, l.regoFiles...)
 	p.revision = computeRevision(p, files)
 	for _, tf := range files {
 		p.deps = append(p.deps, tf.path)
@@ -464,7 +465,7 @@ func (l *loader) parseRules(f field, t *Trust) []*Rule {
 
 func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 	what := fmt.Sprintf("rules[%d]", i)
-	fs, ok := l.mapping(n, what, "name", "description", "match", "action", "mode", "require", "content")
+	fs, ok := l.mapping(n, what, "name", "description", "match", "action", "mode", "require", "content", "rego")
 	if !ok {
 		return nil
 	}
@@ -560,6 +561,13 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 		} else {
 			r.Content = l.parseContent(cf, what)
 			l.checkReferencesAction(r, what)
+		}
+	}
+	if rf, ok := fs["rego"]; ok {
+		if r.Action != ActionVerify {
+			l.errAt(rf.key, "remove rego, or set action: verify with a require section", "%s: rego needs action verify", what)
+		} else {
+			r.Rego = l.parseRego(rf, what, r.Name)
 		}
 	}
 	return r
@@ -1196,6 +1204,10 @@ func computeRevision(p *Policy, files []trustFile) string {
 		// unchanged
 		References *References `json:"references,omitempty"`
 	}
+	type canonRego struct {
+		Modules []string `json:"modules"` // roles of the module files (bytes in files)
+		Query   string   `json:"query"`
+	}
 	type canonRule struct {
 		Name     string        `json:"name"`
 		Patterns []string      `json:"match"`
@@ -1203,6 +1215,7 @@ func computeRevision(p *Policy, files []trustFile) string {
 		Mode     Mode          `json:"mode"`
 		Require  *canonReq     `json:"require"`
 		Content  *canonContent `json:"content"`
+		Rego     *canonRego    `json:"rego,omitempty"` // omitted when absent: revision unchanged
 	}
 	type canonFile struct {
 		Role   string `json:"role"`
@@ -1253,6 +1266,12 @@ func computeRevision(p *Policy, files []trustFile) string {
 				cc.TensorAllow = append(cc.TensorAllow, re.String())
 			}
 			cr.Content = cc
+		}
+		if r.Rego != nil {
+			cr.Rego = &canonRego{Query: r.Rego.Query}
+			for i := range r.Rego.Modules {
+				cr.Rego.Modules = append(cr.Rego.Modules, regoRole(r.Name, i))
+			}
 		}
 		c.Rules = append(c.Rules, cr)
 	}

@@ -98,8 +98,9 @@ type Rule struct {
 	Patterns    []string
 	Action      Action
 	Mode        Mode
-	Require     *Require // nil unless Action is verify
-	Content     *Content // nil when the rule has no content section
+	Require     *Require  // nil unless Action is verify
+	Content     *Content  // nil when the rule has no content section
+	Rego        *RegoRule // nil when the rule has no rego section
 	// Line is the line of the rule in the policy file.
 	Line int
 
@@ -171,6 +172,9 @@ func (c *Condition) label() string {
 // TimeDependent reports whether a decision of this rule can change with
 // time alone (a condition reads now): callers bound how long they reuse it.
 func (r *Rule) TimeDependent() bool {
+	if r != nil && r.Rego != nil && r.Rego.usesTime {
+		return true
+	}
 	if r == nil || r.Require == nil {
 		return false
 	}

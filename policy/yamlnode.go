@@ -25,6 +25,10 @@ type loader struct {
 	// the first rule with a "**" pattern (it matches everything after it).
 	patterns map[string]string
 	catchAll string
+
+	// regoFiles are the Rego module files rules read, for the revision
+	// and the watch.
+	regoFiles []trustFile
 }
 
 func (l *loader) errAt(n *yaml.Node, fix, format string, args ...any) {

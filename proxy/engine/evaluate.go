@@ -270,26 +270,35 @@ func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Ver
 func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	ctx := q.ctx()
 	rule := q.rule
-	in := policy.Input{Repository: q.repository(), Digest: dgst}
+	in := policy.Input{Repository: q.repository(), Digest: dgst, Tag: q.sub.Tag}
 	in.ContentFindings = s.contentFindings(q, m)
 	if rule.Action != policy.ActionVerify {
 		return s.decide(q, in)
 	}
 
-	if rule.HasConditions() {
+	if rule.HasConditions() || rule.Rego != nil {
 		s.artifactFacts(q, dgst, m, &in)
 	}
 	if len(in.ContentFindings) == 0 {
 		if parent, pv, ok := s.allowedParent(q, dgst); ok {
-			if !rule.HasConditions() {
+			if !rule.HasConditions() && rule.Rego == nil {
 				return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
 					Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}.waivedFrom(pv)
 			}
 			// The index met the evidence requirements (perhaps under an
 			// exception: its own decision carries the waiver); each
-			// platform manifest still meets the conditions itself, and an
-			// exception waives its failures only by their own text.
+			// platform manifest still meets the conditions and the Rego
+			// module itself (over its own config, with the index's
+			// verified evidence), and an exception waives its failures
+			// only by their own text.
 			in.CoveredBy = parent
+			if rule.Rego != nil {
+				res, v := s.collectEvidence(ctx, q, rule, parent)
+				if v != nil {
+					return *v
+				}
+				in.Evidence, in.Parents = []verify.Result{res}, []digest.Digest{parent}
+			}
 			return s.decide(q, in).waivedFrom(pv)
 		}
 	}
@@ -297,22 +306,10 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 		// Conditions only: nothing to gather upstream.
 		return s.decide(q, in)
 	}
-	trust := q.pol.Trust.Verifier
-	if trust == nil {
-		return Verdict{Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(), ExitCode: policy.ExitConfig,
-			Reasons: []string{fmt.Sprintf("rule %s: the policy has no trust material to verify with", rule.Name)}}
+	res, nothing := s.collectEvidence(ctx, q, rule, dgst)
+	if nothing != nil {
+		return *nothing
 	}
-	opts := verify.CollectOptions{VerifyOptions: rule.VerifyOptions(), MaxBlobSize: int64(s.cfg.Limits.MaxEvidenceSize)}
-	if requiresOMS(rule) {
-		opts.DetachedSubjectTypes = []string{attest.OpenSSFModelSigningType}
-	}
-	start := time.Now()
-	// Evidence is gathered for everyone who will ask about this digest: a
-	// client that disconnects must not turn it into a fetch failure.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), evidenceTimeout)
-	defer cancel()
-	res := verify.Collect(cctx, q.up.Fetcher(q.sub.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
-	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 	in.Evidence = []verify.Result{res}
 	in.Checks = releaseChecks(rule, dgst, m, res.Attestations)
 	var exps map[digest.Digest]*tensorExpectation
@@ -505,4 +502,26 @@ func (s *Engine) markBad(ctx context.Context, rev, rule string, d digest.Digest,
 		s.log.Error("store: content finding write failed", "digest", d, "err", err)
 	}
 	s.forget(findingRecorded)
+}
+
+// collectEvidence gathers and verifies the signatures and attestations of
+// dgst under rule (for everyone who will ask about it: a client that
+// disconnects must not turn it into a fetch failure). A non-nil Verdict
+// is the decision when the policy has nothing to verify with.
+func (s *Engine) collectEvidence(ctx context.Context, q *Query, rule *policy.Rule, dgst digest.Digest) (verify.Result, *Verdict) {
+	trust := q.pol.Trust.Verifier
+	if trust == nil {
+		return verify.Result{}, &Verdict{Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(), ExitCode: policy.ExitConfig,
+			Reasons: []string{fmt.Sprintf("rule %s: the policy has no trust material to verify with", rule.Name)}}
+	}
+	opts := verify.CollectOptions{VerifyOptions: rule.VerifyOptions(), MaxBlobSize: int64(s.cfg.Limits.MaxEvidenceSize)}
+	if requiresOMS(rule) {
+		opts.DetachedSubjectTypes = []string{attest.OpenSSFModelSigningType}
+	}
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), evidenceTimeout)
+	defer cancel()
+	res := verify.Collect(cctx, q.up.Fetcher(q.sub.Repo, int64(s.cfg.Limits.MaxManifestSize)), dgst, trust, opts)
+	s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
+	return res, nil
 }

@@ -172,6 +172,7 @@ type envOptions struct {
 	policy    string // default defaultPolicy
 	tagTTL    string
 	edit      func(doc map[string]any) // edits pullgate.yaml
+	files     map[string]string        // more files in the proxy dir (Rego modules), written before it starts
 	setup     func(e *env)             // writes more trust files before the proxy starts
 }
 
@@ -233,6 +234,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.vs = newVirtualSigstore(t)
 	e.writeFile("release.pub", e.release.pub)
 	e.writeFile("trusted_root.json", trustedRootJSON(t, e.vs))
+	for name, b := range o.files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(e.dir, name)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		e.writeFile(name, []byte(b))
+	}
 	if o.setup != nil {
 		o.setup(e)
 	}

@@ -206,20 +206,24 @@ func BenchmarkHandlerWarm(b *testing.B) {
 // BenchmarkColdDecision: verify.Collect + rule evaluation with all evidence
 // already fetched (in memory), key-based. 1 signature + 3 attestations with
 // CEL conditions (target < 5ms), as cosign v2 legacy tags and as cosign v3
-// bundle referrers; and 100 statements (target < 20ms).
+// bundle referrers, and the same decided by one Rego rule (/rego, issue 16:
+// target ≤ 2× CEL); and 100 statements (target < 20ms).
 func BenchmarkColdDecision(b *testing.B) {
 	for _, tc := range []struct {
 		name    string
 		bundles bool
 		extra   int
+		rego    string
 	}{
-		{"sig1+att3/legacy", false, 0},
-		{"sig1+att3/bundles", true, 0},
-		{"statements100/legacy", false, 97},
-		{"statements100/bundles", true, 97},
+		{"sig1+att3/legacy", false, 0, ""},
+		{"sig1+att3/legacy/rego", false, 0, coldRego},
+		{"sig1+att3/bundles", true, 0, ""},
+		{"sig1+att3/bundles/rego", true, 0, coldRego},
+		{"statements100/legacy", false, 97, ""},
+		{"statements100/bundles", true, 97, ""},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			fx := newColdFixture(b, tc.bundles, tc.extra)
+			fx := newColdFixtureWith(b, tc.bundles, tc.extra, tc.rego)
 			lat := newLatencies(b.N)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -238,6 +242,15 @@ func BenchmarkColdDecision(b *testing.B) {
 // (without -bench) keeps them honest: each cold fixture is a real allow,
 // and a tampered copy is denied.
 func TestFixtures(t *testing.T) {
+	// The Rego fixture allows what the CEL one allows, and denies without
+	// the attestations.
+	fx := newColdFixtureWith(t, false, 0, coldRego)
+	fx.decide(t)
+	res := verify.Collect(context.Background(), fx.f, fx.subject, fx.trust, fx.opts)
+	res.Attestations = res.Attestations[1:]
+	if ok, reasons := fx.eval(res); ok || len(reasons) != 1 || reasons[0] != "rule apps: rego: no SLSA provenance from https://ci.example/builder" {
+		t.Fatalf("rego fixture without the SLSA attestation: allowed=%v %q", ok, reasons)
+	}
 	for _, bundles := range []bool{false, true} {
 		fx := newColdFixture(t, bundles, 0)
 		fx.decide(t)

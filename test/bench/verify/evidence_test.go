@@ -168,6 +168,40 @@ type coldFixture struct {
 // plus extra statements of the first predicate type (for the 100-statement case).
 func newColdFixture(tb testing.TB, bundles bool, extra int) *coldFixture {
 	tb.Helper()
+	return newColdFixtureWith(tb, bundles, extra, "")
+}
+
+// coldRego is the Rego equivalent of the predicates' CEL conditions (issue
+// 16): the same decision by one Rego rule over the input document.
+const coldRego = `package pullgate
+
+deny contains "no SLSA provenance from https://ci.example/builder" if not slsa
+deny contains "no SPDX SBOM with packages" if not sbom
+deny contains "no vulnerability scan without critical findings" if not vuln
+
+by_release(t) := [a | some a in input.attestations; a.predicateType == t; a.signer == "release"]
+
+slsa if {
+	some a in by_release("https://slsa.dev/provenance/v0.2")
+	a.predicate.builder.id == "https://ci.example/builder"
+}
+
+sbom if {
+	some a in by_release("https://spdx.dev/Document")
+	startswith(a.predicate.spdxVersion, "SPDX-2")
+	count(a.predicate.packages) > 1
+}
+
+vuln if {
+	some a in by_release("https://cosign.sigstore.dev/attestation/vuln/v1")
+	a.predicate.scanner.result.critical == 0
+}
+`
+
+// newColdFixtureWith is newColdFixture whose rule decides the attestations
+// by a Rego module instead of CEL conditions when regoModule is set.
+func newColdFixtureWith(tb testing.TB, bundles bool, extra int, regoModule string) *coldFixture {
+	tb.Helper()
 	s := newSigner(tb)
 	f := newMemFetcher()
 	subject := digest.FromString(fmt.Sprintf("image %d %v", extra, bundles))
@@ -216,6 +250,12 @@ func newColdFixture(tb testing.TB, bundles bool, extra int) *coldFixture {
 		atts = append(atts, fmt.Sprintf("        - predicateType: %s\n          signedBy: [release]\n          condition: '%s'\n", p.typ, p.cond))
 	}
 	pol := "trust:\n  keys:\n    - name: release\n      path: ./release.pub\nrules:\n  - name: apps\n    match: [\"upstream.local/app/**\"]\n    require:\n      signatures: [release]\n      attestations:\n" + strings.Join(atts, "")
+	if regoModule != "" {
+		pol = "trust:\n  keys:\n    - name: release\n      path: ./release.pub\nrules:\n  - name: apps\n    match: [\"upstream.local/app/**\"]\n    require:\n      signatures: [release]\n    rego: {module: ./apps.rego, query: data.pullgate.deny}\n"
+		if err := os.WriteFile(filepath.Join(dir, "apps.rego"), []byte(regoModule), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	polPath := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(polPath, []byte(pol), 0o600); err != nil {
 		tb.Fatal(err)
