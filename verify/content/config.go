@@ -175,11 +175,18 @@ type jsonParser struct {
 	seeded bool
 }
 
-// jsonKey is a key of an open object: its hash and its offset.
+// jsonKey is a key of an open object: 32 bits of its hash and its
+// offset (held files are far below 4 GiB), 8 bytes a key.
 type jsonKey struct {
-	h   uint64
-	off int
+	h   uint32
+	off uint32
 }
+
+// maxOpenJSONKeys bounds the keys of open objects checked by hash (8 bytes
+// each: 16 MiB): a tokenizer.json's vocabulary has up to a few hundred
+// thousand (Gemma's 262,144), a hostile 64 MiB file of two-byte keys
+// several million.
+const maxOpenJSONKeys = 1 << 21
 
 func (p *jsonParser) seed() maphash.Seed {
 	if !p.seeded {
@@ -197,10 +204,10 @@ func (p *jsonParser) dupKeys(from int) error {
 	slices.SortFunc(ks, func(a, b jsonKey) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.off, b.off)) })
 	for i := 1; i < len(ks); i++ {
 		for j := i - 1; j >= 0 && ks[j].h == ks[i].h; j-- {
-			a, _ := (&jsonParser{b: p.b, i: ks[j].off}).str()
-			b, _ := (&jsonParser{b: p.b, i: ks[i].off}).str()
+			a, _ := (&jsonParser{b: p.b, i: int(ks[j].off)}).str()
+			b, _ := (&jsonParser{b: p.b, i: int(ks[i].off)}).str()
 			if a == b {
-				p.i = ks[i].off
+				p.i = int(ks[i].off)
 				return p.errf("duplicate key %q", b)
 			}
 		}
@@ -270,7 +277,11 @@ func (p *jsonParser) value(depth int, tkey string) (any, error) {
 				// Only the members the check reads are kept: the
 				// others are checked for duplicates by hash (at the
 				// object's end), 16 bytes a key instead of a map entry.
-				p.keys = append(p.keys, jsonKey{maphash.String(p.seed(), k), koff})
+				if len(p.keys) >= maxOpenJSONKeys {
+					p.i = koff
+					return nil, p.errf("more than %d keys in open JSON objects (the limit that bounds the duplicate-key check's memory; no key raises it)", maxOpenJSONKeys)
+				}
+				p.keys = append(p.keys, jsonKey{uint32(maphash.String(p.seed(), k)), uint32(koff)})
 			} else if _, dup := m[k]; dup {
 				p.i = koff
 				return nil, p.errf("duplicate key %q", k)

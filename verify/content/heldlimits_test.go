@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -317,4 +318,22 @@ func TestYAMLTemplateAliasesCheckedOnce(t *testing.T) {
 	if err := checkYAMLConfig(Options{}, []byte(doc)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The keys of open objects checked by hash are capped: a vocabulary of
+// maxOpenJSONKeys keys passes, one more is refused with the limit named.
+func TestOpenJSONKeysCap(t *testing.T) {
+	doc := func(n int) []byte {
+		b := []byte(`{"model": {"vocab": {`)
+		for i := range n {
+			b = strconv.AppendInt(append(b, '"'), int64(i), 36)
+			b = append(b, `":0,`...)
+		}
+		return append(b[:len(b)-1], "}}}"...)
+	}
+	if _, err := checkConfigJSON(Options{}, doc(maxOpenJSONKeys)); err != nil {
+		t.Fatalf("%d keys refused: %v", maxOpenJSONKeys, err)
+	}
+	_, err := checkConfigJSON(Options{}, doc(maxOpenJSONKeys+1))
+	wantRefused(t, err, "more than 2097152 keys in open JSON objects")
 }
