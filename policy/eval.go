@@ -81,6 +81,11 @@ type Input struct {
 	// and MBOM requirements for it (the caller checked both): only the
 	// conditions, content findings and Checks are evaluated.
 	CoveredBy digest.Digest
+	// ContentUnread: some of ContentFindings are not findings but the
+	// error of a store that could not return the recorded ones. They deny
+	// as findings do, and no exception waives the decision (what the store
+	// holds is unknown).
+	ContentUnread bool
 }
 
 // CheckCondition is the name of the Check of each of require.conditions.
@@ -130,7 +135,18 @@ type Decision struct {
 	// stands.
 	Waivers     []string  `json:"waivers,omitempty"`
 	WaivedUntil time.Time `json:"waivedUntil,omitzero"`
+	// NotWaivable, when set, says why no exception may waive the denial:
+	// a digest or subject mismatch (exit 12) met by any denial, check or
+	// evidence, whatever the overall exit code reports first; content
+	// findings the store could not return (Input.ContentUnread).
+	NotWaivable string `json:"notWaivable,omitempty"`
 }
+
+// Why a decision is not waivable (Decision.NotWaivable).
+const (
+	notWaivableMismatch = "a digest or subject mismatch is never waived"
+	notWaivableUnread   = "content findings the store could not return are never waived"
+)
 
 // Evaluate decides one digest. It never fetches anything: all evidence is
 // in the input. It fails closed: no matching rule, missing evidence, invalid
@@ -181,6 +197,12 @@ func (r *Rule) Evaluate(in Input, revision string) Decision {
 		return d
 	}
 	d.ExitCode = e.exitCode()
+	switch {
+	case e.mismatch || e.subjectBad || e.failureKinds[verify.FailMismatch] > 0:
+		d.NotWaivable = notWaivableMismatch
+	case in.ContentUnread:
+		d.NotWaivable = notWaivableUnread
+	}
 	if r.Mode == ModeAudit {
 		d.Allowed, d.WouldDeny = true, true
 		d.DenyExitCode, d.ExitCode = d.ExitCode, ExitAllowed
@@ -201,11 +223,13 @@ type evaluation struct {
 	subjectBad   bool // evidence about a digest the decision is not about
 	reqUnmet     bool // a verify requirement is unmet
 	denied       bool // set by every denial; the decision allows only when false
+	mismatch     bool // a denial with ExitMismatch (a check's digest mismatch)
 	ruleCode     int  // exit code of the first denial that is not an unmet verify requirement
 }
 
 func (e *evaluation) deny(code int, format string, args ...any) {
 	e.denied = true
+	e.mismatch = e.mismatch || code == ExitMismatch
 	if len(e.d.Reasons) < maxReasonsPerRule {
 		e.d.Reasons = append(e.d.Reasons, fmt.Sprintf(format, args...))
 	}

@@ -167,11 +167,25 @@ func (x *Exception) Applies(repository string, dgst digest.Digest) bool {
 }
 
 // Waives reports whether the exception waives the reason (expiry aside).
+// A content finding of a code-execution class is waived only by an
+// exception that pins the manifest digest (which fixes every layer's
+// digest) and names the finding by its exact text: the blob it is about is
+// then served without further inspection, and inspection reports only a
+// blob's first finding, so the exception approves those exact bytes,
+// never a finding that may stand for others in other bytes.
 func (x *Exception) Waives(reason string) bool {
-	if class, isContent := contentReason(reason); isContent && !slices.Contains(x.FindingClasses, class) {
+	class, isContent := contentReason(reason)
+	if isContent && !slices.Contains(x.FindingClasses, class) {
+		return false
+	}
+	pinned := isContent && IsCodeExecution(class)
+	if pinned && x.Digest == "" {
 		return false
 	}
 	for _, m := range x.matchers {
+		if pinned && m.re != nil {
+			continue
+		}
 		if m.match(reason) {
 			return true
 		}
@@ -217,9 +231,13 @@ func (p *Policy) Waive(d Decision, now time.Time) Decision {
 	switch {
 	case d.Rule == "" || d.Action == string(ActionDeny):
 		return d
-	case code == ExitMismatch:
+	case code == ExitMismatch || d.NotWaivable != "":
+		why := d.NotWaivable
+		if why == "" {
+			why = notWaivableMismatch
+		}
 		d.Checks = append(d.Checks, Check{Name: checkException,
-			Detail: fmt.Sprintf("exception %s not applied: a digest or subject mismatch is never waived", cands[0].Name)})
+			Detail: fmt.Sprintf("exception %s not applied: %s", cands[0].Name, why)})
 		return d
 	case len(d.Reasons) >= maxReasonsPerRule:
 		// Reasons past the bound were not kept: what they say is unknown.
@@ -361,6 +379,15 @@ func (l *loader) parseException(n *yaml.Node, i int, rules map[string]*Rule) *Ex
 				}
 				return nil
 			})
+		if x.Digest == "" {
+			for _, c := range x.FindingClasses {
+				if IsCodeExecution(c) {
+					l.errAt(cf.val, "add match.digest: sha256:<the manifest digest> (it fixes every layer's digest), and list the finding by its exact text",
+						"%s.findingClasses lists %s, a code-execution class, without match.digest: the blob a waived finding is about is served without further inspection and inspection reports only its first finding, so only an exception pinned to one manifest digest may waive it", what, c)
+					break
+				}
+			}
+		}
 	}
 	if wf, ok := fs["waive"]; !ok {
 		l.errAt(n, `add waive: ["<reason text as in the denial>"] or ["regexp:^rule apps: no signature by .*$"]`, "%s: waive is required", what)
@@ -474,6 +501,11 @@ func (l *loader) parseWaive(wf field, what string, x *Exception, rules map[strin
 			}
 			if re.MatchString("") || !strings.HasPrefix(prefix, "rule ") {
 				l.errAt(at, `start the expression with the literal rule it waives, e.g. "regexp:rule apps: no signature by .*"`, "%s.waive[%d] does not start with \"rule <name>: \": it could waive any rule's reasons", what, j)
+				continue
+			}
+			if strings.Contains(prefix, ": content: ") && slices.ContainsFunc(x.FindingClasses, IsCodeExecution) {
+				l.errAt(at, "list the finding by its exact text, as the denial prints it",
+					"%s.waive[%d] is a regexp over content findings: a code-execution finding is waived only by its exact text (a pattern would also waive other findings in other bytes)", what, j)
 				continue
 			}
 		}

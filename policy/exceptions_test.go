@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -37,6 +38,11 @@ func unsignedReason(d digest.Digest) string {
 	return "rule apps: no signature by key release on " + string(d)
 }
 
+var pickleLayer = digest.FromString("layer")
+
+// pickleReason is a code-execution finding, waived by its exact text.
+var pickleReason = "rule models: content: layer " + string(pickleLayer) + ": pickle: global os.system is not allowed"
+
 const provenanceReason = "rule apps: attestation https://slsa.dev/provenance/v0.2 signed by release: none found"
 
 func TestWaive(t *testing.T) {
@@ -56,12 +62,31 @@ func TestWaive(t *testing.T) {
     reason: expired already
     approvedBy: security@example.com
   - name: models-pickle
-    match: {repositories: ["upstream.local/models/**"]}
-    waive: ["regexp:rule models: content: layer sha256:[0-9a-f]{64}: pickle: .*", "regexp:rule models: content: layer sha256:[0-9a-f]{64}: keras: .*"]
+    match: {repositories: ["upstream.local/models/**"], digest: `+string(dgst)+`}
+    waive: ["`+pickleReason+`"]
     findingClasses: [pickle]
     expires: 2026-07-01T00:00:00Z
     reason: legacy checkpoint
     approvedBy: ml-platform
+  - name: models-text
+    match: {repositories: ["upstream.local/models/**"]}
+    waive: ["regexp:rule models: content: layer sha256:[0-9a-f]{64}: (text|keras|pickle): .*"]
+    findingClasses: [text]
+    expires: 2026-07-01T00:00:00Z
+    reason: notes
+    approvedBy: ml-platform
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// anyApps waives every reason of rule apps, anywhere.
+	anyApps, err := loadWithExceptions(t, `exceptions:
+  - name: any
+    match: {repositories: ["upstream.local/**"]}
+    waive: ["regexp:rule apps: .*"]
+    expires: 2026-07-01T00:00:00Z
+    reason: r
+    approvedBy: a
 `)
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +189,67 @@ func TestWaive(t *testing.T) {
 		if d := p.Waive(waivedRule(p.Evaluate(keras)), waiverNow); d.Allowed {
 			t.Fatalf("keras finding waived without class keras listed: %+v", d)
 		}
+		// Another artifact of the repository: models-pickle pins dgst, and
+		// models-text's pattern never waives a code-execution finding.
+		pickle.Digest = other
+		if d := p.Waive(waivedRule(p.Evaluate(pickle)), waiverNow); d.Allowed {
+			t.Fatalf("pickle finding of another digest waived: %+v", d)
+		}
+	})
+	t.Run("code-execution findings only by pinned exact text", func(t *testing.T) {
+		re := reasonMatcher{re: regexp.MustCompile(`^(?:rule models: content: layer sha256:[0-9a-f]{64}: pickle: .*)$`)}
+		exact := reasonMatcher{exact: pickleReason}
+		text := "rule models: content: layer " + string(pickleLayer) + ": text: notes.txt is not UTF-8"
+		for _, c := range []struct {
+			name   string
+			x      Exception
+			reason string
+			want   bool
+		}{
+			{"pinned exact", Exception{Digest: dgst, FindingClasses: []string{"pickle"}, matchers: []reasonMatcher{exact}}, pickleReason, true},
+			{"pinned regexp", Exception{Digest: dgst, FindingClasses: []string{"pickle"}, matchers: []reasonMatcher{re}}, pickleReason, false},
+			{"unpinned exact", Exception{FindingClasses: []string{"pickle"}, matchers: []reasonMatcher{exact}}, pickleReason, false},
+			{"other finding of the class", Exception{Digest: dgst, FindingClasses: []string{"pickle"}, matchers: []reasonMatcher{exact}},
+				strings.Replace(pickleReason, "os.system", "posix.system", 1), false},
+			{"unpinned regexp, not code", Exception{FindingClasses: []string{"text"},
+				matchers: []reasonMatcher{{re: regexp.MustCompile(`^(?:rule models: content: .*)$`)}}}, text, true},
+		} {
+			if got := c.x.Waives(c.reason); got != c.want {
+				t.Errorf("%s: Waives = %v, want %v", c.name, got, c.want)
+			}
+		}
+	})
+	t.Run("a check's digest mismatch is never waived", func(t *testing.T) {
+		// No evidence (exit 10 first) and an MBOM check reporting a
+		// layer digest mismatch (exit 12): every reason's text is waived.
+		q := anyApps
+		in := none
+		in.Checks = []Check{{Name: "mbom", ExitCode: ExitMismatch, Detail: "layer " + string(other) + ": digest mismatch"}}
+		ev := q.Evaluate(in)
+		if ev.ExitCode == ExitMismatch || ev.NotWaivable == "" {
+			t.Fatalf("fixture: want an exit code other than 12 and NotWaivable, got %d %q", ev.ExitCode, ev.NotWaivable)
+		}
+		if d := q.Waive(ev, waiverNow); d.Allowed {
+			t.Fatalf("a check's digest mismatch was waived: %+v", d)
+		}
+		if d := q.Waive(q.Evaluate(none), waiverNow); !d.Allowed {
+			t.Fatalf("fixture: without the mismatch, not waived: %+v", d)
+		}
+	})
+	t.Run("unreadable findings are never waived", func(t *testing.T) {
+		in := Input{Repository: "upstream.local/models/m", Digest: dgst, ContentUnread: true,
+			ContentFindings: []string{"layer " + string(pickleLayer) + ": text: the store could not read"}}
+		d := p.Evaluate(in)
+		d.Reasons = []string{"rule models: content: " + in.ContentFindings[0]}
+		if w := p.Waive(d, waiverNow); w.Allowed {
+			t.Fatalf("a store error was waived: %+v", w)
+		}
+		in.ContentUnread = false
+		d = p.Evaluate(in)
+		d.Reasons = []string{"rule models: content: " + in.ContentFindings[0]}
+		if w := p.Waive(d, waiverNow); !w.Allowed {
+			t.Fatalf("fixture: a text finding not waived: %+v", w)
+		}
 	})
 	t.Run("reasons past the bound are never waived", func(t *testing.T) {
 		d := p.Evaluate(Input{Repository: "upstream.local/models/m", Digest: dgst,
@@ -171,7 +257,7 @@ func TestWaive(t *testing.T) {
 		reasons := func(n int) []string {
 			var rs []string
 			for i := range n {
-				rs = append(rs, fmt.Sprintf("rule models: content: layer %s: pickle: global os.system (%d)", digest.FromString(fmt.Sprint(i)), i))
+				rs = append(rs, fmt.Sprintf("rule models: content: layer %s: text: not UTF-8 (%d)", digest.FromString(fmt.Sprint(i)), i))
 			}
 			return rs
 		}
@@ -187,17 +273,7 @@ func TestWaive(t *testing.T) {
 		}
 	})
 	t.Run("action deny is never waived", func(t *testing.T) {
-		q, err := loadWithExceptions(t, `exceptions:
-  - name: any
-    match: {repositories: ["upstream.local/**"]}
-    waive: ["regexp:rule apps: .*"]
-    expires: 2026-07-01T00:00:00Z
-    reason: r
-    approvedBy: a
-`)
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := anyApps
 		d := q.Evaluate(Input{Repository: "upstream.local/blocked/x", Digest: dgst})
 		d.Reasons = []string{"rule apps: forged"}
 		if w := q.Waive(d, waiverNow); w.Allowed {
@@ -283,6 +359,12 @@ func TestExceptionsLint(t *testing.T) {
 		{"content without class", `exceptions:
   - {name: x, match: {repositories: ["a/**"]}, waive: ["rule models: content: pickle: global os.system"], findingClasses: [keras], expires: 2027-01-01, reason: r, approvedBy: a}
 `, "exception x.waive[0] is a pickle content finding, which this exception may not waive"},
+		{"code-execution class without digest", `exceptions:
+  - {name: x, match: {repositories: ["a/**"]}, waive: ["rule models: content: pickle: x"], findingClasses: [text, pickle], expires: 2027-01-01, reason: r, approvedBy: a}
+`, "exception x.findingClasses lists pickle, a code-execution class, without match.digest"},
+		{"regexp over code-execution findings", `exceptions:
+  - {name: x, match: {digest: ` + string(dgst) + `}, waive: ["regexp:rule models: content: layer sha256:[0-9a-f]{64}: pickle: .*"], findingClasses: [pickle], expires: 2027-01-01, reason: r, approvedBy: a}
+`, "exception x.waive[0] is a regexp over content findings: a code-execution finding is waived only by its exact text"},
 		{"unknown class", `exceptions:
   - {name: x, match: {repositories: ["a/**"]}, waive: ["rule models: content: pickle: x"], findingClasses: [pikle, pickle], expires: 2027-01-01, reason: r, approvedBy: a}
 `, `"pikle" is not a finding class`},

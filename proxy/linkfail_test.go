@@ -2,13 +2,19 @@ package proxy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	"github.com/opencontainers/go-digest"
 )
 
 // linkListFails makes every replica on a "sharedmem-linkfail-test" store
@@ -68,22 +74,30 @@ func TestBlobLinksUnreadable(t *testing.T) {
 	a.want(t, blob, 403, "chat_template.jinja")
 }
 
+// unreadableFinding records a content finding (a chat template refused
+// on replica spool-a) for the manifest repo:tmpl it returns, on a shared
+// store whose findings cannot be read from then on (until the test ends).
+func unreadableFinding(t *testing.T, repo string) (*env, digest.Digest) {
+	t.Helper()
+	e := startWith(t, nil, modelPolicy)
+	b := ivPushBlob(t, e.up.Host, repo, dunderTemplate, docRaw)
+	md := declModel(t, e, repo+":tmpl", named(b, docRaw, filepathKey, "chat_template.jinja"))
+	e.storageDriver = "sharedmem-linkfail-test"
+	a := e.replica(t, t.Name(), "spool-a")
+	a.want(t, repo+"/manifests/tmpl", 200, "")
+	a.want(t, repo+"/blobs/"+b.Digest.String(), 403, "Jinja")
+	findingReadFails.Store(true)
+	t.Cleanup(func() { findingReadFails.Store(false) })
+	return e, md
+}
+
 // A content finding recorded in the shared store (a chat template refused
 // on one replica) must deny the artifact on a replica that cannot read it
 // now: unreadable is not "no finding". Once the store answers, the
 // finding itself denies it.
 func TestContentFindingUnreadable(t *testing.T) {
-	e := startWith(t, nil, modelPolicy)
 	const repo = "models/findingfail"
-	b := ivPushBlob(t, e.up.Host, repo, dunderTemplate, docRaw)
-	declModel(t, e, repo+":tmpl", named(b, docRaw, filepathKey, "chat_template.jinja"))
-	e.storageDriver = "sharedmem-linkfail-test"
-	a := e.replica(t, t.Name(), "spool-a")
-	a.want(t, repo+"/manifests/tmpl", 200, "")
-	a.want(t, repo+"/blobs/"+b.Digest.String(), 403, "Jinja")
-
-	findingReadFails.Store(true)
-	t.Cleanup(func() { findingReadFails.Store(false) })
+	e, _ := unreadableFinding(t, repo)
 	bb := e.replica(t, t.Name(), "spool-b")
 	bb.want(t, repo+"/manifests/tmpl", 403, "could not read the content findings")
 	findingReadFails.Store(false)
@@ -113,4 +127,47 @@ func TestFindingReadFailureDoesNotMarkBad(t *testing.T) {
 	a.want(t, blob, 200, "")
 	c := e.replica(t, t.Name(), "spool-c")
 	c.want(t, repo+"/manifests/readme", 200, "")
+}
+
+// Content findings that are a store error (the store could not return
+// the recorded ones) are never waived: an exception pinned to the
+// manifest that lists those reasons by their exact text, class unknown,
+// leaves the artifact denied while the store cannot be read.
+func TestUnreadableFindingNotWaived(t *testing.T) {
+	const repo = "models/findingwaive"
+	e, md := unreadableFinding(t, repo)
+	bb := e.replica(t, t.Name(), "spool-b")
+	st, body := bb.status(t, repo+"/manifests/tmpl")
+	var resp struct {
+		Errors []struct {
+			Detail struct {
+				Reasons []string `json:"reasons"`
+			} `json:"detail"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(body), &resp); st != 403 || err != nil || len(resp.Errors) == 0 || len(resp.Errors[0].Detail.Reasons) == 0 {
+		t.Fatalf("store unreadable: %d %s (%v)", st, body, err)
+	}
+	var waive []string
+	for _, r := range resp.Errors[0].Detail.Reasons {
+		if !strings.Contains(r, "could not read the content findings") {
+			t.Fatalf("fixture: a reason that is not the store error: %q", r)
+		}
+		q, _ := json.Marshal(r)
+		waive = append(waive, string(q))
+	}
+	pol := modelPolicy + fmt.Sprintf(`exceptions:
+  - name: store-down
+    match: {repositories: ["upstream.local/%s"], digest: %s}
+    waive: [%s]
+    findingClasses: [unknown]
+    expires: %s
+    reason: r
+    approvedBy: a
+`, repo, md, strings.Join(waive, ", "), time.Now().UTC().Add(time.Hour).Format(time.RFC3339))
+	if err := os.WriteFile(filepath.Join(e.dir, "policy.yaml"), []byte(pol), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := e.replica(t, t.Name(), "spool-c")
+	c.want(t, repo+"/manifests/tmpl", 403, "could not read the content findings")
 }

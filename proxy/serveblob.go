@@ -25,6 +25,12 @@ func (s *Server) serveBlob(q *request) {
 		s.deny(q, v, ref)
 		return
 	}
+	s.serveGranted(q, grant)
+}
+
+// serveGranted serves a blob the grant lets out.
+func (s *Server) serveGranted(q *request, grant engine.BlobGrant) {
+	dgst := q.rt.Digest
 	setBlobHeaders(q.w, dgst)
 	// A copy this process verified is sent as is (sendfile for the local
 	// store); any other is hashed before or while it is sent, and a corrupt
@@ -193,20 +199,28 @@ func (w *headerOnWrite) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // waivedRetry serves a blob again, once per request, when the content
-// finding that refused it (recorded against the blob before the fetch
-// reported it) is one a policy exception waives for an allowed manifest
-// of the repository: the blob is then granted uninspected
+// finding that refused it (cf, what this request's inspection met,
+// recorded against the blob before the fetch reported it) is, text for
+// text, one a policy exception waives for every allowed manifest the
+// blob's grant comes from: the blob is then granted uninspected
 // (engine.BlobGrant.Uninspected), and the pull that met the finding is
-// served as the pulls after it are. Nothing was sent yet.
-func (s *Server) waivedRetry(q *request) bool {
+// served as the pulls after it are, audited as waived. Any other finding
+// stays refused. Nothing was sent yet.
+func (s *Server) waivedRetry(q *request, cf *engine.ContentFailure) bool {
 	if q.waivedRetry {
 		return false
 	}
 	q.waivedRetry = true
-	if g, _, ok, err := s.eng.AdmitBlob(q.q); err != nil || !ok || !g.Uninspected {
+	g, _, ok, err := s.eng.AdmitBlob(q.q)
+	if err != nil || !ok {
 		return false
 	}
-	s.serveBlob(q)
+	v, waived := q.q.WaivedBlob(g, cf)
+	if !waived {
+		return false
+	}
+	s.record(q, "blob", q.rt.Digest.String(), q.rt.Digest, v, false)
+	s.serveGranted(q, g)
 	return true
 }
 
@@ -214,7 +228,7 @@ func (s *Server) waivedRetry(q *request) bool {
 func (s *Server) fetchError(q *request, err error) {
 	var cf *engine.ContentFailure
 	if errors.As(err, &cf) {
-		if s.waivedRetry(q) {
+		if s.waivedRetry(q, cf) {
 			return
 		}
 		v := q.q.ContentDenial(cf)

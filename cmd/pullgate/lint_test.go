@@ -17,8 +17,8 @@ func TestPolicyLintExceptionExpiry(t *testing.T) {
   - {name: open, match: ["up/**"], action: allow, content: {formats: {pickle: deny}}}
 exceptions:
   - name: x
-    match: {repositories: [up/a]}
-    waive: ["regexp:rule open: content: .*"]
+    match: {repositories: [up/a], digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000"}
+    waive: ["rule open: content: pickle: GLOBAL imports os.system, which is not in the allowlist"]
     findingClasses: [pickle]
     expires: `+expires.UTC().Format(time.RFC3339)+`
     reason: r

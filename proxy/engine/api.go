@@ -212,7 +212,7 @@ func (s *Engine) AdmitBlob(q *Query) (g BlobGrant, v Verdict, ok bool, err error
 		if f, bad, err := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, dgst, ""); err != nil {
 			return BlobGrant{}, Verdict{}, false, err
 		} else if bad {
-			return BlobGrant{}, Verdict{}, false, &ContentFailure{finding: &content.Finding{Format: "content", Offset: -1, Reason: f}}
+			return BlobGrant{}, Verdict{}, false, &ContentFailure{finding: &content.Finding{Format: "content", Offset: -1, Reason: f}, recorded: true}
 		}
 	}
 	if size, stored := s.store.Has(dgst); stored && grant.Evidence {
@@ -237,6 +237,27 @@ func (s *Engine) AdmitBlob(q *Query) (g BlobGrant, v Verdict, ok bool, err error
 // evidenceShapeTTL is how long a blob's pass of the evidence check as one
 // media type is remembered.
 const evidenceShapeTTL = 24 * time.Hour
+
+// WaivedBlob is the verdict of a blob whose content inspection, in this
+// request, failed with cf, when an exception waived exactly that finding
+// for every manifest the grant g comes from (g.Uninspected, and
+// g.WaivedFindings holds the finding's reason text for text): the blob may
+// then be served after its digest check, and the verdict, "waived", names
+// the exceptions for the audit log. ok is false for any other finding (one
+// another inspection of the same blob recorded, of another class, ...).
+func (q *Query) WaivedBlob(g BlobGrant, cf *ContentFailure) (Verdict, bool) {
+	if q.rule == nil || !g.Uninspected || g.Evidence || cf == nil {
+		return Verdict{}, false
+	}
+	reason := fmt.Sprintf("rule %s: content: layer %s: %s", q.rule.Name, q.sub.Digest, cf.text())
+	if !slices.Contains(g.WaivedFindings, reason) {
+		return Verdict{}, false
+	}
+	return Verdict{Allowed: true, Rule: q.rule.Name, Mode: string(q.rule.Mode), Revision: q.pol.Revision(),
+		Reasons: []string{reason, fmt.Sprintf("rule %s: waived by exception %s for manifest %s: blob served after its digest check, uninspected",
+			q.rule.Name, strings.Join(g.Waivers, ", "), g.Manifest)},
+		Waivers: g.Waivers, WaivedUntil: g.Until}, true
+}
 
 // ContentDenial is the verdict of a blob refused by content inspection.
 func (q *Query) ContentDenial(cf *ContentFailure) Verdict {

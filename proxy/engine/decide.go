@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,10 +56,20 @@ func (v Verdict) standsAt(now time.Time) bool {
 }
 
 // waivedFrom bounds v (allowed by inheritance from o: an index's child,
-// a subject's signature) by o's exceptions.
+// a subject's signature) by o's exceptions, and, allowed, names them
+// (its audit event says waived, not allow).
 func (v Verdict) waivedFrom(o Verdict) Verdict {
 	if !o.WaivedUntil.IsZero() && (v.WaivedUntil.IsZero() || o.WaivedUntil.Before(v.WaivedUntil)) {
 		v.WaivedUntil = o.WaivedUntil
+	}
+	if v.Allowed && len(o.Waivers) > 0 {
+		names := slices.Clone(v.Waivers)
+		for _, n := range o.Waivers {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+		v.Waivers = names
 	}
 	return v
 }

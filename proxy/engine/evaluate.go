@@ -237,7 +237,7 @@ func (s *Engine) evidenceVerdict(q *Query, dgst digest.Digest, m *Manifest) (Ver
 		return v, true
 	}
 	var allowed []digest.Digest
-	var waived Verdict // the earliest expiry of the subjects' exceptions
+	waived := Verdict{Allowed: true} // the subjects' exceptions, their earliest expiry
 	for _, subject := range subjects {
 		sv, err := s.subjectVerdict(q, subject)
 		if upstream.IsKind(err, upstream.NotFound) {
@@ -271,7 +271,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	ctx := q.ctx()
 	rule := q.rule
 	in := policy.Input{Repository: q.repository(), Digest: dgst, Tag: q.sub.Tag}
-	in.ContentFindings = s.contentFindings(q, m)
+	in.ContentFindings, in.ContentUnread = s.contentFindings(q, m)
 	if rule.Action != policy.ActionVerify {
 		return s.decide(q, in)
 	}
@@ -317,6 +317,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 		exps = tensorExpectations(dgst, m, res.Attestations)
 		for d, exp := range exps {
 			if f, bad, err := s.badBlob(ctx, q.pol.Revision(), rule.Name, d, exp.id); bad || err != nil {
+				in.ContentUnread = in.ContentUnread || err != nil
 				in.ContentFindings = append(in.ContentFindings, fmt.Sprintf("layer %s: %s", d, findingOr(f, err)))
 			}
 		}
@@ -330,6 +331,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 				continue
 			}
 			if f, bad, err := s.badBlob(ctx, q.pol.Revision(), rule.Name, d.Digest, noMBOMScope); bad || err != nil {
+				in.ContentUnread = in.ContentUnread || err != nil
 				if r := fmt.Sprintf("layer %s: %s", d.Digest, findingOr(f, err)); !slices.Contains(in.ContentFindings, r) {
 					in.ContentFindings = append(in.ContentFindings, r)
 				}
@@ -437,13 +439,13 @@ func listsChild(m *Manifest, d digest.Digest) bool {
 
 // contentFindings applies a content rule to a manifest: descriptor checks
 // (media types, code layers, paths) and blobs known to have failed
-// inspection under this rule.
-func (s *Engine) contentFindings(q *Query, m *Manifest) []string {
+// inspection under this rule. unread: some are the error of a store that
+// could not return the recorded findings (never waived).
+func (s *Engine) contentFindings(q *Query, m *Manifest) (out []string, unread bool) {
 	c := q.rule.Content
 	if c == nil {
-		return nil
+		return nil, false
 	}
-	var out []string
 	if !m.IsIndex() {
 		opts := c.Options()
 		for _, f := range content.CheckManifest(opts, m) {
@@ -452,6 +454,7 @@ func (s *Engine) contentFindings(q *Query, m *Manifest) []string {
 	}
 	for _, d := range m.Blobs() {
 		if f, ok, err := s.badBlob(q.ctx(), q.pol.Revision(), q.rule.Name, d.Digest, ""); ok || err != nil {
+			unread = unread || err != nil
 			f = findingOr(f, err)
 			// A blob listed twice (under two names) is one finding.
 			if r := fmt.Sprintf("layer %s: %s", d.Digest, f); !slices.Contains(out, r) {
@@ -459,7 +462,7 @@ func (s *Engine) contentFindings(q *Query, m *Manifest) []string {
 			}
 		}
 	}
-	return out
+	return out, unread
 }
 
 // Content inspection results (cache/records: findings, inspections) are

@@ -36,12 +36,10 @@ func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict)
 		if ok && !old.Evidence && v.Evidence {
 			continue // an artifact's grant (inspected as content) stays
 		}
-		g := BlobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence, Uninspected: waivedCode(v, d.Digest)}
+		g := BlobGrant{Manifest: manifest, Desc: d, Evidence: v.Evidence}.waived(v, d.Digest)
 		if classes != nil {
 			if ok && !old.Evidence {
-				uninspected := g.Uninspected && old.Uninspected
-				g = old
-				g.Uninspected = uninspected
+				g = old.alsoWaived(g)
 			}
 			g = g.with(manifest, classes[d.Digest])
 		}
@@ -81,8 +79,15 @@ type BlobGrant struct {
 	// exception that waived a code-execution finding recorded against
 	// this blob (whose class it lists). The blob then runs code its
 	// approvers accepted: it is served after its digest check, without
-	// content inspection (see waivedCode).
+	// content inspection (see waived).
 	Uninspected bool
+	// WaivedFindings, when Uninspected, are the code-execution finding
+	// reasons ("rule <r>: content: layer <digest>: <finding>", sorted)
+	// every such manifest's exceptions waived for this blob: a pull whose
+	// own inspection meets another finding is refused (WaivedBlob).
+	// Waivers name those exceptions (sorted), for the audit log.
+	WaivedFindings []string
+	Waivers        []string
 	// Gen, when not 0, is the link generation (Engine.linkGen) at which
 	// Seen accounted for every manifest the store linked the blob to. In
 	// a local store, which only this process writes, the grant covers
@@ -124,25 +129,59 @@ func (g BlobGrant) until(t time.Time) BlobGrant {
 	return g
 }
 
-// waivedCode reports a verdict allowed by exceptions that waived a
-// code-execution content finding recorded against blob d (the class
-// listed in the exception's findingClasses): whatever else the blob
-// holds, it runs code the exception accepted.
-func waivedCode(v Verdict, d digest.Digest) bool {
+// waivedCode lists the code-execution content findings recorded against
+// blob d that exceptions waived for a verdict they allowed (the exception
+// pinned the manifest digest, listed the class and the finding's exact
+// text: policy.Exception.Waives): the exception approved those exact bytes.
+func waivedCode(v Verdict, d digest.Digest) []string {
 	if !v.Allowed || len(v.Waivers) == 0 {
-		return false
+		return nil
 	}
+	var out []string
 	for _, r := range v.Reasons {
 		if layer, class, ok := policy.ContentFinding(r); ok && layer == d && policy.IsCodeExecution(class) {
-			return true
+			out = append(out, r)
 		}
 	}
-	return false
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// waived returns g marked Uninspected when v's exceptions waived a
+// code-execution finding of blob d (see waivedCode).
+func (g BlobGrant) waived(v Verdict, d digest.Digest) BlobGrant {
+	if f := waivedCode(v, d); len(f) > 0 {
+		g.Uninspected, g.WaivedFindings = true, f
+		g.Waivers = slices.Compact(slices.Sorted(slices.Values(v.Waivers)))
+	}
+	return g
+}
+
+// alsoWaived returns g as uninspected as both g and o are: only when both
+// are, for the findings both waived (by the exceptions of both).
+func (g BlobGrant) alsoWaived(o BlobGrant) BlobGrant {
+	if !g.Uninspected || !o.Uninspected {
+		g.Uninspected, g.WaivedFindings, g.Waivers = false, nil, nil
+		return g
+	}
+	var both []string
+	for _, f := range g.WaivedFindings {
+		if slices.Contains(o.WaivedFindings, f) {
+			both = append(both, f)
+		}
+	}
+	g.WaivedFindings = both
+	g.Uninspected = len(both) > 0
+	g.Waivers = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(g.Waivers), o.Waivers...))))
+	if !g.Uninspected {
+		g.Waivers = nil
+	}
+	return g
 }
 
 // union returns g extended by every manifest and class of o.
 func (g BlobGrant) union(o BlobGrant) BlobGrant {
-	g.Uninspected = g.Uninspected && o.Uninspected
+	g = g.alsoWaived(o)
 	g = g.until(o.Until)
 	g.Classes = content.MergeClasses(g.Classes, o.Classes)
 	for _, enc := range o.Seen {
@@ -369,7 +408,7 @@ func (sc *linkScan) grantFrom(q *Query, md digest.Digest, m *Manifest, v Verdict
 		if d.Digest != dgst {
 			continue
 		}
-		g := BlobGrant{Manifest: md, Desc: d, Evidence: v.Evidence, Uninspected: waivedCode(v, dgst)}.until(v.WaivedUntil)
+		g := BlobGrant{Manifest: md, Desc: d, Evidence: v.Evidence}.waived(v, dgst).until(v.WaivedUntil)
 		if !g.Evidence {
 			if q.rule.Content == nil {
 				sc.direct, sc.directVerdict = &g, v
@@ -477,7 +516,7 @@ func (s *Engine) accountFor(q *Query, g BlobGrant, md, dgst digest.Digest) (Blob
 	switch {
 	case v.Allowed && !v.Evidence:
 		s.grant(q, md, m, v)
-		g.Uninspected = g.Uninspected && waivedCode(v, dgst)
+		g = g.alsoWaived(BlobGrant{}.waived(v, dgst))
 		return g.with(md, classes).until(v.WaivedUntil), true
 	case v.Evidence:
 		return g.with(md, nil), true

@@ -30,6 +30,15 @@ type ContentFailure struct {
 
 func (c *ContentFailure) Error() string { return c.finding.Error() }
 
+// text is the finding as it is recorded against the blob (and as a
+// manifest's content reason quotes it after "layer <digest>: ").
+func (c *ContentFailure) text() string {
+	if c.recorded {
+		return c.finding.Reason
+	}
+	return c.finding.Error()
+}
+
 // lateCheck inspects a fetched blob's spool file as the declarations
 // allowed since its fetch started, returning the classes it inspected.
 type lateCheck func(ctx context.Context, path string, size int64) ([]content.Class, error)
@@ -143,7 +152,7 @@ func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 		if f, bad, err := s.badBlob(ctx, rev, rule, dgst, scope); err != nil {
 			return err
 		} else if bad {
-			return &ContentFailure{finding: &content.Finding{Format: "content", Offset: -1, Reason: f}}
+			return &ContentFailure{finding: &content.Finding{Format: "content", Offset: -1, Reason: f}, recorded: true}
 		}
 	}
 	classes := grant.classes()
