@@ -168,7 +168,9 @@ func compileRego(ruleName string, sources []regoSource, query string) (*RegoRule
 		return nil, []regoIssue{{line: -1, msg: fmt.Sprintf("query %q is not a reference into data", query),
 			fix: "write the rule to evaluate, e.g. query: data.pullgate.deny"}}
 	}
-	if len(c.GetRulesForVirtualDocument(ref)) == 0 {
+	if !namesWholeRule(c.GetRulesForVirtualDocument(ref), ref) {
+		// A ref past a rule (data.pullgate.deny.foo) also finds the rule,
+		// but evaluates undefined, which would pass everything.
 		return nil, []regoIssue{{line: -1, msg: fmt.Sprintf("query %s names no rule of the modules", query),
 			fix: "name a rule the modules define (package path and rule name), e.g. data.pullgate.deny for `package pullgate` and `deny contains msg if ...`"}}
 	}
@@ -186,11 +188,25 @@ func compileRego(ruleName string, sources []regoSource, query string) (*RegoRule
 	}
 	rr.prepared, rr.ready = pq, true
 	rr.inputKeys = inputKeysRead(c)
-	rr.usesTime = callsBuiltin(c, "time.now_ns")
+	// the clock, read directly or by certificate validation without a
+	// given time
+	rr.usesTime = callsBuiltin(c, "time.now_ns") || callsBuiltin(c, "crypto.x509.parse_and_verify_certificates") ||
+		callsBuiltin(c, "crypto.x509.parse_and_verify_certificates_with_options")
 	for _, s := range sources {
 		rr.Modules = append(rr.Modules, s.path)
 	}
 	return rr, nil
+}
+
+// namesWholeRule reports whether ref is the full reference of one of
+// rules (package path and rule name, no further key).
+func namesWholeRule(rules []*ast.Rule, ref ast.Ref) bool {
+	for _, r := range rules {
+		if p := r.Path(); p.IsGround() && p.Equal(ref) {
+			return true
+		}
+	}
+	return false
 }
 
 // inputKeysRead returns the top-level keys of input the compiled modules
@@ -380,7 +396,9 @@ func regoTypeName(v any) string {
 // an OCI error: control characters become spaces, length is bounded.
 func cleanMessage(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+			// controls, bidi overrides and line separators: a
+			// message can quote upstream text into audit and CLI output
 			return ' '
 		}
 		return r
@@ -400,8 +418,8 @@ func cleanMessage(s string) string {
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-// checkRego is the name of the Rego check in a Decision.
-const checkRego = "rego"
+// CheckRego is the name of the Rego check in a Decision.
+const CheckRego = "rego"
 
 // rego evaluates the rule's Rego query: each violation denies with
 // "rule <name>: rego: <message>"; an evaluation error denies too.
@@ -409,21 +427,21 @@ func (e *evaluation) rego() {
 	rr := e.rule.Rego
 	msgs, err := rr.eval(e.rule.regoInput(e.in, rr.inputKeys))
 	if err != nil {
-		e.d.Checks = append(e.d.Checks, Check{Name: checkRego, Detail: fmt.Sprintf("%s: error: %v", rr.Query, err)})
+		e.d.Checks = append(e.d.Checks, Check{Name: CheckRego, Detail: fmt.Sprintf("%s: error: %v", rr.Query, err)})
 		e.deny(ExitUnmet, "rule %s: rego: %s: evaluation error: %s", e.rule.Name, rr.Query, cleanMessage(err.Error()))
 		return
 	}
 	if len(msgs) == 0 {
-		e.d.Checks = append(e.d.Checks, Check{Name: checkRego, Passed: true, Detail: rr.Query + ": no violations"})
+		e.d.Checks = append(e.d.Checks, Check{Name: CheckRego, Passed: true, Detail: rr.Query + ": no violations"})
 		return
 	}
 	for i, m := range msgs {
 		if i == maxReasonsPerRule {
 			// The checks (audit log) and reasons stay bounded.
-			e.d.Checks = append(e.d.Checks, Check{Name: checkRego, Detail: fmt.Sprintf("%d more violations not listed", len(msgs)-i)})
+			e.d.Checks = append(e.d.Checks, Check{Name: CheckRego, Detail: fmt.Sprintf("%d more violations not listed", len(msgs)-i)})
 			break
 		}
-		e.d.Checks = append(e.d.Checks, Check{Name: checkRego, Detail: m})
+		e.d.Checks = append(e.d.Checks, Check{Name: CheckRego, Detail: m})
 		e.deny(ExitUnmet, "rule %s: rego: %s", e.rule.Name, m)
 	}
 }

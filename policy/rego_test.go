@@ -228,6 +228,8 @@ func TestRegoPolicyKeys(t *testing.T) {
 		{"no module", "    require: { signatures: [release] }\n    rego: { query: data.pullgate.deny }\n", "module or modules is required"},
 		{"missing file", "    require: { signatures: [release] }\n    rego: { module: ./nope.rego, query: data.pullgate.deny }\n", "cannot read module"},
 		{"query not a ref", "    require: { signatures: [release] }\n    rego: { module: ./policies/platform.rego, query: 'x := 1' }\n", "is not a reference into data"},
+		// past the rule: undefined at every evaluation, which passes
+		{"query past a rule", "    require: { signatures: [release] }\n    rego: { module: ./policies/platform.rego, query: data.pullgate.deny.foo }\n", "names no rule"},
 		{"unknown key", "    require: { signatures: [release] }\n    rego: { module: ./policies/platform.rego, query: data.pullgate.deny, timeout: 1s }\n", `unknown key "timeout"`},
 	}
 	for _, c := range cases {
@@ -500,5 +502,24 @@ func TestRegoCoveredByAndTime(t *testing.T) {
 	p = loadRego(t, "package pullgate\n\ndeny contains \"old\" if time.now_ns() < 0\n")
 	if !p.Rules[0].TimeDependent() {
 		t.Fatal("a module calling time.now_ns is not time-dependent")
+	}
+}
+
+// A Rego message can quote upstream text (a label, an env value): control
+// characters, bidi overrides and line separators become spaces, so it
+// cannot forge another reason in the audit log or the CLI.
+func TestRegoMessageCleaned(t *testing.T) {
+	got := cleanMessage("a\u202eb\u2028c\nd\u200be")
+	if got != "a b c d e" {
+		t.Fatalf("cleanMessage = %q", got)
+	}
+}
+
+// Certificate validation without a given time reads the clock: such a
+// module makes its rule time-dependent, as time.now_ns does.
+func TestRegoX509MakesTimeDependent(t *testing.T) {
+	p := loadRego(t, "package pullgate\n\ndeny contains \"bad chain\" if not crypto.x509.parse_and_verify_certificates(input.subject.digest)[0]\n")
+	if !p.Rules[0].TimeDependent() {
+		t.Fatal("a module validating certificates against the clock is not time-dependent")
 	}
 }

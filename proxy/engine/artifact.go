@@ -90,10 +90,11 @@ func (s *Engine) smallBlob(q *Query, l ocispec.Descriptor, limit int64) ([]byte,
 }
 
 // conditionFailed reports a verdict denied (also) by a false or failing
-// condition.
+// condition or Rego rule: what the artifact and its evidence say now, which
+// no earlier allow may override (the offline fallback).
 func conditionFailed(v Verdict) bool {
 	for _, c := range v.Checks {
-		if (c.Name == policy.CheckCondition || c.Name == policy.CheckArtifact) && !c.Passed {
+		if (c.Name == policy.CheckCondition || c.Name == policy.CheckArtifact || c.Name == policy.CheckRego) && !c.Passed {
 			return true
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullgate/pullgate/proxy/audit"
+
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -97,5 +99,19 @@ func TestGrantTTLTimeDependent(t *testing.T) {
 		if _, ok := s.blobGrants.Get(key); ok {
 			t.Errorf("%s: grant still held after %s", c.repo, c.drop)
 		}
+	}
+}
+
+// A denial by a condition or a Rego rule judges what the artifact and its
+// evidence say now: the offline fallback (serving the last allow when
+// evidence could not be fetched) must not override it.
+func TestConditionFailedCountsRego(t *testing.T) {
+	for _, name := range []string{policy.CheckCondition, policy.CheckArtifact, policy.CheckRego} {
+		if !conditionFailed(Verdict{Checks: []audit.Check{{Name: name, Passed: false}}}) {
+			t.Errorf("a failed %s check does not keep the fallback away", name)
+		}
+	}
+	if conditionFailed(Verdict{Checks: []audit.Check{{Name: policy.CheckRego, Passed: true}, {Name: "signature", Passed: false}}}) {
+		t.Error("a failed signature check counted as a condition")
 	}
 }
