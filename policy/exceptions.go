@@ -342,12 +342,7 @@ func (l *loader) parseException(n *yaml.Node, i int, rules map[string]*Rule) *Ex
 		return nil
 	}
 	x := &Exception{Line: n.Line}
-	if nf, ok := fs["name"]; !ok {
-		l.errAt(n, "add name: <exception name>; it appears in the audit log of every waived decision", "%s: name is required", what)
-	} else if name, ok := l.str(nf, what+".name", nameFix); ok {
-		if !nameRE.MatchString(name) {
-			l.errAt(nf.val, nameFix, "%s.name %q is not a valid name", what, name)
-		}
+	if name, _, ok := l.name(fs, n, what, "add name: <exception name>; it appears in the audit log of every waived decision"); ok {
 		x.Name = name
 		what = "exception " + name
 	}

@@ -281,13 +281,7 @@ func (l *loader) parseTrust(n *yaml.Node, t *Trust) []trustFile {
 					continue
 				}
 				var k Key
-				nf, hasName := kf["name"]
-				if !hasName {
-					l.errAt(resolve(it), "add name: <key name>", "%s: name is required", what)
-				} else if name, ok := l.str(nf, what+".name", nameFix); ok {
-					if !nameRE.MatchString(name) {
-						l.errAt(nf.val, nameFix, "%s.name %q is not a valid name", what, name)
-					}
+				if name, nf, ok := l.name(kf, resolve(it), what, "add name: <key name>"); ok {
 					k.Name = name
 					declare(nf.val, name, TrustKey)
 				}
@@ -470,12 +464,7 @@ func (l *loader) parseRule(n *yaml.Node, i int, t *Trust) *Rule {
 		return nil
 	}
 	r := &Rule{Line: n.Line, Action: ActionVerify, Mode: ModeEnforce, trust: t}
-	if nf, ok := fs["name"]; !ok {
-		l.errAt(n, "add name: <rule name>; it appears in every denial", "%s: name is required", what)
-	} else if name, ok := l.str(nf, what+".name", nameFix); ok {
-		if !nameRE.MatchString(name) {
-			l.errAt(nf.val, nameFix, "%s.name %q is not a valid name", what, name)
-		}
+	if name, _, ok := l.name(fs, n, what, "add name: <rule name>; it appears in every denial"); ok {
 		r.Name = name
 		what = fmt.Sprintf("rule %s", name)
 	}

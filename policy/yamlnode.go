@@ -227,3 +227,20 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+// name reads the required name of a rule, key or exception (fs its
+// fields, at the mapping, what how it is named so far): missing, not a
+// string or not a valid name are reported (missingFix says what to add).
+// ok is false only when there is no string to use.
+func (l *loader) name(fs map[string]field, at *yaml.Node, what, missingFix string) (name string, nf field, ok bool) {
+	nf, has := fs["name"]
+	if !has {
+		l.errAt(at, missingFix, "%s: name is required", what)
+		return "", nf, false
+	}
+	name, ok = l.str(nf, what+".name", nameFix)
+	if ok && !nameRE.MatchString(name) {
+		l.errAt(nf.val, nameFix, "%s.name %q is not a valid name", what, name)
+	}
+	return name, nf, ok
+}
