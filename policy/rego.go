@@ -278,7 +278,9 @@ var errRegoMemory = errors.New("evaluation allocated more than the memory bound"
 // eval runs the query over input and returns the violation messages, or an
 // error (timeout, memory bound, builtin error, a result that is not a set
 // of messages), which must deny.
-func (rr *RegoRule) eval(input ast.Value) ([]string, error) {
+// now, when set, is what time.now_ns returns (the decision's time, as
+// conditions read it); zero: the current time.
+func (rr *RegoRule) eval(input ast.Value, now time.Time) ([]string, error) {
 	if rr == nil || !rr.ready {
 		return nil, errors.New("query not compiled")
 	}
@@ -287,7 +289,11 @@ func (rr *RegoRule) eval(input ast.Value) ([]string, error) {
 	defer cancel()
 	ctx, stop := watchAlloc(ctx, regoMaxAlloc)
 	defer stop()
-	rs, err := rr.prepared.Eval(ctx, rego.EvalParsedInput(input))
+	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
+	if !now.IsZero() {
+		opts = append(opts, rego.EvalTime(now))
+	}
+	rs, err := rr.prepared.Eval(ctx, opts...)
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, context.Canceled) {
 		return nil, cerr
 	}
@@ -425,7 +431,7 @@ const CheckRego = "rego"
 // "rule <name>: rego: <message>"; an evaluation error denies too.
 func (e *evaluation) rego() {
 	rr := e.rule.Rego
-	msgs, err := rr.eval(e.rule.regoInput(e.in, rr.inputKeys))
+	msgs, err := rr.eval(e.rule.regoInput(e.in, rr.inputKeys), e.in.Now)
 	if err != nil {
 		e.d.Checks = append(e.d.Checks, Check{Name: CheckRego, Detail: fmt.Sprintf("%s: error: %v", rr.Query, err)})
 		e.deny(ExitUnmet, "rule %s: rego: %s: evaluation error: %s", e.rule.Name, rr.Query, cleanMessage(err.Error()))

@@ -523,3 +523,20 @@ func TestRegoX509MakesTimeDependent(t *testing.T) {
 		t.Fatal("a module validating certificates against the clock is not time-dependent")
 	}
 }
+
+// time.now_ns reads the decision's time when the input gives one (as
+// conditions read `now`), so `pullgate policy test` cases with `at:` can
+// test a module that judges age.
+func TestRegoReadsTheDecisionTime(t *testing.T) {
+	p := loadRego(t, "package pullgate\n\ndeny contains \"too late\" if time.now_ns() > time.parse_rfc3339_ns(\"2027-01-01T00:00:00Z\")\n")
+	repo := "upstream.local/platform/api"
+	good := []verify.Result{result(dgst, []verify.Signature{sig("release", dgst)}, nil)}
+	early := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	if d := p.Evaluate(Input{Repository: repo, Digest: dgst, Evidence: good, Now: early}); !d.Allowed {
+		t.Fatalf("at %s: denied: %q", early, d.Reasons)
+	}
+	late := time.Date(2028, 6, 1, 0, 0, 0, 0, time.UTC)
+	if d := p.Evaluate(Input{Repository: repo, Digest: dgst, Evidence: good, Now: late}); d.Allowed {
+		t.Fatalf("at %s: allowed", late)
+	}
+}

@@ -270,6 +270,12 @@ func RunFile(path string) ([]Result, error) {
 		at := time.Now()
 		if c.At != nil {
 			at = *c.At
+			if in.Now.IsZero() {
+				// the case's decision time is also the clock conditions
+				// and Rego's time.now_ns read (artifact.now overrides it
+				// for conditions)
+				in.Now = at
+			}
 		}
 		d := pol.Waive(pol.Evaluate(in), at)
 		r := Result{File: path, Case: c.Name, Decision: d, Problems: c.Expect.compare(d)}
