@@ -442,18 +442,12 @@ func (r *Rule) kind(name string) TrustKind {
 
 func (e *evaluation) signatures(names []string) {
 	var others []string
-	for _, res := range e.results {
-		for i := range res.Signatures {
-			s := &res.Signatures[i]
-			if !e.signatureOn(res, s) {
-				continue
-			}
-			if containsString(names, s.Signer) {
-				e.d.Checks = append(e.d.Checks, Check{Name: checkSignature, Passed: true, Detail: e.signatureDetail(res, s), Evidence: evidenceOf(s.Evidence)})
-				return
-			}
-			others = append(others, s.Signer)
+	for res, s := range e.signaturesOn {
+		if containsString(names, s.Signer) {
+			e.d.Checks = append(e.d.Checks, Check{Name: checkSignature, Passed: true, Detail: e.signatureDetail(res, s), Evidence: evidenceOf(s.Evidence)})
+			return
 		}
+		others = append(others, s.Signer)
 	}
 	detail := "no signature by " + e.rule.signerPhrase(names)
 	if len(others) > 0 {

@@ -264,19 +264,13 @@ func tally(names []string, min int, cands []signerCand, got []int) signerTally {
 func (e *evaluation) signersKOfN(names []string, min int) {
 	var cands []signerCand
 	var others []string
-	for _, res := range e.results {
-		for i := range res.Signatures {
-			s := &res.Signatures[i]
-			if !e.signatureOn(res, s) {
-				continue
-			}
-			if !containsString(names, s.Signer) {
-				others = append(others, s.Signer)
-				continue
-			}
-			cands = append(cands, signerCand{name: s.Signer, principal: e.rule.principal(s.Signer, s.Identity),
-				detail: e.signatureDetail(res, s), evidence: s.Evidence})
+	for res, s := range e.signaturesOn {
+		if !containsString(names, s.Signer) {
+			others = append(others, s.Signer)
+			continue
 		}
+		cands = append(cands, signerCand{name: s.Signer, principal: e.rule.principal(s.Signer, s.Identity),
+			detail: e.signatureDetail(res, s), evidence: s.Evidence})
 	}
 	got := matchSigners(names, cands)
 	t := tally(names, min, cands, got)
@@ -384,6 +378,20 @@ func dedupe(list []string) []string {
 		}
 	}
 	return out
+}
+
+// signaturesOn yields every verified signature of the evidence that is over
+// its result's subject (signatureOn records the others), in order; it is
+// ranged over and stops when the loop does.
+func (e *evaluation) signaturesOn(yield func(*verify.Result, *verify.Signature) bool) {
+	for _, res := range e.results {
+		for i := range res.Signatures {
+			s := &res.Signatures[i]
+			if e.signatureOn(res, s) && !yield(res, s) {
+				return
+			}
+		}
+	}
 }
 
 // signatureOn reports whether a verified signature is over its result's
