@@ -104,13 +104,17 @@ var artifactConditionEnv = sync.OnceValues(func() (*cel.Env, error) {
 		cel.Variable(VarConfig, cel.DynType),
 		cel.Variable(VarModel, cel.DynType),
 		cel.Variable(VarNow, cel.TimestampType),
+		cel.Variable(VarSignals, cel.MapType(cel.StringType, cel.DynType)),
 	}, celLanguage...)...)
 })
 
 // artifactRefs is which artifact document variables a condition reads.
 type artifactRefs struct {
-	now, config, model bool
+	now, config, model, manifest, annotations, signals bool
 }
+
+// artifact reports whether the condition reads the artifact itself.
+func (r artifactRefs) artifact() bool { return r.config || r.model || r.manifest || r.annotations }
 
 // compileArtifactCondition compiles and type-checks one of
 // require.conditions and reports which variables it reads.
@@ -129,6 +133,12 @@ func compileArtifactCondition(src string) (prg cel.Program, refs artifactRefs, i
 				refs.config = true
 			case VarModel:
 				refs.model = true
+			case VarManifest:
+				refs.manifest = true
+			case VarAnnotations:
+				refs.annotations = true
+			case VarSignals:
+				refs.signals = true
 			}
 		}
 	}

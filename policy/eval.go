@@ -86,6 +86,9 @@ type Input struct {
 	// as findings do, and no exception waives the decision (what the store
 	// holds is unknown).
 	ContentUnread bool
+	// Signals are the answers of the providers the rule requires
+	// (require.signals), by provider name; a required one absent denies.
+	Signals map[string]*Signal
 }
 
 // CheckCondition is the name of the Check of each of require.conditions.
@@ -219,12 +222,13 @@ type evaluation struct {
 	// evidence state for the exit code
 	anyEvidence  bool
 	failureKinds map[verify.FailureKind]int
-	untrusted    bool // verified evidence by a signer the requirement does not accept
-	subjectBad   bool // evidence about a digest the decision is not about
-	reqUnmet     bool // a verify requirement is unmet
-	denied       bool // set by every denial; the decision allows only when false
-	mismatch     bool // a denial with ExitMismatch (a check's digest mismatch)
-	ruleCode     int  // exit code of the first denial that is not an unmet verify requirement
+	untrusted    bool           // verified evidence by a signer the requirement does not accept
+	subjectBad   bool           // evidence about a digest the decision is not about
+	reqUnmet     bool           // a verify requirement is unmet
+	denied       bool           // set by every denial; the decision allows only when false
+	mismatch     bool           // a denial with ExitMismatch (a check's digest mismatch)
+	ruleCode     int            // exit code of the first denial that is not an unmet verify requirement
+	signalDoc    map[string]any // the conditions' signals variable
 }
 
 func (e *evaluation) deny(code int, format string, args ...any) {
@@ -299,6 +303,7 @@ func (e *evaluation) verify() {
 	if in.CoveredBy != "" {
 		d.Checks = append(d.Checks, Check{Name: checkRule, Passed: true,
 			Detail: fmt.Sprintf("rule %s: requirements met by allowed index %s", r.Name, in.CoveredBy), Evidence: []digest.Digest{in.CoveredBy}})
+		e.signalDoc = e.signals(req.Signals)
 		e.conditions(req.Conditions)
 		return
 	}
@@ -340,6 +345,7 @@ func (e *evaluation) verify() {
 	if req.MBOM == MBOMRequired {
 		e.requireCheck("mbom", "mbom")
 	}
+	e.signalDoc = e.signals(req.Signals)
 	e.conditions(req.Conditions)
 }
 
@@ -362,16 +368,31 @@ func (e *evaluation) conditions(conds []*Condition) {
 		return
 	case a.Index:
 		// An index has no config: its platform manifests are decided with
-		// the conditions when they are pulled.
-		e.d.Checks = append(e.d.Checks, Check{Name: CheckCondition, Passed: true,
-			Detail: "conditions: not applied to an image index (each platform manifest is decided with them)"})
-		return
+		// the conditions when they are pulled. Conditions over signals
+		// read the index's own answers.
+		var own []*Condition
+		for _, c := range conds {
+			if c.UsesSignals {
+				own = append(own, c)
+			}
+		}
+		if len(own) < len(conds) {
+			e.d.Checks = append(e.d.Checks, Check{Name: CheckCondition, Passed: true,
+				Detail: "conditions: not applied to an image index (each platform manifest is decided with them)"})
+		}
+		if conds = own; len(conds) == 0 {
+			return
+		}
 	}
 	now := e.in.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
 	vars := a.Document(now)
+	vars[VarSignals] = e.signalDoc
+	if e.signalDoc == nil {
+		vars[VarSignals] = map[string]any{}
+	}
 	for _, c := range conds {
 		ok, err := false, fmt.Errorf("not compiled") // a hand-built Condition fails closed
 		if c.prg != nil {

@@ -576,7 +576,7 @@ func (l *loader) trustNames(t *Trust, list []string, nodes []*yaml.Node, what st
 
 func (l *loader) parseRequire(f field, what string, t *Trust) *Require {
 	what += ".require"
-	fs, ok := l.mapping(f.val, what, "signatures", "attestations", "chain", "mbom", "tlog", "timestamp", "conditions")
+	fs, ok := l.mapping(f.val, what, "signatures", "attestations", "chain", "mbom", "tlog", "timestamp", "conditions", "signals")
 	if !ok {
 		return nil
 	}
@@ -625,8 +625,21 @@ func (l *loader) parseRequire(f field, what string, t *Trust) *Require {
 	if cf, ok := fs["conditions"]; ok {
 		req.Conditions = l.parseConditions(cf, what+".conditions")
 	}
+	if sf, ok := fs["signals"]; ok {
+		req.Signals = l.parseSignals(sf, what+".signals", t)
+	}
+	for _, c := range req.Conditions {
+		if c.UsesSignals && len(req.Signals) == 0 {
+			l.errAt(fs["conditions"].key, "add signals: [<provider>] to require (a condition reads the answers of the providers the rule requires)",
+				"%s.conditions: condition %s reads signals, but require.signals names no provider", what, c.label())
+			break
+		}
+	}
 	if len(fs) > 0 && len(req.Signatures) == 0 && len(req.Attestations) == 0 && req.Chain == "" && req.MBOM != MBOMRequired {
 		_, c := fs["conditions"]
+		if _, sg := fs["signals"]; sg {
+			c = true
+		}
 		if _, s := fs["signatures"]; !s && !c {
 			if _, a := fs["attestations"]; !a {
 				l.errAt(f.key, "add signatures: [<trust name>] or attestations", "%s requires nothing that identifies a signer", what)
@@ -698,7 +711,12 @@ func (l *loader) parseConditions(f field, what string) []*Condition {
 				"%s: %v", w, errTrueWithoutConfig)
 			continue
 		}
-		c.Expr, c.UsesNow, c.prg = src, refs.now, prg
+		if refs.signals && refs.artifact() {
+			l.errAt(ef.val, "split it: one condition over signals, another over the artifact (every condition must hold)",
+				"%s: a condition reads signals and the artifact together: an answer could then lift a requirement on the artifact (signals can only add requirements)", w)
+			continue
+		}
+		c.Expr, c.UsesNow, c.UsesSignals, c.prg = src, refs.now, refs.signals, prg
 		out = append(out, c)
 	}
 	return out

@@ -137,6 +137,9 @@ type Require struct {
 	// every one must be true (evaluated by Rule.Evaluate from
 	// Input.Artifact).
 	Conditions []*Condition
+	// Signals are the external providers that must answer for the digest
+	// (see signals.go); conditions read their answers as signals.<name>.
+	Signals []*SignalRequirement
 }
 
 // NeedsEvidence reports whether the requirements need signatures or
@@ -150,7 +153,10 @@ type Condition struct {
 	// Name names the condition in reasons; "" when the file gives none
 	// (the reason then quotes Expr).
 	Name string
-	Expr string // CEL source
+	// UsesSignals: the condition reads signals (and then nothing of the
+	// artifact: load refuses a condition that mixes them).
+	UsesSignals bool
+	Expr        string // CEL source
 	// UsesNow: the condition reads the clock (now), so its result can
 	// change without a policy change.
 	UsesNow bool

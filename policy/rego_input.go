@@ -157,8 +157,12 @@ func (r *Rule) regoInput(in *Input, keys map[string]bool) ast.Value {
 	for _, f := range in.ContentFindings {
 		findings = append(findings, str(f))
 	}
+	signals := ast.ObjectTerm()
+	if want("signals") {
+		signals = jsonTerm(r.signalsDocument(in))
+	}
 	doc = append(doc, item("checks", ast.ObjectTerm(checks...)), item("contentFindings", ast.ArrayTerm(findings...)),
-		item("signals", ast.ObjectTerm()))
+		item("signals", signals))
 	return ast.NewObject(doc...)
 }
 
