@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -472,5 +473,29 @@ func TestConcurrentWritersRotateWithoutLosingOrTearingEvents(t *testing.T) {
 	}
 	if ring.Total() != writers*each || ring.Len() != 64 {
 		t.Fatalf("ring total %d len %d", ring.Total(), ring.Len())
+	}
+}
+
+// A waived denial is served (counted in Allow) and counted apart, with the
+// reasons it waived.
+func TestSummaryCountsWaived(t *testing.T) {
+	z := NewSummarizer()
+	z.Add(Event{Time: t0, Kind: "manifest", Rule: "apps", Repository: "up/a", Decision: DecisionWaived,
+		Waivers: []string{"cve-exception"}, Reasons: []string{"rule apps: condition no-critical is false"}})
+	z.Add(Event{Time: t0, Kind: "manifest", Rule: "apps", Repository: "up/a", Decision: DecisionAllow, Reasons: []string{"rule apps: allowed"}})
+	s := z.Summary()
+	if s.Total != 2 || s.Allow != 2 || s.Waived != 1 || s.Deny != 0 {
+		t.Fatalf("totals %+v", s)
+	}
+	if !slices.Equal(s.Rules, []Count{{Key: "apps", Total: 2, Allow: 2, Waived: 1}}) ||
+		!slices.Equal(s.Reasons, []Count{{Key: "rule apps: condition no-critical is false", Total: 1, Allow: 1, Waived: 1}}) {
+		t.Fatalf("rules %+v reasons %+v", s.Rules, s.Reasons)
+	}
+	var buf bytes.Buffer
+	if err := WriteSummaryTable(&buf, s, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "2 allowed (of them 1 denied but waived by policy exceptions), 0 denied") {
+		t.Fatalf("%s", buf.String())
 	}
 }

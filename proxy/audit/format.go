@@ -143,17 +143,24 @@ func WriteSummaryTable(w io.Writer, s Summary, top int) error {
 		p("no decisions\n")
 		return tw.Flush()
 	}
-	would := ""
+	var of []string
 	if s.WouldDeny > 0 {
-		would = fmt.Sprintf(" (%d of them would be denied by audit-mode rules)", s.WouldDeny)
+		of = append(of, fmt.Sprintf("%d would be denied by audit-mode rules", s.WouldDeny))
+	}
+	if s.Waived > 0 {
+		of = append(of, fmt.Sprintf("%d denied but waived by policy exceptions", s.Waived))
+	}
+	would := ""
+	if len(of) > 0 {
+		would = " (of them " + strings.Join(of, ", ") + ")"
 	}
 	p("%d decisions from %s to %s: %d allowed%s, %d denied\n",
 		s.Total, s.First.UTC().Format(time.RFC3339), s.Last.UTC().Format(time.RFC3339), s.Allow, would, s.Deny)
 	section := func(title string, rows []Count, denialsOnly bool) {
 		if denialsOnly {
-			p("\n%s\tDENY\tWOULD DENY\n", title)
+			p("\n%s\tDENY\tWOULD DENY\tWAIVED\n", title)
 		} else {
-			p("\n%s\tTOTAL\tALLOW\tDENY\tWOULD DENY\n", title)
+			p("\n%s\tTOTAL\tALLOW\tDENY\tWOULD DENY\tWAIVED\n", title)
 		}
 		n := len(rows)
 		if top > 0 && n > top {
@@ -161,9 +168,9 @@ func WriteSummaryTable(w io.Writer, s Summary, top int) error {
 		}
 		for _, c := range rows[:n] {
 			if denialsOnly {
-				p("%s\t%d\t%d\n", clean(c.Key), c.Deny, c.WouldDeny)
+				p("%s\t%d\t%d\t%d\n", clean(c.Key), c.Deny, c.WouldDeny, c.Waived)
 			} else {
-				p("%s\t%d\t%d\t%d\t%d\n", clean(c.Key), c.Total, c.Allow, c.Deny, c.WouldDeny)
+				p("%s\t%d\t%d\t%d\t%d\t%d\n", clean(c.Key), c.Total, c.Allow, c.Deny, c.WouldDeny, c.Waived)
 			}
 		}
 		if n < len(rows) {

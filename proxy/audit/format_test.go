@@ -77,7 +77,7 @@ func TestSummaryTableAndJSONLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, want := range []string{"7 decisions from 2026-11-25T10:00:00Z to 2026-11-25T10:06:00Z: 3 allowed (1 of them would be denied by audit-mode rules), 4 denied",
+	for _, want := range []string{"7 decisions from 2026-11-25T10:00:00Z to 2026-11-25T10:06:00Z: 3 allowed (of them 1 would be denied by audit-mode rules), 4 denied",
 		"RULE", "\nREASON ", "rule blocked: action deny", "… 3 more", "docker.io/library/evil"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)

@@ -19,7 +19,8 @@ const (
 	// would have denied.
 	DecisionWouldDeny = "wouldDeny"
 	// DecisionWaived selects decisions served because policy exceptions
-	// waived every reason of a denial (counted as allow in summaries).
+	// waived every reason of a denial (summaries count them as served, in
+	// Allow, and apart, in Waived).
 	DecisionWaived = "waived"
 )
 
@@ -186,23 +187,25 @@ func (l *lastN) events() []Event {
 }
 
 // Count is how many events share a key, split by decision. WouldDeny
-// events are also counted in Allow (they were served).
+// and Waived events are also counted in Allow (they were served).
 type Count struct {
 	Key       string `json:"key"`
 	Total     int    `json:"total"`
 	Allow     int    `json:"allow"`
 	Deny      int    `json:"deny"`
 	WouldDeny int    `json:"wouldDeny,omitempty"`
+	Waived    int    `json:"waived,omitempty"`
 }
 
 // Summary counts events by decision, rule, repository and reason. Reasons
-// are counted for denials and would-be denials only (an allow's reason just
-// names its rule). Lists are sorted by Total, then Key.
+// are counted for denials, would-be denials and waived denials only (an
+// allow's reason just names its rule). Lists are sorted by Total, then Key.
 type Summary struct {
 	Total        int       `json:"total"`
 	Allow        int       `json:"allow"`
 	Deny         int       `json:"deny"`
 	WouldDeny    int       `json:"wouldDeny"`
+	Waived       int       `json:"waived"`
 	First        time.Time `json:"first,omitzero"`
 	Last         time.Time `json:"last,omitzero"`
 	Rules        []Count   `json:"rules"`
@@ -237,6 +240,9 @@ func bump(m map[string]*Count, key string, e Event) {
 	if e.WouldDeny {
 		c.WouldDeny++
 	}
+	if e.Decision == DecisionWaived {
+		c.Waived++
+	}
 }
 
 // Add counts one event.
@@ -251,6 +257,9 @@ func (z *Summarizer) Add(e Event) {
 	if e.WouldDeny {
 		s.WouldDeny++
 	}
+	if e.Decision == DecisionWaived {
+		s.Waived++
+	}
 	if s.First.IsZero() || e.Time.Before(s.First) {
 		s.First = e.Time
 	}
@@ -264,7 +273,7 @@ func (z *Summarizer) Add(e Event) {
 	bump(z.rules, rule, e)
 	bump(z.repos, e.Repository, e)
 	bump(z.kind, e.Kind, e)
-	if e.Decision == DecisionDeny || e.WouldDeny {
+	if e.Decision == DecisionDeny || e.WouldDeny || e.Decision == DecisionWaived {
 		seen := map[string]bool{}
 		for _, r := range e.Reasons {
 			r = strings.TrimSpace(r)
