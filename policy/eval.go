@@ -356,6 +356,12 @@ func (e *evaluation) conditions(conds []*Condition) {
 		return
 	}
 	r, a := e.rule, e.in.Artifact
+	if a == nil && !r.ReadsArtifact() {
+		// Conditions over signals (and the subject, the clock) only.
+		upstream, _, _ := strings.Cut(e.in.Repository, "/")
+		a = &Artifact{Subject: ArtifactSubject{Upstream: upstream, Repository: e.in.Repository, Digest: e.in.Digest},
+			Manifest: map[string]any{}, Annotations: map[string]string{}}
+	}
 	switch {
 	case a == nil:
 		for _, c := range e.in.Checks {

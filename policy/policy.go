@@ -198,6 +198,32 @@ func (r *Rule) HasConditions() bool {
 	return r != nil && r.Require != nil && len(r.Require.Conditions) > 0
 }
 
+// ReadsArtifact reports whether deciding under the rule reads what the
+// artifact itself says (conditions other than over signals, or a Rego
+// module): the caller must pass Input.Artifact, and a manifest covered by
+// an allowed index is still decided on its own facts.
+func (r *Rule) ReadsArtifact() bool {
+	if r == nil {
+		return false
+	}
+	if r.Rego != nil {
+		return true
+	}
+	for _, c := range r.conditions() {
+		if !c.UsesSignals {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) conditions() []*Condition {
+	if r.Require == nil {
+		return nil
+	}
+	return r.Require.Conditions
+}
+
 // MBOMMode is the model bill of materials requirement.
 type MBOMMode string
 

@@ -51,9 +51,69 @@ type Case struct {
 	Checks []CheckFixture `yaml:"checks"`
 	// Artifact is the artifact itself, for rules with require.conditions.
 	Artifact *ArtifactFixture `yaml:"artifact"`
+	// Signals are the answers of the providers the rule requires, by name.
+	Signals map[string]SignalFixture `yaml:"signals"`
 	// At is the decision time exceptions are judged at (default: now).
 	At     *time.Time `yaml:"at"`
 	Expect Expect     `yaml:"expect"`
+}
+
+// SignalFixture is what one provider answered about the case's digest.
+type SignalFixture struct {
+	Status    string                 `yaml:"status"` // done (default), pending or error
+	Error     string                 `yaml:"error"`
+	OnError   string                 `yaml:"onError"`
+	OnPending string                 `yaml:"onPending"`
+	Version   string                 `yaml:"version"` // default 1
+	DBVersion string                 `yaml:"dbVersion"`
+	Verdict   string                 `yaml:"verdict"`
+	Findings  []policy.SignalFinding `yaml:"findings"`
+	Facts     yaml.Node              `yaml:"facts"`
+	// SignedBy: the answer carries a verified statement of the signal
+	// predicate about the case's digest, signed by this trust name, saying
+	// the same (status, verdict, findings, facts).
+	SignedBy string `yaml:"signedBy"`
+}
+
+func (sf SignalFixture) signal(name string, subject digest.Digest) (*policy.Signal, error) {
+	s := &policy.Signal{Provider: name, Status: sf.Status, Error: sf.Error, OnError: sf.OnError, OnPending: sf.OnPending,
+		Version: sf.Version, DBVersion: sf.DBVersion, Verdict: sf.Verdict, Findings: sf.Findings}
+	if s.Status == "" {
+		s.Status = policy.SignalDone
+	}
+	if s.Version == "" {
+		s.Version = "1"
+	}
+	switch s.Status {
+	case policy.SignalDone, policy.SignalPending, policy.SignalError:
+	default:
+		return nil, fmt.Errorf("status %q: must be done, pending or error", s.Status)
+	}
+	if sf.Facts.Kind != 0 {
+		var v any
+		if err := sf.Facts.Decode(&v); err != nil {
+			return nil, fmt.Errorf("facts: %v", err)
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("facts: %v", err)
+		}
+		if err := json.Unmarshal(b, &s.Facts); err != nil {
+			return nil, fmt.Errorf("facts must be a mapping: %v", err)
+		}
+	}
+	if sf.SignedBy != "" {
+		pred, err := json.Marshal(map[string]any{"provider": map[string]any{"name": name, "version": s.Version, "dbVersion": s.DBVersion},
+			"status": s.Status, "verdict": s.Verdict, "findings": s.Findings, "facts": s.Facts})
+		if err != nil {
+			return nil, err
+		}
+		ed := fixtureDigest("signal", name, sf.SignedBy, string(pred))
+		s.Evidence = []verify.Attestation{{Signer: sf.SignedBy, PredicateType: policy.SignalPredicateType, StatementType: "https://in-toto.io/Statement/v1",
+			Predicate: pred, Subjects: []verify.Subject{{Name: "fixture", Digest: map[string]string{string(subject.Algorithm()): subject.Encoded()}}},
+			Source: "fixture", Evidence: ed, Statement: ed}}
+	}
+	return s, nil
 }
 
 // ArtifactFixture is the manifest annotations and config blob of the
@@ -379,6 +439,16 @@ func (c *Case) input() (policy.Input, error) {
 			return in, errors.New("checks: name is required")
 		}
 		in.Checks = append(in.Checks, policy.Check{Name: ch.Name, Passed: ch.Passed, Detail: ch.Detail, ExitCode: ch.ExitCode})
+	}
+	for name, sf := range c.Signals {
+		s, err := sf.signal(name, in.Digest)
+		if err != nil {
+			return in, fmt.Errorf("signals.%s: %w", name, err)
+		}
+		if in.Signals == nil {
+			in.Signals = map[string]*policy.Signal{}
+		}
+		in.Signals[name] = s
 	}
 	if c.Artifact != nil {
 		a, err := c.Artifact.read(c.Repository, in.Digest)

@@ -119,7 +119,7 @@ func TestRunConditionExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if failed != 0 || !strings.Contains(out.String(), "69 passed, 0 failed") {
+	if failed != 0 || !strings.Contains(out.String(), "75 passed, 0 failed") {
 		t.Fatalf("%d failures:\n%s", failed, out.String())
 	}
 	if strings.Contains(out.String(), "&&   ") {
