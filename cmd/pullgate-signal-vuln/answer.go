@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/verify/signals"
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // providerName is the provider.name of every answer.
@@ -23,8 +24,9 @@ const maxRequestBytes = 1 << 20
 var errBadRequest = errors.New("malformed request")
 
 // readRequest decodes one signals.Request (at most maxRequestBytes) and
-// checks what the answer depends on: the API version and the digest.
-// Fields this program does not read are allowed (the contract may grow).
+// checks what the answer depends on: the API version and the digest. It
+// is read one way (verify/strictjson); fields this program does not read
+// are allowed (the contract may grow).
 func readRequest(r io.Reader) (*signals.Request, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxRequestBytes+1))
 	if err != nil {
@@ -34,7 +36,7 @@ func readRequest(r io.Reader) (*signals.Request, error) {
 		return nil, fmt.Errorf("%w: more than %d bytes", errBadRequest, maxRequestBytes)
 	}
 	var req signals.Request
-	if err := strictJSON(data, &req); err != nil {
+	if err := strictjson.Unmarshal(data, &req); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadRequest, err)
 	}
 	if req.APIVersion != signals.APIVersion {

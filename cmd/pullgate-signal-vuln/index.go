@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -35,14 +36,21 @@ type index struct {
 // Grype report is skipped with a warning (the digests it names stay
 // unanswered: pending, never clean); a directory that cannot be read is an
 // error.
-func loadIndex(dir string, log *slog.Logger) (*index, error) {
+//
+// With only set (exec mode: one digest per run), a file whose bytes do not
+// contain only's hex is not parsed: it cannot name that digest.
+func loadIndex(dir string, log *slog.Logger, only string) (*index, error) {
 	entries, stamp, err := listReports(dir)
 	if err != nil {
 		return nil, err
 	}
 	ix := &index{dir: dir, byDigest: map[string][]*indexed{}, stamp: stamp}
+	_, hex, _ := strings.Cut(only, ":")
 	for _, e := range entries {
-		rep, mod, err := readReport(filepath.Join(dir, e))
+		rep, mod, err := readReport(filepath.Join(dir, e), hex)
+		if errors.Is(err, errNotNamed) {
+			continue
+		}
 		if err != nil {
 			ix.bad++
 			log.Warn("skipping report", "file", e, "err", err)
@@ -81,7 +89,12 @@ func listReports(dir string) ([]string, string, error) {
 	return names, stamp.String(), nil
 }
 
-func readReport(path string) (*report, time.Time, error) {
+// errNotNamed: the report does not contain the digest looked for.
+var errNotNamed = errors.New("digest not named")
+
+// readReport reads and parses one report; with hex set, a file that does
+// not contain it is not parsed (errNotNamed).
+func readReport(path, hex string) (*report, time.Time, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -97,6 +110,9 @@ func readReport(path string) (*report, time.Time, error) {
 	data, err := io.ReadAll(io.LimitReader(f, maxReportBytes+1))
 	if err != nil {
 		return nil, time.Time{}, err
+	}
+	if hex != "" && len(data) <= maxReportBytes && !bytes.Contains(data, []byte(hex)) {
+		return nil, time.Time{}, errNotNamed
 	}
 	rep, err := parseReport(data)
 	return rep, fi.ModTime(), err
@@ -145,7 +161,7 @@ func (l *liveIndex) get(force bool) (*index, error) {
 			return l.cur, nil
 		}
 	}
-	ix, err := loadIndex(l.dir, l.log)
+	ix, err := loadIndex(l.dir, l.log, "")
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +32,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/pullgate/pullgate/proxy/tlsreload"
 )
 
 // version is the provider's version (provider.version of each answer):
@@ -126,7 +127,7 @@ func runExec(dir string, opt options, stdin io.Reader, stdout, stderr io.Writer,
 		fmt.Fprintf(stderr, "pullgate-signal-vuln: %v\n", err)
 		return 2
 	}
-	ix, err := loadIndex(dir, log)
+	ix, err := loadIndex(dir, log, req.Subject.Digest)
 	if err != nil {
 		fmt.Fprintf(stderr, "pullgate-signal-vuln: %v\n", err)
 		return 1
@@ -141,22 +142,24 @@ func runExec(dir string, opt options, stdin io.Reader, stdout, stderr io.Writer,
 // serve answers HTTPS POSTs until SIGINT or SIGTERM; SIGHUP re-reads the
 // reports (they are also re-read when the directory changes).
 func serve(c config, opt options, log *slog.Logger) error {
-	cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+	// Certificates, key and client CA are re-read when their files change
+	// (proxy/tlsreload, as pullgate's own listeners), so they can be
+	// rotated without a restart.
+	rl, err := tlsreload.New(c.tlsCert, c.tlsKey, c.clientCA, log)
 	if err != nil {
-		return fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
+		return fmt.Errorf("loading --tls-cert/--tls-key/--client-ca: %w", err)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	tc := rl.TLSConfig()
 	if c.clientCA != "" {
-		pem, err := os.ReadFile(c.clientCA)
-		if err != nil {
-			return fmt.Errorf("reading --client-ca: %w", err)
+		// tlsreload verifies a client certificate when one is given; a
+		// provider requires one.
+		tc.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			cc, err := rl.GetConfigForClient(h)
+			if cc != nil {
+				cc.ClientAuth = tls.RequireAndVerifyClientCert
+			}
+			return cc, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--client-ca %s holds no PEM certificate", c.clientCA)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	live := &liveIndex{dir: c.reports, log: log}
 	if _, err := live.get(true); err != nil {

@@ -215,7 +215,9 @@ func TestExecMalformedRequest(t *testing.T) {
 		{"tag, not digest", strings.Replace(string(request(digestLow)), digestLow, "latest", 1), "subject.digest"},
 		{"upper-case digest", strings.Replace(string(request(digestLow)), digestLow, strings.ToUpper(digestLow), 1), "subject.digest"},
 		{"short digest", strings.Replace(string(request(digestLow)), digestLow, digestLow[:40], 1), "subject.digest"},
-		{"trailing data", string(request(digestLow)) + `{"apiVersion":"x"}`, "trailing data"},
+		{"trailing data", string(request(digestLow)) + `{"apiVersion":"x"}`, "data after the JSON value"},
+		{"repeated key", strings.Replace(string(request(digestLow)), `"digest":`, `"digest":"sha256:`+strings.Repeat("0", 64)+`","digest":`, 1), "malformed request"},
+		{"key in another case", strings.Replace(string(request(digestLow)), `"digest":`, `"Digest":`, 1), "malformed request"},
 		{"wrong type", `{"apiVersion":"pullgate.dev/signals/v1","subject":"sha256:00"}`, "malformed request"},
 		{"over 1 MiB", string(big), "more than"},
 	} {
@@ -276,7 +278,7 @@ func TestExecReportSelection(t *testing.T) {
 		"b-grype.json":        grypeData,
 		"c-alone.json":        alone,
 		"d-broken.json":       []byte(broken),
-		"e-not-a-report.json": []byte(`{"hello": "world"}`),
+		"e-not-a-report.json": []byte(`{"hello": "` + third + `"}`),
 		"notes.txt":           []byte("not read"),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
@@ -291,9 +293,6 @@ func TestExecReportSelection(t *testing.T) {
 	w := wantLow
 	w.report = "b-grype.json"
 	checkAnswer(t, decodeAnswer(t, out), digestLow, w)
-	if !strings.Contains(stderr, "d-broken.json") || !strings.Contains(stderr, `severity \"SEVERE\"`) || !strings.Contains(stderr, "e-not-a-report.json") {
-		t.Errorf("skipped reports not logged: %s", stderr)
-	}
 	// No database named: dbVersion is the report's digest.
 	code, out, stderr = runBinary(t, request(digestCritical), "--reports", dir)
 	if code != 0 {
@@ -303,12 +302,16 @@ func TestExecReportSelection(t *testing.T) {
 	w.report = "c-alone.json"
 	w.dbVersion = "report sha256:" + sum(alone)
 	checkAnswer(t, decodeAnswer(t, out), digestCritical, w)
-	// Named only by a broken report: pending, not clean.
+	// Named only by a broken report and a file that is not one: pending,
+	// not clean, and both files are named in the log.
 	code, out, stderr = runBinary(t, request(third), "--reports", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	checkAnswer(t, decodeAnswer(t, out), third, wantPending)
+	if !strings.Contains(stderr, "d-broken.json") || !strings.Contains(stderr, `severity \"SEVERE\"`) || !strings.Contains(stderr, "e-not-a-report.json") {
+		t.Errorf("skipped reports not logged: %s", stderr)
+	}
 }
 
 // The HTTPS server answers POSTs from clients with a certificate of the

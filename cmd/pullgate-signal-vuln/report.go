@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
+
+	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
 // Bounds on what one report may hold. A report is operator-supplied but
@@ -47,13 +48,16 @@ type report struct {
 
 // parseReport recognises a Trivy (`trivy image --format json`, schema 2)
 // or Grype (`grype -o json`) report by its structure and parses it.
-// Anything else is an error.
+// Anything else is an error. Reports are read one way (verify/strictjson:
+// no repeated key, keys match field names exactly, nothing after the
+// value, nesting bounded); keys this program does not read are ignored,
+// since scanners add fields between releases.
 func parseReport(data []byte) (*report, error) {
 	if len(data) > maxReportBytes {
 		return nil, fmt.Errorf("report is %d bytes, more than the %d allowed", len(data), maxReportBytes)
 	}
 	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
+	if err := strictjson.Unmarshal(data, &top); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", err)
 	}
 	_, hasSchema := top["SchemaVersion"]
@@ -119,7 +123,7 @@ type trivyReport struct {
 
 func parseTrivy(data []byte) (*report, error) {
 	var t trivyReport
-	if err := strictJSON(data, &t); err != nil {
+	if err := strictjson.Unmarshal(data, &t); err != nil {
 		return nil, fmt.Errorf("trivy report: %w", err)
 	}
 	if t.SchemaVersion != 2 {
@@ -234,7 +238,7 @@ type grypeDBStatus struct {
 
 func parseGrype(data []byte) (*report, error) {
 	var g grypeReport
-	if err := strictJSON(data, &g); err != nil {
+	if err := strictjson.Unmarshal(data, &g); err != nil {
 		return nil, fmt.Errorf("grype report: %w", err)
 	}
 	if g.Descriptor.Name != "grype" {
@@ -256,7 +260,7 @@ func parseGrype(data []byte) (*report, error) {
 	}
 	if g.Source != nil && g.Source.Type == "image" {
 		var tgt grypeImageTarget
-		if err := json.Unmarshal(g.Source.Target, &tgt); err != nil {
+		if err := strictjson.Unmarshal(g.Source.Target, &tgt); err != nil {
 			return nil, fmt.Errorf("grype report: source.target: %w", err)
 		}
 		r.Artifact = tgt.UserInput
@@ -297,7 +301,7 @@ func grypeDBVersion(raw json.RawMessage) (string, error) {
 		Status *grypeDBStatus `json:"status"`
 		grypeDBStatus
 	}
-	if err := json.Unmarshal(raw, &db); err != nil {
+	if err := strictjson.Unmarshal(raw, &db); err != nil {
 		return "", err
 	}
 	st := db.grypeDBStatus
@@ -386,18 +390,4 @@ func validDigest(d string) bool {
 		}
 	}
 	return true
-}
-
-// strictJSON decodes exactly one JSON value into v: trailing data is an
-// error. Unknown fields are allowed (scanners add fields between
-// releases); the types of the fields read are not.
-func strictJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
 }
