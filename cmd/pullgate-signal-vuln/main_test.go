@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -550,4 +551,82 @@ func (p *testPKI) client(t *testing.T, certFile string) *http.Client {
 	tr := &http.Transport{TLSClientConfig: tc}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// Without --client-ca any TLS client is answered; SIGHUP re-reads a report
+// rewritten in place even when its size and modification time did not
+// change (which the per-request check cannot see).
+func TestHTTPSReloadOnSIGHUP(t *testing.T) {
+	pki := newTestPKI(t)
+	reports := t.TempDir()
+	file := filepath.Join(reports, "grype-low.json")
+	copyFile(t, "testdata/grype-low.json", file)
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cmd := exec.CommandContext(ctx, programPath(t), "--reports", reports, "--listen", "127.0.0.1:0",
+		"--tls-cert", pki.serverCert, "--tls-key", pki.serverKey)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	url := "https://" + waitListening(t, stderr) + "/"
+	c := pki.client(t, "")
+	ask := func(digest string) *signals.Answer {
+		t.Helper()
+		resp, err := c.Post(url, "application/json", bytes.NewReader(request(digest)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %v %s", resp.Status, err, body)
+		}
+		return decodeAnswer(t, body)
+	}
+	checkAnswer(t, ask(digestLow), digestLow, wantLow)
+
+	// The same report, now about another digest: same size, same mtime.
+	moved := "sha256:" + strings.Repeat("5e", 32)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, bytes.ReplaceAll(data, []byte(digestLow), []byte(moved)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(file, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if a := ask(moved); a.Status != signals.StatusPending {
+		t.Fatalf("before SIGHUP the rewritten report was read: %+v", a)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The reload runs in the server's signal loop: ask until it shows,
+	// within the test's deadline (less a margin to report the failure) and
+	// at most a minute.
+	deadline := time.Now().Add(time.Minute)
+	if d, ok := t.Deadline(); ok && d.Add(-5*time.Second).Before(deadline) {
+		deadline = d.Add(-5 * time.Second)
+	}
+	for {
+		if a := ask(moved); a.Status == signals.StatusDone {
+			checkAnswer(t, a, moved, wantLow)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not re-read the reports before the test's deadline")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, bounded by the deadline
+	}
+	checkAnswer(t, ask(digestLow), digestLow, wantPending)
 }
