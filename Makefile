@@ -12,8 +12,12 @@ export GOFLAGS ?= -mod=mod
 
 all: build
 
+# pullgate, and beside it the reference signal provider
+# (docs/signals-vuln.md), whose version is its own (provider.version in
+# its answers), not pullgate's.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/pullgate
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(dir $(BIN))pullgate-signal-vuln ./cmd/pullgate-signal-vuln
 
 demo:
 	$(GO) run ./cmd/pullgate demo
