@@ -1,0 +1,228 @@
+package signals
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	digestA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	digestB = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+)
+
+func request(dg string) Request {
+	return Request{Subject: Subject{Digest: dg, MediaType: "application/vnd.oci.image.manifest.v1+json",
+		Upstream: "upstream.local", Repository: "upstream.local/models/m", Tag: "v1"}}
+}
+
+// answerJSON is an answer as a provider would write it.
+func answerJSON(dg, status, dbVersion string, extra string) string {
+	s := `{"apiVersion":"` + APIVersion + `","provider":{"name":"sandbox","version":"1.2.0","dbVersion":"` + dbVersion + `"},` +
+		`"subject":{"digest":"` + dg + `"},"status":"` + status + `"`
+	if extra != "" {
+		s += "," + extra
+	}
+	return s + "}"
+}
+
+// pki is a CA, a server certificate for 127.0.0.1 and a client
+// certificate, all generated here, written as PEM files.
+type pki struct {
+	dir                           string
+	caFile, clientCert, clientKey string
+	otherCA                       string // a CA that signed nothing the server uses
+	serverTLS                     *tls.Config
+	caPool                        *x509.CertPool
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	dir := t.TempDir()
+	mk := func(tmpl *x509.Certificate, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, []byte, []byte) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parent == nil {
+			parent, parentKey = tmpl, k
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kd, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, k, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
+	}
+	now := time.Now()
+	serial := int64(1)
+	tmpl := func(cn string, ca bool) *x509.Certificate {
+		serial++
+		c := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), BasicConstraintsValid: true, IsCA: ca}
+		if ca {
+			c.KeyUsage = x509.KeyUsageCertSign
+		} else {
+			c.KeyUsage = x509.KeyUsageDigitalSignature
+		}
+		return c
+	}
+	ca, caKey, caPEM, _ := mk(tmpl("signals test CA", true), nil, nil)
+	_, _, otherPEM, _ := mk(tmpl("other CA", true), nil, nil)
+	st := tmpl("127.0.0.1", false)
+	st.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	st.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	_, _, sPEM, sKey := mk(st, ca, caKey)
+	ct := tmpl("pullgate", false)
+	ct.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	_, _, cPEM, cKey := mk(ct, ca, caKey)
+	p := &pki{dir: dir}
+	write := func(name string, b []byte) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	p.caFile = write("ca.pem", caPEM)
+	p.otherCA = write("other-ca.pem", otherPEM)
+	p.clientCert = write("client.pem", cPEM)
+	p.clientKey = write("client-key.pem", cKey)
+	sc, err := tls.X509KeyPair(sPEM, sKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.caPool = x509.NewCertPool()
+	p.caPool.AddCert(ca)
+	p.serverTLS = &tls.Config{Certificates: []tls.Certificate{sc}, ClientCAs: p.caPool, ClientAuth: tls.RequireAndVerifyClientCert}
+	return p
+}
+
+// provider is a real HTTPS provider requiring a client certificate and a
+// bearer token; answer decides each reply, calls counts them.
+type testProvider struct {
+	*httptest.Server
+	pki       *pki
+	tokenFile string
+	token     atomic.Value // string the server expects
+	calls     atomic.Int64
+	answer    atomic.Value // func(w http.ResponseWriter, r *http.Request, req Request)
+}
+
+func newTestProvider(t *testing.T) *testProvider {
+	t.Helper()
+	tp := &testProvider{pki: newPKI(t)}
+	tp.tokenFile = filepath.Join(tp.pki.dir, "token")
+	tp.setToken(t, "token-1")
+	tp.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tp.calls.Add(1)
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "want a JSON POST", http.StatusMethodNotAllowed)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer "+tp.token.Load().(string) {
+			http.Error(w, "bad token", http.StatusUnauthorized)
+			return
+		}
+		var req Request
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil || req.APIVersion != APIVersion {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		tp.answer.Load().(func(http.ResponseWriter, *http.Request, Request))(w, r, req)
+	}))
+	tp.TLS = tp.pki.serverTLS
+	tp.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
+	tp.StartTLS()
+	t.Cleanup(tp.Close)
+	tp.reply(func(w http.ResponseWriter, r *http.Request, req Request) {
+		w.Write([]byte(answerJSON(req.Subject.Digest, StatusDone, "db-1", `"verdict":"clean"`)))
+	})
+	return tp
+}
+
+func (tp *testProvider) setToken(t *testing.T, tok string) {
+	t.Helper()
+	if err := os.WriteFile(tp.tokenFile, []byte(tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tp.token.Store(tok)
+}
+
+func (tp *testProvider) reply(f func(w http.ResponseWriter, r *http.Request, req Request)) {
+	tp.answer.Store(f)
+}
+
+func (tp *testProvider) provider() Provider {
+	return Provider{Name: "sandbox", URL: tp.URL + "/v1/signals", CA: tp.pki.caFile,
+		ClientCert: tp.pki.clientCert, ClientKey: tp.pki.clientKey, TokenFile: tp.tokenFile,
+		Timeout: 5 * time.Second, CacheTTL: time.Hour}
+}
+
+func newService(t *testing.T, o Options, ps ...Provider) *Service {
+	t.Helper()
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	s, err := NewService(ps, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// waitFor polls cond until it holds or the test's deadline nears.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(30 * time.Second)
+	if d, ok := t.Deadline(); ok && time.Until(d) < 35*time.Second {
+		end = d.Add(-5 * time.Second)
+	}
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func wantKind(t *testing.T, r Result, kind string, msgPart string) {
+	t.Helper()
+	if r.Err == nil {
+		t.Fatalf("answer %+v, want an error of kind %s", r.Answer, kind)
+	}
+	if r.Answer != nil {
+		t.Errorf("error and answer both set")
+	}
+	if r.Err.Kind != kind || !strings.Contains(r.Err.Msg, msgPart) || r.Err.Provider == "" {
+		t.Fatalf("error %+v, want kind %s with %q", r.Err, kind, msgPart)
+	}
+}
