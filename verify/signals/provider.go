@@ -144,13 +144,17 @@ func (p Provider) withDefaults() (Provider, error) {
 	}
 	for _, f := range []struct{ k, v string }{{"onError", p.OnError}, {"onPending", p.OnPending}} {
 		if f.v != OnDeny && f.v != OnIgnore {
-			errs = append(errs, fmt.Errorf("%s %q: use deny or ignore", f.k, f.v))
+			errs = append(errs, fmt.Errorf("%s %q: use deny or ignore (a signal can keep or cause a denial, never allow)", f.k, f.v))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return p, fmt.Errorf("signal provider %q: %w", p.Name, err)
-	}
-	return p, nil
+	return p, errors.Join(errs...)
+}
+
+// Validate reports every problem of the provider's fields (files are
+// read only by NewService).
+func (p Provider) Validate() error {
+	_, err := p.withDefaults()
+	return err
 }
 
 // httpClient builds the provider's client once: its roots, its client

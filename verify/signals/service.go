@@ -114,7 +114,7 @@ func NewService(providers []Provider, o Options) (*Service, error) {
 	for _, p := range providers {
 		p, err := p.withDefaults()
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("signal provider %q: %w", p.Name, err))
 			continue
 		}
 		if _, dup := s.provs[p.Name]; dup {
