@@ -68,6 +68,18 @@ func TestExecFailures(t *testing.T) {
 	})
 }
 
+// killLeft kills the process of the pid in file at the end of the test,
+// should the code under test have left it running.
+func killLeft(t *testing.T, file string) {
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(file); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+}
+
 // alive reports whether the process of the pid in file is still running.
 func alive(t *testing.T, file string) func() bool {
 	return func() bool {
@@ -87,6 +99,7 @@ func TestExecHangsKilled(t *testing.T) {
 	// The program and a child holding its stdout both hang: both are
 	// killed at the timeout and the ask returns.
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	killLeft(t, pidFile)
 	path := script(t, `sleep 1000 &
 echo $! > `+pidFile+`
 wait`)
@@ -104,6 +117,7 @@ func TestExecChildKeepsOutputOpen(t *testing.T) {
 	// The program answers and exits, but leaves a child holding stdout
 	// open: the ask does not wait for the child, which is killed.
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	killLeft(t, pidFile)
 	path := script(t, `sleep 1000 &
 echo $! > `+pidFile+`
 printf '%s' '`+answerJSON(digestA, StatusDone, "1", "")+`'

@@ -18,6 +18,9 @@ import (
 func TestCoalesce(t *testing.T) {
 	tp := newTestProvider(t)
 	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the server closes: a failing test must not hang
 	tp.reply(func(w http.ResponseWriter, r *http.Request, req Request) {
 		<-release
 		w.Write([]byte(answerJSON(req.Subject.Digest, StatusDone, "db-1", `"verdict":"clean"`)))
@@ -52,7 +55,7 @@ func TestCoalesce(t *testing.T) {
 	waitFor(t, "100 asks sharing the call", func() bool { return waiters() == 100 })
 	cancelFirst()
 	wantKind(t, <-first, KindTimeout, "context canceled")
-	close(release)
+	unblock()
 	wg.Wait()
 	for i, r := range results {
 		if r.Err != nil || r.Answer.Verdict != "clean" {
@@ -248,5 +251,53 @@ func TestNewServiceRefuses(t *testing.T) {
 	}
 	if _, err := NewService([]Provider{ok, ok}, Options{}); err == nil || !strings.Contains(err.Error(), "duplicate") {
 		t.Errorf("duplicate: %v", err)
+	}
+}
+
+func TestConcurrencyCap(t *testing.T) {
+	tp := newTestProvider(t)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	var cur, peak atomic.Int64
+	tp.reply(func(w http.ResponseWriter, r *http.Request, req Request) {
+		n := cur.Add(1)
+		defer cur.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		w.Write([]byte(answerJSON(req.Subject.Digest, StatusDone, "db-1", "")))
+	})
+	p := tp.provider()
+	p.MaxConcurrent = 2
+	p.Timeout = time.Minute
+	s := newService(t, Options{}, p)
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dg := "sha256:" + strings.Repeat(string(rune('0'+i)), 64)
+			if r := s.Ask(context.Background(), "sandbox", request(dg)); r.Err != nil {
+				t.Error(r.Err)
+			}
+		}()
+	}
+	sem := s.provs["sandbox"].sem
+	waitFor(t, "2 calls at the provider and 8 waiting", func() bool {
+		s.mu.Lock()
+		calls := len(s.inflight)
+		s.mu.Unlock()
+		return calls == 10 && len(sem) == 2 && cur.Load() == 2
+	})
+	unblock()
+	wg.Wait()
+	if peak.Load() != 2 || tp.calls.Load() != 10 {
+		t.Fatalf("peak %d concurrent calls (cap 2), %d calls", peak.Load(), tp.calls.Load())
 	}
 }
