@@ -23,6 +23,9 @@ type CA struct {
 	Pool     *x509.CertPool
 	// Server is the TLS configuration of a server certified by this CA.
 	Server *tls.Config
+
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
 }
 
 // NewCA generates a CA and a server certificate (P-256) valid for
@@ -75,6 +78,8 @@ func NewCA(t testing.TB) *CA {
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
 	return &CA{
+		cert:     caCert,
+		key:      caKey,
 		CertFile: certFile,
 		Pool:     pool,
 		Server: &tls.Config{
@@ -90,4 +95,43 @@ func NewCA(t testing.TB) *CA {
 // ClientTLS is a client configuration trusting only this CA.
 func (c *CA) ClientTLS() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.Pool}
+}
+
+// ClientCert issues a client certificate (P-256, for mTLS) with common
+// name cn, signed by this CA, and writes it and its key as PEM files.
+func (c *CA) ClientCert(t testing.TB, cn string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }

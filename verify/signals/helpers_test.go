@@ -1,19 +1,11 @@
 package signals
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"log"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pullgate/pullgate/test/harness"
 )
 
 const (
@@ -44,82 +38,24 @@ func answerJSON(dg, status, dbVersion string, extra string) string {
 	return s + "}"
 }
 
-// pki is a CA, a server certificate for 127.0.0.1 and a client
-// certificate, all generated here, written as PEM files.
+// pki is a CA with a server certificate for 127.0.0.1 and a client
+// certificate, generated for the test; the server requires a client
+// certificate of this CA.
 type pki struct {
 	dir                           string
 	caFile, clientCert, clientKey string
 	otherCA                       string // a CA that signed nothing the server uses
 	serverTLS                     *tls.Config
-	caPool                        *x509.CertPool
 }
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	dir := t.TempDir()
-	mk := func(tmpl *x509.Certificate, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, []byte, []byte) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if parent == nil {
-			parent, parentKey = tmpl, k
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c, k, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
-	}
-	now := time.Now()
-	serial := int64(1)
-	tmpl := func(cn string, ca bool) *x509.Certificate {
-		serial++
-		c := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), BasicConstraintsValid: true, IsCA: ca}
-		if ca {
-			c.KeyUsage = x509.KeyUsageCertSign
-		} else {
-			c.KeyUsage = x509.KeyUsageDigitalSignature
-		}
-		return c
-	}
-	ca, caKey, caPEM, _ := mk(tmpl("signals test CA", true), nil, nil)
-	_, _, otherPEM, _ := mk(tmpl("other CA", true), nil, nil)
-	st := tmpl("127.0.0.1", false)
-	st.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	st.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	_, _, sPEM, sKey := mk(st, ca, caKey)
-	ct := tmpl("pullgate", false)
-	ct.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	_, _, cPEM, cKey := mk(ct, ca, caKey)
-	p := &pki{dir: dir}
-	write := func(name string, b []byte) string {
-		f := filepath.Join(dir, name)
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	p.caFile = write("ca.pem", caPEM)
-	p.otherCA = write("other-ca.pem", otherPEM)
-	p.clientCert = write("client.pem", cPEM)
-	p.clientKey = write("client-key.pem", cKey)
-	sc, err := tls.X509KeyPair(sPEM, sKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.caPool = x509.NewCertPool()
-	p.caPool.AddCert(ca)
-	p.serverTLS = &tls.Config{Certificates: []tls.Certificate{sc}, ClientCAs: p.caPool, ClientAuth: tls.RequireAndVerifyClientCert}
+	ca := harness.NewCA(t)
+	p := &pki{dir: t.TempDir(), caFile: ca.CertFile, otherCA: harness.NewCA(t).CertFile}
+	p.clientCert, p.clientKey = ca.ClientCert(t, "pullgate")
+	p.serverTLS = ca.Server.Clone()
+	p.serverTLS.ClientCAs = ca.Pool
+	p.serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
 	return p
 }
 
