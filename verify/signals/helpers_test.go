@@ -48,7 +48,7 @@ type pki struct {
 	serverTLS                     *tls.Config
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	ca := harness.NewCA(t)
 	p := &pki{dir: t.TempDir(), caFile: ca.CertFile, otherCA: harness.NewCA(t).CertFile}
@@ -70,7 +70,7 @@ type testProvider struct {
 	answer    atomic.Value // func(w http.ResponseWriter, r *http.Request, req Request)
 }
 
-func newTestProvider(t *testing.T) *testProvider {
+func newTestProvider(t testing.TB) *testProvider {
 	t.Helper()
 	tp := &testProvider{pki: newPKI(t)}
 	tp.tokenFile = filepath.Join(tp.pki.dir, "token")
@@ -104,7 +104,7 @@ func newTestProvider(t *testing.T) *testProvider {
 	return tp
 }
 
-func (tp *testProvider) setToken(t *testing.T, tok string) {
+func (tp *testProvider) setToken(t testing.TB, tok string) {
 	t.Helper()
 	if err := os.WriteFile(tp.tokenFile, []byte(tok+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func (tp *testProvider) provider() Provider {
 		Timeout: 5 * time.Second, CacheTTL: time.Hour}
 }
 
-func newService(t *testing.T, o Options, ps ...Provider) *Service {
+func newService(t testing.TB, o Options, ps ...Provider) *Service {
 	t.Helper()
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

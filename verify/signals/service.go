@@ -151,9 +151,10 @@ func (s *Service) Provider(name string) (Provider, bool) {
 func (s *Service) Names() []string { return append([]string(nil), s.names...) }
 
 // OnVersionChange registers f, called with a provider's name when an
-// answer shows a (version, dbVersion) other than the one seen before:
-// cached answers of that provider are stale from then on, and so are
-// decisions made with them.
+// answer shows a (version, dbVersion) other than the one of the answer
+// before it: cached answers of that provider are stale from then on, and
+// so are decisions made with them. f runs on the goroutine of the call
+// that saw the change and must not block (the askers wait for it).
 func (s *Service) OnVersionChange(f func(provider string)) {
 	s.mu.Lock()
 	s.onChange = append(s.onChange, f)
