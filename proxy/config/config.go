@@ -39,6 +39,8 @@ type Config struct {
 	Log             Log         `yaml:"log"`
 	// Auth is client authentication and authorization (see auth.go).
 	Auth *Auth `yaml:"auth,omitempty"`
+	// Signals are external signal providers (see signals.go).
+	Signals []Signal `yaml:"signals,omitempty"`
 
 	// dir is the directory of the config file; relative paths resolve to it.
 	dir string
@@ -188,6 +190,9 @@ func (c *Config) defaults() {
 			u.Timeout = Duration(30 * time.Second)
 		}
 	}
+	for i := range c.Signals {
+		c.Signals[i].defaults()
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -257,6 +262,7 @@ func (c *Config) Validate() error {
 	if c.Auth != nil {
 		errs = append(errs, c.Auth.validate(c)...)
 	}
+	errs = append(errs, c.validateSignals()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -14,7 +14,13 @@ import (
 // which import only the standard library, and must not import the policy
 // engine, verify or sigstore again (which they once did, only for those two
 // helpers). It asks the go tool, which every test run has.
+//
+// The config names signal providers with verify/signals' types (issue 17):
+// that package and the strict JSON reader it uses are light (standard
+// library, Prometheus, an LRU) and allowed; anything heavy they came to
+// import would show here through config's own dependencies.
 func TestLightImports(t *testing.T) {
+	lightVerify := map[string]bool{"verify/signals": true, "verify/strictjson": true}
 	const mod = "github.com/pullgate/pullgate/"
 	deps := func(pkg string) map[string]bool {
 		t.Helper()
@@ -53,6 +59,9 @@ func TestLightImports(t *testing.T) {
 		}
 		var heavy []string
 		for path := range d {
+			if lightVerify[strings.TrimPrefix(path, mod)] {
+				continue
+			}
 			if path == mod+"policy" || strings.HasPrefix(path, mod+"verify") || strings.Contains(path, "sigstore") {
 				heavy = append(heavy, path)
 			}
