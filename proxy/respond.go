@@ -85,7 +85,7 @@ func (s *Server) record(q *request, kind, ref string, dgst digest.Digest, v engi
 		Time: time.Now().UTC(), Client: clientAddr(q.r), Method: q.r.Method,
 		Upstream: q.rt.Upstream, Repository: q.rt.Repository(), Reference: ref, Kind: kind,
 		Rule: v.Rule, Decision: v.Result(), Mode: v.Mode, WouldDeny: v.WouldDeny, Waivers: v.Waivers, WaivedUntil: v.WaivedUntil,
-		Reasons: v.Reasons, Checks: v.Checks, Revision: v.Revision, Cached: cached,
+		Reasons: v.Reasons, Checks: v.Checks, Signals: v.Signals, Revision: v.Revision, Cached: cached,
 		LatencyMS: float64(time.Since(q.start).Microseconds()) / 1000,
 	}
 	if dgst != "" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/proxy/audit"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/engine"
 )
@@ -165,9 +166,44 @@ func printDecision(w io.Writer, d engine.Decision) {
 			fmt.Fprintf(w, "         evidence %s\n", e)
 		}
 	}
+	for _, s := range d.Signals {
+		fmt.Fprintf(w, "  signal:   %s\n", signalLine(s))
+	}
 	for _, r := range d.Reasons {
 		fmt.Fprintf(w, "  reason: %s\n", r)
 	}
+}
+
+// signalLine says what one provider answered: "vuln: done, verdict clean,
+// 0 findings (pullgate-signal-vuln 1.0, database 2026-12-01), 12.3 ms".
+func signalLine(s audit.Signal) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s", s.Provider, s.Status)
+	if s.Error != "" {
+		fmt.Fprintf(&b, " (%s)", s.Error)
+	}
+	if s.Verdict != "" {
+		fmt.Fprintf(&b, ", verdict %s", s.Verdict)
+	}
+	if s.Status == "done" {
+		fmt.Fprintf(&b, ", %d findings", s.Findings)
+	}
+	if s.Version != "" {
+		fmt.Fprintf(&b, " (version %s", s.Version)
+		if s.DBVersion != "" {
+			fmt.Fprintf(&b, ", database %s", s.DBVersion)
+		}
+		b.WriteString(")")
+	}
+	if s.Signed > 0 {
+		fmt.Fprintf(&b, ", %d signed statements verified", s.Signed)
+	}
+	if s.Cached {
+		b.WriteString(", cached")
+	} else {
+		fmt.Fprintf(&b, ", %.1f ms", s.LatencyMS)
+	}
+	return b.String()
 }
 
 func orNone(s string) string {

@@ -40,9 +40,26 @@ type Event struct {
 	WaivedUntil time.Time `json:"waivedUntil,omitzero"`
 	Reasons     []string  `json:"reasons"`
 	Checks      []Check   `json:"checks,omitempty"`
-	Revision    string    `json:"policyRevision,omitempty"`
-	Cached      bool      `json:"cached,omitempty"`
-	LatencyMS   float64   `json:"latencyMs"`
+	// Signals are the providers' answers the decision used.
+	Signals   []Signal `json:"signals,omitempty"`
+	Revision  string   `json:"policyRevision,omitempty"`
+	Cached    bool     `json:"cached,omitempty"`
+	LatencyMS float64  `json:"latencyMs"`
+}
+
+// Signal is one provider's answer a decision used (pullgate's config,
+// signals): what it said, from which version, and how it was got.
+type Signal struct {
+	Provider  string  `json:"provider"`
+	Status    string  `json:"status"` // done, pending, error
+	Verdict   string  `json:"verdict,omitempty"`
+	Findings  int     `json:"findings,omitempty"`
+	Version   string  `json:"version,omitempty"`
+	DBVersion string  `json:"dbVersion,omitempty"`
+	Signed    int     `json:"signed,omitempty"` // signed statements that verified
+	Error     string  `json:"error,omitempty"`
+	Cached    bool    `json:"cached,omitempty"`
+	LatencyMS float64 `json:"latencyMs"`
 }
 
 // Log appends events. Safe for concurrent use.

@@ -32,7 +32,11 @@ func (s *Engine) verdictTTL(rule *policy.Rule, v Verdict) time.Duration {
 // whose conditions read now), so that no blob outlives the allow of the
 // manifest that lists it.
 func (s *Engine) grantTTL(rule *policy.Rule) time.Duration {
-	return s.verdictTTL(rule, Verdict{Allowed: true})
+	ttl := s.verdictTTL(rule, Verdict{Allowed: true})
+	if st := s.signalGrantTTL(rule); st > 0 && st < ttl {
+		ttl = st
+	}
+	return ttl
 }
 
 // artifactFacts adds to in what the artifact itself says, for a rule's
@@ -90,11 +94,12 @@ func (s *Engine) smallBlob(q *Query, l ocispec.Descriptor, limit int64) ([]byte,
 }
 
 // conditionFailed reports a verdict denied (also) by a false or failing
-// condition or Rego rule: what the artifact and its evidence say now, which
-// no earlier allow may override (the offline fallback).
+// condition or Rego rule, or by a required signal: what the artifact, its
+// evidence and the providers say now, which no earlier allow may override
+// (the offline fallback).
 func conditionFailed(v Verdict) bool {
 	for _, c := range v.Checks {
-		if (c.Name == policy.CheckCondition || c.Name == policy.CheckArtifact || c.Name == policy.CheckRego) && !c.Passed {
+		if (c.Name == policy.CheckCondition || c.Name == policy.CheckArtifact || c.Name == policy.CheckRego || c.Name == policy.CheckSignal) && !c.Passed {
 			return true
 		}
 	}

@@ -35,6 +35,10 @@ type Verdict struct {
 	// (also for a decision inherited from a waived index or subject).
 	Waivers     []string  `json:"waivers,omitempty"`
 	WaivedUntil time.Time `json:"waivedUntil,omitzero"`
+	// Signals are the providers' answers the decision read; it stands
+	// until SignalsUntil, when the earliest of them goes stale.
+	Signals      []audit.Signal `json:"signals,omitempty"`
+	SignalsUntil time.Time      `json:"signalsUntil,omitzero"`
 }
 
 // Result is the decision as the audit log and metrics name it: allow,
@@ -52,7 +56,7 @@ func (v Verdict) Result() string {
 // standsAt reports whether a decision still stands at now: a waived one
 // only until its earliest exception expires.
 func (v Verdict) standsAt(now time.Time) bool {
-	return v.WaivedUntil.IsZero() || now.Before(v.WaivedUntil)
+	return (v.WaivedUntil.IsZero() || now.Before(v.WaivedUntil)) && (v.SignalsUntil.IsZero() || now.Before(v.SignalsUntil))
 }
 
 // waivedFrom bounds v (allowed by inheritance from o: an index's child,
@@ -84,10 +88,11 @@ func (v Verdict) Message(repository, ref string) string {
 }
 
 func (s *Engine) ttl(v Verdict) time.Duration {
+	ttl := s.cfg.Cache.DenyTTL.D()
 	if v.Allowed && !v.WouldDeny {
-		return s.boundTTL(s.cfg.Cache.AllowTTL.D(), v.WaivedUntil)
+		ttl = s.boundTTL(s.cfg.Cache.AllowTTL.D(), v.WaivedUntil)
 	}
-	return s.cfg.Cache.DenyTTL.D()
+	return s.boundTTL(ttl, v.SignalsUntil)
 }
 
 // boundTTL bounds a cache entry's time to live by the expiry of the
@@ -168,14 +173,22 @@ func (s *Engine) decideManifest(q *Query, dgst digest.Digest, m *Manifest) (Verd
 	if v, ok := s.verdicts.Get(key); ok && v.standsAt(s.now()) {
 		return v, true
 	}
-	v := s.evaluate(q, dgst, m)
-	s.verdicts.Add(key, v, s.verdictTTL(q.rule, v))
-	if !v.Allowed {
-		// An evidence grant confirmed before this artifact was denied may
-		// cover one of its blobs: confirm them again.
-		s.forget(artifactDenied)
-	}
-	return v, false
+	// Concurrent pulls of one cold digest share one decision: one
+	// evidence collection upstream, one ask of each signal provider. It
+	// is made for all of them: no caller's disconnect cancels it.
+	r, _, _ := s.deciding.Do(key, func() (any, error) {
+		dq := *q
+		dq.c = context.WithoutCancel(q.c)
+		v := s.evaluate(&dq, dgst, m)
+		s.verdicts.Add(key, v, s.verdictTTL(q.rule, v))
+		if !v.Allowed {
+			// An evidence grant confirmed before this artifact was denied
+			// may cover one of its blobs: confirm them again.
+			s.forget(artifactDenied)
+		}
+		return v, nil
+	})
+	return r.(Verdict), false
 }
 
 // persistLinks records, in the shared store, which manifests reference which

@@ -22,6 +22,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/pullgate/pullgate/cache/inflight"
 	"github.com/pullgate/pullgate/cache/records"
@@ -30,6 +31,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/route"
 	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/verify/signals"
 )
 
 // Engine is pullgate's decision engine over one content store.
@@ -39,11 +41,16 @@ type Engine struct {
 	store     *store.Store
 	records   *records.Records // the facts kept in the store (cache/records)
 	fetches   *inflight.Group
+	// deciding coalesces concurrent decisions of one verdict key.
+	deciding singleflight.Group
 	upstreams map[string]*upstream.Client
 	policy    policySource
 	holder    *policy.Holder
 	metrics   *Metrics
 	now       func() time.Time // Options.Now
+	// signals asks the providers of the config's signals section (nil
+	// when it has none).
+	signals *signals.Service
 
 	memory
 	// linkGen counts the persistLinks calls that wrote links (from 1): a
@@ -147,6 +154,17 @@ func New(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Log
 			c.OnRequest = o.OnUpstreamRequest(u.Name)
 		}
 		s.upstreams[u.Name] = c
+	}
+
+	if provs := cfg.SignalProviders(); len(provs) > 0 {
+		s.signals, err = signals.NewService(provs, signals.Options{Registerer: reg, Log: log, Now: s.now})
+		if err != nil {
+			return nil, fmt.Errorf("signals: %w", err)
+		}
+		s.closers = append(s.closers, func() error { s.signals.Close(); return nil })
+		// A provider's new version or database makes the decisions made on
+		// its older answers stale.
+		s.signals.OnVersionChange(func(string) { s.forget(signalsChanged) })
 	}
 
 	ps, closePolicy, err := loadPolicy(ctx, cfg.Resolve(cfg.Policy), log, s.metrics)

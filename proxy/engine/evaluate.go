@@ -276,12 +276,9 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 		return s.decide(q, in)
 	}
 
-	if rule.HasConditions() || rule.Rego != nil {
-		s.artifactFacts(q, dgst, m, &in)
-	}
 	if len(in.ContentFindings) == 0 {
 		if parent, pv, ok := s.allowedParent(q, dgst); ok {
-			if !rule.HasConditions() && rule.Rego == nil {
+			if !rule.ReadsArtifact() {
 				return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
 					Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}.waivedFrom(pv)
 			}
@@ -292,6 +289,10 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 			// verified evidence), and an exception waives its failures
 			// only by their own text.
 			in.CoveredBy = parent
+			// The index's answers cover it as its evidence does (they
+			// were just asked for the index, and are cached).
+			wait := s.startSignals(q, parent, nil)
+			s.artifactFacts(q, dgst, m, &in)
 			if rule.Rego != nil {
 				res, v := s.collectEvidence(ctx, q, rule, parent)
 				if v != nil {
@@ -299,15 +300,22 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 				}
 				in.Evidence, in.Parents = []verify.Result{res}, []digest.Digest{parent}
 			}
-			return s.decide(q, in).waivedFrom(pv)
+			return s.decideSignals(q, in, wait()).waivedFrom(pv)
 		}
 	}
+	// The providers are asked while the artifact's facts and evidence are
+	// gathered.
+	wait := s.startSignals(q, dgst, m)
+	if rule.ReadsArtifact() {
+		s.artifactFacts(q, dgst, m, &in)
+	}
 	if !rule.Require.NeedsEvidence() && rule.Content == nil {
-		// Conditions only: nothing to gather upstream.
-		return s.decide(q, in)
+		// Conditions and signals only: no evidence to gather upstream.
+		return s.decideSignals(q, in, wait())
 	}
 	res, nothing := s.collectEvidence(ctx, q, rule, dgst)
 	if nothing != nil {
+		wait()
 		return *nothing
 	}
 	in.Evidence = []verify.Result{res}
@@ -338,7 +346,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 			}
 		}
 	}
-	v := s.decide(q, in)
+	v := s.decideSignals(q, in, wait())
 	if v.Allowed {
 		for d, exp := range exps {
 			s.tensors.Add(grantKey(q.pol.Revision(), q.repository(), d), exp, s.grantTTL(rule))

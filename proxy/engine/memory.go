@@ -67,12 +67,15 @@ const (
 	// references it is denied from now on: cached verdicts and every
 	// grant go.
 	findingRecorded
+	// signalsChanged: a signal provider answered from a new version or
+	// database: decisions (and their grants) made on older answers go.
+	signalsChanged
 )
 
 // forget drops what a change made stale.
 func (m *memory) forget(why staleness) {
 	switch why {
-	case findingRecorded:
+	case findingRecorded, signalsChanged:
 		m.verdicts.Purge()
 		m.blobGrants.Purge()
 		m.evidenceGrants.Purge()

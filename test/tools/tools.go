@@ -70,3 +70,17 @@ func RunWithPullgate(m *testing.M, bin *string) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// Build compiles one of the repository's commands (e.g. "./cmd/pullgate-signal-vuln")
+// into the test's temporary directory and returns the binary's path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	_, file, _, _ := runtime.Caller(0)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
