@@ -36,13 +36,13 @@ import (
 
 // Engine is pullgate's decision engine over one content store.
 type Engine struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	store     *store.Store
-	records   *records.Records // the facts kept in the store (cache/records)
-	fetches   *inflight.Group
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *store.Store
+	records *records.Records // the facts kept in the store (cache/records)
+	fetches *inflight.Group
 	// deciding coalesces concurrent decisions of one verdict key.
-	deciding singleflight.Group
+	deciding  singleflight.Group
 	upstreams map[string]*upstream.Client
 	policy    policySource
 	holder    *policy.Holder
