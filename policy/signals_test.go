@@ -207,3 +207,26 @@ func TestSignalsRego(t *testing.T) {
 		t.Fatalf("%+v", dec)
 	}
 }
+
+// BenchmarkSignalsDecision is the policy's part of a decision over two
+// providers' answers (one signed): the requirement checks, the signed
+// predicate's decoding and two conditions over them.
+func BenchmarkSignalsDecision(b *testing.B) {
+	dir := writeDir(b, map[string]string{"policy.yaml": signalPolicy, "sandbox.pub": "@key", "release.pub": "@key"})
+	p, err := Load(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := digest.FromString("model")
+	signed := `{"provider":{"name":"p-sandbox","version":"2"},"status":"done","verdict":"clean","facts":{"egressAttempts":0}}`
+	sb := doneSignal("sandbox", "clean", map[string]any{"egressAttempts": 0})
+	sb.Evidence = []verify.Attestation{signedBy("sandbox-key", d, signed)}
+	in := Input{Repository: "up/models/m", Digest: d, Artifact: &Artifact{Manifest: map[string]any{}, Annotations: map[string]string{}},
+		Signals: map[string]*Signal{"vuln": doneSignal("vuln", "clean", map[string]any{"counts": map[string]any{"critical": 0}}), "sandbox": sb}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if dec := p.Evaluate(in); !dec.Allowed {
+			b.Fatal(dec.Reasons)
+		}
+	}
+}

@@ -1,8 +1,14 @@
 package signals
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -39,5 +45,39 @@ func BenchmarkAskHTTP(b *testing.B) {
 		if r := s.Ask(context.Background(), "sandbox", req); r.Err != nil {
 			b.Fatal(r.Err)
 		}
+	}
+}
+
+// BenchmarkRawPost is the provider's own time as BenchmarkAskHTTP sees it:
+// the same client (TLS, client certificate, token) POSTing the same
+// request and reading the answer, without anything pullgate does with it.
+// BenchmarkAskHTTP minus this is pullgate's overhead per cold ask.
+func BenchmarkRawPost(b *testing.B) {
+	tp := newTestProvider(b)
+	p := tp.provider()
+	c, err := p.httpClient()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := os.ReadFile(p.TokenFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		body, _ := json.Marshal(request(fmt.Sprintf("sha256:%064x", i)))
+		req, _ := http.NewRequest(http.MethodPost, p.URL, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatal(resp.StatusCode, err)
+		}
+		resp.Body.Close()
 	}
 }
