@@ -39,6 +39,23 @@ type HolderOptions struct {
 	// Debounce coalesces bursts of file events (editors, ConfigMap swaps);
 	// default 100ms.
 	Debounce time.Duration
+	// Check, when set, refuses a policy that loaded but does not fit the
+	// program holding it (a rule naming a signal provider pullgate's
+	// config does not have): at start, an error; on reload, the old
+	// policy stays.
+	Check func(*Policy) error
+}
+
+// load reads the policy and applies opts.Check.
+func (o HolderOptions) load(path string) (*Policy, error) {
+	p, err := Load(path)
+	if err == nil && o.Check != nil {
+		err = o.Check(p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Holder holds the policy in force and replaces it atomically on reload.
@@ -69,7 +86,7 @@ func NewHolder(path string, opts HolderOptions) (*Holder, error) {
 	if opts.Debounce <= 0 {
 		opts.Debounce = 100 * time.Millisecond
 	}
-	p, err := Load(path)
+	p, err := opts.load(path)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +117,7 @@ func (h *Holder) ReloadFrom(trigger string) error {
 	defer h.reloadMu.Unlock()
 	old := h.cur.Load()
 	ev := ReloadEvent{Trigger: trigger, OldRevision: old.Revision(), NewRevision: old.Revision()}
-	p, err := Load(h.path)
+	p, err := h.opts.load(h.path)
 	if err != nil {
 		h.failures.Add(1)
 		ev.Err = err

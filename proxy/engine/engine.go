@@ -167,7 +167,7 @@ func New(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Log
 		s.signals.OnVersionChange(func(string) { s.forget(signalsChanged) })
 	}
 
-	ps, closePolicy, err := loadPolicy(ctx, cfg.Resolve(cfg.Policy), log, s.metrics)
+	ps, closePolicy, err := loadPolicy(ctx, cfg.Resolve(cfg.Policy), log, s.metrics, s.checkSignals)
 	if err != nil {
 		return nil, err
 	}
@@ -357,9 +357,10 @@ func ownSpool(parent string, local bool) (string, error) {
 // loadPolicy loads the policy file and follows it (and every trust file it
 // names) for changes; the server refuses to start on an invalid policy, and
 // a reload with an invalid one keeps the old policy (logged and counted).
-func loadPolicy(ctx context.Context, path string, log *slog.Logger, m *Metrics) (*policy.Holder, func() error, error) {
+func loadPolicy(ctx context.Context, path string, log *slog.Logger, m *Metrics, check func(*policy.Policy) error) (*policy.Holder, func() error, error) {
 	h, err := policy.NewHolder(path, policy.HolderOptions{
 		Logger: log,
+		Check:  check,
 		OnReload: func(ev policy.ReloadEvent) {
 			switch {
 			case ev.Err != nil:

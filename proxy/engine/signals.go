@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -147,4 +149,20 @@ func (s *Engine) decideSignals(q *Query, in policy.Input, a asked) Verdict {
 	v := s.decide(q, in)
 	v.Signals, v.SignalsUntil = a.audit, a.until
 	return v
+}
+
+// checkSignals refuses a policy whose rules require a signal provider the
+// config does not configure: each of its pulls would be denied.
+func (s *Engine) checkSignals(p *policy.Policy) error {
+	var errs []error
+	for _, r := range p.Rules {
+		for _, name := range r.SignalNames() {
+			if s.signals == nil {
+				errs = append(errs, fmt.Errorf("rule %s: require.signals names provider %q, but pullgate's config has no signals section", r.Name, name))
+			} else if _, ok := s.signals.Provider(name); !ok {
+				errs = append(errs, fmt.Errorf("rule %s: require.signals names provider %q, which pullgate's config does not configure (configured: %s)", r.Name, name, strings.Join(s.signals.Names(), ", ")))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
