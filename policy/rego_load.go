@@ -80,5 +80,24 @@ func (l *loader) parseRego(f field, what, ruleName string) *RegoRule {
 		l.diags = append(l.diags, Diagnostic{File: is.file, Line: is.line, Col: is.col,
 			Message: fmt.Sprintf("rego module of rule %s: %s", ruleName, is.msg), Fix: is.fix})
 	}
+	if rr != nil && rr.readsSignalsWithMore() {
+		l.lintAt(qf.val, true, "deny on input.signals in rules of their own (a rule that reads only input.signals, subject and rule), so that an answer can only add a violation",
+			"%s: the Rego modules read input.signals together with the artifact or its evidence: Rego cannot be checked as CEL conditions are, and a rule written as `not <signal fact>` beside an artifact fact lets an answer lift a violation", what)
+	}
 	return rr
+}
+
+// readsSignalsWithMore reports whether the modules read input.signals and
+// other facts than the subject and the rule by name (a module that reads
+// input otherwise, input[k], is not judged).
+func (rr *RegoRule) readsSignalsWithMore() bool {
+	if !rr.inputKeys["signals"] {
+		return false
+	}
+	for k := range rr.inputKeys {
+		if k != "signals" && k != "subject" && k != "rule" {
+			return true
+		}
+	}
+	return false
 }

@@ -230,11 +230,16 @@ type signedAnswer struct {
 	signer string
 }
 
-// signedSignal finds, in the answer's verified evidence, a statement of
+// signedSignal finds, in the answer's verified evidence, the statement of
 // SignalPredicateType about the decided digest signed by one of
-// rq.SignedBy; why says what was found instead when there is none.
+// rq.SignedBy for this very answer (the provider's name, version and
+// database version it came with): an older signed answer the provider
+// still returns does not count. Two such statements that disagree are
+// refused. why says what was found instead when there is none.
 func (e *evaluation) signedSignal(rq *SignalRequirement, s *Signal) (*signedAnswer, string) {
 	var others []string
+	var found *signedAnswer
+	var foundJSON []byte
 	for i := range s.Evidence {
 		a := &s.Evidence[i]
 		switch {
@@ -251,12 +256,23 @@ func (e *evaluation) signedSignal(rq *SignalRequirement, s *Signal) (*signedAnsw
 				others = append(others, fmt.Sprintf("a malformed answer signed by %s: %v", a.Signer, err))
 				continue
 			}
-			if p.Provider.Name != "" && p.Provider.Name != s.Provider && s.Provider != "" {
-				others = append(others, fmt.Sprintf("an answer of provider %q signed by %s", p.Provider.Name, a.Signer))
+			if p.Provider.Name != s.Provider || p.Provider.Version != s.Version || p.Provider.DBVersion != s.DBVersion {
+				others = append(others, fmt.Sprintf("an answer of %s %s (database %s) signed by %s, not of this answer's %s %s (database %s)",
+					p.Provider.Name, p.Provider.Version, p.Provider.DBVersion, a.Signer, s.Provider, s.Version, s.DBVersion))
 				continue
 			}
-			return &signedAnswer{p: p, signer: a.Signer}, ""
+			pj, _ := json.Marshal(p)
+			if found != nil && !bytes.Equal(pj, foundJSON) {
+				return nil, fmt.Sprintf("found: conflicting answers for %s %s (database %s) signed by %s and %s",
+					s.Provider, s.Version, s.DBVersion, found.signer, a.Signer)
+			}
+			if found == nil {
+				found, foundJSON = &signedAnswer{p: p, signer: a.Signer}, pj
+			}
 		}
+	}
+	if found != nil {
+		return found, ""
 	}
 	others = append(others, s.EvidenceFailures...)
 	if len(others) == 0 {

@@ -51,8 +51,9 @@ func signedBy(signer string, subject digest.Digest, pred string) verify.Attestat
 func TestSignalsEvaluate(t *testing.T) {
 	p := loadSignalPolicy(t)
 	d := digest.FromString("model")
-	clean := `{"provider":{"name":"p-sandbox","version":"2"},"status":"done","verdict":"clean","facts":{"egressAttempts":0}}`
-	dirty := `{"provider":{"name":"p-sandbox","version":"2"},"status":"done","verdict":"malicious","facts":{"egressAttempts":3}}`
+	clean := `{"provider":{"name":"p-sandbox","version":"1.0","dbVersion":"db1"},"status":"done","verdict":"clean","facts":{"egressAttempts":0}}`
+	dirty := `{"provider":{"name":"p-sandbox","version":"1.0","dbVersion":"db1"},"status":"done","verdict":"malicious","facts":{"egressAttempts":3}}`
+	oldClean := `{"provider":{"name":"p-sandbox","version":"1.0","dbVersion":"db0"},"status":"done","verdict":"clean","facts":{"egressAttempts":0}}`
 	vulnOK := func() *Signal {
 		return doneSignal("vuln", "clean", map[string]any{"counts": map[string]any{"critical": 0}})
 	}
@@ -81,6 +82,15 @@ func TestSignalsEvaluate(t *testing.T) {
 			"rule models: signal sandbox: no answer signed by sandbox-key (found: signed by release)"},
 		{"signed about another digest", map[string]*Signal{"vuln": vulnOK(), "sandbox": sandbox("clean", signedBy("sandbox-key", digest.FromString("other"), clean))}, false, ExitInvalid,
 			"rule models: signal sandbox: no answer signed by sandbox-key (found: a statement by sandbox-key about another digest)"},
+		// An older signed answer the provider still returns does not count:
+		// only the one signed for this answer's version and database.
+		{"older signed clean beside current signed malicious", map[string]*Signal{"vuln": vulnOK(),
+			"sandbox": sandbox("malicious", signedBy("sandbox-key", d, oldClean), signedBy("sandbox-key", d, dirty))}, false, ExitUnmet,
+			`rule models: condition clean: signals.sandbox.verdict == "clean" && signals.sandbox.facts.egressAttempts == 0 is false`},
+		{"only an older signed answer", map[string]*Signal{"vuln": vulnOK(), "sandbox": sandbox("clean", signedBy("sandbox-key", d, oldClean))}, false, ExitInvalid,
+			"rule models: signal sandbox: no answer signed by sandbox-key (found: an answer of p-sandbox 1.0 (database db0) signed by sandbox-key, not of this answer's p-sandbox 1.0 (database db1))"},
+		{"two signed answers that disagree", map[string]*Signal{"vuln": vulnOK(), "sandbox": sandbox("clean", signedBy("sandbox-key", d, clean), signedBy("sandbox-key", d, dirty))}, false, ExitInvalid,
+			"rule models: signal sandbox: no answer signed by sandbox-key (found: conflicting answers for p-sandbox 1.0 (database db1) signed by sandbox-key and sandbox-key)"},
 		{"unsigned", map[string]*Signal{"vuln": vulnOK(), "sandbox": sandbox("clean")}, false, ExitInvalid,
 			"rule models: signal sandbox: no answer signed by sandbox-key (the answer carries no signed statement)"},
 		{"evidence that did not verify", map[string]*Signal{"vuln": vulnOK(), "sandbox": func() *Signal {
@@ -218,7 +228,7 @@ func BenchmarkSignalsDecision(b *testing.B) {
 		b.Fatal(err)
 	}
 	d := digest.FromString("model")
-	signed := `{"provider":{"name":"p-sandbox","version":"2"},"status":"done","verdict":"clean","facts":{"egressAttempts":0}}`
+	signed := `{"provider":{"name":"p-sandbox","version":"1.0","dbVersion":"db1"},"status":"done","verdict":"clean","facts":{"egressAttempts":0}}`
 	sb := doneSignal("sandbox", "clean", map[string]any{"egressAttempts": 0})
 	sb.Evidence = []verify.Attestation{signedBy("sandbox-key", d, signed)}
 	in := Input{Repository: "up/models/m", Digest: d, Artifact: &Artifact{Manifest: map[string]any{}, Annotations: map[string]string{}},
@@ -227,6 +237,23 @@ func BenchmarkSignalsDecision(b *testing.B) {
 	for b.Loop() {
 		if dec := p.Evaluate(in); !dec.Allowed {
 			b.Fatal(dec.Reasons)
+		}
+	}
+}
+
+// A Rego module that reads input.signals beside the artifact loads with a
+// warning; one that reads them apart does not.
+func TestSignalsRegoMixWarns(t *testing.T) {
+	for src, warn := range map[string]bool{
+		"package pullgate\n\ndeny contains \"root\" if { input.config.user == \"0\"; input.signals.vuln.verdict != \"clean\" }\n": true,
+		"package pullgate\n\ndeny contains \"dirty\" if input.signals.vuln.verdict != \"clean\"\n":                                false,
+	} {
+		dir := writeDir(t, map[string]string{"p.rego": src,
+			"policy.yaml": "rules:\n  - name: r\n    match: [\"**\"]\n    require: {signals: [vuln]}\n    rego: {module: ./p.rego, query: data.pullgate.deny}\n"})
+		diags := Lint(filepath.Join(dir, "policy.yaml"))
+		got := len(diags) == 1 && diags[0].Severity == SeverityWarning && strings.Contains(diags[0].Message, "read input.signals together with")
+		if got != warn || (!warn && len(diags) != 0) {
+			t.Errorf("%s: diagnostics %v, want warning %v", src, diags, warn)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -65,6 +66,10 @@ func (v Verdict) standsAt(now time.Time) bool {
 func (v Verdict) waivedFrom(o Verdict) Verdict {
 	if !o.WaivedUntil.IsZero() && (v.WaivedUntil.IsZero() || o.WaivedUntil.Before(v.WaivedUntil)) {
 		v.WaivedUntil = o.WaivedUntil
+	}
+	// Nor longer than the answers o read.
+	if !o.SignalsUntil.IsZero() && (v.SignalsUntil.IsZero() || o.SignalsUntil.Before(v.SignalsUntil)) {
+		v.SignalsUntil = o.SignalsUntil
 	}
 	if v.Allowed && len(o.Waivers) > 0 {
 		names := slices.Clone(v.Waivers)
@@ -170,26 +175,63 @@ func (s *Engine) decideManifest(q *Query, dgst digest.Digest, m *Manifest) (Verd
 		return v, false
 	}
 	key := verdictKey(q.pol.Revision(), q.rule.Name, rep, dgst)
-	if v, ok := s.verdicts.Get(key); ok && v.standsAt(s.now()) {
+	if v, ok := s.verdicts.Get(key); ok && v.standsAt(s.now()) && s.answersCurrent(v) {
 		return v, true
 	}
-	// Concurrent pulls of one cold digest share one decision: one
-	// evidence collection upstream, one ask of each signal provider. It
-	// is made for all of them: no caller's disconnect cancels it.
-	r, _, _ := s.deciding.Do(key, func() (any, error) {
-		dq := *q
-		dq.c = context.WithoutCancel(q.c)
-		v := s.evaluate(&dq, dgst, m)
-		s.verdicts.Add(key, v, s.verdictTTL(q.rule, v))
+	decide := func(q *Query) Verdict {
+		gen := s.signalGen.Load()
+		v := s.evaluate(q, dgst, m)
+		if s.signalGen.Load() == gen {
+			// Not when a provider's version changed meanwhile: the
+			// answers v read may be stale.
+			s.verdicts.Add(key, v, s.verdictTTL(q.rule, v))
+		}
 		if !v.Allowed {
 			// An evidence grant confirmed before this artifact was denied
 			// may cover one of its blobs: confirm them again.
 			s.forget(artifactDenied)
 		}
-		return v, nil
+		return v
+	}
+	if q.depth > 0 {
+		// Nested in a decision (an index above, a signature's subject):
+		// made directly, so that a chain of decisions never waits for a
+		// flight it is part of.
+		return decide(q), false
+	}
+	// Concurrent pulls of one cold digest share one decision: one
+	// evidence collection upstream, one ask of each signal provider. It
+	// is made for all of them (no caller's disconnect cancels it) within
+	// decisionTimeout; a caller that goes away stops waiting.
+	ch := s.deciding.DoChan(key, func() (v any, _ error) {
+		defer func() {
+			// A panic here would end the process (it runs on the
+			// flight's own goroutine): it denies instead.
+			if r := recover(); r != nil {
+				s.log.Error("decision panicked", "repository", q.repository(), "digest", dgst, "panic", r, "stack", string(debug.Stack()))
+				v = Verdict{Rule: q.rule.Name, Mode: string(q.rule.Mode), Revision: q.pol.Revision(), ExitCode: policy.ExitOther,
+					Reasons: []string{"internal error while deciding " + dgst.String() + " (logged)"}}
+			}
+		}()
+		dq := *q
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(q.c), decisionTimeout)
+		defer cancel()
+		dq.c = ctx
+		return decide(&dq), nil
 	})
-	return r.(Verdict), false
+	select {
+	case r := <-ch:
+		return r.Val.(Verdict), false
+	case <-q.c.Done():
+		return Verdict{Rule: q.rule.Name, Mode: string(q.rule.Mode), Revision: q.pol.Revision(), ExitCode: policy.ExitOther,
+			Reasons: []string{"the request ended before its decision was made: " + context.Cause(q.c).Error()}}, false
+	}
 }
+
+// decisionTimeout bounds one shared cold decision: evidence collection
+// (evidenceTimeout), the artifact's config and the signal providers run
+// within it.
+const decisionTimeout = 2 * evidenceTimeout
 
 // persistLinks records, in the shared store, which manifests reference which
 // blobs and children in this repository, so that a blob request can be

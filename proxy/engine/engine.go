@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,12 +43,19 @@ type Engine struct {
 	records *records.Records // the facts kept in the store (cache/records)
 	fetches *inflight.Group
 	// deciding coalesces concurrent decisions of one verdict key.
-	deciding  singleflight.Group
-	upstreams map[string]*upstream.Client
-	policy    policySource
-	holder    *policy.Holder
-	metrics   *Metrics
-	now       func() time.Time // Options.Now
+	deciding singleflight.Group
+	// signalGen counts signal providers' version changes: a decision
+	// made across one is not cached.
+	signalGen atomic.Uint64
+	// signalSeen are the provider versions seen (provider, version,
+	// database), the oldest first.
+	signalMu   sync.Mutex
+	signalSeen []string
+	upstreams  map[string]*upstream.Client
+	policy     policySource
+	holder     *policy.Holder
+	metrics    *Metrics
+	now        func() time.Time // Options.Now
 	// signals asks the providers of the config's signals section (nil
 	// when it has none).
 	signals *signals.Service
@@ -164,7 +172,7 @@ func New(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Log
 		s.closers = append(s.closers, func() error { s.signals.Close(); return nil })
 		// A provider's new version or database makes the decisions made on
 		// its older answers stale.
-		s.signals.OnVersionChange(func(string) { s.forget(signalsChanged) })
+		s.signals.OnVersionChange(s.signalsChanged)
 	}
 
 	ps, closePolicy, err := loadPolicy(ctx, cfg.Resolve(cfg.Policy), log, s.metrics, s.checkSignals)

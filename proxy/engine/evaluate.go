@@ -278,7 +278,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 
 	if len(in.ContentFindings) == 0 {
 		if parent, pv, ok := s.allowedParent(q, dgst); ok {
-			if !rule.ReadsArtifact() {
+			if !rule.ReadsArtifact() && len(rule.SignalNames()) == 0 {
 				return Verdict{Allowed: true, Rule: rule.Name, Mode: string(rule.Mode), Revision: q.pol.Revision(),
 					Reasons: []string{fmt.Sprintf("rule %s: covered by allowed index %s", rule.Name, parent)}}.waivedFrom(pv)
 			}
@@ -289,10 +289,13 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 			// verified evidence), and an exception waives its failures
 			// only by their own text.
 			in.CoveredBy = parent
-			// The index's answers cover it as its evidence does (they
-			// were just asked for the index, and are cached).
-			wait := s.startSignals(q, parent, nil)
-			s.artifactFacts(q, dgst, m, &in)
+			// The providers are asked about the platform manifest itself
+			// (what is run: a scan of the index may have looked at one
+			// platform only).
+			wait := s.startSignals(q, dgst, m)
+			if rule.ReadsArtifact() {
+				s.artifactFacts(q, dgst, m, &in)
+			}
 			if rule.Rego != nil {
 				res, v := s.collectEvidence(ctx, q, rule, parent)
 				if v != nil {
@@ -349,7 +352,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	v := s.decideSignals(q, in, wait())
 	if v.Allowed {
 		for d, exp := range exps {
-			s.tensors.Add(grantKey(q.pol.Revision(), q.repository(), d), exp, s.grantTTL(rule))
+			s.tensors.Add(grantKey(q.pol.Revision(), q.repository(), d), exp, s.boundTTL(s.grantTTL(rule), v.SignalsUntil))
 		}
 	}
 
@@ -426,9 +429,9 @@ func (s *Engine) allowedParent(q *Query, dgst digest.Digest) (digest.Digest, Ver
 		if err != nil || !pm.IsIndex() || !listsChild(pm, dgst) {
 			continue
 		}
-		pq := *q
-		pq.depth++
-		v, _ := s.decideManifest(&pq, pd, pm)
+		// The index is decided by its digest: not as what the child was
+		// asked by (a tag naming evidence).
+		v, _ := s.decideManifest(q.with(pd), pd, pm)
 		if v.Allowed && !v.WouldDeny && !v.Evidence {
 			return pd, v, true
 		}

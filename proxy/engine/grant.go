@@ -44,7 +44,8 @@ func (s *Engine) grant(q *Query, manifest digest.Digest, m *Manifest, v Verdict)
 			g = g.with(manifest, classes[d.Digest])
 		}
 		g = g.until(v.WaivedUntil)
-		s.blobGrants.Add(key, g, s.boundTTL(ttl, g.Until))
+		// Held no longer than the signal answers v read.
+		s.blobGrants.Add(key, g, s.boundTTL(s.boundTTL(ttl, g.Until), v.SignalsUntil))
 	}
 }
 

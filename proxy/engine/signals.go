@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +39,23 @@ func (s *Engine) startSignals(q *Query, dgst digest.Digest, m *Manifest) (wait f
 		return func() asked { return asked{} }
 	}
 	ch := make(chan asked, 1)
-	go func() { ch <- s.askSignals(q, dgst, m, names) }()
+	go func() {
+		// On its own goroutine a panic (verifying a provider's signed
+		// statements is parsing its bytes) would end the process: each
+		// provider's answer is an error instead, which denies.
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("asking signal providers panicked", "digest", dgst, "panic", r, "stack", string(debug.Stack()))
+				out := asked{in: map[string]*policy.Signal{}, until: s.now().Add(signalRetryTTL)}
+				for _, n := range names {
+					out.in[n] = &policy.Signal{Provider: n, Status: policy.SignalError, Error: "internal error while reading the answer (logged)"}
+					out.audit = append(out.audit, audit.Signal{Provider: n, Status: policy.SignalError, Error: "internal error"})
+				}
+				ch <- out
+			}
+		}()
+		ch <- s.askSignals(q, dgst, m, names)
+	}()
 	return func() asked { return <-ch }
 }
 
@@ -165,4 +183,44 @@ func (s *Engine) checkSignals(p *policy.Policy) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// signalsChanged follows a provider's version change: decisions made
+// across it are not cached (signalGen), cached ones that read an older
+// answer are made again when next asked for (answersCurrent), and a
+// version never seen before (a database update, not providers of a
+// rolling update answering in turn) drops every decision and grant.
+func (s *Engine) signalsChanged(provider string) {
+	s.signalGen.Add(1)
+	v, db, _ := s.signals.Current(provider)
+	seen := provider + "\x00" + v + "\x00" + db
+	s.signalMu.Lock()
+	isNew := !slices.Contains(s.signalSeen, seen)
+	if isNew {
+		s.signalSeen = append(s.signalSeen, seen)
+		if len(s.signalSeen) > maxSignalVersionsSeen {
+			s.signalSeen = s.signalSeen[1:]
+		}
+	}
+	s.signalMu.Unlock()
+	if isNew {
+		s.forget(signalsChanged)
+	}
+}
+
+// maxSignalVersionsSeen bounds the provider versions remembered as seen.
+const maxSignalVersionsSeen = 64
+
+// answersCurrent reports whether every answer v read is from its
+// provider's current version and database.
+func (s *Engine) answersCurrent(v Verdict) bool {
+	for _, a := range v.Signals {
+		if a.Status != policy.SignalDone || s.signals == nil {
+			continue
+		}
+		if ver, db, ok := s.signals.Current(a.Provider); ok && (ver != a.Version || db != a.DBVersion) {
+			return false
+		}
+	}
+	return true
 }

@@ -287,6 +287,23 @@ func TestSignals(t *testing.T) {
 	prov.set(signedBad.Digest, behaviour{verdict: "clean", evidence: []string{e.signedAnswer(sandboxKey, signedBad, "malicious")}})
 	e.expectProxyDenied("ssig/model:signed-bad", `rule pg-signed-signals: condition signals.sandbox.verdict == "clean" is false`)
 
+	// An image index: the index and each platform manifest are asked about
+	// by their own digests. The index's clean answer does not cover a
+	// platform manifest the provider has not looked at.
+	idx := e.up.PushIndex(t, "sig/multi", "v1", false)
+	e.c2.sign(e.release, e.upRef("sig/multi", idx.Digest))
+	amd, arm := idx.Children[0], idx.Children[1]
+	prov.set(idx.Digest, behaviour{verdict: "clean"})
+	prov.set(amd.Digest, behaviour{verdict: "clean"})
+	prov.set(arm.Digest, behaviour{pending: true})
+	if got, err := harness.GGCRIndexPlatform(e.pxRef("sig/multi:v1"), *amd.Platform); err != nil || got != amd.Digest {
+		t.Fatalf("ggcr platform pull of the scanned platform: %s %v, want %s", got, err, amd.Digest)
+	}
+	e.expectProxyDenied("sig/multi@"+arm.Digest, "rule pg-signals: signal sandbox: pending: the provider has not finished looking at "+arm.Digest)
+	if prov.count(arm.Digest) == 0 {
+		t.Fatal("the platform manifest was not asked about")
+	}
+
 	// Local programs: one that hangs is killed at its timeout, one that
 	// prints garbage is a malformed answer.
 	h := e.image("hang/app", "v1")

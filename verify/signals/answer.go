@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/pullgate/pullgate/verify/strictjson"
 )
@@ -86,7 +87,7 @@ func parseAnswer(b []byte, want string) (*Answer, *Error) {
 		return nil, bad("%v", err)
 	}
 	if a.APIVersion != APIVersion {
-		return nil, bad("apiVersion %q: want %q", a.APIVersion, APIVersion)
+		return nil, bad("apiVersion %q: want %q", clip(a.APIVersion), APIVersion)
 	}
 	if a.Provider.Name == "" || a.Provider.Version == "" {
 		return nil, bad("provider.name and provider.version are required (a version change is how older answers become stale)")
@@ -94,10 +95,18 @@ func parseAnswer(b []byte, want string) (*Answer, *Error) {
 	switch a.Status {
 	case StatusDone, StatusPending:
 	default:
-		return nil, bad("status %q: want %q or %q", a.Status, StatusDone, StatusPending)
+		return nil, bad("status %q: want %q or %q", clip(a.Status), StatusDone, StatusPending)
 	}
 	if a.Subject.Digest != want {
-		return nil, &Error{Kind: KindSubject, Msg: fmt.Sprintf("answer is about %q, asked about %q", a.Subject.Digest, want)}
+		return nil, &Error{Kind: KindSubject, Msg: fmt.Sprintf("answer is about %q, asked about %q", clip(a.Subject.Digest), want)}
+	}
+	// What pullgate repeats in reasons, audit lines and pullgate verify's
+	// output: short, printable ASCII.
+	for _, f := range [...]struct{ what, v string }{{"provider.name", a.Provider.Name}, {"provider.version", a.Provider.Version},
+		{"provider.dbVersion", a.Provider.DBVersion}, {"verdict", a.Verdict}} {
+		if !shortASCII(f.v) {
+			return nil, bad("%s %q: at most %d printable ASCII characters", f.what, clip(f.v), maxLabel)
+		}
 	}
 	if len(a.Findings) > MaxFindings {
 		return nil, bad("%d findings: at most %d", len(a.Findings), MaxFindings)
@@ -107,7 +116,7 @@ func parseAnswer(b []byte, want string) (*Answer, *Error) {
 			return nil, bad("findings[%d].id is required", i)
 		}
 		if !validSeverity(f.Severity) {
-			return nil, bad("findings[%d].severity %q: want one of %v", i, f.Severity, Severities)
+			return nil, bad("findings[%d].severity %q: want one of %v", i, clip(f.Severity), Severities)
 		}
 	}
 	if len(a.Evidence) > MaxEvidence {
@@ -142,4 +151,33 @@ func validSeverity(s string) bool {
 		}
 	}
 	return false
+}
+
+// maxLabel bounds the provider's name, version, database version and
+// verdict, which reasons and audit lines repeat.
+const maxLabel = 128
+
+// shortASCII reports whether s is at most maxLabel printable ASCII
+// characters (no control, no bidi override, nothing a terminal or log
+// reader interprets).
+func shortASCII(s string) bool {
+	if len(s) > maxLabel {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// clip is a value the provider sent, for an error message: printable and
+// at most 160 bytes (a sha512 digest fits).
+func clip(s string) string {
+	s = printable(s)
+	if len(s) > 160 {
+		s = strings.ToValidUTF8(s[:160], "") + "…"
+	}
+	return s
 }

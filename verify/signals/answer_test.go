@@ -1,6 +1,7 @@
 package signals
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -94,4 +95,34 @@ func FuzzParseAnswer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// What a provider sends is repeated in reasons, audit lines and
+// pullgate verify's output only short and printable.
+func TestParseAnswerLabels(t *testing.T) {
+	const d = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	ans := func(name, version, db, verdict string) string {
+		b, _ := json.Marshal(map[string]any{"apiVersion": APIVersion, "provider": map[string]any{"name": name, "version": version, "dbVersion": db},
+			"subject": map[string]any{"digest": d}, "status": StatusDone, "verdict": verdict})
+		return string(b)
+	}
+	for name, a := range map[string]string{
+		"long verdict":      ans("p", "1", "db", strings.Repeat("v", 129)),
+		"escape in version": ans("p", "1\x1b[31m", "db", "clean"),
+		"bidi in name":      ans("p\u202e", "1", "db", "clean"),
+		"newline in db":     ans("p", "1", "db\n", "clean"),
+	} {
+		if _, err := ParseAnswer([]byte(a), d); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := ParseAnswer([]byte(ans("acme-sandbox", "1.4.0+build.7", "2026-12-01T00:00:00Z", "clean")), d); err != nil {
+		t.Fatal(err)
+	}
+	// A long subject is quoted clipped in the error.
+	long := strings.Replace(ans("p", "1", "db", "clean"), d, strings.Repeat("x", 1<<16), 1)
+	_, err := ParseAnswer([]byte(long), d)
+	if err == nil || len(err.Error()) > 500 {
+		t.Fatalf("error of %d bytes: %.200v", len(err.Error()), err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"sync"
@@ -147,6 +148,17 @@ func (s *Service) Provider(name string) (Provider, bool) {
 	return p.Provider, true
 }
 
+// Current is the provider's newest version and database version (from
+// the most recent answer); ok is false before its first answer.
+func (s *Service) Current(name string) (ver, dbVersion string, ok bool) {
+	p, known := s.provs[name]
+	if !known {
+		return "", "", false
+	}
+	v := p.current()
+	return v.v, v.db, v != (version{})
+}
+
 // Names lists the providers, sorted.
 func (s *Service) Names() []string { return append([]string(nil), s.names...) }
 
@@ -246,7 +258,7 @@ func (s *Service) Ask(ctx context.Context, name string, req Request) Result {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.Timeout)
 		go func() {
 			defer cancel()
-			c.res = s.run(cctx, p, req, gen)
+			c.res = s.runGuarded(cctx, p, req, gen)
 			s.mu.Lock()
 			delete(s.inflight, k)
 			s.mu.Unlock()
@@ -378,4 +390,18 @@ func (s *Service) seen(p *provider, a *Answer, res Result, gen uint64) {
 		return // forgotten or invalidated while asked
 	}
 	s.cache.Add(key{p.Name, a.Subject.Digest}, entry{res: res, ver: v, expires: res.At.Add(ttl)})
+}
+
+// runGuarded is run on the call's own goroutine, where a panic (a bug
+// reached by a provider's bytes) would end the process: it is the
+// call's error instead.
+func (s *Service) runGuarded(ctx context.Context, p *provider, req Request, gen uint64) (res Result) {
+	start := s.now()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("signal provider call panicked", "provider", p.Name, "panic", r, "stack", string(debug.Stack()))
+			res = s.failed(p.Name, start, &Error{Kind: KindMalformed, Msg: "internal error while reading the answer (logged)"})
+		}
+	}()
+	return s.run(ctx, p, req, gen)
 }

@@ -163,7 +163,7 @@ func (w *capWriter) exceeded() bool { return w.n > w.max }
 // line, no control characters, at most 512 bytes.
 func printable(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == unicode.ReplacementChar {
 			return ' '
 		}
 		return r
