@@ -120,7 +120,7 @@ func CheckResult(res verify.Result, opts CheckOptions) (*Summary, error) {
 		kinds[k] = true
 		ref.Reasons = append(ref.Reasons, fmt.Sprintf(format, a...))
 	}
-	if res.Subject.Algorithm() != digest.SHA256 || res.Subject.Validate() != nil {
+	if res.Subject.Validate() != nil || res.Subject.Algorithm() != digest.SHA256 {
 		refuse(RefusedMalformed, "subject %q is not a sha256 digest", res.Subject)
 	}
 	for _, a := range res.Attestations {

@@ -116,8 +116,12 @@ type ResourceDescriptor struct {
 	Digest map[string]string `json:"digest,omitempty"`
 }
 
-// DigestSet is an in-toto DigestSet for d ({"sha256": "<hex>"}).
+// DigestSet is an in-toto DigestSet for d ({"sha256": "<hex>"}), nil when d
+// is not a valid digest.
 func DigestSet(d digest.Digest) map[string]string {
+	if d.Validate() != nil {
+		return nil
+	}
 	return map[string]string{d.Algorithm().String(): d.Encoded()}
 }
 
@@ -154,7 +158,7 @@ type subject struct {
 // Validate reports what a Summary lacks to be a VSA pullgate writes.
 func (s *Summary) Validate() error {
 	var errs []error
-	if s.Subject.Algorithm() != digest.SHA256 || s.Subject.Validate() != nil {
+	if s.Subject.Validate() != nil || s.Subject.Algorithm() != digest.SHA256 {
 		errs = append(errs, fmt.Errorf("subject %q is not a sha256 digest", s.Subject))
 	}
 	if s.Verifier.ID == "" {

@@ -235,6 +235,10 @@ func TestSignCheck(t *testing.T) {
 			}
 		})
 	}
+	// An invalid subject is refused, not a panic.
+	if _, err := vsa.Check(ctx, [][]byte{good}, "", k.trust(t), vsa.CheckOptions{Now: now}); err == nil || err.(*vsa.Refusal).ExitCode() != 14 {
+		t.Fatalf("empty subject: %v", err)
+	}
 	// One good VSA among bad ones passes.
 	if _, err := vsa.Check(ctx, [][]byte{signed(t, other, summary(imageD)), signed(t, k, summary(otherD)), good}, imageD, k.trust(t), vsa.CheckOptions{Now: now}); err != nil {
 		t.Fatal(err)
