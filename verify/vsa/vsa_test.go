@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/verify"
+	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/vsa"
 )
 
@@ -201,6 +202,10 @@ func TestSignCheck(t *testing.T) {
 		}
 		return b
 	}()
+	provenance, err := attest.Sign(ctx, []byte(fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"x","digest":{"sha256":%q}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{"verificationResult":"PASSED","verifier":{"id":"https://pullgate.example/prod"},"timeVerified":"2026-12-06T11:00:00Z"}}`, imageD.Encoded())), attest.SignOptions{Signer: k.signer})
+	if err != nil {
+		t.Fatal(err)
+	}
 	future := summary(imageD)
 	future.TimeVerified = now.Add(time.Hour)
 	cases := []struct {
@@ -211,6 +216,7 @@ func TestSignCheck(t *testing.T) {
 		reason  string
 	}{
 		{"none", nil, vsa.CheckOptions{}, 10, "no VSA"},
+		{"not a VSA", [][]byte{provenance}, vsa.CheckOptions{}, 10, "no VSA"},
 		{"another digest", [][]byte{signed(t, k, summary(otherD))}, vsa.CheckOptions{}, 12, "do not include"},
 		{"two subjects", [][]byte{twoSubjects}, vsa.CheckOptions{}, 12, "names 2 subjects"},
 		{"another key", [][]byte{signed(t, other, summary(imageD))}, vsa.CheckOptions{}, 11, ""},
