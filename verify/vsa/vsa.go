@@ -29,6 +29,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/intoto"
 	"github.com/pullgate/pullgate/verify/strictjson"
@@ -296,4 +297,30 @@ func clip(s string) string {
 		return s[:120] + "…"
 	}
 	return s
+}
+
+// Inputs is the inputAttestations of a decision: one entry per piece of
+// evidence (signature or attestation) the decision counted, in order, each
+// once, named oci://<repository>@<evidence digest> when repository is set.
+func Inputs(repository string, res verify.Result) []ResourceDescriptor {
+	var out []ResourceDescriptor
+	seen := map[digest.Digest]bool{}
+	add := func(d digest.Digest) {
+		if d == "" || seen[d] || d.Validate() != nil {
+			return
+		}
+		seen[d] = true
+		rd := ResourceDescriptor{Digest: DigestSet(d)}
+		if repository != "" {
+			rd.URI = "oci://" + repository + "@" + d.String()
+		}
+		out = append(out, rd)
+	}
+	for _, s := range res.Signatures {
+		add(s.Evidence)
+	}
+	for _, a := range res.Attestations {
+		add(a.Evidence)
+	}
+	return out
 }

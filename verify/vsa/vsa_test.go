@@ -289,3 +289,20 @@ func mustStatement(t *testing.T) []byte {
 	}
 	return st
 }
+
+func TestInputs(t *testing.T) {
+	a, b := digest.FromString("sig"), digest.FromString("att")
+	res := verify.Result{
+		Signatures:   []verify.Signature{{Evidence: a}, {Evidence: a}},
+		Attestations: []verify.Attestation{{Evidence: b}, {Evidence: ""}},
+	}
+	in := vsa.Inputs("registry.example/team/app", res)
+	if len(in) != 2 || in[0].URI != "oci://registry.example/team/app@"+a.String() || in[1].Digest["sha256"] != b.Encoded() {
+		t.Fatalf("Inputs: %+v", in)
+	}
+	s := summary(imageD)
+	s.InputAttestations = in
+	if _, err := vsa.Statement(s); err != nil {
+		t.Fatal(err)
+	}
+}
