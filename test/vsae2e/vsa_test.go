@@ -229,6 +229,15 @@ func TestVSACheck(t *testing.T) {
 			if !strings.Contains(out, good.Digest[len("sha256:"):]) {
 				t.Fatalf("cosign verify-attestation output lacks the digest:\n%s", out)
 			}
+			// cosign v2 too, with the new bundle format and an empty
+			// trusted root (a key-based bundle needs no authority).
+			os.WriteFile(filepath.Join(e.dir, "trusted_root.json"), []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644)
+			out = e.cosign("cosign2", "verify-attestation", "--key", "cosign.pub", "--type", vsa.PredicateType,
+				"--new-bundle-format", "--trusted-root", "trusted_root.json",
+				"--insecure-ignore-tlog=true", "--allow-http-registry=true", "--allow-insecure-registry=true", e.u.Ref(good.Repo+"@"+good.Digest))
+			if !strings.Contains(out, good.Digest[len("sha256:"):]) {
+				t.Fatalf("cosign2 verify-attestation output lacks the digest:\n%s", out)
+			}
 		})
 	}
 }
