@@ -1,6 +1,7 @@
 package vsa_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/pullgate/pullgate/verify/vsa"
@@ -36,6 +37,23 @@ func FuzzParse(f *testing.F) {
 		back, err := vsa.Parse(out)
 		if err != nil || back.Subject != s.Subject || back.VerificationResult != s.VerificationResult || back.Verifier.ID != s.Verifier.ID {
 			t.Fatalf("round trip: %+v -> %+v (%v)", s, back, err)
+		}
+	})
+}
+
+// FuzzCheck feeds bundles to Check: whatever the bytes, it must return a
+// summary only for a VSA signed by the key about the digest, never panic.
+func FuzzCheck(f *testing.F) {
+	k := newKey(f, "ecdsa")
+	good := signed(f, k, summary(imageD))
+	f.Add(good)
+	f.Add(signed(f, k, summary(otherD)))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
+	trust := k.trust(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := vsa.Check(context.Background(), [][]byte{b}, imageD, trust, vsa.CheckOptions{Now: now})
+		if err == nil && (s == nil || s.Subject != imageD || s.VerificationResult != vsa.Passed) {
+			t.Fatalf("Check passed %+v", s)
 		}
 	})
 }
