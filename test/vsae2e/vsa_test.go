@@ -185,6 +185,18 @@ func TestVSACheck(t *testing.T) {
 				t.Fatalf("no VSA: exit %d, want 10\n%s", code, out)
 			}
 			_ = none
+			// Signed (cosign v3 bundle and legacy .sig, with the release
+			// key, not the VSA key) but no VSA: still "no VSA" (10), not
+			// "signature invalid" (11).
+			signedOnly := e.u.PushImage(t, "team/signed", "1.0", harness.ImageOptions{})
+			e.cosign("cosign3", "generate-key-pair", "--output-key-prefix", "release")
+			e.cosign("cosign3", "sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false",
+				"--allow-http-registry=true", "--allow-insecure-registry=true", "-y", e.u.Ref(signedOnly.Repo+"@"+signedOnly.Digest))
+			e.cosign("cosign2", "sign", "--key", "release.key", "--tlog-upload=false",
+				"--allow-http-registry=true", "--allow-insecure-registry=true", "-y", e.u.Ref(signedOnly.Repo+"@"+signedOnly.Digest))
+			if out, code := e.check("team/signed:1.0"); code != 10 {
+				t.Fatalf("signed image without VSA: exit %d, want 10\n%s", code, out)
+			}
 
 			// A VSA that is genuine, but for the good image, attached to
 			// another image.
