@@ -1,11 +1,12 @@
 // Command pullgate is an OCI registry pull-through proxy that serves only
 // what it verified. Subcommands: serve, demo, verify, policy, inspect,
-// attest, audit, node, version.
+// attest, audit, node, vsa, version.
 package main
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -25,6 +26,8 @@ Usage:
                                                     query the decision log
   pullgate node    check --pullgate HOST[:PORT] (--registry NAME... | --config pullgate.yaml) [--root DIR] [-o json]
                                                     report the routes by which a node's pulls go around pullgate
+  pullgate vsa     check <image-ref> --key vsa.pub [--verifier-id URI] [--max-age 24h] [-o json]
+                                                    require a pullgate verification summary (VSA) for an image
   pullgate policy  lint <policy.yaml>               check a policy file
   pullgate policy  test <dir>                       run offline policy tests (fixtures with expected decisions)
   pullgate version                                  print the version
@@ -33,6 +36,11 @@ Run "pullgate <command> -h" for a command's flags.
 `
 
 func main() {
+	// Run as containerd's image verifier through a symlink of that name
+	// (containerd passes only its own flags).
+	if filepath.Base(os.Args[0]) == verifierName {
+		os.Exit(vsaContainerdVerifier(os.Args[1:]))
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -59,6 +67,8 @@ func run(args []string) int {
 		return cmdAudit(rest)
 	case "node":
 		return cmdNode(rest)
+	case "vsa":
+		return cmdVSA(rest)
 	case "version", "--version":
 		fmt.Println("pullgate", version)
 		return 0

@@ -40,8 +40,24 @@ type Daemon struct {
 	done chan struct{}
 }
 
+// Options choose another containerd for StartWith.
+type Options struct {
+	// Containerd and Ctr are tool names (test/tools) of the daemon and its
+	// client (default "containerd" and "ctr").
+	Containerd, Ctr string
+	// Config is TOML appended to the generated configuration (plugin
+	// sections such as the image-verifier's).
+	Config string
+	// Env is added to the daemon's environment (what the verifiers it
+	// runs inherit).
+	Env []string
+}
+
 // Start runs containerd until the test ends.
-func Start(t testing.TB) *Daemon {
+func Start(t testing.TB) *Daemon { return StartWith(t, Options{}) }
+
+// StartWith runs the containerd o names, with o.Config, until the test ends.
+func StartWith(t testing.TB, o Options) *Daemon {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if tools.Required() {
@@ -49,8 +65,14 @@ func Start(t testing.TB) *Daemon {
 		}
 		t.Skip("containerd tests need root")
 	}
-	bin := tools.Need(t, "containerd")
-	ctr := tools.Need(t, "ctr")
+	if o.Containerd == "" {
+		o.Containerd = "containerd"
+	}
+	if o.Ctr == "" {
+		o.Ctr = "ctr"
+	}
+	bin := tools.Need(t, o.Containerd)
+	ctr := tools.Need(t, o.Ctr)
 	// Unix socket paths are limited to 108 bytes: keep the dir short.
 	dir, err := os.MkdirTemp("", "pgctrd-")
 	if err != nil {
@@ -91,7 +113,7 @@ disabled_plugins = [
 
 [metrics]
   address = ""
-`, d.Root, d.State, filepath.Join(dir, "tmp"), d.Address, d.Address+".ttrpc")
+`, d.Root, d.State, filepath.Join(dir, "tmp"), d.Address, d.Address+".ttrpc") + o.Config
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -105,7 +127,7 @@ disabled_plugins = [
 	}
 	cmd := exec.Command(bin, "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + filepath.Join(dir, "tmp")}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + filepath.Join(dir, "tmp")}, o.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
