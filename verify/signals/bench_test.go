@@ -67,7 +67,9 @@ func BenchmarkRawPost(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		body, _ := json.Marshal(request(fmt.Sprintf("sha256:%064x", i)))
+		r := request(fmt.Sprintf("sha256:%064x", i))
+		r.APIVersion = APIVersion
+		body, _ := json.Marshal(r)
 		req, _ := http.NewRequest(http.MethodPost, p.URL, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
