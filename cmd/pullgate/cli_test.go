@@ -16,11 +16,18 @@ import (
 )
 
 // Every command answers -h with its usage and exit 0; a bad flag is 2.
+// The containerd verifier is the exception: its exit 0 lets a pull through,
+// so it never exits 0 but on a PASSED check (-h included).
 func TestHelpAndUsageExitCodes(t *testing.T) {
 	for _, c := range [][]string{{"serve"}, {"demo"}, {"verify"}, {"inspect"}, {"attest", "create"}, {"attest", "sign"},
-		{"attest", "push"}, {"policy", "lint"}, {"policy", "test"}, {"audit"}, {"node", "check"}, {"vsa", "check"}, {"vsa", "containerd-verifier"}} {
+		{"attest", "push"}, {"policy", "lint"}, {"policy", "test"}, {"audit"}, {"node", "check"}, {"vsa", "check"}} {
 		if code := run(append(append([]string{}, c...), "-h")); code != 0 {
 			t.Errorf("pullgate %s -h: exit %d, want 0", strings.Join(c, " "), code)
+		}
+	}
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"-name", "r/x:1", "-digest", "sha256:" + strings.Repeat("a", 64), "-h"}, {"-no-such-flag"}} {
+		if code := run(append([]string{"vsa", "containerd-verifier"}, args...)); code == 0 {
+			t.Errorf("pullgate vsa containerd-verifier %s: exit 0 (allow)", strings.Join(args, " "))
 		}
 	}
 	if code := run([]string{"inspect", "--no-such-flag", "x"}); code != 2 {

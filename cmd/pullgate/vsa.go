@@ -96,16 +96,29 @@ func vsaCheck(args []string) int {
 	var keys multiFlag
 	fs.Var(&keys, "key", "public key (PEM) the VSA must be signed with (repeatable: any one)")
 	verifierID := fs.String("verifier-id", "", "required verifier.id of the VSA")
-	maxAge := fs.Duration("max-age", 0, "refuse a VSA whose timeVerified is older (0: no limit)")
+	maxAge := fs.Duration("max-age", defaultVSAMaxAge, "refuse a VSA whose timeVerified is older (0: no limit)")
+	anyRepo := fs.Bool("any-repository", false, "accept a VSA whose resourceUri names another repository (the same digest elsewhere)")
+	policyDigest := fs.String("policy-digest", "", "required policy.digest (the policy revision, sha256:<hex>)")
+	policyURI := fs.String("policy-uri", "", "required policy.uri")
+	var levels multiFlag
+	fs.Var(&levels, "require-level", "a check the VSA must list in verifiedLevels, e.g. PULLGATE_SIGNATURES (repeatable)")
+	timeout := fs.Duration("timeout", 2*time.Minute, "bound of the whole check")
 	plain := fs.Bool("plain-http", false, "talk plain HTTP to the registry")
 	out := fs.String("o", "text", "output: text or json")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return parseExit(err)
 	}
-	if len(pos) != 1 || len(keys) == 0 || (*out != "text" && *out != "json") || *maxAge < 0 {
+	if len(pos) != 1 || len(keys) == 0 || (*out != "text" && *out != "json") || *maxAge < 0 || *timeout <= 0 {
 		fs.Usage()
 		return 2
+	}
+	var pd digest.Digest
+	if *policyDigest != "" {
+		if pd, err = digest.Parse(*policyDigest); err != nil {
+			fmt.Fprintf(os.Stderr, "pullgate vsa check: --policy-digest: %v\n", err)
+			return 2
+		}
 	}
 	trust, err := vsaTrust(keys)
 	if err != nil {
@@ -113,14 +126,18 @@ func vsaCheck(args []string) int {
 		return 2
 	}
 	reg := vsa.Registry{Keychain: authn.DefaultKeychain, Insecure: *plain}
-	opts := vsa.CheckOptions{VerifierID: *verifierID, MaxAge: *maxAge}
-	ctx := context.Background()
+	opts := vsa.CheckOptions{VerifierID: *verifierID, MaxAge: *maxAge, PolicyDigest: pd, PolicyURI: *policyURI, Levels: levels}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
 	r := vsaResult{Image: pos[0]}
 	repo, d, err := vsa.Resolve(ctx, pos[0], reg)
 	if err != nil {
 		r.ExitCode, r.Error = policy.ExitOther, err.Error()
 	} else {
 		r.Digest = d
+		if !*anyRepo {
+			opts.Repository = repo.RepositoryStr()
+		}
 		s, res, err := vsa.CheckRegistry(ctx, repo, d, trust, opts, reg)
 		r.fill(s, err)
 		r.Evidence = &res
@@ -188,8 +205,18 @@ type verifierConfig struct {
 	Keys []string `yaml:"keys"`
 	// VerifierID, when set, is the required verifier.id.
 	VerifierID string `yaml:"verifierId"`
-	// MaxAge, when set, is the oldest timeVerified accepted (Go duration).
+	// MaxAge is the oldest timeVerified accepted (Go duration; default
+	// 168h, "0" for no limit).
 	MaxAge string `yaml:"maxAge"`
+	// AnyRepository accepts a VSA whose resourceUri names another
+	// repository than the image's (default false: the same bytes let
+	// through elsewhere do not count).
+	AnyRepository bool `yaml:"anyRepository"`
+	// PolicyDigest and PolicyURI, when set, are required of the VSA's
+	// policy; RequireLevels must all be in its verifiedLevels.
+	PolicyDigest  string   `yaml:"policyDigest"`
+	PolicyURI     string   `yaml:"policyUri"`
+	RequireLevels []string `yaml:"requireLevels"`
 	// Timeout bounds one check (default 10s; keep it below containerd's
 	// per_verifier_timeout).
 	Timeout string `yaml:"timeout"`
@@ -224,10 +251,19 @@ func loadVerifierConfig(path string) (*verifierConfig, *verify.Trust, vsa.CheckO
 	if err != nil {
 		return nil, nil, opts, 0, fmt.Errorf("%s: %w", path, err)
 	}
-	opts.VerifierID = c.VerifierID
+	if c.VerifierID == "" {
+		return nil, nil, opts, 0, fmt.Errorf("%s: verifierId is required (the verifier.id of the pullgate instance whose VSAs count)", path)
+	}
+	opts.VerifierID, opts.PolicyURI, opts.Levels = c.VerifierID, c.PolicyURI, c.RequireLevels
+	if c.PolicyDigest != "" {
+		if opts.PolicyDigest, err = digest.Parse(c.PolicyDigest); err != nil {
+			return nil, nil, opts, 0, fmt.Errorf("%s: policyDigest: %w", path, err)
+		}
+	}
+	opts.MaxAge = defaultVSAMaxAge
 	if c.MaxAge != "" {
-		if opts.MaxAge, err = time.ParseDuration(c.MaxAge); err != nil || opts.MaxAge <= 0 {
-			return nil, nil, opts, 0, fmt.Errorf("%s: maxAge %q: want a positive Go duration such as 24h", path, c.MaxAge)
+		if opts.MaxAge, err = time.ParseDuration(c.MaxAge); err != nil || opts.MaxAge < 0 {
+			return nil, nil, opts, 0, fmt.Errorf("%s: maxAge %q: want a Go duration such as 24h (0: no limit)", path, c.MaxAge)
 		}
 	}
 	timeout := 10 * time.Second
@@ -311,7 +347,9 @@ func vsaContainerdVerifier(args []string) int {
 	_ = fs.String("operation", "", "pull or run (containerd's verify_on_run)")
 	cfgPath := fs.String("config", "", "configuration file (default $"+verifierConfigEnv+", else "+defaultVerifierConfig+")")
 	if err := fs.Parse(args); err != nil {
-		return parseExit(err)
+		// Never 0 (allow) on anything but a PASSED check: -h included.
+		fmt.Printf("pullgate VSA: refused: %v\n", err)
+		return policy.ExitConfig
 	}
 	say := func(code int, format string, a ...any) int {
 		fmt.Printf("pullgate VSA: "+format+"\n", a...)
@@ -353,6 +391,13 @@ func vsaContainerdVerifier(args []string) int {
 	if err != nil {
 		return say(policy.ExitConfig, "refused: %v", err)
 	}
+	if !cfg.AnyRepository {
+		// The image's own repository path, whatever registry serves the VSAs.
+		opts.Repository, err = imageRepository(*imageName)
+		if err != nil {
+			return say(policy.ExitConfig, "refused: %v", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	s, _, err := vsa.CheckRegistry(ctx, repo, subject, trust, opts, vsa.Registry{Keychain: authn.DefaultKeychain, Insecure: insecure})
@@ -365,4 +410,19 @@ func vsaContainerdVerifier(args []string) int {
 		return say(r.ExitCode, "%s@%s refused (%s, looked up in %s): %s", *imageName, subject, r.Refusal.Kind, repo, strings.Join(r.Refusal.Reasons, "; "))
 	}
 	return say(r.ExitCode, "%s@%s refused: %s", *imageName, subject, r.Error)
+}
+
+// defaultVSAMaxAge is how old a VSA may be unless told otherwise: a
+// verification a week old says little about today's policy and keys.
+const defaultVSAMaxAge = 7 * 24 * time.Hour
+
+// imageRepository is the repository path of an image name as containerd
+// gives it (host/repo[:tag][@digest]), without its registry.
+func imageRepository(imageName string) (string, error) {
+	n, _, _ := strings.Cut(imageName, "@")
+	ref, err := name.NewTag(n)
+	if err != nil {
+		return "", fmt.Errorf("image name %q: %w", imageName, err)
+	}
+	return ref.Context().RepositoryStr(), nil
 }

@@ -25,7 +25,7 @@ func TestContainerd2RefusesImageWithoutVSA(t *testing.T) {
 	e := newEnv(t, true)
 	now := time.Now()
 	good := e.u.PushImage(t, "team/app", "1.0", harness.ImageOptions{})
-	e.push(good, e.sign(e.summary(good.Digest, now.Add(-time.Minute)), e.signer))
+	e.push(good, e.sign(e.summary(good, now.Add(-time.Minute)), e.signer))
 	none := e.u.PushImage(t, "team/none", "1.0", harness.ImageOptions{})
 
 	binDir := filepath.Join(e.dir, "verifiers")

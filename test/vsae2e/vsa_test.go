@@ -89,13 +89,14 @@ func (e *env) cosign(v string, args ...string) string {
 	return out
 }
 
-func (e *env) summary(d string, at time.Time) vsa.Summary {
+func (e *env) summary(img *harness.Image, at time.Time) vsa.Summary {
+	d := img.Digest
 	dg := digest.Digest(d)
 	return vsa.Summary{
 		Subject:            dg,
 		Verifier:           vsa.Verifier{ID: verifierID, Version: map[string]string{vsa.VersionComponent: "e2e"}},
 		TimeVerified:       at,
-		ResourceURI:        "oci://" + e.u.Host + "/team/app@" + d,
+		ResourceURI:        "oci://" + e.u.Host + "/" + img.Repo + "@" + d,
 		Policy:             vsa.ResourceDescriptor{URI: "https://pullgate.example/prod/policy.yaml", Digest: vsa.DigestSet(digest.FromString("policy"))},
 		VerificationResult: vsa.Passed,
 		VerifiedLevels:     []string{vsa.LevelPolicy, vsa.LevelSignatures},
@@ -163,7 +164,7 @@ func TestVSACheck(t *testing.T) {
 			e := newEnv(t, api)
 			now := time.Now()
 			good := e.u.PushImage(t, "team/app", "1.0", harness.ImageOptions{})
-			e.push(good, e.sign(e.summary(good.Digest, now.Add(-time.Minute)), e.signer))
+			e.push(good, e.sign(e.summary(good, now.Add(-time.Minute)), e.signer))
 
 			out, code := e.check("team/app:1.0", "--verifier-id", verifierID, "--max-age", "24h")
 			if code != 0 || !strings.Contains(out, "PASSED") || !strings.Contains(out, good.Digest) {
@@ -201,19 +202,19 @@ func TestVSACheck(t *testing.T) {
 			// A VSA that is genuine, but for the good image, attached to
 			// another image.
 			replay := e.u.PushImage(t, "team/replay", "1.0", harness.ImageOptions{})
-			e.orasAttach(replay, e.sign(e.summary(good.Digest, now), e.signer))
+			e.orasAttach(replay, e.sign(e.summary(good, now), e.signer))
 			if out, code := e.check("team/replay:1.0"); code != 12 {
 				t.Fatalf("VSA for another digest: exit %d, want 12\n%s", code, out)
 			}
 
 			forged := e.u.PushImage(t, "team/forged", "1.0", harness.ImageOptions{})
-			e.push(forged, e.sign(e.summary(forged.Digest, now), otherKey(t)))
+			e.push(forged, e.sign(e.summary(forged, now), otherKey(t)))
 			if out, code := e.check("team/forged:1.0"); code != 11 {
 				t.Fatalf("VSA by another key: exit %d, want 11\n%s", code, out)
 			}
 
 			old := e.u.PushImage(t, "team/old", "1.0", harness.ImageOptions{})
-			e.push(old, e.sign(e.summary(old.Digest, now.Add(-48*time.Hour)), e.signer))
+			e.push(old, e.sign(e.summary(old, now.Add(-48*time.Hour)), e.signer))
 			if out, code := e.check("team/old:1.0", "--max-age", "24h"); code != 13 || !strings.Contains(out, "older than the maximum age") {
 				t.Fatalf("old VSA: exit %d, want 13\n%s", code, out)
 			}
@@ -226,7 +227,7 @@ func TestVSACheck(t *testing.T) {
 
 			// cosign v3 makes and attaches the VSA from pullgate's predicate.
 			cos := e.u.PushImage(t, "team/cosigned", "1.0", harness.ImageOptions{})
-			pred, _ := json.Marshal(e.summary(cos.Digest, now))
+			pred, _ := json.Marshal(e.summary(cos, now))
 			os.WriteFile(filepath.Join(e.dir, "vsa.json"), pred, 0o644)
 			e.cosign("cosign3", "attest", "--key", "cosign.key", "--type", vsa.PredicateType, "--predicate", "vsa.json",
 				"--tlog-upload=false", "--use-signing-config=false", "--allow-http-registry=true", "--allow-insecure-registry=true", "-y",
@@ -264,10 +265,10 @@ func TestContainerdVerifierProtocol(t *testing.T) {
 	e := newEnv(t, true)
 	now := time.Now()
 	good := e.u.PushImage(t, "team/app", "1.0", harness.ImageOptions{})
-	e.push(good, e.sign(e.summary(good.Digest, now.Add(-time.Minute)), e.signer))
+	e.push(good, e.sign(e.summary(good, now.Add(-time.Minute)), e.signer))
 	none := e.u.PushImage(t, "team/none", "1.0", harness.ImageOptions{})
 	old := e.u.PushImage(t, "team/old", "1.0", harness.ImageOptions{})
-	e.push(old, e.sign(e.summary(old.Digest, now.Add(-48*time.Hour)), e.signer))
+	e.push(old, e.sign(e.summary(old, now.Add(-48*time.Hour)), e.signer))
 
 	binDir := filepath.Join(e.dir, "bin")
 	os.MkdirAll(binDir, 0o755)

@@ -3,6 +3,7 @@ package vsa
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,18 @@ type CheckOptions struct {
 	VerifierID string
 	// ResourceURI, when set, must equal the predicate's resourceUri.
 	ResourceURI string
+	// Repository, when set, is the repository path (without registry
+	// host: a mirror or pullgate may name the registry otherwise) the
+	// predicate's resourceUri must name: oci://<host>/<Repository>@<digest>.
+	// A VSA of the same bytes in another repository (a sandbox where a
+	// lenient policy let them through) does not count.
+	Repository string
+	// PolicyDigest, when set, must be the predicate's policy.digest
+	// (sha256); PolicyURI, when set, its policy.uri.
+	PolicyDigest digest.Digest
+	PolicyURI    string
+	// Levels must all be in the predicate's verifiedLevels.
+	Levels []string
 	// MaxAge, when positive, refuses a VSA whose timeVerified is older.
 	MaxAge time.Duration
 	// Now is the current time (zero: time.Now()).
@@ -123,15 +136,30 @@ func CheckResult(res verify.Result, opts CheckOptions) (*Summary, error) {
 	if res.Subject.Validate() != nil || res.Subject.Algorithm() != digest.SHA256 {
 		refuse(RefusedMalformed, "subject %q is not a sha256 digest", res.Subject)
 	}
+	// Of the VSAs that are about this artifact, from this verifier under
+	// this policy, the newest decides: a newer FAILED one (or an old
+	// PASSED one past MaxAge) is not outweighed by an older PASSED one.
+	var newest *Summary
+	var newestAtt verify.Attestation
 	for _, a := range res.Attestations {
 		if a.PredicateType != PredicateType {
 			continue // other attestations about the digest: not ours to judge
 		}
-		s, reason, kind := judge(a, res.Subject, opts, now)
-		if s != nil {
-			return s, nil
+		s, reason, kind := about(a, res.Subject, opts)
+		if s == nil {
+			refuse(kind, "VSA %s (signed by %s): %s", a.Evidence, a.Signer, reason)
+			continue
 		}
-		refuse(kind, "VSA %s (signed by %s): %s", a.Evidence, a.Signer, reason)
+		if newest == nil || s.TimeVerified.After(newest.TimeVerified) {
+			newest, newestAtt = s, a
+		}
+	}
+	if newest != nil {
+		reason, kind := judge(newest, opts, now)
+		if reason == "" {
+			return newest, nil
+		}
+		refuse(kind, "VSA %s (signed by %s), the newest about it: %s", newestAtt.Evidence, newestAtt.Signer, reason)
 	}
 	for _, f := range res.Failures {
 		refuse(failureKind(f.Kind), "%s %s: %s", f.Source, f.Evidence, f.Reason)
@@ -162,8 +190,9 @@ func failureKind(k verify.FailureKind) RefusalKind {
 	return RefusedFetch
 }
 
-// judge checks one verified attestation of PredicateType.
-func judge(a verify.Attestation, subject digest.Digest, opts CheckOptions, now time.Time) (*Summary, string, RefusalKind) {
+// about decodes one verified attestation of PredicateType and checks that
+// it is about this artifact, from this verifier, under this policy.
+func about(a verify.Attestation, subject digest.Digest, opts CheckOptions) (*Summary, string, RefusalKind) {
 	if len(a.Subjects) != 1 {
 		return nil, fmt.Sprintf("names %d subjects; a VSA pullgate accepts names exactly the digest checked", len(a.Subjects)), RefusedMismatch
 	}
@@ -180,14 +209,52 @@ func judge(a verify.Attestation, subject digest.Digest, opts CheckOptions, now t
 		return nil, fmt.Sprintf("verifier.id is %q, want %q", clip(s.Verifier.ID), opts.VerifierID), RefusedUnmet
 	case opts.ResourceURI != "" && s.ResourceURI != opts.ResourceURI:
 		return nil, fmt.Sprintf("resourceUri is %q, want %q", clip(s.ResourceURI), opts.ResourceURI), RefusedUnmet
-	case s.VerificationResult != Passed:
-		return nil, fmt.Sprintf("verificationResult is %q, not %s", clip(s.VerificationResult), Passed), RefusedUnmet
-	case s.TimeVerified.IsZero():
-		return nil, "timeVerified is not set", RefusedUnmet
-	case s.TimeVerified.After(now.Add(MaxClockSkew)):
-		return nil, fmt.Sprintf("timeVerified %s is in the future (now %s)", s.TimeVerified.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)), RefusedUnmet
-	case opts.MaxAge > 0 && now.Sub(s.TimeVerified) > opts.MaxAge:
-		return nil, fmt.Sprintf("timeVerified %s is older than the maximum age %s", s.TimeVerified.UTC().Format(time.RFC3339), opts.MaxAge), RefusedUnmet
+	case opts.Repository != "" && resourceRepository(s.ResourceURI, subject) != opts.Repository:
+		return nil, fmt.Sprintf("resourceUri is %q: not repository %s", clip(s.ResourceURI), opts.Repository), RefusedUnmet
+	case opts.PolicyDigest != "" && Digest(s.Policy.Digest) != opts.PolicyDigest:
+		return nil, fmt.Sprintf("policy.digest is %v, want %s", s.Policy.Digest, opts.PolicyDigest), RefusedUnmet
+	case opts.PolicyURI != "" && s.Policy.URI != opts.PolicyURI:
+		return nil, fmt.Sprintf("policy.uri is %q, want %q", clip(s.Policy.URI), opts.PolicyURI), RefusedUnmet
 	}
 	return s, "", ""
+}
+
+// judge checks the result, time and levels of the newest VSA about the
+// artifact.
+func judge(s *Summary, opts CheckOptions, now time.Time) (string, RefusalKind) {
+	switch {
+	case s.VerificationResult != Passed:
+		return fmt.Sprintf("verificationResult is %q, not %s", clip(s.VerificationResult), Passed), RefusedUnmet
+	case s.TimeVerified.IsZero():
+		return "timeVerified is not set", RefusedUnmet
+	case s.TimeVerified.After(now.Add(MaxClockSkew)):
+		return fmt.Sprintf("timeVerified %s is in the future (now %s)", s.TimeVerified.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)), RefusedUnmet
+	case opts.MaxAge > 0 && now.Sub(s.TimeVerified) > opts.MaxAge:
+		return fmt.Sprintf("timeVerified %s is older than the maximum age %s", s.TimeVerified.UTC().Format(time.RFC3339), opts.MaxAge), RefusedUnmet
+	}
+	for _, l := range opts.Levels {
+		if !slices.Contains(s.VerifiedLevels, l) {
+			return fmt.Sprintf("verifiedLevels %v lack %s", s.VerifiedLevels, l), RefusedUnmet
+		}
+	}
+	return "", ""
+}
+
+// resourceRepository is the repository path an oci://<host>/<path>@<digest>
+// resource URI names for subject ("" when it names another digest or is
+// not of that form).
+func resourceRepository(uri string, subject digest.Digest) string {
+	rest, ok := strings.CutPrefix(uri, "oci://")
+	if !ok {
+		return ""
+	}
+	ref, at, ok := strings.Cut(rest, "@")
+	if !ok || at != subject.String() {
+		return ""
+	}
+	_, path, ok := strings.Cut(ref, "/")
+	if !ok {
+		return ""
+	}
+	return path
 }

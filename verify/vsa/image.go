@@ -93,12 +93,17 @@ func (f *vsaFetcher) Referrers(ctx context.Context, subject digest.Digest, artif
 		return nil, err
 	}
 	out := descs[:0:0]
+	reads := 0
 	for _, d := range descs {
 		if d.ArtifactType == verify.CosignSignatureArtifactType {
 			continue
 		}
 		pt, ok := d.Annotations[attest.AnnotationPredicateType]
-		if !ok && d.ArtifactType == attest.BundleMediaType {
+		if !ok && d.ArtifactType == attest.BundleMediaType && reads < maxAnnotationReads && d.Size <= maxReferrerManifest {
+			// Bounded: a repository with thousands of unannotated
+			// referrers costs at most maxAnnotationReads small reads
+			// (the rest are examined by Collect, within its own cap).
+			reads++
 			pt, ok = f.predicateType(ctx, d.Digest)
 		}
 		if ok && pt != PredicateType {
@@ -108,6 +113,12 @@ func (f *vsaFetcher) Referrers(ctx context.Context, subject digest.Digest, artif
 	}
 	return out, nil
 }
+
+// Bounds of OnlyVSAs' reads of referrer manifests for their predicate type.
+const (
+	maxAnnotationReads  = 64
+	maxReferrerManifest = 4 << 20
+)
 
 // predicateType reads a referrer manifest's predicate type annotation
 // (false when it cannot be read or has none: the referrer is then examined).

@@ -206,6 +206,9 @@ func TestSignCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	newerFailed := summary(imageD)
+	newerFailed.VerificationResult, newerFailed.VerifiedLevels = vsa.Failed, []string{"FAILED"}
+	newerFailed.TimeVerified = now.Add(-time.Minute)
 	future := summary(imageD)
 	future.TimeVerified = now.Add(time.Hour)
 	cases := []struct {
@@ -225,6 +228,13 @@ func TestSignCheck(t *testing.T) {
 		{"failed", [][]byte{signed(t, k, failed)}, vsa.CheckOptions{}, 13, `verificationResult is "FAILED"`},
 		{"verifier id", [][]byte{good}, vsa.CheckOptions{VerifierID: "https://pullgate.example/staging"}, 13, "verifier.id"},
 		{"resource", [][]byte{good}, vsa.CheckOptions{ResourceURI: "oci://elsewhere/x"}, 13, "resourceUri"},
+		{"another repository", [][]byte{good}, vsa.CheckOptions{Repository: "sandbox/app"}, 13, "not repository sandbox/app"},
+		{"another policy", [][]byte{good}, vsa.CheckOptions{PolicyDigest: digest.FromString("other policy")}, 13, "policy.digest"},
+		{"another policy uri", [][]byte{good}, vsa.CheckOptions{PolicyURI: "https://pullgate.example/sandbox/policy"}, 13, "policy.uri"},
+		{"a level missing", [][]byte{good}, vsa.CheckOptions{Levels: []string{vsa.LevelMBOM}}, 13, "lack PULLGATE_MBOM"},
+		// The newest VSA decides: a newer FAILED one is not outweighed by
+		// an older PASSED one.
+		{"newer failed beside older passed", [][]byte{good, signed(t, k, newerFailed)}, vsa.CheckOptions{}, 13, "the newest about it: verificationResult"},
 		{"tampered payload", [][]byte{tamper(t, good)}, vsa.CheckOptions{}, 11, ""},
 		{"not json", [][]byte{[]byte("{")}, vsa.CheckOptions{}, 14, ""},
 	}
@@ -244,6 +254,11 @@ func TestSignCheck(t *testing.T) {
 	// An invalid subject is refused, not a panic.
 	if _, err := vsa.Check(ctx, [][]byte{good}, "", k.trust(t), vsa.CheckOptions{Now: now}); err == nil || err.(*vsa.Refusal).ExitCode() != 14 {
 		t.Fatalf("empty subject: %v", err)
+	}
+	// The right repository, policy and levels pass.
+	if _, err := vsa.Check(ctx, [][]byte{good}, imageD, k.trust(t), vsa.CheckOptions{Now: now, Repository: "team/app", PolicyDigest: policyD,
+		PolicyURI: "https://pullgate.example/prod/policy", Levels: []string{vsa.LevelSignatures}}); err != nil {
+		t.Fatal(err)
 	}
 	// One good VSA among bad ones passes.
 	if _, err := vsa.Check(ctx, [][]byte{signed(t, other, summary(imageD)), signed(t, k, summary(otherD)), good}, imageD, k.trust(t), vsa.CheckOptions{Now: now}); err != nil {
