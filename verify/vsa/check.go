@@ -209,7 +209,7 @@ func about(a verify.Attestation, subject digest.Digest, opts CheckOptions) (*Sum
 		return nil, fmt.Sprintf("verifier.id is %q, want %q", clip(s.Verifier.ID), opts.VerifierID), RefusedUnmet
 	case opts.ResourceURI != "" && s.ResourceURI != opts.ResourceURI:
 		return nil, fmt.Sprintf("resourceUri is %q, want %q", clip(s.ResourceURI), opts.ResourceURI), RefusedUnmet
-	case opts.Repository != "" && resourceRepository(s.ResourceURI, subject) != opts.Repository:
+	case opts.Repository != "" && !namesRepository(s.ResourceURI, subject, opts.Repository):
 		return nil, fmt.Sprintf("resourceUri is %q: not repository %s", clip(s.ResourceURI), opts.Repository), RefusedUnmet
 	case opts.PolicyDigest != "" && Digest(s.Policy.Digest) != opts.PolicyDigest:
 		return nil, fmt.Sprintf("policy.digest is %v, want %s", s.Policy.Digest, opts.PolicyDigest), RefusedUnmet
@@ -240,21 +240,19 @@ func judge(s *Summary, opts CheckOptions, now time.Time) (string, RefusalKind) {
 	return "", ""
 }
 
-// resourceRepository is the repository path an oci://<host>/<path>@<digest>
-// resource URI names for subject ("" when it names another digest or is
-// not of that form).
-func resourceRepository(uri string, subject digest.Digest) string {
+// namesRepository reports whether an oci://<host>/<path>@<digest> resource
+// URI names repository for subject: repository is <path> (the image named
+// on its registry or a mirror of it) or <host>/<path> (pullgate's path
+// form, <pullgate>/<upstream>/<path>, where the upstream is the host).
+func namesRepository(uri string, subject digest.Digest, repository string) bool {
 	rest, ok := strings.CutPrefix(uri, "oci://")
 	if !ok {
-		return ""
+		return false
 	}
 	ref, at, ok := strings.Cut(rest, "@")
 	if !ok || at != subject.String() {
-		return ""
+		return false
 	}
-	_, path, ok := strings.Cut(ref, "/")
-	if !ok {
-		return ""
-	}
-	return path
+	host, path, ok := strings.Cut(ref, "/")
+	return ok && path != "" && (repository == path || repository == host+"/"+path)
 }

@@ -255,6 +255,16 @@ func TestSignCheck(t *testing.T) {
 	if _, err := vsa.Check(ctx, [][]byte{good}, "", k.trust(t), vsa.CheckOptions{Now: now}); err == nil || err.(*vsa.Refusal).ExitCode() != 14 {
 		t.Fatalf("empty subject: %v", err)
 	}
+	// pullgate's path form names the registry as the repository's first
+	// segment: registry.example/team/app is the resource's repository too.
+	if _, err := vsa.Check(ctx, [][]byte{good}, imageD, k.trust(t), vsa.CheckOptions{Now: now, Repository: "registry.example/team/app"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"app", "other.example/team/app", "team/app/x", "registry.example/team"} {
+		if _, err := vsa.Check(ctx, [][]byte{good}, imageD, k.trust(t), vsa.CheckOptions{Now: now, Repository: r}); err == nil {
+			t.Errorf("repository %s accepted a VSA of registry.example/team/app", r)
+		}
+	}
 	// The right repository, policy and levels pass.
 	if _, err := vsa.Check(ctx, [][]byte{good}, imageD, k.trust(t), vsa.CheckOptions{Now: now, Repository: "team/app", PolicyDigest: policyD,
 		PolicyURI: "https://pullgate.example/prod/policy", Levels: []string{vsa.LevelSignatures}}); err != nil {
