@@ -18,7 +18,7 @@ import (
 // Every command answers -h with its usage and exit 0; a bad flag is 2.
 func TestHelpAndUsageExitCodes(t *testing.T) {
 	for _, c := range [][]string{{"serve"}, {"demo"}, {"verify"}, {"inspect"}, {"attest", "create"}, {"attest", "sign"},
-		{"attest", "push"}, {"policy", "lint"}, {"policy", "test"}, {"audit"}, {"node", "check"}, {"vsa", "check"}, {"vsa", "containerd-verifier"}} {
+		{"attest", "push"}, {"policy", "lint"}, {"policy", "test"}, {"audit"}, {"node", "check"}, {"vsa", "check"}, {"vsa", "containerd-verifier"}, {"promote"}} {
 		if code := run(append(append([]string{}, c...), "-h")); code != 0 {
 			t.Errorf("pullgate %s -h: exit %d, want 0", strings.Join(c, " "), code)
 		}
