@@ -317,3 +317,43 @@ func TestPromotePickleRefused(t *testing.T) {
 		t.Fatalf("promote safetensors model: exit %d %+v", code, r)
 	}
 }
+
+// TestPromoteIndex: a signed multi-platform index is copied with its
+// children and their blobs, each under its own digest, the index under the
+// tag; the signature and VSA are about the index digest.
+func TestPromoteIndex(t *testing.T) {
+	e := newEnv(t)
+	idx := e.src.PushIndex(t, "apps/multi", "2.0", false)
+	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
+		e.src.Ref("apps/multi@" + idx.Digest)}, insecureFlags...)...)
+	r, code := e.promote("apps/multi:2.0", "prod/multi:2.0")
+	if code != 0 || r.Digest != idx.Digest || len(r.ManifestsCopied) != 3 || len(r.BlobsCopied) != 4 {
+		t.Fatalf("promote index: exit %d %+v", code, r)
+	}
+	if r.ManifestsCopied[2] != idx.Digest {
+		t.Fatalf("the index was not written last: %v", r.ManifestsCopied)
+	}
+	dref, _ := name.ParseReference(e.dst.Ref("prod/multi:2.0"), name.Insecure)
+	got, err := remote.Get(dref)
+	if err != nil || got.Digest.String() != idx.Digest || !bytes.Equal(got.Manifest, idx.Manifest) {
+		t.Fatalf("destination index: %v", err)
+	}
+	for _, c := range idx.Children {
+		cref, _ := name.ParseReference(e.dst.Ref("prod/multi@"+c.Digest), name.Insecure)
+		img, err := remote.Image(cref)
+		if err != nil {
+			t.Fatalf("child %s: %v", c.Digest, err)
+		}
+		layers, _ := img.Layers()
+		for _, l := range layers {
+			rc, err := l.Compressed()
+			if err != nil {
+				t.Fatalf("child %s layer: %v", c.Digest, err)
+			}
+			rc.Close()
+		}
+	}
+	if out, code := e.run(pullgateBin, "vsa", "check", e.dst.Ref("prod/multi:2.0"), "--key", "promote.pub", "--plain-http"); code != 0 {
+		t.Fatalf("vsa check of the index: exit %d\n%s", code, out)
+	}
+}
