@@ -86,23 +86,30 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) run(bin string, args ...string) (string, int) {
 	e.t.Helper()
+	stdout, stderr, code := e.exec(bin, args...)
+	return stdout + stderr, code
+}
+
+// exec runs a program in the test's directory, with its HOME, Docker
+// config and the key password, and logs what it printed.
+func (e *env) exec(bin string, args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = e.dir
 	cmd.Env = append(os.Environ(), "HOME="+e.dir, "DOCKER_CONFIG="+filepath.Join(e.dir, ".docker"), "COSIGN_PASSWORD="+password,
 		"TUF_ROOT="+filepath.Join(e.dir, "tuf"), "SIGSTORE_NO_CACHE=true")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
 		e.t.Fatalf("%s: %v", bin, err)
 	}
-	e.t.Logf("$ %s %s (exit %d)\n%s%s", filepath.Base(bin), strings.Join(args, " "), code, stdout.String(), stderr.String())
-	return stdout.String() + stderr.String(), code
+	e.t.Logf("$ %s %s (exit %d)\n%s%s", filepath.Base(bin), strings.Join(args, " "), code, out.String(), errb.String())
+	return out.String(), errb.String(), code
 }
 
 func (e *env) cosign(v string, args ...string) string {
@@ -121,24 +128,10 @@ func (e *env) promote(src, dst string, extra ...string) (promoteJSON, int) {
 	e.t.Helper()
 	args := append([]string{"promote", e.src.Ref(src), e.dst.Ref(dst), "--policy", "policy.yaml", "--key", "promote.key",
 		"--verifier-id", verifierID, "--plain-http", "-o", "json"}, extra...)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, pullgateBin, args...)
-	cmd.Dir = e.dir
-	cmd.Env = append(os.Environ(), "HOME="+e.dir, "DOCKER_CONFIG="+filepath.Join(e.dir, ".docker"), "COSIGN_PASSWORD="+password)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Logf("$ pullgate %s (exit %d)\n%s%s", strings.Join(args, " "), code, stdout.String(), stderr.String())
+	stdout, _, code := e.exec(pullgateBin, args...)
 	var r promoteJSON
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		e.t.Fatalf("promote -o json: %v\n%s", err, stdout.String())
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		e.t.Fatalf("promote -o json: %v\n%s", err, stdout)
 	}
 	return r, code
 }
@@ -244,7 +237,7 @@ func TestPromoteSignedImage(t *testing.T) {
 	// The release signature was copied: cosign finds it at the destination.
 	e.cosign("cosign3", append([]string{"verify", "--key", "release.pub", "--insecure-ignore-tlog=true"}, append(insecureFlags, at)...)...)
 
-	out, code := e.run(pullgateBin, "vsa", "check", e.dst.Ref("prod/web:1.0"), "--key", "promote.pub", "--verifier-id", verifierID, "--max-age", "1h", "--plain-http", "-o", "json")
+	out, _, code := e.exec(pullgateBin, "vsa", "check", e.dst.Ref("prod/web:1.0"), "--key", "promote.pub", "--verifier-id", verifierID, "--max-age", "1h", "--plain-http", "-o", "json")
 	var vr struct {
 		Passed  bool
 		Summary struct {
@@ -253,7 +246,7 @@ func TestPromoteSignedImage(t *testing.T) {
 			VerifiedLevels    []string
 		}
 	}
-	if code != 0 || json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &vr) != nil || !vr.Passed {
+	if code != 0 || json.Unmarshal([]byte(out), &vr) != nil || !vr.Passed {
 		t.Fatalf("vsa check: exit %d\n%s", code, out)
 	}
 	if vr.Summary.ResourceURI != "oci://"+at || len(vr.Summary.InputAttestations) != 1 || !strings.Contains(strings.Join(vr.Summary.VerifiedLevels, " "), vsa.LevelSignatures) {
