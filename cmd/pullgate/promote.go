@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -405,15 +406,7 @@ func (p *promoter) letOut(q *engine.Query, grant engine.BlobGrant, w io.Writer) 
 // fallback) and cosign's legacy sha256-<hex>.sig/.att tags, each admitted
 // as a pull of it through the proxy would be (decided by its subject).
 func (p *promoter) admitEvidence(q *engine.Query, sub engine.Subject) error {
-	counted := map[digest.Digest]bool{}
-	for _, c := range p.decision.Checks {
-		if !c.Passed || (c.Name != "signature" && c.Name != "attestation") {
-			continue
-		}
-		for _, e := range c.Evidence {
-			counted[digest.Digest(e)] = true
-		}
-	}
+	counted := countedEvidence(p.decision)
 	if len(counted) == 0 {
 		return nil
 	}
@@ -527,7 +520,35 @@ func (p *promoter) alreadyPromoted() (bool, error) {
 	if vsa.Digest(s.Policy.Digest) != digest.Digest(p.decision.Revision) {
 		return false, nil
 	}
+	if p.copyEvidence {
+		// The evidence the decision counted must be there too (a run
+		// without --copy-evidence did not copy it).
+		for ev := range countedEvidence(p.decision) {
+			l, err := remote.Layer(p.dst.Digest(ev.String()), p.ropts...)
+			if err != nil {
+				return false, err
+			}
+			if ok, err := partial.Exists(l); err != nil || !ok {
+				return false, nil
+			}
+		}
+	}
 	return true, nil
+}
+
+// countedEvidence is the evidence (signature and attestation layers) the
+// decision's passed checks counted.
+func countedEvidence(d engine.Decision) map[digest.Digest]bool {
+	counted := map[digest.Digest]bool{}
+	for _, c := range d.Checks {
+		if !c.Passed || (c.Name != "signature" && c.Name != "attestation") {
+			continue
+		}
+		for _, e := range c.Evidence {
+			counted[digest.Digest(e)] = true
+		}
+	}
+	return counted
 }
 
 func isNotFound(err error) bool {

@@ -203,9 +203,17 @@ func TestPromoteSignedImage(t *testing.T) {
 	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
 		e.src.Ref("apps/web@" + img.Digest)}, insecureFlags...)...)
 
-	r, code := e.promote("apps/web:1.0", "prod/web:1.0", "--copy-evidence")
-	if code != 0 || !r.Decision.Allowed || r.Digest != img.Digest || r.AlreadyPromoted || r.Signature == "" || r.VSA == "" {
+	// Without --copy-evidence: the image's config and 2 layers.
+	r, code := e.promote("apps/web:1.0", "prod/web:1.0")
+	if code != 0 || !r.Decision.Allowed || r.Digest != img.Digest || r.AlreadyPromoted || r.Signature == "" || r.VSA == "" ||
+		len(r.BlobsCopied) != 3 || len(r.EvidenceCopied) != 0 {
 		t.Fatalf("promote: exit %d %+v", code, r)
+	}
+	// With it, the release signature the decision counted comes along
+	// (the earlier promotion lacks it: it is not "already promoted").
+	r, code = e.promote("apps/web:1.0", "prod/web:1.0", "--copy-evidence")
+	if code != 0 || r.AlreadyPromoted || r.Signature == "" || r.VSA == "" {
+		t.Fatalf("promote --copy-evidence: exit %d %+v", code, r)
 	}
 	// The image's config and 2 layers, the signature's config and bundle.
 	if len(r.BlobsCopied) != 5 || len(r.ManifestsCopied) != 1 || len(r.EvidenceCopied) != 1 {
