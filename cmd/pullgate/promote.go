@@ -355,10 +355,15 @@ func (p *promoter) admitBlob(mq *engine.Query, desc ocispec.Descriptor) error {
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	if errors.As(err, &cf) {
+	var mm *engine.Mismatch
+	switch {
+	case errors.As(err, &cf):
 		return &refusal{q.ContentDenial(cf)}
-	}
-	if err != nil {
+	case errors.As(err, &mm):
+		// The source sent other bytes than the digest names: tampering,
+		// exit 12 as pullgate verify's digest mismatch.
+		return &refusal{engine.Verdict{ExitCode: policy.ExitMismatch, Reasons: []string{mm.Error()}}}
+	case err != nil:
 		return fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
 	if n != desc.Size {

@@ -358,3 +358,23 @@ func TestPromoteIndex(t *testing.T) {
 		t.Fatalf("vsa check of the index: exit %d\n%s", code, out)
 	}
 }
+
+// TestPromoteTamperedBlob: a source registry that serves other bytes for
+// a layer of a signed image (the manifest and signature are genuine) is
+// refused with exit 12 (as a digest mismatch in pullgate verify) and the
+// destination sees no write.
+func TestPromoteTamperedBlob(t *testing.T) {
+	e := newEnv(t)
+	img := e.src.PushImage(t, "apps/web", "1.0", harness.ImageOptions{Layers: 2})
+	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
+		e.src.Ref("apps/web@" + img.Digest)}, insecureFlags...)...)
+	e.src.Liar.LieBlob(img.Layers[1].Digest)
+	r, code := e.promote("apps/web:1.0", "prod/web:1.0")
+	if code != 12 || r.Decision.Allowed || !strings.Contains(strings.Join(r.Decision.Reasons, " "), img.Layers[1].Digest) {
+		t.Fatalf("promote with a tampered layer: exit %d %+v", code, r)
+	}
+	if w := e.writes(); w != 0 {
+		t.Fatalf("refused promote made %d write requests to the destination", w)
+	}
+	e.assertDstEmpty("prod/web", img.Digest)
+}
