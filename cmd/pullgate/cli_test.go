@@ -20,7 +20,7 @@ import (
 // so it never exits 0 but on a PASSED check (-h included).
 func TestHelpAndUsageExitCodes(t *testing.T) {
 	for _, c := range [][]string{{"serve"}, {"demo"}, {"verify"}, {"inspect"}, {"attest", "create"}, {"attest", "sign"},
-		{"attest", "push"}, {"policy", "lint"}, {"policy", "test"}, {"audit"}, {"node", "check"}, {"vsa", "check"}} {
+		{"attest", "push"}, {"policy", "lint"}, {"policy", "test"}, {"audit"}, {"node", "check"}, {"vsa", "check"}, {"promote"}} {
 		if code := run(append(append([]string{}, c...), "-h")); code != 0 {
 			t.Errorf("pullgate %s -h: exit %d, want 0", strings.Join(c, " "), code)
 		}

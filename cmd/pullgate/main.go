@@ -1,6 +1,6 @@
 // Command pullgate is an OCI registry pull-through proxy that serves only
 // what it verified. Subcommands: serve, demo, verify, policy, inspect,
-// attest, audit, node, vsa, version.
+// attest, audit, node, vsa, promote, version.
 package main
 
 import (
@@ -28,6 +28,8 @@ Usage:
                                                     report the routes by which a node's pulls go around pullgate
   pullgate vsa     check <image-ref> --key vsa.pub [--verifier-id URI] [--max-age 24h] [-o json]
                                                     require a pullgate verification summary (VSA) for an image
+  pullgate promote <src-ref> <dst-ref> --policy policy.yaml --key signing.key [--copy-evidence] [-o json]
+                                                    copy an image the gate allows to another registry, signed, with a VSA
   pullgate policy  lint <policy.yaml>               check a policy file
   pullgate policy  test <dir>                       run offline policy tests (fixtures with expected decisions)
   pullgate version                                  print the version
@@ -69,6 +71,8 @@ func run(args []string) int {
 		return cmdNode(rest)
 	case "vsa":
 		return cmdVSA(rest)
+	case "promote":
+		return cmdPromote(rest)
 	case "version", "--version":
 		fmt.Println("pullgate", version)
 		return 0

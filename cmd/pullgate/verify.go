@@ -54,52 +54,12 @@ func cmdVerify(args []string) int {
 		fmt.Fprintf(os.Stderr, "pullgate verify: %v\n", err)
 		return 2
 	}
-	tmp, err := os.MkdirTemp("", "pullgate-verify-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	eng, closeEng, code := decisionEngine("verify", *cfgPath, *policyPath, upName, *plain)
+	if code != 0 {
+		return code
 	}
-	defer os.RemoveAll(tmp)
-	var cfg *config.Config
-	if *cfgPath != "" {
-		cfg, err = config.Load(*cfgPath)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "pullgate verify: config: %v\n", err)
-			return 2
-		}
-	} else {
-		scheme := "https"
-		if *plain {
-			scheme = "http"
-		}
-		cfg, err = config.Parse([]byte(fmt.Sprintf("upstreams: [{name: %q, url: %q}]\npolicy: %q\n", upName, scheme+"://"+upName, *policyPath)))
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "pullgate verify: %v\n", err)
-			return 2
-		}
-	}
-	abs, _ := filepath.Abs(*policyPath)
-	cfg.Policy = abs
-	cfg.Storage = config.Storage{Path: filepath.Join(tmp, "store")}
-	cfg.Audit.Path = ""
-	if _, ok := cfg.Upstream(upName); !ok {
-		fmt.Fprintf(os.Stderr, "pullgate verify: upstream %q is not in the configuration\n", upName)
-		return 2
-	}
+	defer closeEng()
 	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
-	st, err := store.OpenFilesystem(ctx, cfg.Storage.Path, store.Options{Log: log})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "pullgate verify: storage: %v\n", err)
-		return 2
-	}
-	defer st.Close()
-	eng, err := engine.New(ctx, cfg, st, log, engine.Options{})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "pullgate verify: %v\n", err)
-		return 2
-	}
-	defer eng.Close()
 	sub, err := eng.NewSubject(upName, repo, tag)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pullgate verify: %s: %v\n", ref, err)
@@ -124,6 +84,64 @@ func cmdVerify(args []string) int {
 		return policy.ExitOther
 	}
 	return d.ExitCode
+}
+
+// decisionEngine opens the proxy's engine over a temporary store to decide
+// (and, for promote, fetch through) images of upstream upName: with a
+// configuration file, its upstreams and credentials; without, upName as a
+// registry host (HTTPS, or HTTP with plain). code is non-zero (the exit
+// code, after a message on stderr naming cmd) when it cannot. closeEng
+// closes the engine and removes the store.
+func decisionEngine(cmd, cfgPath, policyPath, upName string, plain bool) (eng *engine.Engine, closeEng func(), code int) {
+	tmp, err := os.MkdirTemp("", "pullgate-"+cmd+"-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, nil, 1
+	}
+	fail := func(code int, format string, a ...any) (*engine.Engine, func(), int) {
+		fmt.Fprintf(os.Stderr, "pullgate "+cmd+": "+format+"\n", a...)
+		os.RemoveAll(tmp)
+		return nil, nil, code
+	}
+	var cfg *config.Config
+	if cfgPath != "" {
+		cfg, err = config.Load(cfgPath)
+		if err != nil {
+			return fail(2, "config: %v", err)
+		}
+	} else {
+		scheme := "https"
+		if plain {
+			scheme = "http"
+		}
+		cfg, err = config.Parse([]byte(fmt.Sprintf("upstreams: [{name: %q, url: %q}]\npolicy: %q\n", upName, scheme+"://"+upName, policyPath)))
+		if err != nil {
+			return fail(2, "%v", err)
+		}
+	}
+	abs, _ := filepath.Abs(policyPath)
+	cfg.Policy = abs
+	cfg.Storage = config.Storage{Path: filepath.Join(tmp, "store")}
+	cfg.Audit.Path = ""
+	if _, ok := cfg.Upstream(upName); !ok {
+		return fail(2, "upstream %q is not in the configuration", upName)
+	}
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.OpenFilesystem(ctx, cfg.Storage.Path, store.Options{Log: log})
+	if err != nil {
+		return fail(2, "storage: %v", err)
+	}
+	eng, err = engine.New(ctx, cfg, st, log, engine.Options{})
+	if err != nil {
+		st.Close()
+		return fail(2, "%v", err)
+	}
+	return eng, func() {
+		eng.Close()
+		st.Close()
+		os.RemoveAll(tmp)
+	}, 0
 }
 
 // splitImageRef splits "<host>/<repo>[:tag|@digest]".

@@ -1,0 +1,755 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/cache/stored"
+	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/proxy/engine"
+	"github.com/pullgate/pullgate/verify"
+	"github.com/pullgate/pullgate/verify/attest"
+	"github.com/pullgate/pullgate/verify/cosign"
+	"github.com/pullgate/pullgate/verify/intoto"
+	"github.com/pullgate/pullgate/verify/vsa"
+)
+
+const promoteUsage = `usage: pullgate promote <src-ref> <dst-ref> --policy policy.yaml --key signing.key
+         [--config pullgate.yaml] [--verifier-id URI] [--policy-uri URI] [--copy-evidence]
+         [--plain-http] [-o text|json]
+
+Decides <src-ref> with the proxy's engine (as pullgate verify), streams every manifest and
+blob of it through the proxy's checks (digest, content inspection under the matching rule),
+and only when everything passed copies the exact bytes to <dst-ref> (<registry>/<repo>[:tag];
+credentials from the Docker config), signs the digest there with --key (a cosign v3 bundle
+referrer, with the sha256-<hex> tag fallback) and attaches a pullgate VSA signed with the same
+key. A refused source writes nothing to <dst-ref>. When <dst-ref> already holds that digest
+(and tag) with a signature and a VSA of this policy revision by this key, nothing is written
+("already promoted").
+
+<src-ref> is named as for pullgate verify. --key is a PEM private key or a cosign key
+(password in $COSIGN_PASSWORD). --plain-http applies to both registries without --config,
+to <dst-ref> with it.
+
+Exit codes as pullgate verify: 0 promoted (or already), 10 no evidence found, 11 signature
+invalid or signer untrusted, 12 digest or subject mismatch, 13 requirements not met (a content
+finding included), 14 malformed evidence, 2 usage or configuration error, 1 any other failure
+(a registry unreachable, a write refused).
+`
+
+// defaultVerifierID is the VSA's verifier.id when neither --verifier-id
+// nor the configuration names one.
+const defaultVerifierID = "https://github.com/pullgate/pullgate/promote"
+
+// promoteResult is `pullgate promote -o json`.
+type promoteResult struct {
+	Source          string          `json:"source"`
+	Destination     string          `json:"destination"`
+	Digest          digest.Digest   `json:"digest,omitempty"`
+	Decision        promoteDecision `json:"decision"`
+	ManifestsCopied []digest.Digest `json:"manifestsCopied"`
+	BlobsCopied     []digest.Digest `json:"blobsCopied"`
+	Signature       string          `json:"signature,omitempty"`
+	VSA             string          `json:"vsa,omitempty"`
+	EvidenceCopied  []digest.Digest `json:"evidenceCopied"`
+	AlreadyPromoted bool            `json:"alreadyPromoted"`
+	ExitCode        int             `json:"exitCode"`
+	Error           string          `json:"error,omitempty"`
+}
+
+type promoteDecision struct {
+	Allowed  bool     `json:"allowed"`
+	Reasons  []string `json:"reasons"`
+	ExitCode int      `json:"exitCode"`
+}
+
+func cmdPromote(args []string) int {
+	fs := flag.NewFlagSet("promote", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, promoteUsage) }
+	policyPath := fs.String("policy", "", "policy file (required)")
+	keyPath := fs.String("key", "", "private key signing the promoted digest and its VSA (required)")
+	cfgPath := fs.String("config", "", "pullgate configuration (for upstream names and credentials)")
+	verifierID := fs.String("verifier-id", "", "the VSA's verifier.id (default "+defaultVerifierID+")")
+	policyURI := fs.String("policy-uri", "", "the VSA's policy.uri (default: the policy file's file:// URL)")
+	copyEvidence := fs.Bool("copy-evidence", false, "also copy the source's signatures and attestations the decision counted")
+	plain := fs.Bool("plain-http", false, "talk plain HTTP to the registries (the source only without --config)")
+	out := fs.String("o", "text", "output: text or json")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return parseExit(err)
+	}
+	if len(pos) != 2 || *policyPath == "" || *keyPath == "" || (*out != "text" && *out != "json") {
+		fs.Usage()
+		return 2
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "pullgate promote: "+format+"\n", a...)
+		return 2
+	}
+	upName, repo, tag, err := splitImageRef(pos[0])
+	if err != nil {
+		return usage("%v", err)
+	}
+	var nopts []name.Option
+	if *plain {
+		nopts = append(nopts, name.Insecure)
+	}
+	dst, err := name.ParseReference(pos[1], nopts...)
+	if err != nil {
+		return usage("destination %q: %v", pos[1], err)
+	}
+	if _, ok := dst.(name.Digest); ok {
+		return usage("destination %q: name a repository or a tag, not a digest (the digest is the source's)", pos[1])
+	}
+	dstTag := ""
+	if t, ok := dst.(name.Tag); ok && strings.Contains(pos[1][strings.LastIndex(pos[1], "/")+1:], ":") {
+		dstTag = t.TagStr()
+	}
+	signer, err := vsa.LoadSigner(*keyPath, []byte(os.Getenv("COSIGN_PASSWORD")))
+	if err != nil {
+		return usage("%v", err)
+	}
+	if *verifierID == "" {
+		*verifierID = defaultVerifierID
+	}
+	if *policyURI == "" {
+		abs, _ := filepath.Abs(*policyPath)
+		*policyURI = "file://" + abs
+	}
+	eng, closeEng, code := decisionEngine("promote", *cfgPath, *policyPath, upName, *plain)
+	if code != 0 {
+		return code
+	}
+	defer closeEng()
+	work, err := os.MkdirTemp("", "pullgate-promote-blobs-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return policy.ExitOther
+	}
+	defer os.RemoveAll(work)
+	p := &promoter{
+		ctx: context.Background(), eng: eng, dir: work, signer: signer,
+		dst: dst.Context(), dstTag: dstTag, verifierID: *verifierID, policyURI: *policyURI, copyEvidence: *copyEvidence,
+		ropts: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)},
+		blobs: map[digest.Digest]string{}, seen: map[digest.Digest]bool{},
+		r: promoteResult{Source: pos[0], Destination: pos[1], ManifestsCopied: []digest.Digest{}, BlobsCopied: []digest.Digest{}, EvidenceCopied: []digest.Digest{}},
+	}
+	p.ropts = append(p.ropts, remote.WithContext(p.ctx))
+	p.run(upName, repo, tag)
+	if *out == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(p.r)
+	} else {
+		p.print(os.Stdout)
+	}
+	if p.r.Error != "" && *out == "json" {
+		fmt.Fprintf(os.Stderr, "pullgate promote: %s\n", p.r.Error)
+	}
+	return p.r.ExitCode
+}
+
+// promoter is one promotion under way.
+type promoter struct {
+	ctx          context.Context
+	eng          *engine.Engine
+	dir          string // verified blob copies, one file per digest
+	signer       crypto.Signer
+	dst          name.Repository
+	dstTag       string
+	verifierID   string
+	policyURI    string
+	copyEvidence bool
+	ropts        []remote.Option
+
+	decision engine.Decision
+	// What is copied, in the order it is written: blobs before the
+	// manifests that reference them, children before their index.
+	manifests []copied
+	blobs     map[digest.Digest]string // digest → verified copy on disk
+	blobOrder []ocispec.Descriptor
+	seen      map[digest.Digest]bool // manifests admitted
+	r         promoteResult
+}
+
+// copied is a manifest to write to the destination: exactly the bytes the
+// engine verified.
+type copied struct {
+	dgst      digest.Digest
+	mediaType string
+	raw       []byte
+	tag       string // a tag to write it under too ("": by digest only)
+	evidence  bool
+}
+
+// refusal is a verdict that stops the promotion.
+type refusal struct{ v engine.Verdict }
+
+func (r *refusal) Error() string { return strings.Join(r.v.Reasons, "; ") }
+
+func (p *promoter) fail(code int, err error) {
+	p.r.ExitCode, p.r.Error = code, err.Error()
+}
+
+func (p *promoter) refuse(v engine.Verdict) {
+	p.r.Decision = promoteDecision{Allowed: false, Reasons: v.Reasons, ExitCode: exitOf(v)}
+	p.r.ExitCode = p.r.Decision.ExitCode
+}
+
+func exitOf(v engine.Verdict) int {
+	if v.Allowed && !v.WouldDeny {
+		return policy.ExitAllowed
+	}
+	if v.ExitCode == 0 {
+		return policy.ExitOther
+	}
+	return v.ExitCode
+}
+
+func (p *promoter) run(upName, repo, tag string) {
+	sub, err := p.eng.NewSubject(upName, repo, tag)
+	if err != nil {
+		p.fail(policy.ExitConfig, err)
+		return
+	}
+	// 1. The decision, as pullgate verify makes it.
+	d, err := p.eng.Decide(p.ctx, sub)
+	if err != nil {
+		p.fail(policy.ExitOther, err)
+		return
+	}
+	p.decision, p.r.Digest = d, d.Digest
+	p.r.Decision = promoteDecision{Allowed: d.Allowed && !d.WouldDeny, Reasons: d.Reasons, ExitCode: exitOf(d.Verdict)}
+	if !p.r.Decision.Allowed {
+		p.r.ExitCode = p.r.Decision.ExitCode
+		return
+	}
+	// 2. Already there, signed and summarised under this policy revision
+	// by this key: nothing to write.
+	if done, err := p.alreadyPromoted(); err != nil {
+		p.fail(policy.ExitOther, err)
+		return
+	} else if done {
+		p.r.AlreadyPromoted = true
+		return
+	}
+	// 3. Every manifest and blob through the engine's admission, as a
+	// pull through the proxy: nothing is written before all passed.
+	q, _ := p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Digest: d.Digest})
+	if err := p.admitManifest(q, d.Digest, "", false, 0); err != nil {
+		var rf *refusal
+		if errors.As(err, &rf) {
+			p.refuse(rf.v)
+		} else {
+			p.fail(policy.ExitOther, err)
+		}
+		return
+	}
+	if p.dstTag != "" {
+		p.manifests[len(p.manifests)-1].tag = p.dstTag
+	}
+	if p.copyEvidence {
+		if err := p.admitEvidence(q, sub); err != nil {
+			p.fail(policy.ExitOther, fmt.Errorf("evidence: %w", err))
+			return
+		}
+	}
+	// 4. Write: blobs, then manifests (children first), then the tag.
+	if err := p.write(); err != nil {
+		p.fail(policy.ExitOther, err)
+		return
+	}
+	// 5. Sign the digest and attach the VSA.
+	if err := p.sign(sub); err != nil {
+		p.fail(policy.ExitOther, err)
+	}
+}
+
+// admitManifest admits manifest dgst as a pull of it would be admitted
+// (AdmitManifest: verified bytes, decided, its blobs granted), then each
+// child (an index) or blob (an image) the same way.
+func (p *promoter) admitManifest(q *engine.Query, dgst digest.Digest, tag string, evidence bool, depth int) error {
+	if p.seen[dgst] {
+		return nil
+	}
+	if depth > 4 {
+		return fmt.Errorf("manifest %s: indexes nested deeper than 4 levels", dgst)
+	}
+	m, v, _, err := p.eng.AdmitManifest(q, dgst)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", dgst, err)
+	}
+	if !v.Allowed || v.WouldDeny {
+		if len(v.Reasons) == 0 {
+			v.Reasons = []string{"manifest " + dgst.String() + " denied"}
+		}
+		return &refusal{v}
+	}
+	if m.IsIndex() {
+		for _, c := range m.Manifests {
+			if err := p.admitManifest(q.About(c.Digest), c.Digest, "", evidence, depth+1); err != nil {
+				return err
+			}
+		}
+	} else {
+		for _, b := range m.Blobs() {
+			if err := p.admitBlob(q, b); err != nil {
+				return err
+			}
+		}
+	}
+	p.seen[dgst] = true
+	p.manifests = append(p.manifests, copied{dgst: dgst, mediaType: m.MediaType, raw: m.Raw, tag: tag, evidence: evidence})
+	return nil
+}
+
+// admitBlob lets one blob out as the proxy serves it (serveblob.go):
+// AdmitBlob (the grant of an allowed manifest; a stored copy checked as the
+// grant requires), then a stored copy hashed again (VerifyStored) or the
+// engine's verified download (Fetch: digest and content inspection while
+// the bytes stream, the last ones held back until both passed). The bytes
+// it lets out go to a file, pushed once every blob was let out.
+func (p *promoter) admitBlob(mq *engine.Query, desc ocispec.Descriptor) error {
+	if _, ok := p.blobs[desc.Digest]; ok {
+		return nil
+	}
+	sub := mq.Subject()
+	q, _ := p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Digest: desc.Digest})
+	grant, v, ok, err := p.eng.AdmitBlob(q)
+	var cf *engine.ContentFailure
+	switch {
+	case errors.As(err, &cf):
+		return &refusal{q.ContentDenial(cf)}
+	case err != nil:
+		return fmt.Errorf("blob %s: %w", desc.Digest, err)
+	case !ok:
+		return &refusal{v}
+	}
+	path := filepath.Join(p.dir, desc.Digest.Encoded())
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	n, err := p.letOut(q, grant, out)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	var mm *engine.Mismatch
+	switch {
+	case errors.As(err, &cf):
+		return &refusal{q.ContentDenial(cf)}
+	case errors.As(err, &mm):
+		// The source sent other bytes than the digest names: tampering,
+		// exit 12 as pullgate verify's digest mismatch.
+		return &refusal{engine.Verdict{ExitCode: policy.ExitMismatch, Reasons: []string{mm.Error()}}}
+	case err != nil:
+		return fmt.Errorf("blob %s: %w", desc.Digest, err)
+	}
+	if n != desc.Size {
+		return fmt.Errorf("blob %s: %d bytes let out, the manifest says %d", desc.Digest, n, desc.Size)
+	}
+	p.blobs[desc.Digest] = path
+	p.blobOrder = append(p.blobOrder, desc)
+	return nil
+}
+
+// letOut writes the blob the grant lets out to w, as the proxy would send
+// it to a client, and returns how many bytes it wrote.
+func (p *promoter) letOut(q *engine.Query, grant engine.BlobGrant, w io.Writer) (int64, error) {
+	dgst := grant.Desc.Digest
+	if size, ok := p.eng.Store().Has(dgst); ok {
+		c, err := stored.Open(p.ctx, p.eng.Store(), dgst, size)
+		if err == nil {
+			defer c.Close()
+			rs, err := p.eng.VerifyStored(p.ctx, c)
+			if err != nil {
+				return 0, err
+			}
+			return io.Copy(w, rs)
+		}
+	}
+	f, err := p.eng.Fetch(q, grant)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Release()
+	size, err := f.Wait(p.ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := f.CopyTo(p.ctx, w, 0, size)
+	if verr := f.Verified(p.ctx); verr != nil {
+		return n, verr
+	}
+	return n, err
+}
+
+// admitEvidence adds the source's signature and attestation artifacts
+// the decision counted (one of their layers is evidence a passed check
+// names): sigstore bundle referrers (referrers API or sha256-<hex> tag
+// fallback) and cosign's legacy sha256-<hex>.sig/.att tags, each admitted
+// as a pull of it through the proxy would be (decided by its subject).
+func (p *promoter) admitEvidence(q *engine.Query, sub engine.Subject) error {
+	counted := countedEvidence(p.decision)
+	if len(counted) == 0 {
+		return nil
+	}
+	d := p.decision.Digest
+	type candidate struct {
+		dgst digest.Digest
+		tag  string
+	}
+	var cands []candidate
+	descs, err := p.referrers(q, sub, d)
+	if err != nil {
+		return err
+	}
+	for _, r := range descs {
+		cands = append(cands, candidate{dgst: r.Digest})
+	}
+	for _, suffix := range []string{".sig", ".att"} {
+		t := "sha256-" + d.Encoded() + suffix
+		tq, _ := p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Tag: t})
+		td, err := p.eng.Resolve(tq)
+		if err != nil {
+			continue // no such tag
+		}
+		cands = append(cands, candidate{dgst: td, tag: t})
+	}
+	for _, c := range cands {
+		var cq *engine.Query
+		if c.tag != "" {
+			cq, _ = p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Tag: c.tag})
+		} else {
+			cq = q.About(c.dgst)
+		}
+		m, v, _, err := p.eng.AdmitManifest(cq, c.dgst)
+		if err != nil || !v.Allowed || m.IsIndex() || !slices.ContainsFunc(m.Layers, func(l ocispec.Descriptor) bool { return counted[l.Digest] }) {
+			continue
+		}
+		if err := p.admitManifest(cq, c.dgst, c.tag, true, 0); err != nil {
+			return err
+		}
+		p.r.EvidenceCopied = append(p.r.EvidenceCopied, c.dgst)
+	}
+	return nil
+}
+
+// referrers lists the referrers of d at the source: the referrers API
+// through the engine's upstream client, else the sha256-<hex> fallback
+// index (admitted as evidence, as the proxy serves it).
+func (p *promoter) referrers(q *engine.Query, sub engine.Subject, d digest.Digest) ([]ocispec.Descriptor, error) {
+	pages, _, ok, err := q.Upstream().Referrers(p.ctx, sub.Repo, d, "", 4<<20)
+	if err != nil {
+		return nil, err
+	}
+	var out []ocispec.Descriptor
+	if ok {
+		for _, pg := range pages {
+			var idx ocispec.Index
+			if err := json.Unmarshal(pg, &idx); err != nil {
+				return nil, fmt.Errorf("referrers of %s: %w", d, err)
+			}
+			out = append(out, idx.Manifests...)
+		}
+		return out, nil
+	}
+	t := "sha256-" + d.Encoded()
+	tq, _ := p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Tag: t})
+	td, err := p.eng.Resolve(tq)
+	if err != nil {
+		return nil, nil // no fallback tag: no referrers
+	}
+	m, v, _, err := p.eng.AdmitManifest(tq, td)
+	if err != nil || !v.Allowed || !m.IsIndex() {
+		return nil, nil
+	}
+	return m.Manifests, nil
+}
+
+// alreadyPromoted reports whether the destination holds the digest (under
+// its tag) with a signature by the key and a VSA by the key of this
+// verifier and policy revision: a promotion done before, which would
+// change nothing now.
+func (p *promoter) alreadyPromoted() (bool, error) {
+	d := p.decision.Digest
+	desc, err := remote.Head(p.dst.Digest(d.String()), p.ropts...)
+	if err != nil {
+		if isNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("destination %s: %w", p.dst, err)
+	}
+	if desc.Digest.String() != d.String() {
+		return false, nil
+	}
+	if p.dstTag != "" {
+		td, err := remote.Head(p.dst.Tag(p.dstTag), p.ropts...)
+		if err != nil || td.Digest.String() != d.String() {
+			return false, nil
+		}
+	}
+	trust, err := p.trust()
+	if err != nil {
+		return false, err
+	}
+	res := verify.Collect(p.ctx, &attest.RegistryFetcher{Repo: p.dst, Opts: p.ropts}, d, trust, verify.CollectOptions{})
+	if len(res.Signatures) == 0 {
+		return false, nil
+	}
+	s, err := vsa.CheckResult(res, vsa.CheckOptions{VerifierID: p.verifierID})
+	if err != nil {
+		return false, nil
+	}
+	if vsa.Digest(s.Policy.Digest) != digest.Digest(p.decision.Revision) {
+		return false, nil
+	}
+	if p.copyEvidence {
+		// The evidence the decision counted must be there too (a run
+		// without --copy-evidence did not copy it).
+		for ev := range countedEvidence(p.decision) {
+			l, err := remote.Layer(p.dst.Digest(ev.String()), p.ropts...)
+			if err != nil {
+				return false, err
+			}
+			if ok, err := partial.Exists(l); err != nil || !ok {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// countedEvidence is the evidence (signature and attestation layers) the
+// decision's passed checks counted.
+func countedEvidence(d engine.Decision) map[digest.Digest]bool {
+	counted := map[digest.Digest]bool{}
+	for _, c := range d.Checks {
+		if !c.Passed || (c.Name != "signature" && c.Name != "attestation") {
+			continue
+		}
+		for _, e := range c.Evidence {
+			counted[digest.Digest(e)] = true
+		}
+	}
+	return counted
+}
+
+func isNotFound(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
+}
+
+func (p *promoter) trust() (*verify.Trust, error) {
+	kp, err := attest.NewKeypair(p.signer)
+	if err != nil {
+		return nil, err
+	}
+	pem, err := kp.GetPublicKeyPem()
+	if err != nil {
+		return nil, err
+	}
+	return verify.NewTrust(verify.TrustSpec{Keys: []verify.KeySpec{{Name: "promote-key", PEM: []byte(pem)}}})
+}
+
+// write pushes every verified blob, then every manifest by digest
+// (children before the index, evidence after its subject), then the tags.
+func (p *promoter) write() error {
+	for _, desc := range p.blobOrder {
+		l := &fileLayer{path: p.blobs[desc.Digest], desc: desc}
+		if err := remote.WriteLayer(p.dst, l, p.ropts...); err != nil {
+			return fmt.Errorf("writing blob %s to %s: %w", desc.Digest, p.dst, err)
+		}
+		p.r.BlobsCopied = append(p.r.BlobsCopied, desc.Digest)
+	}
+	for _, m := range p.manifests {
+		rm := rawManifest{raw: m.raw, mt: m.mediaType}
+		if err := remote.Put(p.dst.Digest(m.dgst.String()), rm, p.ropts...); err != nil {
+			return fmt.Errorf("writing manifest %s to %s: %w", m.dgst, p.dst, err)
+		}
+		if !m.evidence {
+			p.r.ManifestsCopied = append(p.r.ManifestsCopied, m.dgst)
+		}
+		if m.tag != "" {
+			if err := remote.Tag(p.dst.Tag(m.tag), rm, p.ropts...); err != nil {
+				return fmt.Errorf("tagging %s:%s: %w", p.dst, m.tag, err)
+			}
+		}
+	}
+	return nil
+}
+
+// sign attaches to the destination digest a signature (a cosign v3
+// bundle: DSSE of an in-toto statement of cosign's sign predicate) and a
+// VSA, both signed with the key, as bundle referrers (attest.Push).
+func (p *promoter) sign(sub engine.Subject) error {
+	d := p.decision.Digest
+	stmt, err := json.Marshal(map[string]any{
+		"_type":         intoto.StatementV1,
+		"subject":       []map[string]any{{"name": p.dst.Name(), "digest": vsa.DigestSet(d)}},
+		"predicateType": cosign.SignPredicateType,
+		"predicate":     map[string]any{},
+	})
+	if err != nil {
+		return err
+	}
+	sig, err := attest.Sign(p.ctx, stmt, attest.SignOptions{Signer: p.signer})
+	if err != nil {
+		return err
+	}
+	summary := vsa.Summary{
+		Subject:            d,
+		Verifier:           vsa.Verifier{ID: p.verifierID, Version: map[string]string{vsa.VersionComponent: version}},
+		TimeVerified:       time.Now(),
+		ResourceURI:        "oci://" + p.dst.Name() + "@" + d.String(),
+		Policy:             vsa.ResourceDescriptor{URI: p.policyURI, Digest: vsa.DigestSet(digest.Digest(p.decision.Revision))},
+		InputAttestations:  vsa.Inputs(sub.Repository(), decisionEvidence(p.decision)),
+		VerificationResult: vsa.Passed,
+		VerifiedLevels:     verifiedLevels(p.decision, p.blobs),
+	}
+	vstmt, err := vsa.Statement(summary)
+	if err != nil {
+		return err
+	}
+	vb, err := vsa.Sign(p.ctx, vstmt, p.signer)
+	if err != nil {
+		return err
+	}
+	insecure := p.dst.Scheme() == "http"
+	pushed, err := attest.Push(p.ctx, p.dst.Digest(d.String()).String(), [][]byte{sig, vb},
+		attest.PushOptions{Keychain: authn.DefaultKeychain, Insecure: insecure})
+	if err != nil {
+		return err
+	}
+	for _, x := range pushed {
+		switch x.PredicateType {
+		case cosign.SignPredicateType:
+			p.r.Signature = x.Digest
+		case vsa.PredicateType:
+			p.r.VSA = x.Digest
+		}
+	}
+	return nil
+}
+
+// decisionEvidence is the evidence the decision's passed checks counted,
+// as the verify.Result vsa.Inputs reads.
+func decisionEvidence(d engine.Decision) verify.Result {
+	res := verify.Result{Subject: d.Digest}
+	for _, c := range d.Checks {
+		if !c.Passed {
+			continue
+		}
+		for _, e := range c.Evidence {
+			switch c.Name {
+			case "signature":
+				res.Signatures = append(res.Signatures, verify.Signature{Evidence: digest.Digest(e)})
+			case "attestation":
+				res.Attestations = append(res.Attestations, verify.Attestation{Evidence: digest.Digest(e)})
+			}
+		}
+	}
+	return res
+}
+
+// verifiedLevels names the kinds of checks that ran and passed.
+func verifiedLevels(d engine.Decision, blobs map[digest.Digest]string) []string {
+	levels := []string{vsa.LevelPolicy}
+	add := func(l string) {
+		if !slices.Contains(levels, l) {
+			levels = append(levels, l)
+		}
+	}
+	for _, c := range d.Checks {
+		if !c.Passed {
+			continue
+		}
+		switch c.Name {
+		case "signature":
+			add(vsa.LevelSignatures)
+		case "attestation":
+			add(vsa.LevelAttestations)
+		case "chain":
+			add(vsa.LevelChain)
+		case "mbom":
+			add(vsa.LevelMBOM)
+		case "content":
+			add(vsa.LevelContent)
+		}
+	}
+	return levels
+}
+
+func (p *promoter) print(w io.Writer) {
+	r := p.r
+	switch {
+	case r.Error != "":
+		fmt.Fprintf(w, "FAILED %s -> %s: %s\n", r.Source, r.Destination, r.Error)
+	case !r.Decision.Allowed:
+		fmt.Fprintf(w, "REFUSED %s: nothing written to %s\n", r.Source, r.Destination)
+		for _, s := range r.Decision.Reasons {
+			fmt.Fprintf(w, "  reason: %s\n", s)
+		}
+		return
+	case r.AlreadyPromoted:
+		fmt.Fprintf(w, "ALREADY PROMOTED %s -> %s@%s (signed, VSA of this policy revision): nothing written\n", r.Source, r.Destination, r.Digest)
+		return
+	default:
+		fmt.Fprintf(w, "PROMOTED %s -> %s@%s\n", r.Source, r.Destination, r.Digest)
+	}
+	fmt.Fprintf(w, "  manifests copied: %d\n  blobs copied:     %d\n", len(r.ManifestsCopied), len(r.BlobsCopied))
+	if len(r.EvidenceCopied) > 0 {
+		fmt.Fprintf(w, "  evidence copied:  %d\n", len(r.EvidenceCopied))
+	}
+	if r.Signature != "" {
+		fmt.Fprintf(w, "  signature:        %s\n", r.Signature)
+	}
+	if r.VSA != "" {
+		fmt.Fprintf(w, "  vsa:              %s\n", r.VSA)
+	}
+}
+
+// fileLayer is a verified blob copy on disk, pushed as it is.
+type fileLayer struct {
+	path string
+	desc ocispec.Descriptor
+}
+
+func (l *fileLayer) Digest() (v1.Hash, error)             { return v1.NewHash(l.desc.Digest.String()) }
+func (l *fileLayer) DiffID() (v1.Hash, error)             { return v1.NewHash(l.desc.Digest.String()) }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return os.Open(l.path) }
+func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return os.Open(l.path) }
+func (l *fileLayer) Size() (int64, error)                 { return l.desc.Size, nil }
+func (l *fileLayer) MediaType() (types.MediaType, error) {
+	return types.MediaType(l.desc.MediaType), nil
+}
+
+// rawManifest writes a manifest's exact bytes.
+type rawManifest struct {
+	raw []byte
+	mt  string
+}
+
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.raw, nil }
+func (r rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(r.mt), nil }
