@@ -93,6 +93,7 @@ func cmdPromote(args []string) int {
 	verifierID := fs.String("verifier-id", "", "the VSA's verifier.id (default "+defaultVerifierID+")")
 	policyURI := fs.String("policy-uri", "", "the VSA's policy.uri (default: the policy file's file:// URL)")
 	copyEvidence := fs.Bool("copy-evidence", false, "also copy the source's signatures and attestations the decision counted")
+	timeout := fs.Duration("timeout", 30*time.Minute, "bound of the whole promotion (decision, copy, signing)")
 	plain := fs.Bool("plain-http", false, "talk plain HTTP to the registries (the source only without --config)")
 	out := fs.String("o", "text", "output: text or json")
 	pos, err := parseInterspersed(fs, args)
@@ -148,8 +149,10 @@ func cmdPromote(args []string) int {
 		return policy.ExitOther
 	}
 	defer os.RemoveAll(work)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
 	p := &promoter{
-		ctx: context.Background(), eng: eng, dir: work, signer: signer,
+		ctx: ctx, eng: eng, dir: work, signer: signer,
 		dst: dst.Context(), dstTag: dstTag, verifierID: *verifierID, policyURI: *policyURI, copyEvidence: *copyEvidence,
 		ropts: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)},
 		blobs: map[digest.Digest]string{}, seen: map[digest.Digest]bool{},
@@ -190,7 +193,29 @@ type promoter struct {
 	blobs     map[digest.Digest]string // digest → verified copy on disk
 	blobOrder []ocispec.Descriptor
 	seen      map[digest.Digest]bool // manifests admitted
+	pending   []pendingBlob          // blobs of the manifests admitted, to admit
+	finalTag  *copied                // the destination tag, written last
+	inspected bool                   // some blob was inspected under a content rule
 	r         promoteResult
+}
+
+// pendingBlob is a blob as one manifest lists it.
+type pendingBlob struct {
+	q    *engine.Query
+	desc ocispec.Descriptor
+}
+
+// admitPending admits every blob as every manifest lists it (AdmitBlob for
+// each pair: the grant then holds every class the blob is declared as),
+// copying each once.
+func (p *promoter) admitPending() error {
+	for _, b := range p.pending {
+		if err := p.admitBlob(b.q, b.desc); err != nil {
+			return err
+		}
+	}
+	p.pending = nil
+	return nil
 }
 
 // copied is a manifest to write to the destination: exactly the bytes the
@@ -245,6 +270,15 @@ func (p *promoter) run(upName, repo, tag string) {
 		p.r.ExitCode = p.r.Decision.ExitCode
 		return
 	}
+	if len(d.Waivers) > 0 {
+		// A VSA says PASSED for as long as a node accepts it; an
+		// exception expires. Fix what it waives, then promote.
+		p.r.Decision.Allowed = false
+		p.r.Decision.Reasons = append(slices.Clone(d.Reasons), fmt.Sprintf("allowed only by exception %s (until %s): promote does not sign a PASSED VSA for a waived decision",
+			strings.Join(d.Waivers, ", "), d.WaivedUntil.UTC().Format(time.RFC3339)))
+		p.r.Decision.ExitCode, p.r.ExitCode = policy.ExitUnmet, policy.ExitUnmet
+		return
+	}
 	// 2. Already there, signed and summarised under this policy revision
 	// by this key: nothing to write.
 	if done, err := p.alreadyPromoted(); err != nil {
@@ -257,7 +291,11 @@ func (p *promoter) run(upName, repo, tag string) {
 	// 3. Every manifest and blob through the engine's admission, as a
 	// pull through the proxy: nothing is written before all passed.
 	q, _ := p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Digest: d.Digest})
-	if err := p.admitManifest(q, d.Digest, "", false, 0); err != nil {
+	err = p.admitManifest(q, d.Digest, "", false, 0)
+	if err == nil {
+		err = p.admitPending()
+	}
+	if err != nil {
 		var rf *refusal
 		if errors.As(err, &rf) {
 			p.refuse(rf.v)
@@ -270,7 +308,11 @@ func (p *promoter) run(upName, repo, tag string) {
 		p.manifests[len(p.manifests)-1].tag = p.dstTag
 	}
 	if p.copyEvidence {
-		if err := p.admitEvidence(q, sub); err != nil {
+		err := p.admitEvidence(q, sub)
+		if err == nil {
+			err = p.admitPending()
+		}
+		if err != nil {
 			p.fail(policy.ExitOther, fmt.Errorf("evidence: %w", err))
 			return
 		}
@@ -280,8 +322,12 @@ func (p *promoter) run(upName, repo, tag string) {
 		p.fail(policy.ExitOther, err)
 		return
 	}
-	// 5. Sign the digest and attach the VSA.
+	// 5. Sign the digest and attach the VSA; then the tag.
 	if err := p.sign(sub); err != nil {
+		p.fail(policy.ExitOther, err)
+		return
+	}
+	if err := p.writeTag(); err != nil {
 		p.fail(policy.ExitOther, err)
 	}
 }
@@ -306,6 +352,11 @@ func (p *promoter) admitManifest(q *engine.Query, dgst digest.Digest, tag string
 		}
 		return &refusal{v}
 	}
+	if len(v.Waivers) > 0 {
+		v.Allowed, v.ExitCode = false, policy.ExitUnmet
+		v.Reasons = append(slices.Clone(v.Reasons), "manifest "+dgst.String()+" is allowed only by exception "+strings.Join(v.Waivers, ", ")+": promote does not sign a PASSED VSA for a waived decision")
+		return &refusal{v}
+	}
 	if m.IsIndex() {
 		for _, c := range m.Manifests {
 			if err := p.admitManifest(q.About(c.Digest), c.Digest, "", evidence, depth+1); err != nil {
@@ -313,10 +364,10 @@ func (p *promoter) admitManifest(q *engine.Query, dgst digest.Digest, tag string
 			}
 		}
 	} else {
+		// Admitted once every manifest is: a blob two manifests list is
+		// then inspected as every class they declare it as.
 		for _, b := range m.Blobs() {
-			if err := p.admitBlob(q, b); err != nil {
-				return err
-			}
+			p.pending = append(p.pending, pendingBlob{q: q, desc: b})
 		}
 	}
 	p.seen[dgst] = true
@@ -331,9 +382,6 @@ func (p *promoter) admitManifest(q *engine.Query, dgst digest.Digest, tag string
 // the bytes stream, the last ones held back until both passed). The bytes
 // it lets out go to a file, pushed once every blob was let out.
 func (p *promoter) admitBlob(mq *engine.Query, desc ocispec.Descriptor) error {
-	if _, ok := p.blobs[desc.Digest]; ok {
-		return nil
-	}
 	sub := mq.Subject()
 	q, _ := p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Digest: desc.Digest})
 	grant, v, ok, err := p.eng.AdmitBlob(q)
@@ -345,6 +393,14 @@ func (p *promoter) admitBlob(mq *engine.Query, desc ocispec.Descriptor) error {
 		return fmt.Errorf("blob %s: %w", desc.Digest, err)
 	case !ok:
 		return &refusal{v}
+	}
+	if r := q.Rule(); r != nil && r.Content != nil && !grant.Uninspected && !grant.Evidence {
+		p.inspected = true
+	}
+	if _, ok := p.blobs[desc.Digest]; ok {
+		// Copied already; AdmitBlob above inspected the stored copy as
+		// this manifest declares it too.
+		return nil
 	}
 	path := filepath.Join(p.dir, desc.Digest.Encoded())
 	out, err := os.Create(path)
@@ -445,7 +501,9 @@ func (p *promoter) admitEvidence(q *engine.Query, sub engine.Subject) error {
 			cq = q.About(c.dgst)
 		}
 		m, v, _, err := p.eng.AdmitManifest(cq, c.dgst)
-		if err != nil || !v.Allowed || m.IsIndex() || !slices.ContainsFunc(m.Layers, func(l ocispec.Descriptor) bool { return counted[l.Digest] }) {
+		// Only an artifact every layer of which the decision counted: one
+		// that also holds another signer's layer is not copied.
+		if err != nil || !v.Allowed || m.IsIndex() || len(m.Layers) == 0 || slices.ContainsFunc(m.Layers, func(l ocispec.Descriptor) bool { return !counted[l.Digest] }) {
 			continue
 		}
 		if err := p.admitManifest(cq, c.dgst, c.tag, true, 0); err != nil {
@@ -522,7 +580,9 @@ func (p *promoter) alreadyPromoted() (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	if vsa.Digest(s.Policy.Digest) != digest.Digest(p.decision.Revision) {
+	if vsa.Digest(s.Policy.Digest) != digest.Digest(p.decision.Revision) || s.Verifier.Version[vsa.VersionComponent] != version {
+		// Another policy, or another pullgate (its checks may differ):
+		// promoted again.
 		return false, nil
 	}
 	if p.copyEvidence {
@@ -591,11 +651,36 @@ func (p *promoter) write() error {
 		if !m.evidence {
 			p.r.ManifestsCopied = append(p.r.ManifestsCopied, m.dgst)
 		}
-		if m.tag != "" {
-			if err := remote.Tag(p.dst.Tag(m.tag), rm, p.ropts...); err != nil {
-				return fmt.Errorf("tagging %s:%s: %w", p.dst, m.tag, err)
-			}
+		if m.tag == "" {
+			continue
 		}
+		if !m.evidence {
+			p.finalTag = &m // written last, once signed and summarised
+			continue
+		}
+		// A cosign sha256-<hex>.sig/.att tag already at the destination
+		// (other signatures of the digest) is not replaced.
+		if _, err := remote.Head(p.dst.Tag(m.tag), p.ropts...); err == nil {
+			continue
+		} else if !isNotFound(err) {
+			return fmt.Errorf("destination %s:%s: %w", p.dst, m.tag, err)
+		}
+		if err := remote.Tag(p.dst.Tag(m.tag), rm, p.ropts...); err != nil {
+			return fmt.Errorf("tagging %s:%s: %w", p.dst, m.tag, err)
+		}
+	}
+	return nil
+}
+
+// writeTag moves the destination tag to the promoted digest, last: a tag
+// never names a digest not yet signed and summarised.
+func (p *promoter) writeTag() error {
+	if p.finalTag == nil {
+		return nil
+	}
+	m := p.finalTag
+	if err := remote.Tag(p.dst.Tag(m.tag), rawManifest{raw: m.raw, mt: m.mediaType}, p.ropts...); err != nil {
+		return fmt.Errorf("tagging %s:%s: %w", p.dst, m.tag, err)
 	}
 	return nil
 }
@@ -626,7 +711,7 @@ func (p *promoter) sign(sub engine.Subject) error {
 		Policy:             vsa.ResourceDescriptor{URI: p.policyURI, Digest: vsa.DigestSet(digest.Digest(p.decision.Revision))},
 		InputAttestations:  vsa.Inputs(sub.Repository(), decisionEvidence(p.decision)),
 		VerificationResult: vsa.Passed,
-		VerifiedLevels:     verifiedLevels(p.decision, p.blobs),
+		VerifiedLevels:     verifiedLevels(p.decision, p.inspected),
 	}
 	vstmt, err := vsa.Statement(summary)
 	if err != nil {
@@ -674,7 +759,7 @@ func decisionEvidence(d engine.Decision) verify.Result {
 }
 
 // verifiedLevels names the kinds of checks that ran and passed.
-func verifiedLevels(d engine.Decision, blobs map[digest.Digest]string) []string {
+func verifiedLevels(d engine.Decision, inspected bool) []string {
 	levels := []string{vsa.LevelPolicy}
 	add := func(l string) {
 		if !slices.Contains(levels, l) {
@@ -694,9 +779,11 @@ func verifiedLevels(d engine.Decision, blobs map[digest.Digest]string) []string 
 			add(vsa.LevelChain)
 		case "mbom":
 			add(vsa.LevelMBOM)
-		case "content":
-			add(vsa.LevelContent)
 		}
+	}
+	if inspected {
+		// Every blob was let out through the rule's content inspection.
+		add(vsa.LevelContent)
 	}
 	return levels
 }
