@@ -8,12 +8,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/pullgate/pullgate/test/modelcorpus"
-	"github.com/pullgate/pullgate/test/harness"
 	"github.com/opencontainers/go-digest"
-	"slices"
+	"github.com/pullgate/pullgate/test/harness"
+	"github.com/pullgate/pullgate/test/modelcorpus"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 type rawM struct {
@@ -102,7 +102,7 @@ func TestPromoteCopiesOnlyCountedEvidence(t *testing.T) {
 	}
 }
 
-func digestOf(b []byte) string { return digest.FromBytes(b).String() }
+func digestOf(b []byte) string                   { return digest.FromBytes(b).String() }
 func harnessImageOptions2() harness.ImageOptions { return harness.ImageOptions{Layers: 1} }
 
 // TestPromoteRefusesAWaivedDecision: an unsigned image let through only by an
