@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/cache/verdict"
 	"github.com/pullgate/pullgate/policy"
@@ -50,6 +51,7 @@ type Server struct {
 	auditFailing atomic.Bool
 
 	auth    *clientauth.Authenticator
+	vsa     *vsaSigner // nil without a vsa: section (vsa.go)
 	h       http.Handler
 	closers []func() error
 }
@@ -60,6 +62,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// OnAudit sees every audit event (the admin page's recent decisions).
 	OnAudit func(audit.Event)
+	// Version is pullgate's version, written in the VSAs it signs.
+	Version string
 }
 
 // Open builds a proxy from a loaded configuration: it opens the content
@@ -110,6 +114,15 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	}
 	s.eng = eng
 	s.closers = append(s.closers, eng.Close)
+
+	if cfg.VSA != nil {
+		v, err := newVSASigner(cfg, records.New(st), o.Version, reg, log)
+		if err != nil {
+			return nil, err
+		}
+		s.vsa = v
+		s.closers = append(s.closers, v.Close)
+	}
 
 	if cfg.Auth != nil {
 		a, err := clientauth.New(cfg.Auth, cfg.Resolve, log, clientauth.Options{
