@@ -92,7 +92,6 @@ func (s *Server) admitManifest(q *request, dgst digest.Digest) ([]byte, *engine.
 		s.deny(q, v, q.rt.Reference)
 		return nil, nil, false
 	}
-	s.offerVSA(q, dgst, m, v, cached)
 	return m.Raw, m, true
 }
 

@@ -108,21 +108,21 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	}
 	s.metrics.storeIndex(reg, st)
 
-	eng, err := engine.New(ctx, cfg, st, log, engine.Options{Registerer: reg, OnUpstreamRequest: s.metrics.upstreamRequest, Disk: testDisk})
-	if err != nil {
-		return nil, err
-	}
-	s.eng = eng
-	s.closers = append(s.closers, eng.Close)
-
+	eopts := engine.Options{Registerer: reg, OnUpstreamRequest: s.metrics.upstreamRequest, Disk: testDisk}
 	if cfg.VSA != nil {
 		v, err := newVSASigner(cfg, records.New(st), o.Version, reg, log)
 		if err != nil {
 			return nil, err
 		}
-		s.vsa = v
+		s.vsa, eopts.OnAllowed = v, v.onAllowed
 		s.closers = append(s.closers, v.Close)
 	}
+	eng, err := engine.New(ctx, cfg, st, log, eopts)
+	if err != nil {
+		return nil, err
+	}
+	s.eng = eng
+	s.closers = append(s.closers, eng.Close)
 
 	if cfg.Auth != nil {
 		a, err := clientauth.New(cfg.Auth, cfg.Resolve, log, clientauth.Options{

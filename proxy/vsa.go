@@ -29,8 +29,9 @@ import (
 )
 
 // VSAs from the proxy (docs/vsa.md, "VSAs from the proxy"): with a vsa:
-// section, every allowed manifest decision (not would-deny, not waived, not
-// evidence) is offered to a bounded signer that signs one VSA per (policy
+// section, every cold allowed manifest decision of a rule that verifies
+// (engine.Options.OnAllowed: not would-deny, not waived, not evidence; a
+// warm decision from the verdict cache never reaches it) is offered to a bounded signer that signs one VSA per (policy
 // revision, repository, digest), off the request's goroutine, and records
 // it (cache/records, families vsa and vsaobj). The referrers answer of an
 // allowed digest lists the VSA of the revision in force; its manifest,
@@ -271,20 +272,21 @@ func signsVSA(v engine.Verdict) bool {
 	return v.Allowed && !v.WouldDeny && len(v.Waivers) == 0 && !v.Evidence
 }
 
-// offerVSA hands an allowed manifest decision to the VSA signer (when one
-// is configured). cached decisions were offered when they were made.
-func (s *Server) offerVSA(q *request, dgst digest.Digest, m *engine.Manifest, v engine.Verdict, cached bool) {
-	if s.vsa == nil || cached || !signsVSA(v) {
+// onAllowed is the engine's OnAllowed hook: it offers a cold allowed
+// manifest decision that signsVSA to the signer.
+func (v *vsaSigner) onAllowed(q *engine.Query, dgst digest.Digest, m *engine.Manifest, vd engine.Verdict) {
+	if !signsVSA(vd) {
 		return
 	}
 	h, err := v1.NewHash(dgst.String())
 	if err != nil {
 		return
 	}
-	s.vsa.offer(vsaJob{
-		rev: v.Revision, upstream: q.rt.Upstream, repo: q.rt.Repo, repository: q.q.Subject().Repository(),
+	sub := q.Subject()
+	v.offer(vsaJob{
+		rev: vd.Revision, upstream: sub.Upstream, repo: sub.Repo, repository: sub.Repository(),
 		subject: v1.Descriptor{MediaType: types.MediaType(m.MediaType), Digest: h, Size: int64(len(m.Raw))},
-		verdict: v, at: time.Now(),
+		verdict: vd, at: time.Now(),
 	})
 }
 
