@@ -340,3 +340,24 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestProxyVSAKeyRefused: a VSA key that does not load (not a key, an
+// encrypted key without its password) stops the start, naming vsa.key.
+func TestProxyVSAKeyRefused(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte("rules: []\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "vsa.key"), []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "pullgate.yaml"), []byte("storage: {path: ./data}\nupstreams: [{name: up.local, url: http://127.0.0.1:1}]\npolicy: ./policy.yaml\naudit: {path: ./audit.jsonl}\nvsa: {key: ./vsa.key, verifierId: "+verifierID+"}\n"), 0o600)
+	cfg, err := config.Load(filepath.Join(dir, "pullgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.Open(context.Background(), cfg, nil)
+	if err == nil {
+		srv.Close()
+		t.Fatal("proxy opened with a VSA key that is not a key")
+	}
+	if !strings.Contains(err.Error(), "vsa.key") {
+		t.Fatalf("error does not name vsa.key: %v", err)
+	}
+}
