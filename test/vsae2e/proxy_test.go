@@ -52,6 +52,15 @@ rules:
     match: ["%UP%/app/**"]
     require:
       signatures: [release]
+exceptions:
+  - name: vendor
+    match:
+      repositories: ["%UP%/app/waived"]
+    waive:
+      - "regexp:rule signed-apps: no signature by key release on sha256:[0-9a-f]{64}"
+    expires: 2030-01-01T00:00:00Z
+    reason: test of a waived decision
+    approvedBy: security@example.com
 `
 
 func startGateway(t *testing.T, dir string, u *harness.Upstream) *gateway {
@@ -217,7 +226,8 @@ func writeVSAKey(t *testing.T, dir string) {
 // through pullgate makes it sign a VSA, once per (digest, policy revision),
 // which its referrers answer offers: cosign v3 and v2 verify-attestation
 // and `pullgate vsa check` pointed at pullgate pass with the VSA key. The
-// VSA names the revision in force. A denied image gets none. A policy
+// VSA names the revision in force. A denied image gets none, nor does one
+// allowed only by an exception. A policy
 // change makes the next allowed pull sign a new VSA, and the old one is no
 // longer offered nor served. A restart signs nothing again.
 func TestProxyVSA(t *testing.T) {
@@ -285,15 +295,23 @@ func TestProxyVSA(t *testing.T) {
 	other := e.u.PushImage(t, "app/other", "1.0", harness.ImageOptions{})
 	e.cosign("cosign3", "sign", "--key", "cosign.key", "--tlog-upload=false", "--use-signing-config=false",
 		"--allow-http-registry=true", "--allow-insecure-registry=true", "-y", e.u.Ref(other.Repo+"@"+other.Digest))
+	// A decision allowed only by an exception did not pass: no VSA.
+	waived := e.u.PushImage(t, "app/waived", "1.0", harness.ImageOptions{})
+	if st := g.pull(waived.Repo, waived.Digest); st != http.StatusOK {
+		t.Fatalf("waived image: status %d", st)
+	}
 	g.pull(other.Repo, other.Digest)
 	g.waitVSA(other.Repo, other.Digest, "") // the signer is FIFO: every earlier offer is done
 	if n := g.signed(); n != 2 {
 		t.Fatalf("pullgate_vsa_signed_total %v, want 2 (good and other, once each)", n)
 	}
+	if st, ds := g.vsaReferrers(waived.Repo, waived.Digest); st != http.StatusOK || len(ds) != 0 {
+		t.Fatalf("waived image: referrers %d %v, want no VSA", st, ds)
+	}
 
 	// A new policy revision: the old VSA is no longer offered nor served;
 	// the next allowed pull signs a new one, naming the new revision.
-	os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(policy+"  - name: extra\n    match: [\"nowhere/**\"]\n    action: deny\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(strings.Replace(policy, "rules:\n", "rules:\n  - name: extra\n    match: [\"nowhere/**\"]\n    action: deny\n", 1)), 0o600)
 	if err := g.srv.ReloadPolicy(); err != nil {
 		t.Fatal(err)
 	}
