@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
@@ -108,6 +109,9 @@ func (s *Server) serveReferrers(q *request) {
 		return
 	}
 	descs = s.eng.Servable(q.q, descs)
+	if d, ok := s.vsaReferrer(q, q.rt.Digest, at); ok && !slices.ContainsFunc(descs, func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
+		descs = append(descs, d)
+	}
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
 	idx.SchemaVersion = 2
 	if at != "" {

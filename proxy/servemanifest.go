@@ -78,7 +78,13 @@ func (s *Server) serveManifest(q *request) {
 func (s *Server) admitManifest(q *request, dgst digest.Digest) ([]byte, *engine.Manifest, bool) {
 	m, v, cached, err := s.eng.AdmitManifest(q.q, dgst)
 	if err != nil {
-		s.upstreamError(q, err, ocierr.ManifestUnknown)
+		// A VSA this proxy signed is no upstream's manifest (vsa.go).
+		if !s.serveVSAObject(q, true) {
+			s.upstreamError(q, err, ocierr.ManifestUnknown)
+		}
+		return nil, nil, false
+	}
+	if !v.Allowed && s.serveVSAObject(q, true) {
 		return nil, nil, false
 	}
 	s.record(q, "manifest", q.rt.Reference, dgst, v, cached)

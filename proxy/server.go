@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/cache/store"
 	"github.com/pullgate/pullgate/cache/verdict"
 	"github.com/pullgate/pullgate/policy"
@@ -50,6 +51,7 @@ type Server struct {
 	auditFailing atomic.Bool
 
 	auth    *clientauth.Authenticator
+	vsa     *vsaSigner // nil without a vsa: section (vsa.go)
 	h       http.Handler
 	closers []func() error
 }
@@ -60,6 +62,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// OnAudit sees every audit event (the admin page's recent decisions).
 	OnAudit func(audit.Event)
+	// Version is pullgate's version, written in the VSAs it signs.
+	Version string
 }
 
 // Open builds a proxy from a loaded configuration: it opens the content
@@ -104,7 +108,16 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	}
 	s.metrics.storeIndex(reg, st)
 
-	eng, err := engine.New(ctx, cfg, st, log, engine.Options{Registerer: reg, OnUpstreamRequest: s.metrics.upstreamRequest, Disk: testDisk})
+	eopts := engine.Options{Registerer: reg, OnUpstreamRequest: s.metrics.upstreamRequest, Disk: testDisk}
+	if cfg.VSA != nil {
+		v, err := newVSASigner(cfg, records.New(st), o.Version, reg, log)
+		if err != nil {
+			return nil, err
+		}
+		s.vsa, eopts.OnAllowed = v, v.onAllowed
+		s.closers = append(s.closers, v.Close)
+	}
+	eng, err := engine.New(ctx, cfg, st, log, eopts)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,10 @@
 //	                                                                                                                                               blob, and the blob's own requests
 //	inspected  inspected/<rev>/<rule>/<d>/<scope>/<class...>         "ok"                                content inspection that passed            a stored blob served without inspecting
 //	                                                                                                                                               it again
+//	vsa        vsa/<rev>/<upstream>/<repo>/<d>                       JSON VSA {manifest,size,signedAt}   the proxy's VSA signer, once per allowed  a referrers listing of d in the repository
+//	                                                                                                     (revision, repository, digest)            (only the revision in force's)
+//	vsaobj     vsaobj/<upstream>/<repo>/<d>                          JSON VSAObject {mediaType,revision,  the VSA signer: its manifest, bundle      a request by digest for one of them in the
+//	                                                                 subject,content}                    and empty config, before the vsa record   repository (served only under <revision>)
 //
 // <d> is a digest with its algorithm: a sha256 digest is spelled as its
 // hex (the layout of every release so far, kept so that stores written
@@ -99,6 +103,14 @@ func linkKey(upstream, repo string, kind LinkKind, target, manifest digest.Diges
 
 func allowKey(rev, upstream, repo string, d digest.Digest) string {
 	return store.MetaKey("verdicts", revision(rev), upstream, repo, segment(d))
+}
+
+func vsaKey(rev, upstream, repo string, d digest.Digest) string {
+	return store.MetaKey("vsa", revision(rev), upstream, repo, segment(d))
+}
+
+func vsaObjectKey(upstream, repo string, d digest.Digest) string {
+	return store.MetaKey("vsaobj", upstream, repo, segment(d))
 }
 
 func findingsKey(rev, rule, d string) string {
@@ -361,4 +373,61 @@ func (r *Records) get(ctx context.Context, key string, v any) error {
 		return fmt.Errorf("records: %s: %w", key, err)
 	}
 	return nil
+}
+
+// VSA is the verification summary the proxy signed for a digest in a
+// repository under a policy revision: its referrer manifest.
+type VSA struct {
+	Manifest digest.Digest `json:"manifest"`
+	Size     int64         `json:"size"`
+	SignedAt time.Time     `json:"signedAt"`
+}
+
+// VSAObject is one of the objects of a VSA the proxy signed (the referrer
+// manifest, the bundle, the empty config), served by digest in the
+// repository only while Revision is in force. Content is small (a bundle
+// is at most a few KiB): it is kept here, beside the fact, rather than in
+// the content store, whose size limit evicts cached content.
+type VSAObject struct {
+	MediaType string        `json:"mediaType"`
+	Revision  string        `json:"revision"`
+	Subject   digest.Digest `json:"subject"`
+	Content   []byte        `json:"content"`
+}
+
+// PutVSA records the VSA signed for d in a repository under rev. Write its
+// objects (PutVSAObject) first: this record is what offers them.
+func (r *Records) PutVSA(ctx context.Context, rev, upstream, repo string, d digest.Digest, v VSA) error {
+	return r.put(ctx, vsaKey(rev, upstream, repo, d), v)
+}
+
+// VSA reads the VSA recorded for d in a repository under rev (ErrNotFound
+// when none was signed; an error for a record naming no valid digest).
+func (r *Records) VSA(ctx context.Context, rev, upstream, repo string, d digest.Digest) (VSA, error) {
+	var v VSA
+	if err := r.get(ctx, vsaKey(rev, upstream, repo, d), &v); err != nil {
+		return VSA{}, err
+	}
+	if err := v.Manifest.Validate(); err != nil {
+		return VSA{}, fmt.Errorf("records: vsa of %s/%s@%s: %w", upstream, repo, d, err)
+	}
+	return v, nil
+}
+
+// PutVSAObject records an object of a VSA, d its digest.
+func (r *Records) PutVSAObject(ctx context.Context, upstream, repo string, d digest.Digest, o VSAObject) error {
+	return r.put(ctx, vsaObjectKey(upstream, repo, d), o)
+}
+
+// VSAObject reads the VSA object d of a repository: ErrNotFound when there
+// is none, an error when the record's content does not hash to d.
+func (r *Records) VSAObject(ctx context.Context, upstream, repo string, d digest.Digest) (VSAObject, error) {
+	var o VSAObject
+	if err := r.get(ctx, vsaObjectKey(upstream, repo, d), &o); err != nil {
+		return VSAObject{}, err
+	}
+	if d.Validate() != nil || d.Algorithm().FromBytes(o.Content) != d {
+		return VSAObject{}, fmt.Errorf("records: vsa object %s/%s@%s: content does not match its digest", upstream, repo, d)
+	}
+	return o, nil
 }

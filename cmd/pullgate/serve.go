@@ -83,7 +83,7 @@ func cmdServe(args []string) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ring := audit.NewRing(2000)
-	srv, err := proxy.Open(ctx, cfg, log, proxy.Options{Registerer: reg, OnAudit: func(e audit.Event) { ring.Add(e) }})
+	srv, err := proxy.Open(ctx, cfg, log, proxy.Options{Registerer: reg, OnAudit: func(e audit.Event) { ring.Add(e) }, Version: version})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pullgate: %v\n", err)
 		return 2

@@ -41,6 +41,8 @@ type Config struct {
 	Auth *Auth `yaml:"auth,omitempty"`
 	// Signals are external signal providers (see signals.go).
 	Signals []Signal `yaml:"signals,omitempty"`
+	// VSA signs verification summaries of allowed artifacts (see vsa.go).
+	VSA *VSA `yaml:"vsa,omitempty"`
 
 	// dir is the directory of the config file; relative paths resolve to it.
 	dir string
@@ -263,6 +265,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.Auth.validate(c)...)
 	}
 	errs = append(errs, c.validateSignals()...)
+	if c.VSA != nil {
+		errs = append(errs, c.VSA.validate()...)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -41,7 +41,9 @@ type Engine struct {
 	log     *slog.Logger
 	store   *store.Store
 	records *records.Records // the facts kept in the store (cache/records)
-	fetches *inflight.Group
+	// onAllowed sees cold allowed manifest decisions (Options.OnAllowed).
+	onAllowed func(q *Query, dgst digest.Digest, m *Manifest, v Verdict)
+	fetches   *inflight.Group
 	// deciding coalesces concurrent decisions of one verdict key.
 	deciding singleflight.Group
 	// signalGen counts signal providers' version changes: a decision
@@ -92,6 +94,11 @@ type Options struct {
 	// Now is the clock decisions are made at (nil: time.Now): exception
 	// expiry, and the expiry of cached decisions and grants.
 	Now func() time.Time
+	// OnAllowed, when set, sees every allowed manifest decision the
+	// engine makes (cold: not one served from the verdict cache, nor one
+	// a rule makes without the artifact, nor one about evidence): the
+	// proxy's VSA signer. It must not block.
+	OnAllowed func(q *Query, dgst digest.Digest, m *Manifest, v Verdict)
 }
 
 // New builds an engine over an open content store: it prepares the spool,
@@ -106,7 +113,7 @@ func New(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Log
 		reg = prometheus.NewRegistry()
 	}
 	s := &Engine{
-		cfg: cfg, log: log, store: st, records: records.New(st), upstreams: map[string]*upstream.Client{},
+		cfg: cfg, log: log, store: st, records: records.New(st), onAllowed: o.OnAllowed, upstreams: map[string]*upstream.Client{},
 		metrics: newMetrics(reg),
 		memory:  newMemory(cfg.Cache.Size),
 	}

@@ -3,6 +3,8 @@ package attest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,40 +121,21 @@ func Push(ctx context.Context, imageRef string, bundles [][]byte, opts PushOptio
 	if created.IsZero() {
 		created = time.Now()
 	}
-	empty := static.NewLayer([]byte("{}"), EmptyConfigMediaType)
+	empty := static.NewLayer(EmptyConfig, EmptyConfigMediaType)
 	if err := remote.WriteLayer(repo, empty, ropts...); err != nil {
 		return nil, fmt.Errorf("push: writing empty config: %w", err)
 	}
-	cfgDigest, _ := empty.Digest()
 	out := make([]Pushed, 0, len(items))
 	for i, it := range items {
 		layer := static.NewLayer(it.raw, BundleMediaType)
 		if err := remote.WriteLayer(repo, layer, ropts...); err != nil {
 			return out, fmt.Errorf("push: bundle %d: writing layer: %w", i+1, err)
 		}
-		ld, _ := layer.Digest()
-		m := referrerManifest{
-			Manifest: v1.Manifest{
-				SchemaVersion: 2,
-				MediaType:     types.OCIManifestSchema1,
-				Config: v1.Descriptor{
-					MediaType: EmptyConfigMediaType, ArtifactType: BundleMediaType,
-					Digest: cfgDigest, Size: 2,
-				},
-				Layers:  []v1.Descriptor{{MediaType: BundleMediaType, Digest: ld, Size: int64(len(it.raw))}},
-				Subject: &v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size},
-				Annotations: map[string]string{
-					AnnotationCreated:       created.UTC().Format(time.RFC3339),
-					AnnotationBundleContent: "dsse-envelope",
-					AnnotationPredicateType: it.pt,
-				},
-			},
-			ArtifactType: BundleMediaType,
-		}
-		raw, err := m.RawManifest()
+		raw, err := BundleManifest(v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}, it.raw, it.pt, created)
 		if err != nil {
 			return out, err
 		}
+		m := rawManifest(raw)
 		h, _, err := v1.SHA256(bytes.NewReader(raw))
 		if err != nil {
 			return out, err
@@ -199,6 +182,59 @@ func inspectBundle(raw []byte, subject string) (predicateType, statement string,
 	}
 	return ps.PredicateType, ps.Digest, nil
 }
+
+// BundleManifest is the referrer manifest Push writes for one bundle about
+// subject: artifactType and the one layer's media type
+// application/vnd.dev.sigstore.bundle.v0.3+json, the empty config
+// (EmptyConfig, artifactType the bundle type, as cosign v3), subject the
+// artifact's descriptor, and cosign v3's annotations (bundle content
+// dsse-envelope, the predicate type, created at created in UTC). Its blobs
+// are the bundle and EmptyConfig.
+func BundleManifest(subject v1.Descriptor, bundle []byte, predicateType string, created time.Time) ([]byte, error) {
+	cfg, err := v1.NewHash(digestOf(EmptyConfig))
+	if err != nil {
+		return nil, err
+	}
+	ld, err := v1.NewHash(digestOf(bundle))
+	if err != nil {
+		return nil, err
+	}
+	m := referrerManifest{
+		Manifest: v1.Manifest{
+			SchemaVersion: 2,
+			MediaType:     types.OCIManifestSchema1,
+			Config: v1.Descriptor{
+				MediaType: EmptyConfigMediaType, ArtifactType: BundleMediaType,
+				Digest: cfg, Size: int64(len(EmptyConfig)),
+			},
+			Layers:  []v1.Descriptor{{MediaType: BundleMediaType, Digest: ld, Size: int64(len(bundle))}},
+			Subject: &v1.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size},
+			Annotations: map[string]string{
+				AnnotationCreated:       created.UTC().Format(time.RFC3339),
+				AnnotationBundleContent: "dsse-envelope",
+				AnnotationPredicateType: predicateType,
+			},
+		},
+		ArtifactType: BundleMediaType,
+	}
+	return m.RawManifest()
+}
+
+// EmptyConfig is the OCI empty descriptor's content, the config of a
+// bundle referrer.
+var EmptyConfig = []byte("{}")
+
+func digestOf(b []byte) string {
+	h := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// rawManifest is a manifest's bytes as remote.Put writes them.
+type rawManifest []byte
+
+func (r rawManifest) RawManifest() ([]byte, error) { return r, nil }
+
+func (r rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 
 // referrerManifest is an OCI image manifest with the OCI 1.1 artifactType
 // field, which go-containerregistry's v1.Manifest lacks (as in cosign).

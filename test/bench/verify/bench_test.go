@@ -2,7 +2,9 @@ package verifybench
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -91,6 +93,18 @@ func newWarmProxy(b *testing.B) *warmProxy {
 		b.Fatal(err)
 	}
 	cfgYAML := "listen: 127.0.0.1:0\nstorage: {path: ./data}\nupstreams: [{name: upstream.local, url: " + up.URL + "}]\npolicy: ./policy.yaml\naudit: {path: ./audit.jsonl}\nlog: {level: error}\n"
+	if os.Getenv("PULLGATE_BENCH_VSA") != "" {
+		// The same, with the proxy signing VSAs (docs/vsa.md): the warm
+		// path must not change.
+		der, err := x509.MarshalPKCS8PrivateKey(newSigner(b).priv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "vsa.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		cfgYAML += "vsa: {key: ./vsa.key, verifierId: https://bench.example/pullgate}\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "pullgate.yaml"), []byte(cfgYAML), 0o600); err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,342 @@
+package proxy
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pullgate/pullgate/cache/records"
+	"github.com/pullgate/pullgate/cache/verdict"
+	"github.com/pullgate/pullgate/proxy/config"
+	"github.com/pullgate/pullgate/proxy/engine"
+	"github.com/pullgate/pullgate/verify/attest"
+	"github.com/pullgate/pullgate/verify/vsa"
+)
+
+// VSAs from the proxy (docs/vsa.md, "VSAs from the proxy"): with a vsa:
+// section, every cold allowed manifest decision of a rule that verifies
+// (engine.Options.OnAllowed: not would-deny, not waived, not evidence; a
+// warm decision from the verdict cache never reaches it) is offered to a bounded signer that signs one VSA per (policy
+// revision, repository, digest), off the request's goroutine, and records
+// it (cache/records, families vsa and vsaobj). The referrers answer of an
+// allowed digest lists the VSA of the revision in force; its manifest,
+// bundle and empty config are served by digest from those records.
+//
+// These are pullgate's own artifacts: written by this code, signed with the
+// VSA key, and served only from the records it wrote, only in the
+// repository and under the revision they were signed for. Nothing an
+// upstream sends is ever recorded or served as one (a digest names its
+// bytes: an upstream manifest with a VSA's digest is those bytes).
+
+// vsaQueue bounds the decisions waiting to be signed; one more is dropped
+// (and signed at its next cold decision).
+const vsaQueue = 256
+
+// vsaDone bounds the (revision, repository, digest) triples remembered as
+// signed, so that a warm allow never reaches the records.
+const vsaDone = 1 << 16
+
+type vsaJob struct {
+	key        string
+	rev        string
+	upstream   string
+	repo       string
+	repository string // as policy names it (registry host and repository)
+	subject    v1.Descriptor
+	verdict    engine.Verdict
+	at         time.Time
+}
+
+type vsaSigner struct {
+	rec       *records.Records
+	signer    crypto.Signer
+	verifier  string
+	version   string
+	policyURI string
+	log       *slog.Logger
+	signed    prometheus.Counter
+	failed    prometheus.Counter
+
+	jobs chan vsaJob
+	mu   sync.Mutex
+	busy map[string]bool          // queued or being signed
+	done *verdict.Cache[struct{}] // signed, or found recorded
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// newVSASigner loads the VSA key (a start with a key that does not load
+// fails) and starts the signer's worker.
+func newVSASigner(cfg *config.Config, rec *records.Records, version string, reg prometheus.Registerer, log *slog.Logger) (*vsaSigner, error) {
+	pw, err := cfg.VSAKeyPassword()
+	if err != nil {
+		return nil, err
+	}
+	key, err := vsa.LoadSigner(cfg.Resolve(cfg.VSA.Key), pw)
+	if err != nil {
+		return nil, fmt.Errorf("vsa.key: %w", err)
+	}
+	puri := cfg.VSA.PolicyURI
+	if puri == "" {
+		p, _ := filepath.Abs(cfg.Resolve(cfg.Policy))
+		puri = (&url.URL{Scheme: "file", Path: filepath.ToSlash(p)}).String()
+	}
+	if version == "" {
+		version = "dev"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	v := &vsaSigner{
+		rec: rec, signer: key, verifier: cfg.VSA.VerifierID, version: version, policyURI: puri, log: log,
+		signed: prometheus.NewCounter(prometheus.CounterOpts{Name: "pullgate_vsa_signed_total",
+			Help: "VSAs the proxy signed (one per allowed policy revision, repository and digest)."}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "pullgate_vsa_failed_total",
+			Help: "VSAs the proxy could not sign or record, or dropped because the signer's queue was full (signed at the digest's next cold decision)."}),
+		jobs: make(chan vsaJob, vsaQueue),
+		busy: map[string]bool{},
+		done: verdict.New[struct{}](vsaDone),
+		stop: cancel,
+	}
+	_ = reg.Register(v.signed)
+	_ = reg.Register(v.failed)
+	v.wg.Add(1)
+	go v.run(ctx)
+	return v, nil
+}
+
+func (v *vsaSigner) Close() error {
+	v.stop()
+	v.wg.Wait()
+	return nil
+}
+
+// offer hands an allowed decision to the signer, without waiting: a
+// triple signed (or queued) already costs one map look-up.
+func (v *vsaSigner) offer(j vsaJob) {
+	j.key = j.rev + "|" + j.upstream + "|" + j.repo + "|" + j.subject.Digest.String()
+	if _, ok := v.done.Get(j.key); ok {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.busy[j.key] {
+		return
+	}
+	select {
+	case v.jobs <- j:
+		v.busy[j.key] = true
+	default:
+		v.failed.Inc()
+	}
+}
+
+func (v *vsaSigner) run(ctx context.Context) {
+	defer v.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-v.jobs:
+			err := v.sign(ctx, j)
+			v.mu.Lock()
+			delete(v.busy, j.key)
+			v.mu.Unlock()
+			if err != nil {
+				v.failed.Inc()
+				v.log.Warn("vsa: not signed", "repository", j.repository, "digest", j.subject.Digest.String(), "err", err)
+				continue
+			}
+			v.done.Add(j.key, struct{}{}, 24*time.Hour)
+		}
+	}
+}
+
+// sign signs and records the VSA of one job, unless one is recorded
+// already (by this process before a restart, or another replica).
+func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	subject := digest.Digest(j.subject.Digest.String())
+	if _, err := v.rec.VSA(ctx, j.rev, j.upstream, j.repo, subject); err == nil {
+		return nil
+	} else if !errors.Is(err, records.ErrNotFound) {
+		return err
+	}
+	uri := "oci://" + j.repository + "@" + subject.String()
+	sum := vsa.Summary{
+		Subject:            subject,
+		Verifier:           vsa.Verifier{ID: v.verifier, Version: map[string]string{vsa.VersionComponent: v.version}},
+		TimeVerified:       j.at,
+		ResourceURI:        uri,
+		Policy:             vsa.ResourceDescriptor{URI: v.policyURI, Digest: vsa.DigestSet(digest.Digest(j.rev))},
+		InputAttestations:  vsaInputs(j.repository, j.verdict),
+		VerificationResult: vsa.Passed,
+		VerifiedLevels:     vsaLevels(j.verdict),
+	}
+	stmt, err := vsa.Statement(sum)
+	if err != nil {
+		return err
+	}
+	bundle, err := vsa.Sign(ctx, stmt, v.signer)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	man, err := attest.BundleManifest(j.subject, bundle, vsa.PredicateType, now)
+	if err != nil {
+		return err
+	}
+	md := digest.FromBytes(man)
+	for _, o := range []records.VSAObject{
+		{MediaType: attest.EmptyConfigMediaType, Content: attest.EmptyConfig},
+		{MediaType: attest.BundleMediaType, Content: bundle},
+		{MediaType: ocispec.MediaTypeImageManifest, Content: man},
+	} {
+		o.Revision, o.Subject = j.rev, subject
+		if err := v.rec.PutVSAObject(ctx, j.upstream, j.repo, digest.FromBytes(o.Content), o); err != nil {
+			return err
+		}
+	}
+	if err := v.rec.PutVSA(ctx, j.rev, j.upstream, j.repo, subject, records.VSA{Manifest: md, Size: int64(len(man)), SignedAt: now}); err != nil {
+		return err
+	}
+	v.signed.Inc()
+	v.log.Info("vsa: signed", "repository", j.repository, "digest", subject.String(), "revision", j.rev, "vsa", md.String())
+	return nil
+}
+
+// vsaInputs are the signatures and attestations the decision counted (the
+// evidence digests its passed signature and attestation checks name).
+func vsaInputs(repository string, v engine.Verdict) []vsa.ResourceDescriptor {
+	var out []vsa.ResourceDescriptor
+	seen := map[digest.Digest]bool{}
+	for _, c := range v.Checks {
+		if !c.Passed || c.Name != "signature" && c.Name != "attestation" {
+			continue
+		}
+		for _, e := range c.Evidence {
+			d := digest.Digest(e)
+			if d.Validate() != nil || seen[d] {
+				continue
+			}
+			seen[d] = true
+			out = append(out, vsa.ResourceDescriptor{URI: "oci://" + repository + "@" + d.String(), Digest: vsa.DigestSet(d)})
+		}
+	}
+	return out
+}
+
+// vsaLevels are the verifiedLevels of an allowed decision: PULLGATE_POLICY
+// and one value per kind of check that passed.
+func vsaLevels(v engine.Verdict) []string {
+	levels := []string{vsa.LevelPolicy}
+	add := func(l string) {
+		if !slices.Contains(levels, l) {
+			levels = append(levels, l)
+		}
+	}
+	for _, c := range v.Checks {
+		if !c.Passed {
+			continue
+		}
+		switch c.Name {
+		case "signature":
+			add(vsa.LevelSignatures)
+		case "attestation":
+			add(vsa.LevelAttestations)
+		case "content":
+			add(vsa.LevelContent)
+		}
+	}
+	return levels
+}
+
+// signsVSA reports whether an allowed manifest decision is one a VSA is
+// signed for: allowed (not only in audit mode), not waived by an exception
+// (a waived denial did not pass), not about a signature or attestation.
+func signsVSA(v engine.Verdict) bool {
+	return v.Allowed && !v.WouldDeny && len(v.Waivers) == 0 && !v.Evidence
+}
+
+// onAllowed is the engine's OnAllowed hook: it offers a cold allowed
+// manifest decision that signsVSA to the signer.
+func (v *vsaSigner) onAllowed(q *engine.Query, dgst digest.Digest, m *engine.Manifest, vd engine.Verdict) {
+	if !signsVSA(vd) {
+		return
+	}
+	h, err := v1.NewHash(dgst.String())
+	if err != nil {
+		return
+	}
+	sub := q.Subject()
+	v.offer(vsaJob{
+		rev: vd.Revision, upstream: sub.Upstream, repo: sub.Repo, repository: sub.Repository(),
+		subject: v1.Descriptor{MediaType: types.MediaType(m.MediaType), Digest: h, Size: int64(len(m.Raw))},
+		verdict: vd, at: time.Now(),
+	})
+}
+
+// vsaReferrer is the descriptor of the VSA signed for dgst in q's
+// repository under the revision in force, when there is one and the
+// artifactType filter (if any) admits it.
+func (s *Server) vsaReferrer(q *request, dgst digest.Digest, artifactType string) (ocispec.Descriptor, bool) {
+	if s.vsa == nil || artifactType != "" && artifactType != attest.BundleMediaType {
+		return ocispec.Descriptor{}, false
+	}
+	r, err := s.vsa.rec.VSA(q.ctx(), q.q.Policy().Revision(), q.rt.Upstream, q.rt.Repo, dgst)
+	if err != nil {
+		if !errors.Is(err, records.ErrNotFound) {
+			s.log.Warn("vsa: record unreadable", "repository", q.q.Subject().Repository(), "digest", dgst, "err", err)
+		}
+		return ocispec.Descriptor{}, false
+	}
+	return ocispec.Descriptor{
+		MediaType: ocispec.MediaTypeImageManifest, ArtifactType: attest.BundleMediaType,
+		Digest: r.Manifest, Size: r.Size,
+		Annotations: map[string]string{
+			attest.AnnotationBundleContent: "dsse-envelope",
+			attest.AnnotationPredicateType: vsa.PredicateType,
+			attest.AnnotationCreated:       r.SignedAt.UTC().Format(time.RFC3339),
+		},
+	}, true
+}
+
+// serveVSAObject answers a request by digest for an object of a VSA this
+// proxy signed in q's repository under the revision in force (a manifest
+// request only for its manifest, a blob request only for its blobs), and
+// reports whether it did. It is asked only when the request would
+// otherwise fail (not found, not allowed): the pull path never reaches it.
+func (s *Server) serveVSAObject(q *request, manifest bool) bool {
+	if s.vsa == nil || q.rt.Digest == "" {
+		return false
+	}
+	o, err := s.vsa.rec.VSAObject(q.ctx(), q.rt.Upstream, q.rt.Repo, q.rt.Digest)
+	if err != nil || o.Revision != q.q.Policy().Revision() || (o.MediaType == ocispec.MediaTypeImageManifest) != manifest {
+		return false
+	}
+	h := q.w.Header()
+	h.Set("Content-Type", o.MediaType)
+	h.Set("Docker-Content-Digest", q.rt.Digest.String())
+	h.Set("Content-Length", strconv.Itoa(len(o.Content)))
+	h.Set("ETag", `"`+q.rt.Digest.String()+`"`)
+	h.Set("Docker-Distribution-API-Version", "registry/2.0")
+	q.w.WriteHeader(http.StatusOK)
+	if q.r.Method == http.MethodGet {
+		_, _ = q.w.Write(o.Content)
+	}
+	return true
+}
