@@ -109,7 +109,9 @@ func (s *Server) serveReferrers(q *request) {
 		return
 	}
 	descs = s.eng.Servable(q.q, descs)
-	if d, ok := s.vsaReferrer(q, q.rt.Digest, at); ok && !slices.ContainsFunc(descs, func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
+	// Listed only while the digest's decision is one a VSA says PASSED
+	// for (not waived since).
+	if d, ok := s.vsaReferrer(q, q.rt.Digest, at); ok && signsVSA(sv) && !slices.ContainsFunc(descs, func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
 		descs = append(descs, d)
 	}
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pullgate/pullgate/cache/records"
 	"github.com/pullgate/pullgate/cache/verdict"
+	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/engine"
 	"github.com/pullgate/pullgate/verify/attest"
@@ -151,7 +152,7 @@ func (v *vsaSigner) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case j := <-v.jobs:
-			err := v.sign(ctx, j)
+			err := v.signGuarded(ctx, j)
 			v.mu.Lock()
 			delete(v.busy, j.key)
 			v.mu.Unlock()
@@ -272,10 +273,24 @@ func signsVSA(v engine.Verdict) bool {
 	return v.Allowed && !v.WouldDeny && len(v.Waivers) == 0 && !v.Evidence
 }
 
+// wholeDecision reports whether the manifest's decision under rule is all
+// its VSA would claim: not under content rules (the layers are inspected
+// only as they stream through, after the manifest's decision: a VSA then
+// would say PASSED for bytes pullgate has not seen; pullgate promote
+// inspects every byte first), and for an image index only when the rule
+// decides its platform manifests as the index (no conditions, Rego or
+// signals, which judge each platform manifest on its own).
+func wholeDecision(r *policy.Rule, m *engine.Manifest) bool {
+	if r == nil || r.Content != nil {
+		return false
+	}
+	return !m.IsIndex() || (!r.ReadsArtifact() && len(r.SignalNames()) == 0)
+}
+
 // onAllowed is the engine's OnAllowed hook: it offers a cold allowed
 // manifest decision that signsVSA to the signer.
 func (v *vsaSigner) onAllowed(q *engine.Query, dgst digest.Digest, m *engine.Manifest, vd engine.Verdict) {
-	if !signsVSA(vd) {
+	if !signsVSA(vd) || !wholeDecision(q.Rule(), m) {
 		return
 	}
 	h, err := v1.NewHash(dgst.String())
@@ -339,4 +354,15 @@ func (s *Server) serveVSAObject(q *request, manifest bool) bool {
 		_, _ = q.w.Write(o.Content)
 	}
 	return true
+}
+
+// signGuarded is sign on the signer's own goroutine, where a panic would
+// end the process: it is a failed signature instead.
+func (v *vsaSigner) signGuarded(ctx context.Context, j vsaJob) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic while signing: %v", r)
+		}
+	}()
+	return v.sign(ctx, j)
 }

@@ -185,9 +185,9 @@ func (s *Engine) decideManifest(q *Query, dgst digest.Digest, m *Manifest) (Verd
 			// Not when a provider's version changed meanwhile: the
 			// answers v read may be stale.
 			s.verdicts.Add(key, v, s.verdictTTL(q.rule, v))
-		}
-		if v.Allowed && s.onAllowed != nil {
-			s.onAllowed(q, dgst, m, v)
+			if v.Allowed && s.onAllowed != nil {
+				s.onAllowed(q, dgst, m, v)
+			}
 		}
 		if !v.Allowed {
 			// An evidence grant confirmed before this artifact was denied
