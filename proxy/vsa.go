@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -186,7 +185,7 @@ func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
 		Policy:             vsa.ResourceDescriptor{URI: v.policyURI, Digest: vsa.DigestSet(digest.Digest(j.rev))},
 		InputAttestations:  vsaInputs(j.repository, j.verdict),
 		VerificationResult: vsa.Passed,
-		VerifiedLevels:     vsaLevels(j.verdict),
+		VerifiedLevels:     j.verdict.VerifiedLevels(false),
 	}
 	stmt, err := vsa.Statement(sum)
 	if err != nil {
@@ -239,31 +238,6 @@ func vsaInputs(repository string, v engine.Verdict) []vsa.ResourceDescriptor {
 		}
 	}
 	return out
-}
-
-// vsaLevels are the verifiedLevels of an allowed decision: PULLGATE_POLICY
-// and one value per kind of check that passed.
-func vsaLevels(v engine.Verdict) []string {
-	levels := []string{vsa.LevelPolicy}
-	add := func(l string) {
-		if !slices.Contains(levels, l) {
-			levels = append(levels, l)
-		}
-	}
-	for _, c := range v.Checks {
-		if !c.Passed {
-			continue
-		}
-		switch c.Name {
-		case "signature":
-			add(vsa.LevelSignatures)
-		case "attestation":
-			add(vsa.LevelAttestations)
-		case "content":
-			add(vsa.LevelContent)
-		}
-	}
-	return levels
 }
 
 // signsVSA reports whether an allowed manifest decision is one a VSA is

@@ -711,7 +711,7 @@ func (p *promoter) sign(sub engine.Subject) error {
 		Policy:             vsa.ResourceDescriptor{URI: p.policyURI, Digest: vsa.DigestSet(digest.Digest(p.decision.Revision))},
 		InputAttestations:  vsa.Inputs(sub.Repository(), decisionEvidence(p.decision)),
 		VerificationResult: vsa.Passed,
-		VerifiedLevels:     verifiedLevels(p.decision, p.inspected),
+		VerifiedLevels:     p.decision.VerifiedLevels(p.inspected),
 	}
 	vstmt, err := vsa.Statement(summary)
 	if err != nil {
@@ -756,36 +756,6 @@ func decisionEvidence(d engine.Decision) verify.Result {
 		}
 	}
 	return res
-}
-
-// verifiedLevels names the kinds of checks that ran and passed.
-func verifiedLevels(d engine.Decision, inspected bool) []string {
-	levels := []string{vsa.LevelPolicy}
-	add := func(l string) {
-		if !slices.Contains(levels, l) {
-			levels = append(levels, l)
-		}
-	}
-	for _, c := range d.Checks {
-		if !c.Passed {
-			continue
-		}
-		switch c.Name {
-		case "signature":
-			add(vsa.LevelSignatures)
-		case "attestation":
-			add(vsa.LevelAttestations)
-		case "chain":
-			add(vsa.LevelChain)
-		case "mbom":
-			add(vsa.LevelMBOM)
-		}
-	}
-	if inspected {
-		// Every blob was let out through the rule's content inspection.
-		add(vsa.LevelContent)
-	}
-	return levels
 }
 
 func (p *promoter) print(w io.Writer) {

@@ -1,0 +1,40 @@
+package engine
+
+import (
+	"slices"
+
+	"github.com/pullgate/pullgate/verify/vsa"
+)
+
+// VerifiedLevels names, for a VSA of an allowed decision, the kinds of
+// checks that ran and passed: PULLGATE_POLICY, then one value per kind
+// of passed check (signatures, attestations, chain, MBOM), and
+// PULLGATE_CONTENT when contentInspected (every blob was let out through
+// the rule's content inspection).
+func (v Verdict) VerifiedLevels(contentInspected bool) []string {
+	levels := []string{vsa.LevelPolicy}
+	add := func(l string) {
+		if !slices.Contains(levels, l) {
+			levels = append(levels, l)
+		}
+	}
+	for _, c := range v.Checks {
+		if !c.Passed {
+			continue
+		}
+		switch c.Name {
+		case "signature":
+			add(vsa.LevelSignatures)
+		case "attestation":
+			add(vsa.LevelAttestations)
+		case "chain":
+			add(vsa.LevelChain)
+		case "mbom":
+			add(vsa.LevelMBOM)
+		}
+	}
+	if contentInspected {
+		add(vsa.LevelContent)
+	}
+	return levels
+}
