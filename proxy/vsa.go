@@ -51,6 +51,11 @@ const vsaQueue = 256
 // signed, so that a warm allow never reaches the records.
 const vsaDone = 1 << 16
 
+// vsaRefresh is how old a recorded VSA may be before a cold decision of
+// its artifact signs a new one (nodes check a maximum age, a week by
+// default for pullgate vsa check).
+const vsaRefresh = 24 * time.Hour
+
 type vsaJob struct {
 	key        string
 	rev        string
@@ -160,20 +165,22 @@ func (v *vsaSigner) run(ctx context.Context) {
 				v.log.Warn("vsa: not signed", "repository", j.repository, "digest", j.subject.Digest.String(), "err", err)
 				continue
 			}
-			v.done.Add(j.key, struct{}{}, 24*time.Hour)
+			v.done.Add(j.key, struct{}{}, vsaRefresh)
 		}
 	}
 }
 
-// sign signs and records the VSA of one job, unless one is recorded
-// already (by this process before a restart, or another replica).
+// sign signs and records the VSA of one job, unless one recorded already
+// (by this process before a restart, or another replica) is younger than
+// vsaRefresh: a node checking a maximum age keeps finding a fresh one for
+// an artifact still allowed, signed on a cold decision of it.
 func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	subject := digest.Digest(j.subject.Digest.String())
-	if _, err := v.rec.VSA(ctx, j.rev, j.upstream, j.repo, subject); err == nil {
+	if r, err := v.rec.VSA(ctx, j.rev, j.upstream, j.repo, subject); err == nil && time.Since(r.SignedAt) < vsaRefresh {
 		return nil
-	} else if !errors.Is(err, records.ErrNotFound) {
+	} else if err != nil && !errors.Is(err, records.ErrNotFound) {
 		return err
 	}
 	uri := "oci://" + j.repository + "@" + subject.String()
@@ -244,7 +251,7 @@ func vsaInputs(repository string, v engine.Verdict) []vsa.ResourceDescriptor {
 // signed for: allowed (not only in audit mode), not waived by an exception
 // (a waived denial did not pass), not about a signature or attestation.
 func signsVSA(v engine.Verdict) bool {
-	return v.Allowed && !v.WouldDeny && len(v.Waivers) == 0 && !v.Evidence
+	return v.Allowed && !v.WouldDeny && len(v.Waivers) == 0 && !v.Evidence && !v.Fallback
 }
 
 // wholeDecision reports whether the manifest's decision under rule is all

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/pullgate/pullgate/policy"
+	"github.com/pullgate/pullgate/proxy/engine"
 	"github.com/pullgate/pullgate/verify/ocimanifest"
 )
 
@@ -40,6 +41,27 @@ func TestWholeDecision(t *testing.T) {
 		{"no rule", nil, image, false},
 	} {
 		if got := wholeDecision(c.r, c.m); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// An allow served from an earlier decision because the evidence could not
+// be fetched now (or inherited from one) verified nothing now: no VSA.
+func TestSignsVSA(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		v    engine.Verdict
+		want bool
+	}{
+		{"allowed", engine.Verdict{Allowed: true}, true},
+		{"fallback", engine.Verdict{Allowed: true, Fallback: true}, false},
+		{"waived", engine.Verdict{Allowed: true, Waivers: []string{"x"}}, false},
+		{"would deny", engine.Verdict{Allowed: true, WouldDeny: true}, false},
+		{"evidence", engine.Verdict{Allowed: true, Evidence: true}, false},
+		{"denied", engine.Verdict{}, false},
+	} {
+		if got := signsVSA(c.v); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -40,6 +40,10 @@ type Verdict struct {
 	// until SignalsUntil, when the earliest of them goes stale.
 	Signals      []audit.Signal `json:"signals,omitempty"`
 	SignalsUntil time.Time      `json:"signalsUntil,omitzero"`
+	// Fallback marks an allow served from an earlier decision because the
+	// evidence could not be fetched now (nothing was verified now; a VSA
+	// is not signed for it), or inherited from one.
+	Fallback bool `json:"fallback,omitempty"`
 }
 
 // Result is the decision as the audit log and metrics name it: allow,
@@ -67,10 +71,11 @@ func (v Verdict) waivedFrom(o Verdict) Verdict {
 	if !o.WaivedUntil.IsZero() && (v.WaivedUntil.IsZero() || o.WaivedUntil.Before(v.WaivedUntil)) {
 		v.WaivedUntil = o.WaivedUntil
 	}
-	// Nor longer than the answers o read.
+	// Nor longer than the answers o read; and not verified now if o was not.
 	if !o.SignalsUntil.IsZero() && (v.SignalsUntil.IsZero() || o.SignalsUntil.Before(v.SignalsUntil)) {
 		v.SignalsUntil = o.SignalsUntil
 	}
+	v.Fallback = v.Fallback || o.Fallback
 	if v.Allowed && len(o.Waivers) > 0 {
 		names := slices.Clone(v.Waivers)
 		for _, n := range o.Waivers {

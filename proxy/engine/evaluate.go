@@ -364,6 +364,7 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 	if !v.Allowed && fetchFailed(res) && len(in.ContentFindings) == 0 && !conditionFailed(v) && !rule.TimeDependent() && !s.anyBadBlob(ctx, q, m) {
 		if prev, ok := s.persistedAllow(ctx, q, dgst); ok {
 			prev.Reasons = append(prev.Reasons, "upstream evidence unreachable: serving the decision verified under this policy revision")
+			prev.Fallback = true
 			return prev
 		}
 	}
