@@ -585,16 +585,11 @@ func (l *loader) parseRequire(f field, what string, t *Trust) *Require {
 		req.Signatures, req.SignaturesMin, _ = l.signers(sf, what+".signatures", t, "list at least one trust name, or remove signatures")
 	}
 	if af, ok := fs["attestations"]; ok {
-		if af.val.Kind != yaml.SequenceNode {
-			l.errAt(af.val, "write attestations as a list of {predicateType, signedBy, condition}", "%s.attestations must be a list, got %s", what, kindName(af.val))
-		} else {
-			if len(af.val.Content) == 0 {
-				l.errAt(af.val, "list at least one attestation, or remove attestations", "%s.attestations is empty", what)
-			}
-			for i, it := range af.val.Content {
-				if a := l.parseAttestation(resolve(it), fmt.Sprintf("%s.attestations[%d]", what, i), t); a != nil {
-					req.Attestations = append(req.Attestations, a)
-				}
+		its, _ := l.items(af, what+".attestations", "write attestations as a list of {predicateType, signedBy, condition}",
+			"list at least one attestation, or remove attestations")
+		for i, it := range its {
+			if a := l.parseAttestation(it, fmt.Sprintf("%s.attestations[%d]", what, i), t); a != nil {
+				req.Attestations = append(req.Attestations, a)
 			}
 		}
 	}
@@ -656,17 +651,14 @@ const conditionsFix = "conditions are CEL over subject, manifest, annotations (m
 // parseConditions reads require.conditions: a list of CEL strings or
 // {name, expr} mappings, each compiled and type-checked now.
 func (l *loader) parseConditions(f field, what string) []*Condition {
-	if f.val.Kind != yaml.SequenceNode {
-		l.errAt(f.val, `write conditions as a list of CEL strings or {name, expr}, e.g. ['config.user != ""']`, "%s must be a list, got %s", what, kindName(f.val))
+	its, ok := l.items(f, what, `write conditions as a list of CEL strings or {name, expr}, e.g. ['config.user != ""']`,
+		"list at least one condition, or remove conditions")
+	if !ok {
 		return nil
-	}
-	if len(f.val.Content) == 0 {
-		l.errAt(f.val, "list at least one condition, or remove conditions", "%s is empty", what)
 	}
 	var out []*Condition
 	names := map[string]bool{}
-	for i, it := range f.val.Content {
-		it = resolve(it)
+	for i, it := range its {
 		w := fmt.Sprintf("%s[%d]", what, i)
 		c := &Condition{}
 		ef := field{key: it, val: it}

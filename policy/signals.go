@@ -287,18 +287,14 @@ func (e *evaluation) signedSignal(rq *SignalRequirement, s *Signal) (*signedAnsw
 // parseSignals reads require.signals: a list of provider names or
 // {provider, signedBy} mappings.
 func (l *loader) parseSignals(f field, what string, t *Trust) []*SignalRequirement {
-	const fix = "write signals as a list of provider names or {provider, signedBy}, e.g. [sandbox]"
-	if f.val.Kind != yaml.SequenceNode {
-		l.errAt(f.val, fix, "%s must be a list, got %s", what, kindName(f.val))
+	its, ok := l.items(f, what, "write signals as a list of provider names or {provider, signedBy}, e.g. [sandbox]",
+		"list at least one provider, or remove signals")
+	if !ok {
 		return nil
-	}
-	if len(f.val.Content) == 0 {
-		l.errAt(f.val, "list at least one provider, or remove signals", "%s is empty", what)
 	}
 	var out []*SignalRequirement
 	seen := map[string]bool{}
-	for i, it := range f.val.Content {
-		it = resolve(it)
+	for i, it := range its {
 		w := fmt.Sprintf("%s[%d]", what, i)
 		rq := &SignalRequirement{}
 		nf := field{key: it, val: it}

@@ -189,6 +189,24 @@ func (l *loader) boolean(f field, what string) (bool, bool) {
 	return b, true
 }
 
+// items reads a list whose entries are read one by one (strings or
+// mappings): an error for another node kind (nil, false), an error for an
+// empty list when emptyFix is set; the entries come resolved.
+func (l *loader) items(f field, what, fix, emptyFix string) ([]*yaml.Node, bool) {
+	if f.val.Kind != yaml.SequenceNode {
+		l.errAt(f.val, fix, "%s must be a list, got %s", what, kindName(f.val))
+		return nil, false
+	}
+	if len(f.val.Content) == 0 && emptyFix != "" {
+		l.errAt(f.val, emptyFix, "%s is empty", what)
+	}
+	out := make([]*yaml.Node, len(f.val.Content))
+	for i, it := range f.val.Content {
+		out[i] = resolve(it)
+	}
+	return out, true
+}
+
 // strList reads a list of non-empty strings and reports duplicates.
 func (l *loader) strList(f field, what, fix string) ([]string, []*yaml.Node, bool) {
 	n := f.val
