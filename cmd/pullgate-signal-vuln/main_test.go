@@ -4,18 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullgate/pullgate/test/harness"
 	"github.com/pullgate/pullgate/verify/signals"
 )
 
@@ -463,84 +456,30 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-// testPKI is a CA generated for one test, with a server certificate for
-// 127.0.0.1 and a client certificate, as PEM files.
+// testPKI is a CA generated for one test (harness.CA), with a server
+// certificate for 127.0.0.1 and a client certificate, as PEM files.
 type testPKI struct {
-	pool                          *x509.CertPool
+	ca                            *harness.CA
 	caFile, serverCert, serverKey string
-	clientCert                    string // cert and key in one PEM file
+	clientCert                    string // its key in clientCert+".key"
 }
 
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "signal-vuln test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{pool: x509.NewCertPool(), caFile: filepath.Join(dir, "ca.pem")}
-	p.pool.AddCert(ca)
-	writePEM(t, p.caFile, pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	issue := func(serial int64, tmpl *x509.Certificate, certFile, keyFile string) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl.SerialNumber = big.NewInt(serial)
-		tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(time.Hour)
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(t, certFile, pem.Block{Type: "CERTIFICATE", Bytes: der})
-		writePEM(t, keyFile, pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	}
-	p.serverCert, p.serverKey = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
-	issue(2, &x509.Certificate{Subject: pkix.Name{CommonName: "127.0.0.1"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}},
-		p.serverCert, p.serverKey)
-	p.clientCert = filepath.Join(dir, "client.pem")
-	issue(3, &x509.Certificate{Subject: pkix.Name{CommonName: "pullgate"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, p.clientCert, p.clientCert+".key")
+	ca := harness.NewCA(t)
+	p := &testPKI{ca: ca, caFile: ca.CertFile}
+	p.serverCert, p.serverKey = ca.ServerCertFiles(t)
+	cert, key := ca.ClientCert(t, "pullgate")
+	p.clientCert = cert
+	copyFile(t, key, cert+".key")
 	return p
-}
-
-func writePEM(t *testing.T, file string, b pem.Block) {
-	t.Helper()
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := pem.Encode(f, &b); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // client trusts p's CA and presents the client certificate in certFile
 // (with its key in certFile+".key"), or none when certFile is "".
 func (p *testPKI) client(t *testing.T, certFile string) *http.Client {
 	t.Helper()
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: p.pool}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: p.ca.Pool}
 	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, certFile+".key")
 		if err != nil {

@@ -135,3 +135,27 @@ func (c *CA) ClientCert(t testing.TB, cn string) (certFile, keyFile string) {
 	}
 	return certFile, keyFile
 }
+
+// ServerCertFiles writes the server certificate (with the CA after it)
+// and its key as PEM files: what a server started as a program reads.
+func (c *CA) ServerCertFiles(t testing.TB) (certFile, keyFile string) {
+	t.Helper()
+	cert := c.Server.Certificates[0]
+	kder, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	if err := os.WriteFile(certFile, chain, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
