@@ -190,7 +190,7 @@ func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
 		TimeVerified:       j.at,
 		ResourceURI:        uri,
 		Policy:             vsa.ResourceDescriptor{URI: v.policyURI, Digest: vsa.DigestSet(digest.Digest(j.rev))},
-		InputAttestations:  vsaInputs(j.repository, j.verdict),
+		InputAttestations:  vsa.Inputs(j.repository, j.verdict.CountedEvidence()),
 		VerificationResult: vsa.Passed,
 		VerifiedLevels:     j.verdict.VerifiedLevels(false),
 	}
@@ -224,27 +224,6 @@ func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
 	v.signed.Inc()
 	v.log.Info("vsa: signed", "repository", j.repository, "digest", subject.String(), "revision", j.rev, "vsa", md.String())
 	return nil
-}
-
-// vsaInputs are the signatures and attestations the decision counted (the
-// evidence digests its passed signature and attestation checks name).
-func vsaInputs(repository string, v engine.Verdict) []vsa.ResourceDescriptor {
-	var out []vsa.ResourceDescriptor
-	seen := map[digest.Digest]bool{}
-	for _, c := range v.Checks {
-		if !c.Passed || c.Name != "signature" && c.Name != "attestation" {
-			continue
-		}
-		for _, e := range c.Evidence {
-			d := digest.Digest(e)
-			if d.Validate() != nil || seen[d] {
-				continue
-			}
-			seen[d] = true
-			out = append(out, vsa.ResourceDescriptor{URI: "oci://" + repository + "@" + d.String(), Digest: vsa.DigestSet(d)})
-		}
-	}
-	return out
 }
 
 // signsVSA reports whether an allowed manifest decision is one a VSA is

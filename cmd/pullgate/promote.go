@@ -605,13 +605,8 @@ func (p *promoter) alreadyPromoted() (bool, error) {
 // decision's passed checks counted.
 func countedEvidence(d engine.Decision) map[digest.Digest]bool {
 	counted := map[digest.Digest]bool{}
-	for _, c := range d.Checks {
-		if !c.Passed || (c.Name != "signature" && c.Name != "attestation") {
-			continue
-		}
-		for _, e := range c.Evidence {
-			counted[digest.Digest(e)] = true
-		}
+	for _, e := range d.CountedEvidence() {
+		counted[e] = true
 	}
 	return counted
 }
@@ -709,7 +704,7 @@ func (p *promoter) sign(sub engine.Subject) error {
 		TimeVerified:       time.Now(),
 		ResourceURI:        "oci://" + p.dst.Name() + "@" + d.String(),
 		Policy:             vsa.ResourceDescriptor{URI: p.policyURI, Digest: vsa.DigestSet(digest.Digest(p.decision.Revision))},
-		InputAttestations:  vsa.Inputs(sub.Repository(), decisionEvidence(p.decision)),
+		InputAttestations:  vsa.Inputs(sub.Repository(), p.decision.CountedEvidence()),
 		VerificationResult: vsa.Passed,
 		VerifiedLevels:     p.decision.VerifiedLevels(p.inspected),
 	}
@@ -736,26 +731,6 @@ func (p *promoter) sign(sub engine.Subject) error {
 		}
 	}
 	return nil
-}
-
-// decisionEvidence is the evidence the decision's passed checks counted,
-// as the verify.Result vsa.Inputs reads.
-func decisionEvidence(d engine.Decision) verify.Result {
-	res := verify.Result{Subject: d.Digest}
-	for _, c := range d.Checks {
-		if !c.Passed {
-			continue
-		}
-		for _, e := range c.Evidence {
-			switch c.Name {
-			case "signature":
-				res.Signatures = append(res.Signatures, verify.Signature{Evidence: digest.Digest(e)})
-			case "attestation":
-				res.Attestations = append(res.Attestations, verify.Attestation{Evidence: digest.Digest(e)})
-			}
-		}
-	}
-	return res
 }
 
 func (p *promoter) print(w io.Writer) {

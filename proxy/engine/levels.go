@@ -3,6 +3,8 @@ package engine
 import (
 	"slices"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/pullgate/pullgate/verify/vsa"
 )
 
@@ -37,4 +39,20 @@ func (v Verdict) VerifiedLevels(contentInspected bool) []string {
 		add(vsa.LevelContent)
 	}
 	return levels
+}
+
+// CountedEvidence is the evidence (signature and attestation digests) the
+// decision's passed checks counted, in the order of its checks: what a
+// VSA lists as its inputAttestations, and what promote may copy.
+func (v Verdict) CountedEvidence() []digest.Digest {
+	var out []digest.Digest
+	for _, c := range v.Checks {
+		if !c.Passed || c.Name != "signature" && c.Name != "attestation" {
+			continue
+		}
+		for _, e := range c.Evidence {
+			out = append(out, digest.Digest(e))
+		}
+	}
+	return out
 }

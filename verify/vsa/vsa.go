@@ -29,7 +29,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/pullgate/pullgate/verify"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/intoto"
 	"github.com/pullgate/pullgate/verify/strictjson"
@@ -300,9 +299,10 @@ func clip(s string) string {
 }
 
 // Inputs is the inputAttestations of a decision: one entry per piece of
-// evidence (signature or attestation) the decision counted, in order, each
-// once, named oci://<repository>@<evidence digest> when repository is set.
-func Inputs(repository string, res verify.Result) []ResourceDescriptor {
+// evidence (signature or attestation digest) the decision counted, in
+// order, each once, named oci://<repository>@<evidence digest> when
+// repository is set.
+func Inputs(repository string, evidence []digest.Digest) []ResourceDescriptor {
 	var out []ResourceDescriptor
 	seen := map[digest.Digest]bool{}
 	add := func(d digest.Digest) {
@@ -316,11 +316,8 @@ func Inputs(repository string, res verify.Result) []ResourceDescriptor {
 		}
 		out = append(out, rd)
 	}
-	for _, s := range res.Signatures {
-		add(s.Evidence)
-	}
-	for _, a := range res.Attestations {
-		add(a.Evidence)
+	for _, d := range evidence {
+		add(d)
 	}
 	return out
 }

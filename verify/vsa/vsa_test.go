@@ -317,11 +317,7 @@ func mustStatement(t *testing.T) []byte {
 
 func TestInputs(t *testing.T) {
 	a, b := digest.FromString("sig"), digest.FromString("att")
-	res := verify.Result{
-		Signatures:   []verify.Signature{{Evidence: a}, {Evidence: a}},
-		Attestations: []verify.Attestation{{Evidence: b}, {Evidence: ""}},
-	}
-	in := vsa.Inputs("registry.example/team/app", res)
+	in := vsa.Inputs("registry.example/team/app", []digest.Digest{a, a, b, ""})
 	if len(in) != 2 || in[0].URI != "oci://registry.example/team/app@"+a.String() || in[1].Digest["sha256"] != b.Encoded() {
 		t.Fatalf("Inputs: %+v", in)
 	}
