@@ -431,7 +431,7 @@ const CheckRego = "rego"
 // "rule <name>: rego: <message>"; an evaluation error denies too.
 func (e *evaluation) rego() {
 	rr := e.rule.Rego
-	msgs, err := rr.eval(e.rule.regoInput(e.in, rr.inputKeys), e.in.Now)
+	msgs, err := rr.eval(e.rule.regoInput(e.in, rr.inputKeys, e.signalDoc), e.in.Now)
 	if err != nil {
 		e.d.Checks = append(e.d.Checks, Check{Name: CheckRego, Detail: fmt.Sprintf("%s: error: %v", rr.Query, err)})
 		e.deny(ExitUnmet, "rule %s: rego: %s: evaluation error: %s", e.rule.Name, rr.Query, cleanMessage(err.Error()))

@@ -17,7 +17,7 @@ import (
 // listed: verified signatures over the digest (or an index covering it),
 // verified attestations whose statement subject names it.
 func (r *Rule) RegoInput(in *Input) map[string]any {
-	v, err := ast.JSON(r.regoInput(in, nil))
+	v, err := ast.JSON(r.regoInput(in, nil, r.signalsDocument(in)))
 	if err != nil {
 		return nil
 	}
@@ -63,7 +63,9 @@ func jsonTerm(x any) *ast.Term {
 // holds expensive to build (manifest, annotations, attestations) only when
 // the modules read them (every key when keys is nil). The input is built as
 // OPA values directly: no intermediate Go maps, no JSON round trip.
-func (r *Rule) regoInput(in *Input, keys map[string]bool) ast.Value {
+// signalDoc is the signals document the evaluation already built for the
+// conditions (input.signals), not built again.
+func (r *Rule) regoInput(in *Input, keys map[string]bool, signalDoc map[string]any) ast.Value {
 	want := func(k string) bool { return keys == nil || keys[k] }
 	upstream, repo, _ := strings.Cut(in.Repository, "/")
 	doc := []regoKV{
@@ -159,7 +161,7 @@ func (r *Rule) regoInput(in *Input, keys map[string]bool) ast.Value {
 	}
 	signals := ast.ObjectTerm()
 	if want("signals") {
-		signals = jsonTerm(r.signalsDocument(in))
+		signals = jsonTerm(signalDoc)
 	}
 	doc = append(doc, item("checks", ast.ObjectTerm(checks...)), item("contentFindings", ast.ArrayTerm(findings...)),
 		item("signals", signals))
