@@ -299,13 +299,9 @@ func registryBase(base string) (name.Registry, string, error) {
 // imageName (as containerd names it: host/repo[:tag][@digest]) are read
 // from, after the registries mapping.
 func verifierRepository(imageName string, c *verifierConfig) (name.Repository, bool, error) {
-	n := imageName
-	if i := strings.Index(n, "@"); i >= 0 {
-		n = n[:i]
-	}
-	ref, err := name.NewTag(n)
+	n, ref, err := parseImageName(imageName)
 	if err != nil {
-		return name.Repository{}, false, fmt.Errorf("image name %q: %w", imageName, err)
+		return name.Repository{}, false, err
 	}
 	repo := ref.Context()
 	written, _, _ := strings.Cut(n, "/")
@@ -419,10 +415,20 @@ const defaultVSAMaxAge = 7 * 24 * time.Hour
 // imageRepository is the repository path of an image name as containerd
 // gives it (host/repo[:tag][@digest]), without its registry.
 func imageRepository(imageName string) (string, error) {
+	_, ref, err := parseImageName(imageName)
+	if err != nil {
+		return "", err
+	}
+	return ref.Context().RepositoryStr(), nil
+}
+
+// parseImageName reads an image name as containerd gives it
+// (host/repo[:tag][@digest]): the name without its digest, as a tag.
+func parseImageName(imageName string) (string, name.Tag, error) {
 	n, _, _ := strings.Cut(imageName, "@")
 	ref, err := name.NewTag(n)
 	if err != nil {
-		return "", fmt.Errorf("image name %q: %w", imageName, err)
+		return "", name.Tag{}, fmt.Errorf("image name %q: %w", imageName, err)
 	}
-	return ref.Context().RepositoryStr(), nil
+	return n, ref, nil
 }
