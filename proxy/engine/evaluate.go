@@ -276,6 +276,13 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 		return s.decide(q, in)
 	}
 
+	// The providers are asked about this manifest itself (what is run: a
+	// scan of its index may have looked at one platform only), while its
+	// facts and evidence are gathered.
+	wait := s.startSignals(q, dgst, m)
+	if rule.ReadsArtifact() {
+		s.artifactFacts(q, dgst, m, &in)
+	}
 	if len(in.ContentFindings) == 0 {
 		if parent, pv, ok := s.allowedParent(q, dgst); ok {
 			if !rule.ReadsArtifact() && len(rule.SignalNames()) == 0 {
@@ -289,13 +296,6 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 			// verified evidence), and an exception waives its failures
 			// only by their own text.
 			in.CoveredBy = parent
-			// The providers are asked about the platform manifest itself
-			// (what is run: a scan of the index may have looked at one
-			// platform only).
-			wait := s.startSignals(q, dgst, m)
-			if rule.ReadsArtifact() {
-				s.artifactFacts(q, dgst, m, &in)
-			}
 			if rule.Rego != nil {
 				res, v := s.collectEvidence(ctx, q, rule, parent)
 				if v != nil {
@@ -306,19 +306,12 @@ func (s *Engine) evaluate(q *Query, dgst digest.Digest, m *Manifest) Verdict {
 			return s.decideSignals(q, in, wait()).waivedFrom(pv)
 		}
 	}
-	// The providers are asked while the artifact's facts and evidence are
-	// gathered.
-	wait := s.startSignals(q, dgst, m)
-	if rule.ReadsArtifact() {
-		s.artifactFacts(q, dgst, m, &in)
-	}
 	if !rule.Require.NeedsEvidence() && rule.Content == nil {
 		// Conditions and signals only: no evidence to gather upstream.
 		return s.decideSignals(q, in, wait())
 	}
 	res, nothing := s.collectEvidence(ctx, q, rule, dgst)
 	if nothing != nil {
-		wait()
 		return *nothing
 	}
 	in.Evidence = []verify.Result{res}
