@@ -59,9 +59,9 @@ func (s *Engine) startSignals(q *Query, dgst digest.Digest, m *Manifest) (wait f
 	return func() asked { return <-ch }
 }
 
-// askSignals asks the named providers about dgst (m may be nil: the digest
-// is then described by what the query knows) and verifies the signed
-// statements the answers carry with the policy's trust.
+// askSignals asks the named providers about dgst (the verified manifest
+// m) and verifies the signed statements the answers carry with the
+// policy's trust.
 func (s *Engine) askSignals(q *Query, dgst digest.Digest, m *Manifest, names []string) asked {
 	out := asked{in: make(map[string]*policy.Signal, len(names))}
 	if s.signals == nil {
@@ -70,13 +70,11 @@ func (s *Engine) askSignals(q *Query, dgst digest.Digest, m *Manifest, names []s
 		return out
 	}
 	req := signals.Request{APIVersion: signals.APIVersion, Subject: signals.Subject{
-		Digest: dgst.String(), Upstream: q.sub.Upstream, Repository: q.repository(), Tag: q.sub.Tag}}
-	if m != nil {
-		req.Subject.MediaType, req.Subject.ArtifactType, req.Subject.Size = m.MediaType, m.ArtifactType, int64(len(m.Raw))
-		for _, l := range m.Blobs() {
-			req.Subject.Layers = append(req.Subject.Layers, signals.Layer{Digest: l.Digest.String(), MediaType: l.MediaType,
-				Size: l.Size, Title: l.Annotations["org.opencontainers.image.title"]})
-		}
+		Digest: dgst.String(), MediaType: m.MediaType, ArtifactType: m.ArtifactType, Size: int64(len(m.Raw)),
+		Upstream: q.sub.Upstream, Repository: q.repository(), Tag: q.sub.Tag}}
+	for _, l := range m.Blobs() {
+		req.Subject.Layers = append(req.Subject.Layers, signals.Layer{Digest: l.Digest.String(), MediaType: l.MediaType,
+			Size: l.Size, Title: l.Annotations["org.opencontainers.image.title"]})
 	}
 	// Asked for everyone who will ask about the digest: a client that
 	// disconnects does not turn the answer into an error.
