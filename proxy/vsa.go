@@ -192,7 +192,7 @@ func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
 		Policy:             vsa.ResourceDescriptor{URI: v.policyURI, Digest: vsa.DigestSet(digest.Digest(j.rev))},
 		InputAttestations:  vsa.Inputs(j.repository, j.verdict.CountedEvidence()),
 		VerificationResult: vsa.Passed,
-		VerifiedLevels:     j.verdict.VerifiedLevels(false),
+		VerifiedLevels:     j.verdict.VerifiedLevels(false, nil),
 	}
 	stmt, err := vsa.Statement(sum)
 	if err != nil {

@@ -340,10 +340,35 @@ func findingSegments(d digest.Digest) []string {
 	return []string{segment(d)}
 }
 
+// inspectedUnknown is the record value of a pass whose format the inspector
+// did not name (and of every record written before formats were).
+const inspectedUnknown = "ok"
+
 // PutInspected records that blob d passed inspection as class (a
-// content.Class key) in a scope under a rule of a policy revision.
-func (r *Records) PutInspected(ctx context.Context, rev, rule string, d digest.Digest, scope, class string) error {
-	return r.m.PutMeta(ctx, inspectedKey(rev, rule, d, scope, class), []byte("ok"))
+// content.Class key) in a scope under a rule of a policy revision, and the
+// format the inspector recognised ("" when it named none).
+func (r *Records) PutInspected(ctx context.Context, rev, rule string, d digest.Digest, scope, class, format string) error {
+	v := format
+	if v == "" {
+		v = inspectedUnknown
+	}
+	return r.m.PutMeta(ctx, inspectedKey(rev, rule, d, scope, class), []byte(v))
+}
+
+// InspectedFormat is the format PutInspected recorded for blob d inspected
+// as class in a scope: ok is false when there is no such record, format ""
+// when the record names none.
+func (r *Records) InspectedFormat(ctx context.Context, rev, rule string, d digest.Digest, scope, class string) (format string, ok bool, err error) {
+	b, err := r.m.GetMeta(ctx, inspectedKey(rev, rule, d, scope, class))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return "", false, nil
+	case err != nil:
+		return "", false, err
+	case string(b) == inspectedUnknown:
+		return "", true, nil
+	}
+	return string(b), true, nil
 }
 
 // Inspected reports whether PutInspected recorded blob d as inspected as

@@ -88,7 +88,7 @@ func TestRoundTrip(t *testing.T) {
 		if v, err := r.Allow(ctx, rev, up, repo, m); err != nil || string(v) != `{"allowed":true}` {
 			t.Errorf("Allow(%s) = %s, %v", m, v, err)
 		}
-		if err := r.PutInspected(ctx, rev, rule, b, "", "application/octet-stream|model.safetensors"); err != nil {
+		if err := r.PutInspected(ctx, rev, rule, b, "", "application/octet-stream|model.safetensors", "safetensors"); err != nil {
 			t.Fatal(err)
 		}
 		if ok, err := r.Inspected(ctx, rev, rule, b, "", "application/octet-stream|model.safetensors"); !ok || err != nil {
@@ -96,6 +96,12 @@ func TestRoundTrip(t *testing.T) {
 		}
 		if ok, err := r.Inspected(ctx, rev, rule, b, "exp1", "application/octet-stream|model.safetensors"); ok || err != nil {
 			t.Errorf("Inspected(%s) in another scope = %v, %v", b, ok, err)
+		}
+		if f, ok, err := r.InspectedFormat(ctx, rev, rule, b, "", "application/octet-stream|model.safetensors"); f != "safetensors" || !ok || err != nil {
+			t.Errorf("InspectedFormat(%s) = %q, %v, %v", b, f, ok, err)
+		}
+		if f, ok, err := r.InspectedFormat(ctx, rev, rule, b, "exp1", "application/octet-stream|model.safetensors"); f != "" || ok || err != nil {
+			t.Errorf("InspectedFormat(%s) in another scope = %q, %v, %v", b, f, ok, err)
 		}
 		if err := r.PutFinding(ctx, rev, rule, b, "exp1", "pickle: os.system"); err != nil {
 			t.Fatal(err)
@@ -188,6 +194,10 @@ func TestReadsStoreWrittenByPreviousRelease(t *testing.T) {
 	if ok, err := r.Inspected(ctx, rev, rule, b256, "", "a/b|c"); !ok || err != nil {
 		t.Errorf("Inspected = %v, %v", ok, err)
 	}
+	// Written before records named the format: inspected, format unknown.
+	if f, ok, err := r.InspectedFormat(ctx, rev, rule, b256, "", "a/b|c"); f != "" || !ok || err != nil {
+		t.Errorf("InspectedFormat = %q, %v, %v", f, ok, err)
+	}
 	// sha512, as the release before spelled it.
 	if f, ok, err := r.Finding(ctx, rev, rule, b512, "exp1"); !ok || err != nil || f != values["bad512"] {
 		t.Errorf("sha512 Finding = %q, %v, %v: a finding the release before recorded is lost", f, ok, err)
@@ -232,7 +242,7 @@ func TestSHA256KeysUnchanged(t *testing.T) {
 	must(r.PutLink(ctx, up, repo, Parents, b256, m256))
 	must(r.PutAllow(ctx, rev, up, repo, m256, []byte("{}")))
 	must(r.PutFinding(ctx, rev, rule, b256, "", "f"))
-	must(r.PutInspected(ctx, rev, rule, b256, "", "a/b|c"))
+	must(r.PutInspected(ctx, rev, rule, b256, "", "a/b|c", ""))
 	for name, key := range oldKeys() {
 		if strings.HasSuffix(name, "512") {
 			continue

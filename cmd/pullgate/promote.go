@@ -58,8 +58,10 @@ finding included), 14 malformed evidence, 2 usage or configuration error, 1 any 
 (a registry unreachable, a write refused).
 `
 
-// defaultVerifierID is the VSA's verifier.id when neither --verifier-id
-// nor the configuration names one.
+// defaultVerifierID is the VSA's verifier.id without --verifier-id. The
+// configuration's vsa.verifierId is not used: it names a proxy instance,
+// and a node pinning that instance should not also accept what promote
+// signed (pin each where it is meant to count).
 const defaultVerifierID = "https://github.com/pullgate/pullgate/promote"
 
 // promoteResult is `pullgate promote -o json`.
@@ -196,6 +198,7 @@ type promoter struct {
 	pending   []pendingBlob          // blobs of the manifests admitted, to admit
 	finalTag  *copied                // the destination tag, written last
 	inspected bool                   // some blob was inspected under a content rule
+	formats   []string               // the formats inspection recognised (sorted)
 	r         promoteResult
 }
 
@@ -394,12 +397,14 @@ func (p *promoter) admitBlob(mq *engine.Query, desc ocispec.Descriptor) error {
 	case !ok:
 		return &refusal{v}
 	}
+	inspected := false
 	if r := q.Rule(); r != nil && r.Content != nil && !grant.Uninspected && !grant.Evidence {
-		p.inspected = true
+		p.inspected, inspected = true, true
 	}
 	if _, ok := p.blobs[desc.Digest]; ok {
 		// Copied already; AdmitBlob above inspected the stored copy as
 		// this manifest declares it too.
+		p.addFormats(q, grant, inspected)
 		return nil
 	}
 	path := filepath.Join(p.dir, desc.Digest.Encoded())
@@ -427,7 +432,22 @@ func (p *promoter) admitBlob(mq *engine.Query, desc ocispec.Descriptor) error {
 	}
 	p.blobs[desc.Digest] = path
 	p.blobOrder = append(p.blobOrder, desc)
+	p.addFormats(q, grant, inspected)
 	return nil
+}
+
+// addFormats adds the formats an inspected blob was recognised as (read
+// from the engine's records, written once the inspection passed) to those
+// the VSA names.
+func (p *promoter) addFormats(q *engine.Query, grant engine.BlobGrant, inspected bool) {
+	if !inspected {
+		return
+	}
+	for _, f := range p.eng.InspectedFormats(q, grant) {
+		if i, found := slices.BinarySearch(p.formats, f); !found {
+			p.formats = slices.Insert(p.formats, i, f)
+		}
+	}
 }
 
 // letOut writes the blob the grant lets out to w, as the proxy would send
@@ -706,7 +726,7 @@ func (p *promoter) sign(sub engine.Subject) error {
 		Policy:             vsa.ResourceDescriptor{URI: p.policyURI, Digest: vsa.DigestSet(digest.Digest(p.decision.Revision))},
 		InputAttestations:  vsa.Inputs(sub.Repository(), p.decision.CountedEvidence()),
 		VerificationResult: vsa.Passed,
-		VerifiedLevels:     p.decision.VerifiedLevels(p.inspected),
+		VerifiedLevels:     p.decision.VerifiedLevels(p.inspected, p.formats),
 	}
 	vstmt, err := vsa.Statement(summary)
 	if err != nil {

@@ -46,6 +46,15 @@ func (s *Engine) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 	s.metrics.inflight.Inc()
 	defer s.metrics.inflight.Dec()
 	classes := grant.classes()
+	var used content.Inspector // read once the download is over: what it recognised
+	if newInspector != nil {
+		inner := newInspector
+		newInspector = func(size int64) (content.Inspector, error) {
+			in, err := inner(size)
+			used = in
+			return in, err
+		}
+	}
 	err := s.fetch(ctx, f, up, repo, grant, newInspector, func(path string, size int64) error {
 		if late == nil {
 			return nil
@@ -67,11 +76,11 @@ func (s *Engine) runFetch(f *inflight.Fetch, up *upstream.Client, repo string, g
 		s.log.Warn("blob refused as signature/attestation layer", "upstream", up.Name, "repository", repo, "digest", dgst, "finding", cf.finding.Error())
 	case errors.As(err, &cf):
 		s.log.Warn("blob refused by content inspection", "upstream", up.Name, "repository", repo, "digest", dgst, "rule", rule, "finding", cf.finding.Error())
-		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, cf)
+		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, "", cf)
 	case err == nil && newInspector != nil && !grant.Evidence:
 		// Only a content rule's inspection counts as one (the evidence
 		// check is not).
-		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, nil)
+		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, content.FormatOf(used), nil)
 	}
 	f.Finish(err)
 }

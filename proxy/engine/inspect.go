@@ -119,8 +119,9 @@ func asFinding(err error, format string) error {
 // (every manifest referencing the blob in that scope is denied from then
 // on).
 // A finding marks the blob bad however it is declared; a pass counts only
-// for the classes it was inspected as (see records.Records.PutInspected).
-func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, scopes []string, cf *ContentFailure) {
+// for the classes it was inspected as (see records.Records.PutInspected),
+// recorded with the format the inspector recognised (what a VSA names).
+func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst digest.Digest, classes []content.Class, scopes []string, format string, cf *ContentFailure) {
 	if cf != nil {
 		if !cf.recorded {
 			s.markBad(ctx, rev, rule, dgst, findingScope(cf.finding, scopes), cf.finding.Error())
@@ -129,7 +130,7 @@ func (s *Engine) recordInspection(ctx context.Context, rev, rule string, dgst di
 	}
 	for _, scope := range scopes {
 		for _, c := range classes {
-			if err := s.records.PutInspected(ctx, rev, rule, dgst, scope, c.Key()); err != nil {
+			if err := s.records.PutInspected(ctx, rev, rule, dgst, scope, c.Key(), format); err != nil {
 				s.log.Warn("store: inspection record write failed", "err", err)
 			}
 		}
@@ -165,7 +166,7 @@ func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 	in, err := newLayerInspector(opts, classes, size, exp, s.reportReferences(q, dgst))
 	if err != nil {
 		cf := asFinding(err, "content").(*ContentFailure)
-		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, cf)
+		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, "", cf)
 		return cf
 	}
 	start := time.Now()
@@ -173,14 +174,37 @@ func (s *Engine) inspectStored(q *Query, grant BlobGrant, size int64) error {
 	s.metrics.inspectDuration.Observe(time.Since(start).Seconds())
 	var cf *ContentFailure
 	if errors.As(err, &cf) {
-		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, cf)
+		s.recordInspection(ctx, rev, rule, dgst, classes, scopes, "", cf)
 		return cf
 	}
 	if err != nil {
 		return err // reading the store failed: nothing is concluded about the blob
 	}
-	s.recordInspection(ctx, rev, rule, dgst, classes, scopes, nil)
+	s.recordInspection(ctx, rev, rule, dgst, classes, scopes, content.FormatOf(in), nil)
 	return nil
+}
+
+// InspectedFormats lists (sorted, distinct) the formats a blob is recorded
+// as recognised in, inspected as its grant's classes under the query's
+// content rule and policy revision: what a VSA names as the content checks
+// that ran (vsa.ContentLevel). Nothing without a content rule or records.
+func (s *Engine) InspectedFormats(q *Query, grant BlobGrant) []string {
+	if q.rule == nil || q.rule.Content == nil || grant.Evidence || grant.Uninspected {
+		return nil
+	}
+	ctx := q.ctx()
+	rev, rule, dgst := q.pol.Revision(), q.rule.Name, q.sub.Digest
+	exp, _ := s.tensors.Get(grantKey(rev, q.repository(), dgst))
+	var out []string
+	for _, scope := range layerScopes(exp, q.rule.Content.Options().References) {
+		for _, c := range grant.classes() {
+			if f, ok, err := s.records.InspectedFormat(ctx, rev, rule, dgst, scope, c.Key()); err == nil && ok && f != "" && !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // inspectedAs reports whether a blob is recorded as inspected as every

@@ -12,8 +12,9 @@ import (
 // checks that ran and passed: PULLGATE_POLICY, then one value per kind
 // of passed check (signatures, attestations, chain, MBOM), and
 // PULLGATE_CONTENT when contentInspected (every blob was let out through
-// the rule's content inspection).
-func (v Verdict) VerifiedLevels(contentInspected bool) []string {
+// the rule's content inspection) followed by PULLGATE_CONTENT_<FORMAT> for
+// each format the inspection recognised.
+func (v Verdict) VerifiedLevels(contentInspected bool, formats []string) []string {
 	levels := []string{vsa.LevelPolicy}
 	add := func(l string) {
 		if !slices.Contains(levels, l) {
@@ -37,6 +38,9 @@ func (v Verdict) VerifiedLevels(contentInspected bool) []string {
 	}
 	if contentInspected {
 		add(vsa.LevelContent)
+		for _, f := range formats {
+			add(vsa.ContentLevel(f))
+		}
 	}
 	return levels
 }

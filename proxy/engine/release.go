@@ -148,6 +148,9 @@ func (e expectingInspector) Releasable() int64 {
 	return content.ReleasableOf(e.Inspector)
 }
 
+// Format is the format the wrapped inspector detected.
+func (e expectingInspector) Format() string { return content.FormatOf(e.Inspector) }
+
 func (e expectingInspector) Close() error {
 	if err := e.Inspector.Close(); err != nil {
 		return err

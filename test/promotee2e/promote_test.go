@@ -317,6 +317,19 @@ func TestPromotePickleRefused(t *testing.T) {
 	if code != 0 || len(r.BlobsCopied) != 2 || r.VSA == "" {
 		t.Fatalf("promote safetensors model: exit %d %+v", code, r)
 	}
+	// The VSA names the formats the inspection recognised.
+	out, _, code := e.exec(pullgateBin, "vsa", "check", e.dst.Ref("prod/good:1"), "--key", "promote.pub", "--plain-http", "-o", "json")
+	var vr struct {
+		Passed  bool
+		Summary struct{ VerifiedLevels []string }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &vr) != nil || !vr.Passed {
+		t.Fatalf("vsa check: exit %d\n%s", code, out)
+	}
+	t.Logf("verifiedLevels %v", vr.Summary.VerifiedLevels)
+	if l := vr.Summary.VerifiedLevels; !slices.Contains(l, vsa.LevelContent) || !slices.Contains(l, vsa.ContentLevel("safetensors")) || slices.Contains(l, vsa.ContentLevel("pickle")) {
+		t.Fatalf("verifiedLevels %v: want %s and %s", l, vsa.LevelContent, vsa.ContentLevel("safetensors"))
+	}
 }
 
 // TestPromoteIndex: a signed multi-platform index is copied with its

@@ -318,6 +318,14 @@ type FormatReporter interface {
 	Format() string
 }
 
+// FormatOf is the format an inspector detected, "" when it reports none.
+func FormatOf(in Inspector) string {
+	if fr, ok := in.(FormatReporter); ok {
+		return fr.Format()
+	}
+	return ""
+}
+
 func newFinding(format string, off int64, reason string, args ...any) *Finding {
 	if len(args) > 0 {
 		reason = fmt.Sprintf(reason, args...)
