@@ -8,6 +8,11 @@
 package policy
 
 import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -90,6 +95,35 @@ type Key struct {
 
 // Kind reports whether name is a key or an identity ("" if unknown).
 func (t *Trust) Kind(name string) TrustKind { return t.kinds[name] }
+
+// KeyNamed reports the name of a trust key whose public key is pub (the
+// same key under any encoding), "" when the trust lists none.
+func (t *Trust) KeyNamed(pub crypto.PublicKey) string {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(der)
+	id := hex.EncodeToString(sum[:])
+	for _, k := range t.Keys {
+		if t.keyIDs[k.Name] == id {
+			return k.Name
+		}
+	}
+	return ""
+}
+
+// SeparateKey refuses a policy whose trust lists pub, the key that signs
+// what pullgate says about artifacts (VSAs, promoted copies): a key the
+// policy trusts to sign releases must not also vouch that pullgate
+// verified them, or one stolen key would be both. what names the key
+// ("vsa.key", "promote --key").
+func SeparateKey(p *Policy, pub crypto.PublicKey, what string) error {
+	if name := p.Trust.KeyNamed(pub); name != "" {
+		return fmt.Errorf("%s is the public key of trust key %q in the policy: the key that signs pullgate's verification summaries must be one of its own, never a key the policy trusts for artifacts (generate one: cosign generate-key-pair)", what, name)
+	}
+	return nil
+}
 
 // Rule is one policy rule.
 type Rule struct {

@@ -115,6 +115,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 			return nil, err
 		}
 		s.vsa, eopts.OnAllowed = v, v.onAllowed
+		eopts.CheckPolicy = func(p *policy.Policy) error { return policy.SeparateKey(p, v.signer.Public(), "vsa.key") }
 		s.closers = append(s.closers, v.Close)
 	}
 	eng, err := engine.New(ctx, cfg, st, log, eopts)

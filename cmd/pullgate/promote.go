@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -140,18 +142,27 @@ func cmdPromote(args []string) int {
 		abs, _ := filepath.Abs(*policyPath)
 		*policyURI = "file://" + abs
 	}
+	// An interrupt or a termination ends the run as a failure would: the
+	// work stops, the temporary copies are removed, and what was not
+	// written yet (the tag last) is not.
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	eng, closeEng, code := decisionEngine("promote", *cfgPath, *policyPath, upName, *plain)
 	if code != 0 {
 		return code
 	}
 	defer closeEng()
+	if err := policy.SeparateKey(eng.Policy(), signer.Public(), "--key"); err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate promote: %v\n", err)
+		return policy.ExitConfig
+	}
 	work, err := os.MkdirTemp("", "pullgate-promote-blobs-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return policy.ExitOther
 	}
 	defer os.RemoveAll(work)
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(sigCtx, *timeout)
 	defer cancel()
 	p := &promoter{
 		ctx: ctx, eng: eng, dir: work, signer: signer,
@@ -162,6 +173,11 @@ func cmdPromote(args []string) int {
 	}
 	p.ropts = append(p.ropts, remote.WithContext(p.ctx))
 	p.run(upName, repo, tag)
+	if sigCtx.Err() != nil && p.r.ExitCode != policy.ExitAllowed {
+		// Whatever the run failed on, it failed because it was stopped.
+		p.r.ExitCode = policy.ExitOther
+		p.r.Error = "interrupted by a signal: nothing more was written, and the destination tag was not moved (it is written last)"
+	}
 	if *out == "json" {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")

@@ -99,6 +99,10 @@ type Options struct {
 	// a rule makes without the artifact, nor one about evidence): the
 	// proxy's VSA signer. It must not block.
 	OnAllowed func(q *Query, dgst digest.Digest, m *Manifest, v Verdict)
+	// CheckPolicy, when set, refuses a policy (at start and on every
+	// reload, which then keeps the policy in force) that does not fit the
+	// rest of pullgate's configuration, beside the engine's own checks.
+	CheckPolicy func(*policy.Policy) error
 }
 
 // New builds an engine over an open content store: it prepares the spool,
@@ -182,7 +186,11 @@ func New(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Log
 		s.signals.OnVersionChange(s.signalsChanged)
 	}
 
-	ps, closePolicy, err := loadPolicy(ctx, cfg.Resolve(cfg.Policy), log, s.metrics, s.checkSignals)
+	check := s.checkSignals
+	if o.CheckPolicy != nil {
+		check = func(p *policy.Policy) error { return errors.Join(s.checkSignals(p), o.CheckPolicy(p)) }
+	}
+	ps, closePolicy, err := loadPolicy(ctx, cfg.Resolve(cfg.Policy), log, s.metrics, check)
 	if err != nil {
 		return nil, err
 	}

@@ -2,18 +2,20 @@ package promotee2e
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/opencontainers/go-digest"
-	"github.com/pullgate/pullgate/test/harness"
-	"github.com/pullgate/pullgate/test/modelcorpus"
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/pullgate/pullgate/test/harness"
+	"github.com/pullgate/pullgate/test/modelcorpus"
 )
 
 type rawM struct {
@@ -127,4 +129,23 @@ func TestPromoteRefusesAWaivedDecision(t *testing.T) {
 	if code == 0 && r.VSA != "" {
 		t.Errorf("waived (unsigned) image %s promoted with a VSA; reasons %v", img.Digest, r.Decision.Reasons)
 	}
+}
+
+// TestPromoteRefusesATrustKey: the promotion key must not be one the
+// policy trusts for artifacts (a stolen release key would then also vouch
+// that pullgate verified what it signed). Exit 2, nothing written.
+func TestPromoteRefusesATrustKey(t *testing.T) {
+	e := newEnv(t)
+	img := e.src.PushImage(t, "apps/web", "1.0", harnessImageOptions2())
+	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
+		e.src.Ref("apps/web@" + img.Digest)}, insecureFlags...)...)
+	out, code := e.run(pullgateBin, "promote", e.src.Ref("apps/web:1.0"), e.dst.Ref("prod/web:1.0"), "--policy", "policy.yaml",
+		"--key", "release.key", "--plain-http")
+	if code != 2 || !strings.Contains(out, `trust key "release"`) {
+		t.Fatalf("promote signing with the policy's release key: exit %d, want 2 naming the trust key\n%s", code, out)
+	}
+	if w := e.writes(); w != 0 {
+		t.Fatalf("refused promote made %d write requests to the destination", w)
+	}
+	e.assertDstEmpty("prod/web", img.Digest)
 }
