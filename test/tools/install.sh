@@ -30,6 +30,24 @@ goinstall regctl   github.com/regclient/regclient/cmd/regctl@v0.11.7   # another
 # test runs pullgate as containerd's bindir image verifier (test/vsae2e)
 goinstall containerd2 github.com/containerd/containerd/v2/cmd/containerd@v2.4.2
 goinstall ctr2        github.com/containerd/containerd/v2/cmd/ctr@v2.4.2
+# A program whose module has replace directives cannot be `go install`ed at a
+# version: build it inside a throwaway module that requires it and repeats them.
+gobuildin() { # name module version package [replace ...]
+  local name=$1 mod=$2 ver=$3 pkg=$4 stamp="$bin/.$1.version"; shift 4
+  if [ -x "$bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$pkg@$ver" ]; then return 0; fi
+  local tmp; tmp=$(mktemp -d)
+  echo "installing $name ($pkg@$ver)" >&2
+  { echo "module toolbuild"; echo; echo "go $(go env GOVERSION | sed 's/^go//')"; echo
+    echo "require $mod $ver"; for r in "$@"; do echo "replace $r"; done; } >"$tmp/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >"$tmp/tools.go"
+  (cd "$tmp" && go mod tidy && go build -o "$bin/$name" "$pkg")
+  echo "$pkg@$ver" >"$stamp"
+  rm -rf "$tmp"
+}
+# Kyverno's CLI (its real policy engine, image verification included): the VSA
+# test applies docs/vsa.md's Kyverno policies with it (test/vsae2e)
+gobuildin kyverno github.com/kyverno/kyverno v1.19.0 github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno \
+  'k8s.io/pod-security-admission => github.com/kyverno/pod-security-admission v0.0.0-20251031094455-46f20778634f'
 # The OCI distribution-spec conformance suite (a main package; `go install`
 # builds the same program as the README's `go build`), run read-only against
 # pullgate by test/conformance.
