@@ -65,6 +65,12 @@ exceptions:
 
 func startGateway(t *testing.T, dir string, u *harness.Upstream) *gateway {
 	t.Helper()
+	return startGatewayAt(t, dir, u, nil)
+}
+
+// startGatewayAt is startGateway with the proxy's clock (nil: time.Now).
+func startGatewayAt(t *testing.T, dir string, u *harness.Upstream, now func() time.Time) *gateway {
+	t.Helper()
 	doc := map[string]any{
 		"listen":    "127.0.0.1:0",
 		"storage":   map[string]any{"path": filepath.Join(dir, "data")},
@@ -93,7 +99,7 @@ func startGateway(t *testing.T, dir string, u *harness.Upstream) *gateway {
 		}
 	})
 	g.srv, err = proxy.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		proxy.Options{Registerer: g.reg, Version: "e2e"})
+		proxy.Options{Registerer: g.reg, Version: "e2e", Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
