@@ -24,6 +24,10 @@ func (s *Server) serveManifest(q *request) {
 		s.deny(q, v, ref)
 		return
 	}
+	// The referrers tag of a digest with a VSA is pullgate's (vsa.go).
+	if s.serveVSAFallback(q) {
+		return
+	}
 	dgst, err := s.eng.Resolve(q.q)
 	if err != nil {
 		s.upstreamError(q, err, ocierr.ManifestUnknown)

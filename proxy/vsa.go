@@ -3,13 +3,17 @@ package proxy
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +28,7 @@ import (
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/engine"
+	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/vsa"
 )
@@ -359,4 +364,71 @@ func (v *vsaSigner) signGuarded(ctx context.Context, j vsaJob) (err error) {
 		}
 	}()
 	return v.sign(ctx, j)
+}
+
+// fallbackTagRE is the referrers tag schema's tag of a sha256 digest
+// (cosign's legacy sha256-<hex>.sig and .att tags are not it).
+var fallbackTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})$`)
+
+// serveVSAFallback answers a manifest request for the referrers tag
+// sha256-<hex> (the OCI referrers tag schema, read by clients that do not
+// use the referrers API) of a digest whose VSA the referrers answer lists
+// (allowed in the repository, its decision signsVSA, a VSA recorded under
+// the revision in force): an image index of pullgate's own, listing what
+// the upstream's index under that tag lists that pullgate serves (as
+// serveReferrers filters it, eng.Servable) and the VSA; when the upstream
+// has no such tag, the VSA alone. It reports whether it answered. Any
+// other request (another tag, a digest without a VSA, an upstream whose
+// tag is no OCI index, an upstream that cannot be asked) is left to the
+// ordinary manifest path, which serves the upstream's tag as before.
+func (s *Server) serveVSAFallback(q *request) bool {
+	if s.vsa == nil || q.rt.Digest != "" || !strings.HasPrefix(q.rt.Reference, "sha256-") {
+		return false
+	}
+	mm := fallbackTagRE.FindStringSubmatch(q.rt.Reference)
+	if mm == nil {
+		return false
+	}
+	subject := digest.NewDigestFromEncoded(digest.SHA256, mm[1])
+	sv, err := s.eng.SubjectVerdict(q.q, subject)
+	if err != nil || !signsVSA(sv) {
+		return false
+	}
+	vd, ok := s.vsaReferrer(q, subject, "")
+	if !ok {
+		return false
+	}
+	descs, index, err := q.up.FallbackIndex(q.ctx(), q.rt.Repo, subject, int64(s.cfg.Limits.MaxManifestSize))
+	switch {
+	case upstream.IsKind(err, upstream.NotFound):
+		descs = nil
+	case err != nil || !index:
+		return false
+	}
+	descs = s.eng.Servable(q.q, descs)
+	if !slices.ContainsFunc(descs, func(x ocispec.Descriptor) bool { return x.Digest == vd.Digest }) {
+		descs = append(descs, vd)
+	}
+	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
+	idx.SchemaVersion = 2
+	body, err := json.Marshal(idx)
+	if err != nil {
+		return false
+	}
+	dgst := digest.FromBytes(body)
+	s.record(q, "manifest", q.rt.Reference, dgst, engine.Verdict{
+		Allowed: true, Rule: sv.Rule, Mode: sv.Mode, Revision: sv.Revision, ExitCode: policy.ExitAllowed, Evidence: true,
+		Reasons: []string{fmt.Sprintf("rule %s: referrers tag of allowed %s, with pullgate's VSA of it", sv.Rule, subject)},
+	}, false)
+	h := q.w.Header()
+	h.Set("Content-Type", ocispec.MediaTypeImageIndex)
+	h.Set("Docker-Content-Digest", dgst.String())
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("ETag", `"`+dgst.String()+`"`)
+	h.Set("Docker-Distribution-API-Version", "registry/2.0")
+	q.w.WriteHeader(http.StatusOK)
+	if q.r.Method == http.MethodGet {
+		_, _ = q.w.Write(body)
+	}
+	return true
 }
