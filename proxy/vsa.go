@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -338,16 +336,7 @@ func (s *Server) serveVSAObject(q *request, manifest bool) bool {
 			return false
 		}
 	}
-	h := q.w.Header()
-	h.Set("Content-Type", o.MediaType)
-	h.Set("Docker-Content-Digest", q.rt.Digest.String())
-	h.Set("Content-Length", strconv.Itoa(len(o.Content)))
-	h.Set("ETag", `"`+q.rt.Digest.String()+`"`)
-	h.Set("Docker-Distribution-API-Version", "registry/2.0")
-	q.w.WriteHeader(http.StatusOK)
-	if q.r.Method == http.MethodGet {
-		_, _ = q.w.Write(o.Content)
-	}
+	writeObject(q, o.MediaType, q.rt.Digest, o.Content)
 	return true
 }
 
@@ -420,15 +409,6 @@ func (s *Server) serveVSAFallback(q *request) bool {
 		Allowed: true, Rule: sv.Rule, Mode: sv.Mode, Revision: sv.Revision, ExitCode: policy.ExitAllowed, Evidence: true,
 		Reasons: []string{fmt.Sprintf("rule %s: referrers tag of allowed %s, with pullgate's VSA of it", sv.Rule, subject)},
 	}, false)
-	h := q.w.Header()
-	h.Set("Content-Type", ocispec.MediaTypeImageIndex)
-	h.Set("Docker-Content-Digest", dgst.String())
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("ETag", `"`+dgst.String()+`"`)
-	h.Set("Docker-Distribution-API-Version", "registry/2.0")
-	q.w.WriteHeader(http.StatusOK)
-	if q.r.Method == http.MethodGet {
-		_, _ = q.w.Write(body)
-	}
+	writeObject(q, ocispec.MediaTypeImageIndex, dgst, body)
 	return true
 }
