@@ -217,6 +217,24 @@ func (g *gateway) signed() float64 {
 	return 0
 }
 
+// waitSigned waits until pullgate_vsa_signed_total is at least n (the
+// signer counts a VSA just after recording it, so a VSA may be listed a
+// moment before it is counted) and returns it (the test's deadline
+// bounds the wait).
+func (g *gateway) waitSigned(n float64) float64 {
+	g.t.Helper()
+	deadline, ok := g.t.Deadline()
+	if !ok {
+		deadline = time.Now().Add(2 * time.Minute)
+	}
+	got := g.signed()
+	for got < n && time.Now().Before(deadline.Add(-10*time.Second)) {
+		time.Sleep(20 * time.Millisecond)
+		got = g.signed()
+	}
+	return got
+}
+
 func writeVSAKey(t *testing.T, dir string) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -308,7 +326,7 @@ func TestProxyVSA(t *testing.T) {
 	}
 	g.pull(other.Repo, other.Digest)
 	g.waitVSA(other.Repo, other.Digest, "") // the signer is FIFO: every earlier offer is done
-	if n := g.signed(); n != 2 {
+	if n := g.waitSigned(2); n != 2 {
 		t.Fatalf("pullgate_vsa_signed_total %v, want 2 (good and other, once each)", n)
 	}
 	if st, ds := g.vsaReferrers(waived.Repo, waived.Digest); st != http.StatusOK || len(ds) != 0 {
@@ -336,7 +354,7 @@ func TestProxyVSA(t *testing.T) {
 	if s := g.summary(good.Repo, d2.Digest); vsa.Digest(s.Policy.Digest) != digest.Digest(rev2) {
 		t.Fatalf("new VSA names revision %v, want %s", s.Policy.Digest, rev2)
 	}
-	if n := g.signed(); n != 3 {
+	if n := g.waitSigned(3); n != 3 {
 		t.Fatalf("pullgate_vsa_signed_total %v, want 3", n)
 	}
 
@@ -349,7 +367,7 @@ func TestProxyVSA(t *testing.T) {
 		"--allow-http-registry=true", "--allow-insecure-registry=true", "-y", e.u.Ref(third.Repo+"@"+third.Digest))
 	g.pull(third.Repo, third.Digest)
 	g.waitVSA(third.Repo, third.Digest, "")
-	if n := g.signed(); n != 1 {
+	if n := g.waitSigned(1); n != 1 {
 		t.Fatalf("after a restart: pullgate_vsa_signed_total %v, want 1 (only the new image)", n)
 	}
 	if _, ds := g.vsaReferrers(good.Repo, good.Digest); len(ds) != 1 || ds[0].Digest != d2.Digest {

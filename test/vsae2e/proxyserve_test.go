@@ -242,11 +242,11 @@ func TestProxyVSARefresh(t *testing.T) {
 		}
 	}
 	// The signer is FIFO: once marker's VSA is listed, any offer made
-	// before it was handled.
+	// before it was handled (a VSA of good signed again would be listed).
 	marker := e.signedImage("app/marker")
 	g.pull(marker.Repo, marker.Digest)
 	g.waitVSA(marker.Repo, marker.Digest, "")
-	if n := g.signed(); n != 2 {
+	if n := g.waitSigned(2); n != 2 {
 		t.Fatalf("before 24h: pullgate_vsa_signed_total %v, want 2 (good and marker)", n)
 	}
 	if _, ds := g.vsaReferrers(good.Repo, good.Digest); len(ds) != 1 || ds[0].Digest != d1.Digest {
@@ -262,7 +262,7 @@ func TestProxyVSARefresh(t *testing.T) {
 	if want := t0.Add(24*time.Hour + 10*time.Minute); s.TimeVerified.Sub(want).Abs() >= time.Second {
 		t.Fatalf("refreshed VSA: timeVerified %v, want %v", s.TimeVerified, want)
 	}
-	if n := g.signed(); n != 3 {
+	if n := g.waitSigned(3); n != 3 {
 		t.Fatalf("after 24h: pullgate_vsa_signed_total %v, want 3", n)
 	}
 	// The earlier VSA, same revision, is still served by digest (a node
