@@ -379,12 +379,14 @@ func (s *Server) serveVSAFallback(q *request) bool {
 		return false
 	}
 	subject := digest.NewDigestFromEncoded(digest.SHA256, mm[1])
-	sv, err := s.eng.SubjectVerdict(q.q, subject)
-	if err != nil || !signsVSA(sv) {
-		return false
-	}
+	// The record first: a digest without a VSA (any tag a client makes
+	// up) costs one record read, no decision and no upstream request.
 	vd, ok := s.vsaReferrer(q, subject, "")
 	if !ok {
+		return false
+	}
+	sv, err := s.eng.SubjectVerdict(q.q, subject)
+	if err != nil || !signsVSA(sv) {
 		return false
 	}
 	descs, index, err := q.up.FallbackIndex(q.ctx(), q.rt.Repo, subject, int64(s.cfg.Limits.MaxManifestSize))

@@ -136,7 +136,8 @@ func TestProxyVSAEmptyConfigRevisions(t *testing.T) {
 // TestProxyVSASubjectNoLongerPasses: under the same policy revision, once
 // the subject's current decision is one no VSA is signed for (denied: its
 // signature was removed upstream; waived: allowed only by an exception),
-// its VSA is neither listed nor served by digest (manifest, bundle).
+// its VSA is neither listed (referrers answer, sha256-<hex> tag) nor
+// served by digest (manifest, bundle).
 func TestProxyVSASubjectNoLongerPasses(t *testing.T) {
 	e, dir, _ := proxyEnv(t, true)
 	good := e.signedImage("app/good")
@@ -164,6 +165,9 @@ func TestProxyVSASubjectNoLongerPasses(t *testing.T) {
 			if st, _ := g.get(p); st != http.StatusOK {
 				t.Fatalf("%s: status %d while the subject passes", p, st)
 			}
+		}
+		if st, idx := g.fallbackIndex(img.Repo, img.Digest); st != http.StatusOK || len(idx.Manifests) != 1 || idx.Manifests[0].Digest != d.Digest {
+			t.Fatalf("%s: referrers tag %d %v while the subject passes", img.Repo, st, idx.Manifests)
 		}
 	}
 	rev := g.srv.Policy().Revision()
@@ -203,6 +207,12 @@ func TestProxyVSASubjectNoLongerPasses(t *testing.T) {
 	}
 	if st, ds := g.vsaReferrers(waived.Repo, waived.Digest); st != http.StatusOK || len(ds) != 0 {
 		t.Fatalf("waived: referrers %d %v, want no VSA", st, ds)
+	}
+	// The referrers tag is the upstream's again: it has none.
+	for _, img := range []*harness.Image{good, waived} {
+		if st, idx := g.fallbackIndex(img.Repo, img.Digest); st != http.StatusNotFound {
+			t.Errorf("%s: referrers tag %d %v after the subject stopped passing, want 404", img.Repo, st, idx.Manifests)
+		}
 	}
 	for _, v := range vs {
 		for _, p := range v.obj {
