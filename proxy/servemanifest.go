@@ -24,6 +24,10 @@ func (s *Server) serveManifest(q *request) {
 		s.deny(q, v, ref)
 		return
 	}
+	// The referrers tag of a digest with a VSA is pullgate's (vsa.go).
+	if s.serveVSAFallback(q) {
+		return
+	}
 	dgst, err := s.eng.Resolve(q.q)
 	if err != nil {
 		s.upstreamError(q, err, ocierr.ManifestUnknown)
@@ -59,8 +63,14 @@ func (s *Server) serveManifest(q *request) {
 		}
 		dgst = child
 	}
+	writeObject(q, m.MediaType, dgst, body)
+}
+
+// writeObject answers 200 with body (a manifest, a VSA object), of
+// mediaType and digest dgst (its headers only, for HEAD).
+func writeObject(q *request, mediaType string, dgst digest.Digest, body []byte) {
 	h := q.w.Header()
-	h.Set("Content-Type", m.MediaType)
+	h.Set("Content-Type", mediaType)
 	h.Set("Docker-Content-Digest", dgst.String())
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("ETag", `"`+dgst.String()+`"`)

@@ -64,6 +64,9 @@ type Options struct {
 	OnAudit func(audit.Event)
 	// Version is pullgate's version, written in the VSAs it signs.
 	Version string
+	// Now is the clock decisions and VSAs are made at (nil: time.Now;
+	// tests).
+	Now func() time.Time
 }
 
 // Open builds a proxy from a loaded configuration: it opens the content
@@ -108,9 +111,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opt
 	}
 	s.metrics.storeIndex(reg, st)
 
-	eopts := engine.Options{Registerer: reg, OnUpstreamRequest: s.metrics.upstreamRequest, Disk: testDisk}
+	eopts := engine.Options{Registerer: reg, OnUpstreamRequest: s.metrics.upstreamRequest, Disk: testDisk, Now: o.Now}
 	if cfg.VSA != nil {
-		v, err := newVSASigner(cfg, records.New(st), o.Version, reg, log)
+		v, err := newVSASigner(cfg, records.New(st), o.Version, o.Now, reg, log)
 		if err != nil {
 			return nil, err
 		}

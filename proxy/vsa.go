@@ -3,13 +3,15 @@ package proxy
 import (
 	"context"
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"path/filepath"
-	"strconv"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/pullgate/pullgate/policy"
 	"github.com/pullgate/pullgate/proxy/config"
 	"github.com/pullgate/pullgate/proxy/engine"
+	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/verify/attest"
 	"github.com/pullgate/pullgate/verify/vsa"
 )
@@ -34,8 +37,9 @@ import (
 // warm decision from the verdict cache never reaches it) is offered to a bounded signer that signs one VSA per (policy
 // revision, repository, digest), off the request's goroutine, and records
 // it (cache/records, families vsa and vsaobj). The referrers answer of an
-// allowed digest lists the VSA of the revision in force; its manifest,
-// bundle and empty config are served by digest from those records.
+// allowed digest lists the VSA of the revision in force; its manifest and
+// bundle are served by digest from those records while the digest's
+// decision still signsVSA, its empty config from code (serveVSAObject).
 //
 // These are pullgate's own artifacts: written by this code, signed with the
 // VSA key, and served only from the records it wrote, only in the
@@ -74,6 +78,7 @@ type vsaSigner struct {
 	version   string
 	policyURI string
 	log       *slog.Logger
+	now       func() time.Time // the clock VSAs are signed and refreshed at
 	signed    prometheus.Counter
 	failed    prometheus.Counter
 
@@ -87,7 +92,7 @@ type vsaSigner struct {
 
 // newVSASigner loads the VSA key (a start with a key that does not load
 // fails) and starts the signer's worker.
-func newVSASigner(cfg *config.Config, rec *records.Records, version string, reg prometheus.Registerer, log *slog.Logger) (*vsaSigner, error) {
+func newVSASigner(cfg *config.Config, rec *records.Records, version string, now func() time.Time, reg prometheus.Registerer, log *slog.Logger) (*vsaSigner, error) {
 	pw, err := cfg.VSAKeyPassword()
 	if err != nil {
 		return nil, err
@@ -104,9 +109,12 @@ func newVSASigner(cfg *config.Config, rec *records.Records, version string, reg 
 	if version == "" {
 		version = "dev"
 	}
+	if now == nil {
+		now = time.Now
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	v := &vsaSigner{
-		rec: rec, signer: key, verifier: cfg.VSA.VerifierID, version: version, policyURI: puri, log: log,
+		rec: rec, signer: key, verifier: cfg.VSA.VerifierID, version: version, policyURI: puri, log: log, now: now,
 		signed: prometheus.NewCounter(prometheus.CounterOpts{Name: "pullgate_vsa_signed_total",
 			Help: "VSAs the proxy signed (one per allowed policy revision, repository and digest)."}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "pullgate_vsa_failed_total",
@@ -116,6 +124,7 @@ func newVSASigner(cfg *config.Config, rec *records.Records, version string, reg 
 		done: verdict.New[struct{}](vsaDone),
 		stop: cancel,
 	}
+	v.done.SetClock(now)
 	_ = reg.Register(v.signed)
 	_ = reg.Register(v.failed)
 	v.wg.Add(1)
@@ -178,7 +187,7 @@ func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	subject := digest.Digest(j.subject.Digest.String())
-	if r, err := v.rec.VSA(ctx, j.rev, j.upstream, j.repo, subject); err == nil && time.Since(r.SignedAt) < vsaRefresh {
+	if r, err := v.rec.VSA(ctx, j.rev, j.upstream, j.repo, subject); err == nil && v.now().Sub(r.SignedAt) < vsaRefresh {
 		return nil
 	} else if err != nil && !errors.Is(err, records.ErrNotFound) {
 		return err
@@ -202,14 +211,14 @@ func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	now := v.now()
 	man, err := attest.BundleManifest(j.subject, bundle, vsa.PredicateType, now)
 	if err != nil {
 		return err
 	}
 	md := digest.FromBytes(man)
+	// The empty config is no record: serveVSAObject serves it from code.
 	for _, o := range []records.VSAObject{
-		{MediaType: attest.EmptyConfigMediaType, Content: attest.EmptyConfig},
 		{MediaType: attest.BundleMediaType, Content: bundle},
 		{MediaType: ocispec.MediaTypeImageManifest, Content: man},
 	} {
@@ -261,7 +270,7 @@ func (v *vsaSigner) onAllowed(q *engine.Query, dgst digest.Digest, m *engine.Man
 	v.offer(vsaJob{
 		rev: vd.Revision, upstream: sub.Upstream, repo: sub.Repo, repository: sub.Repository(),
 		subject: v1.Descriptor{MediaType: types.MediaType(m.MediaType), Digest: h, Size: int64(len(m.Raw))},
-		verdict: vd, at: time.Now(),
+		verdict: vd, at: v.now(),
 	})
 }
 
@@ -295,26 +304,45 @@ func (s *Server) vsaReferrer(q *request, dgst digest.Digest, artifactType string
 // request only for its manifest, a blob request only for its blobs), and
 // reports whether it did. It is asked only when the request would
 // otherwise fail (not found, not allowed): the pull path never reaches it.
+//
+// A VSA's manifest and bundle are served only while its subject's current
+// decision is one a VSA is signed for (signsVSA, as the referrers answer
+// lists it): a subject denied or waived since, under the same revision,
+// takes its VSA away. That decision is the verdict cache's (the one a pull
+// of the subject would use); only an expired one is decided again.
+//
+// The config of every VSA manifest is the OCI empty descriptor ({}), the
+// same two bytes for every VSA of every revision: it is served from code
+// in any repository its rule does not deny, never from a record (one
+// record shared by the VSAs of two revisions named only one of them, and
+// refused the config of the other's still valid VSA).
 func (s *Server) serveVSAObject(q *request, manifest bool) bool {
 	if s.vsa == nil || q.rt.Digest == "" {
 		return false
 	}
-	o, err := s.vsa.rec.VSAObject(q.ctx(), q.rt.Upstream, q.rt.Repo, q.rt.Digest)
-	if err != nil || o.Revision != q.q.Policy().Revision() || (o.MediaType == ocispec.MediaTypeImageManifest) != manifest {
-		return false
+	var o records.VSAObject
+	if q.rt.Digest == emptyConfigDigest {
+		if v, ok := q.q.RuleVerdict(); manifest || ok && !v.Allowed {
+			return false
+		}
+		o = records.VSAObject{MediaType: attest.EmptyConfigMediaType, Content: attest.EmptyConfig}
+	} else {
+		var err error
+		o, err = s.vsa.rec.VSAObject(q.ctx(), q.rt.Upstream, q.rt.Repo, q.rt.Digest)
+		if err != nil || o.Revision != q.q.Policy().Revision() || (o.MediaType == ocispec.MediaTypeImageManifest) != manifest {
+			return false
+		}
+		if sv, err := s.eng.SubjectVerdict(q.q, o.Subject); err != nil || !signsVSA(sv) {
+			return false
+		}
 	}
-	h := q.w.Header()
-	h.Set("Content-Type", o.MediaType)
-	h.Set("Docker-Content-Digest", q.rt.Digest.String())
-	h.Set("Content-Length", strconv.Itoa(len(o.Content)))
-	h.Set("ETag", `"`+q.rt.Digest.String()+`"`)
-	h.Set("Docker-Distribution-API-Version", "registry/2.0")
-	q.w.WriteHeader(http.StatusOK)
-	if q.r.Method == http.MethodGet {
-		_, _ = q.w.Write(o.Content)
-	}
+	writeObject(q, o.MediaType, q.rt.Digest, o.Content)
 	return true
 }
+
+// emptyConfigDigest is the digest of attest.EmptyConfig, every VSA
+// manifest's config.
+var emptyConfigDigest = digest.FromBytes(attest.EmptyConfig)
 
 // signGuarded is sign on the signer's own goroutine, where a panic would
 // end the process: it is a failed signature instead.
@@ -325,4 +353,64 @@ func (v *vsaSigner) signGuarded(ctx context.Context, j vsaJob) (err error) {
 		}
 	}()
 	return v.sign(ctx, j)
+}
+
+// fallbackTagRE is the referrers tag schema's tag of a sha256 digest
+// (cosign's legacy sha256-<hex>.sig and .att tags are not it).
+var fallbackTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})$`)
+
+// serveVSAFallback answers a manifest request for the referrers tag
+// sha256-<hex> (the OCI referrers tag schema, read by clients that do not
+// use the referrers API) of a digest whose VSA the referrers answer lists
+// (allowed in the repository, its decision signsVSA, a VSA recorded under
+// the revision in force): an image index of pullgate's own, listing what
+// the upstream's index under that tag lists that pullgate serves (as
+// serveReferrers filters it, eng.Servable) and the VSA; when the upstream
+// has no such tag, the VSA alone. It reports whether it answered. Any
+// other request (another tag, a digest without a VSA, an upstream whose
+// tag is no OCI index, an upstream that cannot be asked) is left to the
+// ordinary manifest path, which serves the upstream's tag as before.
+func (s *Server) serveVSAFallback(q *request) bool {
+	if s.vsa == nil || q.rt.Digest != "" || !strings.HasPrefix(q.rt.Reference, "sha256-") {
+		return false
+	}
+	mm := fallbackTagRE.FindStringSubmatch(q.rt.Reference)
+	if mm == nil {
+		return false
+	}
+	subject := digest.NewDigestFromEncoded(digest.SHA256, mm[1])
+	// The record first: a digest without a VSA (any tag a client makes
+	// up) costs one record read, no decision and no upstream request.
+	vd, ok := s.vsaReferrer(q, subject, "")
+	if !ok {
+		return false
+	}
+	sv, err := s.eng.SubjectVerdict(q.q, subject)
+	if err != nil || !signsVSA(sv) {
+		return false
+	}
+	descs, index, err := q.up.FallbackIndex(q.ctx(), q.rt.Repo, subject, int64(s.cfg.Limits.MaxManifestSize))
+	switch {
+	case upstream.IsKind(err, upstream.NotFound):
+		descs = nil
+	case err != nil || !index:
+		return false
+	}
+	descs = s.eng.Servable(q.q, descs)
+	if !slices.ContainsFunc(descs, func(x ocispec.Descriptor) bool { return x.Digest == vd.Digest }) {
+		descs = append(descs, vd)
+	}
+	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
+	idx.SchemaVersion = 2
+	body, err := json.Marshal(idx)
+	if err != nil {
+		return false
+	}
+	dgst := digest.FromBytes(body)
+	s.record(q, "manifest", q.rt.Reference, dgst, engine.Verdict{
+		Allowed: true, Rule: sv.Rule, Mode: sv.Mode, Revision: sv.Revision, ExitCode: policy.ExitAllowed, Evidence: true,
+		Reasons: []string{fmt.Sprintf("rule %s: referrers tag of allowed %s, with pullgate's VSA of it", sv.Rule, subject)},
+	}, false)
+	writeObject(q, ocispec.MediaTypeImageIndex, dgst, body)
+	return true
 }

@@ -29,8 +29,9 @@
 //	                                                                                                                                               it again
 //	vsa        vsa/<rev>/<upstream>/<repo>/<d>                       JSON VSA {manifest,size,signedAt}   the proxy's VSA signer, once per allowed  a referrers listing of d in the repository
 //	                                                                                                     (revision, repository, digest)            (only the revision in force's)
-//	vsaobj     vsaobj/<upstream>/<repo>/<d>                          JSON VSAObject {mediaType,revision,  the VSA signer: its manifest, bundle      a request by digest for one of them in the
-//	                                                                 subject,content}                    and empty config, before the vsa record   repository (served only under <revision>)
+//	vsaobj     vsaobj/<upstream>/<repo>/<d>                          JSON VSAObject {mediaType,revision,  the VSA signer: its manifest and bundle   a request by digest for one of them in the
+//	                                                                 subject,content}                    (the empty config is a constant), before  repository (served only under <revision>)
+//	                                                                                                     the vsa record
 //
 // <d> is a digest with its algorithm: a sha256 digest is spelled as its
 // hex (the layout of every release so far, kept so that stores written
@@ -409,7 +410,8 @@ type VSA struct {
 }
 
 // VSAObject is one of the objects of a VSA the proxy signed (the referrer
-// manifest, the bundle, the empty config), served by digest in the
+// manifest, the bundle; stores written before also hold the empty config,
+// which is no longer read), served by digest in the
 // repository only while Revision is in force. Content is small (a bundle
 // is at most a few KiB): it is kept here, beside the fact, rather than in
 // the content store, whose size limit evicts cached content.

@@ -27,36 +27,54 @@ func (c *Client) ReferrerDescriptors(ctx context.Context, repo string, dgst dige
 			all = append(all, idx.Manifests...)
 		}
 	} else {
-		tag := dgst.Algorithm().String() + "-" + dgst.Encoded()
-		body, _, err := c.Manifest(ctx, repo, tag, maxManifest)
-		switch {
-		case IsKind(err, NotFound):
-		case err != nil:
+		all, _, err = c.FallbackIndex(ctx, repo, dgst, maxManifest)
+		if err != nil && !IsKind(err, NotFound) {
 			return nil, err
-		default:
-			var idx struct {
-				SchemaVersion int                  `json:"schemaVersion"`
-				MediaType     string               `json:"mediaType"`
-				Manifests     []ocispec.Descriptor `json:"manifests"`
-			}
-			if json.Unmarshal(body, &idx) == nil && idx.SchemaVersion == 2 &&
-				(idx.MediaType == "" || idx.MediaType == ocispec.MediaTypeImageIndex) {
-				all = idx.Manifests
-			}
 		}
 		filtered = false
 	}
 	out := []ocispec.Descriptor{}
-	for _, d := range all {
-		if d.Digest.Validate() != nil || d.Size < 0 {
-			continue
-		}
+	for _, d := range validDescriptors(all) {
 		if artifactType != "" && !filtered && d.ArtifactType != artifactType {
 			continue
 		}
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// FallbackIndex reads the sha256-<hex> index tag of dgst (the referrers tag
+// schema of registries without the referrers API): the descriptors it
+// lists (those with a valid digest and size). index is false when the tag
+// names something else than an OCI image index; a missing tag is an error
+// of kind NotFound.
+func (c *Client) FallbackIndex(ctx context.Context, repo string, dgst digest.Digest, maxManifest int64) (descs []ocispec.Descriptor, index bool, err error) {
+	tag := dgst.Algorithm().String() + "-" + dgst.Encoded()
+	body, _, err := c.Manifest(ctx, repo, tag, maxManifest)
+	if err != nil {
+		return nil, false, err
+	}
+	var idx struct {
+		SchemaVersion int                  `json:"schemaVersion"`
+		MediaType     string               `json:"mediaType"`
+		Manifests     []ocispec.Descriptor `json:"manifests"`
+	}
+	if json.Unmarshal(body, &idx) != nil || idx.SchemaVersion != 2 ||
+		(idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex) {
+		return nil, false, nil
+	}
+	return validDescriptors(idx.Manifests), true, nil
+}
+
+// validDescriptors are the descriptors with a valid digest and size.
+func validDescriptors(descs []ocispec.Descriptor) []ocispec.Descriptor {
+	out := []ocispec.Descriptor{}
+	for _, d := range descs {
+		if d.Digest.Validate() == nil && d.Size >= 0 {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // maxListing bounds one referrers or tags page from an upstream.

@@ -65,6 +65,12 @@ exceptions:
 
 func startGateway(t *testing.T, dir string, u *harness.Upstream) *gateway {
 	t.Helper()
+	return startGatewayAt(t, dir, u, nil)
+}
+
+// startGatewayAt is startGateway with the proxy's clock (nil: time.Now).
+func startGatewayAt(t *testing.T, dir string, u *harness.Upstream, now func() time.Time) *gateway {
+	t.Helper()
 	doc := map[string]any{
 		"listen":    "127.0.0.1:0",
 		"storage":   map[string]any{"path": filepath.Join(dir, "data")},
@@ -93,7 +99,7 @@ func startGateway(t *testing.T, dir string, u *harness.Upstream) *gateway {
 		}
 	})
 	g.srv, err = proxy.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		proxy.Options{Registerer: g.reg, Version: "e2e"})
+		proxy.Options{Registerer: g.reg, Version: "e2e", Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +217,24 @@ func (g *gateway) signed() float64 {
 	return 0
 }
 
+// waitSigned waits until pullgate_vsa_signed_total is at least n (the
+// signer counts a VSA just after recording it, so a VSA may be listed a
+// moment before it is counted) and returns it (the test's deadline
+// bounds the wait).
+func (g *gateway) waitSigned(n float64) float64 {
+	g.t.Helper()
+	deadline, ok := g.t.Deadline()
+	if !ok {
+		deadline = time.Now().Add(2 * time.Minute)
+	}
+	got := g.signed()
+	for got < n && time.Now().Before(deadline.Add(-10*time.Second)) {
+		time.Sleep(20 * time.Millisecond)
+		got = g.signed()
+	}
+	return got
+}
+
 func writeVSAKey(t *testing.T, dir string) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -302,7 +326,7 @@ func TestProxyVSA(t *testing.T) {
 	}
 	g.pull(other.Repo, other.Digest)
 	g.waitVSA(other.Repo, other.Digest, "") // the signer is FIFO: every earlier offer is done
-	if n := g.signed(); n != 2 {
+	if n := g.waitSigned(2); n != 2 {
 		t.Fatalf("pullgate_vsa_signed_total %v, want 2 (good and other, once each)", n)
 	}
 	if st, ds := g.vsaReferrers(waived.Repo, waived.Digest); st != http.StatusOK || len(ds) != 0 {
@@ -330,7 +354,7 @@ func TestProxyVSA(t *testing.T) {
 	if s := g.summary(good.Repo, d2.Digest); vsa.Digest(s.Policy.Digest) != digest.Digest(rev2) {
 		t.Fatalf("new VSA names revision %v, want %s", s.Policy.Digest, rev2)
 	}
-	if n := g.signed(); n != 3 {
+	if n := g.waitSigned(3); n != 3 {
 		t.Fatalf("pullgate_vsa_signed_total %v, want 3", n)
 	}
 
@@ -343,7 +367,7 @@ func TestProxyVSA(t *testing.T) {
 		"--allow-http-registry=true", "--allow-insecure-registry=true", "-y", e.u.Ref(third.Repo+"@"+third.Digest))
 	g.pull(third.Repo, third.Digest)
 	g.waitVSA(third.Repo, third.Digest, "")
-	if n := g.signed(); n != 1 {
+	if n := g.waitSigned(1); n != 1 {
 		t.Fatalf("after a restart: pullgate_vsa_signed_total %v, want 1 (only the new image)", n)
 	}
 	if _, ds := g.vsaReferrers(good.Repo, good.Digest); len(ds) != 1 || ds[0].Digest != d2.Digest {

@@ -75,6 +75,12 @@ type warmProxy struct {
 
 func newWarmProxy(b *testing.B) *warmProxy {
 	b.Helper()
+	return newWarmProxyWith(b, os.Getenv("PULLGATE_BENCH_VSA") != "")
+}
+
+// newWarmProxyWith is newWarmProxy, signing VSAs when vsa is set.
+func newWarmProxyWith(b *testing.B, vsa bool) *warmProxy {
+	b.Helper()
 	up := harness.StartUpstream(b, harness.UpstreamOptions{})
 	img := up.PushImage(b, "app/web", "v1", harness.ImageOptions{Layers: 1})
 	s := newSigner(b)
@@ -93,7 +99,7 @@ func newWarmProxy(b *testing.B) *warmProxy {
 		b.Fatal(err)
 	}
 	cfgYAML := "listen: 127.0.0.1:0\nstorage: {path: ./data}\nupstreams: [{name: upstream.local, url: " + up.URL + "}]\npolicy: ./policy.yaml\naudit: {path: ./audit.jsonl}\nlog: {level: error}\n"
-	if os.Getenv("PULLGATE_BENCH_VSA") != "" {
+	if vsa {
 		// The same, with the proxy signing VSAs (docs/vsa.md): the warm
 		// path must not change.
 		der, err := x509.MarshalPKCS8PrivateKey(newSigner(b).priv)
