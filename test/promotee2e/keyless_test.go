@@ -37,6 +37,9 @@ func newKeylessEnv(t *testing.T) *keylessEnv {
 	tr := sigstoretest.TrustedRoot(t, []root.CertificateAuthority{e.fulcio.CertificateAuthority()},
 		[]root.TimestampingAuthority{sigstoretest.TSAChain(t, e.tsa)})
 	e.write("keyless_root.json", string(tr))
+	// The same Fulcio CA but not the TSA: nothing it signs can be verified
+	// with this root.
+	e.write("fulcio_only_root.json", string(sigstoretest.TrustedRoot(t, []root.CertificateAuthority{e.fulcio.CertificateAuthority()}, nil)))
 	e.write("ci.token", e.fulcio.Token(t, oidcIssuer, ciIdentity)+"\n")
 	e.write("other.token", e.fulcio.Token(t, oidcIssuer, otherIdentity))
 	return e
@@ -104,6 +107,18 @@ func TestPromoteKeyless(t *testing.T) {
 		t.Fatalf("promote with a refused token made %d write requests to the destination", w)
 	}
 	e.assertDstEmpty("prod/web", img.Digest)
+
+	// A trusted root without the TSA: the fresh signature does not verify
+	// against it, so promote stops before writing (a signature nobody
+	// could verify is not attached).
+	noTSARoot := e.signWith("ci.token")
+	noTSARoot[len(noTSARoot)-1] = "fulcio_only_root.json"
+	if r, code := e.promoteWith("apps/web:1.0", "prod/web:1.0", noTSARoot); code != 1 || !strings.Contains(r.Error, "does not verify") {
+		t.Fatalf("promote checked against a root without the TSA: exit %d %+v", code, r)
+	}
+	if w := e.writes(); w != 0 {
+		t.Fatalf("promote whose signature does not verify made %d write requests to the destination", w)
+	}
 
 	// Keyless promotion.
 	r, code := e.promoteWith("apps/web:1.0", "prod/web:1.0", e.signWith("ci.token"))
