@@ -20,13 +20,10 @@ import (
 	"github.com/pullgate/pullgate/verify/vsa"
 )
 
-const (
-	keylessIssuer   = "https://oidc.pullgate.test"
-	keylessIdentity = "vsa@ci.pullgate.test"
-)
+const keylessIdentity = "vsa@ci.pullgate.test"
 
-// TestVSAKeylessSigner: a VSA signed keylessly (a Fulcio certificate for
-// an identity, a timestamp from the real timestamp-server) passes `pullgate
+// TestVSAKeylessSigner: a VSA signed keylessly (a certificate from the real
+// Fulcio for an identity, a timestamp from the real timestamp-server) passes `pullgate
 // vsa check --certificate-identity/--certificate-oidc-issuer/--trusted-root`
 // and the containerd verifier configured with certificateIdentity,
 // certificateOidcIssuer and trustedRoot; another identity, a VSA signed by
@@ -35,8 +32,10 @@ const (
 func TestVSAKeylessSigner(t *testing.T) {
 	e := newEnv(t, false)
 	tsa := harness.StartTSA(t)
-	f := sigstoretest.StartFulcio(t, keylessIssuer)
-	tr := sigstoretest.TrustedRoot(t, []root.CertificateAuthority{f.CertificateAuthority()}, []root.TimestampingAuthority{sigstoretest.TSAChain(t, tsa)})
+	oidc := sigstoretest.StartOIDC(t)
+	keylessIssuer := oidc.URL
+	fulcio := harness.StartFulcio(t, oidc.URL)
+	tr := sigstoretest.TrustedRoot(t, []root.CertificateAuthority{sigstoretest.FulcioCA(t, fulcio)}, []root.TimestampingAuthority{sigstoretest.TSAChain(t, tsa)})
 	if err := os.WriteFile(filepath.Join(e.dir, "trusted_root.json"), tr, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +45,7 @@ func TestVSAKeylessSigner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := vsa.SignWith(context.Background(), st, attest.SignOptions{IDToken: f.Token(t, keylessIssuer, keylessIdentity), FulcioURL: f.URL, TSAURL: tsaURL})
+		b, err := vsa.SignWith(context.Background(), st, attest.SignOptions{IDToken: oidc.Token(t, keylessIdentity), FulcioURL: fulcio, TSAURL: tsaURL})
 		if err != nil {
 			t.Fatal(err)
 		}
