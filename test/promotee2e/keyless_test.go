@@ -110,14 +110,20 @@ func TestPromoteKeyless(t *testing.T) {
 
 	// A trusted root without the TSA: the fresh signature does not verify
 	// against it, so promote stops before writing (a signature nobody
-	// could verify is not attached).
+	// could verify is not attached), and before streaming the source's
+	// layers (the signature is checked right after the decision).
 	noTSARoot := e.signWith("ci.token")
 	noTSARoot[len(noTSARoot)-1] = "fulcio_only_root.json"
-	if r, code := e.promoteWith("apps/web:1.0", "prod/web:1.0", noTSARoot); code != 1 || !strings.Contains(r.Error, "does not verify") {
+	if r, code := e.promoteWith("apps/web:1.0", "prod/web:1.0", noTSARoot); code != 1 || !strings.Contains(r.Error, "new signature") || !strings.Contains(r.Error, "does not verify") {
 		t.Fatalf("promote checked against a root without the TSA: exit %d %+v", code, r)
 	}
 	if w := e.writes(); w != 0 {
 		t.Fatalf("promote whose signature does not verify made %d write requests to the destination", w)
+	}
+	for _, l := range img.Layers {
+		if n := e.src.Count("GET", "/blobs/"+l.Digest); n != 0 {
+			t.Fatalf("promote whose signature does not verify fetched layer %s from the source %d times", l.Digest, n)
+		}
 	}
 
 	// Keyless promotion.
