@@ -1,17 +1,11 @@
 package harness
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/pullgate/pullgate/test/tools"
 )
@@ -26,19 +20,6 @@ import (
 func StartFulcio(t testing.TB, issuers ...string) string {
 	t.Helper()
 	bin := tools.Need(t, "fulcio")
-	ctx := StartContext(t)
-	for attempt := 1; ; attempt++ {
-		url, out, err := runFulcio(ctx, t, bin, issuers)
-		if err == nil {
-			return url
-		}
-		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
-			t.Fatalf("fulcio did not start: %v\n%s", err, out)
-		}
-	}
-}
-
-func runFulcio(ctx context.Context, t testing.TB, bin string, issuers []string) (string, string, error) {
 	dir := t.TempDir()
 	type issuer struct {
 		IssuerURL, ClientID, Type string
@@ -52,37 +33,10 @@ func runFulcio(ctx context.Context, t testing.TB, bin string, issuers []string) 
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, grpcPort, metricsPort := FreePort(t), FreePort(t), FreePort(t)
-	out := &lockedBuffer{}
-	cmd := exec.Command(bin, "serve", "--ca", "ephemeralca", "--ct-log-url", "", "--config-path", cfgPath,
-		"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--grpc-host", "127.0.0.1", "--grpc-port", strconv.Itoa(grpcPort),
-		"--metrics-port", strconv.Itoa(metricsPort), "--legacy-unix-domain-socket", filepath.Join(dir, "legacy.sock"), "--log_type", "prod")
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	stop := func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}
-	t.Cleanup(stop)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	err := waitHTTP(ctx, url+"/api/v1/rootCert", done)
-	if errors.Is(err, errExited) && portTaken(out.String()) {
-		err = errPortTaken
-	}
-	if err != nil {
-		stop()
-		return "", out.String(), err
-	}
-	return url, "", nil
+	return startLoopbackServer(t, bin, "/api/v1/rootCert", func(port int) []string {
+		return []string{"serve", "--ca", "ephemeralca", "--ct-log-url", "", "--config-path", cfgPath,
+			"--host", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--grpc-host", "127.0.0.1", "--grpc-port", strconv.Itoa(FreePort(t)), "--metrics-port", strconv.Itoa(FreePort(t)),
+			"--legacy-unix-domain-socket", filepath.Join(dir, "legacy-"+strconv.Itoa(port)+".sock"), "--log_type", "prod"}
+	})
 }

@@ -143,13 +143,5 @@ func TSAChain(t testing.TB, url string) root.TimestampingAuthority {
 // trusted_root.json.
 func TrustedRoot(t testing.TB, cas []root.CertificateAuthority, tsas []root.TimestampingAuthority) []byte {
 	t.Helper()
-	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, cas, nil, tsas, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := tr.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return trustedRootJSON(t, cas, nil, tsas, nil)
 }

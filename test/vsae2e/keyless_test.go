@@ -1,12 +1,9 @@
 package vsae2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,24 +100,9 @@ func TestVSAKeylessSigner(t *testing.T) {
 	}
 	call := func(img *harness.Image) (string, int) {
 		t.Helper()
-		desc, _ := json.Marshal(map[string]any{"mediaType": img.MediaType, "digest": img.Digest, "size": len(img.Manifest)})
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, verifier, "-name", e.u.Ref(img.Repo+":1.0"), "-digest", img.Digest, "-stdin-media-type", "application/vnd.oci.descriptor.v1+json")
-		cmd.Dir = t.TempDir() // the trusted root is found next to the configuration, not here
-		cmd.Env = append(os.Environ(), "PULLGATE_VSA_VERIFIER_CONFIG="+cfg, "HOME="+e.dir, "DOCKER_CONFIG="+filepath.Join(e.dir, ".docker"))
-		cmd.Stdin = bytes.NewReader(desc)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("verifier %s: exit %d: %s", img.Repo, code, out.String())
-		return out.String(), code
+		// Run elsewhere: the trusted root is found next to the
+		// configuration, not in the working directory.
+		return e.callVerifier(verifier, cfg, t.TempDir(), e.u.Ref(img.Repo+":1.0"), img, img.Digest)
 	}
 	writeCfg(keylessIdentity)
 	if out, code := call(good); code != 0 || !strings.Contains(out, "PASSED") {
