@@ -209,7 +209,7 @@ func (v vsaSigners) trust() (*verify.Trust, error) {
 	case len(v.Keys) == 0 && !keyless:
 		return nil, errors.New("give the VSA signer: --key, or --certificate-identity, --certificate-oidc-issuer and --trusted-root")
 	case keyless && (v.Identity == "" || v.Issuer == "" || v.TrustedRoot == ""):
-		return nil, errors.New("a keyless signer needs all of --certificate-identity, --certificate-oidc-issuer and --trusted-root")
+		return nil, errors.New("a keyless signer needs an identity, an OIDC issuer and a trusted root together (--certificate-identity, --certificate-oidc-issuer, --trusted-root; in the verifier's configuration certificateIdentity, certificateOidcIssuer, trustedRoot)")
 	}
 	var spec verify.TrustSpec
 	for _, k := range v.Keys {

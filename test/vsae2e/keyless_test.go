@@ -63,24 +63,25 @@ func TestVSAKeylessSigner(t *testing.T) {
 		return []string{"--certificate-identity", identity, "--certificate-oidc-issuer", issuer, "--trusted-root", "trusted_root.json"}
 	}
 	for _, c := range []struct {
-		ref  string
-		args []string
-		want int
+		ref    string
+		args   []string
+		want   int
+		reason string // in the output, when set
 	}{
-		{"team/keyless:1.0", id(keylessIdentity, keylessIssuer), 0},
-		{"team/keyless:1.0", id("someone-else@ci.pullgate.test", keylessIssuer), 11},
-		{"team/keyless:1.0", id(keylessIdentity, "https://other-oidc.pullgate.test"), 11},
-		{"team/keyless:1.0", []string{"--key", e.pub}, 11},
-		{"team/keyed:1.0", id(keylessIdentity, keylessIssuer), 11},
-		{"team/untimed:1.0", id(keylessIdentity, keylessIssuer), 13},
+		{"team/keyless:1.0", id(keylessIdentity, keylessIssuer), 0, ""},
+		{"team/keyless:1.0", id("someone-else@ci.pullgate.test", keylessIssuer), 11, ""},
+		{"team/keyless:1.0", id(keylessIdentity, "https://other-oidc.pullgate.test"), 11, ""},
+		{"team/keyless:1.0", []string{"--key", e.pub}, 11, ""},
+		{"team/keyed:1.0", id(keylessIdentity, keylessIssuer), 11, "signed by a key, but only keyless identities are configured"},
+		{"team/untimed:1.0", id(keylessIdentity, keylessIssuer), 13, "no Rekor entry or signed timestamp"},
 		// A key and an identity: either signer counts.
-		{"team/keyed:1.0", append(id(keylessIdentity, keylessIssuer), "--key", e.pub), 0},
-		{"team/keyless:1.0", append(id(keylessIdentity, keylessIssuer), "--key", e.pub), 0},
+		{"team/keyed:1.0", append(id(keylessIdentity, keylessIssuer), "--key", e.pub), 0, ""},
+		{"team/keyless:1.0", append(id(keylessIdentity, keylessIssuer), "--key", e.pub), 0, ""},
 		// An identity without its trusted root: usage error.
-		{"team/keyless:1.0", []string{"--certificate-identity", keylessIdentity, "--certificate-oidc-issuer", keylessIssuer}, 2},
+		{"team/keyless:1.0", []string{"--certificate-identity", keylessIdentity, "--certificate-oidc-issuer", keylessIssuer}, 2, ""},
 	} {
-		if out, code := check(c.ref, c.args...); code != c.want {
-			t.Fatalf("vsa check %s %v: exit %d, want %d\n%s", c.ref, c.args, code, c.want, out)
+		if out, code := check(c.ref, c.args...); code != c.want || !strings.Contains(out, c.reason) {
+			t.Fatalf("vsa check %s %v: exit %d, want %d (%q)\n%s", c.ref, c.args, code, c.want, c.reason, out)
 		}
 	}
 
