@@ -103,6 +103,9 @@ func (c *collector) verify(e *evidence) verifyOutcome {
 		return verifyOutcome{fail: &outcomeFailure{FailInvalid, "not signed by any configured key/identity: no trust is configured"}}
 	}
 	// Key-based. A bundle that carries a certificate is keyless only.
+	if e.cert == nil && len(c.trust.keys) == 0 {
+		invalid = append(invalid, "signed by a key, but only keyless identities are configured")
+	}
 	if e.bundle == nil || e.cert == nil {
 		for _, k := range c.trust.keys {
 			if err := c.cryptoCheck(e, k); err != nil {

@@ -102,13 +102,11 @@ func attestSign(args []string) int {
 	fs.Usage = func() { fmt.Fprint(os.Stderr, attestUsage) }
 	key := fs.String("key", "", "PEM private key (PKCS#8, SEC 1, PKCS#1, or cosign's encrypted key)")
 	pwEnv := fs.String("password-env", "COSIGN_PASSWORD", "environment variable holding the key's password")
-	idTokenFile := fs.String("id-token-file", "", "OIDC identity token for keyless signing")
-	fulcio := fs.String("fulcio", "", "Fulcio URL (keyless)")
-	rekor := fs.String("rekor", "", "Rekor URL to record the signature in")
-	tsa := fs.String("tsa", "", "RFC 3161 timestamp authority URL")
+	var keyless keylessFlags
+	addKeylessFlags(fs, &keyless)
 	in := fs.String("in", "-", "statement file (- for stdin)")
 	out := fs.String("o", "-", "bundle output file (- for stdout)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || (*key == "") == (*idTokenFile == "") {
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || (*key == "") == (keyless.idTokenFile == "") {
 		if err != nil {
 			return parseExit(err)
 		}
@@ -120,17 +118,13 @@ func attestSign(args []string) int {
 		fmt.Fprintf(os.Stderr, "pullgate attest sign: %v\n", err)
 		return 2
 	}
-	opts := attest.SignOptions{KeyPath: *key, RekorURL: *rekor, TSAURL: *tsa, FulcioURL: *fulcio}
+	opts := attest.SignOptions{KeyPath: *key}
 	if pw := os.Getenv(*pwEnv); pw != "" {
 		opts.Password = []byte(pw)
 	}
-	if *idTokenFile != "" {
-		tok, err := os.ReadFile(*idTokenFile)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "pullgate attest sign: %v\n", err)
-			return 2
-		}
-		opts.IDToken = strings.TrimSpace(string(tok))
+	if err := keyless.apply(&opts); err != nil {
+		fmt.Fprintf(os.Stderr, "pullgate attest sign: %v\n", err)
+		return 2
 	}
 	b, err := attest.Sign(context.Background(), stmt, opts)
 	if err != nil {

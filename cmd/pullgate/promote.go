@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -38,6 +37,8 @@ import (
 )
 
 const promoteUsage = `usage: pullgate promote <src-ref> <dst-ref> --policy policy.yaml --key signing.key
+       pullgate promote <src-ref> <dst-ref> --policy policy.yaml --id-token-file token --fulcio URL
+         (--tsa URL | --rekor URL | both) --trusted-root trusted_root.json
          [--config pullgate.yaml] [--verifier-id URI] [--policy-uri URI] [--copy-evidence]
          [--plain-http] [-o text|json]
 
@@ -49,6 +50,13 @@ referrer, with the sha256-<hex> tag fallback) and attaches a pullgate VSA signed
 key. A refused source writes nothing to <dst-ref>. When <dst-ref> already holds that digest
 (and tag) with a signature and a VSA of this policy revision by this key, nothing is written
 ("already promoted").
+
+Keyless (--id-token-file instead of --key): both are signed with an ephemeral key certified by
+--fulcio for the OIDC identity of the token (read from the file, never printed), timestamped by
+--tsa and/or recorded in --rekor (one is required: without an observer time the short-lived
+certificate cannot be verified). --trusted-root (the Fulcio CA, the TSA chain, the Rekor key)
+checks the fresh bundles before anything is written, and "already promoted" then requires a
+signature and VSA by the same certificate identity (SAN) and OIDC issuer.
 
 <src-ref> is named as for pullgate verify. --key is a PEM private key or a cosign key
 (password in $COSIGN_PASSWORD). --plain-http applies to both registries without --config,
@@ -76,10 +84,20 @@ type promoteResult struct {
 	BlobsCopied     []digest.Digest `json:"blobsCopied"`
 	Signature       string          `json:"signature,omitempty"`
 	VSA             string          `json:"vsa,omitempty"`
+	Signer          *promoteSigner  `json:"signer,omitempty"`
 	EvidenceCopied  []digest.Digest `json:"evidenceCopied"`
 	AlreadyPromoted bool            `json:"alreadyPromoted"`
 	ExitCode        int             `json:"exitCode"`
 	Error           string          `json:"error,omitempty"`
+}
+
+// promoteSigner says who signs: the key's hint (base64 SHA-256 of its
+// PKIX DER, as in the bundles), or the certificate identity (SAN) and
+// OIDC issuer of a keyless signer.
+type promoteSigner struct {
+	KeyHint  string `json:"keyHint,omitempty"`
+	Identity string `json:"identity,omitempty"`
+	Issuer   string `json:"issuer,omitempty"`
 }
 
 type promoteDecision struct {
@@ -92,7 +110,10 @@ func cmdPromote(args []string) int {
 	fs := flag.NewFlagSet("promote", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, promoteUsage) }
 	policyPath := fs.String("policy", "", "policy file (required)")
-	keyPath := fs.String("key", "", "private key signing the promoted digest and its VSA (required)")
+	keyPath := fs.String("key", "", "private key signing the promoted digest and its VSA (or --id-token-file)")
+	var keyless keylessFlags
+	addKeylessFlags(fs, &keyless)
+	fs.StringVar(&keyless.trustedRoot, "trusted-root", "", "keyless: Sigstore trusted_root.json (Fulcio CA, TSA chain, Rekor key) the new signatures must verify against")
 	cfgPath := fs.String("config", "", "pullgate configuration (for upstream names and credentials)")
 	verifierID := fs.String("verifier-id", "", "the VSA's verifier.id (default "+defaultVerifierID+")")
 	policyURI := fs.String("policy-uri", "", "the VSA's policy.uri (default: the policy file's file:// URL)")
@@ -104,13 +125,17 @@ func cmdPromote(args []string) int {
 	if err != nil {
 		return parseExit(err)
 	}
-	if len(pos) != 2 || *policyPath == "" || *keyPath == "" || (*out != "text" && *out != "json") {
+	if len(pos) != 2 || *policyPath == "" || (*out != "text" && *out != "json") {
 		fs.Usage()
 		return 2
 	}
 	usage := func(format string, a ...any) int {
 		fmt.Fprintf(os.Stderr, "pullgate promote: "+format+"\n", a...)
 		return 2
+	}
+	signing, err := promoteSigning(*keyPath, keyless)
+	if err != nil {
+		return usage("%v", err)
 	}
 	upName, repo, tag, err := splitImageRef(pos[0])
 	if err != nil {
@@ -131,10 +156,6 @@ func cmdPromote(args []string) int {
 	if t, ok := dst.(name.Tag); ok && strings.Contains(pos[1][strings.LastIndex(pos[1], "/")+1:], ":") {
 		dstTag = t.TagStr()
 	}
-	signer, err := vsa.LoadSigner(*keyPath, []byte(os.Getenv("COSIGN_PASSWORD")))
-	if err != nil {
-		return usage("%v", err)
-	}
 	if *verifierID == "" {
 		*verifierID = defaultVerifierID
 	}
@@ -152,9 +173,13 @@ func cmdPromote(args []string) int {
 		return code
 	}
 	defer closeEng()
-	if err := policy.SeparateKey(eng.Policy(), signer.Public(), "--key"); err != nil {
-		fmt.Fprintf(os.Stderr, "pullgate promote: %v\n", err)
-		return policy.ExitConfig
+	// A key the policy trusts is refused (keyless: the identity is known
+	// only from the first certificate Fulcio issues).
+	if k := signing.opts.Signer; k != nil {
+		if err := policy.SeparateKey(eng.Policy(), k.Public(), "--key"); err != nil {
+			fmt.Fprintf(os.Stderr, "pullgate promote: %v\n", err)
+			return policy.ExitConfig
+		}
 	}
 	work, err := os.MkdirTemp("", "pullgate-promote-blobs-")
 	if err != nil {
@@ -165,7 +190,7 @@ func cmdPromote(args []string) int {
 	ctx, cancel := context.WithTimeout(sigCtx, *timeout)
 	defer cancel()
 	p := &promoter{
-		ctx: ctx, eng: eng, dir: work, signer: signer,
+		ctx: ctx, eng: eng, dir: work, signing: signing,
 		dst: dst.Context(), dstTag: dstTag, verifierID: *verifierID, policyURI: *policyURI, copyEvidence: *copyEvidence,
 		ropts: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)},
 		blobs: map[digest.Digest]string{}, seen: map[digest.Digest]bool{},
@@ -196,7 +221,7 @@ type promoter struct {
 	ctx          context.Context
 	eng          *engine.Engine
 	dir          string // verified blob copies, one file per digest
-	signer       crypto.Signer
+	signing      *signing
 	dst          name.Repository
 	dstTag       string
 	verifierID   string
@@ -213,6 +238,7 @@ type promoter struct {
 	seen      map[digest.Digest]bool // manifests admitted
 	pending   []pendingBlob          // blobs of the manifests admitted, to admit
 	finalTag  *copied                // the destination tag, written last
+	bundles   [][]byte               // the signature and VSA bundles, attached once the artifact is written
 	inspected bool                   // some blob was inspected under a content rule
 	formats   []string               // the formats inspection recognised (sorted)
 	r         promoteResult
@@ -298,8 +324,15 @@ func (p *promoter) run(upName, repo, tag string) {
 		p.r.Decision.ExitCode, p.r.ExitCode = policy.ExitUnmet, policy.ExitUnmet
 		return
 	}
-	// 2. Already there, signed and summarised under this policy revision
-	// by this key: nothing to write.
+	// 2. The signature over the digest, signed now (keyless: the
+	// certificate names who signs) and checked against the trust before
+	// anything is written: a signing failure writes nothing.
+	if err := p.signDigest(); err != nil {
+		p.fail(policy.ExitOther, err)
+		return
+	}
+	// Already there, signed and summarised under this policy revision
+	// by this key (or identity): nothing to write.
 	if done, err := p.alreadyPromoted(); err != nil {
 		p.fail(policy.ExitOther, err)
 		return
@@ -336,13 +369,18 @@ func (p *promoter) run(upName, repo, tag string) {
 			return
 		}
 	}
-	// 4. Write: blobs, then manifests (children first), then the tag.
+	// 4. The VSA, signed and checked before anything is written.
+	if err := p.sign(sub); err != nil {
+		p.fail(policy.ExitOther, err)
+		return
+	}
+	// 5. Write: blobs, then manifests (children first); attach the
+	// signature and the VSA; then the tag.
 	if err := p.write(); err != nil {
 		p.fail(policy.ExitOther, err)
 		return
 	}
-	// 5. Sign the digest and attach the VSA; then the tag.
-	if err := p.sign(sub); err != nil {
+	if err := p.attach(); err != nil {
 		p.fail(policy.ExitOther, err)
 		return
 	}
@@ -604,11 +642,7 @@ func (p *promoter) alreadyPromoted() (bool, error) {
 			return false, nil
 		}
 	}
-	trust, err := p.trust()
-	if err != nil {
-		return false, err
-	}
-	res := verify.Collect(p.ctx, &attest.RegistryFetcher{Repo: p.dst, Opts: p.ropts}, d, trust, verify.CollectOptions{})
+	res := verify.Collect(p.ctx, &attest.RegistryFetcher{Repo: p.dst, Opts: p.ropts}, d, p.signing.trust, verify.CollectOptions{})
 	if len(res.Signatures) == 0 {
 		return false, nil
 	}
@@ -650,18 +684,6 @@ func countedEvidence(d engine.Decision) map[digest.Digest]bool {
 func isNotFound(err error) bool {
 	var te *transport.Error
 	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
-}
-
-func (p *promoter) trust() (*verify.Trust, error) {
-	kp, err := attest.NewKeypair(p.signer)
-	if err != nil {
-		return nil, err
-	}
-	pem, err := kp.GetPublicKeyPem()
-	if err != nil {
-		return nil, err
-	}
-	return verify.NewTrust(verify.TrustSpec{Keys: []verify.KeySpec{{Name: "promote-key", PEM: []byte(pem)}}})
 }
 
 // write pushes every verified blob, then every manifest by digest
@@ -716,10 +738,11 @@ func (p *promoter) writeTag() error {
 	return nil
 }
 
-// sign attaches to the destination digest a signature (a cosign v3
-// bundle: DSSE of an in-toto statement of cosign's sign predicate) and a
-// VSA, both signed with the key, as bundle referrers (attest.Push).
-func (p *promoter) sign(sub engine.Subject) error {
+// signDigest signs the destination digest (a cosign v3 bundle: DSSE of an
+// in-toto statement of cosign's sign predicate) and checks the bundle
+// against the trust of this signer (keyless: learning the identity from
+// the certificate Fulcio issued); attach writes it.
+func (p *promoter) signDigest() error {
 	d := p.decision.Digest
 	stmt, err := json.Marshal(map[string]any{
 		"_type":         intoto.StatementV1,
@@ -730,10 +753,38 @@ func (p *promoter) sign(sub engine.Subject) error {
 	if err != nil {
 		return err
 	}
-	sig, err := attest.Sign(p.ctx, stmt, attest.SignOptions{Signer: p.signer})
+	sig, err := attest.Sign(p.ctx, stmt, p.signing.opts)
 	if err != nil {
+		return fmt.Errorf("signing %s: %w", d, err)
+	}
+	if err := p.signing.learn(sig); err != nil {
 		return err
 	}
+	p.r.Signer = &p.signing.who
+	res := verify.VerifyBundle(p.ctx, sig, d, p.signing.trust, verify.CollectOptions{})
+	if len(res.Signatures) != 1 || len(res.Failures) > 0 {
+		return fmt.Errorf("the new signature of %s does not verify against %s: %s", d, p.signing.describe(), failures(res))
+	}
+	p.bundles = append(p.bundles, sig)
+	return nil
+}
+
+// failures describes a verification result's failures.
+func failures(res verify.Result) string {
+	var out []string
+	for _, f := range res.Failures {
+		out = append(out, f.Reason)
+	}
+	if len(out) == 0 {
+		return "nothing verified"
+	}
+	return strings.Join(out, "; ")
+}
+
+// sign makes the VSA, signed the same way as the signature and checked
+// against the same trust before anything is written; attach writes it.
+func (p *promoter) sign(sub engine.Subject) error {
+	d := p.decision.Digest
 	summary := vsa.Summary{
 		Subject:            d,
 		Verifier:           vsa.Verifier{ID: p.verifierID, Version: map[string]string{vsa.VersionComponent: version}},
@@ -748,12 +799,24 @@ func (p *promoter) sign(sub engine.Subject) error {
 	if err != nil {
 		return err
 	}
-	vb, err := vsa.Sign(p.ctx, vstmt, p.signer)
+	vb, err := vsa.SignWith(p.ctx, vstmt, p.signing.opts)
 	if err != nil {
-		return err
+		return fmt.Errorf("signing the VSA of %s: %w", d, err)
 	}
+	if _, err := vsa.Check(p.ctx, [][]byte{vb}, d, p.signing.trust, vsa.CheckOptions{VerifierID: p.verifierID}); err != nil {
+		return fmt.Errorf("the new VSA does not verify against %s: %w", p.signing.describe(), err)
+	}
+	p.bundles = append(p.bundles, vb)
+	return nil
+}
+
+// attach attaches the signature and the VSA to the destination digest as
+// bundle referrers (attest.Push: the referrers API, else the sha256-<hex>
+// tag fallback).
+func (p *promoter) attach() error {
+	d := p.decision.Digest
 	insecure := p.dst.Scheme() == "http"
-	pushed, err := attest.Push(p.ctx, p.dst.Digest(d.String()).String(), [][]byte{sig, vb},
+	pushed, err := attest.Push(p.ctx, p.dst.Digest(d.String()).String(), p.bundles,
 		attest.PushOptions{Keychain: authn.DefaultKeychain, Insecure: insecure})
 	if err != nil {
 		return err
@@ -795,6 +858,11 @@ func (p *promoter) print(w io.Writer) {
 	}
 	if r.VSA != "" {
 		fmt.Fprintf(w, "  vsa:              %s\n", r.VSA)
+	}
+	if s := r.Signer; s != nil && s.Identity != "" {
+		fmt.Fprintf(w, "  signed by:        %s (issuer %s)\n", s.Identity, s.Issuer)
+	} else if s != nil {
+		fmt.Fprintf(w, "  signed by key:    %s\n", s.KeyHint)
 	}
 }
 

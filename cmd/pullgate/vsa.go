@@ -27,12 +27,15 @@ import (
 
 const vsaUsage = `usage:
   pullgate vsa check <image-ref> --key vsa.pub [--key old.pub] [--verifier-id URI] [--max-age 24h] [--plain-http] [-o text|json]
+  pullgate vsa check <image-ref> --certificate-identity SAN --certificate-oidc-issuer URL --trusted-root trusted_root.json [...]
   pullgate vsa containerd-verifier -name <image-ref> -digest sha256:<hex> -stdin-media-type <type> [-config FILE]
 
 check resolves the image's digest on its registry (credentials from the Docker config) and passes
 (exit 0) only when a pullgate Verification Summary Attestation (predicate type
-https://slsa.dev/verification_summary/v1) attached to that digest is signed by one of the keys,
-names exactly that digest, says PASSED, comes from --verifier-id (when given) and is not older
+https://slsa.dev/verification_summary/v1) attached to that digest is signed by one of the keys
+(or keyless: by a Fulcio certificate for exactly that identity and OIDC issuer, chaining to the
+trusted root, with a verified timestamp or Rekor entry; keys and the identity may be combined: any
+one counts), names exactly that digest, says PASSED, comes from --verifier-id (when given) and is not older
 than --max-age (when given). Exit codes as pullgate verify: 10 no VSA found, 11 signature invalid
 or signer untrusted, 12 a VSA for another digest, 13 requirements not met (FAILED, too old,
 another verifier), 14 malformed, 2 usage, 1 other (registry unreachable).
@@ -95,6 +98,10 @@ func vsaCheck(args []string) int {
 	fs.Usage = func() { fmt.Fprint(os.Stderr, vsaUsage) }
 	var keys multiFlag
 	fs.Var(&keys, "key", "public key (PEM) the VSA must be signed with (repeatable: any one)")
+	var signers vsaSigners
+	fs.StringVar(&signers.Identity, "certificate-identity", "", "keyless: the signer's certificate identity (SAN), exactly")
+	fs.StringVar(&signers.Issuer, "certificate-oidc-issuer", "", "keyless: the signer's OIDC issuer, exactly")
+	fs.StringVar(&signers.TrustedRoot, "trusted-root", "", "keyless: Sigstore trusted_root.json (Fulcio CA, TSA chain, Rekor key)")
 	verifierID := fs.String("verifier-id", "", "required verifier.id of the VSA")
 	maxAge := fs.Duration("max-age", defaultVSAMaxAge, "refuse a VSA whose timeVerified is older (0: no limit)")
 	anyRepo := fs.Bool("any-repository", false, "accept a VSA whose resourceUri names another repository (the same digest elsewhere)")
@@ -109,7 +116,7 @@ func vsaCheck(args []string) int {
 	if err != nil {
 		return parseExit(err)
 	}
-	if len(pos) != 1 || len(keys) == 0 || (*out != "text" && *out != "json") || *maxAge < 0 || *timeout <= 0 {
+	if len(pos) != 1 || (*out != "text" && *out != "json") || *maxAge < 0 || *timeout <= 0 {
 		fs.Usage()
 		return 2
 	}
@@ -120,7 +127,8 @@ func vsaCheck(args []string) int {
 			return 2
 		}
 	}
-	trust, err := vsaTrust(keys)
+	signers.Keys = keys
+	trust, err := signers.trust()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pullgate vsa check: %v\n", err)
 		return 2
@@ -187,14 +195,36 @@ func printVSAResult(w io.Writer, r vsaResult) {
 	}
 }
 
-func vsaTrust(keys []string) (*verify.Trust, error) {
+// vsaSigners are whom a VSA check accepts as signer: public keys (PEM
+// files) and/or one keyless identity (certificate SAN and OIDC issuer,
+// both exact, under a Sigstore trusted root); any one counts.
+type vsaSigners struct {
+	Keys                          []string
+	Identity, Issuer, TrustedRoot string
+}
+
+func (v vsaSigners) trust() (*verify.Trust, error) {
+	keyless := v.Identity != "" || v.Issuer != "" || v.TrustedRoot != ""
+	switch {
+	case len(v.Keys) == 0 && !keyless:
+		return nil, errors.New("give the VSA signer: --key, or --certificate-identity, --certificate-oidc-issuer and --trusted-root")
+	case keyless && (v.Identity == "" || v.Issuer == "" || v.TrustedRoot == ""):
+		return nil, errors.New("a keyless signer needs an identity, an OIDC issuer and a trusted root together (--certificate-identity, --certificate-oidc-issuer, --trusted-root; in the verifier's configuration certificateIdentity, certificateOidcIssuer, trustedRoot)")
+	}
 	var spec verify.TrustSpec
-	for _, k := range keys {
+	for _, k := range v.Keys {
 		pem, err := os.ReadFile(k)
 		if err != nil {
 			return nil, fmt.Errorf("key: %w", err)
 		}
 		spec.Keys = append(spec.Keys, verify.KeySpec{Name: k, PEM: pem})
+	}
+	if keyless {
+		var err error
+		if spec.TrustedRootJSON, err = os.ReadFile(v.TrustedRoot); err != nil {
+			return nil, fmt.Errorf("trusted root: %w", err)
+		}
+		spec.Identities = []verify.IdentitySpec{{Name: v.Identity, Issuer: v.Issuer, Subject: v.Identity}}
 	}
 	return verify.NewTrust(spec)
 }
@@ -203,6 +233,12 @@ func vsaTrust(keys []string) (*verify.Trust, error) {
 type verifierConfig struct {
 	// Keys are the VSA public keys (PEM files; any one must have signed).
 	Keys []string `yaml:"keys"`
+	// CertificateIdentity and CertificateOIDCIssuer name a keyless VSA
+	// signer (certificate SAN and OIDC issuer, exactly), under the Sigstore
+	// TrustedRoot file (all three together; with keys, any one counts).
+	CertificateIdentity   string `yaml:"certificateIdentity"`
+	CertificateOIDCIssuer string `yaml:"certificateOidcIssuer"`
+	TrustedRoot           string `yaml:"trustedRoot"`
 	// VerifierID, when set, is the required verifier.id.
 	VerifierID string `yaml:"verifierId"`
 	// MaxAge is the oldest timeVerified accepted (Go duration; default
@@ -239,15 +275,18 @@ func loadVerifierConfig(path string) (*verifierConfig, *verify.Trust, vsa.CheckO
 	if err := dec.Decode(&c); err != nil {
 		return nil, nil, opts, 0, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(c.Keys) == 0 {
-		return nil, nil, opts, 0, fmt.Errorf("%s: keys: at least one VSA public key is required", path)
+	if len(c.Keys) == 0 && c.CertificateIdentity == "" {
+		return nil, nil, opts, 0, fmt.Errorf("%s: keys: at least one VSA public key (or a keyless certificateIdentity) is required", path)
 	}
 	for i, k := range c.Keys {
 		if !filepath.IsAbs(k) {
 			c.Keys[i] = filepath.Join(filepath.Dir(path), k)
 		}
 	}
-	trust, err := vsaTrust(c.Keys)
+	if c.TrustedRoot != "" && !filepath.IsAbs(c.TrustedRoot) {
+		c.TrustedRoot = filepath.Join(filepath.Dir(path), c.TrustedRoot)
+	}
+	trust, err := vsaSigners{Keys: c.Keys, Identity: c.CertificateIdentity, Issuer: c.CertificateOIDCIssuer, TrustedRoot: c.TrustedRoot}.trust()
 	if err != nil {
 		return nil, nil, opts, 0, fmt.Errorf("%s: %w", path, err)
 	}

@@ -126,8 +126,14 @@ var insecureFlags = []string{"--allow-http-registry=true", "--allow-insecure-reg
 // promote runs pullgate promote with -o json and returns its result.
 func (e *env) promote(src, dst string, extra ...string) (promoteJSON, int) {
 	e.t.Helper()
-	args := append([]string{"promote", e.src.Ref(src), e.dst.Ref(dst), "--policy", "policy.yaml", "--key", "promote.key",
-		"--verifier-id", verifierID, "--plain-http", "-o", "json"}, extra...)
+	return e.promoteWith(src, dst, []string{"--key", "promote.key"}, extra...)
+}
+
+// promoteWith is promote signing as sign says (--key K, or keyless flags).
+func (e *env) promoteWith(src, dst string, sign []string, extra ...string) (promoteJSON, int) {
+	e.t.Helper()
+	args := append(append([]string{"promote", e.src.Ref(src), e.dst.Ref(dst), "--policy", "policy.yaml"}, sign...),
+		append([]string{"--verifier-id", verifierID, "--plain-http", "-o", "json"}, extra...)...)
 	stdout, _, code := e.exec(pullgateBin, args...)
 	var r promoteJSON
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
@@ -147,6 +153,7 @@ type promoteJSON struct {
 	ManifestsCopied []string
 	BlobsCopied     []string
 	Signature, VSA  string
+	Signer          *struct{ KeyHint, Identity, Issuer string }
 	EvidenceCopied  []string
 	AlreadyPromoted bool
 	ExitCode        int

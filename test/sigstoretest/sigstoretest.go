@@ -58,7 +58,12 @@ func TrustedRootJSON(t testing.TB, vs *ca.VirtualSigstore) []byte {
 		}
 		return out
 	}
-	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, vs.FulcioCertificateAuthorities(), fix(vs.CTLogs()), vs.TimestampingAuthorities(), fix(vs.RekorLogs()))
+	return trustedRootJSON(t, vs.FulcioCertificateAuthorities(), fix(vs.CTLogs()), vs.TimestampingAuthorities(), fix(vs.RekorLogs()))
+}
+
+func trustedRootJSON(t testing.TB, cas []root.CertificateAuthority, ctlogs map[string]*root.TransparencyLog, tsas []root.TimestampingAuthority, rekor map[string]*root.TransparencyLog) []byte {
+	t.Helper()
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, cas, ctlogs, tsas, rekor)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,8 @@ goinstall cosign2  github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
 goinstall cosign3  github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3
 goinstall minio    github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c   # a real S3 server for the shared-store tests
 goinstall regctl   github.com/regclient/regclient/cmd/regctl@v0.11.7   # another real client (regclient) for the end-to-end suite
+goinstall timestamp-server github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server@v2.1.3   # Sigstore's real RFC 3161 TSA (keyless promote tests, test/harness/tsa.go)
+goinstall fulcio   github.com/sigstore/fulcio@v1.8.5   # Sigstore's real Fulcio, in-memory CA (keyless promote tests, test/harness/fulcio.go)
 # containerd 2.x and its ctr (Debian's containerd is 1.6, without image verifiers): the VSA
 # test runs pullgate as containerd's bindir image verifier (test/vsae2e)
 goinstall containerd2 github.com/containerd/containerd/v2/cmd/containerd@v2.4.2

@@ -1,6 +1,6 @@
 // Package tools finds the real client binaries the end-to-end tests drive
 // (crane, oras, regctl, skopeo, cosign v2/v3, distribution's registry, containerd,
-// MinIO, the OCI conformance suite).
+// MinIO, Sigstore's fulcio and timestamp-server, the OCI conformance suite).
 // test/tools/install.sh installs them into .tools/bin. A missing tool skips
 // the test locally, and fails it when PULLGATE_REQUIRE_TOOLS=1 (set by CI),
 // so CI never passes by skipping.

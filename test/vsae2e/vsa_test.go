@@ -287,23 +287,7 @@ registries:
 
 	call := func(name string, img *harness.Image, stdinDigest string) (string, int) {
 		t.Helper()
-		desc, _ := json.Marshal(map[string]any{"mediaType": img.MediaType, "digest": stdinDigest, "size": len(img.Manifest)})
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, verifier, "-name", name, "-digest", img.Digest, "-stdin-media-type", "application/vnd.oci.descriptor.v1+json")
-		cmd.Env = append(os.Environ(), "PULLGATE_VSA_VERIFIER_CONFIG="+cfg, "HOME="+e.dir, "DOCKER_CONFIG="+filepath.Join(e.dir, ".docker"))
-		cmd.Stdin = bytes.NewReader(append(desc, '\n'))
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("verifier -name %s -digest %s: exit %d: %s%s", name, img.Digest, code, stdout.String(), stderr.String())
-		return stdout.String(), code
+		return e.callVerifier(verifier, cfg, "", name, img, stdinDigest)
 	}
 	if out, code := call(e.u.Ref("team/app:1.0"), good, good.Digest); code != 0 || !strings.Contains(out, "PASSED") {
 		t.Fatalf("good image refused: exit %d: %s", code, out)
@@ -327,4 +311,31 @@ registries:
 	if out, code := call(e.u.Ref("team/app:1.0"), good, good.Digest); code == 0 {
 		t.Fatalf("allowed without configuration: %s", out)
 	}
+}
+
+// callVerifier runs the containerd verifier (verifier, a symlink to
+// pullgate) as containerd does: -name, -digest, -stdin-media-type and the
+// image's descriptor (naming stdinDigest) on stdin, the configuration cfg
+// from PULLGATE_VSA_VERIFIER_CONFIG, in dir ("" : the test's). It returns
+// stdout (the reason containerd logs) and the exit code.
+func (e *env) callVerifier(verifier, cfg, dir, name string, img *harness.Image, stdinDigest string) (string, int) {
+	e.t.Helper()
+	desc, _ := json.Marshal(map[string]any{"mediaType": img.MediaType, "digest": stdinDigest, "size": len(img.Manifest)})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, verifier, "-name", name, "-digest", img.Digest, "-stdin-media-type", "application/vnd.oci.descriptor.v1+json")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PULLGATE_VSA_VERIFIER_CONFIG="+cfg, "HOME="+e.dir, "DOCKER_CONFIG="+filepath.Join(e.dir, ".docker"))
+	cmd.Stdin = bytes.NewReader(append(desc, '\n'))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Logf("verifier -name %s -digest %s: exit %d: %s%s", name, img.Digest, code, stdout.String(), stderr.String())
+	return stdout.String(), code
 }

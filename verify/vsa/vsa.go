@@ -267,10 +267,17 @@ func Sign(ctx context.Context, stmt []byte, signer crypto.Signer) ([]byte, error
 	if signer == nil {
 		return nil, errors.New("vsa: sign: no signing key")
 	}
+	return SignWith(ctx, stmt, attest.SignOptions{Signer: signer})
+}
+
+// SignWith is Sign with any of attest.Sign's ways to sign: a key, or
+// keyless (an OIDC token for a Fulcio certificate of an ephemeral key,
+// with a Rekor entry and/or an RFC 3161 timestamp as opts say).
+func SignWith(ctx context.Context, stmt []byte, opts attest.SignOptions) ([]byte, error) {
 	if _, err := Parse(stmt); err != nil {
 		return nil, fmt.Errorf("vsa: sign: %w", err)
 	}
-	return attest.Sign(ctx, stmt, attest.SignOptions{Signer: signer})
+	return attest.Sign(ctx, stmt, opts)
 }
 
 // LoadSigner reads a private key file: PEM PKCS#8, SEC 1 EC or PKCS#1 RSA,
