@@ -113,6 +113,16 @@ func (t *Trust) KeyNamed(pub crypto.PublicKey) string {
 	return ""
 }
 
+// SeparateIdentity is SeparateKey for a keyless signer: it refuses a
+// policy one of whose trusted identities (exact or regexp) the signer's
+// certificate identity san from issuer matches.
+func SeparateIdentity(p *Policy, san, issuer, what string) error {
+	if name := p.Trust.Verifier.IdentityNamed(san, issuer); name != "" {
+		return fmt.Errorf("%s signs as %s (issuer %s), which trust identity %q in the policy matches: the identity that signs pullgate's verification summaries must be one of its own, never one the policy trusts for artifacts (sign as another identity, or use --key)", what, san, issuer, name)
+	}
+	return nil
+}
+
 // SeparateKey refuses a policy whose trust lists pub, the key that signs
 // what pullgate says about artifacts (VSAs, promoted copies): a key the
 // policy trusts to sign releases must not also vouch that pullgate

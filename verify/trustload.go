@@ -145,6 +145,23 @@ func (t *Trust) Names() []string {
 	return out
 }
 
+// IdentityNamed is the name of a configured identity that a certificate
+// for san issued by issuer would match (exact or regexp, as verification
+// matches), "" when none would.
+func (t *Trust) IdentityNamed(san, issuer string) string {
+	if t == nil {
+		return ""
+	}
+	var s certificate.Summary
+	s.SubjectAlternativeName, s.Extensions.Issuer = san, issuer
+	for _, id := range t.identities {
+		if id.matches(s) {
+			return id.name
+		}
+	}
+	return ""
+}
+
 // HasTrustedRoot reports whether a Sigstore trusted root is configured.
 func (t *Trust) HasTrustedRoot() bool { return t != nil && t.root != nil }
 

@@ -328,7 +328,11 @@ func (p *promoter) run(upName, repo, tag string) {
 	// certificate names who signs) and checked against the trust before
 	// anything is written: a signing failure writes nothing.
 	if err := p.signDigest(); err != nil {
-		p.fail(policy.ExitOther, err)
+		code := policy.ExitOther
+		if _, ok := err.(*configError); ok {
+			code = policy.ExitConfig
+		}
+		p.fail(code, err)
 		return
 	}
 	// Already there, signed and summarised under this policy revision
@@ -761,6 +765,11 @@ func (p *promoter) signDigest() error {
 		return err
 	}
 	p.r.Signer = &p.signing.who
+	if p.signing.keyless {
+		if err := policy.SeparateIdentity(p.eng.Policy(), p.signing.who.Identity, p.signing.who.Issuer, "the --id-token-file identity"); err != nil {
+			return &configError{err}
+		}
+	}
 	res := verify.VerifyBundle(p.ctx, sig, d, p.signing.trust, verify.CollectOptions{})
 	if len(res.Signatures) != 1 || len(res.Failures) > 0 {
 		return fmt.Errorf("the new signature of %s does not verify against %s: %s", d, p.signing.describe(), failures(res))
@@ -768,6 +777,12 @@ func (p *promoter) signDigest() error {
 	p.bundles = append(p.bundles, sig)
 	return nil
 }
+
+// configError is a promotion refused by how it was set up (exit 2), not by
+// the artifact.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
 
 // failures describes a verification result's failures.
 func failures(res verify.Result) string {

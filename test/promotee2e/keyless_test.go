@@ -126,6 +126,20 @@ func TestPromoteKeyless(t *testing.T) {
 		}
 	}
 
+	// A policy that trusts the promote identity for artifacts (here by a
+	// regexp): refused once Fulcio names the identity, exit 2, nothing
+	// written (promote's own signature would satisfy the policy).
+	trusting := strings.Replace(policyFor(e.src.Host), "rules:\n", "  identities:\n    - {name: ci, issuer: \""+e.oidc.URL+"\", subjectRegExp: '^promote@ci\\.pullgate\\.test$'}\n  trustedRoot: ./keyless_root.json\nrules:\n", 1)
+	e.write("trusting.yaml", trusting)
+	stdout, stderr, code = e.exec(pullgateBin, append([]string{"promote", e.src.Ref("apps/web:1.0"), e.dst.Ref("prod/web:1.0"), "--policy", "trusting.yaml",
+		"--verifier-id", verifierID, "--plain-http", "-o", "json"}, e.signWith("ci.token")...)...)
+	if code != 2 || !strings.Contains(stdout, `trust identity \"ci\"`) {
+		t.Fatalf("keyless promote by an identity the policy trusts: exit %d, want 2 naming the identity\n%s%s", code, stdout, stderr)
+	}
+	if w := e.writes(); w != 0 {
+		t.Fatalf("promote by a trusted identity made %d write requests to the destination", w)
+	}
+
 	// Keyless promotion.
 	r, code := e.promoteWith("apps/web:1.0", "prod/web:1.0", e.signWith("ci.token"))
 	if code != 0 || r.Digest != img.Digest || r.Signature == "" || r.VSA == "" || r.Signer == nil ||
