@@ -40,7 +40,7 @@ const promoteUsage = `usage: pullgate promote <src-ref> <dst-ref> --policy polic
        pullgate promote <src-ref> <dst-ref> --policy policy.yaml --id-token-file token --fulcio URL
          (--tsa URL | --rekor URL | both) --trusted-root trusted_root.json
          [--config pullgate.yaml] [--verifier-id URI] [--policy-uri URI] [--copy-evidence]
-         [--plain-http] [-o text|json]
+         [--refresh-after 24h] [--timeout 30m] [--plain-http] [-o text|json]
 
 Decides <src-ref> with the proxy's engine (as pullgate verify), streams every manifest and
 blob of it through the proxy's checks (digest, content inspection under the matching rule),
@@ -48,8 +48,8 @@ and only when everything passed copies the exact bytes to <dst-ref> (<registry>/
 credentials from the Docker config), signs the digest there with --key (a cosign v3 bundle
 referrer, with the sha256-<hex> tag fallback) and attaches a pullgate VSA signed with the same
 key. A refused source writes nothing to <dst-ref>. When <dst-ref> already holds that digest
-(and tag) with a signature and a VSA of this policy revision by this key, nothing is written
-("already promoted").
+(and tag) with a signature and a VSA of this policy revision by this key, not older than
+--refresh-after, nothing is written ("already promoted"); an older one is promoted again.
 
 Keyless (--id-token-file instead of --key): both are signed with an ephemeral key certified by
 --fulcio for the OIDC identity of the token (read from the file, never printed), timestamped by
@@ -119,6 +119,7 @@ func cmdPromote(args []string) int {
 	policyURI := fs.String("policy-uri", "", "the VSA's policy.uri (default: the policy file's file:// URL)")
 	copyEvidence := fs.Bool("copy-evidence", false, "also copy the source's signatures and attestations the decision counted")
 	timeout := fs.Duration("timeout", 30*time.Minute, "bound of the whole promotion (decision, copy, signing)")
+	refreshAfter := fs.Duration("refresh-after", 24*time.Hour, "a promotion whose newest VSA is older than this is done again (a new VSA); keep it well below the nodes' --max-age / maxAge")
 	plain := fs.Bool("plain-http", false, "talk plain HTTP to the registries (the source only without --config)")
 	out := fs.String("o", "text", "output: text or json")
 	pos, err := parseInterspersed(fs, args)
@@ -191,7 +192,7 @@ func cmdPromote(args []string) int {
 	defer cancel()
 	p := &promoter{
 		ctx: ctx, eng: eng, dir: work, signing: signing,
-		dst: dst.Context(), dstTag: dstTag, verifierID: *verifierID, policyURI: *policyURI, copyEvidence: *copyEvidence,
+		dst: dst.Context(), dstTag: dstTag, verifierID: *verifierID, policyURI: *policyURI, copyEvidence: *copyEvidence, refreshAfter: *refreshAfter,
 		ropts: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)},
 		blobs: map[digest.Digest]string{}, seen: map[digest.Digest]bool{},
 		r: promoteResult{Source: pos[0], Destination: pos[1], ManifestsCopied: []digest.Digest{}, BlobsCopied: []digest.Digest{}, EvidenceCopied: []digest.Digest{}},
@@ -227,6 +228,7 @@ type promoter struct {
 	verifierID   string
 	policyURI    string
 	copyEvidence bool
+	refreshAfter time.Duration // an older VSA is not "already promoted"
 	ropts        []remote.Option
 
 	decision engine.Decision
@@ -650,7 +652,9 @@ func (p *promoter) alreadyPromoted() (bool, error) {
 	if len(res.Signatures) == 0 {
 		return false, nil
 	}
-	s, err := vsa.CheckResult(res, vsa.CheckOptions{VerifierID: p.verifierID})
+	// The newest VSA, and not older than --refresh-after: nodes refuse a
+	// VSA past their maximum age, and only a new run renews it.
+	s, err := vsa.CheckResult(res, vsa.CheckOptions{VerifierID: p.verifierID, MaxAge: p.refreshAfter})
 	if err != nil {
 		return false, nil
 	}
@@ -757,9 +761,13 @@ func (p *promoter) signDigest() error {
 	if err != nil {
 		return err
 	}
-	sig, err := attest.Sign(p.ctx, stmt, p.signing.opts)
+	opts, err := p.signing.current()
 	if err != nil {
-		return fmt.Errorf("signing %s: %w", d, err)
+		return err
+	}
+	sig, err := attest.Sign(p.ctx, stmt, opts)
+	if err != nil {
+		return fmt.Errorf("signing %s: %w", d, p.signing.hint(err))
 	}
 	if err := p.signing.learn(sig); err != nil {
 		return err
@@ -814,9 +822,13 @@ func (p *promoter) sign(sub engine.Subject) error {
 	if err != nil {
 		return err
 	}
-	vb, err := vsa.SignWith(p.ctx, vstmt, p.signing.opts)
+	opts, err := p.signing.current()
 	if err != nil {
-		return fmt.Errorf("signing the VSA of %s: %w", d, err)
+		return err
+	}
+	vb, err := vsa.SignWith(p.ctx, vstmt, opts)
+	if err != nil {
+		return fmt.Errorf("signing the VSA of %s: %w", d, p.signing.hint(err))
 	}
 	if _, err := vsa.Check(p.ctx, [][]byte{vb}, d, p.signing.trust, vsa.CheckOptions{VerifierID: p.verifierID}); err != nil {
 		return fmt.Errorf("the new VSA does not verify against %s: %w", p.signing.describe(), err)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -37,23 +39,37 @@ func (k keylessFlags) apply(opts *attest.SignOptions) error {
 	if k.idTokenFile == "" {
 		return nil
 	}
-	tok, err := os.ReadFile(k.idTokenFile)
+	// The token is a bearer credential: it goes to Fulcio over TLS, or in
+	// the clear only to this machine.
+	if u, err := url.Parse(k.fulcio); k.fulcio != "" && (err != nil || u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+		return fmt.Errorf("--fulcio %q: the identity token is sent to it, so it must be an https:// URL (plain http only to a loopback address)", k.fulcio)
+	}
+	var err error
+	opts.IDToken, err = readToken(k.idTokenFile)
+	return err
+}
+
+// readToken reads an OIDC token file (surrounding space trimmed).
+func readToken(path string) (string, error) {
+	tok, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("--id-token-file: %w", err)
+		return "", fmt.Errorf("--id-token-file: %w", err)
 	}
-	if opts.IDToken = strings.TrimSpace(string(tok)); opts.IDToken == "" {
-		return fmt.Errorf("--id-token-file %s is empty", k.idTokenFile)
+	t := strings.TrimSpace(string(tok))
+	if t == "" {
+		return "", fmt.Errorf("--id-token-file %s is empty", path)
 	}
-	return nil
+	return t, nil
 }
 
 // signing is how `pullgate promote` signs the promoted digest and its VSA
 // (a key, or keyless), and the trust that recognises what it signed.
 type signing struct {
-	opts     attest.SignOptions
-	keyless  bool
-	rootJSON []byte // keyless: the trusted root
-	who      promoteSigner
+	opts      attest.SignOptions
+	keyless   bool
+	tokenFile string // keyless: read again before each signing
+	rootJSON  []byte // keyless: the trusted root
+	who       promoteSigner
 	// trust verifies what this signer signed: the key, or (keyless, once
 	// learn saw the first certificate) its SAN and issuer under the
 	// trusted root.
@@ -109,7 +125,30 @@ func promoteSigning(keyPath string, k keylessFlags) (*signing, error) {
 	if err := k.apply(&s.opts); err != nil {
 		return nil, err
 	}
+	s.tokenFile = k.idTokenFile
 	return s, nil
+}
+
+// current is the signing options for the next signature. Keyless, the
+// token file is read again: OIDC tokens often live minutes, less than
+// streaming a large model through the checks takes, and CI systems and
+// projected service-account tokens refresh the file in place.
+func (s *signing) current() (attest.SignOptions, error) {
+	if !s.keyless {
+		return s.opts, nil
+	}
+	o := s.opts
+	var err error
+	o.IDToken, err = readToken(s.tokenFile)
+	return o, err
+}
+
+// hint explains a keyless signing failure that may be the token's age.
+func (s *signing) hint(err error) error {
+	if !s.keyless || !strings.Contains(err.Error(), "identity token") {
+		return err
+	}
+	return fmt.Errorf("%w (the token was read again from %s just before signing: if it expired, give a file that is refreshed in place, such as a projected service-account token, or sign with --key)", err, s.tokenFile)
 }
 
 // learn reads, from the first keyless bundle signed, the identity (SAN)
@@ -153,4 +192,13 @@ func (s *signing) describe() string {
 		return fmt.Sprintf("identity %s (issuer %s) under the trusted root", s.who.Identity, s.who.Issuer)
 	}
 	return "the key " + s.who.KeyHint
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

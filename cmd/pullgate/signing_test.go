@@ -25,7 +25,7 @@ func TestPromoteKeylessUsage(t *testing.T) {
 	empty := w("empty.token", " \n")
 	tr := w("trusted_root.json", `{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`)
 	bad := w("bad_root.json", `{"mediaType":`)
-	const fulcio, tsa = "http://fulcio.invalid", "http://tsa.invalid/api/v1/timestamp"
+	const fulcio, tsa = "https://fulcio.invalid", "http://tsa.invalid/api/v1/timestamp"
 	base := []string{"promote", "src.invalid/a:1", "dst.invalid/a:1", "--policy", pol}
 	// Control: valid keyless flags get past them.
 	if code := run(append(append([]string{}, base...), "--id-token-file", tok, "--fulcio", fulcio, "--tsa", tsa, "--trusted-root", tr, "--timeout", "20s")); code != 1 {
@@ -40,6 +40,7 @@ func TestPromoteKeylessUsage(t *testing.T) {
 		{"--id-token-file", filepath.Join(dir, "missing"), "--fulcio", fulcio, "--tsa", tsa, "--trusted-root", tr},
 		{"--id-token-file", tok, "--fulcio", fulcio, "--tsa", tsa, "--trusted-root", bad}, // unreadable root
 		{"--key", "k", "--tsa", tsa}, // keyless flags with a key
+		{"--id-token-file", tok, "--fulcio", "http://fulcio.invalid", "--tsa", tsa, "--trusted-root", tr}, // the token in the clear
 	} {
 		if code := run(append(append([]string{}, base...), extra...)); code != 2 {
 			t.Errorf("pullgate promote %v: exit %d, want 2", extra, code)

@@ -28,20 +28,8 @@ func TestPromoteInterrupted(t *testing.T) {
 
 	// The source, behind a gate that holds the layer's download until the
 	// client goes away.
-	target, _ := url.Parse(e.src.URL)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	held := make(chan struct{})
-	var once sync.Once
-	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/blobs/"+img.Layers[0].Digest) {
-			once.Do(func() { close(held) })
-			<-r.Context().Done()
-			return
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer gate.Close()
-	gateHost := strings.TrimPrefix(gate.URL, "http://")
+	g := holdBlob(t, e.src, img.Layers[0].Digest)
+	gateHost, held := g.host, g.held
 	if err := os.WriteFile(filepath.Join(e.dir, "policy.yaml"), []byte(policyFor(gateHost)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -85,4 +73,33 @@ func TestPromoteInterrupted(t *testing.T) {
 		t.Fatalf("interrupted promote made %d write requests to the destination", w)
 	}
 	e.assertDstEmpty("prod/slow", img.Digest)
+}
+
+// blobGate is a source registry behind a reverse proxy that holds the
+// download of one blob: held is closed when it is asked for, and the
+// download goes on once release is closed (or ends when the client goes).
+type blobGate struct {
+	host          string
+	held, release chan struct{}
+}
+
+func holdBlob(t *testing.T, src *harness.Upstream, dgst string) *blobGate {
+	target, _ := url.Parse(src.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	g := &blobGate{held: make(chan struct{}), release: make(chan struct{})}
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/blobs/"+dgst) {
+			once.Do(func() { close(g.held) })
+			select {
+			case <-r.Context().Done():
+				return
+			case <-g.release:
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	g.host = strings.TrimPrefix(srv.URL, "http://")
+	return g
 }

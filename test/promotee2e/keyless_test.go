@@ -1,10 +1,13 @@
 package promotee2e
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 
@@ -194,4 +197,48 @@ func TestPromoteKeyless(t *testing.T) {
 			t.Fatalf("vsa check for %s after both promotions: exit %d\n%s", id, code, out)
 		}
 	}
+}
+
+// TestPromoteKeylessRereadsToken: the token file is read again before each
+// signing, so a file refreshed in place during a long promotion is used.
+// Here the file is replaced, while a layer streams, by a token that has
+// expired: the VSA's signing fails with Fulcio's refusal and a hint that
+// names the file, and nothing is written (the signature made with the
+// first token is not attached either).
+func TestPromoteKeylessRereadsToken(t *testing.T) {
+	e := newKeylessEnv(t)
+	img := e.src.PushImage(t, "apps/slow", "1.0", harness.ImageOptions{Layers: 1})
+	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
+		e.src.Ref("apps/slow@" + img.Digest)}, insecureFlags...)...)
+	g := holdBlob(t, e.src, img.Layers[0].Digest)
+	e.write("policy.yaml", policyFor(g.host))
+	e.write("rotating.token", e.oidc.Token(t, ciIdentity))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, pullgateBin, append([]string{"promote", g.host + "/apps/slow:1.0", e.dst.Ref("prod/slow:1.0"),
+		"--policy", "policy.yaml", "--verifier-id", verifierID, "--plain-http", "-o", "json"}, e.signWith("rotating.token")...)...)
+	cmd.Dir = e.dir
+	cmd.Env = append(os.Environ(), "HOME="+e.dir, "DOCKER_CONFIG="+filepath.Join(e.dir, ".docker"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.held:
+	case <-ctx.Done():
+		t.Fatalf("promote never asked for the layer\n%s", out.String())
+	}
+	e.write("rotating.token", e.oidc.ExpiredToken(t, ciIdentity))
+	close(g.release)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 || !strings.Contains(out.String(), "signing the VSA") || !strings.Contains(out.String(), "read again from rotating.token") {
+		t.Fatalf("promote whose token file now holds an expired token: %v (want exit 1: the VSA's signing read the file again)\n%s", err, out.String())
+	}
+	if w := e.writes(); w != 0 {
+		t.Fatalf("promote made %d write requests to the destination", w)
+	}
+	e.assertDstEmpty("prod/slow", img.Digest)
 }

@@ -149,3 +149,33 @@ func TestPromoteRefusesATrustKey(t *testing.T) {
 	}
 	e.assertDstEmpty("prod/web", img.Digest)
 }
+
+// TestPromoteRenewsAnAgedVSA: a promotion whose VSA is older than
+// --refresh-after is done again (nodes refuse a VSA past their maximum
+// age, and nothing else renews it); a fresh one is "already promoted".
+func TestPromoteRenewsAnAgedVSA(t *testing.T) {
+	e := newEnv(t)
+	img := e.src.PushImage(t, "apps/web", "1.0", harnessImageOptions2())
+	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
+		e.src.Ref("apps/web@" + img.Digest)}, insecureFlags...)...)
+	first, code := e.promote("apps/web:1.0", "prod/web:1.0")
+	if code != 0 || first.VSA == "" {
+		t.Fatalf("promote: exit %d %+v", code, first)
+	}
+	// Every VSA is older than a nanosecond: promoted again, a new VSA.
+	again, code := e.promote("apps/web:1.0", "prod/web:1.0", "--refresh-after", "1ns")
+	if code != 0 || again.AlreadyPromoted || again.VSA == "" || again.VSA == first.VSA {
+		t.Fatalf("promote with --refresh-after 1ns: exit %d %+v (first VSA %s)", code, again, first.VSA)
+	}
+	// The default (24h): the new VSA is fresh, nothing is written.
+	before := e.writes()
+	if r, code := e.promote("apps/web:1.0", "prod/web:1.0"); code != 0 || !r.AlreadyPromoted {
+		t.Fatalf("third promote: exit %d %+v", code, r)
+	}
+	if w := e.writes(); w != before {
+		t.Fatalf("an already promoted run made %d write requests", w-before)
+	}
+	if out, code := e.run(pullgateBin, "vsa", "check", e.dst.Ref("prod/web:1.0"), "--key", "promote.pub", "--max-age", "1h", "--plain-http"); code != 0 {
+		t.Fatalf("vsa check after the renewal: exit %d\n%s", code, out)
+	}
+}

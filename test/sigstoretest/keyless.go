@@ -64,7 +64,13 @@ func (o *OIDC) serve(w http.ResponseWriter, r *http.Request) {
 // valid for ten minutes, signed by the provider's key.
 func (o *OIDC) Token(t testing.TB, email string) string {
 	t.Helper()
-	return mint(t, o.key, o.URL, email)
+	return mint(t, o.key, o.URL, email, time.Now().Add(10*time.Minute))
+}
+
+// ExpiredToken is Token that expired a minute ago: Fulcio refuses it.
+func (o *OIDC) ExpiredToken(t testing.TB, email string) string {
+	t.Helper()
+	return mint(t, o.key, o.URL, email, time.Now().Add(-time.Minute))
 }
 
 // ForgedToken is Token signed by another key: a Fulcio refuses it.
@@ -74,14 +80,14 @@ func (o *OIDC) ForgedToken(t testing.TB, email string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mint(t, k, o.URL, email)
+	return mint(t, k, o.URL, email, time.Now().Add(10*time.Minute))
 }
 
-func mint(t testing.TB, k *ecdsa.PrivateKey, issuer, email string) string {
+func mint(t testing.TB, k *ecdsa.PrivateKey, issuer, email string, exp time.Time) string {
 	now := time.Now()
 	h := b64json(map[string]any{"alg": "ES256", "typ": "JWT", "kid": "test"})
 	c := b64json(map[string]any{"iss": issuer, "sub": email, "email": email, "email_verified": true, "aud": "sigstore",
-		"iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix()})
+		"iat": min(now.Unix(), exp.Add(-time.Minute).Unix()), "exp": exp.Unix()})
 	d := sha256.Sum256([]byte(h + "." + c))
 	r, s, err := ecdsa.Sign(rand.Reader, k, d[:])
 	if err != nil {
