@@ -207,3 +207,48 @@ func TestProxyVSAFallbackTag(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyVSAFallbackTagCached: the upstream's sha256-<hex> tag of a
+// digest with a VSA is asked once per tag TTL (30s by default, as a tag's
+// resolution), however many clients read the tag through pullgate; a
+// missing tag (an upstream with the referrers API) too. What of the
+// listing is served is still decided on each request.
+func TestProxyVSAFallbackTagCached(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		api  bool
+	}{{"upstream without referrers API", false}, {"upstream with referrers API", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			e, dir, _ := proxyEnv(t, c.api)
+			good := e.signedImage("app/good")
+			clk := newClock()
+			g := startGatewayAt(t, dir, e.u, clk.Now)
+			if st := g.pull(good.Repo, good.Digest); st != http.StatusOK {
+				t.Fatalf("signed image: status %d", st)
+			}
+			v := g.waitVSA(good.Repo, good.Digest, "")
+			path := good.Repo + "/manifests/" + fallbackTag(good.Digest)
+			asked := func() int { return e.u.Count("", path) }
+			before := asked()
+			read := func() {
+				t.Helper()
+				st, idx := g.fallbackIndex(good.Repo, good.Digest) // a GET and a HEAD
+				if got := digests(idx.Manifests); st != http.StatusOK || len(got) == 0 || got[len(got)-1] != v.Digest {
+					t.Fatalf("referrers tag: status %d, lists %v, want the VSA %s last", st, got, v.Digest)
+				}
+			}
+			for range 10 {
+				read()
+			}
+			if n := asked() - before; n != 1 {
+				t.Fatalf("20 reads of the referrers tag within the tag TTL: the upstream was asked %d times for it, want 1", n)
+			}
+			clk.Advance(31 * time.Second) // past the tag TTL
+			read()
+			read()
+			if n := asked() - before; n != 2 {
+				t.Fatalf("after the tag TTL: the upstream was asked %d times for the tag, want 2", n)
+			}
+		})
+	}
+}
