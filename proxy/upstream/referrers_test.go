@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -36,15 +35,7 @@ func TestFallbackIndexIsAnIndex(t *testing.T) {
 
 	// An image manifest without mediaType under the tag of another digest.
 	other := digest.FromString("another subject")
-	cfg := []byte("{}")
-	r, err := name.NewRepository(reg.Host + "/" + repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteLayer(r, staticLayer(cfg)); err != nil {
-		t.Fatal(err)
-	}
-	empty := ocispec.Descriptor{MediaType: "application/vnd.oci.empty.v1+json", Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
+	r, empty := pushEmpty(t, reg, repo)
 	body, _ := json.Marshal(map[string]any{"schemaVersion": 2, "config": empty, "layers": []ocispec.Descriptor{empty}})
 	if err := remote.Put(r.Tag("sha256-"+other.Encoded()), rawManifest(body)); err != nil {
 		t.Fatal(err)
