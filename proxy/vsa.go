@@ -60,6 +60,20 @@ const vsaDone = 1 << 16
 // default for pullgate vsa check).
 const vsaRefresh = 24 * time.Hour
 
+// vsaFallbackTags bounds the upstream referrers tag listings remembered
+// (fallbackListing), as the engine bounds its parsed manifests.
+const vsaFallbackTags = 4096
+
+// fallbackListing is what an upstream answered for a sha256-<hex>
+// referrers tag: the descriptors of its OCI index, something else than an
+// index, or no such tag. It is the upstream's answer, not a decision: what
+// of it is served is decided per request (eng.Servable).
+type fallbackListing struct {
+	descs    []ocispec.Descriptor
+	index    bool
+	notFound bool
+}
+
 type vsaJob struct {
 	key        string
 	rev        string
@@ -86,8 +100,11 @@ type vsaSigner struct {
 	mu   sync.Mutex
 	busy map[string]bool          // queued or being signed
 	done *verdict.Cache[struct{}] // signed, or found recorded
-	stop context.CancelFunc
-	wg   sync.WaitGroup
+	// fallback keeps upstream/repo:tag → the upstream's referrers tag
+	// listing for the upstream's tag TTL, as the engine keeps tags.
+	fallback *verdict.Cache[fallbackListing]
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // newVSASigner loads the VSA key (a start with a key that does not load
@@ -119,12 +136,14 @@ func newVSASigner(cfg *config.Config, rec *records.Records, version string, now 
 			Help: "VSAs the proxy signed (one per allowed policy revision, repository and digest)."}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "pullgate_vsa_failed_total",
 			Help: "VSAs the proxy could not sign or record, or dropped because the signer's queue was full (signed at the digest's next cold decision)."}),
-		jobs: make(chan vsaJob, vsaQueue),
-		busy: map[string]bool{},
-		done: verdict.New[struct{}](vsaDone),
-		stop: cancel,
+		jobs:     make(chan vsaJob, vsaQueue),
+		busy:     map[string]bool{},
+		done:     verdict.New[struct{}](vsaDone),
+		fallback: verdict.New[fallbackListing](vsaFallbackTags),
+		stop:     cancel,
 	}
 	v.done.SetClock(now)
+	v.fallback.SetClock(now)
 	_ = reg.Register(v.signed)
 	_ = reg.Register(v.failed)
 	v.wg.Add(1)
@@ -165,7 +184,7 @@ func (v *vsaSigner) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case j := <-v.jobs:
-			err := v.signGuarded(ctx, j)
+			signedAt, err := v.signGuarded(ctx, j)
 			v.mu.Lock()
 			delete(v.busy, j.key)
 			v.mu.Unlock()
@@ -174,7 +193,9 @@ func (v *vsaSigner) run(ctx context.Context) {
 				v.log.Warn("vsa: not signed", "repository", j.repository, "digest", j.subject.Digest.String(), "err", err)
 				continue
 			}
-			v.done.Add(j.key, struct{}{}, vsaRefresh)
+			// Done until the recorded VSA is vsaRefresh old (one found
+			// recorded, e.g. before a restart, may be nearly that already).
+			v.done.Add(j.key, struct{}{}, min(vsaRefresh, vsaRefresh-v.now().Sub(signedAt)))
 		}
 	}
 }
@@ -182,15 +203,16 @@ func (v *vsaSigner) run(ctx context.Context) {
 // sign signs and records the VSA of one job, unless one recorded already
 // (by this process before a restart, or another replica) is younger than
 // vsaRefresh: a node checking a maximum age keeps finding a fresh one for
-// an artifact still allowed, signed on a cold decision of it.
-func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
+// an artifact still allowed, signed on a cold decision of it. It returns
+// when the VSA in force (the one recorded, or signed now) was signed.
+func (v *vsaSigner) sign(ctx context.Context, j vsaJob) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	subject := digest.Digest(j.subject.Digest.String())
 	if r, err := v.rec.VSA(ctx, j.rev, j.upstream, j.repo, subject); err == nil && v.now().Sub(r.SignedAt) < vsaRefresh {
-		return nil
+		return r.SignedAt, nil
 	} else if err != nil && !errors.Is(err, records.ErrNotFound) {
-		return err
+		return time.Time{}, err
 	}
 	uri := "oci://" + j.repository + "@" + subject.String()
 	sum := vsa.Summary{
@@ -205,16 +227,16 @@ func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
 	}
 	stmt, err := vsa.Statement(sum)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	bundle, err := vsa.Sign(ctx, stmt, v.signer)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	now := v.now()
 	man, err := attest.BundleManifest(j.subject, bundle, vsa.PredicateType, now)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	md := digest.FromBytes(man)
 	// The empty config is no record: serveVSAObject serves it from code.
@@ -224,15 +246,15 @@ func (v *vsaSigner) sign(ctx context.Context, j vsaJob) error {
 	} {
 		o.Revision, o.Subject = j.rev, subject
 		if err := v.rec.PutVSAObject(ctx, j.upstream, j.repo, digest.FromBytes(o.Content), o); err != nil {
-			return err
+			return time.Time{}, err
 		}
 	}
 	if err := v.rec.PutVSA(ctx, j.rev, j.upstream, j.repo, subject, records.VSA{Manifest: md, Size: int64(len(man)), SignedAt: now}); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	v.signed.Inc()
 	v.log.Info("vsa: signed", "repository", j.repository, "digest", subject.String(), "revision", j.rev, "vsa", md.String())
-	return nil
+	return now, nil
 }
 
 // signsVSA reports whether an allowed manifest decision is one a VSA is
@@ -346,7 +368,7 @@ var emptyConfigDigest = digest.FromBytes(attest.EmptyConfig)
 
 // signGuarded is sign on the signer's own goroutine, where a panic would
 // end the process: it is a failed signature instead.
-func (v *vsaSigner) signGuarded(ctx context.Context, j vsaJob) (err error) {
+func (v *vsaSigner) signGuarded(ctx context.Context, j vsaJob) (signedAt time.Time, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic while signing: %v", r)
@@ -366,7 +388,9 @@ var fallbackTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})$`)
 // the revision in force): an image index of pullgate's own, listing what
 // the upstream's index under that tag lists that pullgate serves (as
 // serveReferrers filters it, eng.Servable) and the VSA; when the upstream
-// has no such tag, the VSA alone. It reports whether it answered. Any
+// has no such tag, the VSA alone. The upstream's listing is asked once
+// per tag TTL (fallbackListing); what of it is served, per request. It
+// reports whether it answered. Any
 // other request (another tag, a digest without a VSA, an upstream whose
 // tag is no OCI index, an upstream that cannot be asked) is left to the
 // ordinary manifest path, which serves the upstream's tag as before.
@@ -389,14 +413,11 @@ func (s *Server) serveVSAFallback(q *request) bool {
 	if err != nil || !signsVSA(sv) {
 		return false
 	}
-	descs, index, err := q.up.FallbackIndex(q.ctx(), q.rt.Repo, subject, int64(s.cfg.Limits.MaxManifestSize))
-	switch {
-	case upstream.IsKind(err, upstream.NotFound):
-		descs = nil
-	case err != nil || !index:
+	l, err := s.fallbackListing(q, subject)
+	if err != nil || !l.notFound && !l.index {
 		return false
 	}
-	descs = s.eng.Servable(q.q, descs)
+	descs := s.eng.Servable(q.q, l.descs)
 	if !slices.ContainsFunc(descs, func(x ocispec.Descriptor) bool { return x.Digest == vd.Digest }) {
 		descs = append(descs, vd)
 	}
@@ -413,4 +434,26 @@ func (s *Server) serveVSAFallback(q *request) bool {
 	}, false)
 	writeObject(q, ocispec.MediaTypeImageIndex, dgst, body)
 	return true
+}
+
+// fallbackListing is the upstream's listing of q's referrers tag (of
+// subject): remembered for the upstream's tag TTL, as the engine's tag
+// resolutions are (the ordinary path asks the upstream for a tag once per
+// TTL, so does this one). A failed request is not remembered.
+func (s *Server) fallbackListing(q *request, subject digest.Digest) (fallbackListing, error) {
+	key := q.rt.Upstream + "/" + q.rt.Repo + ":" + q.rt.Reference
+	if l, ok := s.vsa.fallback.Get(key); ok {
+		return l, nil
+	}
+	descs, index, err := q.up.FallbackIndex(q.ctx(), q.rt.Repo, subject, int64(s.cfg.Limits.MaxManifestSize))
+	l := fallbackListing{descs: descs, index: index}
+	if upstream.IsKind(err, upstream.NotFound) {
+		l = fallbackListing{notFound: true}
+	} else if err != nil {
+		return fallbackListing{}, err
+	}
+	if ucfg, ok := s.cfg.Upstream(q.rt.Upstream); ok {
+		s.vsa.fallback.Add(key, l, ucfg.TagTTL.D())
+	}
+	return l, nil
 }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"encoding/json"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -46,24 +47,27 @@ func (c *Client) ReferrerDescriptors(ctx context.Context, repo string, dgst dige
 // FallbackIndex reads the sha256-<hex> index tag of dgst (the referrers tag
 // schema of registries without the referrers API): the descriptors it
 // lists (those with a valid digest and size). index is false when the tag
-// names something else than an OCI image index; a missing tag is an error
-// of kind NotFound.
+// names something else than an OCI image index: an index has a manifests
+// array, no other mediaType, and is not served as another manifest type
+// (an image manifest may omit its mediaType too). A missing tag is an
+// error of kind NotFound.
 func (c *Client) FallbackIndex(ctx context.Context, repo string, dgst digest.Digest, maxManifest int64) (descs []ocispec.Descriptor, index bool, err error) {
 	tag := dgst.Algorithm().String() + "-" + dgst.Encoded()
-	body, _, err := c.Manifest(ctx, repo, tag, maxManifest)
+	body, mt, err := c.Manifest(ctx, repo, tag, maxManifest)
 	if err != nil {
 		return nil, false, err
 	}
 	var idx struct {
-		SchemaVersion int                  `json:"schemaVersion"`
-		MediaType     string               `json:"mediaType"`
-		Manifests     []ocispec.Descriptor `json:"manifests"`
+		SchemaVersion int                   `json:"schemaVersion"`
+		MediaType     string                `json:"mediaType"`
+		Manifests     *[]ocispec.Descriptor `json:"manifests"`
 	}
-	if json.Unmarshal(body, &idx) != nil || idx.SchemaVersion != 2 ||
-		(idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex) {
+	if json.Unmarshal(body, &idx) != nil || idx.SchemaVersion != 2 || idx.Manifests == nil ||
+		(idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex) ||
+		(mt != ocispec.MediaTypeImageIndex && slices.Contains(ManifestAccept, mt)) {
 		return nil, false, nil
 	}
-	return validDescriptors(idx.Manifests), true, nil
+	return validDescriptors(*idx.Manifests), true, nil
 }
 
 // validDescriptors are the descriptors with a valid digest and size.

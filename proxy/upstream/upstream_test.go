@@ -206,6 +206,20 @@ func TestReferrers(t *testing.T) {
 // the registry has no referrers API (no OCI-Subject header on the push).
 func putReferrer(t *testing.T, reg *testreg.Registry, repo string, subject ocispec.Descriptor, artifactType string) {
 	t.Helper()
+	r, empty := pushEmpty(t, reg, repo)
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: artifactType, Subject: &subject,
+		Config: empty, Layers: []ocispec.Descriptor{empty}}
+	m.SchemaVersion = 2
+	body, _ := json.Marshal(m)
+	if err := remote.Put(r.Digest(digest.FromBytes(body).String()), rawManifest(body)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pushEmpty pushes the OCI empty blob ({}) to repo: the repository, and
+// the blob's descriptor.
+func pushEmpty(t *testing.T, reg *testreg.Registry, repo string) (name.Repository, ocispec.Descriptor) {
+	t.Helper()
 	cfg := []byte("{}")
 	r, err := name.NewRepository(reg.Host + "/" + repo)
 	if err != nil {
@@ -214,14 +228,7 @@ func putReferrer(t *testing.T, reg *testreg.Registry, repo string, subject ocisp
 	if err := remote.WriteLayer(r, staticLayer(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	empty := ocispec.Descriptor{MediaType: "application/vnd.oci.empty.v1+json", Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
-	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: artifactType, Subject: &subject,
-		Config: empty, Layers: []ocispec.Descriptor{empty}}
-	m.SchemaVersion = 2
-	body, _ := json.Marshal(m)
-	if err := remote.Put(r.Digest(digest.FromBytes(body).String()), rawManifest(body)); err != nil {
-		t.Fatal(err)
-	}
+	return r, ocispec.Descriptor{MediaType: "application/vnd.oci.empty.v1+json", Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
 }
 
 // rawManifest is OCI image manifest bytes for remote.Put.

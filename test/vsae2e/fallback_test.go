@@ -207,3 +207,63 @@ func TestProxyVSAFallbackTag(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyVSAFallbackTagCached: the upstream's sha256-<hex> tag of a
+// digest with a VSA is asked once per tag TTL (30s by default, as a tag's
+// resolution), however many clients read the tag through pullgate; a
+// missing tag (an upstream with the referrers API) too. What of the
+// listing is served is still decided on each request. A failed request
+// (bytes that do not match the upstream's digest) is not kept: the next
+// read asks again and lists the upstream's signature.
+func TestProxyVSAFallbackTagCached(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		api  bool
+	}{{"upstream without referrers API", false}, {"upstream with referrers API", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			e, dir, _ := proxyEnv(t, c.api)
+			good := e.signedImage("app/good")
+			clk := newClock()
+			g := startGatewayAt(t, dir, e.u, clk.Now)
+			if st := g.pull(good.Repo, good.Digest); st != http.StatusOK {
+				t.Fatalf("signed image: status %d", st)
+			}
+			v := g.waitVSA(good.Repo, good.Digest, "")
+			want := []digest.Digest{v.Digest}
+			path := good.Repo + "/manifests/" + fallbackTag(good.Digest)
+			if !c.api {
+				want = append(upstreamReferrers(t, e.u, good.Repo, good.Digest, false), v.Digest)
+				_, h, _, err := harness.Do(t.Context(), http.MethodHead, e.u.URL+"/v2/"+path, map[string]string{"Accept": ocispec.MediaTypeImageIndex}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.u.Liar.LieManifest(h.Get("Docker-Content-Digest"), []byte(`{"schemaVersion":2,"manifests":[]}`))
+				if st, _ := g.fallbackIndex(good.Repo, good.Digest); st == http.StatusOK {
+					t.Fatal("referrers tag served from an upstream answer that does not match its digest")
+				}
+				e.u.Liar.Honest()
+			}
+			asked := func() int { return e.u.Count("", path) }
+			before := asked()
+			read := func() {
+				t.Helper()
+				st, idx := g.fallbackIndex(good.Repo, good.Digest) // a GET and a HEAD
+				if got := digests(idx.Manifests); st != http.StatusOK || !slices.Equal(got, want) {
+					t.Fatalf("referrers tag: status %d, lists %v, want %v", st, got, want)
+				}
+			}
+			for range 10 {
+				read()
+			}
+			if n := asked() - before; n != 1 {
+				t.Fatalf("20 reads of the referrers tag within the tag TTL: the upstream was asked %d times for it, want 1", n)
+			}
+			clk.Advance(31 * time.Second) // past the tag TTL
+			read()
+			read()
+			if n := asked() - before; n != 2 {
+				t.Fatalf("after the tag TTL: the upstream was asked %d times for the tag, want 2", n)
+			}
+		})
+	}
+}

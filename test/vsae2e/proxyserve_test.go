@@ -281,3 +281,48 @@ func TestProxyVSARefresh(t *testing.T) {
 		t.Fatalf("earlier VSA: status %d", st)
 	}
 }
+
+// TestProxyVSARefreshAfterRestart: a VSA found recorded by a restarted
+// proxy (signed 23 hours before) is refreshed once it is 24 hours old,
+// not 24 hours after the restart found it.
+func TestProxyVSARefreshAfterRestart(t *testing.T) {
+	e, dir, _ := proxyEnv(t, true)
+	good := e.signedImage("app/good")
+	clk := newClock()
+	t0 := clk.Now()
+	g := startGatewayAt(t, dir, e.u, clk.Now)
+	if st := g.pull(good.Repo, good.Digest); st != http.StatusOK {
+		t.Fatalf("signed image: status %d", st)
+	}
+	d1 := g.waitVSA(good.Repo, good.Digest, "")
+	g.close()
+
+	clk.Advance(23 * time.Hour)
+	g = startGatewayAt(t, dir, e.u, clk.Now)
+	if st := g.pull(good.Repo, good.Digest); st != http.StatusOK {
+		t.Fatalf("signed image after the restart: status %d", st)
+	}
+	// The signer is FIFO: once marker's VSA is listed, good's offer was
+	// handled (its recorded VSA found, nothing signed).
+	marker := e.signedImage("app/marker")
+	g.pull(marker.Repo, marker.Digest)
+	g.waitVSA(marker.Repo, marker.Digest, "")
+	if n := g.waitSigned(1); n != 1 {
+		t.Fatalf("after the restart: pullgate_vsa_signed_total %v, want 1 (marker)", n)
+	}
+	if _, ds := g.vsaReferrers(good.Repo, good.Digest); len(ds) != 1 || ds[0].Digest != d1.Digest {
+		t.Fatalf("after the restart: VSA referrers %v, want %s", ds, d1.Digest)
+	}
+
+	clk.Advance(70 * time.Minute) // 24h10m after the first; a cold decision
+	if st := g.pull(good.Repo, good.Digest); st != http.StatusOK {
+		t.Fatalf("signed image after 24h: status %d", st)
+	}
+	d2 := g.waitVSA(good.Repo, good.Digest, d1.Digest)
+	if want := t0.Add(24*time.Hour + 10*time.Minute); g.summary(good.Repo, d2.Digest).TimeVerified.Sub(want).Abs() >= time.Second {
+		t.Fatalf("refreshed VSA: timeVerified not %v", want)
+	}
+	if n := g.waitSigned(2); n != 2 {
+		t.Fatalf("after 24h: pullgate_vsa_signed_total %v, want 2", n)
+	}
+}
