@@ -51,6 +51,8 @@ func TestPromoteKeylessUsage(t *testing.T) {
 		{"--certificate-identity", "ci@example.com", "--trusted-root", tr},                                  // no issuer
 		{"--certificate-oidc-issuer", "https://issuer.example", "--trusted-root", tr},                       // no identity
 		{}, // no signer at all
+		{"--certificate-identity", "ci@example.com", "--certificate-identity-regexp", "^ci@", "--certificate-oidc-issuer", "https://issuer.example", "--trusted-root", tr}, // exact and regexp
+		{"--certificate-identity-regexp", "(", "--certificate-oidc-issuer", "https://issuer.example", "--trusted-root", tr},                                                // not a regexp
 	} {
 		if code := run(append([]string{"vsa", "check", "dst.invalid/a:1"}, extra...)); code != 2 {
 			t.Errorf("pullgate vsa check %v: exit %d, want 2", extra, code)

@@ -27,7 +27,8 @@ import (
 
 const vsaUsage = `usage:
   pullgate vsa check <image-ref> --key vsa.pub [--key old.pub] [--verifier-id URI] [--max-age 24h] [--plain-http] [-o text|json]
-  pullgate vsa check <image-ref> --certificate-identity SAN --certificate-oidc-issuer URL --trusted-root trusted_root.json [...]
+  pullgate vsa check <image-ref> (--certificate-identity SAN | --certificate-identity-regexp RE)
+      (--certificate-oidc-issuer URL | --certificate-oidc-issuer-regexp RE) --trusted-root trusted_root.json [...]
   pullgate vsa containerd-verifier -name <image-ref> -digest sha256:<hex> -stdin-media-type <type> [-config FILE]
 
 check resolves the image's digest on its registry (credentials from the Docker config) and passes
@@ -100,7 +101,9 @@ func vsaCheck(args []string) int {
 	fs.Var(&keys, "key", "public key (PEM) the VSA must be signed with (repeatable: any one)")
 	var signers vsaSigners
 	fs.StringVar(&signers.Identity, "certificate-identity", "", "keyless: the signer's certificate identity (SAN), exactly")
+	fs.StringVar(&signers.IdentityRE, "certificate-identity-regexp", "", "keyless: a regular expression (RE2, unanchored: use ^…$) the signer's identity must match, instead of --certificate-identity")
 	fs.StringVar(&signers.Issuer, "certificate-oidc-issuer", "", "keyless: the signer's OIDC issuer, exactly")
+	fs.StringVar(&signers.IssuerRE, "certificate-oidc-issuer-regexp", "", "keyless: a regular expression (RE2, unanchored) the OIDC issuer must match, instead of --certificate-oidc-issuer")
 	fs.StringVar(&signers.TrustedRoot, "trusted-root", "", "keyless: Sigstore trusted_root.json (Fulcio CA, TSA chain, Rekor key)")
 	verifierID := fs.String("verifier-id", "", "required verifier.id of the VSA")
 	maxAge := fs.Duration("max-age", defaultVSAMaxAge, "refuse a VSA whose timeVerified is older (0: no limit)")
@@ -197,19 +200,22 @@ func printVSAResult(w io.Writer, r vsaResult) {
 
 // vsaSigners are whom a VSA check accepts as signer: public keys (PEM
 // files) and/or one keyless identity (certificate SAN and OIDC issuer,
-// both exact, under a Sigstore trusted root); any one counts.
+// each exact or a regular expression, under a Sigstore trusted root); any
+// one counts.
 type vsaSigners struct {
 	Keys                          []string
 	Identity, Issuer, TrustedRoot string
+	IdentityRE, IssuerRE          string
 }
 
 func (v vsaSigners) trust() (*verify.Trust, error) {
-	keyless := v.Identity != "" || v.Issuer != "" || v.TrustedRoot != ""
+	keyless := v.Identity != "" || v.Issuer != "" || v.TrustedRoot != "" || v.IdentityRE != "" || v.IssuerRE != ""
+	const together = "a keyless signer needs an identity, an OIDC issuer and a trusted root together (--certificate-identity or --certificate-identity-regexp, --certificate-oidc-issuer or --certificate-oidc-issuer-regexp, --trusted-root; in the verifier's configuration certificateIdentity or certificateIdentityRegExp, certificateOidcIssuer or certificateOidcIssuerRegExp, trustedRoot)"
 	switch {
 	case len(v.Keys) == 0 && !keyless:
 		return nil, errors.New("give the VSA signer: --key, or --certificate-identity, --certificate-oidc-issuer and --trusted-root")
-	case keyless && (v.Identity == "" || v.Issuer == "" || v.TrustedRoot == ""):
-		return nil, errors.New("a keyless signer needs an identity, an OIDC issuer and a trusted root together (--certificate-identity, --certificate-oidc-issuer, --trusted-root; in the verifier's configuration certificateIdentity, certificateOidcIssuer, trustedRoot)")
+	case keyless && ((v.Identity == "") == (v.IdentityRE == "") || (v.Issuer == "") == (v.IssuerRE == "") || v.TrustedRoot == ""):
+		return nil, errors.New(together + "; each of identity and issuer exact or a regexp, not both")
 	}
 	var spec verify.TrustSpec
 	for _, k := range v.Keys {
@@ -224,7 +230,7 @@ func (v vsaSigners) trust() (*verify.Trust, error) {
 		if spec.TrustedRootJSON, err = os.ReadFile(v.TrustedRoot); err != nil {
 			return nil, fmt.Errorf("trusted root: %w", err)
 		}
-		spec.Identities = []verify.IdentitySpec{{Name: v.Identity, Issuer: v.Issuer, Subject: v.Identity}}
+		spec.Identities = []verify.IdentitySpec{{Name: v.Identity + v.IdentityRE, Issuer: v.Issuer, IssuerRegExp: v.IssuerRE, Subject: v.Identity, SubjectRegExp: v.IdentityRE}}
 	}
 	return verify.NewTrust(spec)
 }
@@ -239,6 +245,10 @@ type verifierConfig struct {
 	CertificateIdentity   string `yaml:"certificateIdentity"`
 	CertificateOIDCIssuer string `yaml:"certificateOidcIssuer"`
 	TrustedRoot           string `yaml:"trustedRoot"`
+	// CertificateIdentityRegExp and CertificateOIDCIssuerRegExp are RE2
+	// regular expressions (unanchored) instead of the exact values.
+	CertificateIdentityRegExp   string `yaml:"certificateIdentityRegExp"`
+	CertificateOIDCIssuerRegExp string `yaml:"certificateOidcIssuerRegExp"`
 	// VerifierID, when set, is the required verifier.id.
 	VerifierID string `yaml:"verifierId"`
 	// MaxAge is the oldest timeVerified accepted (Go duration; default
@@ -275,7 +285,7 @@ func loadVerifierConfig(path string) (*verifierConfig, *verify.Trust, vsa.CheckO
 	if err := dec.Decode(&c); err != nil {
 		return nil, nil, opts, 0, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(c.Keys) == 0 && c.CertificateIdentity == "" {
+	if len(c.Keys) == 0 && c.CertificateIdentity == "" && c.CertificateIdentityRegExp == "" {
 		return nil, nil, opts, 0, fmt.Errorf("%s: keys: at least one VSA public key (or a keyless certificateIdentity) is required", path)
 	}
 	for i, k := range c.Keys {
@@ -286,7 +296,8 @@ func loadVerifierConfig(path string) (*verifierConfig, *verify.Trust, vsa.CheckO
 	if c.TrustedRoot != "" && !filepath.IsAbs(c.TrustedRoot) {
 		c.TrustedRoot = filepath.Join(filepath.Dir(path), c.TrustedRoot)
 	}
-	trust, err := vsaSigners{Keys: c.Keys, Identity: c.CertificateIdentity, Issuer: c.CertificateOIDCIssuer, TrustedRoot: c.TrustedRoot}.trust()
+	trust, err := vsaSigners{Keys: c.Keys, Identity: c.CertificateIdentity, Issuer: c.CertificateOIDCIssuer, TrustedRoot: c.TrustedRoot,
+		IdentityRE: c.CertificateIdentityRegExp, IssuerRE: c.CertificateOIDCIssuerRegExp}.trust()
 	if err != nil {
 		return nil, nil, opts, 0, fmt.Errorf("%s: %w", path, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -173,6 +174,22 @@ func TestPromoteKeyless(t *testing.T) {
 	}
 	if out, code := e.vsaCheck(e.dst.Ref("prod/web:1.0"), ciIdentity, e.otherOIDC.URL); code != 11 {
 		t.Fatalf("vsa check for another issuer: exit %d, want 11\n%s", code, out)
+	}
+	// The same by regular expressions (cosign's flag names): the CI's
+	// identity and issuer match, another identity's pattern does not.
+	reCheck := func(identityRE, issuerRE string) (string, int) {
+		return e.run(pullgateBin, "vsa", "check", e.dst.Ref("prod/web:1.0"), "--certificate-identity-regexp", identityRE,
+			"--certificate-oidc-issuer-regexp", issuerRE, "--trusted-root", "keyless_root.json", "--verifier-id", verifierID, "--plain-http")
+	}
+	issuerRE := "^" + regexp.QuoteMeta(e.oidc.URL) + "$"
+	if out, code := reCheck(`^promote@ci\.pullgate\.test$`, issuerRE); code != 0 {
+		t.Fatalf("vsa check by regexps: exit %d\n%s", code, out)
+	}
+	if out, code := reCheck(`^someone-else@`, issuerRE); code != 11 {
+		t.Fatalf("vsa check by another identity's regexp: exit %d, want 11\n%s", code, out)
+	}
+	if out, code := reCheck(`^promote@`, "^"+regexp.QuoteMeta(e.otherOIDC.URL)+"$"); code != 11 {
+		t.Fatalf("vsa check by another issuer's regexp: exit %d, want 11\n%s", code, out)
 	}
 
 	// Twice, same identity: already promoted, nothing written.
