@@ -158,6 +158,8 @@ func TestPromoteKeyless(t *testing.T) {
 	if !strings.Contains(out, strings.TrimPrefix(img.Digest, "sha256:")) {
 		t.Fatalf("cosign verify-attestation output lacks the digest:\n%s", out)
 	}
+	// cosign v2 reads the same bundles with --new-bundle-format.
+	e.cosign("cosign2", append(append(append([]string{"verify-attestation", "--type", vsa.PredicateType, "--new-bundle-format"}, cosignKeyless...), insecureFlags...), at)...)
 	// cosign refuses another identity: the check above is not vacuous.
 	wrong := append([]string{"verify", "--certificate-identity", otherIdentity}, cosignKeyless[2:]...)
 	if out, code := e.run(tools.Need(t, "cosign3"), append(append(wrong, insecureFlags...), at)...); code == 0 {
