@@ -23,8 +23,7 @@ import (
 func TestPromoteInterrupted(t *testing.T) {
 	e := newEnv(t)
 	img := e.src.PushImage(t, "apps/slow", "1.0", harness.ImageOptions{Layers: 1})
-	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
-		e.src.Ref("apps/slow@" + img.Digest)}, insecureFlags...)...)
+	e.releaseSign("apps/slow", img.Digest)
 
 	// The source, behind a gate that holds the layer's download until the
 	// client goes away.

@@ -77,8 +77,7 @@ func (e *keylessEnv) vsaCheck(ref, identity, issuer string) (string, int) {
 func TestPromoteKeyless(t *testing.T) {
 	e := newKeylessEnv(t)
 	img := e.src.PushImage(t, "apps/web", "1.0", harness.ImageOptions{Layers: 2})
-	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
-		e.src.Ref("apps/web@" + img.Digest)}, insecureFlags...)...)
+	e.releaseSign("apps/web", img.Digest)
 
 	// Keyless without --tsa or --rekor: usage error, nothing asked, nothing written.
 	noTSA := []string{"promote", e.src.Ref("apps/web:1.0"), e.dst.Ref("prod/web:1.0"), "--policy", "policy.yaml",
@@ -227,8 +226,7 @@ func TestPromoteKeyless(t *testing.T) {
 func TestPromoteKeylessRereadsToken(t *testing.T) {
 	e := newKeylessEnv(t)
 	img := e.src.PushImage(t, "apps/slow", "1.0", harness.ImageOptions{Layers: 1})
-	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
-		e.src.Ref("apps/slow@" + img.Digest)}, insecureFlags...)...)
+	e.releaseSign("apps/slow", img.Digest)
 	g := holdBlob(t, e.src, img.Layers[0].Digest)
 	e.write("policy.yaml", policyFor(g.host))
 	e.write("rotating.token", e.oidc.Token(t, ciIdentity))

@@ -123,6 +123,14 @@ func (e *env) cosign(v string, args ...string) string {
 
 var insecureFlags = []string{"--allow-http-registry=true", "--allow-insecure-registry=true"}
 
+// releaseSign signs repo@dgst at the source with the release key (cosign
+// v3, a bundle referrer), as the publisher would.
+func (e *env) releaseSign(repo, dgst string) {
+	e.t.Helper()
+	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
+		e.src.Ref(repo + "@" + dgst)}, insecureFlags...)...)
+}
+
 // promote runs pullgate promote with -o json and returns its result.
 func (e *env) promote(src, dst string, extra ...string) (promoteJSON, int) {
 	e.t.Helper()
@@ -207,8 +215,7 @@ func (e *env) pushModel(repoTag, file string, data []byte) {
 func TestPromoteSignedImage(t *testing.T) {
 	e := newEnv(t)
 	img := e.src.PushImage(t, "apps/web", "1.0", harness.ImageOptions{Layers: 2})
-	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
-		e.src.Ref("apps/web@" + img.Digest)}, insecureFlags...)...)
+	e.releaseSign("apps/web", img.Digest)
 
 	// Without --copy-evidence: the image's config and 2 layers.
 	r, code := e.promote("apps/web:1.0", "prod/web:1.0")
@@ -345,8 +352,7 @@ func TestPromotePickleRefused(t *testing.T) {
 func TestPromoteIndex(t *testing.T) {
 	e := newEnv(t)
 	idx := e.src.PushIndex(t, "apps/multi", "2.0", false)
-	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
-		e.src.Ref("apps/multi@" + idx.Digest)}, insecureFlags...)...)
+	e.releaseSign("apps/multi", idx.Digest)
 	r, code := e.promote("apps/multi:2.0", "prod/multi:2.0")
 	if code != 0 || r.Digest != idx.Digest || len(r.ManifestsCopied) != 3 || len(r.BlobsCopied) != 4 {
 		t.Fatalf("promote index: exit %d %+v", code, r)
@@ -386,8 +392,7 @@ func TestPromoteIndex(t *testing.T) {
 func TestPromoteTamperedBlob(t *testing.T) {
 	e := newEnv(t)
 	img := e.src.PushImage(t, "apps/web", "1.0", harness.ImageOptions{Layers: 2})
-	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
-		e.src.Ref("apps/web@" + img.Digest)}, insecureFlags...)...)
+	e.releaseSign("apps/web", img.Digest)
 	e.src.Liar.LieBlob(img.Layers[1].Digest)
 	r, code := e.promote("apps/web:1.0", "prod/web:1.0")
 	if code != 12 || r.Decision.Allowed || !strings.Contains(strings.Join(r.Decision.Reasons, " "), img.Layers[1].Digest) {

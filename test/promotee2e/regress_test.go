@@ -137,8 +137,7 @@ func TestPromoteRefusesAWaivedDecision(t *testing.T) {
 func TestPromoteRefusesATrustKey(t *testing.T) {
 	e := newEnv(t)
 	img := e.src.PushImage(t, "apps/web", "1.0", harnessImageOptions2())
-	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
-		e.src.Ref("apps/web@" + img.Digest)}, insecureFlags...)...)
+	e.releaseSign("apps/web", img.Digest)
 	out, code := e.run(pullgateBin, "promote", e.src.Ref("apps/web:1.0"), e.dst.Ref("prod/web:1.0"), "--policy", "policy.yaml",
 		"--key", "release.key", "--plain-http")
 	if code != 2 || !strings.Contains(out, `trust key "release"`) {
@@ -156,8 +155,7 @@ func TestPromoteRefusesATrustKey(t *testing.T) {
 func TestPromoteRenewsAnAgedVSA(t *testing.T) {
 	e := newEnv(t)
 	img := e.src.PushImage(t, "apps/web", "1.0", harnessImageOptions2())
-	e.cosign("cosign3", append([]string{"sign", "--key", "release.key", "--tlog-upload=false", "--use-signing-config=false", "-y",
-		e.src.Ref("apps/web@" + img.Digest)}, insecureFlags...)...)
+	e.releaseSign("apps/web", img.Digest)
 	first, code := e.promote("apps/web:1.0", "prod/web:1.0")
 	if code != 0 || first.VSA == "" {
 		t.Fatalf("promote: exit %d %+v", code, first)
