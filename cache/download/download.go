@@ -67,7 +67,7 @@ type Download struct {
 	// SpoolWrite writes to the spool (nil: Fetch.Write).
 	SpoolWrite func(f *inflight.Fetch, p []byte) (int, error)
 	// Finding turns an inspection error into the error the fetch fails
-	// with at once (nil: as it is).
+	// with once the whole stream hashed to the digest (nil: as it is).
 	Finding func(error) error
 }
 
@@ -124,8 +124,11 @@ func (d *Download) Run() (spooled bool, err error) {
 		}
 		if n > 0 && (n >= chunkMin || n == len(buf) || rerr != nil || f.Released() == 0) {
 			if ierr := check.submit(buf[:n]); ierr != nil && finding == nil {
+				// Nothing more reaches the spool or the readers, but the
+				// fetch ends only once the stream hashed: the readers
+				// then learn the mismatch of an upstream sending other
+				// bytes, never a finding about bytes that are not the blob.
 				finding = asFinding(ierr)
-				f.Finish(finding)
 			}
 			buf, n = check.buffer(), 0
 		}

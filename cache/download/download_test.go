@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/iotest"
@@ -196,6 +197,63 @@ func TestRunInspection(t *testing.T) {
 	if !errors.As(err, &mm) {
 		t.Fatalf("mismatch with a finding: %#v", err)
 	}
+}
+
+// TestRunReadersSeeTheMismatch: other bytes than the digest names, with a
+// finding in the first read that the check reports before the rest
+// arrives: the readers of the fetch learn the mismatch, not a finding
+// about bytes that are not the blob's (the fetch ends when the stream
+// hashed, not at the finding).
+func TestRunReadersSeeTheMismatch(t *testing.T) {
+	data, dgst := blob(1 << 20)
+	other := bytes.Clone(data)
+	other[len(other)-1] ^= 1
+	g, err := inflight.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &signalingInspector{failed: make(chan struct{})}
+	// The rest of the body comes only once the inspector failed on the
+	// first part: the finding is known while the stream goes on.
+	body := io.MultiReader(bytes.NewReader(other[:64<<10]), &afterReader{wait: in.failed, r: bytes.NewReader(other[64<<10:])})
+	f, _, err := g.Do("k", 64<<10, func(f *inflight.Fetch) {
+		_, err := (&Download{Body: body, Size: int64(len(data)), Digest: dgst, Inspector: in, Fetch: f,
+			Finding: func(err error) error { return &wrapped{err} }}).Run()
+		f.Finish(err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Release()
+	seen := f.Verified(context.Background())
+	var mm *verified.MismatchError
+	if !errors.As(seen, &mm) || errors.Is(seen, errFinding) {
+		t.Fatalf("readers saw %v, want the digest mismatch", seen)
+	}
+}
+
+// signalingInspector fails on its first write and says so.
+type signalingInspector struct {
+	failed chan struct{}
+	once   sync.Once
+}
+
+func (in *signalingInspector) Write(p []byte) (int, error) {
+	in.once.Do(func() { close(in.failed) })
+	return 0, errFinding
+}
+func (in *signalingInspector) HeaderDone() bool { return false }
+func (in *signalingInspector) Close() error     { return nil }
+
+// afterReader reads r once wait is closed.
+type afterReader struct {
+	wait <-chan struct{}
+	r    io.Reader
+}
+
+func (a *afterReader) Read(p []byte) (int, error) {
+	<-a.wait
+	return a.r.Read(p)
 }
 
 type wrapped struct{ err error }

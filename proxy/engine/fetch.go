@@ -199,9 +199,12 @@ func (s *Engine) fetch(ctx context.Context, f *inflight.Fetch, up *upstream.Clie
 	inspectStart := time.Now()
 	// The spool is written as bytes arrive (readers follow it, never past
 	// the held-back tail); hashing and inspection run alongside on their own
-	// goroutine, on the very same buffers. A content finding aborts the
-	// clients at once, but it is recorded against the blob only once the
-	// whole stream hashed to the digest.
+	// goroutine, on the very same buffers. After a content finding no more
+	// bytes reach the spool or the clients, but the fetch ends (and the
+	// clients learn why) only once the whole stream hashed: an upstream
+	// sending other bytes is a digest mismatch, never a content verdict
+	// about the blob, and only a finding in the blob's own bytes is
+	// recorded against it.
 	d := &download.Download{Body: body, Size: size, Digest: dgst, Inspector: in, Fetch: f, SpoolWrite: s.disk.SpoolWrite,
 		Finding: func(err error) error { return asFinding(err, "content") }}
 	spooled, err := d.Run()
