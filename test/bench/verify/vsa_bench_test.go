@@ -32,18 +32,5 @@ func BenchmarkVSAObjectWarm(b *testing.B) {
 	if vsaManifest == "" {
 		b.Fatal("no VSA listed")
 	}
-	path := "/v2/upstream.local/app/web/manifests/" + vsaManifest
-	lat := newLatencies(b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		rec := w.get(path)
-		lat.d = append(lat.d, time.Since(t0))
-		if rec.Code != http.StatusOK {
-			b.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
-		}
-	}
-	b.StopTimer()
-	lat.report(b)
+	w.benchGet(b, "/v2/upstream.local/app/web/manifests/"+vsaManifest)
 }
