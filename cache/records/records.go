@@ -375,11 +375,8 @@ func (r *Records) InspectedFormat(ctx context.Context, rev, rule string, d diges
 // Inspected reports whether PutInspected recorded blob d as inspected as
 // class in a scope (an unreadable record is an error).
 func (r *Records) Inspected(ctx context.Context, rev, rule string, d digest.Digest, scope, class string) (bool, error) {
-	_, err := r.m.GetMeta(ctx, inspectedKey(rev, rule, d, scope, class))
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	_, ok, err := r.InspectedFormat(ctx, rev, rule, d, scope, class)
+	return ok, err
 }
 
 func (r *Records) put(ctx context.Context, key string, v any) error {
