@@ -72,7 +72,7 @@ func answer(ix *index, req *signals.Request, opt options) *signals.Answer {
 	a.Provider.DBVersion = dbVersionOf(it)
 
 	counts := map[string]int{}
-	for _, s := range severities {
+	for _, s := range signals.Severities {
 		counts[s] = 0
 	}
 	fixable := 0

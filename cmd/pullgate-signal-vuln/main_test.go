@@ -146,7 +146,7 @@ func checkAnswer(t *testing.T, a *signals.Answer, digest string, w want) {
 			a.Facts["scanner"], a.Facts["report"], a.Facts["fixable"], w.scanner, w.report, w.fixable)
 	}
 	counts, _ := a.Facts["counts"].(map[string]any)
-	for _, s := range severities {
+	for _, s := range signals.Severities {
 		if counts[s] != w.counts[s] {
 			t.Errorf("facts.counts.%s = %v, want %v (counts %v)", s, counts[s], w.counts[s], counts)
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/pullgate/pullgate/verify/strictjson"
 )
 
@@ -20,10 +21,6 @@ const (
 	maxVulns        = 500_000  // vulnerabilities (Trivy) or matches (Grype) per report
 	maxNamedDigests = 1_000    // digests one report may name
 )
-
-// Severities of the signals contract (verify/signals.Finding.Severity),
-// highest first.
-var severities = []string{"critical", "high", "medium", "low", "info", "unknown"}
 
 // severityRank orders severities for --fail-on: higher is worse.
 // "info" and "unknown" never reach a --fail-on threshold.
@@ -367,27 +364,7 @@ func (r *report) addDigests(names []string) error {
 
 // validDigest accepts sha256 and sha512 digests in canonical (lower hex)
 // form, the only ones pullgate asks about.
-func validDigest(d string) bool {
-	alg, hex, ok := strings.Cut(d, ":")
-	if !ok {
-		return false
-	}
-	var n int
-	switch alg {
-	case "sha256":
-		n = 64
-	case "sha512":
-		n = 128
-	default:
-		return false
-	}
-	if len(hex) != n {
-		return false
-	}
-	for _, c := range hex {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+func validDigest(s string) bool {
+	d, err := digest.Parse(s)
+	return err == nil && (d.Algorithm() == digest.SHA256 || d.Algorithm() == digest.SHA512)
 }

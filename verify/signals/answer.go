@@ -131,15 +131,19 @@ func parseAnswer(b []byte, want string) (*Answer, *Error) {
 		return nil, bad("ttl %d: must not be negative", a.TTL)
 	}
 	// facts decodes into a map: anything but an object or null fails
-	// above; null is refused here (an object, or no key at all).
-	var raw struct {
-		Facts json.RawMessage `json:"facts"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, bad("%v", err)
-	}
-	if raw.Facts != nil && !bytes.HasPrefix(bytes.TrimSpace(raw.Facts), []byte("{")) {
-		return nil, bad("facts must be a JSON object")
+	// above; null is refused here (an object, or no key at all). An
+	// object always gives a map, so only an answer without one is
+	// decoded again to tell null from no key.
+	if a.Facts == nil {
+		var raw struct {
+			Facts json.RawMessage `json:"facts"`
+		}
+		if err := json.Unmarshal(b, &raw); err != nil {
+			return nil, bad("%v", err)
+		}
+		if raw.Facts != nil && !bytes.HasPrefix(bytes.TrimSpace(raw.Facts), []byte("{")) {
+			return nil, bad("facts must be a JSON object")
+		}
 	}
 	return &a, nil
 }
