@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
@@ -111,8 +110,10 @@ func (s *Server) serveReferrers(q *request) {
 	descs = s.eng.Servable(q.q, descs)
 	// Listed only while the digest's decision is one a VSA says PASSED
 	// for (not waived since).
-	if d, ok := s.vsaReferrer(q, q.rt.Digest, at); ok && signsVSA(sv) && !slices.ContainsFunc(descs, func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
-		descs = append(descs, d)
+	if signsVSA(sv) {
+		if d, ok := s.vsaReferrer(q, q.rt.Digest, at); ok {
+			descs = withVSA(descs, d)
+		}
 	}
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
 	idx.SchemaVersion = 2

@@ -417,10 +417,7 @@ func (s *Server) serveVSAFallback(q *request) bool {
 	if err != nil || !l.notFound && !l.index {
 		return false
 	}
-	descs := s.eng.Servable(q.q, l.descs)
-	if !slices.ContainsFunc(descs, func(x ocispec.Descriptor) bool { return x.Digest == vd.Digest }) {
-		descs = append(descs, vd)
-	}
+	descs := withVSA(s.eng.Servable(q.q, l.descs), vd)
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
 	idx.SchemaVersion = 2
 	body, err := json.Marshal(idx)
@@ -456,4 +453,12 @@ func (s *Server) fallbackListing(q *request, subject digest.Digest) (fallbackLis
 		s.vsa.fallback.Add(key, l, ucfg.TagTTL.D())
 	}
 	return l, nil
+}
+
+// withVSA lists the VSA's descriptor after descs, unless they list it.
+func withVSA(descs []ocispec.Descriptor, d ocispec.Descriptor) []ocispec.Descriptor {
+	if slices.ContainsFunc(descs, func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
+		return descs
+	}
+	return append(descs, d)
 }

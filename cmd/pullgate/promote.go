@@ -555,6 +555,7 @@ func (p *promoter) admitEvidence(q *engine.Query, sub engine.Subject) error {
 	type candidate struct {
 		dgst digest.Digest
 		tag  string
+		q    *engine.Query // the referrer's query: by digest, or its tag
 	}
 	var cands []candidate
 	descs, err := p.referrers(q, sub, d)
@@ -562,24 +563,19 @@ func (p *promoter) admitEvidence(q *engine.Query, sub engine.Subject) error {
 		return err
 	}
 	for _, r := range descs {
-		cands = append(cands, candidate{dgst: r.Digest})
+		cands = append(cands, candidate{dgst: r.Digest, q: q.About(r.Digest)})
 	}
-	for _, suffix := range []string{".sig", ".att"} {
-		t := "sha256-" + d.Encoded() + suffix
+	for _, suffix := range []string{"sig", "att"} {
+		t := cosign.TagFor(d, suffix)
 		tq, _ := p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Tag: t})
 		td, err := p.eng.Resolve(tq)
 		if err != nil {
 			continue // no such tag
 		}
-		cands = append(cands, candidate{dgst: td, tag: t})
+		cands = append(cands, candidate{dgst: td, tag: t, q: tq})
 	}
 	for _, c := range cands {
-		var cq *engine.Query
-		if c.tag != "" {
-			cq, _ = p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Tag: c.tag})
-		} else {
-			cq = q.About(c.dgst)
-		}
+		cq := c.q
 		m, v, _, err := p.eng.AdmitManifest(cq, c.dgst)
 		// Only an artifact every layer of which the decision counted: one
 		// that also holds another signer's layer is not copied.
