@@ -5,7 +5,6 @@ import (
 
 	"bytes"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -305,9 +304,8 @@ func (l *loader) parseTrust(n *yaml.Node, t *Trust) []trustFile {
 					l.errAt(pf.val, "export the public key in PEM (e.g. cosign public-key): "+pubkey.Supported, "%s: %s: %v", what, path, err)
 					continue
 				}
-				if der, err := x509.MarshalPKIXPublicKey(pub); err == nil && k.Name != "" {
-					sum := sha256.Sum256(der)
-					t.keyIDs[k.Name] = hex.EncodeToString(sum[:])
+				if id, ok := keyID(pub); ok && k.Name != "" {
+					t.keyIDs[k.Name] = id
 				}
 				t.Keys = append(t.Keys, k)
 				t.Spec.Keys = append(t.Spec.Keys, verify.KeySpec{Name: k.Name, PEM: pemBytes})

@@ -99,18 +99,27 @@ func (t *Trust) Kind(name string) TrustKind { return t.kinds[name] }
 // KeyNamed reports the name of a trust key whose public key is pub (the
 // same key under any encoding), "" when the trust lists none.
 func (t *Trust) KeyNamed(pub crypto.PublicKey) string {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
+	id, ok := keyID(pub)
+	if !ok {
 		return ""
 	}
-	sum := sha256.Sum256(der)
-	id := hex.EncodeToString(sum[:])
 	for _, k := range t.Keys {
 		if t.keyIDs[k.Name] == id {
 			return k.Name
 		}
 	}
 	return ""
+}
+
+// keyID is what keyIDs holds for a public key: the hex SHA-256 of its
+// PKIX DER (the same key under any encoding has the same id).
+func keyID(pub crypto.PublicKey) (string, bool) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", false
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), true
 }
 
 // SeparateIdentity is SeparateKey for a keyless signer: it refuses a

@@ -3,8 +3,6 @@ package attest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -191,11 +189,11 @@ func inspectBundle(raw []byte, subject string) (predicateType, statement string,
 // dsse-envelope, the predicate type, created at created in UTC). Its blobs
 // are the bundle and EmptyConfig.
 func BundleManifest(subject v1.Descriptor, bundle []byte, predicateType string, created time.Time) ([]byte, error) {
-	cfg, err := v1.NewHash(digestOf(EmptyConfig))
+	cfg, _, err := v1.SHA256(bytes.NewReader(EmptyConfig))
 	if err != nil {
 		return nil, err
 	}
-	ld, err := v1.NewHash(digestOf(bundle))
+	ld, _, err := v1.SHA256(bytes.NewReader(bundle))
 	if err != nil {
 		return nil, err
 	}
@@ -223,11 +221,6 @@ func BundleManifest(subject v1.Descriptor, bundle []byte, predicateType string, 
 // EmptyConfig is the OCI empty descriptor's content, the config of a
 // bundle referrer.
 var EmptyConfig = []byte("{}")
-
-func digestOf(b []byte) string {
-	h := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(h[:])
-}
 
 // rawManifest is a manifest's bytes as remote.Put writes them.
 type rawManifest []byte

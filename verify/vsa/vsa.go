@@ -312,9 +312,9 @@ func clip(s string) string {
 func Inputs(repository string, evidence []digest.Digest) []ResourceDescriptor {
 	var out []ResourceDescriptor
 	seen := map[digest.Digest]bool{}
-	add := func(d digest.Digest) {
-		if d == "" || seen[d] || d.Validate() != nil {
-			return
+	for _, d := range evidence {
+		if seen[d] || d.Validate() != nil { // Validate refuses "" too
+			continue
 		}
 		seen[d] = true
 		rd := ResourceDescriptor{Digest: DigestSet(d)}
@@ -322,9 +322,6 @@ func Inputs(repository string, evidence []digest.Digest) []ResourceDescriptor {
 			rd.URI = "oci://" + repository + "@" + d.String()
 		}
 		out = append(out, rd)
-	}
-	for _, d := range evidence {
-		add(d)
 	}
 	return out
 }
