@@ -103,11 +103,7 @@ func (s *Engine) askSignals(q *Query, dgst digest.Digest, m *Manifest, names []s
 			au.Status, au.Verdict, au.Version, au.DBVersion = a.Status, a.Verdict, a.Provider.Version, a.Provider.DBVersion
 			au.Findings, au.Signed = len(a.Findings), len(sig.Evidence)
 			if a.Status == signals.StatusDone {
-				ttl := p.CacheTTL
-				if a.TTL > 0 && a.TTL.D() < ttl {
-					ttl = a.TTL.D()
-				}
-				until = r.At.Add(ttl)
+				until = r.At.Add(p.AnswerTTL(a))
 			}
 		}
 		out.in[name] = sig

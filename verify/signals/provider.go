@@ -211,3 +211,13 @@ func readToken(path string) (string, error) {
 	}
 	return t, nil
 }
+
+// AnswerTTL is how long a done answer stands from when it was received:
+// the provider's cacheTTL, or the answer's own ttl when shorter.
+func (p Provider) AnswerTTL(a *Answer) time.Duration {
+	ttl := p.CacheTTL
+	if a.TTL > 0 && a.TTL.D() < ttl {
+		ttl = a.TTL.D()
+	}
+	return ttl
+}

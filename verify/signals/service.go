@@ -380,10 +380,7 @@ func (s *Service) seen(p *provider, a *Answer, res Result, gen uint64) {
 	if a.Status != StatusDone || p.CacheTTL <= 0 {
 		return
 	}
-	ttl := p.CacheTTL
-	if a.TTL > 0 && a.TTL < Seconds(ttl/time.Second) {
-		ttl = a.TTL.D()
-	}
+	ttl := p.AnswerTTL(a)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gen != gen {
