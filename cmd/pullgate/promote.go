@@ -594,20 +594,9 @@ func (p *promoter) admitEvidence(q *engine.Query, sub engine.Subject) error {
 // through the engine's upstream client, else the sha256-<hex> fallback
 // index (admitted as evidence, as the proxy serves it).
 func (p *promoter) referrers(q *engine.Query, sub engine.Subject, d digest.Digest) ([]ocispec.Descriptor, error) {
-	pages, _, ok, err := q.Upstream().Referrers(p.ctx, sub.Repo, d, "", 4<<20)
-	if err != nil {
-		return nil, err
-	}
-	var out []ocispec.Descriptor
-	if ok {
-		for _, pg := range pages {
-			var idx ocispec.Index
-			if err := json.Unmarshal(pg, &idx); err != nil {
-				return nil, fmt.Errorf("referrers of %s: %w", d, err)
-			}
-			out = append(out, idx.Manifests...)
-		}
-		return out, nil
+	descs, _, ok, err := q.Upstream().ReferrersAPI(p.ctx, sub.Repo, d, "", 4<<20)
+	if err != nil || ok {
+		return descs, err
 	}
 	t := "sha256-" + d.Encoded()
 	tq, _ := p.eng.Query(p.ctx, engine.Subject{Upstream: sub.Upstream, Repo: sub.Repo, Tag: t})

@@ -14,20 +14,14 @@ import (
 // (a missing or invalid tag means no referrers). artifactType filters when
 // non-empty. The result is never nil.
 func (c *Client) ReferrerDescriptors(ctx context.Context, repo string, dgst digest.Digest, artifactType string, maxManifest int64) ([]ocispec.Descriptor, error) {
-	pages, filtered, ok, err := c.Referrers(ctx, repo, dgst, artifactType, maxListing)
+	all, filtered, ok, err := c.ReferrersAPI(ctx, repo, dgst, artifactType, maxListing)
 	if err != nil {
 		return nil, err
 	}
-	var all []ocispec.Descriptor
 	if ok {
-		for _, p := range pages {
-			var idx ocispec.Index
-			if err := json.Unmarshal(p, &idx); err != nil {
-				return nil, &Error{Kind: Invalid, Upstream: c.Name, Msg: "referrers of " + dgst.String() + ": invalid index"}
-			}
-			all = append(all, idx.Manifests...)
-		}
+		all = validDescriptors(all)
 	} else {
+		// FallbackIndex keeps only valid descriptors.
 		all, _, err = c.FallbackIndex(ctx, repo, dgst, maxManifest)
 		if err != nil && !IsKind(err, NotFound) {
 			return nil, err
@@ -35,13 +29,31 @@ func (c *Client) ReferrerDescriptors(ctx context.Context, repo string, dgst dige
 		filtered = false
 	}
 	out := []ocispec.Descriptor{}
-	for _, d := range validDescriptors(all) {
+	for _, d := range all {
 		if artifactType != "" && !filtered && d.ArtifactType != artifactType {
 			continue
 		}
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// ReferrersAPI lists the descriptors of every page of the upstream's
+// referrers API answer for dgst (Referrers), as the upstream sent them;
+// ok is false when the upstream has no referrers API.
+func (c *Client) ReferrersAPI(ctx context.Context, repo string, dgst digest.Digest, artifactType string, limit int64) (descs []ocispec.Descriptor, filtered, ok bool, err error) {
+	pages, filtered, ok, err := c.Referrers(ctx, repo, dgst, artifactType, limit)
+	if err != nil || !ok {
+		return nil, false, ok, err
+	}
+	for _, p := range pages {
+		var idx ocispec.Index
+		if err := json.Unmarshal(p, &idx); err != nil {
+			return nil, false, true, &Error{Kind: Invalid, Upstream: c.Name, Msg: "referrers of " + dgst.String() + ": invalid index"}
+		}
+		descs = append(descs, idx.Manifests...)
+	}
+	return descs, filtered, true, nil
 }
 
 // FallbackIndex reads the sha256-<hex> index tag of dgst (the referrers tag
