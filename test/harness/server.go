@@ -38,23 +38,36 @@ func startProcess(t testing.TB, cmd *exec.Cmd) (<-chan struct{}, func()) {
 // port to another process is retried on another. It stops with the test.
 func startLoopbackServer(t testing.TB, bin, ready string, args func(port int) []string) string {
 	t.Helper()
+	url, _ := startLoopbackCommand(t, bin, ready, func(port int) *exec.Cmd {
+		cmd := exec.Command(bin, args(port)...)
+		cmd.Dir = t.TempDir()
+		return cmd
+	})
+	return url
+}
+
+// startLoopbackCommand is startLoopbackServer for a command made by
+// cmdFor(port) (its own environment, files written per port); it also
+// returns the function that stops the process (also called when the test
+// ends).
+func startLoopbackCommand(t testing.TB, name, ready string, cmdFor func(port int) *exec.Cmd) (string, func()) {
+	t.Helper()
 	ctx := StartContext(t)
 	for attempt := 1; ; attempt++ {
-		url, out, err := runLoopbackServer(ctx, t, bin, ready, args)
+		url, stop, out, err := runLoopbackCommand(ctx, t, ready, cmdFor)
 		if err == nil {
-			return url
+			return url, stop
 		}
 		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
-			t.Fatalf("%s did not start: %v\n%s", bin, err, out)
+			t.Fatalf("%s did not start: %v\n%s", name, err, out)
 		}
 	}
 }
 
-func runLoopbackServer(ctx context.Context, t testing.TB, bin, ready string, args func(port int) []string) (string, string, error) {
+func runLoopbackCommand(ctx context.Context, t testing.TB, ready string, cmdFor func(port int) *exec.Cmd) (string, func(), string, error) {
 	port := FreePort(t)
 	out := &lockedBuffer{}
-	cmd := exec.Command(bin, args(port)...)
-	cmd.Dir = t.TempDir()
+	cmd := cmdFor(port)
 	cmd.Stdout, cmd.Stderr = out, out
 	done, stop := startProcess(t, cmd)
 	t.Cleanup(stop)
@@ -65,7 +78,7 @@ func runLoopbackServer(ctx context.Context, t testing.TB, bin, ready string, arg
 	}
 	if err != nil {
 		stop()
-		return "", out.String(), err
+		return "", nil, out.String(), err
 	}
-	return url, "", nil
+	return url, stop, "", nil
 }
